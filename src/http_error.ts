@@ -1,0 +1,25 @@
+/**
+ * The one error type that carries an HTTP status to the error handler.
+ *
+ * @module
+ */
+
+/** An error that the HTTP layer turns into a response with this status and message. */
+export class HttpError extends Error {
+  /** The HTTP status code to answer with. */
+  readonly status: number;
+  /** Extra response headers, such as `Allow` for 405 or `Content-Range` for 416. */
+  readonly headers: Headers;
+
+  /**
+   * @param status HTTP status code (4xx or 5xx).
+   * @param message What went wrong and, where useful, what the client can do about it.
+   * @param options `headers` to add to the error response; `cause` for logging.
+   */
+  constructor(status: number, message: string, options: { headers?: HeadersInit; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "HttpError";
+    this.status = status;
+    this.headers = new Headers(options.headers);
+  }
+}
