@@ -1,0 +1,174 @@
+/**
+ * The proxy as one `(Request) => Promise<Response>`: routes, the request log and the one error handler.
+ * Everything with I/O outside the cache (upstream fetch, clock) is passed in, so tests drive it with
+ * `new Request()` and fakes.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { Hono } from "hono";
+import { CacheStore } from "./cache_store.ts";
+import type { Config } from "./config_schema.ts";
+import type { Download } from "./download.ts";
+import { DownloadManager } from "./download_manager.ts";
+import { HttpError } from "./http_error.ts";
+import { MirrorPool } from "./mirrors.ts";
+import { type ProxyContext, serveTarget } from "./proxy.ts";
+import { parseRequestPath, type RequestTarget } from "./request_path.ts";
+import type { TransferDeps, TransferLimits } from "./transfer.ts";
+import { VERSION } from "./version.ts";
+
+const requestLog = getLogger(["flexo", "request"]);
+const errorLog = getLogger(["flexo", "error"]);
+
+/** I/O and tuning passed to {@linkcode createApp}. */
+export interface AppOptions {
+  /** The HTTP client for upstream requests. Default: the global fetch. */
+  fetch?: typeof fetch;
+  /** Clock in milliseconds. Default: Date.now. */
+  now?: () => number;
+  /** The pool of official mirrors; by default one is made from `mirrors_predefined`. */
+  pool?: MirrorPool;
+  /** Overrides for transfer limits derived from the configuration (tests use short ones). */
+  limits?: Partial<TransferLimits>;
+  /** Called when a download has committed a complete file. */
+  onDownloadComplete?: (download: Download) => void;
+}
+
+/** The running proxy's parts, for the server, the status page and tests. */
+export interface FlexoApp {
+  /** Answers one request. */
+  fetch: (req: Request) => Promise<Response>;
+  /** Official mirrors. */
+  pool: MirrorPool;
+  /** One pool per custom repository, by name. */
+  customPools: Map<string, MirrorPool>;
+  store: CacheStore;
+  downloads: DownloadManager;
+  config: Config;
+  /** When the app was created (milliseconds). */
+  startedAt: number;
+}
+
+/** Transfer limits from the configuration. */
+export function limitsFrom(config: Config): TransferLimits {
+  const lowSpeedTimeMs = config.low_speed_time_secs * 1000;
+  return {
+    connectTimeoutMs: config.connect_timeout,
+    lowSpeedLimit: config.low_speed_limit,
+    lowSpeedTimeMs,
+    lastResortStallMs: Math.max(30_000, lowSpeedTimeMs * 6),
+    maxSpeedLimit: config.max_speed_limit,
+  };
+}
+
+/** Builds the proxy for a configuration. Has no side effects until a request arrives. */
+export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
+  const deps: TransferDeps = { fetch: options.fetch ?? globalThis.fetch, now: options.now ?? Date.now };
+  const limits: TransferLimits = { ...limitsFrom(config), ...options.limits };
+  const pool = options.pool ?? new MirrorPool({ now: deps.now });
+  if (!options.pool) pool.setMirrors(config.mirrors_predefined, "predefined");
+  const customPools = new Map<string, MirrorPool>();
+  for (const repo of config.custom_repo) {
+    const custom = new MirrorPool({ now: deps.now });
+    custom.setMirrors(repo.urls, `custom_repo ${repo.name}`);
+    customPools.set(repo.name, custom);
+  }
+  const poolFor = (target: RequestTarget) => (target.customRepo ? customPools.get(target.customRepo)! : pool);
+  const store = new CacheStore(config.cache_directory);
+  const downloads = new DownloadManager({
+    store,
+    poolFor,
+    deps,
+    limits,
+    onComplete: options.onDownloadComplete,
+  });
+  const ctx: ProxyContext = { store, downloads, poolFor, deps, limits };
+  const customRepoNames = new Set(customPools.keys());
+  const startedAt = deps.now();
+
+  const hono = new Hono();
+  hono.get("/status", (c) =>
+    c.json({
+      version: VERSION,
+      uptimeSeconds: Math.round((deps.now() - startedAt) / 1000),
+      mirrors: { source: pool.source, ranking: pool.snapshot() },
+      downloads: downloads.list().map((d) => ({
+        path: d.segments.join("/"),
+        mirror: d.mirror,
+        written: d.written,
+        total: d.total,
+        state: d.state,
+      })),
+    }));
+  hono.on(["GET", "HEAD"], "*", async (c) => {
+    const started = deps.now();
+    const req = c.req.raw;
+    const rawPath = rawPathOf(req.url);
+    const target = parseRequestPath(rawPath, { customRepoNames });
+    if (target.cacheSegments.length === 0 && target.kind === "other" && rawPath === "/") {
+      return c.text(`flexo ${VERSION}: a caching proxy for pacman. See /status.\n`);
+    }
+    const answer = await serveTarget(req, target, ctx);
+    requestLog.info("{method} {path} {result} {status} {bytes} bytes {ms} ms", {
+      method: req.method,
+      path: rawPath,
+      result: answer.result,
+      status: answer.response.status,
+      bytes: answer.bytes,
+      ms: deps.now() - started,
+    });
+    return answer.response;
+  });
+  hono.all("*", () => {
+    throw new HttpError(405, "Only GET and HEAD are supported", { headers: { Allow: "GET, HEAD" } });
+  });
+  hono.onError((error, c) => {
+    const req = c.req.raw;
+    if (error instanceof HttpError) {
+      const level = error.status >= 500 ? "warn" : "info";
+      requestLog[level]("{method} {path} {status} {message}", {
+        method: req.method,
+        path: rawPathOf(req.url),
+        status: error.status,
+        message: error.message,
+      });
+      const headers = new Headers(error.headers);
+      headers.set("Content-Type", "text/plain; charset=utf-8");
+      return new Response(req.method === "HEAD" ? null : `${error.message}\n`, {
+        status: error.status,
+        headers,
+      });
+    }
+    errorLog.error("{method} {path} failed: {error}", {
+      method: req.method,
+      path: rawPathOf(req.url),
+      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+    });
+    return new Response("Internal error; see the proxy's log\n", { status: 500 });
+  });
+
+  return {
+    fetch: async (req) => await hono.fetch(req),
+    pool,
+    customPools,
+    store,
+    downloads,
+    config,
+    startedAt,
+  };
+}
+
+/** The path of a request URL exactly as sent (before `?`), without URL normalisation. */
+export function rawPathOf(url: string): string {
+  const schemeEnd = url.indexOf("://");
+  const pathStart = url.indexOf("/", schemeEnd < 0 ? 0 : schemeEnd + 3);
+  if (pathStart < 0) return "/";
+  let end = url.length;
+  for (const mark of ["?", "#"]) {
+    const at = url.indexOf(mark, pathStart);
+    if (at >= 0 && at < end) end = at;
+  }
+  return url.slice(pathStart, end);
+}

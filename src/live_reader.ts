@@ -1,0 +1,130 @@
+/**
+ * Streams of file bytes for clients: from a complete cached file, or following a download as it is written,
+ * without busy polling (a reader that has caught up waits for the download's next change).
+ *
+ * @module
+ */
+
+import type { Download } from "./download.ts";
+
+/** Bytes per read from disk. */
+export const READ_CHUNK = 256 * 1024;
+
+/**
+ * A stream of bytes `start..end` (inclusive; `end` may be Infinity for "to the end") of a file that a download is
+ * still writing. It ends when the download has written `end`, and errors if the download fails before that.
+ */
+export function followDownload(
+  download: Download,
+  range: { start: number; end: number },
+): ReadableStream<Uint8Array> {
+  let file: Deno.FsFile | undefined;
+  let position = range.start;
+  const close = () => {
+    try {
+      file?.close();
+    } catch {
+      // already closed
+    }
+    file = undefined;
+  };
+  return new ReadableStream<Uint8Array>({
+    type: "bytes",
+    async pull(controller) {
+      while (true) {
+        const last = download.total === undefined ? range.end : Math.min(range.end, download.total - 1);
+        if (position > last) {
+          close();
+          controller.close();
+          return;
+        }
+        const available = download.written;
+        if (position < available) {
+          file ??= await openEither(download);
+          if (file === undefined) {
+            controller.error(new Error(`${download.finalPath} disappeared while being read`));
+            return;
+          }
+          const want = Math.min(READ_CHUNK, available - position, last - position + 1);
+          const buffer = new Uint8Array(want);
+          await file.seek(position, Deno.SeekMode.Start);
+          const read = await file.read(buffer);
+          if (read === null || read === 0) {
+            controller.error(new Error(`${download.partialPath} is shorter than expected`));
+            close();
+            return;
+          }
+          position += read;
+          controller.enqueue(buffer.subarray(0, read));
+          return;
+        }
+        if (download.state === "failed") {
+          close();
+          controller.error(download.error ?? new Error("download failed"));
+          return;
+        }
+        if (download.ended) {
+          // Complete with an unknown length, or ended short of the requested range.
+          close();
+          if (download.state === "complete" && (download.total === undefined || range.end === Infinity)) {
+            controller.close();
+          } else {
+            controller.error(new Error(`download of ${download.finalPath} ended before byte ${position}`));
+          }
+          return;
+        }
+        await download.changed();
+      }
+    },
+    cancel() {
+      close();
+    },
+  });
+}
+
+/** Opens the partial file, or the complete file if the download has been committed in between. */
+async function openEither(download: Download): Promise<Deno.FsFile | undefined> {
+  for (const path of [download.partialPath, download.finalPath, download.partialPath]) {
+    try {
+      return await Deno.open(path, { read: true });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  return undefined;
+}
+
+/** A stream of bytes `start..end` (inclusive) of a complete file. */
+export async function readFileRange(
+  path: string,
+  range: { start: number; end: number; size: number },
+): Promise<ReadableStream<Uint8Array>> {
+  const file = await Deno.open(path, { read: true });
+  if (range.start > 0) await file.seek(range.start, Deno.SeekMode.Start);
+  if (range.end >= range.size - 1) {
+    // To the end of the file: Deno streams a file's own readable without copying through JavaScript.
+    return file.readable;
+  }
+  let remaining = range.end - range.start + 1;
+  return new ReadableStream<Uint8Array>({
+    type: "bytes",
+    async pull(controller) {
+      const buffer = new Uint8Array(Math.min(READ_CHUNK, remaining));
+      const read = await file.read(buffer);
+      if (read === null || read === 0) {
+        file.close();
+        controller.error(new Error(`${path} is shorter than expected`));
+        return;
+      }
+      remaining -= read;
+      controller.enqueue(buffer.subarray(0, read));
+      if (remaining <= 0) {
+        file.close();
+        controller.close();
+      }
+    },
+    cancel() {
+      file.close();
+    },
+  });
+}

@@ -1,0 +1,227 @@
+/**
+ * The mirror pool: the ranked list of upstream mirrors (providers) and what flexo has learnt about each.
+ *
+ * The ranking comes from outside (the predefined list, the built-in list, or automatic selection); the pool adds
+ * what it sees on real transfers: in-flight counts for spreading parallel downloads, throughput and time to first
+ * byte, and failures that decay over time so a mirror is retried later instead of banned forever.
+ *
+ * @module
+ */
+
+/** What a download is for; it decides how mirrors are ordered. */
+export type OrderPurpose = "database" | "package" | "other";
+
+/** What the pool knows about one mirror, as shown on the status page. */
+export interface MirrorStats {
+  /** Base URL, ending with "/". */
+  url: string;
+  /** Position in the ranking (0 is the primary). */
+  rank: number;
+  /** Transfers from this mirror running now. */
+  inFlight: number;
+  /** Completed transfers. */
+  successes: number;
+  /** Failed transfers (timeouts, errors, too slow, bad data). */
+  failures: number;
+  /** Failure weight after decay (one failure adds 1); from 0.5 up the mirror is tried after the healthy ones. */
+  penalty: number;
+  /** Bytes received from this mirror. */
+  bytes: number;
+  /** Moving average of measured throughput in bytes per second, if any transfer was measured. */
+  throughputBps?: number;
+  /** Moving average of time to response headers in milliseconds. */
+  ttfbMs?: number;
+  /** Latency measured by a latency test, if known. */
+  latencyMs?: number;
+  /** The last failure's reason and time. */
+  lastError?: { message: string; at: number };
+}
+
+/** Options for {@linkcode MirrorPool}. */
+export interface MirrorPoolOptions {
+  /** Clock in milliseconds (injected for tests). */
+  now?: () => number;
+  /** A failure's weight halves after this many milliseconds. Default 10 minutes. */
+  failureHalfLifeMs?: number;
+  /** How many of the best healthy mirrors share parallel package downloads. Default 3. */
+  spreadOver?: number;
+  /** Called whenever the first mirror of the ranking changes. */
+  onPrimaryChange?: (url: string | undefined, source: string) => void;
+}
+
+interface MirrorState extends MirrorStats {
+  penaltyAt: number;
+}
+
+const EWMA_WEIGHT = 0.3;
+
+/** Ranked upstream mirrors with live health information. */
+export class MirrorPool {
+  #mirrors: MirrorState[] = [];
+  #now: () => number;
+  #halfLife: number;
+  #spreadOver: number;
+  #onPrimaryChange?: (url: string | undefined, source: string) => void;
+  #source = "none";
+
+  /** Creates an empty pool; call {@linkcode MirrorPool.setMirrors} to fill it. */
+  constructor(options: MirrorPoolOptions = {}) {
+    this.#now = options.now ?? Date.now;
+    this.#halfLife = options.failureHalfLifeMs ?? 10 * 60_000;
+    this.#spreadOver = options.spreadOver ?? 3;
+    this.#onPrimaryChange = options.onPrimaryChange;
+  }
+
+  /** Where the current ranking came from ("predefined", "built-in", "latency test", ...). */
+  get source(): string {
+    return this.#source;
+  }
+
+  /**
+   * Replaces the ranking, keeping what was learnt about mirrors that stay.
+   *
+   * @param urls Base URLs, best first; each is normalised to end with "/".
+   * @param source Where the ranking comes from, for the log and the status page.
+   */
+  setMirrors(urls: readonly string[], source: string): void {
+    const before = this.primary();
+    const known = new Map(this.#mirrors.map((m) => [m.url, m]));
+    const seen = new Set<string>();
+    const next: MirrorState[] = [];
+    for (const raw of urls) {
+      const url = raw.endsWith("/") ? raw : `${raw}/`;
+      if (seen.has(url)) continue;
+      seen.add(url);
+      const state = known.get(url) ?? newState(url);
+      state.rank = next.length;
+      next.push(state);
+    }
+    this.#mirrors = next;
+    this.#source = source;
+    const after = this.primary();
+    if (after !== before) this.#onPrimaryChange?.(after, source);
+  }
+
+  /** The first mirror of the ranking, used for databases so that they come from one sync state. */
+  primary(): string | undefined {
+    return this.#mirrors[0]?.url;
+  }
+
+  /** Number of mirrors in the ranking. */
+  get size(): number {
+    return this.#mirrors.length;
+  }
+
+  /**
+   * The mirrors to try for one order, best first.
+   *
+   * Databases follow the ranking (primary first) so that every client sees one sync state; packages are spread
+   * over the best healthy mirrors, fewest in-flight transfers first. Penalised mirrors always come last.
+   */
+  plan(purpose: OrderPurpose): string[] {
+    const now = this.#now();
+    const healthy: MirrorState[] = [];
+    const penalised: MirrorState[] = [];
+    for (const m of this.#mirrors) {
+      (this.#decayedPenalty(m, now) >= 0.5 ? penalised : healthy).push(m);
+    }
+    penalised.sort((a, b) => this.#decayedPenalty(a, now) - this.#decayedPenalty(b, now) || a.rank - b.rank);
+    if (purpose === "package") {
+      const top = healthy.slice(0, this.#spreadOver);
+      top.sort((a, b) => a.inFlight - b.inFlight || a.rank - b.rank);
+      return [...top, ...healthy.slice(this.#spreadOver), ...penalised].map((m) => m.url);
+    }
+    return [...healthy, ...penalised].map((m) => m.url);
+  }
+
+  /** Marks the start of a transfer from `url`; call the returned function when it ends. */
+  begin(url: string): () => void {
+    const m = this.#find(url);
+    if (!m) return () => {};
+    m.inFlight++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      m.inFlight--;
+    };
+  }
+
+  /** Records a finished transfer and what it measured. */
+  recordSuccess(url: string, measured: { bytes: number; durationMs: number; ttfbMs?: number }): void {
+    const m = this.#find(url);
+    if (!m) return;
+    m.successes++;
+    m.bytes += measured.bytes;
+    // Only transfers long enough to measure say anything about throughput.
+    if (measured.bytes >= 256 * 1024 && measured.durationMs >= 50) {
+      const bps = measured.bytes / (measured.durationMs / 1000);
+      m.throughputBps = m.throughputBps === undefined ? bps : ewma(m.throughputBps, bps);
+    }
+    if (measured.ttfbMs !== undefined) {
+      m.ttfbMs = m.ttfbMs === undefined ? measured.ttfbMs : ewma(m.ttfbMs, measured.ttfbMs);
+    }
+  }
+
+  /** Records bytes received from a mirror whose transfer did not complete (for the byte counters). */
+  recordBytes(url: string, bytes: number): void {
+    const m = this.#find(url);
+    if (m) m.bytes += bytes;
+  }
+
+  /** Records a failure; the mirror is tried after healthy ones until the penalty decays. */
+  recordFailure(url: string, message: string): void {
+    const m = this.#find(url);
+    if (!m) return;
+    const now = this.#now();
+    m.failures++;
+    m.penalty = this.#decayedPenalty(m, now) + 1;
+    m.penaltyAt = now;
+    m.lastError = { message, at: now };
+  }
+
+  /** Records a latency test result for the status page. */
+  recordLatency(url: string, latencyMs: number): void {
+    const m = this.#find(url);
+    if (m) m.latencyMs = latencyMs;
+  }
+
+  /** A copy of what is known about each mirror, in ranking order. */
+  snapshot(): MirrorStats[] {
+    const now = this.#now();
+    return this.#mirrors.map(({ penaltyAt: _penaltyAt, ...m }) => ({
+      ...m,
+      penalty: this.#decayedPenalty({ ...m, penaltyAt: _penaltyAt }, now),
+    }));
+  }
+
+  #find(url: string): MirrorState | undefined {
+    return this.#mirrors.find((m) => m.url === url);
+  }
+
+  #decayedPenalty(m: MirrorState, now: number): number {
+    if (m.penalty === 0) return 0;
+    return m.penalty * Math.pow(0.5, Math.max(0, now - m.penaltyAt) / this.#halfLife);
+  }
+}
+
+function newState(url: string): MirrorState {
+  return { url, rank: 0, inFlight: 0, successes: 0, failures: 0, penalty: 0, penaltyAt: 0, bytes: 0 };
+}
+
+function ewma(previous: number, sample: number): number {
+  return previous * (1 - EWMA_WEIGHT) + sample * EWMA_WEIGHT;
+}
+
+/**
+ * Well-known Arch Linux mirrors used until a ranking exists (no config, no network yet).
+ * Tier-1 mirrors and global CDNs, chosen for availability.
+ */
+export const BUILT_IN_MIRRORS: readonly string[] = [
+  "https://geo.mirror.pkgbuild.com/",
+  "https://fastly.mirror.pkgbuild.com/",
+  "https://mirror.rackspace.com/archlinux/",
+  "https://mirrors.kernel.org/archlinux/",
+  "https://mirror.leaseweb.net/archlinux/",
+  "https://ftp.halifax.rwth-aachen.de/archlinux/",
+];

@@ -1,0 +1,133 @@
+/**
+ * Building responses for file bytes: a complete cached file or a download in progress, with `Range`,
+ * conditional requests, `HEAD`, and the headers pacman and caches expect.
+ *
+ * @module
+ */
+
+import type { CachedFile } from "./cache_store.ts";
+import type { Download, DownloadHead } from "./download.ts";
+import { HttpError } from "./http_error.ts";
+import { followDownload, readFileRange } from "./live_reader.ts";
+import {
+  contentRange,
+  ifRangeMatches,
+  isNotModified,
+  makeEtag,
+  parseRange,
+  type RangeResult,
+  unsatisfiedRange,
+} from "./range.ts";
+
+/** The header that tells where the payload came from, as flexo names it. */
+export const ORIGIN_HEADER = "Flexo-Payload-Origin";
+
+/** Where the payload came from: the cache, or a mirror right now. */
+export type PayloadOrigin = "Cache" | "RemoteMirror";
+
+/** A response together with what the request log says about it. */
+export interface Served {
+  response: Response;
+  /** Bytes in the response body. */
+  bytes: number;
+}
+
+/** Content type for a file name when upstream did not say. */
+export function contentTypeFor(fileName: string): string {
+  if (fileName.endsWith(".sig")) return "application/pgp-signature";
+  return "application/octet-stream";
+}
+
+/** Serves a complete cached file. */
+export async function serveCachedFile(
+  req: Request,
+  file: CachedFile,
+  options: { origin: PayloadOrigin; contentType: string },
+): Promise<Served> {
+  const validators = { lastModified: file.mtime, etag: makeEtag(file.size, file.mtime) };
+  const headers = new Headers({
+    "Content-Type": options.contentType,
+    "Accept-Ranges": "bytes",
+    "Last-Modified": file.mtime.toUTCString(),
+    "ETag": validators.etag,
+    [ORIGIN_HEADER]: options.origin,
+  });
+  if (isNotModified(req, validators)) {
+    headers.delete("Content-Type");
+    return { response: new Response(null, { status: 304, headers }), bytes: 0 };
+  }
+  const range = ifRangeMatches(req, validators)
+    ? parseRange(req.headers.get("range"), file.size)
+    : { type: "none" } as RangeResult;
+  if (range.type === "unsatisfiable") {
+    throw new HttpError(416, `The requested range is not within the file's ${file.size} bytes`, {
+      headers: { "Content-Range": unsatisfiedRange(file.size) },
+    });
+  }
+  let start = 0;
+  let end = file.size - 1;
+  let status = 200;
+  if (range.type === "range") {
+    start = range.start;
+    end = range.end;
+    status = 206;
+    headers.set("Content-Range", contentRange(start, end, file.size));
+  }
+  const length = Math.max(0, end - start + 1);
+  headers.set("Content-Length", String(length));
+  if (req.method === "HEAD" || length === 0) {
+    return { response: new Response(null, { status, headers }), bytes: 0 };
+  }
+  const body = await readFileRange(file.path, { start, end, size: file.size });
+  return { response: new Response(body, { status, headers }), bytes: length };
+}
+
+/** Serves a file that a download is writing, following it to the end. */
+export function serveDownload(
+  req: Request,
+  download: Download,
+  options: { head: DownloadHead; contentType: string },
+): Served {
+  const { head } = options;
+  const total = download.total ?? head.total;
+  const lastModified = head.lastModified !== undefined ? new Date(head.lastModified) : undefined;
+  const headers = new Headers({
+    "Content-Type": head.contentType && !/^text\/html/i.test(head.contentType)
+      ? head.contentType
+      : options.contentType,
+    "Accept-Ranges": "bytes",
+    [ORIGIN_HEADER]: "RemoteMirror",
+  });
+  if (lastModified) headers.set("Last-Modified", lastModified.toUTCString());
+  const validators = { lastModified };
+  if (lastModified && isNotModified(req, validators)) {
+    headers.delete("Content-Type");
+    return { response: new Response(null, { status: 304, headers }), bytes: 0 };
+  }
+  const range = ifRangeMatches(req, validators)
+    ? parseRange(req.headers.get("range"), total)
+    : { type: "none" } as RangeResult;
+  if (range.type === "unsatisfiable" && total !== undefined) {
+    throw new HttpError(416, `The requested range is not within the file's ${total} bytes`, {
+      headers: { "Content-Range": unsatisfiedRange(total) },
+    });
+  }
+  let start = 0;
+  let end = total === undefined ? Infinity : total - 1;
+  let status = 200;
+  if (range.type === "range" && total !== undefined) {
+    start = range.start;
+    end = Math.min(range.end, total - 1);
+    status = 206;
+    headers.set("Content-Range", contentRange(start, end, total));
+  }
+  const length = end === Infinity ? undefined : Math.max(0, end - start + 1);
+  if (length !== undefined) headers.set("Content-Length", String(length));
+  if (req.method === "HEAD" || length === 0) {
+    return { response: new Response(null, { status, headers }), bytes: 0 };
+  }
+  return {
+    response: new Response(followDownload(download, { start, end }), { status, headers }),
+    bytes: length ?? 0,
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * Listening: one HTTP server per configured address, all answering with the same app, and a graceful shutdown.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { FlexoApp } from "./app.ts";
+
+const log = getLogger(["flexo", "server"]);
+
+/** A running server. */
+export interface RunningServer {
+  /** The addresses actually listened on (port resolved when 0 was asked for). */
+  addresses: { hostname: string; port: number }[];
+  /** Stops accepting connections and waits up to `graceMs` for running responses. */
+  shutdown(options?: { graceMs?: number }): Promise<void>;
+  /** Resolves when every listener has closed. */
+  finished: Promise<void>;
+}
+
+/** Starts listening on each address with `port`. */
+export function startServer(
+  app: FlexoApp,
+  options: { hostnames: readonly string[]; port: number; signal?: AbortSignal },
+): RunningServer {
+  const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+  const addresses: { hostname: string; port: number }[] = [];
+  for (const hostname of options.hostnames) {
+    try {
+      const server = Deno.serve({
+        hostname,
+        port: options.port,
+        onListen: () => {},
+        onError: (error) => {
+          log.error("Unexpected error while serving: {error}", { error: String(error) });
+          return new Response("Internal error; see the proxy's log\n", { status: 500 });
+        },
+      }, app.fetch);
+      servers.push(server);
+      addresses.push({ hostname: server.addr.hostname, port: server.addr.port });
+      log.info("Listening on http://{host}:{port}/", {
+        host: hostname.includes(":") ? `[${hostname}]` : hostname,
+        port: server.addr.port,
+      });
+    } catch (error) {
+      for (const s of servers) s.shutdown();
+      if (error instanceof Deno.errors.AddrInUse) {
+        throw new Error(
+          `Port ${options.port} on ${hostname} is already in use: stop the other program or set another port ` +
+            `(port in flexo.toml, FLEXO_PORT or --port).`,
+        );
+      }
+      if (error instanceof Deno.errors.PermissionDenied) {
+        throw new Error(
+          `Not allowed to listen on ${hostname}:${options.port}: use a port above 1023 or run as root.`,
+        );
+      }
+      if (error instanceof Deno.errors.AddrNotAvailable) {
+        throw new Error(`${hostname} is not an address of this machine: fix listen_ip_address.`);
+      }
+      throw error;
+    }
+  }
+  return {
+    addresses,
+    finished: Promise.all(servers.map((s) => s.finished)).then(() => {}),
+    async shutdown(shutdownOptions = {}) {
+      const graceMs = shutdownOptions.graceMs ?? 10_000;
+      const graceful = Promise.all(servers.map((s) => s.shutdown()));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), graceMs);
+      });
+      const outcome = await Promise.race([graceful.then(() => "done" as const), timeout]);
+      clearTimeout(timer);
+      if (outcome === "timeout") {
+        log.warn("Transfers still running after {ms} ms; leaving them (partial downloads stay resumable)", {
+          ms: graceMs,
+        });
+      }
+    },
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * A scripted fetch for unit tests: each mirror is a function from request to a fake answer, with bodies that
+ * can stall, drop or trickle, and that stop when the request is aborted as a real fetch would.
+ *
+ * @module
+ */
+
+/** How a fake mirror answers one request. */
+export interface FakeAnswer {
+  status?: number;
+  headers?: Record<string, string>;
+  /** The body bytes (the whole answer, already cut to the range if any). */
+  body?: Uint8Array;
+  /** Send this many bytes of the body, then hang until aborted. */
+  stallAfter?: number;
+  /** Send this many bytes of the body, then fail the stream (connection reset). */
+  dropAfter?: number;
+  /** Bytes per chunk (default 64 KiB). */
+  chunkSize?: number;
+  /** Milliseconds between chunks. */
+  chunkDelayMs?: number;
+  /** Milliseconds before the headers. */
+  delayMs?: number;
+}
+
+/** A recorded request. */
+export interface FakeRequest {
+  url: string;
+  method: string;
+  headers: Headers;
+}
+
+/** Builds a fetch whose answers come from `route(url, request)`; records every request in `requests`. */
+export function fakeFetch(
+  route: (url: string, req: FakeRequest) => FakeAnswer | "refuse",
+): { fetch: typeof fetch; requests: FakeRequest[] } {
+  const requests: FakeRequest[] = [];
+  const fetchImpl = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = String(input instanceof Request ? input.url : input);
+    const req = { url, method: init?.method ?? "GET", headers: new Headers(init?.headers) };
+    requests.push(req);
+    const signal = init?.signal ?? undefined;
+    const answer = route(url, req);
+    if (answer === "refuse") throw new TypeError("error sending request: connection refused");
+    if (answer.delayMs) await sleep(answer.delayMs, signal);
+    signal?.throwIfAborted();
+    const body = answer.body ?? new Uint8Array();
+    const headers = new Headers(answer.headers);
+    if (!headers.has("content-length") && answer.body) headers.set("content-length", String(body.byteLength));
+    const status = answer.status ?? 200;
+    if (req.method === "HEAD" || status === 304 || status === 204) {
+      return new Response(null, { status, headers });
+    }
+    const chunk = answer.chunkSize ?? 64 * 1024;
+    let sent = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (signal?.aborted) {
+          controller.error(signal.reason);
+          return;
+        }
+        if (answer.dropAfter !== undefined && sent >= answer.dropAfter) {
+          controller.error(new TypeError("error reading a body from connection: connection reset"));
+          return;
+        }
+        if (answer.stallAfter !== undefined && sent >= answer.stallAfter) {
+          await new Promise<void>((_, reject) => {
+            signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+          }).catch((error) => controller.error(error));
+          return;
+        }
+        if (sent >= body.byteLength) {
+          controller.close();
+          return;
+        }
+        if (answer.chunkDelayMs) {
+          try {
+            await sleep(answer.chunkDelayMs, signal);
+          } catch (error) {
+            controller.error(error);
+            return;
+          }
+        }
+        let end = Math.min(body.byteLength, sent + chunk);
+        if (answer.stallAfter !== undefined) end = Math.min(end, Math.max(answer.stallAfter, sent + 1));
+        if (answer.dropAfter !== undefined) end = Math.min(end, Math.max(answer.dropAfter, sent + 1));
+        controller.enqueue(body.slice(sent, end));
+        sent = end;
+      },
+    });
+    return new Response(stream, { status, headers });
+  };
+  return { fetch: fetchImpl as typeof fetch, requests };
+}
+
+/** Serves `data` honouring a `Range: bytes=N-` header, as a well-behaved mirror does. */
+export function serveBytes(data: Uint8Array, req: FakeRequest, extra: Partial<FakeAnswer> = {}): FakeAnswer {
+  const range = req.headers.get("range")?.match(/^bytes=(\d+)-$/);
+  const lastModified = "Tue, 14 Nov 2023 22:13:20 GMT";
+  if (range) {
+    const start = Number(range[1]);
+    return {
+      status: 206,
+      headers: {
+        "content-range": `bytes ${start}-${data.byteLength - 1}/${data.byteLength}`,
+        "last-modified": lastModified,
+      },
+      body: data.slice(start),
+      ...extra,
+    };
+  }
+  return { headers: { "last-modified": lastModified }, body: data, ...extra };
+}
+
+/** Deterministic pseudo-random bytes. */
+export function testBytes(size: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
+}
