@@ -23,7 +23,11 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
     reset: true,
     sinks: {
       stderr: getStreamSink(options.stream ?? Deno.stderr.writable, {
-        formatter: getTextFormatter({ timestamp: options.journal ? "none" : "date-time-tz", category: "." }),
+        formatter: getTextFormatter({
+          timestamp: options.journal ? "none" : "date-time-tz",
+          category: ".",
+          value: "bare",
+        }),
       }),
     },
     loggers: [

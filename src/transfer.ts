@@ -182,9 +182,12 @@ export function parseHttpDate(header: string | null): number | undefined {
 }
 
 function describeFetchError(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
-    return `${error.message}${cause}`;
-  }
-  return String(error);
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
+  // Deno repeats the URL in its message ("error sending request for url (...): client error (Connect): ...");
+  // the log line names the mirror and path already.
+  return `${error.message}${cause}`.replace(/error sending request for url \([^)]*\): /, "").replace(
+    /^fetch failed: /,
+    "",
+  );
 }

@@ -1,0 +1,28 @@
+/**
+ * flexo: a caching proxy for pacman. The library behind the `flexo` command, for embedding and tests.
+ *
+ * ```ts
+ * import { createApp, defaultConfig } from "./mod.ts";
+ * const config = { ...defaultConfig(), cache_directory: "/tmp/flexo", mirrors_predefined: ["https://mirror.example/"] };
+ * const app = createApp(config);
+ * const response = await app.fetch(new Request("http://localhost:7878/core/os/x86_64/core.db"));
+ * ```
+ *
+ * @module
+ */
+
+export { type AppOptions, createApp, type FlexoApp, limitsFrom } from "./src/app.ts";
+export {
+  ConfigError,
+  type ConfigOverrides,
+  defaultConfig,
+  formatConfig,
+  loadConfig,
+  type LoadConfigOptions,
+  resolveUserDirectories,
+} from "./src/config.ts";
+export type { Config, CustomRepo, MirrorsAutoConfig } from "./src/config_schema.ts";
+export { HttpError } from "./src/http_error.ts";
+export { BUILT_IN_MIRRORS, MirrorPool, type MirrorStats } from "./src/mirrors.ts";
+export { type RunningServer, startServer } from "./src/server.ts";
+export { VERSION } from "./src/version.ts";
