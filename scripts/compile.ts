@@ -1,0 +1,80 @@
+/**
+ * Builds self-contained `flexo` executables for x86_64 and aarch64 Linux into `dist/`.
+ *
+ * `deno compile` downloads the runtime base for each target from dl.deno.land the first time (or uses
+ * `DENORT_BIN` for the host target); without that download the build fails with a message saying so.
+ *
+ * Usage: deno task compile [--target TRIPLE]... [--out DIR]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** The targets built by default. */
+export const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] as const;
+
+/**
+ * The permissions baked into the executable: network (upstream mirrors and listening), files (the cache,
+ * state and configuration, whose places are configurable), environment (FLEXO_* settings), and the host name.
+ */
+export const PERMISSIONS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys=hostname",
+];
+
+/** The `deno compile` arguments for one target. */
+export function compileArgs(target: string, outDir: string): string[] {
+  return [
+    "compile",
+    "--no-check",
+    ...PERMISSIONS,
+    "--target",
+    target,
+    "--output",
+    `${outDir}/flexo-${target}`,
+    "main.ts",
+  ];
+}
+
+/** True when `deno compile` failed because the runtime base could not be downloaded. */
+export function isMissingBase(stderr: string): boolean {
+  return /dl\.deno\.land|denort|download/i.test(stderr) && /error|failed/i.test(stderr);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { target: { type: "string", multiple: true }, out: { type: "string", default: "dist" } },
+  });
+  const targets = values.target ?? [...TARGETS];
+  await Deno.mkdir(values.out!, { recursive: true });
+  let failed = 0;
+  for (const target of targets) {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: compileArgs(target, values.out!),
+      stdout: "inherit",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    if (output.success) {
+      console.log(`built ${values.out}/flexo-${target}`);
+      continue;
+    }
+    failed++;
+    console.error(stderr);
+    if (isMissingBase(stderr)) {
+      console.error(
+        `Could not build for ${target}: the Deno runtime base for this target could not be downloaded from ` +
+          "dl.deno.land. Build on a machine that can reach it, or set DENORT_BIN to a local denort binary " +
+          "for the host target.",
+      );
+    }
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+if (import.meta.main) Deno.exit(await main());
