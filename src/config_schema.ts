@@ -1,69 +1,293 @@
 /**
- * The shape of flexo's effective configuration.
+ * The zod schema of flexo's configuration and the types inferred from it.
  *
- * PLACEHOLDER: the config helper replaces this with a zod schema that produces exactly this type.
- * Keys are flexo's own TOML keys so that `check-config` prints what a user would write.
+ * Keys are flexo's own TOML keys so that `check-config` prints what a user would write. The schema fills in
+ * every default, normalises the accepted shorthands (a single listen address, a single custom repo URL,
+ * "warn" for "warning", sizes and bandwidths as text) and resolves `low_speed_limit_formatted`. Every error
+ * message is the expected form of the value, phrased to follow "expected ...".
  *
  * @module
  */
 
-/** One `[[custom_repo]]` entry: a repository served below `/custom_repo/NAME/`. */
-export interface CustomRepo {
-  /** The name used in the request path (`/custom_repo/NAME/...`) and as the cache folder. */
-  name: string;
-  /** Base URLs tried in order (flexo accepts one `url`; a list is accepted too). No trailing slash needed. */
-  urls: string[];
+import { z } from "zod";
+import {
+  BANDWIDTH_FORM,
+  DURATION_FORM,
+  parseBandwidth,
+  parseDuration,
+  parseSize,
+  SIZE_FORM,
+} from "./units.ts";
+
+/** Where flexo looks for its configuration file unless told otherwise. */
+export const DEFAULT_CONFIG_PATH = "/etc/flexo/flexo.toml";
+/** Default `cache_directory`. */
+export const DEFAULT_CACHE_DIRECTORY = "/var/cache/flexo/pkg";
+/** Default `mirrorlist_fallback_file`. */
+export const DEFAULT_MIRRORLIST_FALLBACK_FILE = "/var/cache/flexo/state/mirrorlist";
+/** Default `mirrorlist_latency_test_results_file`. */
+export const DEFAULT_LATENCY_TEST_RESULTS_FILE = "/var/cache/flexo/state/latency_test_results.json";
+/** Default `mirrors_auto.mirrors_status_json_endpoint`. */
+export const DEFAULT_MIRRORS_STATUS_JSON_ENDPOINT = "https://archlinux.org/mirrors/status/json/";
+/** Default `mirrors_auto.mirrors_status_json_endpoint_fallbacks` (flexo's list). */
+export const DEFAULT_MIRRORS_STATUS_JSON_ENDPOINT_FALLBACKS: readonly string[] = [
+  "https://raw.githubusercontent.com/nroi/archlinux-mirrors-status-fallback/main/mirrorlist.json",
+];
+/** Accepted values of `log_level` ("warn" is also accepted and read as "warning"). */
+export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
+
+/** Pattern every `[[custom_repo]]` name must match (it becomes a path segment and a folder name). */
+export const CUSTOM_REPO_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
+
+/** True when `fn` returns without throwing. */
+function succeeds(fn: () => unknown): boolean {
+  try {
+    fn();
+    return true;
+  } catch {
+    return false;
+  }
 }
+
+/** True when `s` is an absolute URL whose scheme is one of `protocols` (e.g. "https:") and that has a host. */
+function isUrl(s: string, protocols: string[]): boolean {
+  if (!URL.canParse(s)) return false;
+  const url = new URL(s);
+  return protocols.includes(url.protocol) && (url.protocol === "file:" || url.hostname !== "");
+}
+
+/** Accepts a single value where a list is expected by wrapping it in a list. */
+function listOf(value: unknown): unknown {
+  return typeof value === "string" ? [value] : value;
+}
+
+/** Turns a numeric-looking text into a number with `parse`, leaving anything unparsable for the schema to reject. */
+function parsedOrRaw(parse: (s: string) => number): (value: unknown) => unknown {
+  return (value) => {
+    if (typeof value !== "string") return value;
+    try {
+      return parse(value);
+    } catch {
+      return value;
+    }
+  };
+}
+
+/** A bare IP address means exactly that host: "10.0.0.1" becomes "10.0.0.1/32", "::1" becomes "::1/128". */
+function cidrOf(value: unknown): unknown {
+  if (typeof value !== "string") return value;
+  const trimmed = value.trim();
+  if (trimmed.includes("/")) return trimmed;
+  if (z.ipv4().safeParse(trimmed).success) return `${trimmed}/32`;
+  if (z.ipv6().safeParse(trimmed).success) return `${trimmed}/128`;
+  return trimmed;
+}
+
+/** Lower-cases a log level and reads "warn" as "warning". */
+function logLevelOf(value: unknown): unknown {
+  if (typeof value !== "string") return value;
+  const level = value.trim().toLowerCase();
+  return level === "warn" ? "warning" : level;
+}
+
+const PATH = 'a non-empty file system path such as "/var/cache/flexo/pkg"';
+const PORT = "a whole number from 0 to 65535 such as 7878 (0 picks a free port)";
+const LISTEN = 'an IPv4 or IPv6 address such as "127.0.0.1", "0.0.0.0" or "::", or a non-empty list of them';
+const SELECTION = '"auto" or "predefined"';
+const MIRROR_URL = "an http:// or https:// mirror URL without the $repo/os/$arch part, such as " +
+  '"https://mirror.example.org/archlinux/"';
+const MIRROR_LIST = `a list of mirror URLs, each ${MIRROR_URL}`;
+const CONNECT_TIMEOUT = "a whole number of milliseconds, at least 1, such as 3000";
+const LOW_SPEED_LIMIT = "a whole number of bytes per second, at least 1, such as 1048576";
+const LOW_SPEED_LIMIT_FORMATTED = `${BANDWIDTH_FORM}, at least 1 byte per second`;
+const LOW_SPEED_TIME = "a whole number of seconds, at least 1, such as 5";
+const MAX_SPEED_LIMIT = `a whole number of bytes per second (at least 1) or ${BANDWIDTH_FORM}`;
+const NUM_VERSIONS = "a whole number, 0 or more, such as 3 (0 keeps every version)";
+const REPO_NAME = 'a name of letters, digits, ".", "_", "+" and "-" that starts with a letter or digit, ' +
+  'such as "archzfs"';
+const REPO_URL = 'an http:// or https:// URL such as "https://archzfs.com", or a non-empty list of them';
+const CUSTOM_REPOS = "a list of [[custom_repo]] tables, each with a unique name and a url";
+const CUSTOM_REPO = 'a [[custom_repo]] table with a name and a url, such as { name = "archzfs", ' +
+  'url = "https://archzfs.com" }';
+const MAX_CACHE_SIZE = `${SIZE_FORM}, at least 1 byte`;
+const ALLOWED_CLIENTS = 'a list of CIDR ranges such as ["192.168.0.0/16", "fd00::/8"] (a bare address ' +
+  "stands for that one host)";
+const CIDR = 'a CIDR range such as "192.168.0.0/16" or "fd00::/8", or a single IP address';
+const LOG_LEVEL = '"trace", "debug", "info", "warning" (or "warn"), "error" or "fatal"';
+const STATUS_URL = "an http://, https:// or file:// URL of the mirror status JSON, such as " +
+  `"${DEFAULT_MIRRORS_STATUS_JSON_ENDPOINT}"`;
+const STATUS_URL_LIST = `a list of URLs, each ${STATUS_URL}`;
+const BLACKLIST =
+  'a list of mirror URLs as they appear in the mirror status JSON, such as ["https://a.example/"]';
+const BOOLEAN = "true or false";
+const MAX_SCORE = "a number, 0 or more, such as 2.5";
+const NUM_MIRRORS = "a whole number, at least 1, such as 8";
+const RANDOM_OR_SORT = '"sort" or "random"';
+const LATENCY_TIMEOUT = "a whole number of milliseconds, at least 1, such as 350";
+const COUNTRIES = 'a list of two-letter ISO country codes such as ["DE", "AT"] (empty means all countries)';
+const COUNTRY = 'a two-letter ISO country code such as "DE"';
+const COMPLETION =
+  "a number from 0 to 1 such as 1.0 (the share of the main mirror's files a mirror must have)";
+const DELAY = "a whole number of seconds, 0 or more, such as 3600";
+
+const mirrorUrl = z.string({ error: MIRROR_URL }).trim()
+  .refine((s) => isUrl(s, ["http:", "https:"]), { error: MIRROR_URL })
+  .transform((s) => (s.endsWith("/") ? s : `${s}/`));
+
+const statusUrl = z.string({ error: STATUS_URL }).trim()
+  .refine((s) => isUrl(s, ["http:", "https:", "file:"]), { error: STATUS_URL });
+
+/** The `[mirrors_auto]` table. */
+export const mirrorsAutoSchema = z.object({
+  mirrors_status_json_endpoint: statusUrl.default(DEFAULT_MIRRORS_STATUS_JSON_ENDPOINT),
+  mirrors_status_json_endpoint_fallbacks: z.preprocess(
+    listOf,
+    z.array(statusUrl, { error: STATUS_URL_LIST }),
+  ).default(() => [...DEFAULT_MIRRORS_STATUS_JSON_ENDPOINT_FALLBACKS]),
+  mirrors_blacklist: z.preprocess(
+    listOf,
+    z.array(z.string({ error: BLACKLIST }).trim().min(1), { error: BLACKLIST }),
+  ).default(() => []),
+  https_required: z.boolean({ error: BOOLEAN }).default(true),
+  ipv4: z.boolean({ error: BOOLEAN }).default(true),
+  ipv6: z.boolean({ error: BOOLEAN }).default(false),
+  max_score: z.number({ error: MAX_SCORE }).min(0).default(2.5),
+  num_mirrors: z.number({ error: NUM_MIRRORS }).int().min(1).default(8),
+  mirrors_random_or_sort: z.enum(["sort", "random"], { error: RANDOM_OR_SORT }).default("sort"),
+  timeout: z.number({ error: LATENCY_TIMEOUT }).int().min(1).default(350),
+  allowed_countries: z.preprocess(
+    listOf,
+    z.array(
+      z.string({ error: COUNTRY }).trim().regex(/^[A-Za-z]{2}$/).toUpperCase(),
+      { error: COUNTRIES },
+    ),
+  ).default(() => []),
+  min_completion_pct: z.number({ error: COMPLETION }).min(0).max(1).default(1.0),
+  max_delay_secs: z.number({ error: DELAY }).int().min(0).default(3600),
+});
+
+/** One `[[custom_repo]]` entry; `url` may be one URL or a list, the output always has `urls`. */
+export const customRepoSchema = z.object({
+  name: z.string({ error: REPO_NAME }).trim().regex(CUSTOM_REPO_NAME_PATTERN),
+  url: z.preprocess(
+    listOf,
+    z.array(
+      z.string({ error: REPO_URL }).trim().refine((s) => isUrl(s, ["http:", "https:"])),
+      { error: REPO_URL },
+    ).min(1),
+  ),
+}, { error: CUSTOM_REPO }).transform((repo) => ({ name: repo.name, urls: repo.url }));
+
+/** The top-level keys before the cross-key rules; its `shape` lists every known top-level key. */
+export const configObjectSchema = z.object({
+  cache_directory: z.string({ error: PATH }).trim().min(1).default(DEFAULT_CACHE_DIRECTORY),
+  mirrorlist_fallback_file: z.string({ error: PATH }).trim().min(1).default(DEFAULT_MIRRORLIST_FALLBACK_FILE),
+  mirrorlist_latency_test_results_file: z.string({ error: PATH }).trim().min(1)
+    .default(DEFAULT_LATENCY_TEST_RESULTS_FILE),
+  port: z.number({ error: PORT }).int().min(0).max(65535).default(7878),
+  listen_ip_address: z.preprocess(
+    listOf,
+    z.array(z.union([z.ipv4(), z.ipv6()], { error: LISTEN }), { error: LISTEN }).min(1),
+  ).default(() => ["127.0.0.1"]),
+  mirror_selection_method: z.enum(["auto", "predefined"], { error: SELECTION }).default("auto"),
+  mirrors_predefined: z.preprocess(listOf, z.array(mirrorUrl, { error: MIRROR_LIST })).default(() => []),
+  connect_timeout: z.number({ error: CONNECT_TIMEOUT }).int().min(1).default(3000),
+  low_speed_limit: z.number({ error: LOW_SPEED_LIMIT }).int().min(1).default(1),
+  low_speed_limit_formatted: z.string({ error: LOW_SPEED_LIMIT_FORMATTED })
+    .refine((s) => succeeds(() => parseBandwidth(s)) && parseBandwidth(s) >= 1)
+    .optional(),
+  low_speed_time_secs: z.number({ error: LOW_SPEED_TIME }).int().min(1).default(5),
+  max_speed_limit: z.preprocess(
+    parsedOrRaw(parseBandwidth),
+    z.number({ error: MAX_SPEED_LIMIT }).int().min(1),
+  ).optional(),
+  num_versions_retain: z.number({ error: NUM_VERSIONS }).int().min(0).default(3),
+  refresh_latency_tests_after: z.string({ error: DURATION_FORM }).trim()
+    .refine((s) => succeeds(() => parseDuration(s)))
+    .default("8 days"),
+  custom_repo: z.array(customRepoSchema, { error: CUSTOM_REPOS })
+    .superRefine((repos, ctx) => {
+      const seen = new Set<string>();
+      repos.forEach((repo, index) => {
+        if (seen.has(repo.name)) {
+          ctx.addIssue({
+            code: "custom",
+            path: [index, "name"],
+            input: repo.name,
+            message: `a name not used by another [[custom_repo]] entry (${
+              JSON.stringify(repo.name)
+            } is taken)`,
+          });
+        }
+        seen.add(repo.name);
+      });
+    })
+    .default(() => []),
+  mirrors_auto: mirrorsAutoSchema.prefault({}),
+  max_cache_size: z.preprocess(
+    parsedOrRaw(parseSize),
+    z.number({ error: MAX_CACHE_SIZE }).int().min(1),
+  ).optional(),
+  allowed_clients: z.preprocess(
+    listOf,
+    z.array(
+      z.preprocess(cidrOf, z.union([z.cidrv4(), z.cidrv6()], { error: CIDR })),
+      { error: ALLOWED_CLIENTS },
+    ),
+  ).default(() => []),
+  log_level: z.preprocess(logLevelOf, z.enum(LOG_LEVELS, { error: LOG_LEVEL })).default("info"),
+});
+
+/**
+ * The whole configuration: validates raw TOML-like input, fills in defaults and produces a {@link Config}.
+ *
+ * `low_speed_limit_formatted`, when given, decides `low_speed_limit`. Selecting `"predefined"` mirrors
+ * with an empty `mirrors_predefined` list is rejected.
+ */
+export const configSchema = configObjectSchema
+  .refine(
+    (config) => config.mirror_selection_method !== "predefined" || config.mirrors_predefined?.length !== 0,
+    {
+      path: ["mirrors_predefined"],
+      error: 'at least one mirror URL when mirror_selection_method = "predefined" (add mirrors such as ' +
+        '["https://mirror.example.org/archlinux/"], or set mirror_selection_method = "auto")',
+      // Also check when other keys are invalid, so that every problem is reported at once.
+      when: (payload) => {
+        const value = payload.value as Record<string, unknown>;
+        return value.mirror_selection_method === "predefined" && Array.isArray(value.mirrors_predefined);
+      },
+    },
+  )
+  .transform((config) => {
+    const formatted = config.low_speed_limit_formatted;
+    return formatted === undefined ? config : { ...config, low_speed_limit: parseBandwidth(formatted) };
+  });
+
+/** One `[[custom_repo]]` entry: a repository served below `/custom_repo/NAME/`. */
+export type CustomRepo = z.output<typeof customRepoSchema>;
 
 /** Settings for `mirror_selection_method = "auto"` (the `[mirrors_auto]` table). */
-export interface MirrorsAutoConfig {
-  mirrors_status_json_endpoint: string;
-  mirrors_status_json_endpoint_fallbacks: string[];
-  mirrors_blacklist: string[];
-  https_required: boolean;
-  ipv4: boolean;
-  ipv6: boolean;
-  max_score: number;
-  num_mirrors: number;
-  mirrors_random_or_sort: "sort" | "random";
-  /** Latency test timeout in milliseconds. */
-  timeout: number;
-  allowed_countries: string[];
-  /** Mirrors whose `completion_pct` is below this are skipped (0..1). */
-  min_completion_pct: number;
-  /** Mirrors whose `delay` (seconds behind the master) exceeds this are skipped. */
-  max_delay_secs: number;
-}
+export type MirrorsAutoConfig = z.output<typeof mirrorsAutoSchema>;
 
 /** The effective configuration after defaults, file, environment and command line are layered. */
-export interface Config {
-  cache_directory: string;
-  mirrorlist_fallback_file: string;
-  mirrorlist_latency_test_results_file: string;
-  port: number;
-  /** One or more addresses to listen on (IPv4 or IPv6). */
-  listen_ip_address: string[];
-  mirror_selection_method: "auto" | "predefined";
-  /** Mirror base URLs, each ending with "/" (normalised), without `$repo/os/$arch`. */
-  mirrors_predefined: string[];
-  /** Milliseconds to wait for a connection and response headers from a mirror. */
-  connect_timeout: number;
-  /** Bytes per second below which a transfer counts as slow (resolved from `low_speed_limit_formatted` too). */
-  low_speed_limit: number;
-  low_speed_limit_formatted?: string;
-  /** Seconds a transfer may stay below `low_speed_limit` before it is moved to another mirror. */
-  low_speed_time_secs: number;
-  /** Bytes per second cap for one transfer, or undefined for no cap. */
-  max_speed_limit?: number;
-  /** Newest versions of each package to keep; 0 keeps everything. */
-  num_versions_retain: number;
-  /** Humantime string such as "8 days". */
-  refresh_latency_tests_after: string;
-  custom_repo: CustomRepo[];
-  mirrors_auto: MirrorsAutoConfig;
-  /** Optional cache size bound in bytes. */
-  max_cache_size?: number;
-  /** CIDR ranges allowed to use the proxy; empty means everyone. */
-  allowed_clients: string[];
-  log_level: "trace" | "debug" | "info" | "warning" | "error" | "fatal";
-}
+export type Config = z.output<typeof configSchema>;
+
+/** One of the accepted log levels. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** A top-level key of the configuration file. */
+export type TopLevelKey = keyof typeof configObjectSchema.shape;
+
+/** A key of the `[mirrors_auto]` table. */
+export type MirrorsAutoKey = keyof typeof mirrorsAutoSchema.shape;
+
+/** Every top-level key, in the order the schema declares them. */
+export const TOP_LEVEL_KEYS: readonly TopLevelKey[] = Object.keys(configObjectSchema.shape) as TopLevelKey[];
+
+/** Every key of the `[mirrors_auto]` table. */
+export const MIRRORS_AUTO_KEYS: readonly MirrorsAutoKey[] = Object.keys(
+  mirrorsAutoSchema.shape,
+) as MirrorsAutoKey[];
+
+/** Every key of a `[[custom_repo]]` entry. */
+export const CUSTOM_REPO_KEYS: readonly string[] = ["name", "url"];
