@@ -16,6 +16,8 @@ import { HttpError } from "./http_error.ts";
 import { MirrorPool } from "./mirrors.ts";
 import { type ProxyContext, serveTarget } from "./proxy.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
+import { ORIGIN_HEADER } from "./responses.ts";
+import { type CountedResult, Stats } from "./stats.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 import { VERSION } from "./version.ts";
 
@@ -34,6 +36,8 @@ export interface AppOptions {
   limits?: Partial<TransferLimits>;
   /** Called when a download has committed a complete file. */
   onDownloadComplete?: (download: Download) => void;
+  /** Counters to update; by default a new one. */
+  stats?: Stats;
 }
 
 /** The running proxy's parts, for the server, the status page and tests. */
@@ -47,6 +51,8 @@ export interface FlexoApp {
   store: CacheStore;
   downloads: DownloadManager;
   config: Config;
+  /** What the proxy did so far. */
+  stats: Stats;
   /** When the app was created (milliseconds). */
   startedAt: number;
 }
@@ -87,6 +93,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const ctx: ProxyContext = { store, downloads, poolFor, deps, limits };
   const customRepoNames = new Set(customPools.keys());
   const startedAt = deps.now();
+  const stats = options.stats ?? new Stats();
 
   const hono = new Hono();
   hono.get("/status", (c) =>
@@ -111,6 +118,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       return c.text(`flexo ${VERSION}: a caching proxy for pacman. See /status.\n`);
     }
     const answer = await serveTarget(req, target, ctx);
+    const origin = answer.response.headers.get(ORIGIN_HEADER) as "Cache" | "RemoteMirror" | null;
+    stats.recordRequest(answer.result, answer.bytes, origin ?? undefined);
     requestLog.info("{method} {path} {result} {status} {bytes} bytes {ms} ms", {
       method: req.method,
       path: rawPath,
@@ -127,6 +136,13 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   hono.onError((error, c) => {
     const req = c.req.raw;
     if (error instanceof HttpError) {
+      const result: CountedResult = error.status === 404
+        ? "NOT FOUND"
+        : error.status < 500
+        ? "CLIENT ERROR"
+        : "UPSTREAM ERROR";
+      stats.recordRequest(result, 0, undefined);
+      if (error.status >= 500) stats.recordError(deps.now(), `${rawPathOf(req.url)}: ${error.message}`);
       const level = error.status >= 500 ? "warn" : "info";
       requestLog[level]("{method} {path} {status} {message}", {
         method: req.method,
@@ -141,6 +157,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
         headers,
       });
     }
+    stats.recordRequest("INTERNAL ERROR", 0, undefined);
+    stats.recordError(deps.now(), `${rawPathOf(req.url)}: ${error instanceof Error ? error.message : error}`);
     errorLog.error("{method} {path} failed: {error}", {
       method: req.method,
       path: rawPathOf(req.url),
@@ -156,6 +174,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     store,
     downloads,
     config,
+    stats,
     startedAt,
   };
 }
