@@ -1,0 +1,182 @@
+/**
+ * The persisted mirror ranking (`mirrorlist_latency_test_results_file`), so that the next start can reuse it
+ * instead of testing all mirrors again.
+ *
+ * The file is JSON: `{ "version": 4, "timestamp": "<ISO 8601>", "settings": "...", "mirrors": [{ "url",
+ * "latencyMs", "countryCode", "score" }] }`, best mirror first. Version 4 follows flexo's own format version 3, which is
+ * still read so that a user switching from flexo keeps their ranking.
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import { z } from "zod";
+
+/** One mirror of a stored ranking. */
+export interface RankedMirror {
+  /** Base URL ending with "/". */
+  url: string;
+  /** Latency measured by the latency test, in milliseconds. */
+  latencyMs: number;
+  /** Two-letter country code, "" if unknown. */
+  countryCode: string;
+  /** Score from the status JSON, null if unknown. */
+  score: number | null;
+}
+
+/** A ranking with the time it was made. */
+export interface StoredRanking {
+  /** The format version, {@linkcode RANKING_FILE_VERSION}. */
+  version: number;
+  /** When the latency tests ran (ISO 8601). */
+  timestamp: string;
+  /** The settings the ranking was made under, as chosen by the caller; a change means the ranking is stale. */
+  settings?: string;
+  /** Best mirror first. */
+  mirrors: RankedMirror[];
+}
+
+/** The version written by {@linkcode writeRanking}. */
+export const RANKING_FILE_VERSION = 4;
+
+const rankingSchema = z.object({
+  version: z.literal(RANKING_FILE_VERSION),
+  timestamp: z.string().refine((s) => Number.isFinite(Date.parse(s)), "not a valid date"),
+  settings: z.string().optional(),
+  mirrors: z.array(z.object({
+    url: z.string().min(1),
+    latencyMs: z.number().nonnegative(),
+    countryCode: z.string(),
+    score: z.number().nullable(),
+  })),
+});
+
+/** serde's encoding of a Rust `Duration`. */
+const rustDuration = z.object({ secs: z.number(), nanos: z.number() });
+
+/** flexo's (Rust) format version 3. */
+const flexoRankingSchema = z.object({
+  version: z.literal(3),
+  timestamp: z.string().refine((s) => Number.isFinite(Date.parse(s)), "not a valid date"),
+  download_providers: z.array(z.object({
+    uri: z.string().min(1),
+    country_code: z.string(),
+    mirror_results: z.object({ total_time: rustDuration, namelookup_duration: rustDuration }),
+  })),
+});
+
+/** Options for {@linkcode readRankingSync}. */
+export interface ReadRankingOptions {
+  /** Receives a warning when the file exists but cannot be used. */
+  log?: { warn(msg: string): void };
+}
+
+/**
+ * Reads a stored ranking synchronously (it is tiny, and the proxy needs it before serving the first request).
+ *
+ * @returns The ranking, or undefined when the file is missing, unreadable or corrupt (with a warning for the
+ * latter two: the ranking is simply made again).
+ */
+export function readRankingSync(path: string, options: ReadRankingOptions = {}): StoredRanking | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    options.log?.warn(
+      `Could not read the mirror ranking ${path} (${(error as Error).message}); the mirrors will be tested ` +
+        `again. Check the permissions of mirrorlist_latency_test_results_file.`,
+    );
+    return undefined;
+  }
+  const ranking = parseRanking(text);
+  if (typeof ranking === "string") {
+    options.log?.warn(
+      `Ignoring the mirror ranking ${path}: ${ranking}. The mirrors will be tested again and the file rewritten.`,
+    );
+    return undefined;
+  }
+  return ranking;
+}
+
+/**
+ * Parses the text of a ranking file (this program's format or flexo's version 3).
+ *
+ * @returns The ranking, or a description of what is wrong with the text.
+ */
+export function parseRanking(text: string): StoredRanking | string {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    return `it is not valid JSON (${(error as Error).message})`;
+  }
+  const ours = rankingSchema.safeParse(json);
+  if (ours.success) {
+    const mirrors = ours.data.mirrors.map((m) => ({ ...m, url: m.url.endsWith("/") ? m.url : `${m.url}/` }));
+    return { ...ours.data, mirrors };
+  }
+  const flexo = flexoRankingSchema.safeParse(json);
+  if (flexo.success) {
+    return {
+      version: RANKING_FILE_VERSION,
+      timestamp: new Date(Date.parse(flexo.data.timestamp)).toISOString(),
+      mirrors: flexo.data.download_providers.map((p) => ({
+        url: p.uri.endsWith("/") ? p.uri : `${p.uri}/`,
+        latencyMs: Math.max(
+          0,
+          toMs(p.mirror_results.total_time) - toMs(p.mirror_results.namelookup_duration),
+        ),
+        countryCode: p.country_code,
+        score: null,
+      })),
+    };
+  }
+  const issue = ours.error.issues[0];
+  return `unexpected content at ${issue.path.join(".") || "the top level"} (${issue.message}); expected ` +
+    `version ${RANKING_FILE_VERSION}`;
+}
+
+function toMs(duration: { secs: number; nanos: number }): number {
+  return duration.secs * 1000 + duration.nanos / 1e6;
+}
+
+/**
+ * How old a ranking is, in milliseconds, at time `now` (milliseconds since the epoch).
+ * A ranking from the future counts as infinitely old, so that a wrong clock cannot freeze it.
+ */
+export function rankingAgeMs(ranking: StoredRanking, now: number): number {
+  const age = now - Date.parse(ranking.timestamp);
+  return age < 0 ? Infinity : age;
+}
+
+/**
+ * Writes a ranking atomically: to a temporary file in the same directory, flushed, then renamed over `path`,
+ * so that a crash never leaves a half-written file. Creates the directory if needed.
+ */
+export async function writeRanking(path: string, ranking: Omit<StoredRanking, "version">): Promise<void> {
+  const directory = dirname(path);
+  await Deno.mkdir(directory, { recursive: true });
+  const stored: StoredRanking = { version: RANKING_FILE_VERSION, ...ranking };
+  const temporary = join(directory, `.${crypto.randomUUID()}.tmp`);
+  try {
+    const file = await Deno.open(temporary, { write: true, createNew: true, mode: 0o644 });
+    try {
+      const data = new TextEncoder().encode(`${JSON.stringify(stored, null, 2)}\n`);
+      for (let written = 0; written < data.length;) written += await file.write(data.subarray(written));
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    throw new Error(
+      `Could not write the mirror ranking to ${path}: ${
+        (error as Error).message
+      }. Check that the directory ` +
+        `of mirrorlist_latency_test_results_file is writable.`,
+      { cause: error },
+    );
+  }
+}

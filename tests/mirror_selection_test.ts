@@ -1,0 +1,565 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { Config, MirrorsAutoConfig } from "../src/config_schema.ts";
+import { LATENCY_TEST_PATH } from "../src/latency_test.ts";
+import { readRankingSync, writeRanking } from "../src/mirror_ranking_store.ts";
+import {
+  combinedScore,
+  type MirrorSelectionDeps,
+  primaryMirrorLogger,
+  rankByCombinedScore,
+  startMirrorSelection,
+} from "../src/mirror_selection.ts";
+import { BUILT_IN_MIRRORS, MirrorPool, type MirrorStats } from "../src/mirrors.ts";
+import type { MirrorStatusEntry } from "../src/mirror_status.ts";
+
+const DAY = 86_400_000;
+/** A mirror as stored in a ranking file. */
+const ranked = (url: string, latencyMs = 5) => ({ url, latencyMs, countryCode: "DE", score: 1 });
+const T0 = Date.parse("2024-05-14T10:00:00.000Z");
+
+/** A fetch that refuses anything but loopback, so that no test can reach the internet. */
+const loopbackFetch: typeof fetch = (input, init) => {
+  const url = new URL(input instanceof Request ? input.url : String(input));
+  if (url.hostname !== "127.0.0.1") throw new Error(`test tried to reach ${url.href}`);
+  return fetch(input, init);
+};
+
+interface FakeMirror {
+  url: string;
+  /** Delay before answering; may be changed while the test runs. */
+  delayMs: number;
+  status: number;
+  hits: number;
+  /** Called on each latency test request. */
+  onRequest?: () => void;
+  close(): Promise<void>;
+}
+
+function fakeMirror(delayMs = 0, status = 206): FakeMirror {
+  const mirror: FakeMirror = { url: "", delayMs, status, hits: 0, close: () => server.shutdown() };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    if (new URL(req.url).pathname !== `/${LATENCY_TEST_PATH}`) return new Response("no", { status: 404 });
+    mirror.hits++;
+    mirror.onRequest?.();
+    if (mirror.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, mirror.delayMs));
+    return new Response("x", { status: mirror.status });
+  });
+  mirror.url = `http://127.0.0.1:${server.addr.port}/`;
+  return mirror;
+}
+
+function entry(url: string, score: number, overrides: Partial<MirrorStatusEntry> = {}): MirrorStatusEntry {
+  const synced = { completion_pct: 1, delay: 900, last_sync: "2024-05-14T09:45:00Z", duration_avg: 0.3 };
+  return {
+    url,
+    protocol: "http",
+    country_code: "DE",
+    score,
+    ipv4: true,
+    ipv6: false,
+    active: true,
+    ...synced,
+    ...overrides,
+  };
+}
+
+/** A local status JSON endpoint; `hang` holds answers until `release()`. */
+function statusServer(entries: MirrorStatusEntry[], options: { hang?: boolean } = {}) {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => release = resolve);
+  const state = { requests: 0 };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async () => {
+    state.requests++;
+    if (options.hang) await released;
+    return Response.json({ version: 3, urls: entries });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/mirrors/status/json/`,
+    state,
+    release,
+    close: () => {
+      release();
+      return server.shutdown();
+    },
+  };
+}
+
+function refusingUrl(): string {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return `http://127.0.0.1:${port}/mirrors/status/json/`;
+}
+
+function testConfig(
+  dir: string,
+  overrides: Partial<Config> = {},
+  auto: Partial<MirrorsAutoConfig> = {},
+): Config {
+  return {
+    cache_directory: dir,
+    mirrorlist_fallback_file: join(dir, "mirrorlist"),
+    mirrorlist_latency_test_results_file: join(dir, "state", "latency_test_results.json"),
+    port: 7878,
+    listen_ip_address: ["127.0.0.1"],
+    mirror_selection_method: "auto",
+    mirrors_predefined: [],
+    connect_timeout: 3000,
+    low_speed_limit: 1024,
+    low_speed_time_secs: 3,
+    num_versions_retain: 3,
+    refresh_latency_tests_after: "8 days",
+    custom_repo: [],
+    allowed_clients: [],
+    log_level: "info",
+    ...overrides,
+    mirrors_auto: {
+      mirrors_status_json_endpoint: refusingUrl(),
+      mirrors_status_json_endpoint_fallbacks: [],
+      mirrors_blacklist: [],
+      allowed_countries: [],
+      https_required: false,
+      ipv4: true,
+      ipv6: false,
+      max_score: 2.5,
+      num_mirrors: 3,
+      mirrors_random_or_sort: "sort",
+      timeout: 400,
+      min_completion_pct: 0.9,
+      max_delay_secs: 3600,
+      ...auto,
+    },
+  };
+}
+
+function fakeTimers() {
+  let nextId = 1;
+  const pending = new Map<number, { callback: () => void; ms: number }>();
+  return {
+    pending,
+    setTimer: (callback: () => void, ms: number) => {
+      pending.set(nextId, { callback, ms });
+      return nextId++;
+    },
+    clearTimer: (id: unknown) => void pending.delete(id as number),
+    /** The one pending timer. */
+    only() {
+      assert.equal(pending.size, 1, "exactly one timer is pending");
+      return [...pending.values()][0];
+    },
+    fire() {
+      const [id, timer] = [...pending.entries()][0];
+      pending.delete(id);
+      timer.callback();
+    },
+  };
+}
+
+/** A pool, a log and the sources of primary changes, wired like the proxy does it. */
+function setup(dir: string) {
+  const infos: string[] = [];
+  const warnings: string[] = [];
+  const sources: string[] = [];
+  const log = { info: (m: string) => infos.push(m), warn: (m: string) => warnings.push(m) };
+  const logPrimary = primaryMirrorLogger(log);
+  const pool = new MirrorPool({
+    onPrimaryChange: (url, source) => {
+      sources.push(source);
+      logPrimary(url, source);
+    },
+  });
+  const clock = { now: T0 };
+  const timers = fakeTimers();
+  const deps: MirrorSelectionDeps = {
+    pool,
+    log,
+    fetch: loopbackFetch,
+    now: () => clock.now,
+    setTimer: timers.setTimer,
+    clearTimer: timers.clearTimer,
+    statusTimeoutMs: 2000,
+  };
+  return { pool, infos, warnings, sources, clock, timers, deps, dir };
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "flexo_selection_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("primaryMirrorLogger() logs the line users grep for", () => {
+  const lines: string[] = [];
+  const logPrimary = primaryMirrorLogger({ info: (m) => lines.push(m) });
+  logPrimary("https://geo.mirror.pkgbuild.com/", "built-in");
+  logPrimary(undefined, "predefined");
+  assert.equal(lines[0], 'Primary mirror: "https://geo.mirror.pkgbuild.com/" (from built-in)');
+  assert.match(lines[1], /^No primary mirror/);
+});
+
+Deno.test('startMirrorSelection() with "predefined" uses mirrors_predefined and stays off the network', async () => {
+  await withDir(async (dir) => {
+    const t = setup(dir);
+    let fetches = 0;
+    const config = testConfig(dir, {
+      mirror_selection_method: "predefined",
+      mirrors_predefined: ["http://127.0.0.1:1/arch", "http://127.0.0.1:2/"],
+    });
+    const selection = startMirrorSelection(config, {
+      ...t.deps,
+      fetch: () => Promise.reject(new Error(`${++fetches}`)),
+    });
+    assert.deepEqual(t.pool.plan("database"), ["http://127.0.0.1:1/arch/", "http://127.0.0.1:2/"]);
+    assert.equal(t.pool.source, "predefined");
+    await selection.ready;
+    await selection.refresh();
+    selection.stop();
+    assert.equal(fetches, 0);
+    assert.equal(t.timers.pending.size, 0);
+    assert.deepEqual(t.infos, ['Primary mirror: "http://127.0.0.1:1/arch/" (from predefined)']);
+  });
+});
+
+Deno.test("startMirrorSelection() ranks local mirrors by latency, skips lagging ones and persists", async () => {
+  await withDir(async (dir) => {
+    const t = setup(dir);
+    const fast = fakeMirror(0);
+    const medium = fakeMirror(80);
+    const slow = fakeMirror(160);
+    const slowest = fakeMirror(240);
+    const lagging = fakeMirror(0);
+    const broken = fakeMirror(0, 404);
+    const status = statusServer([
+      entry(slow.url, 0.5),
+      entry(medium.url, 1),
+      entry(broken.url, 1.1),
+      entry(fast.url, 1.5),
+      entry(slowest.url, 2),
+      entry(lagging.url, 0.2, { delay: 200_000 }),
+    ]);
+    const sourceDuringTests: string[] = [];
+    fast.onRequest = () => sourceDuringTests.push(t.pool.source);
+    try {
+      const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
+      const selection = startMirrorSelection(config, t.deps);
+      assert.deepEqual(t.pool.plan("database"), [...BUILT_IN_MIRRORS], "filled before returning");
+      await selection.ready;
+      assert.deepEqual(t.pool.plan("database"), [fast.url, medium.url, slow.url]);
+      assert.deepEqual(t.sources, ["built-in", "status json", "latency test"]);
+      assert.deepEqual(sourceDuringTests, ["status json"]);
+      assert.ok(t.infos.includes(`Primary mirror: "${fast.url}" (from latency test)`));
+      assert.equal(lagging.hits, 0);
+      assert.ok((t.pool.snapshot()[1].latencyMs ?? 0) >= 75);
+
+      const stored = readRankingSync(config.mirrorlist_latency_test_results_file);
+      assert.equal(stored?.timestamp, new Date(T0).toISOString());
+      assert.deepEqual(stored?.mirrors.map((m) => [m.url, m.countryCode, m.score]), [
+        [fast.url, "DE", 1.5],
+        [medium.url, "DE", 1],
+        [slow.url, "DE", 0.5],
+      ]);
+      assert.equal(t.timers.only().ms, 8 * DAY);
+      selection.stop();
+      assert.equal(t.timers.pending.size, 0);
+    } finally {
+      await Promise.all([fast, medium, slow, slowest, lagging, broken, status].map((s) => s.close()));
+    }
+  });
+});
+
+Deno.test("startMirrorSelection() starts without network: fallback list at once, ready resolves", async () => {
+  await withDir(async (dir) => {
+    const t = setup(dir);
+    const predefined = testConfig(dir, { mirrors_predefined: ["http://127.0.0.1:3/"] }, {
+      mirrors_status_json_endpoint_fallbacks: [refusingUrl()],
+    });
+    const first = startMirrorSelection(predefined, t.deps);
+    assert.deepEqual(t.pool.plan("database"), ["http://127.0.0.1:3/"]);
+    await first.ready;
+    assert.equal(t.pool.source, "predefined");
+    assert.match(
+      t.warnings.at(-1)!,
+      /Could not get the mirror status from any endpoint.*Keeping the 1 mirrors/,
+    );
+    assert.equal(t.timers.only().ms, 60_000, "retries soon");
+    first.stop();
+
+    const other = setup(dir);
+    const builtIn = startMirrorSelection(testConfig(dir), { ...other.deps, retryAfterMs: 5000 });
+    assert.deepEqual(other.pool.plan("database"), [...BUILT_IN_MIRRORS]);
+    await builtIn.ready;
+    assert.equal(other.pool.source, "built-in");
+    // Retries back off: 5 s, then 10 s.
+    assert.equal(other.timers.only().ms, 5000);
+    other.clock.now += 5000;
+    other.timers.fire();
+    await builtIn.refresh();
+    assert.equal(other.timers.only().ms, 10_000);
+    builtIn.stop();
+    await assert.rejects(Deno.stat(predefined.mirrorlist_latency_test_results_file), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("startMirrorSelection() uses the status endpoint fallbacks", async () => {
+  await withDir(async (dir) => {
+    const t = setup(dir);
+    const mirror = fakeMirror();
+    const status = statusServer([entry(mirror.url, 1)]);
+    try {
+      const config = testConfig(dir, {}, {
+        mirrors_status_json_endpoint_fallbacks: [refusingUrl(), status.url],
+      });
+      const selection = startMirrorSelection(config, t.deps);
+      await selection.ready;
+      selection.stop();
+      assert.deepEqual(t.pool.plan("database"), [mirror.url]);
+      assert.equal(t.pool.source, "latency test");
+      assert.equal(status.state.requests, 1);
+    } finally {
+      await Promise.all([mirror.close(), status.close()]);
+    }
+  });
+});
+
+Deno.test("startMirrorSelection() reuses a young ranking without network and re-tests when it is due", async () => {
+  await withDir(async (dir) => {
+    const t = setup(dir);
+    const a = fakeMirror(60);
+    const b = fakeMirror(0);
+    const status = statusServer([entry(a.url, 1), entry(b.url, 1)]);
+    try {
+      const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
+      await writeRanking(config.mirrorlist_latency_test_results_file, {
+        timestamp: new Date(T0 - DAY).toISOString(),
+        mirrors: [ranked(a.url, 5), ranked(b.url, 9)],
+      });
+      const selection = startMirrorSelection(config, t.deps);
+      await selection.ready;
+      assert.deepEqual(t.pool.plan("database"), [a.url, b.url]);
+      assert.equal(t.pool.source, "persisted ranking");
+      assert.equal(t.pool.snapshot()[0].latencyMs, 5);
+      assert.equal(status.state.requests + a.hits + b.hits, 0, "no network");
+      assert.equal(t.timers.only().ms, 7 * DAY, "due 8 days after the ranking was made");
+
+      t.clock.now += 7 * DAY;
+      t.timers.fire();
+      await selection.refresh(); // joins the refresh the timer started
+      assert.equal(status.state.requests, 1);
+      assert.deepEqual(t.pool.plan("database"), [b.url, a.url]);
+      assert.equal(t.pool.source, "latency test");
+      const stored = readRankingSync(config.mirrorlist_latency_test_results_file);
+      assert.equal(stored?.timestamp, new Date(T0 + 7 * DAY).toISOString());
+      assert.equal(t.timers.only().ms, 8 * DAY);
+      selection.stop();
+    } finally {
+      await Promise.all([a.close(), b.close(), status.close()]);
+    }
+  });
+});
+
+Deno.test("startMirrorSelection() uses a stale, corrupt or differently made ranking only until tested", async () => {
+  await withDir(async (dir) => {
+    const mirror = fakeMirror();
+    const status = statusServer([entry(mirror.url, 1)]);
+    try {
+      const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
+      const path = config.mirrorlist_latency_test_results_file;
+      const old = ranked("http://127.0.0.1:4/");
+      const [stale, now] = [new Date(T0 - 9 * DAY).toISOString(), new Date(T0).toISOString()];
+      const cases = [
+        { name: "stale", timestamp: stale, settings: undefined, start: "persisted ranking" },
+        { name: "other settings", timestamp: now, settings: "{}", start: "persisted ranking" },
+        { name: "corrupt", timestamp: "", settings: undefined, start: "built-in" },
+      ];
+      for (const c of cases) {
+        const t = setup(dir);
+        if (c.name === "corrupt") await Deno.writeTextFile(path, "{ not json");
+        else await writeRanking(path, { timestamp: c.timestamp, settings: c.settings, mirrors: [old] });
+        const selection = startMirrorSelection(config, t.deps);
+        assert.equal(t.pool.source, c.start, c.name);
+        await selection.ready;
+        selection.stop();
+        assert.deepEqual(t.pool.plan("database"), [mirror.url], c.name);
+        assert.equal(readRankingSync(path)?.mirrors[0].url, mirror.url, c.name);
+        if (c.name === "corrupt") assert.match(t.warnings[0], /Ignoring the mirror ranking.*not valid JSON/);
+      }
+    } finally {
+      await Promise.all([mirror.close(), status.close()]);
+    }
+  });
+});
+
+Deno.test("startMirrorSelection() falls back when no mirror passes the latency test", async () => {
+  await withDir(async (dir) => {
+    const broken = fakeMirror(0, 404);
+    const status = statusServer([entry(broken.url, 1)]);
+    try {
+      const t = setup(dir);
+      const config = testConfig(dir, { mirrors_predefined: ["http://127.0.0.1:5/"] }, {
+        mirrors_status_json_endpoint: status.url,
+      });
+      const selection = startMirrorSelection(config, t.deps);
+      await selection.ready;
+      selection.stop();
+      assert.deepEqual(t.sources, ["predefined", "status json", "predefined"]);
+      assert.equal(broken.hits, 4, "tried with the settings relaxed 3 times");
+      assert.match(t.warnings.at(-1)!, /No mirror passed the latency test.*using the fallback mirrors/);
+
+      // A tested ranking from an earlier run is better than the fallback: it is kept.
+      const tested = ranked("http://127.0.0.1:6/");
+      await writeRanking(config.mirrorlist_latency_test_results_file, {
+        timestamp: new Date(T0 - 9 * DAY).toISOString(),
+        mirrors: [tested],
+      });
+      const u = setup(dir);
+      const again = startMirrorSelection(config, u.deps);
+      await again.ready;
+      again.stop();
+      assert.deepEqual(u.pool.plan("database"), [tested.url]);
+      assert.match(u.warnings.at(-1)!, /keeping the mirrors from persisted ranking/);
+    } finally {
+      await Promise.all([broken.close(), status.close()]);
+    }
+  });
+});
+
+Deno.test("startMirrorSelection() re-tests in the background and stop() clears the timer", async () => {
+  await withDir(async (dir) => {
+    const t = setup(dir);
+    const a = fakeMirror(0);
+    const b = fakeMirror(100);
+    const status = statusServer([entry(a.url, 1), entry(b.url, 1)]);
+    try {
+      const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
+      const selection = startMirrorSelection(config, t.deps);
+      await selection.ready;
+      assert.deepEqual(t.pool.plan("database"), [a.url, b.url]);
+      a.delayMs = 100;
+      b.delayMs = 0;
+      assert.equal(t.timers.only().ms, 8 * DAY);
+      t.clock.now += 8 * DAY;
+      t.timers.fire();
+      await selection.refresh();
+      assert.deepEqual(t.pool.plan("database"), [b.url, a.url]);
+      assert.ok(t.infos.includes(`Primary mirror: "${b.url}" (from latency test)`));
+      assert.equal(status.state.requests, 2);
+      selection.stop();
+      assert.equal(t.timers.pending.size, 0);
+      await selection.refresh();
+      assert.equal(status.state.requests, 2, "stopped: no more refreshes");
+    } finally {
+      await Promise.all([a.close(), b.close(), status.close()]);
+    }
+  });
+});
+
+Deno.test("startMirrorSelection() refreshes on a real unref'd timer", async () => {
+  await withDir(async (dir) => {
+    const t = setup(dir);
+    const mirror = fakeMirror();
+    const status = statusServer([entry(mirror.url, 1)]);
+    try {
+      const config = testConfig(dir, { refresh_latency_tests_after: "1s" }, {
+        mirrors_status_json_endpoint: status.url,
+      });
+      const selection = startMirrorSelection(config, {
+        ...t.deps,
+        now: undefined,
+        setTimer: undefined,
+        clearTimer: undefined,
+      });
+      await selection.ready;
+      const deadline = Date.now() + 5000;
+      while (status.state.requests < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      selection.stop();
+      assert.ok(status.state.requests >= 2, `status fetched ${status.state.requests} times`);
+    } finally {
+      await Promise.all([mirror.close(), status.close()]);
+    }
+  });
+});
+
+Deno.test("stop() during the first ranking: ready resolves and the pool keeps its list", async () => {
+  await withDir(async (dir) => {
+    const t = setup(dir);
+    const status = statusServer([], { hang: true });
+    try {
+      const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
+      const selection = startMirrorSelection(config, t.deps);
+      while (status.state.requests === 0) await new Promise((r) => setTimeout(r, 5));
+      selection.stop();
+      await selection.ready;
+      assert.equal(t.pool.source, "built-in");
+      assert.equal(t.timers.pending.size, 0);
+      assert.deepEqual(t.warnings, []);
+    } finally {
+      await status.close();
+    }
+  });
+});
+
+Deno.test("combinedScore() adds the transfer time of 1 MiB and 500 ms per unit of failure penalty", () => {
+  assert.equal(combinedScore(40, undefined), 40);
+  assert.equal(combinedScore(40, { throughputBps: 1024 * 1024, penalty: 0 }), 1040);
+  assert.equal(
+    combinedScore(40, { throughputBps: undefined, penalty: 0.5 }, { neutralThroughputBps: 2 * 1024 * 1024 }),
+    790,
+  );
+});
+
+Deno.test("rankByCombinedScore() prefers fast, reliable mirrors over ones with similar latency", () => {
+  const result = (url: string, latencyMs: number) => ({ url, latencyMs, countryCode: "DE", score: 1 });
+  const stats = (url: string, s: Partial<MirrorStats>): MirrorStats => ({
+    url,
+    rank: 0,
+    inFlight: 0,
+    successes: 1,
+    failures: 0,
+    penalty: 0,
+    bytes: 0,
+    ...s,
+  });
+  const ranked = rankByCombinedScore(
+    [result("a", 50), result("b", 55), result("c", 52), result("d", 300)],
+    [
+      stats("a", { throughputBps: 1e6 }),
+      stats("b", { throughputBps: 20e6 }),
+      stats("c", { failures: 3, penalty: 2 }),
+      stats("d", { throughputBps: 30e6 }),
+    ],
+  );
+  // c has no throughput measurement: it gets the median (20 MB/s) but pays for its failures.
+  assert.deepEqual(ranked.map((r) => r.url), ["b", "d", "a", "c"]);
+  assert.deepEqual(rankByCombinedScore([result("x", 9), result("y", 3)], []).map((r) => r.url), ["y", "x"]);
+});
+
+Deno.test("startMirrorSelection() lets what the pool learnt on downloads reorder the ranking", async () => {
+  await withDir(async (dir) => {
+    const t = setup(dir);
+    // By latency alone the order would be c, a, b.
+    const [a, b, c] = [fakeMirror(0), fakeMirror(40), fakeMirror(0)];
+    const status = statusServer([entry(a.url, 1), entry(b.url, 1), entry(c.url, 1)]);
+    try {
+      const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
+      await writeRanking(config.mirrorlist_latency_test_results_file, {
+        timestamp: new Date(T0 - 9 * DAY).toISOString(),
+        mirrors: [c, a, b].map((m) => ranked(m.url, 1)),
+      });
+      const selection = startMirrorSelection(config, t.deps);
+      // The pool serves from the persisted ranking while the mirrors are tested again.
+      t.pool.recordSuccess(a.url, { bytes: 4 * 1024 * 1024, durationMs: 4000 }); // 1 MiB/s
+      t.pool.recordSuccess(b.url, { bytes: 4 * 1024 * 1024, durationMs: 200 }); // 20 MiB/s
+      for (let i = 0; i < 4; i++) t.pool.recordFailure(c.url, "connection reset");
+      await selection.ready;
+      selection.stop();
+      assert.deepEqual(t.pool.snapshot().map((m) => m.url), [b.url, a.url, c.url]);
+      assert.equal(t.pool.source, "latency test");
+    } finally {
+      await Promise.all([a.close(), b.close(), c.close(), status.close()]);
+    }
+  });
+});
