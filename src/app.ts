@@ -14,6 +14,7 @@ import type { Download } from "./download.ts";
 import { DownloadManager } from "./download_manager.ts";
 import { HttpError } from "./http_error.ts";
 import { MirrorPool } from "./mirrors.ts";
+import { isIndexedDatabase, PackageIndex } from "./package_index.ts";
 import { type ProxyContext, serveTarget } from "./proxy.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
 import { ORIGIN_HEADER } from "./responses.ts";
@@ -35,7 +36,7 @@ export interface AppOptions {
   /** Overrides for transfer limits derived from the configuration (tests use short ones). */
   limits?: Partial<TransferLimits>;
   /** Called when a download has committed a complete file. */
-  onDownloadComplete?: (download: Download) => void;
+  onDownloadComplete?: (download: Download, target: RequestTarget) => void;
   /** Counters to update; by default a new one. */
   stats?: Stats;
 }
@@ -53,6 +54,8 @@ export interface FlexoApp {
   config: Config;
   /** What the proxy did so far. */
   stats: Stats;
+  /** Sizes and checksums from the repository databases, to verify downloads. */
+  packageIndex: PackageIndex;
   /** When the app was created (milliseconds). */
   startedAt: number;
 }
@@ -83,17 +86,32 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   }
   const poolFor = (target: RequestTarget) => (target.customRepo ? customPools.get(target.customRepo)! : pool);
   const store = new CacheStore(config.cache_directory);
+  const stats = options.stats ?? new Stats();
+  const packageIndex = new PackageIndex();
   const downloads = new DownloadManager({
     store,
     poolFor,
     deps,
     limits,
-    onComplete: options.onDownloadComplete,
+    expectFor: (target) => {
+      if (target.kind !== "package") return undefined;
+      const entry = packageIndex.expected(target.cacheSegments);
+      return entry && { size: entry.compressedSize, sha256: entry.sha256 };
+    },
+    onIntegrityFailure: (_download, reason) => {
+      stats.integrityRejections++;
+      stats.recordError(deps.now(), reason);
+    },
+    onComplete: (download, target) => {
+      if (target.kind === "database" && isIndexedDatabase(target.fileName)) {
+        packageIndex.loadDatabase(store.root, download.finalPath);
+      }
+      options.onDownloadComplete?.(download, target);
+    },
   });
   const ctx: ProxyContext = { store, downloads, poolFor, deps, limits };
   const customRepoNames = new Set(customPools.keys());
   const startedAt = deps.now();
-  const stats = options.stats ?? new Stats();
 
   const hono = new Hono();
   hono.get("/status", (c) =>
@@ -175,6 +193,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     downloads,
     config,
     stats,
+    packageIndex,
     startedAt,
   };
 }

@@ -7,6 +7,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { createHash, type Hash } from "node:crypto";
 import type { CachedFile, CacheStore, PartialMeta } from "./cache_store.ts";
 import { HttpError } from "./http_error.ts";
 import type { MirrorPool } from "./mirrors.ts";
@@ -54,6 +55,10 @@ export interface DownloadOptions {
   rules: OrderRules;
   /** Ask upstream only for a newer file than this (milliseconds since the epoch). */
   ifModifiedSince?: number;
+  /** What the repository database says the file is; a download that does not match is discarded. */
+  expect?: { size: number; sha256: string };
+  /** Called when a download was discarded because it did not match `expect`. */
+  onIntegrityFailure?: (download: Download, reason: string) => void;
 }
 
 /** What the first usable mirror answered. */
@@ -100,6 +105,8 @@ export class Download {
   #headSettled = false;
   #wake: PromiseWithResolvers<void> = Promise.withResolvers();
   #finished: PromiseWithResolvers<void> = Promise.withResolvers();
+  #hash?: Hash;
+  #contributors = new Set<string>();
 
   /** Prepares a download; {@linkcode Download.start} runs it. */
   constructor(options: DownloadOptions) {
@@ -184,6 +191,10 @@ export class Download {
         this.total = earlier.total;
         log.info("Resuming {path} from byte {size}", { path: segments.join("/"), size });
       }
+    }
+    if (this.#options.expect) {
+      this.#hash = createHash("sha256");
+      if (this.written > 0) await this.#hashExisting();
     }
     const file = await store.openPartial(segments, { truncate: this.written === 0 });
     try {
@@ -306,6 +317,8 @@ export class Download {
             throw new Error(`sent more than the ${this.total} bytes it announced`);
           }
           await writeAll(file, chunk);
+          this.#hash?.update(chunk);
+          this.#contributors.add(mirror);
           this.written += chunk.byteLength;
           this.#notify();
         }, { deps, limits, abort, canSwitch: () => i < plan.length - 1 });
@@ -378,6 +391,13 @@ export class Download {
     if (length !== undefined && length > MAX_FILE_SIZE) {
       return `announced an absurd length of ${length} bytes`;
     }
+    const expect = this.#options.expect;
+    const announced = response.status === 206
+      ? parseContentRange(response.headers.get("content-range"))?.total
+      : length;
+    if (expect && announced !== undefined && announced !== expect.size) {
+      return `announced ${announced} bytes but the repository database says ${expect.size}`;
+    }
     const type = response.headers.get("content-type") ?? "";
     if (/^text\/html/i.test(type) && !/\.html?$/i.test(this.#options.upstreamPath)) {
       return "sent an HTML page instead of the file";
@@ -414,10 +434,43 @@ export class Download {
   }
 
   async #commit(meta: PartialMeta): Promise<void> {
+    const expect = this.#options.expect;
+    if (expect && this.#hash) {
+      const sha256 = this.#hash.digest("hex");
+      if (this.written !== expect.size || sha256 !== expect.sha256) {
+        const reason = `${this.#options.upstreamPath} does not match the repository database ` +
+          `(${this.written} bytes with SHA-256 ${sha256}, expected ${expect.size} bytes with ${expect.sha256}); ` +
+          "it was discarded, retry to fetch it from another mirror";
+        for (const mirror of this.#contributors) {
+          this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
+        }
+        await this.#options.store.discardPartial(this.segments);
+        log.error(reason);
+        this.#options.onIntegrityFailure?.(this, reason);
+        throw new HttpError(502, reason);
+      }
+    }
     this.file = await this.#options.store.commit(this.segments, { lastModified: meta.lastModified });
     this.state = "complete";
     this.#notify();
     this.#finished.resolve();
+  }
+
+  /** Feeds the bytes of a resumed partial file into the hash. */
+  async #hashExisting(): Promise<void> {
+    const existing = await Deno.open(this.partialPath, { read: true });
+    let remaining = this.written;
+    const buffer = new Uint8Array(256 * 1024);
+    try {
+      while (remaining > 0) {
+        const read = await existing.read(buffer.subarray(0, Math.min(buffer.length, remaining)));
+        if (read === null) throw new Error(`${this.partialPath} is shorter than recorded`);
+        this.#hash!.update(buffer.subarray(0, read));
+        remaining -= read;
+      }
+    } finally {
+      existing.close();
+    }
   }
 
   #commitFailures(failures: { mirror: string; message: string }[]): void {

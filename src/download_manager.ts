@@ -19,7 +19,11 @@ export interface DownloadManagerOptions {
   deps: TransferDeps;
   limits: TransferLimits;
   /** Called when a download has committed a complete file to the cache. */
-  onComplete?: (download: Download) => void;
+  onComplete?: (download: Download, target: RequestTarget) => void;
+  /** What a file must be (from the repository databases), if known. */
+  expectFor?: (target: RequestTarget) => { size: number; sha256: string } | undefined;
+  /** Called when a download was discarded because it did not match what the databases say. */
+  onIntegrityFailure?: (download: Download, reason: string) => void;
 }
 
 /** The rules for each kind of cacheable file. */
@@ -54,7 +58,9 @@ export class DownloadManager {
 
   /** The download of this file running now, if any. */
   active(target: RequestTarget): Download | undefined {
-    return this.#active.get(keyOf(target));
+    const download = this.#active.get(keyOf(target));
+    // One that has just ended is no longer joined: a new request deserves a fresh answer from upstream.
+    return download && !download.ended ? download : undefined;
   }
 
   /** All downloads running now. */
@@ -69,7 +75,7 @@ export class DownloadManager {
    */
   obtain(target: RequestTarget, options: { ifModifiedSince?: number } = {}): Download {
     const key = keyOf(target);
-    const running = this.#active.get(key);
+    const running = this.active(target);
     if (running) return running;
     const pool = this.#options.poolFor(target);
     const download = new Download({
@@ -82,11 +88,13 @@ export class DownloadManager {
       limits: this.#options.limits,
       rules: rulesFor(target.kind),
       ifModifiedSince: options.ifModifiedSince,
+      expect: this.#options.expectFor?.(target),
+      onIntegrityFailure: this.#options.onIntegrityFailure,
     });
     this.#active.set(key, download);
     download.finished.then(() => {
-      this.#active.delete(key);
-      if (download.state === "complete") this.#options.onComplete?.(download);
+      if (this.#active.get(key) === download) this.#active.delete(key);
+      if (download.state === "complete") this.#options.onComplete?.(download, target);
     });
     return download.start();
   }

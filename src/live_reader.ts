@@ -34,8 +34,19 @@ export function followDownload(
       while (true) {
         const last = download.total === undefined ? range.end : Math.min(range.end, download.total - 1);
         if (position > last) {
+          // The end of the file is only final once the download has verified and committed it: a client must
+          // see a failed transfer, never a clean end, when the bytes turn out to be wrong.
+          const endOfFile = download.total !== undefined && last === download.total - 1;
+          if (endOfFile && !download.ended) {
+            await download.changed();
+            continue;
+          }
           close();
-          controller.close();
+          if (endOfFile && download.state === "failed") {
+            controller.error(download.error ?? new Error("download failed"));
+          } else {
+            controller.close();
+          }
           return;
         }
         const available = download.written;

@@ -1,0 +1,94 @@
+/**
+ * The package index: what the repository databases that clients synced through the proxy say about each package
+ * file (size and SHA-256), so that every download can be verified before it enters the cache.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { dirname, join, relative, sep } from "node:path";
+import { type PackageEntry, readRepoDb } from "./repo_db.ts";
+
+const log = getLogger(["flexo", "integrity"]);
+
+/** File names of databases that list packages (`.files` databases list the same packages and are larger). */
+const DATABASE_NAME = /\.db(\.tar(\.(gz|zst|xz|bz2))?)?$/;
+
+/** True when a cached file is a sync database whose entries the index reads. */
+export function isIndexedDatabase(fileName: string): boolean {
+  return DATABASE_NAME.test(fileName);
+}
+
+/** Expected size and SHA-256 of package files, by cache folder and file name. */
+export class PackageIndex {
+  /** Folder (cache-relative, "/"-separated) → database path → entries by file name. */
+  #folders = new Map<string, Map<string, Map<string, PackageEntry>>>();
+
+  /**
+   * Reads (or re-reads) a database file from the cache; its entries replace what that database said before.
+   * An unreadable database is logged and ignored: packages are then served unverified, as before.
+   *
+   * @param cacheRoot The cache directory.
+   * @param path The database file, inside the cache directory.
+   */
+  async loadDatabase(cacheRoot: string, path: string): Promise<void> {
+    const folder = relative(cacheRoot, dirname(path)).split(sep).join("/");
+    let entries: Map<string, PackageEntry>;
+    try {
+      const file = await Deno.open(path, { read: true });
+      entries = await readRepoDb(file.readable);
+    } catch (error) {
+      log.warn("Cannot read the database {path}; its packages are not verified: {error}", {
+        path,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return;
+    }
+    let databases = this.#folders.get(folder);
+    if (!databases) this.#folders.set(folder, databases = new Map());
+    databases.set(path, entries);
+    log.debug("Indexed {count} packages from {path}", { count: entries.size, path });
+  }
+
+  /** Reads every sync database in the cache (at start-up). */
+  async loadAll(cacheRoot: string): Promise<number> {
+    let count = 0;
+    for await (const path of findDatabases(cacheRoot, cacheRoot)) {
+      await this.loadDatabase(cacheRoot, path);
+      count++;
+    }
+    return count;
+  }
+
+  /**
+   * What the databases say about a package file, if any of them lists it.
+   *
+   * @param segments The file's cache path segments.
+   */
+  expected(segments: readonly string[]): PackageEntry | undefined {
+    const databases = this.#folders.get(segments.slice(0, -1).join("/"));
+    if (!databases) return undefined;
+    const fileName = segments[segments.length - 1];
+    for (const entries of databases.values()) {
+      const entry = entries.get(fileName);
+      if (entry) return entry;
+    }
+    return undefined;
+  }
+}
+
+async function* findDatabases(root: string, dir: string): AsyncGenerator<string> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (error) {
+    log.warn("Cannot list {dir}: {error}", { dir, error: String(error) });
+    return;
+  }
+  for (const entry of entries) {
+    if (entry.name.startsWith(".")) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) yield* findDatabases(root, path);
+    else if (entry.isFile && isIndexedDatabase(entry.name)) yield path;
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * Integrity: downloads are verified against the repository database clients synced through the proxy.
+ */
+
+import { join } from "node:path";
+import { createApp } from "../src/app.ts";
+import { PackageIndex } from "../src/package_index.ts";
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { startFakeMirror } from "./helpers/fake_mirror.ts";
+import { makeRepo, sha256File } from "./helpers/make_repo.ts";
+import { testConfig } from "./helpers/test_app.ts";
+
+const PACKAGES = [
+  { name: "big", version: "1:2.0-1", size: 400_000 },
+  { name: "small", version: "1.0-1", size: 2_000 },
+];
+
+async function sha256(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test("PackageIndex.loadAll() reads the databases in the cache and expected() finds their packages", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
+  try {
+    const repo = await makeRepo(dir, { repo: "flexotest", packages: PACKAGES, dbExtension: "tar.zst" });
+    await Deno.writeTextFile(join(dir, "flexotest", "os", "x86_64", "broken.db"), "not a database");
+    const index = new PackageIndex();
+    assert((await index.loadAll(dir)) >= 2, "finds flexotest.db, flexotest.db.tar.zst and broken.db");
+    for (const pkg of repo.packages) {
+      const entry = index.expected(["flexotest", "os", "x86_64", pkg.fileName]);
+      assertEquals(entry?.sha256, pkg.sha256);
+      assertEquals(entry?.compressedSize, pkg.size);
+    }
+    assertEquals(index.expected(["other", "os", "x86_64", repo.packages[0].fileName]), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("createApp() discards a corrupt download and fetches it again from another mirror", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
+  const cacheDir = await Deno.makeTempDir({ prefix: "flexo-index-cache-" });
+  try {
+    const repo = await makeRepo(dir, { repo: "flexotest", packages: PACKAGES });
+    const big = repo.packages.find((pkg) => pkg.name === "big")!;
+    await using bad = await startFakeMirror(dir, { match: ".pkg.tar.zst", corruptBytes: 3 });
+    await using good = await startFakeMirror(dir);
+    const app = createApp(testConfig(cacheDir, [bad.url, good.url]));
+    const get = (path: string) => app.fetch(new Request(`http://flexo.test/flexotest/os/x86_64/${path}`));
+    // The client syncs the database through the proxy first, as pacman does.
+    await (await get("flexotest.db")).arrayBuffer();
+    await app.downloads.idle();
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the database is indexed in the background
+    assert(
+      app.packageIndex.expected(["flexotest", "os", "x86_64", big.fileName]),
+      "the database was indexed",
+    );
+
+    const first = await get(big.fileName);
+    let failed = false;
+    try {
+      await first.arrayBuffer();
+    } catch {
+      failed = true;
+    }
+    assert(failed, "the client's transfer fails instead of ending with corrupt bytes");
+    await app.downloads.idle();
+    assertEquals(await app.store.statComplete(["flexotest", "os", "x86_64", big.fileName]), undefined);
+    assertEquals(app.stats.integrityRejections, 1);
+
+    const second = await get(big.fileName);
+    assertEquals(await sha256(new Uint8Array(await second.arrayBuffer())), big.sha256);
+    await app.downloads.idle();
+    assertEquals(await sha256File(join(cacheDir, "flexotest", "os", "x86_64", big.fileName)), big.sha256);
+    assertEquals(good.countRequests(big.fileName, { method: "GET" }), 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("createApp() refuses a mirror whose announced length contradicts the database before sending a byte", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
+  const cacheDir = await Deno.makeTempDir({ prefix: "flexo-index-cache-" });
+  try {
+    const repo = await makeRepo(dir, { repo: "flexotest", packages: PACKAGES });
+    const small = repo.packages.find((pkg) => pkg.name === "small")!;
+    await using good = await startFakeMirror(dir);
+    const app = createApp(testConfig(cacheDir, [good.url]));
+    const get = (path: string) => app.fetch(new Request(`http://flexo.test/flexotest/os/x86_64/${path}`));
+    await (await get("flexotest.db")).arrayBuffer();
+    await app.downloads.idle();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The mirror now serves a truncated file: a shorter, complete-looking answer.
+    const path = join(dir, "flexotest", "os", "x86_64", small.fileName);
+    const original = await Deno.readFile(path);
+    await Deno.writeFile(path, original.subarray(0, 1000));
+    const response = await get(small.fileName);
+    assertEquals(response.status, 502);
+    assert((await response.text()).includes("repository database"));
+    assertEquals(await app.store.statComplete(["flexotest", "os", "x86_64", small.fileName]), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
