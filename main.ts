@@ -22,7 +22,8 @@ import {
 } from "./src/config.ts";
 import type { Config } from "./src/config_schema.ts";
 import { closeLogging, setupLogging } from "./src/logging.ts";
-import { BUILT_IN_MIRRORS, MirrorPool } from "./src/mirrors.ts";
+import { primaryMirrorLogger, startMirrorSelection } from "./src/mirror_selection.ts";
+import { MirrorPool } from "./src/mirrors.ts";
 import { startServer } from "./src/server.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -146,21 +147,24 @@ async function serve(cli: Cli): Promise<void> {
   await prepareCacheDirectory(config.cache_directory);
   log.info("Cache directory: {dir}", { dir: config.cache_directory });
 
-  const pool = new MirrorPool({
-    onPrimaryChange: (url, source) => {
-      if (url) log.info('Primary mirror: "{url}" ({source})', { url, source });
-    },
-  });
-  if (config.mirrors_predefined.length > 0) {
-    pool.setMirrors(config.mirrors_predefined, "predefined");
-  } else {
-    pool.setMirrors(BUILT_IN_MIRRORS, "built-in list");
-  }
+  const mirrorLog = getLogger(["flexo", "mirrors"]);
+  const selectionLog = {
+    info: (message: string) => mirrorLog.info(message),
+    warn: (message: string) => mirrorLog.warn(message),
+  };
+  const pool = new MirrorPool({ onPrimaryChange: primaryMirrorLogger(selectionLog) });
+  // Fills the pool at once (persisted ranking, predefined or built-in list) and ranks mirrors in the background:
+  // the proxy answers from the first second.
+  const selection = startMirrorSelection(config, { pool, log: selectionLog });
   const app = createApp(config, { pool });
+  app.packageIndex.loadAll(config.cache_directory).then((count) => {
+    if (count > 0) log.info("Indexed {count} repository database(s) to verify downloads", { count });
+  });
   const server = startServer(app, { hostnames: config.listen_ip_address, port: config.port });
 
   const stop = async (signal: string) => {
     log.info("{signal} received: finishing running transfers, then stopping", { signal });
+    selection.stop();
     await server.shutdown({ graceMs: 10_000 });
     await closeLogging();
     Deno.exit(0);
