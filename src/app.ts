@@ -9,6 +9,7 @@
 import { getLogger } from "@logtape/logtape";
 import { Hono } from "hono";
 import { CacheStore } from "./cache_store.ts";
+import type { CacheUsageSnapshot } from "./cache_usage.ts";
 import type { Config } from "./config_schema.ts";
 import type { Download } from "./download.ts";
 import { DownloadManager } from "./download_manager.ts";
@@ -19,6 +20,7 @@ import { type ProxyContext, serveTarget } from "./proxy.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
 import { ORIGIN_HEADER } from "./responses.ts";
 import { type CountedResult, Stats } from "./stats.ts";
+import { statusRoutes } from "./status_routes.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 import { VERSION } from "./version.ts";
 
@@ -39,12 +41,14 @@ export interface AppOptions {
   onDownloadComplete?: (download: Download, target: RequestTarget) => void;
   /** Counters to update; by default a new one. */
   stats?: Stats;
+  /** The cache's size for the status page and metrics (see `cache_usage.ts`). */
+  cacheUsage?: () => CacheUsageSnapshot | undefined;
 }
 
 /** The running proxy's parts, for the server, the status page and tests. */
 export interface FlexoApp {
-  /** Answers one request. */
-  fetch: (req: Request) => Promise<Response>;
+  /** Answers one request; `info` (from Deno.serve) tells when the response has been sent. */
+  fetch: (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response>;
   /** Official mirrors. */
   pool: MirrorPool;
   /** One pool per custom repository, by name. */
@@ -114,30 +118,28 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const startedAt = deps.now();
 
   const hono = new Hono();
-  hono.get("/status", (c) =>
-    c.json({
-      version: VERSION,
-      uptimeSeconds: Math.round((deps.now() - startedAt) / 1000),
-      mirrors: { source: pool.source, ranking: pool.snapshot() },
-      downloads: downloads.list().map((d) => ({
-        path: d.segments.join("/"),
-        mirror: d.mirror,
-        written: d.written,
-        total: d.total,
-        state: d.state,
-      })),
-    }));
+  hono.route(
+    "/",
+    statusRoutes({ pool, customPools, store, downloads, config, stats, startedAt }, {
+      now: deps.now,
+      cacheUsage: options.cacheUsage,
+    }),
+  );
   hono.on(["GET", "HEAD"], "*", async (c) => {
     const started = deps.now();
     const req = c.req.raw;
     const rawPath = rawPathOf(req.url);
     const target = parseRequestPath(rawPath, { customRepoNames });
-    if (target.cacheSegments.length === 0 && target.kind === "other" && rawPath === "/") {
-      return c.text(`flexo ${VERSION}: a caching proxy for pacman. See /status.\n`);
-    }
     const answer = await serveTarget(req, target, ctx);
     const origin = answer.response.headers.get(ORIGIN_HEADER) as "Cache" | "RemoteMirror" | null;
     stats.recordRequest(answer.result, answer.bytes, origin ?? undefined);
+    if (answer.readsFile) {
+      // The file stays "in use" (safe from cleaning) until the response has been sent; Deno.serve says when.
+      const release = store.beginRead(answer.readsFile);
+      const completed = (c.env as Deno.ServeHandlerInfo | undefined)?.completed;
+      if (completed) completed.then(release, release);
+      else release();
+    }
     requestLog.info("{method} {path} {result} {status} {bytes} bytes {ms} ms", {
       method: req.method,
       path: rawPath,
@@ -186,7 +188,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   });
 
   return {
-    fetch: async (req) => await hono.fetch(req),
+    fetch: async (req, info) => await hono.fetch(req, info),
     pool,
     customPools,
     store,

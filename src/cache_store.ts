@@ -36,10 +36,29 @@ export const PARTIAL_DIR = ".partial";
 export class CacheStore {
   /** The absolute cache directory. */
   readonly root: string;
+  #readers = new Map<string, number>();
 
   /** @param cacheDir The cache directory; made absolute. */
   constructor(cacheDir: string) {
     this.root = resolve(cacheDir);
+  }
+
+  /** Marks a complete file as being read by a client; call the returned function when the response is sent. */
+  beginRead(path: string): () => void {
+    this.#readers.set(path, (this.#readers.get(path) ?? 0) + 1);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      const left = (this.#readers.get(path) ?? 1) - 1;
+      if (left <= 0) this.#readers.delete(path);
+      else this.#readers.set(path, left);
+    };
+  }
+
+  /** True while a client is reading this complete file. */
+  isBeingRead(path: string): boolean {
+    return this.#readers.has(path);
   }
 
   /** Where the complete file lives. */

@@ -30,6 +30,8 @@ export interface Served {
   response: Response;
   /** Bytes in the response body. */
   bytes: number;
+  /** The cached file the body is read from, if any (it counts as in use until the response is sent). */
+  readsFile?: string;
 }
 
 /** Content type for a file name when upstream did not say. */
@@ -79,7 +81,7 @@ export async function serveCachedFile(
     return { response: new Response(null, { status, headers }), bytes: 0 };
   }
   const body = await readFileRange(file.path, { start, end, size: file.size });
-  return { response: new Response(body, { status, headers }), bytes: length };
+  return { response: new Response(body, { status, headers }), bytes: length, readsFile: file.path };
 }
 
 /** Serves a file that a download is writing, following it to the end. */
