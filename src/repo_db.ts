@@ -56,31 +56,35 @@ export class RepoDbError extends Error {
  * @throws {RepoDbError} when the data is not a readable database; the message says what was wrong.
  */
 export async function readRepoDb(stream: ReadableStream<Uint8Array>): Promise<Map<string, PackageEntry>> {
-  const input = new ByteReader(
-    stream,
-    (error) =>
-      new RepoDbError(`Could not read the repository database: ${messageOf(error)}`, { cause: error }),
-  );
+  const input = new ByteReader(stream, sourceError);
   let archive: ByteReader | undefined;
   try {
-    const format = detectFormat(await input.peek(512));
+    const format = detectFormat(await input.peek(TAR_BLOCK));
     archive = format === "tar"
       ? input
-      : new ByteReader(await decompress(format, input), (error) =>
-        error instanceof RepoDbError ? error : new RepoDbError(
-          `The repository database's ${format} data is corrupt or truncated (${
-            describeDecoderError(format, error)
-          }); ` +
-            "download it again.",
-          { cause: error },
-        ));
+      : new ByteReader(await decompress(format, input), decoderError(format));
     return await readTarEntries(archive);
   } catch (error) {
     await archive?.cancel(error);
     await input.cancel(error);
-    if (error instanceof RepoDbError) throw error;
-    throw new RepoDbError(`Could not read the repository database: ${messageOf(error)}`, { cause: error });
+    throw error instanceof RepoDbError ? error : sourceError(error);
   }
+}
+
+function sourceError(error: unknown): RepoDbError {
+  return new RepoDbError(`Could not read the repository database: ${messageOf(error)}`, { cause: error });
+}
+
+/** Wraps what a decompressor throws; errors of the source pass through it unchanged. */
+function decoderError(format: Format): (error: unknown) => RepoDbError {
+  return (error) => {
+    if (error instanceof RepoDbError) return error;
+    const details = describeDecoderError(format, error);
+    return new RepoDbError(
+      `The repository database's ${format} data is corrupt or truncated (${details}); download it again.`,
+      { cause: error },
+    );
+  };
 }
 
 type Format = "gzip" | "zstd" | "xz" | "tar";
@@ -326,6 +330,8 @@ function xxhashApi(): Promise<XxhashApi> {
 }
 
 const ZSTD_MAGIC = 0xfd2fb528;
+/** zstd's own default limit for the decoder window (window log 27). */
+const MAX_ZSTD_WINDOW = 2 ** 27;
 
 /**
  * Decompress zstd frame by frame: the frame and block headers are walked here so that each frame goes to its
@@ -354,6 +360,9 @@ function zstdStream(input: ByteReader, hashes: XxhashApi): ReadableStream<Uint8A
     const contentSizeBytes = [singleSegment, 2, 4, 8][descriptor >> 6];
     const dictionaryBytes = [0, 1, 2, 4][descriptor & 3];
     const rest = await need(1 - singleSegment + dictionaryBytes + contentSizeBytes, "a frame header");
+    if (windowSize(rest, singleSegment === 1, contentSizeBytes) > MAX_ZSTD_WINDOW) {
+      throw new Error("zstd frame needs a window of more than 128 MiB, which is refused");
+    }
     const hash = hashes.create64();
     const decoder = new ZstdDecompress((chunk) => {
       if (chunk.length === 0) return;
@@ -403,6 +412,20 @@ function zstdStream(input: ByteReader, hashes: XxhashApi): ReadableStream<Uint8A
       return input.cancel(reason);
     },
   });
+}
+
+/** The decoder's buffer size that a frame header asks for (fzstd allocates it at once). */
+function windowSize(header: Uint8Array, singleSegment: boolean, contentSizeBytes: number): number {
+  if (!singleSegment) {
+    const exponent = header[0] >> 3;
+    const base = 2 ** (10 + exponent);
+    return base + (base / 8) * (header[0] & 7);
+  }
+  // A single-segment frame's window is its content size, stored little-endian after the dictionary id.
+  const field = header.subarray(header.length - contentSizeBytes);
+  let size = 0;
+  for (let i = field.length - 1; i >= 0; i--) size = size * 256 + field[i];
+  return contentSizeBytes === 2 ? size + 256 : size;
 }
 
 function readUint32LE(bytes: Uint8Array, offset: number): number {

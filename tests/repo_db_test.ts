@@ -218,6 +218,11 @@ Deno.test("readRepoDb() rejects what is not a database, naming the problem", asy
       .arrayBuffer(),
   );
   await assertRejects(gzipped, /not a tar archive/);
+  // a zstd frame header asking for a 2 TiB window is refused before anything is allocated
+  await assertRejects(
+    new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xf8, 0x01, 0x00, 0x00]),
+    /zstd data is corrupt or truncated \(zstd frame needs a window of more than 128 MiB/,
+  );
   // an entry whose size or checksum is malformed is corruption, not an unknown package
   await assertRejects(
     await tarOf(
