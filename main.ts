@@ -12,6 +12,7 @@
 import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
 import { createApp } from "./src/app.ts";
+import { CacheUsage } from "./src/cache_usage.ts";
 import {
   canWriteDirectory,
   ConfigError,
@@ -156,7 +157,17 @@ async function serve(cli: Cli): Promise<void> {
   // Fills the pool at once (persisted ranking, predefined or built-in list) and ranks mirrors in the background:
   // the proxy answers from the first second.
   const selection = startMirrorSelection(config, { pool, log: selectionLog });
-  const app = createApp(config, { pool });
+  const cacheUsage = new CacheUsage(config.cache_directory, {
+    onError: (error) => log.warn("Could not measure the cache directory: {error}", { error: error.message }),
+  });
+  void cacheUsage.start();
+  const app = createApp(config, {
+    pool,
+    cacheUsage: () => cacheUsage.snapshot(),
+    onDownloadComplete: (download) => {
+      if (download.file) cacheUsage.added(download.file.size, { path: download.file.path });
+    },
+  });
   app.packageIndex.loadAll(config.cache_directory).then((count) => {
     if (count > 0) log.info("Indexed {count} repository database(s) to verify downloads", { count });
   });

@@ -22,7 +22,6 @@ import { ORIGIN_HEADER } from "./responses.ts";
 import { type CountedResult, Stats } from "./stats.ts";
 import { statusRoutes } from "./status_routes.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
-import { VERSION } from "./version.ts";
 
 const requestLog = getLogger(["flexo", "request"]);
 const errorLog = getLogger(["flexo", "error"]);
@@ -120,7 +119,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const hono = new Hono();
   hono.route(
     "/",
-    statusRoutes({ pool, customPools, store, downloads, config, stats, startedAt }, {
+    statusRoutes({ pool, customPools, store, downloads, stats, startedAt }, {
       now: deps.now,
       cacheUsage: options.cacheUsage,
     }),
