@@ -75,6 +75,25 @@ export class PackageIndex {
     }
     return undefined;
   }
+
+  /**
+   * The cache folders (relative, "/"-separated, e.g. `core/os/x86_64`) whose databases list a package file,
+   * sorted; use {@linkcode PackageIndex.expected} for what each says about it.
+   *
+   * @param fileName A package file name, e.g. `zstd-1.5.6-1-x86_64.pkg.tar.zst`.
+   */
+  foldersListing(fileName: string): string[] {
+    const folders: string[] = [];
+    for (const [folder, databases] of this.#folders) {
+      for (const entries of databases.values()) {
+        if (entries.has(fileName)) {
+          folders.push(folder);
+          break;
+        }
+      }
+    }
+    return folders.sort();
+  }
 }
 
 async function* findDatabases(root: string, dir: string): AsyncGenerator<string> {
