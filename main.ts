@@ -1,9 +1,11 @@
 /**
- * The `flexo` command: starts the caching proxy, or validates the configuration.
+ * The `flexo` command: starts the caching proxy, validates the configuration, cleans or seeds the cache.
  *
  * ```
  * flexo [--config FILE] [--port N] [--listen ADDR]... [--cache-dir DIR] [--log-level L]
  * flexo check-config [--config FILE] [...]
+ * flexo clean [--dry-run] [--config FILE] [...]
+ * flexo import DIR [--config FILE] [...]
  * ```
  *
  * @module
@@ -12,7 +14,16 @@
 import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
 import { createApp } from "./src/app.ts";
+import { CacheStore } from "./src/cache_store.ts";
 import { CacheUsage } from "./src/cache_usage.ts";
+import {
+  Cleaner,
+  cleaningEnabled,
+  cleanupLimitsOf,
+  describeCleanup,
+  inUseBy,
+  runCleanup,
+} from "./src/cleanup.ts";
 import {
   canWriteDirectory,
   ConfigError,
@@ -22,9 +33,12 @@ import {
   resolveUserDirectories,
 } from "./src/config.ts";
 import type { Config } from "./src/config_schema.ts";
+import { describeImport, importPackages } from "./src/import.ts";
 import { closeLogging, setupLogging } from "./src/logging.ts";
 import { primaryMirrorLogger, startMirrorSelection } from "./src/mirror_selection.ts";
 import { MirrorPool } from "./src/mirrors.ts";
+import { PackageIndex } from "./src/package_index.ts";
+import { recoverPartials } from "./src/recovery.ts";
 import { startServer } from "./src/server.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -33,6 +47,12 @@ const USAGE = `flexo ${VERSION}: a caching proxy for pacman
 Usage:
   flexo [options]                 start the proxy
   flexo check-config [options]    validate the configuration and print the effective settings
+  flexo clean [--dry-run] [opts]  remove package versions beyond num_versions_retain and, with max_cache_size,
+                                  least recently used ones; print each removed file and the space freed
+                                  (--dry-run: only print). A running proxy cleans by itself.
+  flexo import DIR [options]      copy the packages of a pacman cache directory (e.g. /var/cache/pacman/pkg)
+                                  into the cache, verified against the databases clients synced through
+                                  the proxy; unknown and corrupt files are reported and skipped
 
 Options:
   --config FILE      configuration file (default /etc/flexo/flexo.toml; a missing default file is fine)
@@ -49,14 +69,16 @@ Point pacman at it with "Server = http://HOST:7878/$repo/os/$arch" in /etc/pacma
 /** Keys that are validated but not used by any feature yet; setting one logs that it has no effect. */
 const INACTIVE_KEYS = [
   "mirrorlist_fallback_file",
-  "num_versions_retain",
-  "max_cache_size",
   "allowed_clients",
 ];
 
 interface Cli {
-  command: "serve" | "check-config";
+  command: "serve" | "check-config" | "clean" | "import";
   configPath?: string;
+  /** `clean --dry-run`. */
+  dryRun?: boolean;
+  /** `import DIR`. */
+  importDir?: string;
   overrides: ConfigOverrides;
 }
 
@@ -71,14 +93,25 @@ function parseCommandLine(args: string[]): Cli | "help" | "version" {
       listen: { type: "string", multiple: true },
       "cache-dir": { type: "string" },
       "log-level": { type: "string" },
+      "dry-run": { type: "boolean" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "V" },
     },
   });
   if (values.help) return "help";
   if (values.version) return "version";
-  if (positionals.length > 1 || (positionals.length === 1 && positionals[0] !== "check-config")) {
-    throw new UsageError(`Unknown command "${positionals.join(" ")}". Commands: check-config.`);
+  const [command = "serve", ...operands] = positionals;
+  const known = positionals.length === 0 || ["check-config", "clean", "import"].includes(command);
+  if (!known || (command !== "import" && operands.length > 0)) {
+    throw new UsageError(
+      `Unknown command "${positionals.join(" ")}". Commands: check-config, clean, import.`,
+    );
+  }
+  if (command === "import" && operands.length !== 1) {
+    throw new UsageError("import takes one directory, e.g. flexo import /var/cache/pacman/pkg");
+  }
+  if (values["dry-run"] && command !== "clean") {
+    throw new UsageError("--dry-run goes with the clean command.");
   }
   const overrides: ConfigOverrides = {};
   if (values.port !== undefined) {
@@ -92,8 +125,10 @@ function parseCommandLine(args: string[]): Cli | "help" | "version" {
   if (values["cache-dir"] !== undefined) overrides.cacheDir = values["cache-dir"];
   if (values["log-level"] !== undefined) overrides.logLevel = values["log-level"];
   return {
-    command: positionals[0] === "check-config" ? "check-config" : "serve",
+    command: command as Cli["command"],
     configPath: values.config,
+    dryRun: values["dry-run"],
+    importDir: operands[0],
     overrides,
   };
 }
@@ -147,6 +182,18 @@ async function serve(cli: Cli): Promise<void> {
   for (const warning of warnings) log.warn(warning);
   await prepareCacheDirectory(config.cache_directory);
   log.info("Cache directory: {dir}", { dir: config.cache_directory });
+  // Before any download starts: interrupted downloads are kept to resume or removed, leftovers go.
+  const recovery = await recoverPartials(config.cache_directory);
+  if (recovery.resumable.length + recovery.removed.length + recovery.skipped.length > 0) {
+    log.info(
+      "Recovery: {resumable} interrupted download(s) to resume, {removed} leftover(s) removed, {skipped} skipped",
+      {
+        resumable: recovery.resumable.length,
+        removed: recovery.removed.length,
+        skipped: recovery.skipped.length,
+      },
+    );
+  }
 
   const mirrorLog = getLogger(["flexo", "mirrors"]);
   const selectionLog = {
@@ -166,8 +213,23 @@ async function serve(cli: Cli): Promise<void> {
     cacheUsage: () => cacheUsage.snapshot(),
     onDownloadComplete: (download) => {
       if (download.file) cacheUsage.added(download.file.size, { path: download.file.path });
+      cleaner.downloadCompleted(download.file);
     },
   });
+  const cleanupLog = getLogger(["flexo", "cleanup"]);
+  const cleaner = new Cleaner({
+    cacheDir: config.cache_directory,
+    ...cleanupLimitsOf(config),
+    inUse: inUseBy(app),
+    stats: app.stats,
+    onRemoved: (path, bytes) => cacheUsage.removed(bytes, { path }),
+    onReport: (report) => {
+      if (report.removedFiles > 0 || report.overLimit) {
+        for (const line of describeCleanup(report)) cleanupLog.info(line);
+      }
+    },
+  });
+  void cleaner.start();
   app.packageIndex.loadAll(config.cache_directory).then((count) => {
     if (count > 0) log.info("Indexed {count} repository database(s) to verify downloads", { count });
   });
@@ -176,6 +238,7 @@ async function serve(cli: Cli): Promise<void> {
   const stop = async (signal: string) => {
     log.info("{signal} received: finishing running transfers, then stopping", { signal });
     selection.stop();
+    void cleaner.stop();
     await server.shutdown({ graceMs: 10_000 });
     await closeLogging();
     Deno.exit(0);
@@ -191,6 +254,45 @@ async function checkConfig(cli: Cli): Promise<void> {
   for (const warning of warnings) console.error(`warning: ${warning}`);
   console.log(`# Effective configuration from ${sources.join(", ")}`);
   console.log(formatConfig(config));
+}
+
+/** `flexo clean [--dry-run]`: one cleaning run, printing every removed file; 1 when a file could not be removed. */
+async function clean(cli: Cli): Promise<number> {
+  const { config, warnings } = await effectiveConfig(cli);
+  await setupLogging({ level: config.log_level });
+  for (const warning of warnings) console.error(`warning: ${warning}`);
+  const limits = cleanupLimitsOf(config);
+  if (!cleaningEnabled(limits)) {
+    console.log("Nothing to do: num_versions_retain = 0 keeps every version and max_cache_size is not set.");
+    await closeLogging();
+    return 0;
+  }
+  const report = await runCleanup(config.cache_directory, { ...limits, dryRun: cli.dryRun });
+  for (const line of describeCleanup(report)) console.log(line);
+  await closeLogging();
+  return report.failures.length > 0 ? 1 : 0;
+}
+
+/** `flexo import DIR`: seeds the cache from a pacman cache directory; 1 when a file could not be copied. */
+async function importCommand(cli: Cli): Promise<number> {
+  const { config, warnings } = await effectiveConfig(cli);
+  await setupLogging({ level: config.log_level });
+  for (const warning of warnings) console.error(`warning: ${warning}`);
+  await prepareCacheDirectory(config.cache_directory);
+  const index = new PackageIndex();
+  if ((await index.loadAll(config.cache_directory)) === 0) {
+    console.error(
+      `flexo: no repository database in ${config.cache_directory}: sync once through the proxy ` +
+        '("pacman -Sy" with the proxy as mirror) so that it knows the packages, then import again.',
+    );
+    await closeLogging();
+    return 1;
+  }
+  const store = new CacheStore(config.cache_directory);
+  const report = await importPackages(cli.importDir!, { store, index });
+  for (const line of describeImport(report)) console.log(line);
+  await closeLogging();
+  return report.failures.length > 0 ? 1 : 0;
 }
 
 async function main(args: string[]): Promise<number> {
@@ -210,6 +312,8 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   try {
+    if (cli.command === "clean") return await clean(cli);
+    if (cli.command === "import") return await importCommand(cli);
     if (cli.command === "check-config") await checkConfig(cli);
     else await serve(cli);
     return 0;

@@ -228,3 +228,120 @@ Deno.test("recoverPartials() logs and skips entries it cannot handle, and accept
     await Deno.remove(cacheDir, { recursive: true });
   }
 });
+
+/** Starts `main.ts` on a free port and waits until it listens; its log is collected in `log`. */
+async function startFlexo(configPath: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL("../main.ts", import.meta.url).pathname, "--config", configPath],
+    stdout: "null",
+    stderr: "piped",
+    env: { FLEXO_LOG: "info" },
+  }).spawn();
+  const log: string[] = [];
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let port: number | undefined;
+  const deadline = Date.now() + 30_000;
+  while (port === undefined && Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    log.push(value);
+    port = Number(log.join("").match(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//)?.[1]) || undefined;
+  }
+  assert(port, `flexo did not start listening:\n${log.join("")}`);
+  const drained = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      log.push(value);
+    }
+  })();
+  return { child, url: `http://127.0.0.1:${port}/`, log, drained };
+}
+
+async function waitFor(condition: () => Promise<boolean>, message: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await condition())) {
+    assert(Date.now() < deadline, message);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+Deno.test("main.ts killed with SIGKILL during a download resumes it after the restart; start-up recovery and cleaning run", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-recovery-kill-" });
+  try {
+    const mirrorDir = join(dir, "mirror");
+    const cache = join(dir, "cache");
+    const core = "core/os/x86_64";
+    const fileName = "big-1-1-x86_64.pkg.tar.zst";
+    const bytes = crypto.getRandomValues(new Uint8Array(60_000)).slice();
+    const full = new Uint8Array(1_200_000);
+    for (let i = 0; i < full.length; i += bytes.length) full.set(bytes.subarray(0, full.length - i), i);
+    await put(join(mirrorDir, core, fileName), full);
+    // Old versions for the start-up cleaning.
+    await put(join(cache, core, "old-1-1-any.pkg.tar.zst"), "old");
+    await put(join(cache, core, "old-2-1-any.pkg.tar.zst"), "new");
+
+    await using mirror = await startFakeMirror(mirrorDir, { bytesPerSecond: 200_000 });
+    const configPath = join(dir, "flexo.toml");
+    await Deno.writeTextFile(
+      configPath,
+      `cache_directory = "${cache}"\nport = 0\nnum_versions_retain = 1\n` +
+        `mirror_selection_method = "predefined"\nmirrors_predefined = ["${mirror.url}"]\n`,
+    );
+
+    const first = await startFlexo(configPath);
+    const partialPath = join(cache, ".partial", core, fileName);
+    let killedAt = 0;
+    try {
+      await waitFor(
+        async () => !(await exists(join(cache, core, "old-1-1-any.pkg.tar.zst"))),
+        "the start-up cleaning removes the older version",
+      );
+      assert(await exists(join(cache, core, "old-2-1-any.pkg.tar.zst")));
+      const response = await fetch(`${first.url}${core}/${fileName}`);
+      assertEquals(response.status, 200);
+      await waitFor(async () => {
+        try {
+          return (await Deno.stat(partialPath)).size > 200_000;
+        } catch {
+          return false;
+        }
+      }, "the download writes its partial file");
+      first.child.kill("SIGKILL");
+      await first.child.status;
+      killedAt = (await Deno.stat(partialPath)).size;
+      await response.body?.cancel().catch(() => {});
+    } finally {
+      try {
+        first.child.kill("SIGKILL");
+      } catch {
+        // already ended
+      }
+      await first.drained;
+    }
+    assert(killedAt > 0 && killedAt < full.length, `killed half-way (${killedAt} bytes)`);
+    assert(!(await exists(join(cache, core, fileName))), "nothing partial is complete");
+
+    // A record whose download is gone, as a crash at the wrong moment leaves.
+    await put(join(cache, ".partial", core, "gone-1-1-any.pkg.tar.zst.meta.json"), "{}");
+    mirror.faults = {};
+    mirror.clearRequests();
+    const second = await startFlexo(configPath);
+    try {
+      const log = () => second.log.join("");
+      assert(log().includes("Recovery: 1 interrupted download(s) to resume, 1 leftover(s) removed"), log());
+      const response = await fetch(`${second.url}${core}/${fileName}`);
+      assertEquals(new Uint8Array(await response.arrayBuffer()), full);
+      const gets = mirror.requests.filter((r) => r.path.endsWith(fileName) && r.method === "GET");
+      assertEquals(gets.map((r) => r.range), [`bytes=${killedAt}-`]);
+      await waitFor(async () => await exists(join(cache, core, fileName)), "the resumed file is committed");
+      assertEquals(await Deno.readFile(join(cache, core, fileName)), full);
+    } finally {
+      second.child.kill("SIGTERM");
+      await second.child.status;
+      await second.drained;
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
