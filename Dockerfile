@@ -1,0 +1,39 @@
+# flexo, a caching proxy for pacman, in a container.
+#
+#   docker build -t flexo .
+#   docker run -d --name flexo --stop-timeout 15 -p 7878:7878 -v flexo-cache:/var/cache/flexo flexo
+#
+# Settings come from FLEXO_* variables (docker run -e FLEXO_MIRRORS_AUTO_ALLOWED_COUNTRIES=DE,AT ...) or from a
+# configuration file mounted at /etc/flexo/flexo.toml. Status page: http://HOST:7878/, metrics: /metrics.
+FROM denoland/deno:2.9.6
+
+WORKDIR /opt/flexo
+COPY deno.json deno.lock main.ts ./
+COPY src/ ./src/
+COPY conf/flexo.toml /usr/share/doc/flexo/flexo.toml.example
+
+# The cache (packages in pkg/, mirror rankings in state/) lives in a volume owned by the unprivileged user
+# "deno" (uid 1993) that the base image provides.
+RUN mkdir -p /var/cache/flexo/pkg /var/cache/flexo/state /etc/flexo \
+  && chown -R deno:deno /var/cache/flexo
+USER deno
+# Fetch the npm dependencies at build time, exactly as locked; the container needs no registry at run time.
+RUN deno install --frozen --entrypoint main.ts
+
+ENV FLEXO_LISTEN_IP_ADDRESS=0.0.0.0 \
+    FLEXO_PORT=7878 \
+    FLEXO_CACHE_DIRECTORY=/var/cache/flexo/pkg \
+    FLEXO_MIRRORLIST_FALLBACK_FILE=/var/cache/flexo/state/mirrorlist \
+    FLEXO_MIRRORLIST_LATENCY_TEST_RESULTS_FILE=/var/cache/flexo/state/latency_test_results.json
+VOLUME ["/var/cache/flexo"]
+EXPOSE 7878
+
+# flexo finishes running transfers for up to 10 s after SIGTERM; "docker stop" waits only 10 s before SIGKILL
+# unless told otherwise (--stop-timeout 15 above). Partial downloads stay resumable either way.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
+  CMD ["deno", "eval", "const r = await fetch(`http://127.0.0.1:${Deno.env.get('FLEXO_PORT')}/status`); Deno.exit(r.ok ? 0 : 1)"]
+
+# The same permissions as the compiled executable (scripts/compile.ts), and nothing broader.
+ENTRYPOINT ["deno", "run", "--frozen", "--cached-only", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys=hostname", "/opt/flexo/main.ts"]
+CMD []
