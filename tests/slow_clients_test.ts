@@ -1,0 +1,329 @@
+/**
+ * Slow and misbehaving clients against the real server: a client that sends its request a byte at a time, one
+ * that connects and says nothing, one that stops reading in the middle of a download. None of them may block the
+ * others, make the proxy's memory grow, or stop a download they started; a client that stops reading is
+ * back-pressured (the proxy reads the file no further than the socket takes) and its file is closed when it
+ * goes away.
+ *
+ * Deno.serve has no timeout for a request head that never completes (see the ignored test at the end and
+ * docs/reliability.md): such connections stay open, costing one descriptor and a few KiB each, until the client
+ * closes them.
+ */
+
+import { createHash } from "node:crypto";
+import { dirname, join } from "node:path";
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
+import { startTestProxy, type TestProxy, withinMs } from "./helpers/proxy_server.ts";
+
+const SMALL = "/core/os/x86_64/small-1.0-1-x86_64.pkg.tar.zst";
+const BIG = "/core/os/x86_64/big-1.0-1-x86_64.pkg.tar.zst";
+const BIG_SIZE = 96 * 1024 * 1024;
+const MIB = 1024 * 1024;
+const encoder = new TextEncoder();
+
+function randomBytes(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let offset = 0; offset < size; offset += 65536) {
+    crypto.getRandomValues(bytes.subarray(offset, Math.min(size, offset + 65536)));
+  }
+  return bytes;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+interface Setup {
+  proxy: TestProxy;
+  mirror: FakeMirror;
+  small: Uint8Array;
+  bigSha256: string;
+}
+
+/** A mirror with SMALL and BIG (BIG paced so that its download takes about two seconds) and a proxy. */
+async function withSetup(fn: (setup: Setup) => Promise<void>): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "flexo-slow-mirror-" });
+  const small = randomBytes(200_000);
+  const big = randomBytes(BIG_SIZE);
+  const bigSha256 = sha256(big);
+  await Deno.mkdir(join(root, dirname(BIG)), { recursive: true });
+  await Deno.writeFile(join(root, SMALL), small);
+  await Deno.writeFile(join(root, BIG), big);
+  const mirror = await startFakeMirror(root, { match: BIG, bytesPerSecond: 48 * MIB });
+  const proxy = await startTestProxy({ mirrors: [mirror.url] });
+  try {
+    await withinMs(fn({ proxy, mirror, small, bigSha256 }), 40_000, "the test did not finish within 40 s");
+  } finally {
+    await mirror.close();
+    await proxy.close();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+/** Fetches SMALL through the proxy and checks the bytes; returns the milliseconds it took. */
+async function timedGood(setup: Setup): Promise<number> {
+  const started = performance.now();
+  const response = await fetch(setup.proxy.url + SMALL, { signal: AbortSignal.timeout(5_000) });
+  const body = new Uint8Array(await response.arrayBuffer());
+  assertEquals(response.status, 200);
+  assertEquals(body, setup.small);
+  return performance.now() - started;
+}
+
+/** The SHA-256 and length of a whole body read through fetch. */
+async function hashOf(response: Response): Promise<{ sha256: string; length: number }> {
+  const hash = createHash("sha256");
+  let length = 0;
+  for await (const chunk of response.body!) {
+    hash.update(chunk);
+    length += chunk.byteLength;
+  }
+  return { sha256: hash.digest("hex"), length };
+}
+
+/** Open descriptors of this process that point below `dir`, with their file positions. */
+function descriptorsBelow(dir: string): { path: string; position: number }[] {
+  const found: { path: string; position: number }[] = [];
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      const path = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+      if (!path.startsWith(dir + "/")) continue;
+      const info = Deno.readTextFileSync(`/proc/self/fdinfo/${entry.name}`);
+      found.push({ path, position: Number(/^pos:\s*(\d+)/m.exec(info)?.[1] ?? NaN) });
+    } catch {
+      // closed in between
+    }
+  }
+  return found;
+}
+
+function openDescriptors(): number {
+  let count = 0;
+  for (const _ of Deno.readDirSync("/proc/self/fd")) count++;
+  return count;
+}
+
+/** Reads from `conn` until `total` bytes arrived or the server closed; returns everything read. */
+async function readBytes(conn: Deno.Conn, total: number): Promise<Uint8Array> {
+  const out = new Uint8Array(total);
+  let offset = 0;
+  while (offset < total) {
+    const n = await conn.read(out.subarray(offset));
+    if (n === null) break;
+    offset += n;
+  }
+  return out.subarray(0, offset);
+}
+
+/** The body of a raw HTTP response (everything after the blank line that ends the head). */
+function bodyOf(response: Uint8Array): Uint8Array {
+  for (let i = 0; i + 3 < response.length; i++) {
+    if (response[i] === 13 && response[i + 1] === 10 && response[i + 2] === 13 && response[i + 3] === 10) {
+      return response.subarray(i + 4);
+    }
+  }
+  throw new Error("the response has no end of head");
+}
+
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(`${what} did not happen within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+Deno.test("a client sending its request a byte at a time blocks nobody and is answered correctly", async () => {
+  await withSetup(async (setup) => {
+    const { proxy } = setup;
+    const rssBefore = Deno.memoryUsage().rss;
+    const request =
+      `GET ${SMALL} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: trickle\r\nConnection: close\r\n\r\n`;
+    // Thirty of them at once, each taking about 1.5 s for its request.
+    const trickles = Array.from({ length: 30 }, async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+      try {
+        for (const byte of encoder.encode(request)) {
+          await conn.write(new Uint8Array([byte]));
+          await new Promise((resolve) => setTimeout(resolve, 15));
+        }
+        const answer = await readBytes(conn, 1024 * 1024);
+        const text = new TextDecoder().decode(answer.subarray(0, 200));
+        assert(text.startsWith("HTTP/1.1 200"), `the trickling client got ${text}`);
+        assertEquals(bodyOf(answer), setup.small, "the trickling client's body is the file");
+      } finally {
+        conn.close();
+      }
+    });
+    // Meanwhile normal clients are served at once.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (let i = 0; i < 5; i++) {
+      const ms = await timedGood(setup);
+      assert(ms < 1_000, `a normal client waited ${Math.round(ms)} ms behind trickling clients`);
+    }
+    await Promise.all(trickles);
+    const grown = Deno.memoryUsage().rss - rssBefore;
+    assert(grown < 64 * MIB, `RSS grew by ${(grown / MIB).toFixed(1)} MiB with trickling clients`);
+  });
+});
+
+Deno.test("clients that connect and say nothing block nobody and cost no memory", async () => {
+  await withSetup(async (setup) => {
+    const { proxy } = setup;
+    await timedGood(setup); // cached now
+    const fdsBefore = openDescriptors();
+    const rssBefore = Deno.memoryUsage().rss;
+    const silent: Deno.Conn[] = [];
+    try {
+      for (let i = 0; i < 300; i++) {
+        silent.push(await Deno.connect({ hostname: "127.0.0.1", port: proxy.port }));
+      }
+      // And some that stop in the middle of the request line or the headers.
+      for (
+        const part of ["GET /core/os/x86_64/sm", `GET ${SMALL} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: by`]
+      ) {
+        for (let i = 0; i < 20; i++) {
+          const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+          await conn.write(encoder.encode(part));
+          silent.push(conn);
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      for (let i = 0; i < 10; i++) {
+        const ms = await timedGood(setup);
+        assert(ms < 1_000, `a normal client waited ${Math.round(ms)} ms behind silent connections`);
+      }
+      const grown = Deno.memoryUsage().rss - rssBefore;
+      assert(grown < 32 * MIB, `RSS grew by ${(grown / MIB).toFixed(1)} MiB for 340 silent connections`);
+      assertEquals(setup.mirror.requests.length, 1, "no silent connection made an upstream request");
+    } finally {
+      for (const conn of silent) conn.close();
+    }
+    // Both ends of each connection live in this process; once closed they are all released.
+    await waitFor("releasing the silent connections", () => openDescriptors() <= fdsBefore + 4, 5_000);
+    await timedGood(setup);
+  });
+});
+
+Deno.test("a client that stops reading is back-pressured, its download completes and others get the file", async () => {
+  await withSetup(async (setup) => {
+    const { proxy } = setup;
+    const rssBefore = Deno.memoryUsage().rss;
+    const stalled = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+    try {
+      await stalled.write(encoder.encode(`GET ${BIG} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
+      const first = await readBytes(stalled, 64 * 1024);
+      assert(new TextDecoder().decode(first.subarray(0, 12)).startsWith("HTTP/1.1 200"));
+      // It reads nothing more. The download it started runs on at the mirror's pace...
+      const joined = fetch(proxy.url + BIG, { signal: AbortSignal.timeout(20_000) }).then(hashOf);
+      const started = performance.now();
+      await waitFor(
+        "the download completing into the cache",
+        async () => (await proxy.app.store.statComplete(BIG.slice(1).split("/"))) !== undefined,
+        15_000,
+      );
+      const downloadMs = performance.now() - started;
+      // ...and a second client gets the whole file while the first one is still stuck.
+      const other = await joined;
+      assertEquals(other, { sha256: setup.bigSha256, length: BIG_SIZE }, "the other client got the file");
+      assertEquals(setup.mirror.countRequests(BIG, { method: "GET" }), 1, "one upstream transfer");
+      // A cache hit is not held up either.
+      const hit = await fetch(proxy.url + BIG, { signal: AbortSignal.timeout(10_000) }).then(hashOf);
+      assertEquals(hit.sha256, setup.bigSha256);
+      // The stalled response still holds the file open (it may continue reading), but has read only as far as
+      // the socket took: the unread rest of the file was not pulled into memory.
+      // (The other readers close their files as their responses end.)
+      await waitFor(
+        "the other readers closing the file",
+        () => descriptorsBelow(proxy.dir).length === 1,
+        3_000,
+      );
+      const open = descriptorsBelow(proxy.dir);
+      assertEquals(open.length, 1, `only the stalled response has the file open: ${JSON.stringify(open)}`);
+      assert(
+        open[0].position < 16 * MIB,
+        `the stalled response read ${
+          (open[0].position / MIB).toFixed(1)
+        } MiB of the file ahead of its client`,
+      );
+      const grown = Deno.memoryUsage().rss - rssBefore;
+      assert(
+        grown < BIG_SIZE,
+        `RSS grew by ${(grown / MIB).toFixed(1)} MiB for a ${BIG_SIZE / MIB} MiB file nobody read ` +
+          `(download took ${Math.round(downloadMs)} ms)`,
+      );
+    } finally {
+      stalled.close();
+    }
+    // ...and lets it go once the client disconnects.
+    await waitFor(
+      "the stalled client's file being closed",
+      () => descriptorsBelow(proxy.dir).length === 0,
+      5_000,
+    );
+    await timedGood(setup);
+  });
+});
+
+Deno.test("a client that stops reading a cached file lets it go when it disconnects; others are served", async () => {
+  await withSetup(async (setup) => {
+    const { proxy } = setup;
+    const warm = await fetch(proxy.url + BIG).then(hashOf);
+    assertEquals(warm.sha256, setup.bigSha256);
+    const rssBefore = Deno.memoryUsage().rss;
+    const stalled: Deno.Conn[] = [];
+    try {
+      for (let i = 0; i < 10; i++) {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+        await conn.write(encoder.encode(`GET ${BIG} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
+        await readBytes(conn, 16 * 1024);
+        stalled.push(conn);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const ms = await timedGood(setup);
+      assert(ms < 1_000, `a normal client waited ${Math.round(ms)} ms behind stalled readers`);
+      const grown = Deno.memoryUsage().rss - rssBefore;
+      assert(
+        grown < 10 * BIG_SIZE / 4,
+        `RSS grew by ${(grown / MIB).toFixed(1)} MiB for ten stalled readers`,
+      );
+      // (The small file's download and reader may still be closing; only the big file's readers count.)
+      const open = descriptorsBelow(proxy.dir).filter((d) => d.path.endsWith(BIG));
+      assertEquals(open.length, 10, `each stalled reader has its file open: ${JSON.stringify(open)}`);
+      for (const { position } of open) {
+        assert(
+          position < 16 * MIB,
+          `a stalled reader read ${(position / MIB).toFixed(1)} MiB ahead of its client`,
+        );
+      }
+    } finally {
+      for (const conn of stalled) conn.close();
+    }
+    await waitFor(
+      "the stalled readers' files being closed",
+      () => descriptorsBelow(proxy.dir).length === 0,
+      5_000,
+    );
+  });
+});
+
+Deno.test({
+  name: "a connection that never completes its request head is closed by the server",
+  // BUG: Deno.serve (hyper without a timer) has no header read timeout: a connection that sends nothing, or
+  // half a request, stays open until the client closes it. The proxy cannot set one through Deno.serve's
+  // options; see docs/reliability.md for the mitigations (descriptor limit, allowed_clients, a front proxy).
+  ignore: true,
+  fn: async () => {
+    await withSetup(async (setup) => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: setup.proxy.port });
+      try {
+        await conn.write(encoder.encode("GET /core/os/x86_64/sm"));
+        const answer = await withinMs(readBytes(conn, 1), 35_000, "the server kept the connection open");
+        assert(answer.length === 0 || answer[0] === 72, "closed or answered with an HTTP error");
+      } finally {
+        conn.close();
+      }
+    });
+  },
+});
