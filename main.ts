@@ -68,8 +68,8 @@ Point pacman at it with "Server = http://HOST:7878/$repo/os/$arch" in /etc/pacma
 
 /** Keys that are validated but not used by any feature yet; setting one logs that it has no effect. */
 const INACTIVE_KEYS = [
+  // flexo's plain mirror list; the latency test results file (mirrorlist_latency_test_results_file) replaces it.
   "mirrorlist_fallback_file",
-  "allowed_clients",
 ];
 
 interface Cli {

@@ -17,6 +17,7 @@ import { HttpError } from "./http_error.ts";
 import { MirrorPool } from "./mirrors.ts";
 import { isIndexedDatabase, PackageIndex } from "./package_index.ts";
 import { type ProxyContext, serveTarget } from "./proxy.ts";
+import { accessControl } from "./access_control.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
 import { ORIGIN_HEADER } from "./responses.ts";
 import { type CountedResult, Stats } from "./stats.ts";
@@ -117,6 +118,23 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const startedAt = deps.now();
 
   const hono = new Hono();
+  const allowed = accessControl(config.allowed_clients);
+  hono.use("*", async (c, next) => {
+    const info = c.env as Deno.ServeHandlerInfo<Deno.NetAddr> | undefined;
+    if (config.allowed_clients.length > 0 && !allowed(info?.remoteAddr?.hostname)) {
+      throw new HttpError(
+        403,
+        "This address is not in allowed_clients; ask the proxy's administrator to add it",
+      );
+    }
+    if (isForeignAbsoluteForm(c.req.raw)) {
+      throw new HttpError(
+        400,
+        "flexo is not a forward proxy: send requests for its own paths (GET /$repo/os/$arch/FILE)",
+      );
+    }
+    await next();
+  });
   hono.route(
     "/",
     statusRoutes({ pool, customPools, store, downloads, stats, startedAt }, {
@@ -197,6 +215,22 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     packageIndex,
     startedAt,
   };
+}
+
+/**
+ * True for an absolute-form request target naming another host (`GET http://other/x`): Deno.serve turns it into
+ * the URL, while an ordinary request's URL carries the `Host` header's authority.
+ */
+export function isForeignAbsoluteForm(req: Request): boolean {
+  const host = req.headers.get("host");
+  if (host === null) return false;
+  let expected: string;
+  try {
+    expected = new URL(`http://${host}`).host;
+  } catch {
+    return true;
+  }
+  return new URL(req.url).host !== expected;
 }
 
 /** The path of a request URL exactly as sent (before `?`), without URL normalisation. */

@@ -130,14 +130,9 @@ Deno.test("startServer() refuses hostile request targets with 4xx before any mir
   });
 });
 
-// BUG: an absolute-form request target (`GET http://evil/x HTTP/1.1`) is served as if it were `GET /x`:
-// Deno.serve turns it into req.url "http://evil/x", app.ts's rawPathOf() keeps only "/x", and the request is
-// proxied to the mirrors (answer 200 with the mirror's /x). The path checks never see the absolute form. It can
-// be told apart: the URL's host ("evil") differs from the Host header (or there is no Host header at all).
-// The package target shows it best: it is fetched from the mirror and cached, 200.
+// Absolute-form targets name another host: flexo is not a forward proxy, so they are refused.
 Deno.test({
   name: "startServer() refuses an absolute-form request target with 4xx",
-  ignore: true,
   fn: async () => {
     await withProxy(async (proxy, mirror) => {
       for (const target of [`http://evil${GOOD}`, "http://evil/x"]) {

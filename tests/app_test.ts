@@ -1,0 +1,72 @@
+import { isForeignAbsoluteForm, rawPathOf } from "../src/app.ts";
+import { assertEquals } from "./helpers/assert.ts";
+import { fakeFetch, serveBytes, testBytes } from "./helpers/fake_fetch.ts";
+import { testApp } from "./helpers/test_app.ts";
+
+const PKG = "/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst";
+
+function infoFrom(hostname: string): Deno.ServeHandlerInfo<Deno.NetAddr> {
+  return {
+    remoteAddr: { transport: "tcp", hostname, port: 40000 },
+    completed: Promise.resolve(),
+  } as Deno.ServeHandlerInfo<Deno.NetAddr>;
+}
+
+Deno.test("createApp() answers only allowed_clients when the list is set", async () => {
+  const { fetch, requests } = fakeFetch((_url, req) => serveBytes(testBytes(1000), req));
+  const app = await testApp(["http://a.test/"], {
+    fetch,
+    config: { allowed_clients: ["192.168.1.0/24", "::1", "fd00::/8"] },
+  });
+  try {
+    for (
+      const [address, status] of [
+        ["192.168.1.77", 200],
+        ["::ffff:192.168.1.5", 200],
+        ["::1", 200],
+        ["fd12::5", 200],
+        ["192.168.2.1", 403],
+        ["10.0.0.1", 403],
+        ["2001:db8::1", 403],
+      ] as const
+    ) {
+      const response = await app.fetch(new Request(`http://flexo.test${PKG}`), infoFrom(address));
+      assertEquals(response.status, status, `${address} got ${response.status}`);
+      await response.body?.cancel();
+    }
+    const status = await app.fetch(new Request("http://flexo.test/status"), infoFrom("10.0.0.1"));
+    assertEquals(status.status, 403, "the status page is protected too");
+    await status.body?.cancel();
+    assertEquals(requests.length, 1, "refused clients cause no upstream traffic");
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("createApp() answers everyone when allowed_clients is empty, as flexo does", async () => {
+  const { fetch } = fakeFetch((_url, req) => serveBytes(testBytes(1000), req));
+  const app = await testApp(["http://a.test/"], { fetch });
+  try {
+    const response = await app.fetch(new Request(`http://flexo.test${PKG}`), infoFrom("203.0.113.9"));
+    assertEquals(response.status, 200);
+    await response.body?.cancel();
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("isForeignAbsoluteForm() tells absolute-form targets for other hosts from ordinary requests", () => {
+  const request = (url: string, host?: string) => new Request(url, { headers: host ? { host } : {} });
+  assertEquals(isForeignAbsoluteForm(request("http://127.0.0.1:7878/x", "127.0.0.1:7878")), false);
+  assertEquals(isForeignAbsoluteForm(request("http://proxy/x", "PROXY:80")), false);
+  assertEquals(isForeignAbsoluteForm(request("http://[::1]:7878/x", "[::1]:7878")), false);
+  assertEquals(isForeignAbsoluteForm(request("http://localhost:7878/x")), false);
+  assertEquals(isForeignAbsoluteForm(request("http://evil/x", "127.0.0.1:7878")), true);
+  assertEquals(isForeignAbsoluteForm(request("http://evil/x", "bad host/")), true);
+});
+
+Deno.test("rawPathOf() keeps the path exactly as sent", () => {
+  assertEquals(rawPathOf("http://h/core/os/x86_64/%2e%2e/a?x=1#y"), "/core/os/x86_64/%2e%2e/a");
+  assertEquals(rawPathOf("http://h"), "/");
+  assertEquals(rawPathOf("http://h//etc/passwd"), "//etc/passwd");
+});
