@@ -126,8 +126,35 @@ export class Download {
 
   /** Starts the download in the background. */
   start(): this {
-    this.#run().catch((error) => this.#fail(error instanceof Error ? error : new Error(String(error))));
+    this.#run().catch((error) => this.#failWith(error));
     return this;
+  }
+
+  /** Ends the download after an error thrown while running: logs what went wrong on our side and cleans up. */
+  async #failWith(error: unknown): Promise<void> {
+    if (error instanceof HttpError) {
+      this.#fail(error);
+      return;
+    }
+    const path = this.#options.upstreamPath;
+    if (isDiskFull(error)) {
+      const dir = this.#options.store.root;
+      log.error("disk full: {dir}: could not store {path}; free space there or lower max_cache_size", {
+        dir,
+        path,
+      });
+      // The partial file cannot be finished, and removing it gives the space back for other downloads.
+      await this.#options.store.discardPartial(this.segments).catch(() => {});
+      this.#fail(
+        new HttpError(507, `disk full: no space left in the cache directory ${dir} to store ${path}`, {
+          cause: error,
+        }),
+      );
+      return;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    log.error("Download of {path} failed: {message}", { path, message });
+    this.#fail(error instanceof Error ? error : new Error(message));
   }
 
   /** Resolves at the next change: more bytes on disk, or the end of the download. */
@@ -476,6 +503,12 @@ export class Download {
   #commitFailures(failures: { mirror: string; message: string }[]): void {
     for (const f of failures) this.#options.mirrors.recordFailure(f.mirror, f.message);
   }
+}
+
+/** True for the errors of a file system that has no space (or quota) left. */
+function isDiskFull(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "ENOSPC" || code === "EDQUOT";
 }
 
 async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {

@@ -184,10 +184,14 @@ export function parseHttpDate(header: string | null): number | undefined {
 function describeFetchError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
-  // Deno repeats the URL in its message ("error sending request for url (...): client error (Connect): ...");
+  // Deno repeats the URL in its message ("error sending request for url (...): client error (Connect): ...", or
+  // in newer versions "error sending request from ADDR for URL (ADDR): client error (SendRequest): ...");
   // the log line names the mirror and path already.
-  return `${error.message}${cause}`.replace(/error sending request for url \([^)]*\): /, "").replace(
-    /^fetch failed: /,
+  return `${error.message}${cause}`.replace(
+    /error sending request (?:from \S+ )?for (?:url \([^)]*\)|\S+ \([^)]*\)): /,
+    "",
+  ).replace(
+    /^fetch failed: /i,
     "",
   );
 }
