@@ -51,14 +51,17 @@ export function followDownload(
         }
         const available = download.written;
         if (position < available) {
-          file ??= await openEither(download);
           if (file === undefined) {
-            controller.error(new Error(`${download.finalPath} disappeared while being read`));
-            return;
+            file = await openEither(download);
+            if (file === undefined) {
+              controller.error(new Error(`${download.finalPath} disappeared while being read`));
+              return;
+            }
+            // Only this stream reads through this handle, so after one seek its offset follows `position`.
+            if (position > 0) await file.seek(position, Deno.SeekMode.Start);
           }
           const want = Math.min(READ_CHUNK, available - position, last - position + 1);
           const buffer = new Uint8Array(want);
-          await file.seek(position, Deno.SeekMode.Start);
           const read = await file.read(buffer);
           if (read === null || read === 0) {
             controller.error(new Error(`${download.partialPath} is shorter than expected`));

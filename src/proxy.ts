@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { CacheStore } from "./cache_store.ts";
+import { type CacheStore, HOT_FILE_MAX_SIZE } from "./cache_store.ts";
 import type { DownloadManager } from "./download_manager.ts";
 import { purposeOf } from "./download_manager.ts";
 import { HttpError } from "./http_error.ts";
@@ -58,9 +58,17 @@ export async function serveTarget(
 
 async function servePackage(req: Request, target: RequestTarget, ctx: ProxyContext): Promise<ProxyAnswer> {
   const contentType = contentTypeFor(target.fileName);
+  // Small files served before come from memory; the others are read from disk (small ones into memory).
+  const hot = ctx.store.hotFile(target.cacheSegments);
+  if (hot) {
+    return { ...(await serveCachedFile(req, hot, { origin: "Cache", contentType })), result: "CACHE HIT" };
+  }
   const cached = await ctx.store.statComplete(target.cacheSegments);
   if (cached) {
-    return { ...(await serveCachedFile(req, cached, { origin: "Cache", contentType })), result: "CACHE HIT" };
+    const file = cached.size <= HOT_FILE_MAX_SIZE
+      ? (await ctx.store.loadHot(target.cacheSegments)) ?? cached
+      : cached;
+    return { ...(await serveCachedFile(req, file, { origin: "Cache", contentType })), result: "CACHE HIT" };
   }
   const running = ctx.downloads.active(target);
   if (!running && req.method === "HEAD") {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { CachedFile } from "./cache_store.ts";
+import type { CachedFile, HotFile } from "./cache_store.ts";
 import type { Download, DownloadHead } from "./download.ts";
 import { HttpError } from "./http_error.ts";
 import { followDownload, readFileRange } from "./live_reader.ts";
@@ -40,24 +40,25 @@ export function contentTypeFor(fileName: string): string {
   return "application/octet-stream";
 }
 
-/** Serves a complete cached file. */
+/** Serves a complete cached file: from memory when it is a {@linkcode HotFile}, else streamed from disk. */
 export async function serveCachedFile(
   req: Request,
-  file: CachedFile,
+  file: CachedFile | HotFile,
   options: { origin: PayloadOrigin; contentType: string },
 ): Promise<Served> {
   const validators = { lastModified: file.mtime, etag: makeEtag(file.size, file.mtime) };
-  const headers = new Headers({
-    "Content-Type": options.contentType,
-    "Accept-Ranges": "bytes",
-    "Last-Modified": file.mtime.toUTCString(),
-    "ETag": validators.etag,
-    [ORIGIN_HEADER]: options.origin,
-  });
+  // A list of pairs rather than a Headers object: Response copies its headers anyway, and building a Headers
+  // first costs a third of the time it takes to answer a small file from memory.
+  const headers: [string, string][] = [
+    ["Accept-Ranges", "bytes"],
+    ["Last-Modified", file.mtime.toUTCString()],
+    ["ETag", validators.etag],
+    [ORIGIN_HEADER, options.origin],
+  ];
   if (isNotModified(req, validators)) {
-    headers.delete("Content-Type");
     return { response: new Response(null, { status: 304, headers }), bytes: 0 };
   }
+  headers.push(["Content-Type", options.contentType]);
   const range = ifRangeMatches(req, validators)
     ? parseRange(req.headers.get("range"), file.size)
     : { type: "none" } as RangeResult;
@@ -73,12 +74,18 @@ export async function serveCachedFile(
     start = range.start;
     end = range.end;
     status = 206;
-    headers.set("Content-Range", contentRange(start, end, file.size));
+    headers.push(["Content-Range", contentRange(start, end, file.size)]);
   }
   const length = Math.max(0, end - start + 1);
-  headers.set("Content-Length", String(length));
+  headers.push(["Content-Length", String(length)]);
   if (req.method === "HEAD" || length === 0) {
     return { response: new Response(null, { status, headers }), bytes: 0 };
+  }
+  if ("bytes" in file) {
+    return {
+      response: new Response(file.bytes.subarray(start, end + 1), { status, headers }),
+      bytes: length,
+    };
   }
   const body = await readFileRange(file.path, { start, end, size: file.size });
   return { response: new Response(body, { status, headers }), bytes: length, readsFile: file.path };

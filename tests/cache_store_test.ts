@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { dirname, join } from "node:path";
+import { CacheStore, HOT_FILE_MAX_SIZE, HOT_FILES_BUDGET } from "../src/cache_store.ts";
+import { serveCachedFile } from "../src/responses.ts";
+
+const SEGMENTS = ["core", "os", "x86_64", "tiny-1-1-x86_64.pkg.tar.zst"];
+
+async function withStore(fn: (store: CacheStore, root: string) => Promise<void>): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "flexo-cache-store-test-" });
+  try {
+    await fn(new CacheStore(root), root);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+async function put(store: CacheStore, segments: string[], bytes: Uint8Array): Promise<string> {
+  const path = store.finalPath(segments);
+  await Deno.mkdir(dirname(path), { recursive: true });
+  await Deno.writeFile(path, bytes);
+  return path;
+}
+
+Deno.test("hotFile() finds nothing until loadHot() has read the file", async () => {
+  await withStore(async (store) => {
+    await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
+    assert.equal(store.hotFile(SEGMENTS), undefined);
+    const loaded = await store.loadHot(SEGMENTS);
+    assert.deepEqual(loaded?.bytes, new Uint8Array([1, 2, 3]));
+    const hot = store.hotFile(SEGMENTS);
+    assert.deepEqual(hot?.bytes, new Uint8Array([1, 2, 3]));
+    assert.equal(hot?.size, 3);
+  });
+});
+
+Deno.test("hotFile() drops a file that was deleted or replaced on disk", async () => {
+  await withStore(async (store) => {
+    const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
+    await store.loadHot(SEGMENTS);
+    // Replaced by another file of the same size with the same modification time: a new inode.
+    const other = join(dirname(path), "other");
+    await Deno.writeFile(other, new Uint8Array([7, 8, 9]));
+    const { mtime } = await Deno.stat(path);
+    await Deno.utime(other, mtime!, mtime!);
+    await Deno.rename(other, path);
+    assert.equal(store.hotFile(SEGMENTS), undefined);
+    assert.deepEqual((await store.loadHot(SEGMENTS))?.bytes, new Uint8Array([7, 8, 9]));
+    await Deno.remove(path);
+    assert.equal(store.hotFile(SEGMENTS), undefined);
+    assert.equal(await store.loadHot(SEGMENTS), undefined);
+  });
+});
+
+Deno.test("loadHot() keeps only small files, and at most HOT_FILES_BUDGET bytes of them", async () => {
+  await withStore(async (store) => {
+    const big = ["core", "os", "x86_64", "big-1-1-x86_64.pkg.tar.zst"];
+    await put(store, big, new Uint8Array(HOT_FILE_MAX_SIZE + 1));
+    assert.equal(await store.loadHot(big), undefined);
+    const count = Math.floor(HOT_FILES_BUDGET / HOT_FILE_MAX_SIZE) + 2;
+    const names = Array.from(
+      { length: count },
+      (_, i) => ["core", "os", "x86_64", `f${i}-1-1-any.pkg.tar.zst`],
+    );
+    for (const segments of names) {
+      await put(store, segments, new Uint8Array(HOT_FILE_MAX_SIZE));
+      assert.ok(await store.loadHot(segments));
+    }
+    // The least recently loaded went first.
+    assert.equal(store.hotFile(names[0]), undefined);
+    assert.equal(store.hotFile(names[1]), undefined);
+    assert.ok(store.hotFile(names[count - 1]));
+  });
+});
+
+Deno.test("serveCachedFile() serves a hot file's bytes again and again, and ranges of them", async () => {
+  await withStore(async (store) => {
+    const bytes = crypto.getRandomValues(new Uint8Array(4096));
+    await put(store, SEGMENTS, bytes);
+    const hot = (await store.loadHot(SEGMENTS))!;
+    const options = { origin: "Cache" as const, contentType: "application/octet-stream" };
+    for (let i = 0; i < 3; i++) {
+      const served = await serveCachedFile(new Request("http://x/"), hot, options);
+      assert.equal(served.response.status, 200);
+      assert.equal(served.response.headers.get("content-length"), "4096");
+      assert.deepEqual(new Uint8Array(await served.response.arrayBuffer()), bytes);
+    }
+    const ranged = await serveCachedFile(
+      new Request("http://x/", { headers: { Range: "bytes=10-19" } }),
+      hot,
+      options,
+    );
+    assert.equal(ranged.response.status, 206);
+    assert.equal(ranged.response.headers.get("content-range"), "bytes 10-19/4096");
+    assert.deepEqual(new Uint8Array(await ranged.response.arrayBuffer()), bytes.subarray(10, 20));
+    const etag = ranged.response.headers.get("etag")!;
+    const cached = await serveCachedFile(
+      new Request("http://x/", { headers: { "If-None-Match": etag } }),
+      hot,
+      options,
+    );
+    assert.equal(cached.response.status, 304);
+    assert.equal(cached.response.headers.get("content-type"), null);
+  });
+});
