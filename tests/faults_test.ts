@@ -147,7 +147,6 @@ Deno.test("after kill -9 in the middle of a download a restart resumes the parti
     mirror.clearRequests();
     const second = await startFlexo(config);
     try {
-      // A Range request before the resume ends must not see bytes beyond what is verified on disk either.
       const whole = await get(second.url, PKG);
       assertEquals(whole.status, 200);
       assertEquals(whole.broken, undefined);
