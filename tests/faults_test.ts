@@ -274,7 +274,7 @@ async function assertRefusesCacheDirectory(work: string, dir: string): Promise<v
   );
   const result = await runFlexo(["--config", config]);
   const output = result.stdout + result.stderr;
-  assert(result.code !== 0, `flexo started with cache_directory ${dir}:\n${output}`);
+  assertEquals(result.code, 78, `flexo must stop with EX_CONFIG for cache_directory ${dir}:\n${output}`);
   assert(!output.includes("Listening on"), `it must not listen:\n${output}`);
   assert(output.includes(dir), `the message names the directory ${dir}:\n${output}`);
   assert(
