@@ -461,29 +461,48 @@ if (import.meta.main) {
     options: {
       clients: { type: "string", default: "200" },
       duration: { type: "string", default: "60" },
+      warmup: { type: "string" },
+      seed: { type: "string", default: "7" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
   });
   if (values.help) {
-    console.log("Usage: deno run -A scripts/soak.ts [--clients 200] [--duration SECONDS] [--json]");
+    console.log(
+      "Usage: deno run -A scripts/soak.ts [--clients 200] [--duration SECONDS] [--warmup SECONDS] [--seed N] " +
+        "[--json]\n--json prints the result and the failed checks as one JSON object on stdout.",
+    );
     Deno.exit(0);
   }
   const clients = Number(values.clients);
   const seconds = Number(values.duration);
-  if (!Number.isInteger(clients) || clients < 1 || !(seconds > 0)) {
-    console.error("soak: --clients must be a whole number of at least 1 and --duration a number of seconds");
+  const warmup = values.warmup === undefined ? undefined : Number(values.warmup);
+  const seed = Number(values.seed);
+  if (
+    !Number.isInteger(clients) || clients < 1 || !(seconds > 0) || (warmup !== undefined && !(warmup >= 0)) ||
+    !Number.isInteger(seed)
+  ) {
+    console.error(
+      "soak: --clients must be a whole number of at least 1, --duration and --warmup numbers of seconds, " +
+        "--seed a whole number",
+    );
     Deno.exit(2);
   }
   await setupLogging({ level: "warning" });
   const result = await runSoak({
     clients,
     durationMs: seconds * 1000,
+    warmupMs: warmup === undefined ? undefined : warmup * 1000,
+    seed,
     progress: (line) => console.error(`soak: ${line}`),
   });
   const failures = soakFailures(result, { fdSlack: 8, rssSlackBytes: 128 * 1024 * 1024 });
-  console.log(values.json ? JSON.stringify(result, null, 2) : formatReport(result));
-  for (const failure of failures) console.log(`FAILED: ${failure}`);
-  console.log(failures.length === 0 ? "soak passed" : "soak failed");
+  if (values.json) {
+    console.log(JSON.stringify({ ...result, failures }));
+  } else {
+    console.log(formatReport(result));
+    for (const failure of failures) console.log(`FAILED: ${failure}`);
+    console.log(failures.length === 0 ? "soak passed" : "soak failed");
+  }
   Deno.exit(failures.length === 0 ? 0 : 1);
 }

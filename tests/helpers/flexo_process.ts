@@ -12,6 +12,8 @@ const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
 
 /** A running (or ended) flexo process. */
 export interface FlexoProcess {
+  /** Its process id (for `/proc/PID/...`). */
+  pid: number;
   /** The port it listens on. */
   port: number;
   /** `http://127.0.0.1:PORT`. */
@@ -103,6 +105,7 @@ export async function startFlexo(
   }
   let stopped: Promise<Deno.CommandStatus> | undefined;
   return {
+    pid: child.pid,
     port: first,
     url: `http://127.0.0.1:${first}`,
     output: () => text,
