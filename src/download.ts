@@ -291,6 +291,11 @@ export class Download {
           if (rules.notFoundIsFinal) break;
           continue;
         }
+        if (answer.type === "unsatisfiable") {
+          // Only a resume sends a Range; a 416 then means this mirror's copy is shorter than ours.
+          failures.push({ mirror, message: `answered 416 to bytes=${this.written}-` });
+          continue;
+        }
         if (answer.type === "failed") {
           if (answer.timeout) timeouts++;
           failures.push({ mirror, message: answer.message });

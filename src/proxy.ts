@@ -128,6 +128,12 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
       if (target.kind === "database_signature") break;
       continue;
     }
+    if (answer.type === "unsatisfiable") {
+      // The client's own Range is outside the file: that is the answer, not a mirror failure.
+      throw new HttpError(416, `The requested range is outside ${target.fileName}`, {
+        headers: answer.contentRange ? { "Content-Range": answer.contentRange } : {},
+      });
+    }
     if (answer.type === "failed" || answer.type === "not_modified") {
       errors.push(`${mirror}: ${answer.type === "failed" ? answer.message : "answered 304 unasked"}`);
       continue;

@@ -32,6 +32,8 @@ export type MirrorAnswer =
   | { type: "response"; response: Response; ttfbMs: number }
   | { type: "not_found"; status: number }
   | { type: "not_modified" }
+  /** 416: the requested range is outside the file; `contentRange` is the mirror's `bytes *\/SIZE`, if sent. */
+  | { type: "unsatisfiable"; contentRange: string | null }
   | { type: "failed"; message: string; timeout: boolean };
 
 /** Sends one request to a mirror and waits, at most `connectTimeoutMs`, for its headers. */
@@ -61,6 +63,10 @@ export async function askMirror(
     if (response.status === 404 || response.status === 410) {
       await response.body?.cancel();
       return { type: "not_found", status: response.status };
+    }
+    if (response.status === 416) {
+      await response.body?.cancel();
+      return { type: "unsatisfiable", contentRange: response.headers.get("content-range") };
     }
     if (response.status !== 200 && response.status !== 206) {
       await response.body?.cancel();
