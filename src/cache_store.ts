@@ -274,8 +274,8 @@ export class CacheStore {
     this.#forgetHot(segments.join("/"));
     await Deno.mkdir(dirname(to), { recursive: true });
     if (options.lastModified !== undefined) {
-      const time = new Date(options.lastModified);
-      await Deno.utime(from, time, time);
+      // mtime carries upstream's Last-Modified; atime stays "now", since the size limit evicts by last use.
+      await Deno.utime(from, new Date(), new Date(options.lastModified));
     }
     await Deno.rename(from, to);
     await removeIfPresent(this.metaPath(segments));

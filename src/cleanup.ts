@@ -7,9 +7,8 @@
  * A {@linkcode Cleaner} runs the cleaning once at start-up and then a few seconds after downloads complete,
  * never on a request's path and never twice at the same time.
  *
- * The last use of a file is its access time. Downloads set it to upstream's `Last-Modified`, so
- * {@linkcode Cleaner.downloadCompleted} sets it to the time of the download; on file systems mounted with
- * `noatime` it then stays the time of the download.
+ * The last use of a file is its access time. A committed download's access time is the time of the download
+ * (its modification time is upstream's `Last-Modified`); on file systems mounted with `noatime` it stays so.
  *
  * @module
  */
@@ -334,16 +333,12 @@ export class Cleaner {
   }
 
   /**
-   * Notes a download that committed a file: marks the file as just used (for the size limit's least recently
-   * used order) and schedules a run.
+   * Notes a download that committed a file and schedules a run.
    *
-   * @param file The committed file, if any.
+   * @param _file The committed file, if any (its access time is already the time of the download).
    */
-  downloadCompleted(file?: Pick<CachedFile, "path" | "mtime">): void {
+  downloadCompleted(_file?: Pick<CachedFile, "path" | "mtime">): void {
     if (!this.enabled || this.#stopped) return;
-    if (file && this.#options.maxBytes !== undefined) {
-      Deno.utime(file.path, new Date(), file.mtime).catch(() => {});
-    }
     this.schedule();
   }
 

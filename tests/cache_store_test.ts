@@ -102,3 +102,23 @@ Deno.test("serveCachedFile() serves a hot file's bytes again and again, and rang
     assert.equal(cached.response.headers.get("content-type"), null);
   });
 });
+
+Deno.test("CacheStore.commit() sets the modification time to Last-Modified and the access time to now", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-store-" });
+  try {
+    const store = new CacheStore(dir);
+    const segments = ["core", "os", "x86_64", "a-1-1-any.pkg.tar.zst"];
+    const file = await store.openPartial(segments, { truncate: true });
+    await file.write(new Uint8Array([1, 2, 3]));
+    file.close();
+    const lastModified = Date.UTC(2024, 0, 2, 3, 4, 5);
+    const before = Date.now();
+    const committed = await store.commit(segments, { lastModified });
+    assert.equal(committed.mtime.getTime(), lastModified);
+    const info = await Deno.stat(committed.path);
+    assert.ok(info.atime!.getTime() >= before - 1000, "a fresh download counts as just used");
+    assert.equal(await store.partialSize(segments), 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
