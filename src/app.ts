@@ -113,7 +113,14 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       options.onDownloadComplete?.(download, target);
     },
   });
-  const ctx: ProxyContext = { store, downloads, poolFor, deps, limits };
+  const ctx: ProxyContext = {
+    store,
+    downloads,
+    poolFor,
+    deps,
+    limits,
+    onUpstreamBytes: (bytes) => stats.bytesFromUpstream += bytes,
+  };
   const customRepoNames = new Set(customPools.keys());
   const startedAt = deps.now();
 

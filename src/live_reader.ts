@@ -17,6 +17,7 @@ export const READ_CHUNK = 256 * 1024;
 export function followDownload(
   download: Download,
   range: { start: number; end: number },
+  options: { onBytes?: (bytes: number) => void } = {},
 ): ReadableStream<Uint8Array> {
   let file: Deno.FsFile | undefined;
   let position = range.start;
@@ -69,6 +70,7 @@ export function followDownload(
             return;
           }
           position += read;
+          options.onBytes?.(read);
           controller.enqueue(buffer.subarray(0, read));
           return;
         }

@@ -36,6 +36,8 @@ export interface ProxyContext {
   poolFor: (target: RequestTarget) => MirrorPool;
   deps: TransferDeps;
   limits: TransferLimits;
+  /** Counts body bytes sent to clients from upstream as they flow (live downloads and pass-through). */
+  onUpstreamBytes?: (bytes: number) => void;
 }
 
 /** Answers a GET or HEAD for a parsed request target. */
@@ -85,7 +87,7 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
     };
   }
   return {
-    ...serveDownload(req, download, { head, contentType }),
+    ...serveDownload(req, download, { head, contentType, onBytes: ctx.onUpstreamBytes }),
     result: running ? "JOINED DOWNLOAD" : "CACHE MISS",
   };
 }
@@ -102,7 +104,7 @@ async function serveDatabase(req: Request, target: RequestTarget, ctx: ProxyCont
     const served = await serveCachedFile(req, current, { origin: "Cache", contentType });
     return { ...served, result: served.response.status === 304 ? "NOT MODIFIED" : "REVALIDATED" };
   }
-  const served = serveDownload(req, download, { head, contentType });
+  const served = serveDownload(req, download, { head, contentType, onBytes: ctx.onUpstreamBytes });
   return { ...served, result: served.response.status === 304 ? "NOT MODIFIED" : "UPDATED" };
 }
 
@@ -147,7 +149,17 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
       if (value !== null) out.set(name, value);
     }
     if (!out.has("content-type")) out.set("content-type", contentTypeFor(target.fileName));
-    const body = req.method === "HEAD" ? null : upstream.body;
+    const count = ctx.onUpstreamBytes;
+    const body = req.method === "HEAD" || !upstream.body ? null : count
+      ? upstream.body.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            count(chunk.byteLength);
+            controller.enqueue(chunk);
+          },
+        }),
+      )
+      : upstream.body;
     if (req.method === "HEAD") await upstream.body?.cancel();
     return {
       response: new Response(body, { status: upstream.status, headers: out }),

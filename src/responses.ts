@@ -95,7 +95,7 @@ export async function serveCachedFile(
 export function serveDownload(
   req: Request,
   download: Download,
-  options: { head: DownloadHead; contentType: string },
+  options: { head: DownloadHead; contentType: string; onBytes?: (bytes: number) => void },
 ): Served {
   const { head } = options;
   const total = download.total ?? head.total;
@@ -136,7 +136,10 @@ export function serveDownload(
     return { response: new Response(null, { status, headers }), bytes: 0 };
   }
   return {
-    response: new Response(followDownload(download, { start, end }), { status, headers }),
+    response: new Response(followDownload(download, { start, end }, { onBytes: options.onBytes }), {
+      status,
+      headers,
+    }),
     bytes: length ?? 0,
   };
 }

@@ -26,7 +26,7 @@ export class Stats {
   readonly requests: Map<CountedResult, number> = new Map();
   /** Body bytes sent to clients from complete cached files. */
   bytesFromCache = 0;
-  /** Body bytes sent to clients from upstream (live downloads and pass-through). */
+  /** Body bytes sent to clients from upstream (live downloads and pass-through), counted as they flow. */
   bytesFromUpstream = 0;
   /** Files removed by the retention policy or the size limit. */
   retentionRemovals = 0;
@@ -46,8 +46,8 @@ export class Stats {
   /** Counts one answered request and the body bytes it will send. */
   recordRequest(result: CountedResult, bytes: number, origin: "Cache" | "RemoteMirror" | undefined): void {
     this.requests.set(result, (this.requests.get(result) ?? 0) + 1);
+    // Bytes from upstream are counted as they flow (see ProxyContext.onUpstreamBytes), not here.
     if (origin === "Cache") this.bytesFromCache += bytes;
-    else if (origin === "RemoteMirror") this.bytesFromUpstream += bytes;
   }
 
   /** Remembers an error for the status page. */
