@@ -422,9 +422,7 @@ Deno.test("request line and header size limits are enforced and the server stays
 
 Deno.test({
   name: "HEAD with an unsatisfiable Range for an uncached file answers 416",
-  // BUG: proxy.ts passThrough() forwards the Range to the mirror, and askMirror() counts the mirror's 416 as a
-  // failed mirror, so the client gets 502 "Every mirror failed" instead of 416 (GET answers 416 correctly).
-  ignore: true,
+  // passThrough() forwards the client's Range; the mirror's 416 is the answer, not a failed mirror.
   fn: async () => {
     await withSetup(async (setup) => {
       const response = await setup.app.fetch(
