@@ -1,0 +1,297 @@
+import nodeAssert from "node:assert/strict";
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { testBytes } from "./helpers/fake_fetch.ts";
+import { CacheStore } from "../src/cache_store.ts";
+import type { Download } from "../src/download.ts";
+import { DownloadManager, purposeOf, rulesFor } from "../src/download_manager.ts";
+import { MirrorPool } from "../src/mirrors.ts";
+import { type FileKind, parseRequestPath, type RequestTarget } from "../src/request_path.ts";
+
+const A = "http://mirror-a.test/";
+const SIZE = 1_000;
+
+/** One upstream answer whose body the test writes. */
+interface Gate {
+  url: string;
+  headers: Headers;
+  push(bytes: Uint8Array): void;
+  end(): void;
+  fail(error: Error): void;
+}
+
+/** A mirror that answers every request with 200 and a body the test controls through `gates`. */
+function gatedMirror(): { fetch: typeof fetch; gates: Gate[] } {
+  const gates: Gate[] = [];
+  const fetchImpl = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        controller = c;
+      },
+    });
+    init?.signal?.addEventListener("abort", () => {
+      try {
+        controller.error(init.signal?.reason);
+      } catch {
+        // the body has ended already
+      }
+    }, { once: true });
+    const headers = new Headers(init?.headers);
+    const range = headers.get("range")?.match(/^bytes=(\d+)-$/);
+    gates.push({
+      url: String(input),
+      headers,
+      push: (bytes) => controller.enqueue(bytes),
+      end: () => controller.close(),
+      fail: (error) => controller.error(error),
+    });
+    if (range) {
+      const start = Number(range[1]);
+      return Promise.resolve(
+        new Response(body, {
+          status: 206,
+          headers: { "content-range": `bytes ${start}-${SIZE - 1}/${SIZE}` },
+        }),
+      );
+    }
+    return Promise.resolve(new Response(body, { headers: { "content-length": String(SIZE) } }));
+  };
+  return { fetch: fetchImpl as typeof fetch, gates };
+}
+
+function target(path: string): RequestTarget {
+  return parseRequestPath(path, { customRepoNames: [] });
+}
+
+const PKG = target("/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst");
+const OTHER_PKG = target("/extra/os/x86_64/xz-5.6.2-1-x86_64.pkg.tar.zst");
+
+/** A manager over a temporary cache and one gated mirror; `cleanup()` ends every body and removes the cache. */
+async function setup(
+  extra: { onComplete?: (download: Download, target: RequestTarget) => void; pool?: MirrorPool } = {},
+) {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-manager-" });
+  const { fetch, gates } = gatedMirror();
+  const pool = extra.pool ?? new MirrorPool();
+  if (!extra.pool) pool.setMirrors([A], "test");
+  const poolsAsked: RequestTarget[] = [];
+  const manager = new DownloadManager({
+    store: new CacheStore(dir),
+    poolFor: (t) => {
+      poolsAsked.push(t);
+      return pool;
+    },
+    deps: { fetch, now: Date.now },
+    limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
+    onComplete: extra.onComplete,
+  });
+  return {
+    dir,
+    manager,
+    gates,
+    poolsAsked,
+    /** Waits until `count` requests have reached the mirror. */
+    async requests(count: number): Promise<Gate[]> {
+      await waitFor(() => gates.length >= count, `${count} upstream requests`);
+      return gates;
+    },
+    async cleanup() {
+      for (const gate of gates) {
+        try {
+          gate.fail(new Error("test over"));
+        } catch {
+          // ended already
+        }
+      }
+      await manager.idle();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** Polls `condition` until it holds, failing after a generous limit. */
+async function waitFor(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** True when `promise` is still pending after `ms` milliseconds. */
+async function stillPending(promise: Promise<unknown>, ms = 100): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const pending = Symbol("pending");
+  const result = await Promise.race([
+    promise.then(() => undefined, () => undefined),
+    new Promise((resolve) => (timer = setTimeout(() => resolve(pending), ms))),
+  ]);
+  clearTimeout(timer);
+  return result === pending;
+}
+
+/** Sends the whole file through a gate and waits for the download to end. */
+async function complete(gate: Gate, download: Download): Promise<void> {
+  gate.push(testBytes(SIZE));
+  gate.end();
+  await download.finished;
+}
+
+Deno.test("rulesFor() resumes packages across mirrors and treats a missing database signature as final", () => {
+  const cases: [FileKind, ReturnType<typeof rulesFor>][] = [
+    ["package", { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true }],
+    ["package_signature", { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true }],
+    ["database", { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false }],
+    ["database_signature", {
+      resumeAcrossMirrors: false,
+      notFoundIsFinal: true,
+      keepPartialOnFailure: false,
+    }],
+    ["other", { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false }],
+  ];
+  for (const [kind, expected] of cases) assertEquals(rulesFor(kind), expected, `rulesFor("${kind}")`);
+});
+
+Deno.test("purposeOf() orders mirrors for packages, databases and anything else", () => {
+  const cases: [FileKind, ReturnType<typeof purposeOf>][] = [
+    ["package", "package"],
+    ["package_signature", "package"],
+    ["database", "database"],
+    ["database_signature", "database"],
+    ["other", "other"],
+  ];
+  for (const [kind, expected] of cases) assertEquals(purposeOf(kind), expected, `purposeOf("${kind}")`);
+});
+
+Deno.test("obtain() returns the running download for the same file and another for another file", async () => {
+  const t = await setup();
+  try {
+    const first = t.manager.obtain(PKG);
+    const again = t.manager.obtain(target("/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst"));
+    nodeAssert.equal(again, first, "a second request for the file joins the first download");
+    nodeAssert.equal(t.manager.active(PKG), first);
+    const other = t.manager.obtain(OTHER_PKG);
+    nodeAssert.notEqual(other, first);
+    const gates = await t.requests(2);
+    assertEquals(gates.length, 2, "one upstream request per file");
+    assertEquals(gates.map((g) => g.url).sort(), [A + OTHER_PKG.upstreamPath, A + PKG.upstreamPath].sort());
+    assertEquals(t.manager.list().length, 2);
+    assert(t.manager.list().includes(first) && t.manager.list().includes(other));
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("obtain() starts a new download once the previous one has ended", async () => {
+  const t = await setup();
+  try {
+    const first = t.manager.obtain(PKG);
+    const [gate] = await t.requests(1);
+    gate.push(testBytes(SIZE).slice(0, 300));
+    await waitFor(() => first.written === 300, "300 bytes on disk");
+    gate.fail(new TypeError("connection reset"));
+    await first.finished;
+    assertEquals(first.state, "failed");
+    assertEquals(t.manager.active(PKG), undefined);
+    const second = t.manager.obtain(PKG);
+    nodeAssert.notEqual(second, first, "a failed download is not joined");
+    const gates = await t.requests(2);
+    assertEquals(gates[1].headers.get("range"), "bytes=300-", "the new download resumes the partial file");
+    gates[1].push(testBytes(SIZE).slice(300));
+    gates[1].end();
+    await second.finished;
+    assertEquals(second.state, "complete");
+    const third = t.manager.obtain(PKG);
+    nodeAssert.notEqual(third, second, "a complete download is not joined either");
+    await third.finished;
+    assertEquals(third.state, "complete", "the new download finds the file in the cache");
+    assertEquals(t.gates.length, 2, "without asking upstream");
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("active() ignores a download that has ended but is not yet forgotten", async () => {
+  const t = await setup();
+  try {
+    const download = t.manager.obtain(PKG);
+    const [gate] = await t.requests(1);
+    gate.push(testBytes(SIZE));
+    gate.end();
+    // A download announces its end to readers before its `finished` promise lets the manager forget it.
+    while (!download.ended) await download.changed();
+    assert(t.manager.list().includes(download), "precondition: the manager still lists the ended download");
+    assertEquals(t.manager.active(PKG), undefined);
+    const next = t.manager.obtain(PKG);
+    nodeAssert.notEqual(next, download);
+    await t.manager.idle();
+    assertEquals(t.manager.list(), [], "forgetting the old download did not drop the new one early");
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("list() and idle() follow the running downloads", async () => {
+  const t = await setup();
+  try {
+    await t.manager.idle();
+    assertEquals(t.manager.list(), []);
+    const first = t.manager.obtain(PKG);
+    const second = t.manager.obtain(OTHER_PKG);
+    const gates = await t.requests(2);
+    const idle = t.manager.idle();
+    assert(await stillPending(idle, 50), "idle() waits while downloads run");
+    const gateOf = (d: Download) => gates.find((g) => g.url.endsWith(d.segments.at(-1)!))!;
+    await complete(gateOf(first), first);
+    assertEquals(t.manager.list(), [second]);
+    assert(await stillPending(idle, 50), "idle() waits for the last download");
+    await complete(gateOf(second), second);
+    await idle;
+    assertEquals(t.manager.list(), []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("onComplete() is called once with the download and its target, and not for a failure", async () => {
+  const calls: [Download, RequestTarget][] = [];
+  const t = await setup({ onComplete: (download, target) => calls.push([download, target]) });
+  try {
+    const download = t.manager.obtain(PKG);
+    t.manager.obtain(PKG);
+    const [gate] = await t.requests(1);
+    assertEquals(calls.length, 0);
+    await complete(gate, download);
+    await t.manager.idle();
+    assertEquals(calls.length, 1);
+    nodeAssert.equal(calls[0][0], download);
+    nodeAssert.equal(calls[0][1], PKG);
+    const failing = t.manager.obtain(OTHER_PKG);
+    const gates = await t.requests(2);
+    gates[1].fail(new TypeError("connection reset"));
+    await failing.finished;
+    await t.manager.idle();
+    assertEquals(calls.length, 1, "a failed download is not reported as complete");
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("obtain() asks the pool poolFor() gives and sends If-Modified-Since when told to", async () => {
+  const pool = new MirrorPool();
+  pool.setMirrors(["http://custom.test/repo/"], "test");
+  const t = await setup({ pool });
+  try {
+    const db = target("/core/os/x86_64/core.db");
+    const since = Date.UTC(2026, 0, 1);
+    const download = t.manager.obtain(db, { ifModifiedSince: since });
+    const [gate] = await t.requests(1);
+    nodeAssert.equal(t.poolsAsked[0], db);
+    assertEquals(gate.url, "http://custom.test/repo/core/os/x86_64/core.db");
+    assertEquals(gate.headers.get("if-modified-since"), "Thu, 01 Jan 2026 00:00:00 GMT");
+    await complete(gate, download);
+    assertEquals(download.state, "complete");
+  } finally {
+    await t.cleanup();
+  }
+});
