@@ -16,10 +16,10 @@ import { DownloadManager } from "./download_manager.ts";
 import { HttpError } from "./http_error.ts";
 import { MirrorPool } from "./mirrors.ts";
 import { isIndexedDatabase, PackageIndex } from "./package_index.ts";
-import { type ProxyContext, serveTarget } from "./proxy.ts";
+import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
-import { ORIGIN_HEADER } from "./responses.ts";
+import { contentTypeFor, serveCachedFile } from "./responses.ts";
 import { type CountedResult, Stats } from "./stats.ts";
 import { statusRoutes } from "./status_routes.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
@@ -149,18 +149,19 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       cacheUsage: options.cacheUsage,
     }),
   );
-  hono.on(["GET", "HEAD"], "*", async (c) => {
-    const started = deps.now();
-    const req = c.req.raw;
-    const rawPath = rawPathOf(req.url);
-    const target = parseRequestPath(rawPath, { customRepoNames });
-    const answer = await serveTarget(req, target, ctx);
-    const origin = answer.response.headers.get(ORIGIN_HEADER) as "Cache" | "RemoteMirror" | null;
-    stats.recordRequest(answer.result, answer.bytes, origin ?? undefined);
+  /** Counts and logs an answer; keeps a file being read safe from cleaning until the response is sent. */
+  const finish = (
+    req: Request,
+    rawPath: string,
+    answer: ProxyAnswer,
+    options: { started: number; info?: Deno.ServeHandlerInfo },
+  ): Response => {
+    const fromCache = answer.result === "CACHE HIT" || answer.result === "REVALIDATED";
+    stats.recordRequest(answer.result, answer.bytes, fromCache ? "Cache" : undefined);
     if (answer.readsFile) {
       // The file stays "in use" (safe from cleaning) until the response has been sent; Deno.serve says when.
       const release = store.beginRead(answer.readsFile);
-      const completed = (c.env as Deno.ServeHandlerInfo | undefined)?.completed;
+      const completed = options.info?.completed;
       if (completed) completed.then(release, release);
       else release();
     }
@@ -170,9 +171,23 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       result: answer.result,
       status: answer.response.status,
       bytes: answer.bytes,
-      ms: deps.now() - started,
+      ms: deps.now() - options.started,
     });
     return answer.response;
+  };
+  // Targets of package paths seen before, so that a repeated hit skips parsing and routing (bounded).
+  const knownTargets = new Map<string, RequestTarget>();
+  hono.on(["GET", "HEAD"], "*", async (c) => {
+    const started = deps.now();
+    const req = c.req.raw;
+    const rawPath = rawPathOf(req.url);
+    const target = parseRequestPath(rawPath, { customRepoNames });
+    if (target.kind === "package" || target.kind === "package_signature") {
+      if (knownTargets.size >= 10_000) knownTargets.clear();
+      knownTargets.set(rawPath, target);
+    }
+    const answer = await serveTarget(req, target, ctx);
+    return finish(req, rawPath, answer, { started, info: c.env as Deno.ServeHandlerInfo | undefined });
   });
   hono.all("*", () => {
     throw new HttpError(405, "Only GET and HEAD are supported", { headers: { Allow: "GET, HEAD" } });
@@ -211,8 +226,35 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     return new Response("Internal error; see the proxy's log\n", { status: 500 });
   });
 
+  const fastHit = (req: Request): Promise<Response> | undefined => {
+    const url = req.url;
+    const host = req.headers.get("host");
+    if (host === null || !url.startsWith(`http://${host}/`)) return undefined;
+    const rawPath = rawPathOf(url);
+    const target = knownTargets.get(rawPath);
+    if (!target) return undefined;
+    const headers = req.headers;
+    if (headers.has("range") || headers.has("if-none-match") || headers.has("if-modified-since")) {
+      return undefined;
+    }
+    const hot = store.hotFile(target.cacheSegments);
+    if (!hot) return undefined;
+    const started = deps.now();
+    return serveCachedFile(req, hot, { origin: "Cache", contentType: contentTypeFor(target.fileName) }).then(
+      (served) => finish(req, rawPath, { ...served, result: "CACHE HIT" }, { started }),
+    );
+  };
+
   return {
-    fetch: async (req, info) => await hono.fetch(req, info),
+    fetch: (req, info) => {
+      // The fast path: a small package file served before, answered from memory without routing. Anything
+      // unusual (other methods, conditional or range requests, access control, unknown paths) takes the full path.
+      if (req.method === "GET" && config.allowed_clients.length === 0) {
+        const hit = fastHit(req);
+        if (hit) return hit;
+      }
+      return Promise.resolve(hono.fetch(req, info));
+    },
     pool,
     customPools,
     store,

@@ -21,6 +21,8 @@ export function followDownload(
 ): ReadableStream<Uint8Array> {
   let file: Deno.FsFile | undefined;
   let position = range.start;
+  // A client that goes away while pull() waits must not leave a handle that pull() opens after cancel().
+  let cancelled = false;
   const close = () => {
     try {
       file?.close();
@@ -40,6 +42,7 @@ export function followDownload(
           const endOfFile = download.total !== undefined && last === download.total - 1;
           if (endOfFile && !download.ended) {
             await download.changed();
+            if (cancelled) return close();
             continue;
           }
           close();
@@ -54,6 +57,7 @@ export function followDownload(
         if (position < available) {
           if (file === undefined) {
             file = await openEither(download);
+            if (cancelled) return close();
             if (file === undefined) {
               controller.error(new Error(`${download.finalPath} disappeared while being read`));
               return;
@@ -64,6 +68,7 @@ export function followDownload(
           const want = Math.min(READ_CHUNK, available - position, last - position + 1);
           const buffer = new Uint8Array(want);
           const read = await file.read(buffer);
+          if (cancelled) return close();
           if (read === null || read === 0) {
             controller.error(new Error(`${download.partialPath} is shorter than expected`));
             close();
@@ -90,9 +95,11 @@ export function followDownload(
           return;
         }
         await download.changed();
+        if (cancelled) return close();
       }
     },
     cancel() {
+      cancelled = true;
       close();
     },
   });

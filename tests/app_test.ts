@@ -70,3 +70,34 @@ Deno.test("rawPathOf() keeps the path exactly as sent", () => {
   assertEquals(rawPathOf("http://h"), "/");
   assertEquals(rawPathOf("http://h//etc/passwd"), "//etc/passwd");
 });
+
+Deno.test("createApp() answers a repeated small cache hit from memory with the same headers and fresh bytes", async () => {
+  const data = testBytes(4096, 41);
+  const { fetch, requests } = fakeFetch((_url, req) => serveBytes(data, req));
+  const app = await testApp(["http://a.test/"], { fetch });
+  const get = (init?: RequestInit) =>
+    app.fetch(
+      new Request(`http://flexo.test${PKG}`, { ...init, headers: { host: "flexo.test", ...init?.headers } }),
+    );
+  try {
+    await (await get()).arrayBuffer();
+    await app.downloads.idle();
+    const first = await get(); // from disk, loaded into memory
+    const firstBody = new Uint8Array(await first.arrayBuffer());
+    const second = await get(); // from memory
+    assertEquals(new Uint8Array(await second.arrayBuffer()), firstBody);
+    assertEquals([...second.headers], [...first.headers]);
+    assertEquals(second.headers.get("flexo-payload-origin"), "Cache");
+    const ranged = await get({ headers: { range: "bytes=0-9" } });
+    assertEquals(ranged.status, 206);
+    assertEquals(new Uint8Array(await ranged.arrayBuffer()), data.slice(0, 10));
+    // The file changes on disk (say, replaced by an import): memory must not serve the old bytes.
+    const replaced = testBytes(4096, 42);
+    await Deno.writeFile(`${app.dir}${PKG}`, replaced);
+    assertEquals(new Uint8Array(await (await get()).arrayBuffer()), replaced);
+    assertEquals(requests.length, 1);
+    assertEquals(app.stats.requests.get("CACHE HIT"), 4);
+  } finally {
+    await app.cleanup();
+  }
+});

@@ -311,13 +311,6 @@ Deno.test("followDownload() closes its file when the reader cancels", async () =
 
 Deno.test({
   name: "followDownload() closes its file when the reader cancels while waiting for more bytes",
-  // BUG: src/live_reader.ts followDownload(): cancel() closes the file while a pull() is parked in
-  // `await download.changed()`; when the download moves on, that pull() goes round its loop, finds
-  // `file === undefined`, opens the file again, and `controller.enqueue` then throws on the cancelled stream,
-  // so the new handle is never closed. Every client that disconnects while waiting on a live download leaks a
-  // file descriptor (on the partial file, which later becomes the cached file). Fix: remember the cancel in a
-  // flag and return from pull() (closing any handle) when it is set after each await.
-  ignore: true,
   fn: async () => {
     await withTempDir(async (dir) => {
       const data = testBytes(100_000, 10);
