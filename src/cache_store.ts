@@ -297,6 +297,16 @@ export class CacheStore {
   }
 }
 
+/** True when something (a file, folder or link) is at `path`. */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Removes a file, ignoring that it does not exist. */
 export async function removeIfPresent(path: string): Promise<void> {
   try {

@@ -9,7 +9,7 @@
 
 import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
-import { type CacheStore, PARTIAL_DIR, removeIfPresent } from "./cache_store.ts";
+import { type CacheStore, PARTIAL_DIR, pathExists, removeIfPresent } from "./cache_store.ts";
 import type { PackageIndex } from "./package_index.ts";
 import { parsePackageFileName, signatureOf } from "./package_file_name.ts";
 import { formatBytes } from "./units.ts";
@@ -140,7 +140,7 @@ async function importOne(
     report.failures.push({ path: source, message: messageOf(error) });
     return;
   }
-  const present = await Promise.all(targets.map((target) => exists(target.path)));
+  const present = await Promise.all(targets.map((target) => pathExists(target.path)));
   const missing = targets.filter((_, i) => !present[i]);
   const sized = missing.filter((target) => target.expected.compressedSize === info.size);
   if (missing.length === 0) {
@@ -161,7 +161,7 @@ async function importOne(
   // The signature goes wherever the package now is, unless it is there already.
   for (const target of targets) {
     const sigPath = signatureOf(target.path);
-    if (!(await exists(target.path)) || (await exists(sigPath))) continue;
+    if (!(await pathExists(target.path)) || (await pathExists(sigPath))) continue;
     try {
       const tmp = tempPath(store.root);
       await copyToTemp(join(dir, signatureOf(fileName)), tmp);
@@ -257,15 +257,6 @@ async function copyToTemp(source: string, tmp: string): Promise<string> {
 async function renameInto(tmp: string, path: string): Promise<void> {
   await Deno.mkdir(dirname(path), { recursive: true });
   await Deno.rename(tmp, path);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function messageOf(error: unknown): string {

@@ -13,7 +13,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { join, relative, sep } from "node:path";
-import { PARTIAL_DIR, removeIfPresent } from "./cache_store.ts";
+import { PARTIAL_DIR, pathExists, removeIfPresent } from "./cache_store.ts";
 import { rulesFor } from "./download_manager.ts";
 import { classifyFileName } from "./request_path.ts";
 
@@ -133,7 +133,9 @@ async function judge(
     return `an interrupted download of ${size} bytes, more than the ${total} announced`;
   }
   const relativePath = relative(join(cacheDir, PARTIAL_DIR), path);
-  if (await exists(join(cacheDir, relativePath))) return "an interrupted download of a file already cached";
+  if (await pathExists(join(cacheDir, relativePath))) {
+    return "an interrupted download of a file already cached";
+  }
   report.resumable.push({ path: relativePath.split(sep).join("/"), bytes: size, total });
   return undefined;
 }
@@ -166,13 +168,4 @@ function skip(report: RecoveryReport, path: string, error: unknown): void {
   const message = error instanceof Error ? error.message : String(error);
   log.warn("Cannot recover {path}, left as it is: {message}", { path, message });
   report.skipped.push({ path, message });
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
