@@ -15,18 +15,10 @@ import {
 } from "./helpers/make_repo.ts";
 import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
 import { makePacmanRoot, type PacmanRootOptions, runPacman } from "./helpers/pacman.ts";
+import { withTempDir } from "./helpers/temp_dir.ts";
 
 const TOOLS = ["pacman", "repo-add", "bsdtar", "zstd", "gpg", "gpgconf"];
 const SERVER = "$repo/os/$arch";
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "flexo-helpers-test-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 async function readBsdtarMember(packagePath: string, member: string): Promise<Uint8Array> {
   const output = await new Deno.Command("bsdtar", { args: ["-xOf", packagePath, member], stdout: "piped" })

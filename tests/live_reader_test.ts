@@ -7,6 +7,7 @@ import { CacheStore } from "../src/cache_store.ts";
 import { Download } from "../src/download.ts";
 import { followDownload, READ_CHUNK, readFileRange } from "../src/live_reader.ts";
 import { MirrorPool } from "../src/mirrors.ts";
+import { withTempDir } from "./helpers/temp_dir.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
 
@@ -147,15 +148,6 @@ function openHandles(path: string): number {
     }
   }
   return count;
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "flexo-live-reader-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 Deno.test("followDownload() follows a download from before its first byte to its end", async () => {

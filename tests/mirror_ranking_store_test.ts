@@ -7,20 +7,12 @@ import {
   readRankingSync,
   writeRanking,
 } from "../src/mirror_ranking_store.ts";
+import { withTempDir } from "./helpers/temp_dir.ts";
 
 const MIRRORS = [
   { url: "http://127.0.0.1:8001/", latencyMs: 12.5, countryCode: "DE", score: 0.9 },
   { url: "http://127.0.0.1:8002/", latencyMs: 40, countryCode: "", score: null },
 ];
-
-async function withTempDir(fn: (dir: string) => void | Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "flexo_ranking_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 function collectWarnings() {
   const warnings: string[] = [];

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type PackageEntry, readRepoDb, RepoDbError } from "../src/repo_db.ts";
 import { type DbExtension, makeRepo, type RepoInfo } from "./helpers/make_repo.ts";
+import { withTempDir } from "./helpers/temp_dir.ts";
 
 const PACKAGES = [
   { name: "zstd", version: "1.5.6-1" },
@@ -9,15 +10,6 @@ const PACKAGES = [
   { name: "vim", version: "2:9.1.0-1", size: 70_000 },
   { name: "python-foo+bar", version: "1.0rc1.r12.g1234-1.1" },
 ];
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "flexo-repo-db-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** Fails with an install hint when a compression tool the test needs is missing. */
 async function requireTool(tool: string, debianPackage: string): Promise<void> {
