@@ -139,72 +139,137 @@ const statusUrl = z.string({ error: STATUS_URL }).trim()
 
 /** The `[mirrors_auto]` table. */
 export const mirrorsAutoSchema = z.object({
-  mirrors_status_json_endpoint: statusUrl.default(DEFAULT_MIRRORS_STATUS_JSON_ENDPOINT),
+  mirrors_status_json_endpoint: statusUrl.default(DEFAULT_MIRRORS_STATUS_JSON_ENDPOINT)
+    .describe(
+      "URL of the official mirror list with the status of every mirror (http://, https:// or file://).",
+    ),
   mirrors_status_json_endpoint_fallbacks: z.preprocess(
     listOf,
     z.array(statusUrl, { error: STATUS_URL_LIST }),
-  ).default(() => [...DEFAULT_MIRRORS_STATUS_JSON_ENDPOINT_FALLBACKS]),
+  ).default(() => [...DEFAULT_MIRRORS_STATUS_JSON_ENDPOINT_FALLBACKS])
+    .describe(
+      "URLs tried in order when mirrors_status_json_endpoint fails or returns something flexo cannot read.",
+    ),
   mirrors_blacklist: z.preprocess(
     listOf,
     z.array(z.string({ error: BLACKLIST }).trim().min(1), { error: BLACKLIST }),
-  ).default(() => []),
-  https_required: z.boolean({ error: BOOLEAN }).default(true),
-  ipv4: z.boolean({ error: BOOLEAN }).default(true),
-  ipv6: z.boolean({ error: BOOLEAN }).default(false),
-  max_score: z.number({ error: MAX_SCORE }).min(0).default(2.5),
-  num_mirrors: z.number({ error: NUM_MIRRORS }).int().min(1).default(8),
-  mirrors_random_or_sort: z.enum(["sort", "random"], { error: RANDOM_OR_SORT }).default("sort"),
-  timeout: z.number({ error: LATENCY_TIMEOUT }).int().min(1).default(350),
+  ).default(() => [])
+    .describe("Mirrors never to use, by their URL as listed in the mirror status."),
+  https_required: z.boolean({ error: BOOLEAN }).default(true)
+    .describe("Only use mirrors that offer HTTPS."),
+  ipv4: z.boolean({ error: BOOLEAN }).default(true).describe("Only use mirrors reachable over IPv4."),
+  ipv6: z.boolean({ error: BOOLEAN }).default(false)
+    .describe(
+      "Only use mirrors reachable over IPv6 (this filters the mirror list and excludes many mirrors).",
+    ),
+  max_score: z.number({ error: MAX_SCORE }).min(0).default(2.5)
+    .describe(
+      "The worst mirror score accepted; lower is better (see https://archlinux.org/mirrors/status/).",
+    ),
+  num_mirrors: z.number({ error: NUM_MIRRORS }).int().min(1).default(8)
+    .describe("How many mirrors the latency test keeps; more means a slower start but more choice."),
+  mirrors_random_or_sort: z.enum(["sort", "random"], { error: RANDOM_OR_SORT }).default("sort")
+    .describe('How the mirrors to test are picked: "sort" takes the best scores, "random" spreads the load.'),
+  timeout: z.number({ error: LATENCY_TIMEOUT }).int().min(1).default(350)
+    .describe("Milliseconds a mirror may take to answer the latency test; slower mirrors are not used."),
   allowed_countries: z.preprocess(
     listOf,
     z.array(
       z.string({ error: COUNTRY }).trim().regex(/^[A-Za-z]{2}$/).toUpperCase(),
       { error: COUNTRIES },
     ),
-  ).default(() => []),
-  min_completion_pct: z.number({ error: COMPLETION }).min(0).max(1).default(1.0),
-  max_delay_secs: z.number({ error: DELAY }).int().min(0).default(3600),
+  ).default(() => [])
+    .describe(
+      'Two-letter country codes of the mirrors to test, such as ["DE", "AT"]; empty tests every country.',
+    ),
+  min_completion_pct: z.number({ error: COMPLETION }).min(0).max(1).default(1.0)
+    .describe(
+      "Skip mirrors with less than this share of the main mirror's files (1.0 = complete, 0.9 = 90%).",
+    ),
+  max_delay_secs: z.number({ error: DELAY }).int().min(0).default(3600)
+    .describe("Skip mirrors that are more than this many seconds behind the main mirror."),
 });
 
 /** One `[[custom_repo]]` entry; `url` may be one URL or a list, the output always has `urls`. */
 export const customRepoSchema = z.object({
-  name: z.string({ error: REPO_NAME }).trim().regex(CUSTOM_REPO_NAME_PATTERN),
+  name: z.string({ error: REPO_NAME }).trim().regex(CUSTOM_REPO_NAME_PATTERN)
+    .describe(
+      'Unique name of the repository, served below /custom_repo/NAME/; letters, digits, ".", "_", "+", "-".',
+    ),
   url: z.preprocess(
     listOf,
     z.array(
       z.string({ error: REPO_URL }).trim().refine((s) => isUrl(s, ["http:", "https:"])),
       { error: REPO_URL },
     ).min(1),
+  ).describe(
+    "Base URL of the repository (without the parts pacman appends), or a list of URLs tried in order.",
   ),
 }, { error: CUSTOM_REPO }).transform((repo) => ({ name: repo.name, urls: repo.url }));
 
 /** The top-level keys before the cross-key rules; its `shape` lists every known top-level key. */
 export const configObjectSchema = z.object({
-  cache_directory: z.string({ error: PATH }).trim().min(1).default(DEFAULT_CACHE_DIRECTORY),
-  mirrorlist_fallback_file: z.string({ error: PATH }).trim().min(1).default(DEFAULT_MIRRORLIST_FALLBACK_FILE),
+  cache_directory: z.string({ error: PATH }).trim().min(1).default(DEFAULT_CACHE_DIRECTORY)
+    .describe("Directory where downloaded packages are stored; the user running flexo needs write access."),
+  mirrorlist_fallback_file: z.string({ error: PATH }).trim().min(1).default(DEFAULT_MIRRORLIST_FALLBACK_FILE)
+    .describe(
+      "The ranked mirror list of the last mirror selection, so that flexo can start without fetching it.",
+    ),
   mirrorlist_latency_test_results_file: z.string({ error: PATH }).trim().min(1)
-    .default(DEFAULT_LATENCY_TEST_RESULTS_FILE),
-  port: z.number({ error: PORT }).int().min(0).max(65535).default(7878),
+    .default(DEFAULT_LATENCY_TEST_RESULTS_FILE)
+    .describe(
+      "Saved mirror latency test results, reused after a restart; delete it to test all mirrors again.",
+    ),
+  port: z.number({ error: PORT }).int().min(0).max(65535).default(7878)
+    .describe(
+      "TCP port to listen on (0 picks a free port); clients use Server = http://HOST:PORT/$repo/os/$arch.",
+    ),
   listen_ip_address: z.preprocess(
     listOf,
     z.array(z.union([z.ipv4(), z.ipv6()], { error: LISTEN }), { error: LISTEN }).min(1),
-  ).default(() => ["127.0.0.1"]),
-  mirror_selection_method: z.enum(["auto", "predefined"], { error: SELECTION }).default("auto"),
-  mirrors_predefined: z.preprocess(listOf, z.array(mirrorUrl, { error: MIRROR_LIST })).default(() => []),
-  connect_timeout: z.number({ error: CONNECT_TIMEOUT }).int().min(1).default(3000),
-  low_speed_limit: z.number({ error: LOW_SPEED_LIMIT }).int().min(1).default(1),
+  ).default(() => ["127.0.0.1"])
+    .describe(
+      'Address or list of addresses to listen on: "127.0.0.1" serves this machine, "0.0.0.0" or "::" all.',
+    ),
+  mirror_selection_method: z.enum(["auto", "predefined"], { error: SELECTION }).default("auto")
+    .describe(
+      '"auto" picks fast official mirrors by the rules of [mirrors_auto]; "predefined" uses mirrors_predefined.',
+    ),
+  mirrors_predefined: z.preprocess(listOf, z.array(mirrorUrl, { error: MIRROR_LIST })).default(() => [])
+    .describe(
+      'Mirror base URLs without $repo/os/$arch, tried in order; required with "predefined", with "auto" ' +
+        "used only when no mirror list can be fetched or loaded.",
+    ),
+  connect_timeout: z.number({ error: CONNECT_TIMEOUT }).int().min(1).default(3000)
+    .describe("Milliseconds to wait for a mirror to accept the connection and answer."),
+  low_speed_limit: z.number({ error: LOW_SPEED_LIMIT }).int().min(1).default(1)
+    .describe(
+      "Bytes per second: a download slower than this for low_speed_time_secs moves to another mirror; " +
+        "ignored when low_speed_limit_formatted is set.",
+    ),
   low_speed_limit_formatted: z.string({ error: LOW_SPEED_LIMIT_FORMATTED })
     .refine((s) => succeeds(() => parseBandwidth(s)) && parseBandwidth(s) >= 1)
-    .optional(),
-  low_speed_time_secs: z.number({ error: LOW_SPEED_TIME }).int().min(1).default(5),
+    .optional()
+    .describe('low_speed_limit with a unit, such as "2 MBit/s" or "500 KiB/s"; wins over low_speed_limit.'),
+  low_speed_time_secs: z.number({ error: LOW_SPEED_TIME }).int().min(1).default(5)
+    .describe(
+      "Seconds a download may stay below the low speed limit before flexo switches to another mirror.",
+    ),
   max_speed_limit: z.preprocess(
     parsedOrRaw(parseBandwidth),
     z.number({ error: MAX_SPEED_LIMIT }).int().min(1),
-  ).optional(),
-  num_versions_retain: z.number({ error: NUM_VERSIONS }).int().min(0).default(3),
+  ).optional()
+    .describe(
+      'Caps the download speed from mirrors, in bytes per second or such as "10 MBit/s"; not set: no cap.',
+    ),
+  num_versions_retain: z.number({ error: NUM_VERSIONS }).int().min(0).default(3)
+    .describe(
+      "How many versions of each package the cache keeps (older ones are deleted); 0 keeps every version.",
+    ),
   refresh_latency_tests_after: z.string({ error: DURATION_FORM }).trim()
     .refine((s) => succeeds(() => parseDuration(s)))
-    .default("8 days"),
+    .default("8 days")
+    .describe('How long saved latency test results stay valid, such as "8 days", "36h" or "1h 30min".'),
   custom_repo: z.array(customRepoSchema, { error: CUSTOM_REPOS })
     .superRefine((repos, ctx) => {
       const seen = new Set<string>();
@@ -222,20 +287,29 @@ export const configObjectSchema = z.object({
         seen.add(repo.name);
       });
     })
-    .default(() => []),
-  mirrors_auto: mirrorsAutoSchema.prefault({}),
+    .default(() => [])
+    .describe("Repositories that are not on the official mirrors, served below /custom_repo/NAME/."),
+  mirrors_auto: mirrorsAutoSchema.prefault({})
+    .describe('The rules for mirror_selection_method = "auto".'),
   max_cache_size: z.preprocess(
     parsedOrRaw(parseSize),
     z.number({ error: MAX_CACHE_SIZE }).int().min(1),
-  ).optional(),
+  ).optional()
+    .describe(
+      'Largest size the package cache may grow to, such as "50 GiB" or a number of bytes; not set: no limit.',
+    ),
   allowed_clients: z.preprocess(
     listOf,
     z.array(
       z.preprocess(cidrOf, z.union([z.cidrv4(), z.cidrv6()], { error: CIDR })),
       { error: ALLOWED_CLIENTS },
     ),
-  ).default(() => []),
-  log_level: z.preprocess(logLevelOf, z.enum(LOG_LEVELS, { error: LOG_LEVEL })).default("info"),
+  ).default(() => [])
+    .describe(
+      'Client address ranges allowed to use flexo, such as ["192.168.0.0/16"]; empty allows every client.',
+    ),
+  log_level: z.preprocess(logLevelOf, z.enum(LOG_LEVELS, { error: LOG_LEVEL })).default("info")
+    .describe('How much flexo logs: "trace", "debug", "info", "warning" (or "warn"), "error" or "fatal".'),
 });
 
 /**
