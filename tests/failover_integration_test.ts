@@ -7,11 +7,11 @@
  * against, the proxy cannot tell flipped bytes from the real file; integrity checking is issue 4.
  */
 
-import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { type FakeMirror, type FaultOptions, startFakeMirror } from "./helpers/fake_mirror.ts";
 import { startTestProxy, type TestProxy, withinMs } from "./helpers/proxy_server.ts";
+import { sha256 } from "./helpers/bytes.ts";
 
 const PKG = "/core/os/x86_64/big-1:2.0-1-x86_64.pkg.tar.zst";
 const SEGMENTS = PKG.slice(1).split("/");
@@ -27,10 +27,6 @@ function fileBytes(size: number, seed: number): Uint8Array {
     bytes[i] = x & 0xff;
   }
   return bytes;
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }
 
 /** A mirror root holding `files` (path → bytes), and the mirrors serving it. */

@@ -5,7 +5,6 @@
  */
 
 import { configure, type LogRecord, reset } from "@logtape/logtape";
-import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { createApp } from "../src/app.ts";
 import { startServer } from "../src/server.ts";
@@ -15,24 +14,13 @@ import { fillUp, mountTmpfs, readHead, startRawServer, umount } from "./helpers/
 import { runFlexo, startFlexo, tomlString, writeConfig } from "./helpers/flexo_process.ts";
 import { startTestProxy, TEST_LIMITS, type TestProxy, withinMs } from "./helpers/proxy_server.ts";
 import { testConfig } from "./helpers/test_app.ts";
+import { randomBytes, sha256 } from "./helpers/bytes.ts";
 
 const PKG = "/core/os/x86_64/big-1:2.0-1-x86_64.pkg.tar.zst";
 const SMALL = "/core/os/x86_64/small-1.0-1-x86_64.pkg.tar.zst";
 const DB = "/core/os/x86_64/core.db";
 const MIB = 1024 * 1024;
 const encoder = new TextEncoder();
-
-function randomBytes(size: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  for (let offset = 0; offset < size; offset += 65536) {
-    crypto.getRandomValues(bytes.subarray(offset, Math.min(size, offset + 65536)));
-  }
-  return bytes;
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
 
 /** A directory with `files` (URL path → bytes) laid out as a mirror. */
 async function mirrorRoot(files: Record<string, Uint8Array>): Promise<string> {

@@ -7,7 +7,6 @@
  */
 
 import fc from "fast-check";
-import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { createApp, type FlexoApp } from "../src/app.ts";
 import { MAX_PATH_BYTES } from "../src/request_path.ts";
@@ -16,16 +15,13 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
 import { TEST_LIMITS, withinMs } from "./helpers/proxy_server.ts";
 import { testConfig } from "./helpers/test_app.ts";
+import { sha256 } from "./helpers/bytes.ts";
 
 const PKG = "/core/os/x86_64/ok-1.0-1-x86_64.pkg.tar.zst";
 const CUSTOM_FILE = "/custom/x86_64/own-1-1-any.pkg.tar.zst";
 /** Text that exists only outside the cache directory: no response may ever contain it. */
 const SECRET = "SECRET-OUTSIDE-THE-CACHE-7f3a";
 const encoder = new TextEncoder();
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
 
 /** Every file below `dir` (relative path → SHA-256 of its content). */
 async function snapshot(dir: string, prefix = ""): Promise<Map<string, string>> {

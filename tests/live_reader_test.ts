@@ -2,49 +2,15 @@ import nodeAssert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { testBytes } from "./helpers/fake_fetch.ts";
+
 import { CacheStore } from "../src/cache_store.ts";
 import { Download } from "../src/download.ts";
 import { followDownload, READ_CHUNK, readFileRange } from "../src/live_reader.ts";
 import { MirrorPool } from "../src/mirrors.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
+import { type Gate, gatedMirror, testBytes } from "./helpers/fake_fetch.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
-
-/** One upstream body that the test writes chunk by chunk. */
-interface Gate {
-  push(bytes: Uint8Array): void;
-  end(): void;
-  fail(error: Error): void;
-}
-
-/** A mirror that answers 200 with `headers` and a body the test controls through the returned gate. */
-function gatedMirror(headers: Record<string, string>): { fetch: typeof fetch; gate: Gate } {
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
-  const body = new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c;
-    },
-  });
-  const fetchImpl = (_input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    init?.signal?.addEventListener("abort", () => {
-      try {
-        controller.error(init.signal?.reason);
-      } catch {
-        // the body has ended already
-      }
-    }, { once: true });
-    return Promise.resolve(new Response(body, { headers }));
-  };
-  return {
-    fetch: fetchImpl as typeof fetch,
-    gate: {
-      push: (bytes) => controller.enqueue(bytes),
-      end: () => controller.close(),
-      fail: (error) => controller.error(error),
-    },
-  };
-}
 
 /** A started download of SEGMENTS into `dir` from a gated mirror. */
 function startDownload(

@@ -1,12 +1,13 @@
 import nodeAssert from "node:assert/strict";
 import { join } from "node:path";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { testBytes } from "./helpers/fake_fetch.ts";
+
 import { type CachedFile, CacheStore, type HotFile } from "../src/cache_store.ts";
 import { Download, type DownloadHead } from "../src/download.ts";
 import { HttpError } from "../src/http_error.ts";
 import { MirrorPool } from "../src/mirrors.ts";
 import { contentTypeFor, ORIGIN_HEADER, serveCachedFile, serveDownload } from "../src/responses.ts";
+import { type Gate, gatedMirror, testBytes } from "./helpers/fake_fetch.ts";
 
 const URL_PKG = "http://flexo.test/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst";
 const MTIME = new Date(1_700_000_000_000);
@@ -227,33 +228,12 @@ Deno.test("serveCachedFile() serves a file held in memory without reading the di
   assertEquals(await bytesOf(served.response), data.slice(900));
 });
 
-/** One upstream body the test writes chunk by chunk. */
-interface Gate {
-  push(bytes: Uint8Array): void;
-  end(): void;
-}
-
 /** A running download from a mirror answering 200 with `headers` and a body the test controls. */
 async function liveDownload(
   dir: string,
   headers: Record<string, string>,
 ): Promise<{ download: Download; head: DownloadHead; gate: Gate }> {
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
-  const body = new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c;
-    },
-  });
-  const fetchImpl = (_input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    init?.signal?.addEventListener("abort", () => {
-      try {
-        controller.error(init.signal?.reason);
-      } catch {
-        // the body has ended already
-      }
-    }, { once: true });
-    return Promise.resolve(new Response(body, { headers }));
-  };
+  const { fetch: fetchImpl, gate } = gatedMirror(headers);
   const pool = new MirrorPool();
   pool.setMirrors(["http://mirror-a.test/"], "test");
   const segments = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
@@ -263,7 +243,7 @@ async function liveDownload(
     mirrors: pool,
     plan: () => pool.plan("package"),
     store: new CacheStore(dir),
-    deps: { fetch: fetchImpl as typeof fetch, now: Date.now },
+    deps: { fetch: fetchImpl, now: Date.now },
     limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
     rules: { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true },
   }).start();
@@ -271,7 +251,7 @@ async function liveDownload(
   return {
     download,
     head,
-    gate: { push: (bytes) => controller.enqueue(bytes), end: () => controller.close() },
+    gate,
   };
 }
 

@@ -17,24 +17,13 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
 import { startFlexo, tomlString, writeConfig } from "./helpers/flexo_process.ts";
 import { withinMs } from "./helpers/proxy_server.ts";
+import { randomBytes, sha256 } from "./helpers/bytes.ts";
 
 const SMALL = "/core/os/x86_64/small-1.0-1-x86_64.pkg.tar.zst";
 const BIG = "/core/os/x86_64/big-1.0-1-x86_64.pkg.tar.zst";
 const BIG_SIZE = 96 * 1024 * 1024;
 const MIB = 1024 * 1024;
 const encoder = new TextEncoder();
-
-function randomBytes(size: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  for (let offset = 0; offset < size; offset += 65536) {
-    crypto.getRandomValues(bytes.subarray(offset, Math.min(size, offset + 65536)));
-  }
-  return bytes;
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
 
 /** The proxy process. */
 interface Proxy {

@@ -93,6 +93,41 @@ export function fakeFetch(
   return { fetch: fetchImpl as typeof fetch, requests };
 }
 
+/** One upstream body that the test writes chunk by chunk. */
+export interface Gate {
+  push(bytes: Uint8Array): void;
+  end(): void;
+  fail(error: Error): void;
+}
+
+/** A mirror that answers 200 with `headers` and a body the test controls through the returned gate. */
+export function gatedMirror(headers: Record<string, string>): { fetch: typeof fetch; gate: Gate } {
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
+  });
+  const fetchImpl = (_input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    init?.signal?.addEventListener("abort", () => {
+      try {
+        controller.error(init.signal?.reason);
+      } catch {
+        // the body has ended already
+      }
+    }, { once: true });
+    return Promise.resolve(new Response(body, { headers }));
+  };
+  return {
+    fetch: fetchImpl as typeof fetch,
+    gate: {
+      push: (bytes) => controller.enqueue(bytes),
+      end: () => controller.close(),
+      fail: (error) => controller.error(error),
+    },
+  };
+}
+
 /** Serves `data` honouring a `Range: bytes=N-` header, as a well-behaved mirror does. */
 export function serveBytes(data: Uint8Array, req: FakeRequest, extra: Partial<FakeAnswer> = {}): FakeAnswer {
   const range = req.headers.get("range")?.match(/^bytes=(\d+)-$/);
