@@ -279,7 +279,12 @@ export function isForeignAbsoluteForm(req: Request): boolean {
   } catch {
     return true;
   }
-  return new URL(req.url).host !== expected;
+  try {
+    return new URL(req.url).host !== expected;
+  } catch {
+    // An authority no URL parser accepts (seen with generated input) is not ours either.
+    return true;
+  }
 }
 
 /** The path of a request URL exactly as sent (before `?`), without URL normalisation. */

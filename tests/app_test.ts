@@ -101,3 +101,8 @@ Deno.test("createApp() answers a repeated small cache hit from memory with the s
     await app.cleanup();
   }
 });
+
+Deno.test("isForeignAbsoluteForm() refuses an absolute-form target whose host no URL parser accepts", () => {
+  const request = { url: "http://\u{18CD6}/", headers: new Headers({ host: "127.0.0.1:7878" }) } as Request;
+  assertEquals(isForeignAbsoluteForm(request), true);
+});
