@@ -91,6 +91,18 @@ export async function serveCachedFile(
   return { response: new Response(body, { status, headers }), bytes: length, readsFile: file.path };
 }
 
+/** The headers of a 200 answer with a whole cached file, in the order serveCachedFile() sends them. */
+export function wholeFileHeaders(file: CachedFile, contentType: string): [string, string][] {
+  return [
+    ["Accept-Ranges", "bytes"],
+    ["Last-Modified", file.mtime.toUTCString()],
+    ["ETag", makeEtag(file.size, file.mtime)],
+    [ORIGIN_HEADER, "Cache"],
+    ["Content-Type", contentType],
+    ["Content-Length", String(file.size)],
+  ];
+}
+
 /** Serves a file that a download is writing, following it to the end. */
 export function serveDownload(
   req: Request,
