@@ -6,6 +6,7 @@ import type { Download } from "../src/download.ts";
 import { DownloadManager, purposeOf, rulesFor } from "../src/download_manager.ts";
 import { MirrorPool } from "../src/mirrors.ts";
 import { type FileKind, parseRequestPath, type RequestTarget } from "../src/request_path.ts";
+import { stillPending, waitFor } from "./helpers/wait.ts";
 
 const A = "http://mirror-a.test/";
 const SIZE = 1_000;
@@ -92,7 +93,7 @@ async function setup(
     poolsAsked,
     /** Waits until `count` requests have reached the mirror. */
     async requests(count: number): Promise<Gate[]> {
-      await waitFor(() => gates.length >= count, `${count} upstream requests`);
+      await waitFor(`${count} upstream requests`, () => gates.length >= count);
       return gates;
     },
     async cleanup() {
@@ -107,27 +108,6 @@ async function setup(
       await Deno.remove(dir, { recursive: true });
     },
   };
-}
-
-/** Polls `condition` until it holds, failing after a generous limit. */
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-/** True when `promise` is still pending after `ms` milliseconds. */
-async function stillPending(promise: Promise<unknown>, ms = 100): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const pending = Symbol("pending");
-  const result = await Promise.race([
-    promise.then(() => undefined, () => undefined),
-    new Promise((resolve) => (timer = setTimeout(() => resolve(pending), ms))),
-  ]);
-  clearTimeout(timer);
-  return result === pending;
 }
 
 /** Sends the whole file through a gate and waits for the download to end. */
@@ -188,7 +168,7 @@ Deno.test("obtain() starts a new download once the previous one has ended", asyn
     const first = t.manager.obtain(PKG);
     const [gate] = await t.requests(1);
     gate.push(testBytes(SIZE).slice(0, 300));
-    await waitFor(() => first.written === 300, "300 bytes on disk");
+    await waitFor("300 bytes on disk", () => first.written === 300);
     gate.fail(new TypeError("connection reset"));
     await first.finished;
     assertEquals(first.state, "failed");

@@ -11,10 +11,12 @@ import { startServer } from "../src/server.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
 import { fillUp, mountTmpfs, readHead, startRawServer, umount } from "./helpers/fault_tools.ts";
-import { runFlexo, startFlexo, tomlString, writeConfig } from "./helpers/flexo_process.ts";
+import { runFlexo, startFlexo, writeTestConfig } from "./helpers/flexo_process.ts";
 import { startTestProxy, TEST_LIMITS, type TestProxy, withinMs } from "./helpers/proxy_server.ts";
 import { testConfig } from "./helpers/test_app.ts";
 import { randomBytes, sha256 } from "./helpers/bytes.ts";
+import { waitFor } from "./helpers/wait.ts";
+import { filesBelow } from "./helpers/temp_dir.ts";
 
 const PKG = "/core/os/x86_64/big-1:2.0-1-x86_64.pkg.tar.zst";
 const SMALL = "/core/os/x86_64/small-1.0-1-x86_64.pkg.tar.zst";
@@ -30,17 +32,6 @@ async function mirrorRoot(files: Record<string, Uint8Array>): Promise<string> {
     await Deno.writeFile(join(root, path), bytes);
   }
   return root;
-}
-
-/** Every file below `dir`, relative to it. */
-async function filesBelow(dir: string, prefix = ""): Promise<string[]> {
-  const found: string[] = [];
-  for await (const entry of Deno.readDir(join(dir, prefix))) {
-    const relative = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory) found.push(...await filesBelow(dir, relative));
-    else found.push(relative);
-  }
-  return found.sort();
 }
 
 /** GETs `path`; the body is read to the end, a body that breaks off is reported as `broken`. */
@@ -66,14 +57,6 @@ async function get(
   return { status: response.status, bytes, text: new TextDecoder().decode(bytes.subarray(0, 2000)), broken };
 }
 
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, ms: number): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`${what} did not happen within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 async function sizeOf(path: string): Promise<number> {
   try {
     return (await Deno.stat(path)).size;
@@ -91,18 +74,7 @@ Deno.test("after kill -9 in the middle of a download a restart resumes the parti
   const work = await Deno.makeTempDir({ prefix: "flexo-faults-kill-" });
   const cache = join(work, "cache");
   const mirror = await startFakeMirror(root, { bytesPerSecond: 4 * MIB });
-  const config = await writeConfig(
-    work,
-    [
-      `cache_directory = ${tomlString(cache)}`,
-      `mirrorlist_fallback_file = ${tomlString(join(work, "state", "mirrorlist"))}`,
-      `mirrorlist_latency_test_results_file = ${tomlString(join(work, "state", "latency.json"))}`,
-      "port = 0",
-      'listen_ip_address = "127.0.0.1"',
-      'mirror_selection_method = "predefined"',
-      `mirrors_predefined = [${tomlString(mirror.url)}]`,
-    ].join("\n"),
-  );
+  const config = await writeTestConfig(work, { cacheDir: cache, mirror: mirror.url });
   const partial = join(cache, ".partial", PKG);
   const final = join(cache, PKG);
   try {
@@ -248,18 +220,7 @@ Deno.test("a full disk fails the download clearly, keeps cached files intact and
 
 /** Runs main.ts with `cache_directory = dir` and checks that it stops at once with a message naming it. */
 async function assertRefusesCacheDirectory(work: string, dir: string): Promise<void> {
-  const config = await writeConfig(
-    work,
-    [
-      `cache_directory = ${tomlString(dir)}`,
-      `mirrorlist_fallback_file = ${tomlString(join(work, "state", "mirrorlist"))}`,
-      `mirrorlist_latency_test_results_file = ${tomlString(join(work, "state", "latency.json"))}`,
-      "port = 0",
-      'listen_ip_address = "127.0.0.1"',
-      'mirror_selection_method = "predefined"',
-      'mirrors_predefined = ["http://127.0.0.1:9/"]',
-    ].join("\n"),
-  );
+  const config = await writeTestConfig(work, { cacheDir: dir, mirror: "http://127.0.0.1:9/" });
   const result = await runFlexo(["--config", config]);
   const output = result.stdout + result.stderr;
   assertEquals(result.code, 78, `flexo must stop with EX_CONFIG for cache_directory ${dir}:\n${output}`);

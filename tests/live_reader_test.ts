@@ -9,6 +9,7 @@ import { followDownload, READ_CHUNK, readFileRange } from "../src/live_reader.ts
 import { MirrorPool } from "../src/mirrors.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
 import { type Gate, gatedMirror, testBytes } from "./helpers/fake_fetch.ts";
+import { stillPending } from "./helpers/wait.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
 
@@ -58,18 +59,6 @@ async function within<T>(promise: Promise<T>, what: string, ms = 10_000): Promis
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** True when `promise` is still pending after `ms` milliseconds. */
-async function stillPending(promise: Promise<unknown>, ms = 100): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const pending = Symbol("pending");
-  const result = await Promise.race([
-    promise.then(() => undefined, () => undefined),
-    new Promise((resolve) => (timer = setTimeout(() => resolve(pending), ms))),
-  ]);
-  clearTimeout(timer);
-  return result === pending;
 }
 
 /** Reads `count` bytes from a reader (more if a chunk goes past it). */

@@ -10,6 +10,7 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { startFakeMirror } from "./helpers/fake_mirror.ts";
 import { makeRepo, sha256File } from "./helpers/make_repo.ts";
 import { testConfig } from "./helpers/test_app.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 const FOLDER = "flexotest/os/x86_64";
 
@@ -258,14 +259,6 @@ async function startFlexo(configPath: string) {
   return { child, url: `http://127.0.0.1:${port}/`, log, drained };
 }
 
-async function waitFor(condition: () => Promise<boolean>, message: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await condition())) {
-    assert(Date.now() < deadline, message);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 Deno.test("main.ts killed with SIGKILL during a download resumes it after the restart; start-up recovery and cleaning run", async () => {
   const dir = await Deno.makeTempDir({ prefix: "flexo-recovery-kill-" });
   try {
@@ -294,19 +287,19 @@ Deno.test("main.ts killed with SIGKILL during a download resumes it after the re
     let killedAt = 0;
     try {
       await waitFor(
-        async () => !(await exists(join(cache, core, "old-1-1-any.pkg.tar.zst"))),
         "the start-up cleaning removes the older version",
+        async () => !(await exists(join(cache, core, "old-1-1-any.pkg.tar.zst"))),
       );
       assert(await exists(join(cache, core, "old-2-1-any.pkg.tar.zst")));
       const response = await fetch(`${first.url}${core}/${fileName}`);
       assertEquals(response.status, 200);
-      await waitFor(async () => {
+      await waitFor("the download writes its partial file", async () => {
         try {
           return (await Deno.stat(partialPath)).size > 200_000;
         } catch {
           return false;
         }
-      }, "the download writes its partial file");
+      });
       first.child.kill("SIGKILL");
       await first.child.status;
       killedAt = (await Deno.stat(partialPath)).size;
@@ -334,7 +327,7 @@ Deno.test("main.ts killed with SIGKILL during a download resumes it after the re
       assertEquals(new Uint8Array(await response.arrayBuffer()), full);
       const gets = mirror.requests.filter((r) => r.path.endsWith(fileName) && r.method === "GET");
       assertEquals(gets.map((r) => r.range), [`bytes=${killedAt}-`]);
-      await waitFor(async () => await exists(join(cache, core, fileName)), "the resumed file is committed");
+      await waitFor("the resumed file is committed", async () => await exists(join(cache, core, fileName)));
       assertEquals(await Deno.readFile(join(cache, core, fileName)), full);
     } finally {
       second.child.kill("SIGTERM");

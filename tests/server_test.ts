@@ -10,6 +10,7 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
 import { startTestProxy, type TestProxy, withinMs } from "./helpers/proxy_server.ts";
 import { testConfig } from "./helpers/test_app.ts";
+import { filesBelow } from "./helpers/temp_dir.ts";
 
 const GOOD = "/core/os/x86_64/ok-1.0-1-x86_64.pkg.tar.zst";
 const GOOD_BYTES = new TextEncoder().encode("the real package\n".repeat(1000));
@@ -53,17 +54,6 @@ async function readToEnd(conn: Deno.Conn): Promise<string> {
     if (n === null) return text + decoder.decode();
     text += decoder.decode(buffer.subarray(0, n), { stream: true });
   }
-}
-
-/** Every file below `dir`, relative to it. */
-async function filesBelow(dir: string, prefix = ""): Promise<string[]> {
-  const found: string[] = [];
-  for await (const entry of Deno.readDir(join(dir, prefix))) {
-    const relative = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory) found.push(...await filesBelow(dir, relative));
-    else found.push(relative);
-  }
-  return found.sort();
 }
 
 /** A mirror serving GOOD and a proxy using it, with the bait file beside the proxy's cache directory. */

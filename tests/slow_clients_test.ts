@@ -15,9 +15,10 @@ import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
-import { startFlexo, tomlString, writeConfig } from "./helpers/flexo_process.ts";
+import { startFlexo, writeTestConfig } from "./helpers/flexo_process.ts";
 import { withinMs } from "./helpers/proxy_server.ts";
 import { randomBytes, sha256 } from "./helpers/bytes.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 const SMALL = "/core/os/x86_64/small-1.0-1-x86_64.pkg.tar.zst";
 const BIG = "/core/os/x86_64/big-1.0-1-x86_64.pkg.tar.zst";
@@ -53,18 +54,7 @@ async function withSetup(fn: (setup: Setup) => Promise<void>): Promise<void> {
   const mirror = await startFakeMirror(root, { match: BIG, bytesPerSecond: 48 * MIB });
   const work = await Deno.makeTempDir({ prefix: "flexo-slow-proxy-" });
   const dir = join(work, "cache");
-  const config = await writeConfig(
-    work,
-    [
-      `cache_directory = ${tomlString(dir)}`,
-      `mirrorlist_fallback_file = ${tomlString(join(work, "state", "mirrorlist"))}`,
-      `mirrorlist_latency_test_results_file = ${tomlString(join(work, "state", "latency.json"))}`,
-      "port = 0",
-      'listen_ip_address = "127.0.0.1"',
-      'mirror_selection_method = "predefined"',
-      `mirrors_predefined = [${tomlString(mirror.url)}]`,
-    ].join("\n"),
-  );
+  const config = await writeTestConfig(work, { cacheDir: dir, mirror: mirror.url });
   const process = await startFlexo(config);
   const proxy = { url: process.url, port: process.port, pid: process.pid, dir };
   try {
@@ -147,14 +137,6 @@ function bodyOf(response: Uint8Array): Uint8Array {
     }
   }
   throw new Error("the response has no end of head");
-}
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`${what} did not happen within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 Deno.test("a client sending its request a byte at a time blocks nobody and is answered correctly", async () => {

@@ -31,6 +31,28 @@ export async function writeConfig(dir: string, config: string): Promise<string> 
   return path;
 }
 
+/**
+ * Writes the configuration of a test proxy to a file in `work`: listening on 127.0.0.1 on a free port, the one
+ * predefined `mirror`, the cache in `cacheDir` and the state files under `work/state`.
+ */
+export async function writeTestConfig(
+  work: string,
+  options: { cacheDir: string; mirror: string },
+): Promise<string> {
+  return await writeConfig(
+    work,
+    [
+      `cache_directory = ${tomlString(options.cacheDir)}`,
+      `mirrorlist_fallback_file = ${tomlString(join(work, "state", "mirrorlist"))}`,
+      `mirrorlist_latency_test_results_file = ${tomlString(join(work, "state", "latency.json"))}`,
+      "port = 0",
+      'listen_ip_address = "127.0.0.1"',
+      'mirror_selection_method = "predefined"',
+      `mirrors_predefined = [${tomlString(options.mirror)}]`,
+    ].join("\n"),
+  );
+}
+
 /** A TOML string literal. */
 export function tomlString(value: string): string {
   return JSON.stringify(value);

@@ -4,6 +4,8 @@
  * @module
  */
 
+import { join } from "node:path";
+
 /** Runs `fn` with a new temporary directory and removes the directory afterwards, also on failure. */
 export async function withTempDir(
   fn: (dir: string) => void | Promise<void>,
@@ -15,4 +17,15 @@ export async function withTempDir(
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** Every file below `dir`, as sorted "/"-separated relative paths. */
+export async function filesBelow(dir: string, prefix = ""): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(join(dir, prefix))) {
+    const relative = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory) found.push(...await filesBelow(dir, relative));
+    else found.push(relative);
+  }
+  return found.sort();
 }
