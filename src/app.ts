@@ -157,7 +157,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     options: { started: number; info?: Deno.ServeHandlerInfo },
   ): Response => {
     const fromCache = answer.result === "CACHE HIT" || answer.result === "REVALIDATED";
-    stats.recordRequest(answer.result, answer.bytes, fromCache ? "Cache" : undefined);
+    stats.recordRequest(answer.result, fromCache ? answer.bytes : 0);
     if (answer.readsFile) {
       // The file stays "in use" (safe from cleaning) until the response has been sent; Deno.serve says when.
       const release = store.beginRead(answer.readsFile);
@@ -200,7 +200,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
         : error.status < 500
         ? "CLIENT ERROR"
         : "UPSTREAM ERROR";
-      stats.recordRequest(result, 0, undefined);
+      stats.recordRequest(result);
       if (error.status >= 500) stats.recordError(deps.now(), `${rawPathOf(req.url)}: ${error.message}`);
       const level = error.status >= 500 ? "warn" : "info";
       requestLog[level]("{method} {path} {status} {message}", {
@@ -216,7 +216,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
         headers,
       });
     }
-    stats.recordRequest("INTERNAL ERROR", 0, undefined);
+    stats.recordRequest("INTERNAL ERROR");
     stats.recordError(deps.now(), `${rawPathOf(req.url)}: ${error instanceof Error ? error.message : error}`);
     errorLog.error("{method} {path} failed: {error}", {
       method: req.method,

@@ -43,11 +43,13 @@ export class Stats {
     this.#maxErrors = options.maxErrors ?? 20;
   }
 
-  /** Counts one answered request and the body bytes it will send. */
-  recordRequest(result: CountedResult, bytes: number, origin: "Cache" | "RemoteMirror" | undefined): void {
+  /**
+   * Counts one answered request and the body bytes it sends from the cache. Bytes from upstream are counted as
+   * they flow (see ProxyContext.onUpstreamBytes), not here.
+   */
+  recordRequest(result: CountedResult, cacheBytes = 0): void {
     this.requests.set(result, (this.requests.get(result) ?? 0) + 1);
-    // Bytes from upstream are counted as they flow (see ProxyContext.onUpstreamBytes), not here.
-    if (origin === "Cache") this.bytesFromCache += bytes;
+    this.bytesFromCache += cacheBytes;
   }
 
   /** Remembers an error for the status page. */
