@@ -233,7 +233,11 @@ async function serve(cli: Cli): Promise<void> {
   app.packageIndex.loadAll(config.cache_directory).then((count) => {
     if (count > 0) log.info("Indexed {count} repository database(s) to verify downloads", { count });
   });
-  const server = startServer(app, { hostnames: config.listen_ip_address, port: config.port });
+  const server = startServer(app, {
+    hostnames: config.listen_ip_address,
+    port: config.port,
+    clientTimeoutMs: config.client_timeout_secs * 1000,
+  });
 
   const stop = async (signal: string) => {
     log.info("{signal} received: finishing running transfers, then stopping", { signal });

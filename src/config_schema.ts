@@ -101,6 +101,7 @@ const CONNECT_TIMEOUT = "a whole number of milliseconds, at least 1, such as 300
 const LOW_SPEED_LIMIT = "a whole number of bytes per second, at least 1, such as 1048576";
 const LOW_SPEED_LIMIT_FORMATTED = `${BANDWIDTH_FORM}, at least 1 byte per second`;
 const LOW_SPEED_TIME = "a whole number of seconds, at least 1, such as 5";
+const CLIENT_TIMEOUT = "a whole number of seconds, 0 or more, such as 60 (0 turns the timeout off)";
 const MAX_SPEED_LIMIT = `a whole number of bytes per second (at least 1) or ${BANDWIDTH_FORM}`;
 const NUM_VERSIONS = "a whole number, 0 or more, such as 3 (0 keeps every version)";
 const REPO_NAME = 'a name of letters, digits, ".", "_", "+" and "-" that starts with a letter or digit, ' +
@@ -254,6 +255,11 @@ export const configObjectSchema = z.object({
   low_speed_time_secs: z.number({ error: LOW_SPEED_TIME }).int().min(1).default(5)
     .describe(
       "Seconds a download may stay below the low speed limit before flexo switches to another mirror.",
+    ),
+  client_timeout_secs: z.number({ error: CLIENT_TIMEOUT }).int().min(0).default(60)
+    .describe(
+      "Seconds a client connection may take to send a complete request, counted from when it connected or " +
+        "from the end of its previous response; then flexo closes it. 0 turns the timeout off.",
     ),
   max_speed_limit: z.preprocess(
     parsedOrRaw(parseBandwidth),

@@ -6,6 +6,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { FlexoApp } from "./app.ts";
+import { canServeConnections, listenForClients } from "./client_connections.ts";
 
 const log = getLogger(["flexo", "server"]);
 
@@ -19,24 +20,41 @@ export interface RunningServer {
   finished: Promise<void>;
 }
 
-/** Starts listening on each address with `port`. */
+/** One listening address: Deno.serve's server, or a {@linkcode listenForClients} listener. */
+interface Listening {
+  addr: Deno.NetAddr;
+  finished: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+function onError(error: unknown): Response {
+  log.error("Unexpected error while serving: {error}", { error: String(error) });
+  return new Response("Internal error; see the proxy's log\n", { status: 500 });
+}
+
+/**
+ * Starts listening on each address with `port`. With `clientTimeoutMs` above 0 (the default is 60 s), a client
+ * connection that does not complete a request head within that time, after connecting or after its previous
+ * response, is closed; 0 serves with plain `Deno.serve`, which has no such timeout.
+ */
 export function startServer(
   app: FlexoApp,
-  options: { hostnames: readonly string[]; port: number; signal?: AbortSignal },
+  options: { hostnames: readonly string[]; port: number; clientTimeoutMs?: number },
 ): RunningServer {
-  const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+  const timeoutMs = options.clientTimeoutMs ?? 60_000;
+  const perConnection = timeoutMs > 0 && canServeConnections();
+  if (timeoutMs > 0 && !perConnection) {
+    log.warn(
+      "This Deno cannot serve single connections: clients that never complete a request are not timed out",
+    );
+  }
+  const servers: Listening[] = [];
   const addresses: { hostname: string; port: number }[] = [];
   for (const hostname of options.hostnames) {
     try {
-      const server = Deno.serve({
-        hostname,
-        port: options.port,
-        onListen: () => {},
-        onError: (error) => {
-          log.error("Unexpected error while serving: {error}", { error: String(error) });
-          return new Response("Internal error; see the proxy's log\n", { status: 500 });
-        },
-      }, app.fetch);
+      const server: Listening = perConnection
+        ? listenForClients(app.fetch, { hostname, port: options.port, timeoutMs, onError })
+        : Deno.serve({ hostname, port: options.port, onListen: () => {}, onError }, app.fetch);
       servers.push(server);
       addresses.push({ hostname: server.addr.hostname, port: server.addr.port });
       log.info("Listening on http://{host}:{port}/", {

@@ -207,35 +207,56 @@ function ipv6LoopbackAvailable(): boolean {
   }
 }
 
-Deno.test("startServer() answers on every configured address", async () => {
+for (const clientTimeoutMs of [60_000, 0]) {
+  const how = clientTimeoutMs > 0 ? "with a client timeout" : "with Deno.serve (client timeout 0)";
+  Deno.test(`startServer() answers on every configured address, ${how}`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "flexo-server-test-" });
+    const root = await Deno.makeTempDir({ prefix: "flexo-server-mirror-" });
+    await Deno.mkdir(join(root, dirname(GOOD)), { recursive: true });
+    await Deno.writeFile(join(root, GOOD), GOOD_BYTES);
+    const mirror = await startFakeMirror(root);
+    const hostnames = ["127.0.0.1"];
+    if (ipv6LoopbackAvailable()) hostnames.push("::1");
+    else console.log("IPv6 loopback (::1) is not available here: testing 127.0.0.1 only");
+    const app = createApp(testConfig(dir, [mirror.url]));
+    const server = startServer(app, { hostnames, port: 0, clientTimeoutMs });
+    try {
+      assertEquals(server.addresses.map((a) => a.hostname), hostnames);
+      for (const { hostname, port } of server.addresses) {
+        const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+        const response = await fetch(`http://${host}:${port}${GOOD}`);
+        assertEquals(response.status, 200, hostname);
+        assertEquals(
+          new Uint8Array(await response.arrayBuffer()),
+          GOOD_BYTES,
+          `the proxy answers on ${hostname}`,
+        );
+      }
+    } finally {
+      await server.shutdown({ graceMs: 2_000 });
+      await mirror.close();
+      await app.downloads.idle();
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(root, { recursive: true });
+    }
+  });
+}
+
+Deno.test("startServer() closes a connection that sends no request within clientTimeoutMs", async () => {
   const dir = await Deno.makeTempDir({ prefix: "flexo-server-test-" });
-  const root = await Deno.makeTempDir({ prefix: "flexo-server-mirror-" });
-  await Deno.mkdir(join(root, dirname(GOOD)), { recursive: true });
-  await Deno.writeFile(join(root, GOOD), GOOD_BYTES);
-  const mirror = await startFakeMirror(root);
-  const hostnames = ["127.0.0.1"];
-  if (ipv6LoopbackAvailable()) hostnames.push("::1");
-  else console.log("IPv6 loopback (::1) is not available here: testing 127.0.0.1 only");
-  const app = createApp(testConfig(dir, [mirror.url]));
-  const server = startServer(app, { hostnames, port: 0 });
+  const app = createApp(testConfig(dir, ["http://127.0.0.1:9/"]));
+  const server = startServer(app, { hostnames: ["127.0.0.1"], port: 0, clientTimeoutMs: 200 });
   try {
-    assertEquals(server.addresses.map((a) => a.hostname), hostnames);
-    for (const { hostname, port } of server.addresses) {
-      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-      const response = await fetch(`http://${host}:${port}${GOOD}`);
-      assertEquals(response.status, 200, hostname);
-      assertEquals(
-        new Uint8Array(await response.arrayBuffer()),
-        GOOD_BYTES,
-        `the proxy answers on ${hostname}`,
-      );
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addresses[0].port });
+    try {
+      const read = await withinMs(conn.read(new Uint8Array(16)), 3_000, "the silent connection stayed open");
+      assertEquals(read, null);
+    } finally {
+      conn.close();
     }
   } finally {
     await server.shutdown({ graceMs: 2_000 });
-    await mirror.close();
-    await app.downloads.idle();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(root, { recursive: true });
   }
 });
 

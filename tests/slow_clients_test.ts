@@ -6,9 +6,8 @@
  * back-pressured (the proxy reads the file no further than the socket takes) and its file is closed when it
  * goes away.
  *
- * Deno.serve has no timeout for a request head that never completes (see the ignored test at the end and
- * docs/reliability.md): such connections stay open, costing one descriptor and a few KiB each, until the client
- * closes them.
+ * Connections that never complete a request head (or stay idle after a response) are closed after
+ * `client_timeout_secs`; until then they cost one descriptor and a few KiB each.
  */
 
 import { createHash } from "node:crypto";
@@ -43,7 +42,10 @@ interface Setup {
 }
 
 /** A mirror with SMALL and BIG (BIG paced so that its download takes about two seconds) and a proxy. */
-async function withSetup(fn: (setup: Setup) => Promise<void>): Promise<void> {
+async function withSetup(
+  fn: (setup: Setup) => Promise<void>,
+  options: { clientTimeoutSecs?: number } = {},
+): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "flexo-slow-mirror-" });
   const small = randomBytes(200_000);
   const big = randomBytes(BIG_SIZE);
@@ -55,6 +57,11 @@ async function withSetup(fn: (setup: Setup) => Promise<void>): Promise<void> {
   const work = await Deno.makeTempDir({ prefix: "flexo-slow-proxy-" });
   const dir = join(work, "cache");
   const config = await writeTestConfig(work, { cacheDir: dir, mirror: mirror.url });
+  if (options.clientTimeoutSecs !== undefined) {
+    await Deno.writeTextFile(config, `\nclient_timeout_secs = ${options.clientTimeoutSecs}\n`, {
+      append: true,
+    });
+  }
   const process = await startFlexo(config);
   const proxy = { url: process.url, port: process.port, pid: process.pid, dir };
   try {
@@ -202,7 +209,7 @@ Deno.test("clients that connect and say nothing block nobody and cost no memory"
       const grown = rssOf(proxy) - rssBefore;
       assert(grown < 32 * MIB, `RSS grew by ${(grown / MIB).toFixed(1)} MiB for 340 silent connections`);
       assertEquals(setup.mirror.requests.length, 1, "no silent connection made an upstream request");
-      // They are held open (there is no header timeout), one descriptor each.
+      // They are held open (until client_timeout_secs, 60 s here), one descriptor each.
       assert(openDescriptors(proxy) >= fdsBefore + 300, "the proxy holds the silent connections");
     } finally {
       for (const conn of silent) conn.close();
@@ -357,22 +364,81 @@ Deno.test("a client that stops reading a cached file lets it go when it disconne
   });
 });
 
-Deno.test({
-  name: "a connection that never completes its request head is closed by the server",
-  // BUG: Deno.serve (hyper without a timer) has no header read timeout: a connection that sends nothing, or
-  // half a request, stays open until the client closes it. The proxy cannot set one through Deno.serve's
-  // options; see docs/reliability.md for the mitigations (descriptor limit, allowed_clients, a front proxy).
-  ignore: true,
-  fn: async () => {
-    await withSetup(async (setup) => {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: setup.proxy.port });
-      try {
-        await conn.write(encoder.encode("GET /core/os/x86_64/sm"));
-        const answer = await withinMs(readBytes(conn, 1), 35_000, "the server kept the connection open");
-        assert(answer.length === 0 || answer[0] === 72, "closed or answered with an HTTP error");
-      } finally {
-        conn.close();
+Deno.test("connections that never complete a request, or stay idle after one, are closed after client_timeout_secs", async () => {
+  await withSetup(async (setup) => {
+    const { proxy } = setup;
+    await timedGood(setup); // cached now
+    const fdsBefore = openDescriptors(proxy);
+    const connections: Deno.Conn[] = [];
+    try {
+      for (let i = 0; i < 50; i++) {
+        connections.push(await Deno.connect({ hostname: "127.0.0.1", port: proxy.port }));
       }
-    });
-  },
+      for (
+        const part of ["GET /core/os/x86_64/sm", `GET ${SMALL} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: by`]
+      ) {
+        for (let i = 0; i < 10; i++) {
+          const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+          await conn.write(encoder.encode(part));
+          connections.push(conn);
+        }
+      }
+      // A keep-alive connection that got its answer and then says nothing more.
+      const idle = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+      connections.push(idle);
+      await idle.write(encoder.encode(`HEAD ${SMALL} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
+      const head = new TextDecoder().decode(await readBytes(idle, 12));
+      assert(head.startsWith("HTTP/1.1 200"), `the idle client's answer: ${head}`);
+      const started = performance.now();
+      // Every one of them is closed by the server (end of stream, or a reset for the half requests).
+      const ends = await withinMs(
+        Promise.all(connections.map((conn) => readUntilClosed(conn))),
+        10_000,
+        "the server kept connections open past client_timeout_secs",
+      );
+      const ms = performance.now() - started;
+      assert(ms >= 1_500, `closed after ${Math.round(ms)} ms, before the 2 s timeout`);
+      for (const end of ends) assert(!/^HTTP\/1\.1 [23]/.test(end), `a timed-out connection got: ${end}`);
+      await waitFor(
+        "releasing the timed-out connections",
+        () => openDescriptors(proxy) <= fdsBefore + 4,
+        5_000,
+      );
+      await timedGood(setup);
+    } finally {
+      for (const conn of connections) {
+        try {
+          conn.close();
+        } catch {
+          // closed by the test already
+        }
+      }
+    }
+  }, { clientTimeoutSecs: 2 });
 });
+
+Deno.test("a download that takes longer than client_timeout_secs is not cut off", async () => {
+  await withSetup(async (setup) => {
+    const response = await fetch(setup.proxy.url + BIG);
+    assertEquals(response.status, 200);
+    const { sha256, length } = await hashOf(response);
+    assertEquals(length, BIG_SIZE);
+    assertEquals(sha256, setup.bigSha256);
+  }, { clientTimeoutSecs: 1 });
+});
+
+/** Reads from `conn` until the server closes it; returns what was read (a reset counts as closed). */
+async function readUntilClosed(conn: Deno.Conn): Promise<string> {
+  const buffer = new Uint8Array(4096);
+  let text = "";
+  while (true) {
+    try {
+      const n = await conn.read(buffer);
+      if (n === null) return text;
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    } catch (error) {
+      if (error instanceof Deno.errors.ConnectionReset) return text;
+      throw error;
+    }
+  }
+}

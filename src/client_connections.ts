@@ -1,0 +1,194 @@
+/**
+ * Accepting client connections one at a time so that a connection that never sends a complete request can be
+ * closed. `Deno.serve` reads request heads without any time limit: a client that connects and says nothing, or
+ * sends half a request head, would keep its connection (and a file descriptor) for as long as it likes. Here the
+ * proxy accepts each TCP connection itself and hands it to Deno's HTTP machinery through
+ * `serveHttpOnConnection`, an internal of Deno (`Deno[Deno.internal]`) that `node:http` uses as well; a timer per
+ * connection closes it when no request head has arrived within the timeout, counted from when it connected or
+ * from when its previous response was sent.
+ *
+ * When a Deno release lacks that internal, {@linkcode canServeConnections} says so and the caller falls back to
+ * `Deno.serve` without the timeout.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+
+const log = getLogger(["flexo", "server"]);
+
+/** A request handler, as `Deno.serve` takes it. */
+export type ConnectionHandler = (
+  req: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
+/** What Deno's internal per-connection server returns. */
+interface ConnectionServer {
+  finished: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+/** Deno's internal `serveHttpOnConnection(connection, signal, handler, onError, onListen)`. */
+type ServeHttpOnConnection = (
+  connection: Deno.Conn,
+  signal: AbortSignal,
+  handler: ConnectionHandler,
+  onError: (error: unknown) => Response | Promise<Response>,
+  onListen: () => void,
+) => ConnectionServer;
+
+/** Deno's per-connection server, if this Deno has one. */
+function serveHttpOnConnection(): ServeHttpOnConnection | undefined {
+  const internalKey = (Deno as unknown as { internal?: symbol }).internal;
+  if (internalKey === undefined) return undefined;
+  const internals = (Deno as unknown as Record<symbol, Record<string, unknown> | undefined>)[internalKey];
+  const serve = internals?.serveHttpOnConnection;
+  return typeof serve === "function" ? serve as ServeHttpOnConnection : undefined;
+}
+
+/** Whether this Deno can serve single connections, which {@linkcode listenForClients} needs. */
+export function canServeConnections(): boolean {
+  return serveHttpOnConnection() !== undefined;
+}
+
+/** A listening socket whose connections are served with a client timeout. */
+export interface ClientListener {
+  /** The address actually listened on. */
+  addr: Deno.NetAddr;
+  /** How many client connections are open. */
+  readonly connections: number;
+  /** Stops accepting; open connections finish their running responses, idle ones are closed. */
+  shutdown(): Promise<void>;
+  /** Resolves when the listener and every connection have closed. */
+  finished: Promise<void>;
+}
+
+/** Pause after a failed `accept` (such as "too many open files") before trying again. */
+const ACCEPT_RETRY_MS = 100;
+
+/**
+ * Listens on `hostname:port` and serves every connection with `handler`, closing a connection that has no
+ * request in progress and does not complete a request head within `timeoutMs`. Throws what `Deno.listen` throws
+ * (`AddrInUse`, `PermissionDenied`, ...), and when this Deno cannot serve single connections.
+ */
+export function listenForClients(
+  handler: ConnectionHandler,
+  options: {
+    hostname: string;
+    port: number;
+    timeoutMs: number;
+    onError: (error: unknown) => Response | Promise<Response>;
+  },
+): ClientListener {
+  const serve = serveHttpOnConnection();
+  if (serve === undefined) {
+    throw new Error("This Deno has no per-connection HTTP serving; use Deno.serve instead.");
+  }
+  const listener = Deno.listen({ hostname: options.hostname, port: options.port, transport: "tcp" });
+  const open = new Set<Promise<void>>();
+  const stoppers = new Set<() => Promise<void>>();
+  let closing = false;
+
+  const serveOne = (conn: Deno.Conn) => {
+    const abort = new AbortController();
+    let running = 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expire = () => {
+      timer = undefined;
+      if (running > 0) return;
+      log.debug("Closing a connection from {client}: no complete request within {ms} ms", {
+        client: (conn.remoteAddr as Deno.NetAddr).hostname,
+        ms: options.timeoutMs,
+      });
+      abort.abort();
+    };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(expire, options.timeoutMs);
+    };
+    const answer: ConnectionHandler = (req, info) => {
+      running++;
+      clearTimeout(timer);
+      timer = undefined;
+      const done = () => {
+        running--;
+        if (running === 0 && !closing) arm();
+      };
+      info.completed.then(done, done);
+      return handler(req, info);
+    };
+    let server: ConnectionServer;
+    try {
+      server = serve(conn, abort.signal, answer, options.onError, () => {});
+    } catch (error) {
+      log.warn("Could not serve a connection: {error}", { error: String(error) });
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+      return;
+    }
+    arm();
+    const stop = () => {
+      clearTimeout(timer);
+      return server.shutdown().catch(() => {});
+    };
+    stoppers.add(stop);
+    // A client that resets its connection rejects `finished`: that is the client's business, not an error.
+    const finished = server.finished.catch(() => {}).finally(() => {
+      clearTimeout(timer);
+      stoppers.delete(stop);
+      open.delete(finished);
+    });
+    open.add(finished);
+  };
+
+  const accepting = (async () => {
+    while (!closing) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (closing || error instanceof Deno.errors.BadResource) return;
+        log.warn("Could not accept a connection ({error}); trying again in {ms} ms", {
+          error: String(error),
+          ms: ACCEPT_RETRY_MS,
+        });
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
+      }
+      if (closing) {
+        conn.close();
+        return;
+      }
+      serveOne(conn);
+    }
+  })();
+
+  const finished = (async () => {
+    await accepting;
+    while (open.size > 0) await Promise.all([...open]);
+  })();
+
+  return {
+    addr: listener.addr as Deno.NetAddr,
+    get connections() {
+      return open.size;
+    },
+    finished,
+    async shutdown() {
+      if (!closing) {
+        closing = true;
+        try {
+          listener.close();
+        } catch {
+          // already closed
+        }
+      }
+      await Promise.all([...stoppers].map((stop) => stop()));
+      await finished;
+    },
+  };
+}

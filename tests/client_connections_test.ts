@@ -1,0 +1,181 @@
+/**
+ * Serving connections one at a time with a client timeout: silent and half-finished requests are closed, idle
+ * keep-alive connections too, while requests in progress and reused connections are left alone.
+ */
+
+import { canServeConnections, type ClientListener, listenForClients } from "../src/client_connections.ts";
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { withinMs } from "./helpers/proxy_server.ts";
+import { waitFor } from "./helpers/wait.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A listener on 127.0.0.1 with `timeoutMs`, answering "hello" (or what `handler` answers). */
+async function withListener(
+  timeoutMs: number,
+  fn: (listener: ClientListener) => Promise<void>,
+  handler: (req: Request) => Response | Promise<Response> = () => new Response("hello"),
+): Promise<void> {
+  const listener = listenForClients(handler, {
+    hostname: "127.0.0.1",
+    port: 0,
+    timeoutMs,
+    onError: () => new Response("error", { status: 500 }),
+  });
+  try {
+    await withinMs(fn(listener), 10_000, "the test did not finish within 10 s");
+  } finally {
+    await listener.shutdown();
+  }
+}
+
+function connect(listener: ClientListener): Promise<Deno.Conn> {
+  return Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+}
+
+/** Reads until the server closes the connection (a reset counts as closed); returns the text read. */
+async function readUntilClosed(conn: Deno.Conn): Promise<string> {
+  const buffer = new Uint8Array(4096);
+  let text = "";
+  try {
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) return text;
+      text += decoder.decode(buffer.subarray(0, n));
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionReset) return text;
+    throw error;
+  } finally {
+    conn.close();
+  }
+}
+
+/** Reads one response with a `Content-Length` body from a keep-alive connection. */
+async function readResponse(conn: Deno.Conn): Promise<string> {
+  const buffer = new Uint8Array(4096);
+  let text = "";
+  while (true) {
+    const split = text.indexOf("\r\n\r\n");
+    if (split >= 0) {
+      const length = Number(/content-length: (\d+)/i.exec(text.slice(0, split))?.[1] ?? 0);
+      if (text.length >= split + 4 + length) return text;
+    }
+    const n = await conn.read(buffer);
+    if (n === null) throw new Error(`the connection closed after: ${text}`);
+    text += decoder.decode(buffer.subarray(0, n));
+  }
+}
+
+const GET = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+Deno.test("canServeConnections() is true on the Deno this project pins", () => {
+  assert(
+    canServeConnections(),
+    "Deno[Deno.internal].serveHttpOnConnection is missing: see client_connections.ts",
+  );
+});
+
+Deno.test("listenForClients() closes a connection that sends nothing, or half a request, after the timeout", async () => {
+  await withListener(300, async (listener) => {
+    const silent = await connect(listener);
+    const half = await connect(listener);
+    await half.write(encoder.encode("GET / HTTP/1.1\r\nHost: 12"));
+    const started = performance.now();
+    const [silentText, halfText] = await Promise.all([readUntilClosed(silent), readUntilClosed(half)]);
+    const ms = performance.now() - started;
+    assertEquals(silentText, "");
+    assert(!halfText.includes("hello"), `the half request was answered: ${halfText}`);
+    assert(ms >= 250 && ms < 3_000, `closed after ${Math.round(ms)} ms with a 300 ms timeout`);
+    await waitFor("the listener to let the connections go", () => listener.connections === 0, 2_000);
+  });
+});
+
+Deno.test("listenForClients() answers requests and lets a busy client reuse its connection", async () => {
+  await withListener(400, async (listener) => {
+    const conn = await connect(listener);
+    try {
+      for (let i = 0; i < 4; i++) {
+        await conn.write(encoder.encode(GET));
+        const answer = await readResponse(conn);
+        assert(answer.startsWith("HTTP/1.1 200"), answer);
+        assert(answer.endsWith("hello"), answer);
+        // Less than the timeout between requests: the connection stays open.
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      assertEquals(listener.connections, 1);
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+Deno.test("listenForClients() closes a keep-alive connection that stays idle after its response", async () => {
+  await withListener(300, async (listener) => {
+    const conn = await connect(listener);
+    await conn.write(encoder.encode(GET));
+    assert((await readResponse(conn)).endsWith("hello"));
+    const started = performance.now();
+    assertEquals(await readUntilClosed(conn), "");
+    const ms = performance.now() - started;
+    assert(ms >= 250, `closed ${Math.round(ms)} ms after the response, before the timeout`);
+  });
+});
+
+Deno.test("listenForClients() does not cut a response that takes longer than the timeout", async () => {
+  const chunks = 8;
+  const slow = () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        async start(controller) {
+          for (let i = 0; i < chunks; i++) {
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            controller.enqueue(encoder.encode(`chunk ${i}\n`));
+          }
+          controller.close();
+        },
+      }),
+    );
+  await withListener(200, async (listener) => {
+    const response = await fetch(`http://127.0.0.1:${listener.addr.port}/`);
+    const text = await response.text();
+    assertEquals(text.split("\n").filter(Boolean).length, chunks);
+  }, slow);
+});
+
+Deno.test("listenForClients() passes the client's address to the handler", async () => {
+  let seen: Deno.NetAddr | undefined;
+  await withListener(1_000, async (listener) => {
+    const response = await fetch(`http://127.0.0.1:${listener.addr.port}/`);
+    await response.body?.cancel();
+    assertEquals(seen?.hostname, "127.0.0.1");
+  }, (_req: Request, info?: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
+    seen = info?.remoteAddr;
+    return new Response("hello");
+  });
+});
+
+Deno.test("shutdown() of listenForClients() closes idle connections, waits for running responses and stops accepting", async () => {
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const listener = listenForClients(async () => {
+    await gate;
+    return new Response("late");
+  }, { hostname: "127.0.0.1", port: 0, timeoutMs: 60_000, onError: () => new Response("", { status: 500 }) });
+  const port = listener.addr.port;
+  const idle = await Deno.connect({ hostname: "127.0.0.1", port });
+  const running = fetch(`http://127.0.0.1:${port}/`).then((r) => r.text());
+  await waitFor("both connections", () => listener.connections === 2, 2_000);
+  const stopped = listener.shutdown();
+  assertEquals(await withinMs(readUntilClosed(idle), 2_000, "the idle connection stayed open"), "");
+  release();
+  assertEquals(await running, "late");
+  await withinMs(stopped, 2_000, "shutdown() did not finish");
+  await withinMs(listener.finished, 1_000, "finished did not resolve");
+  const refused = await Deno.connect({ hostname: "127.0.0.1", port }).then(
+    (conn) => (conn.close(), false),
+    () => true,
+  );
+  assert(refused, "the listener still accepts connections after shutdown()");
+});
