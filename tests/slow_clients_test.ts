@@ -44,7 +44,7 @@ interface Setup {
 /** A mirror with SMALL and BIG (BIG paced so that its download takes about two seconds) and a proxy. */
 async function withSetup(
   fn: (setup: Setup) => Promise<void>,
-  options: { clientTimeoutSecs?: number } = {},
+  options: { clientTimeoutSecs?: number; maxOpenFiles?: number } = {},
 ): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "flexo-slow-mirror-" });
   const small = randomBytes(200_000);
@@ -62,7 +62,7 @@ async function withSetup(
       append: true,
     });
   }
-  const process = await startFlexo(config);
+  const process = await startFlexo(config, { maxOpenFiles: options.maxOpenFiles });
   const proxy = { url: process.url, port: process.port, pid: process.pid, dir };
   try {
     await withinMs(fn({ proxy, mirror, small, bigSha256 }), 40_000, "the test did not finish within 40 s");
@@ -425,6 +425,32 @@ Deno.test("a download that takes longer than client_timeout_secs is not cut off"
     assertEquals(length, BIG_SIZE);
     assertEquals(sha256, setup.bigSha256);
   }, { clientTimeoutSecs: 1 });
+});
+
+Deno.test("more connections than the proxy has descriptors for do not stop it; it serves again once they go", async () => {
+  await withSetup(async (setup) => {
+    const { proxy } = setup;
+    await timedGood(setup); // cached now
+    const flood: Deno.Conn[] = [];
+    try {
+      // Beyond the limit the proxy's accept fails ("too many open files"); the kernel queues the rest.
+      for (let i = 0; i < 200; i++) {
+        flood.push(await Deno.connect({ hostname: "127.0.0.1", port: proxy.port }));
+      }
+      await waitFor("the proxy to run out of descriptors", () => openDescriptors(proxy) >= 120, 5_000);
+    } finally {
+      for (const conn of flood) conn.close();
+    }
+    // Deno.serve ends its accept loop, and the process, on that error; flexo waits and accepts again.
+    await waitFor("the proxy to serve again", async () => {
+      try {
+        await timedGood(setup);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 10_000);
+  }, { maxOpenFiles: 128 });
 });
 
 /** Reads from `conn` until the server closes it; returns what was read (a reset counts as closed). */

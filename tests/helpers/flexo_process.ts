@@ -90,14 +90,18 @@ export async function runFlexo(
  */
 export async function startFlexo(
   configPath: string,
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; maxOpenFiles?: number } = {},
 ): Promise<FlexoProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "--config", configPath],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const args = ["run", "-A", MAIN, "--config", configPath];
+  // prlimit sets the descriptor limit and then executes Deno in its place: the pid stays the proxy's.
+  const io = { stdin: "null", stdout: "piped", stderr: "piped" } as const;
+  const command = options.maxOpenFiles === undefined
+    ? new Deno.Command(Deno.execPath(), { args, ...io })
+    : new Deno.Command("prlimit", {
+      args: [`--nofile=${options.maxOpenFiles}`, Deno.execPath(), ...args],
+      ...io,
+    });
+  const child = command.spawn();
   let text = "";
   let listening: (port: number) => void;
   const port = new Promise<number>((resolve) => listening = resolve);
