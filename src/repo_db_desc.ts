@@ -1,0 +1,66 @@
+/**
+ * What a pacman sync database says about one package: the `%FIELD%` sections of its `desc` entry that the
+ * cache uses to verify downloads, and the error every step of reading a database throws.
+ *
+ * @module
+ */
+
+/** One package as a repository database describes it. */
+export interface PackageEntry {
+  /** Package name (`%NAME%`). */
+  name: string;
+  /** Full version `[epoch:]pkgver-pkgrel` (`%VERSION%`). */
+  version: string;
+  /** File name of the package archive on the mirror (`%FILENAME%`). */
+  fileName: string;
+  /** Size in bytes of the package archive (`%CSIZE%`). */
+  compressedSize: number;
+  /** Lower-case hex SHA-256 of the package archive (`%SHA256SUM%`). */
+  sha256: string;
+}
+
+/** The database could not be read: corrupt, truncated, in an unknown format, or its source failed. */
+export class RepoDbError extends Error {
+  /**
+   * @param message What was wrong with the database.
+   * @param options `cause`: the underlying error, if any.
+   */
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "RepoDbError";
+  }
+}
+
+/** True for the archive path of a package's `desc` entry: `<name>-<version>/desc`, optionally below `./`. */
+export function isDescPath(path: string): boolean {
+  const parts = path.replace(/^\.\//, "").split("/").filter((part) => part !== "");
+  return parts.length === 2 && parts[1] === "desc";
+}
+
+/**
+ * Parses the `%FIELD%` sections of a `desc` entry.
+ *
+ * @returns The entry, or undefined when a needed field (file name, name, version, size, SHA-256) is missing:
+ *   such a package is simply unknown.
+ * @throws {RepoDbError} when the size or SHA-256 is present but malformed: the database is corrupt.
+ */
+export function parseDesc(text: string): PackageEntry | undefined {
+  const fields = new Map<string, string>();
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const match = /^%([A-Z0-9]+)%$/.exec(lines[i]);
+    if (match && i + 1 < lines.length) fields.set(match[1], lines[i + 1].trim());
+  }
+  const fileName = fields.get("FILENAME");
+  const name = fields.get("NAME");
+  const version = fields.get("VERSION");
+  const csize = fields.get("CSIZE");
+  const sha256 = fields.get("SHA256SUM");
+  if (!fileName || !name || !version || csize === undefined || sha256 === undefined) return undefined;
+  if (!/^\d+$/.test(csize) || !/^[0-9a-fA-F]{64}$/.test(sha256)) {
+    throw new RepoDbError(
+      `The repository database's entry for ${fileName} has a malformed size or SHA-256; it is corrupt, download it again.`,
+    );
+  }
+  return { name, version, fileName, compressedSize: Number(csize), sha256: sha256.toLowerCase() };
+}
