@@ -24,16 +24,10 @@ import {
   inUseBy,
   runCleanup,
 } from "./src/cleanup.ts";
-import {
-  canWriteDirectory,
-  ConfigError,
-  type ConfigOverrides,
-  formatConfig,
-  loadConfig,
-  resolveUserDirectories,
-} from "./src/config.ts";
+import { ConfigError, type ConfigOverrides, formatConfig, loadConfig } from "./src/config.ts";
 import type { Config } from "./src/config_schema.ts";
 import { describeImport, importPackages } from "./src/import.ts";
+import { canWriteDirectory, resolveUserDirectories } from "./src/user_directories.ts";
 import { closeLogging, setupLogging } from "./src/logging.ts";
 import { primaryMirrorLogger, startMirrorSelection } from "./src/mirror_selection.ts";
 import { MirrorPool } from "./src/mirrors.ts";

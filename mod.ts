@@ -19,10 +19,10 @@ export {
   formatConfig,
   loadConfig,
   type LoadConfigOptions,
-  resolveUserDirectories,
 } from "./src/config.ts";
 export type { Config, CustomRepo, MirrorsAutoConfig } from "./src/config_schema.ts";
 export { HttpError } from "./src/http_error.ts";
 export { BUILT_IN_MIRRORS, MirrorPool, type MirrorStats } from "./src/mirrors.ts";
 export { type RunningServer, startServer } from "./src/server.ts";
+export { canWriteDirectory, resolveUserDirectories } from "./src/user_directories.ts";
 export { VERSION } from "./src/version.ts";
