@@ -7,27 +7,19 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { createHash, type Hash } from "node:crypto";
 import type { CachedFile, CacheStore, PartialMeta } from "./cache_store.ts";
+import { type ExpectedFile, IntegrityCheck } from "./download_integrity.ts";
 import { HttpError } from "./http_error.ts";
 import type { MirrorPool } from "./mirrors.ts";
-import {
-  askMirror,
-  parseContentRange,
-  parseHttpDate,
-  parseLength,
-  pumpBody,
-  type TransferDeps,
-  type TransferLimits,
-} from "./transfer.ts";
+import { acceptResponse, findResumePoint, requestHeaders } from "./partial_resume.ts";
+import { askMirror, parseHttpDate, pumpBody, type TransferDeps, type TransferLimits } from "./transfer.ts";
+
+export { MAX_FILE_SIZE } from "./partial_resume.ts";
 
 const log = getLogger(["flexo", "download"]);
 
 /** At most this many jobs (mirror attempts) per order. */
 export const MAX_ATTEMPTS = 8;
-
-/** Refuse announced lengths above this: no pacman package or database is this large. */
-export const MAX_FILE_SIZE = 64 * 1024 ** 3;
 
 /** What the rules for one kind of file are. */
 export interface OrderRules {
@@ -56,7 +48,7 @@ export interface DownloadOptions {
   /** Ask upstream only for a newer file than this (milliseconds since the epoch). */
   ifModifiedSince?: number;
   /** What the repository database says the file is; a download that does not match is discarded. */
-  expect?: { size: number; sha256: string };
+  expect?: ExpectedFile;
   /** Called when a download was discarded because it did not match `expect`. */
   onIntegrityFailure?: (download: Download, reason: string) => void;
 }
@@ -105,8 +97,7 @@ export class Download {
   #headSettled = false;
   #wake: PromiseWithResolvers<void> = Promise.withResolvers();
   #finished: PromiseWithResolvers<void> = Promise.withResolvers();
-  #hash?: Hash;
-  #contributors = new Set<string>();
+  #integrity?: IntegrityCheck;
 
   /** Prepares a download; {@linkcode Download.start} runs it. */
   constructor(options: DownloadOptions) {
@@ -208,20 +199,16 @@ export class Download {
         return;
       }
     }
-    let meta: PartialMeta = {};
-    if (this.#options.ifModifiedSince === undefined && rules.resumeAcrossMirrors) {
-      const earlier = await store.readPartialMeta(segments);
-      const size = earlier ? await store.partialSize(segments) : 0;
-      if (earlier && size > 0 && (earlier.total === undefined || size <= earlier.total)) {
-        meta = earlier;
-        this.written = size;
-        this.total = earlier.total;
-        log.info("Resuming {path} from byte {size}", { path: segments.join("/"), size });
-      }
-    }
+    const resume = await findResumePoint(store, segments, {
+      resumeAcrossMirrors: rules.resumeAcrossMirrors,
+      ifModifiedSince: this.#options.ifModifiedSince,
+    });
+    const meta = resume.meta;
+    this.written = resume.written;
+    this.total = resume.total;
     if (this.#options.expect) {
-      this.#hash = createHash("sha256");
-      if (this.written > 0) await this.#hashExisting();
+      this.#integrity = new IntegrityCheck(this.#options.expect);
+      if (this.written > 0) await this.#integrity.updateFromFile(this.partialPath, this.written);
     }
     const file = await store.openPartial(segments, { truncate: this.written === 0 });
     try {
@@ -257,15 +244,10 @@ export class Download {
     for (let i = 0; i < plan.length; i++) {
       const mirror = plan[i];
       const url = mirror + this.#options.upstreamPath;
-      const headers = new Headers();
-      if (this.written > 0) {
-        headers.set("Range", `bytes=${this.written}-`);
-        if (!rules.resumeAcrossMirrors && meta.lastModified !== undefined) {
-          headers.set("If-Range", new Date(meta.lastModified).toUTCString());
-        }
-      } else if (this.#options.ifModifiedSince !== undefined) {
-        headers.set("If-Modified-Since", new Date(this.#options.ifModifiedSince).toUTCString());
-      }
+      const headers = requestHeaders(this.written, meta, {
+        resumeAcrossMirrors: rules.resumeAcrossMirrors,
+        ifModifiedSince: this.#options.ifModifiedSince,
+      });
       const abort = new AbortController();
       const end = mirrors.begin(mirror);
       const started = deps.now();
@@ -307,7 +289,12 @@ export class Download {
           continue;
         }
         const response = answer.response;
-        const accepted = this.#acceptResponse(response, meta);
+        const accepted = acceptResponse(response, { written: this.written, total: this.total }, {
+          meta,
+          upstreamPath: this.#options.upstreamPath,
+          resumeAcrossMirrors: rules.resumeAcrossMirrors,
+          expect: this.#options.expect,
+        });
         if (typeof accepted === "string") {
           await response.body?.cancel();
           failures.push({ mirror, message: accepted });
@@ -319,6 +306,7 @@ export class Download {
           if (accepted.startsWith("FATAL")) throw new HttpError(502, accepted.slice(6));
           continue;
         }
+        this.total = accepted.total;
         if (!this.#headSettled) {
           meta = {
             total: this.total,
@@ -349,8 +337,7 @@ export class Download {
             throw new Error(`sent more than the ${this.total} bytes it announced`);
           }
           await writeAll(file, chunk);
-          this.#hash?.update(chunk);
-          this.#contributors.add(mirror);
+          this.#integrity?.update(chunk, mirror);
           this.written += chunk.byteLength;
           this.#notify();
         }, { deps, limits, abort, canSwitch: () => i < plan.length - 1 });
@@ -417,92 +404,21 @@ export class Download {
     throw new HttpError(status, reason);
   }
 
-  /** Checks a 200/206 answer against what is already on disk; returns bytes to skip, or why it is unusable. */
-  #acceptResponse(response: Response, meta: PartialMeta): { skip: number } | string {
-    const length = parseLength(response.headers.get("content-length"));
-    if (length !== undefined && length > MAX_FILE_SIZE) {
-      return `announced an absurd length of ${length} bytes`;
-    }
-    const expect = this.#options.expect;
-    const announced = response.status === 206
-      ? parseContentRange(response.headers.get("content-range"))?.total
-      : length;
-    if (expect && announced !== undefined && announced !== expect.size) {
-      return `announced ${announced} bytes but the repository database says ${expect.size}`;
-    }
-    const type = response.headers.get("content-type") ?? "";
-    if (/^text\/html/i.test(type) && !/\.html?$/i.test(this.#options.upstreamPath)) {
-      return "sent an HTML page instead of the file";
-    }
-    if (response.status === 206) {
-      const range = parseContentRange(response.headers.get("content-range"));
-      if (!range || range.start !== this.written) {
-        return `sent the wrong range (${response.headers.get("content-range")})`;
-      }
-      const total = range.total ?? this.total;
-      if (this.total !== undefined && total !== this.total) {
-        return `announced ${total} bytes instead of ${this.total}`;
-      }
-      this.total = total;
-      return { skip: 0 };
-    }
-    // 200: the whole file.
-    if (this.written === 0) {
-      this.total = length;
-      return { skip: 0 };
-    }
-    if (!this.#options.rules.resumeAcrossMirrors) {
-      // If-Range failed: upstream changed the file under us; the bytes already sent cannot be continued.
-      return `FATAL ${this.#options.upstreamPath} changed upstream during the transfer; retry the request`;
-    }
-    if (
-      length === undefined || (meta.total !== undefined && length !== meta.total) ||
-      (this.total !== undefined && length !== this.total)
-    ) {
-      return `ignored the Range request and sent ${length ?? "an unknown number of"} bytes`;
-    }
-    this.total = length;
-    return { skip: this.written };
-  }
-
   async #commit(meta: PartialMeta): Promise<void> {
-    const expect = this.#options.expect;
-    if (expect && this.#hash) {
-      const sha256 = this.#hash.digest("hex");
-      if (this.written !== expect.size || sha256 !== expect.sha256) {
-        const reason = `${this.#options.upstreamPath} does not match the repository database ` +
-          `(${this.written} bytes with SHA-256 ${sha256}, expected ${expect.size} bytes with ${expect.sha256}); ` +
-          "it was discarded, retry to fetch it from another mirror";
-        for (const mirror of this.#contributors) {
-          this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
-        }
-        await this.#options.store.discardPartial(this.segments);
-        log.error(reason);
-        this.#options.onIntegrityFailure?.(this, reason);
-        throw new HttpError(502, reason);
+    const reason = this.#integrity?.mismatch(this.written, this.#options.upstreamPath);
+    if (reason !== undefined) {
+      for (const mirror of this.#integrity!.contributors) {
+        this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
       }
+      await this.#options.store.discardPartial(this.segments);
+      log.error(reason);
+      this.#options.onIntegrityFailure?.(this, reason);
+      throw new HttpError(502, reason);
     }
     this.file = await this.#options.store.commit(this.segments, { lastModified: meta.lastModified });
     this.state = "complete";
     this.#notify();
     this.#finished.resolve();
-  }
-
-  /** Feeds the bytes of a resumed partial file into the hash. */
-  async #hashExisting(): Promise<void> {
-    const existing = await Deno.open(this.partialPath, { read: true });
-    let remaining = this.written;
-    const buffer = new Uint8Array(256 * 1024);
-    try {
-      while (remaining > 0) {
-        const read = await existing.read(buffer.subarray(0, Math.min(buffer.length, remaining)));
-        if (read === null) throw new Error(`${this.partialPath} is shorter than recorded`);
-        this.#hash!.update(buffer.subarray(0, read));
-        remaining -= read;
-      }
-    } finally {
-      existing.close();
-    }
   }
 
   #commitFailures(failures: { mirror: string; message: string }[]): void {

@@ -1,0 +1,77 @@
+/**
+ * Checks a download against what the repository database says about the file: its size and SHA-256. The
+ * bytes are hashed as they are written (and, for a resumed download, the part already on disk first), so a
+ * corrupt file is caught before it is committed to the cache, and the mirrors that sent it can be named.
+ *
+ * @module
+ */
+
+import { createHash, type Hash } from "node:crypto";
+
+/** What the repository database says the file is. */
+export interface ExpectedFile {
+  /** Size in bytes. */
+  size: number;
+  /** Lower-case hex SHA-256. */
+  sha256: string;
+}
+
+/** Size and SHA-256 of one download, fed chunk by chunk and compared once at the end. */
+export class IntegrityCheck {
+  readonly #expect: ExpectedFile;
+  readonly #hash: Hash = createHash("sha256");
+  readonly #contributors = new Set<string>();
+
+  /** @param expect What the file must be. */
+  constructor(expect: ExpectedFile) {
+    this.#expect = expect;
+  }
+
+  /** The mirrors whose bytes went into the file, in the order they first sent some. */
+  get contributors(): ReadonlySet<string> {
+    return this.#contributors;
+  }
+
+  /** Feeds bytes that `mirror` sent. */
+  update(chunk: Uint8Array, mirror: string): void {
+    this.#hash.update(chunk);
+    this.#contributors.add(mirror);
+  }
+
+  /**
+   * Feeds the first `length` bytes of a file on disk: the part of a resumed download fetched earlier.
+   *
+   * @throws {Error} when the file is shorter than `length`.
+   */
+  async updateFromFile(path: string, length: number): Promise<void> {
+    const existing = await Deno.open(path, { read: true });
+    let remaining = length;
+    const buffer = new Uint8Array(256 * 1024);
+    try {
+      while (remaining > 0) {
+        const read = await existing.read(buffer.subarray(0, Math.min(buffer.length, remaining)));
+        if (read === null) throw new Error(`${path} is shorter than recorded`);
+        this.#hash.update(buffer.subarray(0, read));
+        remaining -= read;
+      }
+    } finally {
+      existing.close();
+    }
+  }
+
+  /**
+   * Compares what was fed with what was expected; call it once, when every byte was fed.
+   *
+   * @param written How many bytes the file has.
+   * @param upstreamPath The file's path, for the message.
+   * @returns Undefined when the file matches; otherwise why it does not, as a message for the log and client.
+   */
+  mismatch(written: number, upstreamPath: string): string | undefined {
+    const expect = this.#expect;
+    const sha256 = this.#hash.digest("hex");
+    if (written === expect.size && sha256 === expect.sha256) return undefined;
+    return `${upstreamPath} does not match the repository database ` +
+      `(${written} bytes with SHA-256 ${sha256}, expected ${expect.size} bytes with ${expect.sha256}); ` +
+      "it was discarded, retry to fetch it from another mirror";
+  }
+}
