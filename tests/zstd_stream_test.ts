@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ByteReader, concat } from "../src/byte_reader.ts";
 import { zstdStream } from "../src/zstd_stream.ts";
+import { randomBytes } from "./helpers/bytes.ts";
 import { assertToolsAvailable } from "./helpers/make_repo.ts";
 
 /** `bytes` compressed by the zstd program with the given options. */
@@ -26,11 +27,7 @@ async function decompress(bytes: Uint8Array): Promise<Uint8Array> {
 
 /** Text that compresses well, then incompressible bytes (stored as raw blocks). */
 function sample(): Uint8Array {
-  const noise = new Uint8Array(200_000);
-  for (let offset = 0; offset < noise.length; offset += 65536) {
-    crypto.getRandomValues(noise.subarray(offset, offset + 65536));
-  }
-  return concat([new TextEncoder().encode("%NAME%\nzstd\n\n".repeat(5000)), noise]);
+  return concat([new TextEncoder().encode("%NAME%\nzstd\n\n".repeat(5000)), randomBytes(200_000)]);
 }
 
 Deno.test("zstdStream() decompresses frames with and without checksums, and skips skippable frames", async () => {
