@@ -7,8 +7,9 @@
 
 import type { CacheStore } from "./cache_store.ts";
 import { Download, type OrderRules } from "./download.ts";
+import type { FileKind } from "./file_kind.ts";
 import type { MirrorPool, OrderPurpose } from "./mirrors.ts";
-import type { FileKind, RequestTarget } from "./request_path.ts";
+import type { RequestTarget } from "./request_path.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 
 /** What the manager needs to start downloads. */

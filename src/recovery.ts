@@ -15,7 +15,7 @@ import { getLogger } from "@logtape/logtape";
 import { join, relative, sep } from "node:path";
 import { PARTIAL_DIR, pathExists, removeIfPresent } from "./cache_store.ts";
 import { rulesFor } from "./download_manager.ts";
-import { classifyFileName } from "./request_path.ts";
+import { classifyFileName } from "./file_kind.ts";
 
 const log = getLogger(["flexo", "recovery"]);
 

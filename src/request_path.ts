@@ -10,10 +10,8 @@
  */
 
 import * as path from "node:path";
+import { classifyFileName, type FileKind } from "./file_kind.ts";
 import { HttpError } from "./http_error.ts";
-
-/** What a requested file is, judged by its name. */
-export type FileKind = "package" | "package_signature" | "database" | "database_signature" | "other";
 
 /** The result of {@linkcode parseRequestPath}: a request path that passed every safety check. */
 export interface RequestTarget {
@@ -57,10 +55,6 @@ export const MAX_SEGMENT_BYTES = 255;
 
 const CUSTOM_REPO_PREFIX = "custom_repo";
 
-const PACKAGE_RE = /^.+\.pkg\.tar(\.(zst|xz|gz|bz2|lz4|lrz|lzo|Z))?$/;
-const DATABASE_RE = /^.+\.(db|files|db\.tar\.(gz|zst|xz|bz2)|files\.tar\.(gz|zst|xz|bz2)|links\.tar\.gz)$/;
-const SIGNATURE_SUFFIX = ".sig";
-
 /** Characters a request path may never contain raw: C0 controls, DEL, backslash, `?`, `#` and space. */
 // deno-lint-ignore no-control-regex
 const FORBIDDEN_RAW_RE = /[\x00-\x1f\x7f\\?# ]/;
@@ -73,34 +67,6 @@ const FORBIDDEN_ENCODED_RE = /%(2e|2f|5c|00)/i;
 const BAD_PERCENT_RE = /%(?![0-9a-fA-F]{2})/;
 
 const encoder = new TextEncoder();
-
-/**
- * Tells what a file is from its name alone.
- *
- * - `"package"`: `*.pkg.tar`, optionally compressed (`.zst`, `.xz`, `.gz`, `.bz2`, `.lz4`, `.lrz`, `.lzo`, `.Z`);
- * - `"package_signature"`: a package name followed by `.sig`;
- * - `"database"`: `NAME.db`, `NAME.files`, `NAME.db.tar.(gz|zst|xz|bz2)`, `NAME.files.tar.(gz|zst|xz|bz2)`,
- *   `NAME.links.tar.gz`;
- * - `"database_signature"`: a database name followed by `.sig`;
- * - `"other"`: everything else.
- *
- * @example
- * ```ts
- * classifyFileName("zstd-1.5.6-1-x86_64.pkg.tar.zst"); // "package"
- * classifyFileName("core.db.sig"); // "database_signature"
- * ```
- */
-export function classifyFileName(name: string): FileKind {
-  if (name.endsWith(SIGNATURE_SUFFIX)) {
-    const base = name.slice(0, -SIGNATURE_SUFFIX.length);
-    if (PACKAGE_RE.test(base)) return "package_signature";
-    if (DATABASE_RE.test(base)) return "database_signature";
-    return "other";
-  }
-  if (PACKAGE_RE.test(name)) return "package";
-  if (DATABASE_RE.test(name)) return "database";
-  return "other";
-}
 
 /**
  * Checks and interprets the raw path of a request.

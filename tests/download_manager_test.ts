@@ -5,7 +5,8 @@ import { CacheStore } from "../src/cache_store.ts";
 import type { Download } from "../src/download.ts";
 import { DownloadManager, purposeOf, rulesFor } from "../src/download_manager.ts";
 import { MirrorPool } from "../src/mirrors.ts";
-import { type FileKind, parseRequestPath, type RequestTarget } from "../src/request_path.ts";
+import type { FileKind } from "../src/file_kind.ts";
+import { parseRequestPath, type RequestTarget } from "../src/request_path.ts";
 import { stillPending, waitFor } from "./helpers/wait.ts";
 
 const A = "http://mirror-a.test/";
