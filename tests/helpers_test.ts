@@ -391,6 +391,18 @@ Deno.test("fake mirror faults: redirectTo answers 302 to the same path on anothe
   });
 });
 
+Deno.test("fake mirror: headers adds response headers, onRequest sees each request before the answer", async () => {
+  await withMirror(async (mirror, _file, client) => {
+    const seen: string[] = [];
+    mirror.onRequest = (request) => seen.push(`${request.method} ${request.path} ${mirror.requests.length}`);
+    mirror.faults = { headers: { server: "cloudflare", "x-extra": "1" } };
+    const response = await fetch(mirror.url + "pool/data.bin", { method: "HEAD", client });
+    assert.equal(response.headers.get("server"), "cloudflare");
+    assert.equal(response.headers.get("x-extra"), "1");
+    assert.deepEqual(seen, ["HEAD /pool/data.bin 1"]);
+  });
+});
+
 Deno.test("FakeMirror.close() ends stalled connections promptly", async () => {
   await withMirror(async (mirror, file, client) => {
     mirror.faults = { stallAfterBytes: 10 };

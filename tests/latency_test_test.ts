@@ -1,123 +1,68 @@
 import assert from "node:assert/strict";
-import type { MirrorsAutoConfig } from "../src/config_schema.ts";
 import {
-  LATENCY_TEST_PATH,
   measureLatency,
   rankMirrorsByLatency,
   relaxMirrorsAuto,
   runLatencyTests,
 } from "../src/latency_test.ts";
-import type { MirrorStatusEntry } from "../src/mirror_status.ts";
+import type { RecordedRequest } from "./helpers/fake_mirror.ts";
+import {
+  latencyMirrors,
+  mirrorsAutoSettings as settings,
+  statusEntry as entry,
+} from "./helpers/mirror_fixtures.ts";
 
-interface FakeMirror {
-  url: string;
-  requests: Array<{ method: string; path: string; range: string | null }>;
-  close(): Promise<void>;
-}
-
-/** A local mirror serving `core/os/x86_64/core.db` after `delayMs`, with `status` and optional extra headers. */
-function fakeMirror(options: { delayMs?: number; status?: number; headers?: HeadersInit } = {}): FakeMirror {
-  const requests: FakeMirror["requests"] = [];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-    const path = new URL(req.url).pathname;
-    requests.push({ method: req.method, path, range: req.headers.get("range") });
-    if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
-    if (path !== `/${LATENCY_TEST_PATH}`) return new Response("not found", { status: 404 });
-    const status = options.status ?? (req.headers.has("range") ? 206 : 200);
-    return new Response(req.method === "HEAD" ? null : "x", { status, headers: options.headers });
-  });
-  return { url: `http://127.0.0.1:${server.addr.port}/`, requests, close: () => server.shutdown() };
-}
-
-function entry(url: string, score: number, overrides: Partial<MirrorStatusEntry> = {}): MirrorStatusEntry {
-  return {
-    url,
-    protocol: "http",
-    country_code: "DE",
-    score,
-    completion_pct: 1,
-    delay: 600,
-    last_sync: "2024-05-14T09:00:00Z",
-    ipv4: true,
-    ipv6: false,
-    active: true,
-    duration_avg: 0.3,
-    ...overrides,
-  };
-}
-
-function settings(overrides: Partial<MirrorsAutoConfig> = {}): MirrorsAutoConfig {
-  return {
-    mirrors_status_json_endpoint: "http://127.0.0.1:9/",
-    mirrors_status_json_endpoint_fallbacks: [],
-    mirrors_blacklist: [],
-    https_required: false,
-    ipv4: true,
-    ipv6: false,
-    max_score: 2.5,
-    num_mirrors: 8,
-    mirrors_random_or_sort: "sort",
-    timeout: 1000,
-    allowed_countries: [],
-    min_completion_pct: 0.9,
-    max_delay_secs: 3600,
-    ...overrides,
-  };
-}
+/** The parts of a recorded request that the latency test decides. */
+const sent = ({ method, path, range }: RecordedRequest) => ({ method, path, range });
 
 Deno.test("measureLatency() asks for one byte of core.db and measures the time to the headers", async () => {
-  const mirror = fakeMirror({ delayMs: 60 });
-  try {
-    const latency = await measureLatency(mirror.url, { timeoutMs: 2000 });
-    assert.ok(latency >= 55 && latency < 1500, `latency ${latency}`);
-    assert.deepEqual(mirror.requests, [{
-      method: "GET",
-      path: "/core/os/x86_64/core.db",
-      range: "bytes=0-0",
-    }]);
-    await measureLatency(mirror.url.slice(0, -1), { timeoutMs: 2000, method: "HEAD" });
-    assert.deepEqual(mirror.requests[1], { method: "HEAD", path: "/core/os/x86_64/core.db", range: null });
-  } finally {
-    await mirror.close();
-  }
+  await using mirrors = await latencyMirrors();
+  const mirror = await mirrors.start({ delayMs: 60 });
+  const latency = await measureLatency(mirror.url, { timeoutMs: 2000 });
+  assert.ok(latency >= 55 && latency < 1500, `latency ${latency}`);
+  assert.deepEqual(mirror.requests.map(sent), [{
+    method: "GET",
+    path: "/core/os/x86_64/core.db",
+    range: "bytes=0-0",
+  }]);
+  await measureLatency(mirror.url.slice(0, -1), { timeoutMs: 2000, method: "HEAD" });
+  assert.deepEqual(sent(mirror.requests[1]), {
+    method: "HEAD",
+    path: "/core/os/x86_64/core.db",
+    range: undefined,
+  });
 });
 
 Deno.test("measureLatency() rejects error statuses, Cloudflare and timeouts", async () => {
-  const missing = fakeMirror({ status: 404 });
-  const cloudflare = fakeMirror({ headers: { server: "cloudflare" } });
-  const slow = fakeMirror({ delayMs: 400 });
-  try {
-    await assert.rejects(measureLatency(missing.url, { timeoutMs: 2000 }), /404/);
-    await assert.rejects(measureLatency(cloudflare.url, { timeoutMs: 2000 }), /Cloudflare/);
-    await assert.rejects(measureLatency(slow.url, { timeoutMs: 100 }), /no response headers within 100 ms/);
-  } finally {
-    await Promise.all([missing.close(), cloudflare.close(), slow.close()]);
-  }
+  await using mirrors = await latencyMirrors();
+  const missing = await mirrors.start({ status: 404 });
+  const cloudflare = await mirrors.start({ headers: { server: "cloudflare" } });
+  const slow = await mirrors.start({ delayMs: 400 });
+  await assert.rejects(measureLatency(missing.url, { timeoutMs: 2000 }), /404/);
+  await assert.rejects(measureLatency(cloudflare.url, { timeoutMs: 2000 }), /Cloudflare/);
+  await assert.rejects(measureLatency(slow.url, { timeoutMs: 100 }), /no response headers within 100 ms/);
 });
 
 Deno.test("runLatencyTests() ranks mirrors by latency and leaves out failures", async () => {
-  const fast = fakeMirror();
-  const medium = fakeMirror({ delayMs: 80 });
-  const slow = fakeMirror({ delayMs: 160 });
-  const tooSlow = fakeMirror({ delayMs: 550 });
-  const broken = fakeMirror({ status: 500 });
-  try {
-    const candidates = [slow, broken, tooSlow, fast, medium].map((m) => ({
-      url: m.url,
-      country_code: "FR",
-      score: 1,
-    }));
-    const [results, best] = await Promise.all([
-      runLatencyTests(candidates, { timeoutMs: 400 }),
-      runLatencyTests(candidates, { timeoutMs: 400, limit: 2 }),
-    ]);
-    assert.deepEqual(results.map((r) => r.url), [fast.url, medium.url, slow.url]);
-    assert.deepEqual(results[0].countryCode, "FR");
-    assert.ok(results[1].latencyMs >= 75, `latency ${results[1].latencyMs}`);
-    assert.deepEqual(best.map((r) => r.url), [fast.url, medium.url]);
-  } finally {
-    await Promise.all([fast, medium, slow, tooSlow, broken].map((m) => m.close()));
-  }
+  await using mirrors = await latencyMirrors();
+  const fast = await mirrors.start();
+  const medium = await mirrors.start({ delayMs: 80 });
+  const slow = await mirrors.start({ delayMs: 160 });
+  const tooSlow = await mirrors.start({ delayMs: 550 });
+  const broken = await mirrors.start({ status: 500 });
+  const candidates = [slow, broken, tooSlow, fast, medium].map((m) => ({
+    url: m.url,
+    country_code: "FR",
+    score: 1,
+  }));
+  const [results, best] = await Promise.all([
+    runLatencyTests(candidates, { timeoutMs: 400 }),
+    runLatencyTests(candidates, { timeoutMs: 400, limit: 2 }),
+  ]);
+  assert.deepEqual(results.map((r) => r.url), [fast.url, medium.url, slow.url]);
+  assert.deepEqual(results[0].countryCode, "FR");
+  assert.ok(results[1].latencyMs >= 75, `latency ${results[1].latencyMs}`);
+  assert.deepEqual(best.map((r) => r.url), [fast.url, medium.url]);
 });
 
 Deno.test("runLatencyTests() runs at most `concurrency` tests at a time and uses the injected clock", async () => {
@@ -169,51 +114,42 @@ Deno.test("relaxMirrorsAuto() adds 3 to max_score and 100 ms to the timeout, as 
 });
 
 Deno.test("rankMirrorsByLatency() relaxes max_score when no mirror qualifies", async () => {
-  const mirror = fakeMirror();
+  await using mirrors = await latencyMirrors();
+  const mirror = await mirrors.start();
   const warnings: string[] = [];
-  try {
-    const { results, relaxations } = await rankMirrorsByLatency(
-      [entry(mirror.url, 7)],
-      settings({ max_score: 2 }),
-      { log: { warn: (m) => warnings.push(m) } },
-    );
-    assert.deepEqual(results.map((r) => r.url), [mirror.url]);
-    assert.equal(relaxations, 2); // 2 -> 5 -> 8
-    assert.equal(warnings.length, 2);
-    assert.match(warnings[1], /max_score = 8 and timeout = 1200 ms/);
-  } finally {
-    await mirror.close();
-  }
+  const { results, relaxations } = await rankMirrorsByLatency(
+    [entry(mirror.url, 7)],
+    settings({ max_score: 2 }),
+    { log: { warn: (m) => warnings.push(m) } },
+  );
+  assert.deepEqual(results.map((r) => r.url), [mirror.url]);
+  assert.equal(relaxations, 2); // 2 -> 5 -> 8
+  assert.equal(warnings.length, 2);
+  assert.match(warnings[1], /max_score = 8 and timeout = 1200 ms/);
 });
 
 Deno.test("rankMirrorsByLatency() relaxes the timeout when every mirror is too slow", async () => {
-  const mirror = fakeMirror({ delayMs: 170 });
-  try {
-    // Timeouts 20, 120, 220 ms: the third attempt passes.
-    const { results, relaxations } = await rankMirrorsByLatency(
-      [entry(mirror.url, 1)],
-      settings({ timeout: 20 }),
-    );
-    assert.deepEqual(results.map((r) => r.url), [mirror.url]);
-    assert.equal(relaxations, 2);
-  } finally {
-    await mirror.close();
-  }
+  await using mirrors = await latencyMirrors();
+  const mirror = await mirrors.start({ delayMs: 170 });
+  // Timeouts 20, 120, 220 ms: the third attempt passes.
+  const { results, relaxations } = await rankMirrorsByLatency(
+    [entry(mirror.url, 1)],
+    settings({ timeout: 20 }),
+  );
+  assert.deepEqual(results.map((r) => r.url), [mirror.url]);
+  assert.equal(relaxations, 2);
 });
 
 Deno.test("rankMirrorsByLatency() gives up after 3 relaxations and skips lagging mirrors", async () => {
-  const broken = fakeMirror({ status: 404 });
-  const lagging = fakeMirror();
-  try {
-    const { results, relaxations } = await rankMirrorsByLatency(
-      [entry(broken.url, 1), entry(lagging.url, 1, { delay: 200_000 })],
-      settings(),
-    );
-    assert.deepEqual(results, []);
-    assert.equal(relaxations, 3);
-    assert.equal(broken.requests.length, 4);
-    assert.equal(lagging.requests.length, 0);
-  } finally {
-    await Promise.all([broken.close(), lagging.close()]);
-  }
+  await using mirrors = await latencyMirrors();
+  const broken = await mirrors.start({ status: 404 });
+  const lagging = await mirrors.start();
+  const { results, relaxations } = await rankMirrorsByLatency(
+    [entry(broken.url, 1), entry(lagging.url, 1, { delay: 200_000 })],
+    settings(),
+  );
+  assert.deepEqual(results, []);
+  assert.equal(relaxations, 3);
+  assert.equal(broken.requests.length, 4);
+  assert.equal(lagging.requests.length, 0);
 });

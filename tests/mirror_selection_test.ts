@@ -12,6 +12,15 @@ import {
 } from "../src/mirror_selection.ts";
 import { BUILT_IN_MIRRORS, MirrorPool, type MirrorStats } from "../src/mirrors.ts";
 import type { MirrorStatusEntry } from "../src/mirror_status.ts";
+import type { FakeMirror } from "./helpers/fake_mirror.ts";
+import {
+  type LatencyMirrors,
+  latencyMirrors,
+  mirrorsAutoSettings,
+  refusingUrl,
+  statusEntry as entry,
+} from "./helpers/mirror_fixtures.ts";
+import { withTempDir } from "./helpers/temp_dir.ts";
 
 const DAY = 86_400_000;
 /** A mirror as stored in a ranking file. */
@@ -24,45 +33,6 @@ const loopbackFetch: typeof fetch = (input, init) => {
   if (url.hostname !== "127.0.0.1") throw new Error(`test tried to reach ${url.href}`);
   return fetch(input, init);
 };
-
-interface FakeMirror {
-  url: string;
-  /** Delay before answering; may be changed while the test runs. */
-  delayMs: number;
-  status: number;
-  hits: number;
-  /** Called on each latency test request. */
-  onRequest?: () => void;
-  close(): Promise<void>;
-}
-
-function fakeMirror(delayMs = 0, status = 206): FakeMirror {
-  const mirror: FakeMirror = { url: "", delayMs, status, hits: 0, close: () => server.shutdown() };
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-    if (new URL(req.url).pathname !== `/${LATENCY_TEST_PATH}`) return new Response("no", { status: 404 });
-    mirror.hits++;
-    mirror.onRequest?.();
-    if (mirror.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, mirror.delayMs));
-    return new Response("x", { status: mirror.status });
-  });
-  mirror.url = `http://127.0.0.1:${server.addr.port}/`;
-  return mirror;
-}
-
-function entry(url: string, score: number, overrides: Partial<MirrorStatusEntry> = {}): MirrorStatusEntry {
-  const synced = { completion_pct: 1, delay: 900, last_sync: "2024-05-14T09:45:00Z", duration_avg: 0.3 };
-  return {
-    url,
-    protocol: "http",
-    country_code: "DE",
-    score,
-    ipv4: true,
-    ipv6: false,
-    active: true,
-    ...synced,
-    ...overrides,
-  };
-}
 
 /** A local status JSON endpoint; `hang` holds answers until `release()`. */
 function statusServer(entries: MirrorStatusEntry[], options: { hang?: boolean } = {}) {
@@ -85,12 +55,8 @@ function statusServer(entries: MirrorStatusEntry[], options: { hang?: boolean } 
   };
 }
 
-function refusingUrl(): string {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return `http://127.0.0.1:${port}/mirrors/status/json/`;
-}
+/** How many latency tests a fake mirror answered. */
+const hits = (mirror: FakeMirror) => mirror.countRequests(LATENCY_TEST_PATH);
 
 function testConfig(
   dir: string,
@@ -115,22 +81,12 @@ function testConfig(
     allowed_clients: [],
     log_level: "info",
     ...overrides,
-    mirrors_auto: {
+    mirrors_auto: mirrorsAutoSettings({
       mirrors_status_json_endpoint: refusingUrl(),
-      mirrors_status_json_endpoint_fallbacks: [],
-      mirrors_blacklist: [],
-      allowed_countries: [],
-      https_required: false,
-      ipv4: true,
-      ipv6: false,
-      max_score: 2.5,
       num_mirrors: 3,
-      mirrors_random_or_sort: "sort",
       timeout: 400,
-      min_completion_pct: 0.9,
-      max_delay_secs: 3600,
       ...auto,
-    },
+    }),
   };
 }
 
@@ -184,13 +140,12 @@ function setup(dir: string) {
   return { pool, infos, warnings, sources, clock, timers, deps, dir };
 }
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "flexo_selection_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+/** Runs `fn` with a temporary directory and a group of latency mirrors, closed and removed afterwards. */
+async function withDir(fn: (dir: string, mirrors: LatencyMirrors) => Promise<void>): Promise<void> {
+  await withTempDir(async (dir) => {
+    await using mirrors = await latencyMirrors();
+    await fn(dir, mirrors);
+  }, { prefix: "flexo_selection_" });
 }
 
 Deno.test("primaryMirrorLogger() logs the line users grep for", () => {
@@ -226,14 +181,14 @@ Deno.test('startMirrorSelection() with "predefined" uses mirrors_predefined and 
 });
 
 Deno.test("startMirrorSelection() ranks local mirrors by latency, skips lagging ones and persists", async () => {
-  await withDir(async (dir) => {
+  await withDir(async (dir, mirrors) => {
     const t = setup(dir);
-    const fast = fakeMirror(0);
-    const medium = fakeMirror(80);
-    const slow = fakeMirror(160);
-    const slowest = fakeMirror(240);
-    const lagging = fakeMirror(0);
-    const broken = fakeMirror(0, 404);
+    const fast = await mirrors.start();
+    const medium = await mirrors.start({ delayMs: 80 });
+    const slow = await mirrors.start({ delayMs: 160 });
+    const slowest = await mirrors.start({ delayMs: 240 });
+    const lagging = await mirrors.start();
+    const broken = await mirrors.start({ status: 404 });
     const status = statusServer([
       entry(slow.url, 0.5),
       entry(medium.url, 1),
@@ -253,7 +208,7 @@ Deno.test("startMirrorSelection() ranks local mirrors by latency, skips lagging 
       assert.deepEqual(t.sources, ["built-in", "status json", "latency test"]);
       assert.deepEqual(sourceDuringTests, ["status json"]);
       assert.ok(t.infos.includes(`Primary mirror: "${fast.url}" (from latency test)`));
-      assert.equal(lagging.hits, 0);
+      assert.equal(hits(lagging), 0);
       assert.ok((t.pool.snapshot()[1].latencyMs ?? 0) >= 75);
 
       const stored = readRankingSync(config.mirrorlist_latency_test_results_file);
@@ -267,7 +222,7 @@ Deno.test("startMirrorSelection() ranks local mirrors by latency, skips lagging 
       selection.stop();
       assert.equal(t.timers.pending.size, 0);
     } finally {
-      await Promise.all([fast, medium, slow, slowest, lagging, broken, status].map((s) => s.close()));
+      await status.close();
     }
   });
 });
@@ -306,9 +261,9 @@ Deno.test("startMirrorSelection() starts without network: fallback list at once,
 });
 
 Deno.test("startMirrorSelection() uses the status endpoint fallbacks", async () => {
-  await withDir(async (dir) => {
+  await withDir(async (dir, mirrors) => {
     const t = setup(dir);
-    const mirror = fakeMirror();
+    const mirror = await mirrors.start();
     const status = statusServer([entry(mirror.url, 1)]);
     try {
       const config = testConfig(dir, {}, {
@@ -321,16 +276,16 @@ Deno.test("startMirrorSelection() uses the status endpoint fallbacks", async () 
       assert.equal(t.pool.source, "latency test");
       assert.equal(status.state.requests, 1);
     } finally {
-      await Promise.all([mirror.close(), status.close()]);
+      await status.close();
     }
   });
 });
 
 Deno.test("startMirrorSelection() reuses a young ranking without network and re-tests when it is due", async () => {
-  await withDir(async (dir) => {
+  await withDir(async (dir, mirrors) => {
     const t = setup(dir);
-    const a = fakeMirror(60);
-    const b = fakeMirror(0);
+    const a = await mirrors.start({ delayMs: 60 });
+    const b = await mirrors.start();
     const status = statusServer([entry(a.url, 1), entry(b.url, 1)]);
     try {
       const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
@@ -343,7 +298,7 @@ Deno.test("startMirrorSelection() reuses a young ranking without network and re-
       assert.deepEqual(t.pool.plan("database"), [a.url, b.url]);
       assert.equal(t.pool.source, "persisted ranking");
       assert.equal(t.pool.snapshot()[0].latencyMs, 5);
-      assert.equal(status.state.requests + a.hits + b.hits, 0, "no network");
+      assert.equal(status.state.requests + hits(a) + hits(b), 0, "no network");
       assert.equal(t.timers.only().ms, 7 * DAY, "due 8 days after the ranking was made");
 
       t.clock.now += 7 * DAY;
@@ -357,14 +312,14 @@ Deno.test("startMirrorSelection() reuses a young ranking without network and re-
       assert.equal(t.timers.only().ms, 8 * DAY);
       selection.stop();
     } finally {
-      await Promise.all([a.close(), b.close(), status.close()]);
+      await status.close();
     }
   });
 });
 
 Deno.test("startMirrorSelection() uses a stale, corrupt or differently made ranking only until tested", async () => {
-  await withDir(async (dir) => {
-    const mirror = fakeMirror();
+  await withDir(async (dir, mirrors) => {
+    const mirror = await mirrors.start();
     const status = statusServer([entry(mirror.url, 1)]);
     try {
       const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
@@ -389,14 +344,14 @@ Deno.test("startMirrorSelection() uses a stale, corrupt or differently made rank
         if (c.name === "corrupt") assert.match(t.warnings[0], /Ignoring the mirror ranking.*not valid JSON/);
       }
     } finally {
-      await Promise.all([mirror.close(), status.close()]);
+      await status.close();
     }
   });
 });
 
 Deno.test("startMirrorSelection() falls back when no mirror passes the latency test", async () => {
-  await withDir(async (dir) => {
-    const broken = fakeMirror(0, 404);
+  await withDir(async (dir, mirrors) => {
+    const broken = await mirrors.start({ status: 404 });
     const status = statusServer([entry(broken.url, 1)]);
     try {
       const t = setup(dir);
@@ -407,7 +362,7 @@ Deno.test("startMirrorSelection() falls back when no mirror passes the latency t
       await selection.ready;
       selection.stop();
       assert.deepEqual(t.sources, ["predefined", "status json", "predefined"]);
-      assert.equal(broken.hits, 4, "tried with the settings relaxed 3 times");
+      assert.equal(hits(broken), 4, "tried with the settings relaxed 3 times");
       assert.match(t.warnings.at(-1)!, /No mirror passed the latency test.*using the fallback mirrors/);
 
       // A tested ranking from an earlier run is better than the fallback: it is kept.
@@ -423,24 +378,24 @@ Deno.test("startMirrorSelection() falls back when no mirror passes the latency t
       assert.deepEqual(u.pool.plan("database"), [tested.url]);
       assert.match(u.warnings.at(-1)!, /keeping the mirrors from persisted ranking/);
     } finally {
-      await Promise.all([broken.close(), status.close()]);
+      await status.close();
     }
   });
 });
 
 Deno.test("startMirrorSelection() re-tests in the background and stop() clears the timer", async () => {
-  await withDir(async (dir) => {
+  await withDir(async (dir, mirrors) => {
     const t = setup(dir);
-    const a = fakeMirror(0);
-    const b = fakeMirror(100);
+    const a = await mirrors.start();
+    const b = await mirrors.start({ delayMs: 100 });
     const status = statusServer([entry(a.url, 1), entry(b.url, 1)]);
     try {
       const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
       const selection = startMirrorSelection(config, t.deps);
       await selection.ready;
       assert.deepEqual(t.pool.plan("database"), [a.url, b.url]);
-      a.delayMs = 100;
-      b.delayMs = 0;
+      a.faults = { delayMs: 100 };
+      b.faults = {};
       assert.equal(t.timers.only().ms, 8 * DAY);
       t.clock.now += 8 * DAY;
       t.timers.fire();
@@ -453,15 +408,15 @@ Deno.test("startMirrorSelection() re-tests in the background and stop() clears t
       await selection.refresh();
       assert.equal(status.state.requests, 2, "stopped: no more refreshes");
     } finally {
-      await Promise.all([a.close(), b.close(), status.close()]);
+      await status.close();
     }
   });
 });
 
 Deno.test("startMirrorSelection() refreshes on a real unref'd timer", async () => {
-  await withDir(async (dir) => {
+  await withDir(async (dir, mirrors) => {
     const t = setup(dir);
-    const mirror = fakeMirror();
+    const mirror = await mirrors.start();
     const status = statusServer([entry(mirror.url, 1)]);
     try {
       const config = testConfig(dir, { refresh_latency_tests_after: "1s" }, {
@@ -479,7 +434,7 @@ Deno.test("startMirrorSelection() refreshes on a real unref'd timer", async () =
       selection.stop();
       assert.ok(status.state.requests >= 2, `status fetched ${status.state.requests} times`);
     } finally {
-      await Promise.all([mirror.close(), status.close()]);
+      await status.close();
     }
   });
 });
@@ -539,10 +494,10 @@ Deno.test("rankByCombinedScore() prefers fast, reliable mirrors over ones with s
 });
 
 Deno.test("startMirrorSelection() lets what the pool learnt on downloads reorder the ranking", async () => {
-  await withDir(async (dir) => {
+  await withDir(async (dir, mirrors) => {
     const t = setup(dir);
     // By latency alone the order would be c, a, b.
-    const [a, b, c] = [fakeMirror(0), fakeMirror(40), fakeMirror(0)];
+    const [a, b, c] = [await mirrors.start(), await mirrors.start({ delayMs: 40 }), await mirrors.start()];
     const status = statusServer([entry(a.url, 1), entry(b.url, 1), entry(c.url, 1)]);
     try {
       const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
@@ -560,7 +515,7 @@ Deno.test("startMirrorSelection() lets what the pool learnt on downloads reorder
       assert.deepEqual(t.pool.snapshot().map((m) => m.url), [b.url, a.url, c.url]);
       assert.equal(t.pool.source, "latency test");
     } finally {
-      await Promise.all([a.close(), b.close(), c.close(), status.close()]);
+      await status.close();
     }
   });
 });

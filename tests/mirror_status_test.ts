@@ -8,6 +8,7 @@ import {
   MirrorStatusError,
   parseMirrorStatus,
 } from "../src/mirror_status.ts";
+import { mirrorsAutoSettings, refusingUrl } from "./helpers/mirror_fixtures.ts";
 
 const FIXTURE = JSON.parse(
   await Deno.readTextFile(new URL("./fixtures/mirror_status.json", import.meta.url)),
@@ -15,22 +16,14 @@ const FIXTURE = JSON.parse(
 
 /** Settings that let every complete, up-to-date http(s) mirror with a score through. */
 function permissive(overrides: Partial<MirrorsAutoConfig> = {}): MirrorsAutoConfig {
-  return {
-    mirrors_status_json_endpoint: "http://127.0.0.1:9/",
-    mirrors_status_json_endpoint_fallbacks: [],
-    mirrors_blacklist: [],
-    https_required: false,
+  return mirrorsAutoSettings({
     ipv4: false,
-    ipv6: false,
     max_score: 100,
-    num_mirrors: 8,
-    mirrors_random_or_sort: "sort",
     timeout: 350,
-    allowed_countries: [],
     min_completion_pct: 0,
     max_delay_secs: 1_000_000,
     ...overrides,
-  };
+  });
 }
 
 function fixtureEntries(): MirrorStatusEntry[] {
@@ -215,14 +208,6 @@ function serve(handler: (req: Request) => Response | Promise<Response>) {
   };
 }
 
-/** A loopback address where nothing listens: connections are refused. */
-function refusingUrl(): string {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return `http://127.0.0.1:${port}/status/json/`;
-}
-
 Deno.test("fetchMirrorStatus() returns the entries from the endpoint", async () => {
   const server = serve(() => Response.json(FIXTURE));
   try {
@@ -244,7 +229,7 @@ Deno.test("fetchMirrorStatus() falls back to the fallbacks in order when the end
   try {
     const entries = await fetchMirrorStatus(
       permissive({
-        mirrors_status_json_endpoint: refusingUrl(),
+        mirrors_status_json_endpoint: refusingUrl("/status/json/"),
         mirrors_status_json_endpoint_fallbacks: [broken.url, notJson.url, good.url],
       }),
       { fetch, log: { info() {}, warn: (m) => warnings.push(m) } },
@@ -260,7 +245,7 @@ Deno.test("fetchMirrorStatus() falls back to the fallbacks in order when the end
 
 Deno.test("fetchMirrorStatus() names every endpoint and its problem when all fail", async () => {
   const wrongShape = serve(() => Response.json({ mirrors: [] }));
-  const refusing = refusingUrl();
+  const refusing = refusingUrl("/status/json/");
   try {
     await assert.rejects(
       fetchMirrorStatus(

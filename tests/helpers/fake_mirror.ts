@@ -46,6 +46,8 @@ export interface FaultOptions {
   corruptBytes?: number;
   /** Answer 200 `text/html` with an error page instead of the file (a captive portal or broken mirror). */
   htmlErrorPage?: boolean;
+  /** Extra response headers, e.g. `{ server: "cloudflare" }`; they replace headers of the same name. */
+  headers?: Record<string, string>;
 }
 
 /** A request the mirror received. */
@@ -74,6 +76,8 @@ export interface FakeMirror {
   faults: FaultOptions | FaultOptions[];
   /** Every request received, in order. */
   readonly requests: RecordedRequest[];
+  /** Called with each request as it arrives, before it is answered; set it at any time. */
+  onRequest?: (request: RecordedRequest) => void;
   /** Number of TCP connections accepted so far. */
   readonly connections: number;
   /** Counts recorded requests whose decoded path ends with `pathSuffix` (optionally of one method). */
@@ -154,13 +158,15 @@ export function startFakeMirror(rootDir: string, options: FaultOptions = {}): Pr
         const request = await reader.next();
         if (!request) return;
         const path = decodePath(request.target);
-        mirror.requests.push({
+        const recorded: RecordedRequest = {
           method: request.method,
           path: path ?? request.target,
           rawPath: request.target,
           range: request.headers["range"],
           headers: request.headers,
-        });
+        };
+        mirror.requests.push(recorded);
+        mirror.onRequest?.(recorded);
         const rule = ruleFor(path ?? request.target);
         const keepAlive = wantsKeepAlive(request) && !rule.omitContentLength;
         if (rule.delayMs) await sleep(rule.delayMs, closing.signal);

@@ -31,6 +31,7 @@ export async function send(
     date: new Date().toUTCString(),
     server: "flexo-fake-mirror",
     ...response.headers,
+    ...rule.headers,
     connection: keepAlive ? "keep-alive" : "close",
   };
   if (!rule.omitContentLength && response.status !== 304) headers["content-length"] = String(length);
