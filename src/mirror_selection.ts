@@ -4,16 +4,17 @@
  * Before {@linkcode startMirrorSelection} returns, the pool already holds the best list available without the
  * network: the persisted ranking, else `mirrors_predefined`, else the built-in mirrors. In the background it then
  * fetches the mirror status JSON, puts the best-scored mirrors into the pool at once, latency-tests the
- * candidates, ranks them by a combined score that includes what the pool learnt on real downloads, persists the
- * ranking and repeats every `refresh_latency_tests_after`.
+ * candidates, ranks them by a combined score that includes what the pool learnt on real downloads
+ * (`mirror_score.ts`), persists the ranking and repeats every `refresh_latency_tests_after`.
  *
  * @module
  */
 
 import type { Config } from "./config_schema.ts";
-import { type LatencyResult, rankMirrorsByLatency } from "./latency_test.ts";
+import { rankMirrorsByLatency } from "./latency_test.ts";
 import { type RankedMirror, rankingAgeMs, readRankingSync, writeRanking } from "./mirror_ranking_store.ts";
-import { BUILT_IN_MIRRORS, type MirrorPool, type MirrorStats } from "./mirrors.ts";
+import { rankByCombinedScore } from "./mirror_score.ts";
+import { BUILT_IN_MIRRORS, type MirrorPool } from "./mirrors.ts";
 import { fetchMirrorStatus, filterMirrors } from "./mirror_status.ts";
 import { parseDuration } from "./units.ts";
 
@@ -68,65 +69,6 @@ export function primaryMirrorLogger(
     if (url === undefined) log.info(`No primary mirror: the mirror list from ${source} is empty.`);
     else log.info(`Primary mirror: "${url}" (from ${source})`);
   };
-}
-
-/** Weights of {@linkcode combinedScore}. */
-export interface ScoreWeights {
-  /** Size of the download whose transfer time is added to the latency. Default 1 MiB. */
-  referenceBytes: number;
-  /** Milliseconds added per unit of the pool's (decaying) failure penalty. Default 500. */
-  failurePenaltyMs: number;
-}
-
-/** The default {@linkcode ScoreWeights}. */
-export const DEFAULT_SCORE_WEIGHTS: ScoreWeights = { referenceBytes: 1024 * 1024, failurePenaltyMs: 500 };
-
-/**
- * A mirror's combined score: lower is better. It estimates the milliseconds to fetch a typical package:
- *
- *     latencyMs + referenceBytes / throughputBps * 1000 + penalty * failurePenaltyMs
- *
- * `throughputBps` is what the pool measured on real downloads; for a mirror without measurements the
- * `neutralThroughputBps` (the median of the measured mirrors) is used so that it is neither favoured nor
- * punished, and without any measurement at all the term is left out. `penalty` is the pool's failure penalty,
- * which decays over time. So between mirrors of similar latency, the one that delivered faster and failed less
- * wins; a mirror that is much closer still wins against a slightly faster one.
- */
-export function combinedScore(
-  latencyMs: number,
-  stats: Pick<MirrorStats, "throughputBps" | "penalty"> | undefined,
-  options: { neutralThroughputBps?: number; weights?: ScoreWeights } = {},
-): number {
-  const weights = options.weights ?? DEFAULT_SCORE_WEIGHTS;
-  const throughput = stats?.throughputBps ?? options.neutralThroughputBps;
-  const transferMs = throughput !== undefined && throughput > 0
-    ? (weights.referenceBytes / throughput) * 1000
-    : 0;
-  return latencyMs + transferMs + (stats?.penalty ?? 0) * weights.failurePenaltyMs;
-}
-
-/**
- * Orders latency test results by {@linkcode combinedScore}, using what the pool knows about each mirror.
- *
- * @returns The results with their score, best first (equal scores keep the latency order).
- */
-export function rankByCombinedScore(
-  results: readonly LatencyResult[],
-  stats: readonly MirrorStats[],
-  options: { weights?: ScoreWeights } = {},
-): Array<LatencyResult & { combinedScore: number }> {
-  const byUrl = new Map(stats.map((s) => [s.url, s]));
-  const measured = results
-    .map((r) => byUrl.get(r.url)?.throughputBps)
-    .filter((bps): bps is number => bps !== undefined && bps > 0)
-    .sort((a, b) => a - b);
-  const neutralThroughputBps = measured.length > 0 ? measured[Math.floor(measured.length / 2)] : undefined;
-  return results
-    .map((r) => ({
-      ...r,
-      combinedScore: combinedScore(r.latencyMs, byUrl.get(r.url), { neutralThroughputBps, ...options }),
-    }))
-    .sort((a, b) => a.combinedScore - b.combinedScore);
 }
 
 /** Sources that are only stand-ins until the status JSON or a ranking is available. */
