@@ -1,6 +1,6 @@
 import nodeAssert from "node:assert/strict";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { testBytes } from "./helpers/fake_fetch.ts";
+import { gatedFetch, type GatedRequest, rangeHead, testBytes } from "./helpers/fake_fetch.ts";
 import { CacheStore } from "../src/cache_store.ts";
 import type { Download } from "../src/download.ts";
 import { DownloadManager, purposeOf, rulesFor } from "../src/download_manager.ts";
@@ -11,55 +11,6 @@ import { stillPending, waitFor } from "./helpers/wait.ts";
 
 const A = "http://mirror-a.test/";
 const SIZE = 1_000;
-
-/** One upstream answer whose body the test writes. */
-interface Gate {
-  url: string;
-  headers: Headers;
-  push(bytes: Uint8Array): void;
-  end(): void;
-  fail(error: Error): void;
-}
-
-/** A mirror that answers every request with 200 and a body the test controls through `gates`. */
-function gatedMirror(): { fetch: typeof fetch; gates: Gate[] } {
-  const gates: Gate[] = [];
-  const fetchImpl = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    let controller!: ReadableStreamDefaultController<Uint8Array>;
-    const body = new ReadableStream<Uint8Array>({
-      start(c) {
-        controller = c;
-      },
-    });
-    init?.signal?.addEventListener("abort", () => {
-      try {
-        controller.error(init.signal?.reason);
-      } catch {
-        // the body has ended already
-      }
-    }, { once: true });
-    const headers = new Headers(init?.headers);
-    const range = headers.get("range")?.match(/^bytes=(\d+)-$/);
-    gates.push({
-      url: String(input),
-      headers,
-      push: (bytes) => controller.enqueue(bytes),
-      end: () => controller.close(),
-      fail: (error) => controller.error(error),
-    });
-    if (range) {
-      const start = Number(range[1]);
-      return Promise.resolve(
-        new Response(body, {
-          status: 206,
-          headers: { "content-range": `bytes ${start}-${SIZE - 1}/${SIZE}` },
-        }),
-      );
-    }
-    return Promise.resolve(new Response(body, { headers: { "content-length": String(SIZE) } }));
-  };
-  return { fetch: fetchImpl as typeof fetch, gates };
-}
 
 function target(path: string): RequestTarget {
   return parseRequestPath(path, { customRepoNames: [] });
@@ -73,7 +24,8 @@ async function setup(
   extra: { onComplete?: (download: Download, target: RequestTarget) => void; pool?: MirrorPool } = {},
 ) {
   const dir = await Deno.makeTempDir({ prefix: "flexo-manager-" });
-  const { fetch, gates } = gatedMirror();
+  // Every request is answered at once; the test writes each body through its gate.
+  const { fetch, gates } = gatedFetch((req) => rangeHead(SIZE, req));
   const pool = extra.pool ?? new MirrorPool();
   if (!extra.pool) pool.setMirrors([A], "test");
   const poolsAsked: RequestTarget[] = [];
@@ -93,7 +45,7 @@ async function setup(
     gates,
     poolsAsked,
     /** Waits until `count` requests have reached the mirror. */
-    async requests(count: number): Promise<Gate[]> {
+    async requests(count: number): Promise<GatedRequest[]> {
       await waitFor(`${count} upstream requests`, () => gates.length >= count);
       return gates;
     },
@@ -112,7 +64,7 @@ async function setup(
 }
 
 /** Sends the whole file through a gate and waits for the download to end. */
-async function complete(gate: Gate, download: Download): Promise<void> {
+async function complete(gate: GatedRequest, download: Download): Promise<void> {
   gate.push(testBytes(SIZE));
   gate.end();
   await download.finished;

@@ -102,24 +102,47 @@ export interface Gate {
 
 /** A mirror that answers 200 with `headers` and a body the test controls through the returned gate. */
 export function gatedMirror(headers: Record<string, string>): { fetch: typeof fetch; gate: Gate } {
+  const { body, gate } = gatedBody();
+  const fetchImpl = (_input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    failOnAbort(init?.signal, gate);
+    return Promise.resolve(new Response(body, { headers }));
+  };
+  return { fetch: fetchImpl as typeof fetch, gate };
+}
+
+/** One request to {@linkcode gatedFetch}: what was asked, and the gate of its body. */
+export interface GatedRequest extends Gate {
+  url: string;
+  headers: Headers;
+}
+
+/**
+ * A fetch that answers every request at once with the status and headers `head(request)` gives and a body of
+ * its own, which the test writes through the request's gate. The gates are in `gates`, in request order.
+ */
+export function gatedFetch(
+  head: (req: FakeRequest) => { status?: number; headers?: Record<string, string> },
+): { fetch: typeof fetch; gates: GatedRequest[] } {
+  const gates: GatedRequest[] = [];
+  const fetchImpl = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const { body, gate } = gatedBody();
+    failOnAbort(init?.signal, gate);
+    const req = { url: String(input), method: init?.method ?? "GET", headers: new Headers(init?.headers) };
+    gates.push({ url: req.url, headers: req.headers, ...gate });
+    return Promise.resolve(new Response(body, head(req)));
+  };
+  return { fetch: fetchImpl as typeof fetch, gates };
+}
+
+function gatedBody(): { body: ReadableStream<Uint8Array>; gate: Gate } {
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   const body = new ReadableStream<Uint8Array>({
     start(c) {
       controller = c;
     },
   });
-  const fetchImpl = (_input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    init?.signal?.addEventListener("abort", () => {
-      try {
-        controller.error(init.signal?.reason);
-      } catch {
-        // the body has ended already
-      }
-    }, { once: true });
-    return Promise.resolve(new Response(body, { headers }));
-  };
   return {
-    fetch: fetchImpl as typeof fetch,
+    body,
     gate: {
       push: (bytes) => controller.enqueue(bytes),
       end: () => controller.close(),
@@ -128,12 +151,35 @@ export function gatedMirror(headers: Record<string, string>): { fetch: typeof fe
   };
 }
 
+/** Errors the body when the request is aborted, as a real fetch does. */
+function failOnAbort(signal: AbortSignal | null | undefined, gate: Gate): void {
+  signal?.addEventListener("abort", () => {
+    try {
+      gate.fail(signal.reason);
+    } catch {
+      // the body has ended already
+    }
+  }, { once: true });
+}
+
+/**
+ * The status and headers of a well-behaved mirror for a file of `size` bytes: 206 with `Content-Range` for a
+ * `Range: bytes=N-` request, else 200 with `Content-Length`.
+ */
+export function rangeHead(
+  size: number,
+  req: FakeRequest,
+): { status: number; headers: Record<string, string> } {
+  const start = rangeStart(req);
+  if (start === undefined) return { status: 200, headers: { "content-length": String(size) } };
+  return { status: 206, headers: { "content-range": `bytes ${start}-${size - 1}/${size}` } };
+}
+
 /** Serves `data` honouring a `Range: bytes=N-` header, as a well-behaved mirror does. */
 export function serveBytes(data: Uint8Array, req: FakeRequest, extra: Partial<FakeAnswer> = {}): FakeAnswer {
-  const range = req.headers.get("range")?.match(/^bytes=(\d+)-$/);
   const lastModified = "Tue, 14 Nov 2023 22:13:20 GMT";
-  if (range) {
-    const start = Number(range[1]);
+  const start = rangeStart(req);
+  if (start !== undefined) {
     return {
       status: 206,
       headers: {
@@ -145,6 +191,12 @@ export function serveBytes(data: Uint8Array, req: FakeRequest, extra: Partial<Fa
     };
   }
   return { headers: { "last-modified": lastModified }, body: data, ...extra };
+}
+
+/** The N of a `Range: bytes=N-` header, undefined without one. */
+function rangeStart(req: FakeRequest): number | undefined {
+  const range = req.headers.get("range")?.match(/^bytes=(\d+)-$/);
+  return range ? Number(range[1]) : undefined;
 }
 
 /** Deterministic pseudo-random bytes. */
