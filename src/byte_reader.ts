@@ -14,6 +14,8 @@ export class ByteReader {
   #done = false;
 
   /**
+   * Wraps `stream` for exact-size reads.
+   *
    * @param stream The bytes to read; the reader locks it.
    * @param wrapError Turns an error of the stream into the error the caller reports.
    */

@@ -22,7 +22,7 @@ export class IntegrityCheck {
   readonly #hash: Hash = createHash("sha256");
   readonly #contributors = new Set<string>();
 
-  /** @param expect What the file must be. */
+  /** Starts an empty check against `expect`, what the file must be. */
   constructor(expect: ExpectedFile) {
     this.#expect = expect;
   }

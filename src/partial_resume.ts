@@ -88,7 +88,9 @@ export interface AcceptOptions {
 
 /** A usable answer: bytes at its start to drop (a 200 to a Range request) and the file's total length. */
 export interface Accepted {
+  /** Bytes at the start of the body that are on disk already. */
   skip: number;
+  /** Length of the whole file, if known. */
   total?: number;
 }
 

@@ -22,6 +22,8 @@ export interface PackageEntry {
 /** The database could not be read: corrupt, truncated, in an unknown format, or its source failed. */
 export class RepoDbError extends Error {
   /**
+   * Creates the error.
+   *
    * @param message What was wrong with the database.
    * @param options `cause`: the underlying error, if any.
    */

@@ -7,7 +7,9 @@
 
 /** How a fake mirror answers one request. */
 export interface FakeAnswer {
+  /** HTTP status; default 200. */
   status?: number;
+  /** Response headers; `Content-Length` is added from `body` when missing. */
   headers?: Record<string, string>;
   /** The body bytes (the whole answer, already cut to the range if any). */
   body?: Uint8Array;
@@ -25,8 +27,11 @@ export interface FakeAnswer {
 
 /** A recorded request. */
 export interface FakeRequest {
+  /** The URL asked for. */
   url: string;
+  /** HTTP method. */
   method: string;
+  /** The request headers. */
   headers: Headers;
 }
 
@@ -95,8 +100,11 @@ export function fakeFetch(
 
 /** One upstream body that the test writes chunk by chunk. */
 export interface Gate {
+  /** Sends these bytes. */
   push(bytes: Uint8Array): void;
+  /** Ends the body cleanly. */
   end(): void;
+  /** Fails the body, as a reset connection does. */
   fail(error: Error): void;
 }
 
@@ -112,7 +120,9 @@ export function gatedMirror(headers: Record<string, string>): { fetch: typeof fe
 
 /** One request to {@linkcode gatedFetch}: what was asked, and the gate of its body. */
 export interface GatedRequest extends Gate {
+  /** The URL asked for. */
   url: string;
+  /** The request headers. */
   headers: Headers;
 }
 

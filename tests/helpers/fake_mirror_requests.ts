@@ -25,7 +25,7 @@ export class RequestReader {
   #buffer = new Uint8Array(0);
   #conn: Deno.TcpConn;
 
-  /** @param conn The connection to read requests from. */
+  /** Reads requests from `conn`. */
   constructor(conn: Deno.TcpConn) {
     this.#conn = conn;
   }
