@@ -97,9 +97,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     poolFor,
     deps,
     limits,
-    expectFor: (target) => {
+    expectFor: async (target) => {
       if (target.kind !== "package") return undefined;
-      const entry = packageIndex.expected(target.cacheSegments);
+      const entry = await packageIndex.expectedWhenLoaded(target.cacheSegments);
       return entry && { size: entry.compressedSize, sha256: entry.sha256 };
     },
     onIntegrityFailure: (_download, reason) => {

@@ -47,8 +47,11 @@ export interface DownloadOptions {
   rules: OrderRules;
   /** Ask upstream only for a newer file than this (milliseconds since the epoch). */
   ifModifiedSince?: number;
-  /** What the repository database says the file is; a download that does not match is discarded. */
-  expect?: ExpectedFile;
+  /**
+   * What the repository database says the file is; a download that does not match is discarded. A promise is
+   * awaited before the first request upstream (the database may still be being read).
+   */
+  expect?: ExpectedFile | Promise<ExpectedFile | undefined>;
   /** Called when a download was discarded because it did not match `expect`. */
   onIntegrityFailure?: (download: Download, reason: string) => void;
 }
@@ -98,6 +101,8 @@ export class Download {
   #wake: PromiseWithResolvers<void> = Promise.withResolvers();
   #finished: PromiseWithResolvers<void> = Promise.withResolvers();
   #integrity?: IntegrityCheck;
+  /** {@linkcode DownloadOptions.expect}, once known. */
+  #expect?: ExpectedFile;
 
   /** Prepares a download; {@linkcode Download.start} runs it. */
   constructor(options: DownloadOptions) {
@@ -206,8 +211,9 @@ export class Download {
     const meta = resume.meta;
     this.written = resume.written;
     this.total = resume.total;
-    if (this.#options.expect) {
-      this.#integrity = new IntegrityCheck(this.#options.expect);
+    this.#expect = await this.#options.expect;
+    if (this.#expect) {
+      this.#integrity = new IntegrityCheck(this.#expect);
       if (this.written > 0) await this.#integrity.updateFromFile(this.partialPath, this.written);
     }
     const file = await store.openPartial(segments, { truncate: this.written === 0 });
@@ -293,7 +299,7 @@ export class Download {
           meta,
           upstreamPath: this.#options.upstreamPath,
           resumeAcrossMirrors: rules.resumeAcrossMirrors,
-          expect: this.#options.expect,
+          expect: this.#expect,
         });
         if (typeof accepted === "string") {
           await response.body?.cancel();

@@ -7,6 +7,7 @@
 
 import type { CacheStore } from "./cache_store.ts";
 import { Download, type OrderRules } from "./download.ts";
+import type { ExpectedFile } from "./download_integrity.ts";
 import type { FileKind } from "./file_kind.ts";
 import type { MirrorPool, OrderPurpose } from "./mirrors.ts";
 import type { RequestTarget } from "./request_path.ts";
@@ -21,8 +22,10 @@ export interface DownloadManagerOptions {
   limits: TransferLimits;
   /** Called when a download has committed a complete file to the cache. */
   onComplete?: (download: Download, target: RequestTarget) => void;
-  /** What a file must be (from the repository databases), if known. */
-  expectFor?: (target: RequestTarget) => { size: number; sha256: string } | undefined;
+  /** What a file must be (from the repository databases), if known; a promise when that takes a moment. */
+  expectFor?: (
+    target: RequestTarget,
+  ) => ExpectedFile | undefined | Promise<ExpectedFile | undefined>;
   /** Called when a download was discarded because it did not match what the databases say. */
   onIntegrityFailure?: (download: Download, reason: string) => void;
 }

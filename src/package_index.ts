@@ -23,6 +23,10 @@ export function isIndexedDatabase(fileName: string): boolean {
 export class PackageIndex {
   /** Folder (cache-relative, "/"-separated) → database path → entries by file name. */
   #folders = new Map<string, Map<string, Map<string, PackageEntry>>>();
+  /** Folder → loads of its databases still running. */
+  #loading = new Map<string, Set<Promise<void>>>();
+  /** The start-up {@linkcode PackageIndex.loadAll} while it runs. */
+  #loadingAll: Promise<number> | undefined;
 
   /**
    * Reads (or re-reads) a database file from the cache; its entries replace what that database said before.
@@ -31,8 +35,19 @@ export class PackageIndex {
    * @param cacheRoot The cache directory.
    * @param path The database file, inside the cache directory.
    */
-  async loadDatabase(cacheRoot: string, path: string): Promise<void> {
-    const folder = relative(cacheRoot, dirname(path)).split(sep).join("/");
+  loadDatabase(cacheRoot: string, path: string): Promise<void> {
+    const folder = folderOf(cacheRoot, path);
+    const load = this.#load(folder, path);
+    let running = this.#loading.get(folder);
+    if (!running) this.#loading.set(folder, running = new Set());
+    running.add(load);
+    return load.finally(() => {
+      running.delete(load);
+      if (running.size === 0 && this.#loading.get(folder) === running) this.#loading.delete(folder);
+    });
+  }
+
+  async #load(folder: string, path: string): Promise<void> {
     let entries: Map<string, PackageEntry>;
     try {
       const file = await Deno.open(path, { read: true });
@@ -51,13 +66,41 @@ export class PackageIndex {
   }
 
   /** Reads every sync database in the cache (at start-up). */
-  async loadAll(cacheRoot: string): Promise<number> {
-    let count = 0;
-    for await (const path of findDatabases(cacheRoot, cacheRoot)) {
-      await this.loadDatabase(cacheRoot, path);
-      count++;
+  loadAll(cacheRoot: string): Promise<number> {
+    const all = (async () => {
+      let count = 0;
+      for await (const path of findDatabases(cacheRoot, cacheRoot)) {
+        await this.loadDatabase(cacheRoot, path);
+        count++;
+      }
+      return count;
+    })();
+    this.#loadingAll = all;
+    return all.finally(() => {
+      if (this.#loadingAll === all) this.#loadingAll = undefined;
+    });
+  }
+
+  /**
+   * Like {@linkcode PackageIndex.expected}, but first waits (at most `maxWaitMs`, 3 s by default) for the
+   * databases of the file's folder that are being read, and for the start-up reading of the cache: a package
+   * requested just after its database was synced is verified too.
+   *
+   * @param segments The file's cache path segments.
+   */
+  async expectedWhenLoaded(
+    segments: readonly string[],
+    options: { maxWaitMs?: number } = {},
+  ): Promise<PackageEntry | undefined> {
+    const pending: Promise<unknown>[] = [...(this.#loading.get(segments.slice(0, -1).join("/")) ?? [])];
+    if (this.#loadingAll) pending.push(this.#loadingAll);
+    if (pending.length > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, options.maxWaitMs ?? 3_000));
+      await Promise.race([Promise.allSettled(pending), timeout]);
+      clearTimeout(timer);
     }
-    return count;
+    return this.expected(segments);
   }
 
   /**
@@ -94,6 +137,11 @@ export class PackageIndex {
     }
     return folders.sort();
   }
+}
+
+/** The cache-relative, "/"-separated folder of a file inside the cache. */
+function folderOf(cacheRoot: string, path: string): string {
+  return relative(cacheRoot, dirname(path)).split(sep).join("/");
 }
 
 async function* findDatabases(root: string, dir: string): AsyncGenerator<string> {

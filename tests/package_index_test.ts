@@ -38,6 +38,78 @@ Deno.test("PackageIndex.loadAll() reads the databases in the cache and expected(
   }
 });
 
+Deno.test("PackageIndex.expectedWhenLoaded() waits for a database of the file's folder that is being read", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
+  try {
+    const repo = await makeRepo(dir, { repo: "flexotest", packages: PACKAGES });
+    const index = new PackageIndex();
+    const segments = ["flexotest", "os", "x86_64", repo.packages[0].fileName];
+    const loading = index.loadDatabase(dir, join(dir, "flexotest", "os", "x86_64", "flexotest.db"));
+    assertEquals(index.expected(segments), undefined, "not read yet");
+    assertEquals((await index.expectedWhenLoaded(segments))?.sha256, repo.packages[0].sha256);
+    await loading;
+    const other = ["other", "os", "x86_64", repo.packages[0].fileName];
+    assertEquals(await index.expectedWhenLoaded(other), undefined, "nothing to wait for in another folder");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("PackageIndex.expectedWhenLoaded() waits no longer than maxWaitMs for a database that does not come", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
+  try {
+    // A FIFO: reading it blocks until a writer comes, like a database on a hung disk.
+    const fifo = join(dir, "core", "os", "x86_64", "core.db");
+    await Deno.mkdir(join(dir, "core", "os", "x86_64"), { recursive: true });
+    const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert(made.success, "mkfifo");
+    const index = new PackageIndex();
+    const loading = index.loadDatabase(dir, fifo);
+    const started = performance.now();
+    assertEquals(
+      await index.expectedWhenLoaded(["core", "os", "x86_64", "a-1-1-any.pkg.tar.zst"], { maxWaitMs: 200 }),
+      undefined,
+    );
+    const ms = performance.now() - started;
+    assert(ms >= 190 && ms < 2_000, `waited ${Math.round(ms)} ms with maxWaitMs 200`);
+    // Let the load end: a writer that sends garbage and closes.
+    const writer = await Deno.open(fifo, { write: true });
+    await writer.write(new TextEncoder().encode("not a database"));
+    writer.close();
+    await loading;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("createApp() verifies a package requested while its just-synced database is still being read", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
+  const cacheDir = await Deno.makeTempDir({ prefix: "flexo-index-cache-" });
+  try {
+    const repo = await makeRepo(dir, { repo: "flexotest", packages: PACKAGES });
+    const big = repo.packages.find((pkg) => pkg.name === "big")!;
+    await using bad = await startFakeMirror(dir, { match: ".pkg.tar.zst", corruptBytes: 3 });
+    const app = createApp(testConfig(cacheDir, [bad.url]));
+    const get = (path: string) => app.fetch(new Request(`http://flexo.test/flexotest/os/x86_64/${path}`));
+    await (await get("flexotest.db")).arrayBuffer();
+    await app.downloads.idle();
+    assertEquals(
+      app.packageIndex.expected(["flexotest", "os", "x86_64", big.fileName]),
+      undefined,
+      "the database is still being read when the package is asked for",
+    );
+    const response = await get(big.fileName);
+    const failed = await response.arrayBuffer().then(() => false, () => true);
+    assert(failed, "the corrupt package is not delivered as if it were good");
+    await app.downloads.idle();
+    assertEquals(app.stats.integrityRejections, 1);
+    assertEquals(await app.store.statComplete(["flexotest", "os", "x86_64", big.fileName]), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
 Deno.test("createApp() discards a corrupt download and fetches it again from another mirror", async () => {
   const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
   const cacheDir = await Deno.makeTempDir({ prefix: "flexo-index-cache-" });
