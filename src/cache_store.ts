@@ -290,7 +290,7 @@ export class CacheStore {
   }
 
   #inside(path: string): string {
-    if (path !== this.root && !path.startsWith(this.root + sep)) {
+    if (!path.startsWith(this.root + sep)) {
       throw new Error(`Refusing a cache path outside the cache directory: ${path}`);
     }
     return path;

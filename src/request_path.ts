@@ -9,7 +9,6 @@
  * @module
  */
 
-import * as path from "node:path";
 import { classifyFileName, type FileKind } from "./file_kind.ts";
 import { HttpError } from "./http_error.ts";
 
@@ -121,36 +120,6 @@ export function parseRequestPath(rawPathname: string, options: ParseRequestPathO
     upstreamPath: encodeSegments(segments) + trailing,
     fileName,
   };
-}
-
-/**
- * Joins `cacheDir` and the target's `cacheSegments` with `node:path`, and checks that the result lies strictly
- * inside `cacheDir` (defence in depth: {@linkcode parseRequestPath} already refuses every unsafe segment).
- *
- * @throws {Error} when a segment is unsafe or the result is not strictly below `cacheDir`; this is a bug in
- *   the caller, since targets from {@linkcode parseRequestPath} always pass.
- */
-export function cachePathFor(cacheDir: string, target: Pick<RequestTarget, "cacheSegments">): string {
-  for (const segment of target.cacheSegments) {
-    if (
-      segment === "" || segment.startsWith(".") || segment.includes("/") || segment.includes("\\") ||
-      CONTROL_RE.test(segment)
-    ) {
-      throw new Error(
-        `Refusing cache path segment ${JSON.stringify(segment)}: it could escape the cache directory. ` +
-          "Build request targets with parseRequestPath().",
-      );
-    }
-  }
-  const joined = path.join(cacheDir, ...target.cacheSegments);
-  const relative = path.relative(path.resolve(cacheDir), path.resolve(joined));
-  if (relative === "" || relative === ".." || relative.startsWith("../") || path.isAbsolute(relative)) {
-    throw new Error(
-      `Cache path ${JSON.stringify(joined)} is not inside the cache directory ${JSON.stringify(cacheDir)}; ` +
-        "refusing to use it.",
-    );
-  }
-  return joined;
 }
 
 /** Splits a raw path into decoded, checked segments; throws HttpError for anything hostile. */

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import { CacheStore, HOT_FILE_MAX_SIZE, HOT_FILES_BUDGET } from "../src/cache_store.ts";
+import { HttpError } from "../src/http_error.ts";
+import { parseRequestPath, type RequestTarget } from "../src/request_path.ts";
 import { serveCachedFile } from "../src/responses.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "tiny-1-1-x86_64.pkg.tar.zst"];
@@ -121,4 +123,49 @@ Deno.test("CacheStore.commit() sets the modification time to Last-Modified and t
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("CacheStore.finalPath() and partialPath() refuse segments that leave or name the cache directory", () => {
+  const store = new CacheStore("/var/cache/flexo/pkg");
+  for (
+    const segments of [[], [".."], ["core", "..", ".."], ["."], ["a/../../b"], [
+      "core",
+      "../../../etc/passwd",
+    ]]
+  ) {
+    assert.throws(() => store.finalPath(segments), /outside the cache directory/, JSON.stringify(segments));
+  }
+  assert.throws(() => store.partialPath([".."]), /outside the cache directory/);
+  assert.equal(store.finalPath(["core", "a.db"]), "/var/cache/flexo/pkg/core/a.db");
+});
+
+Deno.test("CacheStore.finalPath() keeps every path parseRequestPath() accepts inside the cache directory", () => {
+  const store = new CacheStore("/srv/cache");
+  const customRepoNames = new Set(["archzfs"]);
+  const raws = [
+    "/core/os/x86_64/a.pkg.tar.zst",
+    "/core/os/x86_64/big-1%3A2-1-x86_64.pkg.tar.zst",
+    "/a/b/c/d/e/f/g",
+    "/custom_repo/archzfs/x/y/z.db",
+    "/extra/os/x86_64/..a", // starts with '.', refused
+    "/extra/os/x86_64/a..",
+    "/extra/os/x86_64/~",
+    "/extra/os/x86_64/%7E",
+    "/%C3%A9/%E2%88%95", // é and DIVISION SLASH are ordinary characters
+  ];
+  let accepted = 0;
+  for (const raw of raws) {
+    let target: RequestTarget;
+    try {
+      target = parseRequestPath(raw, { customRepoNames });
+    } catch (error) {
+      assert.ok(error instanceof HttpError && error.status === 400, raw);
+      continue;
+    }
+    accepted++;
+    const full = store.finalPath(target.cacheSegments);
+    assert.ok(full.startsWith("/srv/cache/"), full);
+    assert.deepEqual(relative("/srv/cache", full).split(sep), target.cacheSegments, raw);
+  }
+  assert.equal(accepted, raws.length - 1);
 });
