@@ -12,22 +12,10 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { type FakeMirror, type FaultOptions, startFakeMirror } from "./helpers/fake_mirror.ts";
 import { startTestProxy, type TestProxy, withinMs } from "./helpers/proxy_server.ts";
 import { sha256 } from "./helpers/bytes.ts";
+import { testBytes } from "./helpers/fake_fetch.ts";
 
 const PKG = "/core/os/x86_64/big-1:2.0-1-x86_64.pkg.tar.zst";
 const SEGMENTS = PKG.slice(1).split("/");
-
-/** Bytes from a seeded xorshift generator: different files for different seeds, no compressible runs. */
-function fileBytes(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
-}
 
 /** A mirror root holding `files` (path → bytes), and the mirrors serving it. */
 interface Setup {
@@ -132,7 +120,7 @@ function failuresOf(proxy: TestProxy, mirror: FakeMirror): number | undefined {
 }
 
 Deno.test("proxy server leaves a mirror slower than low_speed_limit and resumes byte-exact on the next", async () => {
-  const data = fileBytes(600_000, 1);
+  const data = testBytes(600_000, 1);
   await withSetup({ files: { [PKG]: data }, faults: [{ bytesPerSecond: 10_000 }, {}] }, async (s) => {
     const [slow, fast] = s.mirrors;
     const received = await get(s.proxy, PKG);
@@ -147,7 +135,7 @@ Deno.test("proxy server leaves a mirror slower than low_speed_limit and resumes 
 });
 
 Deno.test("proxy server leaves a mirror that stalls right after the headers", async () => {
-  const data = fileBytes(300_000, 2);
+  const data = testBytes(300_000, 2);
   await withSetup({ files: { [PKG]: data }, faults: [{ stallAfterBytes: 0 }, {}] }, async (s) => {
     const started = performance.now();
     const received = await get(s.proxy, PKG);
@@ -158,7 +146,7 @@ Deno.test("proxy server leaves a mirror that stalls right after the headers", as
 });
 
 Deno.test("proxy server resumes with Range on the next mirror when one stalls mid-body", async () => {
-  const data = fileBytes(500_000, 3);
+  const data = testBytes(500_000, 3);
   await withSetup({ files: { [PKG]: data }, faults: [{ stallAfterBytes: 200_000 }, {}] }, async (s) => {
     await assertServedAndCached(s.proxy, await get(s.proxy, PKG), data);
     assertEquals(s.mirrors[1].requests.map((r) => r.range), ["bytes=200000-"]);
@@ -166,7 +154,7 @@ Deno.test("proxy server resumes with Range on the next mirror when one stalls mi
 });
 
 Deno.test("proxy server resumes with Range on the next mirror when one drops the connection mid-body", async () => {
-  const data = fileBytes(1_000_000, 4);
+  const data = testBytes(1_000_000, 4);
   await withSetup(
     { files: { [PKG]: data }, faults: [{ dropAfterBytes: 300_000 }, {}, {}] },
     async (s) => {
@@ -181,7 +169,7 @@ Deno.test("proxy server resumes with Range on the next mirror when one drops the
 });
 
 Deno.test("proxy server tries the next mirror when the first answers 404, without blaming it", async () => {
-  const data = fileBytes(200_000, 5);
+  const data = testBytes(200_000, 5);
   await withSetup({ files: { [PKG]: data }, faults: [null, {}] }, async (s) => {
     await assertServedAndCached(s.proxy, await get(s.proxy, PKG), data);
     assertEquals(s.mirrors.map((m) => m.countRequests(PKG)), [1, 1]);
@@ -190,7 +178,7 @@ Deno.test("proxy server tries the next mirror when the first answers 404, withou
 });
 
 Deno.test("proxy server fails over when the first mirror answers 500", async () => {
-  const data = fileBytes(200_000, 6);
+  const data = testBytes(200_000, 6);
   await withSetup({ files: { [PKG]: data }, faults: [{ status: 500 }, {}] }, async (s) => {
     await assertServedAndCached(s.proxy, await get(s.proxy, PKG), data);
     assertEquals(s.mirrors.map((m) => m.countRequests(PKG)), [1, 1]);
@@ -199,7 +187,7 @@ Deno.test("proxy server fails over when the first mirror answers 500", async () 
 });
 
 Deno.test("proxy server accepts a body without Content-Length and serves it with a length afterwards", async () => {
-  const data = fileBytes(400_000, 7);
+  const data = testBytes(400_000, 7);
   await withSetup({ files: { [PKG]: data }, faults: [{ omitContentLength: true }] }, async (s) => {
     const first = await get(s.proxy, PKG);
     assertEquals(first.headers.get("flexo-payload-origin"), "RemoteMirror");
@@ -213,7 +201,7 @@ Deno.test("proxy server accepts a body without Content-Length and serves it with
 });
 
 Deno.test("proxy server follows a mirror's redirect to another mirror", async () => {
-  const data = fileBytes(300_000, 8);
+  const data = testBytes(300_000, 8);
   const roots: string[] = [];
   await withSetup({ files: { [PKG]: data }, faults: [{}] }, async (s) => {
     // The proxy knows only the redirecting mirror; it sends everything to the one that has the file.
@@ -230,7 +218,7 @@ Deno.test("proxy server follows a mirror's redirect to another mirror", async ()
 });
 
 Deno.test("proxy server does not append a whole file when a resumed mirror answers the Range with 200", async () => {
-  const data = fileBytes(800_000, 9);
+  const data = testBytes(800_000, 9);
   await withSetup(
     { files: { [PKG]: data }, faults: [{ dropAfterBytes: 250_000 }, { ignoreRange: true }] },
     async (s) => {
@@ -241,7 +229,7 @@ Deno.test("proxy server does not append a whole file when a resumed mirror answe
 });
 
 Deno.test("proxy server fails over from an HTML error page and never caches it", async () => {
-  const data = fileBytes(100_000, 10);
+  const data = testBytes(100_000, 10);
   await withSetup({ files: { [PKG]: data }, faults: [{ htmlErrorPage: true }, {}] }, async (s) => {
     const received = await get(s.proxy, PKG);
     assertEquals(received.headers.get("content-type"), "application/octet-stream");
@@ -268,7 +256,7 @@ Deno.test("proxy server answers 404 when no mirror has the file", async () => {
 });
 
 Deno.test("proxy server answers 502 naming the mirrors when every mirror answers 500", async () => {
-  const data = fileBytes(10_000, 11);
+  const data = testBytes(10_000, 11);
   await withSetup({ files: { [PKG]: data }, faults: [{ status: 500 }, { status: 503 }] }, async (s) => {
     const received = await get(s.proxy, PKG);
     assertEquals(received.status, 502);
@@ -278,7 +266,7 @@ Deno.test("proxy server answers 502 naming the mirrors when every mirror answers
 });
 
 Deno.test("proxy server fails the client's body, never hangs, when every mirror stalls after the headers", async () => {
-  const data = fileBytes(300_000, 12);
+  const data = testBytes(300_000, 12);
   await withSetup(
     { files: { [PKG]: data }, faults: [{ stallAfterBytes: 50_000 }, { stallAfterBytes: 100_000 }] },
     async (s) => {
@@ -305,7 +293,7 @@ Deno.test("proxy server fails the client's body, never hangs, when every mirror 
 });
 
 Deno.test("proxy server answers 504 when every mirror stalls before the headers", async () => {
-  const data = fileBytes(10_000, 13);
+  const data = testBytes(10_000, 13);
   await withSetup(
     { files: { [PKG]: data }, faults: [{ delayMs: 30_000 }, { delayMs: 30_000 }] },
     async (s) => {
@@ -319,7 +307,7 @@ Deno.test("proxy server answers 504 when every mirror stalls before the headers"
 });
 
 Deno.test("proxy server shares one throttled upstream GET between five staggered clients", async () => {
-  const data = fileBytes(8 * 1024 * 1024, 14);
+  const data = testBytes(8 * 1024 * 1024, 14);
   const bytesPerSecond = 4 * 1024 * 1024;
   await withSetup({ files: { [PKG]: data }, faults: [{ bytesPerSecond }], timeoutMs: 25_000 }, async (s) => {
     const started = performance.now();
@@ -350,7 +338,7 @@ Deno.test("proxy server shares one throttled upstream GET between five staggered
 });
 
 Deno.test("proxy server completes the download into the cache when the client stops reading", async () => {
-  const data = fileBytes(1024 * 1024, 15);
+  const data = testBytes(1024 * 1024, 15);
   await withSetup({ files: { [PKG]: data }, faults: [{ bytesPerSecond: 2 * 1024 * 1024 }] }, async (s) => {
     const response = await fetch(s.proxy.url + PKG);
     assertEquals(response.status, 200);

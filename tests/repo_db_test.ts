@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { type PackageEntry, readRepoDb, RepoDbError } from "../src/repo_db.ts";
 import { type DbExtension, makeRepo, type RepoInfo } from "./helpers/make_repo.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
+import { randomBytes } from "./helpers/bytes.ts";
 
 const PACKAGES = [
   { name: "zstd", version: "1.5.6-1" },
@@ -144,10 +145,7 @@ Deno.test("readRepoDb() streams a large database with long names through every c
           `%CSIZE%\n${entry.compressedSize}\n\n%SHA256SUM%\n${entry.sha256.toUpperCase()}\n\n%ARCH%\nx86_64\n\n`,
       );
     }
-    const noise = new Uint8Array(300_000);
-    for (let offset = 0; offset < noise.length; offset += 65536) {
-      crypto.getRandomValues(noise.subarray(offset, offset + 65536));
-    }
+    const noise = randomBytes(300_000);
     await Deno.mkdir(join(root, "zz-noise-1-1"));
     await Deno.writeFile(join(root, "zz-noise-1-1", "files"), noise);
     const tar = join(dir, "big.db.tar");
