@@ -4,8 +4,10 @@
  * Packages are grouped by (name, architecture) across every repository folder; a version stored in several
  * folders (or with several extensions) counts once, and its copies are kept or removed together with their
  * `.sig` files. Versions are ordered by pacman's {@linkcode vercmp}. File names that are not package file
- * names are never removed, and neither are signatures whose package file is not in the list. A version any
- * of whose files is in use is left whole for a later run.
+ * names are never removed. A signature whose package file is not in the cache goes when its version is older
+ * than every version retention keeps (a failed or abandoned download leaves such files behind); otherwise
+ * it stays, since its package may still come. A version any of whose files is in use is left whole for a
+ * later run.
  *
  * @module
  */
@@ -83,6 +85,22 @@ export function planRetention(files: CachedPackageFile[], options: RetentionOpti
       if (isVersionInUse(version, options.inUse)) continue;
       versions.push(describe(version));
       removedPackageCount += version.packages.length;
+    }
+  }
+  if (options.keep > 0) {
+    for (const orphan of orphanSignatures(files)) {
+      // Only below the oldest kept version: with fewer versions cached than kept, its package would stay too.
+      const group = packages.get(`${orphan.name}\0${orphan.arch}`);
+      if (group === undefined || group.length < options.keep) continue;
+      const oldestKept = group[options.keep - 1];
+      if (vercmp(orphan.version, oldestKept.version) >= 0 || options.inUse(orphan.file.path)) continue;
+      versions.push({
+        name: orphan.name,
+        arch: orphan.arch,
+        version: orphan.version,
+        paths: [orphan.file.path],
+        bytes: orphan.file.size,
+      });
     }
   }
   return { ...summarize(versions), keepCount: packageCount - removedPackageCount };
@@ -208,6 +226,20 @@ function groupPackages(files: CachedPackageFile[]): Map<string, VersionGroup[]> 
     result.set(key, groups);
   }
   return result;
+}
+
+/** Signatures whose package file is not among `files`, with what their names say. */
+function orphanSignatures(files: CachedPackageFile[]): ParsedFile[] {
+  const paths = new Set(files.map((file) => file.path));
+  const orphans: ParsedFile[] = [];
+  for (const file of files) {
+    const packageFileName = signedFileOf(file.fileName);
+    if (packageFileName === undefined) continue;
+    if (paths.has(file.path.slice(0, file.path.length - ".sig".length))) continue;
+    const parsed = parsePackageFileName(packageFileName)!;
+    orphans.push({ file, name: parsed.name, arch: parsed.arch, version: parsed.version });
+  }
+  return orphans;
 }
 
 function isVersionInUse(version: VersionGroup, inUse: (path: string) => boolean): boolean {

@@ -116,7 +116,7 @@ Deno.test("planRetention() never removes a version that is in use, nor the signa
   );
 });
 
-Deno.test("planRetention() with keep 0 keeps everything and leaves unparsable files and stray signatures alone", () => {
+Deno.test("planRetention() with keep 0 keeps everything and leaves unparsable files alone", () => {
   const files = [
     file("core", "foo-1-1-any.pkg.tar.zst"),
     file("core", "foo-2-1-any.pkg.tar.zst"),
@@ -134,9 +134,44 @@ Deno.test("planRetention() with keep 0 keeps everything and leaves unparsable fi
 
   const one = planRetention(files, { keep: 1, inUse: NOTHING_IN_USE });
   assert.deepEqual(one.remove, [
+    "/cache/core/foo-0.5-1-any.pkg.tar.zst.sig", // older than every kept version: its package will not come
     "/cache/core/foo-1-1-any.pkg.tar.zst",
     "/cache/core/foo-2-1-any.pkg.tar.zst",
   ]);
+});
+
+Deno.test("planRetention() removes a stray signature only when its version is older than every kept one", () => {
+  const files = [
+    file("extra", "bar-2-1-x86_64.pkg.tar.zst"),
+    file("extra", "bar-3-1-x86_64.pkg.tar.zst"),
+    file("extra", "bar-1-1-x86_64.pkg.tar.zst.sig"), // stray, older than both
+    file("extra", "bar-2.5-1-x86_64.pkg.tar.zst.sig"), // stray, between the kept versions
+    file("extra", "bar-4-1-x86_64.pkg.tar.zst.sig"), // stray, newer: its package may be on its way
+    file("extra", "baz-1-1-x86_64.pkg.tar.zst.sig"), // stray, no version of baz cached at all
+    file("extra", "bar-1-1-aarch64.pkg.tar.zst.sig"), // another architecture, nothing cached
+  ];
+  assert.deepEqual(planRetention(files, { keep: 2, inUse: NOTHING_IN_USE }).remove, [
+    "/cache/extra/bar-1-1-x86_64.pkg.tar.zst.sig",
+  ]);
+  assert.deepEqual(
+    planRetention(files, { keep: 3, inUse: NOTHING_IN_USE }).remove,
+    [],
+    "fewer cached than kept",
+  );
+  assert.deepEqual(
+    planRetention(files, { keep: 2, inUse: (path) => path.endsWith("bar-1-1-x86_64.pkg.tar.zst.sig") })
+      .remove,
+    [],
+    "in use",
+  );
+  const plan = planRetention(files, { keep: 1, inUse: NOTHING_IN_USE });
+  assert.deepEqual(plan.remove, [
+    "/cache/extra/bar-1-1-x86_64.pkg.tar.zst.sig",
+    "/cache/extra/bar-2-1-x86_64.pkg.tar.zst",
+    "/cache/extra/bar-2.5-1-x86_64.pkg.tar.zst.sig",
+  ]);
+  assert.equal(plan.keepCount, 1);
+  assert.equal(plan.freedBytes, 102);
 });
 
 Deno.test("planRetention() rejects a keep that is not a whole number of versions", () => {
