@@ -89,7 +89,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     customPools.set(repo.name, custom);
   }
   const poolFor = (target: RequestTarget) => (target.customRepo ? customPools.get(target.customRepo)! : pool);
-  const store = new CacheStore(config.cache_directory);
+  const store = new CacheStore(config.cache_directory, { now: deps.now });
   const stats = options.stats ?? new Stats();
   const packageIndex = new PackageIndex();
   const downloads = new DownloadManager({
@@ -226,7 +226,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     return new Response("Internal error; see the proxy's log\n", { status: 500 });
   });
 
-  const hotHeaders = new WeakMap<HotFile, [string, string][]>();
+  // Per file in memory, a response that each fast hit clones: a clone shares the body bytes and copies the
+  // header list without validating it again, where a new Response copies the bytes and checks every header.
+  const hotResponses = new WeakMap<HotFile, Response>();
   const fastHit = (req: Request): Response | undefined => {
     const url = req.url;
     const host = req.headers.get("host");
@@ -241,13 +243,13 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     const hot = store.hotFile(target.cacheSegments);
     if (!hot) return undefined;
     const started = deps.now();
-    // The same headers serveCachedFile() sends for a whole file, computed once per file in memory.
-    let headers = hotHeaders.get(hot);
-    if (!headers) {
-      headers = wholeFileHeaders(hot, contentTypeFor(target.fileName));
-      hotHeaders.set(hot, headers);
+    // The same headers serveCachedFile() sends for a whole file. The template is never sent itself.
+    let template = hotResponses.get(hot);
+    if (!template) {
+      template = new Response(hot.bytes, { headers: wholeFileHeaders(hot, contentTypeFor(target.fileName)) });
+      hotResponses.set(hot, template);
     }
-    const response = new Response(hot.bytes, { headers });
+    const response = template.clone();
     return finish(req, rawPath, { response, bytes: hot.size, result: "CACHE HIT" }, { started });
   };
 

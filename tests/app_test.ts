@@ -1,4 +1,5 @@
 import { isForeignAbsoluteForm, rawPathOf } from "../src/app.ts";
+import { HOT_FILE_RECHECK_MS } from "../src/cache_store.ts";
 import { assertEquals } from "./helpers/assert.ts";
 import { fakeFetch, serveBytes, testBytes } from "./helpers/fake_fetch.ts";
 import { testApp } from "./helpers/test_app.ts";
@@ -74,7 +75,8 @@ Deno.test("rawPathOf() keeps the path exactly as sent", () => {
 Deno.test("createApp() answers a repeated small cache hit from memory with the same headers and fresh bytes", async () => {
   const data = testBytes(4096, 41);
   const { fetch, requests } = fakeFetch((_url, req) => serveBytes(data, req));
-  const app = await testApp(["http://a.test/"], { fetch });
+  let clockOffset = 0;
+  const app = await testApp(["http://a.test/"], { fetch, now: () => Date.now() + clockOffset });
   const get = (init?: RequestInit) =>
     app.fetch(
       new Request(`http://flexo.test${PKG}`, { ...init, headers: { host: "flexo.test", ...init?.headers } }),
@@ -91,12 +93,17 @@ Deno.test("createApp() answers a repeated small cache hit from memory with the s
     const ranged = await get({ headers: { range: "bytes=0-9" } });
     assertEquals(ranged.status, 206);
     assertEquals(new Uint8Array(await ranged.arrayBuffer()), data.slice(0, 10));
-    // The file changes on disk (say, replaced by an import): memory must not serve the old bytes.
+    // The same answer again: the clone of the kept response still has its body.
+    assertEquals(new Uint8Array(await (await get()).arrayBuffer()), firstBody);
+    // The file changes on disk (say, replaced by hand): memory serves the new bytes once the file is checked.
     const replaced = testBytes(4096, 42);
     await Deno.writeFile(`${app.dir}${PKG}`, replaced);
-    assertEquals(new Uint8Array(await (await get()).arrayBuffer()), replaced);
+    clockOffset += HOT_FILE_RECHECK_MS;
+    const fresh = await get();
+    assertEquals(new Uint8Array(await fresh.arrayBuffer()), replaced);
+    assertEquals(fresh.headers.get("content-length"), "4096");
     assertEquals(requests.length, 1);
-    assertEquals(app.stats.requests.get("CACHE HIT"), 4);
+    assertEquals(app.stats.requests.get("CACHE HIT"), 5);
   } finally {
     await app.cleanup();
   }

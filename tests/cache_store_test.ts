@@ -1,16 +1,31 @@
 import assert from "node:assert/strict";
 import { dirname, join, relative, sep } from "node:path";
-import { CacheStore, HOT_FILE_MAX_SIZE, HOT_FILES_BUDGET } from "../src/cache_store.ts";
+import {
+  CacheStore,
+  HOT_FILE_MAX_AGE_MS,
+  HOT_FILE_MAX_SIZE,
+  HOT_FILE_RECHECK_MS,
+  HOT_FILES_BUDGET,
+  removeIfPresent,
+} from "../src/cache_store.ts";
 import { HttpError } from "../src/http_error.ts";
 import { parseRequestPath, type RequestTarget } from "../src/request_path.ts";
 import { serveCachedFile } from "../src/responses.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "tiny-1-1-x86_64.pkg.tar.zst"];
 
-async function withStore(fn: (store: CacheStore, root: string) => Promise<void>): Promise<void> {
+/** A clock for the store that only moves when told. */
+interface Clock {
+  now: number;
+}
+
+async function withStore(
+  fn: (store: CacheStore, root: string, clock: Clock) => Promise<void>,
+): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "flexo-cache-store-test-" });
+  const clock: Clock = { now: 1000 };
   try {
-    await fn(new CacheStore(root), root);
+    await fn(new CacheStore(root, { now: () => clock.now }), root, clock);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
@@ -35,8 +50,8 @@ Deno.test("hotFile() finds nothing until loadHot() has read the file", async () 
   });
 });
 
-Deno.test("hotFile() drops a file that was deleted or replaced on disk", async () => {
-  await withStore(async (store) => {
+Deno.test("hotFile() drops a file that was deleted or replaced on disk once it checks the disk", async () => {
+  await withStore(async (store, _root, clock) => {
     const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
     await store.loadHot(SEGMENTS);
     // Replaced by another file of the same size with the same modification time: a new inode.
@@ -45,11 +60,56 @@ Deno.test("hotFile() drops a file that was deleted or replaced on disk", async (
     const { mtime } = await Deno.stat(path);
     await Deno.utime(other, mtime!, mtime!);
     await Deno.rename(other, path);
+    clock.now += HOT_FILE_RECHECK_MS;
     assert.equal(store.hotFile(SEGMENTS), undefined);
     assert.deepEqual((await store.loadHot(SEGMENTS))?.bytes, new Uint8Array([7, 8, 9]));
     await Deno.remove(path);
+    clock.now += HOT_FILE_RECHECK_MS;
     assert.equal(store.hotFile(SEGMENTS), undefined);
     assert.equal(await store.loadHot(SEGMENTS), undefined);
+  });
+});
+
+Deno.test("hotFile() checks the disk at most every HOT_FILE_RECHECK_MS", async () => {
+  await withStore(async (store, _root, clock) => {
+    const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
+    await store.loadHot(SEGMENTS);
+    await Deno.writeFile(path, new Uint8Array([4, 5, 6, 7]));
+    // Changed by another program a moment ago: the complete file as it was, until the next check.
+    clock.now += HOT_FILE_RECHECK_MS - 1;
+    assert.deepEqual(store.hotFile(SEGMENTS)?.bytes, new Uint8Array([1, 2, 3]));
+    clock.now += 1;
+    assert.equal(store.hotFile(SEGMENTS), undefined);
+  });
+});
+
+Deno.test("hotFile() checks the disk at once after a file was removed through removeIfPresent()", async () => {
+  await withStore(async (store) => {
+    const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
+    const other = ["core", "os", "x86_64", "other-1-1-x86_64.pkg.tar.zst"];
+    const otherPath = await put(store, other, new Uint8Array([4]));
+    await store.loadHot(SEGMENTS);
+    await store.loadHot(other);
+    await removeIfPresent(path);
+    assert.equal(store.hotFile(SEGMENTS), undefined);
+    // The other file is checked too, and is still there.
+    assert.deepEqual(store.hotFile(other)?.bytes, new Uint8Array([4]));
+    await removeIfPresent(otherPath);
+    assert.equal(store.hotFile(other), undefined);
+  });
+});
+
+Deno.test("hotFile() forgets a file read from disk HOT_FILE_MAX_AGE_MS ago, or when the clock went back", async () => {
+  await withStore(async (store, _root, clock) => {
+    await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
+    await store.loadHot(SEGMENTS);
+    clock.now += HOT_FILE_MAX_AGE_MS;
+    assert.ok(store.hotFile(SEGMENTS));
+    clock.now += 1;
+    assert.equal(store.hotFile(SEGMENTS), undefined);
+    await store.loadHot(SEGMENTS);
+    clock.now -= 1;
+    assert.equal(store.hotFile(SEGMENTS), undefined);
   });
 });
 
