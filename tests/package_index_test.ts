@@ -7,7 +7,7 @@ import { createApp } from "../src/app.ts";
 import { PackageIndex } from "../src/package_index.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { startFakeMirror } from "./helpers/fake_mirror.ts";
-import { makeRepo, sha256File } from "./helpers/make_repo.ts";
+import { makeRepo, type RepoInfo, sha256File } from "./helpers/make_repo.ts";
 import { testConfig } from "./helpers/test_app.ts";
 
 const PACKAGES = [
@@ -18,6 +18,20 @@ const PACKAGES = [
 async function sha256(bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The flexotest repository in one temporary directory and an empty cache in another, removed afterwards. */
+async function withRepoAndCache(
+  fn: (repo: RepoInfo, dirs: { dir: string; cacheDir: string }) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
+  const cacheDir = await Deno.makeTempDir({ prefix: "flexo-index-cache-" });
+  try {
+    await fn(await makeRepo(dir, { repo: "flexotest", packages: PACKAGES }), { dir, cacheDir });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(cacheDir, { recursive: true });
+  }
 }
 
 Deno.test("PackageIndex.loadAll() reads the databases in the cache and expected() finds their packages", async () => {
@@ -83,10 +97,7 @@ Deno.test("PackageIndex.expectedWhenLoaded() waits no longer than maxWaitMs for 
 });
 
 Deno.test("createApp() verifies a package requested while its just-synced database is still being read", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
-  const cacheDir = await Deno.makeTempDir({ prefix: "flexo-index-cache-" });
-  try {
-    const repo = await makeRepo(dir, { repo: "flexotest", packages: PACKAGES });
+  await withRepoAndCache(async (repo, { dir, cacheDir }) => {
     const big = repo.packages.find((pkg) => pkg.name === "big")!;
     await using bad = await startFakeMirror(dir, { match: ".pkg.tar.zst", corruptBytes: 3 });
     const app = createApp(testConfig(cacheDir, [bad.url]));
@@ -104,17 +115,11 @@ Deno.test("createApp() verifies a package requested while its just-synced databa
     await app.downloads.idle();
     assertEquals(app.stats.integrityRejections, 1);
     assertEquals(await app.store.statComplete(["flexotest", "os", "x86_64", big.fileName]), undefined);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("createApp() discards a corrupt download and fetches it again from another mirror", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
-  const cacheDir = await Deno.makeTempDir({ prefix: "flexo-index-cache-" });
-  try {
-    const repo = await makeRepo(dir, { repo: "flexotest", packages: PACKAGES });
+  await withRepoAndCache(async (repo, { dir, cacheDir }) => {
     const big = repo.packages.find((pkg) => pkg.name === "big")!;
     await using bad = await startFakeMirror(dir, { match: ".pkg.tar.zst", corruptBytes: 3 });
     await using good = await startFakeMirror(dir);
@@ -146,17 +151,11 @@ Deno.test("createApp() discards a corrupt download and fetches it again from ano
     await app.downloads.idle();
     assertEquals(await sha256File(join(cacheDir, "flexotest", "os", "x86_64", big.fileName)), big.sha256);
     assertEquals(good.countRequests(big.fileName, { method: "GET" }), 1);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("createApp() refuses a mirror whose announced length contradicts the database before sending a byte", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
-  const cacheDir = await Deno.makeTempDir({ prefix: "flexo-index-cache-" });
-  try {
-    const repo = await makeRepo(dir, { repo: "flexotest", packages: PACKAGES });
+  await withRepoAndCache(async (repo, { dir, cacheDir }) => {
     const small = repo.packages.find((pkg) => pkg.name === "small")!;
     await using good = await startFakeMirror(dir);
     const app = createApp(testConfig(cacheDir, [good.url]));
@@ -172,8 +171,5 @@ Deno.test("createApp() refuses a mirror whose announced length contradicts the d
     assertEquals(response.status, 502);
     assert((await response.text()).includes("repository database"));
     assertEquals(await app.store.statComplete(["flexotest", "os", "x86_64", small.fileName]), undefined);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
