@@ -79,6 +79,8 @@ export class CacheStore {
   /** Small files in memory by segments joined with "/", least recently served first. */
   #hot = new Map<string, HotEntry>();
   #hotBytes = 0;
+  /** The key of a segments array, for arrays that are asked for again (the app keeps known targets). */
+  #hotKeys = new WeakMap<readonly string[], string>();
   #now: () => number;
 
   /**
@@ -147,7 +149,11 @@ export class CacheStore {
    */
   hotFile(segments: readonly string[]): HotFile | undefined {
     if (this.#hot.size === 0) return undefined;
-    const key = segments.join("/");
+    let key = this.#hotKeys.get(segments);
+    if (key === undefined) {
+      key = segments.join("/");
+      this.#hotKeys.set(segments, key);
+    }
     const entry = this.#hot.get(key);
     if (entry === undefined) return undefined;
     const now = this.#now();

@@ -70,6 +70,35 @@ Deno.test("rawPathOf() keeps the path exactly as sent", () => {
   assertEquals(rawPathOf("http://h/core/os/x86_64/%2e%2e/a?x=1#y"), "/core/os/x86_64/%2e%2e/a");
   assertEquals(rawPathOf("http://h"), "/");
   assertEquals(rawPathOf("http://h//etc/passwd"), "//etc/passwd");
+  assertEquals(rawPathOf("http://h/a#b?c"), "/a");
+  assertEquals(rawPathOf("http://h/a?b#c"), "/a");
+});
+
+Deno.test("createApp() refuses an absolute-form request for another host also for a file it answers from memory", async () => {
+  const data = testBytes(4096, 43);
+  const { fetch } = fakeFetch((_url, req) => serveBytes(data, req));
+  const app = await testApp(["http://a.test/"], { fetch });
+  const get = (url: string, host: string) => app.fetch(new Request(url, { headers: { host } }));
+  try {
+    for (let i = 0; i < 3; i++) {
+      const response = await get(`http://flexo.test${PKG}`, "flexo.test");
+      assertEquals(new Uint8Array(await response.arrayBuffer()), data);
+      await app.downloads.idle();
+    }
+    for (
+      const [url, host] of [[`http://evil.test${PKG}`, "flexo.test"], [
+        `http://flexo.test${PKG}`,
+        "flexo.tes",
+      ]]
+    ) {
+      const refused = await get(url, host);
+      await refused.body?.cancel();
+      assertEquals(refused.status, 400, `${url} with Host ${host}`);
+    }
+    assertEquals(app.stats.requests.get("CACHE HIT"), 2);
+  } finally {
+    await app.cleanup();
+  }
 });
 
 Deno.test("createApp() answers a repeated small cache hit from memory with the same headers and fresh bytes", async () => {
