@@ -34,6 +34,6 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
   CMD ["deno", "eval", "const r = await fetch(`http://127.0.0.1:${Deno.env.get('FLEXO_PORT')}/status`); Deno.exit(r.ok ? 0 : 1)"]
 
-# The same permissions as the compiled executable (scripts/compile.ts), and nothing broader.
-ENTRYPOINT ["deno", "run", "--frozen", "--cached-only", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys=hostname", "/opt/flexo/main.ts"]
+# The same permissions and V8 memory settings as the compiled executable (scripts/compile.ts), nothing broader.
+ENTRYPOINT ["deno", "run", "--frozen", "--cached-only", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys=hostname", "--v8-flags=--max-semi-space-size=1,--heap-growing-percent=20,--no-maglev", "/opt/flexo/main.ts"]
 CMD []

@@ -22,6 +22,7 @@ import {
   memoryOf,
   nginxConfig,
   nginxWorkerPid,
+  serveTaskArgs,
   type Tools,
   waitForOk,
 } from "./bench_tools.ts";
@@ -138,12 +139,13 @@ function flexoEnv(): Record<string, string> {
   return Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([key]) => !key.startsWith("FLEXO_")));
 }
 
+/** Starts flexo as `deno task serve` does (same permissions and runtime flags), with the benchmark's config. */
 function spawnFlexo(children: Children, configPath: string): Child {
-  return children.spawn(Deno.execPath(), ["run", "-A", join(REPO_ROOT, "main.ts"), "--config", configPath], {
-    env: flexoEnv(),
-    clearEnv: true,
-    cwd: REPO_ROOT,
+  const args = serveTaskArgs(Deno.readTextFileSync(join(REPO_ROOT, "deno.json")), {
+    mainPath: join(REPO_ROOT, "main.ts"),
+    extra: ["--config", configPath],
   });
+  return children.spawn(Deno.execPath(), args, { env: flexoEnv(), clearEnv: true, cwd: REPO_ROOT });
 }
 
 async function writeFlexoConfig(path: string, options: { port: number; originPort: number; cache: string }) {
@@ -245,13 +247,17 @@ async function benchmark(
   log("caches warm; measuring");
 
   const wants = (group: Group) => settings.only.includes(group);
+  const rssAfter: Record<string, number> = {};
+  measured.flexoRssAfterBytes = rssAfter;
   const load = { threads: settings.threads, seconds: settings.seconds, runs: settings.runs, workDir: work };
   if (wants("large")) {
     measured.large = await measureLoad(proxies, `${REPO_DIR}/${LARGE}`, { ...load, connections: 16 });
+    rssAfter.large = (await memoryOf(flexo.pid)).current;
     log("warm large file throughput done");
   }
   if (wants("small")) {
     measured.small = await measureLoad(proxies, `${REPO_DIR}/${SMALL}`, { ...load, connections: 64 });
+    rssAfter.small = (await memoryOf(flexo.pid)).current;
     log("warm small file rate done");
   }
   if (wants("memory")) {
@@ -260,6 +266,7 @@ async function benchmark(
       connections: 64,
       runs: 1,
     });
+    rssAfter.memory = (await memoryOf(flexo.pid)).current;
     log("memory done");
   }
   if (wants("cold")) {
@@ -270,6 +277,7 @@ async function benchmark(
       samples: settings.ttfbSamples,
       warmup: 2,
     });
+    rssAfter.cold = (await memoryOf(flexo.pid)).current;
     log("cold miss first byte done");
   }
   if (wants("shared")) {
@@ -288,6 +296,7 @@ async function benchmark(
       }
     }
     measured.shared = shared;
+    rssAfter.shared = (await memoryOf(flexo.pid)).current;
     log("shared cold download done");
   }
   // Both still serve the right bytes after all that load (and flexo its small file from memory).
@@ -363,6 +372,14 @@ async function main(args: string[]): Promise<number> {
       wrk: tools.wrkVersion,
     },
     settings: { ...settings, out: undefined, install: undefined },
+    // How flexo was started: the serve task of deno.json, as users run it.
+    flexoCommand: [
+      "deno",
+      ...serveTaskArgs(await Deno.readTextFile(join(REPO_ROOT, "deno.json")), {
+        mainPath: "main.ts",
+        extra: ["--config", "FILE"],
+      }),
+    ].join(" "),
     seconds: Math.round((performance.now() - began) / 100) / 10,
     passed: figures.filter((f) => f.pass).length,
     total: figures.length,

@@ -59,6 +59,8 @@ export async function measureLoad(
 /** Peak memory of one run of wrk per proxy and run. */
 export interface MemorySample {
   peakBytes: number;
+  /** The resident set size when the run began, bytes: what earlier work left behind. */
+  startBytes: number;
   /** False when the peak could not be reset before the run (it is then the peak since the process began). */
   peakWasReset: boolean;
   bytesPerSecond: number;
@@ -74,10 +76,12 @@ export async function measureMemory(
   for (let run = 0; run < options.runs; run++) {
     for (const proxy of proxies) {
       const peakWasReset = await resetPeakRss(proxy.pid);
+      const startBytes = (await memoryOf(proxy.pid)).current;
       const load = await runWrk(proxy.base + path, options);
       const { peak } = await memoryOf(proxy.pid);
       (results[proxy.name] ??= []).push({
         peakBytes: peak,
+        startBytes,
         peakWasReset,
         bytesPerSecond: load.bytesPerSecond,
       });

@@ -36,6 +36,8 @@ export interface Measured {
   flexoLifetimePeakBytes?: number;
   /** The main flexo process's resident set size once both caches were warm, bytes. */
   flexoRssAfterWarmBytes?: number;
+  /** The main flexo process's resident set size after each group of figures, bytes. */
+  flexoRssAfterBytes?: Record<string, number>;
 }
 
 /** The figures of the table from what was measured, each with its goal and whether flexo meets it. */

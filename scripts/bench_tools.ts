@@ -65,6 +65,32 @@ async function findTools(): Promise<Tools | undefined> {
   };
 }
 
+/**
+ * The `deno` arguments of the `serve` task in `deno.json` (the command line users run), with the entry point
+ * replaced by `mainPath` and `extra` arguments appended, so that the benchmark runs flexo exactly as users do:
+ * the same permissions and the same runtime flags (`--v8-flags=...`). Throws when the task is not a plain
+ * `deno run [flags] main.ts`.
+ */
+export function serveTaskArgs(denoJson: string, options: { mainPath: string; extra: string[] }): string[] {
+  const task = (JSON.parse(denoJson) as { tasks?: Record<string, unknown> }).tasks?.serve;
+  const words = typeof task === "string" ? task.trim().split(/\s+/) : [];
+  if (words[0] !== "deno" || words[1] !== "run" || words.at(-1) !== "main.ts") {
+    throw new Error(
+      `deno.json: the serve task should be "deno run [flags] main.ts" for the benchmark to run it, not ${
+        JSON.stringify(task)
+      }`,
+    );
+  }
+  const flags = words.slice(2, -1);
+  const odd = flags.find((flag) => !flag.startsWith("--"));
+  if (odd !== undefined) {
+    throw new Error(
+      `deno.json: the serve task has "${odd}", which is not a deno flag; the benchmark cannot run it`,
+    );
+  }
+  return ["run", ...flags, options.mainPath, ...options.extra];
+}
+
 /** Runs a program to its end; never throws for a missing program (`spawned` is then false) or a failure. */
 export async function run(
   program: string,

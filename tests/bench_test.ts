@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { median, NGINX_BINARY, nginxConfig, run } from "../scripts/bench_tools.ts";
+import { median, NGINX_BINARY, nginxConfig, run, serveTaskArgs } from "../scripts/bench_tools.ts";
+import { PERMISSIONS, V8_FLAGS_ARG } from "../scripts/compile.ts";
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const HAVE_NGINX = (await run(NGINX_BINARY, ["-v"])).success;
@@ -35,6 +36,32 @@ async function benchProcesses(): Promise<number[]> {
   }
   return pids.sort((a, b) => a - b);
 }
+
+Deno.test("serveTaskArgs() runs flexo as deno task serve does: its permissions and V8 settings", async () => {
+  const args = serveTaskArgs(await Deno.readTextFile(join(REPO_ROOT, "deno.json")), {
+    mainPath: "/x/main.ts",
+    extra: ["--config", "/x/flexo.toml"],
+  });
+  assert.equal(args[0], "run");
+  assert.deepEqual(args.slice(-3), ["/x/main.ts", "--config", "/x/flexo.toml"]);
+  assert.deepEqual(args.filter((a) => a.startsWith("--allow-")).sort(), [...PERMISSIONS].sort());
+  assert.deepEqual(args.filter((a) => a.startsWith("--v8-flags")), [V8_FLAGS_ARG]);
+});
+
+Deno.test("serveTaskArgs() refuses a serve task it cannot run as is", () => {
+  const task = (serve: unknown) => JSON.stringify({ tasks: { serve } });
+  const options = { mainPath: "/x/main.ts", extra: [] };
+  assert.deepEqual(serveTaskArgs(task("deno run --allow-net main.ts"), options), [
+    "run",
+    "--allow-net",
+    "/x/main.ts",
+  ]);
+  for (
+    const bad of ["deno run main.ts && echo", "FOO=1 deno run main.ts", "deno run -A other.ts", 7, undefined]
+  ) {
+    assert.throws(() => serveTaskArgs(task(bad), options), /serve task/, String(bad));
+  }
+});
 
 Deno.test("median() takes the middle value, or the mean of the middle two", () => {
   assert.equal(median([3, 1, 2]), 2);

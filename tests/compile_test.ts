@@ -5,7 +5,7 @@
 
 import { join } from "node:path";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { compileArgs, isMissingBase, PERMISSIONS, TARGETS } from "../scripts/compile.ts";
+import { compileArgs, isMissingBase, PERMISSIONS, TARGETS, V8_FLAGS_ARG } from "../scripts/compile.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -28,6 +28,11 @@ Deno.test("compileArgs() bakes in the needed permissions and nothing broader, fo
     for (const permission of args.filter((a) => a.startsWith("--allow-"))) {
       assert(PERMISSIONS.includes(permission), `${permission} is not one of the documented PERMISSIONS`);
     }
+    assertEquals(
+      args.filter((a) => a.startsWith("--v8-flags")),
+      [V8_FLAGS_ARG],
+      `${target}: V8 memory settings`,
+    );
   }
 });
 

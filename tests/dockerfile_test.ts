@@ -5,7 +5,7 @@
 
 import { join } from "node:path";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { PERMISSIONS } from "../scripts/compile.ts";
+import { PERMISSIONS, V8_FLAGS_ARG } from "../scripts/compile.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const TEXT = await Deno.readTextFile(join(ROOT, "Dockerfile"));
@@ -53,6 +53,11 @@ Deno.test("Dockerfile: Deno base image of the CI's version, non-root user, cache
   assertEquals(entrypoint.filter((a) => a.startsWith("--allow-")).sort(), [...PERMISSIONS].sort());
   assert(!entrypoint.includes("-A") && !entrypoint.includes("--allow-all"));
   assert(entrypoint.includes("--cached-only"), "the container must not need the registry at run time");
+  assertEquals(
+    entrypoint.filter((a) => a.startsWith("--v8-flags")),
+    [V8_FLAGS_ARG],
+    "the same V8 memory settings as the compiled executable",
+  );
 });
 
 Deno.test("Dockerfile: the entrypoint command with the image's FLEXO_* settings reads a valid configuration", async () => {
