@@ -9,6 +9,7 @@ import { Cleaner, describeCleanup, inUseBy, runCleanup, scanCache } from "../src
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { startFakeMirror } from "./helpers/fake_mirror.ts";
 import { testConfig } from "./helpers/test_app.ts";
+import { pathExists } from "../src/cache_store.ts";
 
 /** Writes `size` bytes to `<root>/<relative>`, creating folders; returns the absolute path. */
 async function put(root: string, relative: string, size = 100, atimeMs?: number): Promise<string> {
@@ -22,15 +23,6 @@ async function put(root: string, relative: string, size = 100, atimeMs?: number)
 /** A package file and its signature. */
 async function putSigned(root: string, relative: string, size = 100, atimeMs?: number): Promise<string[]> {
   return [await put(root, relative, size, atimeMs), await put(root, `${relative}.sig`, 10, atimeMs)];
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The files below `root` (relative, sorted), without hidden folders. */
@@ -85,7 +77,7 @@ Deno.test("runCleanup() keeps the newest versions per package and architecture a
       "custom_repo/mine/x86_64/foo-2.0-1-x86_64.pkg.tar.zst.sig",
     ]);
     assert(
-      await exists(join(dir, `.partial/${X86}/foo-0.1-1-x86_64.pkg.tar.zst`)),
+      await pathExists(join(dir, `.partial/${X86}/foo-0.1-1-x86_64.pkg.tar.zst`)),
       "downloads are left alone",
     );
     assertEquals(report.removedFiles, 7);
@@ -189,7 +181,7 @@ Deno.test("runCleanup() never removes a version that a client is reading or that
       const release = app.store.beginRead(read);
       const whileReading = await runCleanup(dir, { keep: 1, inUse });
       assertEquals(whileReading.removed.map((v) => v.version).sort(), ["2-1", "3-1"]);
-      assert(await exists(read) && await exists(`${read}.sig`), "the version being read stays whole");
+      assert(await pathExists(read) && await pathExists(`${read}.sig`), "the version being read stays whole");
       release();
 
       // A download of d-1's signature keeps d-1's package file.
@@ -202,12 +194,12 @@ Deno.test("runCleanup() never removes a version that a client is reading or that
       assertEquals(slow.downloads.list().length, 1);
       const whileDownloading = await runCleanup(dir, { keep: 1, inUse: inUseBy(slow) });
       assertEquals(whileDownloading.removedFiles, 0);
-      assert(await exists(read), "the package whose signature is downloading stays");
+      assert(await pathExists(read), "the package whose signature is downloading stays");
       await response.body?.cancel();
       await mirror.close();
       await slow.downloads.idle();
       assertEquals((await runCleanup(dir, { keep: 1, inUse: inUseBy(slow) })).removedFiles, 1);
-      assert(!(await exists(read)), "removed once nothing uses it");
+      assert(!(await pathExists(read)), "removed once nothing uses it");
     } finally {
       await Deno.remove(mirrorRoot, { recursive: true });
     }

@@ -4,7 +4,7 @@
  */
 
 import { join } from "node:path";
-import { CacheStore } from "../src/cache_store.ts";
+import { CacheStore, pathExists } from "../src/cache_store.ts";
 import { describeImport, importPackages } from "../src/import.ts";
 import { PackageIndex } from "../src/package_index.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -12,15 +12,6 @@ import { makeRepo } from "./helpers/make_repo.ts";
 
 const FOLDER = "flexotest/os/x86_64";
 const CUSTOM = "custom_repo/mine/x86_64";
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test("importPackages() copies verified packages with their signatures and skips corrupt, unknown and present ones", async () => {
   const work = await Deno.makeTempDir({ prefix: "flexo-import-" });
@@ -94,8 +85,8 @@ Deno.test("importPackages() copies verified packages with their signatures and s
         "signature of present",
       );
       for (const name of ["flipped", "short"]) {
-        assert(!(await exists(join(cacheDir, folder, pkg(name).fileName))), `${name} is not imported`);
-        assert(!(await exists(join(cacheDir, folder, `${pkg(name).fileName}.sig`))), `nor its signature`);
+        assert(!(await pathExists(join(cacheDir, folder, pkg(name).fileName))), `${name} is not imported`);
+        assert(!(await pathExists(join(cacheDir, folder, `${pkg(name).fileName}.sig`))), `nor its signature`);
       }
     }
     assertEquals(report.signatures, 4);
@@ -106,7 +97,7 @@ Deno.test("importPackages() copies verified packages with their signatures and s
     assertEquals(report.unknown, [stranger.packages[0].fileName]);
     assertEquals(report.ignored, 2, "the .part file and the orphan signature");
     assertEquals(report.failures, []);
-    assert(!(await exists(join(cacheDir, "stranger"))), "nothing is made up for unknown packages");
+    assert(!(await pathExists(join(cacheDir, "stranger"))), "nothing is made up for unknown packages");
     assertEquals(
       await Array.fromAsync(Deno.readDir(join(cacheDir, ".partial"))),
       [],

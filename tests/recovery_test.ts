@@ -11,6 +11,7 @@ import { startFakeMirror } from "./helpers/fake_mirror.ts";
 import { makeRepo, sha256File } from "./helpers/make_repo.ts";
 import { testConfig } from "./helpers/test_app.ts";
 import { waitFor } from "./helpers/wait.ts";
+import { pathExists } from "../src/cache_store.ts";
 
 const FOLDER = "flexotest/os/x86_64";
 
@@ -18,15 +19,6 @@ async function put(path: string, data: Uint8Array | string): Promise<void> {
   await Deno.mkdir(dirname(path), { recursive: true });
   if (typeof data === "string") await Deno.writeTextFile(path, data);
   else await Deno.writeFile(path, data);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Every path below `dir`, relative, folders with a trailing "/", sorted. */
@@ -119,7 +111,7 @@ Deno.test("a kept partial with corrupt bytes is never committed: verification di
     }
     assert(failed, "the client's transfer does not end as if it were complete");
     await app.downloads.idle();
-    assert(!(await exists(join(cacheDir, FOLDER, fileName))), "the corrupt file was not committed");
+    assert(!(await pathExists(join(cacheDir, FOLDER, fileName))), "the corrupt file was not committed");
     assertEquals(app.stats.integrityRejections, 1);
 
     const second = await get();
@@ -182,7 +174,10 @@ Deno.test("recoverPartials() removes every leftover that cannot be resumed and k
       "custom_repo/mine/x86_64/l-1-1-any.pkg.tar.zst.sig",
       "custom_repo/mine/x86_64/l-1-1-any.pkg.tar.zst.sig.meta.json",
     ]);
-    assert(await exists(join(cacheDir, core, "f-1-1-any.pkg.tar.zst")), "complete files are never touched");
+    assert(
+      await pathExists(join(cacheDir, core, "f-1-1-any.pkg.tar.zst")),
+      "complete files are never touched",
+    );
     const reasons = new Map(report.removed.map((r) => [r.path.slice(p("").length + 1), r.reason]));
     assertEquals(reasons.get(`${core}/a-1-1-any.pkg.tar.zst`), "an interrupted download without its record");
     assert(reasons.get(`${core}/c-1-1-any.pkg.tar.zst`)!.includes("more than the 100 announced"));
@@ -221,7 +216,7 @@ Deno.test("recoverPartials() logs and skips entries it cannot handle, and accept
       const skipped = report.skipped.map((s) => s.path);
       assert(skipped.includes(join(dir, "link-1-1-any.pkg.tar.zst")), "a symbolic link is skipped");
       if (!isRoot) assert(skipped.includes(locked), "an unreadable folder is skipped");
-      assert(await exists(join(dir, "link-1-1-any.pkg.tar.zst")), "and left as it is");
+      assert(await pathExists(join(dir, "link-1-1-any.pkg.tar.zst")), "and left as it is");
     } finally {
       if (!isRoot) await Deno.chmod(locked, 0o755);
     }
@@ -288,9 +283,9 @@ Deno.test("main.ts killed with SIGKILL during a download resumes it after the re
     try {
       await waitFor(
         "the start-up cleaning removes the older version",
-        async () => !(await exists(join(cache, core, "old-1-1-any.pkg.tar.zst"))),
+        async () => !(await pathExists(join(cache, core, "old-1-1-any.pkg.tar.zst"))),
       );
-      assert(await exists(join(cache, core, "old-2-1-any.pkg.tar.zst")));
+      assert(await pathExists(join(cache, core, "old-2-1-any.pkg.tar.zst")));
       const response = await fetch(`${first.url}${core}/${fileName}`);
       assertEquals(response.status, 200);
       await waitFor("the download writes its partial file", async () => {
@@ -313,7 +308,7 @@ Deno.test("main.ts killed with SIGKILL during a download resumes it after the re
       await first.drained;
     }
     assert(killedAt > 0 && killedAt < full.length, `killed half-way (${killedAt} bytes)`);
-    assert(!(await exists(join(cache, core, fileName))), "nothing partial is complete");
+    assert(!(await pathExists(join(cache, core, fileName))), "nothing partial is complete");
 
     // A record whose download is gone, as a crash at the wrong moment leaves.
     await put(join(cache, ".partial", core, "gone-1-1-any.pkg.tar.zst.meta.json"), "{}");
@@ -327,7 +322,10 @@ Deno.test("main.ts killed with SIGKILL during a download resumes it after the re
       assertEquals(new Uint8Array(await response.arrayBuffer()), full);
       const gets = mirror.requests.filter((r) => r.path.endsWith(fileName) && r.method === "GET");
       assertEquals(gets.map((r) => r.range), [`bytes=${killedAt}-`]);
-      await waitFor("the resumed file is committed", async () => await exists(join(cache, core, fileName)));
+      await waitFor(
+        "the resumed file is committed",
+        async () => await pathExists(join(cache, core, fileName)),
+      );
       assertEquals(await Deno.readFile(join(cache, core, fileName)), full);
     } finally {
       second.child.kill("SIGTERM");
