@@ -74,6 +74,27 @@ async function withSetup(
   }
 }
 
+/**
+ * Opens `saysNothing` connections that send nothing, then `stopsHalfway` each that stop in the middle of the
+ * request line and in the middle of the headers; adds them all to `into` (so that the caller closes them).
+ */
+async function openSilentConnections(
+  port: number,
+  into: Deno.Conn[],
+  options: { saysNothing: number; stopsHalfway: number },
+): Promise<void> {
+  for (let i = 0; i < options.saysNothing; i++) {
+    into.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+  for (const part of ["GET /core/os/x86_64/sm", `GET ${SMALL} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: by`]) {
+    for (let i = 0; i < options.stopsHalfway; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      into.push(conn);
+      await conn.write(encoder.encode(part));
+    }
+  }
+}
+
 /** Fetches SMALL through the proxy and checks the bytes; returns the milliseconds it took. */
 async function timedGood(setup: Setup): Promise<number> {
   const started = performance.now();
@@ -188,19 +209,7 @@ Deno.test("clients that connect and say nothing block nobody and cost no memory"
     const rssBefore = rssOf(proxy);
     const silent: Deno.Conn[] = [];
     try {
-      for (let i = 0; i < 300; i++) {
-        silent.push(await Deno.connect({ hostname: "127.0.0.1", port: proxy.port }));
-      }
-      // And some that stop in the middle of the request line or the headers.
-      for (
-        const part of ["GET /core/os/x86_64/sm", `GET ${SMALL} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: by`]
-      ) {
-        for (let i = 0; i < 20; i++) {
-          const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
-          await conn.write(encoder.encode(part));
-          silent.push(conn);
-        }
-      }
+      await openSilentConnections(proxy.port, silent, { saysNothing: 300, stopsHalfway: 20 });
       await new Promise((resolve) => setTimeout(resolve, 300));
       for (let i = 0; i < 10; i++) {
         const ms = await timedGood(setup);
@@ -371,18 +380,7 @@ Deno.test("connections that never complete a request, or stay idle after one, ar
     const fdsBefore = openDescriptors(proxy);
     const connections: Deno.Conn[] = [];
     try {
-      for (let i = 0; i < 50; i++) {
-        connections.push(await Deno.connect({ hostname: "127.0.0.1", port: proxy.port }));
-      }
-      for (
-        const part of ["GET /core/os/x86_64/sm", `GET ${SMALL} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: by`]
-      ) {
-        for (let i = 0; i < 10; i++) {
-          const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
-          await conn.write(encoder.encode(part));
-          connections.push(conn);
-        }
-      }
+      await openSilentConnections(proxy.port, connections, { saysNothing: 50, stopsHalfway: 10 });
       // A keep-alive connection that got its answer and then says nothing more.
       const idle = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
       connections.push(idle);
