@@ -3,9 +3,9 @@
  * closed. `Deno.serve` reads request heads without any time limit: a client that connects and says nothing, or
  * sends half a request head, would keep its connection (and a file descriptor) for as long as it likes. Here the
  * proxy accepts each TCP connection itself and hands it to Deno's HTTP machinery through
- * `serveHttpOnConnection`, an internal of Deno (`Deno[Deno.internal]`) that `node:http` uses as well; a timer per
- * connection closes it when no request head has arrived within the timeout, counted from when it connected or
- * from when its previous response was sent.
+ * `serveHttpOnConnection`, an internal of Deno (`Deno[Deno.internal]`) that `node:http` uses as well; a
+ * periodic sweep closes a connection with no request in progress when no request head has arrived within the
+ * timeout, counted from when it connected or from when its previous response was sent.
  *
  * When a Deno release lacks that internal, {@linkcode canServeConnections} says so and the caller falls back to
  * `Deno.serve` without the timeout.
