@@ -48,8 +48,11 @@ export interface AppOptions {
 
 /** The running proxy's parts, for the server, the status page and tests. */
 export interface FlexoApp {
-  /** Answers one request; `info` (from Deno.serve) tells when the response has been sent. */
-  fetch: (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response>;
+  /**
+   * Answers one request; `info` (from Deno.serve) tells when the response has been sent. A small file answered
+   * from memory comes back at once, without a promise (Deno.serve takes either).
+   */
+  fetch: (req: Request, info?: Deno.ServeHandlerInfo) => Response | Promise<Response>;
   /** Official mirrors. */
   pool: MirrorPool;
   /** One pool per custom repository, by name. */
@@ -276,7 +279,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       // unusual (other methods, conditional or range requests, access control, unknown paths) takes the full path.
       if (req.method === "GET" && config.allowed_clients.length === 0) {
         const hit = fastHit(req);
-        if (hit) return Promise.resolve(hit);
+        if (hit) return hit;
       }
       return Promise.resolve(hono.fetch(req, info));
     },

@@ -36,7 +36,7 @@ export async function testApp(
   return {
     ...app,
     dir,
-    get: (path, init) => app.fetch(new Request(`http://flexo.test${path}`, init)),
+    get: (path, init) => Promise.resolve(app.fetch(new Request(`http://flexo.test${path}`, init))),
     async cleanup() {
       await app.downloads.idle();
       await Deno.remove(dir, { recursive: true });
