@@ -1,0 +1,156 @@
+/**
+ * The few C library calls that {@linkcode ./sendfile.ts} needs, through Deno's foreign function interface: Linux
+ * with glibc only. Nothing is loaded at import time; {@linkcode openLibc} loads the library when asked.
+ *
+ * @module
+ */
+
+/** Where glibc's `libc.so.6` lives on the systems flexo runs on (Arch, Debian and Ubuntu, Fedora; x86_64 and
+ * aarch64). The serve task, the Dockerfile and the compiled executable allow FFI for exactly these paths. */
+export const LIBC_PATHS: readonly string[] = [
+  "/usr/lib/libc.so.6",
+  "/lib/x86_64-linux-gnu/libc.so.6",
+  "/lib/aarch64-linux-gnu/libc.so.6",
+  "/lib64/libc.so.6",
+];
+
+const SYMBOLS = {
+  sendfile: { parameters: ["i32", "i32", "buffer", "usize"], result: "isize" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  // Waiting for a socket to accept more bytes blocks, so it runs on one of Deno's worker threads.
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
+  close: { parameters: ["i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  // Copies errno out of the C library's memory: reading a pointer from JavaScript needs every ffi permission.
+  memcpy: { parameters: ["buffer", "pointer", "usize"], result: "pointer" },
+} as const;
+
+/** The loaded library's functions, as Deno types them. */
+export type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+/** Constants of Linux (the same on x86_64 and aarch64). */
+export const LINUX = {
+  EINTR: 4,
+  EAGAIN: 11,
+  SOL_SOCKET: 1,
+  SO_COOKIE: 57,
+  AF_INET: 2,
+  AF_INET6: 10,
+  O_RDONLY_CLOEXEC: 0o2000000,
+  SEEK_END: 2,
+  POLLOUT: 4,
+  SHUT_WR: 1,
+  SHUT_RDWR: 2,
+  MSG_NOSIGNAL: 0x4000,
+  MSG_MORE: 0x8000,
+} as const;
+
+/** A loaded libc, or why there is none. */
+export type LibcResult = { ok: true; libc: LibcSymbols } | { ok: false; reason: string };
+
+/**
+ * Loads glibc from the first of `paths` that exists and that this process may load. Never throws: without Linux,
+ * without the `ffi` permission for the path, or without glibc, it says why.
+ */
+export function openLibc(paths: readonly string[] = LIBC_PATHS): LibcResult {
+  if (Deno.build.os !== "linux") return { ok: false, reason: `sendfile needs Linux, not ${Deno.build.os}` };
+  const allowed = paths.filter((path) =>
+    Deno.permissions.querySync({ name: "ffi", path }).state === "granted"
+  );
+  if (allowed.length === 0) {
+    return { ok: false, reason: `no permission to load libc (run with --allow-ffi=${paths.join(",")})` };
+  }
+  const problems: string[] = [];
+  for (const path of allowed) {
+    try {
+      Deno.statSync(path);
+    } catch {
+      continue;
+    }
+    try {
+      return { ok: true, libc: Deno.dlopen(path, SYMBOLS).symbols };
+    } catch (error) {
+      problems.push(`${path}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  return {
+    ok: false,
+    reason: problems.length > 0
+      ? `could not load libc (${problems.join("; ")})`
+      : `no glibc at ${allowed.join(", ")}`,
+  };
+}
+
+const errnoValue = new Int32Array(1);
+const errnoBytes = new Uint8Array(errnoValue.buffer);
+
+/** The main thread's `errno`, read right after a failed synchronous call (those run on the main thread). */
+export function errno(libc: LibcSymbols): number {
+  libc.memcpy(errnoBytes, libc.__errno_location(), 4n);
+  return errnoValue[0];
+}
+
+/** An address and port as a socket reports them. */
+export interface SocketAddress {
+  /** 16 bytes, IPv4 addresses mapped into IPv6 (`::ffff:a.b.c.d`). */
+  address: Uint8Array;
+  port: number;
+}
+
+/** Parses a `struct sockaddr_in` or `sockaddr_in6`; undefined for other families. */
+export function parseSockaddr(bytes: Uint8Array): SocketAddress | undefined {
+  const family = bytes[0] | (bytes[1] << 8);
+  const port = (bytes[2] << 8) | bytes[3];
+  if (family === LINUX.AF_INET) return { address: mappedIpv4(bytes.subarray(4, 8)), port };
+  if (family === LINUX.AF_INET6) return { address: bytes.slice(8, 24), port };
+  return undefined;
+}
+
+/** The 16-byte form of a textual IPv4 or IPv6 address (as Deno writes them), or undefined when unreadable. */
+export function addressBytes(text: string): Uint8Array | undefined {
+  const host = text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
+  if (v4) return mappedIpv4(Uint8Array.from(v4.slice(1).map(Number)));
+  const zoneless = host.split("%")[0];
+  if (!/^[0-9a-fA-F:.]+$/.test(zoneless) || !zoneless.includes(":")) return undefined;
+  const [headText, tailText, more] = zoneless.split("::");
+  if (more !== undefined) return undefined;
+  const groups = (part: string | undefined): number[] | undefined => {
+    if (part === undefined || part === "") return [];
+    const out: number[] = [];
+    for (const piece of part.split(":")) {
+      const embedded = addressBytes(piece);
+      if (piece.includes(".") && embedded) {
+        out.push((embedded[12] << 8) | embedded[13], (embedded[14] << 8) | embedded[15]);
+      } else if (/^[0-9a-fA-F]{1,4}$/.test(piece)) out.push(parseInt(piece, 16));
+      else return undefined;
+    }
+    return out;
+  };
+  const head = groups(headText);
+  const tail = groups(tailText);
+  if (head === undefined || tail === undefined) return undefined;
+  const missing = 8 - head.length - tail.length;
+  if (tailText === undefined ? missing !== 0 : missing < 1) return undefined;
+  const all = [...head, ...new Array(tailText === undefined ? 0 : missing).fill(0), ...tail];
+  const bytes = new Uint8Array(16);
+  all.forEach((group, i) => {
+    bytes[2 * i] = group >> 8;
+    bytes[2 * i + 1] = group & 0xff;
+  });
+  return bytes;
+}
+
+function mappedIpv4(four: Uint8Array): Uint8Array {
+  const bytes = new Uint8Array(16);
+  bytes[10] = 0xff;
+  bytes[11] = 0xff;
+  bytes.set(four, 12);
+  return bytes;
+}
