@@ -231,6 +231,7 @@ async function serve(cli: Cli): Promise<void> {
     hostnames: config.listen_ip_address,
     port: config.port,
     clientTimeoutMs: config.client_timeout_secs * 1000,
+    sendfile: config.sendfile,
   });
 
   const stop = async (signal: string) => {

@@ -10,13 +10,15 @@
  */
 
 import { parseArgs } from "node:util";
+import { LIBC_PATHS } from "../src/libc.ts";
 
 /** The targets built by default. */
 export const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] as const;
 
 /**
  * The permissions baked into the executable: network (upstream mirrors and listening), files (the cache,
- * state and configuration, whose places are configurable), environment (FLEXO_* settings), and the host name.
+ * state and configuration, whose places are configurable), environment (FLEXO_* settings), the host name, and
+ * loading glibc from its usual places, for sendfile (src/sendfile.ts; without it files go through Deno).
  */
 export const PERMISSIONS = [
   "--allow-net",
@@ -24,6 +26,7 @@ export const PERMISSIONS = [
   "--allow-write",
   "--allow-env",
   "--allow-sys=hostname",
+  `--allow-ffi=${LIBC_PATHS.join(",")}`,
 ];
 
 /**

@@ -14,6 +14,8 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import type { ClientSocket, FileSender } from "./sendfile.ts";
+import { sendBelowServer, shouldSendfile } from "./sendfile_response.ts";
 
 const log = getLogger(["flexo", "server"]);
 
@@ -69,8 +71,10 @@ const ACCEPT_RETRY_MS = 100;
 
 /**
  * Listens on `hostname:port` and serves every connection with `handler`, closing a connection that has no
- * request in progress and does not complete a request head within `timeoutMs`. Throws what `Deno.listen` throws
- * (`AddrInUse`, `PermissionDenied`, ...), and when this Deno cannot serve single connections.
+ * request in progress and does not complete a request head within `timeoutMs`. With a `sender`, large cached
+ * files go out with sendfile (see sendfile.ts), and a client that takes none of their bytes for `timeoutMs` is
+ * cut off. Throws what `Deno.listen` throws (`AddrInUse`, `PermissionDenied`, ...), and when this Deno cannot
+ * serve single connections.
  */
 export function listenForClients(
   handler: ConnectionHandler,
@@ -79,6 +83,7 @@ export function listenForClients(
     port: number;
     timeoutMs: number;
     onError: (error: unknown) => Response | Promise<Response>;
+    sender?: FileSender;
   },
 ): ClientListener {
   const serve = serveHttpOnConnection();
@@ -122,10 +127,25 @@ export function listenForClients(
     const done = () => {
       if (--state.running === 0) state.idleSince = performance.now();
     };
+    const sender = options.sender;
+    // The connection's socket, looked up once, when its first large file is sent (null: not found).
+    let socket: ClientSocket | null | undefined;
+    const socketOf = () => {
+      if (socket === undefined) socket = sender?.findSocket(conn) ?? null;
+      return socket ?? undefined;
+    };
+    const viaSendfile = (req: Request, response: Response) =>
+      sender !== undefined && shouldSendfile(req, response, sender)
+        ? sendBelowServer(response, { sender, socket: socketOf, stallMs: options.timeoutMs })
+        : response;
     const answer: ConnectionHandler = (req, info) => {
       state.running++;
       info.completed.then(done, done);
-      return handler(req, info);
+      const response = handler(req, info);
+      if (sender === undefined) return response;
+      return response instanceof Response
+        ? viaSendfile(req, response)
+        : response.then((r) => viaSendfile(req, r));
     };
     let server: ConnectionServer;
     try {

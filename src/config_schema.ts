@@ -261,6 +261,12 @@ export const configObjectSchema = z.object({
       "Seconds a client connection may take to send a complete request, counted from when it connected or " +
         "from the end of its previous response; then flexo closes it. 0 turns the timeout off.",
     ),
+  sendfile: z.boolean({ error: BOOLEAN }).default(true)
+    .describe(
+      "Send cached files of 1 MiB or more with the kernel's sendfile (a quarter of the CPU; the connection " +
+        "closes after each such file). Needs Linux, glibc and Deno's ffi permission for libc, and " +
+        "client_timeout_secs above 0; otherwise files go through Deno.",
+    ),
   max_speed_limit: z.preprocess(
     parsedOrRaw(parseBandwidth),
     z.number({ error: MAX_SPEED_LIMIT }).int().min(1),

@@ -9,6 +9,7 @@ import type { CachedFile, HotFile } from "./cache_store.ts";
 import type { Download, DownloadHead } from "./download.ts";
 import { HttpError } from "./http_error.ts";
 import { followDownload, readFileRange } from "./live_reader.ts";
+import { markFileResponse } from "./sendfile.ts";
 import {
   contentRange,
   ifRangeMatches,
@@ -88,7 +89,14 @@ export async function serveCachedFile(
     };
   }
   const body = await readFileRange(file.path, { start, end, size: file.size });
-  return { response: new Response(body, { status, headers }), bytes: length, readsFile: file.path };
+  // Marked so that the connection layer may send the range with sendfile instead (see sendfile.ts).
+  const response = markFileResponse(new Response(body, { status, headers }), {
+    path: file.path,
+    start,
+    length,
+    size: file.size,
+  });
+  return { response, bytes: length, readsFile: file.path };
 }
 
 /** The headers of a 200 answer with a whole cached file, in the order serveCachedFile() sends them. */

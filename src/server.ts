@@ -7,6 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { FlexoApp } from "./app.ts";
 import { canServeConnections, listenForClients } from "./client_connections.ts";
+import { type FileSender, openFileSender } from "./sendfile.ts";
 
 const log = getLogger(["flexo", "server"]);
 
@@ -32,14 +33,25 @@ function onError(error: unknown): Response {
   return new Response("Internal error; see the proxy's log\n", { status: 500 });
 }
 
+/** A sender for large cached files, or undefined (saying why) when this process cannot use sendfile. */
+function fileSender(): FileSender | undefined {
+  const opened = openFileSender();
+  if (opened.ok) return opened.sender;
+  log.info("Large files are streamed through Deno, not sent with sendfile: {reason}", {
+    reason: opened.reason,
+  });
+  return undefined;
+}
+
 /**
  * Starts listening on each address with `port`. With `clientTimeoutMs` above 0 (the default is 60 s), a client
  * connection that does not complete a request head within that time, after connecting or after its previous
- * response, is closed; 0 serves with plain `Deno.serve`, which has no such timeout.
+ * response, is closed; 0 serves with plain `Deno.serve`, which has no such timeout. With `sendfile` (the
+ * default) and per-connection serving, large cached files are sent with sendfile(2) where this process can.
  */
 export function startServer(
   app: FlexoApp,
-  options: { hostnames: readonly string[]; port: number; clientTimeoutMs?: number },
+  options: { hostnames: readonly string[]; port: number; clientTimeoutMs?: number; sendfile?: boolean },
 ): RunningServer {
   const timeoutMs = options.clientTimeoutMs ?? 60_000;
   const perConnection = timeoutMs > 0 && canServeConnections();
@@ -48,12 +60,13 @@ export function startServer(
       "This Deno cannot serve single connections: clients that never complete a request are not timed out",
     );
   }
+  const sender = perConnection && (options.sendfile ?? true) ? fileSender() : undefined;
   const servers: Listening[] = [];
   const addresses: { hostname: string; port: number }[] = [];
   for (const hostname of options.hostnames) {
     try {
       const server: Listening = perConnection
-        ? listenForClients(app.fetch, { hostname, port: options.port, timeoutMs, onError })
+        ? listenForClients(app.fetch, { hostname, port: options.port, timeoutMs, onError, sender })
         : Deno.serve({ hostname, port: options.port, onListen: () => {}, onError }, app.fetch);
       servers.push(server);
       addresses.push({ hostname: server.addr.hostname, port: server.addr.port });

@@ -3,8 +3,13 @@
  * keep-alive connections too, while requests in progress and reused connections are left alone.
  */
 
+import { join } from "node:path";
 import { canServeConnections, type ClientListener, listenForClients } from "../src/client_connections.ts";
+import { readFileRange } from "../src/live_reader.ts";
+import { markFileResponse, openFileSender } from "../src/sendfile.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
+import { randomBytes } from "./helpers/bytes.ts";
+import { withTempDir } from "./helpers/temp_dir.ts";
 import { withinMs } from "./helpers/proxy_server.ts";
 import { waitFor } from "./helpers/wait.ts";
 
@@ -179,3 +184,60 @@ Deno.test("shutdown() of listenForClients() closes idle connections, waits for r
   );
   assert(refused, "the listener still accepts connections after shutdown()");
 });
+
+Deno.test("listenForClients() with a sender sends a large marked file with sendfile and closes, keeping small answers alive", async () => {
+  const opened = openFileSender();
+  assert(opened.ok, opened.ok ? "" : opened.reason);
+  const bytes = randomBytes(2 * 1024 * 1024 + 7);
+  await withTempDir(async (dir) => {
+    const path = join(dir, "large.pkg.tar.zst");
+    await Deno.writeFile(path, bytes);
+    const listener = listenForClients(async (req) => {
+      if (!req.url.endsWith("/large")) return new Response("hello");
+      const body = await readFileRange(path, { start: 0, end: bytes.length - 1, size: bytes.length });
+      const response = new Response(body, {
+        headers: { "content-length": String(bytes.length), "x-kind": "package" },
+      });
+      return markFileResponse(response, { path, start: 0, length: bytes.length, size: bytes.length });
+    }, {
+      hostname: "127.0.0.1",
+      port: 0,
+      timeoutMs: 10_000,
+      onError: () => new Response("error", { status: 500 }),
+      sender: opened.sender,
+    });
+    const conn = await connect(listener);
+    try {
+      await conn.write(encoder.encode(GET));
+      assert(
+        (await readResponse(conn)).endsWith("hello"),
+        "a small answer first, on a kept-alive connection",
+      );
+      await conn.write(encoder.encode("GET /large HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+      const received = await withinMs(readBytesUntilClosed(conn), 10_000, "the large answer never ended");
+      const split = decoder.decode(received.subarray(0, 4096)).indexOf("\r\n\r\n");
+      const head = decoder.decode(received.subarray(0, split));
+      assert(head.startsWith("HTTP/1.1 200 OK\r\n"), head);
+      assert(/\r\nconnection: close\r\n/.test(head + "\r\n"), head);
+      assert(head.includes(`content-length: ${bytes.length}`) && head.includes("x-kind: package"), head);
+      assertEquals(received.subarray(split + 4), bytes);
+      const again = await fetch(`http://127.0.0.1:${listener.addr.port}/`);
+      assertEquals(await again.text(), "hello");
+    } finally {
+      await listener.shutdown();
+    }
+  });
+});
+
+/** Reads bytes until the server closes the connection. */
+async function readBytesUntilClosed(conn: Deno.Conn): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await new Response(conn.readable).arrayBuffer());
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // conn.readable closes the connection at its end
+    }
+  }
+}

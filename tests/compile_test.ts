@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { compileArgs, isMissingBase, PERMISSIONS, TARGETS, V8_FLAGS_ARG } from "../scripts/compile.ts";
+import { LIBC_PATHS } from "../src/libc.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -25,6 +26,11 @@ Deno.test("compileArgs() bakes in the needed permissions and nothing broader, fo
     ) {
       assert(!args.includes(broad), `${target}: ${broad} is broader than flexo needs`);
     }
+    assertEquals(
+      args.filter((a) => a.startsWith("--allow-ffi")),
+      [`--allow-ffi=${LIBC_PATHS.join(",")}`],
+      `${target}: foreign functions only from libc, for sendfile`,
+    );
     for (const permission of args.filter((a) => a.startsWith("--allow-"))) {
       assert(PERMISSIONS.includes(permission), `${permission} is not one of the documented PERMISSIONS`);
     }

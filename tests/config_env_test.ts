@@ -28,6 +28,7 @@ Deno.test("loadConfig() reads numbers and booleans from FLEXO_* variables as TOM
     FLEXO_LOW_SPEED_LIMIT: "1048576",
     FLEXO_LOW_SPEED_TIME_SECS: "1",
     FLEXO_CLIENT_TIMEOUT_SECS: "0",
+    FLEXO_SENDFILE: "false",
     FLEXO_NUM_VERSIONS_RETAIN: "0",
     FLEXO_MIRRORS_AUTO_HTTPS_REQUIRED: "false",
     FLEXO_MIRRORS_AUTO_IPV6: "true",
@@ -43,6 +44,7 @@ Deno.test("loadConfig() reads numbers and booleans from FLEXO_* variables as TOM
   assert.equal(config.low_speed_limit, 1048576);
   assert.equal(config.low_speed_time_secs, 1);
   assert.equal(config.client_timeout_secs, 0);
+  assert.equal(config.sendfile, false);
   assert.equal(config.num_versions_retain, 0);
   assert.equal(config.mirrors_auto.https_required, false);
   assert.equal(config.mirrors_auto.ipv6, true);

@@ -53,6 +53,7 @@ Deno.test("defaultConfig() has flexo's defaults and returns a fresh plain object
   assert.equal(config.low_speed_time_secs, 5);
   assert.equal(config.low_speed_limit_formatted, undefined);
   assert.equal(config.client_timeout_secs, 60);
+  assert.equal(config.sendfile, true);
   assert.equal(config.max_speed_limit, undefined);
   assert.equal(config.num_versions_retain, 3);
   assert.equal(config.refresh_latency_tests_after, "8 days");
@@ -162,6 +163,7 @@ connect_timeout = 1000
 low_speed_limit_formatted = "500 KiB/s"
 low_speed_time_secs = 10
 client_timeout_secs = 30
+sendfile = false
 max_speed_limit = 102400
 num_versions_retain = 0
 max_cache_size = "50 GiB"
@@ -206,6 +208,7 @@ max_delay_secs = 7200
     low_speed_limit_formatted: "500 KiB/s",
     low_speed_time_secs: 10,
     client_timeout_secs: 30,
+    sendfile: false,
     max_speed_limit: 102400,
     num_versions_retain: 0,
     refresh_latency_tests_after: "1h 30min",
@@ -334,6 +337,7 @@ Deno.test("loadConfig() names key, value, source and expected form for every bad
     ['low_speed_time_secs = "5s"', ["low_speed_time_secs", '"5s"', "seconds"]],
     ["client_timeout_secs = -1", ["client_timeout_secs = -1", "0 turns the timeout off"]],
     ["client_timeout_secs = 1.5", ["client_timeout_secs = 1.5", "whole number of seconds"]],
+    ['sendfile = "yes"', ['sendfile = "yes"', "true or false"]],
     ['max_speed_limit = "fast"', ["max_speed_limit", '"fast"', "bytes per second"]],
     ["num_versions_retain = -1", ["num_versions_retain = -1", "0 keeps every version"]],
     ['refresh_latency_tests_after = "8 dayz"', ["refresh_latency_tests_after", '"8 dayz"', '"8 days"']],

@@ -7,6 +7,7 @@ import { Download, type DownloadHead } from "../src/download.ts";
 import { HttpError } from "../src/http_error.ts";
 import { MirrorPool } from "../src/mirrors.ts";
 import { contentTypeFor, ORIGIN_HEADER, serveCachedFile, serveDownload } from "../src/responses.ts";
+import { fileRangeOf } from "../src/sendfile.ts";
 import { type Gate, gatedMirror, testBytes } from "./helpers/fake_fetch.ts";
 
 const URL_PKG = "http://flexo.test/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst";
@@ -53,6 +54,11 @@ Deno.test("serveCachedFile() answers 200 with the validators, length, type and o
     assertEquals(response.headers.get("content-range"), null);
     assertEquals(served.bytes, SIZE);
     assertEquals(served.readsFile, file.path);
+    assertEquals(
+      fileRangeOf(response),
+      { path: file.path, start: 0, length: SIZE, size: SIZE },
+      "for sendfile",
+    );
     assertEquals(await bytesOf(response), data);
   });
 });
@@ -133,6 +139,12 @@ Deno.test("serveCachedFile() answers 206 with Content-Range for a byte range", a
       assertEquals(served.response.headers.get("content-range"), `bytes ${start}-${end}/${SIZE}`, range);
       assertEquals(served.response.headers.get("content-length"), String(end - start + 1), range);
       assertEquals(served.bytes, end - start + 1, range);
+      assertEquals(fileRangeOf(served.response), {
+        path: file.path,
+        start,
+        length: end - start + 1,
+        size: SIZE,
+      });
       assertEquals(await bytesOf(served.response), data.slice(start, end + 1), range);
     }
   });

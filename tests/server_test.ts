@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { createApp } from "../src/app.ts";
 import { startServer } from "../src/server.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
+import { randomBytes } from "./helpers/bytes.ts";
 import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
 import { startTestProxy, type TestProxy, withinMs } from "./helpers/proxy_server.ts";
 import { testConfig } from "./helpers/test_app.ts";
@@ -280,3 +281,50 @@ Deno.test("startServer() says clearly that the port is in use", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const sendfile of [true, false]) {
+  Deno.test(`startServer() serves a large cached package ${sendfile ? "with sendfile" : "through Deno (sendfile off)"}, whole and in ranges, on every address`, async () => {
+    const LARGE = "/core/os/x86_64/large-1.0-1-x86_64.pkg.tar.zst";
+    const bytes = randomBytes(3 * 1024 * 1024 + 5);
+    const dir = await Deno.makeTempDir({ prefix: "flexo-server-test-" });
+    const root = await Deno.makeTempDir({ prefix: "flexo-server-mirror-" });
+    await Deno.mkdir(join(root, dirname(LARGE)), { recursive: true });
+    await Deno.writeFile(join(root, LARGE), bytes);
+    const mirror = await startFakeMirror(root);
+    const hostnames = ipv6LoopbackAvailable() ? ["127.0.0.1", "::1"] : ["127.0.0.1"];
+    const app = createApp(testConfig(dir, [mirror.url]));
+    const server = startServer(app, { hostnames, port: 0, clientTimeoutMs: 60_000, sendfile });
+    try {
+      const cold = await fetch(`http://127.0.0.1:${server.addresses[0].port}${LARGE}`);
+      assertEquals(new Uint8Array(await cold.arrayBuffer()), bytes, "the cold download");
+      await app.downloads.idle();
+      for (const { hostname, port } of server.addresses) {
+        const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+        const whole = await fetch(`http://${host}:${port}${LARGE}`);
+        assertEquals(whole.headers.get("flexo-payload-origin"), "Cache");
+        assertEquals(whole.headers.get("connection"), sendfile ? "close" : null, `${hostname}: ${sendfile}`);
+        assertEquals(new Uint8Array(await whole.arrayBuffer()), bytes, `${hostname}: the whole file`);
+        const range = await fetch(`http://${host}:${port}${LARGE}`, {
+          headers: { Range: "bytes=1000-2000999" },
+        });
+        assertEquals(range.status, 206);
+        assertEquals(range.headers.get("content-range"), `bytes 1000-2000999/${bytes.length}`);
+        assertEquals(
+          new Uint8Array(await range.arrayBuffer()),
+          bytes.subarray(1000, 2001000),
+          `${hostname}: range`,
+        );
+        const head = await fetch(`http://${host}:${port}${LARGE}`, { method: "HEAD" });
+        assertEquals(head.headers.get("content-length"), String(bytes.length));
+        assertEquals(head.headers.get("connection"), null, "HEAD goes through Deno");
+      }
+      assertEquals(mirror.countRequests(LARGE), 1, "downloaded once");
+    } finally {
+      await server.shutdown({ graceMs: 2_000 });
+      await mirror.close();
+      await app.downloads.idle();
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(root, { recursive: true });
+    }
+  });
+}

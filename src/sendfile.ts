@@ -1,0 +1,252 @@
+/**
+ * Sending cached files to clients with the kernel's `sendfile(2)` instead of through Deno.
+ *
+ * Deno has no sendfile: it streams a file body by reading 64 KiB at a time on a worker thread and writing each
+ * piece to the socket, which costs about four times nginx's CPU per byte. For a GET of a whole cached file (or
+ * one range of it) of at least {@linkcode SENDFILE_MIN_BYTES}, the connection layer hands the app's response to
+ * {@linkcode sendBelowServer}: it finds the client's socket descriptor, writes the response head itself, lets the
+ * kernel copy the file into the socket, and shuts the socket's sending side. Deno's HTTP server cannot be told
+ * that someone else sent a body (a response without one goes out as `content-length: 0`, a shorter body is an
+ * error), so the head says `Connection: close` and the connection ends with the response; the client opens a new
+ * one for its next request. Deno's own answer, returned afterwards, fails against the closed side unseen.
+ *
+ * Bytes never go to the wrong client: the descriptor is identified by its socket cookie (`SO_COOKIE`, unique per
+ * socket until reboot), checked in the same synchronous step as every write, so a number reused by a new
+ * connection after the client went away is never written to. When anything is off before the head is sent (no
+ * permission, file changed, socket not found) the app's own response goes out as usual.
+ *
+ * @module
+ */
+
+import { addressBytes, errno, LIBC_PATHS, type LibcSymbols, LINUX, openLibc, parseSockaddr } from "./libc.ts";
+
+/** Smaller files go through Deno: below this, a kept-alive connection is worth more than the saved copying. */
+export const SENDFILE_MIN_BYTES = 1024 * 1024;
+
+/** How many responses may be sent this way at once; more are streamed by Deno. */
+export const SENDFILE_MAX_ACTIVE = 64;
+
+/** At most this many bytes per `sendfile` call, so one client cannot hold the event loop for long. */
+const MAX_CALL_BYTES = 1024 * 1024 * 1024;
+
+/** Descriptors above this are not searched for a connection's socket. */
+export const FD_SCAN_LIMIT = 16_384;
+
+/** How long one wait for a writable socket lasts before the stall clock is checked again. */
+const POLL_MS = 250;
+
+/** The byte range of a cached file that a response body streams. */
+export interface FileRange {
+  path: string;
+  /** Offset of the first byte sent. */
+  start: number;
+  /** Bytes sent. */
+  length: number;
+  /** Size of the whole file when the response was made; a file of another size is not sent. */
+  size: number;
+}
+
+// Keyed by the response itself: looking at `body` would turn a body of bytes into a stream on every small hit.
+const fileResponses = new WeakMap<Response, FileRange>();
+
+/** Records that `response`'s body streams `range` of a file, so that it may be sent with sendfile instead. */
+export function markFileResponse(response: Response, range: FileRange): Response {
+  fileResponses.set(response, range);
+  return response;
+}
+
+/** The file range that a response's body streams, if it was marked with {@linkcode markFileResponse}. */
+export function fileRangeOf(response: Response): FileRange | undefined {
+  return fileResponses.get(response);
+}
+
+/** A client connection's socket descriptor and the cookie of the socket it stood for when found. */
+export interface ClientSocket {
+  fd: number;
+  cookie: bigint;
+}
+
+/** How a send went: nothing written (the caller answers as usual), all sent, or broken off after the head. */
+export type SendOutcome = { outcome: "not_started"; reason: string } | { outcome: "sent" } | {
+  outcome: "failed";
+  reason: string;
+};
+
+/** Sends files to client sockets with sendfile(2). */
+export class FileSender {
+  #libc: LibcSymbols;
+  #active = 0;
+  #maxActive: number;
+
+  /** Wraps a loaded libc; see {@linkcode openFileSender}. */
+  constructor(libc: LibcSymbols, options: { maxActive?: number } = {}) {
+    this.#libc = libc;
+    this.#maxActive = options.maxActive ?? SENDFILE_MAX_ACTIVE;
+  }
+
+  /** Responses being sent right now. */
+  get active(): number {
+    return this.#active;
+  }
+
+  /** Whether another response may be sent this way now. */
+  get hasRoom(): boolean {
+    return this.#active < this.#maxActive;
+  }
+
+  /**
+   * The socket of `conn`: the descriptor whose peer and local addresses are the connection's. Deno does not say
+   * which descriptor a connection has, and reading /proc/self/fd needs all permissions, so the descriptors from
+   * 3 up to {@linkcode FD_SCAN_LIMIT} are asked in turn (one cheap call each; the kernel hands out the lowest free
+   * numbers, so a connection's is rarely far). Undefined when none matches: the connection is served by Deno alone.
+   */
+  findSocket(conn: Deno.Conn): ClientSocket | undefined {
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    const local = conn.localAddr as Deno.NetAddr;
+    const remoteBytes = addressBytes(remote.hostname);
+    const localBytes = addressBytes(local.hostname);
+    if (remoteBytes === undefined || localBytes === undefined) return undefined;
+    for (let fd = 3; fd < FD_SCAN_LIMIT; fd++) {
+      const peer = this.#address(fd, "peer");
+      if (peer?.port !== remote.port || !sameBytes(peer.address, remoteBytes)) continue;
+      const own = this.#address(fd, "own");
+      if (own?.port !== local.port || !sameBytes(own.address, localBytes)) continue;
+      const cookie = this.#cookie(fd);
+      if (cookie !== undefined) return { fd, cookie };
+    }
+    return undefined;
+  }
+
+  /**
+   * Writes `head` and then `range` of the file to `socket`, waiting while the client's side is full; gives up
+   * when the client takes nothing for `stallMs`. Shuts the socket's sending side after the last byte, and both
+   * sides when it breaks off after the head was sent.
+   */
+  async send(
+    socket: ClientSocket,
+    head: Uint8Array,
+    options: { range: FileRange; stallMs: number },
+  ): Promise<SendOutcome> {
+    const libc = this.#libc;
+    const { range } = options;
+    const fileFd = libc.open(new TextEncoder().encode(range.path + "\0"), LINUX.O_RDONLY_CLOEXEC);
+    if (fileFd < 0) {
+      return { outcome: "not_started", reason: `cannot open ${range.path} (errno ${errno(libc)})` };
+    }
+    this.#active++;
+    let written = 0;
+    try {
+      const size = Number(libc.lseek(fileFd, 0n, LINUX.SEEK_END));
+      if (size !== range.size) {
+        return { outcome: "not_started", reason: `${range.path} is now ${size} bytes, not ${range.size}` };
+      }
+      const total = head.length + range.length;
+      let stalledSince = performance.now();
+      const offset = new BigInt64Array([BigInt(range.start)]);
+      const offsetBytes = new Uint8Array(offset.buffer);
+      // Checked before the first write and after every wait: between two waits nothing else runs on this thread,
+      // so Deno cannot close the socket (and a new connection take its number) in between.
+      let mustCheck = true;
+      while (written < total) {
+        if (mustCheck && !this.#isStill(socket)) {
+          return written === 0
+            ? { outcome: "not_started", reason: "the client's connection is gone" }
+            : { outcome: "failed", reason: "the client's connection is gone" };
+        }
+        mustCheck = false;
+        const inHead = written < head.length;
+        const result = inHead
+          ? Number(libc.send(
+            socket.fd,
+            head.subarray(written),
+            BigInt(head.length - written),
+            LINUX.MSG_NOSIGNAL,
+          ))
+          : Number(
+            libc.sendfile(socket.fd, fileFd, offsetBytes, BigInt(Math.min(MAX_CALL_BYTES, total - written))),
+          );
+        const code = result < 0 ? errno(libc) : 0;
+        if (result > 0) {
+          written += result;
+          stalledSince = performance.now();
+          continue;
+        }
+        if (result === 0 && !inHead) return this.#breakOff(socket, `${range.path} ended early`);
+        if (result < 0 && code === LINUX.EINTR) continue;
+        if (result < 0 && code !== LINUX.EAGAIN) {
+          return written === 0
+            ? { outcome: "not_started", reason: `cannot write to the client (errno ${code})` }
+            : this.#breakOff(socket, `the client went away (errno ${code})`);
+        }
+        if (performance.now() - stalledSince >= options.stallMs) {
+          return this.#breakOff(socket, `the client took nothing for ${options.stallMs} ms`);
+        }
+        await this.#waitWritable(socket.fd);
+        mustCheck = true;
+      }
+      if (this.#isStill(socket)) libc.shutdown(socket.fd, LINUX.SHUT_WR);
+      return { outcome: "sent" };
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      return written === 0 ? { outcome: "not_started", reason } : this.#breakOff(socket, reason);
+    } finally {
+      this.#active--;
+      libc.close(fileFd);
+    }
+  }
+
+  /** Shuts both sides of `socket` (if it is still that socket) so the client sees the response cut short. */
+  #breakOff(socket: ClientSocket, reason: string): SendOutcome {
+    if (this.#isStill(socket)) this.#libc.shutdown(socket.fd, LINUX.SHUT_RDWR);
+    return { outcome: "failed", reason };
+  }
+
+  #isStill(socket: ClientSocket): boolean {
+    return this.#cookie(socket.fd) === socket.cookie;
+  }
+
+  #cookie(fd: number): bigint | undefined {
+    const value = new BigUint64Array(1);
+    const length = new Uint32Array([8]);
+    const failed = this.#libc.getsockopt(
+      fd,
+      LINUX.SOL_SOCKET,
+      LINUX.SO_COOKIE,
+      new Uint8Array(value.buffer),
+      new Uint8Array(length.buffer),
+    );
+    return failed === 0 ? value[0] : undefined;
+  }
+
+  #address(fd: number, which: "peer" | "own") {
+    const bytes = new Uint8Array(128);
+    const length = new Uint32Array([bytes.length]);
+    const call = which === "peer" ? this.#libc.getpeername : this.#libc.getsockname;
+    if (call(fd, bytes, new Uint8Array(length.buffer)) !== 0) return undefined;
+    return parseSockaddr(bytes);
+  }
+
+  async #waitWritable(fd: number): Promise<void> {
+    const pollfd = new Uint8Array(8);
+    const view = new DataView(pollfd.buffer);
+    view.setInt32(0, fd, true);
+    view.setInt16(4, LINUX.POLLOUT, true);
+    await this.#libc.poll(pollfd, 1n, POLL_MS);
+  }
+}
+
+/** A sender, or why this process cannot send files with sendfile. */
+export type FileSenderResult = { ok: true; sender: FileSender } | { ok: false; reason: string };
+
+/** Loads libc (see {@linkcode openLibc}) and makes a sender with it. */
+export function openFileSender(
+  options: { libcPaths?: readonly string[]; maxActive?: number } = {},
+): FileSenderResult {
+  const loaded = openLibc(options.libcPaths ?? LIBC_PATHS);
+  if (!loaded.ok) return loaded;
+  return { ok: true, sender: new FileSender(loaded.libc, { maxActive: options.maxActive }) };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}

@@ -1,0 +1,272 @@
+/**
+ * Sending files with sendfile(2) to real connections on 127.0.0.1: the bytes, ranges, refusals before the first
+ * byte, clients that stall or leave, and never writing to a connection that took over a closed one's number.
+ */
+
+import { join } from "node:path";
+import { type ClientSocket, type FileSender, openFileSender } from "../src/sendfile.ts";
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { randomBytes } from "./helpers/bytes.ts";
+import { withinMs } from "./helpers/proxy_server.ts";
+import { withTempDir } from "./helpers/temp_dir.ts";
+
+function sender(options: { maxActive?: number } = {}): FileSender {
+  const opened = openFileSender(options);
+  if (!opened.ok) throw new Error(opened.reason);
+  return opened.sender;
+}
+
+/** A listener on 127.0.0.1 and a way to get connected (server side, client side) pairs from it. */
+function pairs() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  return {
+    async connect(): Promise<{ server: Deno.Conn; client: Deno.Conn }> {
+      const [client, server] = await Promise.all([
+        Deno.connect({ hostname: "127.0.0.1", port }),
+        listener.accept(),
+      ]);
+      return { server, client };
+    },
+    close: () => listener.close(),
+  };
+}
+
+/** Everything the client receives until the server side ends (a reset counts as the end). */
+async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const buffer = new Uint8Array(256 * 1024);
+  try {
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      parts.push(buffer.slice(0, n));
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+  }
+  const all = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return all;
+}
+
+async function withFile(bytes: Uint8Array, fn: (path: string) => Promise<void>): Promise<void> {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "file.pkg.tar.zst");
+    await Deno.writeFile(path, bytes);
+    await fn(path);
+  });
+}
+
+const HEAD = new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const all = new Uint8Array(a.length + b.length);
+  all.set(a);
+  all.set(b, a.length);
+  return all;
+}
+
+Deno.test("findSocket() finds the descriptor of each of two connections from the same client", async () => {
+  const net = pairs();
+  const one = await net.connect();
+  const two = await net.connect();
+  try {
+    const files = sender();
+    const a = files.findSocket(one.server);
+    const b = files.findSocket(two.server);
+    assert(a !== undefined && b !== undefined, "both sockets found");
+    assert(a.fd !== b.fd && a.cookie !== b.cookie, `${a.fd}/${a.cookie} vs ${b.fd}/${b.cookie}`);
+    assertEquals(files.findSocket(one.server), a, "the same answer again");
+  } finally {
+    for (const conn of [one.server, one.client, two.server, two.client]) conn.close();
+    net.close();
+  }
+});
+
+Deno.test("send() writes the head and the whole file, then ends the connection", async () => {
+  const bytes = randomBytes(8 * 1024 * 1024 + 123);
+  await withFile(bytes, async (path) => {
+    const net = pairs();
+    const { server, client } = await net.connect();
+    try {
+      const files = sender();
+      const socket = files.findSocket(server)!;
+      const received = readAll(client);
+      const result = await files.send(socket, HEAD, {
+        range: { path, start: 0, length: bytes.length, size: bytes.length },
+        stallMs: 10_000,
+      });
+      assertEquals(result, { outcome: "sent" });
+      assertEquals(await withinMs(received, 10_000, "the client never saw the end"), concat(HEAD, bytes));
+      assertEquals(files.active, 0);
+    } finally {
+      server.close();
+      client.close();
+      net.close();
+    }
+  });
+});
+
+Deno.test("send() sends one range of the file from its offset", async () => {
+  const bytes = randomBytes(3 * 1024 * 1024);
+  await withFile(bytes, async (path) => {
+    const net = pairs();
+    const { server, client } = await net.connect();
+    try {
+      const files = sender();
+      const received = readAll(client);
+      const range = { path, start: 1_000_001, length: 1_500_000, size: bytes.length };
+      assertEquals(await files.send(files.findSocket(server)!, HEAD, { range, stallMs: 10_000 }), {
+        outcome: "sent",
+      });
+      assertEquals(await received, concat(HEAD, bytes.subarray(1_000_001, 2_500_001)));
+    } finally {
+      server.close();
+      client.close();
+      net.close();
+    }
+  });
+});
+
+Deno.test("send() writes nothing when the file is missing or has another size than the response says", async () => {
+  const bytes = randomBytes(2 * 1024 * 1024);
+  await withFile(bytes, async (path) => {
+    const net = pairs();
+    const { server, client } = await net.connect();
+    try {
+      const files = sender();
+      const socket = files.findSocket(server)!;
+      const changed = await files.send(socket, HEAD, {
+        range: { path, start: 0, length: bytes.length + 1, size: bytes.length + 1 },
+        stallMs: 1_000,
+      });
+      assertEquals(changed.outcome, "not_started");
+      const missing = await files.send(socket, HEAD, {
+        range: { path: path + ".gone", start: 0, length: 10, size: 10 },
+        stallMs: 1_000,
+      });
+      assertEquals(missing.outcome, "not_started");
+      server.close();
+      assertEquals((await readAll(client)).length, 0, "the client received nothing");
+    } finally {
+      client.close();
+      net.close();
+    }
+  });
+});
+
+Deno.test("send() never writes to a connection that got the descriptor number of a closed one", async () => {
+  const bytes = randomBytes(2 * 1024 * 1024);
+  await withFile(bytes, async (path) => {
+    const net = pairs();
+    const first = await net.connect();
+    const files = sender();
+    const old: ClientSocket = files.findSocket(first.server)!;
+    first.server.close();
+    first.client.close();
+    // The kernel hands out the lowest free number; another test in this process may take it first, so retry.
+    let second = await net.connect();
+    for (let i = 0; i < 20 && files.findSocket(second.server)?.fd !== old.fd; i++) {
+      second.server.close();
+      second.client.close();
+      second = await net.connect();
+    }
+    try {
+      const now = files.findSocket(second.server)!;
+      assertEquals(now.fd, old.fd, "the kernel reused the number (else this test proves nothing)");
+      const result = await files.send(old, HEAD, {
+        range: { path, start: 0, length: bytes.length, size: bytes.length },
+        stallMs: 1_000,
+      });
+      assertEquals(result.outcome, "not_started");
+      second.server.close();
+      assertEquals((await readAll(second.client)).length, 0, "the new client received nothing");
+    } finally {
+      second.client.close();
+      net.close();
+    }
+  });
+});
+
+Deno.test("send() gives up on a client that takes nothing for stallMs, and cuts the connection", async () => {
+  const bytes = randomBytes(32 * 1024 * 1024);
+  await withFile(bytes, async (path) => {
+    const net = pairs();
+    const { server, client } = await net.connect();
+    try {
+      const files = sender();
+      const started = performance.now();
+      const result = await withinMs(
+        files.send(files.findSocket(server)!, HEAD, {
+          range: { path, start: 0, length: bytes.length, size: bytes.length },
+          stallMs: 300,
+        }),
+        10_000,
+        "send() did not give up",
+      );
+      assertEquals(result.outcome, "failed");
+      assert(performance.now() - started >= 300);
+      const received = await readAll(client);
+      assert(received.length < HEAD.length + bytes.length, "the client sees a cut-short response");
+    } finally {
+      server.close();
+      client.close();
+      net.close();
+    }
+  });
+});
+
+Deno.test("send() reports a client that goes away in the middle as failed, without throwing", async () => {
+  const bytes = randomBytes(32 * 1024 * 1024);
+  await withFile(bytes, async (path) => {
+    const net = pairs();
+    const { server, client } = await net.connect();
+    try {
+      const files = sender();
+      const sending = files.send(files.findSocket(server)!, HEAD, {
+        range: { path, start: 0, length: bytes.length, size: bytes.length },
+        stallMs: 10_000,
+      });
+      const buffer = new Uint8Array(64 * 1024);
+      await client.read(buffer);
+      client.close();
+      const result = await withinMs(sending, 10_000, "send() never noticed");
+      assertEquals(result.outcome, "failed");
+      assertEquals(files.active, 0);
+    } finally {
+      server.close();
+      net.close();
+    }
+  });
+});
+
+Deno.test("hasRoom is false while maxActive sends run, and true again after", async () => {
+  const bytes = randomBytes(16 * 1024 * 1024);
+  await withFile(bytes, async (path) => {
+    const net = pairs();
+    const { server, client } = await net.connect();
+    try {
+      const files = sender({ maxActive: 1 });
+      assert(files.hasRoom);
+      const sending = files.send(files.findSocket(server)!, HEAD, {
+        range: { path, start: 0, length: bytes.length, size: bytes.length },
+        stallMs: 10_000,
+      });
+      assertEquals(files.active, 1);
+      assert(!files.hasRoom);
+      const received = readAll(client);
+      assertEquals((await sending).outcome, "sent");
+      assert(files.hasRoom);
+      assertEquals((await received).length, HEAD.length + bytes.length);
+    } finally {
+      server.close();
+      client.close();
+      net.close();
+    }
+  });
+});
