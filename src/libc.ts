@@ -26,6 +26,7 @@ const SYMBOLS = {
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   close: { parameters: ["i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   // Copies errno out of the C library's memory: reading a pointer from JavaScript needs every ffi permission.
   memcpy: { parameters: ["buffer", "pointer", "usize"], result: "pointer" },
@@ -43,7 +44,9 @@ export const LINUX = {
   AF_INET: 2,
   AF_INET6: 10,
   O_RDONLY_CLOEXEC: 0o2000000,
+  SEEK_SET: 0,
   SEEK_END: 2,
+  RLIMIT_NOFILE: 7,
   POLLOUT: 4,
   SHUT_WR: 1,
   SHUT_RDWR: 2,
@@ -94,6 +97,13 @@ const errnoBytes = new Uint8Array(errnoValue.buffer);
 export function errno(libc: LibcSymbols): number {
   libc.memcpy(errnoBytes, libc.__errno_location(), 4n);
   return errnoValue[0];
+}
+
+/** This process's limit of open descriptors (the soft `RLIMIT_NOFILE`), or undefined when it cannot be read. */
+export function openFilesLimit(libc: LibcSymbols): number | undefined {
+  const limits = new BigUint64Array(2);
+  if (libc.getrlimit(LINUX.RLIMIT_NOFILE, new Uint8Array(limits.buffer)) !== 0) return undefined;
+  return limits[0] > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(limits[0]);
 }
 
 /** An address and port as a socket reports them. */

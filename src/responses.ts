@@ -155,11 +155,30 @@ export function serveDownload(
   if (req.method === "HEAD" || length === 0) {
     return { response: new Response(null, { status, headers }), bytes: 0 };
   }
-  return {
-    response: new Response(followDownload(download, { start, end }, { onBytes: options.onBytes }), {
-      status,
-      headers,
-    }),
-    bytes: length ?? 0,
-  };
+  const response = new Response(followDownload(download, { start, end }, { onBytes: options.onBytes }), {
+    status,
+    headers,
+  });
+  if (length !== undefined && total !== undefined) {
+    // Marked so that the connection layer may send the bytes with sendfile as the download writes them.
+    markFileResponse(response, {
+      path: download.partialPath,
+      start,
+      length,
+      size: total,
+      growing: {
+        alternatives: [download.finalPath, download.partialPath],
+        written: () => download.written,
+        changed: () => download.changed(),
+        outcome: () =>
+          download.state === "complete"
+            ? "complete"
+            : download.ended
+            ? { failed: download.error?.message ?? `the download ended (${download.state})` }
+            : "running",
+        onBytes: options.onBytes,
+      },
+    });
+  }
+  return { response, bytes: length ?? 0 };
 }

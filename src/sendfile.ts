@@ -11,14 +11,32 @@
  * one for its next request. Deno's own answer, returned afterwards, fails against the closed side unseen.
  *
  * Bytes never go to the wrong client: the descriptor is identified by its socket cookie (`SO_COOKIE`, unique per
- * socket until reboot), checked in the same synchronous step as every write, so a number reused by a new
- * connection after the client went away is never written to. When anything is off before the head is sent (no
- * permission, file changed, socket not found) the app's own response goes out as usual.
+ * socket until reboot), checked before the first write and after every wait (nothing else runs on this thread in
+ * between), so a number reused by a new connection after the client went away is never written to. When anything
+ * is off before the head is sent (no permission, file changed, socket not found) the app's own response goes out
+ * as usual.
+ *
+ * While a client's socket is full, the send waits in `poll(2)` on one of Deno's worker threads. At most
+ * {@linkcode SENDFILE_MAX_ACTIVE} sends run at once, which bounds those threads; further large responses are
+ * streamed by Deno meanwhile.
  *
  * @module
  */
 
-import { addressBytes, errno, LIBC_PATHS, type LibcSymbols, LINUX, openLibc, parseSockaddr } from "./libc.ts";
+import { getLogger } from "@logtape/logtape";
+import {
+  addressBytes,
+  errno,
+  LIBC_PATHS,
+  type LibcSymbols,
+  LINUX,
+  openFilesLimit,
+  openLibc,
+  parseSockaddr,
+} from "./libc.ts";
+
+const log = getLogger(["flexo", "server"]);
+const ENCODER = new TextEncoder();
 
 /** Smaller files go through Deno: below this, a kept-alive connection is worth more than the saved copying. */
 export const SENDFILE_MIN_BYTES = 1024 * 1024;
@@ -26,24 +44,47 @@ export const SENDFILE_MIN_BYTES = 1024 * 1024;
 /** How many responses may be sent this way at once; more are streamed by Deno. */
 export const SENDFILE_MAX_ACTIVE = 64;
 
-/** At most this many bytes per `sendfile` call, so one client cannot hold the event loop for long. */
-const MAX_CALL_BYTES = 1024 * 1024 * 1024;
+/**
+ * At most this many bytes per `sendfile` call. The kernel copies no more than the socket's free buffer space per
+ * call (a few MiB on Linux's defaults), so one client holds the event loop only briefly; the cap bounds a call on
+ * a socket with an unusually large buffer. (A 4 MiB cap measured slower than letting the buffer decide.)
+ */
+const MAX_CALL_BYTES = 16 * 1024 * 1024;
 
-/** Descriptors above this are not searched for a connection's socket. */
-export const FD_SCAN_LIMIT = 16_384;
+/** Descriptors at or above this are never searched for a connection's socket, whatever the process's limit. */
+export const FD_SCAN_LIMIT = 1 << 20;
+
+/** After this many connections in a row whose socket was not found, the sender stops looking. */
+export const MISSES_BEFORE_DISABLED = 3;
 
 /** How long one wait for a writable socket lasts before the stall clock is checked again. */
 const POLL_MS = 250;
 
-/** The byte range of a cached file that a response body streams. */
+/** The byte range of a file that a response body streams: a cached file, or one a download is writing. */
 export interface FileRange {
   path: string;
   /** Offset of the first byte sent. */
   start: number;
   /** Bytes sent. */
   length: number;
-  /** Size of the whole file when the response was made; a file of another size is not sent. */
+  /** Size of the whole file (when complete); a cached file of another size is not sent. */
   size: number;
+  /** For a file that a download is still writing: how far it is, and how to wait for more. */
+  growing?: GrowingFile;
+}
+
+/** A file that a download is writing, as {@linkcode FileSender.send} follows it. */
+export interface GrowingFile {
+  /** Where the file may be instead of `path` when opened (a download renames its file when it is complete). */
+  alternatives: readonly string[];
+  /** Bytes on disk so far. */
+  written(): number;
+  /** Resolves at the next change: more bytes, or the end. */
+  changed(): Promise<void>;
+  /** Whether the download still runs, completed, or failed (and why). */
+  outcome(): "running" | "complete" | { failed: string };
+  /** Told how many body bytes went out after each write. */
+  onBytes?(bytes: number): void;
 }
 
 // Keyed by the response itself: looking at `body` would turn a body of bytes into a stream on every small hit.
@@ -77,11 +118,14 @@ export class FileSender {
   #libc: LibcSymbols;
   #active = 0;
   #maxActive: number;
+  #missesInARow = 0;
+  #fdLimit: number;
 
   /** Wraps a loaded libc; see {@linkcode openFileSender}. */
   constructor(libc: LibcSymbols, options: { maxActive?: number } = {}) {
     this.#libc = libc;
     this.#maxActive = options.maxActive ?? SENDFILE_MAX_ACTIVE;
+    this.#fdLimit = Math.min(openFilesLimit(libc) ?? 65_536, FD_SCAN_LIMIT);
   }
 
   /** Responses being sent right now. */
@@ -91,14 +135,23 @@ export class FileSender {
 
   /** Whether another response may be sent this way now. */
   get hasRoom(): boolean {
-    return this.#active < this.#maxActive;
+    return this.#active < this.#maxActive && !this.disabled;
+  }
+
+  /**
+   * True once {@linkcode FileSender.findSocket} has failed for {@linkcode MISSES_BEFORE_DISABLED} connections in
+   * a row: then this Deno keeps its sockets where they cannot be found, and searching again only costs time.
+   */
+  get disabled(): boolean {
+    return this.#missesInARow >= MISSES_BEFORE_DISABLED;
   }
 
   /**
    * The socket of `conn`: the descriptor whose peer and local addresses are the connection's. Deno does not say
    * which descriptor a connection has, and reading /proc/self/fd needs all permissions, so the descriptors from
-   * 3 up to {@linkcode FD_SCAN_LIMIT} are asked in turn (one cheap call each; the kernel hands out the lowest free
-   * numbers, so a connection's is rarely far). Undefined when none matches: the connection is served by Deno alone.
+   * 3 up to the process's limit of open files are asked in turn (one cheap call each, about 0.3 us; the kernel
+   * hands out the lowest free numbers, so a connection's is rarely far). Undefined when none matches: the
+   * connection is served by Deno alone.
    */
   findSocket(conn: Deno.Conn): ClientSocket | undefined {
     const remote = conn.remoteAddr as Deno.NetAddr;
@@ -106,42 +159,57 @@ export class FileSender {
     const remoteBytes = addressBytes(remote.hostname);
     const localBytes = addressBytes(local.hostname);
     if (remoteBytes === undefined || localBytes === undefined) return undefined;
-    for (let fd = 3; fd < FD_SCAN_LIMIT; fd++) {
+    for (let fd = 3; fd < this.#fdLimit; fd++) {
       const peer = this.#address(fd, "peer");
       if (peer?.port !== remote.port || !sameBytes(peer.address, remoteBytes)) continue;
       const own = this.#address(fd, "own");
       if (own?.port !== local.port || !sameBytes(own.address, localBytes)) continue;
       const cookie = this.#cookie(fd);
-      if (cookie !== undefined) return { fd, cookie };
+      if (cookie === undefined) continue;
+      this.#missesInARow = 0;
+      return { fd, cookie };
+    }
+    if (++this.#missesInARow === MISSES_BEFORE_DISABLED) {
+      log.warn("sendfile is off: the sockets of {count} connections in a row were not found", {
+        count: MISSES_BEFORE_DISABLED,
+      });
     }
     return undefined;
   }
 
   /**
-   * Writes `head` and then `range` of the file to `socket`, waiting while the client's side is full; gives up
-   * when the client takes nothing for `stallMs`. Shuts the socket's sending side after the last byte, and both
-   * sides when it breaks off after the head was sent.
+   * Writes `head` and then `range` of the file to `socket`, waiting while the client's side is full (and, for a
+   * growing file, while the download has not written the next bytes); gives up when the client takes nothing for
+   * `stallMs`. Shuts the socket's sending side after the last byte (for a growing file sent to its end, once the
+   * download has completed), and both sides when it breaks off after the head was sent.
    */
   async send(
     socket: ClientSocket,
     head: Uint8Array,
-    options: { range: FileRange; stallMs: number },
+    options: { range: FileRange; stallMs: number; onCommitted?: () => void },
   ): Promise<SendOutcome> {
     const libc = this.#libc;
     const { range } = options;
-    const fileFd = libc.open(new TextEncoder().encode(range.path + "\0"), LINUX.O_RDONLY_CLOEXEC);
-    if (fileFd < 0) {
-      return { outcome: "not_started", reason: `cannot open ${range.path} (errno ${errno(libc)})` };
+    const growing = range.growing;
+    const paths = [range.path, ...(growing?.alternatives ?? [])];
+    let fileFd = -1;
+    for (const path of paths) {
+      fileFd = libc.open(ENCODER.encode(path + "\0"), LINUX.O_RDONLY_CLOEXEC);
+      if (fileFd >= 0) break;
     }
+    if (fileFd < 0) return { outcome: "not_started", reason: `cannot open ${paths.join(" or ")}` };
     this.#active++;
     let written = 0;
     try {
       const size = Number(libc.lseek(fileFd, 0n, LINUX.SEEK_END));
-      if (size !== range.size) {
+      // sendfile reads at its own offset; the position stays at 0 so that /proc shows no reading ahead.
+      libc.lseek(fileFd, 0n, LINUX.SEEK_SET);
+      if (growing === undefined && size !== range.size) {
         return { outcome: "not_started", reason: `${range.path} is now ${size} bytes, not ${range.size}` };
       }
       const total = head.length + range.length;
       let stalledSince = performance.now();
+      const pollfd = this.#pollfd(socket.fd);
       const offset = new BigInt64Array([BigInt(range.start)]);
       const offsetBytes = new Uint8Array(offset.buffer);
       // Checked before the first write and after every wait: between two waits nothing else runs on this thread,
@@ -155,19 +223,33 @@ export class FileSender {
         }
         mustCheck = false;
         const inHead = written < head.length;
+        let count = head.length - written;
+        if (!inHead) {
+          const sent = written - head.length;
+          count = Math.min(MAX_CALL_BYTES, (growing ? this.#sendable(range, growing) : range.length) - sent);
+          if (count <= 0) {
+            // Only a growing file runs dry: wait for the download, which is no stall of the client.
+            const state = growing!.outcome();
+            if (state !== "running") {
+              return this.#breakOff(
+                socket,
+                state === "complete" ? `the download ended before byte ${range.start + sent}` : state.failed,
+              );
+            }
+            await growing!.changed();
+            mustCheck = true;
+            stalledSince = performance.now();
+            continue;
+          }
+        }
         const result = inHead
-          ? Number(libc.send(
-            socket.fd,
-            head.subarray(written),
-            BigInt(head.length - written),
-            LINUX.MSG_NOSIGNAL,
-          ))
-          : Number(
-            libc.sendfile(socket.fd, fileFd, offsetBytes, BigInt(Math.min(MAX_CALL_BYTES, total - written))),
-          );
+          ? Number(libc.send(socket.fd, head.subarray(written), BigInt(count), LINUX.MSG_NOSIGNAL))
+          : Number(libc.sendfile(socket.fd, fileFd, offsetBytes, BigInt(count)));
         const code = result < 0 ? errno(libc) : 0;
         if (result > 0) {
+          if (written === 0) options.onCommitted?.();
           written += result;
+          if (!inHead) growing?.onBytes?.(result);
           stalledSince = performance.now();
           continue;
         }
@@ -181,7 +263,7 @@ export class FileSender {
         if (performance.now() - stalledSince >= options.stallMs) {
           return this.#breakOff(socket, `the client took nothing for ${options.stallMs} ms`);
         }
-        await this.#waitWritable(socket.fd);
+        await libc.poll(pollfd, 1n, POLL_MS);
         mustCheck = true;
       }
       if (this.#isStill(socket)) libc.shutdown(socket.fd, LINUX.SHUT_WR);
@@ -195,6 +277,17 @@ export class FileSender {
     }
   }
 
+  /**
+   * How many bytes of `range` may go out now: what the download has written, but not the file's last byte until
+   * the download has verified and committed the file, so that a client whose bytes turn out to be wrong gets a
+   * response shorter than its length (an error), never a complete one.
+   */
+  #sendable(range: FileRange, growing: GrowingFile): number {
+    const onDisk = Math.min(growing.written() - range.start, range.length);
+    const reachesEnd = range.start + range.length === range.size;
+    return reachesEnd && growing.outcome() !== "complete" ? Math.min(onDisk, range.length - 1) : onDisk;
+  }
+
   /** Shuts both sides of `socket` (if it is still that socket) so the client sees the response cut short. */
   #breakOff(socket: ClientSocket, reason: string): SendOutcome {
     if (this.#isStill(socket)) this.#libc.shutdown(socket.fd, LINUX.SHUT_RDWR);
@@ -205,33 +298,40 @@ export class FileSender {
     return this.#cookie(socket.fd) === socket.cookie;
   }
 
+  // Scratch memory for the synchronous calls below: they run on this thread one at a time, so one set serves
+  // them all, and the many calls of a send make no garbage.
+  #cookieValue = new BigUint64Array(1);
+  #cookieBytes = new Uint8Array(this.#cookieValue.buffer);
+  #lengthValue = new Uint32Array(1);
+  #lengthBytes = new Uint8Array(this.#lengthValue.buffer);
+  #sockaddr = new Uint8Array(128);
+
   #cookie(fd: number): bigint | undefined {
-    const value = new BigUint64Array(1);
-    const length = new Uint32Array([8]);
+    this.#lengthValue[0] = 8;
     const failed = this.#libc.getsockopt(
       fd,
       LINUX.SOL_SOCKET,
       LINUX.SO_COOKIE,
-      new Uint8Array(value.buffer),
-      new Uint8Array(length.buffer),
+      this.#cookieBytes,
+      this.#lengthBytes,
     );
-    return failed === 0 ? value[0] : undefined;
+    return failed === 0 ? this.#cookieValue[0] : undefined;
   }
 
   #address(fd: number, which: "peer" | "own") {
-    const bytes = new Uint8Array(128);
-    const length = new Uint32Array([bytes.length]);
+    this.#lengthValue[0] = this.#sockaddr.length;
     const call = which === "peer" ? this.#libc.getpeername : this.#libc.getsockname;
-    if (call(fd, bytes, new Uint8Array(length.buffer)) !== 0) return undefined;
-    return parseSockaddr(bytes);
+    if (call(fd, this.#sockaddr, this.#lengthBytes) !== 0) return undefined;
+    return parseSockaddr(this.#sockaddr);
   }
 
-  async #waitWritable(fd: number): Promise<void> {
+  /** A `struct pollfd` asking whether `fd` can take more bytes; one per send, read by a worker thread. */
+  #pollfd(fd: number): Uint8Array {
     const pollfd = new Uint8Array(8);
     const view = new DataView(pollfd.buffer);
     view.setInt32(0, fd, true);
     view.setInt16(4, LINUX.POLLOUT, true);
-    await this.#libc.poll(pollfd, 1n, POLL_MS);
+    return pollfd;
   }
 }
 

@@ -8,6 +8,7 @@ import { getLogger } from "@logtape/logtape";
 import { type ClientSocket, fileRangeOf, type FileSender, SENDFILE_MIN_BYTES } from "./sendfile.ts";
 
 const log = getLogger(["flexo", "server"]);
+const ENCODER = new TextEncoder();
 
 /** Headers that describe the connection or the framing, which the head written here sets itself. */
 const FRAMING_HEADERS = new Set(["connection", "keep-alive", "transfer-encoding", "content-length"]);
@@ -29,7 +30,7 @@ export function responseHead(response: Response, options: { length: number; now?
   }
   lines.push(`content-length: ${options.length}`, "connection: close");
   if (!hasDate) lines.push(`date: ${(options.now ?? new Date()).toUTCString()}`);
-  return new TextEncoder().encode(lines.join("\r\n") + "\r\n\r\n");
+  return ENCODER.encode(lines.join("\r\n") + "\r\n\r\n");
 }
 
 /**
@@ -57,9 +58,12 @@ export async function sendBelowServer(
   const range = fileRangeOf(response);
   const socket = options.socket();
   if (range === undefined || socket === undefined) return response;
+  // Once the first byte is out, the app's body (its open file, or its follower of a download) is not needed.
+  const release = () => void response.body?.cancel().catch(() => {});
   const result = await options.sender.send(socket, responseHead(response, { length: range.length }), {
     range,
     stallMs: options.stallMs,
+    onCommitted: release,
   });
   if (result.outcome === "not_started") {
     log.debug("Streaming {path} through Deno: {reason}", { path: range.path, reason: result.reason });
@@ -68,6 +72,5 @@ export async function sendBelowServer(
   if (result.outcome === "failed") {
     log.info("Sending {path} to a client stopped: {reason}", { path: range.path, reason: result.reason });
   }
-  await response.body?.cancel().catch(() => {});
   return new Response(null, { status: response.status });
 }

@@ -60,7 +60,11 @@ export function startServer(
       "This Deno cannot serve single connections: clients that never complete a request are not timed out",
     );
   }
-  const sender = perConnection && (options.sendfile ?? true) ? fileSender() : undefined;
+  const wantsSendfile = options.sendfile ?? true;
+  if (wantsSendfile && !perConnection) {
+    log.info("Large files are streamed through Deno: sendfile needs client_timeout_secs above 0");
+  }
+  const sender = perConnection && wantsSendfile ? fileSender() : undefined;
   const servers: Listening[] = [];
   const addresses: { hostname: string; port: number }[] = [];
   for (const hostname of options.hostnames) {

@@ -2,7 +2,15 @@
  * The C library binding of sendfile: loading it (or saying why not), errno, and socket addresses.
  */
 
-import { addressBytes, errno, LIBC_PATHS, LINUX, openLibc, parseSockaddr } from "../src/libc.ts";
+import {
+  addressBytes,
+  errno,
+  LIBC_PATHS,
+  LINUX,
+  openFilesLimit,
+  openLibc,
+  parseSockaddr,
+} from "../src/libc.ts";
 import { join } from "node:path";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
@@ -85,4 +93,13 @@ Deno.test("parseSockaddr() reads sockaddr_in and sockaddr_in6, and nothing else"
   const unix = new Uint8Array(16);
   unix.set([1, 0]);
   assertEquals(parseSockaddr(unix), undefined);
+});
+
+Deno.test("openFilesLimit() reads the same soft limit as the shell's ulimit -n", async () => {
+  const loaded = openLibc();
+  assert(loaded.ok);
+  const output = await new Deno.Command("sh", { args: ["-c", "ulimit -n"], stdout: "piped" }).output();
+  const shell = new TextDecoder().decode(output.stdout).trim();
+  const limit = openFilesLimit(loaded.libc);
+  assertEquals(String(limit === Number.MAX_SAFE_INTEGER ? "unlimited" : limit), shell);
 });

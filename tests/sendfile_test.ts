@@ -4,7 +4,12 @@
  */
 
 import { join } from "node:path";
-import { type ClientSocket, type FileSender, openFileSender } from "../src/sendfile.ts";
+import {
+  type ClientSocket,
+  type FileSender,
+  MISSES_BEFORE_DISABLED,
+  openFileSender,
+} from "../src/sendfile.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { randomBytes } from "./helpers/bytes.ts";
 import { withinMs } from "./helpers/proxy_server.ts";
@@ -263,6 +268,127 @@ Deno.test("hasRoom is false while maxActive sends run, and true again after", as
       assertEquals((await sending).outcome, "sent");
       assert(files.hasRoom);
       assertEquals((await received).length, HEAD.length + bytes.length);
+    } finally {
+      server.close();
+      client.close();
+      net.close();
+    }
+  });
+});
+
+Deno.test("findSocket() gives up for good after MISSES_BEFORE_DISABLED connections in a row are not found", async () => {
+  const net = pairs();
+  const { server, client } = await net.connect();
+  try {
+    const files = sender();
+    // A connection object whose addresses match no socket of this process.
+    const stranger = {
+      remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+      localAddr: { transport: "tcp", hostname: "127.0.0.1", port: 2 },
+    } as unknown as Deno.Conn;
+    for (let i = 1; i < MISSES_BEFORE_DISABLED; i++) {
+      assertEquals(files.findSocket(stranger), undefined);
+      assert(files.hasRoom && !files.disabled, `still on after ${i} misses`);
+    }
+    assert(files.findSocket(server) !== undefined, "a hit resets the count");
+    for (let i = 0; i < MISSES_BEFORE_DISABLED; i++) files.findSocket(stranger);
+    assert(files.disabled && !files.hasRoom, "off after the misses in a row");
+  } finally {
+    server.close();
+    client.close();
+    net.close();
+  }
+});
+
+/** A file that grows on command, as a download writes it, for send() to follow. */
+function growingFile(path: string) {
+  let written = 0;
+  let state: "running" | "complete" | { failed: string } = "running";
+  let wake = Promise.withResolvers<void>();
+  const notify = () => {
+    const old = wake;
+    wake = Promise.withResolvers<void>();
+    old.resolve();
+  };
+  let counted = 0;
+  return {
+    growing: {
+      alternatives: [],
+      written: () => written,
+      changed: () => wake.promise,
+      outcome: () => state,
+      onBytes: (n: number) => counted += n,
+    },
+    async append(bytes: Uint8Array) {
+      await Deno.writeFile(path, bytes, { append: true });
+      written += bytes.length;
+      notify();
+    },
+    end(outcome: "complete" | { failed: string }) {
+      state = outcome;
+      notify();
+    },
+    counted: () => counted,
+  };
+}
+
+Deno.test("send() follows a file as a download writes it, and sends its last byte only once it is complete", async () => {
+  const bytes = randomBytes(5 * 1024 * 1024 + 11);
+  await withTempDir(async (dir) => {
+    const path = join(dir, "partial");
+    await Deno.writeFile(path, new Uint8Array(0));
+    const file = growingFile(path);
+    const net = pairs();
+    const { server, client } = await net.connect();
+    try {
+      const files = sender();
+      const sending = files.send(files.findSocket(server)!, HEAD, {
+        range: { path, start: 0, length: bytes.length, size: bytes.length, growing: file.growing },
+        stallMs: 10_000,
+      });
+      const received = readAll(client);
+      for (let offset = 0; offset < bytes.length; offset += 1024 * 1024) {
+        await file.append(bytes.subarray(offset, Math.min(bytes.length, offset + 1024 * 1024)));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assertEquals(file.counted(), bytes.length - 1, "every byte on disk but the last, before completion");
+      file.end("complete");
+      assertEquals(await withinMs(sending, 10_000, "send() did not finish"), { outcome: "sent" });
+      assertEquals(await received, concat(HEAD, bytes));
+      assertEquals(file.counted(), bytes.length);
+    } finally {
+      server.close();
+      client.close();
+      net.close();
+    }
+  });
+});
+
+Deno.test("send() of a download that fails after writing everything leaves the client one byte short", async () => {
+  const bytes = randomBytes(2 * 1024 * 1024);
+  await withTempDir(async (dir) => {
+    const path = join(dir, "partial");
+    await Deno.writeFile(path, new Uint8Array(0));
+    const file = growingFile(path);
+    const net = pairs();
+    const { server, client } = await net.connect();
+    try {
+      const files = sender();
+      const sending = files.send(files.findSocket(server)!, HEAD, {
+        range: { path, start: 0, length: bytes.length, size: bytes.length, growing: file.growing },
+        stallMs: 10_000,
+      });
+      const received = readAll(client);
+      await file.append(bytes);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      file.end({ failed: "the checksum does not match the repository database" });
+      const result = await withinMs(sending, 10_000, "send() did not finish");
+      assertEquals(result, {
+        outcome: "failed",
+        reason: "the checksum does not match the repository database",
+      });
+      assertEquals(await received, concat(HEAD, bytes.subarray(0, bytes.length - 1)));
     } finally {
       server.close();
       client.close();
