@@ -53,7 +53,12 @@ export function followDownload(
           }
           return;
         }
-        const available = download.written;
+        // The file's last byte goes out only once the download has verified and committed the file: a client of a
+        // known length whose bytes turn out wrong must get a short response (an error), never a complete one.
+        const holdBack = download.total !== undefined && download.state !== "complete"
+          ? download.total - 1
+          : Infinity;
+        const available = Math.min(download.written, holdBack);
         if (position < available) {
           if (file === undefined) {
             file = await openEither(download);

@@ -163,24 +163,33 @@ Deno.test("followDownload() ends a bounded range without waiting for the downloa
   });
 });
 
-Deno.test("followDownload() ends a range reaching the end of the file only once the download is committed", async () => {
+Deno.test("followDownload() sends the last byte of the file only once the download is committed", async () => {
   await withTempDir(async (dir) => {
     const data = testBytes(100_000, 4);
     const { download, gate } = startDownload(dir, { total: data.byteLength });
     const open = followDownload(download, { start: 0, end: Infinity }).getReader();
     const bounded = followDownload(download, { start: 90_000, end: 99_999 }).getReader();
+    const early = followDownload(download, { start: 0, end: 98_999 }).getReader();
     gate.push(data);
     await writtenUpTo(download, data.byteLength);
-    assertEquals(await readBytes(open, data.byteLength), data);
-    assertEquals(await readBytes(bounded, 10_000), data.slice(90_000));
+    assertEquals(await readBytes(open, data.byteLength - 1), data.slice(0, -1));
+    assertEquals(await readBytes(bounded, 9_999), data.slice(90_000, -1));
+    assertEquals(
+      await readBytes(early, 99_000),
+      data.slice(0, 99_000),
+      "a range short of the end is not held",
+    );
+    assertEquals((await within(early.read(), "the early end")).done, true);
     const openEnd = open.read();
     const boundedEnd = bounded.read();
     assert(await stillPending(openEnd), "every byte is on disk, but the download has not committed the file");
     assert(await stillPending(boundedEnd), "the same for a range whose end is the last byte");
     assertEquals(download.state, "streaming");
     gate.end();
-    assertEquals((await within(openEnd, "the end")).done, true);
-    assertEquals((await within(boundedEnd, "the end")).done, true);
+    assertEquals((await within(openEnd, "the last byte")).value, data.slice(-1));
+    assertEquals((await within(boundedEnd, "the last byte")).value, data.slice(-1));
+    assertEquals((await within(open.read(), "the end")).done, true);
+    assertEquals((await within(bounded.read(), "the end")).done, true);
     assertEquals(download.state, "complete");
     assertEquals((await Deno.stat(download.finalPath)).size, data.byteLength);
   });
