@@ -7,7 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { FlexoApp } from "./app.ts";
 import { canServeConnections, listenForClients } from "./client_connections.ts";
-import { type FileSender, openFileSender } from "./sendfile.ts";
+import { type FileSender, openFileSender, SENDFILE_MIN_BYTES } from "./sendfile.ts";
 
 const log = getLogger(["flexo", "server"]);
 
@@ -36,7 +36,12 @@ function onError(error: unknown): Response {
 /** A sender for large cached files, or undefined (saying why) when this process cannot use sendfile. */
 function fileSender(): FileSender | undefined {
   const opened = openFileSender();
-  if (opened.ok) return opened.sender;
+  if (opened.ok) {
+    log.info("Files of {mib} MiB or more are sent with sendfile (each on a connection of its own)", {
+      mib: SENDFILE_MIN_BYTES / 1024 / 1024,
+    });
+    return opened.sender;
+  }
   log.info("Large files are streamed through Deno, not sent with sendfile: {reason}", {
     reason: opened.reason,
   });
