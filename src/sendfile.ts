@@ -242,6 +242,8 @@ export class FileSender {
             continue;
           }
         }
+        // A client that went away makes these fail with EPIPE; sendfile has no MSG_NOSIGNAL, but Deno (a Rust
+        // program) ignores SIGPIPE, so that is an error code here, never a signal (see sendfile_test.ts).
         const result = inHead
           ? Number(libc.send(socket.fd, head.subarray(written), BigInt(count), LINUX.MSG_NOSIGNAL))
           : Number(libc.sendfile(socket.fd, fileFd, offsetBytes, BigInt(count)));

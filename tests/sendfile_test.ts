@@ -393,3 +393,9 @@ Deno.test("send() of a download that fails after writing everything leaves the c
     }
   });
 });
+
+Deno.test("Deno ignores SIGPIPE, so sendfile to a client that went away is an error code, never a signal", () => {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  const ignored = BigInt("0x" + /^SigIgn:\s+([0-9a-f]+)$/m.exec(status)![1]);
+  assert(((ignored >> 12n) & 1n) === 1n, "SIGPIPE (13) is not ignored: see the comment in sendfile.ts");
+});
