@@ -6,9 +6,10 @@
 import { join } from "node:path";
 import { canServeConnections, type ClientListener, listenForClients } from "../src/client_connections.ts";
 import { readFileRange } from "../src/live_reader.ts";
-import { markFileResponse, openFileSender } from "../src/sendfile.ts";
+import { markFileResponse } from "../src/sendfile.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { randomBytes } from "./helpers/bytes.ts";
+import { fileSender } from "./helpers/sockets.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
 import { withinMs } from "./helpers/proxy_server.ts";
 import { waitFor } from "./helpers/wait.ts";
@@ -186,8 +187,6 @@ Deno.test("shutdown() of listenForClients() closes idle connections, waits for r
 });
 
 Deno.test("listenForClients() with a sender sends a large marked file with sendfile and closes, keeping small answers alive", async () => {
-  const opened = openFileSender();
-  assert(opened.ok, opened.ok ? "" : opened.reason);
   const bytes = randomBytes(2 * 1024 * 1024 + 7);
   await withTempDir(async (dir) => {
     const path = join(dir, "large.pkg.tar.zst");
@@ -204,7 +203,7 @@ Deno.test("listenForClients() with a sender sends a large marked file with sendf
       port: 0,
       timeoutMs: 10_000,
       onError: () => new Response("error", { status: 500 }),
-      sender: opened.sender,
+      sender: fileSender(),
     });
     const conn = await connect(listener);
     try {

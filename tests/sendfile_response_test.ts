@@ -4,22 +4,11 @@
 
 import { join } from "node:path";
 import { readFileRange } from "../src/live_reader.ts";
-import {
-  fileRangeOf,
-  type FileSender,
-  markFileResponse,
-  openFileSender,
-  SENDFILE_MIN_BYTES,
-} from "../src/sendfile.ts";
+import { fileRangeOf, markFileResponse, SENDFILE_MIN_BYTES } from "../src/sendfile.ts";
 import { responseHead, sendBelowServer, shouldSendfile } from "../src/sendfile_response.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
+import { fileSender as sender, withConnection } from "./helpers/sockets.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
-
-function sender(options: { maxActive?: number } = {}): FileSender {
-  const opened = openFileSender(options);
-  if (!opened.ok) throw new Error(opened.reason);
-  return opened.sender;
-}
 
 function marked(length: number, init: ResponseInit = {}): Response {
   const response = new Response(new ReadableStream<Uint8Array>(), {
@@ -87,23 +76,14 @@ Deno.test("shouldSendfile() says no while the sender is full", async () => {
     const path = join(dir, "f");
     await Deno.writeFile(path, new Uint8Array(SENDFILE_MIN_BYTES * 16));
     const files = sender({ maxActive: 1 });
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const [client, server] = await Promise.all([
-      Deno.connect({ hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port }),
-      listener.accept(),
-    ]);
-    try {
+    await withConnection(async ({ server }) => {
       const range = { path, start: 0, length: SENDFILE_MIN_BYTES * 16, size: SENDFILE_MIN_BYTES * 16 };
       // The client reads nothing, so the send waits on a full socket.
       const sending = files.send(files.findSocket(server)!, new Uint8Array(0), { range, stallMs: 200 });
       assert(!shouldSendfile(get(), marked(SENDFILE_MIN_BYTES), files));
       assertEquals((await sending).outcome, "failed");
       assert(shouldSendfile(get(), marked(SENDFILE_MIN_BYTES), files));
-    } finally {
-      client.close();
-      server.close();
-      listener.close();
-    }
+    });
   });
 });
 
@@ -125,12 +105,7 @@ Deno.test("sendBelowServer() returns the app's response untouched when the socke
       await sendBelowServer(response, { sender: files, socket: () => undefined, stallMs: 1_000 }),
       response,
     );
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const [client, server] = await Promise.all([
-      Deno.connect({ hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port }),
-      listener.accept(),
-    ]);
-    try {
+    await withConnection(async ({ server }) => {
       // Replaced as the cache replaces files: a new file renamed over the old one.
       await Deno.writeFile(path + ".new", new Uint8Array(11));
       await Deno.rename(path + ".new", path);
@@ -138,10 +113,6 @@ Deno.test("sendBelowServer() returns the app's response untouched when the socke
       const answer = await sendBelowServer(response, { sender: files, socket: () => socket, stallMs: 1_000 });
       assertEquals(answer, response, "the file has another size now: Deno sends the app's response");
       assertEquals((await answer.arrayBuffer()).byteLength, 10, "from the handle the app opened");
-    } finally {
-      client.close();
-      server.close();
-      listener.close();
-    }
+    });
   });
 });

@@ -4,60 +4,12 @@
  */
 
 import { join } from "node:path";
-import {
-  type ClientSocket,
-  type FileSender,
-  MISSES_BEFORE_DISABLED,
-  openFileSender,
-} from "../src/sendfile.ts";
+import { type ClientSocket, MISSES_BEFORE_DISABLED, type SendOutcome } from "../src/sendfile.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { randomBytes } from "./helpers/bytes.ts";
 import { withinMs } from "./helpers/proxy_server.ts";
+import { fileSender as sender, pairs, readAll, withConnection } from "./helpers/sockets.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
-
-function sender(options: { maxActive?: number } = {}): FileSender {
-  const opened = openFileSender(options);
-  if (!opened.ok) throw new Error(opened.reason);
-  return opened.sender;
-}
-
-/** A listener on 127.0.0.1 and a way to get connected (server side, client side) pairs from it. */
-function pairs() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  return {
-    async connect(): Promise<{ server: Deno.Conn; client: Deno.Conn }> {
-      const [client, server] = await Promise.all([
-        Deno.connect({ hostname: "127.0.0.1", port }),
-        listener.accept(),
-      ]);
-      return { server, client };
-    },
-    close: () => listener.close(),
-  };
-}
-
-/** Everything the client receives until the server side ends (a reset counts as the end). */
-async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  const buffer = new Uint8Array(256 * 1024);
-  try {
-    while (true) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      parts.push(buffer.slice(0, n));
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-  }
-  const all = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    all.set(part, offset);
-    offset += part.length;
-  }
-  return all;
-}
 
 async function withFile(bytes: Uint8Array, fn: (path: string) => Promise<void>): Promise<void> {
   await withTempDir(async (dir) => {
@@ -96,9 +48,7 @@ Deno.test("findSocket() finds the descriptor of each of two connections from the
 Deno.test("send() writes the head and the whole file, then ends the connection", async () => {
   const bytes = randomBytes(8 * 1024 * 1024 + 123);
   await withFile(bytes, async (path) => {
-    const net = pairs();
-    const { server, client } = await net.connect();
-    try {
+    await withConnection(async ({ server, client }) => {
       const files = sender();
       const socket = files.findSocket(server)!;
       const received = readAll(client);
@@ -109,20 +59,14 @@ Deno.test("send() writes the head and the whole file, then ends the connection",
       assertEquals(result, { outcome: "sent" });
       assertEquals(await withinMs(received, 10_000, "the client never saw the end"), concat(HEAD, bytes));
       assertEquals(files.active, 0);
-    } finally {
-      server.close();
-      client.close();
-      net.close();
-    }
+    });
   });
 });
 
 Deno.test("send() sends one range of the file from its offset", async () => {
   const bytes = randomBytes(3 * 1024 * 1024);
   await withFile(bytes, async (path) => {
-    const net = pairs();
-    const { server, client } = await net.connect();
-    try {
+    await withConnection(async ({ server, client }) => {
       const files = sender();
       const received = readAll(client);
       const range = { path, start: 1_000_001, length: 1_500_000, size: bytes.length };
@@ -130,20 +74,14 @@ Deno.test("send() sends one range of the file from its offset", async () => {
         outcome: "sent",
       });
       assertEquals(await received, concat(HEAD, bytes.subarray(1_000_001, 2_500_001)));
-    } finally {
-      server.close();
-      client.close();
-      net.close();
-    }
+    });
   });
 });
 
 Deno.test("send() writes nothing when the file is missing or has another size than the response says", async () => {
   const bytes = randomBytes(2 * 1024 * 1024);
   await withFile(bytes, async (path) => {
-    const net = pairs();
-    const { server, client } = await net.connect();
-    try {
+    await withConnection(async ({ server, client }) => {
       const files = sender();
       const socket = files.findSocket(server)!;
       const changed = await files.send(socket, HEAD, {
@@ -158,10 +96,7 @@ Deno.test("send() writes nothing when the file is missing or has another size th
       assertEquals(missing.outcome, "not_started");
       server.close();
       assertEquals((await readAll(client)).length, 0, "the client received nothing");
-    } finally {
-      client.close();
-      net.close();
-    }
+    });
   });
 });
 
@@ -198,9 +133,7 @@ Deno.test("send() never writes to a connection that got the descriptor number of
 Deno.test("send() gives up on a client that takes nothing for stallMs, and cuts the connection", async () => {
   const bytes = randomBytes(32 * 1024 * 1024);
   await withFile(bytes, async (path) => {
-    const net = pairs();
-    const { server, client } = await net.connect();
-    try {
+    await withConnection(async ({ server, client }) => {
       const files = sender();
       const started = performance.now();
       const result = await withinMs(
@@ -215,20 +148,14 @@ Deno.test("send() gives up on a client that takes nothing for stallMs, and cuts 
       assert(performance.now() - started >= 300);
       const received = await readAll(client);
       assert(received.length < HEAD.length + bytes.length, "the client sees a cut-short response");
-    } finally {
-      server.close();
-      client.close();
-      net.close();
-    }
+    });
   });
 });
 
 Deno.test("send() reports a client that goes away in the middle as failed, without throwing", async () => {
   const bytes = randomBytes(32 * 1024 * 1024);
   await withFile(bytes, async (path) => {
-    const net = pairs();
-    const { server, client } = await net.connect();
-    try {
+    await withConnection(async ({ server, client }) => {
       const files = sender();
       const sending = files.send(files.findSocket(server)!, HEAD, {
         range: { path, start: 0, length: bytes.length, size: bytes.length },
@@ -240,19 +167,14 @@ Deno.test("send() reports a client that goes away in the middle as failed, witho
       const result = await withinMs(sending, 10_000, "send() never noticed");
       assertEquals(result.outcome, "failed");
       assertEquals(files.active, 0);
-    } finally {
-      server.close();
-      net.close();
-    }
+    });
   });
 });
 
 Deno.test("hasRoom is false while maxActive sends run, and true again after", async () => {
   const bytes = randomBytes(16 * 1024 * 1024);
   await withFile(bytes, async (path) => {
-    const net = pairs();
-    const { server, client } = await net.connect();
-    try {
+    await withConnection(async ({ server, client }) => {
       const files = sender({ maxActive: 1 });
       assert(files.hasRoom);
       const sending = files.send(files.findSocket(server)!, HEAD, {
@@ -265,18 +187,12 @@ Deno.test("hasRoom is false while maxActive sends run, and true again after", as
       assertEquals((await sending).outcome, "sent");
       assert(files.hasRoom);
       assertEquals((await received).length, HEAD.length + bytes.length);
-    } finally {
-      server.close();
-      client.close();
-      net.close();
-    }
+    });
   });
 });
 
 Deno.test("findSocket() gives up for good after MISSES_BEFORE_DISABLED connections in a row are not found", async () => {
-  const net = pairs();
-  const { server, client } = await net.connect();
-  try {
+  await withConnection(({ server }) => {
     const files = sender();
     // A connection object whose addresses match no socket of this process.
     const stranger = {
@@ -290,11 +206,8 @@ Deno.test("findSocket() gives up for good after MISSES_BEFORE_DISABLED connectio
     assert(files.findSocket(server) !== undefined, "a hit resets the count");
     for (let i = 0; i < MISSES_BEFORE_DISABLED; i++) files.findSocket(stranger);
     assert(files.disabled && !files.hasRoom, "off after the misses in a row");
-  } finally {
-    server.close();
-    client.close();
-    net.close();
-  }
+    return Promise.resolve();
+  });
 });
 
 /** A file that grows on command, as a download writes it, for send() to follow. */
@@ -329,68 +242,60 @@ function growingFile(path: string) {
   };
 }
 
-Deno.test("send() follows a file as a download writes it, and sends its last byte only once it is complete", async () => {
-  const bytes = randomBytes(5 * 1024 * 1024 + 11);
+/**
+ * Starts send() of a file that `file` makes grow, `bytes.length` long once complete, to a client reading all it
+ * gets; runs `fn` with both promises while the connection is open.
+ */
+async function withGrowingSend(
+  bytes: Uint8Array,
+  fn: (
+    file: ReturnType<typeof growingFile>,
+    sending: Promise<SendOutcome>,
+    received: Promise<Uint8Array>,
+  ) => Promise<void>,
+): Promise<void> {
   await withTempDir(async (dir) => {
     const path = join(dir, "partial");
     await Deno.writeFile(path, new Uint8Array(0));
     const file = growingFile(path);
-    const net = pairs();
-    const { server, client } = await net.connect();
-    try {
+    await withConnection(async ({ server, client }) => {
       const files = sender();
       const sending = files.send(files.findSocket(server)!, HEAD, {
         range: { path, start: 0, length: bytes.length, size: bytes.length, growing: file.growing },
         stallMs: 10_000,
       });
-      const received = readAll(client);
-      for (let offset = 0; offset < bytes.length; offset += 1024 * 1024) {
-        await file.append(bytes.subarray(offset, Math.min(bytes.length, offset + 1024 * 1024)));
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      assertEquals(file.counted(), bytes.length - 1, "every byte on disk but the last, before completion");
-      file.end("complete");
-      assertEquals(await withinMs(sending, 10_000, "send() did not finish"), { outcome: "sent" });
-      assertEquals(await received, concat(HEAD, bytes));
-      assertEquals(file.counted(), bytes.length);
-    } finally {
-      server.close();
-      client.close();
-      net.close();
+      await fn(file, sending, readAll(client));
+    });
+  });
+}
+
+Deno.test("send() follows a file as a download writes it, and sends its last byte only once it is complete", async () => {
+  const bytes = randomBytes(5 * 1024 * 1024 + 11);
+  await withGrowingSend(bytes, async (file, sending, received) => {
+    for (let offset = 0; offset < bytes.length; offset += 1024 * 1024) {
+      await file.append(bytes.subarray(offset, Math.min(bytes.length, offset + 1024 * 1024)));
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assertEquals(file.counted(), bytes.length - 1, "every byte on disk but the last, before completion");
+    file.end("complete");
+    assertEquals(await withinMs(sending, 10_000, "send() did not finish"), { outcome: "sent" });
+    assertEquals(await received, concat(HEAD, bytes));
+    assertEquals(file.counted(), bytes.length);
   });
 });
 
 Deno.test("send() of a download that fails after writing everything leaves the client one byte short", async () => {
   const bytes = randomBytes(2 * 1024 * 1024);
-  await withTempDir(async (dir) => {
-    const path = join(dir, "partial");
-    await Deno.writeFile(path, new Uint8Array(0));
-    const file = growingFile(path);
-    const net = pairs();
-    const { server, client } = await net.connect();
-    try {
-      const files = sender();
-      const sending = files.send(files.findSocket(server)!, HEAD, {
-        range: { path, start: 0, length: bytes.length, size: bytes.length, growing: file.growing },
-        stallMs: 10_000,
-      });
-      const received = readAll(client);
-      await file.append(bytes);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      file.end({ failed: "the checksum does not match the repository database" });
-      const result = await withinMs(sending, 10_000, "send() did not finish");
-      assertEquals(result, {
-        outcome: "failed",
-        reason: "the checksum does not match the repository database",
-      });
-      assertEquals(await received, concat(HEAD, bytes.subarray(0, bytes.length - 1)));
-    } finally {
-      server.close();
-      client.close();
-      net.close();
-    }
+  await withGrowingSend(bytes, async (file, sending, received) => {
+    await file.append(bytes);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    file.end({ failed: "the checksum does not match the repository database" });
+    assertEquals(await withinMs(sending, 10_000, "send() did not finish"), {
+      outcome: "failed",
+      reason: "the checksum does not match the repository database",
+    });
+    assertEquals(await received, concat(HEAD, bytes.subarray(0, bytes.length - 1)));
   });
 });
 

@@ -4,8 +4,8 @@
  */
 
 import { dirname, join } from "node:path";
-import { createApp } from "../src/app.ts";
-import { startServer } from "../src/server.ts";
+import { createApp, type FlexoApp } from "../src/app.ts";
+import { type RunningServer, startServer } from "../src/server.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { randomBytes } from "./helpers/bytes.ts";
 import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
@@ -208,38 +208,56 @@ function ipv6LoopbackAvailable(): boolean {
   }
 }
 
+/**
+ * A mirror serving `path` (`bytes`) and a server of a proxy using it on 127.0.0.1 and, where the machine has it,
+ * ::1; removed after `fn`.
+ */
+async function withServerOnEveryAddress(
+  file: { path: string; bytes: Uint8Array },
+  options: { clientTimeoutMs: number; sendfile?: boolean },
+  fn: (context: { server: RunningServer; app: FlexoApp; mirror: FakeMirror }) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-server-test-" });
+  const root = await Deno.makeTempDir({ prefix: "flexo-server-mirror-" });
+  await Deno.mkdir(join(root, dirname(file.path)), { recursive: true });
+  await Deno.writeFile(join(root, file.path), file.bytes);
+  const mirror = await startFakeMirror(root);
+  const hostnames = ["127.0.0.1"];
+  if (ipv6LoopbackAvailable()) hostnames.push("::1");
+  else console.log("IPv6 loopback (::1) is not available here: testing 127.0.0.1 only");
+  const app = createApp(testConfig(dir, [mirror.url]));
+  const server = startServer(app, { hostnames, port: 0, ...options });
+  try {
+    assertEquals(server.addresses.map((a) => a.hostname), hostnames);
+    await fn({ server, app, mirror });
+  } finally {
+    await server.shutdown({ graceMs: 2_000 });
+    await mirror.close();
+    await app.downloads.idle();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
 for (const clientTimeoutMs of [60_000, 0]) {
   const how = clientTimeoutMs > 0 ? "with a client timeout" : "with Deno.serve (client timeout 0)";
   Deno.test(`startServer() answers on every configured address, ${how}`, async () => {
-    const dir = await Deno.makeTempDir({ prefix: "flexo-server-test-" });
-    const root = await Deno.makeTempDir({ prefix: "flexo-server-mirror-" });
-    await Deno.mkdir(join(root, dirname(GOOD)), { recursive: true });
-    await Deno.writeFile(join(root, GOOD), GOOD_BYTES);
-    const mirror = await startFakeMirror(root);
-    const hostnames = ["127.0.0.1"];
-    if (ipv6LoopbackAvailable()) hostnames.push("::1");
-    else console.log("IPv6 loopback (::1) is not available here: testing 127.0.0.1 only");
-    const app = createApp(testConfig(dir, [mirror.url]));
-    const server = startServer(app, { hostnames, port: 0, clientTimeoutMs });
-    try {
-      assertEquals(server.addresses.map((a) => a.hostname), hostnames);
-      for (const { hostname, port } of server.addresses) {
-        const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-        const response = await fetch(`http://${host}:${port}${GOOD}`);
-        assertEquals(response.status, 200, hostname);
-        assertEquals(
-          new Uint8Array(await response.arrayBuffer()),
-          GOOD_BYTES,
-          `the proxy answers on ${hostname}`,
-        );
-      }
-    } finally {
-      await server.shutdown({ graceMs: 2_000 });
-      await mirror.close();
-      await app.downloads.idle();
-      await Deno.remove(dir, { recursive: true });
-      await Deno.remove(root, { recursive: true });
-    }
+    await withServerOnEveryAddress(
+      { path: GOOD, bytes: GOOD_BYTES },
+      { clientTimeoutMs },
+      async ({ server }) => {
+        for (const { hostname, port } of server.addresses) {
+          const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+          const response = await fetch(`http://${host}:${port}${GOOD}`);
+          assertEquals(response.status, 200, hostname);
+          assertEquals(
+            new Uint8Array(await response.arrayBuffer()),
+            GOOD_BYTES,
+            `the proxy answers on ${hostname}`,
+          );
+        }
+      },
+    );
   });
 }
 
@@ -286,15 +304,8 @@ for (const sendfile of [true, false]) {
   Deno.test(`startServer() serves a large cached package ${sendfile ? "with sendfile" : "through Deno (sendfile off)"}, whole and in ranges, on every address`, async () => {
     const LARGE = "/core/os/x86_64/large-1.0-1-x86_64.pkg.tar.zst";
     const bytes = randomBytes(3 * 1024 * 1024 + 5);
-    const dir = await Deno.makeTempDir({ prefix: "flexo-server-test-" });
-    const root = await Deno.makeTempDir({ prefix: "flexo-server-mirror-" });
-    await Deno.mkdir(join(root, dirname(LARGE)), { recursive: true });
-    await Deno.writeFile(join(root, LARGE), bytes);
-    const mirror = await startFakeMirror(root);
-    const hostnames = ipv6LoopbackAvailable() ? ["127.0.0.1", "::1"] : ["127.0.0.1"];
-    const app = createApp(testConfig(dir, [mirror.url]));
-    const server = startServer(app, { hostnames, port: 0, clientTimeoutMs: 60_000, sendfile });
-    try {
+    const options = { clientTimeoutMs: 60_000, sendfile };
+    await withServerOnEveryAddress({ path: LARGE, bytes }, options, async ({ server, app, mirror }) => {
       const cold = await fetch(`http://127.0.0.1:${server.addresses[0].port}${LARGE}`);
       assertEquals(new Uint8Array(await cold.arrayBuffer()), bytes, "the cold download");
       await app.downloads.idle();
@@ -319,12 +330,6 @@ for (const sendfile of [true, false]) {
         assertEquals(head.headers.get("connection"), null, "HEAD goes through Deno");
       }
       assertEquals(mirror.countRequests(LARGE), 1, "downloaded once");
-    } finally {
-      await server.shutdown({ graceMs: 2_000 });
-      await mirror.close();
-      await app.downloads.idle();
-      await Deno.remove(dir, { recursive: true });
-      await Deno.remove(root, { recursive: true });
-    }
+    });
   });
 }

@@ -98,6 +98,23 @@ async function openSilentConnections(
   }
 }
 
+/** Opens `count` connections that each ask for BIG, read its first `readFirst` bytes and then stop reading. */
+async function openStalledReaders(port: number, count: number, readFirst: number): Promise<Deno.Conn[]> {
+  const stalled: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      stalled.push(conn);
+      await conn.write(encoder.encode(`GET ${BIG} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
+      await readBytes(conn, readFirst);
+    }
+    return stalled;
+  } catch (error) {
+    for (const conn of stalled) conn.close();
+    throw error;
+  }
+}
+
 /** Fetches SMALL through the proxy and checks the bytes; returns the milliseconds it took. */
 async function timedGood(setup: Setup): Promise<number> {
   const started = performance.now();
@@ -297,14 +314,9 @@ Deno.test("ten clients that stop reading in the middle of a download do not make
     const { proxy } = setup;
     await timedGood(setup);
     const rssBefore = rssOf(proxy);
-    const stalled: Deno.Conn[] = [];
+    let stalled: Deno.Conn[] = [];
     try {
-      for (let i = 0; i < 10; i++) {
-        const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
-        await conn.write(encoder.encode(`GET ${BIG} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
-        await readBytes(conn, 64 * 1024);
-        stalled.push(conn);
-      }
+      stalled = await openStalledReaders(proxy.port, 10, 64 * 1024);
       await waitFor(
         "the download completing into the cache",
         async () => (await Deno.stat(join(proxy.dir, BIG)).catch(() => undefined))?.size === BIG_SIZE,
@@ -342,14 +354,9 @@ for (const sendfile of [true, false]) {
       const warm = await fetch(proxy.url + BIG).then(hashOf);
       assertEquals(warm.sha256, setup.bigSha256);
       const rssBefore = rssOf(proxy);
-      const stalled: Deno.Conn[] = [];
+      let stalled: Deno.Conn[] = [];
       try {
-        for (let i = 0; i < 10; i++) {
-          const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
-          await conn.write(encoder.encode(`GET ${BIG} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
-          await readBytes(conn, 16 * 1024);
-          stalled.push(conn);
-        }
+        stalled = await openStalledReaders(proxy.port, 10, 16 * 1024);
         await new Promise((resolve) => setTimeout(resolve, 500));
         const ms = await timedGood(setup);
         assert(ms < 2_000, `a normal client waited ${Math.round(ms)} ms behind stalled readers`);

@@ -1,0 +1,76 @@
+/**
+ * Real TCP connections on 127.0.0.1 for the sendfile tests: a file sender, connected pairs, reading to the end.
+ *
+ * @module
+ */
+
+import { type FileSender, openFileSender } from "../../src/sendfile.ts";
+
+/** A sender on this machine's libc; fails the test when there is none. */
+export function fileSender(options: { maxActive?: number } = {}): FileSender {
+  const opened = openFileSender(options);
+  if (!opened.ok) throw new Error(opened.reason);
+  return opened.sender;
+}
+
+/** Both ends of one TCP connection: the server's (accepted) and the client's. */
+export interface ConnectedPair {
+  server: Deno.Conn;
+  client: Deno.Conn;
+}
+
+/** A listener on 127.0.0.1 and a way to get connected pairs from it. */
+export function pairs(): { connect(): Promise<ConnectedPair>; close(): void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  return {
+    async connect() {
+      const [client, server] = await Promise.all([
+        Deno.connect({ hostname: "127.0.0.1", port }),
+        listener.accept(),
+      ]);
+      return { server, client };
+    },
+    close: () => listener.close(),
+  };
+}
+
+/** Runs `fn` with one connected pair, then closes both ends (those `fn` left open) and the listener. */
+export async function withConnection(fn: (pair: ConnectedPair) => Promise<void>): Promise<void> {
+  const net = pairs();
+  const pair = await net.connect();
+  try {
+    await fn(pair);
+  } finally {
+    for (const conn of [pair.server, pair.client]) {
+      try {
+        conn.close();
+      } catch {
+        // closed by the test
+      }
+    }
+    net.close();
+  }
+}
+
+/** Everything a connection receives until the other side ends it (a reset counts as the end). */
+export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const buffer = new Uint8Array(256 * 1024);
+  try {
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      parts.push(buffer.slice(0, n));
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+  }
+  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return all;
+}
