@@ -91,65 +91,75 @@ export function listenForClients(
     throw new Error("This Deno has no per-connection HTTP serving; use Deno.serve instead.");
   }
   const listener = Deno.listen({ hostname: options.hostname, port: options.port, transport: "tcp" });
-  const open = new Set<Promise<void>>();
-  const stoppers = new Set<() => Promise<void>>();
   let closing = false;
 
-  // One sweep over the idle connections instead of a timer per request: setting and clearing a timer for every
-  // request cost about a quarter of the JavaScript time of a small cache hit.
-  const idle = new Map<AbortController, { running: number; idleSince: number; client: string }>();
+  /** One open connection; the sweep reads and the handler updates it. */
+  interface Entry {
+    abort: AbortController;
+    server?: ConnectionServer;
+    /** Requests in progress. */
+    running: number;
+    /** When the last request ended (or the connection opened). */
+    idleSince: number;
+    client: string;
+  }
+  // One set of small entries and one sweep over them, instead of a timer per request and several collections and
+  // promise chains per connection: both cost CPU and garbage per request (see BENCHMARKS.md).
+  const open = new Set<Entry>();
+  let allClosed: PromiseWithResolvers<void> | undefined;
   const sweepMs = Math.max(10, Math.min(1_000, Math.floor(options.timeoutMs / 4)));
   let sweeper: ReturnType<typeof setInterval> | undefined;
   const sweep = () => {
     const now = performance.now();
-    for (const [abort, state] of idle) {
-      if (state.running > 0 || now - state.idleSince < options.timeoutMs) continue;
-      idle.delete(abort);
+    for (const entry of open) {
+      if (entry.running > 0 || now - entry.idleSince < options.timeoutMs || entry.abort.signal.aborted) {
+        continue;
+      }
       log.debug("Closing a connection from {client}: no complete request within {ms} ms", {
-        client: state.client,
+        client: entry.client,
         ms: options.timeoutMs,
       });
-      abort.abort();
+      entry.abort.abort();
     }
-    if (idle.size === 0) {
+    if (open.size === 0) {
       clearInterval(sweeper);
       sweeper = undefined;
     }
   };
 
+  const sender = options.sender;
+  const viaSendfile = (req: Request, response: Response, socketOf: () => ClientSocket | undefined) =>
+    sender !== undefined && shouldSendfile(req, response, sender)
+      ? sendBelowServer(response, { sender, socket: socketOf, stallMs: options.timeoutMs })
+      : response;
+
   const serveOne = (conn: Deno.Conn) => {
-    const abort = new AbortController();
-    const state = {
+    const entry: Entry = {
+      abort: new AbortController(),
       running: 0,
       idleSince: performance.now(),
       client: (conn.remoteAddr as Deno.NetAddr).hostname,
     };
     const done = () => {
-      if (--state.running === 0) state.idleSince = performance.now();
+      if (--entry.running === 0) entry.idleSince = performance.now();
     };
-    const sender = options.sender;
     // The connection's socket, looked up once, when its first large file is sent (null: not found).
     let socket: ClientSocket | null | undefined;
     const socketOf = () => {
       if (socket === undefined) socket = sender?.findSocket(conn) ?? null;
       return socket ?? undefined;
     };
-    const viaSendfile = (req: Request, response: Response) =>
-      sender !== undefined && shouldSendfile(req, response, sender)
-        ? sendBelowServer(response, { sender, socket: socketOf, stallMs: options.timeoutMs })
-        : response;
     const answer: ConnectionHandler = (req, info) => {
-      state.running++;
+      entry.running++;
       info.completed.then(done, done);
       const response = handler(req, info);
       if (sender === undefined) return response;
       return response instanceof Response
-        ? viaSendfile(req, response)
-        : response.then((r) => viaSendfile(req, r));
+        ? viaSendfile(req, response, socketOf)
+        : response.then((r) => viaSendfile(req, r, socketOf));
     };
-    let server: ConnectionServer;
     try {
-      server = serve(conn, abort.signal, answer, options.onError, () => {});
+      entry.server = serve(conn, entry.abort.signal, answer, options.onError, () => {});
     } catch (error) {
       log.warn("Could not serve a connection: {error}", { error: String(error) });
       try {
@@ -159,20 +169,14 @@ export function listenForClients(
       }
       return;
     }
-    idle.set(abort, state);
+    open.add(entry);
     sweeper ??= setInterval(sweep, sweepMs);
-    const stop = () => {
-      idle.delete(abort);
-      return server.shutdown().catch(() => {});
-    };
-    stoppers.add(stop);
     // A client that resets its connection rejects `finished`: that is the client's business, not an error.
-    const finished = server.finished.catch(() => {}).finally(() => {
-      idle.delete(abort);
-      stoppers.delete(stop);
-      open.delete(finished);
-    });
-    open.add(finished);
+    const forget = () => {
+      open.delete(entry);
+      if (open.size === 0) allClosed?.resolve();
+    };
+    entry.server.finished.then(forget, forget);
   };
 
   const accepting = (async () => {
@@ -199,7 +203,10 @@ export function listenForClients(
 
   const finished = (async () => {
     await accepting;
-    while (open.size > 0) await Promise.all([...open]);
+    if (open.size > 0) {
+      allClosed = Promise.withResolvers();
+      await allClosed.promise;
+    }
   })();
 
   return {
@@ -219,7 +226,7 @@ export function listenForClients(
       }
       clearInterval(sweeper);
       sweeper = undefined;
-      await Promise.all([...stoppers].map((stop) => stop()));
+      await Promise.all([...open].map((entry) => entry.server?.shutdown().catch(() => {})));
       await finished;
     },
   };
