@@ -48,8 +48,9 @@ export function shouldSendfile(req: Request, response: Response, sender: FileSen
 
 /**
  * Sends `response` (which {@linkcode shouldSendfile} accepted) below Deno's HTTP server when the connection's
- * socket is known; otherwise, or when nothing could be written, returns it unchanged. After a send, the app's body is cancelled (closing its file) and an
- * empty response is returned for Deno to fail writing on the closed socket.
+ * socket is known; otherwise, or when nothing could be written, returns it unchanged. Once the first byte is out
+ * the app's body is cancelled (closing its file or its follower); after the send an empty response is returned,
+ * which Deno then fails to write on the socket's closed side.
  */
 export async function sendBelowServer(
   response: Response,
