@@ -8,7 +8,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { Hono } from "hono";
-import { CacheStore, type HotFile } from "./cache_store.ts";
+import { CacheStore } from "./cache_store.ts";
 import type { CacheUsageSnapshot } from "./cache_usage.ts";
 import type { Config } from "./config_schema.ts";
 import type { Download } from "./download.ts";
@@ -18,14 +18,16 @@ import { MirrorPool } from "./mirrors.ts";
 import { isIndexedDatabase, PackageIndex } from "./package_index.ts";
 import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
+import type { QuickAnswer } from "./http1_connection.ts";
+import type { RequestHead } from "./http1_head.ts";
+import { rawTargetOf } from "./http1_request.ts";
+import { QuickAnswers } from "./quick_answers.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
-import { contentTypeFor, wholeFileHeaders } from "./responses.ts";
 import { type CountedResult, Stats } from "./stats.ts";
 import { statusRoutes } from "./status_routes.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 
 const requestLog = getLogger(["flexo", "request"]);
-const SLASH = 0x2f;
 const errorLog = getLogger(["flexo", "error"]);
 
 /** I/O and tuning passed to {@linkcode createApp}. */
@@ -53,6 +55,13 @@ export interface FlexoApp {
    * from memory comes back at once, without a promise (Deno.serve takes either).
    */
   fetch: (req: Request, info?: Deno.ServeHandlerInfo) => Response | Promise<Response>;
+  /**
+   * The answer to a plain GET of a package file served before and still in the cache, made without a `Request`:
+   * the whole response as bytes for a small file in memory, or (with `files`) a head and the file to send with
+   * sendfile; undefined for every other request, which then goes to {@linkcode FlexoApp.fetch}. flexo's own
+   * connection layer asks this first (see http1_connection.ts and quick_answers.ts).
+   */
+  quickAnswer: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
   /** Official mirrors. */
   pool: MirrorPool;
   /** One pool per custom repository, by name. */
@@ -179,17 +188,14 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     });
     return answer.response;
   };
-  // Targets of package paths seen before, so that a repeated hit skips parsing and routing (bounded).
-  const knownTargets = new Map<string, RequestTarget>();
+  // Plain hits on package paths seen before skip routing (see quick_answers.ts).
+  const quick = new QuickAnswers(store, stats);
   hono.on(["GET", "HEAD"], "*", async (c) => {
     const started = deps.now();
     const req = c.req.raw;
-    const rawPath = rawPathOf(req.url);
+    const rawPath = pathOf(req);
     const target = parseRequestPath(rawPath, { customRepoNames });
-    if (target.kind === "package" || target.kind === "package_signature") {
-      if (knownTargets.size >= 10_000) knownTargets.clear();
-      knownTargets.set(rawPath, target);
-    }
+    quick.remember(rawPath, target);
     const answer = await serveTarget(req, target, ctx);
     return finish(req, rawPath, answer, { started, info: c.env as Deno.ServeHandlerInfo | undefined });
   });
@@ -205,11 +211,11 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
         ? "CLIENT ERROR"
         : "UPSTREAM ERROR";
       stats.recordRequest(result);
-      if (error.status >= 500) stats.recordError(deps.now(), `${rawPathOf(req.url)}: ${error.message}`);
+      if (error.status >= 500) stats.recordError(deps.now(), `${pathOf(req)}: ${error.message}`);
       const level = error.status >= 500 ? "warn" : "info";
       requestLog[level]("{method} {path} {status} {message}", {
         method: req.method,
-        path: rawPathOf(req.url),
+        path: pathOf(req),
         status: error.status,
         message: error.message,
       });
@@ -221,64 +227,21 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       });
     }
     stats.recordRequest("INTERNAL ERROR");
-    stats.recordError(deps.now(), `${rawPathOf(req.url)}: ${error instanceof Error ? error.message : error}`);
+    stats.recordError(deps.now(), `${pathOf(req)}: ${error instanceof Error ? error.message : error}`);
     errorLog.error("{method} {path} failed: {error}", {
       method: req.method,
-      path: rawPathOf(req.url),
+      path: pathOf(req),
       error: error instanceof Error ? (error.stack ?? error.message) : String(error),
     });
     return new Response("Internal error; see the proxy's log\n", { status: 500 });
   });
 
-  // Per file in memory, a response that each fast hit clones: a clone shares the body bytes and copies the
-  // header list without validating it again, where a new Response copies the bytes and checks every header.
-  const hotResponses = new WeakMap<HotFile, Response>();
-  const fastHit = (req: Request): Response | undefined => {
-    const url = req.url;
-    const host = req.headers.get("host");
-    // The URL is http://HOST/...: not an absolute-form target naming another host.
-    if (
-      host === null || !url.startsWith("http://") || !url.startsWith(host, 7) ||
-      url.charCodeAt(7 + host.length) !== SLASH
-    ) {
-      return undefined;
-    }
-    const rawPath = rawPathOf(url);
-    const target = knownTargets.get(rawPath);
-    if (!target) return undefined;
-    const asked = req.headers;
-    if (asked.has("range") || asked.has("if-none-match") || asked.has("if-modified-since")) {
-      return undefined;
-    }
-    const hot = store.hotFile(target.cacheSegments);
-    if (!hot) return undefined;
-    // The same headers serveCachedFile() sends for a whole file. The template is never sent itself.
-    let template = hotResponses.get(hot);
-    if (!template) {
-      template = new Response(hot.bytes, { headers: wholeFileHeaders(hot, contentTypeFor(target.fileName)) });
-      hotResponses.set(hot, template);
-    }
-    // What finish() does for this answer, without the objects it needs for the others.
-    stats.recordRequest("CACHE HIT", hot.size);
-    if (requestLog.isEnabledFor("info")) {
-      requestLog.info("{method} {path} {result} {status} {bytes} bytes {ms} ms", {
-        method: req.method,
-        path: rawPath,
-        result: "CACHE HIT",
-        status: 200,
-        bytes: hot.size,
-        ms: 0,
-      });
-    }
-    return template.clone();
-  };
-
+  const noAccessControl = config.allowed_clients.length === 0;
   return {
+    quickAnswer: (head, options) => noAccessControl ? quick.forHead(head, options) : undefined,
     fetch: (req, info) => {
-      // The fast path: a small package file served before, answered from memory without routing. Anything
-      // unusual (other methods, conditional or range requests, access control, unknown paths) takes the full path.
-      if (req.method === "GET" && config.allowed_clients.length === 0) {
-        const hit = fastHit(req);
+      if (noAccessControl) {
+        const hit = quick.forRequest(req);
         if (hit) return hit;
       }
       return Promise.resolve(hono.fetch(req, info));
@@ -315,7 +278,15 @@ export function isForeignAbsoluteForm(req: Request): boolean {
   }
 }
 
-/** The path of a request URL exactly as sent (before `?`), without URL normalisation. */
+/**
+ * The path of a request as the client sent it (before `?`): from its raw target when flexo's own connection
+ * layer made it, otherwise from its URL (which `Deno.serve` leaves as sent).
+ */
+export function pathOf(req: Request): string {
+  return rawPathOf(rawTargetOf(req) ?? req.url);
+}
+
+/** The path of a request URL or target exactly as sent (before `?`), without URL normalisation. */
 export function rawPathOf(url: string): string {
   const schemeEnd = url.indexOf("://");
   const pathStart = url.indexOf("/", schemeEnd < 0 ? 0 : schemeEnd + 3);

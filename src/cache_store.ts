@@ -60,15 +60,22 @@ export const HOT_FILE_RECHECK_MS = 1000;
 /** Files removed through {@linkcode removeIfPresent} by this process: a change makes hot files check the disk. */
 let removals = 0;
 
-/** A file in memory and what identified it on disk when it was read. */
-interface HotEntry extends HotFile {
-  loadedAt: number;
+/** At most this many complete files are remembered for {@linkcode CacheStore.knownFile}; the oldest go first. */
+export const KNOWN_FILES_MAX = 4096;
+
+/** A complete file and what identified it on disk when it was seen. */
+interface KnownEntry extends CachedFile {
   /** When the file on disk was last compared with this entry, and the removal count then. */
   checkedAt: number;
   removalsSeen: number;
   mtimeMs: number;
   ctimeMs: number;
   ino: number | null;
+}
+
+/** A file in memory and what identified it on disk when it was read. */
+interface HotEntry extends HotFile, KnownEntry {
+  loadedAt: number;
 }
 
 /** Files on disk, addressed by the safe path segments of a request target. */
@@ -81,6 +88,8 @@ export class CacheStore {
   #hotBytes = 0;
   /** The key of a segments array, for arrays that are asked for again (the app keeps known targets). */
   #hotKeys = new WeakMap<readonly string[], string>();
+  /** Complete files seen by statComplete(), by segments joined with "/", oldest first. */
+  #known = new Map<string, KnownEntry>();
   #now: () => number;
 
   /**
@@ -128,10 +137,25 @@ export class CacheStore {
   /** The complete file, or undefined if it is not cached. */
   async statComplete(segments: readonly string[]): Promise<CachedFile | undefined> {
     const path = this.finalPath(segments);
+    const removalsBefore = removals;
     try {
       const info = await Deno.stat(path);
       if (!info.isFile) return undefined;
-      return { path, size: info.size, mtime: info.mtime ?? new Date(0) };
+      const mtime = info.mtime ?? new Date(0);
+      const key = this.#keyOf(segments);
+      this.#known.delete(key);
+      if (this.#known.size >= KNOWN_FILES_MAX) this.#known.delete(this.#known.keys().next().value!);
+      this.#known.set(key, {
+        path,
+        size: info.size,
+        mtime,
+        checkedAt: this.#now(),
+        removalsSeen: removalsBefore,
+        mtimeMs: mtime.getTime(),
+        ctimeMs: info.ctime?.getTime() ?? 0,
+        ino: info.ino,
+      });
+      return { path, size: info.size, mtime };
     } catch (error) {
       if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
         return undefined;
@@ -149,31 +173,56 @@ export class CacheStore {
    */
   hotFile(segments: readonly string[]): HotFile | undefined {
     if (this.#hot.size === 0) return undefined;
+    const key = this.#keyOf(segments);
+    const entry = this.#hot.get(key);
+    if (entry === undefined) return undefined;
+    const now = this.#now();
+    const age = now - entry.loadedAt;
+    if (age > HOT_FILE_MAX_AGE_MS || age < 0 || !this.#stillOnDisk(entry, now)) {
+      this.#forgetHot(key);
+      return undefined;
+    }
+    this.#hot.delete(key);
+    this.#hot.set(key, entry);
+    return entry;
+  }
+
+  /**
+   * A complete file that {@linkcode CacheStore.statComplete} found before (the last {@linkcode KNOWN_FILES_MAX}
+   * of them), if the file on disk is still the same one; checked as for {@linkcode CacheStore.hotFile}, with a
+   * synchronous `stat` at most every {@linkcode HOT_FILE_RECHECK_MS} and after any removal. Lets a cache hit skip
+   * the asynchronous `stat` (and the objects around it) that a request would otherwise make.
+   */
+  knownFile(segments: readonly string[]): CachedFile | undefined {
+    if (this.#known.size === 0) return undefined;
+    const key = this.#keyOf(segments);
+    const entry = this.#known.get(key);
+    if (entry === undefined) return undefined;
+    if (!this.#stillOnDisk(entry, this.#now())) {
+      this.#known.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+
+  /** Whether the file of `entry` is unchanged on disk, asking the disk only when it is time to. */
+  #stillOnDisk(entry: KnownEntry, now: number): boolean {
+    const sinceCheck = now - entry.checkedAt;
+    if (sinceCheck < HOT_FILE_RECHECK_MS && sinceCheck >= 0 && entry.removalsSeen === removals) return true;
+    if (!sameFileOnDisk(entry)) return false;
+    entry.checkedAt = now;
+    entry.removalsSeen = removals;
+    return true;
+  }
+
+  /** The key of `segments`, remembered for arrays that are asked for again (the app keeps known targets). */
+  #keyOf(segments: readonly string[]): string {
     let key = this.#hotKeys.get(segments);
     if (key === undefined) {
       key = segments.join("/");
       this.#hotKeys.set(segments, key);
     }
-    const entry = this.#hot.get(key);
-    if (entry === undefined) return undefined;
-    const now = this.#now();
-    const age = now - entry.loadedAt;
-    if (age > HOT_FILE_MAX_AGE_MS || age < 0) {
-      this.#forgetHot(key);
-      return undefined;
-    }
-    const sinceCheck = now - entry.checkedAt;
-    if (sinceCheck >= HOT_FILE_RECHECK_MS || sinceCheck < 0 || entry.removalsSeen !== removals) {
-      if (!sameFileOnDisk(entry)) {
-        this.#forgetHot(key);
-        return undefined;
-      }
-      entry.checkedAt = now;
-      entry.removalsSeen = removals;
-    }
-    this.#hot.delete(key);
-    this.#hot.set(key, entry);
-    return entry;
+    return key;
   }
 
   /**
@@ -303,6 +352,7 @@ export class CacheStore {
     const from = this.partialPath(segments);
     const to = this.finalPath(segments);
     this.#forgetHot(segments.join("/"));
+    this.#known.delete(segments.join("/"));
     await Deno.mkdir(dirname(to), { recursive: true });
     if (options.lastModified !== undefined) {
       // mtime carries upstream's Last-Modified; atime stays "now", since the size limit evicts by last use.
@@ -338,8 +388,8 @@ export async function pathExists(path: string): Promise<boolean> {
   }
 }
 
-/** True when the file of a memory entry is still on disk unchanged (same inode, size, mtime and ctime). */
-function sameFileOnDisk(entry: HotEntry): boolean {
+/** True when the file of an entry is still on disk unchanged (same inode, size, mtime and ctime). */
+function sameFileOnDisk(entry: KnownEntry): boolean {
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(entry.path);

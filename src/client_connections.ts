@@ -1,58 +1,21 @@
 /**
- * Accepting client connections one at a time so that a connection that never sends a complete request can be
- * closed. `Deno.serve` reads request heads without any time limit: a client that connects and says nothing, or
- * sends half a request head, would keep its connection (and a file descriptor) for as long as it likes. Here the
- * proxy accepts each TCP connection itself and hands it to Deno's HTTP machinery through
- * `serveHttpOnConnection`, an internal of Deno (`Deno[Deno.internal]`) that `node:http` uses as well; a
- * periodic sweep closes a connection with no request in progress when no request head has arrived within the
- * timeout, counted from when it connected or from when its previous response was sent.
- *
- * When a Deno release lacks that internal, {@linkcode canServeConnections} says so and the caller falls back to
- * `Deno.serve` without the timeout.
+ * Accepting client connections and serving each with flexo's own HTTP/1.1 layer (see http1_connection.ts), with
+ * one periodic sweep that closes connections which wait too long: no complete request head within the timeout
+ * after connecting or after the previous response (a silent client, half a request head, an idle keep-alive
+ * connection), or a response that the client has taken no bytes of for as long. `Deno.serve` has no such limit
+ * for request heads; a response that is slow because upstream is slow is never cut.
  *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
-import type { ClientSocket, FileSender } from "./sendfile.ts";
-import { sendBelowServer, shouldSendfile } from "./sendfile_response.ts";
+import { ClientConnection, type ConnectionHandler, type QuickAnswer } from "./http1_connection.ts";
+import type { RequestHead } from "./http1_head.ts";
+import type { FileSender } from "./sendfile.ts";
+
+export type { ConnectionHandler } from "./http1_connection.ts";
 
 const log = getLogger(["flexo", "server"]);
-
-/** A request handler, as `Deno.serve` takes it. */
-export type ConnectionHandler = (
-  req: Request,
-  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-) => Response | Promise<Response>;
-
-/** What Deno's internal per-connection server returns. */
-interface ConnectionServer {
-  finished: Promise<void>;
-  shutdown(): Promise<void>;
-}
-
-/** Deno's internal `serveHttpOnConnection(connection, signal, handler, onError, onListen)`. */
-type ServeHttpOnConnection = (
-  connection: Deno.Conn,
-  signal: AbortSignal,
-  handler: ConnectionHandler,
-  onError: (error: unknown) => Response | Promise<Response>,
-  onListen: () => void,
-) => ConnectionServer;
-
-/** Deno's per-connection server, if this Deno has one. */
-function serveHttpOnConnection(): ServeHttpOnConnection | undefined {
-  const internalKey = (Deno as unknown as { internal?: symbol }).internal;
-  if (internalKey === undefined) return undefined;
-  const internals = (Deno as unknown as Record<symbol, Record<string, unknown> | undefined>)[internalKey];
-  const serve = internals?.serveHttpOnConnection;
-  return typeof serve === "function" ? serve as ServeHttpOnConnection : undefined;
-}
-
-/** Whether this Deno can serve single connections, which {@linkcode listenForClients} needs. */
-export function canServeConnections(): boolean {
-  return serveHttpOnConnection() !== undefined;
-}
 
 /** A listening socket whose connections are served with a client timeout. */
 export interface ClientListener {
@@ -71,10 +34,10 @@ const ACCEPT_RETRY_MS = 100;
 
 /**
  * Listens on `hostname:port` and serves every connection with `handler`, closing a connection that has no
- * request in progress and does not complete a request head within `timeoutMs`. With a `sender`, large cached
- * files go out with sendfile (see sendfile.ts), and a client that takes none of their bytes for `timeoutMs` is
- * cut off. Throws what `Deno.listen` throws (`AddrInUse`, `PermissionDenied`, ...), and when this Deno cannot
- * serve single connections.
+ * request in progress and does not complete a request head within `timeoutMs`, or whose client takes no bytes
+ * of a response for `timeoutMs`. `quickAnswer` may answer a request from memory before any `Request` is made;
+ * with a `sender`, file bodies go out with sendfile (see sendfile.ts). Throws what `Deno.listen` throws
+ * (`AddrInUse`, `PermissionDenied`, ...).
  */
 export function listenForClients(
   handler: ConnectionHandler,
@@ -83,100 +46,51 @@ export function listenForClients(
     port: number;
     timeoutMs: number;
     onError: (error: unknown) => Response | Promise<Response>;
+    quickAnswer?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
     sender?: FileSender;
   },
 ): ClientListener {
-  const serve = serveHttpOnConnection();
-  if (serve === undefined) {
-    throw new Error("This Deno has no per-connection HTTP serving; use Deno.serve instead.");
-  }
   const listener = Deno.listen({ hostname: options.hostname, port: options.port, transport: "tcp" });
   let closing = false;
-
-  /** One open connection; the sweep reads and the handler updates it. */
-  interface Entry {
-    abort: AbortController;
-    server?: ConnectionServer;
-    /** Requests in progress. */
-    running: number;
-    /** When the last request ended (or the connection opened). */
-    idleSince: number;
-    client: string;
-  }
-  // One set of small entries and one sweep over them, instead of a timer per request and several collections and
-  // promise chains per connection: both cost CPU and garbage per request (see BENCHMARKS.md).
-  const open = new Set<Entry>();
+  // One set of connections and one sweep over them, instead of a timer per request: timers cost CPU and garbage
+  // per request (see BENCHMARKS.md).
+  const open = new Set<ClientConnection>();
   let allClosed: PromiseWithResolvers<void> | undefined;
   const sweepMs = Math.max(10, Math.min(1_000, Math.floor(options.timeoutMs / 4)));
   let sweeper: ReturnType<typeof setInterval> | undefined;
   const sweep = () => {
     const now = performance.now();
-    for (const entry of open) {
-      if (entry.running > 0 || now - entry.idleSince < options.timeoutMs || entry.abort.signal.aborted) {
-        continue;
-      }
-      log.debug("Closing a connection from {client}: no complete request within {ms} ms", {
-        client: entry.client,
+    for (const connection of open) {
+      const writing = connection.writingSince > 0 && now - connection.writingSince >= options.timeoutMs;
+      const idle = !connection.busy && now - connection.idleSince >= options.timeoutMs;
+      if (!writing && !idle) continue;
+      log.debug("Closing a connection from {client}: {why} for {ms} ms", {
+        client: connection.remoteAddr.hostname,
+        why: writing ? "it took no bytes of its response" : "no complete request",
         ms: options.timeoutMs,
       });
-      entry.abort.abort();
+      connection.close();
     }
     if (open.size === 0) {
       clearInterval(sweeper);
       sweeper = undefined;
     }
   };
-
-  const sender = options.sender;
-  const viaSendfile = (req: Request, response: Response, socketOf: () => ClientSocket | undefined) =>
-    sender !== undefined && shouldSendfile(req, response, sender)
-      ? sendBelowServer(response, { sender, socket: socketOf, stallMs: options.timeoutMs })
-      : response;
+  const connectionOptions = {
+    handler,
+    onError: options.onError,
+    quickAnswer: options.quickAnswer,
+    sender: options.sender,
+  };
 
   const serveOne = (conn: Deno.Conn) => {
-    const entry: Entry = {
-      abort: new AbortController(),
-      running: 0,
-      idleSince: performance.now(),
-      client: (conn.remoteAddr as Deno.NetAddr).hostname,
-    };
-    const done = () => {
-      if (--entry.running === 0) entry.idleSince = performance.now();
-    };
-    // The connection's socket, looked up once, when its first large file is sent (null: not found).
-    let socket: ClientSocket | null | undefined;
-    const socketOf = () => {
-      if (socket === undefined) socket = sender?.findSocket(conn) ?? null;
-      return socket ?? undefined;
-    };
-    const answer: ConnectionHandler = (req, info) => {
-      entry.running++;
-      info.completed.then(done, done);
-      const response = handler(req, info);
-      if (sender === undefined) return response;
-      return response instanceof Response
-        ? viaSendfile(req, response, socketOf)
-        : response.then((r) => viaSendfile(req, r, socketOf));
-    };
-    try {
-      entry.server = serve(conn, entry.abort.signal, answer, options.onError, () => {});
-    } catch (error) {
-      log.warn("Could not serve a connection: {error}", { error: String(error) });
-      try {
-        conn.close();
-      } catch {
-        // already closed
-      }
-      return;
-    }
-    open.add(entry);
+    const connection = new ClientConnection(conn, connectionOptions);
+    open.add(connection);
     sweeper ??= setInterval(sweep, sweepMs);
-    // A client that resets its connection rejects `finished`: that is the client's business, not an error.
-    const forget = () => {
-      open.delete(entry);
+    connection.serve().finally(() => {
+      open.delete(connection);
       if (open.size === 0) allClosed?.resolve();
-    };
-    entry.server.finished.then(forget, forget);
+    });
   };
 
   const accepting = (async () => {
@@ -224,10 +138,10 @@ export function listenForClients(
           // already closed
         }
       }
+      for (const connection of open) connection.finish();
+      await finished;
       clearInterval(sweeper);
       sweeper = undefined;
-      await Promise.all([...open].map((entry) => entry.server?.shutdown().catch(() => {})));
-      await finished;
     },
   };
 }

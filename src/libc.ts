@@ -17,8 +17,7 @@ export const LIBC_PATHS: readonly string[] = [
 const SYMBOLS = {
   sendfile: { parameters: ["i32", "i32", "buffer", "usize"], result: "isize" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  // Waiting for a socket to accept more bytes blocks, so it runs on one of Deno's worker threads.
-  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
@@ -47,11 +46,12 @@ export const LINUX = {
   SEEK_SET: 0,
   SEEK_END: 2,
   RLIMIT_NOFILE: 7,
-  POLLOUT: 4,
   SHUT_WR: 1,
   SHUT_RDWR: 2,
   MSG_NOSIGNAL: 0x4000,
   MSG_MORE: 0x8000,
+  /** For a response head followed by the file: no SIGPIPE, and more to come in the same packet. */
+  SEND_HEAD_FLAGS: 0x4000 | 0x8000,
 } as const;
 
 /** A loaded libc, or why there is none. */

@@ -1,24 +1,23 @@
 /**
- * Sending cached files to clients with the kernel's `sendfile(2)` instead of through Deno.
+ * Sending cached files to clients with the kernel's `sendfile(2)` instead of through JavaScript.
  *
- * Deno has no sendfile: it streams a file body by reading 64 KiB at a time on a worker thread and writing each
- * piece to the socket, which costs about four times nginx's CPU per byte. For a GET of a whole cached file (or
- * one range of it) of at least {@linkcode SENDFILE_MIN_BYTES}, the connection layer hands the app's response to
- * {@linkcode sendBelowServer}: it finds the client's socket descriptor, writes the response head itself, lets the
- * kernel copy the file into the socket, and shuts the socket's sending side. Deno's HTTP server cannot be told
- * that someone else sent a body (a response without one goes out as `content-length: 0`, a shorter body is an
- * error), so the head says `Connection: close` and the connection ends with the response; the client opens a new
- * one for its next request. Deno's own answer, returned afterwards, fails against the closed side unseen.
+ * Deno has no sendfile: streaming a file through it reads 64 KiB at a time on a worker thread and writes each
+ * piece to the socket, which costs about four times nginx's CPU per byte. flexo's own HTTP/1.1 connection layer
+ * (see {@linkcode ./http1_connection.ts}) hands file responses to {@linkcode FileSender.send}: it writes the
+ * response head and lets the kernel copy the file from the page cache into the client's socket; the connection
+ * then stays open for the client's next request.
  *
- * Bytes never go to the wrong client: the descriptor is identified by its socket cookie (`SO_COOKIE`, unique per
- * socket until reboot), checked before the first write and after every wait (nothing else runs on this thread in
- * between), so a number reused by a new connection after the client went away is never written to. When anything
- * is off before the head is sent (no permission, file changed, socket not found) the app's own response goes out
- * as usual.
+ * Deno does not say which descriptor a connection has, so {@linkcode FileSender.findSocket} finds it once per
+ * connection by its addresses, and remembers the socket's cookie (`SO_COOKIE`, unique per socket until reboot).
+ * The cookie is checked before the first write and after every wait (nothing else runs on this thread in
+ * between), so a number reused by a new connection after the client went away is never written to. When
+ * anything is off before the head is sent (no permission, file changed, socket not found) the caller sends the
+ * app's own response as usual.
  *
- * While a client's socket is full, the send waits in `poll(2)` on one of Deno's worker threads. At most
- * {@linkcode SENDFILE_MAX_ACTIVE} sends run at once, which bounds those threads; further large responses are
- * streamed by Deno meanwhile.
+ * When the client's socket is full, the send writes the next piece of the file with the connection's own
+ * `write()`, which waits in Deno's event loop until the client takes bytes again; then sendfile goes on. (An
+ * earlier version waited in `poll(2)` on a worker thread: the hand-offs between threads cost more CPU than the
+ * copy that this wait makes.)
  *
  * @module
  */
@@ -38,12 +37,6 @@ import {
 const log = getLogger(["flexo", "server"]);
 const ENCODER = new TextEncoder();
 
-/** Smaller files go through Deno: below this, a kept-alive connection is worth more than the saved copying. */
-export const SENDFILE_MIN_BYTES = 1024 * 1024;
-
-/** How many responses may be sent this way at once; more are streamed by Deno. */
-export const SENDFILE_MAX_ACTIVE = 64;
-
 /**
  * At most this many bytes per `sendfile` call. The kernel copies no more than the socket's free buffer space per
  * call (a few MiB on Linux's defaults), so one client holds the event loop only briefly; the cap bounds a call on
@@ -57,8 +50,11 @@ export const FD_SCAN_LIMIT = 1 << 20;
 /** After this many connections in a row whose socket was not found, the sender stops looking. */
 export const MISSES_BEFORE_DISABLED = 3;
 
-/** How long one wait for a writable socket lasts before the stall clock is checked again. */
-const POLL_MS = 250;
+/** Bytes written through the connection while waiting for a full socket to take more. */
+const WAIT_WRITE_BYTES = 16 * 1024;
+
+/** At most this many buffers for those writes are kept for the next sends. */
+const MAX_SPARE_BUFFERS = 64;
 
 /** The byte range of a file that a response body streams: a cached file, or one a download is writing. */
 export interface FileRange {
@@ -101,8 +97,9 @@ export function fileRangeOf(response: Response): FileRange | undefined {
   return fileResponses.get(response);
 }
 
-/** A client connection's socket descriptor and the cookie of the socket it stood for when found. */
+/** A client connection, its socket descriptor, and the cookie of the socket that descriptor stood for when found. */
 export interface ClientSocket {
+  conn: Deno.Conn;
   fd: number;
   cookie: bigint;
 }
@@ -117,14 +114,14 @@ export type SendOutcome = { outcome: "not_started"; reason: string } | { outcome
 export class FileSender {
   #libc: LibcSymbols;
   #active = 0;
-  #maxActive: number;
+  #sent = 0;
   #missesInARow = 0;
   #fdLimit: number;
+  #spare: Uint8Array[] = [];
 
   /** Wraps a loaded libc; see {@linkcode openFileSender}. */
-  constructor(libc: LibcSymbols, options: { maxActive?: number } = {}) {
+  constructor(libc: LibcSymbols) {
     this.#libc = libc;
-    this.#maxActive = options.maxActive ?? SENDFILE_MAX_ACTIVE;
     this.#fdLimit = Math.min(openFilesLimit(libc) ?? 65_536, FD_SCAN_LIMIT);
   }
 
@@ -133,9 +130,9 @@ export class FileSender {
     return this.#active;
   }
 
-  /** Whether another response may be sent this way now. */
-  get hasRoom(): boolean {
-    return this.#active < this.#maxActive && !this.disabled;
+  /** Responses sent whole so far. */
+  get sent(): number {
+    return this.#sent;
   }
 
   /**
@@ -167,7 +164,7 @@ export class FileSender {
       const cookie = this.#cookie(fd);
       if (cookie === undefined) continue;
       this.#missesInARow = 0;
-      return { fd, cookie };
+      return { conn, fd, cookie };
     }
     if (++this.#missesInARow === MISSES_BEFORE_DISABLED) {
       log.warn("sendfile is off: the sockets of {count} connections in a row were not found", {
@@ -179,14 +176,17 @@ export class FileSender {
 
   /**
    * Writes `head` and then `range` of the file to `socket`, waiting while the client's side is full (and, for a
-   * growing file, while the download has not written the next bytes); gives up when the client takes nothing for
-   * `stallMs`. Shuts the socket's sending side after the last byte (for a growing file sent to its end, once the
-   * download has completed), and both sides when it breaks off after the head was sent.
+   * growing file, while the download has not written the next bytes). While the socket is full, the next piece
+   * goes through `write` (by default the connection's own `write()`), which waits for the client: a client that
+   * takes nothing is the caller's to cut off (closing the connection makes the write fail, and the send with
+   * it). The connection stays open after the last byte (for a growing file sent to its end, once the download
+   * has completed); when the send breaks off after the head, both sides of the socket are shut so that the
+   * client sees the response cut short, and the caller closes the connection.
    */
   async send(
     socket: ClientSocket,
     head: Uint8Array,
-    options: { range: FileRange; stallMs: number; onCommitted?: () => void },
+    options: { range: FileRange; write?: (bytes: Uint8Array) => Promise<number>; onCommitted?: () => void },
   ): Promise<SendOutcome> {
     const libc = this.#libc;
     const { range } = options;
@@ -200,6 +200,8 @@ export class FileSender {
     if (fileFd < 0) return { outcome: "not_started", reason: `cannot open ${paths.join(" or ")}` };
     this.#active++;
     let written = 0;
+    // A buffer for the pieces written while waiting: taken from the spares at the first wait, given back after.
+    let waitBuffer: Uint8Array | undefined;
     try {
       const size = Number(libc.lseek(fileFd, 0n, LINUX.SEEK_END));
       // sendfile reads at its own offset; the position stays at 0 so that /proc shows no reading ahead.
@@ -208,10 +210,13 @@ export class FileSender {
         return { outcome: "not_started", reason: `${range.path} is now ${size} bytes, not ${range.size}` };
       }
       const total = head.length + range.length;
-      let stalledSince = performance.now();
-      const pollfd = this.#pollfd(socket.fd);
       const offset = new BigInt64Array([BigInt(range.start)]);
       const offsetBytes = new Uint8Array(offset.buffer);
+      const write = options.write ?? ((bytes: Uint8Array) => socket.conn.write(bytes));
+      // The head waits in the kernel for the file's first bytes (one packet) when those are there to send.
+      const headFlags = growing === undefined && range.length > 0
+        ? LINUX.SEND_HEAD_FLAGS
+        : LINUX.MSG_NOSIGNAL;
       // Checked before the first write and after every wait: between two waits nothing else runs on this thread,
       // so Deno cannot close the socket (and a new connection take its number) in between.
       let mustCheck = true;
@@ -238,21 +243,19 @@ export class FileSender {
             }
             await growing!.changed();
             mustCheck = true;
-            stalledSince = performance.now();
             continue;
           }
         }
         // A client that went away makes these fail with EPIPE; sendfile has no MSG_NOSIGNAL, but Deno (a Rust
         // program) ignores SIGPIPE, so that is an error code here, never a signal (see sendfile_test.ts).
         const result = inHead
-          ? Number(libc.send(socket.fd, head.subarray(written), BigInt(count), LINUX.MSG_NOSIGNAL))
+          ? Number(libc.send(socket.fd, head.subarray(written), BigInt(count), headFlags))
           : Number(libc.sendfile(socket.fd, fileFd, offsetBytes, BigInt(count)));
         const code = result < 0 ? errno(libc) : 0;
         if (result > 0) {
           if (written === 0) options.onCommitted?.();
           written += result;
           if (!inHead) growing?.onBytes?.(result);
-          stalledSince = performance.now();
           continue;
         }
         if (result === 0 && !inHead) return this.#breakOff(socket, `${range.path} ended early`);
@@ -262,13 +265,34 @@ export class FileSender {
             ? { outcome: "not_started", reason: `cannot write to the client (errno ${code})` }
             : this.#breakOff(socket, `the client went away (errno ${code})`);
         }
-        if (performance.now() - stalledSince >= options.stallMs) {
-          return this.#breakOff(socket, `the client took nothing for ${options.stallMs} ms`);
+        // The socket is full: the next bytes go through the connection, whose write waits for the client.
+        let piece: Uint8Array;
+        if (inHead) {
+          piece = head.subarray(written);
+        } else {
+          waitBuffer ??= this.#spare.pop() ?? new Uint8Array(WAIT_WRITE_BYTES);
+          const read = Number(
+            libc.pread(fileFd, waitBuffer, BigInt(Math.min(count, waitBuffer.length)), offset[0]),
+          );
+          if (read <= 0) return this.#breakOff(socket, `${range.path} could not be read at ${offset[0]}`);
+          piece = waitBuffer.subarray(0, read);
         }
-        await libc.poll(pollfd, 1n, POLL_MS);
+        let took: number;
+        try {
+          took = await write(piece);
+        } catch (error) {
+          return this.#breakOff(socket, `the client went away (${(error as Error).message ?? error})`);
+        }
+        if (took <= 0) return this.#breakOff(socket, "the client's connection is closed");
+        if (written === 0) options.onCommitted?.();
+        written += took;
+        if (!inHead) {
+          offset[0] += BigInt(took);
+          growing?.onBytes?.(took);
+        }
         mustCheck = true;
       }
-      if (this.#isStill(socket)) libc.shutdown(socket.fd, LINUX.SHUT_WR);
+      this.#sent++;
       return { outcome: "sent" };
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
@@ -276,6 +300,8 @@ export class FileSender {
     } finally {
       this.#active--;
       libc.close(fileFd);
+      // Its last write has ended (resolved or failed), so Deno holds no reference to it any more.
+      if (waitBuffer !== undefined && this.#spare.length < MAX_SPARE_BUFFERS) this.#spare.push(waitBuffer);
     }
   }
 
@@ -326,27 +352,16 @@ export class FileSender {
     if (call(fd, this.#sockaddr, this.#lengthBytes) !== 0) return undefined;
     return parseSockaddr(this.#sockaddr);
   }
-
-  /** A `struct pollfd` asking whether `fd` can take more bytes; one per send, read by a worker thread. */
-  #pollfd(fd: number): Uint8Array {
-    const pollfd = new Uint8Array(8);
-    const view = new DataView(pollfd.buffer);
-    view.setInt32(0, fd, true);
-    view.setInt16(4, LINUX.POLLOUT, true);
-    return pollfd;
-  }
 }
 
 /** A sender, or why this process cannot send files with sendfile. */
 export type FileSenderResult = { ok: true; sender: FileSender } | { ok: false; reason: string };
 
 /** Loads libc (see {@linkcode openLibc}) and makes a sender with it. */
-export function openFileSender(
-  options: { libcPaths?: readonly string[]; maxActive?: number } = {},
-): FileSenderResult {
+export function openFileSender(options: { libcPaths?: readonly string[] } = {}): FileSenderResult {
   const loaded = openLibc(options.libcPaths ?? LIBC_PATHS);
   if (!loaded.ok) return loaded;
-  return { ok: true, sender: new FileSender(loaded.libc, { maxActive: options.maxActive }) };
+  return { ok: true, sender: new FileSender(loaded.libc) };
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -6,8 +6,8 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { FlexoApp } from "./app.ts";
-import { canServeConnections, listenForClients } from "./client_connections.ts";
-import { type FileSender, openFileSender, SENDFILE_MIN_BYTES } from "./sendfile.ts";
+import { listenForClients } from "./client_connections.ts";
+import { type FileSender, openFileSender } from "./sendfile.ts";
 
 const log = getLogger(["flexo", "server"]);
 
@@ -19,6 +19,8 @@ export interface RunningServer {
   shutdown(options?: { graceMs?: number }): Promise<void>;
   /** Resolves when every listener has closed. */
   finished: Promise<void>;
+  /** How many responses went out whole with sendfile (0 when it is off). */
+  readonly sentWithSendfile: number;
 }
 
 /** One listening address: Deno.serve's server, or a {@linkcode listenForClients} listener. */
@@ -37,34 +39,29 @@ function onError(error: unknown): Response {
 function fileSender(): FileSender | undefined {
   const opened = openFileSender();
   if (opened.ok) {
-    log.info("Files of {mib} MiB or more are sent with sendfile (each on a connection of its own)", {
-      mib: SENDFILE_MIN_BYTES / 1024 / 1024,
-    });
+    log.info("Cached files are sent with sendfile");
     return opened.sender;
   }
-  log.info("Large files are streamed through Deno, not sent with sendfile: {reason}", {
+  log.info("Files are streamed through JavaScript, not sent with sendfile: {reason}", {
     reason: opened.reason,
   });
   return undefined;
 }
 
 /**
- * Starts listening on each address with `port`. With `clientTimeoutMs` above 0 (the default is 60 s), a client
- * connection that does not complete a request head within that time, after connecting or after its previous
- * response, is closed; 0 serves with plain `Deno.serve`, which has no such timeout. With `sendfile` (the
- * default) and per-connection serving, large cached files are sent with sendfile(2) where this process can.
+ * Starts listening on each address with `port`. With `clientTimeoutMs` above 0 (the default is 60 s), flexo
+ * serves connections itself (see client_connections.ts): a client connection that does not complete a request
+ * head within that time, after connecting or after its previous response, or that takes no bytes of its
+ * response for as long, is closed; cached files are sent with sendfile(2) where this process can (unless
+ * `sendfile` is false); small cached files are answered from memory. 0 serves with plain `Deno.serve`, which
+ * has none of these.
  */
 export function startServer(
   app: FlexoApp,
   options: { hostnames: readonly string[]; port: number; clientTimeoutMs?: number; sendfile?: boolean },
 ): RunningServer {
   const timeoutMs = options.clientTimeoutMs ?? 60_000;
-  const perConnection = timeoutMs > 0 && canServeConnections();
-  if (timeoutMs > 0 && !perConnection) {
-    log.warn(
-      "This Deno cannot serve single connections: clients that never complete a request are not timed out",
-    );
-  }
+  const perConnection = timeoutMs > 0;
   const wantsSendfile = options.sendfile ?? true;
   if (wantsSendfile && !perConnection) {
     log.info("Large files are streamed through Deno: sendfile needs client_timeout_secs above 0");
@@ -75,7 +72,14 @@ export function startServer(
   for (const hostname of options.hostnames) {
     try {
       const server: Listening = perConnection
-        ? listenForClients(app.fetch, { hostname, port: options.port, timeoutMs, onError, sender })
+        ? listenForClients(app.fetch, {
+          hostname,
+          port: options.port,
+          timeoutMs,
+          onError,
+          sender,
+          quickAnswer: app.quickAnswer,
+        })
         : Deno.serve({ hostname, port: options.port, onListen: () => {}, onError }, app.fetch);
       servers.push(server);
       addresses.push({ hostname: server.addr.hostname, port: server.addr.port });
@@ -104,6 +108,9 @@ export function startServer(
   }
   return {
     addresses,
+    get sentWithSendfile() {
+      return sender?.sent ?? 0;
+    },
     finished: Promise.all(servers.map((s) => s.finished)).then(() => {}),
     async shutdown(shutdownOptions = {}) {
       const graceMs = shutdownOptions.graceMs ?? 10_000;

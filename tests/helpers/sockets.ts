@@ -7,8 +7,8 @@
 import { type FileSender, openFileSender } from "../../src/sendfile.ts";
 
 /** A sender on this machine's libc; fails the test when there is none. */
-export function fileSender(options: { maxActive?: number } = {}): FileSender {
-  const opened = openFileSender(options);
+export function fileSender(): FileSender {
+  const opened = openFileSender();
   if (!opened.ok) throw new Error(opened.reason);
   return opened.sender;
 }

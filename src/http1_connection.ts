@@ -1,0 +1,484 @@
+/**
+ * One client connection, served by flexo's own HTTP/1.1 layer: read a request head, answer it, and keep the
+ * connection for the next request.
+ *
+ * flexo serves connections itself instead of through `Deno.serve` for three reasons: Deno's server has no time
+ * limit for a request head (a silent client would keep its connection for ever), it cannot be told that a body
+ * was sent below it (so a file sent with sendfile(2) would cost the client its connection), and its request and
+ * response objects cost more per request than a cache hit needs. flexo answers GET and HEAD of files, so the
+ * subset of HTTP/1.1 here is small: no request bodies are read (a request announcing one is answered, then the
+ * connection is closed), requests are answered one after the other (pipelined ones in order), and anything
+ * ambiguous in a head is refused (see http1_head.ts).
+ *
+ * A response goes out in one of four ways: the prepared bytes of a small cached file (`quickAnswer`), a file
+ * body with sendfile (`sender`, see sendfile.ts), a body of known length streamed as it comes, or a body of
+ * unknown length with chunked encoding (or, for a body that is already in memory, with its length).
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import {
+  findHeadEnd,
+  type HeadProblem,
+  isHeadProblem,
+  MAX_HEAD_BYTES,
+  parseRequestHead,
+  type RequestHead,
+} from "./http1_head.ts";
+import { requestFromHead } from "./http1_request.ts";
+import { type Framing, isBodiless, responseHead } from "./http1_response.ts";
+import {
+  type ClientSocket,
+  type FileRange,
+  fileRangeOf,
+  type FileSender,
+  type SendOutcome,
+} from "./sendfile.ts";
+
+const log = getLogger(["flexo", "server"]);
+const ENCODER = new TextEncoder();
+const CR = 0x0d;
+const LF = 0x0a;
+
+/** A request handler, as `Deno.serve` takes it. */
+export type ConnectionHandler = (
+  req: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
+/** A cached file to send with sendfile after `head`; `done` is told how the send went. */
+export interface QuickFile {
+  head: Uint8Array;
+  file: FileRange;
+  done: (outcome: SendOutcome["outcome"]) => void;
+}
+
+/**
+ * An answer made without a `Request`: the complete response as bytes, or a file to send with sendfile (only
+ * offered when the connection can; one that could not be sent after all gets the full path).
+ */
+export type QuickAnswer = Uint8Array | QuickFile;
+
+/** What a {@linkcode ClientConnection} answers with. */
+export interface ConnectionOptions {
+  /** Answers a request. */
+  handler: ConnectionHandler;
+  /** The response when the handler throws. */
+  onError: (error: unknown) => Response | Promise<Response>;
+  /** The answer to a request that can be answered at once without a `Request` (`files`: it may be a file). */
+  quickAnswer?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
+  /** Sends file bodies with sendfile(2); without it they are streamed through JavaScript. */
+  sender?: FileSender;
+}
+
+/** The read buffer a connection starts with; it grows up to {@linkcode MAX_HEAD_BYTES} for a larger head. */
+const FIRST_BUFFER_BYTES = 4 * 1024;
+
+/** A body of unknown length that ends within this many bytes (and at once) is sent with its length. */
+const COLLECT_LIMIT = 64 * 1024;
+
+const TICK = Symbol("tick");
+
+/** One client connection and its state, which the listener's sweep reads (see client_connections.ts). */
+export class ClientConnection {
+  /** The connection. */
+  readonly conn: Deno.Conn;
+  /** The client's address. */
+  readonly remoteAddr: Deno.NetAddr;
+  /** Whether a request is being answered. */
+  busy = false;
+  /** When the last response ended, or the connection opened (`performance.now()`). */
+  idleSince: number = performance.now();
+  /** When the write now waiting for the client began (`performance.now()`), or 0. */
+  writingSince = 0;
+  #options: ConnectionOptions;
+  #localHost: string;
+  #closed = false;
+  #finishing = false;
+  #socket: ClientSocket | null | undefined;
+
+  /** Wraps an accepted connection; nothing happens until {@linkcode ClientConnection.serve}. */
+  constructor(conn: Deno.Conn, options: ConnectionOptions) {
+    this.conn = conn;
+    this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    const local = conn.localAddr as Deno.NetAddr;
+    this.#localHost = local.hostname.includes(":")
+      ? `[${local.hostname}]:${local.port}`
+      : `${local.hostname}:${local.port}`;
+    this.#options = options;
+  }
+
+  /** Whether the connection has been closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Ends the connection now; a read or write in progress fails. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /** Ends the connection after the response in progress (at once when there is none). */
+  finish(): void {
+    this.#finishing = true;
+    if (!this.busy) this.close();
+  }
+
+  /** Serves requests until the client leaves or asks to close, an error ends the connection, or it is closed. */
+  async serve(): Promise<void> {
+    let buffer = new Uint8Array(FIRST_BUFFER_BYTES);
+    let filled = 0;
+    let scanned = 0;
+    try {
+      while (!this.#closed) {
+        // Empty lines before a request line are skipped (RFC 9112, section 2.2).
+        let skip = 0;
+        while (skip + 1 < filled && buffer[skip] === CR && buffer[skip + 1] === LF) skip += 2;
+        if (skip > 0) {
+          buffer.copyWithin(0, skip, filled);
+          filled -= skip;
+          scanned = 0;
+        }
+        const end = findHeadEnd(buffer, { from: scanned - 3, length: filled });
+        if (end < 0) {
+          if (this.#finishing) break;
+          if (filled >= MAX_HEAD_BYTES) {
+            await this.#refuse({
+              status: 431,
+              message: `The request head is larger than ${MAX_HEAD_BYTES} bytes`,
+            });
+            break;
+          }
+          if (filled === buffer.length) {
+            const larger = new Uint8Array(Math.min(buffer.length * 4, MAX_HEAD_BYTES));
+            larger.set(buffer);
+            buffer = larger;
+          }
+          scanned = filled;
+          const read = await this.conn.read(buffer.subarray(filled));
+          if (read === null) break;
+          filled += read;
+          continue;
+        }
+        const parsed = parseRequestHead(buffer.subarray(0, end));
+        // The head is now strings; bytes after it (a pipelined request) move to the front.
+        buffer.copyWithin(0, end, filled);
+        filled -= end;
+        scanned = 0;
+        this.busy = true;
+        let keepOpen = false;
+        try {
+          keepOpen = isHeadProblem(parsed) ? await this.#refuse(parsed) : await this.#answer(parsed);
+        } finally {
+          this.busy = false;
+          this.idleSince = performance.now();
+        }
+        if (!keepOpen || this.#finishing) break;
+      }
+    } catch (error) {
+      if (!this.#closed) log.debug("A client connection ended: {error}", { error: String(error) });
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Answers one request; whether the connection may carry the next one. */
+  async #answer(head: RequestHead): Promise<boolean> {
+    const quick = this.#options.quickAnswer;
+    if (quick !== undefined && !head.close && !head.hasBody && !this.#finishing) {
+      const answer = quick(head, { files: this.#canSendFiles() });
+      if (answer instanceof Uint8Array) return await this.#write(answer);
+      if (answer !== undefined) {
+        const sent = await this.#sendQuickFile(answer);
+        if (sent !== undefined) return sent;
+      }
+    }
+    const req = requestFromHead(head, { localHost: this.#localHost });
+    if (isHeadProblem(req)) {
+      await this.#refuse(req);
+      return false;
+    }
+    let completion: PromiseWithResolvers<void> | undefined;
+    const info: Deno.ServeHandlerInfo<Deno.NetAddr> = {
+      remoteAddr: this.remoteAddr,
+      // Made only when asked for: most requests never are. It resolves when the response has ended, sent or not.
+      get completed() {
+        completion ??= Promise.withResolvers<void>();
+        return completion.promise;
+      },
+    };
+    try {
+      let response: Response;
+      try {
+        response = await this.#options.handler(req, info);
+      } catch (error) {
+        response = await this.#options.onError(error);
+      }
+      const close = head.close || head.hasBody || this.#finishing;
+      const whole = await this.#respond(req.method === "HEAD", head, response, close);
+      return whole && !close;
+    } finally {
+      completion?.resolve();
+    }
+  }
+
+  /** Sends `response`; whether all of it went out (a body cut short means the connection must end). */
+  async #respond(isHead: boolean, head: RequestHead, response: Response, close: boolean): Promise<boolean> {
+    const status = { code: response.status, text: response.statusText };
+    const framing: Framing = { close, keepAlive: head.minorVersion === 0 && !close };
+    const body = response.body;
+    if (isBodiless(response.status)) {
+      body?.cancel().catch(() => {});
+      return await this.#write(responseHead(status, response.headers, framing));
+    }
+    const declared = lengthOf(response.headers.get("content-length"));
+    if (isHead || body === null) {
+      // A HEAD answer says the length the GET answer would have; one whose body is in memory is measured.
+      framing.length = isHead ? declared : 0;
+      if (body !== null) {
+        const reader = body.getReader();
+        if (framing.length === undefined) {
+          const collected = await collect(reader);
+          if (collected.ended) framing.length = collected.size;
+        }
+        reader.cancel().catch(() => {});
+      } else {
+        framing.length ??= 0;
+      }
+      return await this.#write(responseHead(status, response.headers, framing));
+    }
+    if (declared !== undefined) {
+      framing.length = declared;
+      const sent = await this.#sendFile(response, declared, framing);
+      if (sent !== undefined) return sent;
+      if (!await this.#write(responseHead(status, response.headers, framing))) {
+        body.cancel().catch(() => {});
+        return false;
+      }
+      return await this.#pump(body.getReader(), { exactly: declared });
+    }
+    const reader = body.getReader();
+    const collected = await collect(reader);
+    if (collected.ended) {
+      framing.length = collected.size;
+      return await this.#write(concat(responseHead(status, response.headers, framing), ...collected.chunks));
+    }
+    // A longer or slower body of unknown length: chunked, or to the end of the connection for HTTP/1.0.
+    framing.chunked = head.minorVersion === 1;
+    if (!framing.chunked) framing.close = true;
+    if (!await this.#write(responseHead(status, response.headers, framing))) {
+      reader.cancel().catch(() => {});
+      return false;
+    }
+    for (const chunk of collected.chunks) {
+      if (!await this.#write(framing.chunked ? chunked(chunk) : chunk)) {
+        reader.cancel().catch(() => {});
+        return false;
+      }
+    }
+    const whole = await this.#pump(reader, { chunked: framing.chunked, pending: collected.pending });
+    return whole && !framing.close;
+  }
+
+  /** Whether file bodies may go out with sendfile on this connection (as far as is known before trying). */
+  #canSendFiles(): boolean {
+    const sender = this.#options.sender;
+    return sender !== undefined && !sender.disabled && this.#socket !== null;
+  }
+
+  /** This connection's socket for sendfile, found at its first use; undefined when it cannot be found. */
+  #clientSocket(sender: FileSender): ClientSocket | undefined {
+    if (this.#socket === undefined) this.#socket = sender.findSocket(this.conn) ?? null;
+    return this.#socket ?? undefined;
+  }
+
+  /** Sends a quick file answer: whether it went out whole, or undefined when it was not sent at all. */
+  async #sendQuickFile(answer: QuickFile): Promise<boolean | undefined> {
+    let outcome: SendOutcome["outcome"] = "not_started";
+    try {
+      const sent = await this.#sendfile(answer.head, answer.file);
+      if (sent !== undefined) outcome = sent ? "sent" : "failed";
+      return sent;
+    } finally {
+      answer.done(outcome);
+    }
+  }
+
+  /**
+   * Sends a marked file body (see `markFileResponse`) with sendfile: true when it went out, false when it broke
+   * off after its head, undefined when it was not sent this way (the caller streams it).
+   */
+  async #sendFile(response: Response, length: number, framing: Framing): Promise<boolean | undefined> {
+    if (!this.#canSendFiles() || length === 0) return undefined;
+    if (response.status !== 200 && response.status !== 206) return undefined;
+    const range = fileRangeOf(response);
+    if (range === undefined || range.length !== length) return undefined;
+    const head = responseHead(
+      { code: response.status, text: response.statusText },
+      response.headers,
+      framing,
+    );
+    // Once the first byte is out, the app's body (its open file, or its follower of a download) is not needed.
+    return await this.#sendfile(head, range, () => void response.body?.cancel().catch(() => {}));
+  }
+
+  /** Sends `head` and `range` with sendfile: as `#sendFile` says. */
+  async #sendfile(
+    head: Uint8Array,
+    range: FileRange,
+    onCommitted?: () => void,
+  ): Promise<boolean | undefined> {
+    const sender = this.#options.sender;
+    const socket = sender && this.#clientSocket(sender);
+    if (sender === undefined || socket === undefined) return undefined;
+    const result = await sender.send(socket, head, { range, write: this.#writeSome, onCommitted });
+    if (result.outcome === "sent") return true;
+    if (result.outcome === "failed") {
+      log.info("Sending {path} to a client stopped: {reason}", { path: range.path, reason: result.reason });
+      return false;
+    }
+    log.debug("Streaming {path} instead: {reason}", { path: range.path, reason: result.reason });
+    return undefined;
+  }
+
+  /** Writes some of `bytes` (waiting for the client, which the sweep may cut off): how many, 0 when closed. */
+  #writeSome = async (bytes: Uint8Array): Promise<number> => {
+    if (this.#closed) return 0;
+    this.writingSince = performance.now();
+    try {
+      return await this.conn.write(bytes);
+    } finally {
+      this.writingSince = 0;
+    }
+  };
+
+  /**
+   * Writes what `reader` gives: `exactly` that many bytes (more or fewer is a broken response), chunked, or as it
+   * comes. Whether the body went out whole.
+   */
+  async #pump(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    options: { exactly?: number; chunked?: boolean; pending?: Promise<ReadableStreamReadResult<Uint8Array>> },
+  ): Promise<boolean> {
+    let sent = 0;
+    let next = options.pending ?? reader.read();
+    try {
+      while (true) {
+        const { done, value } = await next;
+        if (done) break;
+        if (options.exactly !== undefined && sent + value.length > options.exactly) {
+          await this.#write(value.subarray(0, options.exactly - sent));
+          log.warn("A response body was longer than its Content-Length; the connection is closed");
+          return false;
+        }
+        sent += value.length;
+        if (!await this.#write(options.chunked ? chunked(value) : value)) return false;
+        next = reader.read();
+      }
+    } catch (error) {
+      log.info("A response body failed while it was sent: {error}", { error: String(error) });
+      return false;
+    } finally {
+      reader.cancel().catch(() => {});
+    }
+    if (options.exactly !== undefined) return sent === options.exactly;
+    if (options.chunked) return await this.#write(LAST_CHUNK);
+    return true;
+  }
+
+  /** Answers a head that was refused, and says the connection ends. Always false. */
+  async #refuse(problem: HeadProblem): Promise<boolean> {
+    log.debug("Refused a request from {client}: {status} {message}", {
+      client: this.remoteAddr.hostname,
+      status: problem.status,
+      message: problem.message,
+    });
+    const body = ENCODER.encode(`${problem.message}\n`);
+    const head = responseHead({ code: problem.status }, [["content-type", "text/plain; charset=utf-8"]], {
+      length: body.length,
+      close: true,
+    });
+    await this.#write(concat(head, body));
+    return false;
+  }
+
+  /** Writes all of `bytes`; false when the connection failed (or was closed) first. */
+  async #write(bytes: Uint8Array): Promise<boolean> {
+    if (this.#closed) return false;
+    this.writingSince = performance.now();
+    try {
+      let offset = await this.conn.write(bytes);
+      while (offset < bytes.length) {
+        this.writingSince = performance.now();
+        offset += await this.conn.write(bytes.subarray(offset));
+      }
+      return true;
+    } catch (error) {
+      if (!this.#closed) log.debug("Writing to a client failed: {error}", { error: String(error) });
+      return false;
+    } finally {
+      this.writingSince = 0;
+    }
+  }
+}
+
+const LAST_CHUNK = ENCODER.encode("0\r\n\r\n");
+
+/** A Content-Length value as a number, or undefined when absent or not a plain length. */
+function lengthOf(value: string | null): number | undefined {
+  if (value === null || !/^\d{1,15}$/.test(value)) return undefined;
+  return Number(value);
+}
+
+/** One chunk of a chunked body. */
+function chunked(bytes: Uint8Array): Uint8Array {
+  return concat(ENCODER.encode(`${bytes.length.toString(16)}\r\n`), bytes, ENCODER.encode("\r\n"));
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return all;
+}
+
+/**
+ * Reads what `reader` has at once: a body already in memory ends before any timer fires, while a stream that
+ * waits for I/O does not. Stops at {@linkcode COLLECT_LIMIT} bytes. `pending` is the read still running.
+ */
+async function collect(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<{
+  chunks: Uint8Array[];
+  size: number;
+  ended: boolean;
+  pending?: Promise<ReadableStreamReadResult<Uint8Array>>;
+}> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const tick = new Promise<typeof TICK>((resolve) => timer = setTimeout(() => resolve(TICK), 0));
+  try {
+    let pending = reader.read();
+    while (true) {
+      const result = await Promise.race([pending, tick]);
+      if (result === TICK) return { chunks, size, ended: false, pending };
+      if (result.done) return { chunks, size, ended: true };
+      chunks.push(result.value);
+      size += result.value.length;
+      pending = reader.read();
+      if (size > COLLECT_LIMIT) return { chunks, size, ended: false, pending };
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}

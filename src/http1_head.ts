@@ -1,0 +1,284 @@
+/**
+ * Reading HTTP/1.x request heads from the bytes a client sent (RFC 9112), strictly: flexo answers GET and HEAD
+ * of files, so anything ambiguous about where a request ends (bare CR or LF, folded header lines, two different
+ * lengths, a length beside a transfer coding) is refused with a 4xx instead of being guessed at.
+ *
+ * @module
+ */
+
+/** The largest request head accepted (request line and headers); a larger one is answered 431. */
+export const MAX_HEAD_BYTES = 16 * 1024;
+
+/** The longest request line accepted; a longer one is answered 414. */
+export const MAX_REQUEST_LINE_BYTES = 8 * 1024;
+
+/** The most header lines accepted in one request; more are answered 431. */
+export const MAX_HEADER_LINES = 100;
+
+/** One request head, as parsed by {@linkcode parseRequestHead}. */
+export interface RequestHead {
+  /** The method exactly as sent (case matters in HTTP). */
+  readonly method: string;
+  /** The request target exactly as sent: `/path?query`, or an absolute URL. */
+  readonly target: string;
+  /** The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  readonly minorVersion: 0 | 1;
+  /** The `Host` header, if there was one. */
+  readonly host: string | undefined;
+  /** Whether the connection ends after the response: `Connection: close`, or HTTP/1.0 without keep-alive. */
+  readonly close: boolean;
+  /** Whether the request announces a body (a `Content-Length` above 0, or a `Transfer-Encoding`). */
+  readonly hasBody: boolean;
+  /** Whether the request has a `Range` header or a conditional one (`If-...`). */
+  readonly conditional: boolean;
+  /** Header lines in order; names in lower case, values without surrounding spaces. Made on first use. */
+  readonly headers: [string, string][];
+}
+
+/** Why a head was refused: the status to answer with and a message for the client and the log. */
+export interface HeadProblem {
+  status: 400 | 414 | 431 | 505;
+  message: string;
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const HTAB = 0x09;
+const COLON = 0x3a;
+const DIGITS = /^\d{1,15}$/;
+
+/** 1 for the bytes of a token (method, header name): RFC 9110's tchar. */
+const TOKEN = new Uint8Array(256);
+for (const char of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  TOKEN[char.charCodeAt(0)] = 1;
+}
+
+/**
+ * Where the head in `bytes` ends: the index just past its empty line, looking at the first `length` bytes from
+ * `from` on (pass where the previous search stopped, minus 3, to scan each byte once). A head that ends its
+ * lines with a bare LF ends at its first empty line too, so that it can be refused at once. -1 while the head
+ * is incomplete.
+ */
+export function findHeadEnd(bytes: Uint8Array, options: { from: number; length: number }): number {
+  for (let i = Math.max(options.from, 0) + 1; i < options.length; i++) {
+    if (bytes[i] !== LF) continue;
+    if (bytes[i - 1] === LF || (bytes[i - 1] === CR && bytes[i - 2] === LF)) return i + 1;
+  }
+  return -1;
+}
+
+/** The bytes from `start` to `end` as a string of the same code units (ISO-8859-1), as HTTP reads them. */
+export function latin1(bytes: Uint8Array, start = 0, end = bytes.length): string {
+  let text = "";
+  // Pieces keep the argument count of fromCharCode small.
+  for (let from = start; from < end; from += 4096) {
+    text += String.fromCharCode.apply(
+      null,
+      bytes.subarray(from, Math.min(end, from + 4096)) as unknown as number[],
+    );
+  }
+  return text;
+}
+
+/** Whether the bytes from `start` to `end` spell `name` (lower case), ignoring ASCII case. */
+function nameIs(bytes: Uint8Array, start: number, end: number, name: string): boolean {
+  if (end - start !== name.length) return false;
+  for (let i = 0; i < name.length; i++) {
+    if ((bytes[start + i] | 0x20) !== name.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** A parsed head; its header list is made from a copy of the header bytes when first asked for. */
+class ParsedHead implements RequestHead {
+  #lines: Uint8Array;
+  #headers: [string, string][] | undefined;
+
+  constructor(
+    readonly method: string,
+    readonly target: string,
+    readonly minorVersion: 0 | 1,
+    readonly host: string | undefined,
+    readonly close: boolean,
+    readonly hasBody: boolean,
+    readonly conditional: boolean,
+    lines: Uint8Array,
+  ) {
+    this.#lines = lines;
+  }
+
+  get headers(): [string, string][] {
+    if (this.#headers !== undefined) return this.#headers;
+    const lines = this.#lines;
+    const headers: [string, string][] = [];
+    // The lines were checked by parseRequestHead: NAME ":" OWS VALUE OWS CRLF each.
+    let i = 0;
+    while (i < lines.length) {
+      const nameStart = i;
+      while (i < lines.length && lines[i] !== COLON) i++;
+      const name = latin1(lines, nameStart, i).toLowerCase();
+      i++;
+      while (i < lines.length && (lines[i] === SP || lines[i] === HTAB)) i++;
+      const valueStart = i;
+      while (i < lines.length && lines[i] !== CR) i++;
+      let valueEnd = i;
+      while (valueEnd > valueStart && (lines[valueEnd - 1] === SP || lines[valueEnd - 1] === HTAB)) {
+        valueEnd--;
+      }
+      headers.push([name, latin1(lines, valueStart, valueEnd)]);
+      i += 2;
+    }
+    this.#headers = headers;
+    return headers;
+  }
+}
+
+/**
+ * Parses the head in `bytes` (request line, header lines and the empty line that ends them, as found by
+ * {@linkcode findHeadEnd}) in one pass over its bytes. Returns a {@linkcode HeadProblem} for anything this
+ * server does not accept.
+ */
+export function parseRequestHead(bytes: Uint8Array): RequestHead | HeadProblem {
+  const length = bytes.length;
+  if (length > MAX_HEAD_BYTES) {
+    return { status: 431, message: `The request head is larger than ${MAX_HEAD_BYTES} bytes` };
+  }
+  const malformedLine = {
+    status: 400,
+    message: "Malformed request line: send METHOD TARGET HTTP/1.1",
+  } as const;
+  let i = 0;
+  while (i < length && TOKEN[bytes[i]] === 1) i++;
+  if (i === 0 || bytes[i] !== SP) return malformedLine;
+  const method = latin1(bytes, 0, i);
+  const targetStart = ++i;
+  while (i < length && bytes[i] > SP && bytes[i] < 0x7f) i++;
+  // The line is the target and " HTTP/1.x" after it.
+  if (i + 9 > MAX_REQUEST_LINE_BYTES) {
+    return { status: 414, message: `The request line is longer than ${MAX_REQUEST_LINE_BYTES} bytes` };
+  }
+  if (i === targetStart || bytes[i] !== SP) return malformedLine;
+  const target = latin1(bytes, targetStart, i);
+  i++;
+  // HTTP/d.d CRLF
+  if (
+    i + 10 > length || bytes[i] !== 0x48 || bytes[i + 1] !== 0x54 || bytes[i + 2] !== 0x54 ||
+    bytes[i + 3] !== 0x50 || bytes[i + 4] !== 0x2f || !isDigit(bytes[i + 5]) || bytes[i + 6] !== 0x2e ||
+    !isDigit(bytes[i + 7]) || bytes[i + 8] !== CR || bytes[i + 9] !== LF
+  ) {
+    return malformedLine;
+  }
+  const major = bytes[i + 5] - 0x30;
+  const minor = bytes[i + 7] - 0x30;
+  if (major !== 1 || minor > 1) {
+    return { status: 505, message: `HTTP/${major}.${minor} is not supported; use HTTP/1.1` };
+  }
+  const minorVersion = minor === 1 ? 1 : 0;
+  i += 10;
+  const linesStart = i;
+  let lineCount = 0;
+  let host: string | undefined;
+  let hosts = 0;
+  let contentLength: string | undefined;
+  let transferEncoding = false;
+  let closeAsked = false;
+  let keepAliveAsked = false;
+  let conditional = false;
+  // The head ends with an empty line: CR LF.
+  while (i < length - 2) {
+    if (++lineCount > MAX_HEADER_LINES) {
+      return { status: 431, message: `More than ${MAX_HEADER_LINES} header lines` };
+    }
+    const nameStart = i;
+    if (bytes[i] === SP || bytes[i] === HTAB) {
+      return { status: 400, message: "Folded header lines are not accepted" };
+    }
+    while (i < length && TOKEN[bytes[i]] === 1) i++;
+    if (i === nameStart || bytes[i] !== COLON) {
+      return { status: 400, message: "Malformed header line: send NAME: VALUE" };
+    }
+    const nameEnd = i++;
+    while (i < length && (bytes[i] === SP || bytes[i] === HTAB)) i++;
+    const valueStart = i;
+    while (i < length && bytes[i] !== CR) {
+      const byte = bytes[i];
+      // Control characters other than tab (a bare LF among them) end nothing and belong in no value.
+      if ((byte < SP && byte !== HTAB) || byte === 0x7f) {
+        return { status: 400, message: "A header line holds a control character or a bare line feed" };
+      }
+      i++;
+    }
+    if (bytes[i + 1] !== LF) return { status: 400, message: "A header line ends without CRLF" };
+    let valueEnd = i;
+    while (valueEnd > valueStart && (bytes[valueEnd - 1] === SP || bytes[valueEnd - 1] === HTAB)) valueEnd--;
+    i += 2;
+    const first = bytes[nameStart] | 0x20;
+    if (first === 0x68 /* h */ && nameIs(bytes, nameStart, nameEnd, "host")) {
+      host = latin1(bytes, valueStart, valueEnd);
+      hosts++;
+    } else if (first === 0x63 /* c */ && nameIs(bytes, nameStart, nameEnd, "content-length")) {
+      // Several identical values (or one list of them) mean one length; different ones are refused.
+      for (const item of latin1(bytes, valueStart, valueEnd).split(",")) {
+        const value = item.trim();
+        if (!DIGITS.test(value)) return { status: 400, message: "Content-Length is not a number" };
+        if (contentLength !== undefined && Number(contentLength) !== Number(value)) {
+          return { status: 400, message: "Two different Content-Length headers" };
+        }
+        contentLength = value;
+      }
+    } else if (first === 0x63 /* c */ && nameIs(bytes, nameStart, nameEnd, "connection")) {
+      for (const token of latin1(bytes, valueStart, valueEnd).toLowerCase().split(",")) {
+        const option = token.trim();
+        if (option === "close") closeAsked = true;
+        else if (option === "keep-alive") keepAliveAsked = true;
+      }
+    } else if (first === 0x74 /* t */ && nameIs(bytes, nameStart, nameEnd, "transfer-encoding")) {
+      transferEncoding = true;
+    } else if (
+      (first === 0x72 /* r */ && nameIs(bytes, nameStart, nameEnd, "range")) ||
+      (first === 0x69 /* i */ && nameEnd - nameStart > 3 && (bytes[nameStart + 1] | 0x20) === 0x66 &&
+        bytes[nameStart + 2] === 0x2d)
+    ) {
+      conditional = true;
+    }
+  }
+  if (i !== length - 2 || bytes[i] !== CR || bytes[i + 1] !== LF) {
+    return { status: 400, message: "The request head does not end with an empty line (CRLF)" };
+  }
+  if (hosts > 1) return { status: 400, message: "More than one Host header" };
+  if (minorVersion === 1 && hosts === 0) {
+    return { status: 400, message: "HTTP/1.1 requests need a Host header" };
+  }
+  if (transferEncoding && contentLength !== undefined) {
+    return { status: 400, message: "Content-Length and Transfer-Encoding together" };
+  }
+  return new ParsedHead(
+    method,
+    target,
+    minorVersion,
+    host,
+    closeAsked || (minorVersion === 0 && !keepAliveAsked),
+    transferEncoding || (contentLength !== undefined && Number(contentLength) > 0),
+    conditional,
+    bytes.slice(linesStart, length - 2),
+  );
+}
+
+function isDigit(byte: number): boolean {
+  return byte >= 0x30 && byte <= 0x39;
+}
+
+/** Whether `parsed` is a problem rather than what was asked for (a head, or a `Request`). */
+export function isHeadProblem<T extends object>(parsed: T | HeadProblem): parsed is HeadProblem {
+  return !(parsed instanceof Request) && !(parsed instanceof ParsedHead) && "status" in parsed;
+}
+
+/** The value of header `name` (lower case) in `head`, or undefined; several lines are joined with ", ". */
+export function headerOf(head: RequestHead, name: string): string | undefined {
+  let found: string | undefined;
+  for (const [key, value] of head.headers) {
+    if (key === name) found = found === undefined ? value : `${found}, ${value}`;
+  }
+  return found;
+}

@@ -1,0 +1,60 @@
+/**
+ * Turning a parsed request head into the web-standard `Request` the app answers, keeping the target exactly as
+ * the client sent it: `new Request()` normalises its URL (`/a/../b` becomes `/b`), and flexo checks paths as
+ * sent, so the raw target travels beside the request ({@linkcode rawTargetOf}).
+ *
+ * @module
+ */
+
+import type { HeadProblem, RequestHead } from "./http1_head.ts";
+
+const rawTargets = new WeakMap<Request, string>();
+
+/**
+ * A `Host` header as clients send it: a name or an IPv4 address, or an IPv6 address in brackets, and an
+ * optional port. Anything else (empty, or with `/ ? # @ \` in it) would change the URL's host or path.
+ */
+const HOST_SHAPE = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/** Whether `host` is a `Host` header value of the shape clients send (see {@linkcode requestFromHead}). */
+export function isPlainHost(host: string): boolean {
+  return HOST_SHAPE.test(host);
+}
+
+/**
+ * The `Request` for `head`, received on a connection to `localHost` (`host:port`, used when an HTTP/1.0 request
+ * names no host). A target that is neither a path nor an absolute `http(s)` URL, a `Host` other than a host name
+ * or address with an optional port, a header that `Headers` refuses, and a method that `Request` refuses
+ * (CONNECT, TRACE, TRACK) are problems to answer.
+ */
+export function requestFromHead(head: RequestHead, options: { localHost: string }): Request | HeadProblem {
+  let url: string;
+  const target = head.target;
+  if (head.host !== undefined && !isPlainHost(head.host)) {
+    return { status: 400, message: "The Host header is not a host name or address with an optional port" };
+  }
+  if (target.charCodeAt(0) === 0x2f /* / */) {
+    url = `http://${head.host ?? options.localHost}${target}`;
+  } else if (/^https?:\/\//i.test(target)) {
+    url = target;
+  } else {
+    return { status: 400, message: "The request target must be a path (/...) or an http URL" };
+  }
+  let request: Request;
+  try {
+    request = new Request(url, { method: head.method, headers: head.headers });
+  } catch (error) {
+    return { status: 400, message: `Request not accepted: ${(error as Error).message}` };
+  }
+  rawTargets.set(request, target);
+  return request;
+}
+
+/**
+ * The target of `req` as the client sent it (`/path?query`, or an absolute URL), when the request came from
+ * {@linkcode requestFromHead}; undefined for other requests (made in tests, or by Deno.serve, whose URLs are
+ * not normalised).
+ */
+export function rawTargetOf(req: Request): string | undefined {
+  return rawTargets.get(req);
+}
