@@ -162,7 +162,8 @@ export class ClientConnection {
             buffer = larger;
           }
           scanned = filled;
-          const read = await this.conn.read(buffer.subarray(filled));
+          // Most reads start an empty buffer: no view of it is made for them.
+          const read = await this.conn.read(filled === 0 ? buffer : buffer.subarray(filled));
           if (read === null) break;
           filled += read;
           continue;
@@ -192,7 +193,8 @@ export class ClientConnection {
   /** Answers one request; whether the connection may carry the next one. */
   async #answer(head: RequestHead): Promise<boolean> {
     const quick = this.#options.quickAnswer;
-    if (quick !== undefined && !head.close && !head.hasBody && !this.#finishing) {
+    // Prepared answers are HTTP/1.1 keep-alive answers: other requests take the full path.
+    if (quick !== undefined && head.minorVersion === 1 && !head.close && !head.hasBody && !this.#finishing) {
       const answer = quick(head, { files: this.#canSendFiles() });
       if (answer instanceof Uint8Array) return await this.#write(answer);
       if (answer !== undefined) {
@@ -206,11 +208,13 @@ export class ClientConnection {
       return false;
     }
     let completion: PromiseWithResolvers<void> | undefined;
+    let ended = false;
     const info: Deno.ServeHandlerInfo<Deno.NetAddr> = {
       remoteAddr: this.remoteAddr,
       // Made only when asked for: most requests never are. It resolves when the response has ended, sent or not.
       get completed() {
         completion ??= Promise.withResolvers<void>();
+        if (ended) completion.resolve();
         return completion.promise;
       },
     };
@@ -225,6 +229,7 @@ export class ClientConnection {
       const whole = await this.#respond(req.method === "HEAD", head, response, close);
       return whole && !close;
     } finally {
+      ended = true;
       completion?.resolve();
     }
   }

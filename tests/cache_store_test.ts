@@ -6,6 +6,7 @@ import {
   HOT_FILE_MAX_SIZE,
   HOT_FILE_RECHECK_MS,
   HOT_FILES_BUDGET,
+  KNOWN_FILES_MAX,
   removeIfPresent,
 } from "../src/cache_store.ts";
 import { HttpError } from "../src/http_error.ts";
@@ -228,4 +229,84 @@ Deno.test("CacheStore.finalPath() keeps every path parseRequestPath() accepts in
     assert.deepEqual(relative("/srv/cache", full).split(sep), target.cacheSegments, raw);
   }
   assert.equal(accepted, raws.length - 1);
+});
+
+Deno.test("CacheStore.knownFile() knows a complete file only once statComplete() has found it", async () => {
+  await withStore(async (store) => {
+    const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
+    assert.equal(store.knownFile(SEGMENTS), undefined);
+    const missing = ["core", "os", "x86_64", "missing-1-1-x86_64.pkg.tar.zst"];
+    assert.equal(await store.statComplete(missing), undefined);
+    assert.equal(store.knownFile(missing), undefined);
+    const found = await store.statComplete(SEGMENTS);
+    const known = store.knownFile([...SEGMENTS]);
+    assert.deepEqual([known?.path, known?.size, known?.mtime], [path, 3, found?.mtime]);
+  });
+});
+
+Deno.test("CacheStore.knownFile() forgets a file when commit() puts a new one in its place", async () => {
+  await withStore(async (store) => {
+    await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
+    await store.statComplete(SEGMENTS);
+    const file = await store.openPartial(SEGMENTS, { truncate: true });
+    await file.write(new Uint8Array([4, 5, 6, 7]));
+    file.close();
+    await store.commit(SEGMENTS, {});
+    assert.equal(store.knownFile(SEGMENTS), undefined);
+    await store.statComplete(SEGMENTS);
+    assert.equal(store.knownFile(SEGMENTS)?.size, 4);
+  });
+});
+
+Deno.test("CacheStore.knownFile() drops a file removed through removeIfPresent() at its next call", async () => {
+  await withStore(async (store) => {
+    const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
+    const other = ["core", "os", "x86_64", "other-1-1-x86_64.pkg.tar.zst"];
+    await put(store, other, new Uint8Array([4]));
+    await store.statComplete(SEGMENTS);
+    await store.statComplete(other);
+    await removeIfPresent(path);
+    assert.equal(store.knownFile(SEGMENTS), undefined);
+    // The other file is checked too, and is still there.
+    assert.equal(store.knownFile(other)?.size, 1);
+  });
+});
+
+Deno.test("CacheStore.knownFile() drops a file replaced on disk once HOT_FILE_RECHECK_MS has passed", async () => {
+  await withStore(async (store, _root, clock) => {
+    const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
+    await store.statComplete(SEGMENTS);
+    await Deno.writeFile(path, new Uint8Array([4, 5, 6, 7]));
+    // Changed by another program a moment ago: the file as it was, until the next check.
+    clock.now += HOT_FILE_RECHECK_MS - 1;
+    assert.equal(store.knownFile(SEGMENTS)?.size, 3);
+    clock.now += 1;
+    assert.equal(store.knownFile(SEGMENTS), undefined);
+    assert.equal(store.knownFile(SEGMENTS), undefined, "it stays forgotten");
+    await store.statComplete(SEGMENTS);
+    clock.now += HOT_FILE_RECHECK_MS;
+    assert.equal(store.knownFile(SEGMENTS)?.size, 4, "an unchanged file stays known after a check");
+  });
+});
+
+Deno.test("CacheStore.knownFile() keeps at most KNOWN_FILES_MAX files, the least recently found going first", async () => {
+  await withStore(async (store) => {
+    const names = Array.from(
+      { length: KNOWN_FILES_MAX + 1 },
+      (_, i) => ["core", "os", "x86_64", `f${i}-1-1-any.pkg.tar.zst`],
+    );
+    await Deno.mkdir(dirname(store.finalPath(names[0])), { recursive: true });
+    for (const segments of names) Deno.writeFileSync(store.finalPath(segments), new Uint8Array(1));
+    for (const segments of names.slice(0, KNOWN_FILES_MAX - 1)) await store.statComplete(segments);
+    assert.ok(store.knownFile(names[0]) && store.knownFile(names[KNOWN_FILES_MAX - 2]));
+    // Found again: now the most recent.
+    await store.statComplete(names[0]);
+    await store.statComplete(names[KNOWN_FILES_MAX - 1]);
+    assert.ok(store.knownFile(names[1]), "KNOWN_FILES_MAX files are kept");
+    await store.statComplete(names[KNOWN_FILES_MAX]);
+    assert.equal(store.knownFile(names[1]), undefined);
+    assert.ok(store.knownFile(names[0]));
+    assert.ok(store.knownFile(names[2]));
+    assert.ok(store.knownFile(names[KNOWN_FILES_MAX]));
+  });
 });
