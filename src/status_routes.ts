@@ -9,7 +9,7 @@ import { Hono } from "hono";
 import type { FlexoApp } from "./app.ts";
 import type { CacheUsageSnapshot } from "./cache_usage.ts";
 import type { DownloadState } from "./download.ts";
-import { createMetrics } from "./metrics.ts";
+import type { Metrics } from "./metrics.ts";
 import type { MirrorStats } from "./mirrors.ts";
 import { statusPage } from "./status_page.ts";
 import { VERSION } from "./version.ts";
@@ -137,7 +137,9 @@ export function statusReport(
 /** The routes `GET /`, `GET /status` and `GET /metrics`, to mount before the proxy's catch-all route. */
 export function statusRoutes(app: StatusSource, options: StatusOptions): Hono {
   const speeds = new SpeedMeter();
-  const metrics = createMetrics(app, options);
+  // prom-client, with the Node compatibility modules it needs, is loaded at the first scrape: about 7 MiB of
+  // memory that a proxy nobody scrapes does not need (see BENCHMARKS.md).
+  let metrics: Promise<Metrics> | undefined;
   const hono = new Hono();
   hono.get("/", (c) => {
     const nonce = crypto.randomUUID().replaceAll("-", "");
@@ -156,9 +158,11 @@ export function statusRoutes(app: StatusSource, options: StatusOptions): Hono {
     return c.json(statusReport(app, { ...options, speeds }));
   });
   hono.get("/metrics", async (c) => {
+    metrics ??= import("./metrics.ts").then((module) => module.createMetrics(app, options));
+    const loaded = await metrics;
     c.header("Cache-Control", "no-store");
-    c.header("Content-Type", metrics.contentType);
-    return c.body(await metrics.render());
+    c.header("Content-Type", loaded.contentType);
+    return c.body(await loaded.render());
   });
   return hono;
 }
