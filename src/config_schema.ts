@@ -259,13 +259,14 @@ export const configObjectSchema = z.object({
   client_timeout_secs: z.number({ error: CLIENT_TIMEOUT }).int().min(0).default(60)
     .describe(
       "Seconds a client connection may take to send a complete request, counted from when it connected or " +
-        "from the end of its previous response; then flexo closes it. 0 turns the timeout off.",
+        "from the end of its previous response, and a client may take no bytes of its response; then flexo " +
+        "closes it. 0 turns the timeout off and serves with Deno.serve (no sendfile, no keep-alive for files).",
     ),
   sendfile: z.boolean({ error: BOOLEAN }).default(true)
     .describe(
-      "Send cached files of 1 MiB or more with the kernel's sendfile (a quarter of the CPU; the connection " +
-        "closes after each such file). Needs Linux, glibc and Deno's ffi permission for libc, and " +
-        "client_timeout_secs above 0; otherwise files go through Deno.",
+      "Send cached files and followed downloads with the kernel's sendfile (a quarter of the CPU of copying " +
+        "them through JavaScript). Needs Linux, glibc and Deno's ffi permission for libc, and " +
+        "client_timeout_secs above 0; otherwise files are copied through JavaScript.",
     ),
   max_speed_limit: z.preprocess(
     parsedOrRaw(parseBandwidth),
