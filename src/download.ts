@@ -247,6 +247,7 @@ export class Download {
     const failures: { mirror: string; message: string }[] = [];
     let notFound = 0;
     let timeouts = 0;
+    let firstWrite = true;
     for (let i = 0; i < plan.length; i++) {
       const mirror = plan[i];
       const url = mirror + this.#options.upstreamPath;
@@ -342,7 +343,15 @@ export class Download {
           if (this.total !== undefined && this.written + chunk.byteLength > this.total) {
             throw new Error(`sent more than the ${this.total} bytes it announced`);
           }
-          await writeAll(file, chunk);
+          if (firstWrite) {
+            // The first bytes are what every waiting client needs first: written at once into the page cache
+            // (microseconds), where handing them to a thread takes up to a millisecond on a busy machine. The
+            // rest go through a thread, so that a slow disk never stalls the event loop.
+            firstWrite = false;
+            writeAllSync(file, chunk);
+          } else {
+            await writeAll(file, chunk);
+          }
           this.#integrity?.update(chunk, mirror);
           this.written += chunk.byteLength;
           this.#notify();
@@ -441,4 +450,9 @@ function isDiskFull(error: unknown): boolean {
 async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {
   let offset = 0;
   while (offset < chunk.byteLength) offset += await file.write(chunk.subarray(offset));
+}
+
+function writeAllSync(file: Deno.FsFile, chunk: Uint8Array): void {
+  let offset = 0;
+  while (offset < chunk.byteLength) offset += file.writeSync(chunk.subarray(offset));
 }
