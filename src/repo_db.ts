@@ -17,7 +17,6 @@
  * @module
  */
 
-import xzDecompress from "xz-decompress";
 import { ByteReader, startsWith } from "./byte_reader.ts";
 import { isDescPath, type PackageEntry, parseDesc, RepoDbError } from "./repo_db_desc.ts";
 import { looksLikeTar, readTarTexts, TAR_BLOCK } from "./repo_db_tar.ts";
@@ -107,7 +106,12 @@ async function decompress(format: Format, input: ByteReader): Promise<ReadableSt
     const gunzip = new DecompressionStream("gzip") as unknown as ReadableWritablePair<Uint8Array, Uint8Array>;
     return input.remaining().pipeThrough(gunzip);
   }
-  if (format === "xz") return new xzDecompress.XzReadableStream(input.remaining());
+  if (format === "xz") {
+    // Loaded when the first xz database is read: importing it takes about 50 ms of start-up and a few MiB,
+    // which a proxy whose repositories use gzip or zstd (as Arch's do) never needs.
+    const { default: xzDecompress } = await import("xz-decompress");
+    return new xzDecompress.XzReadableStream(input.remaining());
+  }
   return await zstdStream(input);
 }
 
