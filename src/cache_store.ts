@@ -76,6 +76,8 @@ interface KnownEntry extends CachedFile {
 /** A file in memory and what identified it on disk when it was read. */
 interface HotEntry extends HotFile, KnownEntry {
   loadedAt: number;
+  /** When it was last moved to the end of the least-recently-served order. */
+  movedAt: number;
 }
 
 /** Files on disk, addressed by the safe path segments of a request target. */
@@ -188,8 +190,13 @@ export class CacheStore {
       this.#forgetHot(key);
       return undefined;
     }
-    this.#hot.delete(key);
-    this.#hot.set(key, entry);
+    // To the end of the least-recently-served order, at most once a second: moving it costs the map a new entry
+    // (and now and then a new table), which a hit many times a second should not pay each time.
+    if (now - entry.movedAt >= HOT_FILE_RECHECK_MS || now < entry.movedAt) {
+      this.#hot.delete(key);
+      this.#hot.set(key, entry);
+      entry.movedAt = now;
+    }
     return entry;
   }
 
@@ -266,6 +273,7 @@ export class CacheStore {
         mtime,
         bytes,
         loadedAt: this.#now(),
+        movedAt: this.#now(),
         checkedAt: this.#now(),
         removalsSeen: removalsBefore,
         mtimeMs: mtime.getTime(),

@@ -24,6 +24,7 @@ import {
   isHeadProblem,
   MAX_HEAD_BYTES,
   parseRequestHead,
+  releaseHead,
   type RequestHead,
 } from "./http1_head.ts";
 import { requestFromHead } from "./http1_request.ts";
@@ -79,6 +80,9 @@ const FIRST_BUFFER_BYTES = 4 * 1024;
 const COLLECT_LIMIT = 64 * 1024;
 
 const TICK = Symbol("tick");
+const RESOLVED_FALSE = Promise.resolve(false);
+const FILES = Object.freeze({ files: true });
+const NO_FILES = Object.freeze({ files: false });
 
 /** One client connection and its state, which the listener's sweep reads (see client_connections.ts). */
 export class ClientConnection {
@@ -136,6 +140,9 @@ export class ClientConnection {
     let buffer = new Uint8Array(FIRST_BUFFER_BYTES);
     let filled = 0;
     let scanned = 0;
+    // One options object for every search of the buffer, instead of one per request.
+    const scan = { from: 0, length: 0 };
+    const parseOptions: { previous?: RequestHead } = {};
     try {
       while (!this.#closed) {
         // Empty lines before a request line are skipped (RFC 9112, section 2.2).
@@ -146,7 +153,9 @@ export class ClientConnection {
           filled -= skip;
           scanned = 0;
         }
-        const end = findHeadEnd(buffer, { from: scanned - 3, length: filled });
+        scan.from = scanned - 3;
+        scan.length = filled;
+        const end = findHeadEnd(buffer, scan);
         if (end < 0) {
           if (this.#finishing) break;
           if (filled >= MAX_HEAD_BYTES) {
@@ -168,19 +177,29 @@ export class ClientConnection {
           filled += read;
           continue;
         }
-        const parsed = parseRequestHead(buffer.subarray(0, end));
-        // The head is now strings; bytes after it (a pipelined request) move to the front.
-        buffer.copyWithin(0, end, filled);
-        filled -= end;
-        scanned = 0;
+        const parsed = parseRequestHead(buffer, end, parseOptions);
+        if (!isHeadProblem(parsed)) parseOptions.previous = parsed;
         this.busy = true;
         let keepOpen = false;
         try {
-          keepOpen = isHeadProblem(parsed) ? await this.#refuse(parsed) : await this.#answer(parsed);
+          if (isHeadProblem(parsed)) {
+            keepOpen = await this.#refuse(parsed);
+          } else {
+            // A cache hit answered from memory needs no more than this (most requests of a busy proxy).
+            const quick = this.#quickAnswer(parsed);
+            keepOpen = quick instanceof Uint8Array
+              ? await this.#write(quick)
+              : await this.#answer(parsed, quick);
+          }
         } finally {
           this.busy = false;
           this.idleSince = performance.now();
+          if (!isHeadProblem(parsed)) releaseHead(parsed);
         }
+        // The head is answered; bytes after it (a pipelined request) move to the front.
+        buffer.copyWithin(0, end, filled);
+        filled -= end;
+        scanned = 0;
         if (!keepOpen || this.#finishing) break;
       }
     } catch (error) {
@@ -190,17 +209,21 @@ export class ClientConnection {
     }
   }
 
-  /** Answers one request; whether the connection may carry the next one. */
-  async #answer(head: RequestHead): Promise<boolean> {
+  /** The quick answer to `head`, if the app has one (see {@linkcode ConnectionOptions.quickAnswer}). */
+  #quickAnswer(head: RequestHead): QuickAnswer | undefined {
     const quick = this.#options.quickAnswer;
     // Prepared answers are HTTP/1.1 keep-alive answers: other requests take the full path.
-    if (quick !== undefined && head.minorVersion === 1 && !head.close && !head.hasBody && !this.#finishing) {
-      const answer = quick(head, { files: this.#canSendFiles() });
-      if (answer instanceof Uint8Array) return await this.#write(answer);
-      if (answer !== undefined) {
-        const sent = await this.#sendQuickFile(answer);
-        if (sent !== undefined) return sent;
-      }
+    if (quick === undefined || head.minorVersion !== 1 || head.close || head.hasBody || this.#finishing) {
+      return undefined;
+    }
+    return quick(head, this.#canSendFiles() ? FILES : NO_FILES);
+  }
+
+  /** Answers one request (with its quick answer, if it is a file); whether the connection may carry the next. */
+  async #answer(head: RequestHead, quick: QuickFile | undefined): Promise<boolean> {
+    if (quick !== undefined) {
+      const sent = await this.#sendQuickFile(quick);
+      if (sent !== undefined) return sent;
     }
     const req = requestFromHead(head, { localHost: this.#localHost });
     if (isHeadProblem(req)) {
@@ -414,22 +437,47 @@ export class ClientConnection {
     return false;
   }
 
-  /** Writes all of `bytes`; false when the connection failed (or was closed) first. */
-  async #write(bytes: Uint8Array): Promise<boolean> {
-    if (this.#closed) return false;
+  /**
+   * Writes all of `bytes`; false when the connection failed (or was closed) first. Not an async function: a
+   * whole write (almost every one) then costs one promise, not the frame of an async function (see BENCHMARKS.md).
+   */
+  #write(bytes: Uint8Array): Promise<boolean> {
+    if (this.#closed) return RESOLVED_FALSE;
     this.writingSince = performance.now();
+    this.#writing = bytes;
+    return this.conn.write(bytes).then(this.#written, this.#writeFailed);
+  }
+
+  /** The bytes of the write in progress. */
+  #writing: Uint8Array | undefined;
+
+  #written = (count: number): boolean | Promise<boolean> => {
+    const bytes = this.#writing!;
+    if (count < bytes.length) return this.#writeRest(bytes, count);
+    this.#writing = undefined;
+    this.writingSince = 0;
+    return true;
+  };
+
+  #writeFailed = (error: unknown): boolean => {
+    this.#writing = undefined;
+    this.writingSince = 0;
+    if (!this.#closed) log.debug("Writing to a client failed: {error}", { error: String(error) });
+    return false;
+  };
+
+  /** Writes the rest of `bytes` from `offset`, after a write that took part of them. */
+  async #writeRest(bytes: Uint8Array, offset: number): Promise<boolean> {
     try {
-      let offset = await this.conn.write(bytes);
       while (offset < bytes.length) {
         this.writingSince = performance.now();
         offset += await this.conn.write(bytes.subarray(offset));
       }
+      this.#writing = undefined;
+      this.writingSince = 0;
       return true;
     } catch (error) {
-      if (!this.#closed) log.debug("Writing to a client failed: {error}", { error: String(error) });
-      return false;
-    } finally {
-      this.writingSince = 0;
+      return this.#writeFailed(error);
     }
   }
 }

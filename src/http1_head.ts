@@ -47,6 +47,8 @@ const SP = 0x20;
 const HTAB = 0x09;
 const COLON = 0x3a;
 const DIGITS = /^\d{1,15}$/;
+/** For the request target and Host, which are checked to be ASCII: the fastest decoder, same code units. */
+const UTF8 = new TextDecoder();
 
 /** 1 for the bytes of a token (method, header name): RFC 9110's tchar. */
 const TOKEN = new Uint8Array(256);
@@ -90,9 +92,14 @@ function nameIs(bytes: Uint8Array, start: number, end: number, name: string): bo
   return true;
 }
 
-/** A parsed head; its header list is made from a copy of the header bytes when first asked for. */
+/**
+ * A parsed head. Its header list is made when first asked for, from the bytes that were parsed, which the caller
+ * keeps unchanged until {@linkcode releaseHead}: most requests (cache hits answered at once) never need it.
+ */
 class ParsedHead implements RequestHead {
-  #lines: Uint8Array;
+  #bytes: Uint8Array | undefined;
+  #linesStart: number;
+  #linesEnd: number;
   #headers: [string, string][] | undefined;
 
   constructor(
@@ -103,25 +110,35 @@ class ParsedHead implements RequestHead {
     readonly close: boolean,
     readonly hasBody: boolean,
     readonly conditional: boolean,
-    lines: Uint8Array,
+    bytes: Uint8Array,
+    linesStart: number,
+    linesEnd: number,
   ) {
-    this.#lines = lines;
+    this.#bytes = bytes;
+    this.#linesStart = linesStart;
+    this.#linesEnd = linesEnd;
   }
 
   get headers(): [string, string][] {
     if (this.#headers !== undefined) return this.#headers;
-    const lines = this.#lines;
+    const lines = this.#bytes;
+    if (lines === undefined) {
+      throw new Error(
+        "The header lines of a released request head were asked for: read them before releaseHead()",
+      );
+    }
     const headers: [string, string][] = [];
     // The lines were checked by parseRequestHead: NAME ":" OWS VALUE OWS CRLF each.
-    let i = 0;
-    while (i < lines.length) {
+    const end = this.#linesEnd;
+    let i = this.#linesStart;
+    while (i < end) {
       const nameStart = i;
-      while (i < lines.length && lines[i] !== COLON) i++;
+      while (i < end && lines[i] !== COLON) i++;
       const name = latin1(lines, nameStart, i).toLowerCase();
       i++;
-      while (i < lines.length && (lines[i] === SP || lines[i] === HTAB)) i++;
+      while (i < end && (lines[i] === SP || lines[i] === HTAB)) i++;
       const valueStart = i;
-      while (i < lines.length && lines[i] !== CR) i++;
+      while (i < end && lines[i] !== CR) i++;
       let valueEnd = i;
       while (valueEnd > valueStart && (lines[valueEnd - 1] === SP || lines[valueEnd - 1] === HTAB)) {
         valueEnd--;
@@ -132,15 +149,35 @@ class ParsedHead implements RequestHead {
     this.#headers = headers;
     return headers;
   }
+
+  /** Lets go of the parsed bytes; the header list stays if it was made. */
+  release(): void {
+    this.#bytes = undefined;
+  }
 }
 
 /**
- * Parses the head in `bytes` (request line, header lines and the empty line that ends them, as found by
- * {@linkcode findHeadEnd}) in one pass over its bytes. Returns a {@linkcode HeadProblem} for anything this
- * server does not accept.
+ * Says that the bytes `head` was parsed from may change now (the connection reads the next request into them).
+ * Its header list must have been asked for before, if it is needed: afterwards asking for it throws.
  */
-export function parseRequestHead(bytes: Uint8Array): RequestHead | HeadProblem {
-  const length = bytes.length;
+export function releaseHead(head: RequestHead): void {
+  if (head instanceof ParsedHead) head.release();
+}
+
+/**
+ * Parses the head in the first `end` bytes of `bytes` (request line, header lines and the empty line that ends
+ * them, as found by {@linkcode findHeadEnd}) in one pass over its bytes. Returns a {@linkcode HeadProblem} for anything this
+ * server does not accept. The head reads its header lines from `bytes` when they are first asked for: keep the
+ * bytes unchanged until {@linkcode releaseHead}. With the `previous` head of the same connection, a target or
+ * Host the same as its own is not decoded again (a client sends the same Host on every request).
+ */
+export function parseRequestHead(
+  bytes: Uint8Array,
+  end: number = bytes.length,
+  options: { previous?: RequestHead } = {},
+): RequestHead | HeadProblem {
+  const previous = options.previous;
+  const length = end;
   if (length > MAX_HEAD_BYTES) {
     return { status: 431, message: `The request head is larger than ${MAX_HEAD_BYTES} bytes` };
   }
@@ -151,7 +188,7 @@ export function parseRequestHead(bytes: Uint8Array): RequestHead | HeadProblem {
   let i = 0;
   while (i < length && TOKEN[bytes[i]] === 1) i++;
   if (i === 0 || bytes[i] !== SP) return malformedLine;
-  const method = latin1(bytes, 0, i);
+  const method = methodOf(bytes, i);
   const targetStart = ++i;
   while (i < length && bytes[i] > SP && bytes[i] < 0x7f) i++;
   // The line is the target and " HTTP/1.x" after it.
@@ -159,7 +196,9 @@ export function parseRequestHead(bytes: Uint8Array): RequestHead | HeadProblem {
     return { status: 414, message: `The request line is longer than ${MAX_REQUEST_LINE_BYTES} bytes` };
   }
   if (i === targetStart || bytes[i] !== SP) return malformedLine;
-  const target = latin1(bytes, targetStart, i);
+  const target = previous !== undefined && spells(bytes, targetStart, i, previous.target)
+    ? previous.target
+    : UTF8.decode(bytes.subarray(targetStart, i));
   i++;
   // HTTP/d.d CRLF
   if (
@@ -215,7 +254,10 @@ export function parseRequestHead(bytes: Uint8Array): RequestHead | HeadProblem {
     i += 2;
     const first = bytes[nameStart] | 0x20;
     if (first === 0x68 /* h */ && nameIs(bytes, nameStart, nameEnd, "host")) {
-      host = latin1(bytes, valueStart, valueEnd);
+      // Anything but a plain host name or address is refused later; those are ASCII.
+      host = previous?.host !== undefined && spells(bytes, valueStart, valueEnd, previous.host)
+        ? previous.host
+        : UTF8.decode(bytes.subarray(valueStart, valueEnd));
       hosts++;
     } else if (first === 0x63 /* c */ && nameIs(bytes, nameStart, nameEnd, "content-length")) {
       // Several identical values (or one list of them) mean one length; different ones are refused.
@@ -261,8 +303,28 @@ export function parseRequestHead(bytes: Uint8Array): RequestHead | HeadProblem {
     closeAsked || (minorVersion === 0 && !keepAliveAsked),
     transferEncoding || (contentLength !== undefined && Number(contentLength) > 0),
     conditional,
-    bytes.slice(linesStart, length - 2),
+    bytes,
+    linesStart,
+    length - 2,
   );
+}
+
+/** Whether the bytes from `start` to `end` are the code units of `text`. */
+function spells(bytes: Uint8Array, start: number, end: number, text: string): boolean {
+  if (end - start !== text.length) return false;
+  for (let i = 0; i < text.length; i++) {
+    if (bytes[start + i] !== text.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** The method of a request line whose method ends at `end`: the usual ones without making a new string. */
+function methodOf(bytes: Uint8Array, end: number): string {
+  if (end === 3 && bytes[0] === 0x47 && bytes[1] === 0x45 && bytes[2] === 0x54) return "GET";
+  if (end === 4 && bytes[0] === 0x48 && bytes[1] === 0x45 && bytes[2] === 0x41 && bytes[3] === 0x44) {
+    return "HEAD";
+  }
+  return latin1(bytes, 0, end);
 }
 
 function isDigit(byte: number): boolean {

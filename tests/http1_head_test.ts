@@ -9,6 +9,7 @@ import {
   MAX_HEADER_LINES,
   MAX_REQUEST_LINE_BYTES,
   parseRequestHead,
+  releaseHead,
   type RequestHead,
 } from "../src/http1_head.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -173,13 +174,29 @@ Deno.test("parseRequestHead() keeps the method and target as sent", () => {
   }
 });
 
-Deno.test("parseRequestHead() copies the header bytes, so the read buffer can be reused", () => {
+Deno.test("parseRequestHead() reads header lines from the bytes until releaseHead(), and keeps a list made before", () => {
   const bytes = bytesOf("GET /x HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\r\n");
   const head = parseRequestHead(bytes);
   assert(!isHeadProblem(head));
-  bytes.fill(0x7a);
   assertEquals(head.headers, [["host", "a"], ["x-a", "b"]]);
+  releaseHead(head);
+  bytes.fill(0x7a);
+  assertEquals(head.headers, [["host", "a"], ["x-a", "b"]], "the list made before the release");
   assertEquals([head.method, head.target, head.host], ["GET", "/x", "a"]);
+  const unread = parseRequestHead(bytesOf("GET /y HTTP/1.1\r\nHost: a\r\n\r\n"));
+  assert(!isHeadProblem(unread));
+  releaseHead(unread);
+  let thrown: unknown;
+  try {
+    unread.headers;
+  } catch (error) {
+    thrown = error;
+  }
+  assert(
+    thrown instanceof Error && /released/.test(thrown.message),
+    `asking after the release throws: ${thrown}`,
+  );
+  assertEquals(unread.target, "/y", "what was parsed at once stays");
 });
 
 Deno.test("parseRequestHead() keeps bytes 0x80-0xFF in values as the same code units", () => {
