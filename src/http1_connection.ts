@@ -27,6 +27,8 @@ import {
   releaseHead,
   type RequestHead,
 } from "./http1_head.ts";
+import { copyFileRange } from "./file_copy.ts";
+import { chunked, collect, concat, LAST_CHUNK, lengthOf } from "./http1_body.ts";
 import { requestFromHead } from "./http1_request.ts";
 import { type Framing, isBodiless, responseHead } from "./http1_response.ts";
 import {
@@ -76,10 +78,6 @@ export interface ConnectionOptions {
 /** The read buffer a connection starts with; it grows up to {@linkcode MAX_HEAD_BYTES} for a larger head. */
 const FIRST_BUFFER_BYTES = 4 * 1024;
 
-/** A body of unknown length that ends within this many bytes (and at once) is sent with its length. */
-const COLLECT_LIMIT = 64 * 1024;
-
-const TICK = Symbol("tick");
 const RESOLVED_FALSE = Promise.resolve(false);
 const FILES = Object.freeze({ files: true });
 const NO_FILES = Object.freeze({ files: false });
@@ -284,7 +282,8 @@ export class ClientConnection {
     }
     if (declared !== undefined) {
       framing.length = declared;
-      const sent = await this.#sendFile(response, declared, framing);
+      const sent = await this.#sendFile(response, declared, framing) ??
+        await this.#copyFile(response, framing);
       if (sent !== undefined) return sent;
       if (!await this.#write(responseHead(status, response.headers, framing))) {
         body.cancel().catch(() => {});
@@ -356,6 +355,29 @@ export class ClientConnection {
     // Once the first byte is out, the app's body (its open file, or its follower of a download) is not needed.
     return await this.#sendfile(head, range, () => void response.body?.cancel().catch(() => {}));
   }
+
+  /**
+   * Copies a marked body of a complete file through JavaScript in large pieces (see file_copy.ts), as
+   * {@linkcode ClientConnection.#sendFile} says; for when sendfile is not used.
+   */
+  async #copyFile(response: Response, framing: Framing): Promise<boolean | undefined> {
+    const range = fileRangeOf(response);
+    if (range === undefined || range.growing !== undefined || range.length !== framing.length) {
+      return undefined;
+    }
+    if (range.length === 0 || (response.status !== 200 && response.status !== 206)) return undefined;
+    const head = responseHead(
+      { code: response.status, text: response.statusText },
+      response.headers,
+      framing,
+    );
+    // Once the head goes out, the app's body (its open file) is not needed.
+    const release = () => void response.body?.cancel().catch(() => {});
+    const outcome = await copyFileRange(range, { head, write: this.#writeBound, onCommitted: release });
+    return outcome === "not_started" ? undefined : outcome === "sent";
+  }
+
+  #writeBound = (bytes: Uint8Array): Promise<boolean> => this.#write(bytes);
 
   /** Sends `head` and `range` with sendfile: as `#sendFile` says. */
   async #sendfile(
@@ -479,59 +501,5 @@ export class ClientConnection {
     } catch (error) {
       return this.#writeFailed(error);
     }
-  }
-}
-
-const LAST_CHUNK = ENCODER.encode("0\r\n\r\n");
-
-/** A Content-Length value as a number, or undefined when absent or not a plain length. */
-function lengthOf(value: string | null): number | undefined {
-  if (value === null || !/^\d{1,15}$/.test(value)) return undefined;
-  return Number(value);
-}
-
-/** One chunk of a chunked body. */
-function chunked(bytes: Uint8Array): Uint8Array {
-  return concat(ENCODER.encode(`${bytes.length.toString(16)}\r\n`), bytes, ENCODER.encode("\r\n"));
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    all.set(part, offset);
-    offset += part.length;
-  }
-  return all;
-}
-
-/**
- * Reads what `reader` has at once: a body already in memory ends before any timer fires, while a stream that
- * waits for I/O does not. Stops at {@linkcode COLLECT_LIMIT} bytes. `pending` is the read still running.
- */
-async function collect(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<{
-  chunks: Uint8Array[];
-  size: number;
-  ended: boolean;
-  pending?: Promise<ReadableStreamReadResult<Uint8Array>>;
-}> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const tick = new Promise<typeof TICK>((resolve) => timer = setTimeout(() => resolve(TICK), 0));
-  try {
-    let pending = reader.read();
-    while (true) {
-      const result = await Promise.race([pending, tick]);
-      if (result === TICK) return { chunks, size, ended: false, pending };
-      if (result.done) return { chunks, size, ended: true };
-      chunks.push(result.value);
-      size += result.value.length;
-      pending = reader.read();
-      if (size > COLLECT_LIMIT) return { chunks, size, ended: false, pending };
-    }
-  } finally {
-    clearTimeout(timer);
   }
 }

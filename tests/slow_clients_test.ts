@@ -347,7 +347,7 @@ Deno.test("ten clients that stop reading in the middle of a download do not make
 });
 
 for (const sendfile of [true, false]) {
-  const how = sendfile ? "sent with sendfile" : "streamed through Deno";
+  const how = sendfile ? "sent with sendfile" : "copied through JavaScript";
   Deno.test(`a client that stops reading a cached file (${how}) lets it go when it disconnects; others are served`, async () => {
     await withSetup(async (setup) => {
       const { proxy } = setup;
@@ -368,7 +368,7 @@ for (const sendfile of [true, false]) {
         // (The small file's download and reader may still be closing; only the big file's readers count.)
         const open = descriptorsBelow(proxy).filter((d) => d.path.endsWith(BIG));
         assertEquals(open.length, 10, `each stalled reader has its file open once: ${JSON.stringify(open)}`);
-        // Streamed through Deno, a file is read only as far ahead as the socket takes; with sendfile nothing is
+        // Copied through JavaScript, a file is read only as far ahead as the socket takes; with sendfile nothing is
         // read into the process at all (the kernel copies from the page cache), and the position stays 0.
         for (const { position } of open) {
           assert(
