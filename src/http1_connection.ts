@@ -214,7 +214,16 @@ export class ClientConnection {
     if (quick === undefined || head.minorVersion !== 1 || head.close || head.hasBody || this.#finishing) {
       return undefined;
     }
-    return quick(head, this.#canSendFiles() ? FILES : NO_FILES);
+    try {
+      return quick(head, this.#canSendFiles() ? FILES : NO_FILES);
+    } catch (error) {
+      // A fault in the shortcut must not cost the client its answer: the full path answers (or reports) it.
+      log.error("Answering {target} from the quick path failed: {error}", {
+        target: head.target,
+        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      });
+      return undefined;
+    }
   }
 
   /** Answers one request (with its quick answer, if it is a file); whether the connection may carry the next. */

@@ -364,6 +364,17 @@ Deno.test("ClientConnection.serve() writes quickAnswer's bytes as they are, and 
   });
 });
 
+Deno.test("ClientConnection.serve() answers through the handler when quickAnswer throws", async () => {
+  const quickAnswer = () => {
+    throw new Error("a bug in the shortcut");
+  };
+  await withServed({ quickAnswer }, async ({ client }) => {
+    await client.send(get("/x") + get("/y"));
+    assertEquals(decoder.decode((await client.response()).body), "GET /x");
+    assertEquals(decoder.decode((await client.response()).body), "GET /y", "and the connection goes on");
+  });
+});
+
 Deno.test("ClientConnection.serve() sends a quick file answer with sendfile, or answers through the handler when it cannot", async () => {
   const bytes = randomBytes(300 * 1024 + 5);
   const size = bytes.length;
