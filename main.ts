@@ -245,6 +245,23 @@ async function serve(cli: Cli): Promise<void> {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => void stop(signal));
   }
+  // A fault in one corner must not take the proxy away from every client: it is logged, and serving goes on.
+  const describe = (error: unknown) => {
+    if (error instanceof Error) return error.stack ?? error.message;
+    try {
+      return String(error);
+    } catch {
+      return Object.prototype.toString.call(error);
+    }
+  };
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    log.error("Unhandled error (please report it): {error}", { error: describe(event.reason) });
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    log.error("Uncaught error (please report it): {error}", { error: describe(event.error) });
+  });
   await server.finished;
 }
 

@@ -20,7 +20,7 @@ import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
 import type { QuickAnswer } from "./http1_connection.ts";
 import type { RequestHead } from "./http1_head.ts";
-import { rawTargetOf } from "./http1_request.ts";
+import { rawTargetOf, targetPath } from "./http1_request.ts";
 import { QuickAnswers } from "./quick_answers.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
 import { type CountedResult, Stats } from "./stats.ts";
@@ -287,12 +287,4 @@ export function pathOf(req: Request): string {
 }
 
 /** The path of a request URL or target exactly as sent (before `?`), without URL normalisation. */
-export function rawPathOf(url: string): string {
-  const schemeEnd = url.indexOf("://");
-  const pathStart = url.indexOf("/", schemeEnd < 0 ? 0 : schemeEnd + 3);
-  if (pathStart < 0) return "/";
-  const query = url.indexOf("?", pathStart);
-  const end = query < 0 ? url.length : query;
-  const fragment = url.indexOf("#", pathStart);
-  return url.slice(pathStart, fragment >= 0 && fragment < end ? fragment : end);
-}
+export const rawPathOf: (target: string) => string = targetPath;

@@ -87,7 +87,12 @@ export function listenForClients(
     const connection = new ClientConnection(conn, connectionOptions);
     open.add(connection);
     sweeper ??= setInterval(sweep, sweepMs);
-    connection.serve().finally(() => {
+    connection.serve().catch((error: unknown) => {
+      // serve() handles its own errors; this is only so that nothing can end the process from here.
+      log.error("Serving a connection failed: {error}", {
+        error: error instanceof Error ? error.message : "?",
+      });
+    }).finally(() => {
       open.delete(connection);
       if (open.size === 0) allClosed?.resolve();
     });

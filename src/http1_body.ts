@@ -20,8 +20,12 @@ export function lengthOf(value: string | null): number | undefined {
   return Number(value);
 }
 
-/** One chunk of a chunked body: its length in hex, the bytes, CRLF. */
+/**
+ * One chunk of a chunked body: its length in hex, the bytes, CRLF. Empty bytes give nothing at all: a chunk of
+ * length 0 is the end of the body.
+ */
 export function chunked(bytes: Uint8Array): Uint8Array {
+  if (bytes.length === 0) return bytes;
   return concat(ENCODER.encode(`${bytes.length.toString(16)}\r\n`), bytes, ENCODER.encode("\r\n"));
 }
 
@@ -47,7 +51,7 @@ export interface Collected {
 
 /**
  * Reads what `reader` has at once: a body already in memory ends before any timer fires, while a stream that
- * waits for I/O does not. Stops at {@linkcode COLLECT_LIMIT} bytes.
+ * waits for I/O does not. Stops at {@linkcode COLLECT_LIMIT} bytes. Empty pieces are left out.
  */
 export async function collect(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<Collected> {
   const chunks: Uint8Array[] = [];
@@ -56,13 +60,18 @@ export async function collect(reader: ReadableStreamDefaultReader<Uint8Array>): 
   const tick = new Promise<typeof TICK>((resolve) => timer = setTimeout(() => resolve(TICK), 0));
   try {
     let pending = reader.read();
+    pending.catch(() => {});
     while (true) {
       const result = await Promise.race([pending, tick]);
       if (result === TICK) return { chunks, size, ended: false, pending };
       if (result.done) return { chunks, size, ended: true };
-      chunks.push(result.value);
-      size += result.value.length;
+      if (result.value.length > 0) {
+        chunks.push(result.value);
+        size += result.value.length;
+      }
       pending = reader.read();
+      // Whoever takes the read over awaits it; until then a failed read must not count as unhandled.
+      pending.catch(() => {});
       if (size > COLLECT_LIMIT) return { chunks, size, ended: false, pending };
     }
   } finally {

@@ -27,17 +27,11 @@ import {
   releaseHead,
   type RequestHead,
 } from "./http1_head.ts";
-import { copyFileRange } from "./file_copy.ts";
 import { chunked, collect, concat, LAST_CHUNK, lengthOf } from "./http1_body.ts";
+import { FileBodies } from "./http1_file_bodies.ts";
 import { requestFromHead } from "./http1_request.ts";
 import { type Framing, isBodiless, responseHead } from "./http1_response.ts";
-import {
-  type ClientSocket,
-  type FileRange,
-  fileRangeOf,
-  type FileSender,
-  type SendOutcome,
-} from "./sendfile.ts";
+import type { FileRange, FileSender, SendOutcome } from "./sendfile.ts";
 
 const log = getLogger(["flexo", "server"]);
 const ENCODER = new TextEncoder();
@@ -78,7 +72,32 @@ export interface ConnectionOptions {
 /** The read buffer a connection starts with; it grows up to {@linkcode MAX_HEAD_BYTES} for a larger head. */
 const FIRST_BUFFER_BYTES = 4 * 1024;
 
+/** How long a connection ended after a request body or a refused head drops what the client still sends. */
+const LINGER_MS = 2_000;
+
+/** At most this many bytes are dropped so. */
+const LINGER_MAX_BYTES = 1024 * 1024;
+
 const RESOLVED_FALSE = Promise.resolve(false);
+/** What an error says, whatever was thrown (even a value that `String()` cannot convert). */
+function describe(error: unknown, options: { stack?: boolean } = {}): string {
+  if (error instanceof Error) return (options.stack ? error.stack : undefined) ?? error.message;
+  try {
+    return String(error);
+  } catch {
+    return Object.prototype.toString.call(error);
+  }
+}
+
+/** Errors of a connection that the client ended or broke. */
+const CONNECTION_ERRORS = [
+  Deno.errors.BadResource,
+  Deno.errors.BrokenPipe,
+  Deno.errors.ConnectionAborted,
+  Deno.errors.ConnectionReset,
+  Deno.errors.Interrupted,
+  Deno.errors.NotConnected,
+];
 const FILES = Object.freeze({ files: true });
 const NO_FILES = Object.freeze({ files: false });
 
@@ -98,7 +117,9 @@ export class ClientConnection {
   #localHost: string;
   #closed = false;
   #finishing = false;
-  #socket: ClientSocket | null | undefined;
+  #files: FileBodies;
+  /** Whether the client may still be sending a body when the connection ends (see #lingeringClose). */
+  #linger = false;
 
   /** Wraps an accepted connection; nothing happens until {@linkcode ClientConnection.serve}. */
   constructor(conn: Deno.Conn, options: ConnectionOptions) {
@@ -109,6 +130,11 @@ export class ClientConnection {
       ? `[${local.hostname}]:${local.port}`
       : `${local.hostname}:${local.port}`;
     this.#options = options;
+    this.#files = new FileBodies(conn, {
+      sender: options.sender,
+      write: (bytes) => this.#write(bytes),
+      writeSome: this.#writeSome,
+    });
   }
 
   /** Whether the connection has been closed. */
@@ -201,8 +227,17 @@ export class ClientConnection {
         if (!keepOpen || this.#finishing) break;
       }
     } catch (error) {
-      if (!this.#closed) log.debug("A client connection ended: {error}", { error: String(error) });
+      // A client that goes away is ordinary; anything else (a response body that failed before its head, say) is
+      // worth a line in the log.
+      if (this.#closed || CONNECTION_ERRORS.some((kind) => error instanceof kind)) {
+        log.debug("A client connection ended: {error}", { error: describe(error) });
+      } else {
+        log.warn("A client connection ended on an error: {error}", {
+          error: describe(error, { stack: true }),
+        });
+      }
     } finally {
+      if (this.#linger && !this.#closed) await this.#lingeringClose();
       this.close();
     }
   }
@@ -215,12 +250,12 @@ export class ClientConnection {
       return undefined;
     }
     try {
-      return quick(head, this.#canSendFiles() ? FILES : NO_FILES);
+      return quick(head, this.#files.canSend() ? FILES : NO_FILES);
     } catch (error) {
       // A fault in the shortcut must not cost the client its answer: the full path answers (or reports) it.
       log.error("Answering {target} from the quick path failed: {error}", {
         target: head.target,
-        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+        error: describe(error, { stack: true }),
       });
       return undefined;
     }
@@ -229,7 +264,7 @@ export class ClientConnection {
   /** Answers one request (with its quick answer, if it is a file); whether the connection may carry the next. */
   async #answer(head: RequestHead, quick: QuickFile | undefined): Promise<boolean> {
     if (quick !== undefined) {
-      const sent = await this.#sendQuickFile(quick);
+      const sent = await this.#files.sendQuick(quick);
       if (sent !== undefined) return sent;
     }
     const req = requestFromHead(head, { localHost: this.#localHost });
@@ -256,6 +291,7 @@ export class ClientConnection {
         response = await this.#options.onError(error);
       }
       const close = head.close || head.hasBody || this.#finishing;
+      if (head.hasBody) this.#linger = true;
       const whole = await this.#respond(req.method === "HEAD", head, response, close);
       return whole && !close;
     } finally {
@@ -284,15 +320,13 @@ export class ClientConnection {
           if (collected.ended) framing.length = collected.size;
         }
         reader.cancel().catch(() => {});
-      } else {
-        framing.length ??= 0;
       }
+      // (A HEAD answer without a body or a declared length says no length: it is not known to be 0.)
       return await this.#write(responseHead(status, response.headers, framing));
     }
     if (declared !== undefined) {
       framing.length = declared;
-      const sent = await this.#sendFile(response, declared, framing) ??
-        await this.#copyFile(response, framing);
+      const sent = await this.#files.send(response, framing) ?? await this.#files.copy(response, framing);
       if (sent !== undefined) return sent;
       if (!await this.#write(responseHead(status, response.headers, framing))) {
         body.cancel().catch(() => {});
@@ -323,90 +357,6 @@ export class ClientConnection {
     return whole && !framing.close;
   }
 
-  /** Whether file bodies may go out with sendfile on this connection (as far as is known before trying). */
-  #canSendFiles(): boolean {
-    const sender = this.#options.sender;
-    return sender !== undefined && !sender.disabled && this.#socket !== null;
-  }
-
-  /** This connection's socket for sendfile, found at its first use; undefined when it cannot be found. */
-  #clientSocket(sender: FileSender): ClientSocket | undefined {
-    if (this.#socket === undefined) this.#socket = sender.findSocket(this.conn) ?? null;
-    return this.#socket ?? undefined;
-  }
-
-  /** Sends a quick file answer: whether it went out whole, or undefined when it was not sent at all. */
-  async #sendQuickFile(answer: QuickFile): Promise<boolean | undefined> {
-    let outcome: SendOutcome["outcome"] = "not_started";
-    try {
-      const sent = await this.#sendfile(answer.head, answer.file);
-      if (sent !== undefined) outcome = sent ? "sent" : "failed";
-      return sent;
-    } finally {
-      answer.done(outcome);
-    }
-  }
-
-  /**
-   * Sends a marked file body (see `markFileResponse`) with sendfile: true when it went out, false when it broke
-   * off after its head, undefined when it was not sent this way (the caller streams it).
-   */
-  async #sendFile(response: Response, length: number, framing: Framing): Promise<boolean | undefined> {
-    if (!this.#canSendFiles() || length === 0) return undefined;
-    if (response.status !== 200 && response.status !== 206) return undefined;
-    const range = fileRangeOf(response);
-    if (range === undefined || range.length !== length) return undefined;
-    const head = responseHead(
-      { code: response.status, text: response.statusText },
-      response.headers,
-      framing,
-    );
-    // Once the first byte is out, the app's body (its open file, or its follower of a download) is not needed.
-    return await this.#sendfile(head, range, () => void response.body?.cancel().catch(() => {}));
-  }
-
-  /**
-   * Copies a marked body of a complete file through JavaScript in large pieces (see file_copy.ts), as
-   * {@linkcode ClientConnection.#sendFile} says; for when sendfile is not used.
-   */
-  async #copyFile(response: Response, framing: Framing): Promise<boolean | undefined> {
-    const range = fileRangeOf(response);
-    if (range === undefined || range.growing !== undefined || range.length !== framing.length) {
-      return undefined;
-    }
-    if (range.length === 0 || (response.status !== 200 && response.status !== 206)) return undefined;
-    const head = responseHead(
-      { code: response.status, text: response.statusText },
-      response.headers,
-      framing,
-    );
-    // Once the head goes out, the app's body (its open file) is not needed.
-    const release = () => void response.body?.cancel().catch(() => {});
-    const outcome = await copyFileRange(range, { head, write: this.#writeBound, onCommitted: release });
-    return outcome === "not_started" ? undefined : outcome === "sent";
-  }
-
-  #writeBound = (bytes: Uint8Array): Promise<boolean> => this.#write(bytes);
-
-  /** Sends `head` and `range` with sendfile: as `#sendFile` says. */
-  async #sendfile(
-    head: Uint8Array,
-    range: FileRange,
-    onCommitted?: () => void,
-  ): Promise<boolean | undefined> {
-    const sender = this.#options.sender;
-    const socket = sender && this.#clientSocket(sender);
-    if (sender === undefined || socket === undefined) return undefined;
-    const result = await sender.send(socket, head, { range, write: this.#writeSome, onCommitted });
-    if (result.outcome === "sent") return true;
-    if (result.outcome === "failed") {
-      log.info("Sending {path} to a client stopped: {reason}", { path: range.path, reason: result.reason });
-      return false;
-    }
-    log.debug("Streaming {path} instead: {reason}", { path: range.path, reason: result.reason });
-    return undefined;
-  }
-
   /** Writes some of `bytes` (waiting for the client, which the sweep may cut off): how many, 0 when closed. */
   #writeSome = async (bytes: Uint8Array): Promise<number> => {
     if (this.#closed) return 0;
@@ -432,6 +382,10 @@ export class ClientConnection {
       while (true) {
         const { done, value } = await next;
         if (done) break;
+        if (value.length === 0) {
+          next = reader.read();
+          continue;
+        }
         if (options.exactly !== undefined && sent + value.length > options.exactly) {
           await this.#write(value.subarray(0, options.exactly - sent));
           log.warn("A response body was longer than its Content-Length; the connection is closed");
@@ -442,7 +396,7 @@ export class ClientConnection {
         next = reader.read();
       }
     } catch (error) {
-      log.info("A response body failed while it was sent: {error}", { error: String(error) });
+      log.info("A response body failed while it was sent: {error}", { error: describe(error) });
       return false;
     } finally {
       reader.cancel().catch(() => {});
@@ -464,8 +418,36 @@ export class ClientConnection {
       length: body.length,
       close: true,
     });
+    this.#linger = true;
     await this.#write(concat(head, body));
     return false;
+  }
+
+  /**
+   * Before closing after a request with a body or a refused head: ends the sending side, then reads and drops
+   * what the client still sends (for {@linkcode LINGER_MS} and {@linkcode LINGER_MAX_BYTES} at most). Closing
+   * with unread bytes would make the kernel reset the connection, and a reset can cost the client the answer it
+   * has not read yet.
+   */
+  async #lingeringClose(): Promise<void> {
+    try {
+      await this.conn.closeWrite();
+    } catch {
+      return;
+    }
+    const timer = setTimeout(() => this.close(), LINGER_MS);
+    try {
+      const scrap = new Uint8Array(4096);
+      for (let dropped = 0; dropped < LINGER_MAX_BYTES;) {
+        const read = await this.conn.read(scrap);
+        if (read === null) break;
+        dropped += read;
+      }
+    } catch {
+      // closed by the timer, or reset by the client
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**
@@ -493,7 +475,7 @@ export class ClientConnection {
   #writeFailed = (error: unknown): boolean => {
     this.#writing = undefined;
     this.writingSince = 0;
-    if (!this.#closed) log.debug("Writing to a client failed: {error}", { error: String(error) });
+    if (!this.#closed) log.debug("Writing to a client failed: {error}", { error: describe(error) });
     return false;
   };
 

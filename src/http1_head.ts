@@ -37,7 +37,7 @@ export interface RequestHead {
 
 /** Why a head was refused: the status to answer with and a message for the client and the log. */
 export interface HeadProblem {
-  status: 400 | 414 | 431 | 505;
+  status: 400 | 414 | 431 | 501 | 505;
   message: string;
 }
 

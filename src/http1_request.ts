@@ -25,7 +25,8 @@ export function isPlainHost(host: string): boolean {
  * The `Request` for `head`, received on a connection to `localHost` (`host:port`, used when an HTTP/1.0 request
  * names no host). A target that is neither a path nor an absolute `http(s)` URL, a `Host` other than a host name
  * or address with an optional port, a header that `Headers` refuses, and a method that `Request` refuses
- * (CONNECT, TRACE, TRACK) are problems to answer.
+ * (CONNECT, TRACE, TRACK) are problems to answer, and so is a method that it would spell otherwise (`get`: HTTP
+ * methods are case-sensitive, and `Request` upper-cases a few).
  */
 export function requestFromHead(head: RequestHead, options: { localHost: string }): Request | HeadProblem {
   let url: string;
@@ -46,6 +47,10 @@ export function requestFromHead(head: RequestHead, options: { localHost: string 
   } catch (error) {
     return { status: 400, message: `Request not accepted: ${(error as Error).message}` };
   }
+  if (request.method !== head.method) {
+    // Request upper-cases some methods (get, Head, ...); HTTP methods are case-sensitive, so those are unknown.
+    return { status: 501, message: `The method ${head.method} is not supported; use GET or HEAD` };
+  }
   rawTargets.set(request, target);
   return request;
 }
@@ -57,4 +62,32 @@ export function requestFromHead(head: RequestHead, options: { localHost: string 
  */
 export function rawTargetOf(req: Request): string | undefined {
   return rawTargets.get(req);
+}
+
+/** The characters that end the authority of an absolute URL. */
+const AUTHORITY_END = /[/?#]/;
+
+/**
+ * The path of a request target exactly as sent, without normalisation and without its query or fragment: of
+ * an origin-form target (`/path?query`), or of an absolute URL (`http://host/path?query`, whose authority ends
+ * at the first `/`, `?` or `#`; `/` when it has no path). Anything else has the path `/`.
+ */
+export function targetPath(target: string): string {
+  let start: number;
+  if (target.charCodeAt(0) === 0x2f /* / */) {
+    start = 0;
+  } else {
+    const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(target);
+    if (scheme === null) return "/";
+    const authorityEnd = target.slice(scheme[0].length).search(AUTHORITY_END);
+    if (authorityEnd < 0) return "/";
+    start = scheme[0].length + authorityEnd;
+    if (target.charCodeAt(start) !== 0x2f) return "/";
+  }
+  let end = target.length;
+  for (let i = start; i < end; i++) {
+    const char = target.charCodeAt(i);
+    if (char === 0x3f /* ? */ || char === 0x23 /* # */) end = i;
+  }
+  return start === 0 && end === target.length ? target : target.slice(start, end);
 }

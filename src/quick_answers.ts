@@ -17,7 +17,7 @@ import { getLogger } from "@logtape/logtape";
 import type { CachedFile, CacheStore, HotFile } from "./cache_store.ts";
 import type { QuickAnswer } from "./http1_connection.ts";
 import type { RequestHead } from "./http1_head.ts";
-import { isPlainHost } from "./http1_request.ts";
+import { isPlainHost, rawTargetOf, targetPath } from "./http1_request.ts";
 import { httpDate, responseHead } from "./http1_response.ts";
 import type { RequestTarget } from "./request_path.ts";
 import { contentTypeFor, wholeFileHeaders } from "./responses.ts";
@@ -66,7 +66,7 @@ export class QuickAnswers {
     if (head.method !== "GET" || head.conditional || head.host === undefined) return undefined;
     // Only a path (an absolute URL may name another host) and a Host that a URL would accept.
     if (head.target.charCodeAt(0) !== SLASH || !isPlainHost(head.host)) return undefined;
-    const rawPath = pathOfTarget(head.target);
+    const rawPath = targetPath(head.target);
     const target = this.#targets.get(rawPath);
     if (target === undefined) return undefined;
     const hot = this.#store.hotFile(target.cacheSegments);
@@ -105,19 +105,31 @@ export class QuickAnswers {
     };
   }
 
-  /** The answer to a `Request` for a small file in memory, or undefined for the full path. */
+  /**
+   * The answer to a `Request` for a small file in memory, or undefined for the full path. The path is the one the
+   * client sent: the raw target of a request made by flexo's connection layer, otherwise the URL (`Deno.serve`
+   * leaves it as sent; a `new Request()` normalises it, which only tests do).
+   */
   forRequest(req: Request): Response | undefined {
     if (req.method !== "GET") return undefined;
-    const url = req.url;
-    const host = req.headers.get("host");
-    // The URL is http://HOST/...: not an absolute-form target naming another host.
-    if (
-      host === null || !url.startsWith("http://") || !url.startsWith(host, 7) ||
-      url.charCodeAt(7 + host.length) !== SLASH
-    ) {
-      return undefined;
+    const raw = rawTargetOf(req);
+    let rawPath: string;
+    if (raw !== undefined) {
+      // An absolute-form target may name another host: the full path checks it.
+      if (raw.charCodeAt(0) !== SLASH) return undefined;
+      rawPath = targetPath(raw);
+    } else {
+      const url = req.url;
+      const host = req.headers.get("host");
+      // The URL is http://HOST/...: not an absolute-form target naming another host.
+      if (
+        host === null || !url.startsWith("http://") || !url.startsWith(host, 7) ||
+        url.charCodeAt(7 + host.length) !== SLASH
+      ) {
+        return undefined;
+      }
+      rawPath = targetPath(url.slice(7 + host.length));
     }
-    const rawPath = pathOfTarget(url.slice(7 + host.length));
     const target = this.#targets.get(rawPath);
     if (target === undefined) return undefined;
     const asked = req.headers;
@@ -156,14 +168,4 @@ export class QuickAnswers {
       });
     }
   }
-}
-
-/** The path of a request target (`/path?query#fragment`) as sent. */
-function pathOfTarget(target: string): string {
-  let end = target.length;
-  const query = target.indexOf("?");
-  if (query >= 0) end = query;
-  const fragment = target.indexOf("#");
-  if (fragment >= 0 && fragment < end) end = fragment;
-  return end === target.length ? target : target.slice(0, end);
 }

@@ -1,0 +1,126 @@
+/**
+ * File bodies on one client connection: sent with sendfile (see sendfile.ts) on the connection's socket, or
+ * copied through JavaScript in large pieces when sendfile cannot be used (see file_copy.ts). Used by
+ * {@linkcode ./http1_connection.ts}.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { copyFileRange } from "./file_copy.ts";
+import type { QuickFile } from "./http1_connection.ts";
+import { type Framing, responseHead } from "./http1_response.ts";
+import {
+  type ClientSocket,
+  type FileRange,
+  fileRangeOf,
+  type FileSender,
+  type SendOutcome,
+} from "./sendfile.ts";
+
+const log = getLogger(["flexo", "server"]);
+
+/**
+ * Sends the file bodies of one connection. Each method says true when the body went out whole, false when it
+ * broke off after its head (the connection must end), undefined when it was not sent this way (nothing was
+ * written; the caller answers as usual).
+ */
+export class FileBodies {
+  #conn: Deno.Conn;
+  #sender: FileSender | undefined;
+  #write: (bytes: Uint8Array) => Promise<boolean>;
+  #writeSome: (bytes: Uint8Array) => Promise<number>;
+  /** The connection's socket for sendfile: unknown until first needed, null when it could not be found. */
+  #socket: ClientSocket | null | undefined;
+
+  /**
+   * For `conn`: `write` writes all of its bytes (false when the client is gone), `writeSome` as much as the
+   * client takes now, waiting while it takes nothing (how many; 0 when the connection is closed).
+   */
+  constructor(
+    conn: Deno.Conn,
+    options: {
+      sender?: FileSender;
+      write: (bytes: Uint8Array) => Promise<boolean>;
+      writeSome: (bytes: Uint8Array) => Promise<number>;
+    },
+  ) {
+    this.#conn = conn;
+    this.#sender = options.sender;
+    this.#write = options.write;
+    this.#writeSome = options.writeSome;
+  }
+
+  /** Whether file bodies may go out with sendfile on this connection (as far as is known before trying). */
+  canSend(): boolean {
+    return this.#sender !== undefined && !this.#sender.disabled && this.#socket !== null;
+  }
+
+  /** Sends a quick file answer with sendfile, and tells it how that went. */
+  async sendQuick(answer: QuickFile): Promise<boolean | undefined> {
+    let outcome: SendOutcome["outcome"] = "not_started";
+    try {
+      const sent = await this.#sendfile(answer.head, answer.file);
+      if (sent !== undefined) outcome = sent ? "sent" : "failed";
+      return sent;
+    } finally {
+      answer.done(outcome);
+    }
+  }
+
+  /** Sends a marked file body (see `markFileResponse`) of a 200 or 206 answer with sendfile, after its head. */
+  async send(response: Response, framing: Framing): Promise<boolean | undefined> {
+    const range = this.#rangeOf(response, framing);
+    if (range === undefined || !this.canSend()) return undefined;
+    const head = responseHead(
+      { code: response.status, text: response.statusText },
+      response.headers,
+      framing,
+    );
+    // Once the first byte is out, the app's body (its open file, or its follower of a download) is not needed.
+    return await this.#sendfile(head, range, () => void response.body?.cancel().catch(() => {}));
+  }
+
+  /** Copies a marked body of a complete file through JavaScript in large pieces, after its head. */
+  async copy(response: Response, framing: Framing): Promise<boolean | undefined> {
+    const range = this.#rangeOf(response, framing);
+    if (range === undefined || range.growing !== undefined) return undefined;
+    const head = responseHead(
+      { code: response.status, text: response.statusText },
+      response.headers,
+      framing,
+    );
+    // Once the head goes out, the app's body (its open file) is not needed.
+    const release = () => void response.body?.cancel().catch(() => {});
+    const outcome = await copyFileRange(range, { head, write: this.#write, onCommitted: release });
+    return outcome === "not_started" ? undefined : outcome === "sent";
+  }
+
+  /** The file range of a 200 or 206 answer whose marked body is the whole declared length (not empty). */
+  #rangeOf(response: Response, framing: Framing): FileRange | undefined {
+    if (response.status !== 200 && response.status !== 206) return undefined;
+    const range = fileRangeOf(response);
+    if (range === undefined || range.length === 0 || range.length !== framing.length) return undefined;
+    return range;
+  }
+
+  /** Sends `head` and `range` with sendfile on this connection's socket, found at its first use. */
+  async #sendfile(
+    head: Uint8Array,
+    range: FileRange,
+    onCommitted?: () => void,
+  ): Promise<boolean | undefined> {
+    const sender = this.#sender;
+    if (sender === undefined) return undefined;
+    if (this.#socket === undefined) this.#socket = sender.findSocket(this.#conn) ?? null;
+    if (this.#socket === null) return undefined;
+    const result = await sender.send(this.#socket, head, { range, write: this.#writeSome, onCommitted });
+    if (result.outcome === "sent") return true;
+    if (result.outcome === "failed") {
+      log.info("Sending {path} to a client stopped: {reason}", { path: range.path, reason: result.reason });
+      return false;
+    }
+    log.debug("Streaming {path} instead: {reason}", { path: range.path, reason: result.reason });
+    return undefined;
+  }
+}
