@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import { COPY_BUFFER_BYTES, copyFileRange } from "../src/file_copy.ts";
 import { assertEquals } from "./helpers/assert.ts";
-import { randomBytes } from "./helpers/bytes.ts";
+import { concatBytes, randomBytes } from "./helpers/bytes.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
 
 const HEAD = new TextEncoder().encode("HTTP/1.1 200 OK\r\n\r\n");
@@ -17,15 +17,7 @@ function recorder(limit = Infinity) {
       parts.push(bytes.slice());
       return Promise.resolve(true);
     },
-    bytes: () => {
-      const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-      let offset = 0;
-      for (const part of parts) {
-        all.set(part, offset);
-        offset += part.length;
-      }
-      return all;
-    },
+    bytes: () => concatBytes(parts),
     writes: () => parts.length,
   };
 }

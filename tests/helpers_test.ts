@@ -13,6 +13,7 @@ import {
   type RepoInfo,
   sha256File,
 } from "./helpers/make_repo.ts";
+import { concatBytes } from "./helpers/bytes.ts";
 import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
 import { makePacmanRoot, type PacmanRootOptions, runPacman } from "./helpers/pacman.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
@@ -416,4 +417,11 @@ Deno.test("FakeMirror.close() ends stalled connections promptly", async () => {
     assert.ok(body.error, "the client must see the connection end");
     assert.deepEqual(body.bytes, file.subarray(0, 10));
   });
+});
+
+Deno.test("concatBytes() joins parts in order into one new array", () => {
+  const one = new Uint8Array([1, 2]);
+  const joined = concatBytes([one, new Uint8Array(0), new Uint8Array([3])]);
+  assert.deepStrictEqual(joined, new Uint8Array([1, 2, 3]));
+  assert.notStrictEqual(concatBytes([one]), one);
 });

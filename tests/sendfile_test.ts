@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { type ClientSocket, MISSES_BEFORE_DISABLED, type SendOutcome } from "../src/sendfile.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { randomBytes } from "./helpers/bytes.ts";
+import { concatBytes, randomBytes } from "./helpers/bytes.ts";
 import { withinMs } from "./helpers/proxy_server.ts";
 import { fileSender as sender, pairs, readAll, withConnection } from "./helpers/sockets.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
@@ -189,13 +189,7 @@ Deno.test("send() goes on with sendfile after each wait for a slow client", asyn
       }
       assertEquals(await sending, { outcome: "sent" });
       assert(waits > 0, "the socket was full at least once");
-      const all = new Uint8Array(total);
-      let offset = 0;
-      for (const part of parts) {
-        all.set(part, offset);
-        offset += part.length;
-      }
-      assertEquals(all, concat(HEAD, bytes));
+      assertEquals(concatBytes(parts), concat(HEAD, bytes));
     });
   });
 });

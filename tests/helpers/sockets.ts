@@ -5,6 +5,7 @@
  */
 
 import { type FileSender, openFileSender } from "../../src/sendfile.ts";
+import { concatBytes } from "./bytes.ts";
 
 /** A sender on this machine's libc; fails the test when there is none. */
 export function fileSender(): FileSender {
@@ -66,11 +67,5 @@ export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
   } catch (error) {
     if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
   }
-  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    all.set(part, offset);
-    offset += part.length;
-  }
-  return all;
+  return concatBytes(parts);
 }
