@@ -54,6 +54,11 @@ export interface DownloadOptions {
   expect?: ExpectedFile | Promise<ExpectedFile | undefined>;
   /** Called when a download was discarded because it did not match `expect`. */
   onIntegrityFailure?: (download: Download, reason: string) => void;
+  /**
+   * Resolves when the previous download of the same file has finished: one that has ended (its clients have
+   * their answer) may still be removing its partial file, which this one must not have created yet.
+   */
+  after?: Promise<unknown>;
 }
 
 /** What the first usable mirror answered. */
@@ -190,6 +195,7 @@ export class Download {
 
   async #run(): Promise<void> {
     const { store, segments, rules } = this.#options;
+    if (this.#options.after !== undefined) await this.#options.after.catch(() => {});
     if (this.#options.ifModifiedSince === undefined) {
       // Another download may have completed this file a moment ago.
       const cached = await store.statComplete(segments);

@@ -81,6 +81,8 @@ export class DownloadManager {
     const key = keyOf(target);
     const running = this.active(target);
     if (running) return running;
+    // One that has ended may still be cleaning up its files on disk: the new one waits for it to finish.
+    const previous = this.#active.get(key);
     const pool = this.#options.poolFor(target);
     const download = new Download({
       segments: target.cacheSegments,
@@ -94,6 +96,7 @@ export class DownloadManager {
       ifModifiedSince: options.ifModifiedSince,
       expect: this.#options.expectFor?.(target),
       onIntegrityFailure: this.#options.onIntegrityFailure,
+      after: previous?.finished,
     });
     this.#active.set(key, download);
     download.finished.then(() => {
