@@ -5,7 +5,10 @@
  * @module
  */
 
+import { concat } from "./byte_reader.ts";
+
 const ENCODER = new TextEncoder();
+const CRLF = ENCODER.encode("\r\n");
 const TICK = Symbol("tick");
 
 /** A body of unknown length that ends within this many bytes (and at once) is sent with its length. */
@@ -26,19 +29,7 @@ export function lengthOf(value: string | null): number | undefined {
  */
 export function chunked(bytes: Uint8Array): Uint8Array {
   if (bytes.length === 0) return bytes;
-  return concat(ENCODER.encode(`${bytes.length.toString(16)}\r\n`), bytes, ENCODER.encode("\r\n"));
-}
-
-/** The parts one after the other in one new array (the part itself when there is one). */
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    all.set(part, offset);
-    offset += part.length;
-  }
-  return all;
+  return concat([ENCODER.encode(`${bytes.length.toString(16)}\r\n`), bytes, CRLF]);
 }
 
 /** What {@linkcode collect} read, and the read still running when it stopped before the end. */

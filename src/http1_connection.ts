@@ -27,7 +27,8 @@ import {
   releaseHead,
   type RequestHead,
 } from "./http1_head.ts";
-import { chunked, collect, concat, LAST_CHUNK, lengthOf } from "./http1_body.ts";
+import { concat } from "./byte_reader.ts";
+import { chunked, collect, LAST_CHUNK, lengthOf } from "./http1_body.ts";
 import { FileBodies } from "./http1_file_bodies.ts";
 import { requestFromHead } from "./http1_request.ts";
 import { type Framing, isBodiless, responseHead } from "./http1_response.ts";
@@ -338,7 +339,9 @@ export class ClientConnection {
     const collected = await collect(reader);
     if (collected.ended) {
       framing.length = collected.size;
-      return await this.#write(concat(responseHead(status, response.headers, framing), ...collected.chunks));
+      return await this.#write(
+        concat([responseHead(status, response.headers, framing), ...collected.chunks]),
+      );
     }
     // A longer or slower body of unknown length: chunked, or to the end of the connection for HTTP/1.0.
     framing.chunked = head.minorVersion === 1;
@@ -419,7 +422,7 @@ export class ClientConnection {
       close: true,
     });
     this.#linger = true;
-    await this.#write(concat(head, body));
+    await this.#write(concat([head, body]));
     return false;
   }
 
