@@ -28,7 +28,7 @@ import { ConfigError, type ConfigOverrides, formatConfig, loadConfig } from "./s
 import type { Config } from "./src/config_schema.ts";
 import { describeImport, importPackages } from "./src/import.ts";
 import { canWriteDirectory, resolveUserDirectories } from "./src/user_directories.ts";
-import { closeLogging, setupLogging } from "./src/logging.ts";
+import { closeLogging, describeError, setupLogging } from "./src/logging.ts";
 import { primaryMirrorLogger, startMirrorSelection } from "./src/mirror_selection.ts";
 import { MirrorPool } from "./src/mirrors.ts";
 import { PackageIndex } from "./src/package_index.ts";
@@ -246,21 +246,17 @@ async function serve(cli: Cli): Promise<void> {
     Deno.addSignalListener(signal, () => void stop(signal));
   }
   // A fault in one corner must not take the proxy away from every client: it is logged, and serving goes on.
-  const describe = (error: unknown) => {
-    if (error instanceof Error) return error.stack ?? error.message;
-    try {
-      return String(error);
-    } catch {
-      return Object.prototype.toString.call(error);
-    }
-  };
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
-    log.error("Unhandled error (please report it): {error}", { error: describe(event.reason) });
+    log.error("Unhandled error (please report it): {error}", {
+      error: describeError(event.reason, { stack: true }),
+    });
   });
   globalThis.addEventListener("error", (event) => {
     event.preventDefault();
-    log.error("Uncaught error (please report it): {error}", { error: describe(event.error) });
+    log.error("Uncaught error (please report it): {error}", {
+      error: describeError(event.error, { stack: true }),
+    });
   });
   await server.finished;
 }

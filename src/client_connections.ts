@@ -11,6 +11,7 @@
 import { getLogger } from "@logtape/logtape";
 import { ClientConnection, type ConnectionHandler, type QuickAnswer } from "./http1_connection.ts";
 import type { RequestHead } from "./http1_head.ts";
+import { describeError } from "./logging.ts";
 import type { FileSender } from "./sendfile.ts";
 
 export type { ConnectionHandler } from "./http1_connection.ts";
@@ -90,7 +91,7 @@ export function listenForClients(
     connection.serve().catch((error: unknown) => {
       // serve() handles its own errors; this is only so that nothing can end the process from here.
       log.error("Serving a connection failed: {error}", {
-        error: error instanceof Error ? error.message : "?",
+        error: describeError(error),
       });
     }).finally(() => {
       open.delete(connection);

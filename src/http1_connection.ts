@@ -30,6 +30,7 @@ import {
 import { concat } from "./byte_reader.ts";
 import { chunked, collect, LAST_CHUNK, lengthOf } from "./http1_body.ts";
 import { FileBodies } from "./http1_file_bodies.ts";
+import { describeError } from "./logging.ts";
 import { requestFromHead } from "./http1_request.ts";
 import { type Framing, isBodiless, responseHead } from "./http1_response.ts";
 import type { FileRange, FileSender, SendOutcome } from "./sendfile.ts";
@@ -80,16 +81,6 @@ const LINGER_MS = 2_000;
 const LINGER_MAX_BYTES = 1024 * 1024;
 
 const RESOLVED_FALSE = Promise.resolve(false);
-/** What an error says, whatever was thrown (even a value that `String()` cannot convert). */
-function describe(error: unknown, options: { stack?: boolean } = {}): string {
-  if (error instanceof Error) return (options.stack ? error.stack : undefined) ?? error.message;
-  try {
-    return String(error);
-  } catch {
-    return Object.prototype.toString.call(error);
-  }
-}
-
 /** Errors of a connection that the client ended or broke. */
 const CONNECTION_ERRORS = [
   Deno.errors.BadResource,
@@ -231,10 +222,10 @@ export class ClientConnection {
       // A client that goes away is ordinary; anything else (a response body that failed before its head, say) is
       // worth a line in the log.
       if (this.#closed || CONNECTION_ERRORS.some((kind) => error instanceof kind)) {
-        log.debug("A client connection ended: {error}", { error: describe(error) });
+        log.debug("A client connection ended: {error}", { error: describeError(error) });
       } else {
         log.warn("A client connection ended on an error: {error}", {
-          error: describe(error, { stack: true }),
+          error: describeError(error, { stack: true }),
         });
       }
     } finally {
@@ -256,7 +247,7 @@ export class ClientConnection {
       // A fault in the shortcut must not cost the client its answer: the full path answers (or reports) it.
       log.error("Answering {target} from the quick path failed: {error}", {
         target: head.target,
-        error: describe(error, { stack: true }),
+        error: describeError(error, { stack: true }),
       });
       return undefined;
     }
@@ -399,7 +390,7 @@ export class ClientConnection {
         next = reader.read();
       }
     } catch (error) {
-      log.info("A response body failed while it was sent: {error}", { error: describe(error) });
+      log.info("A response body failed while it was sent: {error}", { error: describeError(error) });
       return false;
     } finally {
       reader.cancel().catch(() => {});
@@ -478,7 +469,7 @@ export class ClientConnection {
   #writeFailed = (error: unknown): boolean => {
     this.#writing = undefined;
     this.writingSince = 0;
-    if (!this.#closed) log.debug("Writing to a client failed: {error}", { error: describe(error) });
+    if (!this.#closed) log.debug("Writing to a client failed: {error}", { error: describeError(error) });
     return false;
   };
 

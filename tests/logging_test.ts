@@ -1,6 +1,6 @@
 import { getLogger } from "@logtape/logtape";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { closeLogging, setupLogging } from "../src/logging.ts";
+import { closeLogging, describeError, setupLogging } from "../src/logging.ts";
 
 // logtape's configuration is global to the process: every test here ends with closeLogging() in a `finally`,
 // so that no sink or stream outlives it and other tests in this process see logging unconfigured.
@@ -143,4 +143,12 @@ Deno.test("closeLogging() flushes and closes the stream, and later lines go nowh
   getLogger(["flexo"]).error("after");
   assertEquals(linesOf(out.text()), ["[INF] flexo: before"]);
   await closeLogging();
+});
+
+Deno.test("describeError() gives an error's message or stack, and any thrown value as text", () => {
+  const error = new Error("disk gone");
+  assertEquals(describeError(error), "disk gone");
+  assert(describeError(error, { stack: true }).startsWith("Error: disk gone\n"));
+  assertEquals(describeError("plain"), "plain");
+  assertEquals(describeError(Object.create(null)), "[object Object]", "a value String() cannot convert");
 });
