@@ -283,8 +283,5 @@ export function isForeignAbsoluteForm(req: Request): boolean {
  * layer made it, otherwise from its URL (which `Deno.serve` leaves as sent).
  */
 export function pathOf(req: Request): string {
-  return rawPathOf(rawTargetOf(req) ?? req.url);
+  return targetPath(rawTargetOf(req) ?? req.url);
 }
-
-/** The path of a request URL or target exactly as sent (before `?`), without URL normalisation. */
-export const rawPathOf: (target: string) => string = targetPath;

@@ -375,8 +375,9 @@ export class CacheStore {
   async commit(segments: readonly string[], options: { lastModified?: number }): Promise<CachedFile> {
     const from = this.partialPath(segments);
     const to = this.finalPath(segments);
-    this.#forgetHot(segments.join("/"));
-    this.#known.delete(segments.join("/"));
+    const key = this.#keyOf(segments);
+    this.#forgetHot(key);
+    this.#known.delete(key);
     await Deno.mkdir(dirname(to), { recursive: true });
     if (options.lastModified !== undefined) {
       // mtime carries upstream's Last-Modified; atime stays "now", since the size limit evicts by last use.

@@ -1,4 +1,4 @@
-import { isForeignAbsoluteForm, rawPathOf } from "../src/app.ts";
+import { isForeignAbsoluteForm } from "../src/app.ts";
 import { HOT_FILE_RECHECK_MS } from "../src/cache_store.ts";
 import { assertEquals } from "./helpers/assert.ts";
 import { fakeFetch, serveBytes, testBytes } from "./helpers/fake_fetch.ts";
@@ -64,14 +64,6 @@ Deno.test("isForeignAbsoluteForm() tells absolute-form targets for other hosts f
   assertEquals(isForeignAbsoluteForm(request("http://localhost:7878/x")), false);
   assertEquals(isForeignAbsoluteForm(request("http://evil/x", "127.0.0.1:7878")), true);
   assertEquals(isForeignAbsoluteForm(request("http://evil/x", "bad host/")), true);
-});
-
-Deno.test("rawPathOf() keeps the path exactly as sent", () => {
-  assertEquals(rawPathOf("http://h/core/os/x86_64/%2e%2e/a?x=1#y"), "/core/os/x86_64/%2e%2e/a");
-  assertEquals(rawPathOf("http://h"), "/");
-  assertEquals(rawPathOf("http://h//etc/passwd"), "//etc/passwd");
-  assertEquals(rawPathOf("http://h/a#b?c"), "/a");
-  assertEquals(rawPathOf("http://h/a?b#c"), "/a");
 });
 
 Deno.test("createApp() refuses an absolute-form request for another host also for a file it answers from memory", async () => {

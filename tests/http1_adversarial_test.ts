@@ -512,7 +512,7 @@ Deno.test("startServer() serves the path the client sent, not one found after a 
   for (const target of [`/nothing?u=http://h${PKG}`, `/x://h${PKG}`]) {
     if ((await exchange(proxy.port, closing(target)))[0]?.body === "PACKAGE-BYTES") served.push(target);
   }
-  // app.ts rawPathOf() takes an origin-form target for a URL: the path starts at the first "/" after "://".
+  // pathOf() reads an origin-form target as a path, not as a URL: a "://" in its query starts no path.
   assertEquals({ pathOf: pathOf(req), served }, { pathOf: "/nothing", served: [] });
 });
 

@@ -1,5 +1,5 @@
 import { type HeadProblem, isHeadProblem, parseRequestHead, type RequestHead } from "../src/http1_head.ts";
-import { rawTargetOf, requestFromHead } from "../src/http1_request.ts";
+import { rawTargetOf, requestFromHead, targetPath } from "../src/http1_request.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 
 const LOCAL = { localHost: "127.0.0.1:7878" };
@@ -163,4 +163,16 @@ Deno.test("rawTargetOf() is undefined for requests made elsewhere", () => {
   assertEquals(rawTargetOf(new Request("http://a/a/../b")), undefined);
   assertEquals(rawTargetOf(new Request("http://a/x", { method: "HEAD" })), undefined);
   assertEquals(rawTargetOf(requestOf("GET /a/../b HTTP/1.1\r\nHost: a\r\n\r\n")), "/a/../b");
+});
+
+Deno.test("targetPath() keeps the path of a URL or target exactly as sent", () => {
+  assertEquals(targetPath("http://h/core/os/x86_64/%2e%2e/a?x=1#y"), "/core/os/x86_64/%2e%2e/a");
+  assertEquals(targetPath("http://h"), "/");
+  assertEquals(targetPath("http://h//etc/passwd"), "//etc/passwd");
+  assertEquals(targetPath("http://h/a#b?c"), "/a");
+  assertEquals(targetPath("http://h/a?b#c"), "/a");
+  assertEquals(targetPath("/core/os/x86_64/../a?x=1"), "/core/os/x86_64/../a", "an origin-form target");
+  assertEquals(targetPath("/nothing?u=http://h/core/x"), "/nothing", "a URL in the query is not the path");
+  assertEquals(targetPath("http://h?/core/x"), "/", "an absolute URL whose authority ends at ?");
+  assertEquals(targetPath("*"), "/");
 });
