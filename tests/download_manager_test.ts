@@ -19,13 +19,22 @@ function target(path: string): RequestTarget {
 const PKG = target("/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst");
 const OTHER_PKG = target("/extra/os/x86_64/xz-5.6.2-1-x86_64.pkg.tar.zst");
 
-/** A manager over a temporary cache and one gated mirror; `cleanup()` ends every body and removes the cache. */
+/**
+ * A manager over a temporary cache and one gated mirror (`wrapFetch` may answer some requests itself);
+ * `cleanup()` ends every body and removes the cache.
+ */
 async function setup(
-  extra: { onComplete?: (download: Download, target: RequestTarget) => void; pool?: MirrorPool } = {},
+  extra: {
+    onComplete?: (download: Download, target: RequestTarget) => void;
+    pool?: MirrorPool;
+    wrapFetch?: (gated: typeof fetch) => typeof fetch;
+  } = {},
 ) {
   const dir = await Deno.makeTempDir({ prefix: "flexo-manager-" });
   // Every request is answered at once; the test writes each body through its gate.
-  const { fetch, gates } = gatedFetch((req) => rangeHead(SIZE, req));
+  const gated = gatedFetch((req) => rangeHead(SIZE, req));
+  const gates = gated.gates;
+  const fetch = extra.wrapFetch?.(gated.fetch) ?? gated.fetch;
   const pool = extra.pool ?? new MirrorPool();
   if (!extra.pool) pool.setMirrors([A], "test");
   const poolsAsked: RequestTarget[] = [];
@@ -230,54 +239,38 @@ Deno.test("obtain() asks the pool poolFor() gives and sends If-Modified-Since wh
 });
 
 Deno.test("obtain() lets a new download of a file start only after the previous one has finished its cleanup", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "flexo-manager-" });
-  // A revalidation is answered 304; a plain request gets the file through its gate.
-  const gated = gatedFetch((req) => rangeHead(SIZE, req));
-  const gates = gated.gates;
   let finished = false;
   let finishedWhenAsked: boolean | undefined;
-  const fetch = ((input: string | URL | Request, init?: RequestInit) => {
-    if (new Headers(init?.headers).has("if-modified-since")) {
-      return Promise.resolve(new Response(null, { status: 304 }));
-    }
-    finishedWhenAsked = finished;
-    return gated.fetch(input, init);
-  }) as typeof globalThis.fetch;
-  const pool = new MirrorPool();
-  pool.setMirrors([A], "test");
-  const manager = new DownloadManager({
-    store: new CacheStore(dir),
-    poolFor: () => pool,
-    deps: { fetch, now: Date.now },
-    limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
+  // A revalidation is answered 304; a plain request gets the file through its gate.
+  const t = await setup({
+    wrapFetch: (gated) =>
+      ((input: string | URL | Request, init?: RequestInit) => {
+        if (new Headers(init?.headers).has("if-modified-since")) {
+          return Promise.resolve(new Response(null, { status: 304 }));
+        }
+        finishedWhenAsked = finished;
+        return gated(input, init);
+      }) as typeof fetch,
   });
   const DB = target("/core/os/x86_64/core.db");
   try {
-    const revalidation = manager.obtain(DB, { ifModifiedSince: Date.now() });
+    const revalidation = t.manager.obtain(DB, { ifModifiedSince: Date.now() });
     assertEquals((await revalidation.head).status, "not_modified");
     // Its clients have their answer, but it may still be removing its (empty) partial file.
     revalidation.finished.then(() => finished = true);
-    const fresh = manager.obtain(DB);
+    const fresh = t.manager.obtain(DB);
     nodeAssert.notEqual(fresh, revalidation);
-    await waitFor("the new download's request upstream", () => gates.length === 1);
+    const [gate] = await t.requests(1);
     assertEquals(
       finishedWhenAsked,
       true,
       "the new download asked upstream only after the previous one finished",
     );
-    gates[0].push(testBytes(SIZE));
-    gates[0].end();
+    gate.push(testBytes(SIZE));
+    gate.end();
     await fresh.finished;
     assertEquals(fresh.state, "complete", "its partial file was not removed under it");
   } finally {
-    for (const gate of gates) {
-      try {
-        gate.fail(new Error("test over"));
-      } catch {
-        // ended already
-      }
-    }
-    await manager.idle();
-    await Deno.remove(dir, { recursive: true });
+    await t.cleanup();
   }
 });

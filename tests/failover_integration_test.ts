@@ -13,6 +13,7 @@ import { type FakeMirror, type FaultOptions, startFakeMirror } from "./helpers/f
 import { startTestProxy, type TestProxy, withinMs } from "./helpers/proxy_server.ts";
 import { sha256 } from "./helpers/bytes.ts";
 import { testBytes } from "./helpers/fake_fetch.ts";
+import { concat } from "../src/byte_reader.ts";
 
 const PKG = "/core/os/x86_64/big-1:2.0-1-x86_64.pkg.tar.zst";
 const SEGMENTS = PKG.slice(1).split("/");
@@ -90,16 +91,6 @@ async function get(proxy: TestProxy, path: string, init: RequestInit = {}): Prom
   } finally {
     clearTimeout(timer);
   }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 /** Asserts that the client got the whole file with status 200, and that the cache holds exactly it. */

@@ -3,8 +3,9 @@
 import { join } from "node:path";
 import { COPY_BUFFER_BYTES, copyFileRange } from "../src/file_copy.ts";
 import { assertEquals } from "./helpers/assert.ts";
-import { concatBytes, randomBytes } from "./helpers/bytes.ts";
+import { randomBytes } from "./helpers/bytes.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
+import { concat } from "../src/byte_reader.ts";
 
 const HEAD = new TextEncoder().encode("HTTP/1.1 200 OK\r\n\r\n");
 
@@ -17,7 +18,7 @@ function recorder(limit = Infinity) {
       parts.push(bytes.slice());
       return Promise.resolve(true);
     },
-    bytes: () => concatBytes(parts),
+    bytes: () => concat(parts),
     writes: () => parts.length,
   };
 }

@@ -13,10 +13,10 @@ import {
   type RepoInfo,
   sha256File,
 } from "./helpers/make_repo.ts";
-import { concatBytes } from "./helpers/bytes.ts";
 import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
 import { makePacmanRoot, type PacmanRootOptions, runPacman } from "./helpers/pacman.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
+import { concat } from "../src/byte_reader.ts";
 
 const TOOLS = ["pacman", "repo-add", "bsdtar", "zstd", "gpg", "gpgconf"];
 const SERVER = "$repo/os/$arch";
@@ -231,16 +231,6 @@ async function readBody(response: Response): Promise<{ bytes: Uint8Array; error?
   }
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
-
 Deno.test("startFakeMirror() serves files with HEAD, Range, If-Modified-Since and 404, and records requests", async () => {
   await withMirror(async (mirror, file, client) => {
     const url = mirror.url + "pool/data.bin";
@@ -417,11 +407,4 @@ Deno.test("FakeMirror.close() ends stalled connections promptly", async () => {
     assert.ok(body.error, "the client must see the connection end");
     assert.deepEqual(body.bytes, file.subarray(0, 10));
   });
-});
-
-Deno.test("concatBytes() joins parts in order into one new array", () => {
-  const one = new Uint8Array([1, 2]);
-  const joined = concatBytes([one, new Uint8Array(0), new Uint8Array([3])]);
-  assert.deepStrictEqual(joined, new Uint8Array([1, 2, 3]));
-  assert.notStrictEqual(concatBytes([one]), one);
 });

@@ -16,6 +16,7 @@ import { type FakeMirror, startFakeMirror } from "./helpers/fake_mirror.ts";
 import { TEST_LIMITS, withinMs } from "./helpers/proxy_server.ts";
 import { testConfig } from "./helpers/test_app.ts";
 import { sha256 } from "./helpers/bytes.ts";
+import { concat } from "../src/byte_reader.ts";
 
 const PKG = "/core/os/x86_64/ok-1.0-1-x86_64.pkg.tar.zst";
 const CUSTOM_FILE = "/custom/x86_64/own-1-1-any.pkg.tar.zst";
@@ -293,13 +294,7 @@ async function rawExchange(port: number, request: Uint8Array, ms = 5_000): Promi
   } finally {
     conn.close();
   }
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
+  return concat(chunks);
 }
 
 function splitAnswer(raw: Uint8Array): { status: number; head: string; body: Uint8Array } {

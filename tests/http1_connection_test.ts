@@ -15,6 +15,7 @@ import { withinMs } from "./helpers/proxy_server.ts";
 import { fileSender, readAll, withConnection } from "./helpers/sockets.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
 import { stillPending, waitFor } from "./helpers/wait.ts";
+import { concat } from "../src/byte_reader.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -50,7 +51,7 @@ class Client {
         size = parseInt(line, 16);
         const chunk = await this.#take(size + 2);
         wire += line + latin1(chunk);
-        body = concat(body, chunk.subarray(0, size));
+        body = concat([body, chunk.subarray(0, size)]);
       }
     } else {
       body = await this.rest();
@@ -60,7 +61,7 @@ class Client {
 
   /** Everything still to come, up to the end of the connection. */
   async rest(): Promise<Uint8Array> {
-    return concat(await this.#take(this.#data.length), await readAll(this.conn));
+    return concat([await this.#take(this.#data.length), await readAll(this.conn)]);
   }
 
   /** The bytes up to the end of the first `text`. */
@@ -82,15 +83,9 @@ class Client {
     while (this.#data.length < length) {
       const n = await this.conn.read(buffer);
       if (n === null) throw new Error(`the connection ended; left: ${JSON.stringify(latin1(this.#data))}`);
-      this.#data = concat(this.#data, buffer.subarray(0, n));
+      this.#data = concat([this.#data, buffer.subarray(0, n)]);
     }
   }
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  parts.reduce((offset, part) => (all.set(part, offset), offset + part.length), 0);
-  return all;
 }
 
 /** Answers with the method and path. */

@@ -10,6 +10,7 @@ import { MirrorPool } from "../src/mirrors.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
 import { type Gate, gatedMirror, testBytes } from "./helpers/fake_fetch.ts";
 import { stillPending } from "./helpers/wait.ts";
+import { concat } from "../src/byte_reader.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
 
@@ -80,16 +81,6 @@ async function readBytes(
 /** Everything a stream gives until it ends. */
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
 }
 
 /** How many of this process's file descriptors are open on `path` (Linux). */

@@ -7,10 +7,11 @@
 import { join } from "node:path";
 import { type ClientSocket, MISSES_BEFORE_DISABLED, type SendOutcome } from "../src/sendfile.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { concatBytes, randomBytes } from "./helpers/bytes.ts";
+import { randomBytes } from "./helpers/bytes.ts";
 import { withinMs } from "./helpers/proxy_server.ts";
 import { fileSender as sender, pairs, readAll, withConnection } from "./helpers/sockets.ts";
 import { withTempDir } from "./helpers/temp_dir.ts";
+import { concat } from "../src/byte_reader.ts";
 
 async function withFile(bytes: Uint8Array, fn: (path: string) => Promise<void>): Promise<void> {
   await withTempDir(async (dir) => {
@@ -21,13 +22,6 @@ async function withFile(bytes: Uint8Array, fn: (path: string) => Promise<void>):
 }
 
 const HEAD = new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const all = new Uint8Array(a.length + b.length);
-  all.set(a);
-  all.set(b, a.length);
-  return all;
-}
 
 Deno.test("findSocket() finds the descriptor of each of two connections from the same client", async () => {
   const net = pairs();
@@ -64,7 +58,7 @@ Deno.test("send() writes the head and the whole file, and leaves the connection 
       server.close();
       assertEquals(
         await withinMs(received, 10_000, "the client never saw the end"),
-        concat(concat(HEAD, bytes), after),
+        concat([HEAD, bytes, after]),
       );
     });
   });
@@ -79,7 +73,7 @@ Deno.test("send() sends one range of the file from its offset", async () => {
       const range = { path, start: 1_000_001, length: 1_500_000, size: bytes.length };
       assertEquals(await files.send(files.findSocket(server)!, HEAD, { range }), { outcome: "sent" });
       server.close();
-      assertEquals(await received, concat(HEAD, bytes.subarray(1_000_001, 2_500_001)));
+      assertEquals(await received, concat([HEAD, bytes.subarray(1_000_001, 2_500_001)]));
     });
   });
 });
@@ -189,7 +183,7 @@ Deno.test("send() goes on with sendfile after each wait for a slow client", asyn
       }
       assertEquals(await sending, { outcome: "sent" });
       assert(waits > 0, "the socket was full at least once");
-      assertEquals(concatBytes(parts), concat(HEAD, bytes));
+      assertEquals(concat(parts), concat([HEAD, bytes]));
     });
   });
 });
@@ -320,7 +314,7 @@ Deno.test("send() follows a file as a download writes it, and sends its last byt
     assertEquals(file.counted(), bytes.length - 1, "every byte on disk but the last, before completion");
     file.end("complete");
     assertEquals(await withinMs(sending, 10_000, "send() did not finish"), { outcome: "sent" });
-    assertEquals(await received, concat(HEAD, bytes));
+    assertEquals(await received, concat([HEAD, bytes]));
     assertEquals(file.counted(), bytes.length);
   });
 });
@@ -335,7 +329,7 @@ Deno.test("send() of a download that fails after writing everything leaves the c
       outcome: "failed",
       reason: "the checksum does not match the repository database",
     });
-    assertEquals(await received, concat(HEAD, bytes.subarray(0, bytes.length - 1)));
+    assertEquals(await received, concat([HEAD, bytes.subarray(0, bytes.length - 1)]));
   });
 });
 

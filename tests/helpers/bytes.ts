@@ -1,5 +1,5 @@
 /**
- * Test data: random bytes, their SHA-256, and byte arrays joined.
+ * Test data: random bytes and their SHA-256.
  *
  * @module
  */
@@ -18,15 +18,4 @@ export function randomBytes(size: number): Uint8Array {
 /** The lower-case hex SHA-256 of `bytes`. */
 export function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
-}
-
-/** The parts one after the other in one new array. */
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    all.set(part, offset);
-    offset += part.length;
-  }
-  return all;
 }

@@ -5,7 +5,7 @@
  */
 
 import { type FileSender, openFileSender } from "../../src/sendfile.ts";
-import { concatBytes } from "./bytes.ts";
+import { concat } from "../../src/byte_reader.ts";
 
 /** A sender on this machine's libc; fails the test when there is none. */
 export function fileSender(): FileSender {
@@ -67,5 +67,5 @@ export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
   } catch (error) {
     if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
   }
-  return concatBytes(parts);
+  return concat(parts);
 }
