@@ -46,12 +46,9 @@ export const LINUX = {
   SEEK_SET: 0,
   SEEK_END: 2,
   RLIMIT_NOFILE: 7,
-  SHUT_WR: 1,
   SHUT_RDWR: 2,
   MSG_NOSIGNAL: 0x4000,
   MSG_MORE: 0x8000,
-  /** For a response head followed by the file: no SIGPIPE, and more to come in the same packet. */
-  SEND_HEAD_FLAGS: 0x4000 | 0x8000,
 } as const;
 
 /** A loaded libc, or why there is none. */

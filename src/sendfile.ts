@@ -215,7 +215,7 @@ export class FileSender {
       const write = options.write ?? ((bytes: Uint8Array) => socket.conn.write(bytes));
       // The head waits in the kernel for the file's first bytes (one packet) when those are there to send.
       const headFlags = growing === undefined && range.length > 0
-        ? LINUX.SEND_HEAD_FLAGS
+        ? LINUX.MSG_NOSIGNAL | LINUX.MSG_MORE
         : LINUX.MSG_NOSIGNAL;
       // Checked before the first write and after every wait: between two waits nothing else runs on this thread,
       // so Deno cannot close the socket (and a new connection take its number) in between.
