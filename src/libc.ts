@@ -49,6 +49,8 @@ export const LINUX = {
   SHUT_RDWR: 2,
   MSG_NOSIGNAL: 0x4000,
   MSG_MORE: 0x8000,
+  IPPROTO_TCP: 6,
+  TCP_NODELAY: 1,
 } as const;
 
 /** A loaded libc, or why there is none. */

@@ -152,6 +152,8 @@ export function startFakeMirror(rootDir: string, options: FaultOptions = {}): Pr
   }
 
   async function serveConnection(conn: Deno.TcpConn): Promise<void> {
+    // As real mirrors (nginx's default tcp_nodelay): no ~40 ms wait for the client's delayed ACK per response.
+    conn.setNoDelay(true);
     const reader = new RequestReader(conn);
     try {
       while (!closing.signal.aborted) {
