@@ -38,17 +38,28 @@ export async function copyFileRange(
   try {
     if ((await file.stat()).size !== range.size) return "not_started";
     options.onCommitted?.();
-    if (!await options.write(options.head)) return "failed";
     if (range.start > 0) await file.seek(range.start, Deno.SeekMode.Start);
     buffer = spare.pop() ?? new Uint8Array(COPY_BUFFER_BYTES);
+    // The head goes out in one write with the file's first piece: written alone, it would be a packet of its own.
+    const { head } = options;
+    let headBytes = 0;
+    if (head.length < buffer.length) {
+      buffer.set(head);
+      headBytes = head.length;
+    } else if (!await options.write(head)) {
+      return "failed";
+    }
     let left = range.length;
     while (left > 0) {
-      const read = await file.read(left < buffer.length ? buffer.subarray(0, left) : buffer);
+      const room = buffer.subarray(headBytes, headBytes + Math.min(left, buffer.length - headBytes));
+      const read = await file.read(room);
       if (read === null) return "failed";
       // The write has ended when it resolves: Deno holds no reference to the buffer any more.
-      if (!await options.write(read < buffer.length ? buffer.subarray(0, read) : buffer)) return "failed";
+      if (!await options.write(buffer.subarray(0, headBytes + read))) return "failed";
       left -= read;
+      headBytes = 0;
     }
+    if (headBytes > 0 && !await options.write(buffer.subarray(0, headBytes))) return "failed";
     return "sent";
   } catch {
     return "failed";

@@ -320,11 +320,9 @@ export class ClientConnection {
       framing.length = declared;
       const sent = await this.#files.send(response, framing) ?? await this.#files.copy(response, framing);
       if (sent !== undefined) return sent;
-      if (!await this.#write(responseHead(status, response.headers, framing))) {
-        body.cancel().catch(() => {});
-        return false;
-      }
-      return await this.#pump(body.getReader(), { exactly: declared });
+      // The head waits for the body's first piece and goes out with it (see #pump).
+      const headBytes = responseHead(status, response.headers, framing);
+      return await this.#pump(body.getReader(), { exactly: declared, head: headBytes });
     }
     const reader = body.getReader();
     const collected = await collect(reader);
@@ -337,15 +335,15 @@ export class ClientConnection {
     // A longer or slower body of unknown length: chunked, or to the end of the connection for HTTP/1.0.
     framing.chunked = head.minorVersion === 1;
     if (!framing.chunked) framing.close = true;
-    if (!await this.#write(responseHead(status, response.headers, framing))) {
+    // The head and what was collected go out in one write.
+    const headBytes = responseHead(status, response.headers, framing);
+    const start = concat([
+      headBytes,
+      ...collected.chunks.map((chunk) => framing.chunked ? chunked(chunk) : chunk),
+    ]);
+    if (!await this.#write(start)) {
       reader.cancel().catch(() => {});
       return false;
-    }
-    for (const chunk of collected.chunks) {
-      if (!await this.#write(framing.chunked ? chunked(chunk) : chunk)) {
-        reader.cancel().catch(() => {});
-        return false;
-      }
     }
     const whole = await this.#pump(reader, { chunked: framing.chunked, pending: collected.pending });
     return whole && !framing.close;
@@ -364,14 +362,27 @@ export class ClientConnection {
 
   /**
    * Writes what `reader` gives: `exactly` that many bytes (more or fewer is a broken response), chunked, or as it
-   * comes. Whether the body went out whole.
+   * comes. Whether the body went out whole. A `head` goes out in one write with the body's first piece: written
+   * alone it would be a packet of its own, and a client that delays its acknowledgement would hold up the next.
    */
   async #pump(
     reader: ReadableStreamDefaultReader<Uint8Array>,
-    options: { exactly?: number; chunked?: boolean; pending?: Promise<ReadableStreamReadResult<Uint8Array>> },
+    options: {
+      exactly?: number;
+      chunked?: boolean;
+      pending?: Promise<ReadableStreamReadResult<Uint8Array>>;
+      head?: Uint8Array;
+    },
   ): Promise<boolean> {
     let sent = 0;
     let next = options.pending ?? reader.read();
+    let head = options.head;
+    const write = (bytes: Uint8Array): Promise<boolean> => {
+      if (head === undefined) return this.#write(bytes);
+      const joined = bytes.length === 0 ? head : concat([head, bytes]);
+      head = undefined;
+      return this.#write(joined);
+    };
     try {
       while (true) {
         const { done, value } = await next;
@@ -381,22 +392,25 @@ export class ClientConnection {
           continue;
         }
         if (options.exactly !== undefined && sent + value.length > options.exactly) {
-          await this.#write(value.subarray(0, options.exactly - sent));
+          await write(value.subarray(0, options.exactly - sent));
           log.warn("A response body was longer than its Content-Length; the connection is closed");
           return false;
         }
         sent += value.length;
-        if (!await this.#write(options.chunked ? chunked(value) : value)) return false;
+        if (!await write(options.chunked ? chunked(value) : value)) return false;
         next = reader.read();
       }
     } catch (error) {
       log.info("A response body failed while it was sent: {error}", { error: describeError(error) });
+      // The client learns of the failure as a body shorter than its head says (the connection ends).
+      if (head !== undefined) await write(new Uint8Array(0));
       return false;
     } finally {
       reader.cancel().catch(() => {});
     }
+    if (options.chunked) return await write(LAST_CHUNK);
+    if (head !== undefined && !await write(new Uint8Array(0))) return false;
     if (options.exactly !== undefined) return sent === options.exactly;
-    if (options.chunked) return await this.#write(LAST_CHUNK);
     return true;
   }
 

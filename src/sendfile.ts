@@ -213,10 +213,10 @@ export class FileSender {
       const offset = new BigInt64Array([BigInt(range.start)]);
       const offsetBytes = new Uint8Array(offset.buffer);
       const write = options.write ?? ((bytes: Uint8Array) => socket.conn.write(bytes));
-      // The head waits in the kernel for the file's first bytes (one packet) when those are there to send.
-      const headFlags = growing === undefined && range.length > 0
-        ? LINUX.MSG_NOSIGNAL | LINUX.MSG_MORE
-        : LINUX.MSG_NOSIGNAL;
+      // The head waits in the kernel for the file's first bytes (one packet) when those are there to send now; a
+      // head whose body must wait for a download goes out alone (at once: client sockets have TCP_NODELAY).
+      const bodyReady = range.length > 0 && (growing === undefined || this.#sendable(range, growing) > 0);
+      const headFlags = bodyReady ? LINUX.MSG_NOSIGNAL | LINUX.MSG_MORE : LINUX.MSG_NOSIGNAL;
       // Checked before the first write and after every wait: between two waits nothing else runs on this thread,
       // so Deno cannot close the socket (and a new connection take its number) in between.
       let mustCheck = true;

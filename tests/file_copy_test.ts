@@ -20,6 +20,7 @@ function recorder(limit = Infinity) {
     },
     bytes: () => concat(parts),
     writes: () => parts.length,
+    sizes: () => parts.map((part) => part.length),
   };
 }
 
@@ -34,7 +35,12 @@ Deno.test("copyFileRange() writes the head and the whole file in pieces of COPY_
     const all = out.bytes();
     assertEquals(all.subarray(0, HEAD.length), HEAD);
     assertEquals(all.subarray(HEAD.length), bytes);
-    assertEquals(out.writes(), 1 + 4, "the head, then four pieces");
+    assertEquals(out.writes(), 4, "four pieces, the head in the first (a packet of its own would wait)");
+    assertEquals(
+      out.sizes()[0],
+      COPY_BUFFER_BYTES,
+      "the head and the file's first bytes fill the first piece",
+    );
   });
 });
 
