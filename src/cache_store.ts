@@ -149,27 +149,37 @@ export class CacheStore {
     try {
       const info = Deno.statSync(path);
       if (!info.isFile) return undefined;
-      const mtime = info.mtime ?? new Date(0);
-      const key = this.#keyOf(segments);
-      this.#known.delete(key);
-      if (this.#known.size >= KNOWN_FILES_MAX) this.#known.delete(this.#known.keys().next().value!);
-      this.#known.set(key, {
-        path,
-        size: info.size,
-        mtime,
-        checkedAt: this.#now(),
-        removalsSeen: removalsBefore,
-        mtimeMs: mtime.getTime(),
-        ctimeMs: info.ctime?.getTime() ?? 0,
-        ino: info.ino,
-      });
-      return { path, size: info.size, mtime };
+      return this.#rememberKnown(segments, path, info, removalsBefore);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
         return undefined;
       }
       throw error;
     }
+  }
+
+  /** Remembers a complete file that `info` describes for {@linkcode CacheStore.knownFile}. */
+  #rememberKnown(
+    segments: readonly string[],
+    path: string,
+    info: Deno.FileInfo,
+    removalsBefore: number,
+  ): CachedFile {
+    const mtime = info.mtime ?? new Date(0);
+    const key = this.#keyOf(segments);
+    this.#known.delete(key);
+    if (this.#known.size >= KNOWN_FILES_MAX) this.#known.delete(this.#known.keys().next().value!);
+    this.#known.set(key, {
+      path,
+      size: info.size,
+      mtime,
+      checkedAt: this.#now(),
+      removalsSeen: removalsBefore,
+      mtimeMs: mtime.getTime(),
+      ctimeMs: info.ctime?.getTime() ?? 0,
+      ino: info.ino,
+    });
+    return { path, size: info.size, mtime };
   }
 
   /**
@@ -385,8 +395,10 @@ export class CacheStore {
     }
     await Deno.rename(from, to);
     await removeIfPresent(this.metaPath(segments));
+    const removalsBefore = removals;
     const info = await Deno.stat(to);
-    return { path: to, size: info.size, mtime: info.mtime ?? new Date(0) };
+    // Known from now on: the next request for it can be answered without routing (see quick_answers.ts).
+    return this.#rememberKnown(segments, to, info, removalsBefore);
   }
 
   /** Removes a partial download and its record. */
