@@ -13,9 +13,9 @@
 
 import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
-import { createApp } from "./src/app.ts";
-import { CacheStore } from "./src/cache_store.ts";
-import { CacheUsage } from "./src/cache_usage.ts";
+import { createApp } from "./src/app/app.ts";
+import { CacheStore } from "./src/cache/cache_store.ts";
+import { CacheUsage } from "./src/cache/cache_usage.ts";
 import {
   Cleaner,
   cleaningEnabled,
@@ -23,17 +23,17 @@ import {
   describeCleanup,
   inUseBy,
   runCleanup,
-} from "./src/cleanup.ts";
-import { ConfigError, type ConfigOverrides, formatConfig, loadConfig } from "./src/config.ts";
-import type { Config } from "./src/config_schema.ts";
-import { describeImport, importPackages } from "./src/import.ts";
-import { canWriteDirectory, resolveUserDirectories } from "./src/user_directories.ts";
+} from "./src/cache/cleanup.ts";
+import { ConfigError, type ConfigOverrides, formatConfig, loadConfig } from "./src/config/config.ts";
+import type { Config } from "./src/config/config_schema.ts";
+import { describeImport, importPackages } from "./src/cache/import.ts";
+import { canWriteDirectory, resolveUserDirectories } from "./src/config/user_directories.ts";
 import { closeLogging, describeError, setupLogging } from "./src/logging.ts";
-import { primaryMirrorLogger, startMirrorSelection } from "./src/mirror_selection.ts";
-import { MirrorPool } from "./src/mirrors.ts";
-import { PackageIndex } from "./src/package_index.ts";
-import { recoverPartials } from "./src/recovery.ts";
-import { startServer } from "./src/server.ts";
+import { primaryMirrorLogger, startMirrorSelection } from "./src/mirrors/mirror_selection.ts";
+import { MirrorPool } from "./src/mirrors/mirrors.ts";
+import { PackageIndex } from "./src/repo/package_index.ts";
+import { recoverPartials } from "./src/cache/recovery.ts";
+import { startServer } from "./src/server/server.ts";
 import { VERSION } from "./src/version.ts";
 
 const USAGE = `flexo ${VERSION}: a caching proxy for pacman

@@ -11,7 +11,7 @@
  * @module
  */
 
-export { type AppOptions, createApp, type FlexoApp, limitsFrom } from "./src/app.ts";
+export { type AppOptions, createApp, type FlexoApp, limitsFrom } from "./src/app/app.ts";
 export {
   ConfigError,
   type ConfigOverrides,
@@ -19,10 +19,10 @@ export {
   formatConfig,
   loadConfig,
   type LoadConfigOptions,
-} from "./src/config.ts";
-export type { Config, CustomRepo, MirrorsAutoConfig } from "./src/config_schema.ts";
-export { HttpError } from "./src/http_error.ts";
-export { BUILT_IN_MIRRORS, MirrorPool, type MirrorStats } from "./src/mirrors.ts";
-export { type RunningServer, startServer } from "./src/server.ts";
-export { canWriteDirectory, resolveUserDirectories } from "./src/user_directories.ts";
+} from "./src/config/config.ts";
+export type { Config, CustomRepo, MirrorsAutoConfig } from "./src/config/config_schema.ts";
+export { HttpError } from "./src/http/http_error.ts";
+export { BUILT_IN_MIRRORS, MirrorPool, type MirrorStats } from "./src/mirrors/mirrors.ts";
+export { type RunningServer, startServer } from "./src/server/server.ts";
+export { canWriteDirectory, resolveUserDirectories } from "./src/config/user_directories.ts";
 export { VERSION } from "./src/version.ts";

@@ -10,7 +10,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { LIBC_PATHS } from "../src/libc.ts";
+import { LIBC_PATHS } from "../src/server/libc.ts";
 
 /** The targets built by default. */
 export const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] as const;
@@ -18,7 +18,7 @@ export const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"]
 /**
  * The permissions baked into the executable: network (upstream mirrors and listening), files (the cache,
  * state and configuration, whose places are configurable), environment (FLEXO_* settings), the host name, and
- * loading glibc from its usual places, for sendfile (src/sendfile.ts; without it files go through Deno).
+ * loading glibc from its usual places, for sendfile (src/server/sendfile.ts; without it files go through Deno).
  */
 export const PERMISSIONS = [
   "--allow-net",

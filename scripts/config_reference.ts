@@ -10,8 +10,8 @@
  */
 
 import { stringify as stringifyToml } from "smol-toml";
-import { defaultConfig } from "../src/config.ts";
-import { configLayerFromEnv, envVarName } from "../src/config_env.ts";
+import { defaultConfig } from "../src/config/config.ts";
+import { configLayerFromEnv, envVarName } from "../src/config/config_env.ts";
 import {
   configObjectSchema,
   CUSTOM_REPO_KEYS,
@@ -19,7 +19,7 @@ import {
   MIRRORS_AUTO_KEYS,
   mirrorsAutoSchema,
   TOP_LEVEL_KEYS,
-} from "../src/config_schema.ts";
+} from "../src/config/config_schema.ts";
 
 /** The line before the generated part of docs/configuration.md. */
 export const BEGIN_MARKER = "<!-- BEGIN GENERATED CONFIG REFERENCE -->";
@@ -60,7 +60,7 @@ function valueFromEnv(name: string, text: string, dottedKey: string): unknown {
 function envEncodingOf(name: string, dottedKey: string): EnvEncoding {
   if (valueFromEnv(name, "7", dottedKey) === undefined) {
     throw new Error(
-      `configLayerFromEnv does not read ${name} for ${dottedKey}. Make src/config_env.ts read it, or ` +
+      `configLayerFromEnv does not read ${name} for ${dottedKey}. Make src/config/config_env.ts read it, or ` +
         "change envVarName() so that it names the variable that is read.",
     );
   }
@@ -99,7 +99,7 @@ function descriptionOf(shape: Record<string, { description?: string }>, key: str
   const description = shape[key]?.description?.trim();
   if (description === undefined || description === "") {
     throw new Error(
-      `The key ${table}${key} has no description. Add .describe("...") to it in src/config_schema.ts.`,
+      `The key ${table}${key} has no description. Add .describe("...") to it in src/config/config_schema.ts.`,
     );
   }
   return description;

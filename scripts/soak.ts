@@ -26,10 +26,10 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createApp } from "../src/app.ts";
-import { configSchema } from "../src/config_schema.ts";
+import { createApp } from "../src/app/app.ts";
+import { configSchema } from "../src/config/config_schema.ts";
 import { setupLogging } from "../src/logging.ts";
-import { startServer } from "../src/server.ts";
+import { startServer } from "../src/server/server.ts";
 import { startFakeMirror } from "../tests/helpers/fake_mirror.ts";
 import {
   checkResponse,

@@ -7,9 +7,9 @@
  */
 
 import { dirname, join } from "node:path";
-import type { MirrorsAutoConfig } from "../../src/config_schema.ts";
-import { LATENCY_TEST_PATH } from "../../src/latency_test.ts";
-import type { MirrorStatusEntry } from "../../src/mirror_status.ts";
+import type { MirrorsAutoConfig } from "../../src/config/config_schema.ts";
+import { LATENCY_TEST_PATH } from "../../src/mirrors/latency_test.ts";
+import type { MirrorStatusEntry } from "../../src/mirrors/mirror_status.ts";
 import { type FakeMirror, type FaultOptions, startFakeMirror } from "./fake_mirror.ts";
 
 /** A status JSON entry of an active, complete, up-to-date http mirror in Germany; `overrides` change fields. */

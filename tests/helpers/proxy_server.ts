@@ -6,9 +6,9 @@
  */
 
 import { dirname, join } from "node:path";
-import { createApp, type FlexoApp } from "../../src/app.ts";
-import { startServer } from "../../src/server.ts";
-import type { TransferLimits } from "../../src/transfer.ts";
+import { createApp, type FlexoApp } from "../../src/app/app.ts";
+import { startServer } from "../../src/server/server.ts";
+import type { TransferLimits } from "../../src/download/transfer.ts";
 import { testConfig } from "./test_app.ts";
 
 /** Transfer limits short enough for tests: a slow or stalled mirror is left within about a second. */

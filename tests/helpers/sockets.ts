@@ -4,7 +4,7 @@
  * @module
  */
 
-import { type FileSender, openFileSender } from "../../src/sendfile.ts";
+import { type FileSender, openFileSender } from "../../src/server/sendfile.ts";
 import { concat } from "../../src/byte_reader.ts";
 
 /** A sender on this machine's libc; fails the test when there is none. */

@@ -4,8 +4,8 @@
  * @module
  */
 
-import { type AppOptions, createApp, type FlexoApp } from "../../src/app.ts";
-import { type Config, configSchema } from "../../src/config_schema.ts";
+import { type AppOptions, createApp, type FlexoApp } from "../../src/app/app.ts";
+import { type Config, configSchema } from "../../src/config/config_schema.ts";
 
 /** A configuration for tests: predefined mirrors, the given cache directory, anything else from `extra`. */
 export function testConfig(cacheDir: string, mirrors: string[], extra: Record<string, unknown> = {}): Config {

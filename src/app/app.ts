@@ -1,0 +1,287 @@
+/**
+ * The proxy as one `(Request) => Promise<Response>`: routes, the request log and the one error handler.
+ * Everything with I/O outside the cache (upstream fetch, clock) is passed in, so tests drive it with
+ * `new Request()` and fakes.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { Hono } from "hono";
+import { CacheStore } from "../cache/cache_store.ts";
+import type { CacheUsageSnapshot } from "../cache/cache_usage.ts";
+import type { Config } from "../config/config_schema.ts";
+import type { Download } from "../download/download.ts";
+import { DownloadManager } from "../download/download_manager.ts";
+import { HttpError } from "../http/http_error.ts";
+import { MirrorPool } from "../mirrors/mirrors.ts";
+import { isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
+import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
+import { accessControl } from "./access_control.ts";
+import type { QuickAnswer } from "../server/http1_connection.ts";
+import type { RequestHead } from "../server/http1_head.ts";
+import { rawTargetOf, targetPath } from "../server/http1_request.ts";
+import { QuickAnswers } from "./quick_answers.ts";
+import { parseRequestPath, type RequestTarget } from "./request_path.ts";
+import { type CountedResult, Stats } from "../status/stats.ts";
+import { statusRoutes } from "../status/status_routes.ts";
+import type { TransferDeps, TransferLimits } from "../download/transfer.ts";
+
+const requestLog = getLogger(["flexo", "request"]);
+const errorLog = getLogger(["flexo", "error"]);
+
+/** I/O and tuning passed to {@linkcode createApp}. */
+export interface AppOptions {
+  /** The HTTP client for upstream requests. Default: the global fetch. */
+  fetch?: typeof fetch;
+  /** Clock in milliseconds. Default: Date.now. */
+  now?: () => number;
+  /** The pool of official mirrors; by default one is made from `mirrors_predefined`. */
+  pool?: MirrorPool;
+  /** Overrides for transfer limits derived from the configuration (tests use short ones). */
+  limits?: Partial<TransferLimits>;
+  /** Called when a download has committed a complete file. */
+  onDownloadComplete?: (download: Download, target: RequestTarget) => void;
+  /** Counters to update; by default a new one. */
+  stats?: Stats;
+  /** The cache's size for the status page and metrics (see `cache_usage.ts`). */
+  cacheUsage?: () => CacheUsageSnapshot | undefined;
+}
+
+/** The running proxy's parts, for the server, the status page and tests. */
+export interface FlexoApp {
+  /**
+   * Answers one request; `info` (from Deno.serve) tells when the response has been sent. A small file answered
+   * from memory comes back at once, without a promise (Deno.serve takes either).
+   */
+  fetch: (req: Request, info?: Deno.ServeHandlerInfo) => Response | Promise<Response>;
+  /**
+   * The answer to a plain GET of a package file served before and still in the cache, made without a `Request`:
+   * the whole response as bytes for a small file in memory, or (with `files`) a head and the file to send with
+   * sendfile; undefined for every other request, which then goes to {@linkcode FlexoApp.fetch}. flexo's own
+   * connection layer asks this first (see http1_connection.ts and quick_answers.ts).
+   */
+  quickAnswer: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
+  /** Official mirrors. */
+  pool: MirrorPool;
+  /** One pool per custom repository, by name. */
+  customPools: Map<string, MirrorPool>;
+  store: CacheStore;
+  downloads: DownloadManager;
+  config: Config;
+  /** What the proxy did so far. */
+  stats: Stats;
+  /** Sizes and checksums from the repository databases, to verify downloads. */
+  packageIndex: PackageIndex;
+  /** When the app was created (milliseconds). */
+  startedAt: number;
+}
+
+/** Transfer limits from the configuration. */
+export function limitsFrom(config: Config): TransferLimits {
+  const lowSpeedTimeMs = config.low_speed_time_secs * 1000;
+  return {
+    connectTimeoutMs: config.connect_timeout,
+    lowSpeedLimit: config.low_speed_limit,
+    lowSpeedTimeMs,
+    lastResortStallMs: Math.max(30_000, lowSpeedTimeMs * 6),
+    maxSpeedLimit: config.max_speed_limit,
+  };
+}
+
+/** Builds the proxy for a configuration. Has no side effects until a request arrives. */
+export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
+  const deps: TransferDeps = { fetch: options.fetch ?? globalThis.fetch, now: options.now ?? Date.now };
+  const limits: TransferLimits = { ...limitsFrom(config), ...options.limits };
+  const pool = options.pool ?? new MirrorPool({ now: deps.now });
+  if (!options.pool) pool.setMirrors(config.mirrors_predefined, "predefined");
+  const customPools = new Map<string, MirrorPool>();
+  for (const repo of config.custom_repo) {
+    const custom = new MirrorPool({ now: deps.now });
+    custom.setMirrors(repo.urls, `custom_repo ${repo.name}`);
+    customPools.set(repo.name, custom);
+  }
+  const poolFor = (target: RequestTarget) => (target.customRepo ? customPools.get(target.customRepo)! : pool);
+  const store = new CacheStore(config.cache_directory, { now: deps.now });
+  const stats = options.stats ?? new Stats();
+  const packageIndex = new PackageIndex();
+  const downloads = new DownloadManager({
+    store,
+    poolFor,
+    deps,
+    limits,
+    expectFor: async (target) => {
+      if (target.kind !== "package") return undefined;
+      const entry = await packageIndex.expectedWhenLoaded(target.cacheSegments);
+      return entry && { size: entry.compressedSize, sha256: entry.sha256 };
+    },
+    onIntegrityFailure: (_download, reason) => {
+      stats.integrityRejections++;
+      stats.recordError(deps.now(), reason);
+    },
+    onComplete: (download, target) => {
+      if (target.kind === "database" && isIndexedDatabase(target.fileName)) {
+        packageIndex.loadDatabase(store.root, download.finalPath);
+      }
+      options.onDownloadComplete?.(download, target);
+    },
+  });
+  const ctx: ProxyContext = {
+    store,
+    downloads,
+    poolFor,
+    deps,
+    limits,
+    onUpstreamBytes: (bytes) => stats.bytesFromUpstream += bytes,
+  };
+  const customRepoNames = new Set(customPools.keys());
+  const startedAt = deps.now();
+
+  const hono = new Hono();
+  const allowed = accessControl(config.allowed_clients);
+  hono.use("*", async (c, next) => {
+    const info = c.env as Deno.ServeHandlerInfo<Deno.NetAddr> | undefined;
+    if (config.allowed_clients.length > 0 && !allowed(info?.remoteAddr?.hostname)) {
+      throw new HttpError(
+        403,
+        "This address is not in allowed_clients; ask the proxy's administrator to add it",
+      );
+    }
+    if (isForeignAbsoluteForm(c.req.raw)) {
+      throw new HttpError(
+        400,
+        "flexo is not a forward proxy: send requests for its own paths (GET /$repo/os/$arch/FILE)",
+      );
+    }
+    await next();
+  });
+  hono.route(
+    "/",
+    statusRoutes({ pool, customPools, store, downloads, stats, startedAt }, {
+      now: deps.now,
+      cacheUsage: options.cacheUsage,
+    }),
+  );
+  /** Counts and logs an answer; keeps a file being read safe from cleaning until the response is sent. */
+  const finish = (
+    req: Request,
+    rawPath: string,
+    answer: ProxyAnswer,
+    options: { started: number; info?: Deno.ServeHandlerInfo },
+  ): Response => {
+    const fromCache = answer.result === "CACHE HIT" || answer.result === "REVALIDATED";
+    stats.recordRequest(answer.result, fromCache ? answer.bytes : 0);
+    if (answer.readsFile) {
+      // The file stays "in use" (safe from cleaning) until the response has been sent; Deno.serve says when.
+      const release = store.beginRead(answer.readsFile);
+      const completed = options.info?.completed;
+      if (completed) completed.then(release, release);
+      else release();
+    }
+    requestLog.info("{method} {path} {result} {status} {bytes} bytes {ms} ms", {
+      method: req.method,
+      path: rawPath,
+      result: answer.result,
+      status: answer.response.status,
+      bytes: answer.bytes,
+      ms: deps.now() - options.started,
+    });
+    return answer.response;
+  };
+  // Plain hits on package paths seen before skip routing (see quick_answers.ts).
+  const quick = new QuickAnswers(store, stats);
+  hono.on(["GET", "HEAD"], "*", async (c) => {
+    const started = deps.now();
+    const req = c.req.raw;
+    const rawPath = pathOf(req);
+    const target = parseRequestPath(rawPath, { customRepoNames });
+    quick.remember(rawPath, target);
+    const answer = await serveTarget(req, target, ctx);
+    return finish(req, rawPath, answer, { started, info: c.env as Deno.ServeHandlerInfo | undefined });
+  });
+  hono.all("*", () => {
+    throw new HttpError(405, "Only GET and HEAD are supported", { headers: { Allow: "GET, HEAD" } });
+  });
+  hono.onError((error, c) => {
+    const req = c.req.raw;
+    if (error instanceof HttpError) {
+      const result: CountedResult = error.status === 404
+        ? "NOT FOUND"
+        : error.status < 500
+        ? "CLIENT ERROR"
+        : "UPSTREAM ERROR";
+      stats.recordRequest(result);
+      if (error.status >= 500) stats.recordError(deps.now(), `${pathOf(req)}: ${error.message}`);
+      const level = error.status >= 500 ? "warn" : "info";
+      requestLog[level]("{method} {path} {status} {message}", {
+        method: req.method,
+        path: pathOf(req),
+        status: error.status,
+        message: error.message,
+      });
+      const headers = new Headers(error.headers);
+      headers.set("Content-Type", "text/plain; charset=utf-8");
+      return new Response(req.method === "HEAD" ? null : `${error.message}\n`, {
+        status: error.status,
+        headers,
+      });
+    }
+    stats.recordRequest("INTERNAL ERROR");
+    stats.recordError(deps.now(), `${pathOf(req)}: ${error instanceof Error ? error.message : error}`);
+    errorLog.error("{method} {path} failed: {error}", {
+      method: req.method,
+      path: pathOf(req),
+      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+    });
+    return new Response("Internal error; see the proxy's log\n", { status: 500 });
+  });
+
+  const noAccessControl = config.allowed_clients.length === 0;
+  return {
+    quickAnswer: (head, options) => noAccessControl ? quick.forHead(head, options) : undefined,
+    fetch: (req, info) => {
+      if (noAccessControl) {
+        const hit = quick.forRequest(req);
+        if (hit) return hit;
+      }
+      return Promise.resolve(hono.fetch(req, info));
+    },
+    pool,
+    customPools,
+    store,
+    downloads,
+    config,
+    stats,
+    packageIndex,
+    startedAt,
+  };
+}
+
+/**
+ * True for an absolute-form request target naming another host (`GET http://other/x`): Deno.serve turns it into
+ * the URL, while an ordinary request's URL carries the `Host` header's authority.
+ */
+export function isForeignAbsoluteForm(req: Request): boolean {
+  const host = req.headers.get("host");
+  if (host === null) return false;
+  let expected: string;
+  try {
+    expected = new URL(`http://${host}`).host;
+  } catch {
+    return true;
+  }
+  try {
+    return new URL(req.url).host !== expected;
+  } catch {
+    // An authority no URL parser accepts (seen with generated input) is not ours either.
+    return true;
+  }
+}
+
+/**
+ * The path of a request as the client sent it (before `?`): from its raw target when flexo's own connection
+ * layer made it, otherwise from its URL (which `Deno.serve` leaves as sent).
+ */
+export function pathOf(req: Request): string {
+  return targetPath(rawTargetOf(req) ?? req.url);
+}

@@ -1,0 +1,171 @@
+/**
+ * Cache hits answered without routing: a plain GET of a package file that was served before and is still in
+ * the cache. Most requests a busy proxy sees are such hits, so they skip the objects the full path makes (URL,
+ * Hono context, an asynchronous `stat`, an open file and its stream):
+ *
+ * - {@linkcode QuickAnswers.forHead} answers a parsed request head (flexo's own connection layer) with the whole
+ *   response as bytes for a small file held in memory, or with a prepared head and the file for sendfile;
+ * - {@linkcode QuickAnswers.forRequest} answers a `Request` (under `Deno.serve`) for a small file in memory.
+ *
+ * Anything unusual (other methods, conditional or range requests, access control, unknown paths, another host)
+ * takes the full path.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { CachedFile, CacheStore, HotFile } from "../cache/cache_store.ts";
+import type { QuickAnswer } from "../server/http1_connection.ts";
+import type { RequestHead } from "../server/http1_head.ts";
+import { isPlainHost, rawTargetOf, targetPath } from "../server/http1_request.ts";
+import { httpDate, responseHead } from "../server/http1_response.ts";
+import type { RequestTarget } from "./request_path.ts";
+import { contentTypeFor, wholeFileHeaders } from "./responses.ts";
+import type { Stats } from "../status/stats.ts";
+
+const requestLog = getLogger(["flexo", "request"]);
+const SLASH = 0x2f;
+
+/** At most this many package paths are remembered; then the memory starts again. */
+const KNOWN_TARGETS_MAX = 10_000;
+
+/** Cache hits answered without routing, for the package paths the full path has seen. */
+export class QuickAnswers {
+  #store: CacheStore;
+  #stats: Stats;
+  /** Targets of package paths seen before, by the path as sent. */
+  #targets = new Map<string, RequestTarget>();
+  /** Per small file in memory: its whole response as bytes, made again when the second of its Date changes. */
+  #hotBytes = new WeakMap<HotFile, { date: string; bytes: Uint8Array }>();
+  /** Per known file: its response head, made again when the second of its Date changes. */
+  #fileHeads = new WeakMap<CachedFile, { date: string; head: Uint8Array }>();
+  /**
+   * Per small file in memory, a response that each hit clones: a clone shares the body bytes and copies the
+   * header list without checking it again, where a new Response copies the bytes and checks every header.
+   */
+  #hotResponses = new WeakMap<HotFile, Response>();
+
+  /** Answers from `store`'s files and counts what it answers in `stats`. */
+  constructor(store: CacheStore, stats: Stats) {
+    this.#store = store;
+    this.#stats = stats;
+  }
+
+  /** Remembers that `rawPath` (a package or signature path as sent) means `target`. */
+  remember(rawPath: string, target: RequestTarget): void {
+    if (target.kind !== "package" && target.kind !== "package_signature") return;
+    if (this.#targets.size >= KNOWN_TARGETS_MAX) this.#targets.clear();
+    this.#targets.set(rawPath, target);
+  }
+
+  /**
+   * The answer to a parsed request head, or undefined for the full path: the whole response as bytes for a
+   * small file in memory, or (with `files`) a head and the file to send with sendfile.
+   */
+  forHead(head: RequestHead, options: { files: boolean }): QuickAnswer | undefined {
+    if (head.method !== "GET" || head.conditional || head.host === undefined) return undefined;
+    // Only a path (an absolute URL may name another host) and a Host that a URL would accept.
+    if (head.target.charCodeAt(0) !== SLASH || !isPlainHost(head.host)) return undefined;
+    const rawPath = targetPath(head.target);
+    const target = this.#targets.get(rawPath);
+    if (target === undefined) return undefined;
+    const hot = this.#store.hotFile(target.cacheSegments);
+    if (hot !== undefined) {
+      const date = httpDate();
+      let answer = this.#hotBytes.get(hot);
+      if (answer?.date !== date) {
+        const headBytes = this.#head(hot, target);
+        const bytes = new Uint8Array(headBytes.length + hot.bytes.length);
+        bytes.set(headBytes);
+        bytes.set(hot.bytes, headBytes.length);
+        answer = { date, bytes };
+        this.#hotBytes.set(hot, answer);
+      }
+      this.#count(rawPath, hot.size);
+      return answer.bytes;
+    }
+    if (!options.files) return undefined;
+    const file = this.#store.knownFile(target.cacheSegments);
+    if (file === undefined || file.size === 0) return undefined;
+    const date = httpDate();
+    let prepared = this.#fileHeads.get(file);
+    if (prepared?.date !== date) {
+      prepared = { date, head: this.#head(file, target) };
+      this.#fileHeads.set(file, prepared);
+    }
+    // The file stays "in use" (safe from cleaning) until it has been sent.
+    const release = this.#store.beginRead(file.path);
+    return {
+      head: prepared.head,
+      file: { path: file.path, start: 0, length: file.size, size: file.size },
+      done: (outcome) => {
+        release();
+        if (outcome !== "not_started") this.#count(rawPath, file.size);
+      },
+    };
+  }
+
+  /**
+   * The answer to a `Request` for a small file in memory, or undefined for the full path. The path is the one the
+   * client sent: the raw target of a request made by flexo's connection layer, otherwise the URL (`Deno.serve`
+   * leaves it as sent; a `new Request()` normalises it, which only tests do).
+   */
+  forRequest(req: Request): Response | undefined {
+    if (req.method !== "GET") return undefined;
+    const raw = rawTargetOf(req);
+    let rawPath: string;
+    if (raw !== undefined) {
+      // An absolute-form target may name another host: the full path checks it.
+      if (raw.charCodeAt(0) !== SLASH) return undefined;
+      rawPath = targetPath(raw);
+    } else {
+      const url = req.url;
+      const host = req.headers.get("host");
+      // The URL is http://HOST/...: not an absolute-form target naming another host.
+      if (
+        host === null || !url.startsWith("http://") || !url.startsWith(host, 7) ||
+        url.charCodeAt(7 + host.length) !== SLASH
+      ) {
+        return undefined;
+      }
+      rawPath = targetPath(url.slice(7 + host.length));
+    }
+    const target = this.#targets.get(rawPath);
+    if (target === undefined) return undefined;
+    const asked = req.headers;
+    if (asked.has("range") || asked.has("if-none-match") || asked.has("if-modified-since")) return undefined;
+    const hot = this.#store.hotFile(target.cacheSegments);
+    if (hot === undefined) return undefined;
+    // The same headers serveCachedFile() sends for a whole file. The template is never sent itself.
+    let template = this.#hotResponses.get(hot);
+    if (template === undefined) {
+      template = new Response(hot.bytes, { headers: wholeFileHeaders(hot, contentTypeFor(target.fileName)) });
+      this.#hotResponses.set(hot, template);
+    }
+    this.#count(rawPath, hot.size);
+    return template.clone();
+  }
+
+  /** The head of a 200 answer with all of `file`: the headers serveCachedFile() sends. */
+  #head(file: CachedFile, target: RequestTarget): Uint8Array {
+    return responseHead({ code: 200 }, wholeFileHeaders(file, contentTypeFor(target.fileName)), {
+      length: file.size,
+      close: false,
+    });
+  }
+
+  /** What the app's request log and statistics do for a hit, without the objects the full path needs. */
+  #count(rawPath: string, bytes: number): void {
+    this.#stats.recordRequest("CACHE HIT", bytes);
+    if (requestLog.isEnabledFor("info")) {
+      requestLog.info("{method} {path} {result} {status} {bytes} bytes {ms} ms", {
+        method: "GET",
+        path: rawPath,
+        result: "CACHE HIT",
+        status: 200,
+        bytes,
+        ms: 0,
+      });
+    }
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The download manager: exactly one upstream transfer per file at a time. A client asking for a file that is
+ * already downloading joins that download instead of starting another.
+ *
+ * @module
+ */
+
+import type { CacheStore } from "../cache/cache_store.ts";
+import { Download, type OrderRules } from "./download.ts";
+import type { ExpectedFile } from "./download_integrity.ts";
+import type { FileKind } from "../repo/file_kind.ts";
+import type { MirrorPool, OrderPurpose } from "../mirrors/mirrors.ts";
+import type { RequestTarget } from "../app/request_path.ts";
+import type { TransferDeps, TransferLimits } from "./transfer.ts";
+
+/** What the manager needs to start downloads. */
+export interface DownloadManagerOptions {
+  store: CacheStore;
+  /** The mirror pool for a target (the official mirrors, or a custom repo's URLs). */
+  poolFor: (target: RequestTarget) => MirrorPool;
+  deps: TransferDeps;
+  limits: TransferLimits;
+  /** Called when a download has committed a complete file to the cache. */
+  onComplete?: (download: Download, target: RequestTarget) => void;
+  /** What a file must be (from the repository databases), if known; a promise when that takes a moment. */
+  expectFor?: (
+    target: RequestTarget,
+  ) => ExpectedFile | undefined | Promise<ExpectedFile | undefined>;
+  /** Called when a download was discarded because it did not match what the databases say. */
+  onIntegrityFailure?: (download: Download, reason: string) => void;
+}
+
+/** The rules for each kind of cacheable file. */
+export function rulesFor(kind: FileKind): OrderRules {
+  switch (kind) {
+    case "package":
+    case "package_signature":
+      return { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true };
+    case "database_signature":
+      return { resumeAcrossMirrors: false, notFoundIsFinal: true, keepPartialOnFailure: false };
+    default:
+      return { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false };
+  }
+}
+
+/** How mirrors are ordered for a kind of file. */
+export function purposeOf(kind: FileKind): OrderPurpose {
+  if (kind === "package" || kind === "package_signature") return "package";
+  if (kind === "database" || kind === "database_signature") return "database";
+  return "other";
+}
+
+/** Runs downloads, one per file. */
+export class DownloadManager {
+  #active = new Map<string, Download>();
+  #options: DownloadManagerOptions;
+
+  /** @param options The store, mirrors, I/O and limits shared by all downloads. */
+  constructor(options: DownloadManagerOptions) {
+    this.#options = options;
+  }
+
+  /** The download of this file running now, if any. */
+  active(target: RequestTarget): Download | undefined {
+    const download = this.#active.get(keyOf(target));
+    // One that has just ended is no longer joined: a new request deserves a fresh answer from upstream.
+    return download && !download.ended ? download : undefined;
+  }
+
+  /** All downloads running now. */
+  list(): Download[] {
+    return [...this.#active.values()];
+  }
+
+  /**
+   * The download of this file: the running one, or a new one.
+   *
+   * @param options `ifModifiedSince` asks upstream only for a newer file (used to revalidate databases).
+   */
+  obtain(target: RequestTarget, options: { ifModifiedSince?: number } = {}): Download {
+    const key = keyOf(target);
+    const running = this.active(target);
+    if (running) return running;
+    // One that has ended may still be cleaning up its files on disk: the new one waits for it to finish.
+    const previous = this.#active.get(key);
+    const pool = this.#options.poolFor(target);
+    const download = new Download({
+      segments: target.cacheSegments,
+      upstreamPath: target.upstreamPath,
+      mirrors: pool,
+      plan: () => pool.plan(purposeOf(target.kind)),
+      store: this.#options.store,
+      deps: this.#options.deps,
+      limits: this.#options.limits,
+      rules: rulesFor(target.kind),
+      ifModifiedSince: options.ifModifiedSince,
+      expect: this.#options.expectFor?.(target),
+      onIntegrityFailure: this.#options.onIntegrityFailure,
+      after: previous?.finished,
+    });
+    this.#active.set(key, download);
+    download.finished.then(() => {
+      if (this.#active.get(key) === download) this.#active.delete(key);
+      if (download.state === "complete") this.#options.onComplete?.(download, target);
+    });
+    return download.start();
+  }
+
+  /** Resolves when every running download has ended. */
+  async idle(): Promise<void> {
+    while (this.#active.size > 0) {
+      await Promise.all([...this.#active.values()].map((d) => d.finished));
+    }
+  }
+}
+
+function keyOf(target: RequestTarget): string {
+  return target.cacheSegments.join("/");
+}

@@ -1,0 +1,148 @@
+/**
+ * Resuming a partial file: where a download picks up (the partial file and its record in the cache), what it
+ * asks a mirror for (`Range`, `If-Range` or `If-Modified-Since`), and whether a mirror's answer can continue
+ * the bytes already on disk.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { CacheStore, PartialMeta } from "../cache/cache_store.ts";
+import type { ExpectedFile } from "./download_integrity.ts";
+import { parseContentRange, parseLength } from "./transfer.ts";
+
+const log = getLogger(["flexo", "download"]);
+
+/** Refuse announced lengths above this: no pacman package or database is this large. */
+export const MAX_FILE_SIZE = 64 * 1024 ** 3;
+
+/** How far a download already is. */
+export interface Progress {
+  /** Bytes of the file on disk (from offset 0). */
+  written: number;
+  /** Announced length of the whole file, once known. */
+  total?: number;
+}
+
+/** Where a download starts: its partial record and the bytes already on disk. */
+export interface ResumePoint extends Progress {
+  /** The record of the partial file; empty when starting from byte 0. */
+  meta: PartialMeta;
+}
+
+/** What a download is allowed to resume, and what it asks for. */
+export interface ResumeOptions {
+  /** Bytes from one mirror may continue bytes from another (packages). */
+  resumeAcrossMirrors: boolean;
+  /** Ask only for a newer file than this (milliseconds since the epoch); such a download never resumes. */
+  ifModifiedSince?: number;
+}
+
+/**
+ * Finds the partial file an earlier download left, if it may be continued: only when bytes may come from any
+ * mirror, the request is not conditional, and the partial file is not longer than its recorded total.
+ */
+export async function findResumePoint(
+  store: CacheStore,
+  segments: readonly string[],
+  options: ResumeOptions,
+): Promise<ResumePoint> {
+  if (options.ifModifiedSince !== undefined || !options.resumeAcrossMirrors) return { meta: {}, written: 0 };
+  const earlier = await store.readPartialMeta(segments);
+  const size = earlier ? await store.partialSize(segments) : 0;
+  if (!earlier || size === 0 || (earlier.total !== undefined && size > earlier.total)) {
+    return { meta: {}, written: 0 };
+  }
+  log.info("Resuming {path} from byte {size}", { path: segments.join("/"), size });
+  return { meta: earlier, written: size, total: earlier.total };
+}
+
+/**
+ * The conditional headers of a request to a mirror: `Range` for the rest of a partial file (with `If-Range`
+ * when bytes must come from the same version of the file), else `If-Modified-Since` when asked for.
+ */
+export function requestHeaders(written: number, meta: PartialMeta, options: ResumeOptions): Headers {
+  const headers = new Headers();
+  if (written > 0) {
+    headers.set("Range", `bytes=${written}-`);
+    if (!options.resumeAcrossMirrors && meta.lastModified !== undefined) {
+      headers.set("If-Range", new Date(meta.lastModified).toUTCString());
+    }
+  } else if (options.ifModifiedSince !== undefined) {
+    headers.set("If-Modified-Since", new Date(options.ifModifiedSince).toUTCString());
+  }
+  return headers;
+}
+
+/** What {@linkcode acceptResponse} needs to know besides the progress. */
+export interface AcceptOptions {
+  /** The record of the partial file. */
+  meta: PartialMeta;
+  /** Path of the file on the mirror, for messages and to tell HTML files from error pages. */
+  upstreamPath: string;
+  /** Bytes from one mirror may continue bytes from another. */
+  resumeAcrossMirrors: boolean;
+  /** What the repository database says the file is. */
+  expect?: ExpectedFile;
+}
+
+/** A usable answer: bytes at its start to drop (a 200 to a Range request) and the file's total length. */
+export interface Accepted {
+  /** Bytes at the start of the body that are on disk already. */
+  skip: number;
+  /** Length of the whole file, if known. */
+  total?: number;
+}
+
+/**
+ * Checks a 200 or 206 answer against what is already on disk.
+ *
+ * @returns What to skip and the total length, or why the answer is unusable. A reason that starts with
+ *   `"FATAL "` means that no mirror can continue: the file changed upstream during the transfer.
+ */
+export function acceptResponse(
+  response: Response,
+  progress: Progress,
+  options: AcceptOptions,
+): Accepted | string {
+  const { written, total } = progress;
+  const length = parseLength(response.headers.get("content-length"));
+  if (length !== undefined && length > MAX_FILE_SIZE) {
+    return `announced an absurd length of ${length} bytes`;
+  }
+  const expect = options.expect;
+  const announced = response.status === 206
+    ? parseContentRange(response.headers.get("content-range"))?.total
+    : length;
+  if (expect && announced !== undefined && announced !== expect.size) {
+    return `announced ${announced} bytes but the repository database says ${expect.size}`;
+  }
+  const type = response.headers.get("content-type") ?? "";
+  if (/^text\/html/i.test(type) && !/\.html?$/i.test(options.upstreamPath)) {
+    return "sent an HTML page instead of the file";
+  }
+  if (response.status === 206) {
+    const range = parseContentRange(response.headers.get("content-range"));
+    if (!range || range.start !== written) {
+      return `sent the wrong range (${response.headers.get("content-range")})`;
+    }
+    const rangeTotal = range.total ?? total;
+    if (total !== undefined && rangeTotal !== total) {
+      return `announced ${rangeTotal} bytes instead of ${total}`;
+    }
+    return { skip: 0, total: rangeTotal };
+  }
+  // 200: the whole file.
+  if (written === 0) return { skip: 0, total: length };
+  if (!options.resumeAcrossMirrors) {
+    // If-Range failed: upstream changed the file under us; the bytes already sent cannot be continued.
+    return `FATAL ${options.upstreamPath} changed upstream during the transfer; retry the request`;
+  }
+  if (
+    length === undefined || (options.meta.total !== undefined && length !== options.meta.total) ||
+    (total !== undefined && length !== total)
+  ) {
+    return `ignored the Range request and sent ${length ?? "an unknown number of"} bytes`;
+  }
+  return { skip: written, total: length };
+}

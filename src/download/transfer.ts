@@ -1,0 +1,224 @@
+/**
+ * One job: one request to one mirror, with the time limits that make failover possible. The download decides
+ * what to do with the outcome; this module only asks and watches.
+ *
+ * @module
+ */
+
+import { parseHttpDate as parseStrictHttpDate } from "../http/range.ts";
+
+/** The I/O a transfer needs, passed in so that tests can use fakes. */
+export interface TransferDeps {
+  /** The HTTP client (web-standard fetch). */
+  fetch: typeof fetch;
+  /** Clock in milliseconds. */
+  now: () => number;
+}
+
+/** Limits for one transfer, from the configuration. */
+export interface TransferLimits {
+  /** Milliseconds to wait for the connection and the response headers. */
+  connectTimeoutMs: number;
+  /** Bytes per second below which a transfer counts as slow. */
+  lowSpeedLimit: number;
+  /** Milliseconds a transfer may stay slow before it is abandoned for another mirror. */
+  lowSpeedTimeMs: number;
+  /** Milliseconds without a single byte after which even the last mirror is abandoned. */
+  lastResortStallMs: number;
+  /** Bytes per second cap, if any. */
+  maxSpeedLimit?: number;
+}
+
+/** What a mirror answered. */
+export type MirrorAnswer =
+  | { type: "response"; response: Response; ttfbMs: number }
+  | { type: "not_found"; status: number }
+  | { type: "not_modified" }
+  /** 416: the requested range is outside the file; `contentRange` is the mirror's `bytes *\/SIZE`, if sent. */
+  | { type: "unsatisfiable"; contentRange: string | null }
+  | { type: "failed"; message: string; timeout: boolean };
+
+/** Sends one request to a mirror and waits, at most `connectTimeoutMs`, for its headers. */
+export async function askMirror(
+  url: string,
+  init: { method: "GET" | "HEAD"; headers: Headers; abort: AbortController },
+  options: { deps: TransferDeps; limits: TransferLimits },
+): Promise<MirrorAnswer> {
+  const started = options.deps.now();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    init.abort.abort(new Error("timeout"));
+  }, options.limits.connectTimeoutMs);
+  try {
+    const response = await options.deps.fetch(url, {
+      method: init.method,
+      headers: init.headers,
+      signal: init.abort.signal,
+      redirect: "follow",
+    });
+    const ttfbMs = options.deps.now() - started;
+    if (response.status === 304) {
+      await response.body?.cancel();
+      return { type: "not_modified" };
+    }
+    if (response.status === 404 || response.status === 410) {
+      await response.body?.cancel();
+      return { type: "not_found", status: response.status };
+    }
+    if (response.status === 416) {
+      await response.body?.cancel();
+      return { type: "unsatisfiable", contentRange: response.headers.get("content-range") };
+    }
+    if (response.status !== 200 && response.status !== 206) {
+      await response.body?.cancel();
+      return { type: "failed", message: `answered HTTP ${response.status}`, timeout: false };
+    }
+    return { type: "response", response, ttfbMs };
+  } catch (error) {
+    if (timedOut) {
+      return {
+        type: "failed",
+        message: `no response within ${options.limits.connectTimeoutMs} ms (connect_timeout)`,
+        timeout: true,
+      };
+    }
+    return { type: "failed", message: describeFetchError(error), timeout: false };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Size of the buffer a body is read into. */
+export const PUMP_BUFFER_BYTES = 256 * 1024;
+
+/** Why a body transfer ended. */
+export type BodyOutcome =
+  | { type: "ended"; bytes: number }
+  | { type: "slow"; bytes: number; message: string }
+  | { type: "error"; bytes: number; message: string }
+  | { type: "sink_error"; bytes: number; error: unknown };
+
+/**
+ * Reads a response body chunk by chunk into `sink`, aborting when it is too slow for `lowSpeedTimeMs` (only while
+ * `canSwitch()` says another mirror is left) or stalls for `lastResortStallMs`, and pacing it to `maxSpeedLimit`.
+ */
+export async function pumpBody(
+  body: ReadableStream<Uint8Array>,
+  sink: (chunk: Uint8Array) => Promise<void>,
+  options: { deps: TransferDeps; limits: TransferLimits; abort: AbortController; canSwitch: () => boolean },
+): Promise<BodyOutcome> {
+  const { deps, limits } = options;
+  const start = deps.now();
+  let bytes = 0;
+  let verdict: { type: "slow"; message: string } | undefined;
+  // Samples of (time, bytes) to measure speed over the last lowSpeedTimeMs.
+  const samples: { t: number; bytes: number }[] = [{ t: start, bytes: 0 }];
+  let lastProgressAt = start;
+  const tick = Math.max(20, Math.min(1000, limits.lowSpeedTimeMs / 4));
+  const watchdog = setInterval(() => {
+    const now = deps.now();
+    samples.push({ t: now, bytes });
+    while (samples.length > 2 && now - samples[1].t >= limits.lowSpeedTimeMs) samples.shift();
+    const oldest = samples[0];
+    const window = now - oldest.t;
+    if (now - lastProgressAt >= limits.lastResortStallMs) {
+      verdict = { type: "slow", message: `no data for ${Math.round((now - lastProgressAt) / 1000)} s` };
+    } else if (window >= limits.lowSpeedTimeMs && options.canSwitch()) {
+      const rate = ((bytes - oldest.bytes) * 1000) / window;
+      if (rate < limits.lowSpeedLimit) {
+        verdict = {
+          type: "slow",
+          message: `${Math.round(rate)} B/s over ${Math.round(window / 1000)} s is below low_speed_limit ` +
+            `(${limits.lowSpeedLimit} B/s)`,
+        };
+      }
+    }
+    if (verdict) options.abort.abort(new Error(verdict.message));
+  }, tick);
+  // Upstream bodies are byte streams: reading them into one reused buffer keeps a large download from leaving
+  // tens of megabytes of spent chunks for the garbage collector (the sink is done with a chunk before the next
+  // read). Any other stream is read chunk by chunk.
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    byob = undefined;
+  }
+  const reader = byob ?? body.getReader();
+  let buffer = new ArrayBuffer(PUMP_BUFFER_BYTES);
+  const read = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+    if (!byob) return await (reader as ReadableStreamDefaultReader<Uint8Array>).read();
+    const result = await byob.read(new Uint8Array(buffer));
+    if (result.value) buffer = result.value.buffer as ArrayBuffer;
+    return result as ReadableStreamReadResult<Uint8Array>;
+  };
+  try {
+    while (true) {
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await read();
+      } catch (error) {
+        if (verdict) return { ...verdict, bytes };
+        return { type: "error", bytes, message: describeFetchError(error) };
+      }
+      if (result.done) return { type: "ended", bytes };
+      const chunk = result.value;
+      try {
+        await sink(chunk);
+      } catch (error) {
+        return { type: "sink_error", bytes, error };
+      }
+      bytes += chunk.byteLength;
+      lastProgressAt = deps.now();
+      if (limits.maxSpeedLimit) {
+        const ahead = (bytes * 1000) / limits.maxSpeedLimit - (deps.now() - start);
+        if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+      }
+    }
+  } finally {
+    clearInterval(watchdog);
+    reader.cancel().catch(() => {});
+  }
+}
+
+/** Parses `Content-Range: bytes a-b/total` into its numbers; total is undefined for `*`. */
+export function parseContentRange(
+  header: string | null,
+): { start: number; end: number; total?: number } | undefined {
+  const match = header?.match(/^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i);
+  if (!match) return undefined;
+  const start = Number(match[1]);
+  const end = Number(match[2]);
+  if (end < start) return undefined;
+  return { start, end, total: match[3] === "*" ? undefined : Number(match[3]) };
+}
+
+/** Parses a non-negative integer header such as `Content-Length`; undefined when absent or malformed. */
+export function parseLength(header: string | null): number | undefined {
+  if (header === null || !/^\s*\d+\s*$/.test(header)) return undefined;
+  const value = Number(header);
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
+/** Parses an HTTP date header into milliseconds since the epoch. */
+export function parseHttpDate(header: string | null): number | undefined {
+  if (!header) return undefined;
+  // Strict RFC 9110 forms only: Date.parse reads "12" as a date and asctime in local time.
+  return parseStrictHttpDate(header)?.getTime();
+}
+
+function describeFetchError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
+  // Deno repeats the URL in its message ("error sending request for url (...): client error (Connect): ...", or
+  // in newer versions "error sending request from ADDR for URL (ADDR): client error (SendRequest): ...");
+  // the log line names the mirror and path already.
+  return `${error.message}${cause}`.replace(
+    /error sending request (?:from \S+ )?for (?:url \([^)]*\)|\S+ \([^)]*\)): /,
+    "",
+  ).replace(
+    /^fetch failed: /i,
+    "",
+  );
+}

@@ -1,0 +1,504 @@
+/**
+ * One client connection, served by flexo's own HTTP/1.1 layer: read a request head, answer it, and keep the
+ * connection for the next request.
+ *
+ * flexo serves connections itself instead of through `Deno.serve` for three reasons: Deno's server has no time
+ * limit for a request head (a silent client would keep its connection for ever), it cannot be told that a body
+ * was sent below it (so a file sent with sendfile(2) would cost the client its connection), and its request and
+ * response objects cost more per request than a cache hit needs. flexo answers GET and HEAD of files, so the
+ * subset of HTTP/1.1 here is small: no request bodies are read (a request announcing one is answered, then the
+ * connection is closed), requests are answered one after the other (pipelined ones in order), and anything
+ * ambiguous in a head is refused (see http1_head.ts).
+ *
+ * A response goes out in one of four ways: the prepared bytes of a small cached file (`quickAnswer`), a file
+ * body with sendfile (`sender`, see sendfile.ts), a body of known length streamed as it comes, or a body of
+ * unknown length with chunked encoding (or, for a body that is already in memory, with its length).
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import {
+  findHeadEnd,
+  type HeadProblem,
+  isHeadProblem,
+  MAX_HEAD_BYTES,
+  parseRequestHead,
+  releaseHead,
+  type RequestHead,
+} from "./http1_head.ts";
+import { concat } from "../byte_reader.ts";
+import { chunked, collect, LAST_CHUNK, lengthOf } from "./http1_body.ts";
+import { FileBodies } from "./http1_file_bodies.ts";
+import { describeError } from "../logging.ts";
+import { requestFromHead } from "./http1_request.ts";
+import { type Framing, isBodiless, responseHead } from "./http1_response.ts";
+import type { FileRange, FileSender, SendOutcome } from "./sendfile.ts";
+
+const log = getLogger(["flexo", "server"]);
+const ENCODER = new TextEncoder();
+const CR = 0x0d;
+const LF = 0x0a;
+
+/** A request handler, as `Deno.serve` takes it. */
+export type ConnectionHandler = (
+  req: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
+/** A cached file to send with sendfile after `head`; `done` is told how the send went. */
+export interface QuickFile {
+  head: Uint8Array;
+  file: FileRange;
+  done: (outcome: SendOutcome["outcome"]) => void;
+}
+
+/**
+ * An answer made without a `Request`: the complete response as bytes, or a file to send with sendfile (only
+ * offered when the connection can; one that could not be sent after all gets the full path).
+ */
+export type QuickAnswer = Uint8Array | QuickFile;
+
+/** What a {@linkcode ClientConnection} answers with. */
+export interface ConnectionOptions {
+  /** Answers a request. */
+  handler: ConnectionHandler;
+  /** The response when the handler throws. */
+  onError: (error: unknown) => Response | Promise<Response>;
+  /** The answer to a request that can be answered at once without a `Request` (`files`: it may be a file). */
+  quickAnswer?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
+  /** Sends file bodies with sendfile(2); without it they are streamed through JavaScript. */
+  sender?: FileSender;
+}
+
+/** The read buffer a connection starts with; it grows up to {@linkcode MAX_HEAD_BYTES} for a larger head. */
+const FIRST_BUFFER_BYTES = 4 * 1024;
+
+/** How long a connection ended after a request body or a refused head drops what the client still sends. */
+const LINGER_MS = 2_000;
+
+/** At most this many bytes are dropped so. */
+const LINGER_MAX_BYTES = 1024 * 1024;
+
+const RESOLVED_FALSE = Promise.resolve(false);
+/** Errors of a connection that the client ended or broke. */
+const CONNECTION_ERRORS = [
+  Deno.errors.BadResource,
+  Deno.errors.BrokenPipe,
+  Deno.errors.ConnectionAborted,
+  Deno.errors.ConnectionReset,
+  Deno.errors.Interrupted,
+  Deno.errors.NotConnected,
+];
+const FILES = Object.freeze({ files: true });
+const NO_FILES = Object.freeze({ files: false });
+
+/** One client connection and its state, which the listener's sweep reads (see client_connections.ts). */
+export class ClientConnection {
+  /** The connection. */
+  readonly conn: Deno.Conn;
+  /** The client's address. */
+  readonly remoteAddr: Deno.NetAddr;
+  /** Whether a request is being answered. */
+  busy = false;
+  /** When the last response ended, or the connection opened (`performance.now()`). */
+  idleSince: number = performance.now();
+  /** When the write now waiting for the client began (`performance.now()`), or 0. */
+  writingSince = 0;
+  #options: ConnectionOptions;
+  #localHost: string;
+  #closed = false;
+  #finishing = false;
+  #files: FileBodies;
+  /** Whether the client may still be sending a body when the connection ends (see #lingeringClose). */
+  #linger = false;
+
+  /** Wraps an accepted connection; nothing happens until {@linkcode ClientConnection.serve}. */
+  constructor(conn: Deno.Conn, options: ConnectionOptions) {
+    this.conn = conn;
+    this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    const local = conn.localAddr as Deno.NetAddr;
+    this.#localHost = local.hostname.includes(":")
+      ? `[${local.hostname}]:${local.port}`
+      : `${local.hostname}:${local.port}`;
+    this.#options = options;
+    this.#files = new FileBodies(conn, {
+      sender: options.sender,
+      write: (bytes) => this.#write(bytes),
+      writeSome: this.#writeSome,
+    });
+  }
+
+  /** Whether the connection has been closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Ends the connection now; a read or write in progress fails. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /** Ends the connection after the response in progress (at once when there is none). */
+  finish(): void {
+    this.#finishing = true;
+    if (!this.busy) this.close();
+  }
+
+  /** Serves requests until the client leaves or asks to close, an error ends the connection, or it is closed. */
+  async serve(): Promise<void> {
+    let buffer = new Uint8Array(FIRST_BUFFER_BYTES);
+    let filled = 0;
+    let scanned = 0;
+    // One options object for every search of the buffer, instead of one per request.
+    const scan = { from: 0, length: 0 };
+    const parseOptions: { previous?: RequestHead } = {};
+    try {
+      while (!this.#closed) {
+        // Empty lines before a request line are skipped (RFC 9112, section 2.2).
+        let skip = 0;
+        while (skip + 1 < filled && buffer[skip] === CR && buffer[skip + 1] === LF) skip += 2;
+        if (skip > 0) {
+          buffer.copyWithin(0, skip, filled);
+          filled -= skip;
+          scanned = 0;
+        }
+        scan.from = scanned - 3;
+        scan.length = filled;
+        const end = findHeadEnd(buffer, scan);
+        if (end < 0) {
+          if (this.#finishing) break;
+          if (filled >= MAX_HEAD_BYTES) {
+            await this.#refuse({
+              status: 431,
+              message: `The request head is larger than ${MAX_HEAD_BYTES} bytes`,
+            });
+            break;
+          }
+          if (filled === buffer.length) {
+            const larger = new Uint8Array(Math.min(buffer.length * 4, MAX_HEAD_BYTES));
+            larger.set(buffer);
+            buffer = larger;
+          }
+          scanned = filled;
+          // Most reads start an empty buffer: no view of it is made for them.
+          const read = await this.conn.read(filled === 0 ? buffer : buffer.subarray(filled));
+          if (read === null) break;
+          filled += read;
+          continue;
+        }
+        const parsed = parseRequestHead(buffer, end, parseOptions);
+        if (!isHeadProblem(parsed)) parseOptions.previous = parsed;
+        this.busy = true;
+        let keepOpen = false;
+        try {
+          if (isHeadProblem(parsed)) {
+            keepOpen = await this.#refuse(parsed);
+          } else {
+            // A cache hit answered from memory needs no more than this (most requests of a busy proxy).
+            const quick = this.#quickAnswer(parsed);
+            keepOpen = quick instanceof Uint8Array
+              ? await this.#write(quick)
+              : await this.#answer(parsed, quick);
+          }
+        } finally {
+          this.busy = false;
+          this.idleSince = performance.now();
+          if (!isHeadProblem(parsed)) releaseHead(parsed);
+        }
+        // The head is answered; bytes after it (a pipelined request) move to the front.
+        buffer.copyWithin(0, end, filled);
+        filled -= end;
+        scanned = 0;
+        if (!keepOpen || this.#finishing) break;
+      }
+    } catch (error) {
+      // A client that goes away is ordinary; anything else (a response body that failed before its head, say) is
+      // worth a line in the log.
+      if (this.#closed || CONNECTION_ERRORS.some((kind) => error instanceof kind)) {
+        log.debug("A client connection ended: {error}", { error: describeError(error) });
+      } else {
+        log.warn("A client connection ended on an error: {error}", {
+          error: describeError(error, { stack: true }),
+        });
+      }
+    } finally {
+      if (this.#linger && !this.#closed) await this.#lingeringClose();
+      this.close();
+    }
+  }
+
+  /** The quick answer to `head`, if the app has one (see {@linkcode ConnectionOptions.quickAnswer}). */
+  #quickAnswer(head: RequestHead): QuickAnswer | undefined {
+    const quick = this.#options.quickAnswer;
+    // Prepared answers are HTTP/1.1 keep-alive answers: other requests take the full path.
+    if (quick === undefined || head.minorVersion !== 1 || head.close || head.hasBody || this.#finishing) {
+      return undefined;
+    }
+    try {
+      return quick(head, this.#files.canSend() ? FILES : NO_FILES);
+    } catch (error) {
+      // A fault in the shortcut must not cost the client its answer: the full path answers (or reports) it.
+      log.error("Answering {target} from the quick path failed: {error}", {
+        target: head.target,
+        error: describeError(error, { stack: true }),
+      });
+      return undefined;
+    }
+  }
+
+  /** Answers one request (with its quick answer, if it is a file); whether the connection may carry the next. */
+  async #answer(head: RequestHead, quick: QuickFile | undefined): Promise<boolean> {
+    if (quick !== undefined) {
+      const sent = await this.#files.sendQuick(quick);
+      if (sent !== undefined) return sent;
+    }
+    const req = requestFromHead(head, { localHost: this.#localHost });
+    if (isHeadProblem(req)) {
+      await this.#refuse(req);
+      return false;
+    }
+    let completion: PromiseWithResolvers<void> | undefined;
+    let ended = false;
+    const info: Deno.ServeHandlerInfo<Deno.NetAddr> = {
+      remoteAddr: this.remoteAddr,
+      // Made only when asked for: most requests never are. It resolves when the response has ended, sent or not.
+      get completed() {
+        completion ??= Promise.withResolvers<void>();
+        if (ended) completion.resolve();
+        return completion.promise;
+      },
+    };
+    try {
+      let response: Response;
+      try {
+        response = await this.#options.handler(req, info);
+      } catch (error) {
+        response = await this.#options.onError(error);
+      }
+      const close = head.close || head.hasBody || this.#finishing;
+      if (head.hasBody) this.#linger = true;
+      const whole = await this.#respond(req.method === "HEAD", head, response, close);
+      return whole && !close;
+    } finally {
+      ended = true;
+      completion?.resolve();
+    }
+  }
+
+  /** Sends `response`; whether all of it went out (a body cut short means the connection must end). */
+  async #respond(isHead: boolean, head: RequestHead, response: Response, close: boolean): Promise<boolean> {
+    const status = { code: response.status, text: response.statusText };
+    const framing: Framing = { close, keepAlive: head.minorVersion === 0 && !close };
+    const body = response.body;
+    if (isBodiless(response.status)) {
+      body?.cancel().catch(() => {});
+      return await this.#write(responseHead(status, response.headers, framing));
+    }
+    const declared = lengthOf(response.headers.get("content-length"));
+    if (isHead || body === null) {
+      // A HEAD answer says the length the GET answer would have; one whose body is in memory is measured.
+      framing.length = isHead ? declared : 0;
+      if (body !== null) {
+        const reader = body.getReader();
+        if (framing.length === undefined) {
+          const collected = await collect(reader);
+          if (collected.ended) framing.length = collected.size;
+        }
+        reader.cancel().catch(() => {});
+      }
+      // (A HEAD answer without a body or a declared length says no length: it is not known to be 0.)
+      return await this.#write(responseHead(status, response.headers, framing));
+    }
+    if (declared !== undefined) {
+      framing.length = declared;
+      const sent = await this.#files.send(response, framing) ?? await this.#files.copy(response, framing);
+      if (sent !== undefined) return sent;
+      // The head waits for the body's first piece and goes out with it (see #pump).
+      const headBytes = responseHead(status, response.headers, framing);
+      return await this.#pump(body.getReader(), { exactly: declared, head: headBytes });
+    }
+    const reader = body.getReader();
+    const collected = await collect(reader);
+    if (collected.ended) {
+      framing.length = collected.size;
+      return await this.#write(
+        concat([responseHead(status, response.headers, framing), ...collected.chunks]),
+      );
+    }
+    // A longer or slower body of unknown length: chunked, or to the end of the connection for HTTP/1.0.
+    framing.chunked = head.minorVersion === 1;
+    if (!framing.chunked) framing.close = true;
+    // The head and what was collected go out in one write.
+    const headBytes = responseHead(status, response.headers, framing);
+    const start = concat([
+      headBytes,
+      ...collected.chunks.map((chunk) => framing.chunked ? chunked(chunk) : chunk),
+    ]);
+    if (!await this.#write(start)) {
+      reader.cancel().catch(() => {});
+      return false;
+    }
+    const whole = await this.#pump(reader, { chunked: framing.chunked, pending: collected.pending });
+    return whole && !framing.close;
+  }
+
+  /** Writes some of `bytes` (waiting for the client, which the sweep may cut off): how many, 0 when closed. */
+  #writeSome = async (bytes: Uint8Array): Promise<number> => {
+    if (this.#closed) return 0;
+    this.writingSince = performance.now();
+    try {
+      return await this.conn.write(bytes);
+    } finally {
+      this.writingSince = 0;
+    }
+  };
+
+  /**
+   * Writes what `reader` gives: `exactly` that many bytes (more or fewer is a broken response), chunked, or as it
+   * comes. Whether the body went out whole. A `head` goes out in one write with the body's first piece: written
+   * alone it would be a packet of its own, and a client that delays its acknowledgement would hold up the next.
+   */
+  async #pump(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    options: {
+      exactly?: number;
+      chunked?: boolean;
+      pending?: Promise<ReadableStreamReadResult<Uint8Array>>;
+      head?: Uint8Array;
+    },
+  ): Promise<boolean> {
+    let sent = 0;
+    let next = options.pending ?? reader.read();
+    let head = options.head;
+    const write = (bytes: Uint8Array): Promise<boolean> => {
+      if (head === undefined) return this.#write(bytes);
+      const joined = bytes.length === 0 ? head : concat([head, bytes]);
+      head = undefined;
+      return this.#write(joined);
+    };
+    try {
+      while (true) {
+        const { done, value } = await next;
+        if (done) break;
+        if (value.length === 0) {
+          next = reader.read();
+          continue;
+        }
+        if (options.exactly !== undefined && sent + value.length > options.exactly) {
+          await write(value.subarray(0, options.exactly - sent));
+          log.warn("A response body was longer than its Content-Length; the connection is closed");
+          return false;
+        }
+        sent += value.length;
+        if (!await write(options.chunked ? chunked(value) : value)) return false;
+        next = reader.read();
+      }
+    } catch (error) {
+      log.info("A response body failed while it was sent: {error}", { error: describeError(error) });
+      // The client learns of the failure as a body shorter than its head says (the connection ends).
+      if (head !== undefined) await write(new Uint8Array(0));
+      return false;
+    } finally {
+      reader.cancel().catch(() => {});
+    }
+    if (options.chunked) return await write(LAST_CHUNK);
+    if (head !== undefined && !await write(new Uint8Array(0))) return false;
+    if (options.exactly !== undefined) return sent === options.exactly;
+    return true;
+  }
+
+  /** Answers a head that was refused, and says the connection ends. Always false. */
+  async #refuse(problem: HeadProblem): Promise<boolean> {
+    log.debug("Refused a request from {client}: {status} {message}", {
+      client: this.remoteAddr.hostname,
+      status: problem.status,
+      message: problem.message,
+    });
+    const body = ENCODER.encode(`${problem.message}\n`);
+    const head = responseHead({ code: problem.status }, [["content-type", "text/plain; charset=utf-8"]], {
+      length: body.length,
+      close: true,
+    });
+    this.#linger = true;
+    await this.#write(concat([head, body]));
+    return false;
+  }
+
+  /**
+   * Before closing after a request with a body or a refused head: ends the sending side, then reads and drops
+   * what the client still sends (for {@linkcode LINGER_MS} and {@linkcode LINGER_MAX_BYTES} at most). Closing
+   * with unread bytes would make the kernel reset the connection, and a reset can cost the client the answer it
+   * has not read yet.
+   */
+  async #lingeringClose(): Promise<void> {
+    try {
+      await this.conn.closeWrite();
+    } catch {
+      return;
+    }
+    const timer = setTimeout(() => this.close(), LINGER_MS);
+    try {
+      const scrap = new Uint8Array(4096);
+      for (let dropped = 0; dropped < LINGER_MAX_BYTES;) {
+        const read = await this.conn.read(scrap);
+        if (read === null) break;
+        dropped += read;
+      }
+    } catch {
+      // closed by the timer, or reset by the client
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Writes all of `bytes`; false when the connection failed (or was closed) first. Not an async function: a
+   * whole write (almost every one) then costs one promise, not the frame of an async function (see BENCHMARKS.md).
+   */
+  #write(bytes: Uint8Array): Promise<boolean> {
+    if (this.#closed) return RESOLVED_FALSE;
+    this.writingSince = performance.now();
+    this.#writing = bytes;
+    return this.conn.write(bytes).then(this.#written, this.#writeFailed);
+  }
+
+  /** The bytes of the write in progress. */
+  #writing: Uint8Array | undefined;
+
+  #written = (count: number): boolean | Promise<boolean> => {
+    const bytes = this.#writing!;
+    if (count < bytes.length) return this.#writeRest(bytes, count);
+    this.#writing = undefined;
+    this.writingSince = 0;
+    return true;
+  };
+
+  #writeFailed = (error: unknown): boolean => {
+    this.#writing = undefined;
+    this.writingSince = 0;
+    if (!this.#closed) log.debug("Writing to a client failed: {error}", { error: describeError(error) });
+    return false;
+  };
+
+  /** Writes the rest of `bytes` from `offset`, after a write that took part of them. */
+  async #writeRest(bytes: Uint8Array, offset: number): Promise<boolean> {
+    try {
+      while (offset < bytes.length) {
+        this.writingSince = performance.now();
+        offset += await this.conn.write(bytes.subarray(offset));
+      }
+      this.#writing = undefined;
+      this.writingSince = 0;
+      return true;
+    } catch (error) {
+      return this.#writeFailed(error);
+    }
+  }
+}

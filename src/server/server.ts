@@ -1,0 +1,131 @@
+/**
+ * Listening: one HTTP server per configured address, all answering with the same app, and a graceful shutdown.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { FlexoApp } from "../app/app.ts";
+import { listenForClients } from "./client_connections.ts";
+import { type FileSender, openFileSender } from "./sendfile.ts";
+
+const log = getLogger(["flexo", "server"]);
+
+/** A running server. */
+export interface RunningServer {
+  /** The addresses actually listened on (port resolved when 0 was asked for). */
+  addresses: { hostname: string; port: number }[];
+  /** Stops accepting connections and waits up to `graceMs` for running responses. */
+  shutdown(options?: { graceMs?: number }): Promise<void>;
+  /** Resolves when every listener has closed. */
+  finished: Promise<void>;
+  /** How many responses went out whole with sendfile (0 when it is off). */
+  readonly sentWithSendfile: number;
+}
+
+/** One listening address: Deno.serve's server, or a {@linkcode listenForClients} listener. */
+interface Listening {
+  addr: Deno.NetAddr;
+  finished: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+function onError(error: unknown): Response {
+  log.error("Unexpected error while serving: {error}", { error: String(error) });
+  return new Response("Internal error; see the proxy's log\n", { status: 500 });
+}
+
+/** A sender for large cached files, or undefined (saying why) when this process cannot use sendfile. */
+function fileSender(): FileSender | undefined {
+  const opened = openFileSender();
+  if (opened.ok) {
+    log.info("Cached files are sent with sendfile");
+    return opened.sender;
+  }
+  log.info("Files are streamed through JavaScript, not sent with sendfile: {reason}", {
+    reason: opened.reason,
+  });
+  return undefined;
+}
+
+/**
+ * Starts listening on each address with `port`. With `clientTimeoutMs` above 0 (the default is 60 s), flexo
+ * serves connections itself (see client_connections.ts): a client connection that does not complete a request
+ * head within that time, after connecting or after its previous response, or that takes no bytes of its
+ * response for as long, is closed; cached files are sent with sendfile(2) where this process can (unless
+ * `sendfile` is false); small cached files are answered from memory. 0 serves with plain `Deno.serve`, which
+ * has none of these.
+ */
+export function startServer(
+  app: FlexoApp,
+  options: { hostnames: readonly string[]; port: number; clientTimeoutMs?: number; sendfile?: boolean },
+): RunningServer {
+  const timeoutMs = options.clientTimeoutMs ?? 60_000;
+  const perConnection = timeoutMs > 0;
+  const wantsSendfile = options.sendfile ?? true;
+  if (wantsSendfile && !perConnection) {
+    log.info("Large files are streamed through Deno: sendfile needs client_timeout_secs above 0");
+  }
+  const sender = perConnection && wantsSendfile ? fileSender() : undefined;
+  const servers: Listening[] = [];
+  const addresses: { hostname: string; port: number }[] = [];
+  for (const hostname of options.hostnames) {
+    try {
+      const server: Listening = perConnection
+        ? listenForClients(app.fetch, {
+          hostname,
+          port: options.port,
+          timeoutMs,
+          onError,
+          sender,
+          quickAnswer: app.quickAnswer,
+        })
+        : Deno.serve({ hostname, port: options.port, onListen: () => {}, onError }, app.fetch);
+      servers.push(server);
+      addresses.push({ hostname: server.addr.hostname, port: server.addr.port });
+      log.info("Listening on http://{host}:{port}/", {
+        host: hostname.includes(":") ? `[${hostname}]` : hostname,
+        port: server.addr.port,
+      });
+    } catch (error) {
+      for (const s of servers) s.shutdown();
+      if (error instanceof Deno.errors.AddrInUse) {
+        throw new Error(
+          `Port ${options.port} on ${hostname} is already in use: stop the other program or set another port ` +
+            `(port in flexo.toml, FLEXO_PORT or --port).`,
+        );
+      }
+      if (error instanceof Deno.errors.PermissionDenied) {
+        throw new Error(
+          `Not allowed to listen on ${hostname}:${options.port}: use a port above 1023 or run as root.`,
+        );
+      }
+      if (error instanceof Deno.errors.AddrNotAvailable) {
+        throw new Error(`${hostname} is not an address of this machine: fix listen_ip_address.`);
+      }
+      throw error;
+    }
+  }
+  return {
+    addresses,
+    get sentWithSendfile() {
+      return sender?.sent ?? 0;
+    },
+    finished: Promise.all(servers.map((s) => s.finished)).then(() => {}),
+    async shutdown(shutdownOptions = {}) {
+      const graceMs = shutdownOptions.graceMs ?? 10_000;
+      const graceful = Promise.all(servers.map((s) => s.shutdown()));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), graceMs);
+      });
+      const outcome = await Promise.race([graceful.then(() => "done" as const), timeout]);
+      clearTimeout(timer);
+      if (outcome === "timeout") {
+        log.warn("Transfers still running after {ms} ms; leaving them (partial downloads stay resumable)", {
+          ms: graceMs,
+        });
+      }
+    },
+  };
+}

@@ -1,0 +1,213 @@
+/**
+ * `GET /metrics`: the proxy's counters in the Prometheus text exposition format (version 0.0.4), built with
+ * prom-client. Every value is read from the live state when scraped; nothing is counted twice.
+ *
+ * @module
+ */
+
+import { Counter, Gauge, Registry } from "prom-client";
+import type { FlexoApp } from "../app/app.ts";
+import type { CacheUsageSnapshot } from "../cache/cache_usage.ts";
+import type { MirrorStats } from "../mirrors/mirrors.ts";
+import { VERSION } from "../version.ts";
+
+/** What the metrics are read from: parts of the running app. */
+export type MetricsSource = Pick<FlexoApp, "pool" | "customPools" | "downloads" | "stats" | "startedAt">;
+
+/** Options for {@linkcode createMetrics}. */
+export interface MetricsOptions {
+  /** Clock in milliseconds, for the uptime. */
+  now: () => number;
+  /** The cache's size; without it the cache size metrics are left out. */
+  cacheUsage?: () => CacheUsageSnapshot | undefined;
+}
+
+/** A metrics registry bound to one app. */
+export interface Metrics {
+  /** The `Content-Type` of {@linkcode Metrics.render}'s text. */
+  contentType: string;
+  /** The current values in the text format. */
+  render(): Promise<string>;
+}
+
+/** Counter labels used for request results: the proxy's own words, lower-cased with underscores. */
+export function resultLabel(result: string): string {
+  return result.toLowerCase().replace(/[^a-z0-9]+/g, "_");
+}
+
+/** Builds the metrics of one app in their own registry (so several apps in one process do not mix). */
+export function createMetrics(app: MetricsSource, options: MetricsOptions): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const mirrors = (): { pool: string; mirror: MirrorStats }[] => [
+    ...app.pool.snapshot().map((mirror) => ({ pool: "official", mirror })),
+    ...[...app.customPools].flatMap(([name, pool]) =>
+      pool.snapshot().map((mirror) => ({ pool: `custom_repo/${name}`, mirror }))
+    ),
+  ];
+
+  new Counter({
+    name: "flexo_requests_total",
+    help: "Requests answered, by result (cache_hit, cache_miss, joined_download, not_found, ...).",
+    labelNames: ["result"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [result, count] of app.stats.requests) this.inc({ result: resultLabel(result) }, count);
+    },
+  });
+  new Counter({
+    name: "flexo_served_bytes_total",
+    help:
+      "Body bytes sent to clients, by origin: cache (complete cached files) or upstream (live downloads).",
+    labelNames: ["origin"],
+    registers,
+    collect() {
+      this.reset();
+      this.inc({ origin: "cache" }, app.stats.bytesFromCache);
+      this.inc({ origin: "upstream" }, app.stats.bytesFromUpstream);
+    },
+  });
+  new Gauge({
+    name: "flexo_cache_hit_ratio",
+    help: "Cache hits divided by requests for packages and databases since start (0 without any).",
+    registers,
+    collect() {
+      this.set(app.stats.hitRatio());
+    },
+  });
+  new Counter({
+    name: "flexo_upstream_received_bytes_total",
+    help: "Bytes received from each upstream mirror (counted when a transfer ends).",
+    labelNames: ["pool", "mirror"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { pool, mirror } of mirrors()) this.inc({ pool, mirror: mirror.url }, mirror.bytes);
+    },
+  });
+  new Counter({
+    name: "flexo_upstream_errors_total",
+    help: "Failed transfers from each upstream mirror (timeouts, errors, too slow, bad data).",
+    labelNames: ["pool", "mirror"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { pool, mirror } of mirrors()) this.inc({ pool, mirror: mirror.url }, mirror.failures);
+    },
+  });
+  new Counter({
+    name: "flexo_upstream_transfers_total",
+    help: "Completed transfers from each upstream mirror.",
+    labelNames: ["pool", "mirror"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { pool, mirror } of mirrors()) this.inc({ pool, mirror: mirror.url }, mirror.successes);
+    },
+  });
+  new Gauge({
+    name: "flexo_upstream_throughput_bytes_per_second",
+    help: "Moving average of the measured throughput of each mirror (only mirrors with a measurement).",
+    labelNames: ["pool", "mirror"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { pool, mirror } of mirrors()) {
+        if (mirror.throughputBps !== undefined) this.set({ pool, mirror: mirror.url }, mirror.throughputBps);
+      }
+    },
+  });
+  new Gauge({
+    name: "flexo_downloads_in_flight",
+    help: "Downloads from upstream into the cache running now.",
+    registers,
+    collect() {
+      this.set(app.downloads.list().length);
+    },
+  });
+  if (options.cacheUsage) {
+    const usage = options.cacheUsage;
+    new Gauge({
+      name: "flexo_cache_size_bytes",
+      help: "Bytes in complete files in the cache directory (partial downloads not counted).",
+      registers,
+      collect() {
+        this.set(usage()?.bytes ?? 0);
+      },
+    });
+    new Gauge({
+      name: "flexo_cache_files",
+      help: "Complete files in the cache directory.",
+      registers,
+      collect() {
+        this.set(usage()?.files ?? 0);
+      },
+    });
+    new Gauge({
+      name: "flexo_cache_scan_complete",
+      help: "1 once the cache directory has been counted since start; 0 while the size is still partial.",
+      registers,
+      collect() {
+        this.set(usage()?.complete ? 1 : 0);
+      },
+    });
+  }
+  new Counter({
+    name: "flexo_retention_removed_files_total",
+    help: "Files removed by the retention policy or the cache size limit.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(app.stats.retentionRemovals);
+    },
+  });
+  new Counter({
+    name: "flexo_retention_freed_bytes_total",
+    help: "Bytes freed by the retention policy or the cache size limit.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(app.stats.retentionBytesFreed);
+    },
+  });
+  new Counter({
+    name: "flexo_integrity_rejections_total",
+    help: "Downloads discarded because they did not match the repository database.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(app.stats.integrityRejections);
+    },
+  });
+  new Gauge({
+    name: "flexo_uptime_seconds",
+    help: "Seconds since the proxy started.",
+    registers,
+    collect() {
+      this.set(Math.max(0, (options.now() - app.startedAt) / 1000));
+    },
+  });
+  new Gauge({
+    name: "flexo_start_time_seconds",
+    help: "When the proxy started, in seconds since the Unix epoch.",
+    registers,
+    collect() {
+      this.set(app.startedAt / 1000);
+    },
+  });
+  new Gauge({
+    name: "flexo_build_info",
+    help: "Always 1; the labels say which flexo and which Deno runtime run.",
+    labelNames: ["version", "deno"],
+    registers,
+    collect() {
+      this.set({ version: VERSION, deno: Deno.version.deno }, 1);
+    },
+  });
+
+  return {
+    contentType: registry.contentType,
+    render: () => registry.metrics(),
+  };
+}

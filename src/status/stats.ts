@@ -1,0 +1,68 @@
+/**
+ * Counters of what the proxy did, for the status page and the metrics endpoint.
+ *
+ * @module
+ */
+
+import type { RequestResult } from "../app/proxy.ts";
+
+/** How a request ended, as counted: the proxy's results plus the error classes. */
+export type CountedResult =
+  | RequestResult
+  | "NOT FOUND"
+  | "CLIENT ERROR"
+  | "UPSTREAM ERROR"
+  | "INTERNAL ERROR";
+
+/** One remembered error. */
+export interface RecentError {
+  at: number;
+  message: string;
+}
+
+/** Live counters; cheap to update on every request. */
+export class Stats {
+  /** Requests by result. */
+  readonly requests: Map<CountedResult, number> = new Map();
+  /** Body bytes sent to clients from complete cached files. */
+  bytesFromCache = 0;
+  /** Body bytes sent to clients from upstream (live downloads and pass-through), counted as they flow. */
+  bytesFromUpstream = 0;
+  /** Files removed by the retention policy or the size limit. */
+  retentionRemovals = 0;
+  /** Bytes freed by the retention policy or the size limit. */
+  retentionBytesFreed = 0;
+  /** Downloads discarded because they did not match a repository database. */
+  integrityRejections = 0;
+  /** The last errors, newest last. */
+  readonly recentErrors: RecentError[] = [];
+  #maxErrors: number;
+
+  /** @param options `maxErrors`: how many recent errors to keep (default 20). */
+  constructor(options: { maxErrors?: number } = {}) {
+    this.#maxErrors = options.maxErrors ?? 20;
+  }
+
+  /**
+   * Counts one answered request and the body bytes it sends from the cache. Bytes from upstream are counted as
+   * they flow (see ProxyContext.onUpstreamBytes), not here.
+   */
+  recordRequest(result: CountedResult, cacheBytes = 0): void {
+    this.requests.set(result, (this.requests.get(result) ?? 0) + 1);
+    this.bytesFromCache += cacheBytes;
+  }
+
+  /** Remembers an error for the status page. */
+  recordError(at: number, message: string): void {
+    this.recentErrors.push({ at, message });
+    if (this.recentErrors.length > this.#maxErrors) this.recentErrors.shift();
+  }
+
+  /** Cache hits divided by requests for files (hits and misses of packages and databases); 0 with none. */
+  hitRatio(): number {
+    const hits = (this.requests.get("CACHE HIT") ?? 0) + (this.requests.get("REVALIDATED") ?? 0) +
+      (this.requests.get("NOT MODIFIED") ?? 0) + (this.requests.get("JOINED DOWNLOAD") ?? 0);
+    const misses = (this.requests.get("CACHE MISS") ?? 0) + (this.requests.get("UPDATED") ?? 0);
+    return hits + misses === 0 ? 0 : hits / (hits + misses);
+  }
+}

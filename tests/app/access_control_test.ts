@@ -1,0 +1,128 @@
+import { accessControl, isAllowed, parseAddress, parseCidr } from "../../src/app/access_control.ts";
+import { configSchema } from "../../src/config/config_schema.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
+
+/** Runs `fn`, which must throw an Error (whose message includes `includes`, if given); returns the error. */
+function assertThrows(fn: () => unknown, includes?: string): Error {
+  try {
+    fn();
+  } catch (error) {
+    assert(error instanceof Error, `threw a non-Error: ${error}`);
+    if (includes) assert(error.message.includes(includes), `"${error.message}" does not mention ${includes}`);
+    return error;
+  }
+  throw new Error("expected an error, but the call returned");
+}
+
+Deno.test("parseCidr() reads IPv4 and IPv6 ranges and clears host bits", () => {
+  assertEquals(parseCidr("192.168.0.0/16"), { family: 4, network: 0xc0a80000n, prefix: 16 });
+  assertEquals(parseCidr("192.168.1.7/24"), { family: 4, network: 0xc0a80100n, prefix: 24 });
+  assertEquals(parseCidr("10.0.0.1"), { family: 4, network: 0x0a000001n, prefix: 32 });
+  assertEquals(parseCidr("0.0.0.0/0"), { family: 4, network: 0n, prefix: 0 });
+  assertEquals(parseCidr("fd00::/8"), { family: 6, network: 0xfdn << 120n, prefix: 8 });
+  assertEquals(parseCidr("::1"), { family: 6, network: 1n, prefix: 128 });
+  assertEquals(parseCidr(" 2001:db8::/32 ").network, 0x20010db8n << 96n);
+});
+
+Deno.test("parseCidr() refuses malformed ranges with a message naming the value and the form", () => {
+  for (
+    const bad of [
+      "",
+      "/8",
+      "192.168.0.0/33",
+      "192.168.0.0/-1",
+      "192.168.0.0/",
+      "192.168.0.0/8/8",
+      "256.0.0.0/8",
+      "1.2.3/24",
+      "01.2.3.4",
+      "fd00::/129",
+      "fd00:::/8",
+      "1:2:3:4:5:6:7:8:9",
+      "1::2::3",
+      "gggg::",
+      "example.com/24",
+      "::ffff:1.2.3.4.5",
+      "1.2.3.4::",
+    ]
+  ) {
+    const error = assertThrows(() => parseCidr(bad));
+    assert(error.message.includes(JSON.stringify(bad)), `names the value: ${error.message}`);
+    assert(error.message.includes("192.168.0.0/16"), `shows the form: ${error.message}`);
+  }
+});
+
+Deno.test("parseAddress() reads the IPv6 shorthands, zones and embedded IPv4", () => {
+  assertEquals(parseAddress("::"), { family: 6, value: 0n });
+  assertEquals(parseAddress("1::"), { family: 6, value: 1n << 112n });
+  assertEquals(parseAddress("1:2:3:4:5:6:7:8")?.value, 0x00010002000300040005000600070008n);
+  assertEquals(parseAddress("1::3:4:5:6:7:8")?.value, 0x00010000000300040005000600070008n);
+  assertEquals(parseAddress("fe80::1%eth0"), { family: 6, value: (0xfe80n << 112n) | 1n });
+  assertEquals(parseAddress("[::1]"), { family: 6, value: 1n });
+  assertEquals(parseAddress("::ffff:1.2.3.4"), { family: 6, value: (0xffffn << 32n) | 0x01020304n });
+  assertEquals(parseAddress("::FFFF:102:304"), { family: 6, value: (0xffffn << 32n) | 0x01020304n });
+  assertEquals(parseAddress("1.2.3.4"), { family: 4, value: 0x01020304n });
+  assertEquals(parseAddress("not an address"), undefined);
+  assertEquals(parseAddress("1:2:3:4:5:6:7::8"), undefined);
+});
+
+Deno.test("isAllowed() matches IPv4, IPv6 and IPv4-mapped IPv6 addresses against the ranges", () => {
+  const lan = ["192.168.0.0/16", "10.1.2.3", "fd00::/8"];
+  assert(isAllowed("192.168.7.9", lan));
+  assert(isAllowed("192.168.0.0", lan));
+  assert(isAllowed("192.168.255.255", lan));
+  assert(!isAllowed("192.169.0.1", lan));
+  assert(!isAllowed("192.167.255.255", lan));
+  assert(isAllowed("10.1.2.3", lan));
+  assert(!isAllowed("10.1.2.4", lan));
+  assert(isAllowed("fd12:3456::1", lan));
+  assert(isAllowed("FDFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF", lan));
+  assert(!isAllowed("fe80::1", lan));
+  assert(!isAllowed("::1", lan));
+  // An IPv4 client on a dual-stack socket ("::") is seen as ::ffff:a.b.c.d.
+  assert(isAllowed("::ffff:192.168.1.5", lan));
+  assert(isAllowed("::ffff:c0a8:105", lan));
+  assert(!isAllowed("::ffff:172.16.0.1", lan));
+  // ...and an IPv6 range written for mapped addresses matches plain IPv4 clients.
+  assert(isAllowed("172.16.0.1", ["::ffff:172.16.0.0/108"]));
+  assert(!isAllowed("172.32.0.1", ["::ffff:172.16.0.0/108"]));
+  // Not mapped: ::c0a8:105 (IPv4-compatible, deprecated) is not 192.168.1.5.
+  assert(!isAllowed("::c0a8:105", lan));
+  assert(isAllowed("127.0.0.1", ["127.0.0.0/8"]));
+  assert(!isAllowed("not an address", ["0.0.0.0/0", "::/0"]));
+  assert(!isAllowed("", ["0.0.0.0/0"]));
+});
+
+Deno.test("isAllowed() lets everything in for /0 of the right family and nothing for an empty list", () => {
+  assert(isAllowed("203.0.113.9", ["0.0.0.0/0"]));
+  assert(isAllowed("2001:db8::9", ["::/0"]));
+  // ::/0 contains every mapped address, so it admits IPv4 clients too.
+  assert(isAllowed("203.0.113.9", ["::/0"]));
+  assert(!isAllowed("2001:db8::9", ["0.0.0.0/0"]));
+  assert(!isAllowed("127.0.0.1", []));
+});
+
+Deno.test("accessControl() allows everybody for an empty list and refuses unknown addresses otherwise", () => {
+  const open = accessControl([]);
+  assert(open("203.0.113.9"));
+  assert(open(undefined));
+  const closed = accessControl(["127.0.0.0/8", "::1"]);
+  assert(closed("127.0.0.1"));
+  assert(closed("127.255.0.3"));
+  assert(closed("::1"));
+  assert(closed("::ffff:127.0.0.1"));
+  assert(!closed("192.168.1.1"));
+  assert(!closed("::2"));
+  assert(!closed(undefined));
+  assertThrows(() => accessControl(["10.0.0.0/40"]), "10.0.0.0/40");
+});
+
+Deno.test("accessControl() accepts every allowed_clients value the configuration schema accepts", () => {
+  const values = ["192.168.0.0/16", "10.0.0.1", "fd00::/8", "::1", "0.0.0.0/0", "2001:db8:0:0:0:0:0:0/32"];
+  const config = configSchema.parse({ allowed_clients: values });
+  const allowed = accessControl(config.allowed_clients);
+  assert(allowed("10.0.0.1"));
+  assert(allowed("fd00::5"));
+  assert(allowed("2001:db8::1"));
+  assert(allowed("8.8.8.8"), "0.0.0.0/0 lets every IPv4 client in");
+});

@@ -1,0 +1,202 @@
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { testApp } from "../helpers/test_app.ts";
+
+const A = "http://mirror-a.test/";
+const B = "http://mirror-b.test/";
+const DB = "/core/os/x86_64/core.db";
+const PKG = "/extra/os/x86_64/big-1:2.0-1-x86_64.pkg.tar.zst";
+
+async function bytesOf(response: Response): Promise<Uint8Array> {
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/** A mirror whose core.db changes when `version` changes, honouring If-Modified-Since. */
+function databaseMirror(state: { version: number }) {
+  return fakeFetch((_url, req) => {
+    const modified = new Date(Date.UTC(2026, 0, 1, 0, 0, state.version));
+    const since = req.headers.get("if-modified-since");
+    if (since && Date.parse(since) >= modified.getTime()) return { status: 304 };
+    return { headers: { "last-modified": modified.toUTCString() }, body: testBytes(5_000, state.version) };
+  });
+}
+
+Deno.test("serveTarget() revalidates a database upstream on every request", async () => {
+  const state = { version: 1 };
+  const { fetch, requests } = databaseMirror(state);
+  const app = await testApp([A], { fetch });
+  try {
+    assertEquals(await bytesOf(await app.get(DB)), testBytes(5_000, 1));
+    await app.downloads.idle();
+    const again = await app.get(DB);
+    assertEquals(again.headers.get("flexo-payload-origin"), "Cache");
+    assertEquals(await bytesOf(again), testBytes(5_000, 1));
+    assertEquals(requests.length, 2);
+    assertEquals(requests[1].headers.get("if-modified-since"), "Thu, 01 Jan 2026 00:00:01 GMT");
+    state.version = 2;
+    const changed = await app.get(DB);
+    assertEquals(changed.headers.get("flexo-payload-origin"), "RemoteMirror");
+    assertEquals(await bytesOf(changed), testBytes(5_000, 2));
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("serveTarget() answers pacman's If-Modified-Since with 304 when the database has not changed", async () => {
+  const state = { version: 1 };
+  const { fetch } = databaseMirror(state);
+  const app = await testApp([A], { fetch });
+  try {
+    const first = await app.get(DB);
+    const lastModified = first.headers.get("last-modified")!;
+    await first.body?.cancel();
+    await app.downloads.idle();
+    const notModified = await app.get(DB, { headers: { "If-Modified-Since": lastModified } });
+    assertEquals(notModified.status, 304);
+    assertEquals(notModified.body, null);
+    state.version = 5;
+    const modified = await app.get(DB, { headers: { "If-Modified-Since": lastModified } });
+    assertEquals(modified.status, 200);
+    assertEquals(await bytesOf(modified), testBytes(5_000, 5));
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("serveTarget() asks only one mirror for a missing database signature", async () => {
+  const { fetch, requests } = fakeFetch(() => ({ status: 404 }));
+  const app = await testApp([A, B], { fetch });
+  try {
+    const response = await app.get("/core/os/x86_64/core.db.sig");
+    assertEquals(response.status, 404);
+    await response.body?.cancel();
+    assertEquals(requests.length, 1);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("serveTarget() serves databases from the primary mirror", async () => {
+  const { fetch, requests } = fakeFetch((url, req) => serveBytes(testBytes(100, url.length), req));
+  const app = await testApp([A, B], { fetch });
+  try {
+    for (let i = 0; i < 3; i++) await (await app.get(`/repo${i}/os/x86_64/repo${i}.db`)).arrayBuffer();
+    assert(requests.every((r) => r.url.startsWith(A)), "every database came from the primary mirror");
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("serveTarget() answers Range requests on cached files and on files still downloading", async () => {
+  const data = testBytes(900_000, 21);
+  const { fetch } = fakeFetch((_url, req) => serveBytes(data, req, { chunkSize: 30_000, chunkDelayMs: 5 }));
+  const app = await testApp([A], { fetch });
+  try {
+    const live = await app.get(PKG, { headers: { Range: "bytes=100-199" } });
+    assertEquals(live.status, 206);
+    assertEquals(live.headers.get("content-range"), "bytes 100-199/900000");
+    assertEquals(await bytesOf(live), data.slice(100, 200));
+    const resume = await app.get(PKG, { headers: { Range: "bytes=450000-" } });
+    assertEquals(resume.status, 206);
+    assertEquals(await bytesOf(resume), data.slice(450_000));
+    await app.downloads.idle();
+    const suffix = await app.get(PKG, { headers: { Range: "bytes=-10" } });
+    assertEquals(suffix.status, 206);
+    assertEquals(suffix.headers.get("content-range"), "bytes 899990-899999/900000");
+    assertEquals(await bytesOf(suffix), data.slice(899_990));
+    const middle = await app.get(PKG, { headers: { Range: "bytes=1000-1999" } });
+    assertEquals(await bytesOf(middle), data.slice(1000, 2000));
+    const outside = await app.get(PKG, { headers: { Range: "bytes=900000-" } });
+    assertEquals(outside.status, 416);
+    assertEquals(outside.headers.get("content-range"), "bytes */900000");
+    await outside.body?.cancel();
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("serveTarget() answers HEAD from the cache and from upstream without starting a download", async () => {
+  const data = testBytes(20_000, 22);
+  const { fetch, requests } = fakeFetch((_url, req) => serveBytes(data, req));
+  const app = await testApp([A], { fetch });
+  try {
+    const head = await app.get(PKG, { method: "HEAD" });
+    assertEquals(head.status, 200);
+    assertEquals(head.headers.get("content-length"), String(data.length));
+    assertEquals(head.body, null);
+    assertEquals(requests[0].method, "HEAD");
+    assertEquals(app.downloads.list().length, 0);
+    assertEquals(await app.store.statComplete(PKG.slice(1).split("/")), undefined);
+    await (await app.get(PKG)).arrayBuffer();
+    await app.downloads.idle();
+    const cachedHead = await app.get(PKG, { method: "HEAD" });
+    assertEquals(cachedHead.headers.get("flexo-payload-origin"), "Cache");
+    assertEquals(cachedHead.headers.get("content-length"), String(data.length));
+    assertEquals(requests.length, 2);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("serveTarget() caches custom repos under their own names so equal file names never collide", async () => {
+  const { fetch } = fakeFetch((url, req) => serveBytes(new TextEncoder().encode(url), req));
+  const app = await testApp([A], {
+    fetch,
+    config: {
+      custom_repo: [
+        { name: "one", url: "http://one.test/repo" },
+        { name: "two", url: ["http://two.test/repo", "http://two-backup.test/repo"] },
+      ],
+    },
+  });
+  try {
+    const file = "x86_64/tool-1.0-1-x86_64.pkg.tar.zst";
+    const one = new TextDecoder().decode(await bytesOf(await app.get(`/custom_repo/one/${file}`)));
+    const two = new TextDecoder().decode(await bytesOf(await app.get(`/custom_repo/two/${file}`)));
+    assertEquals(one, `http://one.test/repo/${file}`);
+    assertEquals(two, `http://two.test/repo/${file}`);
+    await app.downloads.idle();
+    assertEquals(await Deno.readTextFile(`${app.dir}/custom_repo/one/${file}`), one);
+    assertEquals(await Deno.readTextFile(`${app.dir}/custom_repo/two/${file}`), two);
+    const unknown = await app.get(`/custom_repo/three/${file}`);
+    assertEquals(unknown.status, 404);
+    await unknown.body?.cancel();
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("serveTarget() passes other paths through without caching them", async () => {
+  const { fetch, requests } = fakeFetch(() => ({ body: new TextEncoder().encode("1700000000\n") }));
+  const app = await testApp([A], { fetch });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const response = await app.get("/lastsync");
+      assertEquals(await response.text(), "1700000000\n");
+      assertEquals(response.headers.get("flexo-payload-origin"), "RemoteMirror");
+    }
+    assertEquals(requests.length, 2);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("createApp() refuses other methods with 405 and hostile paths with 400 before any upstream request", async () => {
+  const { fetch, requests } = fakeFetch(() => ({ body: new Uint8Array(1) }));
+  const app = await testApp([A], { fetch });
+  try {
+    const post = await app.get(PKG, { method: "POST", body: "x" });
+    assertEquals(post.status, 405);
+    assertEquals(post.headers.get("allow"), "GET, HEAD");
+    await post.body?.cancel();
+    // (new Request() normalises "..", so raw dot segments are tested against the real server in server_test.ts.)
+    for (const path of ["//etc/passwd", "/core/os/x86_64/a%2fb", "/core/os/x86_64/a%00b", "/.partial/x"]) {
+      const response = await app.get(path);
+      assert(response.status >= 400 && response.status < 500, `${path} gave ${response.status}`);
+      await response.body?.cancel();
+    }
+    assertEquals(requests.length, 0);
+  } finally {
+    await app.cleanup();
+  }
+});

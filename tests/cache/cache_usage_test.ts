@@ -1,0 +1,80 @@
+import { join } from "node:path";
+import { assertEquals } from "../helpers/assert.ts";
+import { CacheUsage } from "../../src/cache/cache_usage.ts";
+
+async function write(root: string, path: string, size: number): Promise<string> {
+  const full = join(root, path);
+  await Deno.mkdir(join(full, ".."), { recursive: true });
+  await Deno.writeFile(full, new Uint8Array(size));
+  return full;
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-usage-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("CacheUsage.start() counts complete files and leaves out downloads in progress", async () => {
+  await withDir(async (dir) => {
+    await write(dir, "core/os/x86_64/core.db", 1000);
+    await write(dir, "core/os/x86_64/a-1-1-x86_64.pkg.tar.zst", 5000);
+    await write(dir, "custom_repo/arm/aarch64/b-1-1-aarch64.pkg.tar.xz", 300);
+    await write(dir, ".partial/extra/os/x86_64/c-1-1-x86_64.pkg.tar.zst", 7000);
+    await write(dir, ".partial/extra/os/x86_64/c-1-1-x86_64.pkg.tar.zst.meta.json", 20);
+    const usage = new CacheUsage(dir);
+    assertEquals(usage.snapshot(), { bytes: 0, files: 0, complete: false });
+    await usage.start();
+    assertEquals(usage.snapshot(), { bytes: 6300, files: 3, complete: true });
+  });
+});
+
+Deno.test("CacheUsage.added() and removed() keep the numbers current; a replaced database is not counted twice", async () => {
+  await withDir(async (dir) => {
+    const db = await write(dir, "core/os/x86_64/core.db", 1000);
+    const usage = new CacheUsage(dir);
+    await usage.start();
+    assertEquals(usage.snapshot(), { bytes: 1000, files: 1, complete: true });
+    usage.added(5000, { path: join(dir, "core/os/x86_64/a-1-1-x86_64.pkg.tar.zst") });
+    assertEquals(usage.snapshot(), { bytes: 6000, files: 2, complete: true });
+    usage.added(1200, { path: db });
+    assertEquals(usage.snapshot(), { bytes: 6200, files: 2, complete: true });
+    usage.added(100, { path: "extra/os/x86_64/extra.db" });
+    usage.removed(5000, { path: join(dir, "core/os/x86_64/a-1-1-x86_64.pkg.tar.zst") });
+    assertEquals(usage.snapshot(), { bytes: 1300, files: 2, complete: true });
+    usage.added(40);
+    usage.removed(10_000);
+    assertEquals(usage.snapshot(), { bytes: 0, files: 2, complete: true }, "never below zero");
+  });
+});
+
+Deno.test("CacheUsage counts files added or removed during the first scan exactly once", async () => {
+  await withDir(async (dir) => {
+    for (let i = 0; i < 400; i++) await write(dir, `core/os/x86_64/p${i}-1-1-x86_64.pkg.tar.zst`, 10);
+    const usage = new CacheUsage(dir);
+    const scan = usage.start();
+    // While the scan runs: one file appears, one is removed, one database is replaced.
+    const added = await write(dir, "core/os/x86_64/new-1-1-x86_64.pkg.tar.zst", 500);
+    usage.added(500, { path: added });
+    const gone = join(dir, "core/os/x86_64/p150-1-1-x86_64.pkg.tar.zst");
+    await Deno.remove(gone);
+    usage.removed(10, { path: gone });
+    assertEquals(usage.snapshot().complete, false, "the test needs the scan to be still running here");
+    await scan;
+    assertEquals(usage.snapshot(), { bytes: 399 * 10 + 500, files: 400, complete: true });
+    assertEquals(usage.start(), scan, "the scan runs once");
+  });
+});
+
+Deno.test("CacheUsage.start() reports a missing cache directory as empty without an error", async () => {
+  await withDir(async (dir) => {
+    const errors: Error[] = [];
+    const usage = new CacheUsage(join(dir, "not-there"), { onError: (e) => errors.push(e) });
+    await usage.start();
+    assertEquals(usage.snapshot(), { bytes: 0, files: 0, complete: true });
+    assertEquals(errors, []);
+  });
+});

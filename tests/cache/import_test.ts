@@ -1,0 +1,136 @@
+/**
+ * Importing a pacman cache directory: good packages land where the proxy would have stored them, verified
+ * against the databases; corrupt, truncated and unknown files are reported and skipped.
+ */
+
+import { join } from "node:path";
+import { CacheStore, pathExists } from "../../src/cache/cache_store.ts";
+import { describeImport, importPackages } from "../../src/cache/import.ts";
+import { PackageIndex } from "../../src/repo/package_index.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { makeRepo } from "../helpers/make_repo.ts";
+
+const FOLDER = "flexotest/os/x86_64";
+const CUSTOM = "custom_repo/mine/x86_64";
+
+Deno.test("importPackages() copies verified packages with their signatures and skips corrupt, unknown and present ones", async () => {
+  const work = await Deno.makeTempDir({ prefix: "flexo-import-" });
+  try {
+    const mirror = join(work, "mirror");
+    const cacheDir = join(work, "cache");
+    const pacmanCache = join(work, "pkg");
+    await Deno.mkdir(pacmanCache);
+    const repo = await makeRepo(mirror, {
+      repo: "flexotest",
+      packages: [
+        { name: "good", version: "1:2.0-1", size: 50_000 },
+        { name: "present", version: "1.0-1" },
+        { name: "flipped", version: "1.0-1" },
+        { name: "short", version: "1.0-1" },
+      ],
+    });
+    const stranger = await makeRepo(join(work, "stranger"), {
+      repo: "stranger",
+      packages: [{ name: "stranger", version: "1.0-1" }],
+    });
+    const pkg = (name: string) => repo.packages.find((p) => p.name === name)!;
+
+    // The database as a client synced it through the proxy, in an official folder and in a custom repo.
+    for (const folder of [FOLDER, CUSTOM]) {
+      await Deno.mkdir(join(cacheDir, folder), { recursive: true });
+      await Deno.copyFile(join(repo.osDir, "flexotest.db"), join(cacheDir, folder, "flexotest.db"));
+    }
+    await Deno.copyFile(pkg("present").path, join(cacheDir, FOLDER, pkg("present").fileName));
+    await Deno.copyFile(pkg("present").path, join(cacheDir, CUSTOM, pkg("present").fileName));
+
+    // The pacman cache: good and present packages with signatures, a flipped byte, a truncated file,
+    // a package no database lists, and files that are not packages.
+    for (const name of ["good", "present"]) {
+      await Deno.copyFile(pkg(name).path, join(pacmanCache, pkg(name).fileName));
+      await Deno.writeTextFile(join(pacmanCache, `${pkg(name).fileName}.sig`), `signature of ${name}`);
+    }
+    const flipped = await Deno.readFile(pkg("flipped").path);
+    flipped[flipped.length - 10] ^= 0xff;
+    await Deno.writeFile(join(pacmanCache, pkg("flipped").fileName), flipped);
+    await Deno.writeFile(join(pacmanCache, `${pkg("flipped").fileName}.sig`), new Uint8Array(8));
+    const short = await Deno.readFile(pkg("short").path);
+    await Deno.writeFile(join(pacmanCache, pkg("short").fileName), short.subarray(0, short.length - 1));
+    await Deno.copyFile(stranger.packages[0].path, join(pacmanCache, stranger.packages[0].fileName));
+    await Deno.writeTextFile(join(pacmanCache, "other-1.0-1-x86_64.pkg.tar.zst.part"), "partial");
+    await Deno.writeTextFile(join(pacmanCache, "lonely-1.0-1-x86_64.pkg.tar.zst.sig"), "orphan signature");
+    await Deno.mkdir(join(pacmanCache, "download-AbCdEf"));
+    const lastModified = new Date("2024-03-01T12:00:00Z");
+    await Deno.utime(join(pacmanCache, pkg("good").fileName), lastModified, lastModified);
+
+    const index = new PackageIndex();
+    assertEquals(await index.loadAll(cacheDir), 2);
+    assertEquals(index.foldersListing(pkg("good").fileName), [CUSTOM, FOLDER]);
+    assertEquals(index.foldersListing(stranger.packages[0].fileName), []);
+    const store = new CacheStore(cacheDir);
+    const report = await importPackages(pacmanCache, { store, index });
+
+    const good = pkg("good").fileName;
+    assertEquals(report.imported, [{
+      fileName: good,
+      paths: [join(cacheDir, CUSTOM, good), join(cacheDir, FOLDER, good)],
+      bytes: pkg("good").size,
+    }]);
+    for (const folder of [FOLDER, CUSTOM]) {
+      assertEquals(await Deno.readFile(join(cacheDir, folder, good)), await Deno.readFile(pkg("good").path));
+      assertEquals(await Deno.readTextFile(join(cacheDir, folder, `${good}.sig`)), "signature of good");
+      assertEquals((await Deno.stat(join(cacheDir, folder, good))).mtime, lastModified, "mtime kept");
+      // The package already there gets its missing signature.
+      assertEquals(
+        await Deno.readTextFile(join(cacheDir, folder, `${pkg("present").fileName}.sig`)),
+        "signature of present",
+      );
+      for (const name of ["flipped", "short"]) {
+        assert(!(await pathExists(join(cacheDir, folder, pkg(name).fileName))), `${name} is not imported`);
+        assert(!(await pathExists(join(cacheDir, folder, `${pkg(name).fileName}.sig`))), `nor its signature`);
+      }
+    }
+    assertEquals(report.signatures, 4);
+    assertEquals(report.alreadyPresent, [pkg("present").fileName]);
+    assertEquals(report.corrupt.map((c) => c.fileName), [pkg("flipped").fileName, pkg("short").fileName]);
+    assert(report.corrupt[0].reason.startsWith("SHA-256 "), report.corrupt[0].reason);
+    assert(report.corrupt[1].reason.includes(`${short.length - 1} bytes`), report.corrupt[1].reason);
+    assertEquals(report.unknown, [stranger.packages[0].fileName]);
+    assertEquals(report.ignored, 2, "the .part file and the orphan signature");
+    assertEquals(report.failures, []);
+    assert(!(await pathExists(join(cacheDir, "stranger"))), "nothing is made up for unknown packages");
+    assertEquals(
+      await Array.fromAsync(Deno.readDir(join(cacheDir, ".partial"))),
+      [],
+      "no temporary file left",
+    );
+    const summary = describeImport(report).at(-1)!;
+    assert(summary.startsWith("Imported 1 packages"), summary);
+    assert(summary.includes("1 already cached, 2 corrupt, 1 unknown"), summary);
+
+    // Importing again changes nothing.
+    const again = await importPackages(pacmanCache, { store, index });
+    assertEquals(again.imported, []);
+    assertEquals(again.signatures, 0);
+    assertEquals(again.alreadyPresent, [good, pkg("present").fileName].sort());
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test("importPackages() explains a directory it cannot list", async () => {
+  const cacheDir = await Deno.makeTempDir({ prefix: "flexo-import-" });
+  try {
+    let message = "";
+    try {
+      await importPackages(join(cacheDir, "missing"), {
+        store: new CacheStore(cacheDir),
+        index: new PackageIndex(),
+      });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    assert(message.startsWith(`Cannot list ${join(cacheDir, "missing")}`), message);
+  } finally {
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});

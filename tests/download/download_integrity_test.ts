@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { IntegrityCheck } from "../../src/download/download_integrity.ts";
+import { sha256 } from "../helpers/bytes.ts";
+import { testBytes } from "../helpers/fake_fetch.ts";
+import { withTempDir } from "../helpers/temp_dir.ts";
+
+const DATA = testBytes(600_000, 21);
+const PATH = "core/os/x86_64/a-1-1-any.pkg.tar.zst";
+
+Deno.test("IntegrityCheck.mismatch() accepts the expected bytes fed in any chunking", () => {
+  const check = new IntegrityCheck({ size: DATA.length, sha256: sha256(DATA) });
+  check.update(DATA.subarray(0, 1), "http://a.test/");
+  check.update(DATA.subarray(1, 300_000), "http://b.test/");
+  check.update(DATA.subarray(300_000), "http://a.test/");
+  assert.equal(check.mismatch(DATA.length, PATH), undefined);
+  assert.deepEqual([...check.contributors], ["http://a.test/", "http://b.test/"]);
+});
+
+Deno.test("IntegrityCheck.mismatch() says what differs: size or SHA-256", () => {
+  const expected = { size: DATA.length, sha256: sha256(DATA) };
+  const corrupt = DATA.slice();
+  corrupt[1234] ^= 0xff;
+  const changed = new IntegrityCheck(expected);
+  changed.update(corrupt, "http://a.test/");
+  const reason = changed.mismatch(DATA.length, PATH);
+  assert.match(
+    reason ?? "",
+    /^core\/os\/x86_64\/a-1-1-any.pkg.tar.zst does not match the repository database/,
+  );
+  assert.ok(reason?.includes(`${DATA.length} bytes with SHA-256 ${sha256(corrupt)}`), reason);
+  assert.ok(reason?.includes(`expected ${DATA.length} bytes with ${expected.sha256}`), reason);
+  assert.match(reason ?? "", /retry to fetch it from another mirror$/);
+
+  const short = new IntegrityCheck(expected);
+  short.update(DATA.subarray(0, 100), "http://a.test/");
+  assert.match(short.mismatch(100, PATH) ?? "", /\(100 bytes with SHA-256 /);
+});
+
+Deno.test("IntegrityCheck.updateFromFile() hashes the start of a partial file, and refuses a short one", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "partial");
+    await Deno.writeFile(path, DATA.subarray(0, 400_000));
+    const check = new IntegrityCheck({ size: DATA.length, sha256: sha256(DATA) });
+    await check.updateFromFile(path, 300_000);
+    check.update(DATA.subarray(300_000), "http://b.test/");
+    assert.equal(check.mismatch(DATA.length, PATH), undefined);
+    assert.deepEqual([...check.contributors], ["http://b.test/"], "bytes from disk name no mirror");
+    const again = new IntegrityCheck({ size: DATA.length, sha256: sha256(DATA) });
+    await assert.rejects(again.updateFromFile(path, 500_000), /partial is shorter than recorded/);
+  });
+});

@@ -1,0 +1,276 @@
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { testApp } from "../helpers/test_app.ts";
+
+const A = "http://mirror-a.test/";
+const B = "http://mirror-b.test/";
+const C = "http://mirror-c.test/";
+const PKG = "/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst";
+
+async function bytesOf(response: Response): Promise<Uint8Array> {
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+Deno.test("Download.start() fetches a miss once and the next request is a cache hit", async () => {
+  const data = testBytes(700_000);
+  const { fetch, requests } = fakeFetch((_url, req) => serveBytes(data, req));
+  const app = await testApp([A], { fetch });
+  try {
+    const first = await app.get(PKG);
+    assertEquals(first.status, 200);
+    assertEquals(first.headers.get("flexo-payload-origin"), "RemoteMirror");
+    assertEquals(first.headers.get("content-length"), String(data.length));
+    assertEquals(await bytesOf(first), data);
+    await app.downloads.idle();
+    const second = await app.get(PKG);
+    assertEquals(second.headers.get("flexo-payload-origin"), "Cache");
+    assertEquals(await bytesOf(second), data);
+    assertEquals(requests.length, 1);
+    assertEquals(second.headers.get("last-modified"), "Tue, 14 Nov 2023 22:13:20 GMT");
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() shares one upstream transfer between clients arriving at different times", async () => {
+  const data = testBytes(2_000_000, 7);
+  const { fetch, requests } = fakeFetch((_url, req) =>
+    serveBytes(data, req, { chunkSize: 100_000, chunkDelayMs: 10 })
+  );
+  const app = await testApp([A], { fetch });
+  try {
+    const clients: Promise<Uint8Array>[] = [];
+    for (let i = 0; i < 4; i++) {
+      clients.push(app.get(PKG).then(bytesOf));
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    for (const body of await Promise.all(clients)) assertEquals(body, data);
+    assertEquals(requests.length, 1);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() resumes on the next mirror after a dropped connection, byte-exact", async () => {
+  const data = testBytes(1_000_000, 3);
+  const { fetch, requests } = fakeFetch((url, req) =>
+    url.startsWith(A) ? serveBytes(data, req, { dropAfter: 300_000 }) : serveBytes(data, req)
+  );
+  const app = await testApp([A, B], { fetch });
+  try {
+    const response = await app.get(PKG);
+    assertEquals(await bytesOf(response), data);
+    assertEquals(requests.length, 2);
+    assertEquals(requests[1].url, B + PKG.slice(1));
+    assertEquals(requests[1].headers.get("range"), "bytes=300000-");
+    await app.downloads.idle();
+    assertEquals(app.pool.snapshot().find((m) => m.url === A)?.failures, 1);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() leaves a mirror that stalls after the headers", async () => {
+  const data = testBytes(500_000, 4);
+  const { fetch, requests } = fakeFetch((url, req) =>
+    url.startsWith(A) ? serveBytes(data, req, { stallAfter: 100_000 }) : serveBytes(data, req)
+  );
+  const app = await testApp([A, B], { fetch });
+  try {
+    const response = await app.get(PKG);
+    assertEquals(await bytesOf(response), data);
+    assertEquals(requests.map((r) => r.headers.get("range")), [null, "bytes=100000-"]);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() keeps a slow last mirror instead of aborting it", async () => {
+  const data = testBytes(60_000, 5);
+  const { fetch, requests } = fakeFetch((_url, req) =>
+    serveBytes(data, req, { chunkSize: 10_000, chunkDelayMs: 150 })
+  );
+  const app = await testApp([A], { fetch, limits: { lowSpeedLimit: 1_000_000, lowSpeedTimeMs: 200 } });
+  try {
+    assertEquals(await bytesOf(await app.get(PKG)), data);
+    assertEquals(requests.length, 1);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() moves a slow transfer to the next mirror and continues the stream", async () => {
+  const data = testBytes(400_000, 6);
+  const { fetch, requests } = fakeFetch((url, req) =>
+    url.startsWith(A) ? serveBytes(data, req, { chunkSize: 2_000, chunkDelayMs: 100 }) : serveBytes(data, req)
+  );
+  const app = await testApp([A, B], { fetch, limits: { lowSpeedLimit: 100_000, lowSpeedTimeMs: 300 } });
+  try {
+    assertEquals(await bytesOf(await app.get(PKG)), data);
+    assertEquals(requests.length, 2);
+    assert(requests[1].headers.get("range")?.startsWith("bytes="), "the second mirror is asked for the rest");
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() skips ahead when a resumed mirror ignores the Range header", async () => {
+  const data = testBytes(800_000, 8);
+  const { fetch } = fakeFetch((url, req) =>
+    url.startsWith(A) ? serveBytes(data, req, { dropAfter: 250_000 }) : { body: data } // 200 with everything
+  );
+  const app = await testApp([A, B], { fetch });
+  try {
+    assertEquals(await bytesOf(await app.get(PKG)), data);
+    await app.downloads.idle();
+    assertEquals(await Deno.readFile(`${app.dir}${PKG}`), data);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() tries the next mirror on 404, 500, refused connections and HTML pages", async () => {
+  const data = testBytes(10_000, 9);
+  const { fetch, requests } = fakeFetch((url, req) => {
+    if (url.startsWith(A)) return { status: 404 };
+    if (url.startsWith(B)) return { status: 500 };
+    if (url.startsWith(C)) return "refuse";
+    if (url.startsWith("http://mirror-d.test/")) {
+      return {
+        headers: { "content-type": "text/html" },
+        body: new TextEncoder().encode("<html>oops</html>"),
+      };
+    }
+    return serveBytes(data, req);
+  });
+  const app = await testApp([A, B, C, "http://mirror-d.test/", "http://mirror-e.test/"], { fetch });
+  try {
+    assertEquals(await bytesOf(await app.get(PKG)), data);
+    assertEquals(requests.length, 5);
+    await app.downloads.idle();
+    const failures = Object.fromEntries(app.pool.snapshot().map((m) => [m.url, m.failures]));
+    assertEquals(failures[A], 0, "a 404 is not the mirror's fault");
+    assertEquals(failures[B], 1);
+    assertEquals(failures[C], 1);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() answers 404 when no mirror has the file and 502 when all fail", async () => {
+  const { fetch } = fakeFetch((url) => (url.includes("missing") ? { status: 404 } : { status: 503 }));
+  const app = await testApp([A, B], { fetch });
+  try {
+    const missing = await app.get("/core/os/x86_64/missing-1-1-x86_64.pkg.tar.zst");
+    assertEquals(missing.status, 404);
+    await missing.body?.cancel();
+    const failing = await app.get(PKG);
+    assertEquals(failing.status, 502);
+    assert((await failing.text()).includes("mirror-b.test"), "the message names the mirrors");
+    await app.downloads.idle();
+    assertEquals(
+      app.pool.snapshot().map((m) => m.failures),
+      [0, 0],
+      "a file failing everywhere blames no one",
+    );
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() answers 504 when every mirror times out", async () => {
+  const { fetch } = fakeFetch(() => ({ delayMs: 5_000, body: new Uint8Array(1) }));
+  const app = await testApp([A], { fetch, limits: { connectTimeoutMs: 100 } });
+  try {
+    const response = await app.get(PKG);
+    assertEquals(response.status, 504);
+    await response.body?.cancel();
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() never commits a truncated file and resumes it on the next request", async () => {
+  const data = testBytes(600_000, 10);
+  let broken = true;
+  const { fetch, requests } = fakeFetch((_url, req) =>
+    serveBytes(data, req, broken ? { dropAfter: 200_000 } : {})
+  );
+  const app = await testApp([A], { fetch });
+  try {
+    const first = await app.get(PKG);
+    assertEquals(first.status, 200);
+    let failed = false;
+    try {
+      await first.arrayBuffer();
+    } catch {
+      failed = true;
+    }
+    assert(failed, "the client sees the transfer fail instead of a short file");
+    await app.downloads.idle();
+    assertEquals(await app.store.statComplete(PKG.slice(1).split("/")), undefined);
+    broken = false;
+    const second = await app.get(PKG);
+    assertEquals(await bytesOf(second), data);
+    assertEquals(requests.at(-1)?.headers.get("range"), "bytes=200000-");
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() discards a body longer than announced", async () => {
+  const data = testBytes(50_000, 11);
+  const { fetch } = fakeFetch((url, req) =>
+    url.startsWith(A)
+      ? { headers: { "content-length": "40000" }, body: data }
+      : serveBytes(data.slice(0, 40_000), req)
+  );
+  const app = await testApp([A, B], { fetch });
+  try {
+    const response = await app.get(PKG);
+    await response.body?.cancel().catch(() => {});
+    await app.downloads.idle();
+    assertEquals(await app.store.statComplete(PKG.slice(1).split("/")), undefined);
+    const again = await app.get(PKG);
+    assertEquals((await bytesOf(again)).length, 40_000);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() accepts a body without Content-Length that ends cleanly", async () => {
+  const data = testBytes(90_000, 12);
+  const { fetch } = fakeFetch(() => ({ headers: { "content-length": "" }, body: data }));
+  const noLength: typeof fetch = async (input, init) => {
+    const response = await fetch(input, init);
+    const headers = new Headers(response.headers);
+    headers.delete("content-length");
+    return new Response(response.body, { status: response.status, headers });
+  };
+  const app = await testApp([A], { fetch: noLength });
+  try {
+    const response = await app.get(PKG);
+    assertEquals(response.headers.get("content-length"), null);
+    assertEquals(await bytesOf(response), data);
+    await app.downloads.idle();
+    assertEquals((await app.store.statComplete(PKG.slice(1).split("/")))?.size, data.length);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() completes for the cache when the client disconnects", async () => {
+  const data = testBytes(1_500_000, 13);
+  const { fetch } = fakeFetch((_url, req) => serveBytes(data, req, { chunkSize: 50_000, chunkDelayMs: 5 }));
+  const app = await testApp([A], { fetch });
+  try {
+    const response = await app.get(PKG);
+    const reader = response.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    await app.downloads.idle();
+    assertEquals(await Deno.readFile(`${app.dir}${PKG}`), data);
+  } finally {
+    await app.cleanup();
+  }
+});

@@ -1,0 +1,389 @@
+import nodeAssert from "node:assert/strict";
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { type FakeAnswer, fakeFetch, testBytes } from "../helpers/fake_fetch.ts";
+import {
+  askMirror,
+  type BodyOutcome,
+  type MirrorAnswer,
+  parseContentRange,
+  parseHttpDate,
+  parseLength,
+  pumpBody,
+  type TransferDeps,
+  type TransferLimits,
+} from "../../src/download/transfer.ts";
+
+const URL_A = "http://mirror-a.test/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst";
+
+const LIMITS: TransferLimits = {
+  connectTimeoutMs: 2_000,
+  lowSpeedLimit: 1,
+  lowSpeedTimeMs: 10_000,
+  lastResortStallMs: 10_000,
+};
+
+/** A clock that only moves when told to, so that time to first byte is exact. */
+function manualClock(): { now: () => number; advance(ms: number): void } {
+  let t = 1_000;
+  return { now: () => t, advance: (ms) => (t += ms) };
+}
+
+/** Asks a fake mirror that gives `answer`, with a clock that moves 42 ms while the mirror thinks. */
+async function ask(
+  answer: FakeAnswer | "refuse",
+  options: { method?: "GET" | "HEAD"; limits?: Partial<TransferLimits> } = {},
+): Promise<{ answer: MirrorAnswer; abort: AbortController; bodyCancelled: () => boolean }> {
+  const clock = manualClock();
+  const { fetch: inner } = fakeFetch(() => answer);
+  let cancelled = false;
+  const fetch: typeof globalThis.fetch = async (input, init) => {
+    const response = await inner(input, init);
+    clock.advance(42);
+    if (response.body === null) return response;
+    // Wrap the body to see whether askMirror releases it.
+    const reader = response.body.getReader();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      cancel(reason) {
+        cancelled = true;
+        return reader.cancel(reason);
+      },
+    });
+    return new Response(body, { status: response.status, headers: response.headers });
+  };
+  const abort = new AbortController();
+  const result = await askMirror(
+    URL_A,
+    { method: options.method ?? "GET", headers: new Headers(), abort },
+    { deps: { fetch, now: clock.now }, limits: { ...LIMITS, ...options.limits } },
+  );
+  return { answer: result, abort, bodyCancelled: () => cancelled };
+}
+
+Deno.test("askMirror() returns a 200 response with its time to first byte", async () => {
+  const data = testBytes(1_000);
+  const { answer } = await ask({ body: data });
+  assert(answer.type === "response", `expected a response, got ${answer.type}`);
+  assertEquals(answer.response.status, 200);
+  assertEquals(answer.ttfbMs, 42);
+  assertEquals(new Uint8Array(await answer.response.arrayBuffer()), data);
+});
+
+Deno.test("askMirror() returns a 206 response untouched for the caller to check", async () => {
+  const { answer } = await ask({
+    status: 206,
+    headers: { "content-range": "bytes 10-19/100" },
+    body: testBytes(10),
+  });
+  assert(answer.type === "response", `expected a response, got ${answer.type}`);
+  assertEquals(answer.response.status, 206);
+  assertEquals(answer.response.headers.get("content-range"), "bytes 10-19/100");
+  assertEquals((await answer.response.arrayBuffer()).byteLength, 10);
+});
+
+Deno.test("askMirror() sends the method, headers and signal it is given", async () => {
+  const { fetch, requests } = fakeFetch(() => ({ body: testBytes(5) }));
+  const headers = new Headers({ "Range": "bytes=5-", "If-Range": "Tue, 14 Nov 2023 22:13:20 GMT" });
+  const answer = await askMirror(URL_A, { method: "HEAD", headers, abort: new AbortController() }, {
+    deps: { fetch, now: Date.now },
+    limits: LIMITS,
+  });
+  assertEquals(answer.type, "response");
+  assertEquals(requests.length, 1);
+  assertEquals(requests[0].url, URL_A);
+  assertEquals(requests[0].method, "HEAD");
+  assertEquals(requests[0].headers.get("range"), "bytes=5-");
+  assertEquals(requests[0].headers.get("if-range"), "Tue, 14 Nov 2023 22:13:20 GMT");
+});
+
+Deno.test("askMirror() reports 404 and 410 as not_found and releases the body", async () => {
+  for (const status of [404, 410]) {
+    const { answer, bodyCancelled } = await ask({ status, body: new TextEncoder().encode("gone") });
+    assertEquals(answer, { type: "not_found", status });
+    assert(bodyCancelled(), `the body of the ${status} answer is cancelled`);
+  }
+});
+
+Deno.test("askMirror() reports 304 as not_modified", async () => {
+  const { answer } = await ask({ status: 304 });
+  assertEquals(answer, { type: "not_modified" });
+});
+
+Deno.test("askMirror() reports 416 as unsatisfiable with the mirror's Content-Range", async () => {
+  const withRange = await ask({
+    status: 416,
+    headers: { "content-range": "bytes */1234" },
+    body: testBytes(3),
+  });
+  assertEquals(withRange.answer, { type: "unsatisfiable", contentRange: "bytes */1234" });
+  assert(withRange.bodyCancelled(), "the body of the 416 answer is cancelled");
+  const without = await ask({ status: 416 });
+  assertEquals(without.answer, { type: "unsatisfiable", contentRange: null });
+});
+
+Deno.test("askMirror() reports other statuses, 5xx included, as failed without a timeout", async () => {
+  for (const status of [500, 502, 503, 204, 403]) {
+    const { answer, bodyCancelled } = await ask({ status, body: testBytes(20) });
+    assertEquals(answer, { type: "failed", message: `answered HTTP ${status}`, timeout: false });
+    if (status !== 204) assert(bodyCancelled(), `the body of the ${status} answer is cancelled`);
+  }
+});
+
+Deno.test("askMirror() gives up after connect_timeout and aborts the request", async () => {
+  const started = performance.now();
+  const { answer, abort } = await ask({ delayMs: 20_000, body: testBytes(10) }, {
+    limits: { connectTimeoutMs: 50 },
+  });
+  assertEquals(answer.type, "failed");
+  assert(answer.type === "failed");
+  assertEquals(answer.timeout, true);
+  assert(answer.message.includes("connect_timeout"), `the message names the setting: ${answer.message}`);
+  assert(answer.message.includes("50 ms"), `the message names the limit: ${answer.message}`);
+  assert(abort.signal.aborted, "the request is aborted");
+  assert(performance.now() - started < 10_000, "it does not wait for the mirror");
+});
+
+Deno.test("askMirror() leaves the transfer alone once the headers have arrived", async () => {
+  const { answer, abort } = await ask({ body: testBytes(10) }, { limits: { connectTimeoutMs: 30 } });
+  assertEquals(answer.type, "response");
+  await new Promise((resolve) => setTimeout(resolve, 120));
+  assertEquals(abort.signal.aborted, false, "the connect timer is cleared");
+  if (answer.type === "response") await answer.response.body?.cancel();
+});
+
+Deno.test("askMirror() reports a refused connection as failed without a timeout", async () => {
+  const { answer } = await ask("refuse");
+  assertEquals(answer, {
+    type: "failed",
+    message: "error sending request: connection refused",
+    timeout: false,
+  });
+});
+
+Deno.test("askMirror() reports a real refused connection on 127.0.0.1 without repeating the URL", async () => {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => new Response("x"));
+  const port = server.addr.port;
+  await server.shutdown();
+  const url = `http://127.0.0.1:${port}/core/os/x86_64/core.db`;
+  const answer = await askMirror(
+    url,
+    { method: "GET", headers: new Headers(), abort: new AbortController() },
+    {
+      deps: { fetch, now: Date.now },
+      limits: LIMITS,
+    },
+  );
+  assert(answer.type === "failed", `expected failed, got ${answer.type}`);
+  assertEquals(answer.timeout, false);
+  assert(/refused/i.test(answer.message), `the message says why: ${answer.message}`);
+  assert(!answer.message.includes(url), `the message does not repeat the URL: ${answer.message}`);
+  assert(!answer.message.startsWith("fetch failed"), `no generic prefix: ${answer.message}`);
+});
+
+Deno.test("askMirror() reports an abort by the caller as failed without a timeout", async () => {
+  const { fetch } = fakeFetch(() => ({ delayMs: 20_000 }));
+  const abort = new AbortController();
+  setTimeout(() => abort.abort(new Error("client went away")), 20);
+  const answer = await askMirror(URL_A, { method: "GET", headers: new Headers(), abort }, {
+    deps: { fetch, now: Date.now },
+    limits: LIMITS,
+  });
+  assertEquals(answer, { type: "failed", message: "client went away", timeout: false });
+});
+
+/** Runs pumpBody over a fake mirror's body, collecting what reaches the sink. */
+async function pump(
+  answer: FakeAnswer,
+  options: {
+    limits?: Partial<TransferLimits>;
+    canSwitch?: boolean;
+    sink?: (chunk: Uint8Array) => Promise<void>;
+  } = {},
+): Promise<{ outcome: BodyOutcome; received: Uint8Array; abort: AbortController; elapsedMs: number }> {
+  const { fetch } = fakeFetch(() => answer);
+  const abort = new AbortController();
+  const response = await fetch(URL_A, { signal: abort.signal });
+  const parts: Uint8Array[] = [];
+  const deps: TransferDeps = { fetch, now: () => performance.now() };
+  const started = performance.now();
+  const outcome = await pumpBody(
+    response.body!,
+    options.sink ?? ((chunk) => {
+      parts.push(chunk.slice());
+      return Promise.resolve();
+    }),
+    {
+      deps,
+      limits: { ...LIMITS, ...options.limits },
+      abort,
+      canSwitch: () => options.canSwitch ?? true,
+    },
+  );
+  const elapsedMs = performance.now() - started;
+  const received = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    received.set(part, offset);
+    offset += part.byteLength;
+  }
+  return { outcome, received, abort, elapsedMs };
+}
+
+Deno.test("pumpBody() passes every chunk to the sink and reports the end", async () => {
+  const data = testBytes(300_000, 2);
+  const { outcome, received, abort } = await pump({ body: data, chunkSize: 50_000 });
+  assertEquals(outcome, { type: "ended", bytes: data.byteLength });
+  assertEquals(received, data);
+  assertEquals(abort.signal.aborted, false);
+});
+
+Deno.test("pumpBody() abandons a slow transfer while another mirror is left", async () => {
+  const data = testBytes(100_000, 3);
+  const { outcome, abort, elapsedMs } = await pump(
+    { body: data, chunkSize: 100, chunkDelayMs: 40 },
+    { limits: { lowSpeedLimit: 100_000, lowSpeedTimeMs: 200 }, canSwitch: true },
+  );
+  assert(outcome.type === "slow", `expected slow, got ${outcome.type}`);
+  assert(outcome.message.includes("below low_speed_limit (100000 B/s)"), outcome.message);
+  assert(outcome.bytes < data.byteLength, "it stopped before the end");
+  assert(abort.signal.aborted, "the request is aborted");
+  assert(elapsedMs < 10_000, `it stops soon (${Math.round(elapsedMs)} ms)`);
+});
+
+Deno.test("pumpBody() keeps a slow transfer when no other mirror is left", async () => {
+  const data = testBytes(1_200, 4);
+  const { outcome, received, abort, elapsedMs } = await pump(
+    { body: data, chunkSize: 200, chunkDelayMs: 60 },
+    { limits: { lowSpeedLimit: 100_000, lowSpeedTimeMs: 100 }, canSwitch: false },
+  );
+  assertEquals(outcome, { type: "ended", bytes: data.byteLength });
+  assertEquals(received, data);
+  assertEquals(abort.signal.aborted, false);
+  assert(elapsedMs >= 200, "the transfer was slow for longer than low_speed_time");
+});
+
+Deno.test("pumpBody() abandons even the last mirror when it sends nothing for last_resort_stall", async () => {
+  const data = testBytes(50_000, 5);
+  const { outcome, abort, elapsedMs } = await pump(
+    { body: data, chunkSize: 1_000, stallAfter: 3_000 },
+    // The watchdog ticks every quarter of low_speed_time: a short one makes it look often.
+    { limits: { lastResortStallMs: 200, lowSpeedTimeMs: 200 }, canSwitch: false },
+  );
+  assert(outcome.type === "slow", `expected slow, got ${outcome.type}`);
+  assertEquals(outcome.bytes, 3_000);
+  assert(/^no data for \d+ s$/.test(outcome.message), outcome.message);
+  assert(abort.signal.aborted, "the request is aborted");
+  assert(
+    elapsedMs >= 150 && elapsedMs < 10_000,
+    `it waited about last_resort_stall (${Math.round(elapsedMs)} ms)`,
+  );
+});
+
+Deno.test("pumpBody() reports a connection error with the bytes before it", async () => {
+  const { outcome } = await pump({ body: testBytes(10_000, 6), chunkSize: 1_000, dropAfter: 4_000 });
+  assert(outcome.type === "error", `expected error, got ${outcome.type}`);
+  assertEquals(outcome.bytes, 4_000);
+  assert(outcome.message.includes("connection reset"), outcome.message);
+});
+
+Deno.test("pumpBody() stops at a sink error and hands the error back", async () => {
+  const failure = new Error("disk on fire");
+  let calls = 0;
+  const { outcome } = await pump({ body: testBytes(10_000, 7), chunkSize: 1_000 }, {
+    sink: () => {
+      calls++;
+      return calls === 3 ? Promise.reject(failure) : Promise.resolve();
+    },
+  });
+  assert(outcome.type === "sink_error", `expected sink_error, got ${outcome.type}`);
+  assertEquals(outcome.bytes, 2_000, "only the chunks the sink took are counted");
+  nodeAssert.equal(outcome.error, failure);
+  assertEquals(calls, 3);
+});
+
+Deno.test("pumpBody() paces a transfer to max_speed_limit", async () => {
+  const data = testBytes(100_000, 8);
+  // 100 kB at 400 kB/s takes at least 250 ms; unpaced, it is a few milliseconds of copying.
+  const { outcome, received, elapsedMs } = await pump(
+    { body: data, chunkSize: 10_000 },
+    { limits: { maxSpeedLimit: 400_000 } },
+  );
+  assertEquals(outcome, { type: "ended", bytes: data.byteLength });
+  assertEquals(received, data);
+  assert(elapsedMs >= 200, `paced transfer took only ${Math.round(elapsedMs)} ms`);
+  assert(elapsedMs < 10_000, `paced transfer took ${Math.round(elapsedMs)} ms`);
+});
+
+Deno.test("parseContentRange() reads start, end and total, and rejects malformed values", () => {
+  const cases: [string | null, ReturnType<typeof parseContentRange>][] = [
+    ["bytes 0-99/100", { start: 0, end: 99, total: 100 }],
+    ["bytes 100-199/1000", { start: 100, end: 199, total: 1000 }],
+    ["bytes 5-9/*", { start: 5, end: 9, total: undefined }],
+    ["BYTES 1-1/2", { start: 1, end: 1, total: 2 }],
+    ["  bytes  7-8/9  ", { start: 7, end: 8, total: 9 }],
+    [null, undefined],
+    ["", undefined],
+    ["bytes */100", undefined],
+    ["bytes 9-5/10", undefined],
+    ["bytes 0-9", undefined],
+    ["bytes 0-/10", undefined],
+    ["bytes -5/10", undefined],
+    ["bytes=0-9/10", undefined],
+    ["items 0-9/10", undefined],
+    ["bytes 0-9/10, bytes 20-29/30", undefined],
+    ["bytes 0x0-9/10", undefined],
+  ];
+  for (const [header, expected] of cases) {
+    assertEquals(parseContentRange(header), expected, `parseContentRange(${JSON.stringify(header)})`);
+  }
+});
+
+Deno.test("parseLength() reads non-negative integers only", () => {
+  const cases: [string | null, number | undefined][] = [
+    ["0", 0],
+    ["123", 123],
+    [" 42 ", 42],
+    ["9007199254740991", 9007199254740991],
+    [null, undefined],
+    ["", undefined],
+    ["-1", undefined],
+    ["+5", undefined],
+    ["1.5", undefined],
+    ["1e3", undefined],
+    ["0x10", undefined],
+    ["12abc", undefined],
+    ["12, 12", undefined],
+    ["99999999999999999999", undefined],
+  ];
+  for (const [header, expected] of cases) {
+    assertEquals(parseLength(header), expected, `parseLength(${JSON.stringify(header)})`);
+  }
+});
+
+Deno.test("parseHttpDate() reads HTTP dates and rejects garbage", () => {
+  const cases: [string | null, number | undefined][] = [
+    ["Tue, 14 Nov 2023 22:13:20 GMT", 1_700_000_000_000],
+    ["Thu, 01 Jan 1970 00:00:00 GMT", 0],
+    ["Thu, 01 Jan 2026 00:00:01 GMT", Date.UTC(2026, 0, 1, 0, 0, 1)],
+    [null, undefined],
+    ["", undefined],
+    ["yesterday", undefined],
+    ["Tue, 99 Nov 2023 22:13:20 GMT", undefined],
+  ];
+  for (const [header, expected] of cases) {
+    assertEquals(parseHttpDate(header), expected, `parseHttpDate(${JSON.stringify(header)})`);
+  }
+});
+
+Deno.test({
+  name: "parseHttpDate() rejects values that are not HTTP dates",
+  fn: () => {
+    for (const header of ["12", "foo 12", "1 2 3", "2023-11-14"]) {
+      assertEquals(parseHttpDate(header), undefined, `parseHttpDate(${JSON.stringify(header)})`);
+    }
+  },
+});

@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  parseRanking,
+  RANKING_FILE_VERSION,
+  rankingAgeMs,
+  readRankingSync,
+  writeRanking,
+} from "../../src/mirrors/mirror_ranking_store.ts";
+import { withTempDir } from "../helpers/temp_dir.ts";
+
+const MIRRORS = [
+  { url: "http://127.0.0.1:8001/", latencyMs: 12.5, countryCode: "DE", score: 0.9 },
+  { url: "http://127.0.0.1:8002/", latencyMs: 40, countryCode: "", score: null },
+];
+
+function collectWarnings() {
+  const warnings: string[] = [];
+  return { warnings, log: { warn: (m: string) => warnings.push(m) } };
+}
+
+Deno.test("writeRanking() creates the directory and readRankingSync() reads the ranking back", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "state", "nested", "latency_test_results.json");
+    await writeRanking(path, { timestamp: "2024-05-14T10:00:00.000Z", settings: "s1", mirrors: MIRRORS });
+    const { warnings, log } = collectWarnings();
+    assert.deepEqual(readRankingSync(path, { log }), {
+      version: RANKING_FILE_VERSION,
+      timestamp: "2024-05-14T10:00:00.000Z",
+      settings: "s1",
+      mirrors: MIRRORS,
+    });
+    assert.deepEqual(warnings, []);
+    const stored = JSON.parse(await Deno.readTextFile(path));
+    assert.equal(stored.version, 4);
+    assert.deepEqual(Object.keys(stored.mirrors[0]).sort(), ["countryCode", "latencyMs", "score", "url"]);
+  });
+});
+
+Deno.test("writeRanking() replaces the file atomically and leaves no temporary file", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "latency_test_results.json");
+    await Deno.writeTextFile(path, "old");
+    await writeRanking(path, { timestamp: "2024-05-14T10:00:00.000Z", mirrors: MIRRORS.slice(1) });
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(names, ["latency_test_results.json"]);
+    assert.deepEqual(readRankingSync(path)?.mirrors, MIRRORS.slice(1));
+  });
+});
+
+Deno.test("writeRanking() explains a failure and removes its temporary file", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "taken");
+    await Deno.mkdir(join(path, "not-empty"), { recursive: true });
+    await assert.rejects(
+      writeRanking(path, { timestamp: "2024-05-14T10:00:00.000Z", mirrors: MIRRORS }),
+      (e: unknown) => e instanceof Error && e.message.includes(path) && /writable/.test(e.message),
+    );
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(names, ["taken"]);
+  });
+});
+
+Deno.test("readRankingSync() returns undefined without a warning when the file is missing", async () => {
+  await withTempDir((dir) => {
+    const { warnings, log } = collectWarnings();
+    assert.equal(readRankingSync(join(dir, "missing.json"), { log }), undefined);
+    assert.deepEqual(warnings, []);
+  });
+});
+
+Deno.test("readRankingSync() treats a corrupt file as absent, with a warning", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "latency_test_results.json");
+    const cases = [
+      '{"version": 4, "timestamp": "2024-05-14T10:00:00Z", "mirrors": [',
+      JSON.stringify({ version: 4, timestamp: "yesterday", mirrors: [] }),
+      JSON.stringify({ version: 4, timestamp: "2024-05-14T10:00:00Z", mirrors: [{ url: "http://x/" }] }),
+      JSON.stringify({ version: 99, timestamp: "2024-05-14T10:00:00Z", mirrors: [] }),
+      "[]",
+    ];
+    for (const text of cases) {
+      await Deno.writeTextFile(path, text);
+      const { warnings, log } = collectWarnings();
+      assert.equal(readRankingSync(path, { log }), undefined, text);
+      assert.equal(warnings.length, 1, text);
+      assert.ok(warnings[0].includes(path), warnings[0]);
+    }
+  });
+});
+
+Deno.test("readRankingSync() warns when the file cannot be read", async () => {
+  await withTempDir((dir) => {
+    const { warnings, log } = collectWarnings();
+    assert.equal(readRankingSync(dir, { log }), undefined);
+    assert.equal(warnings.length, 1);
+  });
+});
+
+Deno.test("parseRanking() reads the ranking file of flexo (Rust, version 3)", () => {
+  const flexoFile = {
+    version: 3,
+    timestamp: "2024-05-14T10:00:00.123456789Z",
+    download_providers: [{
+      uri: "https://mirror.moson.org/arch",
+      name: "https://mirror.moson.org/arch",
+      mirror_results: {
+        total_time: { secs: 0, nanos: 95_000_000 },
+        namelookup_duration: { secs: 0, nanos: 15_000_000 },
+        connect_duration: { secs: 0, nanos: 40_000_000 },
+        pretransfer_time: { secs: 0, nanos: 60_000_000 },
+        starttransfer_time: { secs: 0, nanos: 90_000_000 },
+      },
+      country_code: "DE",
+    }],
+  };
+  const ranking = parseRanking(JSON.stringify(flexoFile));
+  assert.notEqual(typeof ranking, "string");
+  assert.deepEqual(ranking, {
+    version: RANKING_FILE_VERSION,
+    timestamp: "2024-05-14T10:00:00.123Z",
+    mirrors: [{ url: "https://mirror.moson.org/arch/", latencyMs: 80, countryCode: "DE", score: null }],
+  });
+});
+
+Deno.test("rankingAgeMs() is the time since the timestamp, infinite for a timestamp in the future", () => {
+  const ranking = { version: 4, timestamp: "2024-05-14T10:00:00.000Z", mirrors: [] };
+  const at = Date.parse("2024-05-14T10:00:00.000Z");
+  assert.equal(rankingAgeMs(ranking, at + 5000), 5000);
+  assert.equal(rankingAgeMs(ranking, at - 1), Infinity);
+});

@@ -1,0 +1,78 @@
+import { MirrorPool } from "../../src/mirrors/mirrors.ts";
+import { assertEquals } from "../helpers/assert.ts";
+import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { testApp } from "../helpers/test_app.ts";
+
+const A = "http://a.test/";
+const B = "http://b.test/";
+const C = "http://c.test/";
+const D = "http://d.test/";
+
+Deno.test("MirrorPool.setMirrors() normalises URLs, drops duplicates and reports primary changes", () => {
+  const changes: (string | undefined)[] = [];
+  const pool = new MirrorPool({ onPrimaryChange: (url) => changes.push(url) });
+  pool.setMirrors(["http://a.test", A, B], "test");
+  assertEquals(pool.plan("database"), [A, B]);
+  pool.setMirrors([A, C], "test");
+  pool.setMirrors([C, A], "test");
+  assertEquals(changes, [A, C]);
+  assertEquals(pool.primary(), C);
+});
+
+Deno.test("MirrorPool.plan() keeps the ranking for databases and spreads packages by transfers in flight", () => {
+  const pool = new MirrorPool({ spreadOver: 3 });
+  pool.setMirrors([A, B, C, D], "test");
+  const endA = pool.begin(A);
+  assertEquals(pool.plan("package"), [B, C, A, D]);
+  const endB = pool.begin(B);
+  assertEquals(pool.plan("package"), [C, A, B, D]);
+  assertEquals(pool.plan("database"), [A, B, C, D], "databases stay on the primary");
+  endA();
+  endA(); // ending twice counts once
+  endB();
+  assertEquals(pool.plan("package"), [A, B, C, D]);
+});
+
+Deno.test("MirrorPool.recordFailure() moves a mirror back until its penalty decays", () => {
+  let now = 0;
+  const pool = new MirrorPool({ now: () => now, failureHalfLifeMs: 1000 });
+  pool.setMirrors([A, B, C], "test");
+  pool.recordFailure(A, "boom");
+  assertEquals(pool.plan("database"), [B, C, A]);
+  pool.recordFailure(B, "boom");
+  pool.recordFailure(B, "boom again");
+  assertEquals(pool.plan("database"), [C, A, B], "the less penalised mirror comes first among the penalised");
+  now = 1500; // A: 1 * 0.35 < 0.5 → healthy again; B: 2 * 0.35 = 0.7 → still penalised
+  assertEquals(pool.plan("database"), [A, C, B]);
+  now = 10_000;
+  assertEquals(pool.plan("database"), [A, B, C]);
+  const snapshot = pool.snapshot();
+  assertEquals(snapshot[1].failures, 2);
+  assertEquals(snapshot[1].lastError?.message, "boom again");
+});
+
+Deno.test("MirrorPool.recordSuccess() measures throughput only on transfers long enough to say something", () => {
+  const pool = new MirrorPool();
+  pool.setMirrors([A], "test");
+  pool.recordSuccess(A, { bytes: 1000, durationMs: 10, ttfbMs: 20 });
+  assertEquals(pool.snapshot()[0].throughputBps, undefined);
+  pool.recordSuccess(A, { bytes: 1_000_000, durationMs: 1000, ttfbMs: 40 });
+  assertEquals(pool.snapshot()[0].throughputBps, 1_000_000);
+  assertEquals(Math.round(pool.snapshot()[0].ttfbMs!), 26);
+  pool.setMirrors([B, A], "re-ranked");
+  assertEquals(pool.snapshot()[1].successes, 2, "what was learnt survives a new ranking");
+});
+
+Deno.test("MirrorPool.plan() lands parallel package downloads on different mirrors", async () => {
+  const { fetch, requests } = fakeFetch((_url, req) =>
+    serveBytes(testBytes(300_000), req, { chunkSize: 20_000, chunkDelayMs: 10 })
+  );
+  const app = await testApp([A, B, C], { fetch });
+  try {
+    const names = ["one", "two", "three"].map((n) => `/core/os/x86_64/${n}-1-1-x86_64.pkg.tar.zst`);
+    await Promise.all(names.map(async (path) => await (await app.get(path)).arrayBuffer()));
+    assertEquals(new Set(requests.map((r) => new URL(r.url).host)).size, 3);
+  } finally {
+    await app.cleanup();
+  }
+});

@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { isDescPath, parseDesc, RepoDbError } from "../../src/repo/repo_db_desc.ts";
+
+const SHA = "AB".repeat(32);
+const DESC = `%FILENAME%\nvim-2:9.1.0-1-x86_64.pkg.tar.zst\n\n%NAME%\nvim\n\n%VERSION%\n2:9.1.0-1\n\n` +
+  `%DESC%\nVi Improved\n\n%CSIZE%\n70000\n\n%ISIZE%\n123456\n\n%SHA256SUM%\n${SHA}\n\n%ARCH%\nx86_64\n`;
+
+Deno.test("parseDesc() reads name, version, file name, size and a lower-case SHA-256", () => {
+  assert.deepEqual(parseDesc(DESC), {
+    name: "vim",
+    version: "2:9.1.0-1",
+    fileName: "vim-2:9.1.0-1-x86_64.pkg.tar.zst",
+    compressedSize: 70000,
+    sha256: "ab".repeat(32),
+  });
+});
+
+Deno.test("parseDesc() leaves out an entry that lacks a needed field", () => {
+  for (const field of ["FILENAME", "NAME", "VERSION", "CSIZE", "SHA256SUM"]) {
+    const without = DESC.replace(new RegExp(`%${field}%\\n[^\\n]*\\n`), "");
+    assert.notEqual(without, DESC, field);
+    assert.equal(parseDesc(without), undefined, `without %${field}%`);
+  }
+});
+
+Deno.test("parseDesc() throws a RepoDbError for a malformed size or SHA-256", () => {
+  for (const [from, to] of [["70000", "-5"], ["70000", "7e4"], [SHA, "xyz"], [SHA, SHA + "0"]]) {
+    assert.throws(
+      () => parseDesc(DESC.replace(from, to)),
+      (error: unknown) =>
+        error instanceof RepoDbError &&
+        /entry for vim-2:9.1.0-1-x86_64.pkg.tar.zst has a malformed size or SHA-256/.test(error.message),
+      `${from} -> ${to}`,
+    );
+  }
+});
+
+Deno.test("isDescPath() accepts <name>-<version>/desc only", () => {
+  for (const path of ["vim-9.1-1/desc", "./vim-9.1-1/desc", "vim-9.1-1//desc"]) {
+    assert.equal(isDescPath(path), true, path);
+  }
+  for (const path of ["desc", "vim-9.1-1/files", "a/vim-9.1-1/desc", "vim-9.1-1/desc/x", "vim-9.1-1/"]) {
+    assert.equal(isDescPath(path), false, path);
+  }
+});

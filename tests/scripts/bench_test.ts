@@ -1,0 +1,169 @@
+import assert from "node:assert/strict";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { median, NGINX_BINARY, nginxConfig, run, serveTaskArgs } from "../../scripts/bench_tools.ts";
+import { PERMISSIONS, V8_FLAGS_ARG } from "../../scripts/compile.ts";
+
+const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const HAVE_NGINX = (await run(NGINX_BINARY, ["-v"])).success;
+const WRK = await run("wrk", ["--version"]);
+const HAVE_WRK = WRK.spawned && WRK.output.startsWith("wrk ");
+const MISSING = [HAVE_NGINX ? "" : NGINX_BINARY, HAVE_WRK ? "" : "wrk"].filter((s) => s !== "").join(" and ");
+const SKIP_NOTE = MISSING ? ` (skipped: ${MISSING} missing; apt-get install -y nginx-light wrk)` : "";
+
+const FIGURES = [
+  "warm_large_throughput",
+  "warm_small_rate",
+  "cold_miss_first_byte_overhead",
+  "shared_cold_upstream_requests",
+  "shared_cold_first_byte",
+  "shared_cold_done_after_first",
+  "memory_peak_rss",
+  "startup",
+];
+
+/** Pids of running processes that the benchmark starts: its origin, nginx with its prefix, flexo with its config. */
+async function benchProcesses(): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = (await Deno.readTextFile(`/proc/${entry.name}/cmdline`)).replaceAll("\0", " ");
+      if (/bench_origin\.ts|flexo-bench-/.test(cmdline)) pids.push(Number(entry.name));
+    } catch {
+      // it ended while we looked
+    }
+  }
+  return pids.sort((a, b) => a - b);
+}
+
+Deno.test("serveTaskArgs() runs flexo as deno task serve does: its permissions and V8 settings", async () => {
+  const args = serveTaskArgs(await Deno.readTextFile(join(REPO_ROOT, "deno.json")), {
+    mainPath: "/x/main.ts",
+    extra: ["--config", "/x/flexo.toml"],
+  });
+  assert.equal(args[0], "run");
+  assert.deepEqual(args.slice(-3), ["/x/main.ts", "--config", "/x/flexo.toml"]);
+  assert.deepEqual(args.filter((a) => a.startsWith("--allow-")).sort(), [...PERMISSIONS].sort());
+  assert.deepEqual(args.filter((a) => a.startsWith("--v8-flags")), [V8_FLAGS_ARG]);
+});
+
+Deno.test("serveTaskArgs() refuses a serve task it cannot run as is", () => {
+  const task = (serve: unknown) => JSON.stringify({ tasks: { serve } });
+  const options = { mainPath: "/x/main.ts", extra: [] };
+  assert.deepEqual(serveTaskArgs(task("deno run --allow-net main.ts"), options), [
+    "run",
+    "--allow-net",
+    "/x/main.ts",
+  ]);
+  for (
+    const bad of ["deno run main.ts && echo", "FOO=1 deno run main.ts", "deno run -A other.ts", 7, undefined]
+  ) {
+    assert.throws(() => serveTaskArgs(task(bad), options), /serve task/, String(bad));
+  }
+});
+
+Deno.test("median() takes the middle value, or the mean of the middle two", () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.ok(Number.isNaN(median([])));
+});
+
+Deno.test({
+  name: "nginxConfig() is a caching proxy with one worker that nginx -t accepts" +
+    (HAVE_NGINX ? "" : ` (skipped: ${NGINX_BINARY} missing; apt-get install -y nginx-light)`),
+  ignore: !HAVE_NGINX,
+  async fn() {
+    const prefix = await Deno.makeTempDir({ prefix: "flexo-bench-test-" });
+    try {
+      const config = nginxConfig(prefix, { port: 1, originPort: 2 });
+      for (const line of ["worker_processes 1;", "daemon off;", "sendfile on;", "proxy_cache_lock on;"]) {
+        assert.ok(config.includes(line), `missing "${line}"`);
+      }
+      assert.ok(config.includes("proxy_pass http://127.0.0.1:2;"));
+      await Deno.writeTextFile(join(prefix, "nginx.conf"), config);
+      const test = await run(NGINX_BINARY, [
+        "-t",
+        "-p",
+        prefix,
+        "-c",
+        join(prefix, "nginx.conf"),
+        "-e",
+        join(prefix, "error.log"),
+      ]);
+      assert.ok(test.success, test.output);
+    } finally {
+      await Deno.remove(prefix, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: `bench.ts --quick measures every figure for nginx and flexo and writes well-formed JSON${SKIP_NOTE}`,
+  ignore: !HAVE_NGINX || !HAVE_WRK,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "flexo-bench-test-" });
+    try {
+      const out = join(dir, "result.json");
+      const before = await benchProcesses();
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-all",
+          join(REPO_ROOT, "scripts", "bench.ts"),
+          "--quick",
+          "--no-install",
+          "--out",
+          out,
+        ],
+        cwd: REPO_ROOT,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(120_000),
+      });
+      const result = await child.output();
+      const stdout = new TextDecoder().decode(result.stdout);
+      const stderr = new TextDecoder().decode(result.stderr);
+      assert.equal(result.code, 0, `bench.ts failed:\n${stdout}\n${stderr}`);
+      assert.match(stdout, /^figure\s+unit\s+nginx\s+flexo\s+ratio\s+goal\s+result/m);
+
+      const json = JSON.parse(await Deno.readTextFile(out));
+      assert.equal(json.schema, "flexo-bench/1");
+      assert.equal(json.settings.quick, true);
+      assert.deepEqual(json.figures.map((f: { id: string }) => f.id), FIGURES);
+      for (const figure of json.figures) {
+        assert.equal(typeof figure.label, "string");
+        assert.equal(typeof figure.goal, "string");
+        assert.equal(typeof figure.pass, "boolean");
+        assert.ok(Number.isFinite(figure.flexo), `${figure.id}: flexo is ${figure.flexo}`);
+        assert.ok(
+          figure.nginx === null || Number.isFinite(figure.nginx),
+          `${figure.id}: nginx is ${figure.nginx}`,
+        );
+        assert.ok(
+          figure.ratio === null || Number.isFinite(figure.ratio),
+          `${figure.id}: ratio is ${figure.ratio}`,
+        );
+      }
+      assert.equal(json.passed, json.figures.filter((f: { pass: boolean }) => f.pass).length);
+      const byId = Object.fromEntries(json.figures.map((f: { id: string }) => [f.id, f]));
+      assert.ok(byId.warm_large_throughput.flexo > 0 && byId.warm_large_throughput.nginx > 0);
+      assert.ok(byId.warm_small_rate.flexo > 0 && byId.warm_small_rate.nginx > 0);
+      assert.ok(byId.memory_peak_rss.flexo > 0 && byId.memory_peak_rss.nginx > 0);
+      assert.ok(byId.startup.flexo > 0);
+      // Every shared download reached the origin at least once, and each of the 5 clients got the whole file.
+      for (const proxy of ["nginx", "flexo"]) {
+        for (const shared of json.details.shared[proxy]) {
+          assert.ok(shared.upstreamRequests >= 1);
+          assert.equal(shared.clients.length, 5);
+          assert.ok(shared.clients.every((c: { bytes: number }) => c.bytes === 4 * 1024 * 1024));
+        }
+      }
+      // Every process the benchmark started is gone.
+      assert.deepEqual(await benchProcesses(), before);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

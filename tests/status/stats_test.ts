@@ -1,0 +1,34 @@
+import { Stats } from "../../src/status/stats.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { testApp } from "../helpers/test_app.ts";
+
+const PKG = "/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst";
+
+Deno.test("Stats counts bytes from upstream as they reach the client and bytes from the cache per response", async () => {
+  const data = testBytes(1_000_000, 31);
+  const { fetch } = fakeFetch((_url, req) => serveBytes(data, req, { chunkSize: 50_000, chunkDelayMs: 5 }));
+  const app = await testApp(["http://a.test/"], { fetch });
+  try {
+    const reader = (await app.get(PKG)).body!.getReader();
+    let received = 0;
+    while (received < 300_000) received += (await reader.read()).value!.byteLength;
+    assert(app.stats.bytesFromUpstream >= received, "what the client has is counted");
+    assert(app.stats.bytesFromUpstream < data.length, "what it has not received yet is not");
+    while (!(await reader.read()).done);
+    assertEquals(app.stats.bytesFromUpstream, data.length);
+    await app.downloads.idle();
+    await (await app.get(PKG)).arrayBuffer();
+    assertEquals(app.stats.bytesFromCache, data.length);
+    assertEquals(app.stats.hitRatio(), 0.5);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Stats.recordError() keeps only the newest errors", () => {
+  const stats = new Stats({ maxErrors: 2 });
+  for (let i = 0; i < 5; i++) stats.recordError(i, `error ${i}`);
+  assertEquals(stats.recentErrors.map((e) => e.message), ["error 3", "error 4"]);
+  assertEquals(stats.hitRatio(), 0);
+});

@@ -1,0 +1,166 @@
+/**
+ * The status page in a real headless browser (Debian's chromium driven by playwright-core), served by a real
+ * server while a slow download runs. Skips with a message when chromium or playwright-core is not available.
+ */
+
+import { join } from "node:path";
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { testConfig } from "../helpers/test_app.ts";
+import { createApp } from "../../src/app/app.ts";
+import { CacheUsage } from "../../src/cache/cache_usage.ts";
+import { startServer } from "../../src/server/server.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+type Playwright = typeof import("playwright-core");
+
+async function loadPlaywright(): Promise<Playwright | string> {
+  try {
+    await Deno.stat(CHROMIUM);
+  } catch {
+    return `${CHROMIUM} is missing (apt-get install -y chromium)`;
+  }
+  try {
+    return await import("playwright-core");
+  } catch (error) {
+    return `playwright-core cannot be loaded: ${(error as Error).message}`;
+  }
+}
+
+const playwright = await loadPlaywright();
+const skipReason = typeof playwright === "string" ? playwright : undefined;
+if (skipReason) console.log(`skipped: status page browser test: ${skipReason}`);
+
+const A = "http://mirror-a.test/";
+const B = "http://mirror-b.test/";
+const PKG = "/extra/os/x86_64/linux-firmware-20250101-1-any.pkg.tar.zst";
+const SIZE = 3 * 1024 * 1024;
+
+Deno.test({
+  name: "status page shows a download in progress, the mirrors and numbers that update by themselves",
+  ignore: skipReason !== undefined,
+  // playwright keeps a pipe to the browser and timers of its own until the browser is closed.
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const { chromium } = playwright as Playwright;
+    const dir = await Deno.makeTempDir({ prefix: "flexo-page-" });
+    const shots = await Deno.makeTempDir({ prefix: "flexo-screenshots-" });
+    const data = testBytes(SIZE, 3);
+    // Mirror A refuses everything; B trickles the package: 96 chunks of 32 KiB, 60 ms apart (about 6 s).
+    const { fetch } = fakeFetch((url, req) => {
+      if (url.startsWith(A) || url.includes("broken")) return "refuse";
+      return serveBytes(data, req, { chunkSize: 32 * 1024, chunkDelayMs: 60 });
+    });
+    await Deno.writeFile(join(dir, "old-1-1-any.pkg.tar.zst"), new Uint8Array(123_456));
+    const usage = new CacheUsage(dir);
+    await usage.start();
+    const app = createApp(testConfig(dir, [A, B]), {
+      fetch,
+      cacheUsage: () => usage.snapshot(),
+      onDownloadComplete: (d) => d.file && usage.added(d.file.size, { path: d.file.path }),
+      limits: { connectTimeoutMs: 2000, lowSpeedLimit: 1, lowSpeedTimeMs: 2000, lastResortStallMs: 4000 },
+    });
+    const server = startServer(app, { hostnames: ["127.0.0.1"], port: 0 });
+    const origin = `http://127.0.0.1:${server.addresses[0].port}`;
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    try {
+      // Something to show in the error list and the request counts.
+      const broken = await fetch_(`${origin}/extra/os/x86_64/broken-1-1-any.pkg.tar.zst`);
+      assertEquals(broken.status, 502);
+      await broken.body?.cancel();
+
+      const client = fetch_(`${origin}${PKG}`).then((r) => r.arrayBuffer());
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      const outside: string[] = [];
+      const problems: string[] = [];
+      page.on("request", (r) => {
+        if (!r.url().startsWith(origin)) outside.push(r.url());
+      });
+      page.on("console", (m) => {
+        if (m.type() === "error") problems.push(m.text());
+      });
+      page.on("pageerror", (e) => problems.push(e.message));
+      await page.goto(`${origin}/?refresh=500`);
+
+      const row = page.locator("#downloads tr[data-path]");
+      await row.first().waitFor({ timeout: 5000 });
+      assertEquals(await row.count(), 1);
+      assertEquals(await row.locator("td.path").textContent(), PKG.slice(1));
+      const bar = row.locator('[role="progressbar"]');
+      assertEquals(await bar.getAttribute("aria-valuemax"), String(SIZE));
+      const first = Number(await bar.getAttribute("aria-valuenow"));
+      assert(first >= 0 && first < SIZE, `progress ${first} of ${SIZE}`);
+
+      // The page refreshes itself: after two more refreshes the progress has moved, with a speed and a mirror.
+      const refreshes = Number(await page.locator("body").getAttribute("data-refreshes"));
+      await until(async () =>
+        Number(await page.locator("body").getAttribute("data-refreshes")) >= refreshes + 2
+      );
+      const second = Number(await bar.getAttribute("aria-valuenow"));
+      assert(second > first, `progress should grow without a reload: ${first} then ${second}`);
+      assert(second < SIZE, "the download should still be running for the screenshot");
+      assert(/\d.*\/s$/.test((await row.locator("td").nth(2).textContent())!), "a speed is shown");
+      assertEquals(await row.locator("td.url").textContent(), B);
+      const width = (await bar.locator("span").getAttribute("style"))?.match(/width: ([\d.]+)%/)?.[1];
+      assert(width !== undefined && Number(width) > 0, `bar width ${width}`);
+      assertEquals(await page.locator("#mirrors tbody tr").count(), 2);
+      assert((await page.locator("#errors li").first().textContent())!.includes("broken-1-1"));
+      assertEquals(await page.locator("#cache-size").textContent(), "121 KiB");
+      assertEquals(await page.locator("#cache-files").textContent(), "1 file");
+      const shot = join(shots, "status-during-download.png");
+      await page.screenshot({ path: shot, fullPage: true });
+      assert((await Deno.stat(shot)).size > 10_000, "the screenshot should not be empty");
+      const keep = Deno.env.get("FLEXO_KEEP_SCREENSHOTS") !== undefined;
+      console.log(keep ? `screenshot: ${shot}` : "screenshots taken (FLEXO_KEEP_SCREENSHOTS=1 keeps them)");
+
+      assertEquals((await client).byteLength, SIZE);
+      await page.locator("#downloads td.empty").waitFor({ timeout: 5000 });
+      // The committed file is added to the cache size; mirror A's refusal is on record now.
+      await until(async () => (await page.locator("#cache-files").textContent()) === "2 files");
+      assertEquals(await page.locator("#cache-size").textContent(), "3.1 MiB");
+      await page.screenshot({ path: join(shots, "status-after-download.png"), fullPage: true });
+      const [mirrorA, mirrorB] = [0, 1].map((i) => page.locator("#mirrors tbody tr").nth(i));
+      assertEquals(await mirrorB.locator("td").nth(6).textContent(), "1", "one transfer from B");
+      assertEquals(await mirrorA.locator("td").nth(7).textContent(), "1", "one failure of A");
+      assertEquals(await mirrorA.locator(".tag").textContent(), "penalised");
+      assert((await mirrorA.locator(".error-text").textContent())!.includes("connection refused"));
+      assertEquals(outside, [], "the page must load nothing from elsewhere");
+      assertEquals(problems, [], "no script errors or policy violations");
+    } finally {
+      await browser.close();
+      await server.shutdown({ graceMs: 1000 });
+      await app.downloads.idle();
+      await Deno.remove(dir, { recursive: true });
+      if (Deno.env.get("FLEXO_KEEP_SCREENSHOTS") === undefined) await Deno.remove(shots, { recursive: true });
+    }
+  },
+});
+
+/**
+ * Waits until `condition` holds, asking every 50 ms for at most `timeoutMs`. (Playwright's waitForFunction
+ * evaluates in the page, which the page's Content-Security-Policy rightly forbids.)
+ */
+async function until(condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${condition}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The real fetch (the app's upstream fetch is the fake one). */
+function fetch_(url: string): Promise<Response> {
+  return globalThis.fetch(url);
+}

@@ -1,0 +1,307 @@
+import nodeAssert from "node:assert/strict";
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { testApp } from "../helpers/test_app.ts";
+import { MirrorPool } from "../../src/mirrors/mirrors.ts";
+import { resultLabel } from "../../src/status/metrics.ts";
+import { SpeedMeter, type StatusReport } from "../../src/status/status_routes.ts";
+
+const A = "http://mirror-a.test/";
+const PKG = "/extra/os/x86_64/big-1:2.0-1-x86_64.pkg.tar.zst";
+const SIZE = 2 * 1024 * 1024;
+
+/** One sample line of the text format. */
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/**
+ * A strict reader of the Prometheus text format 0.0.4: every line must be `# HELP name text`,
+ * `# TYPE name type`, an empty line, or `name{label="value",...} number`; label values must use only the
+ * escapes \\ \" \n; every sample needs a TYPE line before it.
+ */
+function parseMetrics(
+  text: string,
+): { samples: Sample[]; types: Map<string, string>; help: Map<string, string> } {
+  assert(text.endsWith("\n"), "the exposition must end with a line feed");
+  const samples: Sample[] = [];
+  const types = new Map<string, string>();
+  const help = new Map<string, string>();
+  const name = "[a-zA-Z_:][a-zA-Z0-9_:]*";
+  const lines = text.slice(0, -1).split("\n");
+  for (const [i, line] of lines.entries()) {
+    const where = `line ${i + 1}: ${JSON.stringify(line)}`;
+    if (line === "") continue;
+    let m = line.match(new RegExp(`^# HELP (${name}) (.*)$`));
+    if (m) {
+      assert(!help.has(m[1]), `${where}: second HELP for ${m[1]}`);
+      help.set(m[1], m[2]);
+      continue;
+    }
+    m = line.match(new RegExp(`^# TYPE (${name}) (counter|gauge|histogram|summary|untyped)$`));
+    if (m) {
+      assert(!types.has(m[1]), `${where}: second TYPE for ${m[1]}`);
+      types.set(m[1], m[2]);
+      continue;
+    }
+    m = line.match(new RegExp(`^(${name})(?:\\{(.*)\\})? (\\S+)$`));
+    assert(m, `${where}: neither HELP, TYPE nor a sample`);
+    assert(types.has(m[1]), `${where}: sample before its TYPE line`);
+    const labels: Record<string, string> = {};
+    let rest = m[2] ?? "";
+    while (rest !== "") {
+      const label = rest.match(/^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)/);
+      assert(label, `${where}: bad label set at ${JSON.stringify(rest)}`);
+      labels[label[1]] = label[2].replace(/\\(.)/g, (_, ch) => (ch === "n" ? "\n" : ch));
+      rest = rest.slice(label[0].length);
+    }
+    const value = Number(m[3]);
+    assert(!Number.isNaN(value) || m[3] === "NaN", `${where}: value is not a number`);
+    samples.push({ name: m[1], labels, value });
+  }
+  return { samples, types, help };
+}
+
+function sampleValue(
+  samples: Sample[],
+  name: string,
+  labels: Record<string, string> = {},
+): number | undefined {
+  return samples.find((s) =>
+    s.name === name && Object.entries(labels).every(([key, value]) => s.labels[key] === value)
+  )?.value;
+}
+
+async function status(app: { get(path: string): Promise<Response> }): Promise<StatusReport> {
+  const response = await app.get("/status");
+  assertEquals(response.status, 200);
+  assertEquals(response.headers.get("cache-control"), "no-store");
+  return await response.json();
+}
+
+async function metrics(app: { get(path: string): Promise<Response> }) {
+  const response = await app.get("/metrics");
+  assertEquals(response.status, 200);
+  assertEquals(response.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  return parseMetrics(await response.text());
+}
+
+Deno.test("statusRoutes() report a download in progress and count its bytes afterwards", async () => {
+  const data = testBytes(SIZE, 7);
+  // 32 chunks of 64 KiB, 40 ms apart: about 1.3 s, long enough to look at it mid-way.
+  const { fetch } = fakeFetch((_url, req) => serveBytes(data, req, { chunkDelayMs: 40 }));
+  const usage = { bytes: 1234, files: 5, complete: true };
+  const app = await testApp([A], { fetch, cacheUsage: () => usage });
+  try {
+    const client = app.get(PKG).then((r) => r.arrayBuffer());
+
+    let report = await status(app);
+    for (let i = 0; i < 100 && !(report.downloads[0]?.written > 0); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      report = await status(app);
+    }
+    const early = report.downloads[0];
+    assertEquals(early.path, PKG.slice(1));
+    assertEquals(early.mirror, A);
+    assertEquals(early.total, SIZE);
+    assertEquals(early.state, "streaming");
+    assert(
+      early.written > 0 && early.written < SIZE,
+      `written ${early.written} should be between 0 and total`,
+    );
+
+    const midway = await metrics(app);
+    assertEquals(sampleValue(midway.samples, "flexo_downloads_in_flight"), 1);
+    assertEquals(sampleValue(midway.samples, "flexo_cache_size_bytes"), 1234);
+    assertEquals(sampleValue(midway.samples, "flexo_cache_files"), 5);
+
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const later = (await status(app)).downloads[0];
+    assert(later, "the download should still be running after 0.6 s");
+    assert(later.written > early.written, `written should grow: ${early.written} then ${later.written}`);
+    assert(later.bytesPerSecond !== null && later.bytesPerSecond > 0, `speed: ${later.bytesPerSecond}`);
+    assert(later.bytesPerSecond < 100 * SIZE, `speed ${later.bytesPerSecond} is not plausible`);
+
+    assertEquals((await client).byteLength, SIZE);
+    await app.downloads.idle();
+    const hit = await app.get(PKG);
+    assertEquals((await hit.arrayBuffer()).byteLength, SIZE);
+
+    const after = await status(app);
+    assertEquals(after.downloads, []);
+    assertEquals(after.requests.byResult["CACHE MISS"], 1);
+    assertEquals(after.requests.byResult["CACHE HIT"], 1);
+    assertEquals(after.requests.total, 2);
+    assertEquals(after.requests.hitRatio, 0.5);
+    assertEquals(after.served, { fromCacheBytes: SIZE, fromUpstreamBytes: SIZE });
+    assertEquals(after.mirrors.ranking[0].url, A);
+    assertEquals(after.mirrors.ranking[0].successes, 1);
+    assertEquals(after.mirrors.ranking[0].bytes, SIZE);
+    assertEquals(after.cache, { directory: app.store.root, bytes: 1234, files: 5, complete: true });
+
+    const done = await metrics(app);
+    assertEquals(sampleValue(done.samples, "flexo_downloads_in_flight"), 0);
+    assertEquals(sampleValue(done.samples, "flexo_requests_total", { result: "cache_miss" }), 1);
+    assertEquals(sampleValue(done.samples, "flexo_requests_total", { result: "cache_hit" }), 1);
+    assertEquals(sampleValue(done.samples, "flexo_served_bytes_total", { origin: "cache" }), SIZE);
+    assertEquals(sampleValue(done.samples, "flexo_served_bytes_total", { origin: "upstream" }), SIZE);
+    assertEquals(sampleValue(done.samples, "flexo_cache_hit_ratio"), 0.5);
+    const mirror = { pool: "official", mirror: A };
+    assertEquals(sampleValue(done.samples, "flexo_upstream_received_bytes_total", mirror), SIZE);
+    assertEquals(sampleValue(done.samples, "flexo_upstream_transfers_total", mirror), 1);
+    assertEquals(sampleValue(done.samples, "flexo_upstream_errors_total", mirror), 0);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("GET /metrics is valid text format with HELP and TYPE for every metric and escaped labels", async () => {
+  const pool = new MirrorPool();
+  const odd = 'http://odd.test/a"b\\c\nd/';
+  pool.setMirrors([odd], "predefined");
+  pool.recordFailure(odd, "connection refused");
+  const { fetch } = fakeFetch(() => ({ status: 404 }));
+  const app = await testApp([odd], {
+    fetch,
+    pool,
+    config: { custom_repo: [{ name: "arm", url: "http://arm.test/" }] },
+  });
+  try {
+    await (await app.get("/core/os/x86_64/nothing-1-1-x86_64.pkg.tar.zst")).body?.cancel();
+    const { samples, types, help } = await metrics(app);
+    for (const [name, type] of types) {
+      assert(help.get(name)!.length > 10, `${name} needs a helpful HELP line`);
+      assert(name.startsWith("flexo_"), `${name} should be in the flexo_ namespace`);
+      if (type === "counter") assert(name.endsWith("_total"), `counter ${name} should end in _total`);
+    }
+    for (
+      const name of [
+        "flexo_requests_total",
+        "flexo_served_bytes_total",
+        "flexo_upstream_received_bytes_total",
+        "flexo_upstream_errors_total",
+        "flexo_downloads_in_flight",
+        "flexo_retention_removed_files_total",
+        "flexo_retention_freed_bytes_total",
+        "flexo_integrity_rejections_total",
+        "flexo_uptime_seconds",
+        "flexo_build_info",
+      ]
+    ) {
+      assert(types.has(name), `${name} is missing`);
+    }
+    // Without a cache usage source there is nothing to say about the cache size.
+    assert(!types.has("flexo_cache_size_bytes"));
+    assertEquals(sampleValue(samples, "flexo_upstream_errors_total", { pool: "official", mirror: odd }), 1);
+    assertEquals(
+      sampleValue(samples, "flexo_upstream_errors_total", {
+        pool: "custom_repo/arm",
+        mirror: "http://arm.test/",
+      }),
+      0,
+    );
+    assertEquals(sampleValue(samples, "flexo_requests_total", { result: "not_found" }), 1);
+    const build = samples.find((s) => s.name === "flexo_build_info")!;
+    assertEquals(build.value, 1);
+    assert(/^\d+\.\d+\.\d+/.test(build.labels.version), `version label ${build.labels.version}`);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("resultLabel() turns the proxy's result words into label values", () => {
+  assertEquals(resultLabel("CACHE HIT"), "cache_hit");
+  assertEquals(resultLabel("NOT FOUND"), "not_found");
+  assertEquals(resultLabel("JOINED DOWNLOAD"), "joined_download");
+});
+
+Deno.test("GET / serves the self-contained page with a strict policy and the report embedded safely", async () => {
+  const app = await testApp([A], { fetch: fakeFetch(() => "refuse").fetch });
+  try {
+    app.stats.recordError(Date.now(), "GET /</script><script>alert(1)</script>: refused");
+    const response = await app.get("/");
+    assertEquals(response.status, 200);
+    assertEquals(response.headers.get("content-type"), "text/html; charset=UTF-8");
+    const policy = response.headers.get("content-security-policy")!;
+    assert(policy.includes("default-src 'none'"), policy);
+    const nonce = policy.match(/'nonce-([0-9a-f]+)'/)![1];
+    const html = await response.text();
+    assert(!html.includes("<script>alert"), "an error message must not be able to open a script element");
+    assert(html.includes("\\u003c/script>\\u003cscript>alert(1)"), "the message is kept, escaped");
+    // No external assets: every script and style is inline and carries the nonce; nothing is loaded from a URL.
+    assert(!/\b(src|href)=["']?(https?:)?\/\//i.test(html), "the page must not load anything from elsewhere");
+    for (const tag of html.matchAll(/<(script|style)\b[^>]*>/g)) {
+      assert(tag[0].includes(`nonce="${nonce}"`) || tag[0].includes('type="application/json"'), tag[0]);
+    }
+    const initial = html.match(/<script id="initial-status" type="application\/json">(.*?)<\/script>/s)![1];
+    const report: StatusReport = JSON.parse(initial);
+    assertEquals(report.recentErrors[0].message, "GET /</script><script>alert(1)</script>: refused");
+
+    const head = await app.get("/", { method: "HEAD" });
+    assertEquals(head.status, 200);
+    assertEquals(await head.text(), "");
+    // A second page gets another nonce.
+    const again = await app.get("/");
+    await again.body?.cancel();
+    assert(!again.headers.get("content-security-policy")!.includes(nonce));
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("GET /status lists recent errors newest first and the custom repositories' mirrors", async () => {
+  const app = await testApp([A], {
+    fetch: fakeFetch(() => "refuse").fetch,
+    config: { custom_repo: [{ name: "arm", url: "http://arm.test/" }] },
+  });
+  try {
+    const failed = await app.get(PKG);
+    assertEquals(failed.status, 502);
+    await failed.body?.cancel();
+    app.stats.recordError(Date.now(), "second");
+    const report = await status(app);
+    assertEquals(report.recentErrors.length, 2);
+    assertEquals(report.recentErrors[0].message, "second");
+    assert(report.recentErrors[1].message.includes("big-1:2.0-1"), report.recentErrors[1].message);
+    assertEquals(report.customRepos.map((r) => [r.name, r.ranking.map((m) => m.url)]), [
+      ["arm", ["http://arm.test/"]],
+    ]);
+    assertEquals(report.mirrors.ranking[0].failures, 0, "a failure of every mirror blames none of them");
+    assertEquals(report.cache.bytes, null, "without a cache usage source the size is unknown");
+    assertEquals(report.requests.byResult["UPSTREAM ERROR"], 1);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("SpeedMeter.sample() measures bytes per second over the last few seconds", () => {
+  const meter = new SpeedMeter({ windowMs: 5_000 });
+  const download = {};
+  assertEquals(meter.sample(download, 0, 1_000), null, "one look cannot tell a speed");
+  assertEquals(meter.sample(download, 100, 1_300), null, "too short to measure");
+  assertEquals(meter.sample(download, 1_000, 2_000), 1_000);
+  assertEquals(meter.sample(download, 5_000, 6_000), 1_000);
+  // The window moves: older samples are dropped, so a stall shows as a falling speed.
+  assertEquals(meter.sample(download, 5_000, 12_000), 0);
+  assertEquals(meter.sample({}, 5_000, 12_000), null, "each download is measured on its own");
+});
+
+Deno.test("the test's metrics reader refuses malformed lines (so the format test can fail)", () => {
+  assertEquals(parseMetrics('# TYPE a_total counter\na_total{x="1"} 2\n').samples, [
+    { name: "a_total", labels: { x: "1" }, value: 2 },
+  ]);
+  for (
+    const bad of [
+      "a_total 1\n", // no TYPE
+      "# TYPE a gauge\na 1", // no final line feed
+      '# TYPE a gauge\na{x="unterminated} 1\n',
+      '# TYPE a gauge\na{x="bad \\t escape"} 1\n',
+      "# TYPE a gauge\na one\n",
+      "# COMMENT a b\n", // valid for Prometheus, but flexo writes no other comments
+    ]
+  ) {
+    nodeAssert.throws(() => parseMetrics(bad), Error, JSON.stringify(bad));
+  }
+});
