@@ -14,6 +14,7 @@ const SKIP_NOTE = MISSING ? ` (skipped: ${MISSING} missing; apt-get install -y n
 const FIGURES = [
   "warm_large_throughput",
   "warm_small_rate",
+  "warm_small_rate_logged",
   "cold_miss_first_byte_overhead",
   "shared_cold_upstream_requests",
   "shared_cold_first_byte",
@@ -99,8 +100,28 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "nginxConfig() with accessLog writes nginx's default access log below its prefix, and nginx -t accepts it" +
+    (HAVE_NGINX ? "" : ` (skipped: ${NGINX_BINARY} missing; apt-get install -y nginx-light)`),
+  ignore: !HAVE_NGINX,
+  async fn() {
+    const prefix = await Deno.makeTempDir({ prefix: "flexo-bench-test-" });
+    try {
+      assert.ok(nginxConfig(prefix, { port: 1, originPort: 2 }).includes("access_log off;"));
+      const config = nginxConfig(prefix, { port: 1, originPort: 2, accessLog: true });
+      assert.ok(config.includes(`access_log ${join(prefix, "access.log")} combined;`));
+      await Deno.writeTextFile(join(prefix, "nginx.conf"), config);
+      const test = await run(NGINX_BINARY, ["-t", "-p", prefix, "-c", join(prefix, "nginx.conf")]);
+      assert.ok(test.success, test.output);
+    } finally {
+      await Deno.remove(prefix, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: `bench.ts --quick measures every figure for nginx and flexo and writes well-formed JSON${SKIP_NOTE}`,
-  ignore: !HAVE_NGINX || !HAVE_WRK,
+  ignore: MISSING !== "",
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "flexo-bench-test-" });
     try {
@@ -159,6 +180,16 @@ Deno.test({
           assert.equal(shared.clients.length, 5);
           assert.ok(shared.clients.every((c: { bytes: number }) => c.bytes === 4 * 1024 * 1024));
         }
+      }
+      assert.ok(byId.warm_small_rate_logged.flexo > 0 && byId.warm_small_rate_logged.nginx > 0);
+      // Both logs were on: each proxy wrote at least a line per request.
+      const loggedRuns = json.details.smallLogged.runs;
+      for (const proxy of ["nginx", "flexo"]) {
+        const requests = loggedRuns[proxy].reduce(
+          (sum: number, r: { requests: number }) => sum + r.requests,
+          0,
+        );
+        assert.ok(json.details.smallLogged.logBytes[proxy] >= requests * 40, `${proxy}'s log is too small`);
       }
       // Every process the benchmark started is gone.
       assert.deepEqual(await benchProcesses(), before);
