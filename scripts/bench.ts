@@ -1,8 +1,8 @@
 /**
  * `deno task bench`: flexo side by side with nginx as a pacman caching proxy, both in front of the same local
- * origin, on 127.0.0.1. Prints a table of the figures of issue 6 (nginx, flexo, ratio, goal, pass/fail) and
- * the small-file rate with the proxies' logs on, and writes them as JSON (default `bench/latest.json`). See
- * BENCHMARKS.md for the method.
+ * origin, on 127.0.0.1. Prints a table of the figures of issue 6 (nginx, flexo, ratio, goal, pass/fail), the
+ * same with the proxies' logs on, and the real pacman client's downloads (`scripts/bench_pacman.ts`), and writes
+ * them as JSON (default `bench/latest.json`). See BENCHMARKS.md for the method.
  *
  * ```
  * deno run --allow-all scripts/bench.ts [--quick] [--only GROUP,...] [--runs N] [--seconds S] [--out FILE]
@@ -46,6 +46,7 @@ import {
   startOrigin,
   writeFlexoConfig,
 } from "./bench_proxies.ts";
+import { checkPacmanTools, measurePacman } from "./bench_pacman.ts";
 
 const MiB = 1024 * 1024;
 const REPO_DIR = "core/os/x86_64";
@@ -65,6 +66,10 @@ interface Settings {
   startupRuns: number;
   latencyMs: number;
   rate: number;
+  /** Packages `pacman -Syw` downloads in the pacman rows. */
+  pacmanPackages: number;
+  /** Cold runs (each followed by a warm one) per source and `ParallelDownloads` in the pacman rows. */
+  pacmanRuns: number;
   install: boolean;
   out: string;
   /** Which groups of figures to measure. */
@@ -72,7 +77,7 @@ interface Settings {
 }
 
 /** The groups of figures, in the order they are measured. */
-const GROUPS = ["large", "small", "memory", "cold", "shared", "startup"] as const;
+const GROUPS = ["large", "small", "memory", "cold", "shared", "startup", "pacman"] as const;
 type Group = typeof GROUPS[number];
 
 function parseSettings(args: string[]): Settings {
@@ -117,6 +122,8 @@ function parseSettings(args: string[]): Settings {
     startupRuns: quick ? 1 : 5,
     latencyMs: 50,
     rate: 20_000_000,
+    pacmanPackages: quick ? 10 : 60,
+    pacmanRuns: quick ? 1 : 5,
     install: !values["no-install"],
     out: values.out ?? join(REPO_ROOT, "bench", "latest.json"),
   };
@@ -169,11 +176,25 @@ async function benchmark(
   options: { tools: Tools; work: string },
 ): Promise<Measured> {
   const measured: Measured = {};
-  await benchmarkFiles(settings, children, { ...options, measured });
+  if (settings.only.some((group) => group !== "pacman")) {
+    await benchmarkFiles(settings, children, { ...options, measured });
+  }
+  if (settings.only.includes("pacman")) {
+    measured.pacman = await measurePacman(children, {
+      nginx: options.tools.nginx,
+      work: join(options.work, "pacman"),
+      packages: settings.pacmanPackages,
+      runs: settings.pacmanRuns,
+      warmupRounds: settings.quick ? 0 : 1,
+      parallel: [1, 5],
+      log,
+    });
+    log("pacman done");
+  }
   return measured;
 }
 
-/** Measures the groups on the two test files into `measured`. */
+/** Measures the groups on the two test files (all but "pacman") into `measured`. */
 async function benchmarkFiles(
   settings: Settings,
   children: Children,
@@ -354,6 +375,8 @@ async function gitCommit(): Promise<string | null> {
 async function main(args: string[]): Promise<number> {
   const settings = parseSettings(args);
   const tools = await ensureTools({ install: settings.install });
+  // Before minutes of other measurements, rather than after them.
+  if (settings.only.includes("pacman")) await checkPacmanTools();
   const children = new Children();
   const work = await Deno.makeTempDir({ prefix: "flexo-bench-" });
   const interrupted = async () => {
