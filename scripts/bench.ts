@@ -1,26 +1,24 @@
 /**
  * `deno task bench`: flexo side by side with nginx as a pacman caching proxy, both in front of the same local
- * origin, on 127.0.0.1. Prints a table of the figures of issue 6 (nginx, flexo, ratio, goal, pass/fail) and
- * writes them as JSON (default `bench/latest.json`). See BENCHMARKS.md for the method.
+ * origin, on 127.0.0.1. Prints a table of the figures of issue 6 (nginx, flexo, ratio, goal, pass/fail), the
+ * same with the proxies' logs on, and the real pacman client's downloads (`scripts/bench_pacman.ts`), and writes
+ * them as JSON (default `bench/latest.json`). See BENCHMARKS.md for the method.
  *
  * ```
- * deno run --allow-all scripts/bench.ts [--quick] [--runs N] [--seconds S] [--out FILE] [--no-install]
+ * deno run --allow-all scripts/bench.ts [--quick] [--only GROUP,...] [--runs N] [--seconds S] [--out FILE]
+ *   [--no-install]
  * ```
  *
  * @module
  */
 
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import {
-  type Child,
   Children,
   ensureTools,
-  firstLine,
   freePort,
   memoryOf,
-  nginxConfig,
   nginxWorkerPid,
   serveTaskArgs,
   type Tools,
@@ -37,8 +35,19 @@ import {
   type Proxy,
   type SharedRun,
 } from "./bench_measure.ts";
+import {
+  logBytes,
+  REPO_ROOT,
+  settleLog,
+  spawnFlexo,
+  type StartedProxy,
+  startFlexo,
+  startNginx,
+  startOrigin,
+  writeFlexoConfig,
+} from "./bench_proxies.ts";
+import { checkPacmanTools, measurePacman } from "./bench_pacman.ts";
 
-const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const MiB = 1024 * 1024;
 const REPO_DIR = "core/os/x86_64";
 const LARGE = "bench-large-1-1-x86_64.pkg.tar.zst";
@@ -57,6 +66,10 @@ interface Settings {
   startupRuns: number;
   latencyMs: number;
   rate: number;
+  /** Packages `pacman -Syw` downloads in the pacman rows. */
+  pacmanPackages: number;
+  /** Cold runs (each followed by a warm one) per source and `ParallelDownloads` in the pacman rows. */
+  pacmanRuns: number;
   install: boolean;
   out: string;
   /** Which groups of figures to measure. */
@@ -64,7 +77,7 @@ interface Settings {
 }
 
 /** The groups of figures, in the order they are measured. */
-const GROUPS = ["large", "small", "memory", "cold", "shared", "startup"] as const;
+const GROUPS = ["large", "small", "memory", "cold", "shared", "startup", "pacman"] as const;
 type Group = typeof GROUPS[number];
 
 function parseSettings(args: string[]): Settings {
@@ -109,6 +122,8 @@ function parseSettings(args: string[]): Settings {
     startupRuns: quick ? 1 : 5,
     latencyMs: 50,
     rate: 20_000_000,
+    pacmanPackages: quick ? 10 : 60,
+    pacmanRuns: quick ? 1 : 5,
     install: !values["no-install"],
     out: values.out ?? join(REPO_ROOT, "bench", "latest.json"),
   };
@@ -132,34 +147,6 @@ async function writeRandomFile(path: string, size: number): Promise<void> {
 async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Environment for flexo: this one without FLEXO_* settings, which would override the benchmark's file. */
-function flexoEnv(): Record<string, string> {
-  return Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([key]) => !key.startsWith("FLEXO_")));
-}
-
-/** Starts flexo as `deno task serve` does (same permissions and runtime flags), with the benchmark's config. */
-function spawnFlexo(children: Children, configPath: string): Child {
-  const args = serveTaskArgs(Deno.readTextFileSync(join(REPO_ROOT, "deno.json")), {
-    mainPath: join(REPO_ROOT, "main.ts"),
-    extra: ["--config", configPath],
-  });
-  return children.spawn(Deno.execPath(), args, { env: flexoEnv(), clearEnv: true, cwd: REPO_ROOT });
-}
-
-async function writeFlexoConfig(path: string, options: { port: number; originPort: number; cache: string }) {
-  await Deno.writeTextFile(
-    path,
-    `# Written by scripts/bench.ts
-mirror_selection_method = "predefined"
-mirrors_predefined = ["http://127.0.0.1:${options.originPort}/"]
-cache_directory = "${options.cache}"
-listen_ip_address = "127.0.0.1"
-port = ${options.port}
-log_level = "warning"
-`,
-  );
 }
 
 /** Fetches both test files through a proxy until it serves them from its cache, checking the bytes. */
@@ -188,7 +175,32 @@ async function benchmark(
   children: Children,
   options: { tools: Tools; work: string },
 ): Promise<Measured> {
-  const { tools, work } = options;
+  const measured: Measured = {};
+  if (settings.only.some((group) => group !== "pacman")) {
+    await benchmarkFiles(settings, children, { ...options, measured });
+  }
+  if (settings.only.includes("pacman")) {
+    measured.pacman = await measurePacman(children, {
+      nginx: options.tools.nginx,
+      work: join(options.work, "pacman"),
+      packages: settings.pacmanPackages,
+      runs: settings.pacmanRuns,
+      warmupRounds: settings.quick ? 0 : 1,
+      parallel: [1, 5],
+      log,
+    });
+    log("pacman done");
+  }
+  return measured;
+}
+
+/** Measures the groups on the two test files (all but "pacman") into `measured`. */
+async function benchmarkFiles(
+  settings: Settings,
+  children: Children,
+  options: { tools: Tools; work: string; measured: Measured },
+): Promise<void> {
+  const { tools, work, measured } = options;
   const root = join(work, "origin");
   await Deno.mkdir(join(root, REPO_DIR), { recursive: true });
   await writeRandomFile(join(root, REPO_DIR, LARGE), settings.largeBytes);
@@ -199,51 +211,19 @@ async function benchmark(
   };
   const files: FreshFiles = { root, dir: REPO_DIR };
 
-  const origin = children.spawn(Deno.execPath(), [
-    "run",
-    "--allow-net=127.0.0.1",
-    `--allow-read=${root}`,
-    join(REPO_ROOT, "scripts", "bench_origin.ts"),
-    "--root",
-    root,
-    "--latency-ms",
-    String(settings.latencyMs),
-    "--rate",
-    String(settings.rate),
-  ], { stdout: true });
-  const originPort = JSON.parse(await firstLine(origin, 30_000)).port as number;
-  const originBase = `http://127.0.0.1:${originPort}/`;
-
-  const nginxPrefix = join(work, "nginx");
-  await Deno.mkdir(nginxPrefix, { recursive: true });
-  const nginxPort = freePort();
-  await Deno.writeTextFile(
-    join(nginxPrefix, "nginx.conf"),
-    nginxConfig(nginxPrefix, { port: nginxPort, originPort }),
-  );
-  const nginx = children.spawn(tools.nginx, [
-    "-p",
-    nginxPrefix,
-    "-c",
-    join(nginxPrefix, "nginx.conf"),
-    "-e",
-    join(nginxPrefix, "error.log"),
-  ]);
-
-  const flexoPort = freePort();
-  const flexoCache = join(work, "flexo-cache");
-  const flexoConfig = join(work, "flexo.toml");
-  await writeFlexoConfig(flexoConfig, { port: flexoPort, originPort, cache: flexoCache });
-  const flexo = spawnFlexo(children, flexoConfig);
-
-  await waitForOk(`http://127.0.0.1:${nginxPort}/${REPO_DIR}/${SMALL}`, { timeoutMs: 10_000, child: nginx });
-  await waitForOk(`http://127.0.0.1:${flexoPort}/`, { timeoutMs: 30_000, child: flexo });
-  const proxies: Proxy[] = [
-    { name: "nginx", base: `http://127.0.0.1:${nginxPort}/`, pid: await nginxWorkerPid(nginx.pid) },
-    { name: "flexo", base: `http://127.0.0.1:${flexoPort}/`, pid: flexo.pid },
-  ];
+  const origin = await startOrigin(children, { root, latencyMs: settings.latencyMs, rate: settings.rate });
+  const originBase = origin.base;
+  const nginx = await startNginx(children, {
+    nginx: tools.nginx,
+    prefix: join(work, "nginx"),
+    originPort: origin.port,
+  });
+  const flexoDir = join(work, "flexo");
+  const flexo = await startFlexo(children, { dir: flexoDir, originPort: origin.port });
+  const proxies = await readyProxies({ nginx, flexo });
   for (const proxy of proxies) await warm(proxy, expected);
-  const measured: Measured = { flexoRssAfterWarmBytes: (await memoryOf(flexo.pid)).current };
+  const flexoPid = flexo.child.pid;
+  measured.flexoRssAfterWarmBytes = (await memoryOf(flexoPid)).current;
   log("caches warm; measuring");
 
   const wants = (group: Group) => settings.only.includes(group);
@@ -252,13 +232,47 @@ async function benchmark(
   const load = { threads: settings.threads, seconds: settings.seconds, runs: settings.runs, workDir: work };
   if (wants("large")) {
     measured.large = await measureLoad(proxies, `${REPO_DIR}/${LARGE}`, { ...load, connections: 16 });
-    rssAfter.large = (await memoryOf(flexo.pid)).current;
+    rssAfter.large = (await memoryOf(flexoPid)).current;
     log("warm large file throughput done");
   }
   if (wants("small")) {
     measured.small = await measureLoad(proxies, `${REPO_DIR}/${SMALL}`, { ...load, connections: 64 });
-    rssAfter.small = (await memoryOf(flexo.pid)).current;
+    rssAfter.small = (await memoryOf(flexoPid)).current;
     log("warm small file rate done");
+    // The same with the logs on, as users run them, by a second nginx and flexo in front of the same origin.
+    const logged = await readyProxies({
+      nginx: await startNginx(children, {
+        nginx: tools.nginx,
+        prefix: join(work, "nginx-logged"),
+        originPort: origin.port,
+        accessLog: true,
+      }),
+      flexo: await startFlexo(children, {
+        dir: join(work, "flexo-logged"),
+        originPort: origin.port,
+        logged: true,
+      }),
+    });
+    for (const proxy of logged) await warm(proxy, expected);
+    const logStart = await logSizes(logged);
+    const logSettleMs: Record<string, number[]> = {};
+    const runs = await measureLoad(logged, `${REPO_DIR}/${SMALL}`, {
+      ...load,
+      connections: 64,
+      afterRun: async (proxy) => {
+        const started = logged.find((p) => p.name === proxy.name)!.started;
+        (logSettleMs[proxy.name] ??= []).push(await settleLog(started, { quietMs: 300, timeoutMs: 120_000 }));
+      },
+    });
+    const logEnd = await logSizes(logged);
+    measured.smallLogged = {
+      runs,
+      logBytes: Object.fromEntries(logged.map((p) => [p.name, logEnd[p.name] - logStart[p.name]])),
+      logSettleMs,
+      flexoPeakRssBytes: (await memoryOf(logged.find((p) => p.name === "flexo")!.pid)).peak,
+    };
+    for (const proxy of logged) await proxy.started.child.kill();
+    log("warm small file rate with logs done");
   }
   if (wants("memory")) {
     measured.memory = await measureMemory(proxies, `${REPO_DIR}/${LARGE}`, {
@@ -266,7 +280,7 @@ async function benchmark(
       connections: 64,
       runs: 1,
     });
-    rssAfter.memory = (await memoryOf(flexo.pid)).current;
+    rssAfter.memory = (await memoryOf(flexoPid)).current;
     log("memory done");
   }
   if (wants("cold")) {
@@ -277,7 +291,7 @@ async function benchmark(
       samples: settings.ttfbSamples,
       warmup: 2,
     });
-    rssAfter.cold = (await memoryOf(flexo.pid)).current;
+    rssAfter.cold = (await memoryOf(flexoPid)).current;
     log("cold miss first byte done");
   }
   if (wants("shared")) {
@@ -296,19 +310,19 @@ async function benchmark(
       }
     }
     measured.shared = shared;
-    rssAfter.shared = (await memoryOf(flexo.pid)).current;
+    rssAfter.shared = (await memoryOf(flexoPid)).current;
     log("shared cold download done");
   }
   // Both still serve the right bytes after all that load (and flexo its small file from memory).
   for (const proxy of proxies) await warm(proxy, expected);
-  measured.flexoLifetimePeakBytes = (await memoryOf(flexo.pid)).peak;
-  await flexo.kill();
+  measured.flexoLifetimePeakBytes = (await memoryOf(flexoPid)).peak;
+  await flexo.child.kill();
   if (wants("startup")) {
     const startup: number[] = [];
     for (let run = 0; run < settings.startupRuns; run++) {
       const port = freePort();
       const config = join(work, `flexo-startup-${run}.toml`);
-      await writeFlexoConfig(config, { port, originPort, cache: flexoCache });
+      await writeFlexoConfig(config, { port, originPort: origin.port, cache: join(flexoDir, "cache") });
       startup.push(
         await measureStartup(children, {
           spawn: (c) => spawnFlexo(c, config),
@@ -321,7 +335,28 @@ async function benchmark(
     measured.startupMs = startup;
     log("start-up done");
   }
-  return measured;
+  await nginx.child.kill();
+  await origin.child.kill();
+}
+
+/** A proxy under test together with its process. */
+type ReadyProxy = Proxy & { started: StartedProxy };
+
+/** Waits until nginx and flexo answer, and describes them as the measurements want them. */
+async function readyProxies(started: { nginx: StartedProxy; flexo: StartedProxy }): Promise<ReadyProxy[]> {
+  const { nginx, flexo } = started;
+  await waitForOk(`${nginx.base}${REPO_DIR}/${SMALL}`, { timeoutMs: 10_000, child: nginx.child });
+  await waitForOk(flexo.base, { timeoutMs: 30_000, child: flexo.child });
+  return [
+    { name: "nginx", base: nginx.base, pid: await nginxWorkerPid(nginx.child.pid), started: nginx },
+    { name: "flexo", base: flexo.base, pid: flexo.child.pid, started: flexo },
+  ];
+}
+
+async function logSizes(proxies: readonly ReadyProxy[]): Promise<Record<string, number>> {
+  const sizes: Record<string, number> = {};
+  for (const proxy of proxies) sizes[proxy.name] = await logBytes(proxy.started);
+  return sizes;
 }
 
 function log(message: string): void {
@@ -340,6 +375,8 @@ async function gitCommit(): Promise<string | null> {
 async function main(args: string[]): Promise<number> {
   const settings = parseSettings(args);
   const tools = await ensureTools({ install: settings.install });
+  // Before minutes of other measurements, rather than after them.
+  if (settings.only.includes("pacman")) await checkPacmanTools();
   const children = new Children();
   const work = await Deno.makeTempDir({ prefix: "flexo-bench-" });
   const interrupted = async () => {

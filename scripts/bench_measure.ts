@@ -36,11 +36,14 @@ export interface LoadOptions {
   workDir: string;
 }
 
-/** wrk results per proxy, run after run, proxies alternating so that drift hits both alike. */
+/**
+ * wrk results per proxy, run after run, proxies alternating so that drift hits both alike. `afterRun` is awaited
+ * after each run (to let a proxy finish what it does behind its answers before the next one is measured).
+ */
 export async function measureLoad(
   proxies: readonly Proxy[],
   path: string,
-  options: LoadOptions,
+  options: LoadOptions & { afterRun?: (proxy: Proxy) => Promise<void> },
 ): Promise<Record<string, WrkResult[]>> {
   const results: Record<string, WrkResult[]> = {};
   for (let run = 0; run < options.runs; run++) {
@@ -51,6 +54,7 @@ export async function measureLoad(
         throw new Error(`${proxy.name} had ${result.errors} errors under wrk for ${path}; see its log`);
       }
       (results[proxy.name] ??= []).push(result);
+      await options.afterRun?.(proxy);
     }
   }
   return results;

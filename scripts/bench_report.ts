@@ -1,12 +1,13 @@
 /**
- * The benchmark's report: what was measured, the figures of issue 6 with their goals, and the table that
- * `scripts/bench.ts` prints.
+ * The benchmark's report: what was measured, the figures of issue 6 with their goals (and the pacman rows'),
+ * and the table that `scripts/bench.ts` prints.
  *
  * @module
  */
 
 import { median, type WrkResult } from "./bench_tools.ts";
 import type { ColdFirstByte, MemorySample, SharedRun } from "./bench_measure.ts";
+import type { PacmanMeasured, PacmanRun, PacmanSource } from "./bench_pacman.ts";
 
 const MiB = 1024 * 1024;
 
@@ -21,17 +22,33 @@ export interface Figure {
   ratio: number | null;
   goal: string;
   pass: boolean;
+  /** Rows compared with fetching straight from the mirror: that figure (the goal is relative to it). */
+  direct?: number;
+  /** With `direct`: nginx's and flexo's figure minus it. */
+  overDirect?: { nginx: number; flexo: number };
 }
 
 /** Everything measured, per group (absent when the group was not asked for). */
 export interface Measured {
   large?: Record<string, WrkResult[]>;
   small?: Record<string, WrkResult[]>;
+  /** The small file rate with nginx's access log and flexo's request log on. */
+  smallLogged?: {
+    runs: Record<string, WrkResult[]>;
+    /** How much each log grew over the runs, bytes. */
+    logBytes: Record<string, number>;
+    /** Per run, how long the log still grew after wrk ended, ms (waited for before the next run). */
+    logSettleMs: Record<string, number[]>;
+    /** The logging flexo's peak resident set size (from its start, through its runs), bytes. */
+    flexoPeakRssBytes: number;
+  };
   memory?: Record<string, MemorySample[]>;
   cold?: ColdFirstByte;
   shared?: Record<string, SharedRun[]>;
   /** Milliseconds from spawning flexo to its first cache hit, run by run. */
   startupMs?: number[];
+  /** `pacman -Syw` straight from the mirror and through each proxy. */
+  pacman?: PacmanMeasured;
   /** The main flexo process's peak resident set size over all the measurements, bytes. */
   flexoLifetimePeakBytes?: number;
   /** The main flexo process's resident set size once both caches were warm, bytes. */
@@ -66,6 +83,19 @@ export function figuresOf(m: Measured): Figure[] {
     figures.push({
       id: "warm_small_rate",
       label: "warm small file rate (64 clients)",
+      unit: "req/s",
+      ...value,
+      ratio,
+      goal: ">= 0.6 x nginx",
+      pass: ratio >= 0.6,
+    });
+  }
+  if (m.smallLogged) {
+    const value = perProxy(m.smallLogged.runs, (r) => r.requestsPerSecond);
+    const ratio = value.flexo / value.nginx;
+    figures.push({
+      id: "warm_small_rate_logged",
+      label: "warm small file rate (64 clients), logs on",
       unit: "req/s",
       ...value,
       ratio,
@@ -150,6 +180,41 @@ export function figuresOf(m: Measured): Figure[] {
       pass: value <= 300,
     });
   }
+  if (m.pacman) figures.push(...pacmanFigures(m.pacman));
+  return figures;
+}
+
+/** Goals of the pacman rows: at most this many seconds slower than pacman straight from the mirror. */
+const PACMAN_SLACK = { cold: 0.15, warm: 0.05 };
+
+/** Per `ParallelDownloads` value and phase, quiet and then with the logs on. */
+function pacmanFigures(p: PacmanMeasured): Figure[] {
+  const figures: Figure[] = [];
+  for (const [downloads, phases] of Object.entries(p.parallel)) {
+    for (const phase of ["cold", "warm"] as const) {
+      const runs = phases[phase];
+      const seconds = (source: PacmanSource) => median((runs[source] ?? []).map((r: PacmanRun) => r.seconds));
+      const direct = seconds("direct");
+      for (const logged of [false, true]) {
+        const nginx = seconds(logged ? "nginx_logged" : "nginx");
+        const flexo = seconds(logged ? "flexo_logged" : "flexo");
+        figures.push({
+          id: `pacman_p${downloads}_${phase}${logged ? "_logged" : ""}`,
+          label: `pacman -Syw ${p.packages.count} pkgs, ${downloads} parallel, ${phase}${
+            logged ? ", logs on" : ""
+          }`,
+          unit: "s",
+          nginx,
+          flexo,
+          ratio: null,
+          goal: `<= direct + ${PACMAN_SLACK[phase]} s`,
+          pass: flexo - direct <= PACMAN_SLACK[phase],
+          direct,
+          overDirect: { nginx: nginx - direct, flexo: flexo - direct },
+        });
+      }
+    }
+  }
   return figures;
 }
 
@@ -162,15 +227,26 @@ function formatNumber(value: number | null): string {
   return value.toFixed(3);
 }
 
-/** The figures as an aligned text table. */
+/** A figure, and for rows compared with the mirror its difference from it, e.g. `0.512 (+0.031)`. */
+function formatCell(value: number | null, direct: number | undefined): string {
+  if (direct === undefined || value === null) return formatNumber(value);
+  const difference = value - direct;
+  return `${formatNumber(value)} (${difference >= 0 ? "+" : ""}${formatNumber(difference)})`;
+}
+
+/**
+ * The figures as an aligned text table. The column "direct" holds the figure straight from the mirror for the
+ * rows compared with it; their nginx and flexo cells add the difference from it in parentheses.
+ */
 export function table(figures: Figure[]): string {
   const rows = [
-    ["figure", "unit", "nginx", "flexo", "ratio", "goal", "result"],
+    ["figure", "unit", "direct", "nginx", "flexo", "ratio", "goal", "result"],
     ...figures.map((f) => [
       f.label,
       f.unit,
-      formatNumber(f.nginx),
-      formatNumber(f.flexo),
+      f.direct === undefined ? "-" : formatNumber(f.direct),
+      formatCell(f.nginx, f.direct),
+      formatCell(f.flexo, f.direct),
       f.ratio === null ? "-" : `${f.ratio.toFixed(2)} x`,
       f.goal,
       f.pass ? "pass" : "FAIL",

@@ -120,30 +120,56 @@ export interface Child {
 export class Children {
   #live = new Set<Child>();
 
-  /** Starts a program with stdin closed, stdout piped (if `stdout` is set) and stderr kept for errors. */
+  /**
+   * Starts a program with stdin closed, stdout piped (if `stdout` is set) and stderr kept for errors. With
+   * `stderrFile`, everything it writes to stderr is also appended to that file, read from the pipe as a log
+   * collector (journald, a container runtime) would.
+   */
   spawn(
     program: string,
     args: string[],
-    options: { env?: Record<string, string>; clearEnv?: boolean; stdout?: boolean; cwd?: string } = {},
+    options: {
+      env?: Record<string, string>;
+      clearEnv?: boolean;
+      stdout?: boolean;
+      cwd?: string;
+      stderrFile?: string;
+    } = {},
   ): Child {
-    const process = new Deno.Command(program, {
-      args,
-      env: options.env,
-      clearEnv: options.clearEnv,
-      cwd: options.cwd,
-      stdin: "null",
-      stdout: options.stdout ? "piped" : "null",
-      stderr: "piped",
-    }).spawn();
+    const file = options.stderrFile === undefined
+      ? undefined
+      : Deno.openSync(options.stderrFile, { append: true, create: true });
+    let process: Deno.ChildProcess;
+    try {
+      process = new Deno.Command(program, {
+        args,
+        env: options.env,
+        clearEnv: options.clearEnv,
+        cwd: options.cwd,
+        stdin: "null",
+        stdout: options.stdout ? "piped" : "null",
+        stderr: "piped",
+      }).spawn();
+    } catch (error) {
+      file?.close();
+      throw error;
+    }
     let errText = "";
     (async () => {
       const decoder = new TextDecoder();
       try {
         for await (const chunk of process.stderr) {
+          if (file) {
+            for (let offset = 0; offset < chunk.byteLength;) {
+              offset += await file.write(chunk.subarray(offset));
+            }
+          }
           errText = (errText + decoder.decode(chunk, { stream: true })).slice(-16384);
         }
       } catch {
         // the process went away
+      } finally {
+        file?.close();
       }
     })();
     const live = this.#live;
@@ -250,9 +276,14 @@ export function sleep(ms: number): Promise<void> {
 
 /**
  * An nginx configuration for a pacman caching proxy: one worker, sendfile, `proxy_cache` with
- * `proxy_cache_lock on`, everything (pid, logs, temp files, cache) below `prefix`, in the foreground.
+ * `proxy_cache_lock on`, everything (pid, logs, temp files, cache) below `prefix`, in the foreground. The
+ * access log is off unless `accessLog` is set; then it is nginx's default, the `combined` format written to
+ * `<prefix>/access.log` line by line.
  */
-export function nginxConfig(prefix: string, options: { port: number; originPort: number }): string {
+export function nginxConfig(
+  prefix: string,
+  options: { port: number; originPort: number; accessLog?: boolean },
+): string {
   const user = Deno.uid() === 0 ? "user root;\n" : "";
   return `# Written by scripts/bench.ts: nginx as a pacman caching proxy.
 ${user}worker_processes 1;
@@ -263,7 +294,7 @@ events {
     worker_connections 4096;
 }
 http {
-    access_log off;
+    access_log ${options.accessLog ? `${join(prefix, "access.log")} combined` : "off"};
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;

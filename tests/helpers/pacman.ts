@@ -21,6 +21,8 @@ export interface PacmanRootOptions {
   parallelDownloads?: number;
   /** Extra lines for the `[options]` section, e.g. `["DisableDownloadTimeout"]`. */
   extraOptions?: string[];
+  /** Directory to make the temporary root in; default the system's temporary directory. */
+  parentDir?: string;
 }
 
 /** A temporary pacman root made by {@linkcode makePacmanRoot}. */
@@ -92,7 +94,7 @@ export async function makePacmanRoot(options: PacmanRootOptions): Promise<Pacman
     );
   }
   const [major] = await pacmanVersion();
-  const dir = await Deno.makeTempDir({ prefix: "flexo-pacman-" });
+  const dir = await Deno.makeTempDir({ dir: options.parentDir, prefix: "flexo-pacman-" });
   const root: PacmanRoot = {
     dir,
     configPath: join(dir, "etc", "pacman.conf"),

@@ -3,23 +3,41 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { median, NGINX_BINARY, nginxConfig, run, serveTaskArgs } from "../../scripts/bench_tools.ts";
 import { PERMISSIONS, V8_FLAGS_ARG } from "../../scripts/compile.ts";
+import { packageSpecs } from "../../scripts/bench_pacman.ts";
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const HAVE_NGINX = (await run(NGINX_BINARY, ["-v"])).success;
 const WRK = await run("wrk", ["--version"]);
 const HAVE_WRK = WRK.spawned && WRK.output.startsWith("wrk ");
-const MISSING = [HAVE_NGINX ? "" : NGINX_BINARY, HAVE_WRK ? "" : "wrk"].filter((s) => s !== "").join(" and ");
-const SKIP_NOTE = MISSING ? ` (skipped: ${MISSING} missing; apt-get install -y nginx-light wrk)` : "";
+const HAVE_PACMAN = (await run("pacman", ["--version"])).success &&
+  (await run("repo-add", ["--version"])).success;
+const MISSING = [
+  HAVE_NGINX ? "" : NGINX_BINARY,
+  HAVE_WRK ? "" : "wrk",
+  HAVE_PACMAN ? "" : "pacman or repo-add",
+].filter((s) => s !== "").join(" and ");
+const SKIP_NOTE = MISSING
+  ? ` (skipped: ${MISSING} missing; apt-get install -y nginx-light wrk pacman-package-manager libarchive-tools zstd)`
+  : "";
 
 const FIGURES = [
   "warm_large_throughput",
   "warm_small_rate",
+  "warm_small_rate_logged",
   "cold_miss_first_byte_overhead",
   "shared_cold_upstream_requests",
   "shared_cold_first_byte",
   "shared_cold_done_after_first",
   "memory_peak_rss",
   "startup",
+  "pacman_p1_cold",
+  "pacman_p1_cold_logged",
+  "pacman_p1_warm",
+  "pacman_p1_warm_logged",
+  "pacman_p5_cold",
+  "pacman_p5_cold_logged",
+  "pacman_p5_warm",
+  "pacman_p5_warm_logged",
 ];
 
 /** Pids of running processes that the benchmark starts: its origin, nginx with its prefix, flexo with its config. */
@@ -99,8 +117,41 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "nginxConfig() with accessLog writes nginx's default access log below its prefix, and nginx -t accepts it" +
+    (HAVE_NGINX ? "" : ` (skipped: ${NGINX_BINARY} missing; apt-get install -y nginx-light)`),
+  ignore: !HAVE_NGINX,
+  async fn() {
+    const prefix = await Deno.makeTempDir({ prefix: "flexo-bench-test-" });
+    try {
+      assert.ok(nginxConfig(prefix, { port: 1, originPort: 2 }).includes("access_log off;"));
+      const config = nginxConfig(prefix, { port: 1, originPort: 2, accessLog: true });
+      assert.ok(config.includes(`access_log ${join(prefix, "access.log")} combined;`));
+      await Deno.writeTextFile(join(prefix, "nginx.conf"), config);
+      const test = await run(NGINX_BINARY, ["-t", "-p", prefix, "-c", join(prefix, "nginx.conf")]);
+      assert.ok(test.success, test.output);
+    } finally {
+      await Deno.remove(prefix, { recursive: true });
+    }
+  },
+});
+
+Deno.test("packageSpecs() spreads the pacman rows' packages between 4 and 124 KiB, each size once", () => {
+  for (const count of [10, 60]) {
+    const specs = packageSpecs(count);
+    assert.equal(specs.length, count);
+    assert.equal(new Set(specs.map((s) => s.name)).size, count);
+    const files = specs.map((s) => s.size! + 1024).sort((a, b) => a - b);
+    assert.equal(files[0], 4 * 1024);
+    assert.equal(files.at(-1), 124 * 1024);
+    assert.equal(new Set(files).size, count);
+  }
+  assert.throws(() => packageSpecs(1), /at least 2/);
+});
+
+Deno.test({
   name: `bench.ts --quick measures every figure for nginx and flexo and writes well-formed JSON${SKIP_NOTE}`,
-  ignore: !HAVE_NGINX || !HAVE_WRK,
+  ignore: MISSING !== "",
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "flexo-bench-test-" });
     try {
@@ -126,7 +177,7 @@ Deno.test({
       const stdout = new TextDecoder().decode(result.stdout);
       const stderr = new TextDecoder().decode(result.stderr);
       assert.equal(result.code, 0, `bench.ts failed:\n${stdout}\n${stderr}`);
-      assert.match(stdout, /^figure\s+unit\s+nginx\s+flexo\s+ratio\s+goal\s+result/m);
+      assert.match(stdout, /^figure\s+unit\s+direct\s+nginx\s+flexo\s+ratio\s+goal\s+result/m);
 
       const json = JSON.parse(await Deno.readTextFile(out));
       assert.equal(json.schema, "flexo-bench/1");
@@ -160,6 +211,38 @@ Deno.test({
           assert.ok(shared.clients.every((c: { bytes: number }) => c.bytes === 4 * 1024 * 1024));
         }
       }
+      assert.ok(byId.warm_small_rate_logged.flexo > 0 && byId.warm_small_rate_logged.nginx > 0);
+      // Both logs were on: each proxy wrote at least a line per request.
+      const loggedRuns = json.details.smallLogged.runs;
+      for (const proxy of ["nginx", "flexo"]) {
+        const requests = loggedRuns[proxy].reduce(
+          (sum: number, r: { requests: number }) => sum + r.requests,
+          0,
+        );
+        assert.ok(json.details.smallLogged.logBytes[proxy] >= requests * 40, `${proxy}'s log is too small`);
+      }
+      // The pacman rows: seconds and the difference from pacman straight from the mirror.
+      for (const figure of json.figures.filter((f: { id: string }) => f.id.startsWith("pacman_"))) {
+        assert.ok(figure.direct > 0 && figure.nginx > 0 && figure.flexo > 0, figure.id);
+        assert.equal(figure.overDirect.flexo, figure.flexo - figure.direct);
+        assert.equal(figure.overDirect.nginx, figure.nginx - figure.direct);
+      }
+      // Cold runs went to the mirror for every package, through each proxy; warm runs through a proxy never did.
+      const pacman = json.details.pacman;
+      assert.equal(pacman.packages.count, 10);
+      type Phases = Record<"cold" | "warm", Record<string, { upstreamPackageRequests: number }[]>>;
+      for (const phases of Object.values<Phases>(pacman.parallel)) {
+        for (const source of ["direct", "nginx", "flexo", "nginx_logged", "flexo_logged"]) {
+          assert.equal(phases.cold[source].length, 1);
+          assert.equal(phases.cold[source][0].upstreamPackageRequests, 10, `${source}, cold`);
+          assert.equal(
+            phases.warm[source][0].upstreamPackageRequests,
+            source === "direct" ? 10 : 0,
+            `${source}, warm`,
+          );
+        }
+      }
+      assert.ok(pacman.logBytes.nginx_logged > 0 && pacman.logBytes.flexo_logged > 0);
       // Every process the benchmark started is gone.
       assert.deepEqual(await benchProcesses(), before);
     } finally {

@@ -1,0 +1,199 @@
+/**
+ * Starting the proxies the benchmark (`scripts/bench.ts`) measures: nginx as a pacman caching proxy and flexo
+ * as `deno task serve` runs it, each in front of one origin on 127.0.0.1, either quiet (no access log, flexo at
+ * `log_level = "warning"`) or logging as users run them (nginx's access log, flexo's request log).
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  type Child,
+  type Children,
+  firstLine,
+  freePort,
+  nginxConfig,
+  serveTaskArgs,
+  sleep,
+} from "./bench_tools.ts";
+
+/** The repository's root directory (where `deno.json` and `main.ts` are). */
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** A proxy process started by {@linkcode startNginx} or {@linkcode startFlexo}. */
+export interface StartedProxy {
+  child: Child;
+  /** `http://127.0.0.1:PORT/` */
+  base: string;
+  /** The file its log goes to, when it logs. */
+  logFile?: string;
+}
+
+/** Environment for flexo: this one without FLEXO_* settings, which would override the benchmark's file. */
+function flexoEnv(): Record<string, string> {
+  return Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([key]) => !key.startsWith("FLEXO_")));
+}
+
+/**
+ * Starts flexo as `deno task serve` does (same permissions and runtime flags), with the benchmark's config.
+ * With `stderrFile`, its log lines (stderr) are appended to that file.
+ */
+export function spawnFlexo(
+  children: Children,
+  configPath: string,
+  options: { stderrFile?: string } = {},
+): Child {
+  const args = serveTaskArgs(Deno.readTextFileSync(join(REPO_ROOT, "deno.json")), {
+    mainPath: join(REPO_ROOT, "main.ts"),
+    extra: ["--config", configPath],
+  });
+  return children.spawn(Deno.execPath(), args, {
+    env: flexoEnv(),
+    clearEnv: true,
+    cwd: REPO_ROOT,
+    stderrFile: options.stderrFile,
+  });
+}
+
+/**
+ * Writes flexo's configuration for the benchmark: the origin as its only mirror. `logged` leaves `log_level`
+ * at flexo's default (a line per request); otherwise it is `"warning"`.
+ */
+export async function writeFlexoConfig(
+  path: string,
+  options: { port: number; originPort: number; cache: string; logged?: boolean },
+): Promise<void> {
+  await Deno.writeTextFile(
+    path,
+    `# Written by scripts/bench.ts
+mirror_selection_method = "predefined"
+mirrors_predefined = ["http://127.0.0.1:${options.originPort}/"]
+cache_directory = "${options.cache}"
+listen_ip_address = "127.0.0.1"
+port = ${options.port}
+${options.logged ? "# log_level: flexo's default\n" : 'log_level = "warning"\n'}`,
+  );
+}
+
+/**
+ * Starts flexo with a new cache `<dir>/cache` and config `<dir>/flexo.toml` in front of the origin; with
+ * `logged`, at its default log level with its log appended to `<dir>/flexo.log`. Does not wait for it.
+ */
+export async function startFlexo(
+  children: Children,
+  options: { dir: string; originPort: number; logged?: boolean },
+): Promise<StartedProxy> {
+  await Deno.mkdir(options.dir, { recursive: true });
+  const port = freePort();
+  const config = join(options.dir, "flexo.toml");
+  await writeFlexoConfig(config, {
+    port,
+    originPort: options.originPort,
+    cache: join(options.dir, "cache"),
+    logged: options.logged,
+  });
+  const logFile = options.logged ? join(options.dir, "flexo.log") : undefined;
+  const child = spawnFlexo(children, config, { stderrFile: logFile });
+  return { child, base: `http://127.0.0.1:${port}/`, logFile };
+}
+
+/**
+ * Starts nginx as configured by `nginxConfig()` with everything below `prefix`; with `accessLog`, its access
+ * log on (`<prefix>/access.log`). Does not wait for it.
+ */
+export async function startNginx(
+  children: Children,
+  options: { nginx: string; prefix: string; originPort: number; accessLog?: boolean },
+): Promise<StartedProxy> {
+  const { prefix } = options;
+  await Deno.mkdir(prefix, { recursive: true });
+  const port = freePort();
+  await Deno.writeTextFile(
+    join(prefix, "nginx.conf"),
+    nginxConfig(prefix, { port, originPort: options.originPort, accessLog: options.accessLog }),
+  );
+  const child = children.spawn(options.nginx, [
+    "-p",
+    prefix,
+    "-c",
+    join(prefix, "nginx.conf"),
+    "-e",
+    join(prefix, "error.log"),
+  ]);
+  return {
+    child,
+    base: `http://127.0.0.1:${port}/`,
+    logFile: options.accessLog ? join(prefix, "access.log") : undefined,
+  };
+}
+
+/** The size of a log file in bytes; 0 when there is none. */
+export async function logBytes(proxy: StartedProxy): Promise<number> {
+  if (proxy.logFile === undefined) return 0;
+  try {
+    return (await Deno.stat(proxy.logFile)).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The benchmark's origin (`scripts/bench_origin.ts`), running as its own process. */
+export interface StartedOrigin {
+  child: Child;
+  port: number;
+  /** `http://127.0.0.1:PORT/` */
+  base: string;
+}
+
+/**
+ * Starts `scripts/bench_origin.ts` serving `root`, waiting `latencyMs` before every answer and pacing every
+ * body to `rate` bytes per second (0: no limit); resolves once it listens.
+ */
+export async function startOrigin(
+  children: Children,
+  options: { root: string; latencyMs: number; rate: number },
+): Promise<StartedOrigin> {
+  const child = children.spawn(Deno.execPath(), [
+    "run",
+    "--allow-net=127.0.0.1",
+    `--allow-read=${options.root}`,
+    join(REPO_ROOT, "scripts", "bench_origin.ts"),
+    "--root",
+    options.root,
+    "--latency-ms",
+    String(options.latencyMs),
+    "--rate",
+    String(options.rate),
+  ], { stdout: true });
+  const port = JSON.parse(await firstLine(child, 30_000)).port as number;
+  return { child, port, base: `http://127.0.0.1:${port}/` };
+}
+
+/**
+ * Waits until a proxy's log file has stopped growing for `quietMs` (flexo writes its log lines behind its
+ * answers, seconds behind under load), so that the writing does not fall into the next measurement. Returns
+ * the milliseconds it waited; throws after `timeoutMs`.
+ */
+export async function settleLog(
+  proxy: StartedProxy,
+  options: { quietMs: number; timeoutMs: number },
+): Promise<number> {
+  const began = performance.now();
+  let size = await logBytes(proxy);
+  let changedAt = began;
+  while (performance.now() - changedAt < options.quietMs) {
+    if (performance.now() - began > options.timeoutMs) {
+      throw new Error(
+        `${proxy.logFile} still grew ${options.timeoutMs} ms after the load ended; is the process stuck writing?`,
+      );
+    }
+    await sleep(50);
+    const now = await logBytes(proxy);
+    if (now !== size) {
+      size = now;
+      changedAt = performance.now();
+    }
+  }
+  return changedAt - began;
+}
