@@ -18,9 +18,10 @@ import { MirrorPool } from "../mirrors/mirrors.ts";
 import { isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
 import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
-import type { QuickAnswer } from "../server/http1_connection.ts";
+import type { QuickAnswer, Refusal } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
-import { rawTargetOf, targetPath } from "../server/http1_request.ts";
+import { rawTargetOf, type ResponseSent, type ServeInfo, targetPath } from "../http/client_request.ts";
+import { AnswerLog } from "./request_log.ts";
 import { QuickAnswers } from "./quick_answers.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
 import { type CountedResult, Stats } from "../status/stats.ts";
@@ -50,11 +51,8 @@ export interface AppOptions {
 
 /** The running proxy's parts, for the server, the status page and tests. */
 export interface FlexoApp {
-  /**
-   * Answers one request; `info` (from Deno.serve) tells when the response has been sent. A small file answered
-   * from memory comes back at once, without a promise (Deno.serve takes either).
-   */
-  fetch: (req: Request, info?: Deno.ServeHandlerInfo) => Response | Promise<Response>;
+  /** Answers one request; `info` (from the server) tells who asks and when the response has been sent. */
+  fetch: (req: Request, info?: ServeInfo) => Response | Promise<Response>;
   /**
    * The answer to a plain GET of a package file served before and still in the cache, made without a `Request`:
    * the whole response as bytes for a small file in memory, or (with `files`) a head and the file to send with
@@ -62,6 +60,11 @@ export interface FlexoApp {
    * connection layer asks this first (see http1_connection.ts and quick_answers.ts).
    */
   quickAnswer: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
+  /**
+   * Whether a client is served, decided by its address once per connection (`allowed_clients`); undefined when
+   * every client is. A refused client gets the refusal as the answer to its requests.
+   */
+  admit?: (remote: Deno.NetAddr) => Refusal | undefined;
   /** Official mirrors. */
   pool: MirrorPool;
   /** One pool per custom repository, by name. */
@@ -137,24 +140,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const customRepoNames = new Set(customPools.keys());
   const startedAt = deps.now();
 
-  const hono = new Hono();
-  const allowed = accessControl(config.allowed_clients);
-  hono.use("*", async (c, next) => {
-    const info = c.env as Deno.ServeHandlerInfo<Deno.NetAddr> | undefined;
-    if (config.allowed_clients.length > 0 && !allowed(info?.remoteAddr?.hostname)) {
-      throw new HttpError(
-        403,
-        "This address is not in allowed_clients; ask the proxy's administrator to add it",
-      );
-    }
-    if (isForeignAbsoluteForm(c.req.raw)) {
-      throw new HttpError(
-        400,
-        "flexo is not a forward proxy: send requests for its own paths (GET /$repo/os/$arch/FILE)",
-      );
-    }
-    await next();
-  });
+  // Routes match the target as the client sent it, as file paths are checked: `new Request()` would have turned
+  // `/x/%2e%2e/metrics` into `/metrics`.
+  const hono = new Hono({ getPath: (req) => pathOf(req) });
   hono.route(
     "/",
     statusRoutes({ pool, customPools, store, downloads, stats, startedAt }, {
@@ -162,34 +150,43 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       cacheUsage: options.cacheUsage,
     }),
   );
-  /** Counts and logs an answer; keeps a file being read safe from cleaning until the response is sent. */
+  const answers = new AnswerLog(stats);
+  /**
+   * Counts and logs an answer when its response has ended (with the bytes the client was given), and keeps a
+   * file being read safe from cleaning until then.
+   */
   const finish = (
     req: Request,
     rawPath: string,
     answer: ProxyAnswer,
-    options: { started: number; info?: Deno.ServeHandlerInfo },
+    options: { started: number; info?: ServeInfo },
   ): Response => {
-    const fromCache = answer.result === "CACHE HIT" || answer.result === "REVALIDATED";
-    stats.recordRequest(answer.result, fromCache ? answer.bytes : 0);
-    if (answer.readsFile) {
-      // The file stays "in use" (safe from cleaning) until the response has been sent; Deno.serve says when.
-      const release = store.beginRead(answer.readsFile);
-      const completed = options.info?.completed;
-      if (completed) completed.then(release, release);
-      else release();
+    const release = answer.readsFile ? store.beginRead(answer.readsFile) : undefined;
+    const record = (sent: ResponseSent) =>
+      answers.record({
+        method: req.method,
+        path: rawPath,
+        result: answer.result,
+        status: answer.response.status,
+        bytes: sent.bytes,
+        ms: deps.now() - options.started,
+        whole: sent.whole,
+      });
+    const completed = options.info?.completed;
+    if (completed) {
+      completed.then((sent) => {
+        release?.();
+        record(sent);
+      });
+    } else {
+      // Not from the server (tests): the answer as planned.
+      release?.();
+      record({ bytes: answer.bytes, whole: true });
     }
-    requestLog.info("{method} {path} {result} {status} {bytes} bytes {ms} ms", {
-      method: req.method,
-      path: rawPath,
-      result: answer.result,
-      status: answer.response.status,
-      bytes: answer.bytes,
-      ms: deps.now() - options.started,
-    });
     return answer.response;
   };
   // Plain hits on package paths seen before skip routing (see quick_answers.ts).
-  const quick = new QuickAnswers(store, stats);
+  const quick = new QuickAnswers(store, answers);
   hono.on(["GET", "HEAD"], "*", async (c) => {
     const started = deps.now();
     const req = c.req.raw;
@@ -197,7 +194,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     const target = parseRequestPath(rawPath, { customRepoNames });
     quick.remember(rawPath, target);
     const answer = await serveTarget(req, target, ctx);
-    return finish(req, rawPath, answer, { started, info: c.env as Deno.ServeHandlerInfo | undefined });
+    return finish(req, rawPath, answer, { started, info: c.env as ServeInfo | undefined });
   });
   hono.all("*", () => {
     throw new HttpError(405, "Only GET and HEAD are supported", { headers: { Allow: "GET, HEAD" } });
@@ -236,16 +233,17 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     return new Response("Internal error; see the proxy's log\n", { status: 500 });
   });
 
-  const noAccessControl = config.allowed_clients.length === 0;
+  const allowed = accessControl(config.allowed_clients);
+  const refusal: Refusal = {
+    status: 403,
+    message: "This address is not in allowed_clients; ask the proxy's administrator to add it",
+  };
   return {
-    quickAnswer: (head, options) => noAccessControl ? quick.forHead(head, options) : undefined,
-    fetch: (req, info) => {
-      if (noAccessControl) {
-        const hit = quick.forRequest(req);
-        if (hit) return hit;
-      }
-      return Promise.resolve(hono.fetch(req, info));
-    },
+    quickAnswer: (head, options) => quick.forHead(head, options),
+    admit: config.allowed_clients.length === 0
+      ? undefined
+      : (remote) => allowed(remote.hostname) ? undefined : refusal,
+    fetch: (req, info) => hono.fetch(req, info),
     pool,
     customPools,
     store,
@@ -258,29 +256,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
 }
 
 /**
- * True for an absolute-form request target naming another host (`GET http://other/x`): Deno.serve turns it into
- * the URL, while an ordinary request's URL carries the `Host` header's authority.
- */
-export function isForeignAbsoluteForm(req: Request): boolean {
-  const host = req.headers.get("host");
-  if (host === null) return false;
-  let expected: string;
-  try {
-    expected = new URL(`http://${host}`).host;
-  } catch {
-    return true;
-  }
-  try {
-    return new URL(req.url).host !== expected;
-  } catch {
-    // An authority no URL parser accepts (seen with generated input) is not ours either.
-    return true;
-  }
-}
-
-/**
  * The path of a request as the client sent it (before `?`): from its raw target when flexo's own connection
- * layer made it, otherwise from its URL (which `Deno.serve` leaves as sent).
+ * layer made it, otherwise from its URL (a request made elsewhere, in tests).
  */
 export function pathOf(req: Request): string {
   return targetPath(rawTargetOf(req) ?? req.url);

@@ -5,7 +5,6 @@
  *
  * - {@linkcode QuickAnswers.forHead} answers a parsed request head (flexo's own connection layer) with the whole
  *   response as bytes for a small file held in memory, or with a prepared head and the file for sendfile;
- * - {@linkcode QuickAnswers.forRequest} answers a `Request` (under `Deno.serve`) for a small file in memory.
  *
  * Anything unusual (other methods, conditional or range requests, access control, unknown paths, another host)
  * takes the full path.
@@ -13,17 +12,15 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
 import type { CachedFile, CacheStore, HotFile } from "../cache/cache_store.ts";
 import type { QuickAnswer } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
-import { isPlainHost, rawTargetOf, targetPath } from "../server/http1_request.ts";
+import { isPlainHost, type ResponseSent, targetPath } from "../http/client_request.ts";
 import { httpDate, responseHead } from "../server/http1_response.ts";
 import type { RequestTarget } from "./request_path.ts";
 import { contentTypeFor, wholeFileHeaders } from "./responses.ts";
-import type { Stats } from "../status/stats.ts";
+import type { AnswerLog } from "./request_log.ts";
 
-const requestLog = getLogger(["flexo", "request"]);
 const SLASH = 0x2f;
 
 /** At most this many package paths are remembered; then the memory starts again. */
@@ -32,23 +29,17 @@ const KNOWN_TARGETS_MAX = 10_000;
 /** Cache hits answered without routing, for the package paths the full path has seen. */
 export class QuickAnswers {
   #store: CacheStore;
-  #stats: Stats;
+  #answers: AnswerLog;
   /** Targets of package paths seen before, by the path as sent. */
   #targets = new Map<string, RequestTarget>();
   /** Per small file in memory: its whole response as bytes, made again when the second of its Date changes. */
   #hotBytes = new WeakMap<HotFile, { date: string; bytes: Uint8Array }>();
   /** Per known file: its response head, made again when the second of its Date changes. */
   #fileHeads = new WeakMap<CachedFile, { date: string; head: Uint8Array }>();
-  /**
-   * Per small file in memory, a response that each hit clones: a clone shares the body bytes and copies the
-   * header list without checking it again, where a new Response copies the bytes and checks every header.
-   */
-  #hotResponses = new WeakMap<HotFile, Response>();
-
-  /** Answers from `store`'s files and counts what it answers in `stats`. */
-  constructor(store: CacheStore, stats: Stats) {
+  /** Answers from `store`'s files and counts and logs what it answers in `answers`. */
+  constructor(store: CacheStore, answers: AnswerLog) {
     this.#store = store;
-    this.#stats = stats;
+    this.#answers = answers;
   }
 
   /** Remembers that `rawPath` (a package or signature path as sent) means `target`. */
@@ -81,7 +72,8 @@ export class QuickAnswers {
         answer = { date, bytes };
         this.#hotBytes.set(hot, answer);
       }
-      this.#count(rawPath, hot.size);
+      // Handed to the kernel in one write, at once.
+      this.#count(rawPath, { bytes: hot.size, whole: true }, performance.now());
       return answer.bytes;
     }
     if (!options.files) return undefined;
@@ -95,55 +87,15 @@ export class QuickAnswers {
     }
     // The file stays "in use" (safe from cleaning) until it has been sent.
     const release = this.#store.beginRead(file.path);
+    const started = performance.now();
     return {
       head: prepared.head,
       file: { path: file.path, start: 0, length: file.size, size: file.size },
-      done: (outcome) => {
+      done: (sent) => {
         release();
-        if (outcome !== "not_started") this.#count(rawPath, file.size);
+        if (sent !== undefined) this.#count(rawPath, sent, started);
       },
     };
-  }
-
-  /**
-   * The answer to a `Request` for a small file in memory, or undefined for the full path. The path is the one the
-   * client sent: the raw target of a request made by flexo's connection layer, otherwise the URL (`Deno.serve`
-   * leaves it as sent; a `new Request()` normalises it, which only tests do).
-   */
-  forRequest(req: Request): Response | undefined {
-    if (req.method !== "GET") return undefined;
-    const raw = rawTargetOf(req);
-    let rawPath: string;
-    if (raw !== undefined) {
-      // An absolute-form target may name another host: the full path checks it.
-      if (raw.charCodeAt(0) !== SLASH) return undefined;
-      rawPath = targetPath(raw);
-    } else {
-      const url = req.url;
-      const host = req.headers.get("host");
-      // The URL is http://HOST/...: not an absolute-form target naming another host.
-      if (
-        host === null || !url.startsWith("http://") || !url.startsWith(host, 7) ||
-        url.charCodeAt(7 + host.length) !== SLASH
-      ) {
-        return undefined;
-      }
-      rawPath = targetPath(url.slice(7 + host.length));
-    }
-    const target = this.#targets.get(rawPath);
-    if (target === undefined) return undefined;
-    const asked = req.headers;
-    if (asked.has("range") || asked.has("if-none-match") || asked.has("if-modified-since")) return undefined;
-    const hot = this.#store.hotFile(target.cacheSegments);
-    if (hot === undefined) return undefined;
-    // The same headers serveCachedFile() sends for a whole file. The template is never sent itself.
-    let template = this.#hotResponses.get(hot);
-    if (template === undefined) {
-      template = new Response(hot.bytes, { headers: wholeFileHeaders(hot, contentTypeFor(target.fileName)) });
-      this.#hotResponses.set(hot, template);
-    }
-    this.#count(rawPath, hot.size);
-    return template.clone();
   }
 
   /** The head of a 200 answer with all of `file`: the headers serveCachedFile() sends. */
@@ -154,18 +106,16 @@ export class QuickAnswers {
     });
   }
 
-  /** What the app's request log and statistics do for a hit, without the objects the full path needs. */
-  #count(rawPath: string, bytes: number): void {
-    this.#stats.recordRequest("CACHE HIT", bytes);
-    if (requestLog.isEnabledFor("info")) {
-      requestLog.info("{method} {path} {result} {status} {bytes} bytes {ms} ms", {
-        method: "GET",
-        path: rawPath,
-        result: "CACHE HIT",
-        status: 200,
-        bytes,
-        ms: 0,
-      });
-    }
+  /** Counts and logs a hit as the full path does (see request_log.ts). */
+  #count(rawPath: string, sent: ResponseSent, started: number): void {
+    this.#answers.record({
+      method: "GET",
+      path: rawPath,
+      result: "CACHE HIT",
+      status: 200,
+      bytes: sent.bytes,
+      ms: Math.round(performance.now() - started),
+      whole: sent.whole,
+    });
   }
 }

@@ -9,7 +9,7 @@ import type { CachedFile, HotFile } from "../cache/cache_store.ts";
 import type { Download, DownloadHead } from "../download/download.ts";
 import { HttpError } from "../http/http_error.ts";
 import { followDownload, readFileRange } from "../download/live_reader.ts";
-import { markFileResponse } from "../server/sendfile.ts";
+import { FileResponse } from "../http/file_body.ts";
 import {
   contentRange,
   ifRangeMatches,
@@ -42,11 +42,11 @@ export function contentTypeFor(fileName: string): string {
 }
 
 /** Serves a complete cached file: from memory when it is a {@linkcode HotFile}, else streamed from disk. */
-export async function serveCachedFile(
+export function serveCachedFile(
   req: Request,
   file: CachedFile | HotFile,
   options: { origin: PayloadOrigin; contentType: string },
-): Promise<Served> {
+): Served {
   const validators = { lastModified: file.mtime, etag: makeEtag(file.size, file.mtime) };
   // A list of pairs rather than a Headers object: Response copies its headers anyway, and building a Headers
   // first costs a third of the time it takes to answer a small file from memory.
@@ -88,9 +88,10 @@ export async function serveCachedFile(
       bytes: length,
     };
   }
-  const body = await readFileRange(file.path, { start, end, size: file.size });
-  // Marked so that the connection layer may send the range with sendfile instead (see sendfile.ts).
-  const response = markFileResponse(new Response(body, { status, headers }), {
+  // The server sends the range its own way (sendfile, or copied); the stream, which opens the file only when read,
+  // is for every other reader of the response.
+  const body = readFileRange(file.path, { start, end, size: file.size });
+  const response = new FileResponse(body, { status, headers }, {
     path: file.path,
     start,
     length,
@@ -155,30 +156,28 @@ export function serveDownload(
   if (req.method === "HEAD" || length === 0) {
     return { response: new Response(null, { status, headers }), bytes: 0 };
   }
-  const response = new Response(followDownload(download, { start, end }, { onBytes: options.onBytes }), {
-    status,
-    headers,
-  });
-  if (length !== undefined && total !== undefined) {
-    // Marked so that the connection layer may send the bytes with sendfile as the download writes them.
-    markFileResponse(response, {
-      path: download.partialPath,
-      start,
-      length,
-      size: total,
-      growing: {
-        alternatives: [download.finalPath, download.partialPath],
-        written: () => download.written,
-        changed: () => download.changed(),
-        outcome: () =>
-          download.state === "complete"
-            ? "complete"
-            : download.ended
-            ? { failed: download.error?.message ?? `the download ended (${download.state})` }
-            : "running",
-        onBytes: options.onBytes,
-      },
-    });
+  const body = followDownload(download, { start, end }, { onBytes: options.onBytes });
+  if (length === undefined || total === undefined) {
+    return { response: new Response(body, { status, headers }), bytes: 0 };
   }
-  return { response, bytes: length ?? 0 };
+  // The server may send the bytes with sendfile as the download writes them (or read the stream).
+  const response = new FileResponse(body, { status, headers }, {
+    path: download.partialPath,
+    start,
+    length,
+    size: total,
+    growing: {
+      alternatives: [download.finalPath, download.partialPath],
+      written: () => download.written,
+      changed: () => download.changed(),
+      outcome: () =>
+        download.state === "complete"
+          ? "complete"
+          : download.ended
+          ? { failed: download.error?.message ?? `the download ended (${download.state})` }
+          : "running",
+      onBytes: options.onBytes,
+    },
+  });
+  return { response, bytes: length };
 }

@@ -260,13 +260,13 @@ export const configObjectSchema = z.object({
     .describe(
       "Seconds a client connection may take to send a complete request, counted from when it connected or " +
         "from the end of its previous response, and a client may take no bytes of its response; then flexo " +
-        "closes it. 0 turns the timeout off and serves with Deno.serve (no sendfile, no keep-alive for files).",
+        "closes it. 0 turns the timeout off (connections are then never closed for waiting).",
     ),
   sendfile: z.boolean({ error: BOOLEAN }).default(true)
     .describe(
       "Send cached files and followed downloads with the kernel's sendfile (a quarter of the CPU of copying " +
-        "them through JavaScript). Needs Linux, glibc and Deno's ffi permission for libc, and " +
-        "client_timeout_secs above 0; otherwise files are copied through JavaScript.",
+        "them through JavaScript). Needs Linux, glibc and Deno's ffi permission for libc; otherwise files are " +
+        "copied through JavaScript.",
     ),
   max_speed_limit: z.preprocess(
     parsedOrRaw(parseBandwidth),

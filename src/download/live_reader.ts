@@ -122,37 +122,46 @@ async function openEither(download: Download): Promise<Deno.FsFile | undefined> 
   return undefined;
 }
 
-/** A stream of bytes `start..end` (inclusive) of a complete file. */
-export async function readFileRange(
+/**
+ * A stream of bytes `start..end` (inclusive) of a complete file, which opens the file at its first read: a
+ * response whose bytes the server sends itself (sendfile) never opens it here, so a file is opened once per
+ * response.
+ */
+export function readFileRange(
   path: string,
   range: { start: number; end: number; size: number },
-): Promise<ReadableStream<Uint8Array>> {
-  const file = await Deno.open(path, { read: true });
-  if (range.start > 0) await file.seek(range.start, Deno.SeekMode.Start);
-  if (range.end >= range.size - 1) {
-    // To the end of the file: Deno streams a file's own readable without copying through JavaScript.
-    return file.readable;
-  }
+): ReadableStream<Uint8Array> {
+  let file: Deno.FsFile | undefined;
   let remaining = range.end - range.start + 1;
+  const close = () => {
+    try {
+      file?.close();
+    } catch {
+      // already closed
+    }
+    file = undefined;
+  };
   return new ReadableStream<Uint8Array>({
     type: "bytes",
     async pull(controller) {
+      if (file === undefined) {
+        file = await Deno.open(path, { read: true });
+        if (range.start > 0) await file.seek(range.start, Deno.SeekMode.Start);
+      }
       const buffer = new Uint8Array(Math.min(READ_CHUNK, remaining));
       const read = await file.read(buffer);
       if (read === null || read === 0) {
-        file.close();
+        close();
         controller.error(new Error(`${path} is shorter than expected`));
         return;
       }
       remaining -= read;
       controller.enqueue(buffer.subarray(0, read));
       if (remaining <= 0) {
-        file.close();
+        close();
         controller.close();
       }
     },
-    cancel() {
-      file.close();
-    },
+    cancel: close,
   });
 }

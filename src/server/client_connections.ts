@@ -9,7 +9,12 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { ClientConnection, type ConnectionHandler, type QuickAnswer } from "./http1_connection.ts";
+import {
+  ClientConnection,
+  type ConnectionHandler,
+  type QuickAnswer,
+  type Refusal,
+} from "./http1_connection.ts";
 import type { RequestHead } from "./http1_head.ts";
 import { describeError } from "../logging.ts";
 import type { FileSender } from "./sendfile.ts";
@@ -49,6 +54,11 @@ export function listenForClients(
     onError: (error: unknown) => Response | Promise<Response>;
     quickAnswer?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
     sender?: FileSender;
+    /**
+     * Decides, as a connection is accepted, whether its client is served: a refusal is the answer to each of
+     * its requests (so a refused client still learns why), and nothing else of the app runs for it.
+     */
+    admit?: (remote: Deno.NetAddr) => Refusal | undefined;
   },
 ): ClientListener {
   const listener = Deno.listen({ hostname: options.hostname, port: options.port, transport: "tcp" });
@@ -57,6 +67,8 @@ export function listenForClients(
   // per request (see BENCHMARKS.md).
   const open = new Set<ClientConnection>();
   let allClosed: PromiseWithResolvers<void> | undefined;
+  // A timeout of 0 (or less) means none: connections are never closed for waiting.
+  const timed = options.timeoutMs > 0;
   const sweepMs = Math.max(10, Math.min(1_000, Math.floor(options.timeoutMs / 4)));
   let sweeper: ReturnType<typeof setInterval> | undefined;
   const sweep = () => {
@@ -88,9 +100,13 @@ export function listenForClients(
     // Without TCP_NODELAY, a response's last small segment waits until the client acknowledges the one before,
     // and clients delay that acknowledgement by ~40 ms: a stall per file on a kept-alive connection.
     conn.setNoDelay(true);
-    const connection = new ClientConnection(conn, connectionOptions);
+    const refusal = options.admit?.(conn.remoteAddr as Deno.NetAddr);
+    const connection = new ClientConnection(
+      conn,
+      refusal === undefined ? connectionOptions : { ...connectionOptions, refusal },
+    );
     open.add(connection);
-    sweeper ??= setInterval(sweep, sweepMs);
+    if (timed) sweeper ??= setInterval(sweep, sweepMs);
     connection.serve().catch((error: unknown) => {
       // serve() handles its own errors; this is only so that nothing can end the process from here.
       log.error("Serving a connection failed: {error}", {

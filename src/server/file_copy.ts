@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { FileRange } from "./sendfile.ts";
+import type { FileBody } from "../http/file_body.ts";
 
 /** Bytes read and written at a time. */
 export const COPY_BUFFER_BYTES = 256 * 1024;
@@ -25,7 +25,7 @@ export type CopyOutcome = "not_started" | "sent" | "failed";
  * `onCommitted` is called once the head is being written.
  */
 export async function copyFileRange(
-  range: FileRange,
+  range: FileBody,
   options: { head: Uint8Array; write: (bytes: Uint8Array) => Promise<boolean>; onCommitted?: () => void },
 ): Promise<CopyOutcome> {
   let file: Deno.FsFile;

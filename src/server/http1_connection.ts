@@ -28,29 +28,33 @@ import {
   type RequestHead,
 } from "./http1_head.ts";
 import { concat } from "../byte_reader.ts";
-import { chunked, collect, LAST_CHUNK, lengthOf } from "./http1_body.ts";
 import { FileBodies } from "./http1_file_bodies.ts";
 import { describeError } from "../logging.ts";
 import { requestFromHead } from "./http1_request.ts";
-import { type Framing, isBodiless, responseHead } from "./http1_response.ts";
-import type { FileRange, FileSender, SendOutcome } from "./sendfile.ts";
+import {
+  checkAuthority,
+  type RequestHandler,
+  type ResponseSent,
+  type ServeInfo,
+} from "../http/client_request.ts";
+import { responseHead } from "./http1_response.ts";
+import { ResponseWriter } from "./http1_response_writer.ts";
+import type { FileBody } from "../http/file_body.ts";
+import type { FileSender } from "./sendfile.ts";
 
 const log = getLogger(["flexo", "server"]);
 const ENCODER = new TextEncoder();
 const CR = 0x0d;
 const LF = 0x0a;
 
-/** A request handler, as `Deno.serve` takes it. */
-export type ConnectionHandler = (
-  req: Request,
-  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-) => Response | Promise<Response>;
+/** A request handler (see src/http/client_request.ts). */
+export type ConnectionHandler = RequestHandler;
 
 /** A cached file to send with sendfile after `head`; `done` is told how the send went. */
 export interface QuickFile {
   head: Uint8Array;
-  file: FileRange;
-  done: (outcome: SendOutcome["outcome"]) => void;
+  file: FileBody;
+  done: (sent: ResponseSent | undefined) => void;
 }
 
 /**
@@ -69,6 +73,17 @@ export interface ConnectionOptions {
   quickAnswer?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
   /** Sends file bodies with sendfile(2); without it they are streamed through JavaScript. */
   sender?: FileSender;
+  /**
+   * Why this connection's requests are refused, decided when it was accepted (a client not in
+   * `allowed_clients`): each request gets this answer, and the connection ends.
+   */
+  refusal?: Refusal;
+}
+
+/** An answer given to every request of a connection that is refused as a whole. */
+export interface Refusal {
+  status: 403;
+  message: string;
 }
 
 /** The read buffer a connection starts with; it grows up to {@linkcode MAX_HEAD_BYTES} for a larger head. */
@@ -107,9 +122,13 @@ export class ClientConnection {
   writingSince = 0;
   #options: ConnectionOptions;
   #localHost: string;
+  #local: Deno.NetAddr;
+  /** The last `Host` found valid on this connection (see checkAuthority). */
+  #validHost: { host?: string } = {};
   #closed = false;
   #finishing = false;
   #files: FileBodies;
+  #writer: ResponseWriter;
   /** Whether the client may still be sending a body when the connection ends (see #lingeringClose). */
   #linger = false;
 
@@ -118,6 +137,7 @@ export class ClientConnection {
     this.conn = conn;
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
     const local = conn.localAddr as Deno.NetAddr;
+    this.#local = local;
     this.#localHost = local.hostname.includes(":")
       ? `[${local.hostname}]:${local.port}`
       : `${local.hostname}:${local.port}`;
@@ -127,6 +147,7 @@ export class ClientConnection {
       write: (bytes) => this.#write(bytes),
       writeSome: this.#writeSome,
     });
+    this.#writer = new ResponseWriter((bytes) => this.#write(bytes), this.#files);
   }
 
   /** Whether the connection has been closed. */
@@ -198,8 +219,12 @@ export class ClientConnection {
         this.busy = true;
         let keepOpen = false;
         try {
-          if (isHeadProblem(parsed)) {
-            keepOpen = await this.#refuse(parsed);
+          // One check of every request, before any answer is chosen: the quick path and the full path alike.
+          const problem = isHeadProblem(parsed)
+            ? parsed
+            : this.#options.refusal ?? checkAuthority(parsed, this.#local, this.#validHost);
+          if (problem !== undefined || isHeadProblem(parsed)) {
+            keepOpen = await this.#refuse(problem ?? parsed as HeadProblem);
           } else {
             // A cache hit answered from memory needs no more than this (most requests of a busy proxy).
             const quick = this.#quickAnswer(parsed);
@@ -257,24 +282,16 @@ export class ClientConnection {
   async #answer(head: RequestHead, quick: QuickFile | undefined): Promise<boolean> {
     if (quick !== undefined) {
       const sent = await this.#files.sendQuick(quick);
-      if (sent !== undefined) return sent;
+      if (sent !== undefined) return sent.whole;
     }
     const req = requestFromHead(head, { localHost: this.#localHost });
     if (isHeadProblem(req)) {
       await this.#refuse(req);
       return false;
     }
-    let completion: PromiseWithResolvers<void> | undefined;
-    let ended = false;
-    const info: Deno.ServeHandlerInfo<Deno.NetAddr> = {
-      remoteAddr: this.remoteAddr,
-      // Made only when asked for: most requests never are. It resolves when the response has ended, sent or not.
-      get completed() {
-        completion ??= Promise.withResolvers<void>();
-        if (ended) completion.resolve();
-        return completion.promise;
-      },
-    };
+    const completion = Promise.withResolvers<ResponseSent>();
+    const info: ServeInfo = { remoteAddr: this.remoteAddr, completed: completion.promise };
+    let sent: ResponseSent = { whole: false, bytes: 0 };
     try {
       let response: Response;
       try {
@@ -284,69 +301,12 @@ export class ClientConnection {
       }
       const close = head.close || head.hasBody || this.#finishing;
       if (head.hasBody) this.#linger = true;
-      const whole = await this.#respond(req.method === "HEAD", head, response, close);
-      return whole && !close;
+      const written = await this.#writer.respond(req.method === "HEAD", head, response, close);
+      sent = { whole: written.whole, bytes: written.bytes };
+      return written.whole && !close && !written.close;
     } finally {
-      ended = true;
-      completion?.resolve();
+      completion.resolve(sent);
     }
-  }
-
-  /** Sends `response`; whether all of it went out (a body cut short means the connection must end). */
-  async #respond(isHead: boolean, head: RequestHead, response: Response, close: boolean): Promise<boolean> {
-    const status = { code: response.status, text: response.statusText };
-    const framing: Framing = { close, keepAlive: head.minorVersion === 0 && !close };
-    const body = response.body;
-    if (isBodiless(response.status)) {
-      body?.cancel().catch(() => {});
-      return await this.#write(responseHead(status, response.headers, framing));
-    }
-    const declared = lengthOf(response.headers.get("content-length"));
-    if (isHead || body === null) {
-      // A HEAD answer says the length the GET answer would have; one whose body is in memory is measured.
-      framing.length = isHead ? declared : 0;
-      if (body !== null) {
-        const reader = body.getReader();
-        if (framing.length === undefined) {
-          const collected = await collect(reader);
-          if (collected.ended) framing.length = collected.size;
-        }
-        reader.cancel().catch(() => {});
-      }
-      // (A HEAD answer without a body or a declared length says no length: it is not known to be 0.)
-      return await this.#write(responseHead(status, response.headers, framing));
-    }
-    if (declared !== undefined) {
-      framing.length = declared;
-      const sent = await this.#files.send(response, framing) ?? await this.#files.copy(response, framing);
-      if (sent !== undefined) return sent;
-      // The head waits for the body's first piece and goes out with it (see #pump).
-      const headBytes = responseHead(status, response.headers, framing);
-      return await this.#pump(body.getReader(), { exactly: declared, head: headBytes });
-    }
-    const reader = body.getReader();
-    const collected = await collect(reader);
-    if (collected.ended) {
-      framing.length = collected.size;
-      return await this.#write(
-        concat([responseHead(status, response.headers, framing), ...collected.chunks]),
-      );
-    }
-    // A longer or slower body of unknown length: chunked, or to the end of the connection for HTTP/1.0.
-    framing.chunked = head.minorVersion === 1;
-    if (!framing.chunked) framing.close = true;
-    // The head and what was collected go out in one write.
-    const headBytes = responseHead(status, response.headers, framing);
-    const start = concat([
-      headBytes,
-      ...collected.chunks.map((chunk) => framing.chunked ? chunked(chunk) : chunk),
-    ]);
-    if (!await this.#write(start)) {
-      reader.cancel().catch(() => {});
-      return false;
-    }
-    const whole = await this.#pump(reader, { chunked: framing.chunked, pending: collected.pending });
-    return whole && !framing.close;
   }
 
   /** Writes some of `bytes` (waiting for the client, which the sweep may cut off): how many, 0 when closed. */
@@ -360,62 +320,8 @@ export class ClientConnection {
     }
   };
 
-  /**
-   * Writes what `reader` gives: `exactly` that many bytes (more or fewer is a broken response), chunked, or as it
-   * comes. Whether the body went out whole. A `head` goes out in one write with the body's first piece: written
-   * alone it would be a packet of its own, and a client that delays its acknowledgement would hold up the next.
-   */
-  async #pump(
-    reader: ReadableStreamDefaultReader<Uint8Array>,
-    options: {
-      exactly?: number;
-      chunked?: boolean;
-      pending?: Promise<ReadableStreamReadResult<Uint8Array>>;
-      head?: Uint8Array;
-    },
-  ): Promise<boolean> {
-    let sent = 0;
-    let next = options.pending ?? reader.read();
-    let head = options.head;
-    const write = (bytes: Uint8Array): Promise<boolean> => {
-      if (head === undefined) return this.#write(bytes);
-      const joined = bytes.length === 0 ? head : concat([head, bytes]);
-      head = undefined;
-      return this.#write(joined);
-    };
-    try {
-      while (true) {
-        const { done, value } = await next;
-        if (done) break;
-        if (value.length === 0) {
-          next = reader.read();
-          continue;
-        }
-        if (options.exactly !== undefined && sent + value.length > options.exactly) {
-          await write(value.subarray(0, options.exactly - sent));
-          log.warn("A response body was longer than its Content-Length; the connection is closed");
-          return false;
-        }
-        sent += value.length;
-        if (!await write(options.chunked ? chunked(value) : value)) return false;
-        next = reader.read();
-      }
-    } catch (error) {
-      log.info("A response body failed while it was sent: {error}", { error: describeError(error) });
-      // The client learns of the failure as a body shorter than its head says (the connection ends).
-      if (head !== undefined) await write(new Uint8Array(0));
-      return false;
-    } finally {
-      reader.cancel().catch(() => {});
-    }
-    if (options.chunked) return await write(LAST_CHUNK);
-    if (head !== undefined && !await write(new Uint8Array(0))) return false;
-    if (options.exactly !== undefined) return sent === options.exactly;
-    return true;
-  }
-
   /** Answers a head that was refused, and says the connection ends. Always false. */
-  async #refuse(problem: HeadProblem): Promise<boolean> {
+  async #refuse(problem: HeadProblem | Refusal | { status: 400; message: string }): Promise<boolean> {
     log.debug("Refused a request from {client}: {status} {message}", {
       client: this.remoteAddr.hostname,
       status: problem.status,

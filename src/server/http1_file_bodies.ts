@@ -10,20 +10,16 @@ import { getLogger } from "@logtape/logtape";
 import { copyFileRange } from "./file_copy.ts";
 import type { QuickFile } from "./http1_connection.ts";
 import { type Framing, responseHead } from "./http1_response.ts";
-import {
-  type ClientSocket,
-  type FileRange,
-  fileRangeOf,
-  type FileSender,
-  type SendOutcome,
-} from "./sendfile.ts";
+import { type FileBody, fileBodyOf } from "../http/file_body.ts";
+import type { ResponseSent } from "../http/client_request.ts";
+import type { ClientSocket, FileSender } from "./sendfile.ts";
 
 const log = getLogger(["flexo", "server"]);
 
 /**
- * Sends the file bodies of one connection. Each method says true when the body went out whole, false when it
- * broke off after its head (the connection must end), undefined when it was not sent this way (nothing was
- * written; the caller answers as usual).
+ * Sends the file bodies of one connection. Each method says how the body went out (when not whole, it broke off
+ * after its head and the connection must end), or undefined when it was not sent this way (nothing was written;
+ * the caller answers as usual).
  */
 export class FileBodies {
   #conn: Deno.Conn;
@@ -56,20 +52,19 @@ export class FileBodies {
     return this.#sender !== undefined && !this.#sender.disabled && this.#socket !== null;
   }
 
-  /** Sends a quick file answer with sendfile, and tells it how that went. */
-  async sendQuick(answer: QuickFile): Promise<boolean | undefined> {
-    let outcome: SendOutcome["outcome"] = "not_started";
+  /** Sends a quick file answer with sendfile, and tells it how that went (undefined: not sent this way). */
+  async sendQuick(answer: QuickFile): Promise<ResponseSent | undefined> {
+    let sent: ResponseSent | undefined;
     try {
-      const sent = await this.#sendfile(answer.head, answer.file);
-      if (sent !== undefined) outcome = sent ? "sent" : "failed";
+      sent = await this.#sendfile(answer.head, answer.file);
       return sent;
     } finally {
-      answer.done(outcome);
+      answer.done(sent);
     }
   }
 
-  /** Sends a marked file body (see `markFileResponse`) of a 200 or 206 answer with sendfile, after its head. */
-  async send(response: Response, framing: Framing): Promise<boolean | undefined> {
+  /** Sends a marked file body (a `FileResponse`) of a 200 or 206 answer with sendfile, after its head. */
+  async send(response: Response, framing: Framing): Promise<ResponseSent | undefined> {
     const range = this.#rangeOf(response, framing);
     if (range === undefined || !this.canSend()) return undefined;
     const head = responseHead(
@@ -82,7 +77,7 @@ export class FileBodies {
   }
 
   /** Copies a marked body of a complete file through JavaScript in large pieces, after its head. */
-  async copy(response: Response, framing: Framing): Promise<boolean | undefined> {
+  async copy(response: Response, framing: Framing): Promise<ResponseSent | undefined> {
     const range = this.#rangeOf(response, framing);
     if (range === undefined || range.growing !== undefined) return undefined;
     const head = responseHead(
@@ -92,14 +87,21 @@ export class FileBodies {
     );
     // Once the head goes out, the app's body (its open file) is not needed.
     const release = () => void response.body?.cancel().catch(() => {});
-    const outcome = await copyFileRange(range, { head, write: this.#write, onCommitted: release });
-    return outcome === "not_started" ? undefined : outcome === "sent";
+    let written = 0;
+    const write = (bytes: Uint8Array) =>
+      this.#write(bytes).then((ok) => {
+        if (ok) written += bytes.length;
+        return ok;
+      });
+    const outcome = await copyFileRange(range, { head, write, onCommitted: release });
+    if (outcome === "not_started") return undefined;
+    return { whole: outcome === "sent", bytes: Math.max(0, written - head.length) };
   }
 
   /** The file range of a 200 or 206 answer whose marked body is the whole declared length (not empty). */
-  #rangeOf(response: Response, framing: Framing): FileRange | undefined {
+  #rangeOf(response: Response, framing: Framing): FileBody | undefined {
     if (response.status !== 200 && response.status !== 206) return undefined;
-    const range = fileRangeOf(response);
+    const range = fileBodyOf(response);
     if (range === undefined || range.length === 0 || range.length !== framing.length) return undefined;
     return range;
   }
@@ -107,18 +109,18 @@ export class FileBodies {
   /** Sends `head` and `range` with sendfile on this connection's socket, found at its first use. */
   async #sendfile(
     head: Uint8Array,
-    range: FileRange,
+    range: FileBody,
     onCommitted?: () => void,
-  ): Promise<boolean | undefined> {
+  ): Promise<ResponseSent | undefined> {
     const sender = this.#sender;
     if (sender === undefined) return undefined;
     if (this.#socket === undefined) this.#socket = sender.findSocket(this.#conn) ?? null;
     if (this.#socket === null) return undefined;
     const result = await sender.send(this.#socket, head, { range, write: this.#writeSome, onCommitted });
-    if (result.outcome === "sent") return true;
+    if (result.outcome === "sent") return { whole: true, bytes: range.length };
     if (result.outcome === "failed") {
       log.info("Sending {path} to a client stopped: {reason}", { path: range.path, reason: result.reason });
-      return false;
+      return { whole: false, bytes: result.bytes };
     }
     log.debug("Streaming {path} instead: {reason}", { path: range.path, reason: result.reason });
     return undefined;

@@ -23,6 +23,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import type { FileBody, GrowingFile } from "../http/file_body.ts";
 import {
   addressBytes,
   errno,
@@ -56,47 +57,6 @@ const WAIT_WRITE_BYTES = 16 * 1024;
 /** At most this many buffers for those writes are kept for the next sends. */
 const MAX_SPARE_BUFFERS = 64;
 
-/** The byte range of a file that a response body streams: a cached file, or one a download is writing. */
-export interface FileRange {
-  path: string;
-  /** Offset of the first byte sent. */
-  start: number;
-  /** Bytes sent. */
-  length: number;
-  /** Size of the whole file (when complete); a cached file of another size is not sent. */
-  size: number;
-  /** For a file that a download is still writing: how far it is, and how to wait for more. */
-  growing?: GrowingFile;
-}
-
-/** A file that a download is writing, as {@linkcode FileSender.send} follows it. */
-export interface GrowingFile {
-  /** Where the file may be instead of `path` when opened (a download renames its file when it is complete). */
-  alternatives: readonly string[];
-  /** Bytes on disk so far. */
-  written(): number;
-  /** Resolves at the next change: more bytes, or the end. */
-  changed(): Promise<void>;
-  /** Whether the download still runs, completed, or failed (and why). */
-  outcome(): "running" | "complete" | { failed: string };
-  /** Told how many body bytes went out after each write. */
-  onBytes?(bytes: number): void;
-}
-
-// Keyed by the response itself: looking at `body` would turn a body of bytes into a stream on every small hit.
-const fileResponses = new WeakMap<Response, FileRange>();
-
-/** Records that `response`'s body streams `range` of a file, so that it may be sent with sendfile instead. */
-export function markFileResponse(response: Response, range: FileRange): Response {
-  fileResponses.set(response, range);
-  return response;
-}
-
-/** The file range that a response's body streams, if it was marked with {@linkcode markFileResponse}. */
-export function fileRangeOf(response: Response): FileRange | undefined {
-  return fileResponses.get(response);
-}
-
 /** A client connection, its socket descriptor, and the cookie of the socket that descriptor stood for when found. */
 export interface ClientSocket {
   conn: Deno.Conn;
@@ -108,6 +68,8 @@ export interface ClientSocket {
 export type SendOutcome = { outcome: "not_started"; reason: string } | { outcome: "sent" } | {
   outcome: "failed";
   reason: string;
+  /** Body bytes that went out before the send broke off. */
+  bytes: number;
 };
 
 /** Sends files to client sockets with sendfile(2). */
@@ -186,7 +148,7 @@ export class FileSender {
   async send(
     socket: ClientSocket,
     head: Uint8Array,
-    options: { range: FileRange; write?: (bytes: Uint8Array) => Promise<number>; onCommitted?: () => void },
+    options: { range: FileBody; write?: (bytes: Uint8Array) => Promise<number>; onCommitted?: () => void },
   ): Promise<SendOutcome> {
     const libc = this.#libc;
     const { range } = options;
@@ -224,7 +186,7 @@ export class FileSender {
         if (mustCheck && !this.#isStill(socket)) {
           return written === 0
             ? { outcome: "not_started", reason: "the client's connection is gone" }
-            : { outcome: "failed", reason: "the client's connection is gone" };
+            : { outcome: "failed", reason: "the client's connection is gone", bytes: written - head.length };
         }
         mustCheck = false;
         const inHead = written < head.length;
@@ -238,6 +200,7 @@ export class FileSender {
             if (state !== "running") {
               return this.#breakOff(
                 socket,
+                written - head.length,
                 state === "complete" ? `the download ended before byte ${range.start + sent}` : state.failed,
               );
             }
@@ -258,12 +221,14 @@ export class FileSender {
           if (!inHead) growing?.onBytes?.(result);
           continue;
         }
-        if (result === 0 && !inHead) return this.#breakOff(socket, `${range.path} ended early`);
+        if (result === 0 && !inHead) {
+          return this.#breakOff(socket, written - head.length, `${range.path} ended early`);
+        }
         if (result < 0 && code === LINUX.EINTR) continue;
         if (result < 0 && code !== LINUX.EAGAIN) {
           return written === 0
             ? { outcome: "not_started", reason: `cannot write to the client (errno ${code})` }
-            : this.#breakOff(socket, `the client went away (errno ${code})`);
+            : this.#breakOff(socket, written - head.length, `the client went away (errno ${code})`);
         }
         // The socket is full: the next bytes go through the connection, whose write waits for the client.
         let piece: Uint8Array;
@@ -274,16 +239,28 @@ export class FileSender {
           const read = Number(
             libc.pread(fileFd, waitBuffer, BigInt(Math.min(count, waitBuffer.length)), offset[0]),
           );
-          if (read <= 0) return this.#breakOff(socket, `${range.path} could not be read at ${offset[0]}`);
+          if (read <= 0) {
+            return this.#breakOff(
+              socket,
+              written - head.length,
+              `${range.path} could not be read at ${offset[0]}`,
+            );
+          }
           piece = waitBuffer.subarray(0, read);
         }
         let took: number;
         try {
           took = await write(piece);
         } catch (error) {
-          return this.#breakOff(socket, `the client went away (${(error as Error).message ?? error})`);
+          return this.#breakOff(
+            socket,
+            written - head.length,
+            `the client went away (${(error as Error).message ?? error})`,
+          );
         }
-        if (took <= 0) return this.#breakOff(socket, "the client's connection is closed");
+        if (took <= 0) {
+          return this.#breakOff(socket, written - head.length, "the client's connection is closed");
+        }
         if (written === 0) options.onCommitted?.();
         written += took;
         if (!inHead) {
@@ -296,7 +273,9 @@ export class FileSender {
       return { outcome: "sent" };
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
-      return written === 0 ? { outcome: "not_started", reason } : this.#breakOff(socket, reason);
+      return written === 0
+        ? { outcome: "not_started", reason }
+        : this.#breakOff(socket, written - head.length, reason);
     } finally {
       this.#active--;
       libc.close(fileFd);
@@ -310,16 +289,16 @@ export class FileSender {
    * the download has verified and committed the file, so that a client whose bytes turn out to be wrong gets a
    * response shorter than its length (an error), never a complete one.
    */
-  #sendable(range: FileRange, growing: GrowingFile): number {
+  #sendable(range: FileBody, growing: GrowingFile): number {
     const onDisk = Math.min(growing.written() - range.start, range.length);
     const reachesEnd = range.start + range.length === range.size;
     return reachesEnd && growing.outcome() !== "complete" ? Math.min(onDisk, range.length - 1) : onDisk;
   }
 
   /** Shuts both sides of `socket` (if it is still that socket) so the client sees the response cut short. */
-  #breakOff(socket: ClientSocket, reason: string): SendOutcome {
+  #breakOff(socket: ClientSocket, written: number, reason: string): SendOutcome {
     if (this.#isStill(socket)) this.#libc.shutdown(socket.fd, LINUX.SHUT_RDWR);
-    return { outcome: "failed", reason };
+    return { outcome: "failed", reason, bytes: Math.max(0, written) };
   }
 
   #isStill(socket: ClientSocket): boolean {

@@ -5,7 +5,8 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import type { FlexoApp } from "../app/app.ts";
+import type { RequestHead } from "./http1_head.ts";
+import type { ConnectionHandler, QuickAnswer, Refusal } from "./http1_connection.ts";
 import { listenForClients } from "./client_connections.ts";
 import { type FileSender, openFileSender } from "./sendfile.ts";
 
@@ -23,7 +24,17 @@ export interface RunningServer {
   readonly sentWithSendfile: number;
 }
 
-/** One listening address: Deno.serve's server, or a {@linkcode listenForClients} listener. */
+/** What the server answers with: the app's side of the contract (see src/app/app.ts, which makes one). */
+export interface ServedApp {
+  /** Answers a request. */
+  fetch: ConnectionHandler;
+  /** The answer to a request that can be answered from memory, made from the parsed head alone. */
+  quickAnswer?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
+  /** Whether a client, by its address, is served at all (decided once per connection). */
+  admit?: (remote: Deno.NetAddr) => Refusal | undefined;
+}
+
+/** One listening address: a {@linkcode listenForClients} listener. */
 interface Listening {
   addr: Deno.NetAddr;
   finished: Promise<void>;
@@ -49,38 +60,31 @@ function fileSender(): FileSender | undefined {
 }
 
 /**
- * Starts listening on each address with `port`. With `clientTimeoutMs` above 0 (the default is 60 s), flexo
- * serves connections itself (see client_connections.ts): a client connection that does not complete a request
- * head within that time, after connecting or after its previous response, or that takes no bytes of its
- * response for as long, is closed; cached files are sent with sendfile(2) where this process can (unless
- * `sendfile` is false); small cached files are answered from memory. 0 serves with plain `Deno.serve`, which
- * has none of these.
+ * Starts listening on each address with `port`, serving connections with flexo's own HTTP/1.1 layer (see
+ * client_connections.ts): a client connection that does not complete a request head within `clientTimeoutMs`
+ * (default 60 s; 0 means no limit), after connecting or after its previous response, or that takes no bytes of
+ * its response for as long, is closed; cached files are sent with sendfile(2) where this process can (unless
+ * `sendfile` is false), otherwise copied in large pieces; small cached files are answered from memory.
  */
 export function startServer(
-  app: FlexoApp,
+  app: ServedApp,
   options: { hostnames: readonly string[]; port: number; clientTimeoutMs?: number; sendfile?: boolean },
 ): RunningServer {
   const timeoutMs = options.clientTimeoutMs ?? 60_000;
-  const perConnection = timeoutMs > 0;
-  const wantsSendfile = options.sendfile ?? true;
-  if (wantsSendfile && !perConnection) {
-    log.info("Large files are streamed through Deno: sendfile needs client_timeout_secs above 0");
-  }
-  const sender = perConnection && wantsSendfile ? fileSender() : undefined;
+  const sender = options.sendfile ?? true ? fileSender() : undefined;
   const servers: Listening[] = [];
   const addresses: { hostname: string; port: number }[] = [];
   for (const hostname of options.hostnames) {
     try {
-      const server: Listening = perConnection
-        ? listenForClients(app.fetch, {
-          hostname,
-          port: options.port,
-          timeoutMs,
-          onError,
-          sender,
-          quickAnswer: app.quickAnswer,
-        })
-        : Deno.serve({ hostname, port: options.port, onListen: () => {}, onError }, app.fetch);
+      const server: Listening = listenForClients(app.fetch, {
+        hostname,
+        port: options.port,
+        timeoutMs,
+        onError,
+        sender,
+        quickAnswer: app.quickAnswer,
+        admit: app.admit,
+      });
       servers.push(server);
       addresses.push({ hostname: server.addr.hostname, port: server.addr.port });
       log.info("Listening on http://{host}:{port}/", {

@@ -7,7 +7,7 @@ import { Download, type DownloadHead } from "../../src/download/download.ts";
 import { HttpError } from "../../src/http/http_error.ts";
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { contentTypeFor, ORIGIN_HEADER, serveCachedFile, serveDownload } from "../../src/app/responses.ts";
-import { fileRangeOf } from "../../src/server/sendfile.ts";
+import { fileBodyOf } from "../../src/http/file_body.ts";
 import { type Gate, gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
 
 const URL_PKG = "http://flexo.test/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst";
@@ -55,7 +55,7 @@ Deno.test("serveCachedFile() answers 200 with the validators, length, type and o
     assertEquals(served.bytes, SIZE);
     assertEquals(served.readsFile, file.path);
     assertEquals(
-      fileRangeOf(response),
+      fileBodyOf(response),
       { path: file.path, start: 0, length: SIZE, size: SIZE },
       "for sendfile",
     );
@@ -139,7 +139,7 @@ Deno.test("serveCachedFile() answers 206 with Content-Range for a byte range", a
       assertEquals(served.response.headers.get("content-range"), `bytes ${start}-${end}/${SIZE}`, range);
       assertEquals(served.response.headers.get("content-length"), String(end - start + 1), range);
       assertEquals(served.bytes, end - start + 1, range);
-      assertEquals(fileRangeOf(served.response), {
+      assertEquals(fileBodyOf(served.response), {
         path: file.path,
         start,
         length: end - start + 1,
@@ -180,7 +180,8 @@ Deno.test("serveCachedFile() throws 416 with Content-Range for a range past the 
   await withCachedFile(async (file) => {
     for (const range of ["bytes=1000-", "bytes=5000-6000", "bytes=-0"]) {
       await nodeAssert.rejects(
-        serveCachedFile(request({ Range: range }), file, { origin: "Cache", contentType: TYPE }),
+        async () =>
+          await serveCachedFile(request({ Range: range }), file, { origin: "Cache", contentType: TYPE }),
         (error: unknown) => {
           assert(error instanceof HttpError, `${range}: an HttpError`);
           assertEquals(error.status, 416);

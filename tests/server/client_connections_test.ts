@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { type ClientListener, listenForClients } from "../../src/server/client_connections.ts";
 import { readFileRange } from "../../src/download/live_reader.ts";
-import { markFileResponse } from "../../src/server/sendfile.ts";
+import { FileResponse } from "../../src/http/file_body.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
 import { fileSender } from "../helpers/sockets.ts";
@@ -185,13 +185,16 @@ Deno.test("listenForClients() with a sender sends a marked file with sendfile an
   await withTempDir(async (dir) => {
     const path = join(dir, "large.pkg.tar.zst");
     await Deno.writeFile(path, bytes);
-    const listener = listenForClients(async (req) => {
+    const listener = listenForClients((req) => {
       if (!req.url.endsWith("/large")) return new Response("hello");
-      const body = await readFileRange(path, { start: 0, end: bytes.length - 1, size: bytes.length });
-      const response = new Response(body, {
-        headers: { "content-length": String(bytes.length), "x-kind": "package" },
+      const body = readFileRange(path, { start: 0, end: bytes.length - 1, size: bytes.length });
+      const headers = { "content-length": String(bytes.length), "x-kind": "package" };
+      return new FileResponse(body, { headers }, {
+        path,
+        start: 0,
+        length: bytes.length,
+        size: bytes.length,
       });
-      return markFileResponse(response, { path, start: 0, length: bytes.length, size: bytes.length });
     }, {
       hostname: "127.0.0.1",
       port: 0,

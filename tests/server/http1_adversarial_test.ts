@@ -9,7 +9,8 @@ import { pathOf } from "../../src/app/app.ts";
 import { type ClientListener, listenForClients } from "../../src/server/client_connections.ts";
 import { ClientConnection, type ConnectionOptions } from "../../src/server/http1_connection.ts";
 import { isHeadProblem, latin1, MAX_HEAD_BYTES, parseRequestHead } from "../../src/server/http1_head.ts";
-import { rawTargetOf, requestFromHead } from "../../src/server/http1_request.ts";
+import { requestFromHead } from "../../src/server/http1_request.ts";
+import { rawTargetOf } from "../../src/http/client_request.ts";
 import { encodeLatin1 } from "../../src/server/http1_response.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { startTestProxy, withinMs } from "../helpers/proxy_server.ts";
@@ -531,7 +532,7 @@ Deno.test("startServer() refuses traversal forms of a cached file's path also on
   };
   assertEquals(await statuses(), [400, 400, 400, 400]);
   assertEquals((await exchange(proxy.port, closing(PKG)))[0].body, "PACKAGE-BYTES");
-  // A hit in memory now: QuickAnswers.forRequest() matches the normalised req.url, not the raw target.
+  // A hit in memory now: the quick path sees the same raw target, and the same checks run before it.
   assertEquals(await statuses(), [400, 400, 400, 400]);
 });
 

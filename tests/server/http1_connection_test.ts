@@ -12,7 +12,8 @@ import {
 } from "../../src/server/http1_connection.ts";
 import { latin1 } from "../../src/server/http1_head.ts";
 import { readFileRange } from "../../src/download/live_reader.ts";
-import { markFileResponse, type SendOutcome } from "../../src/server/sendfile.ts";
+import type { ResponseSent, ServeInfo } from "../../src/http/client_request.ts";
+import { FileResponse } from "../../src/http/file_body.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
 import { withinMs } from "../helpers/proxy_server.ts";
@@ -312,11 +313,11 @@ Deno.test("ClientConnection.serve() answers with onError's response when the han
   });
 });
 
-Deno.test("ClientConnection.serve() gives the handler the client's address and a completed promise that resolves after the response, whenever asked for", async () => {
-  const infos: Deno.ServeHandlerInfo<Deno.NetAddr>[] = [];
-  let completed: Promise<void> | undefined;
+Deno.test("ClientConnection.serve() gives the handler the client's address and a completed promise that resolves after the response with the bytes sent", async () => {
+  const infos: ServeInfo[] = [];
+  let completed: Promise<ResponseSent> | undefined;
   const gate = Promise.withResolvers<void>();
-  const handler = (_req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
+  const handler = (_req: Request, info: ServeInfo) => {
     // The first is asked for while the handler runs (as the app does), the second only after its response.
     if (infos.push(info) === 1) completed = info.completed;
     return new Response(slowBody(["done"], () => gate.promise));
@@ -329,7 +330,10 @@ Deno.test("ClientConnection.serve() gives the handler the client's address and a
     assert(await stillPending(completed!, 50), "completed resolved while the body was still coming");
     gate.resolve();
     assertEquals(decoder.decode((await client.response()).body), "done");
-    await withinMs(completed!, 1_000, "completed did not resolve after the response");
+    assertEquals(
+      await withinMs(completed!, 1_000, "completed did not resolve after the response"),
+      { whole: true, bytes: 4 },
+    );
     await client.send(get());
     assertEquals(decoder.decode((await client.response()).body), "done");
     await waitFor("the response to end", () => !connection.busy, 2_000);
@@ -380,7 +384,7 @@ Deno.test("ClientConnection.serve() sends a quick file answer with sendfile, or 
   await withTempDir(async (dir) => {
     const path = join(dir, "file.pkg.tar.zst");
     await Deno.writeFile(path, bytes);
-    const outcomes: SendOutcome["outcome"][] = [];
+    const outcomes: string[] = [];
     const offered: boolean[] = [];
     const quickAnswer = (head: { target: string }, options: { files: boolean }): QuickAnswer | undefined => {
       offered.push(options.files);
@@ -388,7 +392,7 @@ Deno.test("ClientConnection.serve() sends a quick file answer with sendfile, or 
       return {
         head: encoder.encode(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\nx-quick: file\r\n\r\n`),
         file: { path: head.target === "/file" ? path : join(dir, "missing"), start: 0, length: size, size },
-        done: (outcome) => outcomes.push(outcome),
+        done: (sent) => outcomes.push(sent === undefined ? "not_started" : sent.whole ? "sent" : "failed"),
       };
     };
     const sender = fileSender();
@@ -420,7 +424,7 @@ Deno.test("ClientConnection.serve() sends a marked file response whole with send
       if (!req.url.endsWith("/large")) return echo(req);
       const body = await readFileRange(path, { start: 0, end: bytes.length - 1, size: bytes.length });
       const headers = { "content-length": String(bytes.length), "x-kind": "package" };
-      return markFileResponse(new Response(body, { headers }), range);
+      return new FileResponse(body, { headers }, range);
     };
     const sender = fileSender();
     await withServed({ handler, sender }, async ({ client }) => {

@@ -2,7 +2,8 @@
 
 import { join } from "node:path";
 import { FileBodies } from "../../src/server/http1_file_bodies.ts";
-import { markFileResponse } from "../../src/server/sendfile.ts";
+import { FileResponse } from "../../src/http/file_body.ts";
+import type { ResponseSent } from "../../src/http/client_request.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
 import { fileSender, readAll, withConnection } from "../helpers/sockets.ts";
@@ -30,11 +31,8 @@ function marked(
   options: { status?: number; onCancel?: () => void } = {},
 ): Response {
   const body = new ReadableStream<Uint8Array>({ cancel: options.onCancel });
-  const response = new Response(body, {
-    status: options.status ?? 200,
-    headers: { "content-length": String(size) },
-  });
-  return markFileResponse(response, { path, start: 0, length: size, size });
+  const init = { status: options.status ?? 200, headers: { "content-length": String(size) } };
+  return new FileResponse(body, init, { path, start: 0, length: size, size });
 }
 
 /** The client's bytes as the head (text) and the body after it. */
@@ -58,7 +56,7 @@ for (const sendfile of [true, false]) {
         const received = readAll(client);
         const framing = { length: bytes.length, close: false };
         const sent = sendfile ? await files.send(response, framing) : await files.copy(response, framing);
-        assertEquals(sent, true);
+        assertEquals(sent, { whole: true, bytes: bytes.length });
         await new Promise((resolve) => setTimeout(resolve, 0));
         assert(cancelled, "the app's body (its open file) was cancelled");
         server.close();
@@ -106,11 +104,12 @@ Deno.test("FileBodies.sendQuick() tells the answer how it went: sent, or not sta
       const answer = (file: string) => ({
         head,
         file: { path: file, start: 0, length: bytes.length, size: bytes.length },
-        done: (outcome: string) => void outcomes.push(outcome),
+        done: (sent: ResponseSent | undefined) =>
+          void outcomes.push(sent === undefined ? "not_started" : sent.whole ? "sent" : "failed"),
       });
       const received = readAll(client);
       assertEquals(await files.sendQuick(answer(join(dir, "gone"))), undefined);
-      assertEquals(await files.sendQuick(answer(path)), true);
+      assertEquals(await files.sendQuick(answer(path)), { whole: true, bytes: bytes.length });
       assertEquals(outcomes, ["not_started", "sent"]);
       assert(files.canSend());
       server.close();

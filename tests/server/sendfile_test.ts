@@ -328,6 +328,7 @@ Deno.test("send() of a download that fails after writing everything leaves the c
     assertEquals(await withinMs(sending, 10_000, "send() did not finish"), {
       outcome: "failed",
       reason: "the checksum does not match the repository database",
+      bytes: bytes.length - 1,
     });
     assertEquals(await received, concat([HEAD, bytes.subarray(0, bytes.length - 1)]));
   });

@@ -243,7 +243,7 @@ async function withServerOnEveryAddress(
 }
 
 for (const clientTimeoutMs of [60_000, 0]) {
-  const how = clientTimeoutMs > 0 ? "with a client timeout" : "with Deno.serve (client timeout 0)";
+  const how = clientTimeoutMs > 0 ? "with a client timeout" : "with no client timeout (0)";
   Deno.test(`startServer() answers on every configured address, ${how}`, async () => {
     await withServerOnEveryAddress(
       { path: GOOD, bytes: GOOD_BYTES },

@@ -1,0 +1,51 @@
+/**
+ * The request log and the request counters: one line and one count per answer, written when the response has
+ * ended, with the body bytes the client was actually given and the time until the last of them was handed to
+ * the kernel; a transfer that broke off says so. The full path (app.ts) and the quick path (quick_answers.ts)
+ * both count and log through {@linkcode AnswerLog.record}.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { CountedResult, Stats } from "../status/stats.ts";
+
+const requestLog = getLogger(["flexo", "request"]);
+
+/** One answer, as the log and the counters see it. */
+export interface AnswerRecord {
+  method: string;
+  /** The path as the client sent it. */
+  path: string;
+  result: CountedResult;
+  status: number;
+  /** Body bytes the client was given. */
+  bytes: number;
+  /** From the request to the last byte handed to the kernel (milliseconds). */
+  ms: number;
+  /** False when the transfer broke off before the end of the body. */
+  whole: boolean;
+}
+
+/** Counts answers in `stats` and writes the request log. */
+export class AnswerLog {
+  #stats: Stats;
+
+  /** A log that counts in `stats`. */
+  constructor(stats: Stats) {
+    this.#stats = stats;
+  }
+
+  /** Counts and logs one answer. */
+  record(answer: AnswerRecord): void {
+    const fromCache = answer.result === "CACHE HIT" || answer.result === "REVALIDATED";
+    this.#stats.recordRequest(answer.result, fromCache ? answer.bytes : 0);
+    if (!requestLog.isEnabledFor("info")) return;
+    requestLog.info(
+      answer.whole
+        ? "{method} {path} {result} {status} {bytes} bytes {ms} ms"
+        : "{method} {path} {result} {status} {bytes} bytes {ms} ms (broken off by the client or upstream)",
+      { ...answer },
+    );
+  }
+}
