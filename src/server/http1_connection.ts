@@ -39,6 +39,9 @@ import {
 } from "../http/client_request.ts";
 import { responseHead } from "./http1_response.ts";
 import { ResponseWriter } from "./http1_response_writer.ts";
+import type { QuickAnswer, QuickFile, Refusal } from "./quick_answer.ts";
+
+export type { QuickAnswer, QuickFile, Refusal } from "./quick_answer.ts";
 import type { FileBody } from "../http/file_body.ts";
 import type { FileSender } from "./sendfile.ts";
 
@@ -49,19 +52,6 @@ const LF = 0x0a;
 
 /** A request handler (see src/http/client_request.ts). */
 export type ConnectionHandler = RequestHandler;
-
-/** A cached file to send with sendfile after `head`; `done` is told how the send went. */
-export interface QuickFile {
-  head: Uint8Array;
-  file: FileBody;
-  done: (sent: ResponseSent | undefined) => void;
-}
-
-/**
- * An answer made without a `Request`: the complete response as bytes, or a file to send with sendfile (only
- * offered when the connection can; one that could not be sent after all gets the full path).
- */
-export type QuickAnswer = Uint8Array | QuickFile;
 
 /** What a {@linkcode ClientConnection} answers with. */
 export interface ConnectionOptions {
@@ -78,12 +68,6 @@ export interface ConnectionOptions {
    * `allowed_clients`): each request gets this answer, and the connection ends.
    */
   refusal?: Refusal;
-}
-
-/** An answer given to every request of a connection that is refused as a whole. */
-export interface Refusal {
-  status: 403;
-  message: string;
 }
 
 /** The read buffer a connection starts with; it grows up to {@linkcode MAX_HEAD_BYTES} for a larger head. */

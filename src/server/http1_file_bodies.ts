@@ -8,7 +8,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { copyFileRange } from "./file_copy.ts";
-import type { QuickFile } from "./http1_connection.ts";
+import type { QuickFile } from "./quick_answer.ts";
 import { type Framing, responseHead } from "./http1_response.ts";
 import { type FileBody, fileBodyOf } from "../http/file_body.ts";
 import type { ResponseSent } from "../http/client_request.ts";
