@@ -334,7 +334,7 @@ async function main(args: string[]): Promise<number> {
       console.error(`flexo: invalid configuration:\n${error.message}`);
       return 78; // EX_CONFIG: systemd will not restart in a loop on a config error with RestartPreventExitStatus
     }
-    console.error(`flexo: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(`flexo: ${describeError(error)}`);
     return 1;
   }
 }

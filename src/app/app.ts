@@ -27,6 +27,7 @@ import { parseRequestPath, type RequestTarget } from "./request_path.ts";
 import { type CountedResult, Stats } from "../status/stats.ts";
 import { statusRoutes } from "../status/status_routes.ts";
 import type { TransferDeps, TransferLimits } from "../download/transfer.ts";
+import { describeError } from "../logging.ts";
 
 const requestLog = getLogger(["flexo", "request"]);
 const errorLog = getLogger(["flexo", "error"]);
@@ -224,11 +225,11 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       });
     }
     stats.recordRequest("INTERNAL ERROR");
-    stats.recordError(deps.now(), `${pathOf(req)}: ${error instanceof Error ? error.message : error}`);
+    stats.recordError(deps.now(), `${pathOf(req)}: ${describeError(error)}`);
     errorLog.error("{method} {path} failed: {error}", {
       method: req.method,
       path: pathOf(req),
-      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      error: describeError(error, { stack: true }),
     });
     return new Response("Internal error; see the proxy's log\n", { status: 500 });
   });

@@ -25,6 +25,7 @@ import {
   plain,
   showValue,
 } from "./config_env.ts";
+import { describeError } from "../logging.ts";
 
 export type { Config, CustomRepo, MirrorsAutoConfig } from "./config_schema.ts";
 
@@ -114,7 +115,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<LoadC
     if (!isNotFound(error)) {
       throw new ConfigError([
         `Cannot read the configuration file ${path}: ${
-          errorMessage(error)
+          describeError(error)
         }. Check that it is a readable file.`,
       ]);
     }
@@ -175,10 +176,6 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<LoadC
 
 function isNotFound(error: unknown): boolean {
   return error instanceof Deno.errors.NotFound || (error as { code?: unknown })?.code === "ENOENT";
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Reads the TOML text of a configuration file into a layer, moving misplaced keys and dropping unknown ones. */

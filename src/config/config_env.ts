@@ -12,6 +12,7 @@
 
 import { parse as parseToml } from "smol-toml";
 import type { MirrorsAutoKey, TopLevelKey } from "./config_schema.ts";
+import { describeError } from "../logging.ts";
 
 /**
  * Raw values from one source (file, environment or command line) before validation, with their origins.
@@ -203,7 +204,7 @@ function tomlValue(text: string): { value: unknown } | { error: string } {
     const document = parseToml(`value = ${text}`) as { value: unknown };
     return { value: plain(document.value) };
   } catch (error) {
-    return { error: error instanceof Error ? error.message.split("\n")[0] : String(error) };
+    return { error: describeError(error).split("\n")[0] };
   }
 }
 

@@ -7,6 +7,7 @@
 
 import { z } from "zod";
 import type { MirrorsAutoConfig } from "../config/config_schema.ts";
+import { describeError } from "../logging.ts";
 
 /** One mirror URL from the status JSON, with the fields flexo uses. */
 export interface MirrorStatusEntry {
@@ -152,7 +153,7 @@ export async function fetchMirrorStatus(
       return entries;
     } catch (error) {
       if (deps.signal?.aborted) break;
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = describeError(error);
       problems.push(reason);
       deps.log?.warn(reason);
     }
@@ -218,7 +219,7 @@ async function fetchJson(endpoint: string, deps: FetchMirrorStatusDeps): Promise
 
 function reasonOf(error: unknown, controller: AbortController): string {
   if (controller.signal.aborted) return "no complete answer within the time limit (or aborted)";
-  return error instanceof Error ? error.message : String(error);
+  return describeError(error);
 }
 
 function describeIssues(error: z.ZodError): string {

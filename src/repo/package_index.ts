@@ -8,6 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import { dirname, join, relative, sep } from "node:path";
 import { type PackageEntry, readRepoDb } from "./repo_db.ts";
+import { describeError } from "../logging.ts";
 
 const log = getLogger(["flexo", "integrity"]);
 
@@ -55,7 +56,7 @@ export class PackageIndex {
     } catch (error) {
       log.warn("Cannot read the database {path}; its packages are not verified: {error}", {
         path,
-        error: error instanceof Error ? error.message : String(error),
+        error: describeError(error),
       });
       return;
     }

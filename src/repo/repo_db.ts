@@ -21,6 +21,7 @@ import { ByteReader, startsWith } from "../byte_reader.ts";
 import { isDescPath, type PackageEntry, parseDesc, RepoDbError } from "./repo_db_desc.ts";
 import { looksLikeTar, readTarTexts, TAR_BLOCK } from "./repo_db_tar.ts";
 import { zstdStream } from "./zstd_stream.ts";
+import { describeError } from "../logging.ts";
 
 export { type PackageEntry, RepoDbError } from "./repo_db_desc.ts";
 
@@ -59,7 +60,7 @@ export async function readRepoDb(stream: ReadableStream<Uint8Array>): Promise<Ma
 }
 
 function sourceError(error: unknown): RepoDbError {
-  return new RepoDbError(`Could not read the repository database: ${messageOf(error)}`, { cause: error });
+  return new RepoDbError(`Could not read the repository database: ${describeError(error)}`, { cause: error });
 }
 
 /** Wraps what a decompressor throws; errors of the source pass through it unchanged. */
@@ -117,7 +118,7 @@ async function decompress(format: Format, input: ByteReader): Promise<ReadableSt
 
 /** `xz-decompress` reports xz-embedded's status codes only; say what they mean. */
 function describeDecoderError(format: Format, error: unknown): string {
-  const message = messageOf(error);
+  const message = describeError(error);
   const code = format === "xz" ? /error code (\d+)/.exec(message)?.[1] : undefined;
   const meanings: Record<string, string> = {
     "2": "unsupported integrity check",
@@ -127,8 +128,4 @@ function describeDecoderError(format: Format, error: unknown): string {
     "8": "xz data ends too early",
   };
   return code !== undefined && meanings[code] ? `${meanings[code]}: ${message}` : message;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { describeError } from "../logging.ts";
+
 /** Where glibc's `libc.so.6` lives on the systems flexo runs on (Arch, Debian and Ubuntu, Fedora; x86_64 and
  * aarch64). The serve task, the Dockerfile and the compiled executable allow FFI for exactly these paths. */
 export const LIBC_PATHS: readonly string[] = [
@@ -78,7 +80,7 @@ export function openLibc(paths: readonly string[] = LIBC_PATHS): LibcResult {
     try {
       return { ok: true, libc: Deno.dlopen(path, SYMBOLS).symbols };
     } catch (error) {
-      problems.push(`${path}: ${error instanceof Error ? error.message : String(error)}`);
+      problems.push(`${path}: ${describeError(error)}`);
     }
   }
   return {

@@ -34,6 +34,7 @@ import {
   openLibc,
   parseSockaddr,
 } from "./libc.ts";
+import { describeError } from "../logging.ts";
 
 const log = getLogger(["flexo", "server"]);
 const ENCODER = new TextEncoder();
@@ -272,7 +273,7 @@ export class FileSender {
       this.#sent++;
       return { outcome: "sent" };
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = describeError(error);
       return written === 0
         ? { outcome: "not_started", reason }
         : this.#breakOff(socket, written - head.length, reason);
