@@ -19,14 +19,37 @@ export function isIndexedDatabase(fileName: string): boolean {
   return DATABASE_NAME.test(fileName);
 }
 
+/** What a {@linkcode PackageIndex} waits with; tests give their own to decide when a wait runs out. */
+export interface PackageIndexOptions {
+  /**
+   * Resolves after `ms` milliseconds, or never once `signal` is aborted (the wait is no longer needed). By
+   * default a timer.
+   */
+  delay?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
+/** A timer that resolves after `ms` milliseconds and is cleared when `signal` aborts. */
+function timerDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+  });
+}
+
 /** Expected size and SHA-256 of package files, by cache folder and file name. */
 export class PackageIndex {
+  #delay: (ms: number, signal: AbortSignal) => Promise<void>;
   /** Folder (cache-relative, "/"-separated) → database path → entries by file name. */
   #folders = new Map<string, Map<string, Map<string, PackageEntry>>>();
   /** Folder → loads of its databases still running. */
   #loading = new Map<string, Set<Promise<void>>>();
   /** The start-up {@linkcode PackageIndex.loadAll} while it runs. */
   #loadingAll: Promise<number> | undefined;
+
+  /** An empty index. */
+  constructor(options: PackageIndexOptions = {}) {
+    this.#delay = options.delay ?? timerDelay;
+  }
 
   /**
    * Reads (or re-reads) a database file from the cache; its entries replace what that database said before.
@@ -95,12 +118,26 @@ export class PackageIndex {
     const pending: Promise<unknown>[] = [...(this.#loading.get(segments.slice(0, -1).join("/")) ?? [])];
     if (this.#loadingAll) pending.push(this.#loadingAll);
     if (pending.length > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, options.maxWaitMs ?? 3_000));
+      const done = new AbortController();
+      const timeout = this.#delay(options.maxWaitMs ?? 3_000, done.signal);
       await Promise.race([Promise.allSettled(pending), timeout]);
-      clearTimeout(timer);
+      done.abort();
     }
     return this.expected(segments);
+  }
+
+  /**
+   * Resolves when no database is being read any more: neither one passed to
+   * {@linkcode PackageIndex.loadDatabase} (e.g. after a download of it) nor the start-up
+   * {@linkcode PackageIndex.loadAll}, including loads that start while it waits.
+   */
+  async idle(): Promise<void> {
+    for (;;) {
+      const pending: Promise<unknown>[] = [...this.#loading.values()].flatMap((loads) => [...loads]);
+      if (this.#loadingAll) pending.push(this.#loadingAll);
+      if (pending.length === 0) return;
+      await Promise.allSettled(pending);
+    }
   }
 
   /**
