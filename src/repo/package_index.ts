@@ -19,26 +19,18 @@ export function isIndexedDatabase(fileName: string): boolean {
   return DATABASE_NAME.test(fileName);
 }
 
-/** What a {@linkcode PackageIndex} waits with; tests give their own to decide when a wait runs out. */
+/** The timer a {@linkcode PackageIndex} waits with; tests give their own to decide when a wait runs out. */
 export interface PackageIndexOptions {
-  /**
-   * Resolves after `ms` milliseconds, or never once `signal` is aborted (the wait is no longer needed). By
-   * default a timer.
-   */
-  delay?: (ms: number, signal: AbortSignal) => Promise<void>;
-}
-
-/** A timer that resolves after `ms` milliseconds and is cleared when `signal` aborts. */
-function timerDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
-  });
+  /** Starts a timer. Default `setTimeout`. */
+  setTimer?: (callback: () => void, ms: number) => unknown;
+  /** Cancels a timer started by `setTimer`. Default `clearTimeout`. */
+  clearTimer?: (timer: unknown) => void;
 }
 
 /** Expected size and SHA-256 of package files, by cache folder and file name. */
 export class PackageIndex {
-  #delay: (ms: number, signal: AbortSignal) => Promise<void>;
+  #setTimer: (callback: () => void, ms: number) => unknown;
+  #clearTimer: (timer: unknown) => void;
   /** Folder (cache-relative, "/"-separated) → database path → entries by file name. */
   #folders = new Map<string, Map<string, Map<string, PackageEntry>>>();
   /** Folder → loads of its databases still running. */
@@ -48,7 +40,8 @@ export class PackageIndex {
 
   /** An empty index. */
   constructor(options: PackageIndexOptions = {}) {
-    this.#delay = options.delay ?? timerDelay;
+    this.#setTimer = options.setTimer ?? setTimeout;
+    this.#clearTimer = options.clearTimer ?? ((timer) => clearTimeout(timer as number));
   }
 
   /**
@@ -118,10 +111,12 @@ export class PackageIndex {
     const pending: Promise<unknown>[] = [...(this.#loading.get(segments.slice(0, -1).join("/")) ?? [])];
     if (this.#loadingAll) pending.push(this.#loadingAll);
     if (pending.length > 0) {
-      const done = new AbortController();
-      const timeout = this.#delay(options.maxWaitMs ?? 3_000, done.signal);
+      let timer: unknown;
+      const timeout = new Promise<void>((resolve) =>
+        timer = this.#setTimer(resolve, options.maxWaitMs ?? 3_000)
+      );
       await Promise.race([Promise.allSettled(pending), timeout]);
-      done.abort();
+      this.#clearTimer(timer);
     }
     return this.expected(segments);
   }
