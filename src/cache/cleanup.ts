@@ -294,6 +294,12 @@ export interface CleanerOptions extends CleanupLimits {
   delayMs?: number;
   /** Clean at the latest this long after the first download that asked for it (default 60 s). */
   maxDelayMs?: number;
+  /** Clock in milliseconds for the longest wait. Default `Date.now`. */
+  now?: () => number;
+  /** Starts the timer of the quiet time. Default `setTimeout`. */
+  setTimer?: (callback: () => void, ms: number) => unknown;
+  /** Cancels a timer started by `setTimer`. Default `clearTimeout`. */
+  clearTimer?: (timer: unknown) => void;
 }
 
 /** Default quiet time after the last completed download before cleaning. */
@@ -309,7 +315,7 @@ export const CLEANUP_MAX_DELAY_MS = 60_000;
  */
 export class Cleaner {
   #options: CleanerOptions;
-  #timer?: ReturnType<typeof setTimeout>;
+  #timer?: unknown;
   #firstRequestAt?: number;
   #running?: Promise<CleanupReport | undefined>;
   #again = false;
@@ -347,11 +353,11 @@ export class Cleaner {
     if (!this.enabled || this.#stopped) return;
     const delay = this.#options.delayMs ?? CLEANUP_DELAY_MS;
     const maxDelay = this.#options.maxDelayMs ?? CLEANUP_MAX_DELAY_MS;
-    const now = Date.now();
+    const now = (this.#options.now ?? Date.now)();
     this.#firstRequestAt ??= now;
     const wait = Math.max(0, Math.min(delay, this.#firstRequestAt + maxDelay - now));
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
+    this.#clearTimer();
+    this.#timer = (this.#options.setTimer ?? setTimeout)(() => {
       this.#timer = undefined;
       this.#firstRequestAt = undefined;
       void this.runNow();
@@ -388,10 +394,16 @@ export class Cleaner {
   /** Cancels a scheduled run and waits for the one in progress. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#clearTimer();
     this.#again = false;
     await this.idle();
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) {
+      (this.#options.clearTimer ?? ((timer) => clearTimeout(timer as number)))(this.#timer);
+    }
+    this.#timer = undefined;
   }
 
   async #run(): Promise<CleanupReport | undefined> {

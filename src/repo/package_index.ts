@@ -20,14 +20,30 @@ export function isIndexedDatabase(fileName: string): boolean {
   return DATABASE_NAME.test(fileName);
 }
 
+/** The timer a {@linkcode PackageIndex} waits with; tests give their own to decide when a wait runs out. */
+export interface PackageIndexOptions {
+  /** Starts a timer. Default `setTimeout`. */
+  setTimer?: (callback: () => void, ms: number) => unknown;
+  /** Cancels a timer started by `setTimer`. Default `clearTimeout`. */
+  clearTimer?: (timer: unknown) => void;
+}
+
 /** Expected size and SHA-256 of package files, by cache folder and file name. */
 export class PackageIndex {
+  #setTimer: (callback: () => void, ms: number) => unknown;
+  #clearTimer: (timer: unknown) => void;
   /** Folder (cache-relative, "/"-separated) → database path → entries by file name. */
   #folders = new Map<string, Map<string, Map<string, PackageEntry>>>();
   /** Folder → loads of its databases still running. */
   #loading = new Map<string, Set<Promise<void>>>();
   /** The start-up {@linkcode PackageIndex.loadAll} while it runs. */
   #loadingAll: Promise<number> | undefined;
+
+  /** An empty index. */
+  constructor(options: PackageIndexOptions = {}) {
+    this.#setTimer = options.setTimer ?? setTimeout;
+    this.#clearTimer = options.clearTimer ?? ((timer) => clearTimeout(timer as number));
+  }
 
   /**
    * Reads (or re-reads) a database file from the cache; its entries replace what that database said before.
@@ -96,12 +112,28 @@ export class PackageIndex {
     const pending: Promise<unknown>[] = [...(this.#loading.get(segments.slice(0, -1).join("/")) ?? [])];
     if (this.#loadingAll) pending.push(this.#loadingAll);
     if (pending.length > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, options.maxWaitMs ?? 3_000));
+      let timer: unknown;
+      const timeout = new Promise<void>((resolve) =>
+        timer = this.#setTimer(resolve, options.maxWaitMs ?? 3_000)
+      );
       await Promise.race([Promise.allSettled(pending), timeout]);
-      clearTimeout(timer);
+      this.#clearTimer(timer);
     }
     return this.expected(segments);
+  }
+
+  /**
+   * Resolves when no database is being read any more: neither one passed to
+   * {@linkcode PackageIndex.loadDatabase} (e.g. after a download of it) nor the start-up
+   * {@linkcode PackageIndex.loadAll}, including loads that start while it waits.
+   */
+  async idle(): Promise<void> {
+    for (;;) {
+      const pending: Promise<unknown>[] = [...this.#loading.values()].flatMap((loads) => [...loads]);
+      if (this.#loadingAll) pending.push(this.#loadingAll);
+      if (pending.length === 0) return;
+      await Promise.allSettled(pending);
+    }
   }
 
   /**

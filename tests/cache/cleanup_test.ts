@@ -8,6 +8,7 @@ import { createApp } from "../../src/app/app.ts";
 import { Cleaner, describeCleanup, inUseBy, runCleanup, scanCache } from "../../src/cache/cleanup.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { startFakeMirror } from "../helpers/fake_mirror.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
 import { testConfig } from "../helpers/test_app.ts";
 import { pathExists } from "../../src/cache/cache_store.ts";
 
@@ -211,6 +212,7 @@ Deno.test("Cleaner runs once for several completions close together, never twice
     for (const version of ["1-1", "2-1", "3-1"]) await putSigned(dir, `${X86}/e-${version}-any.pkg.tar.zst`);
     const app = createApp(testConfig(dir, ["http://127.0.0.1:9/"]));
     const removed: string[] = [];
+    const timers = new FakeTimers();
     const cleaner = new Cleaner({
       cacheDir: dir,
       keep: 2,
@@ -218,14 +220,17 @@ Deno.test("Cleaner runs once for several completions close together, never twice
       stats: app.stats,
       onRemoved: (path) => removed.push(path),
       delayMs: 50,
+      ...timers.deps,
     });
     try {
       for (let i = 0; i < 5; i++) {
         cleaner.downloadCompleted();
-        await new Promise((resolve) => setTimeout(resolve, 10));
+        timers.advance(10);
       }
       assertEquals(cleaner.runs, 0, "nothing runs while completions keep coming");
-      await new Promise((resolve) => setTimeout(resolve, 150));
+      assertEquals(timers.pending, [50], "one run, postponed by each completion");
+      timers.advance(40);
+      assertEquals(cleaner.runs, 1, "it runs after 50 ms without completions");
       await cleaner.idle();
       assertEquals(cleaner.runs, 1);
       assertEquals(removed.length, 2);
@@ -244,6 +249,41 @@ Deno.test("Cleaner runs once for several completions close together, never twice
     }
     cleaner.schedule();
     assertEquals(await cleaner.runNow(), undefined, "a stopped cleaner does nothing");
+  });
+});
+
+Deno.test("Cleaner runs at the latest maxDelayMs after the first completion while completions keep coming", async () => {
+  await withCache(async (dir) => {
+    for (const version of ["1-1", "2-1"]) await putSigned(dir, `${X86}/k-${version}-any.pkg.tar.zst`);
+    const timers = new FakeTimers();
+    const cleaner = new Cleaner({
+      cacheDir: dir,
+      keep: 1,
+      inUse: () => false,
+      delayMs: 50,
+      maxDelayMs: 100,
+      ...timers.deps,
+    });
+    try {
+      for (const at of [0, 30, 60, 90]) {
+        timers.advance(at - timers.now());
+        cleaner.downloadCompleted();
+      }
+      assertEquals(cleaner.runs, 0, "completions 30 ms apart: the quiet time of 50 ms never came");
+      assertEquals(
+        timers.pending,
+        [10],
+        "the last completion, at 90 ms, may postpone the run only to 100 ms",
+      );
+      timers.advance(10);
+      assertEquals(cleaner.runs, 1);
+      await cleaner.idle();
+      cleaner.downloadCompleted();
+      assertEquals(timers.pending, [50], "the next completion starts a new longest wait");
+    } finally {
+      await cleaner.stop();
+    }
+    assertEquals(timers.pending, [], "stop() cancels the scheduled run");
   });
 });
 
@@ -269,6 +309,7 @@ Deno.test("Cleaner wired to createApp() cleans after a download completes and ma
       await put(dir, `${X86}/g-2-1-any.pkg.tar.zst`, 100, longAgo);
       await put(mirrorRoot, `${X86}/g-3-1-any.pkg.tar.zst`, 300, longAgo);
       await using mirror = await startFakeMirror(mirrorRoot);
+      const timers = new FakeTimers();
       // As in main.ts: the app tells the cleaner, which is made after it (it needs the app's in-use test).
       const app = createApp(testConfig(dir, [mirror.url]), {
         onDownloadComplete: (download) => cleaner.downloadCompleted(download.file),
@@ -279,12 +320,15 @@ Deno.test("Cleaner wired to createApp() cleans after a download completes and ma
         maxBytes: 10_000,
         inUse: inUseBy(app),
         delayMs: 20,
+        ...timers.deps,
       });
       try {
         const response = await app.fetch(new Request(`http://flexo.test/${X86}/g-3-1-any.pkg.tar.zst`));
         assertEquals((await response.arrayBuffer()).byteLength, 300);
         await app.downloads.idle();
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        assertEquals(cleaner.runs, 0);
+        assertEquals(timers.pending, [20], "the completed download asked for a run");
+        timers.advance(20);
         await cleaner.idle();
         assertEquals(cleaner.runs, 1);
         assertEquals(await listing(dir), [`${X86}/g-2-1-any.pkg.tar.zst`, `${X86}/g-3-1-any.pkg.tar.zst`]);

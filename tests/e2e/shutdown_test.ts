@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { testBytes } from "../helpers/fake_fetch.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const PKG = "extra/os/x86_64/slow-1-1-any.pkg.tar.zst";
@@ -107,9 +108,12 @@ Deno.test("SIGTERM during a download stops flexo within the grace period and the
     const client = await fetch(`http://127.0.0.1:${first.port}/${PKG}`);
     assertEquals(client.status, 200);
     const reading = client.arrayBuffer().then(() => "complete", () => "cut off");
-    for (let i = 0; i < 200 && (await sizeOf(partial)) < 256 * 1024; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
+    // flexo runs in another process: its partial file is polled, there is nothing to await.
+    await waitFor(
+      "256 KiB of the download on disk",
+      async () => (await sizeOf(partial)) >= 256 * 1024,
+      5_000,
+    );
     assert((await sizeOf(partial)) >= 256 * 1024, "the download should have started");
 
     const stopAt = Date.now();
@@ -139,9 +143,12 @@ Deno.test("SIGTERM during a download stops flexo within the grace period and the
     assertEquals(body, data);
     assertEquals(mirror.state.ranges, [`bytes=${kept}-`], "the restart asks only for the missing bytes");
     // The client has every byte as soon as it is on disk; the commit into the cache follows a moment later.
-    for (let i = 0; i < 200 && (await sizeOf(join(cache, PKG))) < SIZE; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
+    // In another process too: polled.
+    await waitFor(
+      "the file committed into the cache",
+      async () => (await sizeOf(join(cache, PKG))) === SIZE,
+      5_000,
+    );
     assertEquals(await sizeOf(join(cache, PKG)), SIZE);
 
     // With nothing running, SIGTERM stops at once.

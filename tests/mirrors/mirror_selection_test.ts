@@ -37,14 +37,23 @@ function statusServer(entries: MirrorStatusEntry[], options: { hang?: boolean } 
   let release = () => {};
   const released = new Promise<void>((resolve) => release = resolve);
   const state = { requests: 0 };
+  /** Resolved when the request of that number (from 1) arrives. */
+  const arrivals = new Map<number, PromiseWithResolvers<void>>();
+  const arrival = (n: number) => {
+    if (!arrivals.has(n)) arrivals.set(n, Promise.withResolvers<void>());
+    return arrivals.get(n)!;
+  };
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async () => {
     state.requests++;
+    arrival(state.requests).resolve();
     if (options.hang) await released;
     return Response.json({ version: 3, urls: entries });
   });
   return {
     url: `http://127.0.0.1:${server.addr.port}/mirrors/status/json/`,
     state,
+    /** Resolves when the server has had `n` requests. */
+    requested: (n: number) => arrival(n).promise,
     release,
     close: () => {
       release();
@@ -428,10 +437,16 @@ Deno.test("startMirrorSelection() refreshes on a real unref'd timer", async () =
         clearTimer: undefined,
       });
       await selection.ready;
-      const deadline = Date.now() + 5000;
-      while (status.state.requests < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      // The refresh runs on the real default timer after 1 s: wait for it, failing after 10 s where a timer
+      // that never fires would hang.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const refreshed = await Promise.race([
+        status.requested(2).then(() => true),
+        new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), 10_000)),
+      ]);
+      clearTimeout(timer);
       selection.stop();
-      assert.ok(status.state.requests >= 2, `status fetched ${status.state.requests} times`);
+      assert.ok(refreshed && status.state.requests >= 2, `status fetched ${status.state.requests} times`);
     } finally {
       await status.close();
     }
@@ -445,7 +460,7 @@ Deno.test("stop() during the first ranking: ready resolves and the pool keeps it
     try {
       const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
       const selection = startMirrorSelection(config, t.deps);
-      while (status.state.requests === 0) await new Promise((r) => setTimeout(r, 5));
+      await status.requested(1);
       selection.stop();
       await selection.ready;
       assert.equal(t.pool.source, "built-in");

@@ -281,7 +281,8 @@ Deno.test("fetchMirrorStatus() gives up on an endpoint that does not answer in t
       { fetch, timeoutMs: 100 },
     );
     assert.deepEqual(entries, []);
-    assert.ok(performance.now() - started < 2000);
+    // 100 ms of timeout: well within 10 s, where an endpoint that is not given up on hangs until the end.
+    assert.ok(performance.now() - started < 10_000);
   } finally {
     release();
     await Promise.all([hanging.close(), good.close()]);

@@ -2,7 +2,7 @@
  * Integrity: downloads are verified against the repository database clients synced through the proxy.
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createApp } from "../../src/app/app.ts";
 import { PackageIndex } from "../../src/repo/package_index.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
@@ -77,20 +77,75 @@ Deno.test("PackageIndex.expectedWhenLoaded() waits no longer than maxWaitMs for 
     await Deno.mkdir(join(dir, "core", "os", "x86_64"), { recursive: true });
     const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
     assert(made.success, "mkfifo");
-    const index = new PackageIndex();
+    // The wait runs out when the test says so, not after real milliseconds.
+    const timers: { ms: number; runOut: () => void; cleared: boolean }[] = [];
+    const armed = Promise.withResolvers<void>();
+    const index = new PackageIndex({
+      setTimer: (runOut, ms) => {
+        timers.push({ ms, runOut, cleared: false });
+        armed.resolve();
+        return timers.length - 1;
+      },
+      clearTimer: (timer) => timers[timer as number].cleared = true,
+    });
     const loading = index.loadDatabase(dir, fifo);
-    const started = performance.now();
-    assertEquals(
-      await index.expectedWhenLoaded(["core", "os", "x86_64", "a-1-1-any.pkg.tar.zst"], { maxWaitMs: 200 }),
-      undefined,
-    );
-    const ms = performance.now() - started;
-    assert(ms >= 190 && ms < 2_000, `waited ${Math.round(ms)} ms with maxWaitMs 200`);
+    let answered = false;
+    const answer = index.expectedWhenLoaded(["core", "os", "x86_64", "a-1-1-any.pkg.tar.zst"], {
+      maxWaitMs: 200,
+    })
+      .finally(() => answered = true);
+    await armed.promise;
+    assertEquals(timers.map((t) => t.ms), [200], "one wait of maxWaitMs");
+    assert(!answered, "it waits for the database while maxWaitMs has not run out");
+    timers[0].runOut();
+    assertEquals(await answer, undefined, "maxWaitMs ran out: answered without the database");
     // Let the load end: a writer that sends garbage and closes.
     const writer = await Deno.open(fifo, { write: true });
     await writer.write(new TextEncoder().encode("not a database"));
     writer.close();
     await loading;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("PackageIndex.expectedWhenLoaded() gives up its wait as soon as the database has been read", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
+  try {
+    const repo = await makeRepo(dir, { repo: "flexotest", packages: PACKAGES });
+    const timers: { ms: number; cleared: boolean }[] = [];
+    const index = new PackageIndex({
+      setTimer: (_runOut, ms) => timers.push({ ms, cleared: false }) - 1, // never runs out
+      clearTimer: (timer) => timers[timer as number].cleared = true,
+    });
+    index.loadDatabase(dir, join(dir, "flexotest", "os", "x86_64", "flexotest.db"));
+    const segments = ["flexotest", "os", "x86_64", repo.packages[0].fileName];
+    assertEquals((await index.expectedWhenLoaded(segments))?.sha256, repo.packages[0].sha256);
+    assertEquals(timers, [{ ms: 3_000, cleared: true }], "the default wait of 3 s, cleared once answered");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("PackageIndex.idle() resolves once every database being read has been read, even one begun meanwhile", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
+  try {
+    const repo = await makeRepo(dir, { repo: "flexotest", packages: PACKAGES });
+    const index = new PackageIndex();
+    await index.idle(); // nothing to wait for
+    const broken = join(dir, "broken", "os", "x86_64", "broken.db");
+    await Deno.mkdir(dirname(broken), { recursive: true });
+    await Deno.writeTextFile(broken, "not a database");
+    index.loadDatabase(dir, broken); // read (and refused) quickly
+    const idle = index.idle();
+    index.loadDatabase(dir, join(dir, "flexotest", "os", "x86_64", "flexotest.db")); // begun while idle() waits
+    await idle;
+    for (const pkg of repo.packages) {
+      assertEquals(index.expected(["flexotest", "os", "x86_64", pkg.fileName])?.sha256, pkg.sha256);
+    }
+    index.loadAll(dir);
+    await index.idle();
+    assertEquals(index.foldersListing(repo.packages[0].fileName), ["flexotest/os/x86_64"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -135,7 +190,7 @@ Deno.test("createApp() discards a corrupt download and fetches it again from ano
     // The client syncs the database through the proxy first, as pacman does.
     await (await get("flexotest.db")).arrayBuffer();
     await app.downloads.idle();
-    await new Promise((resolve) => setTimeout(resolve, 200)); // the database is indexed in the background
+    await app.packageIndex.idle(); // the database is indexed in the background once downloaded
     assert(
       app.packageIndex.expected(["flexotest", "os", "x86_64", big.fileName]),
       "the database was indexed",
@@ -169,7 +224,7 @@ Deno.test("createApp() refuses a mirror whose announced length contradicts the d
     const get = (path: string) => app.fetch(new Request(`http://flexo.test/flexotest/os/x86_64/${path}`));
     await (await get("flexotest.db")).arrayBuffer();
     await app.downloads.idle();
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await app.packageIndex.idle();
     // The mirror now serves a truncated file: a shorter, complete-looking answer.
     const path = join(dir, "flexotest", "os", "x86_64", small.fileName);
     const original = await Deno.readFile(path);
