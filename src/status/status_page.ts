@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { StatusReport } from "./status_routes.ts";
+import type { StatusReport } from "./status_report.ts";
 
 /** How often the page asks for a new report, in milliseconds. */
 export const REFRESH_INTERVAL_MS = 2_000;
