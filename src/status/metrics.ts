@@ -14,8 +14,8 @@ import { VERSION } from "../version.ts";
 export type MetricsSource = Pick<StatusSource, "pool" | "customPools" | "downloads" | "stats" | "startedAt">;
 
 /**
- * Options for {@linkcode createMetrics}: the clock, for the uptime, and the cache's size (without it the cache
- * size metrics are left out).
+ * Options for {@linkcode createMetrics}: the clock, for the uptime, and the cache's size (without it the
+ * cache size metrics are left out).
  */
 export type MetricsOptions = StatusOptions;
 

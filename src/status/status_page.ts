@@ -66,9 +66,9 @@ footer { margin-top: 30px; color: var(--muted); font-size: 12px; }
 a { color: var(--accent); }
 `;
 
-// The script's text, JavaScript (see status_page_script.ts for why a function's source), made once: it is the
-// same for every page. The page's nonce allows it, like the style, whatever its text. It holds no "</script" and
-// no "<!--", so it cannot end its element early (tests/status/status_page_script_test.ts checks).
+// The script's text, JavaScript (see status_page_script.ts for why a function's source), made once: it is
+// the same for every page. The page's nonce allows it, like the style, whatever its text. It holds no
+// "</script" and no "<!--", so it cannot end its element early (tests/status/status_page_script_test.ts).
 const SCRIPT = `(${statusPageScript.toString()})(${REFRESH_INTERVAL_MS});`;
 
 /** The whole page for the first `report`; `nonce` must match the page's Content-Security-Policy. */

@@ -6,13 +6,13 @@
  *
  * Why a TypeScript function and not a string or a file: the function is type-checked with the rest of the
  * project (the DOM types come from the reference above; the report's from status_report.ts), and the page
- * embeds its source text, `statusPageScript.toString()`. Deno strips the types when it loads this module, so
- * that text is JavaScript, under `deno run`, `deno test` and in a `deno compile` binary alike (which holds the
- * modules already transpiled); nothing is bundled and nothing is read from disk at run time. The price: the
- * function must be self-contained. It runs in the browser, far from this module, so its body may use only its
- * parameters, its own inner declarations and the browser's globals, never an import or anything else declared
- * in this module (types are fine: they are gone before it runs). tests/status/status_page_script_test.ts
- * checks that the text parses as JavaScript; the browser test runs it.
+ * embeds its source text, `statusPageScript.toString()`. Deno strips the types when it loads this module,
+ * so that text is JavaScript, under `deno run`, `deno test` and in a `deno compile` binary alike (which
+ * holds the modules already transpiled); nothing is bundled and nothing is read from disk at run time.
+ * The price: the function must be self-contained. It runs in the browser, far from this module, so its body
+ * may use only its parameters, its own inner declarations and the browser's globals, never an import or
+ * anything else declared in this module (types are fine: they are gone before it runs).
+ * tests/status/status_page_script_test.ts checks that the text parses as JavaScript; the browser test runs it.
  *
  * A lib reference is global in TypeScript: every check of a program that imports this module (main.ts's too)
  * knows the DOM's names. The checker will not stop server code from naming `document`; reviewers must.
@@ -24,8 +24,9 @@ import type { MirrorStats } from "../mirrors/mirrors.ts";
 import type { DownloadReport, StatusReport } from "./status_report.ts";
 
 /**
- * The page's script: call it in the browser, as `(${statusPageScript})(2000)`, in a page that has the elements
- * of status_page.ts (and the first report as JSON in `#initial-status`). Self-contained: see the module's notes.
+ * The page's script: call it in the browser, as `(${statusPageScript})(2000)`, in a page that has the
+ * elements of status_page.ts (and the first report as JSON in `#initial-status`). Self-contained: see the
+ * module's notes.
  *
  * @param refreshIntervalMs How often to ask for a new report, unless the page's URL says `?refresh=MS`.
  */

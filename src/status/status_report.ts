@@ -20,6 +20,7 @@ export interface DownloadReport {
   written: number;
   /** The whole file's length; null while unknown. */
   total: number | null;
+  /** Where the download is: waiting for a mirror, receiving bytes, ... */
   state: DownloadState;
   /** When the download started (milliseconds since the epoch). */
   startedAt: number;
@@ -29,22 +30,29 @@ export interface DownloadReport {
 
 /** The JSON of `GET /status`. */
 export interface StatusReport {
+  /** flexo's version. */
   version: string;
   /** The server's clock when the report was made (milliseconds since the epoch). */
   now: number;
+  /** When the proxy started (milliseconds since the epoch). */
   startedAt: number;
+  /** Seconds since the proxy started, rounded. */
   uptimeSeconds: number;
   /** The cache's size; `bytes` and `files` are null when not tracked, `complete` false while still counting. */
   cache: { directory: string; bytes: number | null; files: number | null; complete: boolean };
+  /** Requests answered: by result (`CACHE HIT`, ...), in all, and the hit ratio of file requests. */
   requests: { byResult: Record<string, number>; total: number; hitRatio: number };
   /** Body bytes sent to clients from the cache and from upstream (live downloads). */
   served: { fromCacheBytes: number; fromUpstreamBytes: number };
+  /** The downloads running now. */
   downloads: DownloadReport[];
   /** The official mirrors, best first, and where the ranking came from. */
   mirrors: { source: string; ranking: MirrorStats[] };
   /** The mirrors of each custom repository. */
   customRepos: { name: string; ranking: MirrorStats[] }[];
+  /** Files removed and bytes freed by the retention policy or the cache size limit. */
   retention: { removals: number; bytesFreed: number };
+  /** Downloads discarded because they did not match the repository database. */
   integrityRejections: number;
   /** The last errors, newest first. */
   recentErrors: { at: number; message: string }[];
@@ -55,7 +63,11 @@ export class SpeedMeter {
   #samples = new WeakMap<object, { at: number; written: number }[]>();
   #windowMs: number;
 
-  /** @param options `windowMs`: how far back the speed is measured (default 5 s). */
+  /**
+   * A meter with no samples yet.
+   *
+   * @param options `windowMs`: how far back the speed is measured (default 5 s).
+   */
   constructor(options: { windowMs?: number } = {}) {
     this.#windowMs = options.windowMs ?? 5_000;
   }
@@ -110,6 +122,7 @@ export function statusReport(
     })),
     mirrors: { source: app.pool.source, ranking: app.pool.snapshot() },
     customRepos: [...app.customPools].map(([name, pool]) => ({ name, ranking: pool.snapshot() })),
+    /** Files removed and bytes freed by the retention policy or the cache size limit. */
     retention: { removals: app.stats.retentionRemovals, bytesFreed: app.stats.retentionBytesFreed },
     integrityRejections: app.stats.integrityRejections,
     recentErrors: [...app.stats.recentErrors].reverse().map((e) => ({ at: e.at, message: e.message })),

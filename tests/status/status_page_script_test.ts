@@ -1,7 +1,7 @@
 /**
- * The status page's script is served as the source text of a TypeScript function (status_page_script.ts): that
- * text must be plain JavaScript wherever Deno runs it, and must stay inside its `<script>` element. The browser
- * test (status_page_browser_test.ts) runs it.
+ * The status page's script is served as the source text of a TypeScript function (status_page_script.ts):
+ * that text must be plain JavaScript wherever Deno runs it, and must stay inside its `<script>` element. The
+ * browser test (status_page_browser_test.ts) runs it.
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
@@ -27,7 +27,7 @@ function servedScript(): string {
   return scripts[0][1];
 }
 
-Deno.test("the status page's script is the function's source as JavaScript, called with the refresh interval", () => {
+Deno.test("the page's script is the function's source as JavaScript, given the refresh interval", () => {
   const text = servedScript();
   assertEquals(text, `(${statusPageScript.toString()})(${REFRESH_INTERVAL_MS});`);
   // A type annotation or declaration left in it would be a syntax error here (parsing does not run it).
