@@ -6,21 +6,18 @@
  */
 
 import { Counter, Gauge, Registry } from "prom-client";
-import type { FlexoApp } from "../app/app.ts";
-import type { CacheUsageSnapshot } from "../cache/cache_usage.ts";
 import type { MirrorStats } from "../mirrors/mirrors.ts";
+import type { StatusOptions, StatusSource } from "./status_source.ts";
 import { VERSION } from "../version.ts";
 
-/** What the metrics are read from: parts of the running app. */
-export type MetricsSource = Pick<FlexoApp, "pool" | "customPools" | "downloads" | "stats" | "startedAt">;
+/** What the metrics are read from: parts of the running proxy (app.ts's `FlexoApp` has them). */
+export type MetricsSource = Pick<StatusSource, "pool" | "customPools" | "downloads" | "stats" | "startedAt">;
 
-/** Options for {@linkcode createMetrics}. */
-export interface MetricsOptions {
-  /** Clock in milliseconds, for the uptime. */
-  now: () => number;
-  /** The cache's size; without it the cache size metrics are left out. */
-  cacheUsage?: () => CacheUsageSnapshot | undefined;
-}
+/**
+ * Options for {@linkcode createMetrics}: the clock, for the uptime, and the cache's size (without it the
+ * cache size metrics are left out).
+ */
+export type MetricsOptions = StatusOptions;
 
 /** A metrics registry bound to one app. */
 export interface Metrics {

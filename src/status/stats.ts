@@ -16,7 +16,9 @@ export type CountedResult =
 
 /** One remembered error. */
 export interface RecentError {
+  /** When it happened (milliseconds since the epoch). */
   at: number;
+  /** What went wrong. */
   message: string;
 }
 
@@ -38,7 +40,11 @@ export class Stats {
   readonly recentErrors: RecentError[] = [];
   #maxErrors: number;
 
-  /** @param options `maxErrors`: how many recent errors to keep (default 20). */
+  /**
+   * Counters at zero.
+   *
+   * @param options `maxErrors`: how many recent errors to keep (default 20).
+   */
   constructor(options: { maxErrors?: number } = {}) {
     this.#maxErrors = options.maxErrors ?? 20;
   }

@@ -2,9 +2,13 @@ import nodeAssert from "node:assert/strict";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
+import type { FlexoApp } from "../../src/app/app.ts";
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { resultLabel } from "../../src/status/metrics.ts";
-import { SpeedMeter, type StatusReport } from "../../src/status/status_routes.ts";
+import { Stats } from "../../src/status/stats.ts";
+import { statusRoutes } from "../../src/status/status_routes.ts";
+import type { StatusSource } from "../../src/status/status_source.ts";
+import { SpeedMeter, type StatusReport } from "../../src/status/status_report.ts";
 
 const A = "http://mirror-a.test/";
 const PKG = "/extra/os/x86_64/big-1:2.0-1-x86_64.pkg.tar.zst";
@@ -274,6 +278,31 @@ Deno.test("GET /status lists recent errors newest first and the custom repositor
   } finally {
     await app.cleanup();
   }
+});
+
+Deno.test("statusRoutes() read only the parts of StatusSource: a stand-in without an app will do", async () => {
+  // app.ts's FlexoApp is a StatusSource as it is (checked by the type checker here, without a cast).
+  const fits = (app: FlexoApp): StatusSource => app;
+  assert(typeof fits === "function");
+  const stats = new Stats();
+  stats.recordRequest("CACHE HIT", 10);
+  const source: StatusSource = {
+    pool: { source: "stand-in", snapshot: () => [] },
+    customPools: new Map(),
+    store: { root: "/nowhere" },
+    downloads: { list: () => [] },
+    stats,
+    startedAt: 1_000,
+  };
+  const routes = statusRoutes(source, { now: () => 61_000 });
+  const report = await status({ get: async (path) => await routes.request(path) });
+  assertEquals(report.mirrors, { source: "stand-in", ranking: [] });
+  assertEquals(report.cache, { directory: "/nowhere", bytes: null, files: null, complete: false });
+  assertEquals(report.uptimeSeconds, 60);
+  assertEquals(report.requests.byResult, { "CACHE HIT": 1 });
+  const scraped = await metrics({ get: async (path) => await routes.request(path) });
+  assertEquals(sampleValue(scraped.samples, "flexo_requests_total", { result: "cache_hit" }), 1);
+  assertEquals(sampleValue(scraped.samples, "flexo_uptime_seconds"), 60);
 });
 
 Deno.test("SpeedMeter.sample() measures bytes per second over the last few seconds", () => {

@@ -1,0 +1,280 @@
+/// <reference lib="dom" />
+/**
+ * The status page's script, run in the browser: it fills the page from the report embedded in it, then asks
+ * `GET /status` again every few seconds and fills it anew, without reloading. It only ever sets text
+ * (`textContent`, text nodes), never HTML.
+ *
+ * Why a TypeScript function and not a string or a file: the function is type-checked with the rest of the
+ * project (the DOM types come from the reference above; the report's from status_report.ts), and the page
+ * embeds its source text, `statusPageScript.toString()`. Deno strips the types when it loads this module,
+ * so that text is JavaScript, under `deno run`, `deno test` and in a `deno compile` binary alike (which
+ * holds the modules already transpiled); nothing is bundled and nothing is read from disk at run time.
+ * The price: the function must be self-contained. It runs in the browser, far from this module, so its body
+ * may use only its parameters, its own inner declarations and the browser's globals, never an import or
+ * anything else declared in this module (types are fine: they are gone before it runs).
+ * tests/status/status_page_script_test.ts checks that the text parses as JavaScript; the browser test runs it.
+ *
+ * A lib reference is global in TypeScript: every check of a program that imports this module (main.ts's too)
+ * knows the DOM's names. The checker will not stop server code from naming `document`; reviewers must.
+ *
+ * @module
+ */
+
+import type { MirrorStats } from "../mirrors/mirrors.ts";
+import type { DownloadReport, StatusReport } from "./status_report.ts";
+
+/**
+ * The page's script: call it in the browser, as `(${statusPageScript})(2000)`, in a page that has the
+ * elements of status_page.ts (and the first report as JSON in `#initial-status`). Self-contained: see the
+ * module's notes.
+ *
+ * @param refreshIntervalMs How often to ask for a new report, unless the page's URL says `?refresh=MS`.
+ */
+export function statusPageScript(refreshIntervalMs: number): void {
+  "use strict";
+  // "?refresh=MS" asks for another interval (at least a quarter of a second).
+  const REFRESH_MS = Math.max(
+    250,
+    Number(new URLSearchParams(location.search).get("refresh")) || refreshIntervalMs,
+  );
+  let refreshes = 0;
+  let lastOk = Date.now();
+
+  type Child = Node | string | null | undefined;
+
+  function $(id: string): HTMLElement {
+    const node = document.getElementById(id);
+    if (!node) throw new Error(`the status page has no element #${id}: the page and its script disagree`);
+    return node;
+  }
+
+  function el(tag: string, props: Record<string, string>, ...children: Child[]): HTMLElement {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (key === "class") node.className = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function bytes(n: number | null | undefined): string {
+    if (n === null || n === undefined) return "—";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let i = 0;
+    while (Math.abs(n) >= 1024 && i < units.length - 1) {
+      n /= 1024;
+      i++;
+    }
+    return (i === 0 ? String(n) : n.toFixed(n >= 100 ? 0 : 1)) + " " + units[i];
+  }
+  const speed = (bps: number | null | undefined): string =>
+    (bps === null || bps === undefined) ? "—" : bytes(Math.round(bps)) + "/s";
+  const ms = (v: number | null | undefined): string =>
+    (v === null || v === undefined) ? "—" : Math.round(v) + " ms";
+  const percent = (x: number): string => (x * 100).toFixed(x >= 0.995 || x === 0 ? 0 : 1) + " %";
+  const count = (n: number): string => Number(n).toLocaleString("en");
+  const plural = (n: number, one: string, many: string): string => count(n) + " " + (n === 1 ? one : many);
+
+  function duration(seconds: number): string {
+    seconds = Math.max(0, Math.round(seconds));
+    const d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600);
+    const m = Math.floor(seconds % 3600 / 60), s = seconds % 60;
+    if (d > 0) return d + " d " + h + " h";
+    if (h > 0) return h + " h " + m + " min";
+    if (m > 0) return m + " min " + s + " s";
+    return s + " s";
+  }
+
+  function setText(id: string, text: string): void {
+    $(id).textContent = text;
+  }
+
+  function fill(tbody: HTMLElement, rows: HTMLElement[], columns: number, emptyText: string): void {
+    tbody.replaceChildren();
+    if (rows.length === 0) {
+      tbody.append(el("tr", {}, el("td", { class: "empty", colspan: String(columns) }, emptyText)));
+      return;
+    }
+    for (const row of rows) tbody.append(row);
+  }
+
+  function downloadRow(d: DownloadReport, now: number): HTMLElement {
+    const total = d.total !== null && d.total > 0 ? d.total : null;
+    const share = total !== null ? Math.min(1, d.written / total) : 0;
+    // Set through the style object: the page's Content-Security-Policy refuses style attributes.
+    const fillSpan = el("span", {});
+    fillSpan.style.width = (share * 100).toFixed(1) + "%";
+    const bar = el("div", {
+      class: total !== null ? "bar" : "bar unknown",
+      role: "progressbar",
+      "aria-valuemin": "0",
+      "aria-valuemax": total !== null ? String(total) : "",
+      "aria-valuenow": String(d.written),
+    }, fillSpan);
+    const text = total !== null
+      ? bytes(d.written) + " of " + bytes(total) + " · " + percent(share)
+      : bytes(d.written) + (d.state === "starting" ? " · waiting for a mirror" : " · length unknown");
+    return el(
+      "tr",
+      { "data-path": d.path },
+      el("td", { class: "path" }, d.path),
+      el("td", {}, bar, el("div", { class: "progress-text" }, text)),
+      el("td", { class: "num" }, speed(d.bytesPerSecond)),
+      el("td", { class: "url" }, d.mirror || "—"),
+      el("td", { class: "num" }, duration((now - d.startedAt) / 1000)),
+    );
+  }
+
+  function mirrorRow(m: MirrorStats, now: number): HTMLElement {
+    let health;
+    if (m.penalty >= 0.5) health = el("span", { class: "tag bad" }, "penalised");
+    else if (m.failures > 0) health = el("span", { class: "tag warn" }, "recovered");
+    else health = el("span", { class: "tag ok" }, "ok");
+    const lastError = m.lastError
+      ? el(
+        "div",
+        { class: "error-text" },
+        duration((now - m.lastError.at) / 1000) + " ago: " + m.lastError.message,
+      )
+      : null;
+    return el(
+      "tr",
+      {},
+      el("td", { class: "num" }, String(m.rank + 1)),
+      el("td", { class: "url" }, m.url, lastError),
+      el("td", { class: "num" }, ms(m.latencyMs)),
+      el("td", { class: "num" }, ms(m.ttfbMs)),
+      el("td", { class: "num" }, speed(m.throughputBps)),
+      el("td", { class: "num" }, bytes(m.bytes)),
+      el("td", { class: "num" }, count(m.successes)),
+      el("td", { class: "num" }, count(m.failures)),
+      el("td", { class: "num" }, count(m.inFlight)),
+      el("td", {}, health),
+    );
+  }
+
+  function mirrorTable(ranking: MirrorStats[], now: number): HTMLElement {
+    const columns: [string, boolean][] = [
+      ["#", true],
+      ["Mirror", false],
+      ["Latency", true],
+      ["TTFB", true],
+      ["Throughput", true],
+      ["Received", true],
+      ["Transfers", true],
+      ["Failures", true],
+      ["Now", true],
+      ["Health", false],
+    ];
+    const head = el("tr", {}, ...columns.map(([name, num]) => el("th", num ? { class: "num" } : {}, name)));
+    const body = el("tbody", {});
+    fill(body, ranking.map((m) => mirrorRow(m, now)), 10, "No mirrors configured.");
+    return el("table", {}, el("thead", {}, head), body);
+  }
+
+  function render(s: StatusReport): void {
+    setText("version", s.version);
+    setText("uptime", duration(s.uptimeSeconds));
+    const c = s.cache;
+    setText("cache-size", c.bytes === null ? "—" : bytes(c.bytes));
+    setText(
+      "cache-files",
+      c.files === null
+        ? "not tracked"
+        : plural(c.files, "file", "files") + (c.complete ? "" : " (still counting…)"),
+    );
+    setText("cache-dir", c.directory);
+    const lookups = ["CACHE HIT", "REVALIDATED", "NOT MODIFIED", "JOINED DOWNLOAD", "CACHE MISS", "UPDATED"]
+      .reduce((sum, key) => sum + (s.requests.byResult[key] || 0), 0);
+    setText("hit-ratio", lookups === 0 ? "—" : percent(s.requests.hitRatio));
+    setText(
+      "hit-note",
+      plural(lookups, "file request", "file requests") + ", " +
+        plural(s.requests.total, "request", "requests") + " in all",
+    );
+    setText("from-cache", bytes(s.served.fromCacheBytes));
+    setText("from-upstream", bytes(s.served.fromUpstreamBytes));
+    const served = s.served.fromCacheBytes + s.served.fromUpstreamBytes;
+    setText(
+      "saved-note",
+      served === 0
+        ? "nothing served yet"
+        : percent(s.served.fromCacheBytes / served) + " of the bytes served did not touch the internet",
+    );
+    setText("download-count", String(s.downloads.length));
+
+    fill($("downloads"), s.downloads.map((d) => downloadRow(d, s.now)), 5, "No downloads in progress.");
+    setText("mirror-source", "ranking: " + s.mirrors.source);
+    $("mirrors").replaceChildren(mirrorTable(s.mirrors.ranking, s.now));
+    $("custom-repos").replaceChildren(
+      ...s.customRepos.map((r) =>
+        el("section", {}, el("h2", {}, "custom_repo " + r.name), mirrorTable(r.ranking, s.now))
+      ),
+    );
+
+    const results = Object.entries(s.requests.byResult).sort((a, b) => b[1] - a[1]);
+    fill(
+      $("results"),
+      results.map(([name, n]) => el("tr", {}, el("td", {}, name), el("td", { class: "num" }, count(n)))),
+      2,
+      "No requests yet.",
+    );
+    const housekeeping: [string, string][] = [
+      ["Files removed by retention", count(s.retention.removals)],
+      ["Space freed by retention", bytes(s.retention.bytesFreed)],
+      ["Downloads rejected (integrity)", count(s.integrityRejections)],
+    ];
+    fill(
+      $("housekeeping"),
+      housekeeping.map(([name, v]) => el("tr", {}, el("td", {}, name), el("td", { class: "num" }, v))),
+      2,
+      "",
+    );
+
+    const errors = s.recentErrors.map((e) =>
+      el(
+        "li",
+        {},
+        el("time", { datetime: new Date(e.at).toISOString() }, new Date(e.at).toLocaleString()),
+        e.message,
+      )
+    );
+    if (errors.length === 0) errors.push(el("li", { class: "empty" }, "No errors since start."));
+    $("errors").replaceChildren(...errors);
+  }
+
+  function showLiveness(): void {
+    const age = (Date.now() - lastOk) / 1000;
+    const live = $("live");
+    live.classList.toggle("stale", age > REFRESH_MS / 1000 * 3);
+    live.textContent = age > REFRESH_MS / 1000 * 3
+      ? "no answer for " + duration(age) + ", retrying"
+      : "live, updated " + (age < 1 ? "just now" : duration(age) + " ago");
+  }
+
+  async function refresh(): Promise<void> {
+    try {
+      const response = await fetch("status", { cache: "no-store", headers: { Accept: "application/json" } });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      render(await response.json());
+      lastOk = Date.now();
+      refreshes++;
+      document.body.dataset.refreshes = String(refreshes);
+    } catch (error) {
+      console.warn("status refresh failed:", error);
+    } finally {
+      showLiveness();
+      setTimeout(refresh, REFRESH_MS);
+    }
+  }
+
+  render(JSON.parse($("initial-status").textContent ?? "null"));
+  document.body.dataset.refreshes = "0";
+  showLiveness();
+  setInterval(showLiveness, 1000);
+  setTimeout(refresh, REFRESH_MS);
+}

@@ -1,0 +1,130 @@
+/**
+ * The status report: what `GET /status` answers as JSON, what the status page is filled from, and how it is
+ * made from the live state of the proxy.
+ *
+ * @module
+ */
+
+import type { DownloadState } from "../download/download.ts";
+import type { MirrorStats } from "../mirrors/mirrors.ts";
+import type { StatusOptions, StatusSource } from "./status_source.ts";
+import { VERSION } from "../version.ts";
+
+/** One download in progress, as reported. */
+export interface DownloadReport {
+  /** Path below the cache directory, e.g. `core/os/x86_64/zstd-1.5.7-1-x86_64.pkg.tar.zst`. */
+  path: string;
+  /** The mirror sending bytes now; null before one answered. */
+  mirror: string | null;
+  /** Bytes on disk so far. */
+  written: number;
+  /** The whole file's length; null while unknown. */
+  total: number | null;
+  /** Where the download is: waiting for a mirror, receiving bytes, ... */
+  state: DownloadState;
+  /** When the download started (milliseconds since the epoch). */
+  startedAt: number;
+  /** Recent speed in bytes per second; null until measured (two looks at least half a second apart). */
+  bytesPerSecond: number | null;
+}
+
+/** The JSON of `GET /status`. */
+export interface StatusReport {
+  /** flexo's version. */
+  version: string;
+  /** The server's clock when the report was made (milliseconds since the epoch). */
+  now: number;
+  /** When the proxy started (milliseconds since the epoch). */
+  startedAt: number;
+  /** Seconds since the proxy started, rounded. */
+  uptimeSeconds: number;
+  /** The cache's size; `bytes` and `files` are null when not tracked, `complete` false while still counting. */
+  cache: { directory: string; bytes: number | null; files: number | null; complete: boolean };
+  /** Requests answered: by result (`CACHE HIT`, ...), in all, and the hit ratio of file requests. */
+  requests: { byResult: Record<string, number>; total: number; hitRatio: number };
+  /** Body bytes sent to clients from the cache and from upstream (live downloads). */
+  served: { fromCacheBytes: number; fromUpstreamBytes: number };
+  /** The downloads running now. */
+  downloads: DownloadReport[];
+  /** The official mirrors, best first, and where the ranking came from. */
+  mirrors: { source: string; ranking: MirrorStats[] };
+  /** The mirrors of each custom repository. */
+  customRepos: { name: string; ranking: MirrorStats[] }[];
+  /** Files removed and bytes freed by the retention policy or the cache size limit. */
+  retention: { removals: number; bytesFreed: number };
+  /** Downloads discarded because they did not match the repository database. */
+  integrityRejections: number;
+  /** The last errors, newest first. */
+  recentErrors: { at: number; message: string }[];
+}
+
+/** Measures the recent speed of downloads from how their byte counts change between looks. */
+export class SpeedMeter {
+  #samples = new WeakMap<object, { at: number; written: number }[]>();
+  #windowMs: number;
+
+  /**
+   * A meter with no samples yet.
+   *
+   * @param options `windowMs`: how far back the speed is measured (default 5 s).
+   */
+  constructor(options: { windowMs?: number } = {}) {
+    this.#windowMs = options.windowMs ?? 5_000;
+  }
+
+  /** Records the byte count of `download` at `now` and returns its speed in bytes per second, if measurable. */
+  sample(download: object, written: number, now: number): number | null {
+    const samples = this.#samples.get(download) ?? [];
+    this.#samples.set(download, samples);
+    const last = samples.at(-1);
+    if (!last || now - last.at >= 200) samples.push({ at: now, written });
+    // Keep the newest sample that is at least a window old as the base, and drop the older ones.
+    while (samples.length > 2 && now - samples[1].at >= this.#windowMs) samples.shift();
+    const base = samples[0];
+    if (now - base.at < 500) return null;
+    return Math.max(0, (written - base.written) / ((now - base.at) / 1000));
+  }
+}
+
+/** The status of the app now, as `GET /status` answers it. */
+export function statusReport(
+  app: StatusSource,
+  options: StatusOptions & { speeds?: SpeedMeter },
+): StatusReport {
+  const now = options.now();
+  const usage = options.cacheUsage?.();
+  const byResult = Object.fromEntries(app.stats.requests);
+  return {
+    version: VERSION,
+    now,
+    startedAt: app.startedAt,
+    uptimeSeconds: Math.max(0, Math.round((now - app.startedAt) / 1000)),
+    cache: {
+      directory: app.store.root,
+      bytes: usage?.bytes ?? null,
+      files: usage?.files ?? null,
+      complete: usage?.complete ?? false,
+    },
+    requests: {
+      byResult,
+      total: Object.values(byResult).reduce((sum, n) => sum + n, 0),
+      hitRatio: app.stats.hitRatio(),
+    },
+    served: { fromCacheBytes: app.stats.bytesFromCache, fromUpstreamBytes: app.stats.bytesFromUpstream },
+    downloads: app.downloads.list().map((d) => ({
+      path: d.segments.join("/"),
+      mirror: d.mirror ?? null,
+      written: d.written,
+      total: d.total ?? null,
+      state: d.state,
+      startedAt: d.startedAt,
+      bytesPerSecond: options.speeds?.sample(d, d.written, now) ?? null,
+    })),
+    mirrors: { source: app.pool.source, ranking: app.pool.snapshot() },
+    customRepos: [...app.customPools].map(([name, pool]) => ({ name, ranking: pool.snapshot() })),
+    /** Files removed and bytes freed by the retention policy or the cache size limit. */
+    retention: { removals: app.stats.retentionRemovals, bytesFreed: app.stats.retentionBytesFreed },
+    integrityRejections: app.stats.integrityRejections,
+    recentErrors: [...app.stats.recentErrors].reverse().map((e) => ({ at: e.at, message: e.message })),
+  };
+}

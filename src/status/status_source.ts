@@ -1,0 +1,37 @@
+/**
+ * What the status routes and the metrics read from the running proxy, stated here so that src/status/ needs
+ * nothing from src/app/app.ts: app.ts's `FlexoApp` has all of it and is passed as it is (structural typing),
+ * and a test can pass a small stand-in. Each part is narrowed to the members read, all of them read-only.
+ *
+ * @module
+ */
+
+import type { CacheStore } from "../cache/cache_store.ts";
+import type { CacheUsageSnapshot } from "../cache/cache_usage.ts";
+import type { DownloadManager } from "../download/download_manager.ts";
+import type { MirrorPool } from "../mirrors/mirrors.ts";
+import type { Stats } from "./stats.ts";
+
+/** The parts of the running proxy that the status page, `GET /status` and `GET /metrics` read. */
+export interface StatusSource {
+  /** The official mirrors: where their ranking came from and what is known of each. */
+  readonly pool: Pick<MirrorPool, "source" | "snapshot">;
+  /** The mirrors of each custom repository, by the repository's name. */
+  readonly customPools: ReadonlyMap<string, Pick<MirrorPool, "snapshot">>;
+  /** The cache, for its directory. */
+  readonly store: Pick<CacheStore, "root">;
+  /** The downloads running now. */
+  readonly downloads: Pick<DownloadManager, "list">;
+  /** What the proxy did so far. */
+  readonly stats: Stats;
+  /** When the proxy started (milliseconds since the epoch). */
+  readonly startedAt: number;
+}
+
+/** How the status routes and the metrics see time and the cache's size. */
+export interface StatusOptions {
+  /** Clock in milliseconds. */
+  now: () => number;
+  /** The cache's size, if it is being tracked (see `cache_usage.ts`); without it the size is not reported. */
+  cacheUsage?: () => CacheUsageSnapshot | undefined;
+}
