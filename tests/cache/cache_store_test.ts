@@ -7,7 +7,6 @@ import {
   HOT_FILE_RECHECK_MS,
   HOT_FILES_BUDGET,
   KNOWN_FILES_MAX,
-  removeIfPresent,
 } from "../../src/cache/cache_store.ts";
 import { HttpError } from "../../src/http/http_error.ts";
 import { parseRequestPath, type RequestTarget } from "../../src/app/request_path.ts";
@@ -84,18 +83,18 @@ Deno.test("hotFile() checks the disk at most every HOT_FILE_RECHECK_MS", async (
   });
 });
 
-Deno.test("hotFile() checks the disk at once after a file was removed through removeIfPresent()", async () => {
+Deno.test("hotFile() checks the disk at once after a file was removed through its removeIfPresent()", async () => {
   await withStore(async (store) => {
     const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
     const other = ["core", "os", "x86_64", "other-1-1-x86_64.pkg.tar.zst"];
     const otherPath = await put(store, other, new Uint8Array([4]));
     await store.loadHot(SEGMENTS);
     await store.loadHot(other);
-    await removeIfPresent(path);
+    await store.removeIfPresent(path);
     assert.equal(store.hotFile(SEGMENTS), undefined);
     // The other file is checked too, and is still there.
     assert.deepEqual(store.hotFile(other)?.bytes, new Uint8Array([4]));
-    await removeIfPresent(otherPath);
+    await store.removeIfPresent(otherPath);
     assert.equal(store.hotFile(other), undefined);
   });
 });
@@ -259,14 +258,14 @@ Deno.test("CacheStore.knownFile() knows the new file when commit() puts one in t
   });
 });
 
-Deno.test("CacheStore.knownFile() drops a file removed through removeIfPresent() at its next call", async () => {
+Deno.test("CacheStore.knownFile() drops a file removed through its removeIfPresent() at its next call", async () => {
   await withStore(async (store) => {
     const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
     const other = ["core", "os", "x86_64", "other-1-1-x86_64.pkg.tar.zst"];
     await put(store, other, new Uint8Array([4]));
     await store.statComplete(SEGMENTS);
     await store.statComplete(other);
-    await removeIfPresent(path);
+    await store.removeIfPresent(path);
     assert.equal(store.knownFile(SEGMENTS), undefined);
     // The other file is checked too, and is still there.
     assert.equal(store.knownFile(other)?.size, 1);

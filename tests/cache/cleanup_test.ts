@@ -9,7 +9,7 @@ import { Cleaner, describeCleanup, inUseBy, runCleanup, scanCache } from "../../
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { testConfig } from "../helpers/test_app.ts";
-import { pathExists } from "../../src/cache/cache_store.ts";
+import { pathExists } from "../../src/cache/cache_paths.ts";
 
 /** Writes `size` bytes to `<root>/<relative>`, creating folders; returns the absolute path. */
 async function put(root: string, relative: string, size = 100, atimeMs?: number): Promise<string> {

@@ -11,7 +11,7 @@ import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { makeRepo, sha256File } from "../helpers/make_repo.ts";
 import { testConfig } from "../helpers/test_app.ts";
 import { waitFor } from "../helpers/wait.ts";
-import { pathExists } from "../../src/cache/cache_store.ts";
+import { pathExists } from "../../src/cache/cache_paths.ts";
 
 const FOLDER = "flexotest/os/x86_64";
 
