@@ -40,11 +40,13 @@ export const PARTIAL_RECORD_TMP_SUFFIX = ".tmp";
 
 /** The schema of a record on disk. Unknown fields are dropped, missing ones stay missing. */
 export const partialMetaSchema = z.object({
-  total: z.int().nonnegative().optional(),
-  lastModified: z.int().optional(),
+  total: z.int({ error: "expected a whole number of bytes" })
+    .nonnegative({ error: "expected a whole number of bytes, 0 or more" })
+    .optional(),
+  lastModified: z.int({ error: "expected milliseconds since the epoch, a whole number" }).optional(),
   contentType: z.string().optional(),
   mirror: z.string().optional(),
-}) satisfies z.ZodType<PartialMeta>;
+}, { error: "expected a JSON object" }) satisfies z.ZodType<PartialMeta>;
 
 /** What reading a record found. */
 export type PartialRecordRead =
