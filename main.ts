@@ -215,6 +215,7 @@ async function serve(cli: Cli): Promise<void> {
     cacheDir: config.cache_directory,
     ...cleanupLimitsOf(config),
     inUse: inUseBy(app),
+    store: app.store,
     stats: app.stats,
     onRemoved: (path, bytes) => cacheUsage.removed(bytes, { path }),
     onReport: (report) => {

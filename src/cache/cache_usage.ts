@@ -7,7 +7,7 @@
  */
 
 import { isAbsolute, join, relative, resolve } from "node:path";
-import { PARTIAL_DIR } from "./cache_store.ts";
+import { PARTIAL_DIR } from "./cache_paths.ts";
 
 /** The cache's size as known now. */
 export interface CacheUsageSnapshot {

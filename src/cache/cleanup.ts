@@ -15,7 +15,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
-import { type CachedFile, removeIfPresent } from "./cache_store.ts";
+import { type CachedFile, CacheStore } from "./cache_store.ts";
 import type { Config } from "../config/config_schema.ts";
 import type { DownloadManager } from "../download/download_manager.ts";
 import {
@@ -45,6 +45,11 @@ export interface CleanupOptions extends CleanupLimits {
   dryRun?: boolean;
   /** Called for every file removed (not in a dry run), e.g. to keep the cache usage current. */
   onRemoved?: (path: string, bytes: number) => void;
+  /**
+   * The store of the cache directory to remove files through, so that the files it keeps in memory check the
+   * disk again (the app's store, when the proxy runs). Default: a store of its own.
+   */
+  store?: Pick<CacheStore, "removeIfPresent">;
 }
 
 /** Why a version was removed. */
@@ -174,6 +179,7 @@ export async function scanCache(
  */
 export async function runCleanup(cacheDir: string, options: CleanupOptions): Promise<CleanupReport> {
   const inUse = options.inUse ?? (() => false);
+  const store = options.store ?? new CacheStore(cacheDir);
   const failures: CleanupReport["failures"] = [];
   const files = await scanCache(cacheDir, {
     onError: (path, error) => {
@@ -213,7 +219,7 @@ export async function runCleanup(cacheDir: string, options: CleanupOptions): Pro
     let bytes = 0;
     for (const path of version.paths) {
       try {
-        await removeIfPresent(path);
+        await store.removeIfPresent(path);
       } catch (error) {
         const message = asError(error).message;
         log.warn("Cannot remove {path}: {message}", { path, message });
@@ -288,6 +294,8 @@ export interface CleanerOptions extends CleanupLimits {
   stats?: Pick<Stats, "retentionRemovals" | "retentionBytesFreed">;
   /** Called for every file removed. */
   onRemoved?: (path: string, bytes: number) => void;
+  /** The store to remove files through (see {@linkcode CleanupOptions.store}); the app's when the proxy runs. */
+  store?: Pick<CacheStore, "removeIfPresent">;
   /** Called after every run with its report. */
   onReport?: (report: CleanupReport) => void;
   /** Wait this long after the last completed download before cleaning (default 5 s). */
@@ -408,12 +416,13 @@ export class Cleaner {
 
   async #run(): Promise<CleanupReport | undefined> {
     this.runs++;
-    const { cacheDir, keep, maxBytes, inUse, stats, onRemoved } = this.#options;
+    const { cacheDir, keep, maxBytes, inUse, stats, onRemoved, store } = this.#options;
     try {
       const report = await runCleanup(cacheDir, {
         keep,
         maxBytes,
         inUse,
+        store,
         onRemoved: (path, bytes) => {
           if (stats) {
             stats.retentionRemovals++;

@@ -9,7 +9,8 @@
 
 import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
-import { type CacheStore, PARTIAL_DIR, pathExists, removeIfPresent } from "./cache_store.ts";
+import { PARTIAL_DIR, pathExists } from "./cache_paths.ts";
+import type { CacheStore } from "./cache_store.ts";
 import type { PackageIndex } from "../repo/package_index.ts";
 import { parsePackageFileName, signatureOf } from "../repo/package_file_name.ts";
 import { formatBytes } from "../config/units.ts";
@@ -17,7 +18,7 @@ import { formatBytes } from "../config/units.ts";
 /** Where to import to, and what the databases say. */
 export interface ImportOptions {
   /** The cache. */
-  store: Pick<CacheStore, "root" | "finalPath">;
+  store: Pick<CacheStore, "root" | "finalPath" | "removeIfPresent">;
   /** The databases of the cache, already loaded (`PackageIndex.loadAll`). */
   index: Pick<PackageIndex, "foldersListing" | "expected">;
 }
@@ -218,7 +219,7 @@ async function copyVerified(
     }
     return done.length > 0 ? done : undefined;
   } finally {
-    await removeIfPresent(tmp).catch(() => {});
+    await store.removeIfPresent(tmp).catch(() => {});
   }
 }
 

@@ -13,14 +13,18 @@
 
 import { getLogger } from "@logtape/logtape";
 import { join, relative, sep } from "node:path";
-import { PARTIAL_DIR, pathExists, removeIfPresent } from "./cache_store.ts";
+import { PARTIAL_DIR, pathExists } from "./cache_paths.ts";
+import { CacheStore } from "./cache_store.ts";
+import {
+  isPartialRecordName,
+  PARTIAL_RECORD_SUFFIX,
+  PARTIAL_RECORD_TMP_SUFFIX,
+  readPartialRecord,
+} from "./partial_records.ts";
 import { rulesFor } from "../download/download_manager.ts";
 import { classifyFileName } from "../repo/file_kind.ts";
 
 const log = getLogger(["flexo", "recovery"]);
-
-const META_SUFFIX = ".meta.json";
-const TMP_SUFFIX = ".tmp";
 
 /** A file that recovery removed, and why. */
 export interface RecoveryRemoval {
@@ -28,7 +32,12 @@ export interface RecoveryRemoval {
   path: string;
   /** Why it was removed, for the log. */
   reason: string;
+  /** What was wrong in more words, when there is more to say (an invalid record's message). */
+  detail?: string;
 }
+
+/** Why a file must go. */
+type Verdict = Omit<RecoveryRemoval, "path">;
 
 /** What {@linkcode recoverPartials} did. */
 export interface RecoveryReport {
@@ -45,14 +54,22 @@ export interface RecoveryReport {
  * Call it before the proxy starts downloading.
  *
  * @param cacheDir The cache directory.
+ * @param options `store`: the store of that directory to remove files through (default: a store of its own).
  * @returns What was kept, removed and skipped.
  */
-export async function recoverPartials(cacheDir: string): Promise<RecoveryReport> {
+export async function recoverPartials(
+  cacheDir: string,
+  options: { store?: CacheStore } = {},
+): Promise<RecoveryReport> {
   const report: RecoveryReport = { resumable: [], removed: [], skipped: [] };
-  const root = join(cacheDir, PARTIAL_DIR);
-  await recoverDirectory(cacheDir, root, report);
+  const store = options.store ?? new CacheStore(cacheDir);
+  await recoverDirectory({ cacheDir, store, report }, join(cacheDir, PARTIAL_DIR));
   for (const removal of report.removed) {
-    log.info("Removed {path}: {reason}", { path: removal.path, reason: removal.reason });
+    log.info("Removed {path}: {reason}{detail}", {
+      path: removal.path,
+      reason: removal.reason,
+      detail: removal.detail === undefined ? "" : ` (${removal.detail})`,
+    });
   }
   for (const item of report.resumable) {
     log.info("Download of {path} will resume from byte {bytes}", { path: item.path, bytes: item.bytes });
@@ -60,8 +77,16 @@ export async function recoverPartials(cacheDir: string): Promise<RecoveryReport>
   return report;
 }
 
+/** What a recovery run works on. */
+interface Run {
+  cacheDir: string;
+  store: CacheStore;
+  report: RecoveryReport;
+}
+
 /** Recovers one folder below `.partial/`; returns true when it is empty afterwards. */
-async function recoverDirectory(cacheDir: string, dir: string, report: RecoveryReport): Promise<boolean> {
+async function recoverDirectory(run: Run, dir: string): Promise<boolean> {
+  const { report } = run;
   let entries: Deno.DirEntry[];
   try {
     entries = await Array.fromAsync(Deno.readDir(dir));
@@ -73,12 +98,14 @@ async function recoverDirectory(cacheDir: string, dir: string, report: RecoveryR
   let left = entries.length;
   const names = new Set(entries.filter((entry) => entry.isFile).map((entry) => entry.name));
   // Records last, so that a record whose download was just removed goes too.
-  const ordered = [...entries].sort((a, b) => Number(isMeta(a.name)) - Number(isMeta(b.name)));
+  const ordered = [...entries].sort((a, b) =>
+    Number(isPartialRecordName(a.name)) - Number(isPartialRecordName(b.name))
+  );
   for (const entry of ordered) {
     const path = join(dir, entry.name);
     if (entry.isDirectory) {
-      if (await recoverDirectory(cacheDir, path, report)) {
-        if (await remove(report, path, "an empty folder")) left--;
+      if (await recoverDirectory(run, path)) {
+        if (await remove(run, path, { reason: "an empty folder" })) left--;
       }
       continue;
     }
@@ -86,9 +113,9 @@ async function recoverDirectory(cacheDir: string, dir: string, report: RecoveryR
       skip(report, path, new Error("not a regular file or folder; remove it by hand if it is not needed"));
       continue;
     }
-    const reason = await judge(cacheDir, dir, entry.name, names, report);
-    if (reason === undefined) continue;
-    if (await remove(report, path, reason)) {
+    const verdict = await judge(run, dir, entry.name, names);
+    if (verdict === undefined) continue;
+    if (await remove(run, path, verdict)) {
       names.delete(entry.name);
       left--;
     }
@@ -96,31 +123,29 @@ async function recoverDirectory(cacheDir: string, dir: string, report: RecoveryR
   return left === 0;
 }
 
-function isMeta(name: string): boolean {
-  return name.endsWith(META_SUFFIX) && !name.endsWith(TMP_SUFFIX);
-}
-
 /** Why a file in `.partial/` must go, or undefined to keep it. */
-async function judge(
-  cacheDir: string,
-  dir: string,
-  name: string,
-  names: Set<string>,
-  report: RecoveryReport,
-): Promise<string | undefined> {
-  if (name.endsWith(TMP_SUFFIX)) return "a temporary file left by an interrupted write";
-  if (isMeta(name)) {
-    return names.has(name.slice(0, -META_SUFFIX.length))
+async function judge(run: Run, dir: string, name: string, names: Set<string>): Promise<Verdict | undefined> {
+  const { cacheDir, report } = run;
+  if (name.endsWith(PARTIAL_RECORD_TMP_SUFFIX)) {
+    return { reason: "a temporary file left by an interrupted write" };
+  }
+  if (isPartialRecordName(name)) {
+    return names.has(name.slice(0, -PARTIAL_RECORD_SUFFIX.length))
       ? undefined
-      : "a download record without its download";
+      : { reason: "a download record without its download" };
   }
   const path = join(dir, name);
   if (!rulesFor(classifyFileName(name)).resumeAcrossMirrors) {
-    return "an interrupted download of a file that is always fetched whole";
+    return { reason: "an interrupted download of a file that is always fetched whole" };
   }
-  if (!names.has(name + META_SUFFIX)) return "an interrupted download without its record";
-  const total = await readTotal(path + META_SUFFIX);
-  if (total === "unreadable") return "an interrupted download whose record is unreadable";
+  const record = names.has(name + PARTIAL_RECORD_SUFFIX)
+    ? readPartialRecord(path + PARTIAL_RECORD_SUFFIX)
+    : { kind: "missing" as const };
+  if (record.kind === "missing") return { reason: "an interrupted download without its record" };
+  if (record.kind === "invalid") {
+    return { reason: "an interrupted download whose record is unreadable", detail: record.message };
+  }
+  const total = record.meta.total;
   let size: number;
   try {
     size = (await Deno.lstat(path)).size;
@@ -128,39 +153,27 @@ async function judge(
     skip(report, path, error);
     return undefined;
   }
-  if (size === 0) return "an interrupted download with no bytes";
+  if (size === 0) return { reason: "an interrupted download with no bytes" };
   if (total !== undefined && size > total) {
-    return `an interrupted download of ${size} bytes, more than the ${total} announced`;
+    return { reason: `an interrupted download of ${size} bytes, more than the ${total} announced` };
   }
   const relativePath = relative(join(cacheDir, PARTIAL_DIR), path);
   if (await pathExists(join(cacheDir, relativePath))) {
-    return "an interrupted download of a file already cached";
+    return { reason: "an interrupted download of a file already cached" };
   }
   report.resumable.push({ path: relativePath.split(sep).join("/"), bytes: size, total });
   return undefined;
 }
 
-/** The announced total of a download record (undefined when none was announced), or "unreadable". */
-async function readTotal(metaPath: string): Promise<number | undefined | "unreadable"> {
-  try {
-    const parsed = JSON.parse(await Deno.readTextFile(metaPath));
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return "unreadable";
-    if (parsed.total === undefined) return undefined;
-    return Number.isSafeInteger(parsed.total) && parsed.total >= 0 ? parsed.total : "unreadable";
-  } catch {
-    return "unreadable";
-  }
-}
-
 /** Removes a file or an empty folder; false when that failed (logged and recorded as skipped). */
-async function remove(report: RecoveryReport, path: string, reason: string): Promise<boolean> {
+async function remove(run: Run, path: string, verdict: Verdict): Promise<boolean> {
   try {
-    await removeIfPresent(path);
+    await run.store.removeIfPresent(path);
   } catch (error) {
-    skip(report, path, error);
+    skip(run.report, path, error);
     return false;
   }
-  report.removed.push({ path, reason });
+  run.report.removed.push({ path, ...verdict });
   return true;
 }
 

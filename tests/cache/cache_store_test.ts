@@ -7,7 +7,6 @@ import {
   HOT_FILE_RECHECK_MS,
   HOT_FILES_BUDGET,
   KNOWN_FILES_MAX,
-  removeIfPresent,
 } from "../../src/cache/cache_store.ts";
 import { HttpError } from "../../src/http/http_error.ts";
 import { parseRequestPath, type RequestTarget } from "../../src/app/request_path.ts";
@@ -84,18 +83,18 @@ Deno.test("hotFile() checks the disk at most every HOT_FILE_RECHECK_MS", async (
   });
 });
 
-Deno.test("hotFile() checks the disk at once after a file was removed through removeIfPresent()", async () => {
+Deno.test("hotFile() checks the disk at once after a file was removed through its removeIfPresent()", async () => {
   await withStore(async (store) => {
     const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
     const other = ["core", "os", "x86_64", "other-1-1-x86_64.pkg.tar.zst"];
     const otherPath = await put(store, other, new Uint8Array([4]));
     await store.loadHot(SEGMENTS);
     await store.loadHot(other);
-    await removeIfPresent(path);
+    await store.removeIfPresent(path);
     assert.equal(store.hotFile(SEGMENTS), undefined);
     // The other file is checked too, and is still there.
     assert.deepEqual(store.hotFile(other)?.bytes, new Uint8Array([4]));
-    await removeIfPresent(otherPath);
+    await store.removeIfPresent(otherPath);
     assert.equal(store.hotFile(other), undefined);
   });
 });
@@ -259,14 +258,14 @@ Deno.test("CacheStore.knownFile() knows the new file when commit() puts one in t
   });
 });
 
-Deno.test("CacheStore.knownFile() drops a file removed through removeIfPresent() at its next call", async () => {
+Deno.test("CacheStore.knownFile() drops a file removed through its removeIfPresent() at its next call", async () => {
   await withStore(async (store) => {
     const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
     const other = ["core", "os", "x86_64", "other-1-1-x86_64.pkg.tar.zst"];
     await put(store, other, new Uint8Array([4]));
     await store.statComplete(SEGMENTS);
     await store.statComplete(other);
-    await removeIfPresent(path);
+    await store.removeIfPresent(path);
     assert.equal(store.knownFile(SEGMENTS), undefined);
     // The other file is checked too, and is still there.
     assert.equal(store.knownFile(other)?.size, 1);
@@ -309,5 +308,60 @@ Deno.test("CacheStore.knownFile() keeps at most KNOWN_FILES_MAX files, the least
     assert.ok(store.knownFile(names[0]));
     assert.ok(store.knownFile(names[2]));
     assert.ok(store.knownFile(names[KNOWN_FILES_MAX]));
+  });
+});
+
+Deno.test("Two CacheStores in one process do not share removals: each checks the disk after its own", async () => {
+  await withStore(async (store, root, clock) => {
+    const other = new CacheStore(root, { now: () => clock.now });
+    const path = await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
+    for (const s of [store, other]) {
+      await s.loadHot(SEGMENTS);
+      s.statComplete(SEGMENTS);
+    }
+    await other.removeIfPresent(path);
+    assert.equal(other.hotFile(SEGMENTS), undefined, "the store that removed it checks at once");
+    assert.equal(other.knownFile(SEGMENTS), undefined);
+    // The first store was not told: the file as it was, until its next check (as for a change by hand).
+    assert.deepEqual(store.hotFile(SEGMENTS)?.bytes, new Uint8Array([1, 2, 3]));
+    assert.equal(store.knownFile(SEGMENTS)?.size, 3);
+    clock.now += HOT_FILE_RECHECK_MS;
+    assert.equal(store.hotFile(SEGMENTS), undefined);
+    assert.equal(store.knownFile(SEGMENTS), undefined);
+  });
+});
+
+Deno.test("CacheStore's lookups of metadata and the partial file are synchronous, not promises", async () => {
+  await withStore(async (store) => {
+    await put(store, SEGMENTS, new Uint8Array([1]));
+    const file = store.openPartial(SEGMENTS, { truncate: true });
+    assert.ok(!(file instanceof Promise));
+    file.writeSync(new Uint8Array([1, 2]));
+    file.close();
+    const results = [
+      store.statComplete(SEGMENTS),
+      store.partialSize(SEGMENTS),
+      store.writePartialMeta(SEGMENTS, { total: 2 }),
+      store.readPartialMeta(SEGMENTS),
+    ];
+    assert.ok(results.every((result) => !(result instanceof Promise)), "answered from the kernel's caches");
+    assert.deepEqual(results.slice(1), [2, undefined, { total: 2 }]);
+    // An `await` of them, as in the callers, still works.
+    assert.equal(await store.partialSize(SEGMENTS), 2);
+  });
+});
+
+Deno.test("CacheStore.readPartialMeta() takes an invalid record for none; readPartialRecord() says why", async () => {
+  await withStore(async (store) => {
+    assert.deepEqual(store.readPartialRecord(SEGMENTS), { kind: "missing" });
+    store.writePartialMeta(SEGMENTS, { total: 10, mirror: "http://a.test/" });
+    assert.deepEqual(store.readPartialMeta(SEGMENTS), { total: 10, mirror: "http://a.test/" });
+    await Deno.writeTextFile(store.metaPath(SEGMENTS), '{"total":"ten"}');
+    assert.equal(store.readPartialMeta(SEGMENTS), undefined, "not resumable, and no crash");
+    const read = store.readPartialRecord(SEGMENTS);
+    assert.equal(read.kind, "invalid");
+    assert.ok(read.kind === "invalid" && read.message.includes(store.metaPath(SEGMENTS)), "names the file");
+    await store.discardPartial(SEGMENTS);
+    assert.deepEqual(store.readPartialRecord(SEGMENTS), { kind: "missing" });
   });
 });

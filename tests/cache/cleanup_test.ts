@@ -10,7 +10,8 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
 import { testConfig } from "../helpers/test_app.ts";
-import { pathExists } from "../../src/cache/cache_store.ts";
+import { pathExists } from "../../src/cache/cache_paths.ts";
+import { CacheStore } from "../../src/cache/cache_store.ts";
 
 /** Writes `size` bytes to `<root>/<relative>`, creating folders; returns the absolute path. */
 async function put(root: string, relative: string, size = 100, atimeMs?: number): Promise<string> {
@@ -354,5 +355,24 @@ Deno.test("scanCache() skips hidden folders and symbolic links and survives a mi
     await Deno.symlink(join(dir, X86, "h-1-1-any.pkg.tar.zst"), join(dir, X86, "h-link-1-any.pkg.tar.zst"));
     assertEquals(await listing(dir), [`${X86}/h-1-1-any.pkg.tar.zst`]);
     assertEquals(await scanCache(join(dir, "missing")), []);
+  });
+});
+
+Deno.test("runCleanup() and Cleaner remove through the store they are given: its files in memory check the disk at once", async () => {
+  await withCache(async (dir) => {
+    const store = new CacheStore(dir, { now: () => 0 });
+    const segments = (version: string) => ["core", "os", "x86_64", `baz-${version}-any.pkg.tar.zst.sig`];
+    for (const version of ["1.0-1", "2.0-1", "3.0-1"]) {
+      await putSigned(dir, `${X86}/baz-${version}-any.pkg.tar.zst`);
+      await store.loadHot(segments(version));
+    }
+    await runCleanup(dir, { keep: 2, store });
+    // The clock stands still: only the store's own removals make it look at the disk.
+    assertEquals(store.hotFile(segments("1.0-1")), undefined);
+    assert(store.hotFile(segments("2.0-1")), "a kept file stays in memory");
+    const cleaner = new Cleaner({ cacheDir: dir, keep: 1, inUse: () => false, store });
+    await cleaner.runNow();
+    assertEquals(store.hotFile(segments("2.0-1")), undefined);
+    assert(store.hotFile(segments("3.0-1")));
   });
 });

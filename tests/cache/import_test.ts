@@ -4,7 +4,8 @@
  */
 
 import { join } from "node:path";
-import { CacheStore, pathExists } from "../../src/cache/cache_store.ts";
+import { CacheStore } from "../../src/cache/cache_store.ts";
+import { pathExists } from "../../src/cache/cache_paths.ts";
 import { describeImport, importPackages } from "../../src/cache/import.ts";
 import { PackageIndex } from "../../src/repo/package_index.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";

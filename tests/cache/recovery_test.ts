@@ -11,7 +11,8 @@ import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { makeRepo, sha256File } from "../helpers/make_repo.ts";
 import { testConfig } from "../helpers/test_app.ts";
 import { waitFor } from "../helpers/wait.ts";
-import { pathExists } from "../../src/cache/cache_store.ts";
+import { PARTIAL_DIR, pathExists } from "../../src/cache/cache_paths.ts";
+import { CacheStore } from "../../src/cache/cache_store.ts";
 
 const FOLDER = "flexotest/os/x86_64";
 
@@ -334,5 +335,38 @@ Deno.test("main.ts killed with SIGKILL during a download resumes it after the re
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("recoverPartials() reads records by the store's rules: old ones are kept, invalid ones go with the reason", async () => {
+  const cacheDir = await Deno.makeTempDir({ prefix: "flexo-recovery-" });
+  try {
+    const p = (rel: string) => join(cacheDir, PARTIAL_DIR, "core/os/x86_64", rel);
+    const data = new Uint8Array(300).fill(7);
+    // An old record: only a total, and a field this version does not know.
+    await put(p("old-1-1-any.pkg.tar.zst"), data);
+    await put(p("old-1-1-any.pkg.tar.zst.meta.json"), '{"total":1000,"etag":"x"}');
+    await put(p("odd-1-1-any.pkg.tar.zst"), data);
+    await put(p("odd-1-1-any.pkg.tar.zst.meta.json"), '{"total":1000,"lastModified":"yesterday"}');
+    await put(p("list-1-1-any.pkg.tar.zst"), data);
+    await put(p("list-1-1-any.pkg.tar.zst.meta.json"), "[1000]");
+
+    const store = new CacheStore(cacheDir);
+    const report = await recoverPartials(cacheDir, { store });
+    assertEquals(report.resumable, [{
+      path: "core/os/x86_64/old-1-1-any.pkg.tar.zst",
+      bytes: 300,
+      total: 1000,
+    }]);
+    const odd = report.removed.find((r) => r.path === p("odd-1-1-any.pkg.tar.zst"));
+    assertEquals(odd?.reason, "an interrupted download whose record is unreadable");
+    assert(odd?.detail?.includes("lastModified"), `the detail names the field: ${odd?.detail}`);
+    const list = report.removed.find((r) => r.path === p("list-1-1-any.pkg.tar.zst"));
+    assert(list?.detail?.includes("expected a JSON object"), `${list?.detail}`);
+    // The store resumes exactly what recovery kept.
+    const segments = ["core", "os", "x86_64", "old-1-1-any.pkg.tar.zst"];
+    assertEquals(store.readPartialMeta(segments), { total: 1000 });
+  } finally {
+    await Deno.remove(cacheDir, { recursive: true });
   }
 });
