@@ -42,7 +42,6 @@ import { ResponseWriter } from "./http1_response_writer.ts";
 import type { QuickAnswer, QuickFile, Refusal } from "./quick_answer.ts";
 
 export type { QuickAnswer, QuickFile, Refusal } from "./quick_answer.ts";
-import type { FileBody } from "../http/file_body.ts";
 import type { FileSender } from "./sendfile.ts";
 
 const log = getLogger(["flexo", "server"]);
