@@ -16,7 +16,7 @@ import type { CachedFile, CacheStore, HotFile } from "../cache/cache_store.ts";
 import type { QuickAnswer } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { isPlainHost, type ResponseSent, targetPath } from "../http/client_request.ts";
-import { httpDate, responseHead } from "../server/http1_response.ts";
+import { HttpDates, responseHead } from "../server/http1_response.ts";
 import type { RequestTarget } from "./request_path.ts";
 import { contentTypeFor, wholeFileHeaders } from "./responses.ts";
 import type { AnswerLog } from "./request_log.ts";
@@ -30,6 +30,7 @@ const KNOWN_TARGETS_MAX = 10_000;
 export class QuickAnswers {
   #store: CacheStore;
   #answers: AnswerLog;
+  #dates = new HttpDates();
   /** Targets of package paths seen before, by the path as sent. */
   #targets = new Map<string, RequestTarget>();
   /** Per small file in memory: its whole response as bytes, made again when the second of its Date changes. */
@@ -62,7 +63,7 @@ export class QuickAnswers {
     if (target === undefined) return undefined;
     const hot = this.#store.hotFile(target.cacheSegments);
     if (hot !== undefined) {
-      const date = httpDate();
+      const date = this.#dates.text();
       let answer = this.#hotBytes.get(hot);
       if (answer?.date !== date) {
         const headBytes = this.#head(hot, target);
@@ -79,7 +80,7 @@ export class QuickAnswers {
     if (!options.files) return undefined;
     const file = this.#store.knownFile(target.cacheSegments);
     if (file === undefined || file.size === 0) return undefined;
-    const date = httpDate();
+    const date = this.#dates.text();
     let prepared = this.#fileHeads.get(file);
     if (prepared?.date !== date) {
       prepared = { date, head: this.#head(file, target) };
@@ -103,6 +104,7 @@ export class QuickAnswers {
     return responseHead({ code: 200 }, wholeFileHeaders(file, contentTypeFor(target.fileName)), {
       length: file.size,
       close: false,
+      date: this.#dates.text(),
     });
   }
 

@@ -16,6 +16,7 @@ import {
   type Refusal,
 } from "./http1_connection.ts";
 import type { RequestHead } from "./http1_head.ts";
+import { HttpDates } from "./http1_response.ts";
 import { describeError } from "../logging.ts";
 import type { FileSender } from "./sendfile.ts";
 
@@ -90,6 +91,7 @@ export function listenForClients(
     }
   };
   const connectionOptions = {
+    dates: new HttpDates(),
     handler,
     onError: options.onError,
     quickAnswer: options.quickAnswer,

@@ -37,7 +37,7 @@ import {
   type ResponseSent,
   type ServeInfo,
 } from "../http/client_request.ts";
-import { responseHead } from "./http1_response.ts";
+import { HttpDates, responseHead } from "./http1_response.ts";
 import { ResponseWriter } from "./http1_response_writer.ts";
 import type { QuickAnswer, QuickFile, Refusal } from "./quick_answer.ts";
 
@@ -67,6 +67,8 @@ export interface ConnectionOptions {
    * `allowed_clients`): each request gets this answer, and the connection ends.
    */
   refusal?: Refusal;
+  /** The `Date` header's values, shared by a listener's connections; by default the connection's own. */
+  dates?: HttpDates;
 }
 
 /** The read buffer a connection starts with; it grows up to {@linkcode MAX_HEAD_BYTES} for a larger head. */
@@ -112,6 +114,7 @@ export class ClientConnection {
   #finishing = false;
   #files: FileBodies;
   #writer: ResponseWriter;
+  #dates: HttpDates;
   /** Whether the client may still be sending a body when the connection ends (see #lingeringClose). */
   #linger = false;
 
@@ -130,7 +133,8 @@ export class ClientConnection {
       write: (bytes) => this.#write(bytes),
       writeSome: this.#writeSome,
     });
-    this.#writer = new ResponseWriter((bytes) => this.#write(bytes), this.#files);
+    this.#dates = options.dates ?? new HttpDates();
+    this.#writer = new ResponseWriter((bytes) => this.#write(bytes), this.#files, this.#dates);
   }
 
   /** Whether the connection has been closed. */
@@ -314,6 +318,7 @@ export class ClientConnection {
     const head = responseHead({ code: problem.status }, [["content-type", "text/plain; charset=utf-8"]], {
       length: body.length,
       close: true,
+      date: this.#dates.text(),
     });
     this.#linger = true;
     await this.#write(concat([head, body]));

@@ -47,19 +47,38 @@ export interface Framing {
   close: boolean;
   /** Say `Connection: keep-alive` (to an HTTP/1.0 client that asked for it). */
   keepAlive?: boolean;
+  /** The `Date` header's value (see {@linkcode HttpDates}); the current time when left out. */
+  date?: string;
 }
 
-let dateSecond = -1;
-let dateText = "";
-
-/** The `Date` header's value for `now` (milliseconds), computed once per second. */
+/** The `Date` header's value for `now` (milliseconds): RFC 9110's IMF-fixdate of its whole second. */
 export function httpDate(now: number = Date.now()): string {
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(second * 1000).toUTCString();
+  return new Date(Math.floor(now / 1000) * 1000).toUTCString();
+}
+
+/**
+ * The `Date` header's value, computed once per second: a listener keeps one for all its connections (a small
+ * cache hit would otherwise spend a noticeable part of its time formatting the date).
+ */
+export class HttpDates {
+  #now: () => number;
+  #second = -1;
+  #text = "";
+
+  /** Dates from the clock `now` (milliseconds). */
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
   }
-  return dateText;
+
+  /** The value for the current second. */
+  text(): string {
+    const second = Math.floor(this.#now() / 1000);
+    if (second !== this.#second) {
+      this.#second = second;
+      this.#text = httpDate(second * 1000);
+    }
+    return this.#text;
+  }
 }
 
 /** The reason phrase for `status`. */
@@ -88,7 +107,7 @@ export function responseHead(
   if (framing.chunked) head += "transfer-encoding: chunked\r\n";
   if (framing.close) head += "connection: close\r\n";
   else if (framing.keepAlive) head += "connection: keep-alive\r\n";
-  if (!hasDate) head += `date: ${httpDate()}\r\n`;
+  if (!hasDate) head += `date: ${framing.date ?? httpDate()}\r\n`;
   head += "\r\n";
   return encodeLatin1(head);
 }

@@ -14,7 +14,7 @@ import type { ResponseSent } from "../http/client_request.ts";
 import { describeError } from "../logging.ts";
 import { chunked, collect, LAST_CHUNK, lengthOf } from "./http1_body.ts";
 import type { FileBodies } from "./http1_file_bodies.ts";
-import { type Framing, isBodiless, responseHead } from "./http1_response.ts";
+import { type Framing, type HttpDates, isBodiless, responseHead } from "./http1_response.ts";
 
 const log = getLogger(["flexo", "server"]);
 
@@ -28,11 +28,16 @@ export interface Written extends ResponseSent {
 export class ResponseWriter {
   #write: (bytes: Uint8Array) => Promise<boolean>;
   #files: FileBodies;
+  #dates: HttpDates;
 
-  /** A writer for one connection: `write` writes all of its bytes, `files` sends its file bodies. */
-  constructor(write: (bytes: Uint8Array) => Promise<boolean>, files: FileBodies) {
+  /**
+   * A writer for one connection: `write` writes all of its bytes, `files` sends its file bodies, `dates` gives
+   * the `Date` header.
+   */
+  constructor(write: (bytes: Uint8Array) => Promise<boolean>, files: FileBodies, dates: HttpDates) {
     this.#write = write;
     this.#files = files;
+    this.#dates = dates;
   }
 
   /**
@@ -46,7 +51,11 @@ export class ResponseWriter {
     close: boolean,
   ): Promise<Written> {
     const status = { code: response.status, text: response.statusText };
-    const framing: Framing = { close, keepAlive: head.minorVersion === 0 && !close };
+    const framing: Framing = {
+      close,
+      keepAlive: head.minorVersion === 0 && !close,
+      date: this.#dates.text(),
+    };
     const body = response.body;
     const bodiless = (whole: boolean): Written => ({ whole, bytes: 0, close: framing.close });
     if (isBodiless(response.status)) {

@@ -3,6 +3,7 @@ import { latin1 } from "../../src/server/http1_head.ts";
 import {
   encodeLatin1,
   httpDate,
+  HttpDates,
   isBodiless,
   reasonPhrase,
   responseHead,
@@ -211,4 +212,15 @@ Deno.test("reasonPhrase() gives the standard phrase, else the given text, else n
   assertEquals(reasonPhrase(299, "Custom"), "Custom");
   assertEquals(reasonPhrase(418), "");
   assertEquals(reasonPhrase(418, ""), "");
+});
+
+Deno.test("HttpDates.text() formats the date once per second of its clock", () => {
+  let now = Date.UTC(2025, 5, 1, 12, 0, 0, 10);
+  const dates = new HttpDates(() => now);
+  const first = dates.text();
+  assertEquals(first, "Sun, 01 Jun 2025 12:00:00 GMT");
+  now += 500;
+  assert(dates.text() === first, "the same string object within the second");
+  now += 1000;
+  assertEquals(dates.text(), "Sun, 01 Jun 2025 12:00:01 GMT");
 });
