@@ -73,8 +73,11 @@ export interface FileRange {
 export interface GrowingFile {
   /** Where the file may be instead of `path` when opened (a download renames its file when it is complete). */
   alternatives: readonly string[];
-  /** Bytes on disk so far. */
-  written(): number;
+  /**
+   * How many bytes of the file (from offset 0) may be sent now. The download decides: it holds back the file's
+   * last byte until it has verified the file, so a client whose bytes turn out wrong gets a short response.
+   */
+  releasable(): number;
   /** Resolves at the next change: more bytes, or the end. */
   changed(): Promise<void>;
   /** Whether the download still runs, completed, or failed (and why). */
@@ -305,15 +308,9 @@ export class FileSender {
     }
   }
 
-  /**
-   * How many bytes of `range` may go out now: what the download has written, but not the file's last byte until
-   * the download has verified and committed the file, so that a client whose bytes turn out to be wrong gets a
-   * response shorter than its length (an error), never a complete one.
-   */
+  /** How many bytes of `range` may go out now: as many as the download releases (see GrowingFile). */
   #sendable(range: FileRange, growing: GrowingFile): number {
-    const onDisk = Math.min(growing.written() - range.start, range.length);
-    const reachesEnd = range.start + range.length === range.size;
-    return reachesEnd && growing.outcome() !== "complete" ? Math.min(onDisk, range.length - 1) : onDisk;
+    return Math.min(growing.releasable() - range.start, range.length);
   }
 
   /** Shuts both sides of `socket` (if it is still that socket) so the client sees the response cut short. */
