@@ -18,24 +18,12 @@ import type { MirrorPool } from "../mirrors/mirrors.ts";
 import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
-import { afterRefusal, type FailoverStep, FailureTally } from "./failover.ts";
+import { afterRefusal, type FailoverStep, FailureTally, MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
 
 export { MAX_FILE_SIZE } from "./partial_resume.ts";
+export { MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
 
 const log = getLogger(["flexo", "download"]);
-
-/** At most this many jobs (mirror attempts) per order. */
-export const MAX_ATTEMPTS = 8;
-
-/** What the rules for one kind of file are. */
-export interface OrderRules {
-  /** Bytes from one mirror may continue bytes from another (true for packages: same name, same content). */
-  resumeAcrossMirrors: boolean;
-  /** A 404 ends the order at once instead of asking the next mirror (database signatures). */
-  notFoundIsFinal: boolean;
-  /** Keep a partial file after a failure so that the next request resumes it. */
-  keepPartialOnFailure: boolean;
-}
 
 /** Everything a download needs. */
 export interface DownloadOptions {

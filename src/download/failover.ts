@@ -1,7 +1,7 @@
 /**
- * What a download's failover has learnt from its jobs so far, and the answer for clients when every mirror
- * failed. The mirrors that failed are blamed only once the order succeeds elsewhere: when every mirror fails,
- * the file or our own network is the likelier cause.
+ * The failover of an order: its rules, what its jobs have taught it so far, the handlers of the answers that
+ * brought no body, and the answer for clients when every mirror failed. The mirrors that failed are blamed only
+ * once the order succeeds elsewhere: when every mirror fails, the file or our own network is the likelier cause.
  *
  * @module
  */
@@ -12,6 +12,19 @@ import type { MirrorPool } from "../mirrors/mirrors.ts";
 import type { AttemptHead } from "./attempt.ts";
 
 const log = getLogger(["flexo", "download"]);
+
+/** At most this many jobs (mirror attempts) per order. */
+export const MAX_ATTEMPTS = 8;
+
+/** What the rules for one kind of file are. */
+export interface OrderRules {
+  /** Bytes from one mirror may continue bytes from another (true for packages: same name, same content). */
+  resumeAcrossMirrors: boolean;
+  /** A 404 ends the order at once instead of asking the next mirror (database signatures). */
+  notFoundIsFinal: boolean;
+  /** Keep a partial file after a failure so that the next request resumes it. */
+  keepPartialOnFailure: boolean;
+}
 
 /** What to do after one outcome of a job: ask the next mirror, stop asking, or the order is done. */
 export type FailoverStep = "next_mirror" | "give_up" | "done";
