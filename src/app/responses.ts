@@ -168,14 +168,13 @@ export function serveDownload(
     size: total,
     growing: {
       alternatives: [download.finalPath, download.partialPath],
-      written: () => download.written,
+      releasable: () => download.releasable(),
       changed: () => download.changed(),
-      outcome: () =>
-        download.state === "complete"
-          ? "complete"
-          : download.ended
-          ? { failed: download.error?.message ?? `the download ended (${download.state})` }
-          : "running",
+      outcome: () => {
+        const end = download.outcome();
+        if (end.type === "running" || end.type === "complete") return end.type;
+        return { failed: end.type === "failed" ? end.reason : "the download ended (not_modified)" };
+      },
       onBytes: options.onBytes,
     },
   });

@@ -3,6 +3,10 @@
  * complete. Clients never read the upstream stream itself; they follow the bytes on disk
  * (see `live_reader.ts`), so any number of them can share one download and a slow client never slows it.
  *
+ * The download is the one owner of the rule that a file's last byte reaches clients only once the download has
+ * verified the file ({@linkcode Download.releasable}, {@linkcode Download.outcome}); every way of sending its
+ * bytes follows that. The jobs on mirrors are in `attempt.ts`; what their failures add up to in `failover.ts`.
+ *
  * @module
  */
 
@@ -11,25 +15,15 @@ import type { CachedFile, CacheStore, PartialMeta } from "../cache/cache_store.t
 import { type ExpectedFile, IntegrityCheck } from "./download_integrity.ts";
 import { HttpError } from "../http/http_error.ts";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
-import { acceptResponse, findResumePoint, requestHeaders } from "./partial_resume.ts";
-import { askMirror, parseHttpDate, pumpBody, type TransferDeps, type TransferLimits } from "./transfer.ts";
+import { findResumePoint, requestHeaders } from "./partial_resume.ts";
+import type { TransferDeps, TransferLimits } from "./transfer.ts";
+import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
+import { afterRefusal, type FailoverStep, FailureTally, MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
 
 export { MAX_FILE_SIZE } from "./partial_resume.ts";
+export { MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
 
 const log = getLogger(["flexo", "download"]);
-
-/** At most this many jobs (mirror attempts) per order. */
-export const MAX_ATTEMPTS = 8;
-
-/** What the rules for one kind of file are. */
-export interface OrderRules {
-  /** Bytes from one mirror may continue bytes from another (true for packages: same name, same content). */
-  resumeAcrossMirrors: boolean;
-  /** A 404 ends the order at once instead of asking the next mirror (database signatures). */
-  notFoundIsFinal: boolean;
-  /** Keep a partial file after a failure so that the next request resumes it. */
-  keepPartialOnFailure: boolean;
-}
 
 /** Everything a download needs. */
 export interface DownloadOptions {
@@ -73,16 +67,29 @@ export interface DownloadHead {
   mirror?: string;
 }
 
-/** The state of a download. */
+/** The state of a download, for the status page and the cache: "complete" once the file is committed. */
 export type DownloadState = "starting" | "streaming" | "complete" | "not_modified" | "failed";
+
+/**
+ * How a download ended for its clients. "complete" means that every byte was verified (size and SHA-256 as the
+ * repository database says, or else the announced length) and may be sent: it comes before the commit to the
+ * cache, which a client does not wait for.
+ */
+export type DownloadOutcome =
+  | { type: "running" }
+  | { type: "complete" }
+  | { type: "not_modified" }
+  | { type: "failed"; reason: string; error: Error };
+
+type AcceptedHead = Extract<AttemptHead, { type: "accepted" }>;
 
 /** One file being fetched from upstream into the cache. */
 export class Download {
   /** Resolves when a mirror has answered with usable headers; rejects with an {@linkcode HttpError} otherwise. */
   readonly head: Promise<DownloadHead>;
-  /** Resolves when the download ended (complete, not modified or failed); never rejects. */
+  /** Resolves when the download ended (committed, not modified or failed); never rejects. */
   readonly finished: Promise<void>;
-  /** Bytes of the file on disk so far (from offset 0). */
+  /** Bytes of the file on disk so far (from offset 0). Clients may have {@linkcode Download.releasable}. */
   written = 0;
   /** Announced length of the whole file, once known. */
   total?: number;
@@ -105,9 +112,15 @@ export class Download {
   #headSettled = false;
   #wake: PromiseWithResolvers<void> = Promise.withResolvers();
   #finished: PromiseWithResolvers<void> = Promise.withResolvers();
+  #outcome: DownloadOutcome = { type: "running" };
   #integrity?: IntegrityCheck;
   /** {@linkcode DownloadOptions.expect}, once known. */
   #expect?: ExpectedFile;
+  /** The record of the partial file. */
+  #meta: PartialMeta = {};
+  /** The partial file, opened once a mirror answered with a body to store. */
+  #file?: Deno.FsFile;
+  #firstWrite = true;
 
   /** Prepares a download; {@linkcode Download.start} runs it. */
   constructor(options: DownloadOptions) {
@@ -129,6 +142,31 @@ export class Download {
   start(): this {
     this.#run().catch((error) => this.#failWith(error));
     return this;
+  }
+
+  /**
+   * How many bytes of the file (from offset 0) clients may have now: every byte on disk, except the file's last
+   * one until the download has verified the file. A client of a known length whose bytes turn out wrong thus
+   * gets a response shorter than its length (an error), never a complete one.
+   */
+  releasable(): number {
+    if (this.#outcome.type === "complete" || this.total === undefined) return this.written;
+    return Math.max(0, Math.min(this.written, this.total - 1));
+  }
+
+  /** How the download ended for its clients, or "running"; see {@linkcode DownloadOutcome}. */
+  outcome(): DownloadOutcome {
+    return this.#outcome;
+  }
+
+  /** Resolves at the next change: more bytes on disk, bytes released, or the end of the download. */
+  changed(): Promise<void> {
+    return this.#wake.promise;
+  }
+
+  /** True when the download is over, its file committed or not. */
+  get ended(): boolean {
+    return this.state === "complete" || this.state === "not_modified" || this.state === "failed";
   }
 
   /** Ends the download after an error thrown while running: logs what went wrong on our side and cleans up. */
@@ -158,16 +196,6 @@ export class Download {
     this.#fail(error instanceof Error ? error : new Error(message));
   }
 
-  /** Resolves at the next change: more bytes on disk, or the end of the download. */
-  changed(): Promise<void> {
-    return this.#wake.promise;
-  }
-
-  /** True when no more bytes will come. */
-  get ended(): boolean {
-    return this.state === "complete" || this.state === "not_modified" || this.state === "failed";
-  }
-
   #notify(): void {
     const wake = this.#wake;
     this.#wake = Promise.withResolvers();
@@ -180,15 +208,24 @@ export class Download {
     this.#resolveHead(head);
   }
 
+  /** Ends the download as failed; for clients only if it had not released the whole file already. */
   #fail(error: Error): void {
     this.error = error;
     this.state = "failed";
+    if (this.#outcome.type === "running") this.#outcome = { type: "failed", reason: error.message, error };
     if (!this.#headSettled) {
       this.#headSettled = true;
       this.#rejectHead(
         error instanceof HttpError ? error : new HttpError(502, error.message, { cause: error }),
       );
     }
+    this.#notify();
+    this.#finished.resolve();
+  }
+
+  #end(state: "complete" | "not_modified"): void {
+    this.state = state;
+    if (this.#outcome.type === "running") this.#outcome = { type: state };
     this.#notify();
     this.#finished.resolve();
   }
@@ -204,9 +241,7 @@ export class Download {
         this.total = cached.size;
         this.file = cached;
         this.#settleHead({ status: "ok", total: cached.size, lastModified: cached.mtime.getTime() });
-        this.state = "complete";
-        this.#notify();
-        this.#finished.resolve();
+        this.#end("complete");
         return;
       }
     }
@@ -214,7 +249,7 @@ export class Download {
       resumeAcrossMirrors: rules.resumeAcrossMirrors,
       ifModifiedSince: this.#options.ifModifiedSince,
     });
-    const meta = resume.meta;
+    this.#meta = resume.meta;
     this.written = resume.written;
     this.total = resume.total;
     this.#expect = await this.#options.expect;
@@ -222,228 +257,222 @@ export class Download {
       this.#integrity = new IntegrityCheck(this.#expect);
       if (this.written > 0) await this.#integrity.updateFromFile(this.partialPath, this.written);
     }
-    const file = await store.openPartial(segments, { truncate: this.written === 0 });
     try {
       if (this.total !== undefined && this.written === this.total) {
         // A crash between the last write and the commit: nothing left to fetch.
-        this.#settleHead({
-          status: "ok",
-          total: this.total,
-          lastModified: meta.lastModified,
-          mirror: meta.mirror,
-        });
-        await file.syncData();
-        file.close();
-        await this.#commit(meta);
+        const { lastModified, mirror } = this.#meta;
+        this.#settleHead({ status: "ok", total: this.total, lastModified, mirror });
+        await this.#finish();
         return;
       }
-      await this.#failover(file, meta);
+      await this.#failover();
     } finally {
-      try {
-        file.close();
-      } catch {
-        // already closed
-      }
+      this.#closeFile();
     }
   }
 
-  async #failover(file: Deno.FsFile, meta: PartialMeta): Promise<void> {
-    const { mirrors, deps, limits, rules, store, segments } = this.#options;
-    const plan = this.#options.plan().slice(0, MAX_ATTEMPTS);
-    const failures: { mirror: string; message: string }[] = [];
-    let notFound = 0;
-    let timeouts = 0;
-    let firstWrite = true;
-    for (let i = 0; i < plan.length; i++) {
-      const mirror = plan[i];
-      const url = mirror + this.#options.upstreamPath;
-      const headers = requestHeaders(this.written, meta, {
-        resumeAcrossMirrors: rules.resumeAcrossMirrors,
-        ifModifiedSince: this.#options.ifModifiedSince,
-      });
-      const abort = new AbortController();
-      const end = mirrors.begin(mirror);
-      const started = deps.now();
-      try {
-        const answer = await askMirror(url, { method: "GET", headers, abort }, { deps, limits });
-        if (answer.type === "not_modified") {
-          this.state = "not_modified";
-          this.#settleHead({ status: "not_modified", mirror });
-          this.#commitFailures(failures);
-          file.close();
-          await store.discardPartial(segments);
-          this.#notify();
-          this.#finished.resolve();
-          return;
-        }
-        if (answer.type === "not_found") {
-          notFound++;
-          log.debug("{mirror} does not have {path} (HTTP {status})", {
-            mirror,
-            path: this.#options.upstreamPath,
-            status: answer.status,
-          });
-          if (rules.notFoundIsFinal) break;
-          continue;
-        }
-        if (answer.type === "unsatisfiable") {
-          // Only a resume sends a Range; a 416 then means this mirror's copy is shorter than ours.
-          failures.push({ mirror, message: `answered 416 to bytes=${this.written}-` });
-          continue;
-        }
-        if (answer.type === "failed") {
-          if (answer.timeout) timeouts++;
-          failures.push({ mirror, message: answer.message });
-          log.warn("{mirror} failed for {path}: {message}", {
-            mirror,
-            path: this.#options.upstreamPath,
-            ...answer,
-          });
-          continue;
-        }
-        const response = answer.response;
-        const accepted = acceptResponse(response, { written: this.written, total: this.total }, {
-          meta,
-          upstreamPath: this.#options.upstreamPath,
-          resumeAcrossMirrors: rules.resumeAcrossMirrors,
-          expect: this.#expect,
-        });
-        if (typeof accepted === "string") {
-          await response.body?.cancel();
-          failures.push({ mirror, message: accepted });
-          log.warn("{mirror} sent an unusable answer for {path}: {message}", {
-            mirror,
-            path: this.#options.upstreamPath,
-            message: accepted,
-          });
-          if (accepted.startsWith("FATAL")) throw new HttpError(502, accepted.slice(6));
-          continue;
-        }
-        this.total = accepted.total;
-        if (!this.#headSettled) {
-          meta = {
-            total: this.total,
-            lastModified: parseHttpDate(response.headers.get("last-modified")),
-            contentType: response.headers.get("content-type") ?? undefined,
-            mirror,
-          };
-          await store.writePartialMeta(segments, meta);
-          this.#settleHead({
-            status: "ok",
-            total: this.total,
-            lastModified: meta.lastModified,
-            contentType: meta.contentType,
-            mirror,
-          });
-        }
-        this.state = "streaming";
-        this.mirror = mirror;
-        let skip = accepted.skip;
-        const outcome = await pumpBody(response.body!, async (chunk) => {
-          if (skip > 0) {
-            const dropped = Math.min(skip, chunk.byteLength);
-            skip -= dropped;
-            chunk = chunk.subarray(dropped);
-            if (chunk.byteLength === 0) return;
-          }
-          if (this.total !== undefined && this.written + chunk.byteLength > this.total) {
-            throw new Error(`sent more than the ${this.total} bytes it announced`);
-          }
-          if (firstWrite) {
-            // The first bytes are what every waiting client needs first: written at once into the page cache
-            // (microseconds), where handing them to a thread takes up to a millisecond on a busy machine. The
-            // rest go through a thread, so that a slow disk never stalls the event loop.
-            firstWrite = false;
-            writeAllSync(file, chunk);
-          } else {
-            await writeAll(file, chunk);
-          }
-          this.#integrity?.update(chunk, mirror);
-          this.written += chunk.byteLength;
-          this.#notify();
-        }, { deps, limits, abort, canSwitch: () => i < plan.length - 1 });
-        const elapsed = deps.now() - started;
-        if (outcome.type === "sink_error") {
-          const message = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
-          if (message.startsWith("sent more")) {
-            // The mirror's bytes cannot be trusted; start over clean rather than keep any of them.
-            // A mirror that sends bad data is at fault whatever happens to the order.
-            mirrors.recordFailure(mirror, message);
-            await store.discardPartial(segments);
-            throw new HttpError(502, `${mirror} ${message}`);
-          }
-          throw outcome.error;
-        }
-        const complete = this.total === undefined ? outcome.type === "ended" : this.written === this.total;
-        if (complete) {
-          if (this.total === undefined) {
-            log.warn("{mirror} sent {path} without a length; accepting the clean end of the stream", {
-              mirror,
-              path: this.#options.upstreamPath,
-            });
-          }
-          await file.syncData();
-          file.close();
-          mirrors.recordSuccess(mirror, { bytes: outcome.bytes, durationMs: elapsed, ttfbMs: answer.ttfbMs });
-          this.#commitFailures(failures);
-          await this.#commit(meta);
-          return;
-        }
-        mirrors.recordBytes(mirror, outcome.bytes);
-        const message = outcome.type === "ended"
-          ? `closed the connection after ${this.written} of ${this.total} bytes`
-          : outcome.message;
-        failures.push({ mirror, message });
-        log.warn("{mirror} failed for {path} at byte {written}: {message}; switching mirror", {
-          mirror,
-          path: this.#options.upstreamPath,
-          written: this.written,
-          message,
-        });
-      } finally {
-        end();
-        abort.abort();
-      }
+  #closeFile(): void {
+    try {
+      this.#file?.close();
+    } catch {
+      // already closed
     }
-    // Every mirror failed: do not blame any of them (the file or our own network is the likelier cause).
-    const status = failures.length === 0 && notFound > 0
-      ? 404
-      : timeouts > 0 && timeouts === failures.length
-      ? 504
-      : 502;
-    const reason = status === 404
-      ? `${this.#options.upstreamPath} was not found on ${notFound} mirror(s)`
-      : `every mirror failed for ${this.#options.upstreamPath}: ` +
-        failures.map((f) => `${f.mirror} ${f.message}`).join("; ");
+    this.#file = undefined;
+  }
+
+  /** Asks the mirrors of the plan in turn until one delivers the file or the order cannot succeed. */
+  async #failover(): Promise<void> {
+    const { rules, store, segments, upstreamPath } = this.#options;
+    const plan = this.#options.plan().slice(0, MAX_ATTEMPTS);
     if (plan.length === 0) {
       throw new HttpError(
         502,
         'No upstream mirror is configured: set mirrors_predefined or use mirror_selection_method = "auto"',
       );
     }
-    if (!rules.keepPartialOnFailure || this.written === 0) await store.discardPartial(segments);
-    throw new HttpError(status, reason);
-  }
-
-  async #commit(meta: PartialMeta): Promise<void> {
-    const reason = this.#integrity?.mismatch(this.written, this.#options.upstreamPath);
-    if (reason !== undefined) {
-      for (const mirror of this.#integrity!.contributors) {
-        this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
+    const tally = new FailureTally();
+    for (let i = 0; i < plan.length; i++) {
+      const attempt = new Attempt(plan[i], this.#options);
+      let step: FailoverStep;
+      try {
+        step = await this.#runAttempt(attempt, tally, () => i < plan.length - 1);
+      } finally {
+        attempt.close();
       }
-      await this.#options.store.discardPartial(this.segments);
-      log.error(reason);
-      this.#options.onIntegrityFailure?.(this, reason);
-      throw new HttpError(502, reason);
+      if (step === "done") return;
+      if (step === "give_up") break;
     }
-    this.file = await this.#options.store.commit(this.segments, { lastModified: meta.lastModified });
-    this.state = "complete";
-    this.#notify();
-    this.#finished.resolve();
+    // Every mirror failed: do not blame any of them (the file or our own network is the likelier cause).
+    if (!rules.keepPartialOnFailure || this.written === 0) {
+      this.#closeFile();
+      await store.discardPartial(segments);
+    }
+    throw tally.finalError(upstreamPath);
   }
 
-  #commitFailures(failures: { mirror: string; message: string }[]): void {
-    for (const f of failures) this.#options.mirrors.recordFailure(f.mirror, f.message);
+  /** One job: asks its mirror, and hands each outcome to its handler. */
+  async #runAttempt(attempt: Attempt, tally: FailureTally, canSwitch: () => boolean): Promise<FailoverStep> {
+    const { rules, upstreamPath } = this.#options;
+    const mirror = attempt.mirror;
+    const resume = {
+      resumeAcrossMirrors: rules.resumeAcrossMirrors,
+      ifModifiedSince: this.#options.ifModifiedSince,
+    };
+    const head = await attempt.ask(
+      requestHeaders(this.written, this.#meta, resume),
+      { written: this.written, total: this.total },
+      { meta: this.#meta, resumeAcrossMirrors: rules.resumeAcrossMirrors, expect: this.#expect },
+    );
+    switch (head.type) {
+      case "accepted":
+        return await this.#onAccepted(attempt, head, tally, canSwitch);
+      case "not_modified":
+        return await this.#onNotModified(mirror, tally);
+      default:
+        return afterRefusal(head, { mirror, upstreamPath, notFoundIsFinal: rules.notFoundIsFinal, tally });
+    }
+  }
+
+  async #onNotModified(mirror: string, tally: FailureTally): Promise<FailoverStep> {
+    this.state = "not_modified";
+    this.#settleHead({ status: "not_modified", mirror });
+    tally.blame(this.#options.mirrors);
+    if (this.#file !== undefined) {
+      // An earlier mirror answered with a body and broke off before its first byte.
+      this.#closeFile();
+      await this.#options.store.discardPartial(this.segments);
+    }
+    this.#end("not_modified");
+    return "done";
+  }
+
+  /** A mirror answered with a body: the partial file and its record are made now, and the body stored. */
+  async #onAccepted(
+    attempt: Attempt,
+    head: AcceptedHead,
+    tally: FailureTally,
+    canSwitch: () => boolean,
+  ): Promise<FailoverStep> {
+    const { store, segments } = this.#options;
+    const mirror = attempt.mirror;
+    this.total = head.total;
+    this.#file ??= await store.openPartial(segments, { truncate: this.written === 0 });
+    if (!this.#headSettled) {
+      const { lastModified, contentType } = head;
+      this.#meta = { total: this.total, lastModified, contentType, mirror };
+      await store.writePartialMeta(segments, this.#meta);
+      this.#settleHead({ status: "ok", total: this.total, lastModified, contentType, mirror });
+    }
+    this.state = "streaming";
+    this.mirror = mirror;
+    const body = await attempt.pump(head, {
+      from: this.written,
+      write: (chunk) => this.#write(chunk, mirror),
+      canSwitch,
+    });
+    switch (body.type) {
+      case "complete":
+        return await this.#onComplete(mirror, head, body, tally);
+      case "cut_short":
+        this.#options.mirrors.recordBytes(mirror, body.bytes);
+        tally.failed(mirror, body.reason);
+        log.warn("{mirror} failed for {path} at byte {written}: {message}; switching mirror", {
+          mirror,
+          path: this.#options.upstreamPath,
+          written: this.written,
+          message: body.reason,
+        });
+        return "next_mirror";
+      case "too_long":
+        // The mirror's bytes cannot be trusted; start over clean rather than keep any of them.
+        // A mirror that sends bad data is at fault whatever happens to the order.
+        this.#options.mirrors.recordFailure(mirror, body.reason);
+        this.#closeFile();
+        await store.discardPartial(segments);
+        throw new HttpError(502, `${mirror} ${body.reason}`);
+      case "write_failed":
+        throw body.error;
+    }
+  }
+
+  async #write(chunk: Uint8Array, mirror: string): Promise<void> {
+    const file = this.#file!;
+    if (this.#firstWrite) {
+      // The first bytes are what every waiting client needs first: written at once into the page cache
+      // (microseconds), where handing them to a thread takes up to a millisecond on a busy machine. The
+      // rest go through a thread, so that a slow disk never stalls the event loop.
+      this.#firstWrite = false;
+      writeAllSync(file, chunk);
+    } else {
+      await writeAll(file, chunk);
+    }
+    this.#integrity?.update(chunk, mirror);
+    this.written += chunk.byteLength;
+    this.#notify();
+  }
+
+  async #onComplete(
+    mirror: string,
+    head: AcceptedHead,
+    body: Extract<AttemptBody, { type: "complete" }>,
+    tally: FailureTally,
+  ): Promise<FailoverStep> {
+    if (this.total === undefined) {
+      log.warn("{mirror} sent {path} without a length; accepting the clean end of the stream", {
+        mirror,
+        path: this.#options.upstreamPath,
+      });
+    }
+    this.#options.mirrors.recordSuccess(mirror, {
+      bytes: body.bytes,
+      durationMs: body.durationMs,
+      ttfbMs: head.ttfbMs,
+    });
+    tally.blame(this.#options.mirrors);
+    await this.#finish();
+    return "done";
+  }
+
+  /**
+   * Every byte is on disk: verifies the file, releases it to clients at once, then flushes it to disk and
+   * commits it to the cache (a crash must never leave an unflushed file in the cache). A commit that fails
+   * after the release is logged; clients have their verified bytes.
+   */
+  async #finish(): Promise<void> {
+    await this.#verify();
+    this.#outcome = { type: "complete" };
+    this.#notify();
+    const { store, segments, upstreamPath } = this.#options;
+    try {
+      this.#file ??= await store.openPartial(segments, { truncate: false });
+      await this.#file.syncData();
+      this.#closeFile();
+      this.file = await store.commit(segments, { lastModified: this.#meta.lastModified });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      log.error("{path} was verified and sent, but storing it in the cache failed: {message}", {
+        path: upstreamPath,
+        message,
+      });
+      if (isDiskFull(error)) await store.discardPartial(segments).catch(() => {});
+      this.#fail(error instanceof Error ? error : new Error(message));
+      return;
+    }
+    this.#end("complete");
+  }
+
+  /** Throws (after discarding the file and blaming its mirrors) when it does not match the database. */
+  async #verify(): Promise<void> {
+    const reason = this.#integrity?.mismatch(this.written, this.#options.upstreamPath);
+    if (reason === undefined) return;
+    for (const mirror of this.#integrity!.contributors) {
+      this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
+    }
+    this.#closeFile();
+    await this.#options.store.discardPartial(this.segments);
+    log.error(reason);
+    this.#options.onIntegrityFailure?.(this, reason);
+    throw new HttpError(502, reason);
   }
 }
 

@@ -35,30 +35,16 @@ export function followDownload(
     type: "bytes",
     async pull(controller) {
       while (true) {
+        // What may be sent is the download's to say (see Download.releasable): the last byte of the file only
+        // once it is verified, so that a client sees a failed transfer, never a clean end, when the bytes are wrong.
+        const end = download.outcome();
+        const available = download.releasable();
         const last = download.total === undefined ? range.end : Math.min(range.end, download.total - 1);
         if (position > last) {
-          // The end of the file is only final once the download has verified and committed it: a client must
-          // see a failed transfer, never a clean end, when the bytes turn out to be wrong.
-          const endOfFile = download.total !== undefined && last === download.total - 1;
-          if (endOfFile && !download.ended) {
-            await download.changed();
-            if (cancelled) return close();
-            continue;
-          }
           close();
-          if (endOfFile && download.state === "failed") {
-            controller.error(download.error ?? new Error("download failed"));
-          } else {
-            controller.close();
-          }
+          controller.close();
           return;
         }
-        // The file's last byte goes out only once the download has verified and committed the file: a client of a
-        // known length whose bytes turn out wrong must get a short response (an error), never a complete one.
-        const holdBack = download.total !== undefined && download.state !== "complete"
-          ? download.total - 1
-          : Infinity;
-        const available = Math.min(download.written, holdBack);
         if (position < available) {
           if (file === undefined) {
             file = await openEither(download);
@@ -84,15 +70,15 @@ export function followDownload(
           controller.enqueue(buffer.subarray(0, read));
           return;
         }
-        if (download.state === "failed") {
+        if (end.type === "failed") {
           close();
-          controller.error(download.error ?? new Error("download failed"));
+          controller.error(end.error);
           return;
         }
-        if (download.ended) {
+        if (end.type !== "running") {
           // Complete with an unknown length, or ended short of the requested range.
           close();
-          if (download.state === "complete" && (download.total === undefined || range.end === Infinity)) {
+          if (end.type === "complete" && (download.total === undefined || range.end === Infinity)) {
             controller.close();
           } else {
             controller.error(new Error(`download of ${download.finalPath} ended before byte ${position}`));

@@ -88,6 +88,7 @@ export interface AcceptOptions {
 
 /** A usable answer: bytes at its start to drop (a 200 to a Range request) and the file's total length. */
 export interface Accepted {
+  type: "accepted";
   /** Bytes at the start of the body that are on disk already. */
   skip: number;
   /** Length of the whole file, if known. */
@@ -95,54 +96,67 @@ export interface Accepted {
 }
 
 /**
- * Checks a 200 or 206 answer against what is already on disk.
- *
- * @returns What to skip and the total length, or why the answer is unusable. A reason that starts with
- *   `"FATAL "` means that no mirror can continue: the file changed upstream during the transfer.
+ * What a 200 or 206 answer is worth: usable ({@linkcode Accepted}); unusable from this mirror (another may do);
+ * or proof that the file changed upstream during the transfer, so that no mirror can continue the bytes on disk.
  */
+export type Acceptance = Accepted | { type: "unusable"; reason: string } | {
+  type: "changed_upstream";
+  reason: string;
+};
+
+/** Checks a 200 or 206 answer against what is already on disk. */
 export function acceptResponse(
   response: Response,
   progress: Progress,
   options: AcceptOptions,
-): Accepted | string {
+): Acceptance {
   const { written, total } = progress;
   const length = parseLength(response.headers.get("content-length"));
   if (length !== undefined && length > MAX_FILE_SIZE) {
-    return `announced an absurd length of ${length} bytes`;
+    return { type: "unusable", reason: `announced an absurd length of ${length} bytes` };
   }
   const expect = options.expect;
   const announced = response.status === 206
     ? parseContentRange(response.headers.get("content-range"))?.total
     : length;
   if (expect && announced !== undefined && announced !== expect.size) {
-    return `announced ${announced} bytes but the repository database says ${expect.size}`;
+    return {
+      type: "unusable",
+      reason: `announced ${announced} bytes but the repository database says ${expect.size}`,
+    };
   }
   const type = response.headers.get("content-type") ?? "";
   if (/^text\/html/i.test(type) && !/\.html?$/i.test(options.upstreamPath)) {
-    return "sent an HTML page instead of the file";
+    return { type: "unusable", reason: "sent an HTML page instead of the file" };
   }
   if (response.status === 206) {
     const range = parseContentRange(response.headers.get("content-range"));
     if (!range || range.start !== written) {
-      return `sent the wrong range (${response.headers.get("content-range")})`;
+      return { type: "unusable", reason: `sent the wrong range (${response.headers.get("content-range")})` };
     }
     const rangeTotal = range.total ?? total;
     if (total !== undefined && rangeTotal !== total) {
-      return `announced ${rangeTotal} bytes instead of ${total}`;
+      return { type: "unusable", reason: `announced ${rangeTotal} bytes instead of ${total}` };
     }
-    return { skip: 0, total: rangeTotal };
+    return { type: "accepted", skip: 0, total: rangeTotal };
   }
   // 200: the whole file.
-  if (written === 0) return { skip: 0, total: length };
+  if (written === 0) return { type: "accepted", skip: 0, total: length };
   if (!options.resumeAcrossMirrors) {
     // If-Range failed: upstream changed the file under us; the bytes already sent cannot be continued.
-    return `FATAL ${options.upstreamPath} changed upstream during the transfer; retry the request`;
+    return {
+      type: "changed_upstream",
+      reason: `${options.upstreamPath} changed upstream during the transfer; retry the request`,
+    };
   }
   if (
     length === undefined || (options.meta.total !== undefined && length !== options.meta.total) ||
     (total !== undefined && length !== total)
   ) {
-    return `ignored the Range request and sent ${length ?? "an unknown number of"} bytes`;
+    return {
+      type: "unusable",
+      reason: `ignored the Range request and sent ${length ?? "an unknown number of"} bytes`,
+    };
   }
-  return { skip: written, total: length };
+  return { type: "accepted", skip: written, total: length };
 }

@@ -35,8 +35,11 @@ export interface FileBody {
 export interface GrowingFile {
   /** Where the file may be instead of `path` when opened (a download renames its file when it is complete). */
   alternatives: readonly string[];
-  /** Bytes on disk so far. */
-  written(): number;
+  /**
+   * How many bytes of the file (from offset 0) may be sent now. The download decides: it holds back the file's
+   * last byte until it has verified the file, so a client whose bytes turn out wrong gets a short response.
+   */
+  releasable(): number;
   /** Resolves at the next change: more bytes, or the end. */
   changed(): Promise<void>;
   /** Whether the download still runs, completed, or failed (and why). */

@@ -285,15 +285,9 @@ export class FileSender {
     }
   }
 
-  /**
-   * How many bytes of `range` may go out now: what the download has written, but not the file's last byte until
-   * the download has verified and committed the file, so that a client whose bytes turn out to be wrong gets a
-   * response shorter than its length (an error), never a complete one.
-   */
+  /** How many bytes of `range` may go out now: as many as the download releases (see GrowingFile). */
   #sendable(range: FileBody, growing: GrowingFile): number {
-    const onDisk = Math.min(growing.written() - range.start, range.length);
-    const reachesEnd = range.start + range.length === range.size;
-    return reachesEnd && growing.outcome() !== "complete" ? Math.min(onDisk, range.length - 1) : onDisk;
+    return Math.min(growing.releasable() - range.start, range.length);
   }
 
   /** Shuts both sides of `socket` (if it is still that socket) so the client sees the response cut short. */

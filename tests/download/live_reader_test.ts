@@ -113,6 +113,7 @@ Deno.test("followDownload() follows a download from before its first byte to its
     gate.end();
     assertEquals(await within(body, "the body"), data);
     assertEquals(counted, data.byteLength);
+    await download.finished;
     assertEquals(download.state, "complete");
   });
 });
@@ -154,7 +155,7 @@ Deno.test("followDownload() ends a bounded range without waiting for the downloa
   });
 });
 
-Deno.test("followDownload() sends the last byte of the file only once the download is committed", async () => {
+Deno.test("followDownload() sends the last byte of the file only once the download has verified it", async () => {
   await withTempDir(async (dir) => {
     const data = testBytes(100_000, 4);
     const { download, gate } = startDownload(dir, { total: data.byteLength });
@@ -173,7 +174,7 @@ Deno.test("followDownload() sends the last byte of the file only once the downlo
     assertEquals((await within(early.read(), "the early end")).done, true);
     const openEnd = open.read();
     const boundedEnd = bounded.read();
-    assert(await stillPending(openEnd), "every byte is on disk, but the download has not committed the file");
+    assert(await stillPending(openEnd), "every byte is on disk, but the download has not verified the file");
     assert(await stillPending(boundedEnd), "the same for a range whose end is the last byte");
     assertEquals(download.state, "streaming");
     gate.end();
@@ -181,6 +182,7 @@ Deno.test("followDownload() sends the last byte of the file only once the downlo
     assertEquals((await within(boundedEnd, "the last byte")).value, data.slice(-1));
     assertEquals((await within(open.read(), "the end")).done, true);
     assertEquals((await within(bounded.read(), "the end")).done, true);
+    await download.finished;
     assertEquals(download.state, "complete");
     assertEquals((await Deno.stat(download.finalPath)).size, data.byteLength);
   });

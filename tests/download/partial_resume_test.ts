@@ -77,12 +77,16 @@ const OPTIONS: AcceptOptions = { meta: {}, upstreamPath: SEGMENTS.join("/"), res
 Deno.test("acceptResponse() takes a 200 from the start and a 206 that continues the file", () => {
   assert.deepEqual(
     acceptResponse(response(200, { "content-length": "1000" }), { written: 0 }, OPTIONS),
-    { skip: 0, total: 1000 },
+    { type: "accepted", skip: 0, total: 1000 },
   );
-  assert.deepEqual(acceptResponse(response(200, {}), { written: 0 }, OPTIONS), { skip: 0, total: undefined });
+  assert.deepEqual(acceptResponse(response(200, {}), { written: 0 }, OPTIONS), {
+    type: "accepted",
+    skip: 0,
+    total: undefined,
+  });
   assert.deepEqual(
     acceptResponse(response(206, { "content-range": "bytes 300-999/1000" }), { written: 300 }, OPTIONS),
-    { skip: 0, total: 1000 },
+    { type: "accepted", skip: 0, total: 1000 },
   );
   assert.deepEqual(
     acceptResponse(
@@ -90,72 +94,80 @@ Deno.test("acceptResponse() takes a 200 from the start and a 206 that continues 
       { written: 300, total: 1000 },
       OPTIONS,
     ),
-    { skip: 0, total: 1000 },
+    { type: "accepted", skip: 0, total: 1000 },
     "an unknown total keeps the known one",
   );
-  assert.equal(
+  assert.deepEqual(
     acceptResponse(response(206, { "content-range": "bytes 200-999/1000" }), { written: 300 }, OPTIONS),
-    "sent the wrong range (bytes 200-999/1000)",
+    { type: "unusable", reason: "sent the wrong range (bytes 200-999/1000)" },
   );
-  assert.equal(
+  assert.deepEqual(
     acceptResponse(
       response(206, { "content-range": "bytes 300-1999/2000" }),
       { written: 300, total: 1000 },
       OPTIONS,
     ),
-    "announced 2000 bytes instead of 1000",
+    { type: "unusable", reason: "announced 2000 bytes instead of 1000" },
   );
 });
 
 Deno.test("acceptResponse() skips ahead in a 200 to a Range request only when it is the same file", () => {
   const progress = { written: 300, total: 1000 };
   assert.deepEqual(acceptResponse(response(200, { "content-length": "1000" }), progress, OPTIONS), {
+    type: "accepted",
     skip: 300,
     total: 1000,
   });
   for (const [length, meta] of [["999", {}], [undefined, {}], ["1000", { total: 1001 }]] as const) {
     const headers: Record<string, string> = length === undefined ? {} : { "content-length": length };
-    assert.match(
-      acceptResponse(response(200, headers), { written: 300, total: meta.total ? undefined : 1000 }, {
-        ...OPTIONS,
-        meta,
-      }) as string,
-      /^ignored the Range request and sent/,
-      `length ${length}`,
-    );
+    const answer = acceptResponse(response(200, headers), {
+      written: 300,
+      total: meta.total ? undefined : 1000,
+    }, {
+      ...OPTIONS,
+      meta,
+    });
+    assert.equal(answer.type, "unusable", `length ${length}`);
+    assert.match(answer.type === "unusable" ? answer.reason : "", /^ignored the Range request and sent/);
   }
-  assert.equal(
+  assert.deepEqual(
     acceptResponse(response(200, { "content-length": "1000" }), progress, {
       ...OPTIONS,
       resumeAcrossMirrors: false,
     }),
-    "FATAL core/os/x86_64/a-1-1-any.pkg.tar.zst changed upstream during the transfer; retry the request",
+    {
+      type: "changed_upstream",
+      reason: "core/os/x86_64/a-1-1-any.pkg.tar.zst changed upstream during the transfer; retry the request",
+    },
   );
 });
 
 Deno.test("acceptResponse() refuses absurd lengths, lengths the database contradicts and HTML pages", () => {
   const huge = String(MAX_FILE_SIZE + 1);
-  assert.equal(
+  assert.deepEqual(
     acceptResponse(response(200, { "content-length": huge }), { written: 0 }, OPTIONS),
-    `announced an absurd length of ${huge} bytes`,
+    { type: "unusable", reason: `announced an absurd length of ${huge} bytes` },
   );
   const expect = { size: 1000, sha256: "ab".repeat(32) };
-  assert.equal(
+  assert.deepEqual(
     acceptResponse(response(200, { "content-length": "999" }), { written: 0 }, { ...OPTIONS, expect }),
-    "announced 999 bytes but the repository database says 1000",
+    { type: "unusable", reason: "announced 999 bytes but the repository database says 1000" },
   );
-  assert.equal(
+  assert.deepEqual(
     acceptResponse(response(206, { "content-range": "bytes 10-998/999" }), { written: 10 }, {
       ...OPTIONS,
       expect,
     }),
-    "announced 999 bytes but the repository database says 1000",
+    { type: "unusable", reason: "announced 999 bytes but the repository database says 1000" },
   );
   const html = response(200, { "content-type": "text/html; charset=utf-8", "content-length": "10" });
-  assert.equal(acceptResponse(html, { written: 0 }, OPTIONS), "sent an HTML page instead of the file");
+  assert.deepEqual(acceptResponse(html, { written: 0 }, OPTIONS), {
+    type: "unusable",
+    reason: "sent an HTML page instead of the file",
+  });
   assert.deepEqual(
     acceptResponse(html, { written: 0 }, { ...OPTIONS, upstreamPath: "iso/latest/index.html" }),
-    { skip: 0, total: 10 },
+    { type: "accepted", skip: 0, total: 10 },
     "an HTML file is fine",
   );
 });

@@ -246,7 +246,7 @@ Deno.test("findSocket() gives up for good after MISSES_BEFORE_DISABLED connectio
 
 /** A file that grows on command, as a download writes it, for send() to follow. */
 function growingFile(path: string) {
-  let written = 0;
+  let released = 0;
   let state: "running" | "complete" | { failed: string } = "running";
   let wake = Promise.withResolvers<void>();
   const notify = () => {
@@ -258,17 +258,20 @@ function growingFile(path: string) {
   return {
     growing: {
       alternatives: [],
-      written: () => written,
+      releasable: () => released,
       changed: () => wake.promise,
       outcome: () => state,
       onBytes: (n: number) => counted += n,
     },
-    async append(bytes: Uint8Array) {
+    /** Writes `bytes` at the end of the file; the download releases them, all but `holdBack` of the file. */
+    async append(bytes: Uint8Array, options: { holdBack?: number } = {}) {
       await Deno.writeFile(path, bytes, { append: true });
-      written += bytes.length;
+      released = (await Deno.stat(path)).size - (options.holdBack ?? 0);
       notify();
     },
-    end(outcome: "complete" | { failed: string }) {
+    /** Releases every byte on disk and ends the download. */
+    async end(outcome: "complete" | { failed: string }) {
+      if (outcome === "complete") released = (await Deno.stat(path)).size;
       state = outcome;
       notify();
     },
@@ -303,16 +306,19 @@ async function withGrowingSend(
   });
 }
 
-Deno.test("send() follows a file as a download writes it, and sends its last byte only once it is complete", async () => {
+Deno.test("send() follows a file as a download writes it, and sends only the bytes the download releases", async () => {
   const bytes = randomBytes(5 * 1024 * 1024 + 11);
   await withGrowingSend(bytes, async (file, sending, received) => {
     for (let offset = 0; offset < bytes.length; offset += 1024 * 1024) {
-      await file.append(bytes.subarray(offset, Math.min(bytes.length, offset + 1024 * 1024)));
+      // As a download does: everything on disk but the file's last byte until it is verified.
+      await file.append(bytes.subarray(offset, Math.min(bytes.length, offset + 1024 * 1024)), {
+        holdBack: 1,
+      });
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
     assertEquals(file.counted(), bytes.length - 1, "every byte on disk but the last, before completion");
-    file.end("complete");
+    await file.end("complete");
     assertEquals(await withinMs(sending, 10_000, "send() did not finish"), { outcome: "sent" });
     assertEquals(await received, concat([HEAD, bytes]));
     assertEquals(file.counted(), bytes.length);
@@ -322,9 +328,9 @@ Deno.test("send() follows a file as a download writes it, and sends its last byt
 Deno.test("send() of a download that fails after writing everything leaves the client one byte short", async () => {
   const bytes = randomBytes(2 * 1024 * 1024);
   await withGrowingSend(bytes, async (file, sending, received) => {
-    await file.append(bytes);
+    await file.append(bytes, { holdBack: 1 });
     await new Promise((resolve) => setTimeout(resolve, 100));
-    file.end({ failed: "the checksum does not match the repository database" });
+    await file.end({ failed: "the checksum does not match the repository database" });
     assertEquals(await withinMs(sending, 10_000, "send() did not finish"), {
       outcome: "failed",
       reason: "the checksum does not match the repository database",
