@@ -5,6 +5,7 @@
  * @module
  */
 
+export { describeError } from "./describe_error.ts";
 import { configure, getStreamSink, getTextFormatter, type LogLevel, reset } from "@logtape/logtape";
 
 /** Options for {@linkcode setupLogging}. */
@@ -40,17 +41,4 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
 /** Flushes and closes log output (before the process exits). */
 export async function closeLogging(): Promise<void> {
   await reset();
-}
-
-/**
- * What an error says, for a log line, whatever was thrown: its message (with `stack`, its stack when it has one),
- * or the value as text, even one that `String()` cannot convert.
- */
-export function describeError(error: unknown, options: { stack?: boolean } = {}): string {
-  if (error instanceof Error) return (options.stack ? error.stack : undefined) ?? error.message;
-  try {
-    return String(error);
-  } catch {
-    return Object.prototype.toString.call(error);
-  }
 }

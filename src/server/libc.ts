@@ -5,7 +5,7 @@
  * @module
  */
 
-import { describeError } from "../logging.ts";
+import { describeError } from "../describe_error.ts";
 
 /** Where glibc's `libc.so.6` lives on the systems flexo runs on (Arch, Debian and Ubuntu, Fedora; x86_64 and
  * aarch64). The serve task, the Dockerfile and the compiled executable allow FFI for exactly these paths. */
