@@ -48,14 +48,7 @@ export function serveCachedFile(
   options: { origin: PayloadOrigin; contentType: string },
 ): Served {
   const validators = { lastModified: file.mtime, etag: makeEtag(file.size, file.mtime) };
-  // A list of pairs rather than a Headers object: Response copies its headers anyway, and building a Headers
-  // first costs a third of the time it takes to answer a small file from memory.
-  const headers: [string, string][] = [
-    ["Accept-Ranges", "bytes"],
-    ["Last-Modified", file.mtime.toUTCString()],
-    ["ETag", validators.etag],
-    [ORIGIN_HEADER, options.origin],
-  ];
+  const headers = cachedFileHeaders(file, options.origin, validators.etag);
   if (isNotModified(req, validators)) {
     return { response: new Response(null, { status: 304, headers }), bytes: 0 };
   }
@@ -100,16 +93,28 @@ export function serveCachedFile(
   return { response, bytes: length, readsFile: file.path };
 }
 
-/** The headers of a 200 answer with a whole cached file, in the order serveCachedFile() sends them. */
-export function wholeFileHeaders(file: CachedFile, contentType: string): [string, string][] {
+/**
+ * The headers every answer with a cached file starts with (a 304 has only these): its validators and where it
+ * came from. A list of pairs rather than a Headers object: Response copies its headers anyway, and building a
+ * Headers first costs a third of the time it takes to answer a small file from memory.
+ */
+function cachedFileHeaders(file: CachedFile, origin: PayloadOrigin, etag: string): [string, string][] {
   return [
     ["Accept-Ranges", "bytes"],
     ["Last-Modified", file.mtime.toUTCString()],
-    ["ETag", makeEtag(file.size, file.mtime)],
-    [ORIGIN_HEADER, "Cache"],
-    ["Content-Type", contentType],
-    ["Content-Length", String(file.size)],
+    ["ETag", etag],
+    [ORIGIN_HEADER, origin],
   ];
+}
+
+/**
+ * The headers of a 200 answer with all of a cached file: exactly those {@linkcode serveCachedFile} sends for a
+ * plain GET of it, for the quick path (quick_answers.ts), which answers repeated hits from them.
+ */
+export function wholeFileHeaders(file: CachedFile, contentType: string): [string, string][] {
+  const headers = cachedFileHeaders(file, "Cache", makeEtag(file.size, file.mtime));
+  headers.push(["Content-Type", contentType], ["Content-Length", String(file.size)]);
+  return headers;
 }
 
 /** Serves a file that a download is writing, following it to the end. */

@@ -17,6 +17,7 @@ import {
 } from "./http1_connection.ts";
 import type { RequestHead } from "./http1_head.ts";
 import { HttpDates } from "./http1_response.ts";
+import { CopyBuffers } from "./file_copy.ts";
 import { describeError } from "../logging.ts";
 import type { FileSender } from "./sendfile.ts";
 
@@ -92,6 +93,7 @@ export function listenForClients(
   };
   const connectionOptions = {
     dates: new HttpDates(),
+    buffers: new CopyBuffers(),
     handler,
     onError: options.onError,
     quickAnswer: options.quickAnswer,

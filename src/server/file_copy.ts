@@ -14,7 +14,20 @@ export const COPY_BUFFER_BYTES = 256 * 1024;
 /** At most this many copy buffers are kept for the next copies. */
 const MAX_SPARE_BUFFERS = 16;
 
-const spare: Uint8Array[] = [];
+/** Copy buffers kept for the next copies: one pool per listener, shared by its connections. */
+export class CopyBuffers {
+  #spare: Uint8Array[] = [];
+
+  /** A buffer of {@linkcode COPY_BUFFER_BYTES}: a spare one, or a new one. */
+  take(): Uint8Array {
+    return this.#spare.pop() ?? new Uint8Array(COPY_BUFFER_BYTES);
+  }
+
+  /** Gives `buffer` back once nothing refers to it any more (its last write has ended). */
+  give(buffer: Uint8Array): void {
+    if (this.#spare.length < MAX_SPARE_BUFFERS) this.#spare.push(buffer);
+  }
+}
 
 /** How a copy went: nothing written (the caller answers as usual), all written, or broken off after the head. */
 export type CopyOutcome = "not_started" | "sent" | "failed";
@@ -26,7 +39,13 @@ export type CopyOutcome = "not_started" | "sent" | "failed";
  */
 export async function copyFileRange(
   range: FileBody,
-  options: { head: Uint8Array; write: (bytes: Uint8Array) => Promise<boolean>; onCommitted?: () => void },
+  options: {
+    head: Uint8Array;
+    write: (bytes: Uint8Array) => Promise<boolean>;
+    onCommitted?: () => void;
+    /** Where the copy buffer comes from and goes back to; without it, a new buffer per copy. */
+    buffers?: CopyBuffers;
+  },
 ): Promise<CopyOutcome> {
   let file: Deno.FsFile;
   try {
@@ -39,7 +58,7 @@ export async function copyFileRange(
     if ((await file.stat()).size !== range.size) return "not_started";
     options.onCommitted?.();
     if (range.start > 0) await file.seek(range.start, Deno.SeekMode.Start);
-    buffer = spare.pop() ?? new Uint8Array(COPY_BUFFER_BYTES);
+    buffer = options.buffers?.take() ?? new Uint8Array(COPY_BUFFER_BYTES);
     // The head goes out in one write with the file's first piece: written alone, it would be a packet of its own.
     const { head } = options;
     let headBytes = 0;
@@ -65,6 +84,6 @@ export async function copyFileRange(
     return "failed";
   } finally {
     file.close();
-    if (buffer !== undefined && spare.length < MAX_SPARE_BUFFERS) spare.push(buffer);
+    if (buffer !== undefined) options.buffers?.give(buffer);
   }
 }

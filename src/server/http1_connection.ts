@@ -38,6 +38,7 @@ import {
   type ServeInfo,
 } from "../http/client_request.ts";
 import { HttpDates, responseHead } from "./http1_response.ts";
+import type { CopyBuffers } from "./file_copy.ts";
 import { ResponseWriter } from "./http1_response_writer.ts";
 import type { QuickAnswer, QuickFile, Refusal } from "./quick_answer.ts";
 
@@ -69,6 +70,8 @@ export interface ConnectionOptions {
   refusal?: Refusal;
   /** The `Date` header's values, shared by a listener's connections; by default the connection's own. */
   dates?: HttpDates;
+  /** Buffers for copying files, shared by a listener's connections; by default the connection's own. */
+  buffers?: CopyBuffers;
 }
 
 /** The read buffer a connection starts with; it grows up to {@linkcode MAX_HEAD_BYTES} for a larger head. */
@@ -130,6 +133,7 @@ export class ClientConnection {
     this.#options = options;
     this.#files = new FileBodies(conn, {
       sender: options.sender,
+      buffers: options.buffers,
       write: (bytes) => this.#write(bytes),
       writeSome: this.#writeSome,
     });

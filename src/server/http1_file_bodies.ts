@@ -7,7 +7,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { copyFileRange } from "./file_copy.ts";
+import { CopyBuffers, copyFileRange } from "./file_copy.ts";
 import type { QuickFile } from "./quick_answer.ts";
 import { type Framing, responseHead } from "./http1_response.ts";
 import { type FileBody, fileBodyOf } from "../http/file_body.ts";
@@ -24,6 +24,7 @@ const log = getLogger(["flexo", "server"]);
 export class FileBodies {
   #conn: Deno.Conn;
   #sender: FileSender | undefined;
+  #buffers: CopyBuffers;
   #write: (bytes: Uint8Array) => Promise<boolean>;
   #writeSome: (bytes: Uint8Array) => Promise<number>;
   /** The connection's socket for sendfile: unknown until first needed, null when it could not be found. */
@@ -37,12 +38,15 @@ export class FileBodies {
     conn: Deno.Conn,
     options: {
       sender?: FileSender;
+      /** Buffers for copies (shared by a listener's connections); by default this connection's own. */
+      buffers?: CopyBuffers;
       write: (bytes: Uint8Array) => Promise<boolean>;
       writeSome: (bytes: Uint8Array) => Promise<number>;
     },
   ) {
     this.#conn = conn;
     this.#sender = options.sender;
+    this.#buffers = options.buffers ?? new CopyBuffers();
     this.#write = options.write;
     this.#writeSome = options.writeSome;
   }
@@ -93,7 +97,7 @@ export class FileBodies {
         if (ok) written += bytes.length;
         return ok;
       });
-    const outcome = await copyFileRange(range, { head, write, onCommitted: release });
+    const outcome = await copyFileRange(range, { head, write, onCommitted: release, buffers: this.#buffers });
     if (outcome === "not_started") return undefined;
     return { whole: outcome === "sent", bytes: Math.max(0, written - head.length) };
   }
