@@ -12,6 +12,7 @@ import { HttpError } from "../http/http_error.ts";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
 import type { RequestTarget } from "./request_path.ts";
 import { contentTypeFor, ORIGIN_HEADER, serveCachedFile, type Served, serveDownload } from "./responses.ts";
+import { FailureTally } from "../download/failover.ts";
 import { askMirror, type TransferDeps, type TransferLimits } from "../download/transfer.ts";
 
 /** How a request was answered, for the request log and the statistics. */
@@ -113,12 +114,16 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
   const pool = ctx.poolFor(target);
   const plan = pool.plan(purposeOf(target.kind)).slice(0, 4);
   if (plan.length === 0) throw new HttpError(502, "No upstream mirror is configured");
-  const errors: string[] = [];
-  let notFound = 0;
+  const tally = new FailureTally();
   for (const mirror of plan) {
     const headers = new Headers();
     const range = req.headers.get("range");
-    if (range) headers.set("Range", range);
+    if (range) {
+      headers.set("Range", range);
+      // Without it, a mirror with a newer version would send a range of that one: a splice of two versions.
+      const ifRange = req.headers.get("if-range");
+      if (ifRange) headers.set("If-Range", ifRange);
+    }
     const abort = new AbortController();
     const method = req.method === "HEAD" ? "HEAD" : "GET";
     const answer = await askMirror(mirror + target.upstreamPath, { method, headers, abort }, {
@@ -126,7 +131,8 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
       limits: ctx.limits,
     });
     if (answer.type === "not_found") {
-      notFound++;
+      tally.notFound(mirror);
+      // A repository without signatures for its database: pacman must hear 404 at once, not after every mirror.
       if (target.kind === "database_signature") break;
       continue;
     }
@@ -136,8 +142,12 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
         headers: answer.contentRange ? { "Content-Range": answer.contentRange } : {},
       });
     }
-    if (answer.type === "failed" || answer.type === "not_modified") {
-      errors.push(`${mirror}: ${answer.type === "failed" ? answer.message : "answered 304 unasked"}`);
+    if (answer.type === "failed") {
+      tally.failed(mirror, answer.message, { timeout: answer.timeout, unreachable: !answer.answered });
+      continue;
+    }
+    if (answer.type === "not_modified") {
+      tally.failed(mirror, "answered 304 unasked");
       continue;
     }
     const upstream = answer.response;
@@ -167,8 +177,5 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
       result: "PROXIED",
     };
   }
-  if (errors.length === 0 && notFound > 0) {
-    throw new HttpError(404, `${target.upstreamPath} was not found upstream`);
-  }
-  throw new HttpError(502, `Every mirror failed for ${target.upstreamPath}: ${errors.join("; ")}`);
+  throw tally.finalError(target.upstreamPath);
 }

@@ -31,18 +31,21 @@ export type FailoverStep = "next_mirror" | "give_up" | "done";
 
 /** The failures of the jobs of one order. */
 export class FailureTally {
-  readonly #failures: { mirror: string; reason: string }[] = [];
-  #notFound = 0;
+  readonly #failures: { mirror: string; reason: string; unreachable: boolean }[] = [];
+  readonly #notFound: string[] = [];
   #timeouts = 0;
 
   /** A mirror that does not have the file (not its fault). */
-  notFound(): void {
-    this.#notFound++;
+  notFound(mirror: string): void {
+    this.#notFound.push(mirror);
   }
 
-  /** A mirror that failed: `timeout` when it did not answer in time. */
-  failed(mirror: string, reason: string, options: { timeout?: boolean } = {}): void {
-    this.#failures.push({ mirror, reason });
+  /**
+   * A mirror that failed: `timeout` when it did not answer in time, `unreachable` when it gave no answer at all
+   * (refused, DNS, TLS, timeout) rather than a bad one.
+   */
+  failed(mirror: string, reason: string, options: { timeout?: boolean; unreachable?: boolean } = {}): void {
+    this.#failures.push({ mirror, reason, unreachable: options.unreachable ?? false });
     if (options.timeout) this.#timeouts++;
   }
 
@@ -52,19 +55,21 @@ export class FailureTally {
   }
 
   /**
-   * The error for clients when no mirror delivered: 404 when the mirrors only lacked the file, 504 when every
-   * failure was a timeout, else 502 with each mirror's reason.
+   * The error for clients when no mirror delivered, naming each mirror's outcome: 404 when every mirror that
+   * answered said it does not have the file (the others refusing or silent: a 404 is the only answer there is),
+   * 504 when every failure was a timeout and none said 404, else 502.
    */
   finalError(upstreamPath: string): HttpError {
     const failures = this.#failures;
-    if (failures.length === 0 && this.#notFound > 0) {
-      return new HttpError(404, `${upstreamPath} was not found on ${this.#notFound} mirror(s)`);
+    const outcomes = [
+      ...this.#notFound.map((mirror) => `${mirror} does not have it (404)`),
+      ...failures.map((f) => `${f.mirror} ${f.reason}`),
+    ].join("; ");
+    if (this.#notFound.length > 0 && failures.every((f) => f.unreachable)) {
+      return new HttpError(404, `${upstreamPath} was not found upstream: ${outcomes}`);
     }
     const status = this.#timeouts > 0 && this.#timeouts === failures.length ? 504 : 502;
-    return new HttpError(
-      status,
-      `every mirror failed for ${upstreamPath}: ` + failures.map((f) => `${f.mirror} ${f.reason}`).join("; "),
-    );
+    return new HttpError(status, `every mirror failed for ${upstreamPath}: ${outcomes}`);
   }
 }
 
@@ -84,7 +89,7 @@ export function afterRefusal(
   switch (head.type) {
     case "not_found":
       log.debug("{mirror} does not have {path} (HTTP {status})", { mirror, path, status: head.status });
-      tally.notFound();
+      tally.notFound(mirror);
       return context.notFoundIsFinal ? "give_up" : "next_mirror";
     case "unsatisfiable":
       tally.failed(mirror, head.reason);
@@ -99,7 +104,7 @@ export function afterRefusal(
       return "next_mirror";
     case "failed":
       log.warn("{mirror} failed for {path}: {message}", { mirror, path, message: head.reason });
-      tally.failed(mirror, head.reason, { timeout: head.timeout });
+      tally.failed(mirror, head.reason, { timeout: head.timeout, unreachable: !head.answered });
       return "next_mirror";
     case "changed_upstream":
       log.warn("{mirror} sent an unusable answer for {path}: {message}", {

@@ -36,7 +36,11 @@ export type MirrorAnswer =
   | { type: "not_modified" }
   /** 416: the requested range is outside the file; `contentRange` is the mirror's `bytes *\/SIZE`, if sent. */
   | { type: "unsatisfiable"; contentRange: string | null }
-  | { type: "failed"; message: string; timeout: boolean };
+  /**
+   * No usable answer: `timeout` when none came in time, `answered` when the mirror sent an HTTP status (5xx, ...)
+   * rather than no answer at all (refused, DNS, TLS, reset, timeout).
+   */
+  | { type: "failed"; message: string; timeout: boolean; answered: boolean };
 
 /** Sends one request to a mirror and waits, at most `connectTimeoutMs`, for its headers. */
 export async function askMirror(
@@ -50,6 +54,9 @@ export async function askMirror(
     timedOut = true;
     init.abort.abort(new Error("timeout"));
   }, options.limits.connectTimeoutMs);
+  // The bytes exactly as stored: fetch would otherwise ask for gzip/br and decompress, while the mirror's
+  // Content-Length (forwarded, or checked against) counts the compressed bytes.
+  if (!init.headers.has("accept-encoding")) init.headers.set("accept-encoding", "identity");
   try {
     const response = await options.deps.fetch(url, {
       method: init.method,
@@ -72,7 +79,18 @@ export async function askMirror(
     }
     if (response.status !== 200 && response.status !== 206) {
       await response.body?.cancel();
-      return { type: "failed", message: `answered HTTP ${response.status}`, timeout: false };
+      return { type: "failed", message: `answered HTTP ${response.status}`, timeout: false, answered: true };
+    }
+    const encoding = response.headers.get("content-encoding");
+    if (encoding !== null && encoding.trim().toLowerCase() !== "identity") {
+      await response.body?.cancel();
+      return {
+        type: "failed",
+        message: `sent the file with Content-Encoding: ${encoding}, which flexo did not ask for (it asks for ` +
+          "identity); its bytes and length are not the file's",
+        timeout: false,
+        answered: true,
+      };
     }
     return { type: "response", response, ttfbMs };
   } catch (error) {
@@ -81,9 +99,10 @@ export async function askMirror(
         type: "failed",
         message: `no response within ${options.limits.connectTimeoutMs} ms (connect_timeout)`,
         timeout: true,
+        answered: false,
       };
     }
-    return { type: "failed", message: describeFetchError(error), timeout: false };
+    return { type: "failed", message: describeFetchError(error), timeout: false, answered: false };
   } finally {
     clearTimeout(timer);
   }

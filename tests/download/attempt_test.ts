@@ -55,6 +55,7 @@ Deno.test("Attempt.ask() tells every kind of answer apart by type", async () => 
     type: "failed",
     reason: "answered HTTP 500",
     timeout: false,
+    answered: true,
   });
   assertEquals(await ask(() => new Response("<html>", { headers: { "content-type": "text/html" } })), {
     type: "unusable",
@@ -123,14 +124,27 @@ Deno.test("afterRefusal() goes on, gives up or stops the order, and FailureTally
   );
 
   const notFound = new FailureTally();
-  notFound.notFound();
+  notFound.notFound(A);
   assertEquals(notFound.finalError(PATH).status, 404);
+  // A mirror that refuses or is silent beside one that says 404: the 404 is the answer, naming both.
+  const refusedAndMissing = new FailureTally();
+  refusedAndMissing.notFound(A);
+  refusedAndMissing.failed("http://b.test/", "connection refused", { unreachable: true });
+  const answer = refusedAndMissing.finalError(PATH);
+  assertEquals(answer.status, 404);
+  assertEquals(
+    answer.message,
+    `${PATH} was not found upstream: ${A} does not have it (404); http://b.test/ connection refused`,
+  );
   const timeouts = new FailureTally();
   timeouts.failed(A, "no response", { timeout: true });
   assertEquals(timeouts.finalError(PATH).status, 504);
   const mixed = new FailureTally();
-  mixed.notFound();
+  mixed.notFound("http://b.test/");
   mixed.failed(A, "answered HTTP 500");
   assertEquals(mixed.finalError(PATH).status, 502);
-  assertEquals(mixed.finalError(PATH).message, `every mirror failed for ${PATH}: ${A} answered HTTP 500`);
+  assertEquals(
+    mixed.finalError(PATH).message,
+    `every mirror failed for ${PATH}: http://b.test/ does not have it (404); ${A} answered HTTP 500`,
+  );
 });

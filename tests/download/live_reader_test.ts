@@ -131,6 +131,7 @@ Deno.test("followDownload() lets a reader join midway, from the start or from an
     gate.end();
     assertEquals(await within(whole, "the whole file"), data);
     assertEquals(await within(tail, "the tail"), data.slice(50_000));
+    await download.finished;
   });
 });
 
@@ -232,6 +233,8 @@ Deno.test("followDownload() ends at the clean end of a download of unknown lengt
     gate.end();
     assertEquals(await within(whole, "the whole file"), data);
     assertEquals(download.total, undefined);
+    // The body ends once the bytes are released, before the commit: the folder is removed only after it.
+    await download.finished;
   });
 });
 

@@ -128,7 +128,12 @@ Deno.test("askMirror() reports 416 as unsatisfiable with the mirror's Content-Ra
 Deno.test("askMirror() reports other statuses, 5xx included, as failed without a timeout", async () => {
   for (const status of [500, 502, 503, 204, 403]) {
     const { answer, bodyCancelled } = await ask({ status, body: testBytes(20) });
-    assertEquals(answer, { type: "failed", message: `answered HTTP ${status}`, timeout: false });
+    assertEquals(answer, {
+      type: "failed",
+      message: `answered HTTP ${status}`,
+      timeout: false,
+      answered: true,
+    });
     if (status !== 204) assert(bodyCancelled(), `the body of the ${status} answer is cancelled`);
   }
 });
@@ -161,6 +166,7 @@ Deno.test("askMirror() reports a refused connection as failed without a timeout"
     type: "failed",
     message: "error sending request: connection refused",
     timeout: false,
+    answered: false,
   });
 });
 
@@ -192,7 +198,7 @@ Deno.test("askMirror() reports an abort by the caller as failed without a timeou
     deps: { fetch, now: Date.now },
     limits: LIMITS,
   });
-  assertEquals(answer, { type: "failed", message: "client went away", timeout: false });
+  assertEquals(answer, { type: "failed", message: "client went away", timeout: false, answered: false });
 });
 
 /** Runs pumpBody over a fake mirror's body, collecting what reaches the sink. */
