@@ -86,7 +86,8 @@ export async function askMirror(
       await response.body?.cancel();
       return {
         type: "failed",
-        message: `sent the file with Content-Encoding: ${encoding}, which flexo did not ask for (it asks for ` +
+        message:
+          `sent the file with Content-Encoding: ${encoding}, which flexo did not ask for (it asks for ` +
           "identity); its bytes and length are not the file's",
         timeout: false,
         answered: true,
