@@ -22,6 +22,7 @@ import type { QuickAnswer, Refusal } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { rawTargetOf, type ResponseSent, type ServeInfo, targetPath } from "../http/client_request.ts";
 import { AnswerLog } from "./request_log.ts";
+import { Outage, STALE_DEADLINE_MS, type StaleTimers } from "./stale.ts";
 import { QuickAnswers } from "./quick_answers.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
 import { type CountedResult, Stats } from "../status/stats.ts";
@@ -48,6 +49,10 @@ export interface AppOptions {
   stats?: Stats;
   /** The cache's size for the status page and metrics (see `cache_usage.ts`). */
   cacheUsage?: () => CacheUsageSnapshot | undefined;
+  /** How long a database request waits for the mirrors before the cached copy answers (see stale.ts). */
+  staleDeadlineMs?: number;
+  /** Timers for that deadline; tests give their own. Default `setTimeout`. */
+  timers?: StaleTimers;
 }
 
 /** The running proxy's parts, for the server, the status page and tests. */
@@ -79,6 +84,8 @@ export interface FlexoApp {
   packageIndex: PackageIndex;
   /** When the app was created (milliseconds). */
   startedAt: number;
+  /** Whether the mirrors are failing while cached databases are served (see stale.ts). */
+  outage: Outage;
 }
 
 /** Transfer limits from the configuration. */
@@ -130,6 +137,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       options.onDownloadComplete?.(download, target);
     },
   });
+  const outage = new Outage(deps.now);
   const ctx: ProxyContext = {
     store,
     downloads,
@@ -137,6 +145,13 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     deps,
     limits,
     onUpstreamBytes: (bytes) => stats.bytesFromUpstream += bytes,
+    stale: {
+      deadlineMs: options.staleDeadlineMs ?? STALE_DEADLINE_MS,
+      timers: options.timers ??
+        { setTimer: setTimeout, clearTimer: (timer) => clearTimeout(timer as number) },
+      outage,
+    },
+    offline: config.offline,
   };
   const customRepoNames = new Set(customPools.keys());
   const startedAt = deps.now();
@@ -253,6 +268,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     stats,
     packageIndex,
     startedAt,
+    outage,
   };
 }
 

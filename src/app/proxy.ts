@@ -13,6 +13,7 @@ import type { MirrorPool } from "../mirrors/mirrors.ts";
 import type { RequestTarget } from "./request_path.ts";
 import { contentTypeFor, ORIGIN_HEADER, serveCachedFile, type Served, serveDownload } from "./responses.ts";
 import { FailureTally } from "../download/failover.ts";
+import { serveDatabaseOrStale, serveOffline, type StaleContext } from "./stale.ts";
 import { askMirror, type TransferDeps, type TransferLimits } from "../download/transfer.ts";
 
 /** How a request was answered, for the request log and the statistics. */
@@ -23,7 +24,9 @@ export type RequestResult =
   | "REVALIDATED"
   | "UPDATED"
   | "NOT MODIFIED"
-  | "PROXIED";
+  | "PROXIED"
+  /** A database answered from the cache because the mirrors failed (stale-if-error, or offline). */
+  | "STALE";
 
 /** A served response and how it was served. */
 export interface ProxyAnswer extends Served {
@@ -39,6 +42,10 @@ export interface ProxyContext {
   limits: TransferLimits;
   /** Counts body bytes sent to clients from upstream as they flow (live downloads and pass-through). */
   onUpstreamBytes?: (bytes: number) => void;
+  /** Answer databases from the cache when the mirrors fail (see stale.ts); undefined turns that off. */
+  stale?: StaleContext;
+  /** `offline = true`: never contact mirrors (see stale.ts). */
+  offline?: boolean;
 }
 
 /** Answers a GET or HEAD for a parsed request target. */
@@ -47,13 +54,14 @@ export async function serveTarget(
   target: RequestTarget,
   ctx: ProxyContext,
 ): Promise<ProxyAnswer> {
+  if (ctx.offline) return serveOffline(req, target, ctx);
   switch (target.kind) {
     case "package":
     case "package_signature":
       return await servePackage(req, target, ctx);
     case "database":
     case "database_signature":
-      return await serveDatabase(req, target, ctx);
+      return await serveDatabaseOrStale(req, target, ctx, () => serveDatabase(req, target, ctx));
     default:
       return await passThrough(req, target, ctx);
   }

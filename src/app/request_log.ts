@@ -38,7 +38,8 @@ export class AnswerLog {
 
   /** Counts and logs one answer. */
   record(answer: AnswerRecord): void {
-    const fromCache = answer.result === "CACHE HIT" || answer.result === "REVALIDATED";
+    const fromCache = answer.result === "CACHE HIT" || answer.result === "REVALIDATED" ||
+      answer.result === "STALE";
     this.#stats.recordRequest(answer.result, fromCache ? answer.bytes : 0);
     if (!requestLog.isEnabledFor("info")) return;
     requestLog.info(

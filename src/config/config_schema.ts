@@ -262,6 +262,11 @@ export const configObjectSchema = z.object({
         "from the end of its previous response, and a client may take no bytes of its response; then flexo " +
         "closes it. 0 turns the timeout off (connections are then never closed for waiting).",
     ),
+  offline: z.boolean({ error: BOOLEAN }).default(false)
+    .describe(
+      "Never contact mirrors (like apt-cacher-ng's Offlinemode): serve what is cached, databases as they are, " +
+        "and answer anything else at once with 503 and the reason.",
+    ),
   sendfile: z.boolean({ error: BOOLEAN }).default(true)
     .describe(
       "Send cached files and followed downloads with the kernel's sendfile (a quarter of the CPU of copying " +

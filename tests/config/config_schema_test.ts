@@ -34,6 +34,7 @@ interface ExpectedConfig {
   low_speed_limit_formatted?: string;
   low_speed_time_secs: number;
   client_timeout_secs: number;
+  offline: boolean;
   sendfile: boolean;
   max_speed_limit?: number;
   num_versions_retain: number;

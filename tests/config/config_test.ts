@@ -208,6 +208,7 @@ max_delay_secs = 7200
     low_speed_limit_formatted: "500 KiB/s",
     low_speed_time_secs: 10,
     client_timeout_secs: 30,
+    offline: false,
     sendfile: false,
     max_speed_limit: 102400,
     num_versions_retain: 0,

@@ -82,6 +82,7 @@ function testConfig(
     low_speed_limit: 1024,
     low_speed_time_secs: 3,
     client_timeout_secs: 60,
+    offline: false,
     sendfile: true,
     num_versions_retain: 3,
     refresh_latency_tests_after: "8 days",
