@@ -87,7 +87,13 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
     };
   }
   return {
-    ...serveDownload(req, download, { head, contentType, onBytes: ctx.onUpstreamBytes }),
+    // A joined client's bytes crossed the internet once, for the client that started the download: they are
+    // counted as saved (from the cache) by the request log, like a hit, not as bytes from upstream.
+    ...serveDownload(req, download, {
+      head,
+      contentType,
+      onBytes: running ? undefined : ctx.onUpstreamBytes,
+    }),
     result: running ? "JOINED DOWNLOAD" : "CACHE MISS",
   };
 }
