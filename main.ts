@@ -76,8 +76,8 @@ interface Cli {
   overrides: ConfigOverrides;
 }
 
-function parseCommandLine(args: string[]): Cli | "help" | "version" {
-  const { values, positionals } = parseArgs({
+function parseOptions(args: string[]) {
+  return parseArgs({
     args,
     allowPositionals: true,
     strict: true,
@@ -92,6 +92,29 @@ function parseCommandLine(args: string[]): Cli | "help" | "version" {
       version: { type: "boolean", short: "V" },
     },
   });
+}
+
+/** parseOptions with flexo's own words for unknown options: node:util's text advises an "after '--'" that misleads. */
+function parseOptionsOrExplain(args: string[]): ReturnType<typeof parseOptions> {
+  try {
+    return parseOptions(args);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const option = /'(-[^']*)'/.exec((error as Error).message)?.[1];
+    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option !== undefined) {
+      throw new UsageError(`Unknown option "${option}".`);
+    }
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/**
+ * Parses the command line. A leading `--` is skipped: `deno task serve -- --help` passes it through to the
+ * program (Deno 2.9), and it means the same as `flexo --help`.
+ */
+function parseCommandLine(rawArgs: string[]): Cli | "help" | "version" {
+  const args = rawArgs[0] === "--" ? rawArgs.slice(1) : rawArgs;
+  const { values, positionals } = parseOptionsOrExplain(args);
   if (values.help) return "help";
   if (values.version) return "version";
   const [command = "serve", ...operands] = positionals;
@@ -332,7 +355,7 @@ async function main(args: string[]): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof ConfigError) {
-      console.error(`flexo: invalid configuration:\n${error.message}`);
+      console.error(`flexo: ${error.message}`); // the message starts with "Invalid configuration"
       return 78; // EX_CONFIG: systemd will not restart in a loop on a config error with RestartPreventExitStatus
     }
     console.error(`flexo: ${describeError(error)}`);

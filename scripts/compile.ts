@@ -62,12 +62,40 @@ export function isMissingBase(stderr: string): boolean {
   return /dl\.deno\.land|denort|download/i.test(stderr) && /error|failed/i.test(stderr);
 }
 
+/**
+ * What to print of a failed `deno compile`: its error without the Rust backtrace under it, or, when only the
+ * runtime base was missing, the clear message with the root cause (e.g. "Connection refused").
+ */
+export function describeCompileFailure(target: string, stderr: string): string {
+  // deno's own progress lines ("Compile ...", "Download ...") and colours are no part of the error.
+  // deno-lint-ignore no-control-regex
+  const plain = stderr.replace(/\x1b\[[0-9;]*m/g, "");
+  const withoutBacktrace = plain.split(/^Stack backtrace:/m)[0].trim();
+  const errorText = withoutBacktrace.slice(Math.max(0, withoutBacktrace.search(/^error:/m))).trim();
+  if (!isMissingBase(plain)) return errorText;
+  const causes = [...errorText.matchAll(/^\s*\d+: (.*)$/gm)].map((match) => match[1]);
+  const cause = causes.at(-1) ?? errorText.split("\n")[0];
+  return `Could not build for ${target}: the Deno runtime base for this target could not be downloaded from ` +
+    `dl.deno.land (${cause}). Build on a machine that can reach it, or set DENORT_BIN to a local denort ` +
+    "binary for the host target.";
+}
+
+/** Removes `dir` when it is empty (a failed build must not leave an empty dist/ behind). */
+async function removeIfEmpty(dir: string): Promise<void> {
+  try {
+    await Deno.remove(dir); // refuses a directory that is not empty
+  } catch {
+    // not empty, or already gone
+  }
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
     options: { target: { type: "string", multiple: true }, out: { type: "string", default: "dist" } },
   });
   const targets = values.target ?? [...TARGETS];
+  const outExisted = await Deno.stat(values.out!).then(() => true, () => false);
   await Deno.mkdir(values.out!, { recursive: true });
   let failed = 0;
   for (const target of targets) {
@@ -82,15 +110,9 @@ async function main(): Promise<number> {
       continue;
     }
     failed++;
-    console.error(stderr);
-    if (isMissingBase(stderr)) {
-      console.error(
-        `Could not build for ${target}: the Deno runtime base for this target could not be downloaded from ` +
-          "dl.deno.land. Build on a machine that can reach it, or set DENORT_BIN to a local denort binary " +
-          "for the host target.",
-      );
-    }
+    console.error(describeCompileFailure(target, stderr));
   }
+  if (!outExisted) await removeIfEmpty(values.out!);
   return failed === 0 ? 0 : 1;
 }
 

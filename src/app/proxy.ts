@@ -96,7 +96,13 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
     };
   }
   return {
-    ...serveDownload(req, download, { head, contentType, onBytes: ctx.onUpstreamBytes }),
+    // A joined client's bytes crossed the internet once, for the client that started the download: they are
+    // counted as saved (from the cache) by the request log, like a hit, not as bytes from upstream.
+    ...serveDownload(req, download, {
+      head,
+      contentType,
+      onBytes: running ? undefined : ctx.onUpstreamBytes,
+    }),
     result: running ? "JOINED DOWNLOAD" : "CACHE MISS",
   };
 }
@@ -122,7 +128,7 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
   const pool = ctx.poolFor(target);
   const plan = pool.plan(purposeOf(target.kind)).slice(0, 4);
   if (plan.length === 0) throw new HttpError(502, "No upstream mirror is configured");
-  const tally = new FailureTally();
+  const tally = new FailureTally(pool);
   for (const mirror of plan) {
     const headers = new Headers();
     const range = req.headers.get("range");

@@ -38,8 +38,9 @@ export class AnswerLog {
 
   /** Counts and logs one answer. */
   record(answer: AnswerRecord): void {
+    // A joined download's bytes were fetched once for another client: saved, as the hit ratio counts them.
     const fromCache = answer.result === "CACHE HIT" || answer.result === "REVALIDATED" ||
-      answer.result === "STALE";
+      answer.result === "JOINED DOWNLOAD" || answer.result === "STALE";
     this.#stats.recordRequest(answer.result, fromCache ? answer.bytes : 0);
     if (!requestLog.isEnabledFor("info")) return;
     requestLog.info(

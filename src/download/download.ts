@@ -290,7 +290,7 @@ export class Download {
         'No upstream mirror is configured: set mirrors_predefined or use mirror_selection_method = "auto"',
       );
     }
-    const tally = new FailureTally();
+    const tally = new FailureTally(this.#options.mirrors);
     for (let i = 0; i < plan.length; i++) {
       const attempt = new Attempt(plan[i], this.#options);
       let step: FailoverStep;
@@ -302,7 +302,7 @@ export class Download {
       if (step === "done") return;
       if (step === "give_up") break;
     }
-    // Every mirror failed: do not blame any of them (the file or our own network is the likelier cause).
+    // Every mirror failed: each failure counted, but none is penalised (the file or our own network is the likelier cause).
     if (!rules.keepPartialOnFailure || this.written === 0) {
       this.#closeFile();
       await store.discardPartial(segments);

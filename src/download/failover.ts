@@ -1,7 +1,9 @@
 /**
  * The failover of an order: its rules, what its jobs have taught it so far, the handlers of the answers that
- * brought no body, and the answer for clients when every mirror failed. The mirrors that failed are blamed only
- * once the order succeeds elsewhere: when every mirror fails, the file or our own network is the likelier cause.
+ * brought no body, and the answer for clients when every mirror failed. Every failed attempt counts at once as a
+ * failure of its mirror, with its message as the mirror's last error (an outage must show on /status and
+ * /metrics), but the mirrors that failed are penalised in the ranking only once the order succeeds elsewhere:
+ * when every mirror fails, the file or our own network is the likelier cause.
  *
  * @module
  */
@@ -29,11 +31,20 @@ export interface OrderRules {
 /** What to do after one outcome of a job: ask the next mirror, stop asking, or the order is done. */
 export type FailoverStep = "next_mirror" | "give_up" | "done";
 
+/** Where a tally records each failed attempt as it happens (a {@linkcode MirrorPool}). */
+export type FailureCounter = Pick<MirrorPool, "recordFailure">;
+
 /** The failures of the jobs of one order. */
 export class FailureTally {
   readonly #failures: { mirror: string; reason: string; unreachable: boolean }[] = [];
+  readonly #counter?: FailureCounter;
   readonly #notFound: string[] = [];
   #timeouts = 0;
+
+  /** @param counter Counts each failed attempt of a mirror at once, without penalising it. */
+  constructor(counter?: FailureCounter) {
+    this.#counter = counter;
+  }
 
   /** A mirror that does not have the file (not its fault). */
   notFound(mirror: string): void {
@@ -47,11 +58,12 @@ export class FailureTally {
   failed(mirror: string, reason: string, options: { timeout?: boolean; unreachable?: boolean } = {}): void {
     this.#failures.push({ mirror, reason, unreachable: options.unreachable ?? false });
     if (options.timeout) this.#timeouts++;
+    this.#counter?.recordFailure(mirror, reason, { penalise: false });
   }
 
-  /** Records every failure in the pool: called when the order succeeded on another mirror. */
-  blame(mirrors: MirrorPool): void {
-    for (const f of this.#failures) mirrors.recordFailure(f.mirror, f.reason);
+  /** Penalises every mirror that failed: called when the order succeeded on another mirror. */
+  blame(mirrors: Pick<MirrorPool, "penalise">): void {
+    for (const f of this.#failures) mirrors.penalise(f.mirror);
   }
 
   /**

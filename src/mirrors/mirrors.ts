@@ -35,6 +35,8 @@ export interface MirrorStats {
   latencyMs?: number;
   /** The last failure's reason and time. */
   lastError?: { message: string; at: number };
+  /** When the last transfer from this mirror completed (milliseconds), if any did. */
+  lastSuccessAt?: number;
 }
 
 /** Options for {@linkcode MirrorPool}. */
@@ -152,6 +154,7 @@ export class MirrorPool {
     const m = this.#find(url);
     if (!m) return;
     m.successes++;
+    m.lastSuccessAt = this.#now();
     m.bytes += measured.bytes;
     // Only transfers long enough to measure say anything about throughput.
     if (measured.bytes >= 256 * 1024 && measured.durationMs >= 50) {
@@ -169,15 +172,28 @@ export class MirrorPool {
     if (m) m.bytes += bytes;
   }
 
-  /** Records a failure; the mirror is tried after healthy ones until the penalty decays. */
-  recordFailure(url: string, message: string): void {
+  /**
+   * Records a failed attempt: it counts, and its message becomes the mirror's last error. With `penalise`
+   * (the default) the mirror is also tried after healthy ones until the penalty decays; without it the ranking
+   * is left as it is (when every mirror failed, see FailureTally) and {@linkcode MirrorPool.penalise} may
+   * follow once the blame is clear.
+   */
+  recordFailure(url: string, message: string, options: { penalise?: boolean } = {}): void {
     const m = this.#find(url);
     if (!m) return;
     const now = this.#now();
     m.failures++;
+    m.lastError = { message, at: now };
+    if (options.penalise ?? true) this.penalise(url);
+  }
+
+  /** Adds one failure's weight to the mirror's penalty: it is tried after healthy ones until that decays. */
+  penalise(url: string): void {
+    const m = this.#find(url);
+    if (!m) return;
+    const now = this.#now();
     m.penalty = this.#decayedPenalty(m, now) + 1;
     m.penaltyAt = now;
-    m.lastError = { message, at: now };
   }
 
   /** Records a latency test result for the status page. */

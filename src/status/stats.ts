@@ -26,7 +26,10 @@ export interface RecentError {
 export class Stats {
   /** Requests by result. */
   readonly requests: Map<CountedResult, number> = new Map();
-  /** Body bytes sent to clients from complete cached files. */
+  /**
+   * Body bytes that did not cross the internet for their client: sent from complete cached files, or shared
+   * from a download another client started (JOINED DOWNLOAD). The hit ratio counts the same answers as hits.
+   */
   bytesFromCache = 0;
   /** Body bytes sent to clients from upstream (live downloads and pass-through), counted as they flow. */
   bytesFromUpstream = 0;

@@ -56,6 +56,8 @@ td.url { word-break: break-all; min-width: 180px; }
 @keyframes slide { from { left: -30%; } to { left: 100%; } }
 .progress-text { color: var(--muted); font-size: 12px; margin-top: 2px; }
 .tag { display: inline-block; padding: 0 6px; border-radius: 10px; font-size: 12px; border: 1px solid; }
+#outage { border: 1px solid var(--bad); color: var(--bad); border-radius: 6px; padding: 8px 12px;
+  margin: 8px 0; }
 .tag.ok { color: var(--ok); } .tag.warn { color: var(--warn); } .tag.bad { color: var(--bad); }
 .error-text { color: var(--muted); font-size: 12px; }
 .cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 0 28px; }
@@ -90,6 +92,7 @@ export function statusPage(report: StatusReport, options: { nonce: string }): st
   <h1>flexo <small>version <span id="version"></span> · up <span id="uptime"></span></small></h1>
   <span id="live">loading</span>
 </header>
+<div id="outage" role="alert" hidden></div>
 <section class="cards">
   <div class="card"><div class="label">Cache</div><div class="value" id="cache-size"></div>
     <div class="note" id="cache-files"></div><div class="note" id="cache-dir"></div></div>

@@ -132,6 +132,7 @@ export function statusPageScript(refreshIntervalMs: number): void {
   function mirrorRow(m: MirrorStats, now: number): HTMLElement {
     let health;
     if (m.penalty >= 0.5) health = el("span", { class: "tag bad" }, "penalised");
+    else if (isFailing(m, now)) health = el("span", { class: "tag bad" }, "failing");
     else if (m.failures > 0) health = el("span", { class: "tag warn" }, "recovered");
     else health = el("span", { class: "tag ok" }, "ok");
     const lastError = m.lastError
@@ -155,6 +156,22 @@ export function statusPageScript(refreshIntervalMs: number): void {
       el("td", { class: "num" }, count(m.inFlight)),
       el("td", {}, health),
     );
+  }
+
+  /** Failed within the last 10 minutes, and no transfer completed since. */
+  function isFailing(m: MirrorStats, now: number): boolean {
+    return m.lastError !== undefined && now - m.lastError.at < 10 * 60_000 &&
+      (m.lastSuccessAt === undefined || m.lastSuccessAt < m.lastError.at);
+  }
+
+  function showOutage(ranking: MirrorStats[], now: number): void {
+    const banner = $("outage");
+    const outage = ranking.length > 0 && ranking.every((m) => isFailing(m, now));
+    banner.hidden = !outage;
+    banner.textContent = outage
+      ? "Every mirror failed recently and none delivered since: clients get errors for files not in the " +
+        "cache. Check this machine's network and DNS; each mirror's last error is below."
+      : "";
   }
 
   function mirrorTable(ranking: MirrorStats[], now: number): HTMLElement {
@@ -209,6 +226,7 @@ export function statusPageScript(refreshIntervalMs: number): void {
 
     fill($("downloads"), s.downloads.map((d) => downloadRow(d, s.now)), 5, "No downloads in progress.");
     setText("mirror-source", "ranking: " + s.mirrors.source);
+    showOutage(s.mirrors.ranking, s.now);
     $("mirrors").replaceChildren(mirrorTable(s.mirrors.ranking, s.now));
     $("custom-repos").replaceChildren(
       ...s.customRepos.map((r) =>

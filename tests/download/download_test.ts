@@ -169,9 +169,14 @@ Deno.test("Download.start() answers 404 when no mirror has the file and 502 when
     assert((await failing.text()).includes("mirror-b.test"), "the message names the mirrors");
     await app.downloads.idle();
     assertEquals(
-      app.pool.snapshot().map((m) => m.failures),
+      app.pool.snapshot().map((m) => m.penalty),
       [0, 0],
-      "a file failing everywhere blames no one",
+      "a file failing everywhere penalises no one",
+    );
+    assertEquals(
+      app.pool.snapshot().map((m) => m.failures),
+      [1, 1],
+      "but each mirror's failure counts",
     );
   } finally {
     await app.cleanup();

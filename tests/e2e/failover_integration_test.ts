@@ -324,6 +324,11 @@ Deno.test("proxy server shares one throttled upstream GET between five staggered
       );
     }
     assertEquals(s.mirrors[0].countRequests(PKG, { method: "GET" }), 1, "exactly one upstream GET");
+    // The four joined clients' bytes crossed the internet once: saved, as the hit ratio says.
+    await s.proxy.app.downloads.idle();
+    assertEquals(s.proxy.app.stats.requests.get("JOINED DOWNLOAD"), 4);
+    assertEquals(s.proxy.app.stats.bytesFromUpstream, data.length, "one client's bytes from upstream");
+    assertEquals(s.proxy.app.stats.bytesFromCache, 4 * data.length, "four clients' bytes saved");
     await assertServedAndCached(s.proxy, results[4], data);
   });
 });

@@ -5,7 +5,14 @@
 
 import { join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { compileArgs, isMissingBase, PERMISSIONS, TARGETS, V8_FLAGS_ARG } from "../../scripts/compile.ts";
+import {
+  compileArgs,
+  describeCompileFailure,
+  isMissingBase,
+  PERMISSIONS,
+  TARGETS,
+  V8_FLAGS_ARG,
+} from "../../scripts/compile.ts";
 import { LIBC_PATHS } from "../../src/server/libc.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -45,6 +52,41 @@ Deno.test("compileArgs() bakes in the needed permissions and nothing broader, fo
 Deno.test("isMissingBase() recognises a failed download of the runtime base", () => {
   assert(isMissingBase("error: Failed downloading https://dl.deno.land/release/v2.9.6/denort-x86_64.zip"));
   assert(!isMissingBase('error: Module not found "file:///x/main.ts"'));
+});
+
+Deno.test("a missing runtime base gives one clear message, no Rust backtrace and no empty dist/", async () => {
+  const work = await Deno.makeTempDir({ prefix: "flexo-compile-" });
+  const out = join(work, "dist");
+  try {
+    const build = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "compile", "--target", "aarch64-unknown-linux-gnu", "--out", out],
+      cwd: ROOT,
+      // A refusing loopback proxy: the download fails at once, and nothing reaches dl.deno.land.
+      env: { HTTPS_PROXY: "http://127.0.0.1:9", HTTP_PROXY: "http://127.0.0.1:9", NO_PROXY: "" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(build.stdout) + new TextDecoder().decode(build.stderr);
+    if (build.success) return; // the base was cached: nothing to show here
+    assert(/Could not build for aarch64-unknown-linux-gnu/.test(text), text);
+    assert(!/Stack backtrace|^\s*0: <unknown>/m.test(text), `a backtrace is printed:\n${text}`);
+    assertEquals(await Deno.stat(out).then(() => "exists", () => "absent"), "absent");
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test("describeCompileFailure() keeps the error, drops the backtrace", () => {
+  const stderr = "Compile main.ts\nerror: Writing failed\n\nCaused by:\n    0: Setting up base binary.\n" +
+    "    1: error sending request for url (https://dl.deno.land/x.zip): Connection refused\n\n" +
+    "Stack backtrace:\n   0: <unknown>\n";
+  const text = describeCompileFailure("x86_64-unknown-linux-gnu", stderr);
+  assert(text.startsWith("Could not build for x86_64-unknown-linux-gnu"), text);
+  assert(text.includes("Connection refused") && !text.includes("backtrace"), text);
+  assertEquals(
+    describeCompileFailure("t", "error: Module not found\nStack backtrace:\n 0: x"),
+    "error: Module not found",
+  );
 });
 
 Deno.test("deno task compile builds a binary for this machine that runs from any directory", async (t) => {

@@ -94,6 +94,9 @@ Deno.test({
       page.on("pageerror", (e) => problems.push(e.message));
       await page.goto(`${origin}/?refresh=500`);
 
+      // Every mirror failed the broken package and none has delivered yet: the outage banner says so.
+      assert(await page.locator("#outage").isVisible(), "the outage banner shows");
+      assert((await page.locator("#outage").textContent())!.includes("Every mirror failed"));
       const row = page.locator("#downloads tr[data-path]");
       await row.first().waitFor({ timeout: 5000 });
       assertEquals(await row.count(), 1);
@@ -133,7 +136,10 @@ Deno.test({
       await page.screenshot({ path: join(shots, "status-after-download.png"), fullPage: true });
       const [mirrorA, mirrorB] = [0, 1].map((i) => page.locator("#mirrors tbody tr").nth(i));
       assertEquals(await mirrorB.locator("td").nth(6).textContent(), "1", "one transfer from B");
-      assertEquals(await mirrorA.locator("td").nth(7).textContent(), "1", "one failure of A");
+      // A refused the broken package (the outage: counted though not penalised) and the big one (penalised).
+      assertEquals(await mirrorA.locator("td").nth(7).textContent(), "2", "two failures of A");
+      assertEquals(await mirrorB.locator("td").nth(7).textContent(), "1", "B's failure in the outage counts");
+      assertEquals(await page.locator("#outage").isVisible(), false, "B delivered: no outage any more");
       assertEquals(await mirrorA.locator(".tag").textContent(), "penalised");
       assert((await mirrorA.locator(".error-text").textContent())!.includes("connection refused"));
       assertEquals(outside, [], "the page must load nothing from elsewhere");

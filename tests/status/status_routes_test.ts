@@ -272,7 +272,9 @@ Deno.test("GET /status lists recent errors newest first and the custom repositor
     assertEquals(report.customRepos.map((r) => [r.name, r.ranking.map((m) => m.url)]), [
       ["arm", ["http://arm.test/"]],
     ]);
-    assertEquals(report.mirrors.ranking[0].failures, 0, "a failure of every mirror blames none of them");
+    assertEquals(report.mirrors.ranking[0].penalty, 0, "a failure of every mirror penalises none of them");
+    assertEquals(report.mirrors.ranking[0].failures, 1, "but it counts, with its error");
+    assert(report.mirrors.ranking[0].lastError !== undefined);
     assertEquals(report.cache.bytes, null, "without a cache usage source the size is unknown");
     assertEquals(report.requests.byResult["UPSTREAM ERROR"], 1);
   } finally {

@@ -1,0 +1,204 @@
+/**
+ * The command lines of README.md and docs/operations.md, run as written, so that the documentation cannot drift
+ * from the program again.
+ *
+ * - `deno task serve …` runs with `--port 0 --cache-dir TEMP --config TEMP` appended (a free port, a throw-away
+ *   cache, one unreachable loopback mirror), is asked for `/status` once it listens, then stopped.
+ * - `deno task compile …` runs with `--out TEMP` appended and HTTPS_PROXY on a refusing loopback port: the
+ *   command line is checked to be accepted, and the runtime base download fails at once instead of reaching
+ *   dl.deno.land.
+ * - `deno task test`, `check` and `bench` are excluded (the suite itself, the commit check, and a benchmark of
+ *   minutes against nginx); only their existence in deno.json is checked.
+ * - `flexo …` lines (also the synopsis ones, with their `[optional]` parts left out and `a | b` as two lines)
+ *   run as `deno run -A main.ts …` with FLEXO_CACHE_DIRECTORY on a temporary directory; `flexo import DIR` is
+ *   expected to say that the (empty) cache knows no package yet.
+ */
+
+import { join } from "node:path";
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { tomlString } from "../helpers/flexo_process.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const DOCS = ["README.md", "docs/operations.md"];
+const EXCLUDED_TASKS = ["test", "check", "bench"];
+
+/**
+ * The `deno task …` and `flexo …` lines of the fenced code blocks of `markdown` without their comments, and the
+ * inline code spans of the text that are such commands (e.g. `deno task serve -- --help`), each once.
+ */
+export function commandLines(markdown: string): string[] {
+  const lines: string[] = [];
+  const isCommand = (line: string) => line.startsWith("deno task ") || line.startsWith("flexo ");
+  let inBlock = false;
+  for (const raw of markdown.split("\n")) {
+    if (raw.trimStart().startsWith("```")) {
+      inBlock = !inBlock;
+      continue;
+    }
+    if (inBlock) {
+      const line = raw.replace(/\s+#.*$/, "").trim();
+      if (isCommand(line)) lines.push(line);
+      continue;
+    }
+    for (const match of raw.matchAll(/`([^`]+)`/g)) {
+      if (isCommand(match[1])) lines.push(match[1]);
+    }
+  }
+  return [...new Set(lines)];
+}
+
+/** A synopsis line as runnable lines: its description and `[optional]` parts left out, `a | b` split. */
+function expandSynopsis(line: string): string[][] {
+  const words = line.split(/\s{2,}/)[0].replace(/\[[^\]]*\](\.\.\.)?/g, " ").trim().split(/\s+/).slice(1);
+  const bar = words.indexOf("|");
+  if (bar < 0) return [words];
+  return [[...words.slice(0, bar)], [...words.slice(0, bar - 1), ...words.slice(bar + 1)]];
+}
+
+function isServe(args: string[]): boolean {
+  const rest = args[0] === "--" ? args.slice(1) : args;
+  return !rest.some((a) => ["--help", "-h", "--version", "-V"].includes(a)) &&
+    (rest.length === 0 || rest[0].startsWith("-"));
+}
+
+async function serveOnce(command: string[], work: string): Promise<void> {
+  const config = join(work, "flexo.toml");
+  await Deno.writeTextFile(
+    config,
+    [
+      `mirrorlist_fallback_file = ${tomlString(join(work, "mirrorlist"))}`,
+      `mirrorlist_latency_test_results_file = ${tomlString(join(work, "latency.json"))}`,
+      'mirror_selection_method = "predefined"',
+      'mirrors_predefined = ["http://127.0.0.1:9/"]',
+    ].join("\n"),
+  );
+  const args = [...command, "--port", "0", "--cache-dir", join(work, "pkg"), "--config", config];
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  let listening: (port: number) => void;
+  const port = new Promise<number>((resolve) => listening = resolve);
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      text += decoder.decode(chunk, { stream: true });
+      const match = /Listening on http:\/\/[^ ]*:(\d+)\//.exec(text);
+      if (match) listening(Number(match[1]));
+    }
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const first = await Promise.race([
+    port,
+    child.status.then((status) => `exited with code ${status.code}`),
+    new Promise<string>((resolve) => timer = setTimeout(() => resolve("did not listen in time"), 40_000)),
+  ]);
+  clearTimeout(timer);
+  try {
+    assert(typeof first === "number", `${command.join(" ")}: ${first}\n${text}`);
+    const response = await fetch(`http://127.0.0.1:${first}/status`);
+    await response.body?.cancel();
+    assertEquals(response.status, 200, `${command.join(" ")}: /status`);
+  } finally {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // already ended
+    }
+    await child.status;
+    await drained;
+  }
+}
+
+async function runToEnd(args: string[], env: Record<string, string> = {}) {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: output.code, text: decoder.decode(output.stdout) + decoder.decode(output.stderr) };
+}
+
+Deno.test("commandLines() finds the documented commands without their comments", () => {
+  const markdown =
+    "text `deno task serve -- --help`\n```sh\ndeno task serve     # start\nls\nflexo --help\n```\n" +
+    "deno task outside\n";
+  assertEquals(commandLines(markdown), ["deno task serve -- --help", "deno task serve", "flexo --help"]);
+  assertEquals(expandSynopsis("flexo --help | --version"), [["--help"], ["--version"]]);
+  assertEquals(expandSynopsis("flexo check-config [--config FILE]     validate it"), [["check-config"]]);
+});
+
+for (const doc of DOCS) {
+  Deno.test(`every command line of ${doc} works as written`, async (t) => {
+    const lines = commandLines(await Deno.readTextFile(join(ROOT, doc)));
+    assert(lines.length > 0, `${doc}: no command lines found`);
+    const tasks = Object.keys(JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks);
+    for (const line of lines) {
+      await t.step(line, async () => {
+        const work = await Deno.makeTempDir({ prefix: "flexo-docs-" });
+        try {
+          const words = line.split(/\s+/);
+          if (words[0] === "deno") {
+            const [task, ...args] = words.slice(2);
+            assert(tasks.includes(task), `${doc}: "${line}": deno.json has no task "${task}"`);
+            if (EXCLUDED_TASKS.includes(task)) return;
+            if (task === "serve" && isServe(args)) {
+              return await serveOnce(["task", "--quiet", "serve", ...args], work);
+            }
+            if (task === "serve") {
+              const result = await runToEnd(["task", "--quiet", "serve", ...args]);
+              assertEquals(result.code, 0, `${line}:\n${result.text}`);
+              return;
+            }
+            assertEquals(task, "compile", `${doc}: "${line}": no way to run this task in the test yet`);
+            const result = await runToEnd([
+              "task",
+              "--quiet",
+              "compile",
+              ...args,
+              "--out",
+              join(work, "dist"),
+            ], {
+              HTTPS_PROXY: "http://127.0.0.1:9",
+              HTTP_PROXY: "http://127.0.0.1:9",
+            });
+            assert(
+              result.code === 0 || /Could not build for/.test(result.text),
+              `${line}: exit ${result.code}\n${result.text}`,
+            );
+            assert(!/Unknown option|Stack backtrace/.test(result.text), `${line}:\n${result.text}`);
+            return;
+          }
+          for (const args of expandSynopsis(line)) {
+            if (isServe(args)) {
+              await serveOnce(["run", "-A", "main.ts", ...args], work);
+              continue;
+            }
+            // A throw-away cache: `flexo clean` and `flexo import` must not touch this machine's real one.
+            const result = await runToEnd(["run", "-A", "main.ts", ...args], {
+              FLEXO_CACHE_DIRECTORY: join(work, "pkg"),
+            });
+            if (args[0] === "import") {
+              // The empty cache knows no package yet: the command is accepted and says what to do.
+              assertEquals(result.code, 1, `flexo ${args.join(" ")}:\n${result.text}`);
+              assert(/sync once through the proxy/.test(result.text), result.text);
+              continue;
+            }
+            assertEquals(result.code, 0, `flexo ${args.join(" ")}:\n${result.text}`);
+          }
+        } finally {
+          await Deno.remove(work, { recursive: true });
+        }
+      });
+    }
+  });
+}
