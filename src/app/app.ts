@@ -28,6 +28,9 @@ import { type CountedResult, Stats } from "../status/stats.ts";
 import { statusRoutes } from "../status/status_routes.ts";
 import type { TransferDeps, TransferLimits } from "../download/transfer.ts";
 import { describeError } from "../logging.ts";
+import { PackageUsage } from "../prefetch/package_usage.ts";
+import { Prefetcher, type PrefetchTimers } from "../prefetch/prefetcher.ts";
+import { noteClientFetch, prefetchRoutes } from "../prefetch/prefetch_route.ts";
 
 const requestLog = getLogger(["flexo", "request"]);
 const errorLog = getLogger(["flexo", "error"]);
@@ -48,6 +51,8 @@ export interface AppOptions {
   stats?: Stats;
   /** The cache's size for the status page and metrics (see `cache_usage.ts`). */
   cacheUsage?: () => CacheUsageSnapshot | undefined;
+  /** Timers of the prefetch schedule (tests pass fake ones). */
+  prefetchTimers?: PrefetchTimers;
 }
 
 /** The running proxy's parts, for the server, the status page and tests. */
@@ -79,6 +84,8 @@ export interface FlexoApp {
   packageIndex: PackageIndex;
   /** When the app was created (milliseconds). */
   startedAt: number;
+  /** Prefetch: runs on a schedule once started (`prefetcher.start()`), or on request. */
+  prefetcher: Prefetcher;
 }
 
 /** Transfer limits from the configuration. */
@@ -140,6 +147,12 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   };
   const customRepoNames = new Set(customPools.keys());
   const startedAt = deps.now();
+  const usage = new PackageUsage(store.root, { now: deps.now });
+  const prefetcher = new Prefetcher(
+    { store, downloads, packageIndex, usage, customRepoNames, now: deps.now },
+    config.prefetch,
+    options.prefetchTimers,
+  );
 
   // Routes match the target as the client sent it, as file paths are checked: `new Request()` would have turned
   // `/x/%2e%2e/metrics` into `/metrics`.
@@ -188,6 +201,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   };
   // Plain hits on package paths seen before skip routing (see quick_answers.ts).
   const quick = new QuickAnswers(store, answers);
+  hono.route("/", prefetchRoutes(prefetcher));
   hono.on(["GET", "HEAD"], "*", async (c) => {
     const started = deps.now();
     const req = c.req.raw;
@@ -195,6 +209,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     const target = parseRequestPath(rawPath, { customRepoNames });
     quick.remember(rawPath, target);
     const answer = await serveTarget(req, target, ctx);
+    noteClientFetch(usage, req.method, target, answer.response.status);
     return finish(req, rawPath, answer, { started, info: c.env as ServeInfo | undefined });
   });
   hono.all("*", () => {
@@ -240,7 +255,14 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     message: "This address is not in allowed_clients; ask the proxy's administrator to add it",
   };
   return {
-    quickAnswer: (head, options) => quick.forHead(head, options),
+    quickAnswer: (head, options) => {
+      const answer = quick.forHead(head, options);
+      // A repeated hit is a client's fetch too (the answer is a plain GET of a known package file).
+      if (answer) {
+        noteClientFetch(usage, "GET", parseRequestPath(targetPath(head.target), { customRepoNames }), 200);
+      }
+      return answer;
+    },
     admit: config.allowed_clients.length === 0
       ? undefined
       : (remote) => allowed(remote.hostname) ? undefined : refusal,
@@ -253,6 +275,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     stats,
     packageIndex,
     startedAt,
+    prefetcher,
   };
 }
 
