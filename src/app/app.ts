@@ -162,6 +162,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     statusRoutes({ pool, customPools, store, downloads, stats, startedAt }, {
       now: deps.now,
       cacheUsage: options.cacheUsage,
+      prefetch: () => prefetcher.status(),
     }),
   );
   const answers = new AnswerLog(stats);

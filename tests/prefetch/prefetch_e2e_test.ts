@@ -121,7 +121,7 @@ Deno.test("prefetch: a client asking for a package while prefetch downloads it s
     assertEquals(response.status, 200);
     assertEquals(
       (await response.bytes()).length,
-      300_000 + (await Deno.stat(join(s.repo.osDir, TOOL_NEW))).size - 300_000,
+      (await Deno.stat(join(s.repo.osDir, TOOL_NEW))).size,
     );
     await run;
     assertEquals(s.mirror.countRequests(TOOL_NEW, { method: "GET" }), 1);
@@ -140,5 +140,19 @@ Deno.test("prefetch: a CacheServer-only client (package requests, no database re
     assert(await cached(s, TOOL_NEW), "tool 0.10-1 is cached");
     assert(!(await cached(s, OTHER_NEW)));
     assertEquals(s.mirror.countRequests(TOOL_NEW, { method: "GET" }), 1);
+  });
+});
+
+Deno.test("prefetch: /status and /metrics show runs, files, bytes and the next run", async () => {
+  await withSetup({ interval: "3s" }, async (s) => {
+    await (await fetch(`${s.url}/flexotest/os/x86_64/tool-0.9-1-x86_64.pkg.tar.zst`)).body?.cancel();
+    await publish(s.repo);
+    const report = await s.app.prefetcher.run();
+    const status = await (await fetch(`${s.url}/status`)).json();
+    assertEquals(status.prefetch.runs, 1);
+    assertEquals(status.prefetch.bytes, report.bytes);
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    assert(metrics.includes("flexo_prefetch_runs_total 1"), metrics);
+    assert(metrics.includes(`flexo_prefetch_bytes_total ${report.bytes}`), metrics);
   });
 });
