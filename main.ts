@@ -34,6 +34,7 @@ import { MirrorPool } from "./src/mirrors/mirrors.ts";
 import { PackageIndex } from "./src/repo/package_index.ts";
 import { recoverPartials } from "./src/cache/recovery.ts";
 import { startServer } from "./src/server/server.ts";
+import { describePrefetch, prefetchError, prefetchOnce } from "./src/prefetch/prefetch_command.ts";
 import { VERSION } from "./src/version.ts";
 
 const USAGE = `flexo ${VERSION}: a caching proxy for pacman
@@ -47,6 +48,9 @@ Usage:
   flexo import DIR [options]      copy the packages of a pacman cache directory (e.g. /var/cache/pacman/pkg)
                                   into the cache, verified against the databases clients synced through
                                   the proxy; unknown and corrupt files are reported and skipped
+  flexo prefetch [--dry-run]      one prefetch pass now: new versions of the packages clients fetched
+                                  (see [prefetch]); run by the proxy when one answers on the listen
+                                  address, otherwise here; prints what it fetched (--dry-run: would fetch)
 
 Options:
   --config FILE      configuration file (default /etc/flexo/flexo.toml; a missing default file is fine)
@@ -67,7 +71,7 @@ const INACTIVE_KEYS = [
 ];
 
 interface Cli {
-  command: "serve" | "check-config" | "clean" | "import";
+  command: "serve" | "check-config" | "clean" | "import" | "prefetch";
   configPath?: string;
   /** `clean --dry-run`. */
   dryRun?: boolean;
@@ -118,17 +122,17 @@ function parseCommandLine(rawArgs: string[]): Cli | "help" | "version" {
   if (values.help) return "help";
   if (values.version) return "version";
   const [command = "serve", ...operands] = positionals;
-  const known = positionals.length === 0 || ["check-config", "clean", "import"].includes(command);
+  const known = positionals.length === 0 || ["check-config", "clean", "import", "prefetch"].includes(command);
   if (!known || (command !== "import" && operands.length > 0)) {
     throw new UsageError(
-      `Unknown command "${positionals.join(" ")}". Commands: check-config, clean, import.`,
+      `Unknown command "${positionals.join(" ")}". Commands: check-config, clean, import, prefetch.`,
     );
   }
   if (command === "import" && operands.length !== 1) {
     throw new UsageError("import takes one directory, e.g. flexo import /var/cache/pacman/pkg");
   }
-  if (values["dry-run"] && command !== "clean") {
-    throw new UsageError("--dry-run goes with the clean command.");
+  if (values["dry-run"] && command !== "clean" && command !== "prefetch") {
+    throw new UsageError("--dry-run goes with the clean and prefetch commands.");
   }
   const overrides: ConfigOverrides = {};
   if (values.port !== undefined) {
@@ -248,6 +252,7 @@ async function serve(cli: Cli): Promise<void> {
     },
   });
   void cleaner.start();
+  void app.prefetcher.start();
   app.packageIndex.loadAll(config.cache_directory).then((count) => {
     if (count > 0) log.info("Indexed {count} repository database(s) to verify downloads", { count });
   });
@@ -262,6 +267,7 @@ async function serve(cli: Cli): Promise<void> {
     log.info("{signal} received: finishing running transfers, then stopping", { signal });
     selection.stop();
     void cleaner.stop();
+    app.prefetcher.stop();
     await server.shutdown({ graceMs: 10_000 });
     await closeLogging();
     Deno.exit(0);
@@ -309,6 +315,24 @@ async function clean(cli: Cli): Promise<number> {
   return report.failures.length > 0 ? 1 : 0;
 }
 
+/** `flexo prefetch [--dry-run]`: one prefetch pass, in the running proxy when there is one. */
+async function prefetchCommand(cli: Cli): Promise<number> {
+  const { config, warnings } = await effectiveConfig(cli);
+  await setupLogging({ level: config.log_level });
+  for (const warning of warnings) console.error(`warning: ${warning}`);
+  await prepareCacheDirectory(config.cache_directory);
+  try {
+    const result = await prefetchOnce(config, { dryRun: cli.dryRun ?? false });
+    for (const line of describePrefetch(result)) console.log(line);
+    return result.report.files.some((file) => file.outcome === "failed") ? 1 : 0;
+  } catch (error) {
+    console.error(prefetchError(error));
+    return 1;
+  } finally {
+    await closeLogging();
+  }
+}
+
 /** `flexo import DIR`: seeds the cache from a pacman cache directory; 1 when a file could not be copied. */
 async function importCommand(cli: Cli): Promise<number> {
   const { config, warnings } = await effectiveConfig(cli);
@@ -350,6 +374,7 @@ async function main(args: string[]): Promise<number> {
   try {
     if (cli.command === "clean") return await clean(cli);
     if (cli.command === "import") return await importCommand(cli);
+    if (cli.command === "prefetch") return await prefetchCommand(cli);
     if (cli.command === "check-config") await checkConfig(cli);
     else await serve(cli);
     return 0;

@@ -18,6 +18,8 @@ import {
   customRepoSchema,
   MIRRORS_AUTO_KEYS,
   mirrorsAutoSchema,
+  PREFETCH_KEYS,
+  prefetchSchema,
   TOP_LEVEL_KEYS,
 } from "../src/config/config_schema.ts";
 
@@ -133,6 +135,9 @@ function topLevelRows(): string[][] {
         description,
       ];
     }
+    if (key === "prefetch") {
+      return ["`[prefetch]`", "see below", "`FLEXO_PREFETCH_<KEY>` for each key below", description];
+    }
     if (key === "custom_repo") {
       return [
         "`[[custom_repo]]`",
@@ -155,6 +160,18 @@ function mirrorsAutoRows(): string[][] {
     defaultCell(defaults[key]),
     envCell(`mirrors_auto.${key}`),
     descriptionOf(shape, key, "mirrors_auto."),
+  ]);
+}
+
+/** The rows of the `[prefetch]` table. */
+function prefetchRows(): string[][] {
+  const defaults = defaultConfig().prefetch as Record<string, unknown>;
+  const shape = prefetchSchema.shape as Record<string, { description?: string }>;
+  return PREFETCH_KEYS.map((key) => [
+    `\`${key}\``,
+    defaultCell(defaults[key]),
+    envCell(`prefetch.${key}`),
+    descriptionOf(shape, key, "prefetch."),
   ]);
 }
 
@@ -187,6 +204,8 @@ export function configReference(): string {
     markdownTable(topLevelRows()),
     '`[mirrors_auto]` table, the rules for `mirror_selection_method = "auto"`:',
     markdownTable(mirrorsAutoRows()),
+    "`[prefetch]` table, new versions of the packages clients use, downloaded before they ask:",
+    markdownTable(prefetchRows()),
     "`[[custom_repo]]` tables, one per repository:",
     markdownTable(customRepoRows()),
     "How environment variables are written is explained under [Environment variables](#environment-variables).",

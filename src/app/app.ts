@@ -29,6 +29,9 @@ import { type CountedResult, Stats } from "../status/stats.ts";
 import { statusRoutes } from "../status/status_routes.ts";
 import type { TransferDeps, TransferLimits } from "../download/transfer.ts";
 import { describeError } from "../logging.ts";
+import { PackageUsage } from "../prefetch/package_usage.ts";
+import { Prefetcher, type PrefetchTimers } from "../prefetch/prefetcher.ts";
+import { noteClientFetch, prefetchRoutes } from "../prefetch/prefetch_route.ts";
 
 const requestLog = getLogger(["flexo", "request"]);
 const errorLog = getLogger(["flexo", "error"]);
@@ -53,6 +56,8 @@ export interface AppOptions {
   staleDeadlineMs?: number;
   /** Timers for that deadline; tests give their own. Default `setTimeout`. */
   timers?: StaleTimers;
+  /** Timers of the prefetch schedule (tests pass fake ones). */
+  prefetchTimers?: PrefetchTimers;
 }
 
 /** The running proxy's parts, for the server, the status page and tests. */
@@ -86,6 +91,8 @@ export interface FlexoApp {
   startedAt: number;
   /** Whether the mirrors are failing while cached databases are served (see stale.ts). */
   outage: Outage;
+  /** Prefetch: runs on a schedule once started (`prefetcher.start()`), or on request. */
+  prefetcher: Prefetcher;
 }
 
 /** Transfer limits from the configuration. */
@@ -155,6 +162,12 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   };
   const customRepoNames = new Set(customPools.keys());
   const startedAt = deps.now();
+  const usage = new PackageUsage(store.root, { now: deps.now });
+  const prefetcher = new Prefetcher(
+    { store, downloads, packageIndex, usage, customRepoNames, now: deps.now },
+    config.prefetch,
+    options.prefetchTimers,
+  );
 
   // Routes match the target as the client sent it, as file paths are checked: `new Request()` would have turned
   // `/x/%2e%2e/metrics` into `/metrics`.
@@ -164,6 +177,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     statusRoutes({ pool, customPools, store, downloads, stats, startedAt }, {
       now: deps.now,
       cacheUsage: options.cacheUsage,
+      prefetch: () => prefetcher.status(),
     }),
   );
   const answers = new AnswerLog(stats);
@@ -203,6 +217,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   };
   // Plain hits on package paths seen before skip routing (see quick_answers.ts).
   const quick = new QuickAnswers(store, answers);
+  hono.route("/", prefetchRoutes(prefetcher));
   hono.on(["GET", "HEAD"], "*", async (c) => {
     const started = deps.now();
     const req = c.req.raw;
@@ -210,6 +225,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     const target = parseRequestPath(rawPath, { customRepoNames });
     quick.remember(rawPath, target);
     const answer = await serveTarget(req, target, ctx);
+    noteClientFetch(usage, req.method, target, answer.response.status);
     return finish(req, rawPath, answer, { started, info: c.env as ServeInfo | undefined });
   });
   hono.all("*", () => {
@@ -255,7 +271,14 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     message: "This address is not in allowed_clients; ask the proxy's administrator to add it",
   };
   return {
-    quickAnswer: (head, options) => quick.forHead(head, options),
+    quickAnswer: (head, options) => {
+      const answer = quick.forHead(head, options);
+      // A repeated hit is a client's fetch too (the answer is a plain GET of a known package file).
+      if (answer) {
+        noteClientFetch(usage, "GET", parseRequestPath(targetPath(head.target), { customRepoNames }), 200);
+      }
+      return answer;
+    },
     admit: config.allowed_clients.length === 0
       ? undefined
       : (remote) => allowed(remote.hostname) ? undefined : refusal,
@@ -269,6 +292,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     packageIndex,
     startedAt,
     outage,
+    prefetcher,
   };
 }
 

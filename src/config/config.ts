@@ -15,6 +15,7 @@ import {
   CUSTOM_REPO_KEYS,
   DEFAULT_CONFIG_PATH,
   MIRRORS_AUTO_KEYS,
+  PREFETCH_KEYS,
   TOP_LEVEL_KEYS,
 } from "./config_schema.ts";
 import {
@@ -217,6 +218,23 @@ function configLayerFromToml(text: string, path: string): ConfigLayer {
           layer.warnings.push(unknownKeyWarning(path, `mirrors_auto.${innerKey}`, MIRRORS_AUTO_KEYS));
         }
       }
+    } else if (key === "prefetch") {
+      if (!isTable(value)) {
+        layer.problems.push(
+          formatProblem(key, value, { origin, expected: "a table, written as a [prefetch] section" }),
+        );
+        continue;
+      }
+      const prefetch: Record<string, unknown> = {};
+      for (const [innerKey, innerValue] of Object.entries(value)) {
+        if (includes(PREFETCH_KEYS, innerKey)) {
+          prefetch[innerKey] = innerValue;
+          layer.origins[`prefetch.${innerKey}`] = origin;
+        } else {
+          layer.warnings.push(unknownKeyWarning(path, `prefetch.${innerKey}`, PREFETCH_KEYS));
+        }
+      }
+      layer.values.prefetch = prefetch;
     } else if (key === "custom_repo") {
       layer.values.custom_repo = customReposFromToml(value, path, layer.warnings);
       layer.origins.custom_repo = origin;
@@ -339,9 +357,9 @@ function mergeLayers(layers: ConfigLayer[]): Omit<ConfigLayer, "label"> {
       delete merged.origins.low_speed_limit_formatted;
     }
     for (const [key, value] of Object.entries(layer.values)) {
-      if (key === "mirrors_auto" && isTable(value)) {
-        const current = merged.values.mirrors_auto;
-        merged.values.mirrors_auto = { ...(isTable(current) ? current : {}), ...value };
+      if ((key === "mirrors_auto" || key === "prefetch") && isTable(value)) {
+        const current = merged.values[key];
+        merged.values[key] = { ...(isTable(current) ? current : {}), ...value };
       } else {
         merged.values[key] = value;
       }
@@ -390,7 +408,9 @@ export function formatConfig(config: Config): string {
   const header: string[] = [];
   for (const key of TOP_LEVEL_KEYS) {
     const value = config[key];
-    if (value === undefined || key === "custom_repo" || key === "mirrors_auto") continue;
+    if (value === undefined || key === "custom_repo" || key === "mirrors_auto" || key === "prefetch") {
+      continue;
+    }
     if (key === "low_speed_limit" && config.low_speed_limit_formatted !== undefined) {
       header.push(
         `# low_speed_limit_formatted = ${showValue(config.low_speed_limit_formatted)} is ` +
@@ -401,6 +421,7 @@ export function formatConfig(config: Config): string {
     body[key] = value;
   }
   body.mirrors_auto = { ...config.mirrors_auto };
+  body.prefetch = { ...config.prefetch };
   body.custom_repo = config.custom_repo.map((repo) => ({
     name: repo.name,
     url: repo.urls.length === 1 ? repo.urls[0] : [...repo.urls],

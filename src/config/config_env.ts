@@ -1,8 +1,8 @@
 /**
  * Reads flexo's `FLEXO_*` environment variables into a configuration layer.
  *
- * Names and encodings follow flexo: `FLEXO_<KEY>` for top-level keys and `FLEXO_MIRRORS_AUTO_<KEY>` for the
- * `[mirrors_auto]` table. Numbers and booleans are TOML values (`FLEXO_PORT=7879`), strings are taken as they
+ * Names and encodings follow flexo: `FLEXO_<KEY>` for top-level keys and `FLEXO_<SECTION>_<KEY>` for the keys
+ * of a table (`FLEXO_MIRRORS_AUTO_TIMEOUT`, `FLEXO_PREFETCH_INTERVAL`). Numbers and booleans are TOML values (`FLEXO_PORT=7879`), strings are taken as they
  * are, lists are a TOML array (`FLEXO_MIRRORS_PREDEFINED="['http://a/']"`) or comma-separated
  * (`FLEXO_MIRRORS_AUTO_ALLOWED_COUNTRIES=DE,AT`), and `FLEXO_CUSTOM_REPO` holds space-separated `name@url`
  * entries. `FLEXO_LOG` (or `FLEXO_LOG_LEVEL`) sets `log_level`.
@@ -11,7 +11,7 @@
  */
 
 import { parse as parseToml } from "smol-toml";
-import type { MirrorsAutoKey, TopLevelKey } from "./config_schema.ts";
+import type { MirrorsAutoKey, PrefetchKey, TopLevelKey } from "./config_schema.ts";
 import { describeError } from "../logging.ts";
 
 /**
@@ -107,6 +107,7 @@ const TOP_LEVEL_KINDS: Record<TopLevelKey, EnvKind> = {
   refresh_latency_tests_after: "string",
   custom_repo: "custom_repo",
   mirrors_auto: "table",
+  prefetch: "table",
   max_cache_size: "toml",
   allowed_clients: "list",
   log_level: "string",
@@ -128,16 +129,40 @@ const MIRRORS_AUTO_KINDS: Record<MirrorsAutoKey, EnvKind> = {
   max_delay_secs: "toml",
 };
 
+const PREFETCH_KINDS: Record<PrefetchKey, EnvKind> = {
+  enabled: "toml",
+  interval: "string",
+  unaccessed_days: "toml",
+  max_bytes_per_run: "toml",
+  max_parallel: "toml",
+};
+
+/** A table of the configuration (a `[section]`), read from `FLEXO_<SECTION>_<KEY>`. */
+type TableName = "mirrors_auto" | "prefetch";
+
+/** The keys of every table and how their variables are read. */
+const TABLE_KINDS: Record<TableName, Record<string, EnvKind>> = {
+  mirrors_auto: MIRRORS_AUTO_KINDS,
+  prefetch: PREFETCH_KINDS,
+};
+const TABLE_NAMES = Object.keys(TABLE_KINDS) as TableName[];
+
 const PREFIX = "FLEXO_";
-const MIRRORS_AUTO_PREFIX = "FLEXO_MIRRORS_AUTO_";
 const LOG_VARIABLES = ["FLEXO_LOG", "FLEXO_LOG_LEVEL"];
+
+/** `FLEXO_MIRRORS_AUTO_` for "mirrors_auto". */
+function tablePrefix(table: TableName): string {
+  return `${PREFIX}${table.toUpperCase()}_`;
+}
 
 /** Every variable name this module understands. */
 const KNOWN_VARIABLES: string[] = [
-  ...Object.keys(TOP_LEVEL_KINDS).filter((key) => key !== "mirrors_auto").map((key) =>
-    PREFIX + key.toUpperCase()
+  ...Object.keys(TOP_LEVEL_KINDS).filter((key) => TOP_LEVEL_KINDS[key as TopLevelKey] !== "table").map((
+    key,
+  ) => PREFIX + key.toUpperCase()),
+  ...TABLE_NAMES.flatMap((table) =>
+    Object.keys(TABLE_KINDS[table]).map((key) => tablePrefix(table) + key.toUpperCase())
   ),
-  ...Object.keys(MIRRORS_AUTO_KINDS).map((key) => MIRRORS_AUTO_PREFIX + key.toUpperCase()),
   ...LOG_VARIABLES,
 ];
 
@@ -149,8 +174,9 @@ function isTopLevelKey(key: string): key is TopLevelKey {
   return Object.hasOwn(TOP_LEVEL_KINDS, key) && TOP_LEVEL_KINDS[key as TopLevelKey] !== "table";
 }
 
-function isMirrorsAutoKey(key: string): key is MirrorsAutoKey {
-  return Object.hasOwn(MIRRORS_AUTO_KINDS, key);
+/** The tables that have a key of this name. */
+function tablesWithKey(key: string): TableName[] {
+  return TABLE_NAMES.filter((table) => Object.hasOwn(TABLE_KINDS[table], key));
 }
 
 /** The environment variable flexo reads for a dotted key: "port" → "FLEXO_PORT". */
@@ -159,9 +185,9 @@ export function envVarName(dottedKey: string): string {
   return PREFIX + dottedKey.replace(/\./g, "_").toUpperCase();
 }
 
-/** Where one variable goes: a table ("" for top level or "mirrors_auto") and a key, plus a warning if misplaced. */
+/** Where one variable goes: a table ("" for top level) and a key, plus a warning if misplaced. */
 interface Target {
-  table: "" | "mirrors_auto";
+  table: "" | TableName;
   key: string;
   kind: EnvKind;
   misplacedNote?: string;
@@ -170,15 +196,16 @@ interface Target {
 /** Finds the key an environment variable sets, or undefined when it is unknown. */
 function targetOf(name: string): Target | undefined {
   if (LOG_VARIABLES.includes(name)) return { table: "", key: "log_level", kind: "string" };
-  if (name.startsWith(MIRRORS_AUTO_PREFIX)) {
-    const key = name.slice(MIRRORS_AUTO_PREFIX.length).toLowerCase();
-    if (isMirrorsAutoKey(key)) return { table: "mirrors_auto", key, kind: MIRRORS_AUTO_KINDS[key] };
+  for (const table of TABLE_NAMES) {
+    if (!name.startsWith(tablePrefix(table))) continue;
+    const key = name.slice(tablePrefix(table).length).toLowerCase();
+    if (Object.hasOwn(TABLE_KINDS[table], key)) return { table, key, kind: TABLE_KINDS[table][key] };
     if (isTopLevelKey(key)) {
       return {
         table: "",
         key,
         kind: TOP_LEVEL_KINDS[key],
-        misplacedNote: `${name}: ${key} is a top-level key, not part of [mirrors_auto]; ` +
+        misplacedNote: `${name}: ${key} is a top-level key, not part of [${table}]; ` +
           `read as ${envVarName(key)} (rename the variable to silence this warning)`,
       };
     }
@@ -186,13 +213,15 @@ function targetOf(name: string): Target | undefined {
   }
   const key = name.slice(PREFIX.length).toLowerCase();
   if (isTopLevelKey(key)) return { table: "", key, kind: TOP_LEVEL_KINDS[key] };
-  if (isMirrorsAutoKey(key)) {
+  // A table's key without its section: read when exactly one table has that key.
+  const tables = tablesWithKey(key);
+  if (tables.length === 1) {
+    const table = tables[0];
     return {
-      table: "mirrors_auto",
+      table,
       key,
-      kind: MIRRORS_AUTO_KINDS[key],
-      misplacedNote:
-        `${name}: ${key} belongs to [mirrors_auto]; read as ${envVarName(`mirrors_auto.${key}`)} ` +
+      kind: TABLE_KINDS[table][key],
+      misplacedNote: `${name}: ${key} belongs to [${table}]; read as ${envVarName(`${table}.${key}`)} ` +
         "(rename the variable to silence this warning)",
     };
   }
@@ -246,7 +275,7 @@ function customReposOf(text: string, report: (token: string) => void): Record<st
  */
 export function configLayerFromEnv(env: Record<string, string>): ConfigLayer {
   const layer: ConfigLayer = { label: "", values: {}, origins: {}, warnings: [], problems: [] };
-  const mirrorsAuto: Record<string, unknown> = {};
+  const tables: Partial<Record<TableName, Record<string, unknown>>> = {};
   const used: string[] = [];
   const names = Object.keys(env).filter((name) => name.startsWith(PREFIX)).sort();
   // Correctly named variables first, so that they win over misplaced ones setting the same key.
@@ -268,7 +297,8 @@ export function configLayerFromEnv(env: Record<string, string>): ConfigLayer {
       const hint = suggestion === undefined ? "" : ` Did you mean ${suggestion}?`;
       layer.warnings.push(
         `Unknown environment variable ${name} is ignored.${hint} Variables are named FLEXO_<KEY> for ` +
-          "top-level keys and FLEXO_MIRRORS_AUTO_<KEY> for [mirrors_auto] keys (see docs/configuration.md).",
+          "top-level keys and FLEXO_<SECTION>_<KEY> for the keys of a [section] table, such as " +
+          "FLEXO_MIRRORS_AUTO_TIMEOUT or FLEXO_PREFETCH_INTERVAL (see docs/configuration.md).",
       );
       continue;
     }
@@ -311,15 +341,15 @@ export function configLayerFromEnv(env: Record<string, string>): ConfigLayer {
     } else {
       value = text;
     }
-    if (target.table === "mirrors_auto") {
-      mirrorsAuto[target.key] = value;
+    if (target.table !== "") {
+      (tables[target.table] ??= {})[target.key] = value;
     } else {
       layer.values[target.key] = value;
     }
     layer.origins[dottedKey] = origin;
     used.push(name);
   }
-  if (Object.keys(mirrorsAuto).length > 0) layer.values.mirrors_auto = mirrorsAuto;
+  for (const [table, values] of Object.entries(tables)) layer.values[table] = values;
   layer.label = used.length === 0 ? "" : `environment variables ${used.join(", ")}`;
   return layer;
 }

@@ -191,6 +191,32 @@ export const mirrorsAutoSchema = z.object({
     .describe("Skip mirrors that are more than this many seconds behind the main mirror."),
 });
 
+const PREFETCH_INTERVAL = `${DURATION_FORM}, at least 1 second`;
+const UNACCESSED_DAYS = "a whole number of days, at least 1, such as 30";
+const PREFETCH_BUDGET = `${SIZE_FORM}, at least 1 byte`;
+const MAX_PARALLEL = "a whole number, at least 1, such as 1";
+
+/** The `[prefetch]` table: downloading new versions of the packages clients use before they ask. */
+export const prefetchSchema = z.object({
+  enabled: z.boolean({ error: BOOLEAN }).default(false)
+    .describe("Download new versions of the packages clients fetched recently before the clients ask."),
+  interval: z.string({ error: PREFETCH_INTERVAL }).trim()
+    .refine((s) => succeeds(() => parseDuration(s)) && parseDuration(s) >= 1000)
+    .default("6h")
+    .describe('Time between prefetch runs, such as "6h", "1h 30min" or "3s"; the first run starts after it.'),
+  unaccessed_days: z.number({ error: UNACCESSED_DAYS }).int().min(1).default(30)
+    .describe("Packages no client fetched for this many days are not prefetched any more."),
+  max_bytes_per_run: z.preprocess(
+    parsedOrRaw(parseSize),
+    z.number({ error: PREFETCH_BUDGET }).int().min(1),
+  ).default(5 * 1024 ** 3)
+    .describe(
+      'Most bytes one run downloads, such as "5 GiB"; packages that would exceed it wait for a later run.',
+    ),
+  max_parallel: z.number({ error: MAX_PARALLEL }).int().min(1).default(1)
+    .describe("How many packages a run downloads at the same time; client requests never wait for them."),
+});
+
 /** One `[[custom_repo]]` entry; `url` may be one URL or a list, the output always has `urls`. */
 export const customRepoSchema = z.object({
   name: z.string({ error: REPO_NAME }).trim().regex(CUSTOM_REPO_NAME_PATTERN)
@@ -309,6 +335,8 @@ export const configObjectSchema = z.object({
     .describe("Repositories that are not on the official mirrors, served below /custom_repo/NAME/."),
   mirrors_auto: mirrorsAutoSchema.prefault({})
     .describe('The rules for mirror_selection_method = "auto".'),
+  prefetch: prefetchSchema.prefault({})
+    .describe("Prefetch: new versions of the packages clients use, downloaded before they ask."),
   max_cache_size: z.preprocess(
     parsedOrRaw(parseSize),
     z.number({ error: MAX_CACHE_SIZE }).int().min(1),
@@ -369,6 +397,15 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** A top-level key of the configuration file. */
 export type TopLevelKey = keyof typeof configObjectSchema.shape;
+
+/** Settings of the `[prefetch]` table. */
+export type PrefetchConfig = z.output<typeof prefetchSchema>;
+
+/** A key of the `[prefetch]` table. */
+export type PrefetchKey = keyof typeof prefetchSchema.shape;
+
+/** Every key of the `[prefetch]` table. */
+export const PREFETCH_KEYS: readonly PrefetchKey[] = Object.keys(prefetchSchema.shape) as PrefetchKey[];
 
 /** A key of the `[mirrors_auto]` table. */
 export type MirrorsAutoKey = keyof typeof mirrorsAutoSchema.shape;

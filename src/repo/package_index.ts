@@ -152,6 +152,21 @@ export class PackageIndex {
     return undefined;
   }
 
+  /** The cache folders (relative, "/"-separated) that have indexed databases, sorted. */
+  folders(): string[] {
+    return [...this.#folders.keys()].sort();
+  }
+
+  /** The paths of the indexed databases of a cache folder. */
+  databasesIn(folder: string): string[] {
+    return [...(this.#folders.get(folder)?.keys() ?? [])];
+  }
+
+  /** Every entry the databases of a cache folder list (one package may be listed by several databases). */
+  entriesIn(folder: string): PackageEntry[] {
+    return [...(this.#folders.get(folder)?.values() ?? [])].flatMap((entries) => [...entries.values()]);
+  }
+
   /**
    * The cache folders (relative, "/"-separated, e.g. `core/os/x86_64`) whose databases list a package file,
    * sorted; use {@linkcode PackageIndex.expected} for what each says about it.

@@ -7,7 +7,7 @@
 
 import { Counter, Gauge, Registry } from "prom-client";
 import type { MirrorStats } from "../mirrors/mirrors.ts";
-import type { StatusOptions, StatusSource } from "./status_source.ts";
+import type { PrefetchSummary, StatusOptions, StatusSource } from "./status_source.ts";
 import { VERSION } from "../version.ts";
 
 /** What the metrics are read from: parts of the running proxy (app.ts's `FlexoApp` has them). */
@@ -65,6 +65,28 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
       this.inc({ origin: "upstream" }, app.stats.bytesFromUpstream);
     },
   });
+  for (
+    const [name, help, value] of [
+      ["flexo_prefetch_runs_total", "Prefetch runs that ended.", (p: PrefetchSummary) => p.runs],
+      [
+        "flexo_prefetch_files_total",
+        "Files (packages and signatures) downloaded by prefetch.",
+        (p: PrefetchSummary) => p.files,
+      ],
+      ["flexo_prefetch_bytes_total", "Bytes downloaded by prefetch.", (p: PrefetchSummary) => p.bytes],
+    ] as const
+  ) {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        const prefetch = options.prefetch?.();
+        if (prefetch) this.inc(value(prefetch));
+      },
+    });
+  }
   new Gauge({
     name: "flexo_cache_hit_ratio",
     help: "Cache hits divided by requests for packages and databases since start (0 without any).",

@@ -7,7 +7,7 @@
 
 import type { DownloadState } from "../download/download.ts";
 import type { MirrorStats } from "../mirrors/mirrors.ts";
-import type { StatusOptions, StatusSource } from "./status_source.ts";
+import type { PrefetchSummary, StatusOptions, StatusSource } from "./status_source.ts";
 import { VERSION } from "../version.ts";
 
 /** One download in progress, as reported. */
@@ -56,6 +56,8 @@ export interface StatusReport {
   integrityRejections: number;
   /** The last errors, newest first. */
   recentErrors: { at: number; message: string }[];
+  /** Prefetch runs, files and bytes so far, the last and the next run; null when not reported. */
+  prefetch: PrefetchSummary | null;
 }
 
 /** Measures the recent speed of downloads from how their byte counts change between looks. */
@@ -126,5 +128,6 @@ export function statusReport(
     retention: { removals: app.stats.retentionRemovals, bytesFreed: app.stats.retentionBytesFreed },
     integrityRejections: app.stats.integrityRejections,
     recentErrors: [...app.stats.recentErrors].reverse().map((e) => ({ at: e.at, message: e.message })),
+    prefetch: options.prefetch?.() ?? null,
   };
 }

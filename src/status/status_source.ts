@@ -28,10 +28,24 @@ export interface StatusSource {
   readonly startedAt: number;
 }
 
+/** Prefetch's counters and times, as the status page and metrics show them. */
+export interface PrefetchSummary {
+  enabled: boolean;
+  running: boolean;
+  runs: number;
+  files: number;
+  bytes: number;
+  lastRunAt?: number;
+  nextRunAt?: number;
+  lastFetched: string[];
+}
+
 /** How the status routes and the metrics see time and the cache's size. */
 export interface StatusOptions {
   /** Clock in milliseconds. */
   now: () => number;
   /** The cache's size, if it is being tracked (see `cache_usage.ts`); without it the size is not reported. */
   cacheUsage?: () => CacheUsageSnapshot | undefined;
+  /** What prefetch did so far (see `src/prefetch/prefetcher.ts`); without it prefetch is not reported. */
+  prefetch?: () => PrefetchSummary;
 }

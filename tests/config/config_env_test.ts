@@ -269,3 +269,34 @@ Deno.test("formatProblem() names key, value, origin and expected form", () => {
     "custom_repo[0].url is missing (file /f.toml): expected a URL",
   );
 });
+
+Deno.test("loadConfig() reads the [prefetch] table from FLEXO_PREFETCH_<KEY> variables", async () => {
+  const { config, warnings, sources } = await loadEnv({
+    FLEXO_PREFETCH_ENABLED: "true",
+    FLEXO_PREFETCH_INTERVAL: "3s",
+    FLEXO_PREFETCH_UNACCESSED_DAYS: "7",
+    FLEXO_PREFETCH_MAX_BYTES_PER_RUN: "2 MiB",
+    FLEXO_PREFETCH_MAX_PARALLEL: "2",
+  });
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(config.prefetch, {
+    enabled: true,
+    interval: "3s",
+    unaccessed_days: 7,
+    max_bytes_per_run: 2 * 1024 * 1024,
+    max_parallel: 2,
+  });
+  assert.match(sources.join(" "), /FLEXO_PREFETCH_INTERVAL/);
+  assert.equal(envVarName("prefetch.max_parallel"), "FLEXO_PREFETCH_MAX_PARALLEL");
+});
+
+Deno.test("loadConfig() names FLEXO_<SECTION>_<KEY> for unknown and misplaced table variables", async () => {
+  const unknown = await loadEnv({ FLEXO_PREFETCH_INTERVALL: "1h" });
+  assert.equal(unknown.warnings.length, 1);
+  assert.match(unknown.warnings[0], /Did you mean FLEXO_PREFETCH_INTERVAL\?/);
+  assert.match(unknown.warnings[0], /FLEXO_<SECTION>_<KEY>/);
+  const misplaced = await loadEnv({ FLEXO_UNACCESSED_DAYS: "3" });
+  assert.equal(misplaced.config.prefetch.unaccessed_days, 3);
+  assert.match(misplaced.warnings[0], /belongs to \[prefetch\]; read as FLEXO_PREFETCH_UNACCESSED_DAYS/);
+  await assertEnvError({ FLEXO_PREFETCH_INTERVAL: "soon" }, ["prefetch.interval", "FLEXO_PREFETCH_INTERVAL"]);
+});

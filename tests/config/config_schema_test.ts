@@ -41,6 +41,13 @@ interface ExpectedConfig {
   refresh_latency_tests_after: string;
   custom_repo: ExpectedCustomRepo[];
   mirrors_auto: ExpectedMirrorsAuto;
+  prefetch: {
+    enabled: boolean;
+    interval: string;
+    unaccessed_days: number;
+    max_bytes_per_run: number;
+    max_parallel: number;
+  };
   max_cache_size?: number;
   allowed_clients: string[];
   log_level: "trace" | "debug" | "info" | "warning" | "error" | "fatal";

@@ -95,13 +95,17 @@ Deno.test("loadConfig() of conf/flexo.toml yields exactly defaultConfig() withou
 
 Deno.test("conf/flexo.toml documents every key, including the optional ones", async () => {
   const text = await Deno.readTextFile(new URL("../../conf/flexo.toml", import.meta.url));
-  const keys = [...Object.keys(defaultConfig()), ...Object.keys(defaultConfig().mirrors_auto)]
-    .filter((key) => key !== "mirrors_auto" && key !== "custom_repo");
+  const keys = [
+    ...Object.keys(defaultConfig()),
+    ...Object.keys(defaultConfig().mirrors_auto),
+    ...Object.keys(defaultConfig().prefetch),
+  ].filter((key) => key !== "mirrors_auto" && key !== "prefetch" && key !== "custom_repo");
   for (const key of [...keys, "low_speed_limit_formatted", "max_speed_limit", "max_cache_size"]) {
     assert.match(text, new RegExp(`^#? ?${key} = `, "m"), key);
   }
   assert.match(text, /^# \[\[custom_repo\]\]$/m);
   assert.match(text, /^\[mirrors_auto\]$/m);
+  assert.match(text, /^\[prefetch\]$/m);
 });
 
 Deno.test("loadConfig() uses the defaults when the default file is missing, and notes it", async () => {
@@ -231,6 +235,13 @@ max_delay_secs = 7200
       allowed_countries: ["DE", "AT"],
       min_completion_pct: 0.95,
       max_delay_secs: 7200,
+    },
+    prefetch: {
+      enabled: false,
+      interval: "6h",
+      unaccessed_days: 30,
+      max_bytes_per_run: 5 * 1024 ** 3,
+      max_parallel: 1,
     },
     max_cache_size: 50 * 1024 ** 3,
     allowed_clients: ["192.168.0.0/16", "10.1.2.3/32", "fd00::/8", "::1/128"],

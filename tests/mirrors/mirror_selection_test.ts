@@ -89,6 +89,13 @@ function testConfig(
     custom_repo: [],
     allowed_clients: [],
     log_level: "info",
+    prefetch: {
+      enabled: false,
+      interval: "6h",
+      unaccessed_days: 30,
+      max_bytes_per_run: 1024,
+      max_parallel: 1,
+    },
     ...overrides,
     mirrors_auto: mirrorsAutoSettings({
       mirrors_status_json_endpoint: refusingUrl(),

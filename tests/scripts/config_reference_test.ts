@@ -7,7 +7,12 @@ import {
   generatedSection,
   withGeneratedSection,
 } from "../../scripts/config_reference.ts";
-import { configObjectSchema, customRepoSchema, mirrorsAutoSchema } from "../../src/config/config_schema.ts";
+import {
+  configObjectSchema,
+  customRepoSchema,
+  mirrorsAutoSchema,
+  prefetchSchema,
+} from "../../src/config/config_schema.ts";
 
 const DOC_URL = new URL(`../../${CONFIG_DOC_PATH}`, import.meta.url);
 
@@ -40,13 +45,18 @@ function row(table: string[][], key: string): string[] {
 /** The schema keys a table must list: top-level keys show the two tables as [mirrors_auto] and [[custom_repo]]. */
 function shownKeys(shape: Record<string, unknown>): string[] {
   return Object.keys(shape).map((key) =>
-    key === "mirrors_auto" ? "[mirrors_auto]" : key === "custom_repo" ? "[[custom_repo]]" : key
+    key === "mirrors_auto" || key === "prefetch"
+      ? `[${key}]`
+      : key === "custom_repo"
+      ? "[[custom_repo]]"
+      : key
   );
 }
 
 const SHAPES: [string, Record<string, { description?: string }>][] = [
   ["top level", configObjectSchema.shape],
   ["[mirrors_auto]", mirrorsAutoSchema.shape],
+  ["[prefetch]", prefetchSchema.shape],
   ["[[custom_repo]]", customRepoSchema.in.shape],
 ];
 
@@ -82,7 +92,7 @@ Deno.test("every schema key has a non-empty description, and the reference shows
 });
 
 Deno.test("configReference() shows defaults as TOML values and optional keys as not set", () => {
-  const [top, auto, repo] = tables(configReference());
+  const [top, auto, prefetch, repo] = tables(configReference());
   assert.equal(row(top, "port")[1], "`7878`");
   assert.equal(row(top, "cache_directory")[1], '`"/var/cache/flexo/pkg"`');
   assert.equal(row(top, "listen_ip_address")[1], '`["127.0.0.1"]`');
@@ -93,10 +103,11 @@ Deno.test("configReference() shows defaults as TOML values and optional keys as 
   assert.equal(row(auto, "max_score")[1], "`2.5`");
   assert.match(row(auto, "mirrors_status_json_endpoint_fallbacks")[1], /^`\["https:\/\/.+"\]`$/);
   assert.equal(row(repo, "name")[1], "required");
+  assert.equal(row(prefetch, "interval")[1], '`"6h"`');
 });
 
 Deno.test("configReference() names each environment variable with the encoding configLayerFromEnv accepts", () => {
-  const [top, auto, repo] = tables(configReference());
+  const [top, auto, prefetch, repo] = tables(configReference());
   assert.equal(row(top, "port")[2], "`FLEXO_PORT` (a TOML value)");
   assert.equal(row(top, "cache_directory")[2], "`FLEXO_CACHE_DIRECTORY` (text, taken as it is)");
   assert.equal(row(top, "allowed_clients")[2], "`FLEXO_ALLOWED_CLIENTS` (a TOML array or comma-separated)");
@@ -104,6 +115,8 @@ Deno.test("configReference() names each environment variable with the encoding c
   assert.match(row(top, "[[custom_repo]]")[2], /^`FLEXO_CUSTOM_REPO` \(space-separated `name@url` entries/);
   assert.match(row(top, "[mirrors_auto]")[2], /FLEXO_MIRRORS_AUTO_<KEY>/);
   assert.equal(row(auto, "ipv4")[2], "`FLEXO_MIRRORS_AUTO_IPV4` (a TOML value)");
+  assert.match(row(top, "[prefetch]")[2], /FLEXO_PREFETCH_<KEY>/);
+  assert.equal(row(prefetch, "max_parallel")[2], "`FLEXO_PREFETCH_MAX_PARALLEL` (a TOML value)");
   assert.equal(
     row(auto, "allowed_countries")[2],
     "`FLEXO_MIRRORS_AUTO_ALLOWED_COUNTRIES` (a TOML array or comma-separated)",

@@ -1,0 +1,149 @@
+/**
+ * Which packages clients fetched, and when: the record prefetch works from. It is kept apart from file times
+ * (a prefetch sets those, and must not make its own downloads look used), in memory and in a small JSON file
+ * under the cache's hidden `.flexo` folder, written atomically (a temporary file renamed over the old one).
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { dirname, join } from "node:path";
+import { z } from "zod";
+import { describeError } from "../describe_error.ts";
+
+const log = getLogger(["flexo", "prefetch"]);
+
+/** Where the record lives inside the cache directory. */
+export const USAGE_FILE = join(".flexo", "package_usage.json");
+
+const usageFileSchema = z.object({
+  version: z.literal(1),
+  /** Cache folder ("core/os/x86_64") → package name → when a client last fetched it (ms since the epoch). */
+  folders: z.record(z.string(), z.record(z.string(), z.number())),
+});
+
+/** A package a client fetched: its cache folder, its name and when (milliseconds). */
+export interface UsedPackage {
+  folder: string;
+  name: string;
+  lastFetched: number;
+}
+
+/** The fetches of packages by clients, by cache folder and package name. */
+export class PackageUsage {
+  #path: string;
+  #now: () => number;
+  #folders = new Map<string, Map<string, number>>();
+  #dirty = false;
+  #saving: Promise<void> | undefined;
+
+  /**
+   * @param cacheRoot The cache directory; the record is {@linkcode USAGE_FILE} inside it.
+   * @param options `now`: the clock in milliseconds.
+   */
+  constructor(cacheRoot: string, options: { now: () => number }) {
+    this.#path = join(cacheRoot, USAGE_FILE);
+    this.#now = options.now;
+  }
+
+  /** Reads the saved record, if any; an unreadable one is logged and started afresh. */
+  async load(): Promise<void> {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(this.#path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) {
+        log.warn("Cannot read {path}; package usage starts empty: {error}", {
+          path: this.#path,
+          error: describeError(error),
+        });
+      }
+      return;
+    }
+    const parsed = usageFileSchema.safeParse(safeJson(text));
+    if (!parsed.success) {
+      log.warn("{path} is not a package usage record; it starts empty and will be rewritten", {
+        path: this.#path,
+      });
+      return;
+    }
+    for (const [folder, names] of Object.entries(parsed.data.folders)) {
+      const known = this.#folderMap(folder);
+      for (const [name, time] of Object.entries(names)) known.set(name, Math.max(known.get(name) ?? 0, time));
+    }
+  }
+
+  /**
+   * Notes that a client fetched a package now, and saves the record soon.
+   *
+   * @param folder The package's cache folder, "/"-separated, e.g. `core/os/x86_64`.
+   * @param name The package name, e.g. `zstd`.
+   */
+  recordFetch(folder: string, name: string): void {
+    this.#folderMap(folder).set(name, this.#now());
+    this.#dirty = true;
+    this.#saving ??= this.#saveLoop();
+  }
+
+  /** The folders any client fetched packages from. */
+  folders(): string[] {
+    return [...this.#folders.keys()].sort();
+  }
+
+  /** Packages fetched at or after `since` (milliseconds), by folder and name. */
+  fetchedSince(since: number): UsedPackage[] {
+    const used: UsedPackage[] = [];
+    for (const [folder, names] of this.#folders) {
+      for (const [name, lastFetched] of names) {
+        if (lastFetched >= since) used.push({ folder, name, lastFetched });
+      }
+    }
+    return used.sort((a, b) => a.folder.localeCompare(b.folder) || a.name.localeCompare(b.name));
+  }
+
+  /** Resolves when the record on disk has every fetch noted so far. */
+  async flushed(): Promise<void> {
+    while (this.#saving) await this.#saving;
+  }
+
+  #folderMap(folder: string): Map<string, number> {
+    let names = this.#folders.get(folder);
+    if (!names) this.#folders.set(folder, names = new Map());
+    return names;
+  }
+
+  async #saveLoop(): Promise<void> {
+    try {
+      while (this.#dirty) {
+        this.#dirty = false;
+        await this.#save();
+      }
+    } finally {
+      this.#saving = undefined;
+    }
+  }
+
+  async #save(): Promise<void> {
+    const folders: Record<string, Record<string, number>> = {};
+    for (const [folder, names] of this.#folders) folders[folder] = Object.fromEntries(names);
+    const temporary = `${this.#path}.tmp`;
+    try {
+      await Deno.mkdir(dirname(this.#path), { recursive: true });
+      await Deno.writeTextFile(temporary, JSON.stringify({ version: 1, folders }));
+      await Deno.rename(temporary, this.#path);
+    } catch (error) {
+      log.warn("Cannot save the package usage record {path}; prefetch still works until a restart: {error}", {
+        path: this.#path,
+        error: describeError(error),
+      });
+    }
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

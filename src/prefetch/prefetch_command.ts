@@ -1,0 +1,97 @@
+/**
+ * `flexo prefetch [--dry-run]`: one prefetch pass now. When a proxy answers on the configured listen address,
+ * it runs the pass (POST /prefetch), so its downloads are shared with its clients; otherwise the pass runs in
+ * this process on the cache directory.
+ *
+ * @module
+ */
+
+import { createApp } from "../app/app.ts";
+import type { Config } from "../config/config_schema.ts";
+import { describeError } from "../describe_error.ts";
+import type { PrefetchReport } from "./prefetch_run.ts";
+import { PREFETCH_ROUTE } from "./prefetch_route.ts";
+
+/** Where the pass ran. */
+export type PrefetchCommandResult =
+  | { ranIn: "proxy"; url: string; report: PrefetchReport }
+  | { ranIn: "here"; report: PrefetchReport };
+
+/** The loopback URL of the proxy configured in `config`: a wildcard listen address is asked on loopback. */
+export function proxyUrlOf(config: Config): string {
+  const address = config.listen_ip_address[0];
+  const host = address === "0.0.0.0"
+    ? "127.0.0.1"
+    : address === "::"
+    ? "[::1]"
+    : address.includes(":")
+    ? `[${address}]`
+    : address;
+  return `http://${host}:${config.port}${PREFETCH_ROUTE}`;
+}
+
+/** Runs one pass, in the running proxy when there is one. */
+export async function prefetchOnce(
+  config: Config,
+  options: { dryRun: boolean; fetch?: typeof fetch },
+): Promise<PrefetchCommandResult> {
+  const doFetch = options.fetch ?? fetch;
+  const url = proxyUrlOf(config) + (options.dryRun ? "?dry_run=1" : "");
+  let response: Response | undefined;
+  try {
+    response = await doFetch(url, { method: "POST" });
+  } catch {
+    response = undefined; // no proxy running: the pass runs here
+  }
+  if (response) {
+    if (!response.ok) {
+      throw new Error(
+        `The proxy at ${url} refused the prefetch run (${response.status}: ${
+          (await response.text()).trim()
+        }); ` +
+          "run flexo prefetch on the proxy's host, or stop the proxy to run it here",
+      );
+    }
+    return { ranIn: "proxy", url, report: await response.json() as PrefetchReport };
+  }
+  const app = createApp(config);
+  await app.packageIndex.loadAll(config.cache_directory);
+  await app.prefetcher.prepare();
+  const report = await app.prefetcher.run({ dryRun: options.dryRun });
+  await app.downloads.idle();
+  return { ranIn: "here", report };
+}
+
+/** The lines `flexo prefetch` prints for a result. */
+export function describePrefetch(result: PrefetchCommandResult): string[] {
+  const { report } = result;
+  const lines = [
+    result.ranIn === "proxy" ? `Prefetch ran in the proxy at ${result.url}.` : "Prefetch ran here.",
+  ];
+  for (const db of report.databases) {
+    lines.push(`database ${db.path}: ${db.outcome.replace("_", " ")}${db.error ? ` (${db.error})` : ""}`);
+  }
+  const verbs: Record<string, string> = {
+    fetched: "fetched",
+    would_fetch: "would fetch",
+    over_budget: "left for a later run (over max_bytes_per_run)",
+    failed: "failed",
+  };
+  for (const file of report.files) {
+    lines.push(
+      `${verbs[file.outcome]} ${file.path} (${file.bytes} bytes)${file.error ? `: ${file.error}` : ""}`,
+    );
+  }
+  const wanted = report.files.filter((f) => f.outcome === "would_fetch" || f.outcome === "fetched");
+  lines.push(
+    report.dryRun
+      ? `Would fetch ${wanted.length} file(s), ${wanted.reduce((sum, f) => sum + f.bytes, 0)} bytes.`
+      : `Fetched ${wanted.length} file(s), ${report.bytes} bytes.`,
+  );
+  return lines;
+}
+
+/** Text for an error of the command. */
+export function prefetchError(error: unknown): string {
+  return `flexo prefetch: ${describeError(error)}`;
+}

@@ -1,0 +1,52 @@
+/**
+ * The admin route of prefetch, `POST /prefetch[?dry_run=1]`: runs one pass in the running proxy (so that its
+ * downloads are shared with clients) and answers the report as JSON. Only loopback clients may ask.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { ServeInfo } from "../http/client_request.ts";
+import { HttpError } from "../http/http_error.ts";
+import { parsePackageFileName } from "../repo/package_file_name.ts";
+import type { RequestTarget } from "../app/request_path.ts";
+import type { Prefetcher } from "./prefetcher.ts";
+import type { PackageUsage } from "./package_usage.ts";
+
+/** The path of the admin route. */
+export const PREFETCH_ROUTE = "/prefetch";
+
+/** True for 127.0.0.0/8 and ::1 (and IPv4-mapped loopback). */
+function isLoopback(hostname: string): boolean {
+  const bare = hostname.replace(/^\[|\]$/g, "").replace(/^::ffff:/i, "");
+  return bare === "::1" || /^127\.\d+\.\d+\.\d+$/.test(bare);
+}
+
+/** Routes for prefetch; `info` of a request (from the server) tells who asks. */
+export function prefetchRoutes(prefetcher: Prefetcher): Hono {
+  const routes = new Hono();
+  routes.post(PREFETCH_ROUTE, async (c) => {
+    const info = c.env as ServeInfo | undefined;
+    if (info && !isLoopback(info.remoteAddr.hostname)) {
+      throw new HttpError(
+        403,
+        "POST /prefetch is answered on loopback only; run `flexo prefetch` on the proxy's host",
+      );
+    }
+    const dryRun = ["1", "true"].includes(new URL(c.req.url).searchParams.get("dry_run") ?? "");
+    return c.json(await prefetcher.run({ dryRun }));
+  });
+  return routes;
+}
+
+/** Notes a client's successful GET of a package file in the usage record (signatures and HEAD do not count). */
+export function noteClientFetch(
+  usage: PackageUsage,
+  method: string,
+  target: RequestTarget,
+  status: number,
+): void {
+  if (method !== "GET" || target.kind !== "package" || status >= 300) return;
+  const parsed = parsePackageFileName(target.fileName);
+  if (parsed) usage.recordFetch(target.cacheSegments.slice(0, -1).join("/"), parsed.name);
+}

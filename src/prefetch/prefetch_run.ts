@@ -1,0 +1,220 @@
+/**
+ * One prefetch run: revalidate the databases of the repositories the cache serves, then download the newest
+ * version (and its `.sig`) of every package a client fetched recently that is not cached yet, within a byte
+ * budget and a number of parallel downloads. Downloads go through the {@linkcode DownloadManager}, so they are
+ * verified against the databases, failed over, shared with clients asking at the same time, and the app's
+ * completion hook (retention) sees them like any other.
+ *
+ * @module
+ */
+
+import { basename } from "node:path";
+import { getLogger } from "@logtape/logtape";
+import type { CacheStore } from "../cache/cache_store.ts";
+import type { DownloadManager } from "../download/download_manager.ts";
+import { parseRequestPath, type RequestTarget } from "../app/request_path.ts";
+import type { PackageIndex } from "../repo/package_index.ts";
+import type { PackageEntry } from "../repo/repo_db.ts";
+import { vercmp } from "../repo/vercmp.ts";
+import { describeError } from "../describe_error.ts";
+import type { PackageUsage } from "./package_usage.ts";
+
+const log = getLogger(["flexo", "prefetch"]);
+const DAY_MS = 86_400_000;
+
+/** What a run needs from the app. */
+export interface PrefetchDeps {
+  store: CacheStore;
+  downloads: DownloadManager;
+  packageIndex: PackageIndex;
+  usage: PackageUsage;
+  customRepoNames: ReadonlySet<string>;
+  now: () => number;
+}
+
+/** The limits of a run (from the `[prefetch]` table). */
+export interface PrefetchLimits {
+  unaccessed_days: number;
+  max_bytes_per_run: number;
+  max_parallel: number;
+}
+
+/** What happened to one file of a run. */
+export type PrefetchFileOutcome =
+  | "fetched"
+  | "would_fetch"
+  | "over_budget"
+  | "failed";
+
+/** One file a run looked at. */
+export interface PrefetchFile {
+  /** Cache path, "/"-separated, e.g. `core/os/x86_64/tool-0.10-1-x86_64.pkg.tar.zst`. */
+  path: string;
+  outcome: PrefetchFileOutcome;
+  /** Bytes downloaded (fetched), or the size the database announces (otherwise). */
+  bytes: number;
+  /** Why it failed. */
+  error?: string;
+}
+
+/** The outcome of revalidating one database. */
+export interface PrefetchDatabase {
+  path: string;
+  outcome: "updated" | "not_modified" | "failed";
+  error?: string;
+}
+
+/** What one run did. */
+export interface PrefetchReport {
+  dryRun: boolean;
+  startedAt: number;
+  finishedAt: number;
+  databases: PrefetchDatabase[];
+  /** Packages and signatures, in the order they were looked at. */
+  files: PrefetchFile[];
+  /** Bytes downloaded by the run. */
+  bytes: number;
+}
+
+/** Runs one prefetch pass; never throws (failures are in the report). */
+export async function runPrefetch(
+  deps: PrefetchDeps,
+  limits: PrefetchLimits,
+  options: { dryRun?: boolean } = {},
+): Promise<PrefetchReport> {
+  const dryRun = options.dryRun ?? false;
+  const startedAt = deps.now();
+  const databases = await revalidateDatabases(deps);
+  await deps.packageIndex.idle();
+  const wanted = wantedPackages(deps, startedAt - limits.unaccessed_days * DAY_MS);
+  const files: PrefetchFile[] = [];
+  let reserved = 0;
+  let bytes = 0;
+  const queue: { folder: string; entry: PackageEntry }[] = [];
+  for (const item of wanted) {
+    const path = `${item.folder}/${item.entry.fileName}`;
+    if (reserved + item.entry.compressedSize > limits.max_bytes_per_run) {
+      files.push({ path, outcome: "over_budget", bytes: item.entry.compressedSize });
+      continue;
+    }
+    reserved += item.entry.compressedSize;
+    if (dryRun) files.push({ path, outcome: "would_fetch", bytes: item.entry.compressedSize });
+    else queue.push(item);
+  }
+  const worker = async () => {
+    for (let item = queue.shift(); item; item = queue.shift()) {
+      for (const fileName of [item.entry.fileName, `${item.entry.fileName}.sig`]) {
+        const file = await fetchFile(deps, item.folder, fileName);
+        // A missing signature is not worth a line unless it was the package itself.
+        if (file.outcome === "failed" && fileName.endsWith(".sig")) {
+          log.debug("No signature for {path}: {error}", { path: file.path, error: file.error });
+          continue;
+        }
+        files.push(file);
+        if (file.outcome === "fetched") bytes += file.bytes;
+        if (file.outcome === "failed") break;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: limits.max_parallel }, worker));
+  const report = { dryRun, startedAt, finishedAt: deps.now(), databases, files, bytes };
+  log.info("Prefetch run: {databases} databases revalidated, {fetched} files ({bytes} bytes) fetched", {
+    databases: databases.length,
+    fetched: files.filter((f) => f.outcome === "fetched").length,
+    bytes,
+  });
+  return report;
+}
+
+/** Databases to revalidate: those cached, and one per folder clients fetched packages from. */
+async function revalidateDatabases(deps: PrefetchDeps): Promise<PrefetchDatabase[]> {
+  const paths = new Set<string>();
+  for (const folder of deps.packageIndex.folders()) {
+    for (const path of deps.packageIndex.databasesIn(folder)) paths.add(`${folder}/${basename(path)}`);
+  }
+  for (const folder of deps.usage.folders()) {
+    if (deps.packageIndex.databasesIn(folder).length > 0) continue;
+    const name = databaseNameFor(folder);
+    if (name) paths.add(`${folder}/${name}`);
+  }
+  const results: PrefetchDatabase[] = [];
+  for (const path of [...paths].sort()) {
+    const target = targetOf(deps, path);
+    if (!target) continue;
+    const cached = deps.store.statComplete(target.cacheSegments);
+    try {
+      const download = deps.downloads.obtain(target, { ifModifiedSince: cached?.mtime.getTime() });
+      await download.finished;
+      const outcome = download.state === "complete"
+        ? "updated"
+        : download.state === "not_modified"
+        ? "not_modified"
+        : "failed";
+      results.push({ path, outcome, ...(outcome === "failed" ? { error: "no mirror delivered it" } : {}) });
+    } catch (error) {
+      results.push({ path, outcome: "failed", error: describeError(error) });
+    }
+  }
+  return results;
+}
+
+/** The database of a folder: `core.db` for `core/os/x86_64`, `NAME.db` for `custom_repo/X/NAME/ARCH`. */
+function databaseNameFor(folder: string): string | undefined {
+  const segments = folder.split("/");
+  if (segments[0] === "custom_repo") return segments.length >= 4 ? `${segments.at(-2)}.db` : undefined;
+  return segments.length === 3 && segments[1] === "os" ? `${segments[0]}.db` : undefined;
+}
+
+/** The newest version of each recently fetched package, when it is not in the cache yet. */
+function wantedPackages(deps: PrefetchDeps, since: number): { folder: string; entry: PackageEntry }[] {
+  const byFolder = new Map<string, Set<string>>();
+  for (const used of deps.usage.fetchedSince(since)) {
+    let names = byFolder.get(used.folder);
+    if (!names) byFolder.set(used.folder, names = new Set());
+    names.add(used.name);
+  }
+  const wanted: { folder: string; entry: PackageEntry }[] = [];
+  for (const [folder, names] of byFolder) {
+    const newest = new Map<string, PackageEntry>();
+    for (const entry of deps.packageIndex.entriesIn(folder)) {
+      if (!names.has(entry.name)) continue;
+      const current = newest.get(entry.name);
+      if (!current || vercmp(entry.version, current.version) > 0) newest.set(entry.name, entry);
+    }
+    for (const entry of newest.values()) {
+      if (!deps.store.statComplete([...folder.split("/"), entry.fileName])) wanted.push({ folder, entry });
+    }
+  }
+  return wanted;
+}
+
+/** Downloads one file through the download manager (joining a running download of it). */
+async function fetchFile(deps: PrefetchDeps, folder: string, fileName: string): Promise<PrefetchFile> {
+  const path = `${folder}/${fileName}`;
+  const target = targetOf(deps, path);
+  if (!target) return { path, outcome: "failed", bytes: 0, error: "not a cacheable path" };
+  if (deps.store.statComplete(target.cacheSegments)) return { path, outcome: "fetched", bytes: 0 };
+  try {
+    const download = deps.downloads.obtain(target);
+    await download.finished;
+    if (download.state !== "complete") {
+      return { path, outcome: "failed", bytes: 0, error: "no mirror delivered it" };
+    }
+    const size = (await Deno.stat(download.finalPath)).size;
+    return { path, outcome: "fetched", bytes: size };
+  } catch (error) {
+    return { path, outcome: "failed", bytes: 0, error: describeError(error) };
+  }
+}
+
+/** The request target of a cache path, or undefined when it is not one flexo would cache. */
+function targetOf(deps: PrefetchDeps, path: string): RequestTarget | undefined {
+  try {
+    const raw = "/" + path.split("/").map(encodeURIComponent).join("/");
+    const target = parseRequestPath(raw, { customRepoNames: deps.customRepoNames });
+    return target.kind === "other" ? undefined : target;
+  } catch (error) {
+    log.warn("Prefetch skips {path}: {error}", { path, error: describeError(error) });
+    return undefined;
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Prefetch as a service of the running proxy: runs a pass every `interval` when enabled, or when asked
+ * (`flexo prefetch`, POST /prefetch), one pass at a time, and keeps the counters for `/status` and `/metrics`.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { PrefetchConfig } from "../config/config_schema.ts";
+import { parseDuration } from "../config/units.ts";
+import { describeError } from "../describe_error.ts";
+import { type PrefetchDeps, type PrefetchReport, runPrefetch } from "./prefetch_run.ts";
+
+const log = getLogger(["flexo", "prefetch"]);
+
+/** Timers a {@linkcode Prefetcher} schedules runs with; tests pass fake ones. */
+export interface PrefetchTimers {
+  setTimer?: (callback: () => void, ms: number) => unknown;
+  clearTimer?: (timer: unknown) => void;
+}
+
+/** What prefetch did since the proxy started, for the status page and metrics. */
+export interface PrefetchStatus {
+  enabled: boolean;
+  running: boolean;
+  runs: number;
+  /** Files downloaded by runs (packages and signatures). */
+  files: number;
+  /** Bytes downloaded by runs. */
+  bytes: number;
+  /** When the last run ended (ms), if any. */
+  lastRunAt?: number;
+  /** Files the last run fetched, as cache paths. */
+  lastFetched: string[];
+  /** When the next scheduled run starts (ms), if one is scheduled. */
+  nextRunAt?: number;
+}
+
+/** Runs prefetch passes, on a schedule and on request. */
+export class Prefetcher {
+  #deps: PrefetchDeps;
+  #config: PrefetchConfig;
+  #setTimer: (callback: () => void, ms: number) => unknown;
+  #clearTimer: (timer: unknown) => void;
+  #timer: unknown;
+  #running: Promise<PrefetchReport> | undefined;
+  #status: PrefetchStatus;
+
+  /** @param deps What a run needs. @param config The `[prefetch]` table. */
+  constructor(deps: PrefetchDeps, config: PrefetchConfig, timers: PrefetchTimers = {}) {
+    this.#deps = deps;
+    this.#config = config;
+    this.#setTimer = timers.setTimer ?? setTimeout;
+    this.#clearTimer = timers.clearTimer ?? ((timer) => clearTimeout(timer as number));
+    this.#status = { enabled: config.enabled, running: false, runs: 0, files: 0, bytes: 0, lastFetched: [] };
+  }
+
+  /**
+   * Reads the saved usage record and schedules runs every `interval` when prefetch is enabled, the first one
+   * after one interval.
+   */
+  async start(): Promise<void> {
+    await this.prepare();
+    if (this.#config.enabled) this.#schedule();
+  }
+
+  /** Reads the saved usage record (for a run without a schedule, as `flexo prefetch` makes). */
+  prepare(): Promise<void> {
+    return this.#deps.usage.load();
+  }
+
+  /** Cancels the next scheduled run (a running one ends on its own). */
+  stop(): void {
+    if (this.#timer !== undefined) this.#clearTimer(this.#timer);
+    this.#timer = undefined;
+    this.#status.nextRunAt = undefined;
+  }
+
+  /** The counters and times so far. */
+  status(): PrefetchStatus {
+    return { ...this.#status, lastFetched: [...this.#status.lastFetched] };
+  }
+
+  /**
+   * Runs a pass now, or joins the one running (a dry run waits for it, then looks without downloading).
+   * A dry run is not counted.
+   */
+  async run(options: { dryRun?: boolean } = {}): Promise<PrefetchReport> {
+    while (this.#running) await this.#running.catch(() => undefined);
+    if (options.dryRun) return runPrefetch(this.#deps, this.#config, { dryRun: true });
+    const running = this.#running = runPrefetch(this.#deps, this.#config);
+    this.#status.running = true;
+    try {
+      const report = await running;
+      const fetched = report.files.filter((file) => file.outcome === "fetched" && file.bytes > 0);
+      this.#status.runs++;
+      this.#status.files += fetched.length;
+      this.#status.bytes += report.bytes;
+      this.#status.lastRunAt = report.finishedAt;
+      this.#status.lastFetched = fetched.map((file) => file.path);
+      return report;
+    } finally {
+      this.#running = undefined;
+      this.#status.running = false;
+    }
+  }
+
+  #schedule(): void {
+    const interval = parseDuration(this.#config.interval);
+    this.#status.nextRunAt = this.#deps.now() + interval;
+    this.#timer = this.#setTimer(() => {
+      this.#timer = undefined;
+      this.run().catch((error) => log.error("Prefetch run failed: {error}", { error: describeError(error) }))
+        .finally(() => {
+          if (this.#timer === undefined && this.#status.nextRunAt !== undefined) this.#schedule();
+        });
+    }, interval);
+  }
+}
