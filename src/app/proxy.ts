@@ -14,7 +14,13 @@ import type { RequestTarget } from "./request_path.ts";
 import { contentTypeFor, ORIGIN_HEADER, serveCachedFile, type Served, serveDownload } from "./responses.ts";
 import { FailureTally } from "../download/failover.ts";
 import { serveDatabaseOrStale, serveOffline, type StaleContext } from "./stale.ts";
-import { askMirror, type TransferDeps, type TransferLimits } from "../download/transfer.ts";
+import {
+  askMirror,
+  type MirrorAnswer,
+  type TransferDeps,
+  type TransferLimits,
+} from "../download/transfer.ts";
+import { hedgeDelayMs, raceHeads } from "../download/hedge.ts";
 
 /** How a request was answered, for the request log and the statistics. */
 export type RequestResult =
@@ -129,41 +135,47 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
   const plan = pool.plan(purposeOf(target.kind)).slice(0, 4);
   if (plan.length === 0) throw new HttpError(502, "No upstream mirror is configured");
   const tally = new FailureTally(pool);
-  for (const mirror of plan) {
-    const headers = new Headers();
-    const range = req.headers.get("range");
-    if (range) {
-      headers.set("Range", range);
-      // Without it, a mirror with a newer version would send a range of that one: a splice of two versions.
-      const ifRange = req.headers.get("if-range");
-      if (ifRange) headers.set("If-Range", ifRange);
-    }
-    const abort = new AbortController();
-    const method = req.method === "HEAD" ? "HEAD" : "GET";
-    const answer = await askMirror(mirror + target.upstreamPath, { method, headers, abort }, {
-      deps: ctx.deps,
-      limits: ctx.limits,
+  let notFound = 0;
+  let answer: MirrorAnswer | undefined;
+  pool.hedgeBudget.earn();
+  for (let next = 0, hedgeLeft = true; next < plan.length && answer === undefined;) {
+    const race = await raceHeads<MirrorAnswer>({
+      first: plan[next],
+      second: hedgeLeft ? plan[next + 1] : undefined,
+      start: (mirror) => askPassThrough(req, mirror + target.upstreamPath, ctx),
+      // The client's own Range outside the file (416) is the answer, not a mirror failure.
+      judge: (_mirror, head) =>
+        head.type === "response" || head.type === "unsatisfiable" ? "answer" : "refusal",
+      delayMs: hedgeDelayMs(pool, plan[next]),
+      spend: () => pool.hedgeBudget.spend(),
+      now: ctx.deps.now,
+      timers: ctx.deps.timers,
+      onHead: (mirror, head, ms) => head.type !== "failed" && pool.recordTtfb(mirror, ms),
     });
-    if (answer.type === "not_found") {
-      tally.notFound(mirror);
-      // A repository without signatures for its database: pacman must hear 404 at once, not after every mirror.
-      if (target.kind === "database_signature") break;
-      continue;
+    next += race.hedged ? 2 : 1;
+    if (race.hedged) hedgeLeft = false;
+    for (const { mirror, waitedMs, late } of race.abandoned) {
+      if (late) pool.recordFailure(mirror, `sent no response head within ${waitedMs} ms (hedged)`);
     }
-    if (answer.type === "unsatisfiable") {
-      // The client's own Range is outside the file: that is the answer, not a mirror failure.
-      throw new HttpError(416, `The requested range is outside ${target.fileName}`, {
-        headers: answer.contentRange ? { "Content-Range": answer.contentRange } : {},
-      });
+    for (const { mirror, head } of race.refused) {
+      if (head.type === "not_found") {
+        notFound++;
+        tally.notFound(mirror);
+      } else if (head.type === "failed") {
+        tally.failed(mirror, head.message, { timeout: head.timeout, unreachable: !head.answered });
+      } else {
+        tally.failed(mirror, "answered 304 unasked");
+      }
     }
-    if (answer.type === "failed") {
-      tally.failed(mirror, answer.message, { timeout: answer.timeout, unreachable: !answer.answered });
-      continue;
-    }
-    if (answer.type === "not_modified") {
-      tally.failed(mirror, "answered 304 unasked");
-      continue;
-    }
+    answer = race.winner?.head;
+    if (answer === undefined && notFound > 0 && target.kind === "database_signature") break;
+  }
+  if (answer?.type === "unsatisfiable") {
+    throw new HttpError(416, `The requested range is outside ${target.fileName}`, {
+      headers: answer.contentRange ? { "Content-Range": answer.contentRange } : {},
+    });
+  }
+  if (answer?.type === "response") {
     const upstream = answer.response;
     const out = new Headers({ [ORIGIN_HEADER]: "RemoteMirror" });
     for (
@@ -192,4 +204,24 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
     };
   }
   throw tally.finalError(target.upstreamPath);
+}
+
+/** Asks one mirror for a pass-through file, forwarding the client's Range; `cancel` aborts it. */
+function askPassThrough(
+  req: Request,
+  url: string,
+  ctx: ProxyContext,
+): { head: Promise<MirrorAnswer>; cancel: () => void } {
+  const headers = new Headers();
+  const range = req.headers.get("range");
+  if (range) {
+    headers.set("Range", range);
+    // Without it, a mirror with a newer version would send a range of that one: a splice of two versions.
+    const ifRange = req.headers.get("if-range");
+    if (ifRange) headers.set("If-Range", ifRange);
+  }
+  const abort = new AbortController();
+  const method = req.method === "HEAD" ? "HEAD" : "GET";
+  const head = askMirror(url, { method, headers, abort }, { deps: ctx.deps, limits: ctx.limits });
+  return { head, cancel: () => abort.abort(new Error("another mirror answered first")) };
 }

@@ -18,7 +18,9 @@ import type { MirrorPool } from "../mirrors/mirrors.ts";
 import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
-import { afterRefusal, type FailoverStep, FailureTally, MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
+import { afterLosers, type FailoverStep, FailureTally, MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
+import { isDiskFull, writeAll, writeAllSync } from "./file_writes.ts";
+import { type HedgeRace, raceAttempts } from "./hedge.ts";
 
 export { MAX_FILE_SIZE } from "./partial_resume.ts";
 export { MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
@@ -53,6 +55,11 @@ export interface DownloadOptions {
    * their answer) may still be removing its partial file, which this one must not have created yet.
    */
   after?: Promise<unknown>;
+  /**
+   * Whether a mirror is known to lag: its 304 counts as "unchanged" only when no better mirror answers in the
+   * same race. None known when absent.
+   */
+  isLagging?: (mirror: string) => boolean;
 }
 
 /** What the first usable mirror answered. */
@@ -280,9 +287,12 @@ export class Download {
     this.#file = undefined;
   }
 
-  /** Asks the mirrors of the plan in turn until one delivers the file or the order cannot succeed. */
+  /**
+   * Asks the mirrors of the plan in turn until one delivers the file or the order cannot succeed. A mirror
+   * late with its head is hedged once per order: the next mirror is asked too (`hedge.ts`).
+   */
   async #failover(): Promise<void> {
-    const { rules, store, segments, upstreamPath } = this.#options;
+    const { rules, store, segments, upstreamPath, mirrors } = this.#options;
     const plan = this.#options.plan().slice(0, MAX_ATTEMPTS);
     if (plan.length === 0) {
       throw new HttpError(
@@ -291,13 +301,27 @@ export class Download {
       );
     }
     const tally = new FailureTally(this.#options.mirrors);
-    for (let i = 0; i < plan.length; i++) {
-      const attempt = new Attempt(plan[i], this.#options);
+    const resume = {
+      resumeAcrossMirrors: rules.resumeAcrossMirrors,
+      ifModifiedSince: this.#options.ifModifiedSince,
+    };
+    mirrors.hedgeBudget.earn();
+    let hedgeLeft = true;
+    for (let next = 0; next < plan.length;) {
+      const { race, attempts } = await raceAttempts(plan[next], hedgeLeft ? plan[next + 1] : undefined, {
+        attempt: this.#options,
+        headers: requestHeaders(this.written, this.#meta, resume),
+        progress: { written: this.written, total: this.total },
+        accept: { meta: this.#meta, resumeAcrossMirrors: rules.resumeAcrossMirrors, expect: this.#expect },
+        isLagging: this.#options.isLagging,
+      });
+      next += race.hedged ? 2 : 1;
+      if (race.hedged) hedgeLeft = false;
       let step: FailoverStep;
       try {
-        step = await this.#runAttempt(attempt, tally, () => i < plan.length - 1);
+        step = await this.#afterRace(race, attempts, tally, () => next < plan.length);
       } finally {
-        attempt.close();
+        for (const attempt of attempts.values()) attempt.close();
       }
       if (step === "done") return;
       if (step === "give_up") break;
@@ -310,27 +334,21 @@ export class Download {
     throw tally.finalError(upstreamPath);
   }
 
-  /** One job: asks its mirror, and hands each outcome to its handler. */
-  async #runAttempt(attempt: Attempt, tally: FailureTally, canSwitch: () => boolean): Promise<FailoverStep> {
+  /** Hands each head of a race to its handler, and stores the winner's body. */
+  async #afterRace(
+    race: HedgeRace<AttemptHead>,
+    attempts: Map<string, Attempt>,
+    tally: FailureTally,
+    canSwitch: () => boolean,
+  ): Promise<FailoverStep> {
     const { rules, upstreamPath } = this.#options;
-    const mirror = attempt.mirror;
-    const resume = {
-      resumeAcrossMirrors: rules.resumeAcrossMirrors,
-      ifModifiedSince: this.#options.ifModifiedSince,
-    };
-    const head = await attempt.ask(
-      requestHeaders(this.written, this.#meta, resume),
-      { written: this.written, total: this.total },
-      { meta: this.#meta, resumeAcrossMirrors: rules.resumeAcrossMirrors, expect: this.#expect },
-    );
-    switch (head.type) {
-      case "accepted":
-        return await this.#onAccepted(attempt, head, tally, canSwitch);
-      case "not_modified":
-        return await this.#onNotModified(mirror, tally);
-      default:
-        return afterRefusal(head, { mirror, upstreamPath, notFoundIsFinal: rules.notFoundIsFinal, tally });
+    const step = afterLosers(race, { upstreamPath, notFoundIsFinal: rules.notFoundIsFinal, tally });
+    const winner = race.winner;
+    if (winner?.head.type === "accepted") {
+      return await this.#onAccepted(attempts.get(winner.mirror)!, winner.head, tally, canSwitch);
     }
+    if (winner?.head.type === "not_modified") return await this.#onNotModified(winner.mirror, tally);
+    return step;
   }
 
   async #onNotModified(mirror: string, tally: FailureTally): Promise<FailoverStep> {
@@ -474,20 +492,4 @@ export class Download {
     this.#options.onIntegrityFailure?.(this, reason);
     throw new HttpError(502, reason);
   }
-}
-
-/** True for the errors of a file system that has no space (or quota) left. */
-function isDiskFull(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === "ENOSPC" || code === "EDQUOT";
-}
-
-async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.byteLength) offset += await file.write(chunk.subarray(offset));
-}
-
-function writeAllSync(file: Deno.FsFile, chunk: Uint8Array): void {
-  let offset = 0;
-  while (offset < chunk.byteLength) offset += file.writeSync(chunk.subarray(offset));
 }

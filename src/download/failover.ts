@@ -12,6 +12,7 @@ import { getLogger } from "@logtape/logtape";
 import { HttpError } from "../http/http_error.ts";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
 import type { AttemptHead } from "./attempt.ts";
+import type { HedgeRace } from "./hedge.ts";
 
 const log = getLogger(["flexo", "download"]);
 
@@ -126,4 +127,27 @@ export function afterRefusal(
       });
       throw new HttpError(502, head.reason);
   }
+}
+
+/**
+ * The mirrors of a race that brought no body: each one cancelled before its head is a timeout, each refusal
+ * goes to {@linkcode afterRefusal}; "give_up" when one of them says so (used only when no mirror won).
+ */
+export function afterLosers(
+  race: HedgeRace<AttemptHead>,
+  context: { upstreamPath: string; notFoundIsFinal: boolean; tally: FailureTally },
+): FailoverStep {
+  const { upstreamPath: path, tally } = context;
+  for (const { mirror, waitedMs, late } of race.abandoned) {
+    if (!late) continue; // a hedge that lost to the mirror it was for: no fault
+    const message = `sent no response head within ${waitedMs} ms while another mirror answered (hedged)`;
+    log.warn("{mirror} is late for {path}: {message}", { mirror, path, message });
+    tally.failed(mirror, message, { timeout: true });
+  }
+  let step: FailoverStep = "next_mirror";
+  for (const { mirror, head } of race.refused) {
+    if (head.type === "accepted" || head.type === "not_modified") continue; // a fallback that lost
+    if (afterRefusal(head, { ...context, mirror }) === "give_up") step = "give_up";
+  }
+  return step;
 }

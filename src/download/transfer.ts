@@ -13,6 +13,8 @@ export interface TransferDeps {
   fetch: typeof fetch;
   /** Clock in milliseconds. */
   now: () => number;
+  /** Timers for hedged requests (`src/download/hedge.ts`); the system's when absent. */
+  timers?: { setTimer: (callback: () => void, ms: number) => unknown; clearTimer: (timer: unknown) => void };
 }
 
 /** Limits for one transfer, from the configuration. */

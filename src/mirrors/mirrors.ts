@@ -8,6 +8,8 @@
  * @module
  */
 
+import { HedgeBudget, TtfbSamples } from "./hedge_measures.ts";
+
 /** What a download is for; it decides how mirrors are ordered. */
 export type OrderPurpose = "database" | "package" | "other";
 
@@ -65,6 +67,9 @@ export class MirrorPool {
   #spreadOver: number;
   #onPrimaryChange?: (url: string | undefined, source: string) => void;
   #source = "none";
+  readonly #ttfb = new Map<string, TtfbSamples>();
+  /** The budget of hedged requests to the mirrors of this pool (see `src/download/hedge.ts`). */
+  readonly hedgeBudget: HedgeBudget = new HedgeBudget();
 
   /** Creates an empty pool; call {@linkcode MirrorPool.setMirrors} to fill it. */
   constructor(options: MirrorPoolOptions = {}) {
@@ -164,6 +169,19 @@ export class MirrorPool {
     if (measured.ttfbMs !== undefined) {
       m.ttfbMs = m.ttfbMs === undefined ? measured.ttfbMs : ewma(m.ttfbMs, measured.ttfbMs);
     }
+  }
+
+  /** Records one time to a response head from `url` (any answer but an error), for its p95. */
+  recordTtfb(url: string, ms: number): void {
+    if (!this.#find(url)) return;
+    let samples = this.#ttfb.get(url);
+    if (!samples) this.#ttfb.set(url, samples = new TtfbSamples());
+    samples.add(ms);
+  }
+
+  /** The 95th percentile of the recent times to a response head of `url`; undefined before any. */
+  ttfbP95(url: string): number | undefined {
+    return this.#ttfb.get(url)?.p95();
   }
 
   /** Records bytes received from a mirror whose transfer did not complete (for the byte counters). */

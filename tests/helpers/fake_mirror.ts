@@ -26,6 +26,8 @@ export interface FaultOptions {
   match?: string | RegExp;
   /** Apply the rule to only this many matching requests, then behave normally. */
   times?: number;
+  /** Read the request and never answer (a silent mirror that accepted the connection), until the client leaves. */
+  silent?: boolean;
   /** Wait this long before sending the response headers. */
   delayMs?: number;
   /** Throttle the body to this many bytes per second. */
@@ -171,6 +173,11 @@ export function startFakeMirror(rootDir: string, options: FaultOptions = {}): Pr
         mirror.onRequest?.(recorded);
         const rule = ruleFor(path ?? request.target);
         const keepAlive = wantsKeepAlive(request) && !rule.omitContentLength;
+        if (rule.silent) {
+          // Holds the connection until the client closes it (the read ends) or the mirror closes.
+          await Promise.race([reader.next().catch(() => null), sleep(2 ** 31 - 1, closing.signal)]);
+          return;
+        }
         if (rule.delayMs) await sleep(rule.delayMs, closing.signal);
         const response = await respond(rootDir, request, path, rule);
         const headOnly = request.method === "HEAD";
