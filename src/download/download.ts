@@ -19,6 +19,8 @@ import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
 import { afterRefusal, type FailoverStep, FailureTally, MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
+import { type ContentCheck, failedCheck } from "./content_check.ts";
+import { isDiskFull, writeAll, writeAllSync } from "./disk_writes.ts";
 
 export { MAX_FILE_SIZE } from "./partial_resume.ts";
 export { MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
@@ -46,6 +48,8 @@ export interface DownloadOptions {
    * awaited before the first request upstream (the database may still be being read).
    */
   expect?: ExpectedFile | Promise<ExpectedFile | undefined>;
+  /** Checks the complete file's content before its release (databases must parse); treated like `expect`. */
+  check?: ContentCheck;
   /** Called when a download was discarded because it did not match `expect`. */
   onIntegrityFailure?: (download: Download, reason: string) => void;
   /**
@@ -461,11 +465,14 @@ export class Download {
     this.#end("complete");
   }
 
-  /** Throws (after discarding the file and blaming its mirrors) when it does not match the database. */
+  /** Throws (after discarding the file and blaming its mirrors) when it does not match the database or check. */
   async #verify(): Promise<void> {
-    const reason = this.#integrity?.mismatch(this.written, this.#options.upstreamPath);
+    const { upstreamPath, check } = this.#options;
+    const file = { path: this.partialPath, length: this.written, upstreamPath, mirror: this.#meta.mirror };
+    const mismatch = this.#integrity?.mismatch(this.written, upstreamPath);
+    const reason = mismatch ?? (check && await failedCheck(check, file));
     if (reason === undefined) return;
-    for (const mirror of this.#integrity!.contributors) {
+    for (const mirror of mismatch ? this.#integrity!.contributors : [file.mirror ?? "upstream"]) {
       this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
     }
     this.#closeFile();
@@ -474,20 +481,4 @@ export class Download {
     this.#options.onIntegrityFailure?.(this, reason);
     throw new HttpError(502, reason);
   }
-}
-
-/** True for the errors of a file system that has no space (or quota) left. */
-function isDiskFull(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === "ENOSPC" || code === "EDQUOT";
-}
-
-async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.byteLength) offset += await file.write(chunk.subarray(offset));
-}
-
-function writeAllSync(file: Deno.FsFile, chunk: Uint8Array): void {
-  let offset = 0;
-  while (offset < chunk.byteLength) offset += file.writeSync(chunk.subarray(offset));
 }
