@@ -20,6 +20,7 @@ import type { TransferDeps, TransferLimits } from "./transfer.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
 import { afterRefusal, type FailoverStep, FailureTally, MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
 import { type ContentCheck, failedCheck } from "./content_check.ts";
+import { olderSnapshot, refuseOlderSnapshot } from "./snapshot_order.ts";
 import { isDiskFull, writeAll, writeAllSync } from "./disk_writes.ts";
 
 export { MAX_FILE_SIZE } from "./partial_resume.ts";
@@ -306,6 +307,11 @@ export class Download {
       if (step === "done") return;
       if (step === "give_up") break;
     }
+    // No mirror has a snapshot as new as the cached one: the cached file is the answer.
+    if (tally.lagged && !this.#headSettled) {
+      await this.#onNotModified(tally.lagged, tally);
+      return;
+    }
     // Every mirror failed: do not blame any of them (the file or our own network is the likelier cause).
     if (!rules.keepPartialOnFailure || this.written === 0) {
       this.#closeFile();
@@ -328,8 +334,13 @@ export class Download {
       { meta: this.#meta, resumeAcrossMirrors: rules.resumeAcrossMirrors, expect: this.#expect },
     );
     switch (head.type) {
-      case "accepted":
+      case "accepted": {
+        const older = olderSnapshot(head, this.#options.ifModifiedSince);
+        if (older !== undefined) {
+          return await refuseOlderSnapshot(head, { mirror, reason: older, tally, ...this.#options });
+        }
         return await this.#onAccepted(attempt, head, tally, canSwitch);
+      }
       case "not_modified":
         return await this.#onNotModified(mirror, tally);
       default:

@@ -34,6 +34,20 @@ export class FailureTally {
   readonly #failures: { mirror: string; reason: string }[] = [];
   #notFound = 0;
   #timeouts = 0;
+  #lagged?: string;
+
+  /**
+   * A mirror that sent a file older than the cached copy (not stored; the pool marks it lagging). Not a
+   * failure: with no newer snapshot anywhere, the cached copy is the answer.
+   */
+  lagging(mirror: string): void {
+    this.#lagged ??= mirror;
+  }
+
+  /** The first mirror that sent an older snapshot, if any did. */
+  get lagged(): string | undefined {
+    return this.#lagged;
+  }
 
   /** A mirror that does not have the file (not its fault). */
   notFound(): void {

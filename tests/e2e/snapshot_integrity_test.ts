@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { addPackages, assertToolsAvailable, makeRepo, sha256File } from "../helpers/make_repo.ts";
+import { makePacmanRoot, runPacman } from "../helpers/pacman.ts";
 import { startTestProxy } from "../helpers/proxy_server.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 
@@ -21,6 +22,10 @@ async function readBody(response: Response): Promise<{ bytes?: Uint8Array; error
   } catch (error) {
     return { error };
   }
+}
+
+function assertPacmanOk(result: { code: number; stdout: string; stderr: string }): void {
+  assertEquals(result.code, 0, `pacman failed:\n${result.stdout}\n${result.stderr}`);
 }
 
 Deno.test("a corrupt database is cut off, never committed, blamed on its mirror, and the next request fails over", async () => {
@@ -93,5 +98,52 @@ Deno.test("a corrupt package is never committed and the next request gets it fro
     await proxy.app.downloads.idle();
     assertEquals(await sha256File(join(proxy.dir, path)), pkg.sha256);
     assertEquals(b.countRequests(pkg.fileName), 1);
+  });
+});
+
+Deno.test("pacman -Syw still gets tool 0.10-1 from the cache when only a mirror with an older snapshot answers", async () => {
+  await withTempDir(async (dir) => {
+    // Mirror B lags: its snapshot (tool 0.9-1) is an hour older than A's (tool 0.10-1).
+    const old = await makeRepo(join(dir, "b"), {
+      repo: "flexotest",
+      packages: [{ name: "tool", version: "0.9-1" }],
+    });
+    const current = await makeRepo(join(dir, "a"), {
+      repo: "flexotest",
+      packages: [{ name: "tool", version: "0.10-1" }],
+    });
+    const now = Date.now() / 1000;
+    for (const [repo, time] of [[old, now - 3600], [current, now - 60]] as const) {
+      await Deno.utime(join(repo.osDir, `flexotest.db.${repo.dbExtension}`), time, time);
+    }
+    const a = await startFakeMirror(current.dir);
+    // nginx's default (if_modified_since exact) sends an older file with 200 to an If-Modified-Since.
+    await using b = await startFakeMirror(old.dir, { modifiedSinceExact: true });
+    await using proxy = await startTestProxy({ mirrors: [a.url, b.url] });
+    const serverUrl = `${proxy.url}/$repo/os/$arch`;
+    {
+      await using root = await makePacmanRoot({ serverUrl, repos: ["flexotest"] });
+      assertPacmanOk(await runPacman(root, ["-Syw", "tool"]));
+    }
+    await proxy.app.downloads.idle();
+    const cached = await Deno.readFile(join(proxy.dir, DB));
+    const lastModified = (await fetch(proxy.url + DB, { method: "HEAD" })).headers.get("last-modified")!;
+    await a.close(); // only the lagging mirror answers from now on
+
+    await using fresh = await makePacmanRoot({ serverUrl, repos: ["flexotest"] });
+    assertPacmanOk(await runPacman(fresh, ["-Syw", "tool"]));
+    assertEquals(
+      await sha256File(join(fresh.cacheDir, current.packages[0].fileName)),
+      current.packages[0].sha256,
+      "pacman got tool 0.10-1",
+    );
+    await proxy.app.downloads.idle();
+    assertEquals(await Deno.readFile(join(proxy.dir, DB)), cached, "the older database is not committed");
+    assertEquals(proxy.app.pool.snapshotMark(b.url).type, "lagging");
+    assert(b.countRequests(".db") >= 1, "the lagging mirror was asked");
+
+    const revalidated = await fetch(proxy.url + DB, { headers: { "if-modified-since": lastModified } });
+    assertEquals(revalidated.status, 304, "the cached database is the answer");
+    await revalidated.body?.cancel();
   });
 });
