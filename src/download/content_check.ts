@@ -56,3 +56,46 @@ export async function failedCheck(
   return `${file.upstreamPath} from ${file.mirror ?? "upstream"} ${verdict.reason}; ` +
     "it was discarded, retry to fetch it from another mirror";
 }
+
+/** One copy of a file on one mirror, as its answer's head describes it. */
+export interface CopyOnMirror {
+  upstreamPath: string;
+  mirror?: string;
+  lastModified?: number;
+  total?: number;
+}
+
+/**
+ * The copies that failed their content check, remembered (up to `limit`, oldest forgotten first) so that the
+ * same corrupt copy from the same mirror is refused from its head on, before any byte reaches a client. A copy
+ * without `Last-Modified` cannot be told from a repaired one and is not remembered.
+ */
+export class RejectedCopies {
+  readonly #keys = new Set<string>();
+  readonly #limit: number;
+
+  /** @param limit How many copies to remember. */
+  constructor(limit = 256) {
+    this.#limit = limit;
+  }
+
+  /** Remembers a copy that failed its check. */
+  add(copy: CopyOnMirror): void {
+    const key = keyOf(copy);
+    if (key === undefined) return;
+    this.#keys.delete(key);
+    this.#keys.add(key);
+    if (this.#keys.size > this.#limit) this.#keys.delete(this.#keys.values().next().value!);
+  }
+
+  /** True when this copy failed its check before. */
+  has(copy: CopyOnMirror): boolean {
+    const key = keyOf(copy);
+    return key !== undefined && this.#keys.has(key);
+  }
+}
+
+function keyOf(copy: CopyOnMirror): string | undefined {
+  if (copy.lastModified === undefined || copy.mirror === undefined) return undefined;
+  return JSON.stringify([copy.upstreamPath, copy.mirror, copy.lastModified, copy.total ?? null]);
+}

@@ -19,8 +19,8 @@ import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
 import { afterRefusal, type FailoverStep, FailureTally, MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
-import { type ContentCheck, failedCheck } from "./content_check.ts";
-import { olderSnapshot, refuseOlderSnapshot } from "./snapshot_order.ts";
+import { type ContentCheck, failedCheck, type RejectedCopies } from "./content_check.ts";
+import { refuseNoBetterCopy } from "./snapshot_order.ts";
 import { isDiskFull, writeAll, writeAllSync } from "./disk_writes.ts";
 
 export { MAX_FILE_SIZE } from "./partial_resume.ts";
@@ -51,6 +51,8 @@ export interface DownloadOptions {
   expect?: ExpectedFile | Promise<ExpectedFile | undefined>;
   /** Checks the complete file's content before its release (databases must parse); treated like `expect`. */
   check?: ContentCheck;
+  /** Copies that failed `check` before, refused from their head on; a failed one is added. */
+  rejected?: RejectedCopies;
   /** Called when a download was discarded because it did not match `expect`. */
   onIntegrityFailure?: (download: Download, reason: string) => void;
   /**
@@ -308,8 +310,8 @@ export class Download {
       if (step === "give_up") break;
     }
     // No mirror has a snapshot as new as the cached one: the cached file is the answer.
-    if (tally.lagged && !this.#headSettled) {
-      await this.#onNotModified(tally.lagged, tally);
+    if (tally.noBetterFrom && !this.#headSettled) {
+      await this.#onNotModified(tally.noBetterFrom, tally);
       return;
     }
     // Every mirror failed: do not blame any of them (the file or our own network is the likelier cause).
@@ -335,11 +337,8 @@ export class Download {
     );
     switch (head.type) {
       case "accepted": {
-        const older = olderSnapshot(head, this.#options.ifModifiedSince);
-        if (older !== undefined) {
-          return await refuseOlderSnapshot(head, { mirror, reason: older, tally, ...this.#options });
-        }
-        return await this.#onAccepted(attempt, head, tally, canSwitch);
+        const refused = await refuseNoBetterCopy(head, { ...this.#options, mirror, tally });
+        return refused ?? await this.#onAccepted(attempt, head, tally, canSwitch);
       }
       case "not_modified":
         return await this.#onNotModified(mirror, tally);
@@ -483,6 +482,9 @@ export class Download {
     const mismatch = this.#integrity?.mismatch(this.written, upstreamPath);
     const reason = mismatch ?? (check && await failedCheck(check, file));
     if (reason === undefined) return;
+    if (!mismatch) {
+      this.#options.rejected?.add({ ...file, lastModified: this.#meta.lastModified, total: this.total });
+    }
     for (const mirror of mismatch ? this.#integrity!.contributors : [file.mirror ?? "upstream"]) {
       this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
     }

@@ -34,19 +34,19 @@ export class FailureTally {
   readonly #failures: { mirror: string; reason: string }[] = [];
   #notFound = 0;
   #timeouts = 0;
-  #lagged?: string;
+  #noBetterFrom?: string;
 
   /**
-   * A mirror that sent a file older than the cached copy (not stored; the pool marks it lagging). Not a
-   * failure: with no newer snapshot anywhere, the cached copy is the answer.
+   * A mirror whose copy is no better than the cached one: older (a lagging mirror), or the very copy that failed
+   * its content check before. Not stored; when no mirror has a better one, the cached copy is the answer.
    */
-  lagging(mirror: string): void {
-    this.#lagged ??= mirror;
+  noBetterCopy(mirror: string): void {
+    this.#noBetterFrom ??= mirror;
   }
 
-  /** The first mirror that sent an older snapshot, if any did. */
-  get lagged(): string | undefined {
-    return this.#lagged;
+  /** The first mirror whose copy was no better than the cached one, if any. */
+  get noBetterFrom(): string | undefined {
+    return this.#noBetterFrom;
   }
 
   /** A mirror that does not have the file (not its fault). */

@@ -8,6 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
 import type { FailoverStep, FailureTally } from "./failover.ts";
+import type { RejectedCopies } from "./content_check.ts";
 
 const log = getLogger(["flexo", "download"]);
 
@@ -30,17 +31,36 @@ export function olderSnapshot(
 }
 
 /**
- * Refuses an answer that is an older snapshot than the cached copy: its body is not read, the mirror is marked
- * lagging in the pool and counted in the tally, and the next mirror is asked.
+ * Refuses an answer whose copy is no better than the cached one, before any byte of it is stored: an older
+ * snapshot (the mirror is then marked lagging in the pool) or the copy that failed its content check before
+ * (a failure of the mirror). Either is counted in the tally, and the next mirror is asked.
+ *
+ * @returns "next_mirror" when the answer was refused, undefined when it may be stored.
  */
-export async function refuseOlderSnapshot(
-  head: { response: Response },
-  context: { mirror: string; reason: string; mirrors: MirrorPool; tally: FailureTally },
-): Promise<FailoverStep> {
-  const { mirror, reason } = context;
+export async function refuseNoBetterCopy(
+  head: { response: Response; lastModified?: number; total?: number },
+  context: {
+    mirror: string;
+    upstreamPath: string;
+    ifModifiedSince?: number;
+    rejected?: RejectedCopies;
+    mirrors: MirrorPool;
+    tally: FailureTally;
+  },
+): Promise<FailoverStep | undefined> {
+  const { mirror, upstreamPath: path, tally } = context;
+  const older = olderSnapshot(head, context.ifModifiedSince);
+  const copy = { upstreamPath: path, mirror, lastModified: head.lastModified, total: head.total };
+  if (older === undefined && !context.rejected?.has(copy)) return undefined;
   await head.response.body?.cancel().catch(() => {});
-  context.mirrors.markLagging(mirror, reason);
-  context.tally.lagging(mirror);
-  log.warn("{mirror} {reason}; not stored, marked lagging, asking the next mirror", { mirror, reason });
+  if (older !== undefined) {
+    context.mirrors.markLagging(mirror, older);
+    log.warn("{mirror} {reason} for {path}; not stored, marked lagging", { mirror, reason: older, path });
+  } else {
+    const reason = "sent again the copy that failed its check";
+    tally.failed(mirror, reason);
+    log.warn("{mirror} {reason} for {path}; not stored", { mirror, reason, path });
+  }
+  if (context.ifModifiedSince !== undefined) tally.noBetterCopy(mirror);
   return "next_mirror";
 }

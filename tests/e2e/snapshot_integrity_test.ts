@@ -71,6 +71,48 @@ Deno.test("a corrupt database is cut off, never committed, blamed on its mirror,
   });
 });
 
+Deno.test("when every mirror sends a corrupt database, the cached good one keeps being served", async () => {
+  await withTempDir(async (dir) => {
+    const repo = await makeRepo(join(dir, "mirror"), {
+      repo: "flexotest",
+      packages: [{ name: "tool", version: "0.9-1" }],
+    });
+    await using a = await startFakeMirror(repo.dir);
+    await using b = await startFakeMirror(repo.dir);
+    await using proxy = await startTestProxy({ mirrors: [a.url, b.url] });
+    const first = await fetch(proxy.url + DB);
+    const good = new Uint8Array(await first.arrayBuffer());
+    const lastModified = first.headers.get("last-modified")!;
+    await proxy.app.downloads.idle();
+
+    await addPackages(repo, [{ name: "tool", version: "0.10-1" }]);
+    a.faults = b.faults = { match: ".db", corruptBytes: 8 };
+    for (let i = 0; i < 2; i++) {
+      // Each mirror's corrupt copy is cut off once.
+      const corrupt = await fetch(proxy.url + DB);
+      const body = await readBody(corrupt);
+      assert(
+        body.error !== undefined || body.bytes!.byteLength < Number(corrupt.headers.get("content-length")),
+      );
+      await proxy.app.downloads.idle();
+    }
+    assertEquals(
+      a.countRequests(".db") + b.countRequests(".db"),
+      3,
+      "one good answer and one corrupt per mirror",
+    );
+
+    const served = await fetch(proxy.url + DB);
+    assertEquals(served.status, 200);
+    assertEquals(served.headers.get("flexo-payload-origin"), "Cache");
+    assertEquals(new Uint8Array(await served.arrayBuffer()), good, "the cached good database");
+    const revalidated = await fetch(proxy.url + DB, { headers: { "if-modified-since": lastModified } });
+    assertEquals(revalidated.status, 304);
+    await revalidated.body?.cancel();
+    assertEquals(await Deno.readFile(join(proxy.dir, DB)), good);
+  });
+});
+
 Deno.test("a corrupt package is never committed and the next request gets it from another mirror", async () => {
   await withTempDir(async (dir) => {
     const repo = await makeRepo(join(dir, "mirror"), {
