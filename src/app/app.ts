@@ -163,6 +163,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const customRepoNames = new Set(customPools.keys());
   const startedAt = deps.now();
   const usage = new PackageUsage(store.root, { now: deps.now });
+  // Which packages clients fetch is recorded only for prefetch: it costs a parse and a write per new package.
+  const recordsUsage = config.prefetch.enabled;
   const prefetcher = new Prefetcher(
     { store, downloads, packageIndex, usage, customRepoNames, now: deps.now },
     config.prefetch,
@@ -225,7 +227,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     const target = parseRequestPath(rawPath, { customRepoNames });
     quick.remember(rawPath, target);
     const answer = await serveTarget(req, target, ctx);
-    noteClientFetch(usage, req.method, target, answer.response.status);
+    if (recordsUsage) noteClientFetch(usage, req.method, target, answer.response.status);
     return finish(req, rawPath, answer, { started, info: c.env as ServeInfo | undefined });
   });
   hono.all("*", () => {
@@ -274,7 +276,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     quickAnswer: (head, options) => {
       const answer = quick.forHead(head, options);
       // A repeated hit is a client's fetch too (the answer is a plain GET of a known package file).
-      if (answer) {
+      if (answer && recordsUsage) {
         noteClientFetch(usage, "GET", parseRequestPath(targetPath(head.target), { customRepoNames }), 200);
       }
       return answer;

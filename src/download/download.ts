@@ -21,9 +21,13 @@ import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
 import { afterLosers, type FailoverStep, FailureTally, MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
 import { isDiskFull, writeAll, writeAllSync } from "./file_writes.ts";
 import { type HedgeRace, raceAttempts } from "./hedge.ts";
+import { type ContentCheck, failedCheck, type RejectedCopies } from "./content_check.ts";
+import { refuseNoBetterCopy } from "./snapshot_order.ts";
+import type { DownloadHead, DownloadOutcome, DownloadState } from "./download_states.ts";
 
 export { MAX_FILE_SIZE } from "./partial_resume.ts";
 export { MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
+export type { DownloadHead, DownloadOutcome, DownloadState } from "./download_states.ts";
 
 const log = getLogger(["flexo", "download"]);
 
@@ -48,6 +52,10 @@ export interface DownloadOptions {
    * awaited before the first request upstream (the database may still be being read).
    */
   expect?: ExpectedFile | Promise<ExpectedFile | undefined>;
+  /** Checks the complete file's content before its release (databases must parse); treated like `expect`. */
+  check?: ContentCheck;
+  /** Copies that failed `check` before, refused from their head on; a failed one is added. */
+  rejected?: RejectedCopies;
   /** Called when a download was discarded because it did not match `expect`. */
   onIntegrityFailure?: (download: Download, reason: string) => void;
   /**
@@ -61,32 +69,6 @@ export interface DownloadOptions {
    */
   isLagging?: (mirror: string) => boolean;
 }
-
-/** What the first usable mirror answered. */
-export interface DownloadHead {
-  /** "not_modified" when upstream has nothing newer than `ifModifiedSince`. */
-  status: "ok" | "not_modified";
-  /** Length of the whole file, if upstream announced it. */
-  total?: number;
-  lastModified?: number;
-  contentType?: string;
-  /** The mirror that answered. */
-  mirror?: string;
-}
-
-/** The state of a download, for the status page and the cache: "complete" once the file is committed. */
-export type DownloadState = "starting" | "streaming" | "complete" | "not_modified" | "failed";
-
-/**
- * How a download ended for its clients. "complete" means that every byte was verified (size and SHA-256 as the
- * repository database says, or else the announced length) and may be sent: it comes before the commit to the
- * cache, which a client does not wait for.
- */
-export type DownloadOutcome =
-  | { type: "running" }
-  | { type: "complete" }
-  | { type: "not_modified" }
-  | { type: "failed"; reason: string; error: Error };
 
 type AcceptedHead = Extract<AttemptHead, { type: "accepted" }>;
 
@@ -326,6 +308,11 @@ export class Download {
       if (step === "done") return;
       if (step === "give_up") break;
     }
+    // No mirror has a snapshot as new as the cached one: the cached file is the answer.
+    if (tally.noBetterFrom && !this.#headSettled) {
+      await this.#onNotModified(tally.noBetterFrom, tally);
+      return;
+    }
     // Every mirror failed: each failure counted, but none is penalised (the file or our own network is the likelier cause).
     if (!rules.keepPartialOnFailure || this.written === 0) {
       this.#closeFile();
@@ -345,7 +332,12 @@ export class Download {
     const step = afterLosers(race, { upstreamPath, notFoundIsFinal: rules.notFoundIsFinal, tally });
     const winner = race.winner;
     if (winner?.head.type === "accepted") {
-      return await this.#onAccepted(attempts.get(winner.mirror)!, winner.head, tally, canSwitch);
+      const refused = await refuseNoBetterCopy(winner.head, {
+        ...this.#options,
+        mirror: winner.mirror,
+        tally,
+      });
+      return refused ?? await this.#onAccepted(attempts.get(winner.mirror)!, winner.head, tally, canSwitch);
     }
     if (winner?.head.type === "not_modified") return await this.#onNotModified(winner.mirror, tally);
     return step;
@@ -479,11 +471,17 @@ export class Download {
     this.#end("complete");
   }
 
-  /** Throws (after discarding the file and blaming its mirrors) when it does not match the database. */
+  /** Throws (after discarding the file and blaming its mirrors) when it does not match the database or check. */
   async #verify(): Promise<void> {
-    const reason = this.#integrity?.mismatch(this.written, this.#options.upstreamPath);
+    const { upstreamPath, check } = this.#options;
+    const file = { path: this.partialPath, length: this.written, upstreamPath, mirror: this.#meta.mirror };
+    const mismatch = this.#integrity?.mismatch(this.written, upstreamPath);
+    const reason = mismatch ?? (check && await failedCheck(check, file));
     if (reason === undefined) return;
-    for (const mirror of this.#integrity!.contributors) {
+    if (!mismatch) {
+      this.#options.rejected?.add({ ...file, lastModified: this.#meta.lastModified, total: this.total });
+    }
+    for (const mirror of mismatch ? this.#integrity!.contributors : [file.mirror ?? "upstream"]) {
       this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
     }
     this.#closeFile();

@@ -8,6 +8,7 @@
 import type { CacheStore } from "../cache/cache_store.ts";
 import { Download, type OrderRules } from "./download.ts";
 import type { ExpectedFile } from "./download_integrity.ts";
+import { checkDatabase, RejectedCopies } from "./content_check.ts";
 import type { FileKind } from "../repo/file_kind.ts";
 import type { MirrorPool, OrderPurpose } from "../mirrors/mirrors.ts";
 import type { RequestTarget } from "../app/request_path.ts";
@@ -54,6 +55,8 @@ export function purposeOf(kind: FileKind): OrderPurpose {
 export class DownloadManager {
   #active = new Map<string, Download>();
   #options: DownloadManagerOptions;
+  /** Databases that failed their check, refused when a mirror sends the same copy again. */
+  #rejected = new RejectedCopies();
 
   /** @param options The store, mirrors, I/O and limits shared by all downloads. */
   constructor(options: DownloadManagerOptions) {
@@ -95,6 +98,9 @@ export class DownloadManager {
       rules: rulesFor(target.kind),
       ifModifiedSince: options.ifModifiedSince,
       expect: this.#options.expectFor?.(target),
+      // A database is verified by parsing it, as a package by its SHA-256, before it is released and committed.
+      check: target.kind === "database" ? checkDatabase : undefined,
+      rejected: this.#rejected,
       onIntegrityFailure: this.#options.onIntegrityFailure,
       after: previous?.finished,
     });

@@ -41,6 +41,20 @@ export class FailureTally {
   readonly #counter?: FailureCounter;
   readonly #notFound: string[] = [];
   #timeouts = 0;
+  #noBetterFrom?: string;
+
+  /**
+   * A mirror whose copy is no better than the cached one: older (a lagging mirror), or the very copy that failed
+   * its content check before. Not stored; when no mirror has a better one, the cached copy is the answer.
+   */
+  noBetterCopy(mirror: string): void {
+    this.#noBetterFrom ??= mirror;
+  }
+
+  /** The first mirror whose copy was no better than the cached one, if any. */
+  get noBetterFrom(): string | undefined {
+    return this.#noBetterFrom;
+  }
 
   /** @param counter Counts each failed attempt of a mirror at once, without penalising it. */
   constructor(counter?: FailureCounter) {

@@ -39,7 +39,17 @@ export interface MirrorStats {
   lastError?: { message: string; at: number };
   /** When the last transfer from this mirror completed (milliseconds), if any did. */
   lastSuccessAt?: number;
+  /** Whether the mirror's snapshot was found older than the cache's lately; see {@linkcode SnapshotMark}. */
+  snapshot: SnapshotMark;
 }
+
+/**
+ * What the pool knows about a mirror's snapshot: "lagging" after it served a file older than the cached copy
+ * (its sync is behind), until `until`; it is then ranked behind the up-to-date mirrors.
+ */
+export type SnapshotMark =
+  | { type: "up_to_date" }
+  | { type: "lagging"; since: number; until: number; reason: string };
 
 /** Options for {@linkcode MirrorPool}. */
 export interface MirrorPoolOptions {
@@ -49,6 +59,8 @@ export interface MirrorPoolOptions {
   failureHalfLifeMs?: number;
   /** How many of the best healthy mirrors share parallel package downloads. Default 3. */
   spreadOver?: number;
+  /** How long a mirror stays marked lagging after it served an older snapshot. Default 30 minutes. */
+  laggingHoldMs?: number;
   /** Called whenever the first mirror of the ranking changes. */
   onPrimaryChange?: (url: string | undefined, source: string) => void;
 }
@@ -65,6 +77,7 @@ export class MirrorPool {
   #now: () => number;
   #halfLife: number;
   #spreadOver: number;
+  #laggingHold: number;
   #onPrimaryChange?: (url: string | undefined, source: string) => void;
   #source = "none";
   readonly #ttfb = new Map<string, TtfbSamples>();
@@ -76,6 +89,7 @@ export class MirrorPool {
     this.#now = options.now ?? Date.now;
     this.#halfLife = options.failureHalfLifeMs ?? 10 * 60_000;
     this.#spreadOver = options.spreadOver ?? 3;
+    this.#laggingHold = options.laggingHoldMs ?? 30 * 60_000;
     this.#onPrimaryChange = options.onPrimaryChange;
   }
 
@@ -123,22 +137,43 @@ export class MirrorPool {
    * The mirrors to try for one order, best first.
    *
    * Databases follow the ranking (primary first) so that every client sees one sync state; packages are spread
-   * over the best healthy mirrors, fewest in-flight transfers first. Penalised mirrors always come last.
+   * over the best healthy mirrors, fewest in-flight transfers first. Mirrors marked lagging come after the
+   * healthy up-to-date ones, and penalised mirrors always come last.
    */
   plan(purpose: OrderPurpose): string[] {
     const now = this.#now();
     const healthy: MirrorState[] = [];
+    const lagging: MirrorState[] = [];
     const penalised: MirrorState[] = [];
     for (const m of this.#mirrors) {
-      (this.#decayedPenalty(m, now) >= 0.5 ? penalised : healthy).push(m);
+      if (this.#decayedPenalty(m, now) >= 0.5) penalised.push(m);
+      else if (this.#markOf(m, now).type === "lagging") lagging.push(m);
+      else healthy.push(m);
     }
     penalised.sort((a, b) => this.#decayedPenalty(a, now) - this.#decayedPenalty(b, now) || a.rank - b.rank);
     if (purpose === "package") {
       const top = healthy.slice(0, this.#spreadOver);
       top.sort((a, b) => a.inFlight - b.inFlight || a.rank - b.rank);
-      return [...top, ...healthy.slice(this.#spreadOver), ...penalised].map((m) => m.url);
+      return [...top, ...healthy.slice(this.#spreadOver), ...lagging, ...penalised].map((m) => m.url);
     }
-    return [...healthy, ...penalised].map((m) => m.url);
+    return [...healthy, ...lagging, ...penalised].map((m) => m.url);
+  }
+
+  /**
+   * Marks a mirror lagging: it served a file older than the cached copy (an older snapshot of the repository).
+   * It is ranked behind the up-to-date mirrors for `laggingHoldMs` from now.
+   */
+  markLagging(url: string, reason: string): void {
+    const m = this.#find(url);
+    if (!m) return;
+    const now = this.#now();
+    m.snapshot = { type: "lagging", since: now, until: now + this.#laggingHold, reason };
+  }
+
+  /** The snapshot mark of a mirror now ("up_to_date" for an unknown one). */
+  snapshotMark(url: string): SnapshotMark {
+    const m = this.#find(url);
+    return m ? this.#markOf(m, this.#now()) : { type: "up_to_date" };
   }
 
   /** Marks the start of a transfer from `url`; call the returned function when it ends. */
@@ -226,7 +261,12 @@ export class MirrorPool {
     return this.#mirrors.map(({ penaltyAt: _penaltyAt, ...m }) => ({
       ...m,
       penalty: this.#decayedPenalty({ ...m, penaltyAt: _penaltyAt }, now),
+      snapshot: this.#markOf({ ...m, penaltyAt: _penaltyAt }, now),
     }));
+  }
+
+  #markOf(m: MirrorState, now: number): SnapshotMark {
+    return m.snapshot.type === "lagging" && now >= m.snapshot.until ? { type: "up_to_date" } : m.snapshot;
   }
 
   #find(url: string): MirrorState | undefined {
@@ -240,7 +280,17 @@ export class MirrorPool {
 }
 
 function newState(url: string): MirrorState {
-  return { url, rank: 0, inFlight: 0, successes: 0, failures: 0, penalty: 0, penaltyAt: 0, bytes: 0 };
+  return {
+    url,
+    rank: 0,
+    inFlight: 0,
+    successes: 0,
+    failures: 0,
+    penalty: 0,
+    penaltyAt: 0,
+    bytes: 0,
+    snapshot: { type: "up_to_date" },
+  };
 }
 
 function ewma(previous: number, sample: number): number {

@@ -14,6 +14,10 @@ import { describeError } from "../describe_error.ts";
 const log = getLogger(["flexo", "prefetch"]);
 
 /** Where the record lives inside the cache directory. */
+
+/** A fetch within this long of the recorded one is not recorded again. */
+export const RECORD_RESOLUTION_MS = 60 * 60 * 1000;
+
 export const USAGE_FILE = join(".flexo", "package_usage.json");
 
 const usageFileSchema = z.object({
@@ -80,7 +84,13 @@ export class PackageUsage {
    * @param name The package name, e.g. `zstd`.
    */
   recordFetch(folder: string, name: string): void {
-    this.#folderMap(folder).set(name, this.#now());
+    const names = this.#folderMap(folder);
+    const now = this.#now();
+    // Days are what counts (unaccessed_days): a package fetched again within the hour changes nothing on disk,
+    // so that a busy proxy does not rewrite the record on every hit.
+    const last = names.get(name);
+    if (last !== undefined && now - last >= 0 && now - last < RECORD_RESOLUTION_MS) return;
+    names.set(name, now);
     this.#dirty = true;
     this.#saving ??= this.#saveLoop();
   }

@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { testDatabase } from "../helpers/test_database.ts";
 import { testApp } from "../helpers/test_app.ts";
 
 const A = "http://mirror-a.test/";
@@ -17,7 +18,7 @@ function databaseMirror(state: { version: number }) {
     const modified = new Date(Date.UTC(2026, 0, 1, 0, 0, state.version));
     const since = req.headers.get("if-modified-since");
     if (since && Date.parse(since) >= modified.getTime()) return { status: 304 };
-    return { headers: { "last-modified": modified.toUTCString() }, body: testBytes(5_000, state.version) };
+    return { headers: { "last-modified": modified.toUTCString() }, body: testDatabase(state.version) };
   });
 }
 
@@ -26,17 +27,17 @@ Deno.test("serveTarget() revalidates a database upstream on every request", asyn
   const { fetch, requests } = databaseMirror(state);
   const app = await testApp([A], { fetch });
   try {
-    assertEquals(await bytesOf(await app.get(DB)), testBytes(5_000, 1));
+    assertEquals(await bytesOf(await app.get(DB)), testDatabase(1));
     await app.downloads.idle();
     const again = await app.get(DB);
     assertEquals(again.headers.get("flexo-payload-origin"), "Cache");
-    assertEquals(await bytesOf(again), testBytes(5_000, 1));
+    assertEquals(await bytesOf(again), testDatabase(1));
     assertEquals(requests.length, 2);
     assertEquals(requests[1].headers.get("if-modified-since"), "Thu, 01 Jan 2026 00:00:01 GMT");
     state.version = 2;
     const changed = await app.get(DB);
     assertEquals(changed.headers.get("flexo-payload-origin"), "RemoteMirror");
-    assertEquals(await bytesOf(changed), testBytes(5_000, 2));
+    assertEquals(await bytesOf(changed), testDatabase(2));
   } finally {
     await app.cleanup();
   }
@@ -57,7 +58,7 @@ Deno.test("serveTarget() answers pacman's If-Modified-Since with 304 when the da
     state.version = 5;
     const modified = await app.get(DB, { headers: { "If-Modified-Since": lastModified } });
     assertEquals(modified.status, 200);
-    assertEquals(await bytesOf(modified), testBytes(5_000, 5));
+    assertEquals(await bytesOf(modified), testDatabase(5));
   } finally {
     await app.cleanup();
   }
@@ -77,7 +78,7 @@ Deno.test("serveTarget() asks only one mirror for a missing database signature",
 });
 
 Deno.test("serveTarget() serves databases from the primary mirror", async () => {
-  const { fetch, requests } = fakeFetch((url, req) => serveBytes(testBytes(100, url.length), req));
+  const { fetch, requests } = fakeFetch((url, req) => serveBytes(testDatabase(url.length), req));
   const app = await testApp([A, B], { fetch });
   try {
     for (let i = 0; i < 3; i++) await (await app.get(`/repo${i}/os/x86_64/repo${i}.db`)).arrayBuffer();

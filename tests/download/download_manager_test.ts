@@ -1,6 +1,7 @@
 import nodeAssert from "node:assert/strict";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { gatedFetch, type GatedRequest, rangeHead, testBytes } from "../helpers/fake_fetch.ts";
+import { testDatabase } from "../helpers/test_database.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
 import type { Download } from "../../src/download/download.ts";
 import { DownloadManager, purposeOf, rulesFor } from "../../src/download/download_manager.ts";
@@ -10,7 +11,8 @@ import { parseRequestPath, type RequestTarget } from "../../src/app/request_path
 import { stillPending, waitFor } from "../helpers/wait.ts";
 
 const A = "http://mirror-a.test/";
-const SIZE = 1_000;
+/** A database's size too: every body is `testDatabase()`'s or `testBytes(SIZE)`. */
+const SIZE = 5_120;
 
 function target(path: string): RequestTarget {
   return parseRequestPath(path, { customRepoNames: [] });
@@ -73,8 +75,8 @@ async function setup(
 }
 
 /** Sends the whole file through a gate and waits for the download to end. */
-async function complete(gate: GatedRequest, download: Download): Promise<void> {
-  gate.push(testBytes(SIZE));
+async function complete(gate: GatedRequest, download: Download, body = testBytes(SIZE)): Promise<void> {
+  gate.push(body);
   gate.end();
   await download.finished;
 }
@@ -231,7 +233,7 @@ Deno.test("obtain() asks the pool poolFor() gives and sends If-Modified-Since wh
     nodeAssert.equal(t.poolsAsked[0], db);
     assertEquals(gate.url, "http://custom.test/repo/core/os/x86_64/core.db");
     assertEquals(gate.headers.get("if-modified-since"), "Thu, 01 Jan 2026 00:00:00 GMT");
-    await complete(gate, download);
+    await complete(gate, download, testDatabase());
     assertEquals(download.state, "complete");
   } finally {
     await t.cleanup();
@@ -266,7 +268,7 @@ Deno.test("obtain() lets a new download of a file start only after the previous 
       true,
       "the new download asked upstream only after the previous one finished",
     );
-    gate.push(testBytes(SIZE));
+    gate.push(testDatabase());
     gate.end();
     await fresh.finished;
     assertEquals(fresh.state, "complete", "its partial file was not removed under it");

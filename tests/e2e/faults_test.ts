@@ -15,6 +15,7 @@ import { runFlexo, startFlexo, writeTestConfig } from "../helpers/flexo_process.
 import { startTestProxy, TEST_LIMITS, type TestProxy, withinMs } from "../helpers/proxy_server.ts";
 import { testConfig } from "../helpers/test_app.ts";
 import { randomBytes, sha256 } from "../helpers/bytes.ts";
+import { testDatabase } from "../helpers/test_database.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { filesBelow } from "../helpers/temp_dir.ts";
 
@@ -355,7 +356,7 @@ const BROKEN_UPSTREAMS: { name: string; message: RegExp; start(): Promise<Broken
 for (const broken of BROKEN_UPSTREAMS) {
   Deno.test(`${broken.name}: fails over to the next mirror, or ends in a clear 5xx, never in a cached file`, async () => {
     const data = randomBytes(300_000);
-    const database = randomBytes(20_000);
+    const database = testDatabase(7, 40); // a database must parse to be served whole and cached
     const root = await mirrorRoot({ [PKG]: data, [DB]: database });
     const good = await startFakeMirror(root);
     const bad = await broken.start();

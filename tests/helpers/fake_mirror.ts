@@ -48,6 +48,11 @@ export interface FaultOptions {
   corruptBytes?: number;
   /** Answer 200 `text/html` with an error page instead of the file (a captive portal or broken mirror). */
   htmlErrorPage?: boolean;
+  /**
+   * Answer 304 only when `If-Modified-Since` is exactly the file's time (nginx's default,
+   * `if_modified_since exact`): an older file than the client's is then sent with 200, as a lagging mirror does.
+   */
+  modifiedSinceExact?: boolean;
   /** Extra response headers, e.g. `{ server: "cloudflare" }`; they replace headers of the same name. */
   headers?: Record<string, string>;
 }

@@ -70,7 +70,11 @@ export async function respond(
     "accept-ranges": "bytes",
   };
   const since = Date.parse(request.headers["if-modified-since"] ?? "");
-  if (!Number.isNaN(since) && Math.floor(mtime.getTime() / 1000) <= Math.floor(since / 1000)) {
+  const seconds = Math.floor(mtime.getTime() / 1000);
+  const notNewer = rule.modifiedSinceExact
+    ? seconds === Math.floor(since / 1000)
+    : seconds <= Math.floor(since / 1000);
+  if (!Number.isNaN(since) && notNewer) {
     return { status: 304, headers };
   }
   const rangeHeader = request.headers["range"];

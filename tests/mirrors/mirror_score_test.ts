@@ -21,6 +21,7 @@ Deno.test("rankByCombinedScore() prefers fast, reliable mirrors over ones with s
     failures: 0,
     penalty: 0,
     bytes: 0,
+    snapshot: { type: "up_to_date" },
     ...s,
   });
   const ranked = rankByCombinedScore(

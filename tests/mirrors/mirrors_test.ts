@@ -76,3 +76,18 @@ Deno.test("MirrorPool.plan() lands parallel package downloads on different mirro
     await app.cleanup();
   }
 });
+
+Deno.test("MirrorPool.markLagging() ranks a mirror behind the up-to-date ones for a while", () => {
+  let now = 0;
+  const pool = new MirrorPool({ now: () => now, laggingHoldMs: 1000 });
+  pool.setMirrors([A, B, C], "test");
+  pool.recordFailure(C, "boom");
+  pool.markLagging(A, "served extra.db of an older snapshot");
+  assertEquals(pool.plan("database"), [B, A, C], "lagging after the healthy ones, before the penalised ones");
+  assertEquals(pool.plan("package"), [B, A, C]);
+  assertEquals(pool.snapshotMark(A).type, "lagging");
+  assertEquals(pool.snapshot()[0].snapshot.type, "lagging");
+  now = 1000;
+  assertEquals(pool.snapshotMark(A), { type: "up_to_date" });
+  assertEquals(pool.plan("database"), [A, B, C]);
+});
