@@ -101,6 +101,7 @@ const TOP_LEVEL_KINDS: Record<TopLevelKey, EnvKind> = {
   low_speed_time_secs: "toml",
   client_timeout_secs: "toml",
   sendfile: "toml",
+  max_connections: "toml",
   max_speed_limit: "toml",
   num_versions_retain: "toml",
   refresh_latency_tests_after: "string",

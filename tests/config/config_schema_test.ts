@@ -35,6 +35,7 @@ interface ExpectedConfig {
   low_speed_time_secs: number;
   client_timeout_secs: number;
   sendfile: boolean;
+  max_connections?: number;
   max_speed_limit?: number;
   num_versions_retain: number;
   refresh_latency_tests_after: string;
