@@ -221,6 +221,8 @@ export function parseRequestHead(
   let hosts = 0;
   let contentLength: string | undefined;
   let transferEncoding = false;
+  /** The last transfer coding named in the Transfer-Encoding lines so far (lower case). */
+  let lastCoding = "";
   let closeAsked = false;
   let keepAliveAsked = false;
   let conditional = false;
@@ -277,6 +279,10 @@ export function parseRequestHead(
       }
     } else if (first === 0x74 /* t */ && nameIs(bytes, nameStart, nameEnd, "transfer-encoding")) {
       transferEncoding = true;
+      for (const token of latin1(bytes, valueStart, valueEnd).split(",")) {
+        const coding = token.trim().toLowerCase();
+        if (coding !== "") lastCoding = coding;
+      }
     } else if (
       (first === 0x72 /* r */ && nameIs(bytes, nameStart, nameEnd, "range")) ||
       (first === 0x69 /* i */ && nameEnd - nameStart > 3 && (bytes[nameStart + 1] | 0x20) === 0x66 &&
@@ -291,6 +297,13 @@ export function parseRequestHead(
   if (hosts > 1) return { status: 400, message: "More than one Host header" };
   if (minorVersion === 1 && hosts === 0) {
     return { status: 400, message: "HTTP/1.1 requests need a Host header" };
+  }
+  if (transferEncoding && lastCoding !== "chunked") {
+    // The body's length cannot be known (RFC 9112 section 6.3).
+    return {
+      status: 400,
+      message: "Transfer-Encoding must end with chunked; send the body chunked or with a Content-Length",
+    };
   }
   if (transferEncoding && contentLength !== undefined) {
     return { status: 400, message: "Content-Length and Transfer-Encoding together" };

@@ -69,3 +69,18 @@ export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
   }
   return concat(parts);
 }
+
+/**
+ * Sends `text` (a raw request, or several) to `127.0.0.1:port` on a new connection and returns everything the
+ * server sends until it closes, as Latin-1 text. End the last request with `Connection: close`, or the server
+ * keeps the connection open.
+ */
+export async function rawExchange(port: number, text: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode(text));
+    return new TextDecoder("latin1").decode(await readAll(conn));
+  } finally {
+    conn.close();
+  }
+}
