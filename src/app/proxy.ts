@@ -12,6 +12,7 @@ import { HttpError } from "../http/http_error.ts";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
 import type { RequestTarget } from "./request_path.ts";
 import { contentTypeFor, ORIGIN_HEADER, serveCachedFile, type Served, serveDownload } from "./responses.ts";
+import { parseContentLength } from "../http/content_length.ts";
 import { askMirror, type TransferDeps, type TransferLimits } from "../download/transfer.ts";
 
 /** How a request was answered, for the request log and the statistics. */
@@ -163,7 +164,7 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
     if (req.method === "HEAD") await upstream.body?.cancel();
     return {
       response: new Response(body, { status: upstream.status, headers: out }),
-      bytes: Number(upstream.headers.get("content-length") ?? 0),
+      bytes: parseContentLength(upstream.headers.get("content-length")) ?? 0,
       result: "PROXIED",
     };
   }
