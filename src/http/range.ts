@@ -2,7 +2,8 @@
  * Byte ranges and conditional requests (RFC 9110 sections 13 and 14) for serving cached files.
  *
  * Only what pacman and curl need: a single byte range (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), the
- * `Content-Range` values, `If-None-Match` / `If-Modified-Since` for 304 answers, `If-Range` for resumed
+ * `Content-Range` values, `If-Match` / `If-Unmodified-Since` for 412 answers, `If-None-Match` /
+ * `If-Modified-Since` for 304 answers, `If-Range` for resumed
  * downloads, and an ETag built from size and modification time. Multiple ranges are never served: such a
  * request gets the whole file with 200, which RFC 9110 allows.
  *
@@ -135,6 +136,47 @@ export function makeEtag(size: number, mtime: Date): string {
   const ms = mtime.getTime();
   if (Number.isNaN(ms)) throw new TypeError("makeEtag(): mtime is an invalid Date");
   return `"${size.toString(16)}-${Math.floor(ms).toString(16)}"`;
+}
+
+/** The outcome of {@linkcode evaluatePreconditions}. */
+export type PreconditionOutcome =
+  /** Answer as asked (with `Range`, if it applies). */
+  | { type: "proceed" }
+  /** Answer 412 Precondition Failed: the header named did not hold. */
+  | { type: "failed"; header: "If-Match" | "If-Unmodified-Since" }
+  /** Answer 304 Not Modified (GET and HEAD only). */
+  | { type: "not_modified" };
+
+/**
+ * Evaluates a request's preconditions against a stored file in the order of RFC 9110 section 13.2.2:
+ * `If-Match` (strong comparison, `*` matches any file), else `If-Unmodified-Since` (ignored when the file has
+ * no modification time or the date is invalid), then `If-None-Match`, else `If-Modified-Since` (see
+ * {@linkcode isNotModified}). `If-Range` and `Range` come after, for a `"proceed"`.
+ */
+export function evaluatePreconditions(req: Request, validators: Validators): PreconditionOutcome {
+  const ifMatch = req.headers.get("if-match");
+  if (ifMatch !== null) {
+    if (!matchesStrongly(ifMatch, validators)) return { type: "failed", header: "If-Match" };
+  } else {
+    const ifUnmodifiedSince = req.headers.get("if-unmodified-since");
+    const since = parseHttpDate(ifUnmodifiedSince);
+    const modified = validators.lastModified?.getTime();
+    if (
+      since !== undefined && modified !== undefined && !Number.isNaN(modified) &&
+      Math.floor(modified / 1000) > Math.floor(since.getTime() / 1000)
+    ) {
+      return { type: "failed", header: "If-Unmodified-Since" };
+    }
+  }
+  return isNotModified(req, validators) ? { type: "not_modified" } : { type: "proceed" };
+}
+
+/** Whether an `If-Match` value holds: `*`, or a list with a tag that equals the file's strong tag. */
+function matchesStrongly(ifMatch: string, validators: Validators): boolean {
+  if (ifMatch.trim() === "*") return true;
+  const own = validators.etag === undefined ? undefined : parseEntityTag(validators.etag.trim());
+  if (own === undefined || own.weak) return false;
+  return parseEntityTagList(ifMatch).some((tag) => !tag.weak && tag.opaque === own.opaque);
 }
 
 /**
