@@ -185,7 +185,8 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
     };
   }
   if (errors.length === 0 && notFound > 0) {
-    throw new HttpError(404, `${target.upstreamPath} was not found upstream`);
+    // Worded as the download says it (failover.ts), so that a HEAD answer has the length of its GET.
+    throw new HttpError(404, `${target.upstreamPath} was not found on ${notFound} mirror(s)`);
   }
   throw new HttpError(502, `Every mirror failed for ${target.upstreamPath}: ${errors.join("; ")}`);
 }
