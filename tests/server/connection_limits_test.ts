@@ -85,7 +85,9 @@ Deno.test(`with max_connections 32, ${SILENT} silent connections give way and a 
 
 Deno.test("a connection that is answering is not closed to make room; the newcomer is", async () => {
   const { promise: release, resolve } = Promise.withResolvers<void>();
+  const entered = Promise.withResolvers<void>();
   const listener = listenForClients(async () => {
+    entered.resolve();
     await release;
     return new Response("slow");
   }, {
@@ -99,9 +101,8 @@ Deno.test("a connection that is answering is not closed to make room; the newcom
     await withinMs(
       (async () => {
         const slow = ask(listener.addr.port);
-        while (listener.connections === 0) await new Promise((r) => setTimeout(r, 10));
-        // Give the request time to arrive, so that the connection is answering when the next one comes.
-        await new Promise((r) => setTimeout(r, 200));
+        // The one slot is answering a request now.
+        await entered.promise;
         assertEquals(await ask(listener.addr.port), "");
         resolve();
         assert((await slow).endsWith("slow"));
@@ -115,9 +116,9 @@ Deno.test("a connection that is answering is not closed to make room; the newcom
   }
 });
 
-Deno.test(`under a limit of 256 open files, ${SILENT} silent connections do not lock out a real client`, async () => {
-  const work = await Deno.makeTempDir({ prefix: "flexo-limits-" });
-  const config = await writeConfig(
+/** Writes the configuration of a proxy whose only mirror refuses connections (tests ask for /status only). */
+async function configIn(work: string, more = ""): Promise<string> {
+  return await writeConfig(
     work,
     [
       `cache_directory = ${JSON.stringify(join(work, "cache"))}`,
@@ -127,8 +128,44 @@ Deno.test(`under a limit of 256 open files, ${SILENT} silent connections do not 
       'listen_ip_address = "127.0.0.1"',
       'mirror_selection_method = "predefined"',
       'mirrors_predefined = ["http://127.0.0.1:9/"]',
+      more,
     ].join("\n"),
   );
+}
+
+Deno.test("failed accepts (a cap above the open-files limit) back off and are logged once per burst, with a count", async () => {
+  const work = await Deno.makeTempDir({ prefix: "flexo-limits-" });
+  const flexo = await startFlexo(await configIn(work, "max_connections = 10000"), { maxOpenFiles: 128 });
+  const silent: Deno.Conn[] = [];
+  try {
+    await withinMs(
+      (async () => {
+        await openSilent(flexo.port, SILENT, silent);
+        // Connections waiting for a request give their descriptors to the next ones: the proxy still answers.
+        const answer = await ask(flexo.port, "/status");
+        assert(answer.startsWith("HTTP/1.1 200"), answer.slice(0, 200));
+        for (const conn of silent.splice(0)) conn.close();
+        // A quiet second ends the burst; the next accepted connection reports it.
+        await new Promise((resolve) => setTimeout(resolve, 1_500));
+        assert((await ask(flexo.port, "/status")).startsWith("HTTP/1.1 200"));
+      })(),
+      30_000,
+      "the test did not finish within 30 s",
+    );
+    const output = flexo.output();
+    const warnings = output.match(/Could not accept a connection/g) ?? [];
+    assertEquals(warnings.length, 1, output);
+    assert(/Accepting connections again; \d+ attempts to accept failed/.test(output), output);
+  } finally {
+    for (const conn of silent) conn.close();
+    await flexo.stop();
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test(`under a limit of 256 open files, ${SILENT} silent connections do not lock out a real client`, async () => {
+  const work = await Deno.makeTempDir({ prefix: "flexo-limits-" });
+  const config = await configIn(work);
   const flexo = await startFlexo(config, { maxOpenFiles: 256 });
   const silent: Deno.Conn[] = [];
   try {
