@@ -261,6 +261,7 @@ async function serve(cli: Cli): Promise<void> {
     port: config.port,
     clientTimeoutMs: config.client_timeout_secs * 1000,
     sendfile: config.sendfile,
+    maxConnections: config.max_connections,
   });
 
   const stop = async (signal: string) => {

@@ -174,6 +174,11 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // Routes match the target as the client sent it, as file paths are checked: `new Request()` would have turned
   // `/x/%2e%2e/metrics` into `/metrics`.
   const hono = new Hono({ getPath: (req) => pathOf(req) });
+  // A HEAD answer says the Content-Length its GET has: Hono drops a HEAD answer's body, and its length with it.
+  hono.use("*", async (c, next) => {
+    await next();
+    if (c.req.method === "HEAD") c.res = await withLength(c.res);
+  });
   hono.route(
     "/",
     statusRoutes({ pool, customPools, store, downloads, stats, startedAt }, {
@@ -252,10 +257,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       });
       const headers = new Headers(error.headers);
       headers.set("Content-Type", "text/plain; charset=utf-8");
-      return new Response(req.method === "HEAD" ? null : `${error.message}\n`, {
-        status: error.status,
-        headers,
-      });
+      // Also for HEAD: the body gives the length, and the server sends no body for HEAD.
+      return new Response(`${error.message}\n`, { status: error.status, headers });
     }
     stats.recordRequest("INTERNAL ERROR");
     stats.recordError(deps.now(), `${pathOf(req)}: ${describeError(error)}`);
@@ -296,6 +299,15 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     outage,
     prefetcher,
   };
+}
+
+/** `response` with a `Content-Length` header, measured from its body when it has none (the body is read). */
+async function withLength(response: Response): Promise<Response> {
+  if (response.body === null || response.headers.has("content-length")) return response;
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  const headers = new Headers(response.headers);
+  headers.set("Content-Length", String(bytes.length));
+  return new Response(bytes, { status: response.status, statusText: response.statusText, headers });
 }
 
 /**

@@ -11,7 +11,16 @@ import { purposeOf } from "../download/download_manager.ts";
 import { HttpError } from "../http/http_error.ts";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
 import type { RequestTarget } from "./request_path.ts";
-import { contentTypeFor, ORIGIN_HEADER, serveCachedFile, type Served, serveDownload } from "./responses.ts";
+import {
+  cacheControlFor,
+  contentTypeFor,
+  type FileHeaders,
+  ORIGIN_HEADER,
+  serveCachedFile,
+  type Served,
+  serveDownload,
+} from "./responses.ts";
+import { parseContentLength } from "../http/content_length.ts";
 import { FailureTally } from "../download/failover.ts";
 import { serveDatabaseOrStale, serveOffline, type StaleContext } from "./stale.ts";
 import {
@@ -73,19 +82,24 @@ export async function serveTarget(
   }
 }
 
+/** The content type and Cache-Control of a file of `target`'s kind (the quick path uses the same). */
+export function fileHeadersFor(target: RequestTarget): FileHeaders {
+  return { contentType: contentTypeFor(target.fileName), cacheControl: cacheControlFor(target.kind) };
+}
+
 async function servePackage(req: Request, target: RequestTarget, ctx: ProxyContext): Promise<ProxyAnswer> {
-  const contentType = contentTypeFor(target.fileName);
+  const described = fileHeadersFor(target);
   // Small files served before come from memory; the others are read from disk (small ones into memory).
   const hot = ctx.store.hotFile(target.cacheSegments);
   if (hot) {
-    return { ...(await serveCachedFile(req, hot, { origin: "Cache", contentType })), result: "CACHE HIT" };
+    return { ...(await serveCachedFile(req, hot, { origin: "Cache", ...described })), result: "CACHE HIT" };
   }
   const cached = await ctx.store.statComplete(target.cacheSegments);
   if (cached) {
     const file = cached.size <= HOT_FILE_MAX_SIZE
       ? (await ctx.store.loadHot(target.cacheSegments)) ?? cached
       : cached;
-    return { ...(await serveCachedFile(req, file, { origin: "Cache", contentType })), result: "CACHE HIT" };
+    return { ...(await serveCachedFile(req, file, { origin: "Cache", ...described })), result: "CACHE HIT" };
   }
   const running = ctx.downloads.active(target);
   if (!running && req.method === "HEAD") {
@@ -97,7 +111,7 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
   if (download.state === "complete" && download.file && !running) {
     // It was completed by a download that ended a moment ago.
     return {
-      ...(await serveCachedFile(req, download.file, { origin: "Cache", contentType })),
+      ...(await serveCachedFile(req, download.file, { origin: "Cache", ...described })),
       result: "CACHE HIT",
     };
   }
@@ -106,7 +120,7 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
     // counted as saved (from the cache) by the request log, like a hit, not as bytes from upstream.
     ...serveDownload(req, download, {
       head,
-      contentType,
+      ...described,
       onBytes: running ? undefined : ctx.onUpstreamBytes,
     }),
     result: running ? "JOINED DOWNLOAD" : "CACHE MISS",
@@ -114,7 +128,7 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
 }
 
 async function serveDatabase(req: Request, target: RequestTarget, ctx: ProxyContext): Promise<ProxyAnswer> {
-  const contentType = contentTypeFor(target.fileName);
+  const described = fileHeadersFor(target);
   const cached = await ctx.store.statComplete(target.cacheSegments);
   const download = ctx.downloads.active(target) ??
     ctx.downloads.obtain(target, { ifModifiedSince: cached?.mtime.getTime() });
@@ -122,10 +136,10 @@ async function serveDatabase(req: Request, target: RequestTarget, ctx: ProxyCont
   if (head.status === "not_modified") {
     const current = await ctx.store.statComplete(target.cacheSegments);
     if (!current) throw new HttpError(503, `${target.fileName} vanished from the cache; retry the request`);
-    const served = await serveCachedFile(req, current, { origin: "Cache", contentType });
+    const served = await serveCachedFile(req, current, { origin: "Cache", ...described });
     return { ...served, result: served.response.status === 304 ? "NOT MODIFIED" : "REVALIDATED" };
   }
-  const served = serveDownload(req, download, { head, contentType, onBytes: ctx.onUpstreamBytes });
+  const served = serveDownload(req, download, { head, ...described, onBytes: ctx.onUpstreamBytes });
   return { ...served, result: served.response.status === 304 ? "NOT MODIFIED" : "UPDATED" };
 }
 
@@ -185,6 +199,8 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
       if (value !== null) out.set(name, value);
     }
     if (!out.has("content-type")) out.set("content-type", contentTypeFor(target.fileName));
+    const cacheControl = cacheControlFor(target.kind);
+    if (cacheControl !== undefined) out.set("cache-control", cacheControl);
     const count = ctx.onUpstreamBytes;
     const body = req.method === "HEAD" || !upstream.body ? null : count
       ? upstream.body.pipeThrough(
@@ -199,7 +215,7 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
     if (req.method === "HEAD") await upstream.body?.cancel();
     return {
       response: new Response(body, { status: upstream.status, headers: out }),
-      bytes: Number(upstream.headers.get("content-length") ?? 0),
+      bytes: parseContentLength(upstream.headers.get("content-length")) ?? 0,
       result: "PROXIED",
     };
   }
@@ -213,7 +229,8 @@ function askPassThrough(
   ctx: ProxyContext,
 ): { head: Promise<MirrorAnswer>; cancel: () => void } {
   const headers = new Headers();
-  const range = req.headers.get("range");
+  // A HEAD answers as without its Range (RFC 9110 section 14.2).
+  const range = req.method === "GET" ? req.headers.get("range") : null;
   if (range) {
     headers.set("Range", range);
     // Without it, a mirror with a newer version would send a range of that one: a splice of two versions.

@@ -18,7 +18,8 @@ import type { RequestHead } from "../server/http1_head.ts";
 import { isPlainHost, type ResponseSent, targetPath } from "../http/client_request.ts";
 import { HttpDates, responseHead } from "../server/http1_response.ts";
 import type { RequestTarget } from "./request_path.ts";
-import { contentTypeFor, wholeFileHeaders } from "./responses.ts";
+import { wholeFileHeaders } from "./responses.ts";
+import { fileHeadersFor } from "./proxy.ts";
 import type { AnswerLog } from "./request_log.ts";
 
 const SLASH = 0x2f;
@@ -101,7 +102,7 @@ export class QuickAnswers {
 
   /** The head of a 200 answer with all of `file`: the headers serveCachedFile() sends. */
   #head(file: CachedFile, target: RequestTarget): Uint8Array {
-    return responseHead({ code: 200 }, wholeFileHeaders(file, contentTypeFor(target.fileName)), {
+    return responseHead({ code: 200 }, wholeFileHeaders(file, fileHeadersFor(target)), {
       length: file.size,
       close: false,
       date: this.#dates.text(),

@@ -10,14 +10,16 @@ import type { Download, DownloadHead } from "../download/download.ts";
 import { HttpError } from "../http/http_error.ts";
 import { followDownload, readFileRange } from "../download/live_reader.ts";
 import { FileResponse } from "../http/file_body.ts";
+import type { FileKind } from "../repo/file_kind.ts";
 import {
   contentRange,
+  evaluatePreconditions,
   ifRangeMatches,
-  isNotModified,
   makeEtag,
   parseRange,
   type RangeResult,
   unsatisfiedRange,
+  type Validators,
 } from "../http/range.ts";
 
 /** The header that tells where the payload came from, as flexo names it. */
@@ -35,6 +37,51 @@ export interface Served {
   readsFile?: string;
 }
 
+/** `Cache-Control` of package files and their signatures: named by version, their bytes never change. */
+export const IMMUTABLE = "public, max-age=31536000, immutable";
+/** `Cache-Control` of databases and their signatures: they change in place, so caches must ask each time. */
+export const REVALIDATE = "no-cache";
+
+/** The `Cache-Control` for downstream caches of a file of `kind`; undefined for files flexo does not cache. */
+export function cacheControlFor(kind: FileKind): string | undefined {
+  switch (kind) {
+    case "package":
+    case "package_signature":
+      return IMMUTABLE;
+    case "database":
+    case "database_signature":
+      return REVALIDATE;
+    default:
+      return undefined;
+  }
+}
+
+/** How a file is described to the client: its content type and what downstream caches may do with it. */
+export interface FileHeaders {
+  contentType: string;
+  /** `Cache-Control` (see {@linkcode cacheControlFor}); none when undefined. */
+  cacheControl?: string;
+}
+
+/**
+ * The range a request asks for, when it applies: only GET has one (RFC 9110 section 14.2: a HEAD answers as
+ * without it), and only while `If-Range` holds.
+ */
+function rangeOf(req: Request, validators: Validators, size: number | undefined): RangeResult {
+  if (req.method !== "GET" || !ifRangeMatches(req, validators)) return { type: "none" };
+  return parseRange(req.headers.get("range"), size);
+}
+
+/** The 412 answer to a failed `If-Match` or `If-Unmodified-Since`. */
+function preconditionFailed(header: "If-Match" | "If-Unmodified-Since"): HttpError {
+  return new HttpError(
+    412,
+    header === "If-Match"
+      ? "The file does not match If-Match: it changed, or has no strong ETag yet; fetch it again"
+      : "The file was modified after If-Unmodified-Since; fetch it again",
+  );
+}
+
 /** Content type for a file name when upstream did not say. */
 export function contentTypeFor(fileName: string): string {
   if (fileName.endsWith(".sig")) return "application/pgp-signature";
@@ -45,17 +92,17 @@ export function contentTypeFor(fileName: string): string {
 export function serveCachedFile(
   req: Request,
   file: CachedFile | HotFile,
-  options: { origin: PayloadOrigin; contentType: string },
+  options: { origin: PayloadOrigin } & FileHeaders,
 ): Served {
   const validators = { lastModified: file.mtime, etag: makeEtag(file.size, file.mtime) };
-  const headers = cachedFileHeaders(file, options.origin, validators.etag);
-  if (isNotModified(req, validators)) {
+  const headers = cachedFileHeaders(file, options.origin, validators.etag, options.cacheControl);
+  const preconditions = evaluatePreconditions(req, validators);
+  if (preconditions.type === "failed") throw preconditionFailed(preconditions.header);
+  if (preconditions.type === "not_modified") {
     return { response: new Response(null, { status: 304, headers }), bytes: 0 };
   }
   headers.push(["Content-Type", options.contentType]);
-  const range = ifRangeMatches(req, validators)
-    ? parseRange(req.headers.get("range"), file.size)
-    : { type: "none" } as RangeResult;
+  const range = rangeOf(req, validators, file.size);
   if (range.type === "unsatisfiable") {
     throw new HttpError(416, `The requested range is not within the file's ${file.size} bytes`, {
       headers: { "Content-Range": unsatisfiedRange(file.size) },
@@ -94,26 +141,34 @@ export function serveCachedFile(
 }
 
 /**
- * The headers every answer with a cached file starts with (a 304 has only these): its validators and where it
- * came from. A list of pairs rather than a Headers object: Response copies its headers anyway, and building a
- * Headers first costs a third of the time it takes to answer a small file from memory.
+ * The headers every answer with a cached file starts with (a 304 has only these, RFC 9110 section 15.4.5): its
+ * validators, where it came from and its Cache-Control. A list of pairs rather than a Headers object: Response
+ * copies its headers anyway, and building a Headers first costs a third of the time it takes to answer a small
+ * file from memory.
  */
-function cachedFileHeaders(file: CachedFile, origin: PayloadOrigin, etag: string): [string, string][] {
-  return [
+function cachedFileHeaders(
+  file: CachedFile,
+  origin: PayloadOrigin,
+  etag: string,
+  cacheControl: string | undefined,
+): [string, string][] {
+  const headers: [string, string][] = [
     ["Accept-Ranges", "bytes"],
     ["Last-Modified", file.mtime.toUTCString()],
     ["ETag", etag],
     [ORIGIN_HEADER, origin],
   ];
+  if (cacheControl !== undefined) headers.push(["Cache-Control", cacheControl]);
+  return headers;
 }
 
 /**
  * The headers of a 200 answer with all of a cached file: exactly those {@linkcode serveCachedFile} sends for a
  * plain GET of it, for the quick path (quick_answers.ts), which answers repeated hits from them.
  */
-export function wholeFileHeaders(file: CachedFile, contentType: string): [string, string][] {
-  const headers = cachedFileHeaders(file, "Cache", makeEtag(file.size, file.mtime));
-  headers.push(["Content-Type", contentType], ["Content-Length", String(file.size)]);
+export function wholeFileHeaders(file: CachedFile, described: FileHeaders): [string, string][] {
+  const headers = cachedFileHeaders(file, "Cache", makeEtag(file.size, file.mtime), described.cacheControl);
+  headers.push(["Content-Type", described.contentType], ["Content-Length", String(file.size)]);
   return headers;
 }
 
@@ -121,7 +176,7 @@ export function wholeFileHeaders(file: CachedFile, contentType: string): [string
 export function serveDownload(
   req: Request,
   download: Download,
-  options: { head: DownloadHead; contentType: string; onBytes?: (bytes: number) => void },
+  options: { head: DownloadHead; onBytes?: (bytes: number) => void } & FileHeaders,
 ): Served {
   const { head } = options;
   const total = download.total ?? head.total;
@@ -134,14 +189,15 @@ export function serveDownload(
     [ORIGIN_HEADER]: "RemoteMirror",
   });
   if (lastModified) headers.set("Last-Modified", lastModified.toUTCString());
+  if (options.cacheControl !== undefined) headers.set("Cache-Control", options.cacheControl);
   const validators = { lastModified };
-  if (lastModified && isNotModified(req, validators)) {
+  const preconditions = evaluatePreconditions(req, validators);
+  if (preconditions.type === "failed") throw preconditionFailed(preconditions.header);
+  if (preconditions.type === "not_modified") {
     headers.delete("Content-Type");
     return { response: new Response(null, { status: 304, headers }), bytes: 0 };
   }
-  const range = ifRangeMatches(req, validators)
-    ? parseRange(req.headers.get("range"), total)
-    : { type: "none" } as RangeResult;
+  const range = rangeOf(req, validators, total);
   if (range.type === "unsatisfiable" && total !== undefined) {
     throw new HttpError(416, `The requested range is not within the file's ${total} bytes`, {
       headers: { "Content-Range": unsatisfiedRange(total) },

@@ -13,7 +13,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { CachedFile, CacheStore } from "../cache/cache_store.ts";
 import { HttpError } from "../http/http_error.ts";
-import { contentTypeFor, serveCachedFile, type Served } from "./responses.ts";
+import { cacheControlFor, contentTypeFor, serveCachedFile, type Served } from "./responses.ts";
 import type { RequestTarget } from "./request_path.ts";
 
 const log = getLogger(["flexo", "upstream"]);
@@ -139,6 +139,7 @@ function staleAnswer(req: Request, target: RequestTarget, cached: CachedFile): C
   const served = serveCachedFile(req, cached, {
     origin: "Cache",
     contentType: contentTypeFor(target.fileName),
+    cacheControl: cacheControlFor(target.kind),
   });
   served.response.headers.set("Cache-Status", STALE_CACHE_STATUS);
   return { ...served, result: "STALE" };
@@ -163,6 +164,7 @@ export function serveOffline(req: Request, target: RequestTarget, ctx: CacheCont
   const served = serveCachedFile(req, cached, {
     origin: "Cache",
     contentType: contentTypeFor(target.fileName),
+    cacheControl: cacheControlFor(target.kind),
   });
   return { ...served, result: "CACHE HIT" };
 }

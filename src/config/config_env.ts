@@ -102,6 +102,7 @@ const TOP_LEVEL_KINDS: Record<TopLevelKey, EnvKind> = {
   client_timeout_secs: "toml",
   sendfile: "toml",
   offline: "toml",
+  max_connections: "toml",
   max_speed_limit: "toml",
   num_versions_retain: "toml",
   refresh_latency_tests_after: "string",

@@ -102,6 +102,7 @@ const LOW_SPEED_LIMIT = "a whole number of bytes per second, at least 1, such as
 const LOW_SPEED_LIMIT_FORMATTED = `${BANDWIDTH_FORM}, at least 1 byte per second`;
 const LOW_SPEED_TIME = "a whole number of seconds, at least 1, such as 5";
 const CLIENT_TIMEOUT = "a whole number of seconds, 0 or more, such as 60 (0 turns the timeout off)";
+const MAX_CONNECTIONS = "a whole number of connections, at least 1, such as 1000";
 const MAX_SPEED_LIMIT = `a whole number of bytes per second (at least 1) or ${BANDWIDTH_FORM}`;
 const NUM_VERSIONS = "a whole number, 0 or more, such as 3 (0 keeps every version)";
 const REPO_NAME = 'a name of letters, digits, ".", "_", "+" and "-" that starts with a letter or digit, ' +
@@ -298,6 +299,11 @@ export const configObjectSchema = z.object({
       "Send cached files and followed downloads with the kernel's sendfile (a quarter of the CPU of copying " +
         "them through JavaScript). Needs Linux, glibc and Deno's ffi permission for libc; otherwise files are " +
         "copied through JavaScript.",
+    ),
+  max_connections: z.number({ error: MAX_CONNECTIONS }).int().min(1).optional()
+    .describe(
+      "Most client connections open at once; beyond it a new one replaces the one waiting longest for a " +
+        "request. Not set: the open-files limit less a quarter (at least 64) for cache files and mirrors.",
     ),
   max_speed_limit: z.preprocess(
     parsedOrRaw(parseBandwidth),

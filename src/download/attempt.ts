@@ -10,7 +10,8 @@
 
 import type { MirrorPool } from "../mirrors/mirrors.ts";
 import { type AcceptOptions, acceptResponse, type Progress } from "./partial_resume.ts";
-import { askMirror, parseHttpDate, pumpBody, type TransferDeps, type TransferLimits } from "./transfer.ts";
+import { parseHttpDate } from "../http/dates.ts";
+import { askMirror, pumpBody, type TransferDeps, type TransferLimits } from "./transfer.ts";
 
 /** How a mirror answered the request of an attempt. */
 export type AttemptHead =
@@ -114,7 +115,7 @@ export class Attempt {
       response,
       skip: accepted.skip,
       total: accepted.total,
-      lastModified: parseHttpDate(response.headers.get("last-modified")),
+      lastModified: parseHttpDate(response.headers.get("last-modified"), deps.now())?.getTime(),
       contentType: response.headers.get("content-type") ?? undefined,
       ttfbMs: answer.ttfbMs,
     };

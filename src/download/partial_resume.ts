@@ -9,7 +9,8 @@
 import { getLogger } from "@logtape/logtape";
 import type { CacheStore, PartialMeta } from "../cache/cache_store.ts";
 import type { ExpectedFile } from "./download_integrity.ts";
-import { parseContentRange, parseLength } from "./transfer.ts";
+import { parseContentRange } from "./transfer.ts";
+import { parseContentLength } from "../http/content_length.ts";
 
 const log = getLogger(["flexo", "download"]);
 
@@ -111,7 +112,7 @@ export function acceptResponse(
   options: AcceptOptions,
 ): Acceptance {
   const { written, total } = progress;
-  const length = parseLength(response.headers.get("content-length"));
+  const length = parseContentLength(response.headers.get("content-length"));
   if (length !== undefined && length > MAX_FILE_SIZE) {
     return { type: "unusable", reason: `announced an absurd length of ${length} bytes` };
   }

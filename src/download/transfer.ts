@@ -5,8 +5,6 @@
  * @module
  */
 
-import { parseHttpDate as parseStrictHttpDate } from "../http/range.ts";
-
 /** The I/O a transfer needs, passed in so that tests can use fakes. */
 export interface TransferDeps {
   /** The HTTP client (web-standard fetch). */
@@ -214,20 +212,6 @@ export function parseContentRange(
   const end = Number(match[2]);
   if (end < start) return undefined;
   return { start, end, total: match[3] === "*" ? undefined : Number(match[3]) };
-}
-
-/** Parses a non-negative integer header such as `Content-Length`; undefined when absent or malformed. */
-export function parseLength(header: string | null): number | undefined {
-  if (header === null || !/^\s*\d+\s*$/.test(header)) return undefined;
-  const value = Number(header);
-  return Number.isSafeInteger(value) ? value : undefined;
-}
-
-/** Parses an HTTP date header into milliseconds since the epoch. */
-export function parseHttpDate(header: string | null): number | undefined {
-  if (!header) return undefined;
-  // Strict RFC 9110 forms only: Date.parse reads "12" as a date and asctime in local time.
-  return parseStrictHttpDate(header)?.getTime();
 }
 
 function describeFetchError(error: unknown): string {

@@ -2,12 +2,15 @@
  * Byte ranges and conditional requests (RFC 9110 sections 13 and 14) for serving cached files.
  *
  * Only what pacman and curl need: a single byte range (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`), the
- * `Content-Range` values, `If-None-Match` / `If-Modified-Since` for 304 answers, `If-Range` for resumed
+ * `Content-Range` values, `If-Match` / `If-Unmodified-Since` for 412 answers, `If-None-Match` /
+ * `If-Modified-Since` for 304 answers, `If-Range` for resumed
  * downloads, and an ETag built from size and modification time. Multiple ranges are never served: such a
  * request gets the whole file with 200, which RFC 9110 allows.
  *
  * @module
  */
+
+import { parseHttpDate } from "./dates.ts";
 
 /** The outcome of {@linkcode parseRange}. */
 export type RangeResult =
@@ -28,14 +31,17 @@ export interface Validators {
   etag?: string;
 }
 
-const RANGE_SPEC_RE = /^(\d*)\s*-\s*(\d*)$/;
+/** An int-range or suffix-range: no whitespace inside (RFC 9110 section 14.1.1). */
+const RANGE_SPEC_RE = /^(\d*)-(\d*)$/;
+/** Optional whitespace (SP and HTAB) at either end. */
+const OWS_ENDS_RE = /^[ \t]+|[ \t]+$/g;
 
 /**
  * Parses a `Range` header for a file of `size` bytes (RFC 9110 section 14.2), single range only.
  *
  * - `null` → `"none"`.
- * - `bytes=a-b`, `bytes=a-`, `bytes=-n` (unit case-insensitive, whitespace around tokens tolerated, empty
- *   list elements skipped) → `"range"` with `end` clamped to `size - 1`; a suffix longer than the file
+ * - `bytes=a-b`, `bytes=a-`, `bytes=-n` (unit case-insensitive; whitespace only at the ends and around the
+ *   list's commas, none inside a range-spec or around `=`; empty list elements skipped) → `"range"` with `end` clamped to `size - 1`; a suffix longer than the file
  *   selects the whole file.
  * - `a > b`, garbage, another unit, or more than one range → `"ignore"`.
  * - `a >= size`, or `-0` → `"unsatisfiable"`. Any other suffix range on an empty file → `"ignore"` (an empty
@@ -53,10 +59,15 @@ export function parseRange(header: string | null, size: number | undefined): Ran
   }
   if (header === null) return { type: "none" };
 
-  const equals = header.indexOf("=");
+  const value = header.replace(OWS_ENDS_RE, "");
+  const equals = value.indexOf("=");
   if (equals < 0) return { type: "ignore" };
-  if (header.slice(0, equals).trim().toLowerCase() !== "bytes") return { type: "ignore" };
-  const specs = header.slice(equals + 1).split(",").map((s) => s.trim()).filter((s) => s !== "");
+  // No whitespace around "=": `range-unit "=" range-set`.
+  if (value.slice(0, equals).toLowerCase() !== "bytes") return { type: "ignore" };
+  // A list: whitespace around its commas, and empty elements, are allowed (RFC 9110 section 5.6.1).
+  const specs = value.slice(equals + 1).split(",").map((s) => s.replace(OWS_ENDS_RE, "")).filter((s) =>
+    s !== ""
+  );
   if (specs.length !== 1) return { type: "ignore" };
 
   const match = RANGE_SPEC_RE.exec(specs[0]);
@@ -127,6 +138,47 @@ export function makeEtag(size: number, mtime: Date): string {
   return `"${size.toString(16)}-${Math.floor(ms).toString(16)}"`;
 }
 
+/** The outcome of {@linkcode evaluatePreconditions}. */
+export type PreconditionOutcome =
+  /** Answer as asked (with `Range`, if it applies). */
+  | { type: "proceed" }
+  /** Answer 412 Precondition Failed: the header named did not hold. */
+  | { type: "failed"; header: "If-Match" | "If-Unmodified-Since" }
+  /** Answer 304 Not Modified (GET and HEAD only). */
+  | { type: "not_modified" };
+
+/**
+ * Evaluates a request's preconditions against a stored file in the order of RFC 9110 section 13.2.2:
+ * `If-Match` (strong comparison, `*` matches any file), else `If-Unmodified-Since` (ignored when the file has
+ * no modification time or the date is invalid), then `If-None-Match`, else `If-Modified-Since` (see
+ * {@linkcode isNotModified}). `If-Range` and `Range` come after, for a `"proceed"`.
+ */
+export function evaluatePreconditions(req: Request, validators: Validators): PreconditionOutcome {
+  const ifMatch = req.headers.get("if-match");
+  if (ifMatch !== null) {
+    if (!matchesStrongly(ifMatch, validators)) return { type: "failed", header: "If-Match" };
+  } else {
+    const ifUnmodifiedSince = req.headers.get("if-unmodified-since");
+    const since = parseHttpDate(ifUnmodifiedSince);
+    const modified = validators.lastModified?.getTime();
+    if (
+      since !== undefined && modified !== undefined && !Number.isNaN(modified) &&
+      Math.floor(modified / 1000) > Math.floor(since.getTime() / 1000)
+    ) {
+      return { type: "failed", header: "If-Unmodified-Since" };
+    }
+  }
+  return isNotModified(req, validators) ? { type: "not_modified" } : { type: "proceed" };
+}
+
+/** Whether an `If-Match` value holds: `*`, or a list with a tag that equals the file's strong tag. */
+function matchesStrongly(ifMatch: string, validators: Validators): boolean {
+  if (ifMatch.trim() === "*") return true;
+  const own = validators.etag === undefined ? undefined : parseEntityTag(validators.etag.trim());
+  if (own === undefined || own.weak) return false;
+  return parseEntityTagList(ifMatch).some((tag) => !tag.weak && tag.opaque === own.opaque);
+}
+
 /**
  * Whether a GET or HEAD request can be answered with 304 Not Modified (RFC 9110 section 13.2.2).
  *
@@ -178,53 +230,6 @@ export function ifRangeMatches(req: Request, validators: Validators): boolean {
   const modified = validators.lastModified?.getTime();
   if (date === undefined || modified === undefined || Number.isNaN(modified)) return false;
   return Math.floor(modified / 1000) === Math.floor(date.getTime() / 1000);
-}
-
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const MONTH = "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
-const TIME = "(\\d{2}):(\\d{2}):(\\d{2})";
-const IMF_FIXDATE_RE = new RegExp(
-  `^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`,
-);
-const RFC850_RE = new RegExp(
-  `^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`,
-);
-const ASCTIME_RE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ${MONTH} ([ \\d]\\d) ${TIME} (\\d{4})$`);
-
-/**
- * Parses an HTTP-date (RFC 9110 section 5.6.7) in any of its three forms: IMF-fixdate
- * (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime
- * (`Sun Nov  6 08:49:37 1994`). All are UTC. Returns undefined for anything else, including impossible dates.
- * A two-digit RFC 850 year is taken in the century that puts it at most 50 years into the future.
- */
-export function parseHttpDate(value: string): Date | undefined {
-  const text = value.trim();
-  let day: string, month: string, year: number, hh: string, mm: string, ss: string;
-  let m: RegExpExecArray | null;
-  if ((m = IMF_FIXDATE_RE.exec(text))) {
-    [, day, month, , hh, mm, ss] = m;
-    year = Number(m[3]);
-  } else if ((m = RFC850_RE.exec(text))) {
-    [, day, month, , hh, mm, ss] = m;
-    year = twoDigitYear(Number(m[3]));
-  } else if ((m = ASCTIME_RE.exec(text))) {
-    [, month, day, hh, mm, ss] = m;
-    year = Number(m[6]);
-  } else {
-    return undefined;
-  }
-  const monthIndex = MONTHS.indexOf(month);
-  const d = Number(day.trim()), h = Number(hh), min = Number(mm), s = Number(ss);
-  if (d < 1 || h > 23 || min > 59 || s > 60) return undefined;
-  if (new Date(Date.UTC(year, monthIndex, d)).getUTCDate() !== d) return undefined; // e.g. 31 Feb
-  return new Date(Date.UTC(year, monthIndex, d, h, min, s));
-}
-
-function twoDigitYear(yy: number): number {
-  const now = new Date().getUTCFullYear();
-  let year = Math.floor(now / 100) * 100 + yy;
-  if (year > now + 50) year -= 100;
-  return year;
 }
 
 interface EntityTag {

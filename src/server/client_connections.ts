@@ -37,8 +37,27 @@ export interface ClientListener {
   finished: Promise<void>;
 }
 
-/** Pause after a failed `accept` (such as "too many open files") before trying again. */
-const ACCEPT_RETRY_MS = 100;
+/** The first pause after a failed `accept` (such as "too many open files"); it doubles while accepts fail. */
+const ACCEPT_RETRY_FIRST_MS = 10;
+/** Failed accepts this far apart are one burst, logged once. */
+const ACCEPT_BURST_QUIET_MS = 1_000;
+/** The longest pause between attempts to accept while accepts fail. */
+const ACCEPT_RETRY_MAX_MS = 1_000;
+
+/**
+ * The connection that gives way to a new one when every slot is taken: the one waiting longest for a request
+ * head (a silent client, half a head, an idle keep-alive connection), or undefined when all are answering.
+ */
+export function yieldingConnection<T extends { busy: boolean; idleSince: number; closed: boolean }>(
+  open: Iterable<T>,
+): T | undefined {
+  let oldest: T | undefined;
+  for (const connection of open) {
+    if (connection.busy || connection.closed) continue;
+    if (oldest === undefined || connection.idleSince < oldest.idleSince) oldest = connection;
+  }
+  return oldest;
+}
 
 /**
  * Listens on `hostname:port` and serves every connection with `handler`, closing a connection that has no
@@ -61,13 +80,20 @@ export function listenForClients(
      * its requests (so a refused client still learns why), and nothing else of the app runs for it.
      */
     admit?: (remote: Deno.NetAddr) => Refusal | undefined;
+    /**
+     * At most this many connections are open; a new one beyond it takes the place of the connection waiting
+     * longest for a request head (see {@linkcode yieldingConnection}), or is closed when every one is answering.
+     * Default: no limit.
+     */
+    maxConnections?: number;
   },
 ): ClientListener {
   const listener = Deno.listen({ hostname: options.hostname, port: options.port, transport: "tcp" });
   let closing = false;
   // One set of connections and one sweep over them, instead of a timer per request: timers cost CPU and garbage
   // per request (see BENCHMARKS.md).
-  const open = new Set<ClientConnection>();
+  // Each open connection with the end of its serve() (when its descriptor is gone).
+  const open = new Map<ClientConnection, Promise<void>>();
   let allClosed: PromiseWithResolvers<void> | undefined;
   // A timeout of 0 (or less) means none: connections are never closed for waiting.
   const timed = options.timeoutMs > 0;
@@ -75,7 +101,7 @@ export function listenForClients(
   let sweeper: ReturnType<typeof setInterval> | undefined;
   const sweep = () => {
     const now = performance.now();
-    for (const connection of open) {
+    for (const connection of open.keys()) {
       const writing = connection.writingSince > 0 && now - connection.writingSince >= options.timeoutMs;
       const idle = !connection.busy && now - connection.idleSince >= options.timeoutMs;
       if (!writing && !idle) continue;
@@ -100,7 +126,46 @@ export function listenForClients(
     sender: options.sender,
   };
 
-  const serveOne = (conn: Deno.TcpConn) => {
+  const maxConnections = options.maxConnections ?? Infinity;
+  /** Connections closed at once because every slot was answering, since the last line about it. */
+  let turnedAway = 0;
+  /**
+   * Closes the connection waiting longest for a request, to make room for another; resolves when its descriptor
+   * is gone. Undefined when every open connection is answering a request.
+   */
+  const makeRoom = (why: string): Promise<void> | undefined => {
+    const victim = yieldingConnection(open.keys());
+    if (victim === undefined) return undefined;
+    log.debug("Closing a connection from {client} waiting for a request, to make room: {why}", {
+      client: victim.remoteAddr.hostname,
+      why,
+    });
+    // It keeps its place until serve() has ended and its descriptor is gone.
+    victim.close();
+    return open.get(victim);
+  };
+
+  /** Serves `conn`; when it takes the place of another connection, resolves once that one's descriptor is gone. */
+  const serveOne = async (conn: Deno.TcpConn): Promise<void> => {
+    const room = open.size >= maxConnections
+      ? makeRoom(`max_connections (${maxConnections}) reached`)
+      : undefined;
+    if (open.size >= maxConnections && room === undefined) {
+      if (turnedAway++ === 0) {
+        log.warn(
+          "All {max} connections (max_connections) are answering requests; new connections are closed until one ends",
+          { max: maxConnections },
+        );
+      }
+      conn.close();
+      return;
+    }
+    if (turnedAway > 0) {
+      log.info("Accepting connections again; {count} were closed at once for want of a free slot", {
+        count: turnedAway,
+      });
+      turnedAway = 0;
+    }
     // Without TCP_NODELAY, a response's last small segment waits until the client acknowledges the one before,
     // and clients delay that acknowledgement by ~40 ms: a stall per file on a kept-alive connection.
     conn.setNoDelay(true);
@@ -109,9 +174,8 @@ export function listenForClients(
       conn,
       refusal === undefined ? connectionOptions : { ...connectionOptions, refusal },
     );
-    open.add(connection);
     if (timed) sweeper ??= setInterval(sweep, sweepMs);
-    connection.serve().catch((error: unknown) => {
+    const served = connection.serve().catch((error: unknown) => {
       // serve() handles its own errors; this is only so that nothing can end the process from here.
       log.error("Serving a connection failed: {error}", {
         error: describeError(error),
@@ -120,27 +184,44 @@ export function listenForClients(
       open.delete(connection);
       if (open.size === 0) allClosed?.resolve();
     });
+    open.set(connection, served);
+    // A closed connection holds its descriptor until its pending read ends: accept no more until then.
+    await room;
   };
 
   const accepting = (async () => {
+    // Failed accepts in the current burst (which ends after a quiet second), and the pause before the next try.
+    let failures = 0;
+    let lastFailure = 0;
+    let retryMs = ACCEPT_RETRY_FIRST_MS;
     while (!closing) {
       let conn: Deno.TcpConn;
       try {
         conn = await listener.accept();
       } catch (error) {
         if (closing || error instanceof Deno.errors.BadResource) return;
-        log.warn("Could not accept a connection ({error}); trying again in {ms} ms", {
-          error: String(error),
-          ms: ACCEPT_RETRY_MS,
-        });
-        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        if (failures++ === 0) {
+          log.warn("Could not accept a connection ({error}); trying again with growing pauses", {
+            error: describeError(error),
+          });
+        }
+        lastFailure = performance.now();
+        // Out of descriptors, say: a connection waiting for a request gives its descriptor to the next client.
+        await makeRoom("accepting failed");
+        await new Promise((resolve) => setTimeout(resolve, retryMs));
+        retryMs = Math.min(retryMs * 2, ACCEPT_RETRY_MAX_MS);
         continue;
+      }
+      retryMs = ACCEPT_RETRY_FIRST_MS;
+      if (failures > 0 && performance.now() - lastFailure >= ACCEPT_BURST_QUIET_MS) {
+        log.info("Accepting connections again; {count} attempts to accept failed", { count: failures });
+        failures = 0;
       }
       if (closing) {
         conn.close();
         return;
       }
-      serveOne(conn);
+      await serveOne(conn);
     }
   })();
 
@@ -167,7 +248,7 @@ export function listenForClients(
           // already closed
         }
       }
-      for (const connection of open) connection.finish();
+      for (const connection of open.keys()) connection.finish();
       await finished;
       clearInterval(sweeper);
       sweeper = undefined;

@@ -17,12 +17,6 @@ export const COLLECT_LIMIT = 64 * 1024;
 /** The end of a chunked body. */
 export const LAST_CHUNK: Uint8Array = ENCODER.encode("0\r\n\r\n");
 
-/** A Content-Length value as a number, or undefined when absent or not a plain length. */
-export function lengthOf(value: string | null): number | undefined {
-  if (value === null || !/^\d{1,15}$/.test(value)) return undefined;
-  return Number(value);
-}
-
 /**
  * One chunk of a chunked body: its length in hex, the bytes, CRLF. Empty bytes give nothing at all: a chunk of
  * length 0 is the end of the body.

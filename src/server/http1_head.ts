@@ -6,6 +6,8 @@
  * @module
  */
 
+import { parseContentLength } from "../http/content_length.ts";
+
 /** The largest request head accepted (request line and headers); a larger one is answered 431. */
 export const MAX_HEAD_BYTES = 16 * 1024;
 
@@ -46,7 +48,6 @@ const LF = 0x0a;
 const SP = 0x20;
 const HTAB = 0x09;
 const COLON = 0x3a;
-const DIGITS = /^\d{1,15}$/;
 /** For the request target and Host, which are checked to be ASCII: the fastest decoder, same code units. */
 const UTF8 = new TextDecoder();
 
@@ -219,8 +220,10 @@ export function parseRequestHead(
   let lineCount = 0;
   let host: string | undefined;
   let hosts = 0;
-  let contentLength: string | undefined;
+  let contentLength: number | undefined;
   let transferEncoding = false;
+  /** The last transfer coding named in the Transfer-Encoding lines so far (lower case). */
+  let lastCoding = "";
   let closeAsked = false;
   let keepAliveAsked = false;
   let conditional = false;
@@ -262,9 +265,9 @@ export function parseRequestHead(
     } else if (first === 0x63 /* c */ && nameIs(bytes, nameStart, nameEnd, "content-length")) {
       // Several identical values (or one list of them) mean one length; different ones are refused.
       for (const item of latin1(bytes, valueStart, valueEnd).split(",")) {
-        const value = item.trim();
-        if (!DIGITS.test(value)) return { status: 400, message: "Content-Length is not a number" };
-        if (contentLength !== undefined && Number(contentLength) !== Number(value)) {
+        const value = parseContentLength(item);
+        if (value === undefined) return { status: 400, message: "Content-Length is not a number" };
+        if (contentLength !== undefined && contentLength !== value) {
           return { status: 400, message: "Two different Content-Length headers" };
         }
         contentLength = value;
@@ -277,6 +280,10 @@ export function parseRequestHead(
       }
     } else if (first === 0x74 /* t */ && nameIs(bytes, nameStart, nameEnd, "transfer-encoding")) {
       transferEncoding = true;
+      for (const token of latin1(bytes, valueStart, valueEnd).split(",")) {
+        const coding = token.trim().toLowerCase();
+        if (coding !== "") lastCoding = coding;
+      }
     } else if (
       (first === 0x72 /* r */ && nameIs(bytes, nameStart, nameEnd, "range")) ||
       (first === 0x69 /* i */ && nameEnd - nameStart > 3 && (bytes[nameStart + 1] | 0x20) === 0x66 &&
@@ -292,6 +299,13 @@ export function parseRequestHead(
   if (minorVersion === 1 && hosts === 0) {
     return { status: 400, message: "HTTP/1.1 requests need a Host header" };
   }
+  if (transferEncoding && lastCoding !== "chunked") {
+    // The body's length cannot be known (RFC 9112 section 6.3).
+    return {
+      status: 400,
+      message: "Transfer-Encoding must end with chunked; send the body chunked or with a Content-Length",
+    };
+  }
   if (transferEncoding && contentLength !== undefined) {
     return { status: 400, message: "Content-Length and Transfer-Encoding together" };
   }
@@ -301,7 +315,7 @@ export function parseRequestHead(
     minorVersion,
     host,
     closeAsked || (minorVersion === 0 && !keepAliveAsked),
-    transferEncoding || (contentLength !== undefined && Number(contentLength) > 0),
+    transferEncoding || (contentLength !== undefined && contentLength > 0),
     conditional,
     bytes,
     linesStart,

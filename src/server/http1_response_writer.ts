@@ -12,7 +12,8 @@ import { getLogger } from "@logtape/logtape";
 import { concat } from "../byte_reader.ts";
 import type { ResponseSent } from "../http/client_request.ts";
 import { describeError } from "../logging.ts";
-import { chunked, collect, LAST_CHUNK, lengthOf } from "./http1_body.ts";
+import { chunked, collect, LAST_CHUNK } from "./http1_body.ts";
+import { parseContentLength } from "../http/content_length.ts";
 import type { FileBodies } from "./http1_file_bodies.ts";
 import { type Framing, type HttpDates, isBodiless, responseHead } from "./http1_response.ts";
 
@@ -62,7 +63,7 @@ export class ResponseWriter {
       body?.cancel().catch(() => {});
       return bodiless(await this.#write(responseHead(status, response.headers, framing)));
     }
-    const declared = lengthOf(response.headers.get("content-length"));
+    const declared = parseContentLength(response.headers.get("content-length"));
     if (isHead || body === null) {
       // A HEAD answer says the length the GET answer would have; one whose body is in memory is measured.
       framing.length = isHead ? declared : 0;

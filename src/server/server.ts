@@ -9,6 +9,7 @@ import type { RequestHead } from "./http1_head.ts";
 import type { ConnectionHandler, QuickAnswer, Refusal } from "./http1_connection.ts";
 import { listenForClients } from "./client_connections.ts";
 import { type FileSender, openFileSender } from "./sendfile.ts";
+import { openFilesLimit, openLibc } from "./libc.ts";
 
 const log = getLogger(["flexo", "server"]);
 
@@ -59,18 +60,45 @@ function fileSender(): FileSender | undefined {
   return undefined;
 }
 
+/** Connections allowed when the open-files limit cannot be read (a limit of 1024, less the reserve). */
+export const FALLBACK_MAX_CONNECTIONS = 768;
+
+/**
+ * The default of `max_connections` for an open-files limit of `limit` descriptors (undefined: unknown): the limit
+ * less a reserve (a quarter, at least 64) for cache files, upstream sockets and the runtime's own, and at least 16.
+ */
+export function defaultMaxConnections(limit: number | undefined): number {
+  if (limit === undefined) return FALLBACK_MAX_CONNECTIONS;
+  return Math.max(16, limit - Math.max(64, Math.floor(limit / 4)));
+}
+
+/** This process's open-files limit, read with libc's getrlimit; undefined where libc cannot be loaded. */
+function readOpenFilesLimit(): number | undefined {
+  const opened = openLibc();
+  return opened.ok ? openFilesLimit(opened.libc) : undefined;
+}
+
 /**
  * Starts listening on each address with `port`, serving connections with flexo's own HTTP/1.1 layer (see
  * client_connections.ts): a client connection that does not complete a request head within `clientTimeoutMs`
  * (default 60 s; 0 means no limit), after connecting or after its previous response, or that takes no bytes of
- * its response for as long, is closed; cached files are sent with sendfile(2) where this process can (unless
+ * its response for as long, is closed; at most `maxConnections` are open on each address (default: see
+ * {@linkcode defaultMaxConnections}), a new one taking the place of the one waiting longest for a request; cached files are sent with sendfile(2) where this process can (unless
  * `sendfile` is false), otherwise copied in large pieces; small cached files are answered from memory.
  */
 export function startServer(
   app: ServedApp,
-  options: { hostnames: readonly string[]; port: number; clientTimeoutMs?: number; sendfile?: boolean },
+  options: {
+    hostnames: readonly string[];
+    port: number;
+    clientTimeoutMs?: number;
+    sendfile?: boolean;
+    maxConnections?: number;
+  },
 ): RunningServer {
   const timeoutMs = options.clientTimeoutMs ?? 60_000;
+  const maxConnections = options.maxConnections ?? defaultMaxConnections(readOpenFilesLimit());
+  log.info("At most {max} client connections are open at once (max_connections)", { max: maxConnections });
   const sender = options.sendfile ?? true ? fileSender() : undefined;
   const servers: Listening[] = [];
   const addresses: { hostname: string; port: number }[] = [];
@@ -84,6 +112,7 @@ export function startServer(
         sender,
         quickAnswer: app.quickAnswer,
         admit: app.admit,
+        maxConnections,
       });
       servers.push(server);
       addresses.push({ hostname: server.addr.hostname, port: server.addr.port });

@@ -12,7 +12,7 @@ import { httpDate } from "../../src/server/http1_response.ts";
 import { QuickAnswers } from "../../src/app/quick_answers.ts";
 import { AnswerLog } from "../../src/app/request_log.ts";
 import { parseRequestPath, type RequestTarget } from "../../src/app/request_path.ts";
-import { serveCachedFile } from "../../src/app/responses.ts";
+import { IMMUTABLE, serveCachedFile } from "../../src/app/responses.ts";
 import { Stats } from "../../src/status/stats.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
@@ -76,7 +76,8 @@ function split(bytes: Uint8Array): { statusLine: string; headers: [string, strin
 
 /** The headers serveCachedFile() sends for all of `file` (names in lower case, sorted, as Headers gives them). */
 async function servedHeaders(file: CachedFile, contentType: string): Promise<[string, string][]> {
-  const options = { origin: "Cache", contentType } as const;
+  // The quick path answers packages and their signatures only: those are immutable.
+  const options = { origin: "Cache", contentType, cacheControl: IMMUTABLE } as const;
   const served = await serveCachedFile(new Request("http://flexo.test/"), file, options);
   await served.response.body?.cancel();
   return [...served.response.headers];
@@ -88,7 +89,8 @@ async function assertWholeFileHeaders(
   file: CachedFile,
   contentType: string,
 ): Promise<void> {
-  const names = "accept-ranges last-modified etag flexo-payload-origin content-type content-length date";
+  const names =
+    "accept-ranges last-modified etag flexo-payload-origin cache-control content-type content-length date";
   assertEquals(headers.map(([name]) => name), names.split(" "));
   const expected = new Map(await servedHeaders(file, contentType));
   for (const [name, value] of headers.slice(0, -1)) assertEquals(value, expected.get(name), name);

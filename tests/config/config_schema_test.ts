@@ -36,6 +36,7 @@ interface ExpectedConfig {
   client_timeout_secs: number;
   offline: boolean;
   sendfile: boolean;
+  max_connections?: number;
   max_speed_limit?: number;
   num_versions_retain: number;
   refresh_latency_tests_after: string;

@@ -44,7 +44,12 @@ interface Setup {
 /** A mirror with SMALL and BIG (BIG paced so that its download takes about two seconds) and a proxy. */
 async function withSetup(
   fn: (setup: Setup) => Promise<void>,
-  options: { clientTimeoutSecs?: number; maxOpenFiles?: number; sendfile?: boolean } = {},
+  options: {
+    clientTimeoutSecs?: number;
+    maxOpenFiles?: number;
+    sendfile?: boolean;
+    maxConnections?: number;
+  } = {},
 ): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "flexo-slow-mirror-" });
   const small = randomBytes(200_000);
@@ -61,6 +66,9 @@ async function withSetup(
     await Deno.writeTextFile(config, `\nclient_timeout_secs = ${options.clientTimeoutSecs}\n`, {
       append: true,
     });
+  }
+  if (options.maxConnections !== undefined) {
+    await Deno.writeTextFile(config, `\nmax_connections = ${options.maxConnections}\n`, { append: true });
   }
   if (options.sendfile !== undefined) {
     await Deno.writeTextFile(config, `\nsendfile = ${options.sendfile}\n`, { append: true });
@@ -463,7 +471,8 @@ Deno.test("more connections than the proxy has descriptors for do not stop it; i
         return false;
       }
     }, 10_000);
-  }, { maxOpenFiles: 128 });
+    // A cap above the limit (the default stays below it), so that accepting does fail.
+  }, { maxOpenFiles: 128, maxConnections: 1_000 });
 });
 
 /** Reads from `conn` until the server closes it; returns what was read (a reset counts as closed). */

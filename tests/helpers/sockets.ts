@@ -69,3 +69,58 @@ export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
   }
   return concat(parts);
 }
+
+/**
+ * Sends `text` (a raw request, or several) to `127.0.0.1:port` on a new connection and returns everything the
+ * server sends until it closes, as Latin-1 text. End the last request with `Connection: close`, or the server
+ * keeps the connection open.
+ */
+export async function rawExchange(port: number, text: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode(text));
+    return new TextDecoder("latin1").decode(await readAll(conn));
+  } finally {
+    conn.close();
+  }
+}
+
+/** One HTTP response as read off a socket. */
+export interface RawResponse {
+  status: number;
+  /** Header names in lower case. */
+  headers: Map<string, string>;
+  /** Everything after the head, as Latin-1 text. */
+  body: string;
+}
+
+/**
+ * Sends one request (`method target`, the `headers` given and `Connection: close`) to `127.0.0.1:port` and
+ * parses the one response it gets.
+ */
+export async function rawRequest(
+  port: number,
+  method: string,
+  target: string,
+  headers: Record<string, string> = {},
+): Promise<RawResponse> {
+  const lines = Object.entries({ Host: "127.0.0.1", ...headers }).map(([name, value]) =>
+    `${name}: ${value}\r\n`
+  );
+  return parseResponse(
+    await rawExchange(port, `${method} ${target} HTTP/1.1\r\n${lines.join("")}Connection: close\r\n\r\n`),
+  );
+}
+
+/** Parses one whole response (head and body, as Latin-1 text). */
+export function parseResponse(text: string): RawResponse {
+  const end = text.indexOf("\r\n\r\n");
+  if (end < 0) throw new Error(`no complete response head in ${JSON.stringify(text.slice(0, 200))}`);
+  const [statusLine, ...headerLines] = text.slice(0, end).split("\r\n");
+  const map = new Map<string, string>();
+  for (const line of headerLines) {
+    const colon = line.indexOf(":");
+    map.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
+  }
+  return { status: Number(statusLine.split(" ")[1]), headers: map, body: text.slice(end + 4) };
+}

@@ -4,7 +4,6 @@ import {
   ifRangeMatches,
   isNotModified,
   makeEtag,
-  parseHttpDate,
   parseRange,
   type RangeResult,
   unsatisfiedRange,
@@ -47,17 +46,28 @@ Deno.test("parseRange() reads single byte ranges of a known size", () => {
   ]);
 });
 
-Deno.test("parseRange() tolerates whitespace, unit case and empty list elements", () => {
+Deno.test("parseRange() tolerates whitespace at the ends and around commas, unit case and empty list elements", () => {
   checkTable(100, [
-    ["bytes = 5-10", range(5, 10)],
     ["  bytes=5-10  ", range(5, 10)],
-    ["bytes=5 - 10", range(5, 10)],
     ["bytes=\t5-10\t", range(5, 10)],
     ["bytes= -10", range(90, 99)],
     ["bytes=5-10,", range(5, 10)],
     ["bytes=, 5-10 ,", range(5, 10)],
     ["BYTES=5-10", range(5, 10)],
     ["Bytes=5-", range(5, 99)],
+  ]);
+});
+
+Deno.test("parseRange() ignores whitespace inside a range-spec or around = (RFC 9110 section 14.1.1)", () => {
+  checkTable(100, [
+    ["bytes = 5-10", IGNORE],
+    ["bytes =5-10", IGNORE],
+    ["bytes= 5 -10", IGNORE],
+    ["bytes=5 - 10", IGNORE],
+    ["bytes=5- 10", IGNORE],
+    ["bytes=- 10", IGNORE],
+    ["bytes=5\t-10", IGNORE],
+    ["bytes=5-1 0", IGNORE],
   ]);
 });
 
@@ -181,50 +191,6 @@ Deno.test("makeEtag() builds a strong tag that changes with size and mtime", () 
   assert.notEqual(makeEtag(0, new Date(0)), makeEtag(1, new Date(0)));
   assert.throws(() => makeEtag(1, new Date("nope")), TypeError);
   assert.throws(() => makeEtag(-1, mtime), TypeError);
-});
-
-Deno.test("parseHttpDate() reads the three HTTP date forms as UTC", () => {
-  const expected = Date.UTC(1994, 10, 6, 8, 49, 37);
-  for (
-    const text of [
-      "Sun, 06 Nov 1994 08:49:37 GMT",
-      "Sunday, 06-Nov-94 08:49:37 GMT",
-      "Sun Nov  6 08:49:37 1994",
-      "  Sun, 06 Nov 1994 08:49:37 GMT  ",
-    ]
-  ) {
-    assert.equal(parseHttpDate(text)?.getTime(), expected, text);
-  }
-  // a two-digit year at most 50 years ahead stays in this century
-  const soon = (new Date().getUTCFullYear() + 4) % 100;
-  const yy = String(soon).padStart(2, "0");
-  assert.equal(
-    parseHttpDate(`Monday, 01-Jan-${yy} 00:00:00 GMT`)?.getUTCFullYear(),
-    new Date().getUTCFullYear() + 4,
-  );
-  assert.equal(parseHttpDate("Sat, 29 Feb 2020 23:59:59 GMT")?.getTime(), Date.UTC(2020, 1, 29, 23, 59, 59));
-  for (
-    const text of [
-      "",
-      "yesterday",
-      "2024-05-01T12:00:00Z",
-      "1994-11-06",
-      "Sun, 06 Nov 1994 08:49:37",
-      "Sun, 06 Nov 1994 08:49:37 gmt",
-      "Sun, 06 Nov 1994 08:49:37 UTC",
-      "Sun, 06 Nov 1994 08:49:37 GMT extra",
-      "sun, 06 Nov 1994 08:49:37 GMT",
-      "Sun, 6 Nov 1994 08:49:37 GMT",
-      "Sun, 06 nov 1994 08:49:37 GMT",
-      "Sun, 31 Feb 2024 08:49:37 GMT",
-      "Thu, 29 Feb 2024 24:00:00 GMT",
-      "Sun, 06 Nov 1994 08:60:37 GMT",
-      "Sun, 00 Nov 1994 08:49:37 GMT",
-      "Sun, 06 Nov 1994 08:49:37 GMT, Sun, 06 Nov 1994 08:49:37 GMT",
-    ]
-  ) {
-    assert.equal(parseHttpDate(text), undefined, text);
-  }
 });
 
 const MTIME = new Date("2024-05-01T12:00:00.750Z");

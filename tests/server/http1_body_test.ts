@@ -4,18 +4,10 @@
  */
 
 import { concat } from "../../src/byte_reader.ts";
-import { chunked, collect, COLLECT_LIMIT, LAST_CHUNK, lengthOf } from "../../src/server/http1_body.ts";
+import { chunked, collect, COLLECT_LIMIT, LAST_CHUNK } from "../../src/server/http1_body.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 
 const decoder = new TextDecoder();
-
-Deno.test("lengthOf() reads plain lengths and nothing else", () => {
-  assertEquals(lengthOf("0"), 0);
-  assertEquals(lengthOf("52428800"), 52428800);
-  for (const value of [null, "", "-1", "1.5", " 7", "7, 7", "0x10", "9".repeat(16)]) {
-    assertEquals(lengthOf(value), undefined, JSON.stringify(value));
-  }
-});
 
 Deno.test("chunked() frames bytes with their length in hex, and LAST_CHUNK ends a body", () => {
   const bytes = new Uint8Array(300).fill(0x61);
