@@ -28,6 +28,9 @@ import { type CountedResult, Stats } from "../status/stats.ts";
 import { statusRoutes } from "../status/status_routes.ts";
 import type { TransferDeps, TransferLimits } from "../download/transfer.ts";
 import { describeError } from "../logging.ts";
+import { healthRoutes, NodeHealth } from "./health.ts";
+import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
+import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
 
 const requestLog = getLogger(["flexo", "request"]);
 const errorLog = getLogger(["flexo", "error"]);
@@ -48,6 +51,8 @@ export interface AppOptions {
   stats?: Stats;
   /** The cache's size for the status page and metrics (see `cache_usage.ts`). */
   cacheUsage?: () => CacheUsageSnapshot | undefined;
+  /** This node's name for Via; default `node_name`, else {@linkcode defaultNodeName}. */
+  nodeName?: string;
 }
 
 /** The running proxy's parts, for the server, the status page and tests. */
@@ -79,6 +84,10 @@ export interface FlexoApp {
   packageIndex: PackageIndex;
   /** When the app was created (milliseconds). */
   startedAt: number;
+  /** Serving or draining, as `/healthz` tells balancers. */
+  health: NodeHealth;
+  /** This node's name in Via headers. */
+  nodeName: string;
 }
 
 /** Transfer limits from the configuration. */
@@ -95,7 +104,11 @@ export function limitsFrom(config: Config): TransferLimits {
 
 /** Builds the proxy for a configuration. Has no side effects until a request arrives. */
 export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
-  const deps: TransferDeps = { fetch: options.fetch ?? globalThis.fetch, now: options.now ?? Date.now };
+  const nodeName = options.nodeName ?? config.node_name ?? defaultNodeName(config.port);
+  const deps: TransferDeps = {
+    fetch: fetchWithVia(options.fetch ?? globalThis.fetch, nodeName),
+    now: options.now ?? Date.now,
+  };
   const limits: TransferLimits = { ...limitsFrom(config), ...options.limits };
   const pool = options.pool ?? new MirrorPool({ now: deps.now });
   if (!options.pool) pool.setMirrors(config.mirrors_predefined, "predefined");
@@ -144,6 +157,21 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // Routes match the target as the client sent it, as file paths are checked: `new Request()` would have turned
   // `/x/%2e%2e/metrics` into `/metrics`.
   const hono = new Hono({ getPath: (req) => pathOf(req) });
+  const health = new NodeHealth();
+  const allowed = accessControl(config.allowed_clients);
+  const fromTrustedProxy = trustedProxyCheck(config.trusted_proxies);
+  const clientAddress = clientAddressOf(config.trusted_proxies);
+  hono.use("*", async (c, next) => {
+    refuseLoop(c.req.header("via") ?? null, nodeName);
+    // Connections from trusted proxies were let in by `admit`: their clients are checked request by request.
+    const remote = (c.env as ServeInfo | undefined)?.remoteAddr?.hostname;
+    if (remote !== undefined && fromTrustedProxy(remote)) {
+      const client = clientAddress(remote, c.req.raw.headers);
+      if (!allowed(client.address)) throw new HttpError(403, refusal.message);
+    }
+    await next();
+  });
+  hono.route("/", healthRoutes(health));
   hono.route(
     "/",
     statusRoutes({ pool, customPools, store, downloads, stats, startedAt }, {
@@ -163,6 +191,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     options: { started: number; info?: ServeInfo },
   ): Response => {
     const release = answer.readsFile ? store.beginRead(answer.readsFile) : undefined;
+    const remote = options.info?.remoteAddr?.hostname;
+    const client = remote === undefined ? undefined : clientAddress(remote, req.headers);
     const record = (sent: ResponseSent) =>
       answers.record({
         method: req.method,
@@ -172,6 +202,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
         bytes: sent.bytes,
         ms: deps.now() - options.started,
         whole: sent.whole,
+        forwardedFor: client?.source === "forwarded" ? client.address : undefined,
       });
     const completed = options.info?.completed;
     if (completed) {
@@ -234,16 +265,18 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     return new Response("Internal error; see the proxy's log\n", { status: 500 });
   });
 
-  const allowed = accessControl(config.allowed_clients);
-  const refusal: Refusal = {
-    status: 403,
-    message: "This address is not in allowed_clients; ask the proxy's administrator to add it",
-  };
   return {
-    quickAnswer: (head, options) => quick.forHead(head, options),
+    // A Via loop never reaches a cache hit (the node lacks the file); a forwarded client behind a trusted proxy
+    // must be checked against allowed_clients, which the head-only path does not do.
+    quickAnswer: config.trusted_proxies.length === 0 || config.allowed_clients.length === 0
+      ? (head, options) => quick.forHead(head, options)
+      : (head, options) =>
+        head.headers.some(([name]) => name === "forwarded" || name === "x-forwarded-for")
+          ? undefined
+          : quick.forHead(head, options),
     admit: config.allowed_clients.length === 0
       ? undefined
-      : (remote) => allowed(remote.hostname) ? undefined : refusal,
+      : (remote) => allowed(remote.hostname) || fromTrustedProxy(remote.hostname) ? undefined : refusal,
     fetch: (req, info) => hono.fetch(req, info),
     pool,
     customPools,
@@ -253,8 +286,15 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     stats,
     packageIndex,
     startedAt,
+    health,
+    nodeName,
   };
 }
+
+const refusal: Refusal = {
+  status: 403,
+  message: "This address is not in allowed_clients; ask the proxy's administrator to add it",
+};
 
 /**
  * The path of a request as the client sent it (before `?`): from its raw target when flexo's own connection
