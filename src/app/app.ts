@@ -31,6 +31,7 @@ import { describeError } from "../logging.ts";
 import { healthRoutes, NodeHealth } from "./health.ts";
 import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
 import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
+import { refuseUncached } from "./only_if_cached.ts";
 
 const requestLog = getLogger(["flexo", "request"]);
 const errorLog = getLogger(["flexo", "error"]);
@@ -225,6 +226,11 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     const rawPath = pathOf(req);
     const target = parseRequestPath(rawPath, { customRepoNames });
     quick.remember(rawPath, target);
+    await refuseUncached(
+      req.headers.get("cache-control"),
+      target,
+      (segments) => !!store.statComplete(segments),
+    );
     const answer = await serveTarget(req, target, ctx);
     return finish(req, rawPath, answer, { started, info: c.env as ServeInfo | undefined });
   });
