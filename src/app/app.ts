@@ -32,6 +32,7 @@ import { healthRoutes, NodeHealth } from "./health.ts";
 import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
 import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
 import { refuseUncached } from "./only_if_cached.ts";
+import { fetchWithPeerRules, findOnPeers } from "../download/peers.ts";
 
 const requestLog = getLogger(["flexo", "request"]);
 const errorLog = getLogger(["flexo", "error"]);
@@ -107,7 +108,7 @@ export function limitsFrom(config: Config): TransferLimits {
 export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const nodeName = options.nodeName ?? config.node_name ?? defaultNodeName(config.port);
   const deps: TransferDeps = {
-    fetch: fetchWithVia(options.fetch ?? globalThis.fetch, nodeName),
+    fetch: fetchWithVia(fetchWithPeerRules(options.fetch ?? globalThis.fetch, config.cache_peers), nodeName),
     now: options.now ?? Date.now,
   };
   const limits: TransferLimits = { ...limitsFrom(config), ...options.limits };
@@ -119,7 +120,16 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     custom.setMirrors(repo.urls, `custom_repo ${repo.name}`);
     customPools.set(repo.name, custom);
   }
-  const poolFor = (target: RequestTarget) => (target.customRepo ? customPools.get(target.customRepo)! : pool);
+  // A package found on a cache peer: its next download tries that peer first (see peers.ts).
+  const peerPools = new Map<string, MirrorPool>();
+  const poolFor = (target: RequestTarget) => {
+    const viaPeer = peerPools.get(target.cacheSegments.join("/"));
+    if (viaPeer) {
+      peerPools.delete(target.cacheSegments.join("/"));
+      return viaPeer;
+    }
+    return target.customRepo ? customPools.get(target.customRepo)! : pool;
+  };
   const store = new CacheStore(config.cache_directory, { now: deps.now });
   const stats = options.stats ?? new Stats();
   const packageIndex = new PackageIndex();
@@ -231,6 +241,18 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       target,
       (segments) => !!store.statComplete(segments),
     );
+    if (
+      config.cache_peers.length > 0 && (target.kind === "package" || target.kind === "package_signature") &&
+      !target.customRepo && !store.statComplete(target.cacheSegments) && !downloads.active(target)
+    ) {
+      const found = await findOnPeers(config.cache_peers, target.upstreamPath, { fetch: deps.fetch });
+      if (found.type === "hit") {
+        const viaPeer = new MirrorPool({ now: deps.now });
+        viaPeer.setMirrors([found.peer, ...pool.plan("package")], "cache peer");
+        peerPools.set(target.cacheSegments.join("/"), viaPeer);
+        stats.peerHits++;
+      }
+    }
     const answer = await serveTarget(req, target, ctx);
     return finish(req, rawPath, answer, { started, info: c.env as ServeInfo | undefined });
   });

@@ -323,6 +323,13 @@ export const configObjectSchema = z.object({
     .describe(
       'Client address ranges allowed to use flexo, such as ["192.168.0.0/16"]; empty allows every client.',
     ),
+  cache_peers: z.preprocess(listOf, z.array(mirrorUrl, { error: MIRROR_LIST })).default(() => [])
+    .describe(
+      'Base URLs of the other flexo nodes of a cluster, such as ["http://10.0.0.2:7878"]. On a miss of a ' +
+        "package or its signature they are asked first, in parallel, with Cache-Control: only-if-cached, for " +
+        "half a second; the file comes from the first that has it (verified like any download), else from the " +
+        "mirrors. Databases always come from the mirrors.",
+    ),
   trusted_proxies: z.preprocess(
     listOf,
     z.array(

@@ -42,6 +42,7 @@ interface ExpectedConfig {
   mirrors_auto: ExpectedMirrorsAuto;
   max_cache_size?: number;
   allowed_clients: string[];
+  cache_peers: string[];
   trusted_proxies: string[];
   node_name?: string;
   shutdown_drain_secs: number;
