@@ -14,6 +14,7 @@
 import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
 import { createApp } from "./src/app/app.ts";
+import { drainPeriod } from "./src/app/health.ts";
 import { CacheStore } from "./src/cache/cache_store.ts";
 import { CacheUsage } from "./src/cache/cache_usage.ts";
 import {
@@ -269,6 +270,9 @@ async function serve(cli: Cli): Promise<void> {
     selection.stop();
     void cleaner.stop();
     app.prefetcher.stop();
+    // /healthz answers 503 while requests are still served, so a balancer drains the node (see docs/scaling.md).
+    app.health.startDraining();
+    await drainPeriod(config.shutdown_drain_secs * 1000);
     await server.shutdown({ graceMs: 10_000 });
     await closeLogging();
     Deno.exit(0);

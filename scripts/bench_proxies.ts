@@ -72,6 +72,8 @@ mirrors_predefined = ["http://127.0.0.1:${options.originPort}/"]
 cache_directory = "${options.cache}"
 listen_ip_address = "127.0.0.1"
 port = ${options.port}
+# No balancer to drain for: stop at once.
+shutdown_drain_secs = 0
 ${options.logged ? "# log_level: flexo's default\n" : 'log_level = "warning"\n'}`,
   );
 }

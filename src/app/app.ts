@@ -32,6 +32,11 @@ import { describeError } from "../logging.ts";
 import { PackageUsage } from "../prefetch/package_usage.ts";
 import { Prefetcher, type PrefetchTimers } from "../prefetch/prefetcher.ts";
 import { noteClientFetch, prefetchRoutes } from "../prefetch/prefetch_route.ts";
+import { healthRoutes, NodeHealth } from "./health.ts";
+import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
+import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
+import { refuseUncached } from "./only_if_cached.ts";
+import { fetchWithPeerRules, findOnPeers } from "../download/peers.ts";
 
 const requestLog = getLogger(["flexo", "request"]);
 const errorLog = getLogger(["flexo", "error"]);
@@ -58,6 +63,8 @@ export interface AppOptions {
   timers?: StaleTimers;
   /** Timers of the prefetch schedule (tests pass fake ones). */
   prefetchTimers?: PrefetchTimers;
+  /** This node's name for Via; default `node_name`, else {@linkcode defaultNodeName}. */
+  nodeName?: string;
 }
 
 /** The running proxy's parts, for the server, the status page and tests. */
@@ -93,6 +100,10 @@ export interface FlexoApp {
   outage: Outage;
   /** Prefetch: runs on a schedule once started (`prefetcher.start()`), or on request. */
   prefetcher: Prefetcher;
+  /** Serving or draining, as `/healthz` tells balancers. */
+  health: NodeHealth;
+  /** This node's name in Via headers. */
+  nodeName: string;
 }
 
 /** Transfer limits from the configuration. */
@@ -109,7 +120,11 @@ export function limitsFrom(config: Config): TransferLimits {
 
 /** Builds the proxy for a configuration. Has no side effects until a request arrives. */
 export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
-  const deps: TransferDeps = { fetch: options.fetch ?? globalThis.fetch, now: options.now ?? Date.now };
+  const nodeName = options.nodeName ?? config.node_name ?? defaultNodeName(config.port);
+  const deps: TransferDeps = {
+    fetch: fetchWithVia(fetchWithPeerRules(options.fetch ?? globalThis.fetch, config.cache_peers), nodeName),
+    now: options.now ?? Date.now,
+  };
   const limits: TransferLimits = { ...limitsFrom(config), ...options.limits };
   const pool = options.pool ?? new MirrorPool({ now: deps.now });
   if (!options.pool) pool.setMirrors(config.mirrors_predefined, "predefined");
@@ -119,7 +134,16 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     custom.setMirrors(repo.urls, `custom_repo ${repo.name}`);
     customPools.set(repo.name, custom);
   }
-  const poolFor = (target: RequestTarget) => (target.customRepo ? customPools.get(target.customRepo)! : pool);
+  // A package found on a cache peer: its next download tries that peer first (see peers.ts).
+  const peerPools = new Map<string, MirrorPool>();
+  const poolFor = (target: RequestTarget) => {
+    const viaPeer = peerPools.get(target.cacheSegments.join("/"));
+    if (viaPeer) {
+      peerPools.delete(target.cacheSegments.join("/"));
+      return viaPeer;
+    }
+    return target.customRepo ? customPools.get(target.customRepo)! : pool;
+  };
   const store = new CacheStore(config.cache_directory, { now: deps.now });
   const stats = options.stats ?? new Stats();
   const packageIndex = new PackageIndex();
@@ -179,6 +203,21 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     await next();
     if (c.req.method === "HEAD") c.res = await withLength(c.res);
   });
+  const health = new NodeHealth();
+  const allowed = accessControl(config.allowed_clients);
+  const fromTrustedProxy = trustedProxyCheck(config.trusted_proxies);
+  const clientAddress = clientAddressOf(config.trusted_proxies);
+  hono.use("*", async (c, next) => {
+    refuseLoop(c.req.header("via") ?? null, nodeName);
+    // Connections from trusted proxies were let in by `admit`: their clients are checked request by request.
+    const remote = (c.env as ServeInfo | undefined)?.remoteAddr?.hostname;
+    if (remote !== undefined && fromTrustedProxy(remote)) {
+      const client = clientAddress(remote, c.req.raw.headers);
+      if (!allowed(client.address)) throw new HttpError(403, refusal.message);
+    }
+    await next();
+  });
+  hono.route("/", healthRoutes(health));
   hono.route(
     "/",
     statusRoutes({ pool, customPools, store, downloads, stats, startedAt }, {
@@ -199,6 +238,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     options: { started: number; info?: ServeInfo },
   ): Response => {
     const release = answer.readsFile ? store.beginRead(answer.readsFile) : undefined;
+    const remote = options.info?.remoteAddr?.hostname;
+    const client = remote === undefined ? undefined : clientAddress(remote, req.headers);
     const record = (sent: ResponseSent) =>
       answers.record({
         method: req.method,
@@ -208,6 +249,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
         bytes: sent.bytes,
         ms: deps.now() - options.started,
         whole: sent.whole,
+        forwardedFor: client?.source === "forwarded" ? client.address : undefined,
       });
     const completed = options.info?.completed;
     if (completed) {
@@ -231,6 +273,23 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     const rawPath = pathOf(req);
     const target = parseRequestPath(rawPath, { customRepoNames });
     quick.remember(rawPath, target);
+    await refuseUncached(
+      req.headers.get("cache-control"),
+      target,
+      (segments) => !!store.statComplete(segments),
+    );
+    if (
+      config.cache_peers.length > 0 && (target.kind === "package" || target.kind === "package_signature") &&
+      !target.customRepo && !store.statComplete(target.cacheSegments) && !downloads.active(target)
+    ) {
+      const found = await findOnPeers(config.cache_peers, target.upstreamPath, { fetch: deps.fetch });
+      if (found.type === "hit") {
+        const viaPeer = new MirrorPool({ now: deps.now });
+        viaPeer.setMirrors([found.peer, ...pool.plan("package")], "cache peer");
+        peerPools.set(target.cacheSegments.join("/"), viaPeer);
+        stats.peerHits++;
+      }
+    }
     const answer = await serveTarget(req, target, ctx);
     if (recordsUsage) noteClientFetch(usage, req.method, target, answer.response.status);
     return finish(req, rawPath, answer, { started, info: c.env as ServeInfo | undefined });
@@ -270,13 +329,15 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     return new Response("Internal error; see the proxy's log\n", { status: 500 });
   });
 
-  const allowed = accessControl(config.allowed_clients);
-  const refusal: Refusal = {
-    status: 403,
-    message: "This address is not in allowed_clients; ask the proxy's administrator to add it",
-  };
+  const checksForwarded = config.trusted_proxies.length > 0 && config.allowed_clients.length > 0;
   return {
+    // A Via loop never reaches a cache hit (the node lacks the file); a forwarded client behind a trusted proxy
+    // must be checked against allowed_clients, which the head-only path does not do.
     quickAnswer: (head, options) => {
+      if (
+        checksForwarded &&
+        head.headers.some(([name]) => name === "forwarded" || name === "x-forwarded-for")
+      ) return undefined;
       const answer = quick.forHead(head, options);
       // A repeated hit is a client's fetch too (the answer is a plain GET of a known package file).
       if (answer && recordsUsage) {
@@ -286,7 +347,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     },
     admit: config.allowed_clients.length === 0
       ? undefined
-      : (remote) => allowed(remote.hostname) ? undefined : refusal,
+      : (remote) => allowed(remote.hostname) || fromTrustedProxy(remote.hostname) ? undefined : refusal,
     fetch: (req, info) => hono.fetch(req, info),
     pool,
     customPools,
@@ -298,8 +359,15 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     startedAt,
     outage,
     prefetcher,
+    health,
+    nodeName,
   };
 }
+
+const refusal: Refusal = {
+  status: 403,
+  message: "This address is not in allowed_clients; ask the proxy's administrator to add it",
+};
 
 /** `response` with a `Content-Length` header, measured from its body when it has none (the body is read). */
 async function withLength(response: Response): Promise<Response> {

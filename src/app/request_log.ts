@@ -25,6 +25,8 @@ export interface AnswerRecord {
   ms: number;
   /** False when the transfer broke off before the end of the body. */
   whole: boolean;
+  /** The client's address as reported by a trusted proxy (`trusted_proxies`), when there is one. */
+  forwardedFor?: string;
 }
 
 /** Counts answers in `stats` and writes the request log. */
@@ -47,7 +49,7 @@ export class AnswerLog {
       answer.whole
         ? "{method} {path} {result} {status} {bytes} bytes {ms} ms"
         : "{method} {path} {result} {status} {bytes} bytes {ms} ms (broken off by the client or upstream)",
-      { ...answer },
+      { ...answer, path: answer.forwardedFor ? `${answer.path} (for ${answer.forwardedFor})` : answer.path },
     );
   }
 }

@@ -111,6 +111,10 @@ const TOP_LEVEL_KINDS: Record<TopLevelKey, EnvKind> = {
   prefetch: "table",
   max_cache_size: "toml",
   allowed_clients: "list",
+  cache_peers: "list",
+  trusted_proxies: "list",
+  node_name: "string",
+  shutdown_drain_secs: "toml",
   log_level: "string",
 };
 

@@ -122,6 +122,8 @@ const STATUS_URL_LIST = `a list of URLs, each ${STATUS_URL}`;
 const BLACKLIST =
   'a list of mirror URLs as they appear in the mirror status JSON, such as ["https://a.example/"]';
 const BOOLEAN = "true or false";
+const NODE_NAME = 'a name of letters, digits and "._:-", such as "flexo-1:7878"';
+const DRAIN = "a whole number of seconds from 0 to 8";
 const MAX_SCORE = "a number, 0 or more, such as 2.5";
 const NUM_MIRRORS = "a whole number, at least 1, such as 8";
 const RANDOM_OR_SORT = '"sort" or "random"';
@@ -359,6 +361,37 @@ export const configObjectSchema = z.object({
   ).default(() => [])
     .describe(
       'Client address ranges allowed to use flexo, such as ["192.168.0.0/16"]; empty allows every client.',
+    ),
+  cache_peers: z.preprocess(listOf, z.array(mirrorUrl, { error: MIRROR_LIST })).default(() => [])
+    .describe(
+      'Base URLs of the other flexo nodes of a cluster, such as ["http://10.0.0.2:7878"]. On a miss of a ' +
+        "package or its signature they are asked first, in parallel, with Cache-Control: only-if-cached, for " +
+        "half a second; the file comes from the first that has it (verified like any download), else from the " +
+        "mirrors. Databases always come from the mirrors.",
+    ),
+  trusted_proxies: z.preprocess(
+    listOf,
+    z.array(
+      z.preprocess(cidrOf, z.union([z.cidrv4(), z.cidrv6()], { error: CIDR })),
+      { error: ALLOWED_CLIENTS },
+    ),
+  ).default(() => [])
+    .describe(
+      'Address ranges of balancers in front of flexo, such as ["127.0.0.1/32"]. For connections from them ' +
+        "the client address (for allowed_clients, the request log and metrics) is taken from Forwarded or " +
+        "X-Forwarded-For; from any other connection those headers are ignored.",
+    ),
+  node_name: z.string({ error: NODE_NAME }).regex(/^[A-Za-z0-9._:\[\]-]+$/, { error: NODE_NAME }).optional()
+    .describe(
+      "This node's name in the Via header of its requests to mirrors and peers; a request that already " +
+        'carries it is a loop and is answered with 508. Default: "HOSTNAME-PORT-RANDOM", unique per listener on one host and new at each start; set it to ' +
+        "see stable names in the Via headers upstream.",
+    ),
+  shutdown_drain_secs: z.number({ error: DRAIN }).int().min(0).max(8).default(3)
+    .describe(
+      "Seconds between SIGTERM and closing the listener during which /healthz answers 503 while requests are " +
+        "still served, so that a balancer drains the node; then running transfers get 10 s more. At most 8, " +
+        "so the whole stop fits TimeoutStopSec=20s.",
     ),
   log_level: z.preprocess(logLevelOf, z.enum(LOG_LEVELS, { error: LOG_LEVEL })).default("info")
     .describe('How much flexo logs: "trace", "debug", "info", "warning" (or "warn"), "error" or "fatal".'),

@@ -191,6 +191,15 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
     },
   });
   new Counter({
+    name: "flexo_peer_hits_total",
+    help: "Misses of a package or signature found on a cache peer (cache_peers) and taken from it.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(app.stats.peerHits);
+    },
+  });
+  new Counter({
     name: "flexo_integrity_rejections_total",
     help: "Downloads discarded because they did not match the repository database.",
     registers,

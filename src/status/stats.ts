@@ -39,6 +39,8 @@ export class Stats {
   retentionBytesFreed = 0;
   /** Downloads discarded because they did not match a repository database. */
   integrityRejections = 0;
+  /** Misses of a package or signature that a cache peer had (downloaded from it, not from a mirror). */
+  peerHits = 0;
   /** The last errors, newest last. */
   readonly recentErrors: RecentError[] = [];
   #maxErrors: number;

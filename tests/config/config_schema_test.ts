@@ -51,6 +51,10 @@ interface ExpectedConfig {
   };
   max_cache_size?: number;
   allowed_clients: string[];
+  cache_peers: string[];
+  trusted_proxies: string[];
+  node_name?: string;
+  shutdown_drain_secs: number;
   log_level: "trace" | "debug" | "info" | "warning" | "error" | "fatal";
 }
 type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;

@@ -245,6 +245,9 @@ max_delay_secs = 7200
     },
     max_cache_size: 50 * 1024 ** 3,
     allowed_clients: ["192.168.0.0/16", "10.1.2.3/32", "fd00::/8", "::1/128"],
+    cache_peers: [],
+    trusted_proxies: [],
+    shutdown_drain_secs: 3,
     log_level: "warning",
   };
   assert.deepEqual(config, expected);

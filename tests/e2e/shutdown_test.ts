@@ -98,6 +98,8 @@ Deno.test("SIGTERM during a download stops flexo within the grace period and the
       `listen_ip_address = "127.0.0.1"`,
       `mirror_selection_method = "predefined"`,
       `mirrors_predefined = ["${mirror.url}"]`,
+      // This test is about the grace for running transfers; drain_test.ts covers the drain before it.
+      "shutdown_drain_secs = 0",
     ].join("\n") + "\n",
   );
   const partial = join(cache, ".partial", PKG);

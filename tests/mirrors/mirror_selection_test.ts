@@ -88,6 +88,9 @@ function testConfig(
     refresh_latency_tests_after: "8 days",
     custom_repo: [],
     allowed_clients: [],
+    cache_peers: [],
+    trusted_proxies: [],
+    shutdown_drain_secs: 3,
     log_level: "info",
     prefetch: {
       enabled: false,

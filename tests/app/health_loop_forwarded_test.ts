@@ -1,0 +1,105 @@
+/**
+ * `/healthz`, Via loop protection and client addresses from trusted proxies, on the app alone.
+ */
+
+import { assertEquals } from "../helpers/assert.ts";
+import { testApp } from "../helpers/test_app.ts";
+import { clientAddressOf, forwardedFor } from "../../src/app/forwarded.ts";
+import { viaNames } from "../../src/app/loop_guard.ts";
+import type { ServeInfo } from "../../src/http/client_request.ts";
+
+const PKG = "/core/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst";
+
+/** What the server would pass for a connection from `hostname`. */
+function from(hostname: string): ServeInfo {
+  return {
+    remoteAddr: { transport: "tcp", hostname, port: 40000 },
+    completed: new Promise(() => {}),
+  } as ServeInfo;
+}
+
+Deno.test("/healthz is 200 ok while serving and 503 once draining", async () => {
+  const app = await testApp(["http://127.0.0.1:9/"]);
+  try {
+    let response = await app.get("/healthz");
+    assertEquals([response.status, await response.text()], [200, "ok\n"]);
+    app.health.startDraining();
+    response = await app.get("/healthz");
+    assertEquals([response.status, await response.text()], [503, "draining\n"]);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("a request that carries the node's own name in Via is answered 508 without asking a mirror", async () => {
+  let asked = 0;
+  const app = await testApp(["http://127.0.0.1:9/"], {
+    nodeName: "node-a:7878",
+    fetch: () => {
+      asked++;
+      return Promise.resolve(new Response("x"));
+    },
+  });
+  try {
+    const response = await app.get(PKG, { headers: { via: "1.1 tier-2, 1.1 node-a:7878" } });
+    assertEquals(response.status, 508, await response.text());
+    assertEquals(asked, 0);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Via names and Forwarded addresses are parsed as RFC 9110 and RFC 7239 write them", () => {
+  assertEquals(viaNames("1.1 a:7878, HTTP/1.0 b (comment), 2 c"), ["a:7878", "b", "c"]);
+  assertEquals(forwardedFor('for=192.0.2.60;proto=http, for="[2001:db8::1]:4711", For=10.0.0.1:80'), [
+    "192.0.2.60",
+    "2001:db8::1",
+    "10.0.0.1",
+  ]);
+  const client = clientAddressOf(["127.0.0.1/32", "10.0.0.0/8"]);
+  // Read from the right, skipping trusted proxies: a client cannot pass itself off by sending the header.
+  assertEquals(
+    client("127.0.0.1", new Headers({ "x-forwarded-for": "1.2.3.4, 203.0.113.9, 10.0.0.2" })).address,
+    "203.0.113.9",
+  );
+  assertEquals(client("192.0.2.1", new Headers({ "x-forwarded-for": "10.9.9.9" })), {
+    source: "connection",
+    address: "192.0.2.1",
+  });
+});
+
+Deno.test("trusted_proxies: a forwarded address counts only on a connection from a trusted proxy", async () => {
+  const config = { allowed_clients: ["127.0.0.1/32", "192.0.2.0/24"], trusted_proxies: ["127.0.0.1/32"] };
+  const app = await testApp(["http://127.0.0.1:9/"], { config });
+  try {
+    const refused = { "x-forwarded-for": "203.0.113.5" };
+    // Untrusted connection (allowed by its own address): the header is ignored.
+    assertEquals(app.admit!({ transport: "tcp", hostname: "192.0.2.7", port: 1 }), undefined);
+    let response = await app.fetch(
+      new Request("http://flexo.test/healthz", { headers: refused }),
+      from("192.0.2.7"),
+    );
+    assertEquals(response.status, 200);
+    // Trusted proxy: admitted per connection, then its client is checked per request.
+    assertEquals(app.admit!({ transport: "tcp", hostname: "127.0.0.1", port: 1 }), undefined);
+    response = await app.fetch(
+      new Request("http://flexo.test/healthz", { headers: refused }),
+      from("127.0.0.1"),
+    );
+    assertEquals(response.status, 403, await response.text());
+    response = await app.fetch(
+      new Request("http://flexo.test/healthz", { headers: { forwarded: "for=203.0.113.5" } }),
+      from("127.0.0.1"),
+    );
+    assertEquals(response.status, 403);
+    response = await app.fetch(
+      new Request("http://flexo.test/healthz", { headers: { "x-forwarded-for": "192.0.2.8" } }),
+      from("127.0.0.1"),
+    );
+    assertEquals(response.status, 200);
+    // An untrusted address outside allowed_clients is still refused by connection.
+    assertEquals(app.admit!({ transport: "tcp", hostname: "198.51.100.1", port: 1 })?.status, 403);
+  } finally {
+    await app.cleanup();
+  }
+});
