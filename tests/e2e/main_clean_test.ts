@@ -87,7 +87,7 @@ Deno.test("main.ts clean --dry-run prints what it would remove and keeps it; cle
 
     const misuse = await flexo(["check-config", "--dry-run", "--config", config]);
     assertEquals(misuse.code, 2);
-    assert(misuse.stderr.includes("--dry-run goes with the clean command"), misuse.stderr);
+    assert(misuse.stderr.includes("--dry-run goes with the clean and prefetch commands"), misuse.stderr);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
