@@ -59,6 +59,22 @@ export function yieldingConnection<T extends { busy: boolean; idleSince: number;
   return oldest;
 }
 
+/** The clock of the client timeout and the timer of its sweep. */
+export interface ConnectionClock {
+  /** Milliseconds, monotonic. */
+  now: () => number;
+  /** Starts a one-shot timer. */
+  setTimer: (callback: () => void, ms: number) => unknown;
+  /** Cancels a timer started by `setTimer`. */
+  clearTimer: (timer: unknown) => void;
+}
+
+const DEFAULT_CLOCK: ConnectionClock = {
+  now: () => performance.now(),
+  setTimer: (callback, ms) => setTimeout(callback, ms),
+  clearTimer: (timer) => clearTimeout(timer as number),
+};
+
 /**
  * Listens on `hostname:port` and serves every connection with `handler`, closing a connection that has no
  * request in progress and does not complete a request head within `timeoutMs`, or whose client takes no bytes
@@ -86,8 +102,14 @@ export function listenForClients(
      * Default: no limit.
      */
     maxConnections?: number;
+    /**
+     * The clock of the timeout and the timer of its sweep; tests give their own, so that a timeout runs out when
+     * they say. Default: `performance.now` and `setTimeout`.
+     */
+    clock?: ConnectionClock;
   },
 ): ClientListener {
+  const clock = options.clock ?? DEFAULT_CLOCK;
   const listener = Deno.listen({ hostname: options.hostname, port: options.port, transport: "tcp" });
   let closing = false;
   // One set of connections and one sweep over them, instead of a timer per request: timers cost CPU and garbage
@@ -98,9 +120,20 @@ export function listenForClients(
   // A timeout of 0 (or less) means none: connections are never closed for waiting.
   const timed = options.timeoutMs > 0;
   const sweepMs = Math.max(10, Math.min(1_000, Math.floor(options.timeoutMs / 4)));
-  let sweeper: ReturnType<typeof setInterval> | undefined;
+  let sweeper: unknown;
+  const scheduleSweep = () => {
+    sweeper ??= clock.setTimer(() => {
+      sweeper = undefined;
+      sweep();
+      if (open.size > 0) scheduleSweep();
+    }, sweepMs);
+  };
+  const stopSweeping = () => {
+    if (sweeper !== undefined) clock.clearTimer(sweeper);
+    sweeper = undefined;
+  };
   const sweep = () => {
-    const now = performance.now();
+    const now = clock.now();
     for (const connection of open.keys()) {
       const writing = connection.writingSince > 0 && now - connection.writingSince >= options.timeoutMs;
       const idle = !connection.busy && now - connection.idleSince >= options.timeoutMs;
@@ -112,12 +145,9 @@ export function listenForClients(
       });
       connection.close();
     }
-    if (open.size === 0) {
-      clearInterval(sweeper);
-      sweeper = undefined;
-    }
   };
   const connectionOptions = {
+    now: clock.now,
     dates: new HttpDates(),
     buffers: new CopyBuffers(),
     handler,
@@ -174,7 +204,7 @@ export function listenForClients(
       conn,
       refusal === undefined ? connectionOptions : { ...connectionOptions, refusal },
     );
-    if (timed) sweeper ??= setInterval(sweep, sweepMs);
+    if (timed) scheduleSweep();
     const served = connection.serve().catch((error: unknown) => {
       // serve() handles its own errors; this is only so that nothing can end the process from here.
       log.error("Serving a connection failed: {error}", {
@@ -250,8 +280,7 @@ export function listenForClients(
       }
       for (const connection of open.keys()) connection.finish();
       await finished;
-      clearInterval(sweeper);
-      sweeper = undefined;
+      stopSweeping();
     },
   };
 }

@@ -68,6 +68,8 @@ export interface ConnectionOptions {
    * `allowed_clients`): each request gets this answer, and the connection ends.
    */
   refusal?: Refusal;
+  /** The clock of the client timeout (milliseconds, monotonic); default `performance.now`. */
+  now?: () => number;
   /** The `Date` header's values, shared by a listener's connections; by default the connection's own. */
   dates?: HttpDates;
   /** Buffers for copying files, shared by a listener's connections; by default the connection's own. */
@@ -104,9 +106,9 @@ export class ClientConnection {
   readonly remoteAddr: Deno.NetAddr;
   /** Whether a request is being answered. */
   busy = false;
-  /** When the last response ended, or the connection opened (`performance.now()`). */
-  idleSince: number = performance.now();
-  /** When the write now waiting for the client began (`performance.now()`), or 0. */
+  /** When the last response ended, or the connection opened (on the connection's clock). */
+  idleSince: number;
+  /** When the write now waiting for the client began (on the connection's clock), or 0. */
   writingSince = 0;
   #options: ConnectionOptions;
   #localHost: string;
@@ -117,6 +119,7 @@ export class ClientConnection {
   #finishing = false;
   #files: FileBodies;
   #writer: ResponseWriter;
+  #now: () => number;
   #dates: HttpDates;
   /** Whether the client may still be sending a body when the connection ends (see #lingeringClose). */
   #linger = false;
@@ -131,6 +134,8 @@ export class ClientConnection {
       ? `[${local.hostname}]:${local.port}`
       : `${local.hostname}:${local.port}`;
     this.#options = options;
+    this.#now = options.now ?? (() => performance.now());
+    this.idleSince = this.#now();
     this.#files = new FileBodies(conn, {
       sender: options.sender,
       buffers: options.buffers,
@@ -225,7 +230,7 @@ export class ClientConnection {
           }
         } finally {
           this.busy = false;
-          this.idleSince = performance.now();
+          this.idleSince = this.#now();
           if (!isHeadProblem(parsed)) releaseHead(parsed);
         }
         // The head is answered; bytes after it (a pipelined request) move to the front.
@@ -303,7 +308,7 @@ export class ClientConnection {
   /** Writes some of `bytes` (waiting for the client, which the sweep may cut off): how many, 0 when closed. */
   #writeSome = async (bytes: Uint8Array): Promise<number> => {
     if (this.#closed) return 0;
-    this.writingSince = performance.now();
+    this.writingSince = this.#now();
     try {
       return await this.conn.write(bytes);
     } finally {
@@ -362,7 +367,7 @@ export class ClientConnection {
    */
   #write(bytes: Uint8Array): Promise<boolean> {
     if (this.#closed) return RESOLVED_FALSE;
-    this.writingSince = performance.now();
+    this.writingSince = this.#now();
     this.#writing = bytes;
     return this.conn.write(bytes).then(this.#written, this.#writeFailed);
   }
@@ -389,7 +394,7 @@ export class ClientConnection {
   async #writeRest(bytes: Uint8Array, offset: number): Promise<boolean> {
     try {
       while (offset < bytes.length) {
-        this.writingSince = performance.now();
+        this.writingSince = this.#now();
         offset += await this.conn.write(bytes.subarray(offset));
       }
       this.#writing = undefined;

@@ -13,7 +13,8 @@ import { randomBytes } from "../helpers/bytes.ts";
 import { fileSender } from "../helpers/sockets.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { withinMs } from "../helpers/proxy_server.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { stillPending, waitFor } from "../helpers/wait.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -23,12 +24,14 @@ async function withListener(
   timeoutMs: number,
   fn: (listener: ClientListener) => Promise<void>,
   handler: (req: Request) => Response | Promise<Response> = () => new Response("hello"),
+  clock?: FakeTimers,
 ): Promise<void> {
   const listener = listenForClients(handler, {
     hostname: "127.0.0.1",
     port: 0,
     timeoutMs,
     onError: () => new Response("error", { status: 500 }),
+    clock: clock?.deps,
   });
   try {
     await withinMs(fn(listener), 10_000, "the test did not finish within 10 s");
@@ -78,49 +81,75 @@ async function readResponse(conn: Deno.Conn): Promise<string> {
 const GET = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
 Deno.test("listenForClients() closes a connection that sends nothing, or half a request, after the timeout", async () => {
-  await withListener(300, async (listener) => {
-    const silent = await connect(listener);
-    const half = await connect(listener);
-    await half.write(encoder.encode("GET / HTTP/1.1\r\nHost: 12"));
-    const started = performance.now();
-    const [silentText, halfText] = await Promise.all([readUntilClosed(silent), readUntilClosed(half)]);
-    const ms = performance.now() - started;
-    assertEquals(silentText, "");
-    assert(!halfText.includes("hello"), `the half request was answered: ${halfText}`);
-    assert(ms >= 250 && ms < 3_000, `closed after ${Math.round(ms)} ms with a 300 ms timeout`);
-    await waitFor("the listener to let the connections go", () => listener.connections === 0, 2_000);
-  });
+  const clock = new FakeTimers();
+  await withListener(
+    300,
+    async (listener) => {
+      const silent = await connect(listener);
+      const half = await connect(listener);
+      await half.write(encoder.encode("GET / HTTP/1.1\r\nHost: 12"));
+      // Accepting happens in the kernel and Deno's loop: waited for, not timed.
+      await waitFor("both connections to be accepted", () => listener.connections === 2);
+      const reads = Promise.all([readUntilClosed(silent), readUntilClosed(half)]);
+      clock.advance(299);
+      assert(await stillPending(reads), "closed before the timeout");
+      assertEquals(listener.connections, 2);
+      clock.advance(100);
+      const [silentText, halfText] = await reads;
+      assertEquals(silentText, "");
+      assert(!halfText.includes("hello"), `the half request was answered: ${halfText}`);
+      await waitFor("the listener to let the connections go", () => listener.connections === 0, 2_000);
+    },
+    undefined,
+    clock,
+  );
 });
 
 Deno.test("listenForClients() answers requests and lets a busy client reuse its connection", async () => {
-  await withListener(400, async (listener) => {
-    const conn = await connect(listener);
-    try {
-      for (let i = 0; i < 4; i++) {
-        await conn.write(encoder.encode(GET));
-        const answer = await readResponse(conn);
-        assert(answer.startsWith("HTTP/1.1 200"), answer);
-        assert(answer.endsWith("hello"), answer);
-        // Less than the timeout between requests: the connection stays open.
-        await new Promise((resolve) => setTimeout(resolve, 250));
+  const clock = new FakeTimers();
+  await withListener(
+    400,
+    async (listener) => {
+      const conn = await connect(listener);
+      try {
+        for (let i = 0; i < 4; i++) {
+          await conn.write(encoder.encode(GET));
+          const answer = await readResponse(conn);
+          assert(answer.startsWith("HTTP/1.1 200"), answer);
+          assert(answer.endsWith("hello"), answer);
+          // Less than the timeout between requests: the connection stays open.
+          clock.advance(250);
+        }
+        assertEquals(listener.connections, 1);
+      } finally {
+        conn.close();
       }
-      assertEquals(listener.connections, 1);
-    } finally {
-      conn.close();
-    }
-  });
+    },
+    undefined,
+    clock,
+  );
 });
 
 Deno.test("listenForClients() closes a keep-alive connection that stays idle after its response", async () => {
-  await withListener(300, async (listener) => {
-    const conn = await connect(listener);
-    await conn.write(encoder.encode(GET));
-    assert((await readResponse(conn)).endsWith("hello"));
-    const started = performance.now();
-    assertEquals(await readUntilClosed(conn), "");
-    const ms = performance.now() - started;
-    assert(ms >= 250, `closed ${Math.round(ms)} ms after the response, before the timeout`);
-  });
+  const clock = new FakeTimers();
+  await withListener(
+    300,
+    async (listener) => {
+      const conn = await connect(listener);
+      await waitFor("the connection to be accepted", () => listener.connections === 1);
+      clock.advance(250);
+      await conn.write(encoder.encode(GET));
+      assert((await readResponse(conn)).endsWith("hello"));
+      // The timeout counts from the end of the response (at 250 ms), not from the connection's start.
+      const closed = readUntilClosed(conn);
+      clock.advance(100);
+      assert(await stillPending(closed), "closed before the timeout counted from the response");
+      clock.advance(300);
+      assertEquals(await closed, "");
+    },
+    undefined,
+    clock,
+  );
 });
 
 Deno.test("listenForClients() does not cut a response that takes longer than the timeout", async () => {

@@ -6,7 +6,12 @@
 import fc from "fast-check";
 import { dirname, join } from "node:path";
 import { pathOf } from "../../src/app/app.ts";
-import { type ClientListener, listenForClients } from "../../src/server/client_connections.ts";
+import {
+  type ClientListener,
+  type ConnectionClock,
+  listenForClients,
+} from "../../src/server/client_connections.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
 import { ClientConnection, type ConnectionOptions } from "../../src/server/http1_connection.ts";
 import { isHeadProblem, latin1, MAX_HEAD_BYTES, parseRequestHead } from "../../src/server/http1_head.ts";
 import { requestFromHead } from "../../src/server/http1_request.ts";
@@ -15,7 +20,7 @@ import { encodeLatin1 } from "../../src/server/http1_response.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { startTestProxy, withinMs } from "../helpers/proxy_server.ts";
 import { readAll, withConnection } from "../helpers/sockets.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { stillPending, waitFor } from "../helpers/wait.ts";
 
 type Answer = { status: number; headers: Map<string, string>; body: string };
 
@@ -167,7 +172,7 @@ async function withServed(
 }
 
 async function withListener(
-  options: Partial<ConnectionOptions> & { timeoutMs: number },
+  options: Partial<ConnectionOptions> & { timeoutMs: number; clock?: ConnectionClock },
   fn: (listener: ClientListener) => Promise<void>,
 ): Promise<void> {
   const { handler = echo, ...rest } = options;
@@ -447,40 +452,50 @@ Deno.test("ClientConnection.serve() raises no unhandled rejection when a body of
 
 Deno.test("listenForClients() closes a slowloris, silent connections and a client that never reads its pipelined answers after the timeout", async () => {
   const body = new Uint8Array(64 * 1024);
-  await withListener({ timeoutMs: 300, handler: () => new Response(body) }, async (listener) => {
-    const silent = await Promise.all(Array.from({ length: 50 }, () => connect(listener.addr.port)));
-    const [slow, deaf] = [await connect(listener.addr.port), await connect(listener.addr.port)];
-    const started = performance.now();
-    const flood = writeInPieces(deaf, encodeLatin1(get("/").repeat(5_000)));
-    let trickling = true;
-    const trickle = (async () => {
+  const clock = new FakeTimers();
+  // A connection's writingSince of 0 means "not writing": the clock starts past it.
+  clock.advance(1);
+  await withListener(
+    { timeoutMs: 300, handler: () => new Response(body), clock: clock.deps },
+    async (listener) => {
+      const silent = await Promise.all(Array.from({ length: 50 }, () => connect(listener.addr.port)));
+      const [slow, deaf] = [await connect(listener.addr.port), await connect(listener.addr.port)];
+      await waitFor("every connection to be accepted", () => listener.connections === 52);
+      const flood = writeInPieces(deaf, encodeLatin1(get("/").repeat(5_000)));
+      // The slowloris sends a byte for every 40 ms of the clock: never a whole head.
       const bytes = encodeLatin1(`GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ${"s".repeat(100)}`);
-      for (let i = 0; trickling && i < bytes.length; i++) {
+      const slowAnswers = new Reader(slow).all();
+      for (let i = 0; i < 7; i++) {
         await slow.write(bytes.subarray(i, i + 1));
-        await delay(40);
+        clock.advance(40);
       }
-    })().catch(() => {});
-    assertEquals(await new Reader(slow).all(), []);
-    const ms = performance.now() - started;
-    trickling = false;
-    assert(ms >= 250 && ms < 1_500, `the slowloris was closed after ${Math.round(ms)} ms (timeout 300 ms)`);
-    for (const conn of silent) assertEquals(await new Reader(conn).all(), []);
-    await waitFor("the sweep to close every connection", () => listener.connections === 0, 2_000);
-    for (const conn of [slow, deaf, ...silent]) conn.close();
-    await Promise.all([trickle, flood]);
-  });
+      assert(await stillPending(slowAnswers), "the slowloris was closed before the timeout");
+      clock.advance(300);
+      assertEquals(await withinMs(slowAnswers, 2_000, "the slowloris was not closed"), []);
+      for (const conn of silent) assertEquals(await new Reader(conn).all(), []);
+      // The deaf client's answers fill its socket on their own time: the clock moves on until it is cut off too.
+      await waitFor("the sweep to close every connection", () => {
+        clock.advance(100);
+        return listener.connections === 0;
+      }, 4_000);
+      for (const conn of [slow, deaf, ...silent]) conn.close();
+      await flood.catch(() => {});
+    },
+  );
 });
 
 Deno.test("listenForClients() keeps a busy connection whose client left until its handler answers, then lets it go", async () => {
   const gate = Promise.withResolvers<void>();
-  const handler = async () => (await gate.promise, new Response("late"));
-  await withListener({ timeoutMs: 100, handler }, async (listener) => {
+  const asked = Promise.withResolvers<void>();
+  const handler = async () => (asked.resolve(), await gate.promise, new Response("late"));
+  const clock = new FakeTimers();
+  await withListener({ timeoutMs: 100, handler, clock: clock.deps }, async (listener) => {
     const conn = await connect(listener.addr.port);
     await conn.write(encodeLatin1(get("/waits-for-upstream")));
-    await delay(20);
+    await asked.promise;
     conn.close();
     // Busy and not writing: the sweep leaves it (a slow upstream is never cut), even with its client gone.
-    await delay(400);
+    clock.advance(400);
     assertEquals(listener.connections, 1);
     gate.resolve();
     await waitFor("the connection to end once answered", () => listener.connections === 0, 1_000);
