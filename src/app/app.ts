@@ -22,6 +22,7 @@ import type { QuickAnswer, Refusal } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { rawTargetOf, type ResponseSent, type ServeInfo, targetPath } from "../http/client_request.ts";
 import { AnswerLog } from "./request_log.ts";
+import type { LogOutput } from "../logging.ts";
 import { QuickAnswers } from "./quick_answers.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
 import { type CountedResult, Stats } from "../status/stats.ts";
@@ -48,6 +49,8 @@ export interface AppOptions {
   stats?: Stats;
   /** The cache's size for the status page and metrics (see `cache_usage.ts`). */
   cacheUsage?: () => CacheUsageSnapshot | undefined;
+  /** The log's output (from `setupLogging`): the request log writes to it directly, `/metrics` shows its drops. */
+  log?: LogOutput;
 }
 
 /** The running proxy's parts, for the server, the status page and tests. */
@@ -149,9 +152,10 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     statusRoutes({ pool, customPools, store, downloads, stats, startedAt }, {
       now: deps.now,
       cacheUsage: options.cacheUsage,
+      logDropped: options.log && (() => options.log!.dropped),
     }),
   );
-  const answers = new AnswerLog(stats);
+  const answers = new AnswerLog(stats, options.log);
   /**
    * Counts and logs an answer when its response has ended (with the bytes the client was given), and keeps a
    * file being read safe from cleaning until then.

@@ -54,6 +54,15 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
     },
   });
   new Counter({
+    name: "flexo_log_lines_dropped_total",
+    help: "Log lines dropped because the log's output (stderr) could not keep up.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(options.logDropped?.() ?? 0);
+    },
+  });
+  new Counter({
     name: "flexo_served_bytes_total",
     help:
       "Body bytes sent to clients, by origin: cache (complete cached files) or upstream (live downloads).",

@@ -34,4 +34,6 @@ export interface StatusOptions {
   now: () => number;
   /** The cache's size, if it is being tracked (see `cache_usage.ts`); without it the size is not reported. */
   cacheUsage?: () => CacheUsageSnapshot | undefined;
+  /** Log lines dropped so far because the output could not keep up (see `log_sink.ts`); for `/metrics`. */
+  logDropped?: () => number;
 }
