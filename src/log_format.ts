@@ -3,13 +3,14 @@
  * `{ timestamp: "date-time-tz" | "none", category: ".", value: "bare" }` (`2026-12-04 22:48:38.123 +00 [INF]
  * flexo.request: GET /core/... CACHE HIT 200 ...`), made for the request log's rate: the timestamp's date and time
  * up to the second is made once per second, strings and numbers are written as they are (only other values go
- * through `Deno.inspect`), and control characters in strings are escaped (`\n`, `\x1b`) so that no client-given
+ * through `Deno.inspect`), passwords in URLs are hidden, and control characters in strings are escaped (`\n`, `\x1b`) so that no client-given
  * text can forge a line or a terminal sequence.
  *
  * @module
  */
 
 import type { LogLevel, LogRecord } from "@logtape/logtape";
+import { redactUrls } from "./redact_url.ts";
 
 const LEVELS: Record<LogLevel, string> = {
   trace: "TRC",
@@ -60,7 +61,9 @@ function bare(value: unknown): string {
   return clean(Deno.inspect(value));
 }
 
-function clean(text: string): string {
+function clean(raw: string): string {
+  // A mirror's URL may carry a password: no line shows it (see redact_url.ts).
+  const text = redactUrls(raw);
   if (!CONTROL.test(text)) return text;
   return text.replace(CONTROLS, (char) => {
     if (char === "\n") return "\\n";

@@ -13,6 +13,7 @@ import type { MirrorPool } from "../mirrors/mirrors.ts";
 import type { RequestTarget } from "./request_path.ts";
 import { contentTypeFor, ORIGIN_HEADER, serveCachedFile, type Served, serveDownload } from "./responses.ts";
 import { askMirror, type TransferDeps, type TransferLimits } from "../download/transfer.ts";
+import { redactUrl } from "../redact_url.ts";
 
 /** How a request was answered, for the request log and the statistics. */
 export type RequestResult =
@@ -137,7 +138,9 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
       });
     }
     if (answer.type === "failed" || answer.type === "not_modified") {
-      errors.push(`${mirror}: ${answer.type === "failed" ? answer.message : "answered 304 unasked"}`);
+      errors.push(
+        `${redactUrl(mirror)}: ${answer.type === "failed" ? answer.message : "answered 304 unasked"}`,
+      );
       continue;
     }
     const upstream = answer.response;

@@ -19,6 +19,7 @@ import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
 import { afterRefusal, type FailoverStep, FailureTally, MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
+import { redactUrl } from "../redact_url.ts";
 
 export { MAX_FILE_SIZE } from "./partial_resume.ts";
 export { MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
@@ -389,7 +390,7 @@ export class Download {
         this.#options.mirrors.recordFailure(mirror, body.reason);
         this.#closeFile();
         await store.discardPartial(segments);
-        throw new HttpError(502, `${mirror} ${body.reason}`);
+        throw new HttpError(502, `${redactUrl(mirror)} ${body.reason}`);
       case "write_failed":
         throw body.error;
     }

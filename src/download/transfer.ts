@@ -5,6 +5,7 @@
  * @module
  */
 
+import { withUserAgent } from "../version.ts";
 import { parseHttpDate as parseStrictHttpDate } from "../http/range.ts";
 
 /** The I/O a transfer needs, passed in so that tests can use fakes. */
@@ -53,7 +54,7 @@ export async function askMirror(
   try {
     const response = await options.deps.fetch(url, {
       method: init.method,
-      headers: init.headers,
+      headers: withUserAgent(init.headers),
       signal: init.abort.signal,
       redirect: "follow",
     });
