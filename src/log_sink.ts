@@ -29,7 +29,15 @@ export interface BoundedLogSinkOptions {
   close?: () => Promise<void>;
   /** The clock for the line that reports drops (default `Date.now`). */
   now?: () => number;
+  /**
+   * Milliseconds lines wait for more to join them in one write (default {@linkcode DEFAULT_LOG_FLUSH_MS}); a
+   * half-full buffer is written at once. 0: at the end of the current task (tests).
+   */
+  flushMs?: number;
 }
+
+/** How long lines wait for more by default: one write carries a flood's lines of this many milliseconds. */
+export const DEFAULT_LOG_FLUSH_MS = 20;
 
 /** A sink with bounded memory that drops lines when its output cannot keep up; see the module's text. */
 export class BoundedLogSink {
@@ -41,6 +49,8 @@ export class BoundedLogSink {
   #spare: Uint8Array;
   #used = 0;
   #writing: Promise<void> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #flushMs: number;
   #dropped = 0;
   #unreported = 0;
   #broken = false;
@@ -52,6 +62,7 @@ export class BoundedLogSink {
     this.#format = options.format;
     this.#close = options.close;
     this.#now = options.now ?? Date.now;
+    this.#flushMs = options.flushMs ?? DEFAULT_LOG_FLUSH_MS;
     const size = options.bufferBytes ?? DEFAULT_LOG_BUFFER_BYTES;
     this.#filling = new Uint8Array(size);
     this.#spare = new Uint8Array(size);
@@ -74,12 +85,18 @@ export class BoundedLogSink {
       return;
     }
     this.#append(this.#format(record));
-    this.#flush();
+    this.#schedule();
   };
 
   /** Writes what is pending (and the count of dropped lines), then closes the output. */
   async [Symbol.asyncDispose](): Promise<void> {
-    while (this.#writing !== undefined) await this.#writing;
+    for (;;) {
+      if (this.#writing !== undefined) await this.#writing;
+      else if (this.#used > 0 && !this.#broken) this.#startWrite();
+      else break;
+    }
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     await this.#close?.();
   }
 
@@ -99,31 +116,45 @@ export class BoundedLogSink {
     this.#unreported++;
   }
 
-  /** Starts writing the filling buffer unless a write is under way (whose end starts the next). */
-  #flush(): void {
+  /**
+   * Has the filling buffer written: at once when it is half full, otherwise after {@linkcode DEFAULT_LOG_FLUSH_MS}
+   * (so that a flood's lines go out in few large writes); while a write is under way, its end does this.
+   */
+  #schedule(): void {
     if (this.#writing !== undefined || this.#used === 0) return;
-    this.#writing = this.#writeBatches().finally(() => this.#writing = undefined);
+    if (this.#used * 2 >= this.#filling.length) {
+      this.#startWrite();
+    } else if (this.#timer === undefined) {
+      const later = () => this.#startWrite();
+      this.#timer = setTimeout(later, this.#flushMs);
+    }
   }
 
-  async #writeBatches(): Promise<void> {
-    // A microtask's pause: lines logged in the same turn of the event loop go out in the same write.
-    await Promise.resolve();
-    while (this.#used > 0 && !this.#broken) {
-      const batch = this.#filling.subarray(0, this.#used);
-      [this.#filling, this.#spare] = [this.#spare, this.#filling];
-      const lines = countLines(batch);
+  #startWrite(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#writing !== undefined || this.#used === 0 || this.#broken) return;
+    this.#writing = this.#writeBatch().finally(() => {
+      this.#writing = undefined;
+      this.#schedule();
+    });
+  }
+
+  async #writeBatch(): Promise<void> {
+    const batch = this.#filling.subarray(0, this.#used);
+    [this.#filling, this.#spare] = [this.#spare, this.#filling];
+    const lines = countLines(batch);
+    this.#used = 0;
+    try {
+      await writeAll(this.#write, batch);
+    } catch {
+      // The output is gone (stderr closed): nothing more can be said, so lines are only counted from now on.
+      this.#broken = true;
+      this.#dropped += lines;
       this.#used = 0;
-      try {
-        await writeAll(this.#write, batch);
-      } catch {
-        // The output is gone (stderr closed): nothing more can be said, so lines are only counted from now on.
-        this.#broken = true;
-        this.#dropped += lines;
-        this.#used = 0;
-        return;
-      }
-      if (this.#unreported > 0) this.#reportDrops();
+      return;
     }
+    if (this.#unreported > 0) this.#reportDrops();
   }
 
   /**

@@ -85,16 +85,18 @@ Deno.test("BoundedLogSink: once the output drains, a line says how many were dro
   assertEquals(out.text().split("\n").filter((line) => line !== "").at(-1), "[INF] flexo.request: later");
 });
 
-Deno.test("BoundedLogSink: lines logged while a write is under way go out together in the next write", async () => {
+Deno.test("BoundedLogSink: lines go out in few large writes: together while one is under way, and at half full", async () => {
   const out = stuckOutput();
-  const sink = new BoundedLogSink({ write: out.write, format });
-  sink.sink(record("first"));
-  await Promise.resolve();
-  await Promise.resolve();
-  for (let i = 0; i < 500; i++) sink.sink(record(`line ${i}`));
+  const sink = new BoundedLogSink({ write: out.write, format, bufferBytes: 64 * 1024 });
+  for (let i = 0; i < 100; i++) sink.sink(record(`line ${i}`));
+  assertEquals(out.written.length, 0, "a few lines wait for more");
+  // Half a buffer is written at once.
+  while (out.written.length === 0) sink.sink(record("x".repeat(1000)));
+  assertEquals(out.written.length, 1);
+  for (let i = 0; i < 500; i++) sink.sink(record(`more ${i}`));
   out.release();
   await sink[Symbol.asyncDispose]();
-  assertEquals(out.written.length, 2, "two writes for 501 lines");
+  assertEquals(out.written.length, 2, "the lines logged during the first write went out in one more");
   assertEquals(sink.dropped, 0);
 });
 
