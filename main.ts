@@ -195,7 +195,10 @@ async function prepareCacheDirectory(dir: string): Promise<void> {
 
 async function serve(cli: Cli): Promise<void> {
   const { config, warnings, sources } = await effectiveConfig(cli);
-  await setupLogging({ level: config.log_level, journal: Deno.env.get("JOURNAL_STREAM") !== undefined });
+  const logOutput = await setupLogging({
+    level: config.log_level,
+    journal: Deno.env.get("JOURNAL_STREAM") !== undefined,
+  });
   const log = getLogger(["flexo"]);
   log.info("flexo {version} starting; configuration from {sources}", {
     version: VERSION,
@@ -232,6 +235,7 @@ async function serve(cli: Cli): Promise<void> {
   void cacheUsage.start();
   const app = createApp(config, {
     pool,
+    log: logOutput,
     cacheUsage: () => cacheUsage.snapshot(),
     onDownloadComplete: (download) => {
       if (download.file) cacheUsage.added(download.file.size, { path: download.file.path });

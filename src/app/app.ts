@@ -23,6 +23,7 @@ import type { RequestHead } from "../server/http1_head.ts";
 import { rawTargetOf, type ResponseSent, type ServeInfo, targetPath } from "../http/client_request.ts";
 import { AnswerLog } from "./request_log.ts";
 import { Outage, STALE_DEADLINE_MS, type StaleTimers } from "./stale.ts";
+import type { LogOutput } from "../logging.ts";
 import { QuickAnswers } from "./quick_answers.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
 import { type CountedResult, Stats } from "../status/stats.ts";
@@ -65,6 +66,8 @@ export interface AppOptions {
   prefetchTimers?: PrefetchTimers;
   /** This node's name for Via; default `node_name`, else {@linkcode defaultNodeName}. */
   nodeName?: string;
+  /** The log's output (from `setupLogging`): the request log writes to it directly, `/metrics` shows its drops. */
+  log?: LogOutput;
 }
 
 /** The running proxy's parts, for the server, the status page and tests. */
@@ -224,9 +227,10 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       now: deps.now,
       cacheUsage: options.cacheUsage,
       prefetch: () => prefetcher.status(),
+      logDropped: options.log && (() => options.log!.dropped),
     }),
   );
-  const answers = new AnswerLog(stats);
+  const answers = new AnswerLog(stats, options.log);
   /**
    * Counts and logs an answer when its response has ended (with the bytes the client was given), and keeps a
    * file being read safe from cleaning until then.

@@ -24,6 +24,7 @@ import { type HedgeRace, raceAttempts } from "./hedge.ts";
 import { type ContentCheck, failedCheck, type RejectedCopies } from "./content_check.ts";
 import { refuseNoBetterCopy } from "./snapshot_order.ts";
 import type { DownloadHead, DownloadOutcome, DownloadState } from "./download_states.ts";
+import { redactUrl } from "../redact_url.ts";
 
 export { MAX_FILE_SIZE } from "./partial_resume.ts";
 export { MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
@@ -399,7 +400,7 @@ export class Download {
         this.#options.mirrors.recordFailure(mirror, body.reason);
         this.#closeFile();
         await store.discardPartial(segments);
-        throw new HttpError(502, `${mirror} ${body.reason}`);
+        throw new HttpError(502, `${redactUrl(mirror)} ${body.reason}`);
       case "write_failed":
         throw body.error;
     }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { withUserAgent } from "../version.ts";
 /** The I/O a transfer needs, passed in so that tests can use fakes. */
 export interface TransferDeps {
   /** The HTTP client (web-standard fetch). */
@@ -60,7 +61,7 @@ export async function askMirror(
   try {
     const response = await options.deps.fetch(url, {
       method: init.method,
-      headers: init.headers,
+      headers: withUserAgent(init.headers),
       signal: init.abort.signal,
       redirect: "follow",
     });

@@ -4,6 +4,8 @@
  * @module
  */
 
+import { redactUrls } from "../redact_url.ts";
+
 /** An error that the HTTP layer turns into a response with this status and message. */
 export class HttpError extends Error {
   /** The HTTP status code to answer with. */
@@ -17,7 +19,8 @@ export class HttpError extends Error {
    * @param options `headers` to add to the error response; `cause` for logging.
    */
   constructor(status: number, message: string, options: { headers?: HeadersInit; cause?: unknown } = {}) {
-    super(message, { cause: options.cause });
+    // Shown to the client and logged: a mirror's URL in it must not carry its password (see redact_url.ts).
+    super(redactUrls(message), { cause: options.cause });
     this.name = "HttpError";
     this.status = status;
     this.headers = new Headers(options.headers);

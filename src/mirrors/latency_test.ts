@@ -7,6 +7,7 @@
  * @module
  */
 
+import { USER_AGENT } from "../version.ts";
 import type { MirrorsAutoConfig } from "../config/config_schema.ts";
 import { filterMirrors, type MirrorStatusEntry } from "./mirror_status.ts";
 
@@ -79,7 +80,9 @@ export async function measureLatency(
   try {
     const response = await doFetch(base + LATENCY_TEST_PATH, {
       method,
-      headers: method === "GET" ? { range: "bytes=0-0" } : {},
+      headers: method === "GET"
+        ? { range: "bytes=0-0", "user-agent": USER_AGENT }
+        : { "user-agent": USER_AGENT },
       signal: controller.signal,
     });
     const latencyMs = now() - started;

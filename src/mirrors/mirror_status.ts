@@ -5,6 +5,7 @@
  * @module
  */
 
+import { USER_AGENT } from "../version.ts";
 import { z } from "zod";
 import type { MirrorsAutoConfig } from "../config/config_schema.ts";
 import { describeError } from "../logging.ts";
@@ -176,7 +177,7 @@ async function fetchJson(endpoint: string, deps: FetchMirrorStatusDeps): Promise
     let response: Response;
     try {
       response = await deps.fetch(endpoint, {
-        headers: { accept: "application/json" },
+        headers: { accept: "application/json", "user-agent": USER_AGENT },
         signal: controller.signal,
       });
     } catch (error) {

@@ -28,6 +28,7 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   // Copies errno out of the C library's memory: reading a pointer from JavaScript needs every ffi permission.
   memcpy: { parameters: ["buffer", "pointer", "usize"], result: "pointer" },
@@ -42,6 +43,9 @@ export const LINUX = {
   EAGAIN: 11,
   SOL_SOCKET: 1,
   SO_COOKIE: 57,
+  SO_ACCEPTCONN: 30,
+  ENOTCONN: 107,
+  F_GETFD: 1,
   AF_INET: 2,
   AF_INET6: 10,
   O_RDONLY_CLOEXEC: 0o2000000,

@@ -49,8 +49,20 @@ const MAX_CALL_BYTES = 16 * 1024 * 1024;
 /** Descriptors at or above this are never searched for a connection's socket, whatever the process's limit. */
 export const FD_SCAN_LIMIT = 1 << 20;
 
-/** After this many connections in a row whose socket was not found, the sender stops looking. */
+/**
+ * After this many connections in a row whose socket was not found (while their client was still there), the
+ * sender stops looking, for {@linkcode SENDFILE_RETRY_MS}.
+ */
 export const MISSES_BEFORE_DISABLED = 3;
+
+/** How long sendfile stays off after {@linkcode MISSES_BEFORE_DISABLED} misses before the sender looks again. */
+export const SENDFILE_RETRY_MS = 5 * 60_000;
+
+/** Descriptors below the last one found where the next search starts (new sockets take low free numbers). */
+const SCAN_START_BELOW_LAST = 64;
+
+/** Free descriptor numbers in a row after which a quick search stops: past them, nothing is open. */
+const FREE_GAP = 1024;
 
 /** Bytes written through the connection while waiting for a full socket to take more. */
 const WAIT_WRITE_BYTES = 16 * 1024;
@@ -79,12 +91,16 @@ export class FileSender {
   #active = 0;
   #sent = 0;
   #missesInARow = 0;
+  #offUntil = 0;
+  #lastFound = 3;
   #fdLimit: number;
   #spare: Uint8Array[] = [];
+  #now: () => number;
 
-  /** Wraps a loaded libc; see {@linkcode openFileSender}. */
-  constructor(libc: LibcSymbols) {
+  /** Wraps a loaded libc; see {@linkcode openFileSender}. `now` is the clock for the retry after a fallback. */
+  constructor(libc: LibcSymbols, options: { now?: () => number } = {}) {
     this.#libc = libc;
+    this.#now = options.now ?? Date.now;
     this.#fdLimit = Math.min(openFilesLimit(libc) ?? 65_536, FD_SCAN_LIMIT);
   }
 
@@ -99,11 +115,17 @@ export class FileSender {
   }
 
   /**
-   * True once {@linkcode FileSender.findSocket} has failed for {@linkcode MISSES_BEFORE_DISABLED} connections in
-   * a row: then this Deno keeps its sockets where they cannot be found, and searching again only costs time.
+   * True for {@linkcode SENDFILE_RETRY_MS} once {@linkcode FileSender.findSocket} has failed for
+   * {@linkcode MISSES_BEFORE_DISABLED} connections in a row whose clients were still there: then this Deno
+   * probably keeps its sockets where they cannot be found, and searching only costs time. Afterwards the sender
+   * looks again (a fallback is never for good).
    */
   get disabled(): boolean {
-    return this.#missesInARow >= MISSES_BEFORE_DISABLED;
+    if (this.#missesInARow < MISSES_BEFORE_DISABLED) return false;
+    if (this.#now() < this.#offUntil) return true;
+    this.#missesInARow = 0;
+    log.info("sendfile is on again: looking for the sockets of connections");
+    return false;
   }
 
   /**
@@ -119,22 +141,83 @@ export class FileSender {
     const remoteBytes = addressBytes(remote.hostname);
     const localBytes = addressBytes(local.hostname);
     if (remoteBytes === undefined || localBytes === undefined) return undefined;
-    for (let fd = 3; fd < this.#fdLimit; fd++) {
-      const peer = this.#address(fd, "peer");
-      if (peer?.port !== remote.port || !sameBytes(peer.address, remoteBytes)) continue;
-      const own = this.#address(fd, "own");
-      if (own?.port !== local.port || !sameBytes(own.address, localBytes)) continue;
-      const cookie = this.#cookie(fd);
-      if (cookie === undefined) continue;
+    const wanted = { remotePort: remote.port, remoteBytes, localPort: local.port, localBytes };
+    // From just below the last descriptor found up to the end of the open ones, then from the start: a new
+    // connection's number is usually close to the last one's, so the search rarely asks more than a few dozen.
+    const start = Math.max(3, Math.min(this.#lastFound - SCAN_START_BELOW_LAST, this.#fdLimit));
+    let found = this.#search(wanted, start, true) ?? this.#search(wanted, 3, true);
+    if (found === undefined) {
+      // A connection closed here has no descriptor any more: nothing to find, and nothing against sendfile.
+      if (isClosed(conn)) return undefined;
+      // A client that reset its connection has no peer address any more: that says nothing about this Deno.
+      if (this.#resetSocketExists(local.port, localBytes)) return undefined;
+      // Past a long run of free numbers there may still be an old connection's descriptor: the whole range.
+      found = this.#search(wanted, 3, false);
+    }
+    if (found !== undefined) {
       this.#missesInARow = 0;
-      return { conn, fd, cookie };
+      this.#lastFound = found.fd;
+      return { conn, fd: found.fd, cookie: found.cookie };
     }
     if (++this.#missesInARow === MISSES_BEFORE_DISABLED) {
-      log.warn("sendfile is off: the sockets of {count} connections in a row were not found", {
-        count: MISSES_BEFORE_DISABLED,
-      });
+      this.#offUntil = this.#now() + SENDFILE_RETRY_MS;
+      log.warn(
+        "sendfile is off for {minutes} minutes: the sockets of {count} connections in a row were not found",
+        { count: MISSES_BEFORE_DISABLED, minutes: SENDFILE_RETRY_MS / 60_000 },
+      );
     }
     return undefined;
+  }
+
+  /**
+   * The descriptor from `from` on whose peer and own addresses are `wanted`'s. With `stopAtGap` the search
+   * ends after {@linkcode FREE_GAP} free numbers in a row (the kernel hands out the lowest free numbers, so the
+   * open ones are dense), otherwise at the limit of open files.
+   */
+  #search(
+    wanted: { remotePort: number; remoteBytes: Uint8Array; localPort: number; localBytes: Uint8Array },
+    from: number,
+    stopAtGap: boolean,
+  ): { fd: number; cookie: bigint } | undefined {
+    let free = 0;
+    for (let fd = from; fd < this.#fdLimit; fd++) {
+      const peer = this.#address(fd, "peer");
+      if (peer === undefined) {
+        if (stopAtGap && this.#libc.fcntl(fd, LINUX.F_GETFD, 0) < 0 && ++free >= FREE_GAP) return undefined;
+        continue;
+      }
+      free = 0;
+      if (peer.port !== wanted.remotePort || !sameBytes(peer.address, wanted.remoteBytes)) continue;
+      const own = this.#address(fd, "own");
+      if (own?.port !== wanted.localPort || !sameBytes(own.address, wanted.localBytes)) continue;
+      const cookie = this.#cookie(fd);
+      if (cookie !== undefined) return { fd, cookie };
+    }
+    return undefined;
+  }
+
+  /**
+   * Whether a socket on the local address `localPort`/`localBytes` has lost its peer (after a reset,
+   * `getpeername` fails with ENOTCONN) and is no listener: the sign of a client that went away. Searches up to
+   * {@linkcode FREE_GAP} free numbers in a row.
+   */
+  #resetSocketExists(localPort: number, localBytes: Uint8Array): boolean {
+    let free = 0;
+    for (let fd = 3; fd < this.#fdLimit && free < FREE_GAP; fd++) {
+      if (this.#address(fd, "peer") !== undefined) {
+        free = 0;
+        continue;
+      }
+      if (errno(this.#libc) !== LINUX.ENOTCONN) {
+        free = this.#libc.fcntl(fd, LINUX.F_GETFD, 0) < 0 ? free + 1 : 0;
+        continue;
+      }
+      free = 0;
+      const own = this.#address(fd, "own");
+      if (own?.port !== localPort || !sameBytes(own.address, localBytes)) continue;
+      if (this.#option(fd, LINUX.SO_ACCEPTCONN) === 0) return true;
+    }
+    return false;
   }
 
   /**
@@ -320,6 +403,13 @@ export class FileSender {
     return failed === 0 ? this.#cookieValue[0] : undefined;
   }
 
+  #option(fd: number, name: number): number | undefined {
+    this.#lengthValue[0] = 8;
+    this.#cookieValue[0] = 0n;
+    const failed = this.#libc.getsockopt(fd, LINUX.SOL_SOCKET, name, this.#cookieBytes, this.#lengthBytes);
+    return failed === 0 ? Number(this.#cookieValue[0] & 0xffffffffn) : undefined;
+  }
+
   #address(fd: number, which: "peer" | "own") {
     this.#lengthValue[0] = this.#sockaddr.length;
     const call = which === "peer" ? this.#libc.getpeername : this.#libc.getsockname;
@@ -332,10 +422,25 @@ export class FileSender {
 export type FileSenderResult = { ok: true; sender: FileSender } | { ok: false; reason: string };
 
 /** Loads libc (see {@linkcode openLibc}) and makes a sender with it. */
-export function openFileSender(options: { libcPaths?: readonly string[] } = {}): FileSenderResult {
+export function openFileSender(
+  options: { libcPaths?: readonly string[]; now?: () => number } = {},
+): FileSenderResult {
   const loaded = openLibc(options.libcPaths ?? LIBC_PATHS);
   if (!loaded.ok) return loaded;
-  return { ok: true, sender: new FileSender(loaded.libc) };
+  return { ok: true, sender: new FileSender(loaded.libc, { now: options.now }) };
+}
+
+/**
+ * True when Deno has closed `conn` (setting an option fails then). Asked only of a connection whose socket a
+ * quick search did not find; flexo's client sockets have TCP_NODELAY already, so setting it changes nothing.
+ */
+function isClosed(conn: Deno.Conn): boolean {
+  try {
+    (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -9,6 +9,7 @@ import { Counter, Gauge, Registry } from "prom-client";
 import type { MirrorStats } from "../mirrors/mirrors.ts";
 import type { PrefetchSummary, StatusOptions, StatusSource } from "./status_source.ts";
 import { VERSION } from "../version.ts";
+import { redactedRanking } from "./status_report.ts";
 
 /** What the metrics are read from: parts of the running proxy (app.ts's `FlexoApp` has them). */
 export type MetricsSource = Pick<StatusSource, "pool" | "customPools" | "downloads" | "stats" | "startedAt">;
@@ -37,9 +38,9 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
   const registry = new Registry();
   const registers = [registry];
   const mirrors = (): { pool: string; mirror: MirrorStats }[] => [
-    ...app.pool.snapshot().map((mirror) => ({ pool: "official", mirror })),
+    ...redactedRanking(app.pool.snapshot()).map((mirror) => ({ pool: "official", mirror })),
     ...[...app.customPools].flatMap(([name, pool]) =>
-      pool.snapshot().map((mirror) => ({ pool: `custom_repo/${name}`, mirror }))
+      redactedRanking(pool.snapshot()).map((mirror) => ({ pool: `custom_repo/${name}`, mirror }))
     ),
   ];
 
@@ -51,6 +52,15 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
     collect() {
       this.reset();
       for (const [result, count] of app.stats.requests) this.inc({ result: resultLabel(result) }, count);
+    },
+  });
+  new Counter({
+    name: "flexo_log_lines_dropped_total",
+    help: "Log lines dropped because the log's output (stderr) could not keep up.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(options.logDropped?.() ?? 0);
     },
   });
   new Counter({

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { redactUrl, redactUrls } from "../redact_url.ts";
 import type { DownloadState } from "../download/download.ts";
 import type { MirrorStats } from "../mirrors/mirrors.ts";
 import type { PrefetchSummary, StatusOptions, StatusSource } from "./status_source.ts";
@@ -115,19 +116,34 @@ export function statusReport(
     served: { fromCacheBytes: app.stats.bytesFromCache, fromUpstreamBytes: app.stats.bytesFromUpstream },
     downloads: app.downloads.list().map((d) => ({
       path: d.segments.join("/"),
-      mirror: d.mirror ?? null,
+      mirror: d.mirror === undefined ? null : redactUrl(d.mirror),
       written: d.written,
       total: d.total ?? null,
       state: d.state,
       startedAt: d.startedAt,
       bytesPerSecond: options.speeds?.sample(d, d.written, now) ?? null,
     })),
-    mirrors: { source: app.pool.source, ranking: app.pool.snapshot() },
-    customRepos: [...app.customPools].map(([name, pool]) => ({ name, ranking: pool.snapshot() })),
+    mirrors: { source: app.pool.source, ranking: redactedRanking(app.pool.snapshot()) },
+    customRepos: [...app.customPools].map(([name, pool]) => ({
+      name,
+      ranking: redactedRanking(pool.snapshot()),
+    })),
     /** Files removed and bytes freed by the retention policy or the cache size limit. */
     retention: { removals: app.stats.retentionRemovals, bytesFreed: app.stats.retentionBytesFreed },
     integrityRejections: app.stats.integrityRejections,
-    recentErrors: [...app.stats.recentErrors].reverse().map((e) => ({ at: e.at, message: e.message })),
+    recentErrors: [...app.stats.recentErrors].reverse().map((e) => ({
+      at: e.at,
+      message: redactUrls(e.message),
+    })),
     prefetch: options.prefetch?.() ?? null,
   };
+}
+
+/** Mirrors as shown: their URLs and last errors without passwords (see redact_url.ts). */
+export function redactedRanking(ranking: MirrorStats[]): MirrorStats[] {
+  return ranking.map((m) => ({
+    ...m,
+    url: redactUrl(m.url),
+    ...(m.lastError ? { lastError: { ...m.lastError, message: redactUrls(m.lastError.message) } } : {}),
+  }));
 }

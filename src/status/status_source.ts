@@ -48,4 +48,6 @@ export interface StatusOptions {
   cacheUsage?: () => CacheUsageSnapshot | undefined;
   /** What prefetch did so far (see `src/prefetch/prefetcher.ts`); without it prefetch is not reported. */
   prefetch?: () => PrefetchSummary;
+  /** Log lines dropped so far because the output could not keep up (see `log_sink.ts`); for `/metrics`. */
+  logDropped?: () => number;
 }

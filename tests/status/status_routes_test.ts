@@ -336,3 +336,20 @@ Deno.test("the test's metrics reader refuses malformed lines (so the format test
     nodeAssert.throws(() => parseMetrics(bad), Error, JSON.stringify(bad));
   }
 });
+
+Deno.test("GET /metrics counts the log lines dropped because the log's output could not keep up", async () => {
+  const source: StatusSource = {
+    pool: { source: "stand-in", snapshot: () => [] },
+    customPools: new Map(),
+    store: { root: "/nowhere" },
+    downloads: { list: () => [] },
+    stats: new Stats(),
+    startedAt: 0,
+  };
+  let dropped = 0;
+  const routes = statusRoutes(source, { now: () => 0, logDropped: () => dropped });
+  const get = async (path: string) => await routes.request(path);
+  assertEquals(sampleValue((await metrics({ get })).samples, "flexo_log_lines_dropped_total"), 0);
+  dropped = 1234;
+  assertEquals(sampleValue((await metrics({ get })).samples, "flexo_log_lines_dropped_total"), 1234);
+});
