@@ -4,6 +4,7 @@
  * leaves the descriptors the proxy needs for itself, so that under a small open-files limit it still answers.
  */
 
+import { waitFor } from "../helpers/wait.ts";
 import { join } from "node:path";
 import { listenForClients, yieldingConnection } from "../../src/server/client_connections.ts";
 import { defaultMaxConnections, FALLBACK_MAX_CONNECTIONS } from "../../src/server/server.ts";
@@ -152,6 +153,8 @@ Deno.test("failed accepts (a cap above the open-files limit) back off and are lo
       30_000,
       "the test did not finish within 30 s",
     );
+    // Log lines reach the output in batches (see log_sink.ts): waited for, not assumed written at once.
+    await waitFor("the end of the burst to be logged", () => /Accepting connections again/.test(flexo.output()));
     const output = flexo.output();
     const warnings = output.match(/Could not accept a connection/g) ?? [];
     assertEquals(warnings.length, 1, output);

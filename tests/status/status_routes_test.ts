@@ -1,4 +1,5 @@
 import nodeAssert from "node:assert/strict";
+import { waitFor } from "../helpers/wait.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
@@ -102,10 +103,10 @@ Deno.test("statusRoutes() report a download in progress and count its bytes afte
     const client = app.get(PKG).then((r) => r.arrayBuffer());
 
     let report = await status(app);
-    for (let i = 0; i < 100 && !(report.downloads[0]?.written > 0); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitFor("the download to have bytes on disk", async () => {
       report = await status(app);
-    }
+      return report.downloads[0]?.written > 0;
+    });
     const early = report.downloads[0];
     assertEquals(early.path, PKG.slice(1));
     assertEquals(early.mirror, A);
@@ -121,9 +122,13 @@ Deno.test("statusRoutes() report a download in progress and count its bytes afte
     assertEquals(sampleValue(midway.samples, "flexo_cache_size_bytes"), 1234);
     assertEquals(sampleValue(midway.samples, "flexo_cache_files"), 5);
 
-    await new Promise((resolve) => setTimeout(resolve, 600));
-    const later = (await status(app)).downloads[0];
-    assert(later, "the download should still be running after 0.6 s");
+    // The download moves on by itself (the fake mirror paces it): watched until its speed has been measured.
+    let later = early;
+    await waitFor("the download to grow and its speed to be measured", async () => {
+      later = (await status(app)).downloads[0] ?? later;
+      return later.written > early.written && later.bytesPerSecond !== null && later.bytesPerSecond > 0;
+    });
+    assert(later, "the download should still be running");
     assert(later.written > early.written, `written should grow: ${early.written} then ${later.written}`);
     assert(later.bytesPerSecond !== null && later.bytesPerSecond > 0, `speed: ${later.bytesPerSecond}`);
     assert(later.bytesPerSecond < 100 * SIZE, `speed ${later.bytesPerSecond} is not plausible`);
