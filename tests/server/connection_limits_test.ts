@@ -154,7 +154,10 @@ Deno.test("failed accepts (a cap above the open-files limit) back off and are lo
       "the test did not finish within 30 s",
     );
     // Log lines reach the output in batches (see log_sink.ts): waited for, not assumed written at once.
-    await waitFor("the end of the burst to be logged", () => /Accepting connections again/.test(flexo.output()));
+    await waitFor(
+      "the end of the burst to be logged",
+      () => /Accepting connections again/.test(flexo.output()),
+    );
     const output = flexo.output();
     const warnings = output.match(/Could not accept a connection/g) ?? [];
     assertEquals(warnings.length, 1, output);
