@@ -24,11 +24,7 @@ export function followDownload(
   // A client that goes away while pull() waits must not leave a handle that pull() opens after cancel().
   let cancelled = false;
   const close = () => {
-    try {
-      file?.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(file);
     file = undefined;
   };
   return new ReadableStream<Uint8Array>({
@@ -120,11 +116,7 @@ export function readFileRange(
   let file: Deno.FsFile | undefined;
   let remaining = range.end - range.start + 1;
   const close = () => {
-    try {
-      file?.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(file);
     file = undefined;
   };
   return new ReadableStream<Uint8Array>({
@@ -150,4 +142,13 @@ export function readFileRange(
     },
     cancel: close,
   });
+}
+
+/** Closes `file` if there is one; one already closed is fine. */
+function closeQuietly(file: Deno.FsFile | undefined): void {
+  try {
+    file?.close();
+  } catch {
+    // already closed
+  }
 }
