@@ -33,6 +33,8 @@ export interface LogOutput {
    * message is logtape's: text parts at even positions, values at odd ones.
    */
   line(category: readonly string[], level: LogLevel, message: readonly unknown[]): void;
+  /** Whether lines of `level` are written: a caller can skip building a line that would be dropped. */
+  enabled(level: LogLevel): boolean;
 }
 
 const LEVEL_ORDER: readonly LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
@@ -58,6 +60,9 @@ export async function setupLogging(options: LoggingOptions): Promise<LogOutput> 
   return {
     get dropped() {
       return sink.dropped;
+    },
+    enabled(level) {
+      return LEVEL_ORDER.indexOf(level) >= lowest;
     },
     line(category, level, message) {
       if (LEVEL_ORDER.indexOf(level) < lowest) return;

@@ -34,13 +34,13 @@ export interface AnswerRecord {
 /** Counts answers in `stats` and writes the request log. */
 export class AnswerLog {
   #stats: Stats;
-  #output: Pick<LogOutput, "line"> | undefined;
+  #output: Pick<LogOutput, "line" | "enabled"> | undefined;
 
   /**
    * A log that counts in `stats`. With `output` (from `setupLogging`) lines go straight to the log's output,
    * which at a flood of cached answers costs a fraction of going through logtape's logger.
    */
-  constructor(stats: Stats, output?: Pick<LogOutput, "line">) {
+  constructor(stats: Stats, output?: Pick<LogOutput, "line" | "enabled">) {
     this.#stats = stats;
     this.#output = output;
   }
@@ -52,6 +52,8 @@ export class AnswerLog {
       answer.result === "JOINED DOWNLOAD" || answer.result === "STALE";
     this.#stats.recordRequest(answer.result, fromCache ? answer.bytes : 0);
     if (this.#output !== undefined) {
+      // Most answers of a busy proxy at log_level = "warning": nothing to build.
+      if (!this.#output.enabled("info")) return;
       const { method, path, result, status, bytes, ms, whole } = answer;
       this.#output.line(CATEGORY, "info", [
         "",
