@@ -6,6 +6,7 @@
 
 import { join } from "node:path";
 import { type ClientSocket, MISSES_BEFORE_DISABLED, type SendOutcome } from "../../src/server/sendfile.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
 import { withinMs } from "../helpers/proxy_server.ts";
@@ -314,9 +315,9 @@ Deno.test("send() follows a file as a download writes it, and sends only the byt
       await file.append(bytes.subarray(offset, Math.min(bytes.length, offset + 1024 * 1024)), {
         holdBack: 1,
       });
-      await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The sender goes on by itself: every released byte goes out, and the held-back one does not.
+    await waitFor("every released byte to go out", () => file.counted() >= bytes.length - 1);
     assertEquals(file.counted(), bytes.length - 1, "every byte on disk but the last, before completion");
     await file.end("complete");
     assertEquals(await withinMs(sending, 10_000, "send() did not finish"), { outcome: "sent" });
@@ -329,7 +330,7 @@ Deno.test("send() of a download that fails after writing everything leaves the c
   const bytes = randomBytes(2 * 1024 * 1024);
   await withGrowingSend(bytes, async (file, sending, received) => {
     await file.append(bytes, { holdBack: 1 });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitFor("every released byte to go out", () => file.counted() >= bytes.length - 1);
     await file.end({ failed: "the checksum does not match the repository database" });
     assertEquals(await withinMs(sending, 10_000, "send() did not finish"), {
       outcome: "failed",
