@@ -149,7 +149,6 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
   const plan = pool.plan(purposeOf(target.kind)).slice(0, 4);
   if (plan.length === 0) throw new HttpError(502, "No upstream mirror is configured");
   const tally = new FailureTally(pool);
-  let notFound = 0;
   let answer: MirrorAnswer | undefined;
   pool.hedgeBudget.earn();
   for (let next = 0, hedgeLeft = true; next < plan.length && answer === undefined;) {
@@ -173,7 +172,6 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
     }
     for (const { mirror, head } of race.refused) {
       if (head.type === "not_found") {
-        notFound++;
         tally.notFound(mirror);
       } else if (head.type === "failed") {
         tally.failed(mirror, head.message, { timeout: head.timeout, unreachable: !head.answered });
@@ -182,7 +180,7 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
       }
     }
     answer = race.winner?.head;
-    if (answer === undefined && notFound > 0 && target.kind === "database_signature") break;
+    if (answer === undefined && tally.sawNotFound && target.kind === "database_signature") break;
   }
   if (answer?.type === "unsatisfiable") {
     throw new HttpError(416, `The requested range is outside ${target.fileName}`, {

@@ -83,6 +83,17 @@ function cidrOf(value: unknown): unknown {
   return trimmed;
 }
 
+/** A list of CIDR ranges (a bare address means that host), empty by default: allowed_clients, trusted_proxies. */
+function cidrList() {
+  return z.preprocess(
+    listOf,
+    z.array(
+      z.preprocess(cidrOf, z.union([z.cidrv4(), z.cidrv6()], { error: CIDR })),
+      { error: ALLOWED_CLIENTS },
+    ),
+  ).default(() => []);
+}
+
 /** Lower-cases a log level and reads "warn" as "warning". */
 function logLevelOf(value: unknown): unknown {
   if (typeof value !== "string") return value;
@@ -352,13 +363,7 @@ export const configObjectSchema = z.object({
     .describe(
       'Largest size the package cache may grow to, such as "50 GiB" or a number of bytes; not set: no limit.',
     ),
-  allowed_clients: z.preprocess(
-    listOf,
-    z.array(
-      z.preprocess(cidrOf, z.union([z.cidrv4(), z.cidrv6()], { error: CIDR })),
-      { error: ALLOWED_CLIENTS },
-    ),
-  ).default(() => [])
+  allowed_clients: cidrList()
     .describe(
       'Client address ranges allowed to use flexo, such as ["192.168.0.0/16"]; empty allows every client.',
     ),
@@ -369,13 +374,7 @@ export const configObjectSchema = z.object({
         "half a second; the file comes from the first that has it (verified like any download), else from the " +
         "mirrors. Databases always come from the mirrors.",
     ),
-  trusted_proxies: z.preprocess(
-    listOf,
-    z.array(
-      z.preprocess(cidrOf, z.union([z.cidrv4(), z.cidrv6()], { error: CIDR })),
-      { error: ALLOWED_CLIENTS },
-    ),
-  ).default(() => [])
+  trusted_proxies: cidrList()
     .describe(
       'Address ranges of balancers in front of flexo, such as ["127.0.0.1/32"]. For connections from them ' +
         "the client address (for allowed_clients, the request log and metrics) is taken from Forwarded or " +

@@ -66,6 +66,11 @@ export class FailureTally {
     this.#notFound.push(mirror);
   }
 
+  /** Whether any mirror said it does not have the file. */
+  get sawNotFound(): boolean {
+    return this.#notFound.length > 0;
+  }
+
   /**
    * A mirror that failed: `timeout` when it did not answer in time, `unreachable` when it gave no answer at all
    * (refused, DNS, TLS, timeout) rather than a bad one.
