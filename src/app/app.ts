@@ -36,7 +36,7 @@ import { noteClientFetch, prefetchRoutes } from "../prefetch/prefetch_route.ts";
 import { healthRoutes, NodeHealth } from "./health.ts";
 import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
 import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
-import { refuseUncached } from "./only_if_cached.ts";
+import { asksOnlyIfCached, serveOnlyIfCached } from "./only_if_cached.ts";
 import { fetchWithPeerRules, findOnPeers } from "../download/peers.ts";
 
 const requestLog = getLogger(["flexo", "request"]);
@@ -277,11 +277,12 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     const rawPath = pathOf(req);
     const target = parseRequestPath(rawPath, { customRepoNames });
     quick.remember(rawPath, target);
-    await refuseUncached(
-      req.headers.get("cache-control"),
-      target,
-      (segments) => !!store.statComplete(segments),
-    );
+    if (asksOnlyIfCached(req.headers.get("cache-control"))) {
+      return finish(req, rawPath, serveOnlyIfCached(req, target, store), {
+        started,
+        info: c.env as ServeInfo | undefined,
+      });
+    }
     if (
       config.cache_peers.length > 0 && (target.kind === "package" || target.kind === "package_signature") &&
       !target.customRepo && !store.statComplete(target.cacheSegments) && !downloads.active(target)

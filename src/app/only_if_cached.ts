@@ -1,14 +1,20 @@
 /**
- * `Cache-Control: only-if-cached` (RFC 9111 §5.2.1.7): the client (a cache peer) wants the file only if this node
- * has it, and never a fetch from a mirror on its behalf. Cached files are served as usual; anything else is
- * answered 504 at once. pacman never sends it, so pacman clients (also with flexo as a `CacheServer`) are served
- * and fetched for as always.
+ * `Cache-Control: only-if-cached` (RFC 9111 §5.2.1.7): the client (a cache peer, or a lower tier) wants the file
+ * only if this node has it, and never a request to a mirror on its behalf. So the answer is the cached file as it
+ * is, databases included (no revalidation upstream: that would contact a mirror), or a 504 at once. pacman never
+ * sends it, so pacman clients (also with flexo as a `CacheServer`) are served and fetched for as always.
  *
  * @module
  */
 
+import type { CacheStore } from "../cache/cache_store.ts";
 import { HttpError } from "../http/http_error.ts";
 import type { RequestTarget } from "./request_path.ts";
+import { cacheControlFor, contentTypeFor, serveCachedFile } from "./responses.ts";
+import type { CacheAnswer } from "./stale.ts";
+
+/** The `Cache-Status` (RFC 9211) of an only-if-cached answer: a hit, not checked with any mirror. */
+export const ONLY_IF_CACHED_STATUS = "flexo; hit; detail=only-if-cached";
 
 /** Whether a `Cache-Control` header value asks for only-if-cached. */
 export function asksOnlyIfCached(cacheControl: string | null): boolean {
@@ -17,20 +23,25 @@ export function asksOnlyIfCached(cacheControl: string | null): boolean {
 }
 
 /**
- * Throws a 504 HttpError when the request asks for only-if-cached and `target` is not a complete file in the
- * cache (`isCached`); files that are never cached (listings, other files) are always a 504 then.
+ * The answer to an only-if-cached request: `target`'s complete cached file, served without asking a mirror
+ * (a database as it was last stored), or a 504 HttpError when the cache lacks it; files that are never cached
+ * (listings, other files) are always a 504.
  */
-export async function refuseUncached(
-  cacheControl: string | null,
-  target: RequestTarget,
-  isCached: (segments: readonly string[]) => boolean | Promise<boolean>,
-): Promise<void> {
-  if (!asksOnlyIfCached(cacheControl)) return;
-  if (target.kind !== "other" && target.cacheSegments.length > 0 && await isCached(target.cacheSegments)) {
-    return;
+export function serveOnlyIfCached(req: Request, target: RequestTarget, store: CacheStore): CacheAnswer {
+  const cached = target.kind === "other" || target.cacheSegments.length === 0
+    ? undefined
+    : store.statComplete(target.cacheSegments);
+  if (cached === undefined) {
+    throw new HttpError(
+      504,
+      `Not in this node's cache, and the request asked for only-if-cached: ask a mirror or another node`,
+    );
   }
-  throw new HttpError(
-    504,
-    `Not in this node's cache, and the request asked for only-if-cached: ask a mirror or another node`,
-  );
+  const served = serveCachedFile(req, cached, {
+    origin: "Cache",
+    contentType: contentTypeFor(target.fileName),
+    cacheControl: cacheControlFor(target.kind),
+  });
+  served.response.headers.set("Cache-Status", ONLY_IF_CACHED_STATUS);
+  return { ...served, result: "CACHE HIT" };
 }
