@@ -1,11 +1,12 @@
 /**
- * The Dockerfile (no Docker here): its instructions are read and checked against the project, and its
- * entrypoint command is run as the container would run it, with its FLEXO_* settings.
+ * The Dockerfile (no Docker here): its instructions are read and checked against the project, its entrypoint
+ * command is run as the container would run it, with its FLEXO_* settings, and its health check against a node.
  */
 
 import { join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { PERMISSIONS, V8_FLAGS_ARG } from "../../scripts/compile.ts";
+import { startTestProxy } from "../helpers/proxy_server.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const TEXT = await Deno.readTextFile(join(ROOT, "Dockerfile"));
@@ -87,5 +88,35 @@ Deno.test("Dockerfile: the entrypoint command with the image's FLEXO_* settings 
     assert(stdout.includes("port = 7878"), stdout);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Dockerfile: HEALTHCHECK's command exits 0 while the node serves, 1 while it drains or is gone", async () => {
+  const list = instructions(TEXT);
+  const check = list.find((i) => i.op === "HEALTHCHECK")!.args;
+  const command = JSON.parse(check.slice(check.indexOf("CMD ") + 4)) as string[];
+  assertEquals(command[0], "deno", "the image has deno, not curl");
+  const env = envOf(list);
+  const proxy = await startTestProxy({ mirrors: ["http://127.0.0.1:9/"] });
+  let closed = false;
+  const run = async () => {
+    // As in the container: the image's environment with this node's port.
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: command.slice(1),
+      env: { ...env, FLEXO_PORT: String(proxy.port) },
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    return out.code;
+  };
+  try {
+    assertEquals(await run(), 0, "healthy while serving");
+    proxy.app.health.startDraining();
+    assertEquals(await run(), 1, "unhealthy while draining");
+    await proxy.close();
+    closed = true;
+    assertEquals(await run(), 1, "unhealthy when nothing listens");
+  } finally {
+    if (!closed) await proxy.close();
   }
 });
