@@ -12,7 +12,10 @@ import { VERSION } from "../version.ts";
 import { redactedRanking } from "./status_report.ts";
 
 /** What the metrics are read from: parts of the running proxy (app.ts's `FlexoApp` has them). */
-export type MetricsSource = Pick<StatusSource, "pool" | "customPools" | "downloads" | "stats" | "startedAt">;
+export type MetricsSource = Pick<
+  StatusSource,
+  "pool" | "customPools" | "downloads" | "stats" | "startedAt" | "nodeName"
+>;
 
 /**
  * Options for {@linkcode createMetrics}: the clock, for the uptime, and the cache's size (without it the
@@ -236,11 +239,11 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
   });
   new Gauge({
     name: "flexo_build_info",
-    help: "Always 1; the labels say which flexo and which Deno runtime run.",
-    labelNames: ["version", "deno"],
+    help: "Always 1; the labels say which flexo and which Deno runtime run, and the node's name (node_name).",
+    labelNames: ["version", "deno", "node"],
     registers,
     collect() {
-      this.set({ version: VERSION, deno: Deno.version.deno }, 1);
+      this.set({ version: VERSION, deno: Deno.version.deno, node: app.nodeName }, 1);
     },
   });
 

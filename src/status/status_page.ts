@@ -89,7 +89,8 @@ export function statusPage(report: StatusReport, options: { nonce: string }): st
 <body>
 <main>
 <header>
-  <h1>flexo <small>version <span id="version"></span> · up <span id="uptime"></span></small></h1>
+  <h1>flexo <small>node <span id="node-name"></span> · version <span id="version"></span> · up
+    <span id="uptime"></span></small></h1>
   <span id="live">loading</span>
 </header>
 <div id="outage" role="alert" hidden></div>
@@ -102,6 +103,8 @@ export function statusPage(report: StatusReport, options: { nonce: string }): st
     <div class="value" id="from-cache"></div><div class="note" id="saved-note"></div></div>
   <div class="card"><div class="label">Served from upstream</div><div class="value" id="from-upstream"></div>
     <div class="note">fetched from mirrors while clients waited</div></div>
+  <div class="card"><div class="label">Taken from cache peers</div><div class="value" id="peer-hits"></div>
+    <div class="note" id="peer-note"></div></div>
   <div class="card"><div class="label">Downloads now</div><div class="value" id="download-count"></div>
     <div class="note">into the cache from upstream</div></div>
 </section>

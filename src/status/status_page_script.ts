@@ -195,6 +195,15 @@ export function statusPageScript(refreshIntervalMs: number): void {
 
   function render(s: StatusReport): void {
     setText("version", s.version);
+    setText("node-name", s.node.name);
+    setText("peer-hits", plural(s.node.peerHits, "file", "files"));
+    setText(
+      "peer-note",
+      s.node.cachePeers.length === 0
+        ? "no cache_peers configured"
+        : "misses found on " + plural(s.node.cachePeers.length, "peer", "peers") +
+          ", not fetched from mirrors",
+    );
     setText("uptime", duration(s.uptimeSeconds));
     const c = s.cache;
     setText("cache-size", c.bytes === null ? "—" : bytes(c.bytes));

@@ -33,6 +33,11 @@ export interface DownloadReport {
 export interface StatusReport {
   /** flexo's version. */
   version: string;
+  /**
+   * This node in a cluster: its name (`node_name`, as in `Via`), its cache peers, and how many missed packages
+   * or signatures it took from a peer instead of a mirror.
+   */
+  node: { name: string; cachePeers: string[]; peerHits: number };
   /** The server's clock when the report was made (milliseconds since the epoch). */
   now: number;
   /** When the proxy started (milliseconds since the epoch). */
@@ -99,6 +104,11 @@ export function statusReport(
   const byResult = Object.fromEntries(app.stats.requests);
   return {
     version: VERSION,
+    node: {
+      name: app.nodeName,
+      cachePeers: app.config.cache_peers.map(redactUrl),
+      peerHits: app.stats.peerHits,
+    },
     now,
     startedAt: app.startedAt,
     uptimeSeconds: Math.max(0, Math.round((now - app.startedAt) / 1000)),

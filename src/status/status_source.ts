@@ -26,6 +26,10 @@ export interface StatusSource {
   readonly stats: Stats;
   /** When the proxy started (milliseconds since the epoch). */
   readonly startedAt: number;
+  /** This node's name, as it signs requests with `Via` (`node_name`). */
+  readonly nodeName: string;
+  /** The settings reported: the cache peers of a cluster. */
+  readonly config: { readonly cache_peers: readonly string[] };
 }
 
 /** Prefetch's counters and times, as the status page and metrics show them. */

@@ -44,11 +44,16 @@ if (skipReason) console.log(`skipped: status page browser test: ${skipReason}`);
 
 const A = "http://mirror-a.test/";
 const B = "http://mirror-b.test/";
+/** A cache peer that has only PEER_PKG (and answers 504, as a peer does, for anything else). */
+const PEER = "http://peer.test/";
+const PEER_PKG = "/extra/os/x86_64/from-peer-1-1-any.pkg.tar.zst";
 const PKG = "/extra/os/x86_64/linux-firmware-20250101-1-any.pkg.tar.zst";
 const SIZE = 3 * 1024 * 1024;
 
 Deno.test({
-  name: "status page shows a download in progress, the mirrors and numbers that update by themselves",
+  name:
+    "status page shows a download in progress, the mirrors, the node's name and peer hits, and numbers that " +
+    "update by themselves",
   ignore: skipReason !== undefined,
   // playwright keeps a pipe to the browser and timers of its own until the browser is closed.
   sanitizeOps: false,
@@ -59,14 +64,18 @@ Deno.test({
     const shots = await Deno.makeTempDir({ prefix: "flexo-screenshots-" });
     const data = testBytes(SIZE, 3);
     // Mirror A refuses everything; B trickles the package: 96 chunks of 32 KiB, 60 ms apart (about 6 s).
+    const fromPeer = testBytes(5000, 4);
     const { fetch } = fakeFetch((url, req) => {
+      if (url.startsWith(PEER)) {
+        return url === PEER + PEER_PKG.slice(1) ? serveBytes(fromPeer, req) : { status: 504 };
+      }
       if (url.startsWith(A) || url.includes("broken")) return "refuse";
       return serveBytes(data, req, { chunkSize: 32 * 1024, chunkDelayMs: 60 });
     });
     await Deno.writeFile(join(dir, "old-1-1-any.pkg.tar.zst"), new Uint8Array(123_456));
     const usage = new CacheUsage(dir);
     await usage.start();
-    const app = createApp(testConfig(dir, [A, B]), {
+    const app = createApp(testConfig(dir, [A, B], { node_name: "site-1:7878", cache_peers: [PEER] }), {
       fetch,
       cacheUsage: () => usage.snapshot(),
       onDownloadComplete: (d) => d.file && usage.added(d.file.size, { path: d.file.path }),
@@ -122,6 +131,9 @@ Deno.test({
       assert((await page.locator("#errors li").first().textContent())!.includes("broken-1-1"));
       assertEquals(await page.locator("#cache-size").textContent(), "121 KiB");
       assertEquals(await page.locator("#cache-files").textContent(), "1 file");
+      assertEquals(await page.locator("#node-name").textContent(), "site-1:7878");
+      assertEquals(await page.locator("#peer-hits").textContent(), "0 files");
+      assert((await page.locator("#peer-note").textContent())!.includes("1 peer"));
       const shot = join(shots, "status-during-download.png");
       await page.screenshot({ path: shot, fullPage: true });
       assert((await Deno.stat(shot)).size > 10_000, "the screenshot should not be empty");
@@ -142,6 +154,10 @@ Deno.test({
       assertEquals(await page.locator("#outage").isVisible(), false, "B delivered: no outage any more");
       assertEquals(await mirrorA.locator(".tag").textContent(), "penalised");
       assert((await mirrorA.locator(".error-text").textContent())!.includes("connection refused"));
+      // A miss that the cache peer has: the page counts it as taken from a peer.
+      const peerFile = await fetch_(`${origin}${PEER_PKG}`);
+      assertEquals(new Uint8Array(await peerFile.arrayBuffer()), fromPeer);
+      await until(async () => (await page.locator("#peer-hits").textContent()) === "1 file");
       assertEquals(outside, [], "the page must load nothing from elsewhere");
       assertEquals(problems, [], "no script errors or policy violations");
     } finally {

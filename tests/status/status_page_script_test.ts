@@ -19,6 +19,8 @@ function servedScript(): string {
     downloads: { list: () => [] },
     stats: new Stats(),
     startedAt: 0,
+    nodeName: "stand-in-node",
+    config: { cache_peers: [] },
   }, { now: () => 0 });
   const scripts = [
     ...statusPage(report, { nonce: "n0nce" }).matchAll(/<script nonce="n0nce">(.*?)<\/script>/gs),

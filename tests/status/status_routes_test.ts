@@ -300,6 +300,8 @@ Deno.test("statusRoutes() read only the parts of StatusSource: a stand-in withou
     downloads: { list: () => [] },
     stats,
     startedAt: 1_000,
+    nodeName: "stand-in-node",
+    config: { cache_peers: [] },
   };
   const routes = statusRoutes(source, { now: () => 61_000 });
   const report = await status({ get: async (path) => await routes.request(path) });
@@ -350,6 +352,8 @@ Deno.test("GET /metrics counts the log lines dropped because the log's output co
     downloads: { list: () => [] },
     stats: new Stats(),
     startedAt: 0,
+    nodeName: "stand-in-node",
+    config: { cache_peers: [] },
   };
   let dropped = 0;
   const routes = statusRoutes(source, { now: () => 0, logDropped: () => dropped });
@@ -357,4 +361,30 @@ Deno.test("GET /metrics counts the log lines dropped because the log's output co
   assertEquals(sampleValue((await metrics({ get })).samples, "flexo_log_lines_dropped_total"), 0);
   dropped = 1234;
   assertEquals(sampleValue((await metrics({ get })).samples, "flexo_log_lines_dropped_total"), 1234);
+});
+
+Deno.test("GET /status and /metrics name the node and count the files taken from cache peers", async () => {
+  const stats = new Stats();
+  const source: StatusSource = {
+    pool: { source: "stand-in", snapshot: () => [] },
+    customPools: new Map(),
+    store: { root: "/nowhere" },
+    downloads: { list: () => [] },
+    stats,
+    startedAt: 0,
+    nodeName: "site-1:7878",
+    config: { cache_peers: ["http://10.0.0.2:7878/", "http://user:secret@10.0.0.3:7878/"] },
+  };
+  const routes = statusRoutes(source, { now: () => 0 });
+  const get = async (path: string) => await routes.request(path);
+  assertEquals((await status({ get })).node, {
+    name: "site-1:7878",
+    cachePeers: ["http://10.0.0.2:7878/", "http://user:***@10.0.0.3:7878/"],
+    peerHits: 0,
+  });
+  stats.peerHits = 3;
+  assertEquals((await status({ get })).node.peerHits, 3);
+  const { samples } = await metrics({ get });
+  assertEquals(sampleValue(samples, "flexo_peer_hits_total"), 3);
+  assertEquals(samples.find((s) => s.name === "flexo_build_info")?.labels.node, "site-1:7878");
 });
