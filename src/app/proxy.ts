@@ -106,7 +106,7 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
     // A HEAD must not start a download: ask upstream for the headers only.
     return await passThrough(req, target, ctx);
   }
-  const download = running ?? ctx.downloads.obtain(target);
+  const download = running ?? ctx.downloads.obtain(target, { via: viaOf(req) });
   const head = await download.head;
   if (download.state === "complete" && download.file && !running) {
     // It was completed by a download that ended a moment ago.
@@ -131,7 +131,7 @@ async function serveDatabase(req: Request, target: RequestTarget, ctx: ProxyCont
   const described = fileHeadersFor(target);
   const cached = await ctx.store.statComplete(target.cacheSegments);
   const download = ctx.downloads.active(target) ??
-    ctx.downloads.obtain(target, { ifModifiedSince: cached?.mtime.getTime() });
+    ctx.downloads.obtain(target, { ifModifiedSince: cached?.mtime.getTime(), via: viaOf(req) });
   const head = await download.head;
   if (head.status === "not_modified") {
     const current = await ctx.store.statComplete(target.cacheSegments);
@@ -174,7 +174,11 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
       if (head.type === "not_found") {
         tally.notFound(mirror);
       } else if (head.type === "failed") {
-        tally.failed(mirror, head.message, { timeout: head.timeout, unreachable: !head.answered });
+        tally.failed(mirror, head.message, {
+          timeout: head.timeout,
+          unreachable: !head.answered,
+          loop: head.loop,
+        });
       } else {
         tally.failed(mirror, "answered 304 unasked");
       }
@@ -227,6 +231,8 @@ function askPassThrough(
   ctx: ProxyContext,
 ): { head: Promise<MirrorAnswer>; cancel: () => void } {
   const headers = new Headers();
+  const via = viaOf(req);
+  if (via) headers.set("Via", via);
   // A HEAD answers as without its Range (RFC 9110 section 14.2).
   const range = req.method === "GET" ? req.headers.get("range") : null;
   if (range) {
@@ -239,4 +245,12 @@ function askPassThrough(
   const method = req.method === "HEAD" ? "HEAD" : "GET";
   const head = askMirror(url, { method, headers, abort }, { deps: ctx.deps, limits: ctx.limits });
   return { head, cancel: () => abort.abort(new Error("another mirror answered first")) };
+}
+
+/**
+ * The client's `Via`, to carry upstream before this node's own name: a request that goes round through other
+ * tiers then arrives back here naming this node, and is refused (src/app/loop_guard.ts).
+ */
+function viaOf(req: Request): string | undefined {
+  return req.headers.get("via") ?? undefined;
 }

@@ -34,7 +34,7 @@ export type AttemptHead =
   /** An answer whose body cannot be used (wrong range, wrong length, an HTML page...). */
   | { type: "unusable"; reason: string }
   /** No answer, or an error status, within the time allowed. */
-  | { type: "failed"; reason: string; timeout: boolean; answered: boolean }
+  | { type: "failed"; reason: string; timeout: boolean; answered: boolean; loop?: true }
   /** The file changed upstream during the transfer: no mirror can continue the bytes on disk. */
   | { type: "changed_upstream"; reason: string };
 
@@ -102,7 +102,13 @@ export class Attempt {
         // Only a resume sends a Range; a 416 then means this mirror's copy is shorter than ours.
         return { type: "unsatisfiable", reason: `answered 416 to bytes=${progress.written}-` };
       case "failed":
-        return { type: "failed", reason: answer.message, timeout: answer.timeout, answered: answer.answered };
+        return {
+          type: "failed",
+          reason: answer.message,
+          timeout: answer.timeout,
+          answered: answer.answered,
+          ...(answer.loop ? { loop: answer.loop } : {}),
+        };
     }
     const { response } = answer;
     const accepted = acceptResponse(response, progress, { ...accept, upstreamPath });

@@ -48,6 +48,8 @@ export interface DownloadOptions {
   rules: OrderRules;
   /** Ask upstream only for a newer file than this (milliseconds since the epoch). */
   ifModifiedSince?: number;
+  /** The `Via` of the client request that started it, carried upstream (see src/app/loop_guard.ts). */
+  via?: string;
   /**
    * What the repository database says the file is; a download that does not match is discarded. A promise is
    * awaited before the first request upstream (the database may still be being read).
@@ -293,7 +295,7 @@ export class Download {
     for (let next = 0; next < plan.length;) {
       const { race, attempts } = await raceAttempts(plan[next], hedgeLeft ? plan[next + 1] : undefined, {
         attempt: this.#options,
-        headers: requestHeaders(this.written, this.#meta, resume),
+        headers: requestHeaders(this.written, this.#meta, resume, this.#options.via),
         progress: { written: this.written, total: this.total },
         accept: { meta: this.#meta, resumeAcrossMirrors: rules.resumeAcrossMirrors, expect: this.#expect },
         isLagging: this.#options.isLagging,

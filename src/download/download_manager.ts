@@ -78,9 +78,10 @@ export class DownloadManager {
   /**
    * The download of this file: the running one, or a new one.
    *
-   * @param options `ifModifiedSince` asks upstream only for a newer file (used to revalidate databases).
+   * @param options `ifModifiedSince` asks upstream only for a newer file (used to revalidate databases); `via`
+   *   is the `Via` of the client request that starts it, carried upstream (a running download keeps its own).
    */
-  obtain(target: RequestTarget, options: { ifModifiedSince?: number } = {}): Download {
+  obtain(target: RequestTarget, options: { ifModifiedSince?: number; via?: string } = {}): Download {
     const key = keyOf(target);
     const running = this.active(target);
     if (running) return running;
@@ -97,6 +98,7 @@ export class DownloadManager {
       limits: this.#options.limits,
       rules: rulesFor(target.kind),
       ifModifiedSince: options.ifModifiedSince,
+      via: options.via,
       expect: this.#options.expectFor?.(target),
       // A database is verified by parsing it, as a package by its SHA-256, before it is released and committed.
       check: target.kind === "database" ? checkDatabase : undefined,

@@ -41,6 +41,7 @@ export class FailureTally {
   readonly #counter?: FailureCounter;
   readonly #notFound: string[] = [];
   #timeouts = 0;
+  #loops = 0;
   #noBetterFrom?: string;
 
   /**
@@ -73,11 +74,16 @@ export class FailureTally {
 
   /**
    * A mirror that failed: `timeout` when it did not answer in time, `unreachable` when it gave no answer at all
-   * (refused, DNS, TLS, timeout) rather than a bad one.
+   * (refused, DNS, TLS, timeout) rather than a bad one, `loop` when it answered 508 Loop Detected.
    */
-  failed(mirror: string, reason: string, options: { timeout?: boolean; unreachable?: boolean } = {}): void {
+  failed(
+    mirror: string,
+    reason: string,
+    options: { timeout?: boolean; unreachable?: boolean; loop?: boolean } = {},
+  ): void {
     this.#failures.push({ mirror, reason, unreachable: options.unreachable ?? false });
     if (options.timeout) this.#timeouts++;
+    if (options.loop) this.#loops++;
     this.#counter?.recordFailure(mirror, reason, { penalise: false });
   }
 
@@ -89,7 +95,8 @@ export class FailureTally {
   /**
    * The error for clients when no mirror delivered, naming each mirror's outcome: 404 when every mirror that
    * answered said it does not have the file (the others refusing or silent: a 404 is the only answer there is),
-   * 504 when every failure was a timeout and none said 404, else 502.
+   * 504 when every failure was a timeout and none said 404, 508 when every mirror answered 508 (the loop is
+   * passed on, so that the client of the first tier learns it too), else 502.
    */
   finalError(upstreamPath: string): HttpError {
     const failures = this.#failures;
@@ -99,6 +106,13 @@ export class FailureTally {
     ].join("; ");
     if (this.#notFound.length > 0 && failures.every((f) => f.unreachable)) {
       return new HttpError(404, `${upstreamPath} was not found upstream: ${outcomes}`);
+    }
+    if (this.#loops > 0 && this.#loops === failures.length && this.#notFound.length === 0) {
+      return new HttpError(
+        508,
+        `Loop detected: every mirror sent the request for ${upstreamPath} back to a node it had passed ` +
+          `(${outcomes}); check that no mirror, peer or tier above points back at this node`,
+      );
     }
     const status = this.#timeouts > 0 && this.#timeouts === failures.length ? 504 : 502;
     return new HttpError(status, `every mirror failed for ${upstreamPath}: ${outcomes}`);
@@ -136,7 +150,11 @@ export function afterRefusal(
       return "next_mirror";
     case "failed":
       log.warn("{mirror} failed for {path}: {message}", { mirror, path, message: head.reason });
-      tally.failed(mirror, head.reason, { timeout: head.timeout, unreachable: !head.answered });
+      tally.failed(mirror, head.reason, {
+        timeout: head.timeout,
+        unreachable: !head.answered,
+        loop: head.loop,
+      });
       return "next_mirror";
     case "changed_upstream":
       log.warn("{mirror} sent an unusable answer for {path}: {message}", {

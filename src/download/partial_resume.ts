@@ -60,10 +60,19 @@ export async function findResumePoint(
 
 /**
  * The conditional headers of a request to a mirror: `Range` for the rest of a partial file (with `If-Range`
- * when bytes must come from the same version of the file), else `If-Modified-Since` when asked for.
+ * when bytes must come from the same version of the file), else `If-Modified-Since` when asked for; and the
+ * client's `Via`, if any.
  */
-export function requestHeaders(written: number, meta: PartialMeta, options: ResumeOptions): Headers {
+export function requestHeaders(
+  written: number,
+  meta: PartialMeta,
+  options: ResumeOptions,
+  via?: string,
+): Headers {
   const headers = new Headers();
+  // The client's Via goes upstream, this node's name after it (the fetch adds it): a loop through several
+  // tiers (A -> B -> A) then reaches a node that finds its own name (see src/app/loop_guard.ts).
+  if (via) headers.set("Via", via);
   if (written > 0) {
     headers.set("Range", `bytes=${written}-`);
     if (!options.resumeAcrossMirrors && meta.lastModified !== undefined) {

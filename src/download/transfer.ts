@@ -39,9 +39,10 @@ export type MirrorAnswer =
   | { type: "unsatisfiable"; contentRange: string | null }
   /**
    * No usable answer: `timeout` when none came in time, `answered` when the mirror sent an HTTP status (5xx, ...)
-   * rather than no answer at all (refused, DNS, TLS, reset, timeout).
+   * rather than no answer at all (refused, DNS, TLS, reset, timeout); `loop` when it answered 508 Loop Detected
+   * (the request came back to a node it had passed: tiers or mirrors pointing at each other).
    */
-  | { type: "failed"; message: string; timeout: boolean; answered: boolean };
+  | { type: "failed"; message: string; timeout: boolean; answered: boolean; loop?: true };
 
 /** Sends one request to a mirror and waits, at most `connectTimeoutMs`, for its headers. */
 export async function askMirror(
@@ -80,7 +81,9 @@ export async function askMirror(
     }
     if (response.status !== 200 && response.status !== 206) {
       await response.body?.cancel();
-      return { type: "failed", message: `answered HTTP ${response.status}`, timeout: false, answered: true };
+      const message = `answered HTTP ${response.status}`;
+      const failed = { type: "failed", message, timeout: false, answered: true } as const;
+      return response.status === 508 ? { ...failed, loop: true } : failed;
     }
     const encoding = response.headers.get("content-encoding");
     if (encoding !== null && encoding.trim().toLowerCase() !== "identity") {
