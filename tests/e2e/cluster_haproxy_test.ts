@@ -11,37 +11,10 @@ import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { assertToolsAvailable, createGpgSigner, makeRepo, type PackageSpec } from "../helpers/make_repo.ts";
 import { makePacmanRoot, runPacman } from "../helpers/pacman.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy_server.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { HAPROXY, type Haproxy, HAVE_HAPROXY, startHaproxy } from "../helpers/haproxy.ts";
 
-const HAPROXY = "/usr/sbin/haproxy";
-const HAVE_HAPROXY = await Deno.stat(HAPROXY).then(() => true, () => false);
 const SKIPPED = HAVE_HAPROXY ? "" : ` (skipped: ${HAPROXY} missing; apt-get install -y haproxy)`;
-const SHIPPED = new URL("../../conf/haproxy.cfg", import.meta.url);
 const REPO_DIR = "flexotest/os/x86_64";
-
-/** conf/haproxy.cfg with its bind address and server lines pointed at 127.0.0.1 ports. */
-async function haproxyConfig(port: number, nodePorts: number[]): Promise<string> {
-  const shipped = await Deno.readTextFile(SHIPPED);
-  const serverLines = /^(\s*)server flexo\d+ \S+\n/gm;
-  const indent = /^(\s*)server /m.exec(shipped)![1];
-  let first = true;
-  const config = shipped
-    .replace(/^(\s*)bind :7878$/m, `$1bind 127.0.0.1:${port}`)
-    .replace(serverLines, () => {
-      if (!first) return "";
-      first = false;
-      return nodePorts.map((p, i) => `${indent}server flexo${i + 1} 127.0.0.1:${p}\n`).join("");
-    });
-  assert(!config.includes("10.0.0.") && config.includes(`bind 127.0.0.1:${port}`), config);
-  return config;
-}
-
-/** A free port on 127.0.0.1. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  listener.close();
-  return (listener.addr as Deno.NetAddr).port;
-}
 
 /** Which nodes hold `file` in their cache. */
 async function holders(nodes: TestProxy[], file: string): Promise<number[]> {
@@ -63,7 +36,7 @@ Deno.test({
     await assertToolsAvailable(["pacman", "repo-add", "bsdtar", "zstd", "gpg"]);
     const dir = await Deno.makeTempDir({ prefix: "flexo-cluster-" });
     const signer = await createGpgSigner(dir);
-    let haproxy: Deno.ChildProcess | undefined;
+    let haproxy: Haproxy | undefined;
     const nodes: TestProxy[] = [];
     try {
       const packages: PackageSpec[] = Array.from({ length: 12 }, (_, i) => ({
@@ -79,17 +52,8 @@ Deno.test({
           await startTestProxy({ mirrors: [origin.url], config: { trusted_proxies: ["127.0.0.1/32"] } }),
         );
       }
-      const port = freePort();
-      const configPath = join(dir, "haproxy.cfg");
-      await Deno.writeTextFile(configPath, await haproxyConfig(port, nodes.map((node) => node.port)));
-      haproxy = new Deno.Command(HAPROXY, { args: ["-db", "-f", configPath], stdout: "null", stderr: "null" })
-        .spawn();
-      const balancer = `http://127.0.0.1:${port}`;
-      await waitFor("HAProxy to answer", async () => {
-        const response = await fetch(`${balancer}/healthz`).catch(() => undefined);
-        await response?.body?.cancel();
-        return response?.status === 200;
-      });
+      haproxy = await startHaproxy(dir, nodes.map((node) => node.port));
+      const balancer = haproxy.url;
 
       await using root = await makePacmanRoot({
         serverUrl: `${balancer}/$repo/os/$arch`,
@@ -128,10 +92,7 @@ Deno.test({
       );
       assert(used.size >= 2, "the packages are spread over the nodes");
     } finally {
-      if (haproxy) {
-        haproxy.kill("SIGTERM");
-        await haproxy.status;
-      }
+      await haproxy?.close();
       for (const node of nodes) await node.close();
       await signer.close();
       await Deno.remove(dir, { recursive: true });
