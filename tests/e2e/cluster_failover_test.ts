@@ -2,7 +2,8 @@
  * A cluster as docs/scaling.md describes it, with real processes: the shipped conf/haproxy.cfg in front of three
  * flexo nodes (`main.ts` as child processes) that list each other as cache peers, a local origin built with
  * repo-add, and the real pacman client. One node is killed with SIGKILL: clients keep getting whole, correct
- * files, HAProxy's health check on /healthz takes the node out, and only its share leaves the origin again.
+ * files, HAProxy's health check on /healthz takes the node out, and only its share leaves the origin again. A
+ * new, empty node then takes its place and fills itself from its peers: the origin sees no package download.
  */
 
 import { join } from "node:path";
@@ -79,7 +80,8 @@ function fetchLoop(url: string, packages: RepoPackage[], bytes: Map<string, Uint
 }
 
 Deno.test({
-  name: "a cluster behind HAProxy survives kill -9 of a node" +
+  name:
+    "a cluster behind HAProxy survives kill -9 of a node, and a new, empty node fills itself from its peers" +
     SKIPPED,
   ignore: !HAVE_HAPROXY,
   sanitizeResources: false,
@@ -172,6 +174,34 @@ Deno.test({
               `${pkg.fileName} left the origin ${originGets(pkg)} times`,
             );
           }
+        },
+      );
+
+      await t.step(
+        "a new, empty node in the killed one's place fills itself from its peers: no package leaves the origin",
+        async () => {
+          origin.clearRequests();
+          const name = "node4";
+          const peers = ports.filter((_, j) => j !== victim);
+          nodes.set(name, await startNode(dir, { name, port: ports[victim], origin: origin.url, peers }));
+          await waitFor(
+            "HAProxy to take the new node in",
+            async () => (await haproxy.serverStates()).get(`flexo${victim + 1}`) === "UP",
+            15_000,
+          );
+          await pacman();
+          for (const pkg of repo.packages) {
+            assertEquals(originGets(pkg), 0, `${pkg.fileName} left the origin`);
+          }
+          for (const pkg of share) {
+            assert(await holds(dir, name, pkg.fileName), `${pkg.fileName} not on the new node`);
+          }
+          const status = await (await fetch(`${nodes.get(name)!.url}/status`)).json();
+          assertEquals(status.node, {
+            name,
+            cachePeers: peers.map((p) => `http://127.0.0.1:${p}/`),
+            peerHits: share.length,
+          });
         },
       );
     } finally {
