@@ -385,13 +385,30 @@ const WRK_REPORT = `done = function(summary, latency, requests)
 end
 `;
 
-/** Runs wrk against `url` and reads its summary. */
+/** Lua for wrk: every request asks for the next of `paths` (each thread starts at a random one). */
+function wrkPathsScript(paths: string[]): string {
+  return `local paths = { ${paths.map((p) => JSON.stringify(p)).join(", ")} }
+local next_path = 0
+init = function(args)
+  next_path = math.random(#paths)
+end
+request = function()
+  next_path = next_path % #paths + 1
+  return wrk.format("GET", paths[next_path])
+end
+`;
+}
+
+/**
+ * Runs wrk against `url` and reads its summary. With `paths`, each connection asks for them in turn (from a
+ * different start), instead of `url`'s path over and over: a balancer that hashes the path then spreads them.
+ */
 export async function runWrk(
   url: string,
-  options: { connections: number; threads: number; seconds: number; workDir: string },
+  options: { connections: number; threads: number; seconds: number; workDir: string; paths?: string[] },
 ): Promise<WrkResult> {
   const script = join(options.workDir, "wrk_report.lua");
-  await Deno.writeTextFile(script, WRK_REPORT);
+  await Deno.writeTextFile(script, options.paths ? wrkPathsScript(options.paths) + WRK_REPORT : WRK_REPORT);
   const args = [
     "-t",
     String(options.threads),

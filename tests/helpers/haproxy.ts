@@ -1,17 +1,17 @@
 /**
  * A real HAProxy for cluster tests: the shipped conf/haproxy.cfg with only its bind address and server lines
- * pointed at 127.0.0.1 ports, plus a stats listener from which a test reads what HAProxy thinks of each node.
+ * pointed at 127.0.0.1 ports (scripts/haproxy_config.ts), plus a stats listener from which a test reads what
+ * HAProxy thinks of each node.
  *
  * @module
  */
 
 import { join } from "node:path";
-import { assert } from "./assert.ts";
+import { haproxyConfig } from "../../scripts/haproxy_config.ts";
 import { waitFor } from "./wait.ts";
 
 /** Where Debian's haproxy is. */
 export const HAPROXY = "/usr/sbin/haproxy";
-const SHIPPED = new URL("../../conf/haproxy.cfg", import.meta.url);
 
 /** Whether HAProxy is installed (tests skip without it). */
 export const HAVE_HAPROXY = await Deno.stat(HAPROXY).then(() => true, () => false);
@@ -21,29 +21,6 @@ export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   listener.close();
   return (listener.addr as Deno.NetAddr).port;
-}
-
-/**
- * conf/haproxy.cfg with its bind address and server lines pointed at 127.0.0.1 ports (`flexo1` at
- * `nodePorts[0]`, ...), and, with `statsPort`, a stats listener on 127.0.0.1 (see {@linkcode serverStates}).
- */
-export async function haproxyConfig(port: number, nodePorts: number[], statsPort?: number): Promise<string> {
-  const shipped = await Deno.readTextFile(SHIPPED);
-  const serverLines = /^(\s*)server flexo\d+ \S+\n/gm;
-  const indent = /^(\s*)server /m.exec(shipped)![1];
-  let first = true;
-  let config = shipped
-    .replace(/^(\s*)bind :7878$/m, `$1bind 127.0.0.1:${port}`)
-    .replace(serverLines, () => {
-      if (!first) return "";
-      first = false;
-      return nodePorts.map((p, i) => `${indent}server flexo${i + 1} 127.0.0.1:${p}\n`).join("");
-    });
-  assert(!config.includes("10.0.0.") && config.includes(`bind 127.0.0.1:${port}`), config);
-  if (statsPort !== undefined) {
-    config += `\nlisten stats\n    bind 127.0.0.1:${statsPort}\n    stats enable\n    stats uri /stats\n`;
-  }
-  return config;
 }
 
 /** A running HAProxy. */
