@@ -146,6 +146,17 @@ Deno.test({
           try {
             await waitFor("a first round of fetches", () => loop.tally.rounds >= 1, 30_000);
             await nodes.get(names[victim])!.stop("SIGKILL");
+            // At once, before the health checks can have noticed (two failed checks a second apart): the dead
+            // node's own files still come whole, HAProxy retrying the refused connection on another node.
+            for (const pkg of share) {
+              const response = await fetch(`${haproxy.url}/${REPO_DIR}/${pkg.fileName}`);
+              assertEquals(response.status, 200, pkg.fileName);
+              assertEquals(
+                new Uint8Array(await response.arrayBuffer()),
+                bytes.get(pkg.fileName),
+                pkg.fileName,
+              );
+            }
             await waitFor(
               "HAProxy's health check to take the killed node out",
               async () =>
