@@ -3,7 +3,7 @@
  * decision depends on the text of a message.
  */
 import nodeAssert from "node:assert/strict";
-import { assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
 
 import { Attempt, type AttemptHead } from "../../src/download/attempt.ts";
 import { afterRefusal, FailureTally } from "../../src/download/failover.ts";
@@ -147,4 +147,15 @@ Deno.test("afterRefusal() goes on, gives up or stops the order, and FailureTally
     mixed.finalError(PATH).message,
     `every mirror failed for ${PATH}: http://b.test/ does not have it (404); ${A} answered HTTP 500`,
   );
+  // Every mirror sent the request back along a loop: the loop is the answer, so the tier below learns it too.
+  const loops = new FailureTally();
+  loops.failed(A, "answered HTTP 508", { loop: true });
+  loops.failed("http://b.test/", "answered HTTP 508", { loop: true });
+  assertEquals(loops.finalError(PATH).status, 508);
+  assert(loops.finalError(PATH).message.startsWith("Loop detected"), loops.finalError(PATH).message);
+  // One mirror in a loop and another failing otherwise: a plain failure.
+  const loopAndDown = new FailureTally();
+  loopAndDown.failed(A, "answered HTTP 508", { loop: true });
+  loopAndDown.failed("http://b.test/", "connection refused", { unreachable: true });
+  assertEquals(loopAndDown.finalError(PATH).status, 502);
 });

@@ -52,7 +52,7 @@ Deno.test("findResumePoint() continues a partial file within its recorded total"
   });
 });
 
-Deno.test("requestHeaders() asks for the rest, or for a newer file", () => {
+Deno.test("requestHeaders() asks for the rest, or for a newer file, carrying the client's Via", () => {
   const lastModified = Date.UTC(2024, 4, 14, 10);
   const headers = (written: number, options: Parameters<typeof requestHeaders>[2]) =>
     Object.fromEntries(requestHeaders(written, { lastModified }, options));
@@ -66,6 +66,8 @@ Deno.test("requestHeaders() asks for the rest, or for a newer file", () => {
     "if-modified-since": "Tue, 14 May 2024 10:00:00 GMT",
   });
   assert.deepEqual(Object.fromEntries(requestHeaders(500, {}, DATABASE)), { range: "bytes=500-" }, "no date");
+  // The Via of the client that started the download goes along (the fetch adds this node's name after it).
+  assert.deepEqual(Object.fromEntries(requestHeaders(0, {}, PACKAGE, "1.1 site-1")), { via: "1.1 site-1" });
 });
 
 function response(status: number, headers: Record<string, string>): Response {

@@ -89,6 +89,8 @@ Deno.test({
 
 const PKG = "/core/os/x86_64/loop-1.0-1-x86_64.pkg.tar.zst";
 const DB = "/core/os/x86_64/core.db";
+/** A file that is passed through, not cached. */
+const PASSED = "/iso/latest/archlinux-x86_64.iso.sig";
 
 Deno.test("tiers that are each other's mirror (A -> B -> A) answer at once naming the loop, not after a timeout", async () => {
   // Long timeouts: before loop protection covered tiers, the answer came only when they ran out.
@@ -96,7 +98,7 @@ Deno.test("tiers that are each other's mirror (A -> B -> A) answer at once namin
   await using a = await startTestProxy({ mirrors: ["http://127.0.0.1:9/"], limits });
   await using b = await startTestProxy({ mirrors: [`${a.url}/`], limits });
   a.app.pool.setMirrors([`${b.url}/`], "predefined");
-  for (const path of [PKG, DB]) {
+  for (const path of [PKG, DB, PASSED]) {
     const started = performance.now();
     const response = await fetch(`${a.url}${path}`);
     const text = await response.text();
