@@ -15,7 +15,7 @@ import {
   describeCleanup,
   runCleanup,
 } from "../cache/cleanup.ts";
-import { startMirrorSelection } from "../mirrors/mirror_selection.ts";
+import { fillStartingMirrors } from "../mirrors/mirror_selection.ts";
 import { MirrorPool } from "../mirrors/mirrors.ts";
 import type { Config } from "../config/config_schema.ts";
 import { describeError } from "../describe_error.ts";
@@ -66,7 +66,7 @@ export async function prefetchOnce(
   }
   const pool = new MirrorPool();
   // The list the proxy starts with (persisted ranking, predefined or built-in): the mirrors are not tested.
-  startMirrorSelection(config, { pool }).stop();
+  fillStartingMirrors(config, pool);
   const app = createApp(config, { pool });
   await app.packageIndex.loadAll(config.cache_directory);
   await app.prefetcher.prepare();
