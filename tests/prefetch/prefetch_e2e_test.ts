@@ -32,14 +32,22 @@ interface Setup {
   /** The clock just before and just after the schedule started. */
   started: [number, number];
   cached(fileName: string): Promise<boolean>;
+  cacheDir: string;
 }
 
-async function withSetup(prefetch: Record<string, unknown>, fn: (s: Setup) => Promise<void>): Promise<void> {
+async function withSetup(
+  prefetch: Record<string, unknown>,
+  fn: (s: Setup) => Promise<void>,
+  config: (mirrorUrl: string) => Record<string, unknown> = () => ({}),
+): Promise<void> {
   await using origin = await startPrefetchOrigin();
   const { mirror, repo } = origin;
   const timers = new FakeTimers();
   const app = createApp(
-    testConfig(origin.cacheDir, [mirror.url], { prefetch: { enabled: true, ...prefetch } }),
+    testConfig(origin.cacheDir, [mirror.url], {
+      prefetch: { enabled: true, ...prefetch },
+      ...config(mirror.url),
+    }),
     {
       prefetchTimers: { setTimer: timers.setTimer, clearTimer: timers.clearTimer },
     },
@@ -50,7 +58,7 @@ async function withSetup(prefetch: Record<string, unknown>, fn: (s: Setup) => Pr
     await app.prefetcher.start();
     const started: [number, number] = [before, Date.now()];
     const url = `http://127.0.0.1:${server.addresses[0].port}`;
-    await fn({ url, app, mirror, repo, timers, started, cached: origin.cached });
+    await fn({ url, app, mirror, repo, timers, started, cached: origin.cached, cacheDir: origin.cacheDir });
   } finally {
     app.prefetcher.stop();
     await app.downloads.idle();
@@ -155,4 +163,27 @@ Deno.test("prefetch: /status and /metrics show runs, files, bytes and the next r
     assert(metrics.includes("flexo_prefetch_runs_total 1"), metrics);
     assert(metrics.includes(`flexo_prefetch_bytes_total ${report.bytes}`), metrics);
   });
+});
+
+Deno.test("prefetch: a custom repository's CacheServer-only client gets its updates prefetched from the custom repository's mirror", async () => {
+  // The custom repository is the origin's folder again, laid out as `[[custom_repo]]` expects ($repo/$arch).
+  const custom = (mirrorUrl: string) => ({
+    custom_repo: [{ name: "mine", url: `${mirrorUrl}custom` }],
+    mirrors_predefined: ["http://127.0.0.1:9/"], // the official mirrors are down: only the custom one serves
+  });
+  await withSetup({}, async (s) => {
+    await Deno.mkdir(`${s.mirror.rootDir}/custom/flexotest`, { recursive: true });
+    await Deno.symlink(s.repo.osDir, `${s.mirror.rootDir}/custom/flexotest/x86_64`);
+    const folder = "custom_repo/mine/flexotest/x86_64";
+    const old = await fetch(`${s.url}/${folder}/${TOOL_OLD}`);
+    assertEquals(old.status, 200);
+    await old.body?.cancel();
+    await publish(s.repo);
+    const report = await s.app.prefetcher.run();
+    assertEquals(report.databases.map((d) => [d.path, d.outcome]), [[`${folder}/flexotest.db`, "updated"]]);
+    assertEquals(report.files.map((f) => [f.path, f.outcome]), [[`${folder}/${TOOL_NEW}`, "fetched"]]);
+    assertEquals(s.mirror.countRequests(`/custom/flexotest/x86_64/${TOOL_NEW}`, { method: "GET" }), 1);
+    assertEquals((await Deno.stat(`${s.cacheDir}/${folder}/${TOOL_NEW}`)).isFile, true);
+    assertEquals(s.mirror.countRequests(OTHER_NEW), 0);
+  }, custom);
 });
