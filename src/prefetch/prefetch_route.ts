@@ -1,7 +1,9 @@
 /**
  * The admin route of prefetch, `POST /prefetch[?dry_run=1]`: runs one pass in the running proxy (so that its
- * downloads are shared with clients) and answers the report as JSON. Only loopback clients may ask: behind a
- * trusted proxy (`trusted_proxies`), the client the proxy reports, not the proxy's own address. Any other
+ * downloads are shared with clients) and answers the report as JSON. Only clients on the proxy's own host may
+ * ask: from a loopback address, or from the very address they connected to (a proxy listening on one LAN
+ * address is asked on it by `flexo prefetch`, and the host's packets to itself come from that address). Behind
+ * a trusted proxy (`trusted_proxies`), the client the proxy reports counts, not the proxy's own address. Any other
  * method on the path is answered 405 (a GET must not be passed through to a mirror as an unknown path).
  *
  * @module
@@ -24,6 +26,13 @@ function isLoopback(hostname: string): boolean {
   return bare === "::1" || /^127\.\d+\.\d+\.\d+$/.test(bare);
 }
 
+/** Whether `client` (the address of the request's client) is on this host, the connection being `info`'s. */
+function fromThisHost(info: ServeInfo, client: string): boolean {
+  if (isLoopback(client)) return true;
+  // A forwarded client is never the connection's own address: only a direct connection counts here.
+  return client === info.remoteAddr.hostname && client === info.localAddr?.hostname;
+}
+
 /**
  * Routes for prefetch; `info` of a request (from the server) tells who asks.
  *
@@ -37,10 +46,11 @@ export function prefetchRoutes(
   const routes = new Hono();
   routes.post(PREFETCH_ROUTE, async (c) => {
     const info = c.env as ServeInfo | undefined;
-    if (info && !isLoopback(clientOf(info.remoteAddr.hostname, c.req.raw.headers))) {
+    if (info && !fromThisHost(info, clientOf(info.remoteAddr.hostname, c.req.raw.headers))) {
       throw new HttpError(
         403,
-        "POST /prefetch is answered on loopback only; run `flexo prefetch` on the proxy's host",
+        "POST /prefetch is answered to clients on the proxy's host only (loopback only); " +
+          "run `flexo prefetch` on the proxy's host",
       );
     }
     const dryRun = ["1", "true"].includes(new URL(c.req.url).searchParams.get("dry_run") ?? "");

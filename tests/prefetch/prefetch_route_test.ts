@@ -21,10 +21,11 @@ import { testConfig } from "../helpers/test_app.ts";
 
 await assertToolsAvailable(["repo-add", "bsdtar", "zstd"]);
 
-/** What the server would pass for a connection from `hostname`. */
-function from(hostname: string): ServeInfo {
+/** What the server would pass for a connection from `hostname` (to `local`, when given). */
+function from(hostname: string, local?: string): ServeInfo {
   return {
     remoteAddr: { transport: "tcp", hostname, port: 40000 },
+    ...(local === undefined ? {} : { localAddr: { transport: "tcp", hostname: local, port: 7878 } }),
     completed: new Promise(() => {}),
   } as ServeInfo;
 }
@@ -52,8 +53,11 @@ async function withApp(
   }
 }
 
-const post = (app: FlexoApp, client: string, path = "/prefetch", headers: HeadersInit = {}) =>
-  app.fetch(new Request(`http://flexo.test${path}`, { method: "POST", headers }), from(client));
+const post = (app: FlexoApp, client: string | ServeInfo, path = "/prefetch", headers: HeadersInit = {}) =>
+  app.fetch(
+    new Request(`http://flexo.test${path}`, { method: "POST", headers }),
+    typeof client === "string" ? from(client) : client,
+  );
 
 Deno.test("POST /prefetch from loopback runs a pass and answers its report as JSON", async () => {
   await withApp({}, async (app, origin) => {
@@ -99,6 +103,19 @@ Deno.test("POST /prefetch from a non-loopback client is refused with 403 and run
     assertEquals(origin.mirror.countRequests(TOOL_NEW), 0);
     assertEquals(origin.mirror.countRequests("flexotest.db"), 0, "not even the databases are revalidated");
     assertEquals(app.prefetcher.status().runs, 0);
+  });
+});
+
+Deno.test("POST /prefetch from the host itself to the LAN address the proxy listens on is answered, from elsewhere refused", async () => {
+  await withApp({}, async (app, origin) => {
+    // `flexo prefetch` on the host of a proxy listening on 192.0.2.5: the host's packets to itself come from there.
+    const own = await post(app, from("192.0.2.5", "192.0.2.5"), "/prefetch?dry_run=1");
+    assertEquals(own.status, 200);
+    assertEquals((await own.json() as PrefetchReport).files.map((f) => f.outcome), ["would_fetch"]);
+    const other = await post(app, from("192.0.2.7", "192.0.2.5"));
+    assertEquals(other.status, 403);
+    await other.body?.cancel();
+    assertEquals(origin.mirror.countRequests(TOOL_NEW), 0);
   });
 });
 
