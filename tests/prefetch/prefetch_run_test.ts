@@ -11,6 +11,7 @@ import { type PrefetchDeps, runPrefetch } from "../../src/prefetch/prefetch_run.
 import type { PackageEntry } from "../../src/repo/repo_db.ts";
 import { assertEquals } from "../helpers/assert.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const DAY = 86_400_000;
 const FOLDER = "core/os/x86_64";
@@ -25,7 +26,12 @@ const entry = (version: string): PackageEntry => ({
 });
 
 /** A cache that holds what the stand-in downloads "fetched"; `clock.now` is the time of every part. */
-async function standIns(dir: string, clock: { now: number }, entries: PackageEntry[]) {
+async function standIns(
+  dir: string,
+  clock: { now: number },
+  entries: PackageEntry[],
+  gate: (path: string) => Promise<void> = () => Promise.resolve(),
+) {
   const cached = new Set<string>();
   const obtained: string[] = [];
   const body = join(dir, "body");
@@ -44,7 +50,7 @@ async function standIns(dir: string, clock: { now: number }, entries: PackageEnt
           ? "not_modified"
           : "failed";
         if (state === "complete") cached.add(path);
-        return { finished: Promise.resolve(), state, finalPath: body };
+        return { finished: state === "complete" ? gate(path) : Promise.resolve(), state, finalPath: body };
       },
     },
     packageIndex: {
@@ -105,6 +111,40 @@ Deno.test("runPrefetch() counts unaccessed_days from the client's latest fetch",
     clock.now = t0 + 45 * DAY;
     const report = await runPrefetch(deps, LIMITS, { dryRun: true });
     assertEquals(report.files.map((f) => f.outcome), ["would_fetch"]);
+    await usage.flushed();
+  });
+});
+
+Deno.test("runPrefetch() runs at most max_parallel downloads at a time", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    const names = ["a", "b", "c", "d", "e"];
+    const entries = names.map((name) => ({
+      ...entry("1.0-1"),
+      name,
+      fileName: `${name}-1.0-1-any.pkg.tar.zst`,
+    }));
+    let running = 0;
+    let most = 0;
+    const waiting: (() => void)[] = [];
+    const gate = () => {
+      most = Math.max(most, ++running);
+      return new Promise<void>((resolve) => waiting.push(() => (running--, resolve())));
+    };
+    const { deps, usage, obtained } = await standIns(dir, clock, entries, gate);
+    for (const name of names) usage.recordFetch(FOLDER, name);
+    const run = runPrefetch(deps, { ...LIMITS, max_parallel: 2 });
+    let released = 0;
+    while (released < names.length) {
+      await waitFor("a download to wait", () => waiting.length > 0);
+      assertEquals(running <= 2, true, `${running} downloads at once`);
+      waiting.shift()!();
+      released++;
+    }
+    const report = await run;
+    assertEquals(report.files.filter((f) => f.outcome === "fetched").length, 5);
+    assertEquals(most, 2, "two at a time, never more");
+    assertEquals(obtained.filter((path) => path.endsWith(".pkg.tar.zst")).length, 5);
     await usage.flushed();
   });
 });
