@@ -83,8 +83,17 @@ export async function prefetchOnce(
   };
 }
 
-/** The lines `flexo prefetch` prints for a result. */
-export function describePrefetch(result: PrefetchCommandResult): string[] {
+/**
+ * The lines `flexo prefetch` prints for a result.
+ *
+ * @param result What the pass did and where.
+ * @param options `enabled`: the configuration's `[prefetch] enabled`; when false a last line says why a pass
+ *   may find nothing (no client fetches are recorded).
+ */
+export function describePrefetch(
+  result: PrefetchCommandResult,
+  options: { enabled?: boolean } = {},
+): string[] {
   const { report } = result;
   const lines = [
     result.ranIn === "proxy" ? `Prefetch ran in the proxy at ${result.url}.` : "Prefetch ran here.",
@@ -110,6 +119,12 @@ export function describePrefetch(result: PrefetchCommandResult): string[] {
       : `Fetched ${wanted.length} file(s), ${report.bytes} bytes.`,
   );
   if (result.ranIn === "here" && result.cleanup) lines.push(...describeCleanup(result.cleanup));
+  if (options.enabled === false) {
+    lines.push(
+      "Note: [prefetch] enabled is false, so the proxy does not record which packages clients fetch; a pass " +
+        "looks only at fetches recorded while it was true. Set enabled = true to prefetch.",
+    );
+  }
   return lines;
 }
 

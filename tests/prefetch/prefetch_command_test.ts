@@ -5,6 +5,7 @@
  */
 
 import { join } from "node:path";
+import { describePrefetch } from "../../src/prefetch/prefetch_command.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { runFlexo, startFlexo, tomlString, writeConfig } from "../helpers/flexo_process.ts";
 import { assertToolsAvailable } from "../helpers/make_repo.ts";
@@ -142,4 +143,12 @@ Deno.test("flexo prefetch with no proxy running runs the pass itself on the cach
   assert(await origin.cached(TOOL_NEW), "tool 0.10-1 is cached");
   assertEquals(origin.mirror.countRequests(TOOL_NEW, { method: "GET" }), 1);
   assertEquals(origin.mirror.countRequests(OTHER_NEW), 0);
+});
+
+Deno.test("describePrefetch() says why a pass may find nothing when [prefetch] is not enabled", () => {
+  const report = { dryRun: true, startedAt: 0, finishedAt: 0, databases: [], files: [], bytes: 0 };
+  const off = describePrefetch({ ranIn: "here", report }, { enabled: false });
+  assertEquals(off.slice(0, 2), ["Prefetch ran here.", "Would fetch 0 file(s), 0 bytes."]);
+  assert(off[2].startsWith("Note: [prefetch] enabled is false"), off[2]);
+  assertEquals(describePrefetch({ ranIn: "here", report }, { enabled: true }).length, 2);
 });
