@@ -332,7 +332,7 @@ async function prefetchCommand(cli: Cli): Promise<number> {
   await prepareCacheDirectory(config.cache_directory);
   try {
     const result = await prefetchOnce(config, { dryRun: cli.dryRun ?? false });
-    for (const line of describePrefetch(result)) console.log(line);
+    for (const line of describePrefetch(result, { enabled: config.prefetch.enabled })) console.log(line);
     return result.report.files.some((file) => file.outcome === "failed") ? 1 : 0;
   } catch (error) {
     console.error(prefetchError(error));

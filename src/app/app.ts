@@ -270,7 +270,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   };
   // Plain hits on package paths seen before skip routing (see quick_answers.ts).
   const quick = new QuickAnswers(store, answers);
-  hono.route("/", prefetchRoutes(prefetcher));
+  hono.route("/", prefetchRoutes(prefetcher, (remote, headers) => clientAddress(remote, headers).address));
   hono.on(["GET", "HEAD"], "*", async (c) => {
     const started = deps.now();
     const req = c.req.raw;

@@ -77,6 +77,11 @@ export interface ResponseSent {
 export interface ServeInfo {
   /** The client's address. */
   remoteAddr: Deno.NetAddr;
+  /**
+   * The address the client connected to (given by the server; absent in tests that make their own): equal to
+   * `remoteAddr`'s host for a client on the same host that connected to one of the host's own addresses.
+   */
+  localAddr?: Deno.NetAddr;
   /** Resolves when the response has ended, sent whole or not. */
   completed: Promise<ResponseSent>;
 }

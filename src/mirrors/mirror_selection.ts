@@ -95,6 +95,25 @@ export function startMirrorSelection(config: Config, deps: MirrorSelectionDeps):
   return new AutoSelection(config, deps, log).start();
 }
 
+/**
+ * Fills `pool` with the list the proxy starts with (the persisted ranking under `"auto"`, else
+ * `mirrors_predefined` or the built-in mirrors), touching no network and starting nothing: for a one-off
+ * command such as `flexo prefetch` run without a proxy.
+ */
+export function fillStartingMirrors(config: Config, pool: MirrorPool, log: SelectionLog = SILENT_LOG): void {
+  const path = config.mirrorlist_latency_test_results_file;
+  const stored = config.mirror_selection_method === "auto" && path !== ""
+    ? readRankingSync(path, { log })
+    : undefined;
+  if (stored !== undefined && stored.mirrors.length > 0) usePersisted(pool, stored.mirrors);
+  else setFallback(config, pool, log);
+}
+
+function usePersisted(pool: MirrorPool, mirrors: RankedMirror[]): void {
+  pool.setMirrors(mirrors.map((m) => m.url), "persisted ranking");
+  for (const m of mirrors) pool.recordLatency(m.url, m.latencyMs);
+}
+
 function setFallback(config: Config, pool: MirrorPool, log: SelectionLog): void {
   if (config.mirrors_predefined.length > 0) {
     pool.setMirrors(config.mirrors_predefined, "predefined");
@@ -164,8 +183,7 @@ class AutoSelection {
     const stored = path === "" ? undefined : readRankingSync(path, { log: this.#log });
     let dueAt = this.#now();
     if (stored !== undefined && stored.mirrors.length > 0) {
-      pool.setMirrors(stored.mirrors.map((m) => m.url), "persisted ranking");
-      for (const m of stored.mirrors) pool.recordLatency(m.url, m.latencyMs);
+      usePersisted(pool, stored.mirrors);
       const age = rankingAgeMs(stored, this.#now());
       const sameSettings = stored.settings === undefined ||
         stored.settings === settingsFingerprint(this.#config);

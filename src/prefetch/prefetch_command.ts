@@ -1,12 +1,22 @@
 /**
  * `flexo prefetch [--dry-run]`: one prefetch pass now. When a proxy answers on the configured listen address,
  * it runs the pass (POST /prefetch), so its downloads are shared with its clients; otherwise the pass runs in
- * this process on the cache directory.
+ * this process on the cache directory, with the mirrors the proxy would start with (no latency tests), and
+ * retention (`num_versions_retain`, `max_cache_size`) applied afterwards as the proxy's cleaner would.
  *
  * @module
  */
 
 import { createApp } from "../app/app.ts";
+import {
+  cleaningEnabled,
+  cleanupLimitsOf,
+  type CleanupReport,
+  describeCleanup,
+  runCleanup,
+} from "../cache/cleanup.ts";
+import { fillStartingMirrors } from "../mirrors/mirror_selection.ts";
+import { MirrorPool } from "../mirrors/mirrors.ts";
 import type { Config } from "../config/config_schema.ts";
 import { describeError } from "../describe_error.ts";
 import type { PrefetchReport } from "./prefetch_run.ts";
@@ -15,7 +25,7 @@ import { PREFETCH_ROUTE } from "./prefetch_route.ts";
 /** Where the pass ran. */
 export type PrefetchCommandResult =
   | { ranIn: "proxy"; url: string; report: PrefetchReport }
-  | { ranIn: "here"; report: PrefetchReport };
+  | { ranIn: "here"; report: PrefetchReport; cleanup?: CleanupReport };
 
 /** The loopback URL of the proxy configured in `config`: a wildcard listen address is asked on loopback. */
 export function proxyUrlOf(config: Config): string {
@@ -36,10 +46,10 @@ export async function prefetchOnce(
   options: { dryRun: boolean; fetch?: typeof fetch },
 ): Promise<PrefetchCommandResult> {
   const doFetch = options.fetch ?? fetch;
-  const url = proxyUrlOf(config) + (options.dryRun ? "?dry_run=1" : "");
+  const url = proxyUrlOf(config);
   let response: Response | undefined;
   try {
-    response = await doFetch(url, { method: "POST" });
+    response = await doFetch(url + (options.dryRun ? "?dry_run=1" : ""), { method: "POST" });
   } catch {
     response = undefined; // no proxy running: the pass runs here
   }
@@ -54,16 +64,36 @@ export async function prefetchOnce(
     }
     return { ranIn: "proxy", url, report: await response.json() as PrefetchReport };
   }
-  const app = createApp(config);
+  const pool = new MirrorPool();
+  // The list the proxy starts with (persisted ranking, predefined or built-in): the mirrors are not tested.
+  fillStartingMirrors(config, pool);
+  const app = createApp(config, { pool });
   await app.packageIndex.loadAll(config.cache_directory);
   await app.prefetcher.prepare();
   const report = await app.prefetcher.run({ dryRun: options.dryRun });
   await app.downloads.idle();
-  return { ranIn: "here", report };
+  const limits = cleanupLimitsOf(config);
+  const fetched = report.files.some((file) => file.outcome === "fetched" && file.bytes > 0);
+  if (!fetched || !cleaningEnabled(limits)) return { ranIn: "here", report };
+  // As the proxy's cleaner does after downloads: older versions beyond num_versions_retain go.
+  return {
+    ranIn: "here",
+    report,
+    cleanup: await runCleanup(config.cache_directory, { ...limits, store: app.store }),
+  };
 }
 
-/** The lines `flexo prefetch` prints for a result. */
-export function describePrefetch(result: PrefetchCommandResult): string[] {
+/**
+ * The lines `flexo prefetch` prints for a result.
+ *
+ * @param result What the pass did and where.
+ * @param options `enabled`: the configuration's `[prefetch] enabled`; when false a last line says why a pass
+ *   may find nothing (no client fetches are recorded).
+ */
+export function describePrefetch(
+  result: PrefetchCommandResult,
+  options: { enabled?: boolean } = {},
+): string[] {
   const { report } = result;
   const lines = [
     result.ranIn === "proxy" ? `Prefetch ran in the proxy at ${result.url}.` : "Prefetch ran here.",
@@ -88,6 +118,13 @@ export function describePrefetch(result: PrefetchCommandResult): string[] {
       ? `Would fetch ${wanted.length} file(s), ${wanted.reduce((sum, f) => sum + f.bytes, 0)} bytes.`
       : `Fetched ${wanted.length} file(s), ${report.bytes} bytes.`,
   );
+  if (result.ranIn === "here" && result.cleanup) lines.push(...describeCleanup(result.cleanup));
+  if (options.enabled === false) {
+    lines.push(
+      "Note: [prefetch] enabled is false, so the proxy does not record which packages clients fetch; a pass " +
+        "looks only at fetches recorded while it was true. Set enabled = true to prefetch.",
+    );
+  }
   return lines;
 }
 

@@ -1,6 +1,10 @@
 /**
  * The admin route of prefetch, `POST /prefetch[?dry_run=1]`: runs one pass in the running proxy (so that its
- * downloads are shared with clients) and answers the report as JSON. Only loopback clients may ask.
+ * downloads are shared with clients) and answers the report as JSON. Only clients on the proxy's own host may
+ * ask: from a loopback address, or from the very address they connected to (a proxy listening on one LAN
+ * address is asked on it by `flexo prefetch`, and the host's packets to itself come from that address). Behind
+ * a trusted proxy (`trusted_proxies`), the client the proxy reports counts, not the proxy's own address. Any other
+ * method on the path is answered 405 (a GET must not be passed through to a mirror as an unknown path).
  *
  * @module
  */
@@ -22,19 +26,40 @@ function isLoopback(hostname: string): boolean {
   return bare === "::1" || /^127\.\d+\.\d+\.\d+$/.test(bare);
 }
 
-/** Routes for prefetch; `info` of a request (from the server) tells who asks. */
-export function prefetchRoutes(prefetcher: Prefetcher): Hono {
+/** Whether `client` (the address of the request's client) is on this host, the connection being `info`'s. */
+function fromThisHost(info: ServeInfo, client: string): boolean {
+  if (isLoopback(client)) return true;
+  // A forwarded client is never the connection's own address: only a direct connection counts here.
+  return client === info.remoteAddr.hostname && client === info.localAddr?.hostname;
+}
+
+/**
+ * Routes for prefetch; `info` of a request (from the server) tells who asks.
+ *
+ * @param prefetcher Runs the passes.
+ * @param clientOf The client's address of a request from `remote` (app.ts passes the `trusted_proxies` rule).
+ */
+export function prefetchRoutes(
+  prefetcher: Prefetcher,
+  clientOf: (remote: string, headers: Headers) => string,
+): Hono {
   const routes = new Hono();
   routes.post(PREFETCH_ROUTE, async (c) => {
     const info = c.env as ServeInfo | undefined;
-    if (info && !isLoopback(info.remoteAddr.hostname)) {
+    if (info && !fromThisHost(info, clientOf(info.remoteAddr.hostname, c.req.raw.headers))) {
       throw new HttpError(
         403,
-        "POST /prefetch is answered on loopback only; run `flexo prefetch` on the proxy's host",
+        "POST /prefetch is answered to clients on the proxy's host only (loopback only); " +
+          "run `flexo prefetch` on the proxy's host",
       );
     }
     const dryRun = ["1", "true"].includes(new URL(c.req.url).searchParams.get("dry_run") ?? "");
     return c.json(await prefetcher.run({ dryRun }));
+  });
+  routes.all(PREFETCH_ROUTE, () => {
+    throw new HttpError(405, "Prefetch runs are asked for with POST /prefetch (or `flexo prefetch`)", {
+      headers: { Allow: "POST" },
+    });
   });
   return routes;
 }

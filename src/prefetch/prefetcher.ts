@@ -32,8 +32,10 @@ export interface PrefetchStatus {
   lastRunAt?: number;
   /** Files the last run fetched, as cache paths. */
   lastFetched: string[];
-  /** When the next scheduled run starts (ms), if one is scheduled. */
+  /** When the next scheduled run starts (ms), if one is scheduled (none while a scheduled run runs). */
   nextRunAt?: number;
+  /** The last run that failed as a whole (an error, not a file that failed), if any: when and why. */
+  lastError?: { at: number; message: string };
 }
 
 /** Runs prefetch passes, on a schedule and on request. */
@@ -43,6 +45,8 @@ export class Prefetcher {
   #setTimer: (callback: () => void, ms: number) => unknown;
   #clearTimer: (timer: unknown) => void;
   #timer: unknown;
+  /** Between start() (when enabled) and stop(): a run ending schedules the next. */
+  #scheduled = false;
   #running: Promise<PrefetchReport> | undefined;
   #status: PrefetchStatus;
 
@@ -56,12 +60,15 @@ export class Prefetcher {
   }
 
   /**
-   * Reads the saved usage record and schedules runs every `interval` when prefetch is enabled, the first one
-   * after one interval.
+   * Reads the saved usage record and schedules runs when prefetch is enabled: the first one `interval` after
+   * the start, each next one `interval` after the end of the one before (failed or not), so runs never overlap
+   * however long one takes.
    */
   async start(): Promise<void> {
     await this.prepare();
-    if (this.#config.enabled) this.#schedule();
+    if (!this.#config.enabled || this.#scheduled) return;
+    this.#scheduled = true;
+    this.#scheduleNext();
   }
 
   /** Reads the saved usage record (for a run without a schedule, as `flexo prefetch` makes). */
@@ -71,6 +78,7 @@ export class Prefetcher {
 
   /** Cancels the next scheduled run (a running one ends on its own). */
   stop(): void {
+    this.#scheduled = false;
     if (this.#timer !== undefined) this.#clearTimer(this.#timer);
     this.#timer = undefined;
     this.#status.nextRunAt = undefined;
@@ -82,8 +90,8 @@ export class Prefetcher {
   }
 
   /**
-   * Runs a pass now, or joins the one running (a dry run waits for it, then looks without downloading).
-   * A dry run is not counted.
+   * Runs a pass now, after the one running if there is one (a dry run too: it then looks without downloading).
+   * A dry run is not counted. A pass that throws is noted as `lastError` and rejects.
    */
   async run(options: { dryRun?: boolean } = {}): Promise<PrefetchReport> {
     while (this.#running) await this.#running.catch(() => undefined);
@@ -99,20 +107,25 @@ export class Prefetcher {
       this.#status.lastRunAt = report.finishedAt;
       this.#status.lastFetched = fetched.map((file) => file.path);
       return report;
+    } catch (error) {
+      this.#status.lastError = { at: this.#deps.now(), message: describeError(error) };
+      throw error;
     } finally {
       this.#running = undefined;
       this.#status.running = false;
     }
   }
 
-  #schedule(): void {
+  #scheduleNext(): void {
+    if (this.#timer !== undefined) this.#clearTimer(this.#timer);
     const interval = parseDuration(this.#config.interval);
     this.#status.nextRunAt = this.#deps.now() + interval;
     this.#timer = this.#setTimer(() => {
       this.#timer = undefined;
+      this.#status.nextRunAt = undefined;
       this.run().catch((error) => log.error("Prefetch run failed: {error}", { error: describeError(error) }))
         .finally(() => {
-          if (this.#timer === undefined && this.#status.nextRunAt !== undefined) this.#schedule();
+          if (this.#scheduled) this.#scheduleNext();
         });
     }, interval);
   }

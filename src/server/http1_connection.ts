@@ -286,7 +286,11 @@ export class ClientConnection {
       return false;
     }
     const completion = Promise.withResolvers<ResponseSent>();
-    const info: ServeInfo = { remoteAddr: this.remoteAddr, completed: completion.promise };
+    const info: ServeInfo = {
+      remoteAddr: this.remoteAddr,
+      localAddr: this.#local,
+      completed: completion.promise,
+    };
     let sent: ResponseSent = { whole: false, bytes: 0 };
     try {
       let response: Response;

@@ -61,6 +61,8 @@ td.url { word-break: break-all; min-width: 180px; }
 .tag.ok { color: var(--ok); } .tag.warn { color: var(--warn); } .tag.bad { color: var(--bad); }
 .error-text { color: var(--muted); font-size: 12px; }
 .cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 0 28px; }
+ul#prefetch-files { list-style: none; padding: 0; margin: 4px 0 0; font-size: 12px; color: var(--muted); }
+ul#prefetch-files li { word-break: break-all; }
 ol#errors { list-style: none; padding: 0; margin: 0; }
 ol#errors li { padding: 6px 0; border-bottom: 1px solid var(--line); word-break: break-word; }
 ol#errors time { color: var(--muted); margin-right: 10px; font-variant-numeric: tabular-nums; }
@@ -119,6 +121,8 @@ export function statusPage(report: StatusReport, options: { nonce: string }): st
 <div class="cols">
   <section><h2>Requests by result</h2><table><tbody id="results"></tbody></table></section>
   <section><h2>Housekeeping</h2><table><tbody id="housekeeping"></tbody></table></section>
+  <section><h2>Prefetch</h2><table><tbody id="prefetch"></tbody></table>
+    <ul id="prefetch-files"></ul></section>
 </div>
 <h2>Recent errors</h2>
 <ol id="errors"></ol>

@@ -193,6 +193,56 @@ export function statusPageScript(refreshIntervalMs: number): void {
     return el("table", {}, el("thead", {}, head), body);
   }
 
+  /** The prefetch table: each row carries its `data-key`; the files of the last run are listed below it. */
+  function showPrefetch(s: StatusReport): void {
+    const p = s.prefetch;
+    const rows: [string, string, string][] = [];
+    if (p !== null) {
+      rows.push(
+        ["state", "State", !p.enabled ? "off (runs only when asked)" : p.running ? "running" : "on"],
+        [
+          "last-run",
+          "Last run ended",
+          p.lastRunAt === undefined ? "none yet" : duration((s.now - p.lastRunAt) / 1000) + " ago",
+        ],
+        [
+          "next-run",
+          "Next run",
+          p.nextRunAt !== undefined
+            ? "in " + duration((p.nextRunAt - s.now) / 1000)
+            : p.running
+            ? "after this one"
+            : "not scheduled",
+        ],
+        ["runs", "Runs", count(p.runs)],
+        ["files", "Files fetched", count(p.files)],
+        ["bytes", "Bytes fetched", bytes(p.bytes)],
+      );
+      if (p.lastError) {
+        rows.push([
+          "last-error",
+          "Last failed run",
+          duration((s.now - p.lastError.at) / 1000) + " ago: " + p.lastError.message,
+        ]);
+      }
+    }
+    fill(
+      $("prefetch"),
+      rows.map(([key, name, v]) =>
+        el("tr", { "data-key": key }, el("td", {}, name), el("td", { class: "num" }, v))
+      ),
+      2,
+      "Prefetch is not reported.",
+    );
+    const files = p === null ? [] : p.lastFetched.map((path) => el("li", {}, path));
+    if (p !== null && p.lastRunAt !== undefined) {
+      files.unshift(
+        el("li", {}, p.lastFetched.length === 0 ? "The last run fetched nothing." : "Last run fetched:"),
+      );
+    }
+    $("prefetch-files").replaceChildren(...files);
+  }
+
   function render(s: StatusReport): void {
     setText("version", s.version);
     setText("node-name", s.node.name);
@@ -261,6 +311,8 @@ export function statusPageScript(refreshIntervalMs: number): void {
       2,
       "",
     );
+
+    showPrefetch(s);
 
     const errors = s.recentErrors.map((e) =>
       el(

@@ -42,6 +42,7 @@ export interface PrefetchSummary {
   lastRunAt?: number;
   nextRunAt?: number;
   lastFetched: string[];
+  lastError?: { at: number; message: string };
 }
 
 /** How the status routes and the metrics see time and the cache's size. */

@@ -313,7 +313,7 @@ Deno.test("ClientConnection.serve() answers with onError's response when the han
   });
 });
 
-Deno.test("ClientConnection.serve() gives the handler the client's address and a completed promise that resolves after the response with the bytes sent", async () => {
+Deno.test("ClientConnection.serve() gives the handler the client's and its own address and a completed promise that resolves after the response with the bytes sent", async () => {
   const infos: ServeInfo[] = [];
   let completed: Promise<ResponseSent> | undefined;
   const gate = Promise.withResolvers<void>();
@@ -327,6 +327,9 @@ Deno.test("ClientConnection.serve() gives the handler the client's address and a
     await waitFor("the handler", () => completed !== undefined, 2_000);
     const own = client.conn.localAddr as Deno.NetAddr;
     assertEquals([infos[0].remoteAddr.hostname, infos[0].remoteAddr.port], ["127.0.0.1", own.port]);
+    // And the address it connected to (POST /prefetch tells a client on the proxy's host by it).
+    const server = client.conn.remoteAddr as Deno.NetAddr;
+    assertEquals([infos[0].localAddr?.hostname, infos[0].localAddr?.port], ["127.0.0.1", server.port]);
     assert(await stillPending(completed!, 50), "completed resolved while the body was still coming");
     gate.resolve();
     assertEquals(decoder.decode((await client.response()).body), "done");

@@ -10,6 +10,8 @@ import { testConfig } from "../helpers/test_app.ts";
 import { createApp } from "../../src/app/app.ts";
 import { CacheUsage } from "../../src/cache/cache_usage.ts";
 import { startServer } from "../../src/server/server.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
+import { FOLDER, publish, startPrefetchOrigin, TOOL_NEW, TOOL_OLD } from "../helpers/prefetch_repo.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const CHROMIUM_ARGS = [
@@ -166,6 +168,63 @@ Deno.test({
       await app.downloads.idle();
       await Deno.remove(dir, { recursive: true });
       if (Deno.env.get("FLEXO_KEEP_SCREENSHOTS") === undefined) await Deno.remove(shots, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "status page shows prefetch: its state, last and next run, runs, files, bytes and the files fetched",
+  ignore: skipReason !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const { chromium } = playwright as Playwright;
+    await using origin = await startPrefetchOrigin();
+    const timers = new FakeTimers();
+    const app = createApp(testConfig(origin.cacheDir, [origin.mirror.url], { prefetch: { enabled: true } }), {
+      prefetchTimers: timers,
+    });
+    const server = startServer(app, { hostnames: ["127.0.0.1"], port: 0 });
+    const url = `http://127.0.0.1:${server.addresses[0].port}`;
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    try {
+      await app.prefetcher.start();
+      await (await fetch_(`${url}/${FOLDER}/${TOOL_OLD}`)).body?.cancel();
+      await publish(origin.repo);
+      const report = await app.prefetcher.run();
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      page.on("pageerror", (e) => problems.push(e.message));
+      await page.goto(`${url}/?refresh=500`);
+      const value = (key: string) => page.locator(`#prefetch tr[data-key="${key}"] td.num`).textContent();
+      assertEquals(await value("state"), "on");
+      assert(/^\d+ s ago$/.test((await value("last-run"))!), `last run: ${await value("last-run")}`);
+      // The interval is the default 6 h, counted from start(), just before.
+      assert(
+        /^in (5 h 59|6 h 0) min$/.test((await value("next-run"))!),
+        `next run: ${await value("next-run")}`,
+      );
+      assertEquals(await value("runs"), "1");
+      assertEquals(await value("files"), "1");
+      assert(report.bytes > 1024 && report.bytes < 100 * 1024, `${report.bytes} bytes`);
+      assertEquals(await value("bytes"), `${(report.bytes / 1024).toFixed(1)} KiB`);
+      assertEquals(await page.locator("#prefetch-files li").allTextContents(), [
+        "Last run fetched:",
+        `${FOLDER}/${TOOL_NEW}`,
+      ]);
+      // A second run, with nothing new to fetch: the page shows it without a reload.
+      await app.prefetcher.run();
+      await until(async () => (await value("runs")) === "2");
+      assertEquals(await value("files"), "1");
+      assertEquals(await page.locator("#prefetch-files li").allTextContents(), [
+        "The last run fetched nothing.",
+      ]);
+      assertEquals(problems, []);
+    } finally {
+      app.prefetcher.stop();
+      await browser.close();
+      await server.shutdown({ graceMs: 1000 });
+      await app.downloads.idle();
     }
   },
 });

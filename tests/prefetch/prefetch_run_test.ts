@@ -1,0 +1,150 @@
+/**
+ * runPrefetch() on a clock the test sets: which packages count as used (`unaccessed_days`, counted from a
+ * client's fetch and never from a prefetch's own download). The cache, the package index and the downloads
+ * are small stand-ins; the usage record is the real one.
+ */
+
+import { join } from "node:path";
+import type { RequestTarget } from "../../src/app/request_path.ts";
+import { PackageUsage } from "../../src/prefetch/package_usage.ts";
+import { type PrefetchDeps, runPrefetch } from "../../src/prefetch/prefetch_run.ts";
+import type { PackageEntry } from "../../src/repo/repo_db.ts";
+import { assertEquals } from "../helpers/assert.ts";
+import { withTempDir } from "../helpers/temp_dir.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const DAY = 86_400_000;
+const FOLDER = "core/os/x86_64";
+const LIMITS = { unaccessed_days: 30, max_bytes_per_run: 1_000_000, max_parallel: 1 };
+
+const entry = (version: string): PackageEntry => ({
+  name: "tool",
+  version,
+  fileName: `tool-${version}-x86_64.pkg.tar.zst`,
+  compressedSize: 100,
+  sha256: "0".repeat(64),
+});
+
+/** A cache that holds what the stand-in downloads "fetched"; `clock.now` is the time of every part. */
+async function standIns(
+  dir: string,
+  clock: { now: number },
+  entries: PackageEntry[],
+  gate: (path: string) => Promise<void> = () => Promise.resolve(),
+) {
+  const cached = new Set<string>();
+  const obtained: string[] = [];
+  const body = join(dir, "body");
+  await Deno.writeFile(body, new Uint8Array(100));
+  const usage = new PackageUsage(dir, { now: () => clock.now });
+  const deps = {
+    store: { statComplete: (segments: string[]) => cached.has(segments.join("/")) ? {} : undefined },
+    downloads: {
+      obtain(target: RequestTarget) {
+        const path = target.cacheSegments.join("/");
+        obtained.push(path);
+        // Databases are not modified and no package has a signature: only packages are fetched.
+        const state = target.kind === "package"
+          ? "complete"
+          : target.kind === "database"
+          ? "not_modified"
+          : "failed";
+        if (state === "complete") cached.add(path);
+        return { finished: state === "complete" ? gate(path) : Promise.resolve(), state, finalPath: body };
+      },
+    },
+    packageIndex: {
+      folders: () => [FOLDER],
+      databasesIn: () => [join(dir, "core.db")],
+      entriesIn: () => entries,
+      idle: () => Promise.resolve(),
+    },
+    usage,
+    customRepoNames: new Set<string>(),
+    now: () => clock.now,
+  } as unknown as PrefetchDeps;
+  return { deps, usage, obtained };
+}
+
+Deno.test("runPrefetch() fetches for a package a client fetched up to unaccessed_days ago, not a moment later", async () => {
+  await withTempDir(async (dir) => {
+    const t0 = 1000 * DAY;
+    const clock = { now: t0 };
+    const entries = [entry("0.9-1"), entry("0.10-1")];
+    const { deps, usage, obtained } = await standIns(dir, clock, entries);
+    usage.recordFetch(FOLDER, "tool");
+
+    clock.now = t0 + 29 * DAY;
+    const report = await runPrefetch(deps, LIMITS);
+    assertEquals(report.files.map((f) => [f.path, f.outcome]), [[
+      `${FOLDER}/tool-0.10-1-x86_64.pkg.tar.zst`,
+      "fetched",
+    ]]);
+    // The prefetch's own download is no client fetch: the record still says t0.
+    assertEquals(usage.fetchedSince(0), [{ folder: FOLDER, name: "tool", lastFetched: t0 }]);
+
+    entries.push(entry("0.11-1"));
+    clock.now = t0 + 30 * DAY;
+    const atLimit = await runPrefetch(deps, LIMITS, { dryRun: true });
+    assertEquals(
+      atLimit.files.map((f) => f.outcome),
+      ["would_fetch"],
+      "30 days to the millisecond: still used",
+    );
+    clock.now = t0 + 30 * DAY + 1;
+    const past = await runPrefetch(deps, LIMITS);
+    assertEquals(past.files, [], "unused for longer than unaccessed_days: not prefetched");
+    assertEquals(obtained.filter((path) => path.includes("0.11-1")), []);
+    await usage.flushed();
+  });
+});
+
+Deno.test("runPrefetch() counts unaccessed_days from the client's latest fetch", async () => {
+  await withTempDir(async (dir) => {
+    const t0 = 1000 * DAY;
+    const clock = { now: t0 };
+    const entries = [entry("0.9-1"), entry("0.10-1")];
+    const { deps, usage } = await standIns(dir, clock, entries);
+    usage.recordFetch(FOLDER, "tool");
+    clock.now = t0 + 20 * DAY;
+    usage.recordFetch(FOLDER, "tool"); // the client fetched it again
+    clock.now = t0 + 45 * DAY;
+    const report = await runPrefetch(deps, LIMITS, { dryRun: true });
+    assertEquals(report.files.map((f) => f.outcome), ["would_fetch"]);
+    await usage.flushed();
+  });
+});
+
+Deno.test("runPrefetch() runs at most max_parallel downloads at a time", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    const names = ["a", "b", "c", "d", "e"];
+    const entries = names.map((name) => ({
+      ...entry("1.0-1"),
+      name,
+      fileName: `${name}-1.0-1-any.pkg.tar.zst`,
+    }));
+    let running = 0;
+    let most = 0;
+    const waiting: (() => void)[] = [];
+    const gate = () => {
+      most = Math.max(most, ++running);
+      return new Promise<void>((resolve) => waiting.push(() => (running--, resolve())));
+    };
+    const { deps, usage, obtained } = await standIns(dir, clock, entries, gate);
+    for (const name of names) usage.recordFetch(FOLDER, name);
+    const run = runPrefetch(deps, { ...LIMITS, max_parallel: 2 });
+    let released = 0;
+    while (released < names.length) {
+      await waitFor("a download to wait", () => waiting.length > 0);
+      assertEquals(running <= 2, true, `${running} downloads at once`);
+      waiting.shift()!();
+      released++;
+    }
+    const report = await run;
+    assertEquals(report.files.filter((f) => f.outcome === "fetched").length, 5);
+    assertEquals(most, 2, "two at a time, never more");
+    assertEquals(obtained.filter((path) => path.endsWith(".pkg.tar.zst")).length, 5);
+    await usage.flushed();
+  });
+});

@@ -1,0 +1,144 @@
+/**
+ * The prefetch schedule with an injected clock and timers: when the first run starts, when the next one is
+ * due after a run (long, failed or asked for by hand), and that stop() ends the schedule. The runs themselves
+ * find nothing to do (an empty cache and usage record); one step of each run waits for the test to let it go,
+ * so that the test decides how long a run takes.
+ */
+
+import { prefetchSchema } from "../../src/config/config_schema.ts";
+import type { PrefetchDeps } from "../../src/prefetch/prefetch_run.ts";
+import { Prefetcher } from "../../src/prefetch/prefetcher.ts";
+import { assertEquals } from "../helpers/assert.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+/** A prefetcher on fake timers whose runs each wait in `packageIndex.idle()` until `finishRun()`. */
+function scheduled(prefetch: Record<string, unknown>) {
+  const timers = new FakeTimers();
+  let release: ((error?: Error) => void) | undefined;
+  let runsStarted = 0;
+  const deps = {
+    store: { statComplete: () => undefined },
+    downloads: {},
+    packageIndex: {
+      folders: () => [],
+      databasesIn: () => [],
+      entriesIn: () => [],
+      idle: () => {
+        runsStarted++;
+        return new Promise<void>((resolve, reject) => {
+          release = (error) => error ? reject(error) : resolve();
+        });
+      },
+    },
+    usage: { folders: () => [], fetchedSince: () => [], load: () => Promise.resolve() },
+    customRepoNames: new Set<string>(),
+    now: timers.now,
+  } as unknown as PrefetchDeps;
+  const prefetcher = new Prefetcher(deps, prefetchSchema.parse({ enabled: true, ...prefetch }), timers);
+  return {
+    timers,
+    prefetcher,
+    runsStarted: () => runsStarted,
+    /** Waits for a run to be under way, then ends it (with `error`, as a throw). */
+    async finishRun(error?: Error): Promise<void> {
+      await waitFor("a run waiting to end", () => release !== undefined);
+      const end = release!;
+      release = undefined;
+      end(error);
+      await waitFor("the run to end", () => !prefetcher.status().running);
+    },
+  };
+}
+
+Deno.test("Prefetcher.start() schedules the first run one interval after the start, not before", async () => {
+  const s = scheduled({ interval: "3s" });
+  s.timers.advance(10_000);
+  await s.prefetcher.start();
+  assertEquals(s.prefetcher.status().nextRunAt, 13_000);
+  assertEquals(s.timers.pending, [3000]);
+  s.timers.advance(2999);
+  assertEquals(s.prefetcher.status().running, false, "one millisecond before the interval: no run");
+  s.timers.advance(1);
+  assertEquals(s.prefetcher.status().running, true, "at the interval: the run starts");
+  assertEquals(s.prefetcher.status().nextRunAt, undefined, "no next run is announced while this one runs");
+  await s.finishRun();
+  assertEquals(s.runsStarted(), 1);
+  s.prefetcher.stop();
+});
+
+Deno.test("Prefetcher.start() schedules nothing when prefetch is disabled, and a second start() no second timer", async () => {
+  const disabled = scheduled({ enabled: false });
+  await disabled.prefetcher.start();
+  assertEquals(disabled.timers.pending, []);
+  assertEquals(disabled.prefetcher.status().nextRunAt, undefined);
+  const enabled = scheduled({ interval: "1h 30min" });
+  await enabled.prefetcher.start();
+  await enabled.prefetcher.start();
+  assertEquals(enabled.timers.pending, [5_400_000]);
+  enabled.prefetcher.stop();
+});
+
+Deno.test("Prefetcher schedules the next run one interval after the end of the last, however long it took", async () => {
+  const s = scheduled({ interval: "3s" });
+  await s.prefetcher.start();
+  s.timers.advance(3000);
+  // The run takes 10 s, more than three intervals: no second run starts meanwhile.
+  s.timers.advance(10_000);
+  assertEquals([s.prefetcher.status().running, s.timers.pending], [true, []]);
+  await s.finishRun();
+  assertEquals(s.runsStarted(), 1, "one run in those 10 s");
+  const status = s.prefetcher.status();
+  assertEquals([status.runs, status.lastRunAt, status.nextRunAt], [1, 13_000, 16_000]);
+  assertEquals(s.timers.pending, [3000]);
+  s.timers.advance(3000);
+  await s.finishRun();
+  assertEquals(s.runsStarted(), 2);
+  assertEquals(s.prefetcher.status().nextRunAt, 19_000);
+  s.prefetcher.stop();
+});
+
+Deno.test("Prefetcher keeps its schedule after a failed run and shows the failure", async () => {
+  const s = scheduled({ interval: "3s" });
+  await s.prefetcher.start();
+  s.timers.advance(3000);
+  s.timers.advance(500);
+  await s.finishRun(new Error("the package index could not be read"));
+  let status = s.prefetcher.status();
+  assertEquals(status.runs, 0, "a failed run is not counted as a run");
+  assertEquals(status.lastRunAt, undefined);
+  assertEquals(status.lastError, { at: 3500, message: "the package index could not be read" });
+  assertEquals(status.nextRunAt, 6500);
+  assertEquals(s.timers.pending, [3000]);
+  s.timers.advance(3000);
+  await s.finishRun();
+  status = s.prefetcher.status();
+  assertEquals([status.runs, status.lastRunAt, status.nextRunAt], [1, 6500, 9500]);
+  s.prefetcher.stop();
+});
+
+Deno.test("Prefetcher.run() asked by hand leaves the schedule as it was", async () => {
+  const s = scheduled({ interval: "3s" });
+  await s.prefetcher.start();
+  s.timers.advance(1000);
+  const byHand = s.prefetcher.run();
+  await s.finishRun();
+  await byHand;
+  assertEquals(s.prefetcher.status().runs, 1);
+  assertEquals(s.prefetcher.status().nextRunAt, 3000);
+  assertEquals(s.timers.pending, [3000]);
+  s.prefetcher.stop();
+});
+
+Deno.test("Prefetcher.stop() cancels the next run, and during a run keeps a next one from being scheduled", async () => {
+  const s = scheduled({ interval: "3s" });
+  await s.prefetcher.start();
+  s.prefetcher.stop();
+  assertEquals([s.timers.pending, s.prefetcher.status().nextRunAt], [[], undefined]);
+  await s.prefetcher.start();
+  s.timers.advance(3000);
+  s.prefetcher.stop();
+  await s.finishRun();
+  assertEquals(s.prefetcher.status().runs, 1, "the running pass ends on its own");
+  assertEquals([s.timers.pending, s.prefetcher.status().nextRunAt], [[], undefined]);
+});
