@@ -161,6 +161,7 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
         head.type === "response" || head.type === "unsatisfiable" ? "answer" : "refusal",
       delayMs: hedgeDelayMs(pool, plan[next]),
       spend: () => pool.hedgeBudget.spend(),
+      won: () => pool.hedgeBudget.won(),
       now: ctx.deps.now,
       timers: ctx.deps.timers,
       onHead: (mirror, head, ms) => head.type !== "failed" && pool.recordTtfb(mirror, ms),

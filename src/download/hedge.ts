@@ -82,6 +82,8 @@ export interface RaceOptions<H> {
   delayMs: number;
   /** Pays for the hedge; without credit left, no hedge. */
   spend: () => boolean;
+  /** Called when a paid hedge wins the race (for `/metrics`). */
+  won?: () => void;
   now: () => number;
   timers?: HedgeTimers;
   /** Called with each head as it comes and how long it took. */
@@ -96,6 +98,7 @@ export function raceHeads<H>(options: RaceOptions<H>): Promise<HedgeRace<H>> {
   const refused: RacedHead<H>[] = [];
   let fallback: RacedHead<H> | undefined;
   let hedged = false;
+  let paid = false;
   let done = false;
 
   const finish = (winner: RacedHead<H> | undefined) => {
@@ -112,6 +115,7 @@ export function raceHeads<H>(options: RaceOptions<H>): Promise<HedgeRace<H>> {
     }
     pending.clear();
     if (fallback && fallback !== winner) refused.unshift(fallback);
+    if (paid && winner?.mirror === options.second) options.won?.();
     resolve({ winner, refused, abandoned, hedged });
   };
 
@@ -152,7 +156,10 @@ export function raceHeads<H>(options: RaceOptions<H>): Promise<HedgeRace<H>> {
   };
 
   const timer = options.second === undefined ? undefined : timers.setTimer(() => {
-    if (!done && !hedged && options.spend()) hedge();
+    if (!done && !hedged && options.spend()) {
+      paid = true;
+      hedge();
+    }
   }, options.delayMs);
   launch(options.first);
   return promise;
@@ -203,6 +210,7 @@ export async function raceAttempts(
     judge: (mirror, head) => judgeAttemptHead(head, request.isLagging?.(mirror) ?? false),
     delayMs: hedgeDelayMs(mirrors, first),
     spend: () => mirrors.hedgeBudget.spend(),
+    won: () => mirrors.hedgeBudget.won(),
     now: deps.now,
     timers: deps.timers,
     onHead: (mirror, head, ms) => {

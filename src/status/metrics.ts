@@ -147,6 +147,34 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
       }
     },
   });
+  const pools = () => [
+    { pool: "official", budget: app.pool.hedgeBudget },
+    ...[...app.customPools].map(([name, pool]) => ({
+      pool: `custom_repo/${name}`,
+      budget: pool.hedgeBudget,
+    })),
+  ];
+  new Counter({
+    name: "flexo_hedged_requests_total",
+    help:
+      "Hedged requests: a second mirror asked because the first sent no response head within its hedge delay.",
+    labelNames: ["pool"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { pool, budget } of pools()) this.inc({ pool }, budget.hedges);
+    },
+  });
+  new Counter({
+    name: "flexo_hedged_requests_won_total",
+    help: "Hedged requests whose mirror answered first, so that its answer was used.",
+    labelNames: ["pool"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { pool, budget } of pools()) this.inc({ pool }, budget.wins);
+    },
+  });
   new Gauge({
     name: "flexo_downloads_in_flight",
     help: "Downloads from upstream into the cache running now.",

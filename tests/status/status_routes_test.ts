@@ -294,7 +294,7 @@ Deno.test("statusRoutes() read only the parts of StatusSource: a stand-in withou
   const stats = new Stats();
   stats.recordRequest("CACHE HIT", 10);
   const source: StatusSource = {
-    pool: { source: "stand-in", snapshot: () => [] },
+    pool: { source: "stand-in", snapshot: () => [], hedgeBudget: { hedges: 0, wins: 0 } },
     customPools: new Map(),
     store: { root: "/nowhere" },
     downloads: { list: () => [] },
@@ -344,7 +344,7 @@ Deno.test("the test's metrics reader refuses malformed lines (so the format test
 
 Deno.test("GET /metrics counts the log lines dropped because the log's output could not keep up", async () => {
   const source: StatusSource = {
-    pool: { source: "stand-in", snapshot: () => [] },
+    pool: { source: "stand-in", snapshot: () => [], hedgeBudget: { hedges: 0, wins: 0 } },
     customPools: new Map(),
     store: { root: "/nowhere" },
     downloads: { list: () => [] },
