@@ -27,6 +27,11 @@ export interface StatusSource {
   readonly stats: Stats;
   /** When the proxy started (milliseconds since the epoch). */
   readonly startedAt: number;
+  /**
+   * Stale-if-error's state (`src/app/stale.ts`'s `Outage`): `since` is when databases began to be answered
+   * from the cache because every mirror failed, undefined while the mirrors answer.
+   */
+  readonly outage: { readonly since: number | undefined };
 }
 
 /** A pool's hedged requests: how many were started and how many won their race (`src/download/hedge.ts`). */

@@ -74,6 +74,24 @@ Deno.test("a cached database answers when every mirror refuses: 200 marked stale
   });
 });
 
+Deno.test("GET /status says since when cached databases are served because every mirror fails, and null once a mirror answers", async () => {
+  await withApp(async (app, mode) => {
+    const report = async () => await (await app.get("/status")).json();
+    await (await app.get(DB)).arrayBuffer();
+    await app.downloads.idle();
+    assertEquals((await report()).servingCachedDatabases, null);
+    mode.now = "refuse";
+    await (await app.get(DB)).arrayBuffer();
+    const during = (await report()).servingCachedDatabases;
+    assertEquals(during, { since: app.outage.since });
+    assert(typeof during.since === "number");
+    mode.now = "up";
+    await (await app.get(DB)).arrayBuffer();
+    await app.downloads.idle();
+    assertEquals((await report()).servingCachedDatabases, null);
+  });
+});
+
 Deno.test("an uncached database still gets the mirrors' error when they fail", async () => {
   await withApp(async (app, mode) => {
     mode.now = "refuse";

@@ -19,6 +19,7 @@ function servedScript(): string {
     downloads: { list: () => [] },
     stats: new Stats(),
     startedAt: 0,
+    outage: { since: undefined },
   }, { now: () => 0 });
   const scripts = [
     ...statusPage(report, { nonce: "n0nce" }).matchAll(/<script nonce="n0nce">(.*?)<\/script>/gs),

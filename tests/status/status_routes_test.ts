@@ -300,6 +300,7 @@ Deno.test("statusRoutes() read only the parts of StatusSource: a stand-in withou
     downloads: { list: () => [] },
     stats,
     startedAt: 1_000,
+    outage: { since: undefined },
   };
   const routes = statusRoutes(source, { now: () => 61_000 });
   const report = await status({ get: async (path) => await routes.request(path) });
@@ -350,6 +351,7 @@ Deno.test("GET /metrics counts the log lines dropped because the log's output co
     downloads: { list: () => [] },
     stats: new Stats(),
     startedAt: 0,
+    outage: { since: undefined },
   };
   let dropped = 0;
   const routes = statusRoutes(source, { now: () => 0, logDropped: () => dropped });
