@@ -151,6 +151,17 @@ Deno.test("offline = true serves what is cached, databases as they are, and refu
       const text = await missing.text();
       assertEquals(missing.status, 503);
       assert(text.includes("offline = true"), text);
+      // A database's signature is served only as the pair of the cached database (it carries its date).
+      const sigPath = join(app.dir, `${DB}.sig`);
+      await Deno.writeTextFile(sigPath, "signature");
+      await Deno.utime(sigPath, new Date(0), new Date(1_000_000));
+      const unpaired = await app.get(`${DB}.sig`);
+      await unpaired.body?.cancel();
+      assertEquals(unpaired.status, 503, "a signature of another snapshot is not served");
+      const dbTime = (await Deno.stat(join(app.dir, DB))).mtime!;
+      await Deno.utime(sigPath, dbTime, dbTime);
+      const paired = await app.get(`${DB}.sig`);
+      assertEquals(await paired.text(), "signature");
       assertEquals(requests.length, 0, "no mirror was asked");
     } finally {
       await app.cleanup();
