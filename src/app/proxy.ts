@@ -165,6 +165,7 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
       delayMs: hedgeDelayMs(pool, plan[next]),
       spend: () => pool.hedgeBudget.spend(),
       won: () => pool.hedgeBudget.won(),
+      moveOn: (listener) => pool.onNewPrimary(listener),
       now: ctx.deps.now,
       timers: ctx.deps.timers,
       onHead: (mirror, head, ms) => head.type !== "failed" && pool.recordTtfb(mirror, ms),

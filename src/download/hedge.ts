@@ -84,17 +84,26 @@ export interface RaceOptions<H> {
   spend: () => boolean;
   /** Called when a paid hedge wins the race (for `/metrics`). */
   won?: () => void;
+  /**
+   * Subscribes to a better ranking while the race runs (`MirrorPool.onNewPrimary`) and returns the
+   * unsubscribe: a new primary mirror not asked yet joins the race, so that a request in flight moves on.
+   */
+  moveOn?: (listener: (mirror: string) => void) => () => void;
   now: () => number;
   timers?: HedgeTimers;
   /** Called with each head as it comes and how long it took. */
   onHead?: (mirror: string, head: H, ms: number) => void;
 }
 
-/** Asks `first`, and `second` too when `first` has not answered within `delayMs`; see {@linkcode HedgeRace}. */
+/**
+ * Asks `first`, and `second` too when `first` has not answered within `delayMs`, and a new primary mirror as
+ * soon as the ranking has one (`moveOn`); see {@linkcode HedgeRace}.
+ */
 export function raceHeads<H>(options: RaceOptions<H>): Promise<HedgeRace<H>> {
   const { promise, resolve } = Promise.withResolvers<HedgeRace<H>>();
   const timers = options.timers ?? SYSTEM_TIMERS;
   const pending = new Map<string, { cancel: () => void; startedAt: number }>();
+  const asked = new Set<string>();
   const refused: RacedHead<H>[] = [];
   let fallback: RacedHead<H> | undefined;
   let hedged = false;
@@ -104,6 +113,7 @@ export function raceHeads<H>(options: RaceOptions<H>): Promise<HedgeRace<H>> {
   const finish = (winner: RacedHead<H> | undefined) => {
     done = true;
     timers.clearTimer(timer);
+    stopMoving();
     const abandoned: HedgeRace<H>["abandoned"] = [];
     for (const [mirror, contender] of pending) {
       contender.cancel();
@@ -121,6 +131,7 @@ export function raceHeads<H>(options: RaceOptions<H>): Promise<HedgeRace<H>> {
 
   const launch = (mirror: string) => {
     const startedAt = options.now();
+    asked.add(mirror);
     const { head, cancel } = options.start(mirror);
     pending.set(mirror, { cancel, startedAt });
     head.then((value) => {
@@ -152,15 +163,19 @@ export function raceHeads<H>(options: RaceOptions<H>): Promise<HedgeRace<H>> {
 
   const hedge = () => {
     hedged = true;
-    launch(options.second!);
+    // A better ranking may have brought it into the race already.
+    if (!asked.has(options.second!)) launch(options.second!);
   };
 
   const timer = options.second === undefined ? undefined : timers.setTimer(() => {
-    if (!done && !hedged && options.spend()) {
+    if (!done && !hedged && !asked.has(options.second!) && options.spend()) {
       paid = true;
       hedge();
     }
   }, options.delayMs);
+  const stopMoving = options.moveOn?.((mirror) => {
+    if (!done && !asked.has(mirror)) launch(mirror);
+  }) ?? (() => {});
   launch(options.first);
   return promise;
 }
@@ -211,6 +226,7 @@ export async function raceAttempts(
     delayMs: hedgeDelayMs(mirrors, first),
     spend: () => mirrors.hedgeBudget.spend(),
     won: () => mirrors.hedgeBudget.won(),
+    moveOn: (listener) => mirrors.onNewPrimary(listener),
     now: deps.now,
     timers: deps.timers,
     onHead: (mirror, head, ms) => {
