@@ -29,16 +29,23 @@ const loopbackOnly: typeof fetch = (input, init) => {
   });
 };
 
-Deno.test("in auto mode the first request after start is answered within 3 s although the top 40 mirrors of the status JSON are silent", async () => {
+Deno.test("in auto mode the first request after start is answered within 3 s although the top 40 mirrors of the status JSON are silent, and never from an out-of-date mirror", async () => {
   await withTempDir(async (dir) => {
     const repo = await makeRepo(join(dir, "mirror"), {
       repo: "core",
       packages: [{ name: "tool", version: "1.0-1", size: 20_000 }],
     });
+    const older = await makeRepo(join(dir, "older"), {
+      repo: "core",
+      packages: [{ name: "tool", version: "0.9-1", size: 20_000 }],
+    });
     await using good = await startFakeMirror(repo.dir);
+    // Fast and best-scored, but hours behind in its sync: it must not beat the up-to-date mirror.
+    await using outOfDate = await startFakeMirror(older.dir);
     await using silent = await startFakeMirror(repo.dir, { silent: true });
     // The 40 best-scored mirrors are silent; the one that works has a worse score.
     const entries = [
+      statusEntry(outOfDate.url, 0.1, { delay: 7200, last_sync: "2024-05-14T07:00:00Z" }),
       ...Array.from({ length: 40 }, (_, i) => statusEntry(`${silent.url}s${i}/`, 0.5 + i / 100)),
       statusEntry(good.url, 2),
     ];
@@ -75,8 +82,10 @@ Deno.test("in auto mode the first request after start is answered within 3 s alt
       console.log(`first answer ${Math.round(ms)} ms after start`);
       assert(ms < 3000, `the first answer came ${Math.round(ms)} ms after start`);
       assert(good.countRequests("core.db", { method: "GET" }) >= 1, "the working mirror answered");
+      assertEquals(outOfDate.requests.length, 0, "the out-of-date mirror is never asked");
       await selection.ready;
-      assertEquals(pool.primary(), good.url, "the working mirror is ranked first");
+      assertEquals(pool.primary(), good.url, "the working, up-to-date mirror is ranked first");
+      assertEquals(outOfDate.requests.length, 0);
     } finally {
       selection.stop();
       await server.shutdown({ graceMs: 1000 });
