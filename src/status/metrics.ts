@@ -12,7 +12,10 @@ import { VERSION } from "../version.ts";
 import { redactedRanking } from "./status_report.ts";
 
 /** What the metrics are read from: parts of the running proxy (app.ts's `FlexoApp` has them). */
-export type MetricsSource = Pick<StatusSource, "pool" | "customPools" | "downloads" | "stats" | "startedAt">;
+export type MetricsSource = Pick<
+  StatusSource,
+  "pool" | "customPools" | "downloads" | "stats" | "startedAt" | "outage"
+>;
 
 /**
  * Options for {@linkcode createMetrics}: the clock, for the uptime, and the cache's size (without it the
@@ -173,6 +176,14 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
     collect() {
       this.reset();
       for (const { pool, budget } of pools()) this.inc({ pool }, budget.wins);
+    },
+  });
+  new Gauge({
+    name: "flexo_serving_cached_databases",
+    help: "1 while every mirror fails and databases are answered from the cache (stale-if-error), else 0.",
+    registers,
+    collect() {
+      this.set(app.outage.since === undefined ? 0 : 1);
     },
   });
   new Gauge({

@@ -74,21 +74,28 @@ Deno.test("a cached database answers when every mirror refuses: 200 marked stale
   });
 });
 
-Deno.test("GET /status says since when cached databases are served because every mirror fails, and null once a mirror answers", async () => {
+Deno.test("GET /status says since when cached databases are served because every mirror fails (and /metrics says 1), and null once a mirror answers", async () => {
   await withApp(async (app, mode) => {
     const report = async () => await (await app.get("/status")).json();
+    const gauge = async () =>
+      (await (await app.get("/metrics")).text()).split("\n").find((l) =>
+        l.startsWith("flexo_serving_cached_databases ")
+      );
     await (await app.get(DB)).arrayBuffer();
     await app.downloads.idle();
     assertEquals((await report()).servingCachedDatabases, null);
+    assertEquals(await gauge(), "flexo_serving_cached_databases 0");
     mode.now = "refuse";
     await (await app.get(DB)).arrayBuffer();
     const during = (await report()).servingCachedDatabases;
     assertEquals(during, { since: app.outage.since });
     assert(typeof during.since === "number");
+    assertEquals(await gauge(), "flexo_serving_cached_databases 1");
     mode.now = "up";
     await (await app.get(DB)).arrayBuffer();
     await app.downloads.idle();
     assertEquals((await report()).servingCachedDatabases, null);
+    assertEquals(await gauge(), "flexo_serving_cached_databases 0");
   });
 });
 
