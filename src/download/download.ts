@@ -463,7 +463,7 @@ export class Download {
       this.file = await store.commit(segments, {
         lastModified: this.#options.pairedWith ?? this.#meta.lastModified,
       });
-      this.source = this.#meta.mirror;
+      this.source = this.mirror ?? this.#meta.mirror;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       log.error("{path} was verified and sent, but storing it in the cache failed: {message}", {
