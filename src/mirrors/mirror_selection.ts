@@ -261,9 +261,8 @@ class AutoSelection {
       onResult: (result) => {
         if (this.#stopped) return;
         passed.push(result);
-        const best = rankByCombinedScore(passed, learntBefore).slice(0, mirrorsAuto.num_mirrors).map((r) =>
-          r.url
-        );
+        const ranked = rankByCombinedScore(passed, learntBefore).slice(0, mirrorsAuto.num_mirrors);
+        const best = ranked.map((r) => r.url);
         const untested = pool.snapshot().map((m) => m.url).filter((url) => !best.includes(url));
         pool.setMirrors([...best, ...untested], "first latency results");
       },

@@ -124,7 +124,8 @@ export class MirrorPool {
     const after = this.primary();
     if (after === before) return;
     this.#onPrimaryChange?.(after, source);
-    if (after !== undefined) { for (const listener of [...this.#newPrimaryListeners]) listener(after); }
+    if (after === undefined) return;
+    for (const listener of [...this.#newPrimaryListeners]) listener(after);
   }
 
   /**
