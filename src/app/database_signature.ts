@@ -49,17 +49,40 @@ export function isPaired(sig: CachedFile | undefined, db: CachedFile): boolean {
   return sig !== undefined && sameSecond(sig.mtime.getTime(), db.mtime.getTime());
 }
 
+/** Headers that would make the answer depend on dates or parts of a signature: see below. */
+const CONDITIONAL = [
+  "if-modified-since",
+  "if-none-match",
+  "if-match",
+  "if-unmodified-since",
+  "if-range",
+  "range",
+];
+
+/**
+ * `req` without conditionals and Range. A cached signature carries its database's date, not its own, so a
+ * client's `If-Modified-Since` (pacman sends its copy's date) could be answered 304 while it holds the
+ * signature of another snapshot. A signature is a few hundred bytes: it is always sent whole.
+ */
+function wholeAndUnconditional(req: Request): Request {
+  const headers = new Headers(req.headers);
+  if (!CONDITIONAL.some((name) => headers.has(name))) return req;
+  for (const name of CONDITIONAL) headers.delete(name);
+  return new Request(req.url, { method: req.method, headers });
+}
+
 /**
  * Answers a request for a database's signature: the cached one paired with the cached database, else the one
  * fetched for it from the mirror that holds that snapshot. Without a cached database there is nothing to pair
  * with, and `passThrough()` answers (uncached).
  */
 export async function serveDatabaseSignature<T extends Served>(
-  req: Request,
+  request: Request,
   target: RequestTarget,
   ctx: SignatureContext,
   passThrough: () => Promise<T>,
 ): Promise<T | SignatureAnswer> {
+  const req = wholeAndUnconditional(request);
   const database = signedDatabase(target);
   // pacman asks for the signature right after the database: the pair follows the database it was just sent.
   await ctx.downloads.active(database)?.finished;

@@ -290,6 +290,7 @@ export class Download {
         progress: { written: this.written, total: this.total },
         accept: { meta: this.#meta, resumeAcrossMirrors: rules.resumeAcrossMirrors, expect: this.#expect },
         isLagging: this.#options.isLagging,
+        movesOn: rules.movesOn,
       });
       next += race.hedged ? 2 : 1;
       if (race.hedged) hedgeLeft = false;

@@ -37,11 +37,21 @@ export function rulesFor(kind: FileKind): OrderRules {
   switch (kind) {
     case "package":
     case "package_signature":
-      return { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true };
+      return { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true, movesOn: true };
     case "database_signature":
-      return { resumeAcrossMirrors: false, notFoundIsFinal: true, keepPartialOnFailure: false };
+      return {
+        resumeAcrossMirrors: false,
+        notFoundIsFinal: true,
+        keepPartialOnFailure: false,
+        movesOn: false,
+      };
     default:
-      return { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false };
+      return {
+        resumeAcrossMirrors: false,
+        notFoundIsFinal: false,
+        keepPartialOnFailure: false,
+        movesOn: true,
+      };
   }
 }
 

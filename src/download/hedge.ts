@@ -198,6 +198,8 @@ export interface AttemptRequest {
   accept: Omit<AcceptOptions, "upstreamPath">;
   /** Mirrors known to lag (see {@linkcode judgeAttemptHead}). */
   isLagging?: (mirror: string) => boolean;
+  /** Whether a new primary mirror joins the race (`RaceOptions.moveOn`); default true. */
+  movesOn?: boolean;
 }
 
 /**
@@ -226,7 +228,7 @@ export async function raceAttempts(
     delayMs: hedgeDelayMs(mirrors, first),
     spend: () => mirrors.hedgeBudget.spend(),
     won: () => mirrors.hedgeBudget.won(),
-    moveOn: (listener) => mirrors.onNewPrimary(listener),
+    moveOn: request.movesOn === false ? undefined : (listener) => mirrors.onNewPrimary(listener),
     now: deps.now,
     timers: deps.timers,
     onHead: (mirror, head, ms) => {

@@ -81,17 +81,38 @@ async function complete(gate: GatedRequest, download: Download, body = testBytes
   await download.finished;
 }
 
-Deno.test("rulesFor() resumes packages across mirrors and treats a missing database signature as final", () => {
+Deno.test("rulesFor() resumes packages across mirrors, treats a missing database signature as final and keeps it on its mirror", () => {
   const cases: [FileKind, ReturnType<typeof rulesFor>][] = [
-    ["package", { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true }],
-    ["package_signature", { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true }],
-    ["database", { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false }],
+    ["package", {
+      resumeAcrossMirrors: true,
+      notFoundIsFinal: false,
+      keepPartialOnFailure: true,
+      movesOn: true,
+    }],
+    ["package_signature", {
+      resumeAcrossMirrors: true,
+      notFoundIsFinal: false,
+      keepPartialOnFailure: true,
+      movesOn: true,
+    }],
+    ["database", {
+      resumeAcrossMirrors: false,
+      notFoundIsFinal: false,
+      keepPartialOnFailure: false,
+      movesOn: true,
+    }],
     ["database_signature", {
       resumeAcrossMirrors: false,
       notFoundIsFinal: true,
       keepPartialOnFailure: false,
+      movesOn: false,
     }],
-    ["other", { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false }],
+    ["other", {
+      resumeAcrossMirrors: false,
+      notFoundIsFinal: false,
+      keepPartialOnFailure: false,
+      movesOn: true,
+    }],
   ];
   for (const [kind, expected] of cases) assertEquals(rulesFor(kind), expected, `rulesFor("${kind}")`);
 });

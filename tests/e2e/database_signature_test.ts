@@ -19,6 +19,7 @@ import {
 import { makePacmanRoot, runPacman } from "../helpers/pacman.ts";
 import { startTestProxy } from "../helpers/proxy_server.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 await assertToolsAvailable(["pacman", "repo-add", "bsdtar", "zstd"]);
 
@@ -55,12 +56,12 @@ async function twoMirrors(dir: string, signer?: GpgSigner) {
   return { a: join(dir, "a"), b: join(dir, "b"), firstSig, update };
 }
 
-async function get(url: string): Promise<{ status: number; bytes: Uint8Array }> {
-  const response = await fetch(url);
+async function get(url: string, init?: RequestInit): Promise<{ status: number; bytes: Uint8Array }> {
+  const response = await fetch(url, init);
   return { status: response.status, bytes: new Uint8Array(await response.arrayBuffer()) };
 }
 
-Deno.test("a database's signature comes from the mirror and snapshot of the database, even when the ranking changed in between", async () => {
+Deno.test("a database's signature comes from the mirror and snapshot of the database, even when the ranking changes meanwhile", async () => {
   await withTempDir(async (dir) => {
     const repos = await twoMirrors(dir);
     const newSig = await repos.update(); // A is newer; B still has the first snapshot and its signature
@@ -68,9 +69,12 @@ Deno.test("a database's signature comes from the mirror and snapshot of the data
     await using b = await startFakeMirror(repos.b);
     await using proxy = await startTestProxy({ mirrors: [a.url, b.url] });
     assertEquals((await get(proxy.url + DB)).status, 200);
-    // A ranking refresh puts B first between the database and its signature.
+    // A ranking refresh puts B first while A is slow with the signature: the request does not move on to B.
+    a.faults = { match: ".db.sig", delayMs: 300 };
+    const asking = get(proxy.url + SIG);
+    await waitFor("A to be asked for the signature", () => a.countRequests(".db.sig") === 1);
     proxy.app.pool.setMirrors([b.url, a.url], "test");
-    const sig = await get(proxy.url + SIG);
+    const sig = await asking;
     assertEquals(sig.status, 200);
     assertEquals(sig.bytes, newSig, "the signature of A's snapshot, not B's older one");
     assertEquals(b.countRequests(".db.sig"), 0, "B was never asked for the signature");
@@ -102,7 +106,12 @@ Deno.test("a newer database gets its own signature, never the cached one of the 
 
     const secondSig = await repos.update();
     assertEquals((await get(proxy.url + DB)).status, 200);
-    assertEquals((await get(proxy.url + SIG)).bytes, secondSig, "the new snapshot's signature");
+    // pacman sends its old signature's date: a signature's answer never depends on dates (it carries its
+    // database's), so the new one comes whole, not a 304 that would leave pacman with the old one.
+    const later = { headers: { "if-modified-since": new Date(Date.now() + 86_400_000).toUTCString() } };
+    const second = await get(proxy.url + SIG, later);
+    assertEquals(second.status, 200);
+    assertEquals(second.bytes, secondSig, "the new snapshot's signature");
     await proxy.app.downloads.idle();
 
     // A sends a third snapshot but fails on its signature: B's signature (of the first snapshot) is no
