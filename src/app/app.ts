@@ -223,7 +223,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   hono.route("/", healthRoutes(health));
   hono.route(
     "/",
-    statusRoutes({ pool, customPools, store, downloads, stats, startedAt, nodeName, config }, {
+    statusRoutes({ pool, customPools, store, downloads, stats, startedAt, nodeName, config, outage }, {
       now: deps.now,
       cacheUsage: options.cacheUsage,
       prefetch: () => prefetcher.status(),

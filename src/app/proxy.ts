@@ -30,6 +30,7 @@ import {
   type TransferLimits,
 } from "../download/transfer.ts";
 import { hedgeDelayMs, raceHeads } from "../download/hedge.ts";
+import { serveDatabaseSignature } from "./database_signature.ts";
 
 /** How a request was answered, for the request log and the statistics. */
 export type RequestResult =
@@ -75,8 +76,10 @@ export async function serveTarget(
     case "package_signature":
       return await servePackage(req, target, ctx);
     case "database":
-    case "database_signature":
       return await serveDatabaseOrStale(req, target, ctx, () => serveDatabase(req, target, ctx));
+    case "database_signature":
+      // Paired with its database: never a signature from another mirror or snapshot, stale or not.
+      return await serveDatabaseSignature(req, target, ctx, () => passThrough(req, target, ctx));
     default:
       return await passThrough(req, target, ctx);
   }
@@ -161,6 +164,8 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
         head.type === "response" || head.type === "unsatisfiable" ? "answer" : "refusal",
       delayMs: hedgeDelayMs(pool, plan[next]),
       spend: () => pool.hedgeBudget.spend(),
+      won: () => pool.hedgeBudget.won(),
+      moveOn: (listener) => pool.onNewPrimary(listener),
       now: ctx.deps.now,
       timers: ctx.deps.timers,
       onHead: (mirror, head, ms) => head.type !== "failed" && pool.recordTtfb(mirror, ms),

@@ -15,6 +15,7 @@ import type { CachedFile, CacheStore } from "../cache/cache_store.ts";
 import { HttpError } from "../http/http_error.ts";
 import { cacheControlFor, contentTypeFor, serveCachedFile, type Served } from "./responses.ts";
 import type { RequestTarget } from "./request_path.ts";
+import { isPaired, signedDatabase } from "./database_signature.ts";
 
 const log = getLogger(["flexo", "upstream"]);
 
@@ -151,11 +152,13 @@ function staleAnswer(req: Request, target: RequestTarget, cached: CachedFile): C
  */
 export function serveOffline(req: Request, target: RequestTarget, ctx: CacheContext): CacheAnswer {
   const cached = ctx.store.statComplete(target.cacheSegments);
-  if (cached === undefined || target.kind === "other") {
+  const unpaired = target.kind === "database_signature" &&
+    !pairedWithCachedDatabase(cached, ctx.store.statComplete(signedDatabase(target).cacheSegments));
+  if (cached === undefined || target.kind === "other" || unpaired) {
     throw new HttpError(
       503,
       `flexo is offline (offline = true): it does not contact mirrors, and ${target.fileName} is not in its ` +
-        "cache; set offline = false to fetch it",
+        (unpaired ? "cache for the cached database" : "cache") + "; set offline = false to fetch it",
     );
   }
   if (target.kind === "database" || target.kind === "database_signature") {
@@ -167,4 +170,8 @@ export function serveOffline(req: Request, target: RequestTarget, ctx: CacheCont
     cacheControl: cacheControlFor(target.kind),
   });
   return { ...served, result: "CACHE HIT" };
+}
+
+function pairedWithCachedDatabase(sig: CachedFile | undefined, db: CachedFile | undefined): boolean {
+  return db !== undefined && isPaired(sig, db);
 }

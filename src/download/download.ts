@@ -19,10 +19,10 @@ import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
 import { afterLosers, type FailoverStep, FailureTally, MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
-import { isDiskFull, writeAll, writeAllSync } from "./file_writes.ts";
+import { isDiskFull, runError, writeAll, writeAllSync } from "./file_writes.ts";
 import { type HedgeRace, raceAttempts } from "./hedge.ts";
 import { type ContentCheck, failedCheck, type RejectedCopies } from "./content_check.ts";
-import { refuseNoBetterCopy } from "./snapshot_order.ts";
+import { refuseNoBetterCopy, sameSecond } from "./snapshot_order.ts";
 import type { DownloadHead, DownloadOutcome, DownloadState } from "./download_states.ts";
 import { redactUrl } from "../redact_url.ts";
 
@@ -67,6 +67,12 @@ export interface DownloadOptions {
    */
   after?: Promise<unknown>;
   /**
+   * The date (milliseconds since the epoch) of the database snapshot this file is the signature of: a cached
+   * copy counts as this file only when it carries that date, and the file is committed with it (see
+   * `src/app/database_signature.ts`). Undefined for every other file.
+   */
+  pairedWith?: number;
+  /**
    * Whether a mirror is known to lag: its 304 counts as "unchanged" only when no better mirror answers in the
    * same race. None known when absent.
    */
@@ -92,6 +98,11 @@ export class Download {
   file?: CachedFile;
   /** The mirror currently sending bytes. */
   mirror?: string;
+  /**
+   * Once ended "complete" or "not_modified": the mirror known to hold the file as the cache now has it (the one
+   * it came from, or the one that answered 304 to it); undefined when none is known.
+   */
+  source?: string;
   /** When it started, for the status page. */
   readonly startedAt: number;
   readonly segments: readonly string[];
@@ -163,29 +174,10 @@ export class Download {
 
   /** Ends the download after an error thrown while running: logs what went wrong on our side and cleans up. */
   async #failWith(error: unknown): Promise<void> {
-    if (error instanceof HttpError) {
-      this.#fail(error);
-      return;
-    }
-    const path = this.#options.upstreamPath;
-    if (isDiskFull(error)) {
-      const dir = this.#options.store.root;
-      log.error("disk full: {dir}: could not store {path}; free space there or lower max_cache_size", {
-        dir,
-        path,
-      });
-      // The partial file cannot be finished, and removing it gives the space back for other downloads.
-      await this.#options.store.discardPartial(this.segments).catch(() => {});
-      this.#fail(
-        new HttpError(507, `disk full: no space left in the cache directory ${dir} to store ${path}`, {
-          cause: error,
-        }),
-      );
-      return;
-    }
-    const message = error instanceof Error ? error.message : String(error);
-    log.error("Download of {path} failed: {message}", { path, message });
-    this.#fail(error instanceof Error ? error : new Error(message));
+    const { store, upstreamPath: path } = this.#options;
+    this.#fail(
+      error instanceof HttpError ? error : await runError(error, { store, segments: this.segments, path }),
+    );
   }
 
   #notify(): void {
@@ -228,7 +220,8 @@ export class Download {
     if (this.#options.ifModifiedSince === undefined) {
       // Another download may have completed this file a moment ago.
       const cached = await store.statComplete(segments);
-      if (cached) {
+      const { pairedWith } = this.#options;
+      if (cached && (pairedWith === undefined || sameSecond(cached.mtime.getTime(), pairedWith))) {
         this.written = cached.size;
         this.total = cached.size;
         this.file = cached;
@@ -299,6 +292,7 @@ export class Download {
         progress: { written: this.written, total: this.total },
         accept: { meta: this.#meta, resumeAcrossMirrors: rules.resumeAcrossMirrors, expect: this.#expect },
         isLagging: this.#options.isLagging,
+        movesOn: rules.movesOn,
       });
       next += race.hedged ? 2 : 1;
       if (race.hedged) hedgeLeft = false;
@@ -313,7 +307,8 @@ export class Download {
     }
     // No mirror has a snapshot as new as the cached one: the cached file is the answer.
     if (tally.noBetterFrom && !this.#headSettled) {
-      await this.#onNotModified(tally.noBetterFrom, tally);
+      // That mirror has an older copy (or one that failed its check): not a source of the cached one.
+      await this.#onNotModified(tally.noBetterFrom, tally, { confirmed: false });
       return;
     }
     // Every mirror failed: each failure counted, but none is penalised (the file or our own network is the likelier cause).
@@ -342,12 +337,20 @@ export class Download {
       });
       return refused ?? await this.#onAccepted(attempts.get(winner.mirror)!, winner.head, tally, canSwitch);
     }
-    if (winner?.head.type === "not_modified") return await this.#onNotModified(winner.mirror, tally);
+    if (winner?.head.type === "not_modified") {
+      return await this.#onNotModified(winner.mirror, tally, { confirmed: true });
+    }
     return step;
   }
 
-  async #onNotModified(mirror: string, tally: FailureTally): Promise<FailoverStep> {
+  /** Nothing newer upstream; `confirmed` when `mirror` said 304, so that it holds the cached copy. */
+  async #onNotModified(
+    mirror: string,
+    tally: FailureTally,
+    { confirmed }: { confirmed: boolean },
+  ): Promise<FailoverStep> {
     this.state = "not_modified";
+    if (confirmed) this.source = mirror;
     this.#settleHead({ status: "not_modified", mirror });
     tally.blame(this.#options.mirrors);
     if (this.#file !== undefined) {
@@ -460,7 +463,10 @@ export class Download {
       this.#file ??= await store.openPartial(segments, { truncate: false });
       await this.#file.syncData();
       this.#closeFile();
-      this.file = await store.commit(segments, { lastModified: this.#meta.lastModified });
+      this.file = await store.commit(segments, {
+        lastModified: this.#options.pairedWith ?? this.#meta.lastModified,
+      });
+      this.source = this.mirror ?? this.#meta.mirror;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       log.error("{path} was verified and sent, but storing it in the cache failed: {message}", {

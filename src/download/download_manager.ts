@@ -13,6 +13,7 @@ import type { FileKind } from "../repo/file_kind.ts";
 import type { MirrorPool, OrderPurpose } from "../mirrors/mirrors.ts";
 import type { RequestTarget } from "../app/request_path.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
+import { sameSecond } from "./snapshot_order.ts";
 
 /** What the manager needs to start downloads. */
 export interface DownloadManagerOptions {
@@ -36,11 +37,21 @@ export function rulesFor(kind: FileKind): OrderRules {
   switch (kind) {
     case "package":
     case "package_signature":
-      return { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true };
+      return { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true, movesOn: true };
     case "database_signature":
-      return { resumeAcrossMirrors: false, notFoundIsFinal: true, keepPartialOnFailure: false };
+      return {
+        resumeAcrossMirrors: false,
+        notFoundIsFinal: true,
+        keepPartialOnFailure: false,
+        movesOn: false,
+      };
     default:
-      return { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false };
+      return {
+        resumeAcrossMirrors: false,
+        notFoundIsFinal: false,
+        keepPartialOnFailure: false,
+        movesOn: true,
+      };
   }
 }
 
@@ -57,6 +68,8 @@ export class DownloadManager {
   #options: DownloadManagerOptions;
   /** Databases that failed their check, refused when a mirror sends the same copy again. */
   #rejected = new RejectedCopies();
+  /** Per cached database: the mirror known to hold that snapshot, and the snapshot's date. */
+  #sources = new Map<string, { mirror: string; lastModified: number }>();
 
   /** @param options The store, mirrors, I/O and limits shared by all downloads. */
   constructor(options: DownloadManagerOptions) {
@@ -76,12 +89,26 @@ export class DownloadManager {
   }
 
   /**
+   * The mirror known to hold the snapshot of the database `target` dated `lastModified` (the one it was
+   * downloaded from, or the last to answer 304 to it), if any.
+   */
+  databaseSource(target: RequestTarget, lastModified: number): string | undefined {
+    const source = this.#sources.get(keyOf(target));
+    return source && sameSecond(source.lastModified, lastModified) ? source.mirror : undefined;
+  }
+
+  /**
    * The download of this file: the running one, or a new one.
    *
    * @param options `ifModifiedSince` asks upstream only for a newer file (used to revalidate databases); `via`
-   *   is the `Via` of the client request that starts it, carried upstream (a running download keeps its own).
+   *   is the `Via` of the client request that starts it, carried upstream (a running download keeps its own);
+   *   `from` asks that mirror only; `pairedWith` is the date of the database snapshot a signature belongs to
+   *   ({@linkcode DownloadOptions.pairedWith}).
    */
-  obtain(target: RequestTarget, options: { ifModifiedSince?: number; via?: string } = {}): Download {
+  obtain(
+    target: RequestTarget,
+    options: { ifModifiedSince?: number; via?: string; from?: string; pairedWith?: number } = {},
+  ): Download {
     const key = keyOf(target);
     const running = this.active(target);
     if (running) return running;
@@ -92,13 +119,14 @@ export class DownloadManager {
       segments: target.cacheSegments,
       upstreamPath: target.upstreamPath,
       mirrors: pool,
-      plan: () => pool.plan(purposeOf(target.kind)),
+      plan: () => options.from !== undefined ? [options.from] : pool.plan(purposeOf(target.kind)),
       store: this.#options.store,
       deps: this.#options.deps,
       limits: this.#options.limits,
       rules: rulesFor(target.kind),
       ifModifiedSince: options.ifModifiedSince,
       via: options.via,
+      pairedWith: options.pairedWith,
       expect: this.#options.expectFor?.(target),
       // A database is verified by parsing it, as a package by its SHA-256, before it is released and committed.
       check: target.kind === "database" ? checkDatabase : undefined,
@@ -109,9 +137,18 @@ export class DownloadManager {
     this.#active.set(key, download);
     download.finished.then(() => {
       if (this.#active.get(key) === download) this.#active.delete(key);
+      if (target.kind === "database") this.#noteSource(key, download, options.ifModifiedSince);
       if (download.state === "complete") this.#options.onComplete?.(download, target);
     });
     return download.start();
+  }
+
+  /** Remembers which mirror holds the database snapshot the cache has after `download`. */
+  #noteSource(key: string, download: Download, ifModifiedSince: number | undefined): void {
+    const lastModified = download.state === "complete" ? download.file?.mtime.getTime() : ifModifiedSince;
+    if (download.source !== undefined && lastModified !== undefined) {
+      this.#sources.set(key, { mirror: download.source, lastModified });
+    }
   }
 
   /** Resolves when every running download has ended. */

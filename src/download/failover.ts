@@ -27,6 +27,11 @@ export interface OrderRules {
   notFoundIsFinal: boolean;
   /** Keep a partial file after a failure so that the next request resumes it. */
   keepPartialOnFailure: boolean;
+  /**
+   * A new primary mirror joins the order's race when the ranking improves (see `hedge.ts`); false for a
+   * database's signature, which must come from its database's mirror.
+   */
+  movesOn: boolean;
 }
 
 /** What to do after one outcome of a job: ask the next mirror, stop asking, or the order is done. */

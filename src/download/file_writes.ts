@@ -4,6 +4,12 @@
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
+import type { CacheStore } from "../cache/cache_store.ts";
+import { HttpError } from "../http/http_error.ts";
+
+const log = getLogger(["flexo", "download"]);
+
 /** True for the errors of a file system that has no space (or quota) left. */
 export function isDiskFull(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
@@ -20,4 +26,31 @@ export async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<vo
 export function writeAllSync(file: Deno.FsFile, chunk: Uint8Array): void {
   let offset = 0;
   while (offset < chunk.byteLength) offset += file.writeSync(chunk.subarray(offset));
+}
+
+/**
+ * The error a download ends with after `error` was thrown while it ran: an {@linkcode HttpError} as it is; a
+ * full disk logged and answered 507, its partial file removed (giving the space back for other downloads);
+ * anything else logged.
+ */
+export async function runError(
+  error: unknown,
+  where: { store: CacheStore; segments: readonly string[]; path: string },
+): Promise<Error> {
+  if (error instanceof HttpError) return error;
+  const { store, path } = where;
+  if (isDiskFull(error)) {
+    const dir = store.root;
+    log.error("disk full: {dir}: could not store {path}; free space there or lower max_cache_size", {
+      dir,
+      path,
+    });
+    await store.discardPartial(where.segments).catch(() => {});
+    return new HttpError(507, `disk full: no space left in the cache directory ${dir} to store ${path}`, {
+      cause: error,
+    });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  log.error("Download of {path} failed: {message}", { path, message });
+  return error instanceof Error ? error : new Error(message);
 }

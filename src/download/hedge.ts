@@ -82,25 +82,38 @@ export interface RaceOptions<H> {
   delayMs: number;
   /** Pays for the hedge; without credit left, no hedge. */
   spend: () => boolean;
+  /** Called when a paid hedge wins the race (for `/metrics`). */
+  won?: () => void;
+  /**
+   * Subscribes to a better ranking while the race runs (`MirrorPool.onNewPrimary`) and returns the
+   * unsubscribe: a new primary mirror not asked yet joins the race, so that a request in flight moves on.
+   */
+  moveOn?: (listener: (mirror: string) => void) => () => void;
   now: () => number;
   timers?: HedgeTimers;
   /** Called with each head as it comes and how long it took. */
   onHead?: (mirror: string, head: H, ms: number) => void;
 }
 
-/** Asks `first`, and `second` too when `first` has not answered within `delayMs`; see {@linkcode HedgeRace}. */
+/**
+ * Asks `first`, and `second` too when `first` has not answered within `delayMs`, and a new primary mirror as
+ * soon as the ranking has one (`moveOn`); see {@linkcode HedgeRace}.
+ */
 export function raceHeads<H>(options: RaceOptions<H>): Promise<HedgeRace<H>> {
   const { promise, resolve } = Promise.withResolvers<HedgeRace<H>>();
   const timers = options.timers ?? SYSTEM_TIMERS;
   const pending = new Map<string, { cancel: () => void; startedAt: number }>();
+  const asked = new Set<string>();
   const refused: RacedHead<H>[] = [];
   let fallback: RacedHead<H> | undefined;
   let hedged = false;
+  let paid = false;
   let done = false;
 
   const finish = (winner: RacedHead<H> | undefined) => {
     done = true;
     timers.clearTimer(timer);
+    stopMoving();
     const abandoned: HedgeRace<H>["abandoned"] = [];
     for (const [mirror, contender] of pending) {
       contender.cancel();
@@ -112,11 +125,13 @@ export function raceHeads<H>(options: RaceOptions<H>): Promise<HedgeRace<H>> {
     }
     pending.clear();
     if (fallback && fallback !== winner) refused.unshift(fallback);
+    if (paid && winner?.mirror === options.second) options.won?.();
     resolve({ winner, refused, abandoned, hedged });
   };
 
   const launch = (mirror: string) => {
     const startedAt = options.now();
+    asked.add(mirror);
     const { head, cancel } = options.start(mirror);
     pending.set(mirror, { cancel, startedAt });
     head.then((value) => {
@@ -148,12 +163,19 @@ export function raceHeads<H>(options: RaceOptions<H>): Promise<HedgeRace<H>> {
 
   const hedge = () => {
     hedged = true;
-    launch(options.second!);
+    // A better ranking may have brought it into the race already.
+    if (!asked.has(options.second!)) launch(options.second!);
   };
 
   const timer = options.second === undefined ? undefined : timers.setTimer(() => {
-    if (!done && !hedged && options.spend()) hedge();
+    if (!done && !hedged && !asked.has(options.second!) && options.spend()) {
+      paid = true;
+      hedge();
+    }
   }, options.delayMs);
+  const stopMoving = options.moveOn?.((mirror) => {
+    if (!done && !asked.has(mirror)) launch(mirror);
+  }) ?? (() => {});
   launch(options.first);
   return promise;
 }
@@ -176,6 +198,8 @@ export interface AttemptRequest {
   accept: Omit<AcceptOptions, "upstreamPath">;
   /** Mirrors known to lag (see {@linkcode judgeAttemptHead}). */
   isLagging?: (mirror: string) => boolean;
+  /** Whether a new primary mirror joins the race (`RaceOptions.moveOn`); default true. */
+  movesOn?: boolean;
 }
 
 /**
@@ -203,6 +227,8 @@ export async function raceAttempts(
     judge: (mirror, head) => judgeAttemptHead(head, request.isLagging?.(mirror) ?? false),
     delayMs: hedgeDelayMs(mirrors, first),
     spend: () => mirrors.hedgeBudget.spend(),
+    won: () => mirrors.hedgeBudget.won(),
+    moveOn: request.movesOn === false ? undefined : (listener) => mirrors.onNewPrimary(listener),
     now: deps.now,
     timers: deps.timers,
     onHead: (mirror, head, ms) => {

@@ -12,6 +12,11 @@ import type { RejectedCopies } from "./content_check.ts";
 
 const log = getLogger(["flexo", "download"]);
 
+/** Whether two times (milliseconds) fall in the same second: HTTP dates and file times compare by seconds. */
+export function sameSecond(a: number, b: number): boolean {
+  return Math.floor(a / 1000) === Math.floor(b / 1000);
+}
+
 /**
  * Why an answer is an older snapshot than the cached copy, or undefined when it is not (newer, equal, or
  * without a date to compare).

@@ -52,8 +52,10 @@ export class HedgeBudget {
   #credit: number;
   /** Requests counted so far. */
   requests = 0;
-  /** Hedges spent so far. */
+  /** Hedges spent so far (hedged requests started). */
   hedges = 0;
+  /** Hedges that won their race: the hedged mirror's head came first and was used. */
+  wins = 0;
 
   /** A full budget: the first `burst` hedges are allowed at once. */
   constructor(options: HedgeBudgetOptions = {}) {
@@ -74,5 +76,10 @@ export class HedgeBudget {
     this.#credit -= 1;
     this.hedges++;
     return true;
+  }
+
+  /** Counts a hedge that won its race (the mirror asked second answered first). */
+  won(): void {
+    this.wins++;
   }
 }

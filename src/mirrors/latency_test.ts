@@ -37,8 +37,14 @@ export interface LatencyResult {
 export interface LatencyTestOptions {
   /** Time allowed for each test, until the response headers arrive. */
   timeoutMs: number;
-  /** How many tests run at the same time. Default 8. */
+  /**
+   * How many tests run at the same time. Default {@linkcode LATENCY_TEST_CONCURRENCY}: a silent mirror holds
+   * its place for the whole timeout, so that many silent mirrors at the top of the list do not delay the tests
+   * of the others (each test is one tiny request).
+   */
   concurrency?: number;
+  /** Called with each mirror that passed, as soon as it passed (so that it can be used before the others end). */
+  onResult?: (result: LatencyResult) => void;
   /** The fetch implementation. Default the global `fetch`. */
   fetch?: typeof fetch;
   /** A monotonic clock in milliseconds. Default `performance.now`. */
@@ -52,6 +58,9 @@ export interface LatencyTestOptions {
   /** Receives one debug line per failed test. */
   log?: { debug?(msg: string): void };
 }
+
+/** How many latency tests run at the same time by default. */
+export const LATENCY_TEST_CONCURRENCY = 64;
 
 /** The file requested from each mirror: present on every Arch Linux mirror and small to answer. */
 export const LATENCY_TEST_PATH = "core/os/x86_64/core.db";
@@ -112,7 +121,7 @@ export async function runLatencyTests(
   candidates: readonly LatencyCandidate[],
   options: LatencyTestOptions,
 ): Promise<LatencyResult[]> {
-  const concurrency = Math.max(1, Math.floor(options.concurrency ?? 8));
+  const concurrency = Math.max(1, Math.floor(options.concurrency ?? LATENCY_TEST_CONCURRENCY));
   const results: LatencyResult[] = [];
   let next = 0;
   const worker = async () => {
@@ -120,12 +129,14 @@ export async function runLatencyTests(
       const candidate = candidates[next++];
       try {
         const latencyMs = await measureLatency(candidate.url, options);
-        results.push({
+        const result = {
           url: candidate.url.endsWith("/") ? candidate.url : `${candidate.url}/`,
           latencyMs,
           countryCode: candidate.country_code ?? "",
           score: candidate.score ?? null,
-        });
+        };
+        results.push(result);
+        options.onResult?.(result);
       } catch (error) {
         options.log?.debug?.(`Latency test of ${candidate.url} failed: ${(error as Error).message}`);
       }

@@ -11,7 +11,7 @@
  */
 
 import type { Config } from "../config/config_schema.ts";
-import { rankMirrorsByLatency } from "./latency_test.ts";
+import { type LatencyResult, rankMirrorsByLatency } from "./latency_test.ts";
 import { type RankedMirror, rankingAgeMs, readRankingSync, writeRanking } from "./mirror_ranking_store.ts";
 import { rankByCombinedScore } from "./mirror_score.ts";
 import { BUILT_IN_MIRRORS, type MirrorPool } from "./mirrors.ts";
@@ -43,7 +43,7 @@ export interface MirrorSelectionDeps {
   random?: () => number;
   /** Monotonic clock for the latency tests. Default `performance.now`. */
   latencyClock?: () => number;
-  /** Latency tests running at the same time. Default 8. */
+  /** Latency tests running at the same time. Default `LATENCY_TEST_CONCURRENCY` (latency_test.ts). */
   latencyConcurrency?: number;
   /** Time allowed for each status JSON endpoint. Default 30 s. */
   statusTimeoutMs?: number;
@@ -273,7 +273,17 @@ class AutoSelection {
       pool.setMirrors(bestScored.slice(0, mirrorsAuto.num_mirrors).map((e) => e.url), "status json");
     }
     this.#log.info(`Testing the latency of ${bestScored.length} mirrors in the background.`);
+    const passed: LatencyResult[] = [];
     const { results, relaxations } = await rankMirrorsByLatency(entries, mirrorsAuto, {
+      // Each mirror that passes is used at once, ahead of the untested ones: requests move on to it.
+      onResult: (result) => {
+        if (this.#stopped) return;
+        passed.push(result);
+        const ranked = rankByCombinedScore(passed, learntBefore).slice(0, mirrorsAuto.num_mirrors);
+        const best = ranked.map((r) => r.url);
+        const untested = pool.snapshot().map((m) => m.url).filter((url) => !best.includes(url));
+        pool.setMirrors([...best, ...untested], "first latency results");
+      },
       fetch: doFetch,
       now: this.#deps.latencyClock,
       concurrency: this.#deps.latencyConcurrency,

@@ -83,6 +83,8 @@ export class MirrorPool {
   readonly #ttfb = new Map<string, TtfbSamples>();
   /** The budget of hedged requests to the mirrors of this pool (see `src/download/hedge.ts`). */
   readonly hedgeBudget: HedgeBudget = new HedgeBudget();
+  /** Called with the new primary when a new ranking has another one (requests in flight move on to it). */
+  readonly #newPrimaryListeners = new Set<(primary: string) => void>();
 
   /** Creates an empty pool; call {@linkcode MirrorPool.setMirrors} to fill it. */
   constructor(options: MirrorPoolOptions = {}) {
@@ -120,7 +122,19 @@ export class MirrorPool {
     this.#mirrors = next;
     this.#source = source;
     const after = this.primary();
-    if (after !== before) this.#onPrimaryChange?.(after, source);
+    if (after === before) return;
+    this.#onPrimaryChange?.(after, source);
+    if (after === undefined) return;
+    for (const listener of [...this.#newPrimaryListeners]) listener(after);
+  }
+
+  /**
+   * Calls `listener` with the new primary mirror each time a new ranking ({@linkcode MirrorPool.setMirrors})
+   * has another one, until the returned function is called.
+   */
+  onNewPrimary(listener: (primary: string) => void): () => void {
+    this.#newPrimaryListeners.add(listener);
+    return () => this.#newPrimaryListeners.delete(listener);
   }
 
   /** The first mirror of the ranking, used for databases so that they come from one sync state. */

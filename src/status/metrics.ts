@@ -14,7 +14,7 @@ import { redactedRanking } from "./status_report.ts";
 /** What the metrics are read from: parts of the running proxy (app.ts's `FlexoApp` has them). */
 export type MetricsSource = Pick<
   StatusSource,
-  "pool" | "customPools" | "downloads" | "stats" | "startedAt" | "nodeName"
+  "pool" | "customPools" | "downloads" | "stats" | "startedAt" | "nodeName" | "outage"
 >;
 
 /**
@@ -148,6 +148,42 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
       for (const { pool, mirror } of mirrors()) {
         if (mirror.throughputBps !== undefined) this.set({ pool, mirror: mirror.url }, mirror.throughputBps);
       }
+    },
+  });
+  const pools = () => [
+    { pool: "official", budget: app.pool.hedgeBudget },
+    ...[...app.customPools].map(([name, pool]) => ({
+      pool: `custom_repo/${name}`,
+      budget: pool.hedgeBudget,
+    })),
+  ];
+  new Counter({
+    name: "flexo_hedged_requests_total",
+    help:
+      "Hedged requests: a second mirror asked because the first sent no response head within its hedge delay.",
+    labelNames: ["pool"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { pool, budget } of pools()) this.inc({ pool }, budget.hedges);
+    },
+  });
+  new Counter({
+    name: "flexo_hedged_requests_won_total",
+    help: "Hedged requests whose mirror answered first, so that its answer was used.",
+    labelNames: ["pool"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { pool, budget } of pools()) this.inc({ pool }, budget.wins);
+    },
+  });
+  new Gauge({
+    name: "flexo_serving_cached_databases",
+    help: "1 while every mirror fails and databases are answered from the cache (stale-if-error), else 0.",
+    registers,
+    collect() {
+      this.set(app.outage.since === undefined ? 0 : 1);
     },
   });
   new Gauge({

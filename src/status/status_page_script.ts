@@ -164,14 +164,25 @@ export function statusPageScript(refreshIntervalMs: number): void {
       (m.lastSuccessAt === undefined || m.lastSuccessAt < m.lastError.at);
   }
 
-  function showOutage(ranking: MirrorStats[], now: number): void {
+  function showOutage(s: StatusReport): void {
     const banner = $("outage");
-    const outage = ranking.length > 0 && ranking.every((m) => isFailing(m, now));
-    banner.hidden = !outage;
-    banner.textContent = outage
-      ? "Every mirror failed recently and none delivered since: clients get errors for files not in the " +
-        "cache. Check this machine's network and DNS; each mirror's last error is below."
-      : "";
+    const texts: string[] = [];
+    const stale = s.servingCachedDatabases;
+    if (stale !== null) {
+      texts.push(
+        "Mirrors unreachable since " + new Date(stale.since).toLocaleString("en-GB") + " (" +
+          duration((s.now - stale.since) / 1000) + " ago); serving cached databases: clients get the last " +
+          "good copy until a mirror answers again.",
+      );
+    }
+    if (s.mirrors.ranking.length > 0 && s.mirrors.ranking.every((m) => isFailing(m, s.now))) {
+      texts.push(
+        "Every mirror failed recently and none delivered since: clients get errors for files not in the " +
+          "cache. Check this machine's network and DNS; each mirror's last error is below.",
+      );
+    }
+    banner.hidden = texts.length === 0;
+    banner.textContent = texts.join(" ");
   }
 
   function mirrorTable(ranking: MirrorStats[], now: number): HTMLElement {
@@ -285,7 +296,7 @@ export function statusPageScript(refreshIntervalMs: number): void {
 
     fill($("downloads"), s.downloads.map((d) => downloadRow(d, s.now)), 5, "No downloads in progress.");
     setText("mirror-source", "ranking: " + s.mirrors.source);
-    showOutage(s.mirrors.ranking, s.now);
+    showOutage(s);
     $("mirrors").replaceChildren(mirrorTable(s.mirrors.ranking, s.now));
     $("custom-repos").replaceChildren(
       ...s.customRepos.map((r) =>

@@ -52,6 +52,11 @@ export interface StatusReport {
   served: { fromCacheBytes: number; fromUpstreamBytes: number };
   /** The downloads running now. */
   downloads: DownloadReport[];
+  /**
+   * Set while every mirror fails and databases are served stale from the cache (stale-if-error): `since` is
+   * when that began (milliseconds since the epoch). Null while the mirrors answer.
+   */
+  servingCachedDatabases: { since: number } | null;
   /** The official mirrors, best first, and where the ranking came from. */
   mirrors: { source: string; ranking: MirrorStats[] };
   /** The mirrors of each custom repository. */
@@ -133,6 +138,7 @@ export function statusReport(
       startedAt: d.startedAt,
       bytesPerSecond: options.speeds?.sample(d, d.written, now) ?? null,
     })),
+    servingCachedDatabases: app.outage.since === undefined ? null : { since: app.outage.since },
     mirrors: { source: app.pool.source, ranking: redactedRanking(app.pool.snapshot()) },
     customRepos: [...app.customPools].map(([name, pool]) => ({
       name,

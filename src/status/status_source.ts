@@ -10,14 +10,15 @@ import type { CacheStore } from "../cache/cache_store.ts";
 import type { CacheUsageSnapshot } from "../cache/cache_usage.ts";
 import type { DownloadManager } from "../download/download_manager.ts";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
+import type { HedgeBudget } from "../mirrors/hedge_measures.ts";
 import type { Stats } from "./stats.ts";
 
 /** The parts of the running proxy that the status page, `GET /status` and `GET /metrics` read. */
 export interface StatusSource {
   /** The official mirrors: where their ranking came from and what is known of each. */
-  readonly pool: Pick<MirrorPool, "source" | "snapshot">;
+  readonly pool: Pick<MirrorPool, "source" | "snapshot"> & HedgeCounts;
   /** The mirrors of each custom repository, by the repository's name. */
-  readonly customPools: ReadonlyMap<string, Pick<MirrorPool, "snapshot">>;
+  readonly customPools: ReadonlyMap<string, Pick<MirrorPool, "snapshot"> & HedgeCounts>;
   /** The cache, for its directory. */
   readonly store: Pick<CacheStore, "root">;
   /** The downloads running now. */
@@ -30,6 +31,16 @@ export interface StatusSource {
   readonly nodeName: string;
   /** The settings reported: the cache peers of a cluster. */
   readonly config: { readonly cache_peers: readonly string[] };
+  /**
+   * Stale-if-error's state (`src/app/stale.ts`'s `Outage`): `since` is when databases began to be answered
+   * from the cache because every mirror failed, undefined while the mirrors answer.
+   */
+  readonly outage: { readonly since: number | undefined };
+}
+
+/** A pool's hedged requests: how many were started and how many won their race (`src/download/hedge.ts`). */
+export interface HedgeCounts {
+  readonly hedgeBudget: Pick<HedgeBudget, "hedges" | "wins">;
 }
 
 /** Prefetch's counters and times, as the status page and metrics show them. */

@@ -65,13 +65,15 @@ Deno.test("Cache-Control: packages and their signatures immutable, databases and
     await ask("GET with a range", "GET", { Range: "bytes=0-1" });
     await ask("GET not modified", "GET", { "If-Modified-Since": cached.headers.get("last-modified")! });
     const status = (name: string, code: number) => `${name} ${code}`;
+    // A database's signature is always answered whole (see src/app/database_signature.ts).
+    const whole = path.endsWith(".db.sig");
     assertEquals(seen, [
       [status("HEAD asked of the mirror", 200), expected],
       [status("GET while downloading", 200), expected],
       [status("GET from the cache", 200), expected],
       [status("HEAD from the cache", 200), expected],
-      [status("GET with a range", 206), expected],
-      [status("GET not modified", 304), expected],
+      [status("GET with a range", whole ? 200 : 206), expected],
+      [status("GET not modified", whole ? 200 : 304), expected],
     ], path);
   }
 });

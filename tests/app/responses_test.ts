@@ -260,7 +260,7 @@ async function liveDownload(
     store: new CacheStore(dir),
     deps: { fetch: fetchImpl, now: Date.now },
     limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
-    rules: { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true },
+    rules: { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true, movesOn: true },
   }).start();
   const head = await download.head;
   return {

@@ -74,6 +74,31 @@ Deno.test("a cached database answers when every mirror refuses: 200 marked stale
   });
 });
 
+Deno.test("GET /status says since when cached databases are served because every mirror fails (and /metrics says 1), and null once a mirror answers", async () => {
+  await withApp(async (app, mode) => {
+    const report = async () => await (await app.get("/status")).json();
+    const gauge = async () =>
+      (await (await app.get("/metrics")).text()).split("\n").find((l) =>
+        l.startsWith("flexo_serving_cached_databases ")
+      );
+    await (await app.get(DB)).arrayBuffer();
+    await app.downloads.idle();
+    assertEquals((await report()).servingCachedDatabases, null);
+    assertEquals(await gauge(), "flexo_serving_cached_databases 0");
+    mode.now = "refuse";
+    await (await app.get(DB)).arrayBuffer();
+    const during = (await report()).servingCachedDatabases;
+    assertEquals(during, { since: app.outage.since });
+    assert(typeof during.since === "number");
+    assertEquals(await gauge(), "flexo_serving_cached_databases 1");
+    mode.now = "up";
+    await (await app.get(DB)).arrayBuffer();
+    await app.downloads.idle();
+    assertEquals((await report()).servingCachedDatabases, null);
+    assertEquals(await gauge(), "flexo_serving_cached_databases 0");
+  });
+});
+
 Deno.test("an uncached database still gets the mirrors' error when they fail", async () => {
   await withApp(async (app, mode) => {
     mode.now = "refuse";
@@ -133,6 +158,17 @@ Deno.test("offline = true serves what is cached, databases as they are, and refu
       const text = await missing.text();
       assertEquals(missing.status, 503);
       assert(text.includes("offline = true"), text);
+      // A database's signature is served only as the pair of the cached database (it carries its date).
+      const sigPath = join(app.dir, `${DB}.sig`);
+      await Deno.writeTextFile(sigPath, "signature");
+      await Deno.utime(sigPath, new Date(0), new Date(1_000_000));
+      const unpaired = await app.get(`${DB}.sig`);
+      await unpaired.body?.cancel();
+      assertEquals(unpaired.status, 503, "a signature of another snapshot is not served");
+      const dbTime = (await Deno.stat(join(app.dir, DB))).mtime!;
+      await Deno.utime(sigPath, dbTime, dbTime);
+      const paired = await app.get(`${DB}.sig`);
+      assertEquals(await paired.text(), "signature");
       assertEquals(requests.length, 0, "no mirror was asked");
     } finally {
       await app.cleanup();

@@ -1,6 +1,6 @@
 import nodeAssert from "node:assert/strict";
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { gatedFetch, type GatedRequest, rangeHead, testBytes } from "../helpers/fake_fetch.ts";
+import { fakeFetch, gatedFetch, type GatedRequest, rangeHead, testBytes } from "../helpers/fake_fetch.ts";
 import { testDatabase } from "../helpers/test_database.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
 import type { Download } from "../../src/download/download.ts";
@@ -81,17 +81,38 @@ async function complete(gate: GatedRequest, download: Download, body = testBytes
   await download.finished;
 }
 
-Deno.test("rulesFor() resumes packages across mirrors and treats a missing database signature as final", () => {
+Deno.test("rulesFor() resumes packages across mirrors, treats a missing database signature as final and keeps it on its mirror", () => {
   const cases: [FileKind, ReturnType<typeof rulesFor>][] = [
-    ["package", { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true }],
-    ["package_signature", { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true }],
-    ["database", { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false }],
+    ["package", {
+      resumeAcrossMirrors: true,
+      notFoundIsFinal: false,
+      keepPartialOnFailure: true,
+      movesOn: true,
+    }],
+    ["package_signature", {
+      resumeAcrossMirrors: true,
+      notFoundIsFinal: false,
+      keepPartialOnFailure: true,
+      movesOn: true,
+    }],
+    ["database", {
+      resumeAcrossMirrors: false,
+      notFoundIsFinal: false,
+      keepPartialOnFailure: false,
+      movesOn: true,
+    }],
     ["database_signature", {
       resumeAcrossMirrors: false,
       notFoundIsFinal: true,
       keepPartialOnFailure: false,
+      movesOn: false,
     }],
-    ["other", { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false }],
+    ["other", {
+      resumeAcrossMirrors: false,
+      notFoundIsFinal: false,
+      keepPartialOnFailure: false,
+      movesOn: true,
+    }],
   ];
   for (const [kind, expected] of cases) assertEquals(rulesFor(kind), expected, `rulesFor("${kind}")`);
 });
@@ -274,5 +295,53 @@ Deno.test("obtain() lets a new download of a file start only after the previous 
     assertEquals(fresh.state, "complete", "its partial file was not removed under it");
   } finally {
     await t.cleanup();
+  }
+});
+
+Deno.test("DownloadManager.databaseSource() names the mirror a database came from or that said 304 to it, never one with an older copy", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-manager-" });
+  const B = "http://mirror-b.test/";
+  const db = testDatabase();
+  const T2 = Date.parse("Tue, 14 Nov 2023 22:13:20 GMT");
+  const T1 = T2 - 3600_000;
+  // How each mirror answers now: its copy's date, or "refuse".
+  const copies: Record<string, number | "refuse"> = { [A]: T2, [B]: T1 };
+  const { fetch } = fakeFetch((url, req) => {
+    const copy = copies[url.startsWith(A) ? A : B];
+    if (copy === "refuse") return "refuse";
+    const since = req.headers.get("if-modified-since");
+    if (since !== null && Date.parse(since) === copy) return { status: 304 };
+    return { headers: { "last-modified": new Date(copy).toUTCString() }, body: db };
+  });
+  const pool = new MirrorPool();
+  pool.setMirrors([A, B], "test");
+  const manager = new DownloadManager({
+    store: new CacheStore(dir),
+    poolFor: () => pool,
+    deps: { fetch, now: Date.now },
+    limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
+  });
+  const DB = target("/core/os/x86_64/core.db");
+  const run = async (options: { ifModifiedSince?: number } = {}) => {
+    const download = manager.obtain(DB, options);
+    await download.finished;
+    return download.state;
+  };
+  try {
+    assertEquals(await run(), "complete");
+    assertEquals(manager.databaseSource(DB, T2), A, "the mirror it was downloaded from");
+    assertEquals(manager.databaseSource(DB, T1), undefined, "only for that snapshot");
+    // Only B answers, with an older copy: the cached one stays, and B is no source of it.
+    copies[A] = "refuse";
+    pool.setMirrors([B, A], "test");
+    assertEquals(await run({ ifModifiedSince: T2 }), "not_modified");
+    assertEquals(manager.databaseSource(DB, T2), A);
+    // B has synced: its 304 says it holds the cached snapshot.
+    copies[B] = T2;
+    assertEquals(await run({ ifModifiedSince: T2 }), "not_modified");
+    assertEquals(manager.databaseSource(DB, T2), B);
+  } finally {
+    await manager.idle();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -71,7 +71,7 @@ function newDownload(
     store,
     deps: { fetch, now: Date.now },
     limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
-    rules: { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false },
+    rules: { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false, movesOn: true },
     expect: options.expect,
     ifModifiedSince: options.ifModifiedSince,
   }).start();

@@ -125,6 +125,72 @@ Deno.test("raceHeads(): a 304 from a lagging mirror is not the answer while a be
   assertEquals((await race2).winner, { mirror: A, head: "304-lagging" });
 });
 
+Deno.test("raceHeads() counts a win only for a paid hedge whose mirror answered first", async () => {
+  const timers = new FakeTimers();
+  let wins = 0;
+  const race = (m: ReturnType<typeof scripted>, spend: () => boolean) =>
+    raceHeads({
+      first: A,
+      second: B,
+      start: m.start,
+      judge,
+      delayMs: 300,
+      spend,
+      won: () => wins++,
+      now: timers.now,
+      timers: timers.deps,
+    });
+  const hedgeWins = scripted();
+  const first = race(hedgeWins, () => true);
+  timers.advance(300);
+  hedgeWins.answer(B, "200");
+  await first;
+  assertEquals(wins, 1, "the hedge answered first");
+  const hedgeLoses = scripted();
+  const second = race(hedgeLoses, () => true);
+  timers.advance(300);
+  hedgeLoses.answer(A, "200");
+  await second;
+  assertEquals(wins, 1, "the first mirror answered first: the hedge lost");
+  const unpaid = scripted();
+  const third = race(unpaid, () => false);
+  unpaid.answer(A, "304-lagging");
+  await new Promise((r) => setTimeout(r, 0));
+  unpaid.answer(B, "200");
+  await third;
+  assertEquals(wins, 1, "asking the better mirror after a lagging 304 is no paid hedge");
+});
+
+Deno.test("raceHeads() moves a request in flight on to a new primary mirror as soon as the ranking has one", async () => {
+  const timers = new FakeTimers();
+  const m = scripted();
+  const pool = new MirrorPool();
+  pool.setMirrors([A, B], "test");
+  const C = "http://c.test/";
+  const race = raceHeads({
+    first: A,
+    second: B,
+    start: m.start,
+    judge,
+    delayMs: 300,
+    spend: () => false, // no hedge: only the better ranking brings another mirror in
+    now: timers.now,
+    timers: timers.deps,
+    moveOn: (listener) => pool.onNewPrimary(listener),
+  });
+  timers.advance(100);
+  pool.setMirrors([C, A, B], "latency test");
+  assertEquals(m.asked, [A, C], "the new primary is asked at once");
+  pool.setMirrors([A, C, B], "latency test");
+  assertEquals(m.asked, [A, C], "a mirror already asked is not asked again");
+  m.answer(C, "200");
+  const result = await race;
+  assertEquals(result.winner, { mirror: C, head: "200" });
+  assertEquals(m.cancelled, [A]);
+  pool.setMirrors([B, A], "latency test");
+  assertEquals(m.asked, [A, C], "a race that ended no longer listens");
+});
+
 Deno.test("hedgeDelayMs() is at most 500 ms for a mirror without measurements, and follows its p95 time to first byte", () => {
   const pool = new MirrorPool();
   pool.setMirrors([A], "test");

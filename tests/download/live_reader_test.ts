@@ -32,7 +32,7 @@ function startDownload(
     store: new CacheStore(dir),
     deps: { fetch, now: Date.now },
     limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
-    rules: { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true },
+    rules: { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true, movesOn: true },
     expect: options.expect,
   });
   return { download: download.start(), gate };

@@ -98,3 +98,33 @@ Deno.test("with healthy mirrors hedging adds at most 10 % upstream requests (mea
     assertEquals(repo.packages.length, 2);
   });
 });
+
+/** The value of a sample line `name{labels} value` in a /metrics scrape (0 when absent). */
+function metricValue(text: string, name: string, labels: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}} `));
+  return line === undefined ? 0 : Number(line.split(" ").at(-1));
+}
+
+Deno.test("GET /metrics counts the hedged requests started and those that won", async () => {
+  await withRepo(async (repo, root) => {
+    await using silent = await startFakeMirror(root, { silent: true });
+    await using good = await startFakeMirror(root);
+    await using proxy = await startTestProxy({ mirrors: [silent.url, good.url], limits: LIMITS });
+    const base = `${proxy.url}/${REPO}/os/x86_64/`;
+    const scrape = async () => await (await fetch(`${proxy.url}/metrics`)).text();
+    const before = await scrape();
+    assertEquals(metricValue(before, "flexo_hedged_requests_total", 'pool="official"'), 0);
+    assertEquals(metricValue(before, "flexo_hedged_requests_won_total", 'pool="official"'), 0);
+    // Behind the silent mirror the first request is hedged, and the hedge (the good mirror) wins.
+    assertEquals((await timedGet(base, `${REPO}.db`)).status, 200);
+    const after = await scrape();
+    assertEquals(metricValue(after, "flexo_hedged_requests_total", 'pool="official"'), 1);
+    assertEquals(metricValue(after, "flexo_hedged_requests_won_total", 'pool="official"'), 1);
+    // The silent mirror is ranked down: later requests ask the good mirror first, and need no hedge.
+    assertEquals((await timedGet(base, "notes.txt")).status, 200);
+    assertEquals((await timedGet(base, repo.packages[1].fileName)).status, 200);
+    const last = await scrape();
+    assertEquals(metricValue(last, "flexo_hedged_requests_total", 'pool="official"'), 1);
+    assertEquals(metricValue(last, "flexo_hedged_requests_won_total", 'pool="official"'), 1);
+  });
+});

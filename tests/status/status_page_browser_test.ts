@@ -12,6 +12,7 @@ import { CacheUsage } from "../../src/cache/cache_usage.ts";
 import { startServer } from "../../src/server/server.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
 import { FOLDER, publish, startPrefetchOrigin, TOOL_NEW, TOOL_OLD } from "../helpers/prefetch_repo.ts";
+import { makeRepo } from "../helpers/make_repo.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const CHROMIUM_ARGS = [
@@ -225,6 +226,57 @@ Deno.test({
       await browser.close();
       await server.shutdown({ graceMs: 1000 });
       await app.downloads.idle();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "status page shows the 'serving cached databases' banner while every mirror is down, and hides it after",
+  ignore: skipReason !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const { chromium } = playwright as Playwright;
+    const dir = await Deno.makeTempDir({ prefix: "flexo-page-" });
+    const repo = await makeRepo(join(dir, "mirror"), {
+      repo: "flexotest",
+      packages: [{ name: "one", version: "1.0-1", size: 1000 }],
+    });
+    const db = await Deno.readFile(join(repo.osDir, "flexotest.db"));
+    const mirrors = { up: true };
+    const { fetch } = fakeFetch((_url, req) => mirrors.up ? serveBytes(db, req) : "refuse");
+    const cache = join(dir, "cache");
+    await Deno.mkdir(cache);
+    const app = createApp(testConfig(cache, [A, B]), { fetch });
+    const server = startServer(app, { hostnames: ["127.0.0.1"], port: 0 });
+    const origin = `http://127.0.0.1:${server.addresses[0].port}`;
+    const DB = `${origin}/flexotest/os/x86_64/flexotest.db`;
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    try {
+      await (await fetch_(DB)).arrayBuffer();
+      await app.downloads.idle();
+      mirrors.up = false;
+      const stale = await fetch_(DB);
+      await stale.arrayBuffer();
+      assertEquals(stale.headers.get("cache-status"), "flexo; hit; detail=stale");
+      const page = await browser.newPage();
+      await page.goto(`${origin}/?refresh=300`);
+      const banner = page.locator("#outage");
+      assert(await banner.isVisible(), "the banner shows");
+      const text = (await banner.textContent())!;
+      assert(text.includes("Mirrors unreachable since"), text);
+      assert(text.includes("serving cached databases"), text);
+      // A mirror answers again: the next refresh hides the banner without a reload.
+      mirrors.up = true;
+      await (await fetch_(DB)).arrayBuffer();
+      await app.downloads.idle();
+      await until(async () => !(await banner.isVisible()));
+    } finally {
+      await browser.close();
+      await server.shutdown({ graceMs: 1000 });
+      await app.downloads.idle();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

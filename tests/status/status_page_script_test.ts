@@ -13,7 +13,7 @@ import { statusReport } from "../../src/status/status_report.ts";
 /** The text of the nonce-carrying script element of a page made for a small report. */
 function servedScript(): string {
   const report = statusReport({
-    pool: { source: "stand-in", snapshot: () => [] },
+    pool: { source: "stand-in", snapshot: () => [], hedgeBudget: { hedges: 0, wins: 0 } },
     customPools: new Map(),
     store: { root: "/nowhere" },
     downloads: { list: () => [] },
@@ -21,6 +21,7 @@ function servedScript(): string {
     startedAt: 0,
     nodeName: "stand-in-node",
     config: { cache_peers: [] },
+    outage: { since: undefined },
   }, { now: () => 0 });
   const scripts = [
     ...statusPage(report, { nonce: "n0nce" }).matchAll(/<script nonce="n0nce">(.*?)<\/script>/gs),

@@ -294,7 +294,7 @@ Deno.test("statusRoutes() read only the parts of StatusSource: a stand-in withou
   const stats = new Stats();
   stats.recordRequest("CACHE HIT", 10);
   const source: StatusSource = {
-    pool: { source: "stand-in", snapshot: () => [] },
+    pool: { source: "stand-in", snapshot: () => [], hedgeBudget: { hedges: 0, wins: 0 } },
     customPools: new Map(),
     store: { root: "/nowhere" },
     downloads: { list: () => [] },
@@ -302,6 +302,7 @@ Deno.test("statusRoutes() read only the parts of StatusSource: a stand-in withou
     startedAt: 1_000,
     nodeName: "stand-in-node",
     config: { cache_peers: [] },
+    outage: { since: undefined },
   };
   const routes = statusRoutes(source, { now: () => 61_000 });
   const report = await status({ get: async (path) => await routes.request(path) });
@@ -346,7 +347,7 @@ Deno.test("the test's metrics reader refuses malformed lines (so the format test
 
 Deno.test("GET /metrics counts the log lines dropped because the log's output could not keep up", async () => {
   const source: StatusSource = {
-    pool: { source: "stand-in", snapshot: () => [] },
+    pool: { source: "stand-in", snapshot: () => [], hedgeBudget: { hedges: 0, wins: 0 } },
     customPools: new Map(),
     store: { root: "/nowhere" },
     downloads: { list: () => [] },
@@ -354,6 +355,7 @@ Deno.test("GET /metrics counts the log lines dropped because the log's output co
     startedAt: 0,
     nodeName: "stand-in-node",
     config: { cache_peers: [] },
+    outage: { since: undefined },
   };
   let dropped = 0;
   const routes = statusRoutes(source, { now: () => 0, logDropped: () => dropped });
@@ -366,7 +368,7 @@ Deno.test("GET /metrics counts the log lines dropped because the log's output co
 Deno.test("GET /status and /metrics name the node and count the files taken from cache peers", async () => {
   const stats = new Stats();
   const source: StatusSource = {
-    pool: { source: "stand-in", snapshot: () => [] },
+    pool: { source: "stand-in", snapshot: () => [], hedgeBudget: { hedges: 0, wins: 0 } },
     customPools: new Map(),
     store: { root: "/nowhere" },
     downloads: { list: () => [] },
@@ -374,6 +376,7 @@ Deno.test("GET /status and /metrics name the node and count the files taken from
     startedAt: 0,
     nodeName: "site-1:7878",
     config: { cache_peers: ["http://10.0.0.2:7878/", "http://user:secret@10.0.0.3:7878/"] },
+    outage: { since: undefined },
   };
   const routes = statusRoutes(source, { now: () => 0 });
   const get = async (path: string) => await routes.request(path);
