@@ -269,20 +269,30 @@ async function serve(cli: Cli): Promise<void> {
     maxConnections: config.max_connections,
   });
 
-  const stop = async (signal: string) => {
+  // One stop, whatever number of signals: under `deno task` a terminal's Ctrl-C reaches flexo twice (from the
+  // terminal and forwarded by the task runner), and a repeated signal must not start a second shutdown.
+  let stopping: Promise<void> | undefined;
+  const stop = (signal: Deno.Signal) => {
+    if (stopping !== undefined) {
+      log.debug("Already stopping; {signal} ignored", { signal });
+      return;
+    }
     log.info("{signal} received: finishing running transfers, then stopping", { signal });
-    selection.stop();
-    void cleaner.stop();
-    app.prefetcher.stop();
-    // /healthz answers 503 while requests are still served, so a balancer drains the node (see docs/scaling.md).
-    app.health.startDraining();
-    await drainPeriod(config.shutdown_drain_secs * 1000);
-    await server.shutdown({ graceMs: 10_000 });
-    await closeLogging();
-    Deno.exit(0);
+    stopping = (async () => {
+      selection.stop();
+      void cleaner.stop();
+      app.prefetcher.stop();
+      // /healthz answers 503 while requests are still served, so a balancer drains the node (docs/scaling.md).
+      app.health.startDraining();
+      await drainPeriod(config.shutdown_drain_secs * 1000);
+      await server.shutdown({ graceMs: 10_000 });
+      // Transfers still running after the grace are left (their partial files resume at the next start).
+      await closeLogging();
+      Deno.exit(0);
+    })();
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    Deno.addSignalListener(signal, () => void stop(signal));
+    Deno.addSignalListener(signal, () => stop(signal));
   }
   // A fault in one corner must not take the proxy away from every client: it is logged, and serving goes on.
   globalThis.addEventListener("unhandledrejection", (event) => {
@@ -298,6 +308,10 @@ async function serve(cli: Cli): Promise<void> {
     });
   });
   await server.finished;
+  // The server ends when a stop closes it; the stop then writes the log's last lines and ends the process, so
+  // returning now (to main's exit) would cut them off.
+  await stopping;
+  await closeLogging();
 }
 
 async function checkConfig(cli: Cli): Promise<void> {
