@@ -17,6 +17,7 @@ import { createApp } from "./src/app/app.ts";
 import { drainPeriod } from "./src/app/health.ts";
 import { CacheStore } from "./src/cache/cache_store.ts";
 import { CacheUsage } from "./src/cache/cache_usage.ts";
+import { watchCacheChanges } from "./src/cache/cache_watch.ts";
 import {
   Cleaner,
   cleaningEnabled,
@@ -233,6 +234,16 @@ async function serve(cli: Cli): Promise<void> {
     onError: (error) => log.warn("Could not measure the cache directory: {error}", { error: error.message }),
   });
   void cacheUsage.start();
+  // Another process's changes (flexo import, flexo clean, rm) have the cache counted again.
+  const cacheWatch = watchCacheChanges(cacheUsage, {
+    onError: (error) =>
+      log.warn(
+        "Cannot watch the cache directory for other processes' changes ({error}): the cache counts miss what " +
+          "flexo import or another process changes until a restart; if the inotify limit was reached, raise " +
+          "fs.inotify.max_user_watches",
+        { error: error.message },
+      ),
+  });
   const app = createApp(config, {
     pool,
     log: logOutput,
@@ -280,6 +291,7 @@ async function serve(cli: Cli): Promise<void> {
     log.info("{signal} received: finishing running transfers, then stopping", { signal });
     stopping = (async () => {
       selection.stop();
+      cacheWatch.stop();
       void cleaner.stop();
       app.prefetcher.stop();
       // /healthz answers 503 while requests are still served, so a balancer drains the node (docs/scaling.md).
