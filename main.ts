@@ -66,12 +66,6 @@ Options:
 Settings are layered: built-in defaults < configuration file < FLEXO_* environment variables < options.
 Point pacman at it with "Server = http://HOST:7878/$repo/os/$arch" in /etc/pacman.d/mirrorlist.`;
 
-/** Keys that are validated but not used by any feature yet; setting one logs that it has no effect. */
-const INACTIVE_KEYS = [
-  // flexo's plain mirror list; the latency test results file (mirrorlist_latency_test_results_file) replaces it.
-  "mirrorlist_fallback_file",
-];
-
 interface Cli {
   command: "serve" | "check-config" | "clean" | "import" | "prefetch";
   configPath?: string;
@@ -164,7 +158,6 @@ async function effectiveConfig(cli: Cli): Promise<{ config: Config; warnings: st
     configPathExplicit: cli.configPath !== undefined,
     env: Deno.env.toObject(),
     overrides: cli.overrides,
-    inactiveKeys: INACTIVE_KEYS,
   });
   const resolved = await resolveUserDirectories(loaded.config, {
     env: Deno.env.toObject(),
