@@ -17,6 +17,7 @@ import { createApp } from "./src/app/app.ts";
 import { drainPeriod } from "./src/app/health.ts";
 import { CacheStore } from "./src/cache/cache_store.ts";
 import { CacheUsage } from "./src/cache/cache_usage.ts";
+import { watchCacheChanges } from "./src/cache/cache_watch.ts";
 import {
   Cleaner,
   cleaningEnabled,
@@ -64,12 +65,6 @@ Options:
 
 Settings are layered: built-in defaults < configuration file < FLEXO_* environment variables < options.
 Point pacman at it with "Server = http://HOST:7878/$repo/os/$arch" in /etc/pacman.d/mirrorlist.`;
-
-/** Keys that are validated but not used by any feature yet; setting one logs that it has no effect. */
-const INACTIVE_KEYS = [
-  // flexo's plain mirror list; the latency test results file (mirrorlist_latency_test_results_file) replaces it.
-  "mirrorlist_fallback_file",
-];
 
 interface Cli {
   command: "serve" | "check-config" | "clean" | "import" | "prefetch";
@@ -163,7 +158,6 @@ async function effectiveConfig(cli: Cli): Promise<{ config: Config; warnings: st
     configPathExplicit: cli.configPath !== undefined,
     env: Deno.env.toObject(),
     overrides: cli.overrides,
-    inactiveKeys: INACTIVE_KEYS,
   });
   const resolved = await resolveUserDirectories(loaded.config, {
     env: Deno.env.toObject(),
@@ -233,6 +227,16 @@ async function serve(cli: Cli): Promise<void> {
     onError: (error) => log.warn("Could not measure the cache directory: {error}", { error: error.message }),
   });
   void cacheUsage.start();
+  // Another process's changes (flexo import, flexo clean, rm) have the cache counted again.
+  const cacheWatch = watchCacheChanges(cacheUsage, {
+    onError: (error) =>
+      log.warn(
+        "Cannot watch the cache directory for other processes' changes ({error}): the cache counts miss what " +
+          "flexo import or another process changes until a restart; if the inotify limit was reached, raise " +
+          "fs.inotify.max_user_watches",
+        { error: error.message },
+      ),
+  });
   const app = createApp(config, {
     pool,
     log: logOutput,
@@ -269,20 +273,31 @@ async function serve(cli: Cli): Promise<void> {
     maxConnections: config.max_connections,
   });
 
-  const stop = async (signal: string) => {
+  // One stop, whatever number of signals: under `deno task` a terminal's Ctrl-C reaches flexo twice (from the
+  // terminal and forwarded by the task runner), and a repeated signal must not start a second shutdown.
+  let stopping: Promise<void> | undefined;
+  const stop = (signal: Deno.Signal) => {
+    if (stopping !== undefined) {
+      log.debug("Already stopping; {signal} ignored", { signal });
+      return;
+    }
     log.info("{signal} received: finishing running transfers, then stopping", { signal });
-    selection.stop();
-    void cleaner.stop();
-    app.prefetcher.stop();
-    // /healthz answers 503 while requests are still served, so a balancer drains the node (see docs/scaling.md).
-    app.health.startDraining();
-    await drainPeriod(config.shutdown_drain_secs * 1000);
-    await server.shutdown({ graceMs: 10_000 });
-    await closeLogging();
-    Deno.exit(0);
+    stopping = (async () => {
+      selection.stop();
+      cacheWatch.stop();
+      void cleaner.stop();
+      app.prefetcher.stop();
+      // /healthz answers 503 while requests are still served, so a balancer drains the node (docs/scaling.md).
+      app.health.startDraining();
+      await drainPeriod(config.shutdown_drain_secs * 1000);
+      await server.shutdown({ graceMs: 10_000 });
+      // Transfers still running after the grace are left (their partial files resume at the next start).
+      await closeLogging();
+      Deno.exit(0);
+    })();
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    Deno.addSignalListener(signal, () => void stop(signal));
+    Deno.addSignalListener(signal, () => stop(signal));
   }
   // A fault in one corner must not take the proxy away from every client: it is logged, and serving goes on.
   globalThis.addEventListener("unhandledrejection", (event) => {
@@ -298,6 +313,10 @@ async function serve(cli: Cli): Promise<void> {
     });
   });
   await server.finished;
+  // The server ends when a stop closes it; the stop then writes the log's last lines and ends the process, so
+  // returning now (to main's exit) would cut them off.
+  await stopping;
+  await closeLogging();
 }
 
 async function checkConfig(cli: Cli): Promise<void> {

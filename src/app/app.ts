@@ -148,7 +148,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     return target.customRepo ? customPools.get(target.customRepo)! : pool;
   };
   const store = new CacheStore(config.cache_directory, { now: deps.now });
-  const stats = options.stats ?? new Stats();
+  const stats = options.stats ?? new Stats({ now: deps.now });
   const packageIndex = new PackageIndex();
   const downloads = new DownloadManager({
     store,
@@ -178,7 +178,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     poolFor,
     deps,
     limits,
-    onUpstreamBytes: (bytes) => stats.bytesFromUpstream += bytes,
+    onUpstreamBytes: (bytes) => stats.recordUpstreamBytes(bytes),
     stale: {
       deadlineMs: options.staleDeadlineMs ?? STALE_DEADLINE_MS,
       timers: options.timers ??

@@ -37,20 +37,36 @@ export interface CacheFileChange {
 /** Package files never change under one name, so only the sizes of other files are remembered. */
 const IMMUTABLE_FILE = /\.pkg\.tar(\.[a-z0-9]+)?(\.sig)?$/;
 
+/** What one walk of the cache directory counted. */
+interface Tally {
+  bytes: number;
+  files: number;
+  /** Sizes of files that may be replaced in place, by relative path. */
+  mutable: Map<string, number>;
+  /** Every file the walk counted, with its size, by relative path (dropped when the walk ends). */
+  counted: Map<string, number>;
+}
+
+function emptyTally(): Tally {
+  return { bytes: 0, files: 0, mutable: new Map(), counted: new Map() };
+}
+
+/** Paths remembered for {@linkcode CacheUsage.takeReported} at most; beyond, changes look foreign (a rescan). */
+const MAX_REPORTED = 10_000;
+
 /** The size and file count of a cache directory. */
 export class CacheUsage {
   /** The absolute cache directory. */
   readonly root: string;
-  #bytes = 0;
-  #files = 0;
+  /** The numbers shown; during the first scan, the scan's own tally is shown instead. */
+  #current: Tally = emptyTally();
   #complete = false;
   #scan?: Promise<void>;
-  /** Sizes of files that may be replaced in place (databases and their signatures), by relative path. */
-  #mutable = new Map<string, number>();
-  /** Paths added or removed while the first scan runs: their sizes are read again at its end. */
-  #touchedDuringScan = new Set<string>();
-  /** What the running scan counted, by relative path (dropped when it ends). */
-  #counted = new Map<string, number>();
+  /** The walk under way (the first scan or a rescan), and whether another was asked for meanwhile. */
+  #walking?: { tally: Tally; touched: Set<string>; promise: Promise<void> };
+  #again = false;
+  /** Paths the proxy reported through added() and removed() since the last takeReported(). */
+  #reported = new Set<string>();
   #onError?: (error: Error) => void;
 
   /** @param cacheDir The cache directory (made absolute). Nothing happens until {@linkcode CacheUsage.start}. */
@@ -61,44 +77,61 @@ export class CacheUsage {
 
   /** Starts the scan in the background (once); the promise resolves when it has ended, and never rejects. */
   start(): Promise<void> {
-    this.#scan ??= this.#runScan();
+    this.#scan ??= this.#walk();
     return this.#scan;
+  }
+
+  /**
+   * Counts the directory again and then shows the new numbers, for changes the proxy was not told about (another
+   * process such as `flexo import` wrote to the cache). One walk at a time: asked during a walk, another follows
+   * it. Resolves when the numbers are current; never rejects.
+   */
+  rescan(): Promise<void> {
+    if (this.#scan === undefined) return this.start();
+    if (this.#walking === undefined) return this.#walk();
+    this.#again = true;
+    return this.#walking.promise; // it ends after the walk that follows it
   }
 
   /** The numbers as known now. */
   snapshot(): CacheUsageSnapshot {
-    return { bytes: this.#bytes, files: this.#files, complete: this.#complete };
+    const shown = this.#complete ? this.#current : this.#walking?.tally ?? this.#current;
+    return { bytes: shown.bytes, files: shown.files, complete: this.#complete };
+  }
+
+  /**
+   * The cache paths (relative) that the proxy reported as added or removed since the last call: a watcher of the
+   * directory tells its own changes from another process's by them.
+   */
+  takeReported(): Set<string> {
+    const reported = this.#reported;
+    this.#reported = new Set();
+    return reported;
   }
 
   /** Counts a file that was added to the cache (a committed download). */
   added(bytes: number, change: CacheFileChange = {}): void {
-    const key = this.#keyOf(change.path);
-    if (key !== undefined && !this.#complete && this.#scan) {
-      this.#touchedDuringScan.add(key);
-      return;
-    }
-    if (key !== undefined && !IMMUTABLE_FILE.test(key)) {
-      const before = this.#mutable.get(key);
-      this.#mutable.set(key, bytes);
-      if (before !== undefined) {
-        this.#bytes += bytes - before;
-        return;
-      }
-    }
-    this.#bytes += bytes;
-    this.#files += 1;
+    const key = this.#note(change.path);
+    if (!this.#complete && this.#walking) return; // counted at the end of the first scan
+    applyAdded(this.#current, key, bytes);
   }
 
   /** Counts a file that was removed from the cache (retention, size limit, a rejected file). */
   removed(bytes: number, change: CacheFileChange = {}): void {
-    const key = this.#keyOf(change.path);
-    if (key !== undefined && !this.#complete && this.#scan) {
-      this.#touchedDuringScan.add(key);
-      return;
-    }
-    if (key !== undefined) this.#mutable.delete(key);
-    this.#bytes = Math.max(0, this.#bytes - bytes);
-    this.#files = Math.max(0, this.#files - 1);
+    const key = this.#note(change.path);
+    if (!this.#complete && this.#walking) return; // counted at the end of the first scan
+    if (key !== undefined) this.#current.mutable.delete(key);
+    this.#current.bytes = Math.max(0, this.#current.bytes - bytes);
+    this.#current.files = Math.max(0, this.#current.files - 1);
+  }
+
+  /** Remembers a reported path: for the walk under way (to count it again) and for takeReported(). */
+  #note(path: string | undefined): string | undefined {
+    const key = this.#keyOf(path);
+    if (key === undefined) return undefined;
+    this.#walking?.touched.add(key);
+    if (this.#reported.size < MAX_REPORTED) this.#reported.add(key);
+    return key;
   }
 
   #keyOf(path: string | undefined): string | undefined {
@@ -107,49 +140,76 @@ export class CacheUsage {
     return rel.startsWith("..") ? undefined : rel;
   }
 
-  async #runScan(): Promise<void> {
+  #walk(): Promise<void> {
+    const walking = { tally: emptyTally(), touched: new Set<string>(), promise: Promise.resolve() };
+    walking.promise = this.#count(walking.tally, walking.touched).then(() => {
+      this.#current = walking.tally;
+      this.#complete = true;
+      this.#walking = undefined;
+      if (this.#again) {
+        this.#again = false;
+        return this.#walk();
+      }
+    });
+    this.#walking = walking;
+    return walking.promise;
+  }
+
+  async #count(tally: Tally, touched: Set<string>): Promise<void> {
     try {
-      await this.#walk(this.root, "");
+      await walkInto(tally, this.root, "");
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) {
         this.#onError?.(error instanceof Error ? error : new Error(String(error)));
       }
     }
-    // Files added or removed during the scan may or may not have been seen by it: count what is there now.
-    for (const key of this.#touchedDuringScan) {
-      const seen = this.#counted.get(key);
+    // Files added or removed during the walk may or may not have been seen by it: count what is there now.
+    for (const key of touched) {
+      const seen = tally.counted.get(key);
       if (seen !== undefined) {
-        this.#bytes -= seen;
-        this.#files -= 1;
-        this.#mutable.delete(key);
+        tally.bytes -= seen;
+        tally.files -= 1;
+        tally.mutable.delete(key);
       }
       const size = await fileSize(join(this.root, key));
       if (size === undefined) continue;
-      this.#bytes += size;
-      this.#files += 1;
-      if (!IMMUTABLE_FILE.test(key)) this.#mutable.set(key, size);
+      tally.bytes += size;
+      tally.files += 1;
+      if (!IMMUTABLE_FILE.test(key)) tally.mutable.set(key, size);
     }
-    this.#touchedDuringScan.clear();
-    this.#counted.clear();
-    this.#complete = true;
+    tally.counted.clear();
   }
+}
 
-  async #walk(dir: string, prefix: string): Promise<void> {
-    for await (const entry of Deno.readDir(dir)) {
-      if (prefix === "" && entry.name === PARTIAL_DIR) continue;
-      const key = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
-      if (entry.isDirectory) {
-        await this.#walk(join(dir, entry.name), key);
-        continue;
-      }
-      if (!entry.isFile) continue;
-      const size = await fileSize(join(dir, entry.name));
-      if (size === undefined) continue;
-      this.#counted.set(key, size);
-      this.#bytes += size;
-      this.#files += 1;
-      if (!IMMUTABLE_FILE.test(key)) this.#mutable.set(key, size);
+/** Counts an added file into `tally`; a replaced mutable file changes its size instead of counting twice. */
+function applyAdded(tally: Tally, key: string | undefined, bytes: number): void {
+  if (key !== undefined && !IMMUTABLE_FILE.test(key)) {
+    const before = tally.mutable.get(key);
+    tally.mutable.set(key, bytes);
+    if (before !== undefined) {
+      tally.bytes += bytes - before;
+      return;
     }
+  }
+  tally.bytes += bytes;
+  tally.files += 1;
+}
+
+async function walkInto(tally: Tally, dir: string, prefix: string): Promise<void> {
+  for await (const entry of Deno.readDir(dir)) {
+    if (prefix === "" && entry.name === PARTIAL_DIR) continue;
+    const key = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
+    if (entry.isDirectory) {
+      await walkInto(tally, join(dir, entry.name), key);
+      continue;
+    }
+    if (!entry.isFile) continue;
+    const size = await fileSize(join(dir, entry.name));
+    if (size === undefined) continue;
+    tally.counted.set(key, size);
+    tally.bytes += size;
+    tally.files += 1;
+    if (!IMMUTABLE_FILE.test(key)) tally.mutable.set(key, size);
   }
 }
 

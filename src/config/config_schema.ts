@@ -254,7 +254,9 @@ export const configObjectSchema = z.object({
     .describe("Directory where downloaded packages are stored; the user running flexo needs write access."),
   mirrorlist_fallback_file: z.string({ error: PATH }).trim().min(1).default(DEFAULT_MIRRORLIST_FALLBACK_FILE)
     .describe(
-      "The ranked mirror list of the last mirror selection, so that flexo can start without fetching it.",
+      "The mirrors of the last ranking, one URL a line as the original flexo writes it; without a saved " +
+        "ranking, a start uses them (before mirrors_predefined and the built-in list) until the mirrors are " +
+        "ranked again, and keeps them while the status JSON cannot be fetched.",
     ),
   mirrorlist_latency_test_results_file: z.string({ error: PATH }).trim().min(1)
     .default(DEFAULT_LATENCY_TEST_RESULTS_FILE)

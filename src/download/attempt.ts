@@ -8,10 +8,13 @@
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
 import { type AcceptOptions, acceptResponse, type Progress } from "./partial_resume.ts";
 import { parseHttpDate } from "../http/dates.ts";
 import { askMirror, pumpBody, type TransferDeps, type TransferLimits } from "./transfer.ts";
+
+const log = getLogger(["flexo", "download"]);
 
 /** How a mirror answered the request of an attempt. */
 export type AttemptHead =
@@ -115,6 +118,15 @@ export class Attempt {
     if (accepted.type !== "accepted") {
       await response.body?.cancel();
       return accepted;
+    }
+    if (accepted.skip > 0) {
+      // The mirror ignored the Range: the bytes on disk come again and are dropped. It works, but costs a
+      // whole transfer, so an operator should know which mirror does it.
+      log.warn(
+        "{mirror} refused to resume {path} from byte {written}: it ignored the Range request and sends the " +
+          "whole file again (the first {written} bytes are downloaded twice and dropped)",
+        { mirror: this.mirror, path: upstreamPath, written: accepted.skip },
+      );
     }
     return {
       type: "accepted",

@@ -89,6 +89,8 @@ export class Download {
   readonly finished: Promise<void>;
   /** Bytes of the file on disk so far (from offset 0). Clients may have {@linkcode Download.releasable}. */
   written = 0;
+  /** Bytes that were on disk already when it started (a resumed partial file), for its speed. */
+  resumedFrom = 0;
   /** Announced length of the whole file, once known. */
   total?: number;
   state: DownloadState = "starting";
@@ -236,6 +238,7 @@ export class Download {
     });
     this.#meta = resume.meta;
     this.written = resume.written;
+    this.resumedFrom = resume.written;
     this.total = resume.total;
     this.#expect = await this.#options.expect;
     if (this.#expect) {

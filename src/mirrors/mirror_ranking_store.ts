@@ -1,6 +1,7 @@
 /**
  * The persisted mirror ranking (`mirrorlist_latency_test_results_file`), so that the next start can reuse it
- * instead of testing all mirrors again.
+ * instead of testing all mirrors again; and flexo's plain list of the ranked mirrors (`mirrorlist_fallback_file`),
+ * the stand-in when there is no ranking and the status JSON cannot be fetched.
  *
  * The file is JSON: `{ "version": 4, "timestamp": "<ISO 8601>", "settings": "...", "mirrors": [{ "url",
  * "latencyMs", "countryCode", "score" }] }`, best mirror first. Version 4 follows flexo's own format version 3, which is
@@ -155,14 +156,67 @@ export function rankingAgeMs(ranking: StoredRanking, now: number): number {
  * so that a crash never leaves a half-written file. Creates the directory if needed.
  */
 export async function writeRanking(path: string, ranking: Omit<StoredRanking, "version">): Promise<void> {
-  const directory = dirname(path);
-  await Deno.mkdir(directory, { recursive: true });
   const stored: StoredRanking = { version: RANKING_FILE_VERSION, ...ranking };
+  await writeAtomically(path, `${JSON.stringify(stored, null, 2)}\n`, "mirrorlist_latency_test_results_file");
+}
+
+/**
+ * Reads `mirrorlist_fallback_file`, flexo's plain mirror list: one base URL a line, best first (as the original
+ * writes it). Empty lines and `#` comments are skipped, and so is a pacman mirrorlist's `Server = ` with its
+ * `$repo/os/$arch` ending, so that a hand-written list works too.
+ *
+ * @returns The URLs, or undefined when the file is missing, unreadable or lists no http(s) URL (with a warning
+ * for the latter two).
+ */
+export function readMirrorListSync(path: string, options: ReadRankingOptions = {}): string[] | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    options.log?.warn(
+      `Could not read the mirror list ${path} (${(error as Error).message}); check the permissions of ` +
+        "mirrorlist_fallback_file.",
+    );
+    return undefined;
+  }
+  const urls: string[] = [];
+  const refused: string[] = [];
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/#.*$/, "").trim().replace(/^Server\s*=\s*/i, "").replace(
+      /\$repo\/os\/\$arch$/,
+      "",
+    );
+    if (line === "") continue;
+    if (/^https?:\/\/[^\s/]+/.test(line)) urls.push(line);
+    else refused.push(line);
+  }
+  if (refused.length > 0) {
+    options.log?.warn(
+      `Ignoring ${refused.length} line(s) of the mirror list ${path} that are not http(s) URLs (first: ` +
+        `"${refused[0]}"); write one mirror URL a line.`,
+    );
+  }
+  return urls.length > 0 ? urls : undefined;
+}
+
+/** Writes `urls` to `mirrorlist_fallback_file` atomically, one a line, as flexo does (no newline at the end). */
+export async function writeMirrorList(path: string, urls: readonly string[]): Promise<void> {
+  await writeAtomically(path, urls.join("\n"), "mirrorlist_fallback_file");
+}
+
+/**
+ * Writes `text` to a temporary file in the directory of `path`, flushed, then renamed over `path`, so that a crash
+ * never leaves a half-written file. Creates the directory if needed; an error names `setting`.
+ */
+async function writeAtomically(path: string, text: string, setting: string): Promise<void> {
+  const directory = dirname(path);
   const temporary = join(directory, `.${crypto.randomUUID()}.tmp`);
   try {
+    await Deno.mkdir(directory, { recursive: true });
     const file = await Deno.open(temporary, { write: true, createNew: true, mode: 0o644 });
     try {
-      const data = new TextEncoder().encode(`${JSON.stringify(stored, null, 2)}\n`);
+      const data = new TextEncoder().encode(text);
       for (let written = 0; written < data.length;) written += await file.write(data.subarray(written));
       await file.sync();
     } finally {
@@ -172,10 +226,9 @@ export async function writeRanking(path: string, ranking: Omit<StoredRanking, "v
   } catch (error) {
     await Deno.remove(temporary).catch(() => {});
     throw new Error(
-      `Could not write the mirror ranking to ${path}: ${
+      `Could not write ${path}: ${
         (error as Error).message
-      }. Check that the directory ` +
-        `of mirrorlist_latency_test_results_file is writable.`,
+      }. Check that the directory of ${setting} is writable.`,
       { cause: error },
     );
   }

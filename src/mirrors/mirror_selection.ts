@@ -2,17 +2,26 @@
  * Automatic mirror selection (`mirror_selection_method = "auto"`) that never blocks the proxy.
  *
  * Before {@linkcode startMirrorSelection} returns, the pool already holds the best list available without the
- * network: the persisted ranking, else `mirrors_predefined`, else the built-in mirrors. In the background it then
- * fetches the mirror status JSON, puts the best-scored mirrors into the pool at once, latency-tests the
- * candidates, ranks them by a combined score that includes what the pool learnt on real downloads
- * (`mirror_score.ts`), persists the ranking and repeats every `refresh_latency_tests_after`.
+ * network: the persisted ranking, else the mirror list of the last ranking (`mirrorlist_fallback_file`, as flexo
+ * keeps it), else `mirrors_predefined`, else the built-in mirrors. In the background it then fetches the mirror
+ * status JSON (when that fails, the list at hand stays), puts the best-scored mirrors into the pool at once,
+ * latency-tests the candidates, ranks them by a combined score that includes what the pool learnt on real
+ * downloads (`mirror_score.ts`), persists the ranking and the mirror list, and repeats every
+ * `refresh_latency_tests_after`.
  *
  * @module
  */
 
 import type { Config } from "../config/config_schema.ts";
 import { type LatencyResult, rankMirrorsByLatency } from "./latency_test.ts";
-import { type RankedMirror, rankingAgeMs, readRankingSync, writeRanking } from "./mirror_ranking_store.ts";
+import {
+  type RankedMirror,
+  rankingAgeMs,
+  readMirrorListSync,
+  readRankingSync,
+  writeMirrorList,
+  writeRanking,
+} from "./mirror_ranking_store.ts";
 import { rankByCombinedScore } from "./mirror_score.ts";
 import { BUILT_IN_MIRRORS, type MirrorPool } from "./mirrors.ts";
 import { fetchMirrorStatus, filterMirrors } from "./mirror_status.ts";
@@ -73,6 +82,8 @@ export function primaryMirrorLogger(
 
 /** Sources that are only stand-ins until the status JSON or a ranking is available. */
 const FALLBACK_SOURCES = new Set(["predefined", "built-in"]);
+/** The pool's source when it holds the mirror list of `mirrorlist_fallback_file`. */
+const MIRROR_LIST_SOURCE = "mirrorlist fallback file";
 const DEFAULT_REFRESH = "8 days";
 /** setTimeout cannot wait longer than this (about 24.8 days); longer waits are chained. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -196,7 +207,7 @@ class AutoSelection {
             ? "; the ranking is due for a refresh, testing the mirrors in the background."
             : "; the [mirrors_auto] settings changed since, testing the mirrors in the background."),
       );
-    } else {
+    } else if (!this.#useMirrorList()) {
       setFallback(this.#config, pool, this.#log);
     }
     let ready: Promise<void>;
@@ -207,6 +218,18 @@ class AutoSelection {
       ready = this.refresh();
     }
     return { ready, refresh: () => this.refresh(), stop: () => this.stop() };
+  }
+
+  /** Fills the pool from `mirrorlist_fallback_file`; false when it lists no mirror. */
+  #useMirrorList(): boolean {
+    const path = this.#config.mirrorlist_fallback_file;
+    const urls = readMirrorListSync(path, { log: this.#log });
+    if (urls === undefined) return false;
+    this.#deps.pool.setMirrors(urls, MIRROR_LIST_SOURCE);
+    this.#log.info(
+      `Using the ${urls.length} mirrors of the last ranking from ${path} until the mirrors are ranked again.`,
+    );
+    return true;
   }
 
   refresh(): Promise<void> {
@@ -318,6 +341,13 @@ class AutoSelection {
   }
 
   async #persist(ranked: RankedMirror[]): Promise<void> {
+    try {
+      await writeMirrorList(this.#config.mirrorlist_fallback_file, ranked.map((r) => r.url));
+    } catch (error) {
+      this.#log.warn(
+        `${(error as Error).message} Without it, a start without the status JSON uses fewer mirrors.`,
+      );
+    }
     const path = this.#config.mirrorlist_latency_test_results_file;
     if (path === "") return;
     const mirrors = ranked.map(({ url, latencyMs, countryCode, score }) => ({

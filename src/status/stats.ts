@@ -5,6 +5,7 @@
  */
 
 import type { RequestResult } from "../app/proxy.ts";
+import { TrafficHistory } from "./traffic_history.ts";
 
 /** How a request ended, as counted: the proxy's results plus the error classes. */
 export type CountedResult =
@@ -43,24 +44,35 @@ export class Stats {
   peerHits = 0;
   /** The last errors, newest last. */
   readonly recentErrors: RecentError[] = [];
+  /** Requests and bytes of the last 24 hours, for the status page's chart. */
+  readonly history: TrafficHistory;
   #maxErrors: number;
 
   /**
    * Counters at zero.
    *
-   * @param options `maxErrors`: how many recent errors to keep (default 20).
+   * @param options `maxErrors`: how many recent errors to keep (default 20); `now`: the clock of the history.
    */
-  constructor(options: { maxErrors?: number } = {}) {
+  constructor(options: { maxErrors?: number; now?: () => number } = {}) {
     this.#maxErrors = options.maxErrors ?? 20;
+    this.history = new TrafficHistory({ now: options.now });
   }
 
   /**
    * Counts one answered request and the body bytes it sends from the cache. Bytes from upstream are counted as
-   * they flow (see ProxyContext.onUpstreamBytes), not here.
+   * they flow ({@linkcode Stats.recordUpstreamBytes}), not here.
    */
   recordRequest(result: CountedResult, cacheBytes = 0): void {
     this.requests.set(result, (this.requests.get(result) ?? 0) + 1);
     this.bytesFromCache += cacheBytes;
+    this.history.add("requests", 1);
+    if (cacheBytes > 0) this.history.add("fromCacheBytes", cacheBytes);
+  }
+
+  /** Counts body bytes sent to a client as they came from upstream. */
+  recordUpstreamBytes(bytes: number): void {
+    this.bytesFromUpstream += bytes;
+    this.history.add("fromUpstreamBytes", bytes);
   }
 
   /** Remembers an error for the status page. */

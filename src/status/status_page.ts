@@ -66,6 +66,15 @@ ul#prefetch-files li { word-break: break-all; }
 ol#errors { list-style: none; padding: 0; margin: 0; }
 ol#errors li { padding: 6px 0; border-bottom: 1px solid var(--line); word-break: break-word; }
 ol#errors time { color: var(--muted); margin-right: 10px; font-variant-numeric: tabular-nums; }
+#traffic svg { display: block; width: 100%; height: 140px; background: var(--panel);
+  border: 1px solid var(--line); border-radius: 8px; }
+#traffic .cache { fill: var(--ok); } #traffic .upstream { fill: var(--warn); }
+#traffic .rate { fill: none; stroke: var(--accent); stroke-width: 1.5; vector-effect: non-scaling-stroke; }
+.legend { color: var(--muted); font-size: 12px; margin-top: 4px; }
+.legend .key { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 4px 0 10px;
+  vertical-align: -1px; }
+.legend .key.cache { background: var(--ok); } .legend .key.upstream { background: var(--warn); }
+.legend .key.rate { background: var(--accent); height: 2px; vertical-align: 3px; }
 footer { margin-top: 30px; color: var(--muted); font-size: 12px; }
 a { color: var(--accent); }
 `;
@@ -110,6 +119,10 @@ export function statusPage(report: StatusReport, options: { nonce: string }): st
   <div class="card"><div class="label">Downloads now</div><div class="value" id="download-count"></div>
     <div class="note">into the cache from upstream</div></div>
 </section>
+<h2>Last 24 hours <small id="traffic-note"></small></h2>
+<div id="traffic"></div>
+<div class="legend"><span class="key cache"></span>bytes from the cache<span class="key upstream"></span>bytes
+  from upstream<span class="key rate"></span>requests per minute (own scale)</div>
 <h2>Downloads in progress</h2>
 <table>
   <thead><tr><th>File</th><th>Progress</th><th class="num">Speed</th><th>Mirror</th><th class="num">Running</th></tr></thead>

@@ -22,6 +22,7 @@
 
 import type { MirrorStats } from "../mirrors/mirrors.ts";
 import type { DownloadReport, StatusReport } from "./status_report.ts";
+import type { TrafficSnapshot } from "./traffic_history.ts";
 
 /**
  * The page's script: call it in the browser, as `(${statusPageScript})(2000)`, in a page that has the
@@ -254,6 +255,74 @@ export function statusPageScript(refreshIntervalMs: number): void {
     $("prefetch-files").replaceChildren(...files);
   }
 
+  /**
+   * The chart of the last 24 hours as inline SVG (no external assets: the page's policy allows none): per
+   * bucket a bar of bytes from the cache with bytes from upstream stacked on it, and a line of requests per
+   * minute on a scale of its own.
+   */
+  function trafficChart(t: TrafficSnapshot): Element {
+    const SVG = "http://www.w3.org/2000/svg";
+    const svg = (tag: string, attrs: Record<string, string>): Element => {
+      const node = document.createElementNS(SVG, tag);
+      for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+      return node;
+    };
+    const n = t.requests.length;
+    const width = n * 3, height = 100;
+    const perMinute = t.requests.map((r) => r / (t.bucketMs / 60_000));
+    const maxBytes = Math.max(1, ...t.fromCacheBytes.map((c, i) => c + t.fromUpstreamBytes[i]));
+    const maxRate = Math.max(1, ...perMinute);
+    const chart = svg("svg", {
+      viewBox: "0 0 " + width + " " + height,
+      preserveAspectRatio: "none",
+      role: "img",
+      "aria-label": "bytes served from the cache and from upstream, and requests per minute, last 24 hours",
+      "data-buckets": String(n),
+    });
+    const points: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const cache = t.fromCacheBytes[i] / maxBytes * height;
+      const upstream = t.fromUpstreamBytes[i] / maxBytes * height;
+      const x = String(i * 3);
+      if (cache > 0) {
+        chart.append(svg("rect", {
+          class: "cache",
+          x,
+          y: String(height - cache),
+          width: "2.4",
+          height: String(cache),
+          "data-i": String(i),
+        }));
+      }
+      if (upstream > 0) {
+        chart.append(svg("rect", {
+          class: "upstream",
+          x,
+          y: String(height - cache - upstream),
+          width: "2.4",
+          height: String(upstream),
+          "data-i": String(i),
+        }));
+      }
+      points.push((i * 3 + 1.2) + "," + (height - perMinute[i] / maxRate * (height - 2)).toFixed(1));
+    }
+    chart.append(svg("polyline", { class: "rate", points: points.join(" ") }));
+    return chart;
+  }
+
+  function renderTraffic(t: TrafficSnapshot): void {
+    $("traffic").replaceChildren(trafficChart(t));
+    const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+    const peak = Math.max(0, ...t.requests) / (t.bucketMs / 60_000);
+    setText(
+      "traffic-note",
+      bytes(sum(t.fromCacheBytes)) + " from the cache, " + bytes(sum(t.fromUpstreamBytes)) +
+        " from upstream, " + plural(sum(t.requests), "request", "requests") + "; peak " +
+        (peak >= 10 ? Math.round(peak) : peak.toFixed(1)) + " requests/min (" +
+        Math.round(t.bucketMs / 60_000) + "-minute bars)",
+    );
+  }
+
   function render(s: StatusReport): void {
     setText("version", s.version);
     setText("node-name", s.node.name);
@@ -293,6 +362,7 @@ export function statusPageScript(refreshIntervalMs: number): void {
         : percent(s.served.fromCacheBytes / served) + " of the bytes served did not touch the internet",
     );
     setText("download-count", String(s.downloads.length));
+    renderTraffic(s.traffic);
 
     fill($("downloads"), s.downloads.map((d) => downloadRow(d, s.now)), 5, "No downloads in progress.");
     setText("mirror-source", "ranking: " + s.mirrors.source);

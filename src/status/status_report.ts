@@ -9,6 +9,7 @@ import { redactUrl, redactUrls } from "../redact_url.ts";
 import type { DownloadState } from "../download/download.ts";
 import type { MirrorStats } from "../mirrors/mirrors.ts";
 import type { PrefetchSummary, StatusOptions, StatusSource } from "./status_source.ts";
+import type { TrafficSnapshot } from "./traffic_history.ts";
 import { VERSION } from "../version.ts";
 
 /** One download in progress, as reported. */
@@ -25,7 +26,10 @@ export interface DownloadReport {
   state: DownloadState;
   /** When the download started (milliseconds since the epoch). */
   startedAt: number;
-  /** Recent speed in bytes per second; null until measured (two looks at least half a second apart). */
+  /**
+   * Recent speed in bytes per second: over the last 5 s, or since the start for a younger download; null in
+   * its first half second.
+   */
   bytesPerSecond: number | null;
 }
 
@@ -57,7 +61,10 @@ export interface StatusReport {
    * when that began (milliseconds since the epoch). Null while the mirrors answer.
    */
   servingCachedDatabases: { since: number } | null;
-  /** The official mirrors, best first, and where the ranking came from. */
+  /**
+   * The official mirrors, best first, and where the ranking came from. A mirror's `throughputBps` is the
+   * average of its finished transfers, or, before one finished, the speed of its running downloads.
+   */
   mirrors: { source: string; ranking: MirrorStats[] };
   /** The mirrors of each custom repository. */
   customRepos: { name: string; ranking: MirrorStats[] }[];
@@ -69,6 +76,18 @@ export interface StatusReport {
   recentErrors: { at: number; message: string }[];
   /** Prefetch runs, files and bytes so far, the last and the next run; null when not reported. */
   prefetch: PrefetchSummary | null;
+  /** Bytes from the cache and from upstream and requests of the last 24 hours, for the chart. */
+  traffic: TrafficSnapshot;
+}
+
+/** What {@linkcode SpeedMeter.sample} needs to know of a download. */
+export interface MeteredDownload {
+  /** When it started (milliseconds since the epoch). */
+  readonly startedAt: number;
+  /** Bytes on disk when it started (a resumed partial file). */
+  readonly resumedFrom: number;
+  /** Bytes on disk now. */
+  readonly written: number;
 }
 
 /** Measures the recent speed of downloads from how their byte counts change between looks. */
@@ -85,12 +104,20 @@ export class SpeedMeter {
     this.#windowMs = options.windowMs ?? 5_000;
   }
 
-  /** Records the byte count of `download` at `now` and returns its speed in bytes per second, if measurable. */
-  sample(download: object, written: number, now: number): number | null {
-    const samples = this.#samples.get(download) ?? [];
-    this.#samples.set(download, samples);
-    const last = samples.at(-1);
-    if (!last || now - last.at >= 200) samples.push({ at: now, written });
+  /**
+   * Records the byte count of `download` at `now` and returns its speed in bytes per second: over the last
+   * window, or since its start at the first looks (so that a page opened during a transfer shows a speed at
+   * once); null in the download's first half second.
+   */
+  sample(download: MeteredDownload, now: number): number | null {
+    let samples = this.#samples.get(download);
+    if (!samples) {
+      samples = [{ at: download.startedAt, written: download.resumedFrom }];
+      this.#samples.set(download, samples);
+    }
+    const written = download.written;
+    const last = samples.at(-1)!;
+    if (now - last.at >= 200) samples.push({ at: now, written });
     // Keep the newest sample that is at least a window old as the base, and drop the older ones.
     while (samples.length > 2 && now - samples[1].at >= this.#windowMs) samples.shift();
     const base = samples[0];
@@ -107,6 +134,26 @@ export function statusReport(
   const now = options.now();
   const usage = options.cacheUsage?.();
   const byResult = Object.fromEntries(app.stats.requests);
+  const downloads = app.downloads.list().map((d) => ({
+    path: d.segments.join("/"),
+    mirror: d.mirror === undefined ? null : redactUrl(d.mirror),
+    written: d.written,
+    total: d.total ?? null,
+    state: d.state,
+    startedAt: d.startedAt,
+    bytesPerSecond: options.speeds?.sample(d, now) ?? null,
+  }));
+  // Before a mirror's first transfer ends, its throughput is what its running downloads get now.
+  const live = new Map<string, number>();
+  for (const d of downloads) {
+    if (d.mirror !== null && d.bytesPerSecond !== null) {
+      live.set(d.mirror, (live.get(d.mirror) ?? 0) + d.bytesPerSecond);
+    }
+  }
+  const withLive = (ranking: MirrorStats[]) =>
+    ranking.map((m) =>
+      m.throughputBps === undefined && live.has(m.url) ? { ...m, throughputBps: live.get(m.url) } : m
+    );
   return {
     version: VERSION,
     node: {
@@ -129,20 +176,12 @@ export function statusReport(
       hitRatio: app.stats.hitRatio(),
     },
     served: { fromCacheBytes: app.stats.bytesFromCache, fromUpstreamBytes: app.stats.bytesFromUpstream },
-    downloads: app.downloads.list().map((d) => ({
-      path: d.segments.join("/"),
-      mirror: d.mirror === undefined ? null : redactUrl(d.mirror),
-      written: d.written,
-      total: d.total ?? null,
-      state: d.state,
-      startedAt: d.startedAt,
-      bytesPerSecond: options.speeds?.sample(d, d.written, now) ?? null,
-    })),
+    downloads,
     servingCachedDatabases: app.outage.since === undefined ? null : { since: app.outage.since },
-    mirrors: { source: app.pool.source, ranking: redactedRanking(app.pool.snapshot()) },
+    mirrors: { source: app.pool.source, ranking: withLive(redactedRanking(app.pool.snapshot())) },
     customRepos: [...app.customPools].map(([name, pool]) => ({
       name,
-      ranking: redactedRanking(pool.snapshot()),
+      ranking: withLive(redactedRanking(pool.snapshot())),
     })),
     /** Files removed and bytes freed by the retention policy or the cache size limit. */
     retention: { removals: app.stats.retentionRemovals, bytesFreed: app.stats.retentionBytesFreed },
@@ -152,6 +191,7 @@ export function statusReport(
       message: redactUrls(e.message),
     })),
     prefetch: options.prefetch?.() ?? null,
+    traffic: app.stats.history.snapshot(),
   };
 }
 

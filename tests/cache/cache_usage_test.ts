@@ -78,3 +78,40 @@ Deno.test("CacheUsage.start() reports a missing cache directory as empty without
     assertEquals(errors, []);
   });
 });
+
+Deno.test("CacheUsage.rescan() makes the numbers true after another process changed the cache", async () => {
+  await withDir(async (dir) => {
+    await write(dir, "core/os/x86_64/core.db", 1000);
+    const gone = await write(dir, "core/os/x86_64/old-1-1-x86_64.pkg.tar.zst", 300);
+    const usage = new CacheUsage(dir);
+    await usage.start();
+    assertEquals(usage.snapshot(), { bytes: 1300, files: 2, complete: true });
+    // Another process (flexo import, flexo clean) adds two files and removes one: the proxy is not told.
+    await write(dir, "extra/os/x86_64/a-1-1-x86_64.pkg.tar.zst", 5000);
+    await write(dir, "extra/os/x86_64/a-1-1-x86_64.pkg.tar.zst.sig", 100);
+    await Deno.remove(gone);
+    assertEquals(usage.snapshot(), { bytes: 1300, files: 2, complete: true }, "stale until counted again");
+    const rescan = usage.rescan();
+    assertEquals(usage.snapshot().bytes, 1300, "the old numbers stay shown while the walk runs");
+    await rescan;
+    assertEquals(usage.snapshot(), { bytes: 6100, files: 3, complete: true });
+  });
+});
+
+Deno.test("CacheUsage.rescan() counts the proxy's own changes during the walk exactly once", async () => {
+  await withDir(async (dir) => {
+    for (let i = 0; i < 400; i++) await write(dir, `core/os/x86_64/p${i}-1-1-x86_64.pkg.tar.zst`, 10);
+    const usage = new CacheUsage(dir);
+    await usage.start();
+    const rescan = usage.rescan();
+    const added = await write(dir, "core/os/x86_64/new-1-1-x86_64.pkg.tar.zst", 500);
+    usage.added(500, { path: added });
+    assertEquals(usage.snapshot(), { bytes: 4500, files: 401, complete: true }, "shown at once");
+    const again = usage.rescan();
+    assertEquals(again, rescan, "asked during a walk: one promise for it and the walk that follows");
+    await rescan;
+    assertEquals(usage.snapshot(), { bytes: 4500, files: 401, complete: true });
+    assertEquals([...usage.takeReported()], ["core/os/x86_64/new-1-1-x86_64.pkg.tar.zst"]);
+    assertEquals(usage.takeReported().size, 0, "taken once");
+  });
+});

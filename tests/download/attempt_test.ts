@@ -3,6 +3,7 @@
  * decision depends on the text of a message.
  */
 import nodeAssert from "node:assert/strict";
+import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { assert, assertEquals } from "../helpers/assert.ts";
 
 import { Attempt, type AttemptHead } from "../../src/download/attempt.ts";
@@ -76,6 +77,48 @@ Deno.test("Attempt.ask() tells every kind of answer apart by type", async () => 
     5,
     Date.UTC(2023, 10, 14, 22, 13, 20),
   ]);
+});
+
+Deno.test("Attempt.ask() logs a refused resume, naming the mirror, and not an honoured one", async () => {
+  const records: LogRecord[] = [];
+  await configure({
+    reset: true,
+    sinks: { capture: (record) => records.push(record) },
+    loggers: [
+      { category: ["flexo"], lowestLevel: "info", sinks: ["capture"] },
+      { category: ["logtape", "meta"], lowestLevel: "error", sinks: [] },
+    ],
+  });
+  const resumeAnywhere = { meta: {}, resumeAcrossMirrors: true };
+  const askResume = async (answer: () => Response) => {
+    const attempt = attemptAnswering(answer);
+    try {
+      const head = await attempt.ask(new Headers({ range: "bytes=3-" }), { written: 3 }, resumeAnywhere);
+      if (head.type === "accepted") await head.response.body?.cancel();
+      return head.type === "accepted" ? head.skip : head.type;
+    } finally {
+      attempt.close();
+    }
+  };
+  const text = () => records.map((r) => r.message.map(String).join("")).join("\n");
+  try {
+    const honoured = await askResume(() =>
+      new Response("lo", { status: 206, headers: { "content-range": "bytes 3-4/5", "content-length": "2" } })
+    );
+    assertEquals(honoured, 0);
+    assertEquals(text(), "", "a 206 is an ordinary resume");
+    const refused = await askResume(() => new Response("hello", { headers: { "content-length": "5" } }));
+    assertEquals(refused, 3, "the 200 is accepted, its first 3 bytes dropped");
+    assertEquals(records.length, 1, text());
+    assertEquals(records[0].level, "warning");
+    assertEquals(
+      text(),
+      `${A} refused to resume ${PATH} from byte 3: it ignored the Range request and sends the whole file ` +
+        "again (the first 3 bytes are downloaded twice and dropped)",
+    );
+  } finally {
+    await reset();
+  }
 });
 
 /** Asks and pumps one answer into memory; `write` may fail. */

@@ -4,7 +4,9 @@ import {
   parseRanking,
   RANKING_FILE_VERSION,
   rankingAgeMs,
+  readMirrorListSync,
   readRankingSync,
+  writeMirrorList,
   writeRanking,
 } from "../../src/mirrors/mirror_ranking_store.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
@@ -130,4 +132,25 @@ Deno.test("rankingAgeMs() is the time since the timestamp, infinite for a timest
   const at = Date.parse("2024-05-14T10:00:00.000Z");
   assert.equal(rankingAgeMs(ranking, at + 5000), 5000);
   assert.equal(rankingAgeMs(ranking, at - 1), Infinity);
+});
+
+Deno.test("writeMirrorList() writes flexo's plain list and readMirrorListSync() reads it back", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "state", "mirrorlist");
+    assert.equal(readMirrorListSync(path), undefined, "a missing file is no list");
+    const urls = ["https://a.example/archlinux/", "https://b.example/"];
+    await writeMirrorList(path, urls);
+    assert.equal(await Deno.readTextFile(path), urls.join("\n"), "no newline at the end, as flexo writes it");
+    assert.deepEqual(readMirrorListSync(path), urls);
+    await Deno.writeTextFile(
+      path,
+      "# best first\nServer = https://c.example/$repo/os/$arch\n\nftp://d.example/\n",
+    );
+    const warnings: string[] = [];
+    assert.deepEqual(readMirrorListSync(path, { log: { warn: (m) => warnings.push(m) } }), [
+      "https://c.example/",
+    ]);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /not http\(s\) URLs \(first: "ftp:\/\/d\.example\/"\)/);
+  });
 });

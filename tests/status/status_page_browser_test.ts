@@ -55,8 +55,8 @@ const SIZE = 3 * 1024 * 1024;
 
 Deno.test({
   name:
-    "status page shows a download in progress, the mirrors, the node's name and peer hits, and numbers that " +
-    "update by themselves",
+    "status page shows a download in progress with its speed at the first look, the mirrors, a 24 h chart, " +
+    "the node's name and peer hits, and numbers that update by themselves",
   ignore: skipReason !== undefined,
   // playwright keeps a pipe to the browser and timers of its own until the browser is closed.
   sanitizeOps: false,
@@ -94,6 +94,8 @@ Deno.test({
       await broken.body?.cancel();
 
       const client = fetch_(`${origin}${PKG}`).then((r) => r.arrayBuffer());
+      // The page is opened when the download has run for most of a second (a dozen 60 ms chunks).
+      await until(() => Promise.resolve((app.downloads.list()[0]?.written ?? 0) >= 12 * 32 * 1024));
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
       const outside: string[] = [];
       const problems: string[] = [];
@@ -105,6 +107,18 @@ Deno.test({
       });
       page.on("pageerror", (e) => problems.push(e.message));
       await page.goto(`${origin}/?refresh=500`);
+
+      // The first look already has speeds: the download's, and mirror B's throughput from it (no transfer of B
+      // has ended yet).
+      const initial = JSON.parse((await page.locator("#initial-status").textContent())!);
+      assert(initial.downloads[0].bytesPerSecond > 0, JSON.stringify(initial.downloads));
+      const initialB = initial.mirrors.ranking.find((m: { url: string }) => m.url === B);
+      assert(initialB.throughputBps > 0 && initialB.successes === 0, JSON.stringify(initialB));
+      const rowB = page.locator("#mirrors tbody tr", { hasText: B });
+      assert(/\d.*\/s$/.test((await rowB.locator("td").nth(4).textContent())!), "B's throughput is shown");
+      // The chart of the last 24 hours: 288 five-minute bars, drawn in the page itself.
+      assertEquals(await page.locator("#traffic svg").getAttribute("data-buckets"), "288");
+      assert((await page.locator("#traffic-note").textContent())!.includes("requests/min"));
 
       // Every mirror failed the broken package and none has delivered yet: the outage banner says so.
       assert(await page.locator("#outage").isVisible(), "the outage banner shows");
@@ -149,6 +163,19 @@ Deno.test({
       await until(async () => (await page.locator("#cache-files").textContent()) === "2 files");
       assertEquals(await page.locator("#cache-size").textContent(), "3.1 MiB");
       await page.screenshot({ path: join(shots, "status-after-download.png"), fullPage: true });
+      // The chart has the download's bytes from upstream in its newest bar (or the one before, if a
+      // five-minute boundary passed during the test), and the request line.
+      await until(async () =>
+        (await page.locator("#traffic-note").textContent())!.startsWith("0 B from the cache, 3.0 MiB")
+      );
+      const upstreamBars = page.locator("#traffic rect.upstream");
+      assert(await upstreamBars.count() >= 1, "a bar of bytes from upstream");
+      assert(Number(await upstreamBars.last().getAttribute("data-i")) >= 286, "in the newest bars");
+      assert(Number(await upstreamBars.last().getAttribute("height")) > 0);
+      assertEquals(await page.locator("#traffic polyline.rate").count(), 1);
+      assert(
+        /2 requests; peak 0\.[24] requests\/min/.test((await page.locator("#traffic-note").textContent())!),
+      );
       const [mirrorA, mirrorB] = [0, 1].map((i) => page.locator("#mirrors tbody tr").nth(i));
       assertEquals(await mirrorB.locator("td").nth(6).textContent(), "1", "one transfer from B");
       // A refused the broken package (the outage: counted though not penalised) and the big one (penalised).

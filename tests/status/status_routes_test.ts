@@ -4,12 +4,12 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
 import type { FlexoApp } from "../../src/app/app.ts";
-import { MirrorPool } from "../../src/mirrors/mirrors.ts";
+import { MirrorPool, type MirrorStats } from "../../src/mirrors/mirrors.ts";
 import { resultLabel } from "../../src/status/metrics.ts";
 import { Stats } from "../../src/status/stats.ts";
 import { statusRoutes } from "../../src/status/status_routes.ts";
 import type { StatusSource } from "../../src/status/status_source.ts";
-import { SpeedMeter, type StatusReport } from "../../src/status/status_report.ts";
+import { SpeedMeter, type StatusReport, statusReport } from "../../src/status/status_report.ts";
 
 const A = "http://mirror-a.test/";
 const PKG = "/extra/os/x86_64/big-1:2.0-1-x86_64.pkg.tar.zst";
@@ -315,16 +315,47 @@ Deno.test("statusRoutes() read only the parts of StatusSource: a stand-in withou
   assertEquals(sampleValue(scraped.samples, "flexo_uptime_seconds"), 60);
 });
 
-Deno.test("SpeedMeter.sample() measures bytes per second over the last few seconds", () => {
+Deno.test("SpeedMeter.sample() measures from the first look, then over the last few seconds", () => {
   const meter = new SpeedMeter({ windowMs: 5_000 });
-  const download = {};
-  assertEquals(meter.sample(download, 0, 1_000), null, "one look cannot tell a speed");
-  assertEquals(meter.sample(download, 100, 1_300), null, "too short to measure");
-  assertEquals(meter.sample(download, 1_000, 2_000), 1_000);
-  assertEquals(meter.sample(download, 5_000, 6_000), 1_000);
+  const download = { startedAt: 1_000, resumedFrom: 0, written: 0 };
+  const other = { startedAt: 1_000, resumedFrom: 0, written: 30_000_000 };
+  const look = (written: number, now: number) => {
+    download.written = written;
+    return meter.sample(download, now);
+  };
+  assertEquals(look(100, 1_300), null, "in its first half second: too short to measure");
+  // A page opened 4 s into a 3 MB/s transfer shows its speed at the first look.
+  assertEquals(look(12_000_000, 5_000), 3_000_000);
+  assertEquals(look(15_000_000, 6_000), 3_000_000, "since the start, while the window is not full");
+  assertEquals(look(30_000_000, 11_000), 3_000_000, "over the last 5 s");
   // The window moves: older samples are dropped, so a stall shows as a falling speed.
-  assertEquals(meter.sample(download, 5_000, 12_000), 0);
-  assertEquals(meter.sample({}, 5_000, 12_000), null, "each download is measured on its own");
+  assertEquals(look(30_000_000, 17_000), 0);
+  assertEquals(meter.sample(other, 17_000), 30_000_000 / 16, "each download is measured on its own");
+  // A resumed download counts only the bytes it fetched itself.
+  const resumed = { startedAt: 0, resumedFrom: 8_000_000, written: 9_000_000 };
+  assertEquals(meter.sample(resumed, 1_000), 1_000_000);
+});
+
+Deno.test("statusReport() shows a mirror's running downloads as its throughput until a transfer ends", () => {
+  const mirror = { url: A, rank: 0, throughputBps: undefined } as unknown as MirrorStats;
+  const measured = { ...mirror, url: "http://b.test/", throughputBps: 123 } as MirrorStats;
+  const running = {
+    segments: ["core", "x"],
+    mirror: A,
+    written: 2_000_000,
+    total: 9_000_000,
+    state: "receiving",
+  };
+  const report = statusReport({
+    pool: { source: "test", snapshot: () => [mirror, measured] },
+    customPools: new Map(),
+    store: { root: "/cache" },
+    downloads: { list: () => [{ ...running, startedAt: 0, resumedFrom: 0 }] },
+    stats: new Stats(),
+    startedAt: 0,
+  } as unknown as StatusSource, { now: () => 2_000, speeds: new SpeedMeter() });
+  assertEquals(report.downloads[0].bytesPerSecond, 1_000_000);
+  assertEquals(report.mirrors.ranking.map((m) => m.throughputBps), [1_000_000, 123]);
 });
 
 Deno.test("the test's metrics reader refuses malformed lines (so the format test can fail)", () => {

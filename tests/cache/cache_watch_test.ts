@@ -1,0 +1,112 @@
+/**
+ * The watch of the cache directory (cache_watch.ts): changes by another process have the cache counted again
+ * once the directory is quiet; the proxy's own changes and downloads in progress do not.
+ */
+import { join } from "node:path";
+import { assertEquals } from "../helpers/assert.ts";
+import { CacheUsage } from "../../src/cache/cache_usage.ts";
+import { watchCacheChanges } from "../../src/cache/cache_watch.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
+import { withTempDir } from "../helpers/temp_dir.ts";
+
+/** A watch whose events the test sends. */
+function fakeWatch() {
+  const queue: Deno.FsEvent[] = [];
+  let wake: (() => void) | undefined;
+  let closed = false;
+  return {
+    send(kind: Deno.FsEvent["kind"], ...paths: string[]) {
+      queue.push({ kind, paths });
+      wake?.();
+    },
+    close() {
+      closed = true;
+      wake?.();
+    },
+    async *[Symbol.asyncIterator](): AsyncGenerator<Deno.FsEvent> {
+      for (;;) {
+        while (queue.length > 0) yield queue.shift()!;
+        if (closed) return;
+        await new Promise<void>((resolve) => wake = resolve);
+        wake = undefined;
+      }
+    },
+  };
+}
+
+/** Lets the watch's loop take the events sent so far. */
+async function delivered(): Promise<void> {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+}
+
+Deno.test("watchCacheChanges() counts the cache again after another process's change, once it is quiet", async () => {
+  await withTempDir(async (dir) => {
+    const usage = new CacheUsage(dir);
+    await usage.start();
+    let rescans = 0;
+    const rescan = usage.rescan.bind(usage);
+    usage.rescan = () => (rescans++, rescan());
+    const timers = new FakeTimers();
+    const watch = fakeWatch();
+    const watching = watchCacheChanges(usage, { ...timers.deps, watch: () => watch, quietMs: 2_000 });
+    try {
+      const pkg = join(dir, "extra/os/x86_64/a-1-1-x86_64.pkg.tar.zst");
+      await Deno.mkdir(join(dir, "extra/os/x86_64"), { recursive: true });
+      await Deno.writeFile(pkg, new Uint8Array(700));
+      watch.send("create", pkg);
+      await delivered();
+      timers.advance(1_500);
+      watch.send("modify", pkg);
+      await delivered();
+      timers.advance(1_500);
+      assertEquals(rescans, 0, "not while changes keep coming");
+      timers.advance(500);
+      assertEquals(rescans, 1);
+      await usage.rescan();
+      assertEquals(usage.snapshot(), { bytes: 700, files: 1, complete: true });
+    } finally {
+      watching.stop();
+      await watching.ended;
+    }
+  });
+});
+
+Deno.test("watchCacheChanges() leaves the proxy's own changes, downloads in progress and reads alone", async () => {
+  await withTempDir(async (dir) => {
+    const usage = new CacheUsage(dir);
+    await usage.start();
+    let rescans = 0;
+    usage.rescan = () => (rescans++, Promise.resolve());
+    const timers = new FakeTimers();
+    const watch = fakeWatch();
+    const watching = watchCacheChanges(usage, { ...timers.deps, watch: () => watch, quietMs: 2_000 });
+    try {
+      const own = join(dir, "core/os/x86_64/b-1-1-x86_64.pkg.tar.zst");
+      usage.added(10, { path: own });
+      watch.send("rename", join(dir, ".partial/core/os/x86_64/b-1-1-x86_64.pkg.tar.zst"), own);
+      watch.send("modify", join(dir, ".partial/extra/os/x86_64/c-1-1-x86_64.pkg.tar.zst"));
+      watch.send("create", join(dir, ".flexo/package_usage.json"));
+      watch.send("access", join(dir, "core/os/x86_64/other-1-1-x86_64.pkg.tar.zst"));
+      await delivered();
+      timers.advance(10_000);
+      assertEquals(rescans, 0);
+      assertEquals(timers.pending, [], "nothing left to do");
+    } finally {
+      watching.stop();
+      await watching.ended;
+    }
+  });
+});
+
+Deno.test("watchCacheChanges() reports a watch that cannot start and leaves the counts to the proxy", async () => {
+  const usage = new CacheUsage("/nonexistent-flexo-cache");
+  const errors: string[] = [];
+  const watching = watchCacheChanges(usage, {
+    watch: () => {
+      throw new Error("inotify watch limit reached");
+    },
+    onError: (error) => errors.push(error.message),
+  });
+  await watching.ended;
+  assertEquals(errors, ["inotify watch limit reached"]);
+});
