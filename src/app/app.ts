@@ -28,7 +28,7 @@ import { QuickAnswers } from "./quick_answers.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
 import { type CountedResult, Stats } from "../status/stats.ts";
 import { statusRoutes } from "../status/status_routes.ts";
-import type { TransferDeps, TransferLimits } from "../download/transfer.ts";
+import { SYSTEM_TIMERS, type TransferDeps, type TransferLimits } from "../download/transfer.ts";
 import { describeError } from "../logging.ts";
 import { PackageUsage } from "../prefetch/package_usage.ts";
 import { Prefetcher, type PrefetchTimers } from "../prefetch/prefetcher.ts";
@@ -181,8 +181,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     onUpstreamBytes: (bytes) => stats.bytesFromUpstream += bytes,
     stale: {
       deadlineMs: options.staleDeadlineMs ?? STALE_DEADLINE_MS,
-      timers: options.timers ??
-        { setTimer: setTimeout, clearTimer: (timer) => clearTimeout(timer as number) },
+      timers: options.timers ?? SYSTEM_TIMERS,
       outage,
     },
     offline: config.offline,

@@ -13,6 +13,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { CachedFile, CacheStore } from "../cache/cache_store.ts";
 import { HttpError } from "../http/http_error.ts";
+import type { Timers } from "../download/transfer.ts";
 import { cacheControlFor, contentTypeFor, serveCachedFile, type Served } from "./responses.ts";
 import type { RequestTarget } from "./request_path.ts";
 
@@ -28,10 +29,7 @@ export const STALE_DEADLINE_MS = 6_000;
 export const STALE_CACHE_STATUS = "flexo; hit; detail=stale";
 
 /** Timers for the deadline, injected so that tests decide when it runs out. */
-export interface StaleTimers {
-  setTimer: (callback: () => void, ms: number) => unknown;
-  clearTimer: (timer: unknown) => void;
-}
+export type StaleTimers = Timers;
 
 /** Stale-if-error's settings and state, part of the proxy's context. */
 export interface StaleContext {

@@ -12,9 +12,23 @@ export interface TransferDeps {
   fetch: typeof fetch;
   /** Clock in milliseconds. */
   now: () => number;
-  /** Timers for hedged requests (`src/download/hedge.ts`); the system's when absent. */
-  timers?: { setTimer: (callback: () => void, ms: number) => unknown; clearTimer: (timer: unknown) => void };
+  /** Timers for the connect timeout and for hedged requests (`src/download/hedge.ts`); the system's when absent. */
+  timers?: Timers;
 }
+
+/** One-shot timers, injected so that tests move time themselves (`tests/helpers/fake_timers.ts`). */
+export interface Timers {
+  /** Starts a timer that calls `callback` after `ms` milliseconds; returns its handle. */
+  setTimer: (callback: () => void, ms: number) => unknown;
+  /** Cancels a timer started by `setTimer`. */
+  clearTimer: (timer: unknown) => void;
+}
+
+/** The system's timers. */
+export const SYSTEM_TIMERS: Timers = {
+  setTimer: (callback, ms) => setTimeout(callback, ms),
+  clearTimer: (timer) => clearTimeout(timer as number),
+};
 
 /** Limits for one transfer, from the configuration. */
 export interface TransferLimits {
@@ -51,7 +65,8 @@ export async function askMirror(
 ): Promise<MirrorAnswer> {
   const started = options.deps.now();
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const timers = options.deps.timers ?? SYSTEM_TIMERS;
+  const timer = timers.setTimer(() => {
     timedOut = true;
     init.abort.abort(new Error("timeout"));
   }, options.limits.connectTimeoutMs);
@@ -106,7 +121,7 @@ export async function askMirror(
     }
     return { type: "failed", message: describeFetchError(error), timeout: false, answered: false };
   } finally {
-    clearTimeout(timer);
+    timers.clearTimer(timer);
   }
 }
 

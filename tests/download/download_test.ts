@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { fakeFetch, gatedFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
 
 const A = "http://mirror-a.test/";
@@ -34,18 +34,26 @@ Deno.test("Download.start() fetches a miss once and the next request is a cache 
 
 Deno.test("Download.start() shares one upstream transfer between clients arriving at different times", async () => {
   const data = testBytes(2_000_000, 7);
-  const { fetch, requests } = fakeFetch((_url, req) =>
-    serveBytes(data, req, { chunkSize: 100_000, chunkDelayMs: 10 })
-  );
+  const { fetch, gates } = gatedFetch(() => ({
+    headers: { "content-length": String(data.byteLength), "last-modified": "Tue, 14 Nov 2023 22:13:20 GMT" },
+  }));
   const app = await testApp([A], { fetch });
   try {
+    const quarter = data.byteLength / 4;
     const clients: Promise<Uint8Array>[] = [];
     for (let i = 0; i < 4; i++) {
-      clients.push(app.get(PKG).then(bytesOf));
-      await new Promise((r) => setTimeout(r, 40));
+      // Client i arrives when the download has i quarters of the file on disk.
+      const response = await app.get(PKG);
+      assertEquals(response.status, 200);
+      clients.push(bytesOf(response));
+      assertEquals(gates.length, 1, `client ${i} follows the one request to the mirror`);
+      const download = app.downloads.list()[0];
+      assertEquals(download.written, i * quarter, `client ${i} joined with ${i} quarters on disk`);
+      gates[0].push(data.slice(i * quarter, (i + 1) * quarter));
+      while (download.written < (i + 1) * quarter) await download.changed();
     }
+    gates[0].end();
     for (const body of await Promise.all(clients)) assertEquals(body, data);
-    assertEquals(requests.length, 1);
   } finally {
     await app.cleanup();
   }
