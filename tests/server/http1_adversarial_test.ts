@@ -20,7 +20,7 @@ import { encodeLatin1 } from "../../src/server/http1_response.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { startTestProxy, withinMs } from "../helpers/proxy_server.ts";
 import { readAll, withConnection } from "../helpers/sockets.ts";
-import { stillPending, waitFor } from "../helpers/wait.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 type Answer = { status: number; headers: Map<string, string>; body: string };
 
@@ -469,7 +469,8 @@ Deno.test("listenForClients() closes a slowloris, silent connections and a clien
         await slow.write(bytes.subarray(i, i + 1));
         clock.advance(40);
       }
-      assert(await stillPending(slowAnswers), "the slowloris was closed before the timeout");
+      // The sweep closes connections while the clock moves: what it did is known when advance() returns.
+      assertEquals(listener.timedOut, 0, "the slowloris was closed before the timeout");
       clock.advance(300);
       assertEquals(await withinMs(slowAnswers, 2_000, "the slowloris was not closed"), []);
       for (const conn of silent) assertEquals(await new Reader(conn).all(), []);

@@ -19,7 +19,7 @@ import { randomBytes } from "../helpers/bytes.ts";
 import { withinMs } from "../helpers/proxy_server.ts";
 import { fileSender, readAll, withConnection } from "../helpers/sockets.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
-import { stillPending, waitFor } from "../helpers/wait.ts";
+import { settledNow, waitFor } from "../helpers/wait.ts";
 import { concat } from "../../src/byte_reader.ts";
 
 const encoder = new TextEncoder();
@@ -317,17 +317,20 @@ Deno.test("ClientConnection.serve() gives the handler the client's address and a
   const infos: ServeInfo[] = [];
   let completed: Promise<ResponseSent> | undefined;
   const gate = Promise.withResolvers<void>();
+  const pulled = Promise.withResolvers<void>();
   const handler = (_req: Request, info: ServeInfo) => {
     // The first is asked for while the handler runs (as the app does), the second only after its response.
     if (infos.push(info) === 1) completed = info.completed;
-    return new Response(slowBody(["done"], () => gate.promise));
+    return new Response(slowBody(["done"], () => (pulled.resolve(), gate.promise)));
   };
   await withServed({ handler }, async ({ client, connection }) => {
     await client.send(get());
     await waitFor("the handler", () => completed !== undefined, 2_000);
     const own = client.conn.localAddr as Deno.NetAddr;
     assertEquals([infos[0].remoteAddr.hostname, infos[0].remoteAddr.port], ["127.0.0.1", own.port]);
-    assert(await stillPending(completed!, 50), "completed resolved while the body was still coming");
+    // The server is reading the body now: everything before it (the handler, the head) is done.
+    await withinMs(pulled.promise, 2_000, "the server never asked for the body");
+    assertEquals(await settledNow(completed!), false, "completed resolved while the body was still coming");
     gate.resolve();
     assertEquals(decoder.decode((await client.response()).body), "done");
     assertEquals(
