@@ -1,171 +1,24 @@
+/**
+ * Choosing the mirrors at start: predefined or auto, ranked by latency from the status JSON, fallbacks without
+ * network, and a saved ranking reused, re-tested or ignored. Refreshes in the background are in
+ * mirror_selection_refresh_test.ts.
+ */
+
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import type { Config, MirrorsAutoConfig } from "../../src/config/config_schema.ts";
-import { LATENCY_TEST_PATH } from "../../src/mirrors/latency_test.ts";
 import { readRankingSync, writeRanking } from "../../src/mirrors/mirror_ranking_store.ts";
+import { primaryMirrorLogger, startMirrorSelection } from "../../src/mirrors/mirror_selection.ts";
+import { BUILT_IN_MIRRORS } from "../../src/mirrors/mirrors.ts";
+import { refusingUrl, statusEntry as entry } from "../helpers/mirror_fixtures.ts";
 import {
-  type MirrorSelectionDeps,
-  primaryMirrorLogger,
-  startMirrorSelection,
-} from "../../src/mirrors/mirror_selection.ts";
-import { BUILT_IN_MIRRORS, MirrorPool } from "../../src/mirrors/mirrors.ts";
-import type { MirrorStatusEntry } from "../../src/mirrors/mirror_status.ts";
-import type { FakeMirror } from "../helpers/fake_mirror.ts";
-import {
-  type LatencyMirrors,
-  latencyMirrors,
-  mirrorsAutoSettings,
-  refusingUrl,
-  statusEntry as entry,
-} from "../helpers/mirror_fixtures.ts";
-import { withTempDir } from "../helpers/temp_dir.ts";
-
-const DAY = 86_400_000;
-/** A mirror as stored in a ranking file. */
-const ranked = (url: string, latencyMs = 5) => ({ url, latencyMs, countryCode: "DE", score: 1 });
-const T0 = Date.parse("2024-05-14T10:00:00.000Z");
-
-/** A fetch that refuses anything but loopback, so that no test can reach the internet. */
-const loopbackFetch: typeof fetch = (input, init) => {
-  const url = new URL(input instanceof Request ? input.url : String(input));
-  if (url.hostname !== "127.0.0.1") throw new Error(`test tried to reach ${url.href}`);
-  return fetch(input, init);
-};
-
-/** A local status JSON endpoint; `hang` holds answers until `release()`. */
-function statusServer(entries: MirrorStatusEntry[], options: { hang?: boolean } = {}) {
-  let release = () => {};
-  const released = new Promise<void>((resolve) => release = resolve);
-  const state = { requests: 0 };
-  /** Resolved when the request of that number (from 1) arrives. */
-  const arrivals = new Map<number, PromiseWithResolvers<void>>();
-  const arrival = (n: number) => {
-    if (!arrivals.has(n)) arrivals.set(n, Promise.withResolvers<void>());
-    return arrivals.get(n)!;
-  };
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async () => {
-    state.requests++;
-    arrival(state.requests).resolve();
-    if (options.hang) await released;
-    return Response.json({ version: 3, urls: entries });
-  });
-  return {
-    url: `http://127.0.0.1:${server.addr.port}/mirrors/status/json/`,
-    state,
-    /** Resolves when the server has had `n` requests. */
-    requested: (n: number) => arrival(n).promise,
-    release,
-    close: () => {
-      release();
-      return server.shutdown();
-    },
-  };
-}
-
-/** How many latency tests a fake mirror answered. */
-const hits = (mirror: FakeMirror) => mirror.countRequests(LATENCY_TEST_PATH);
-
-function testConfig(
-  dir: string,
-  overrides: Partial<Config> = {},
-  auto: Partial<MirrorsAutoConfig> = {},
-): Config {
-  return {
-    cache_directory: dir,
-    mirrorlist_fallback_file: join(dir, "mirrorlist"),
-    mirrorlist_latency_test_results_file: join(dir, "state", "latency_test_results.json"),
-    port: 7878,
-    listen_ip_address: ["127.0.0.1"],
-    mirror_selection_method: "auto",
-    mirrors_predefined: [],
-    connect_timeout: 3000,
-    low_speed_limit: 1024,
-    low_speed_time_secs: 3,
-    client_timeout_secs: 60,
-    offline: false,
-    sendfile: true,
-    num_versions_retain: 3,
-    refresh_latency_tests_after: "8 days",
-    custom_repo: [],
-    allowed_clients: [],
-    cache_peers: [],
-    trusted_proxies: [],
-    shutdown_drain_secs: 3,
-    log_level: "info",
-    prefetch: {
-      enabled: false,
-      interval: "6h",
-      unaccessed_days: 30,
-      max_bytes_per_run: 1024,
-      max_parallel: 1,
-    },
-    ...overrides,
-    mirrors_auto: mirrorsAutoSettings({
-      mirrors_status_json_endpoint: refusingUrl(),
-      num_mirrors: 3,
-      timeout: 400,
-      ...auto,
-    }),
-  };
-}
-
-function fakeTimers() {
-  let nextId = 1;
-  const pending = new Map<number, { callback: () => void; ms: number }>();
-  return {
-    pending,
-    setTimer: (callback: () => void, ms: number) => {
-      pending.set(nextId, { callback, ms });
-      return nextId++;
-    },
-    clearTimer: (id: unknown) => void pending.delete(id as number),
-    /** The one pending timer. */
-    only() {
-      assert.equal(pending.size, 1, "exactly one timer is pending");
-      return [...pending.values()][0];
-    },
-    fire() {
-      const [id, timer] = [...pending.entries()][0];
-      pending.delete(id);
-      timer.callback();
-    },
-  };
-}
-
-/** A pool, a log and the sources of primary changes, wired like the proxy does it. */
-function setup(dir: string) {
-  const infos: string[] = [];
-  const warnings: string[] = [];
-  const sources: string[] = [];
-  const log = { info: (m: string) => infos.push(m), warn: (m: string) => warnings.push(m) };
-  const logPrimary = primaryMirrorLogger(log);
-  const pool = new MirrorPool({
-    onPrimaryChange: (url, source) => {
-      sources.push(source);
-      logPrimary(url, source);
-    },
-  });
-  const clock = { now: T0 };
-  const timers = fakeTimers();
-  const deps: MirrorSelectionDeps = {
-    pool,
-    log,
-    fetch: loopbackFetch,
-    now: () => clock.now,
-    setTimer: timers.setTimer,
-    clearTimer: timers.clearTimer,
-    statusTimeoutMs: 2000,
-  };
-  return { pool, infos, warnings, sources, clock, timers, deps, dir };
-}
-
-/** Runs `fn` with a temporary directory and a group of latency mirrors, closed and removed afterwards. */
-async function withDir(fn: (dir: string, mirrors: LatencyMirrors) => Promise<void>): Promise<void> {
-  await withTempDir(async (dir) => {
-    await using mirrors = await latencyMirrors();
-    await fn(dir, mirrors);
-  }, { prefix: "flexo_selection_" });
-}
+  DAY,
+  hits,
+  ranked,
+  setup,
+  statusServer,
+  T0,
+  testConfig,
+  withDir,
+} from "../helpers/mirror_selection_setup.ts";
 
 Deno.test("primaryMirrorLogger() logs the line users grep for", () => {
   const lines: string[] = [];
@@ -396,114 +249,6 @@ Deno.test("startMirrorSelection() falls back when no mirror passes the latency t
       again.stop();
       assert.deepEqual(u.pool.plan("database"), [tested.url]);
       assert.match(u.warnings.at(-1)!, /keeping the mirrors from persisted ranking/);
-    } finally {
-      await status.close();
-    }
-  });
-});
-
-Deno.test("startMirrorSelection() re-tests in the background and stop() clears the timer", async () => {
-  await withDir(async (dir, mirrors) => {
-    const t = setup(dir);
-    const a = await mirrors.start();
-    const b = await mirrors.start({ delayMs: 100 });
-    const status = statusServer([entry(a.url, 1), entry(b.url, 1)]);
-    try {
-      const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
-      const selection = startMirrorSelection(config, t.deps);
-      await selection.ready;
-      assert.deepEqual(t.pool.plan("database"), [a.url, b.url]);
-      a.faults = { delayMs: 100 };
-      b.faults = {};
-      assert.equal(t.timers.only().ms, 8 * DAY);
-      t.clock.now += 8 * DAY;
-      t.timers.fire();
-      await selection.refresh();
-      assert.deepEqual(t.pool.plan("database"), [b.url, a.url]);
-      assert.ok(t.infos.includes(`Primary mirror: "${b.url}" (from latency test)`));
-      assert.equal(status.state.requests, 2);
-      selection.stop();
-      assert.equal(t.timers.pending.size, 0);
-      await selection.refresh();
-      assert.equal(status.state.requests, 2, "stopped: no more refreshes");
-    } finally {
-      await status.close();
-    }
-  });
-});
-
-Deno.test("startMirrorSelection() refreshes on a real unref'd timer", async () => {
-  await withDir(async (dir, mirrors) => {
-    const t = setup(dir);
-    const mirror = await mirrors.start();
-    const status = statusServer([entry(mirror.url, 1)]);
-    try {
-      const config = testConfig(dir, { refresh_latency_tests_after: "1s" }, {
-        mirrors_status_json_endpoint: status.url,
-      });
-      const selection = startMirrorSelection(config, {
-        ...t.deps,
-        now: undefined,
-        setTimer: undefined,
-        clearTimer: undefined,
-      });
-      await selection.ready;
-      // The refresh runs on the real default timer after 1 s: wait for it, failing after 10 s where a timer
-      // that never fires would hang.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const refreshed = await Promise.race([
-        status.requested(2).then(() => true),
-        new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), 10_000)),
-      ]);
-      clearTimeout(timer);
-      selection.stop();
-      assert.ok(refreshed && status.state.requests >= 2, `status fetched ${status.state.requests} times`);
-    } finally {
-      await status.close();
-    }
-  });
-});
-
-Deno.test("stop() during the first ranking: ready resolves and the pool keeps its list", async () => {
-  await withDir(async (dir) => {
-    const t = setup(dir);
-    const status = statusServer([], { hang: true });
-    try {
-      const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
-      const selection = startMirrorSelection(config, t.deps);
-      await status.requested(1);
-      selection.stop();
-      await selection.ready;
-      assert.equal(t.pool.source, "built-in");
-      assert.equal(t.timers.pending.size, 0);
-      assert.deepEqual(t.warnings, []);
-    } finally {
-      await status.close();
-    }
-  });
-});
-
-Deno.test("startMirrorSelection() lets what the pool learnt on downloads reorder the ranking", async () => {
-  await withDir(async (dir, mirrors) => {
-    const t = setup(dir);
-    // By latency alone the order would be c, a, b.
-    const [a, b, c] = [await mirrors.start(), await mirrors.start({ delayMs: 40 }), await mirrors.start()];
-    const status = statusServer([entry(a.url, 1), entry(b.url, 1), entry(c.url, 1)]);
-    try {
-      const config = testConfig(dir, {}, { mirrors_status_json_endpoint: status.url });
-      await writeRanking(config.mirrorlist_latency_test_results_file, {
-        timestamp: new Date(T0 - 9 * DAY).toISOString(),
-        mirrors: [c, a, b].map((m) => ranked(m.url, 1)),
-      });
-      const selection = startMirrorSelection(config, t.deps);
-      // The pool serves from the persisted ranking while the mirrors are tested again.
-      t.pool.recordSuccess(a.url, { bytes: 4 * 1024 * 1024, durationMs: 4000 }); // 1 MiB/s
-      t.pool.recordSuccess(b.url, { bytes: 4 * 1024 * 1024, durationMs: 200 }); // 20 MiB/s
-      for (let i = 0; i < 4; i++) t.pool.recordFailure(c.url, "connection reset");
-      await selection.ready;
-      selection.stop();
-      assert.deepEqual(t.pool.snapshot().map((m) => m.url), [b.url, a.url, c.url]);
-      assert.equal(t.pool.source, "latency test");
     } finally {
       await status.close();
     }
