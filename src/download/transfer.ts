@@ -12,7 +12,10 @@ export interface TransferDeps {
   fetch: typeof fetch;
   /** Clock in milliseconds. */
   now: () => number;
-  /** Timers for the connect timeout and for hedged requests (`src/download/hedge.ts`); the system's when absent. */
+  /**
+   * Timers for the connect timeout, the watchdog and pacing of a body, and hedged requests
+   * (`src/download/hedge.ts`); the system's when absent.
+   */
   timers?: Timers;
 }
 
@@ -152,7 +155,15 @@ export async function pumpBody(
   const samples: { t: number; bytes: number }[] = [{ t: start, bytes: 0 }];
   let lastProgressAt = start;
   const tick = Math.max(20, Math.min(1000, limits.lowSpeedTimeMs / 4));
-  const watchdog = setInterval(() => {
+  const timers = deps.timers ?? SYSTEM_TIMERS;
+  let watchdog: unknown;
+  const watch = () => {
+    watchdog = timers.setTimer(() => {
+      look();
+      if (!verdict) watch();
+    }, tick);
+  };
+  const look = () => {
     const now = deps.now();
     samples.push({ t: now, bytes });
     while (samples.length > 2 && now - samples[1].t >= limits.lowSpeedTimeMs) samples.shift();
@@ -171,7 +182,8 @@ export async function pumpBody(
       }
     }
     if (verdict) options.abort.abort(new Error(verdict.message));
-  }, tick);
+  };
+  watch();
   // Upstream bodies are byte streams: reading them into one reused buffer keeps a large download from leaving
   // tens of megabytes of spent chunks for the garbage collector (the sink is done with a chunk before the next
   // read). Any other stream is read chunk by chunk.
@@ -209,11 +221,11 @@ export async function pumpBody(
       lastProgressAt = deps.now();
       if (limits.maxSpeedLimit) {
         const ahead = (bytes * 1000) / limits.maxSpeedLimit - (deps.now() - start);
-        if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+        if (ahead > 0) await new Promise<void>((r) => timers.setTimer(r, ahead));
       }
     }
   } finally {
-    clearInterval(watchdog);
+    timers.clearTimer(watchdog);
     reader.cancel().catch(() => {});
   }
 }
