@@ -156,24 +156,46 @@ Deno.test("listenForClients() closes a keep-alive connection that stays idle aft
 });
 
 Deno.test("listenForClients() does not cut a response that takes longer than the timeout", async () => {
+  const clock = new FakeTimers();
+  // A connection's writingSince of 0 means "not writing": the clock starts past it.
+  clock.advance(1);
   const chunks = 8;
+  const pulled: PromiseWithResolvers<void>[] = Array.from(
+    { length: chunks + 1 },
+    () => Promise.withResolvers(),
+  );
+  const next: PromiseWithResolvers<void>[] = Array.from({ length: chunks }, () => Promise.withResolvers());
+  let pulls = 0;
+  // Each chunk comes when the test says, after the clock moved 100 ms: 800 ms in all, four times the timeout.
   const slow = () =>
     new Response(
       new ReadableStream<Uint8Array>({
-        async start(controller) {
-          for (let i = 0; i < chunks; i++) {
-            await new Promise((resolve) => setTimeout(resolve, 100));
-            controller.enqueue(encoder.encode(`chunk ${i}\n`));
-          }
-          controller.close();
+        async pull(controller) {
+          const i = pulls++;
+          pulled[i].resolve();
+          if (i === chunks) return controller.close();
+          await next[i].promise;
+          controller.enqueue(encoder.encode(`chunk ${i}\n`));
         },
-      }),
+      }, { highWaterMark: 0 }),
     );
-  await withListener(200, async (listener) => {
-    const response = await fetch(`http://127.0.0.1:${listener.addr.port}/`);
-    const text = await response.text();
-    assertEquals(text.split("\n").filter(Boolean).length, chunks);
-  }, slow);
+  await withListener(
+    200,
+    async (listener) => {
+      const response = fetch(`http://127.0.0.1:${listener.addr.port}/`);
+      for (let i = 0; i < chunks; i++) {
+        await pulled[i].promise;
+        clock.advance(100);
+        next[i].resolve();
+      }
+      const text = await (await response).text();
+      assertEquals(text.split("\n").filter(Boolean).length, chunks);
+      assertEquals(listener.timedOut, 0, "the sweep closed nothing");
+      assert(clock.now() > 4 * 200, "the response took longer than the timeout");
+    },
+    slow,
+    clock,
+  );
 });
 
 Deno.test("listenForClients() passes the client's address to the handler", async () => {
