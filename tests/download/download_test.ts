@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { fakeFetch, gatedFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { fakeFetch, gatedFetch, rangeHead, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
 
 const A = "http://mirror-a.test/";
@@ -274,13 +274,17 @@ Deno.test("Download.start() accepts a body without Content-Length that ends clea
 
 Deno.test("Download.start() completes for the cache when the client disconnects", async () => {
   const data = testBytes(1_500_000, 13);
-  const { fetch } = fakeFetch((_url, req) => serveBytes(data, req, { chunkSize: 50_000, chunkDelayMs: 5 }));
+  const { fetch, gates } = gatedFetch((req) => rangeHead(data.byteLength, req));
   const app = await testApp([A], { fetch });
   try {
     const response = await app.get(PKG);
     const reader = response.body!.getReader();
+    gates[0].push(data.slice(0, 50_000));
     await reader.read();
     await reader.cancel();
+    // The client has gone while most of the file is still to come.
+    gates[0].push(data.slice(50_000));
+    gates[0].end();
     await app.downloads.idle();
     assertEquals(await Deno.readFile(`${app.dir}${PKG}`), data);
   } finally {
