@@ -28,14 +28,12 @@ export const STALE_DEADLINE_MS = 6_000;
 /** The `Cache-Status` of an answer from the cache because the mirrors failed. */
 export const STALE_CACHE_STATUS = "flexo; hit; detail=stale";
 
-/** Timers for the deadline, injected so that tests decide when it runs out. */
-export type StaleTimers = Timers;
-
 /** Stale-if-error's settings and state, part of the proxy's context. */
 export interface StaleContext {
   /** How long a database request waits for the mirrors before the cached copy answers. */
   deadlineMs: number;
-  timers: StaleTimers;
+  /** Timers for the deadline, injected so that tests decide when it runs out. */
+  timers: Timers;
   outage: Outage;
 }
 
