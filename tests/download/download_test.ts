@@ -1,6 +1,8 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { fakeFetch, gatedFetch, rangeHead, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const A = "http://mirror-a.test/";
 const B = "http://mirror-b.test/";
@@ -95,13 +97,32 @@ Deno.test("Download.start() leaves a mirror that stalls after the headers", asyn
 
 Deno.test("Download.start() keeps a slow last mirror instead of aborting it", async () => {
   const data = testBytes(60_000, 5);
-  const { fetch, requests } = fakeFetch((_url, req) =>
-    serveBytes(data, req, { chunkSize: 10_000, chunkDelayMs: 150 })
-  );
-  const app = await testApp([A], { fetch, limits: { lowSpeedLimit: 1_000_000, lowSpeedTimeMs: 200 } });
+  const timers = new FakeTimers();
+  const { fetch, gates } = gatedFetch((req) => rangeHead(data.byteLength, req));
+  const app = await testApp([A], {
+    fetch,
+    now: timers.now,
+    timers: timers.deps,
+    limits: {
+      connectTimeoutMs: 2_000,
+      lowSpeedLimit: 1_000_000,
+      lowSpeedTimeMs: 200,
+      lastResortStallMs: 2_000,
+    },
+  });
   try {
-    assertEquals(await bytesOf(await app.get(PKG)), data);
-    assertEquals(requests.length, 1);
+    const body = app.get(PKG).then(bytesOf);
+    await waitFor("the mirror to be asked", () => gates.length === 1);
+    const download = app.downloads.list()[0];
+    // 10 000 bytes every 150 ms (66 kB/s, far below low_speed_limit) for 900 ms: over four times low_speed_time.
+    for (let at = 0; at < data.byteLength; at += 10_000) {
+      gates[0].push(data.slice(at, at + 10_000));
+      while (download.written < at + 10_000) await download.changed();
+      timers.advance(150);
+    }
+    gates[0].end();
+    assertEquals(await body, data);
+    assertEquals(gates.length, 1, "no other mirror was asked");
   } finally {
     await app.cleanup();
   }
@@ -109,14 +130,43 @@ Deno.test("Download.start() keeps a slow last mirror instead of aborting it", as
 
 Deno.test("Download.start() moves a slow transfer to the next mirror and continues the stream", async () => {
   const data = testBytes(400_000, 6);
-  const { fetch, requests } = fakeFetch((url, req) =>
-    url.startsWith(A) ? serveBytes(data, req, { chunkSize: 2_000, chunkDelayMs: 100 }) : serveBytes(data, req)
-  );
-  const app = await testApp([A, B], { fetch, limits: { lowSpeedLimit: 100_000, lowSpeedTimeMs: 300 } });
+  const timers = new FakeTimers();
+  const { fetch: gated, gates } = gatedFetch((req) => rangeHead(data.byteLength, req));
+  const { fetch: fast, requests } = fakeFetch((_url, req) => serveBytes(data, req));
+  let slowAsked: AbortSignal | undefined;
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    if (!String(input).startsWith(A)) return fast(input, init);
+    slowAsked = init?.signal ?? undefined;
+    return gated(input, init);
+  };
+  const app = await testApp([A, B], {
+    fetch,
+    now: timers.now,
+    timers: timers.deps,
+    limits: {
+      connectTimeoutMs: 2_000,
+      lowSpeedLimit: 100_000,
+      lowSpeedTimeMs: 300,
+      lastResortStallMs: 2_000,
+    },
+  });
   try {
-    assertEquals(await bytesOf(await app.get(PKG)), data);
-    assertEquals(requests.length, 2);
-    assert(requests[1].headers.get("range")?.startsWith("bytes="), "the second mirror is asked for the rest");
+    const body = app.get(PKG).then(bytesOf);
+    await waitFor("the first mirror to be asked", () => gates.length === 1);
+    const download = app.downloads.list()[0];
+    // 2 000 bytes every 100 ms: 20 kB/s, below low_speed_limit, until the watchdog gives up on the mirror.
+    let sent = 0;
+    while (!slowAsked!.aborted) {
+      assert(sent < 20_000, "the slow mirror was kept");
+      gates[0].push(data.slice(sent, sent += 2_000));
+      while (download.written < sent) await download.changed();
+      timers.advance(100);
+    }
+    assertEquals(timers.now(), 300, "given up once it had been slow for low_speed_time");
+    assertEquals(await body, data);
+    assertEquals(requests.length, 1);
+    assert(requests[0].url.startsWith(B), requests[0].url);
+    assertEquals(requests[0].headers.get("range"), `bytes=${sent}-`, "the next mirror is asked for the rest");
   } finally {
     await app.cleanup();
   }
