@@ -85,9 +85,14 @@ Deno.test("Download.start() leaves a mirror that stalls after the headers", asyn
   const { fetch, requests } = fakeFetch((url, req) =>
     url.startsWith(A) ? serveBytes(data, req, { stallAfter: 100_000 }) : serveBytes(data, req)
   );
-  const app = await testApp([A, B], { fetch });
+  const timers = new FakeTimers();
+  const app = await testApp([A, B], { fetch, now: timers.now, timers: timers.deps });
   try {
     const response = await app.get(PKG);
+    const download = app.downloads.list()[0];
+    while (download.written < 100_000) await download.changed();
+    // Nothing more comes: twice low_speed_time (300 ms in testApp) later, the mirror has been left.
+    timers.advance(600);
     assertEquals(await bytesOf(response), data);
     assertEquals(requests.map((r) => r.headers.get("range")), [null, "bytes=100000-"]);
   } finally {
@@ -242,10 +247,19 @@ Deno.test("Download.start() answers 404 when no mirror has the file and 502 when
 });
 
 Deno.test("Download.start() answers 504 when every mirror times out", async () => {
-  const { fetch } = fakeFetch(() => ({ delayMs: 5_000, body: new Uint8Array(1) }));
-  const app = await testApp([A], { fetch, limits: { connectTimeoutMs: 100 } });
+  const { fetch } = fakeFetch(() => ({ delayMs: 3_600_000, body: new Uint8Array(1) }));
+  const timers = new FakeTimers();
+  const app = await testApp([A], {
+    fetch,
+    now: timers.now,
+    timers: timers.deps,
+    limits: { connectTimeoutMs: 100, lowSpeedLimit: 1, lowSpeedTimeMs: 300, lastResortStallMs: 2_000 },
+  });
   try {
-    const response = await app.get(PKG);
+    const answer = app.get(PKG);
+    await waitFor("the mirror to be asked", () => timers.pending.includes(100));
+    timers.advance(100);
+    const response = await answer;
     assertEquals(response.status, 504);
     await response.body?.cancel();
   } finally {
