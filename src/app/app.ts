@@ -22,13 +22,13 @@ import type { QuickAnswer, Refusal } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { rawTargetOf, type ResponseSent, type ServeInfo, targetPath } from "../http/client_request.ts";
 import { AnswerLog } from "./request_log.ts";
-import { Outage, STALE_DEADLINE_MS, type StaleTimers } from "./stale.ts";
+import { Outage, STALE_DEADLINE_MS } from "./stale.ts";
 import type { LogOutput } from "../logging.ts";
 import { QuickAnswers } from "./quick_answers.ts";
 import { parseRequestPath, type RequestTarget } from "./request_path.ts";
 import { type CountedResult, Stats } from "../status/stats.ts";
 import { statusRoutes } from "../status/status_routes.ts";
-import type { TransferDeps, TransferLimits } from "../download/transfer.ts";
+import { SYSTEM_TIMERS, type Timers, type TransferDeps, type TransferLimits } from "../download/transfer.ts";
 import { describeError } from "../logging.ts";
 import { PackageUsage } from "../prefetch/package_usage.ts";
 import { Prefetcher, type PrefetchTimers } from "../prefetch/prefetcher.ts";
@@ -60,8 +60,11 @@ export interface AppOptions {
   cacheUsage?: () => CacheUsageSnapshot | undefined;
   /** How long a database request waits for the mirrors before the cached copy answers (see stale.ts). */
   staleDeadlineMs?: number;
-  /** Timers for that deadline; tests give their own. Default `setTimeout`. */
-  timers?: StaleTimers;
+  /**
+   * Timers for that deadline and for every transfer (connect timeout, a body's watchdog and pacing, hedging);
+   * tests give their own with {@linkcode AppOptions.now}. Default `setTimeout`.
+   */
+  timers?: Timers;
   /** Timers of the prefetch schedule (tests pass fake ones). */
   prefetchTimers?: PrefetchTimers;
   /** This node's name for Via; default `node_name`, else {@linkcode defaultNodeName}. */
@@ -124,9 +127,11 @@ export function limitsFrom(config: Config): TransferLimits {
 /** Builds the proxy for a configuration. Has no side effects until a request arrives. */
 export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const nodeName = options.nodeName ?? config.node_name ?? defaultNodeName(config.port);
+  const timers = options.timers ?? SYSTEM_TIMERS;
   const deps: TransferDeps = {
     fetch: fetchWithVia(fetchWithPeerRules(options.fetch ?? globalThis.fetch, config.cache_peers), nodeName),
     now: options.now ?? Date.now,
+    timers,
   };
   const limits: TransferLimits = { ...limitsFrom(config), ...options.limits };
   const pool = options.pool ?? new MirrorPool({ now: deps.now });
@@ -181,8 +186,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     onUpstreamBytes: (bytes) => stats.recordUpstreamBytes(bytes),
     stale: {
       deadlineMs: options.staleDeadlineMs ?? STALE_DEADLINE_MS,
-      timers: options.timers ??
-        { setTimer: setTimeout, clearTimer: (timer) => clearTimeout(timer as number) },
+      timers,
       outage,
     },
     offline: config.offline,

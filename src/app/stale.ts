@@ -13,6 +13,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { CachedFile, CacheStore } from "../cache/cache_store.ts";
 import { HttpError } from "../http/http_error.ts";
+import type { Timers } from "../download/transfer.ts";
 import { cacheControlFor, contentTypeFor, serveCachedFile, type Served } from "./responses.ts";
 import type { RequestTarget } from "./request_path.ts";
 import { isPaired, signedDatabase } from "./database_signature.ts";
@@ -28,17 +29,12 @@ export const STALE_DEADLINE_MS = 6_000;
 /** The `Cache-Status` of an answer from the cache because the mirrors failed. */
 export const STALE_CACHE_STATUS = "flexo; hit; detail=stale";
 
-/** Timers for the deadline, injected so that tests decide when it runs out. */
-export interface StaleTimers {
-  setTimer: (callback: () => void, ms: number) => unknown;
-  clearTimer: (timer: unknown) => void;
-}
-
 /** Stale-if-error's settings and state, part of the proxy's context. */
 export interface StaleContext {
   /** How long a database request waits for the mirrors before the cached copy answers. */
   deadlineMs: number;
-  timers: StaleTimers;
+  /** Timers for the deadline, injected so that tests decide when it runs out. */
+  timers: Timers;
   outage: Outage;
 }
 

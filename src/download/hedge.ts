@@ -11,6 +11,7 @@
 import type { MirrorPool } from "../mirrors/mirrors.ts";
 import { Attempt, type AttemptHead, type AttemptOptions } from "./attempt.ts";
 import type { AcceptOptions, Progress } from "./partial_resume.ts";
+import { SYSTEM_TIMERS, type Timers } from "./transfer.ts";
 
 /** Hedge delay for a mirror without any measured time to first byte. */
 export const UNMEASURED_HEDGE_DELAY_MS = 400;
@@ -35,18 +36,6 @@ export function hedgeDelayMs(pool: MirrorPool, mirror: string): number {
  * only when no other mirror answers; a `refusal` (error, 404, unusable) leaves the race to the other mirror.
  */
 export type HeadVerdict = "answer" | "fallback" | "refusal";
-
-/** Timers, injected for tests. */
-export interface HedgeTimers {
-  setTimer: (callback: () => void, ms: number) => unknown;
-  clearTimer: (timer: unknown) => void;
-}
-
-/** The system's timers. */
-export const SYSTEM_TIMERS: HedgeTimers = {
-  setTimer: (callback, ms) => setTimeout(callback, ms),
-  clearTimer: (timer) => clearTimeout(timer as number),
-};
 
 /** One mirror's head in a race. */
 export interface RacedHead<H> {
@@ -90,7 +79,7 @@ export interface RaceOptions<H> {
    */
   moveOn?: (listener: (mirror: string) => void) => () => void;
   now: () => number;
-  timers?: HedgeTimers;
+  timers?: Timers;
   /** Called with each head as it comes and how long it took. */
   onHead?: (mirror: string, head: H, ms: number) => void;
 }

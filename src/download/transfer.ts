@@ -12,9 +12,26 @@ export interface TransferDeps {
   fetch: typeof fetch;
   /** Clock in milliseconds. */
   now: () => number;
-  /** Timers for hedged requests (`src/download/hedge.ts`); the system's when absent. */
-  timers?: { setTimer: (callback: () => void, ms: number) => unknown; clearTimer: (timer: unknown) => void };
+  /**
+   * Timers for the connect timeout, the watchdog and pacing of a body, and hedged requests
+   * (`src/download/hedge.ts`); the system's when absent.
+   */
+  timers?: Timers;
 }
+
+/** One-shot timers, injected so that tests move time themselves (`tests/helpers/fake_timers.ts`). */
+export interface Timers {
+  /** Starts a timer that calls `callback` after `ms` milliseconds; returns its handle. */
+  setTimer: (callback: () => void, ms: number) => unknown;
+  /** Cancels a timer started by `setTimer`. */
+  clearTimer: (timer: unknown) => void;
+}
+
+/** The system's timers. */
+export const SYSTEM_TIMERS: Timers = {
+  setTimer: (callback, ms) => setTimeout(callback, ms),
+  clearTimer: (timer) => clearTimeout(timer as number),
+};
 
 /** Limits for one transfer, from the configuration. */
 export interface TransferLimits {
@@ -52,7 +69,8 @@ export async function askMirror(
 ): Promise<MirrorAnswer> {
   const started = options.deps.now();
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const timers = options.deps.timers ?? SYSTEM_TIMERS;
+  const timer = timers.setTimer(() => {
     timedOut = true;
     init.abort.abort(new Error("timeout"));
   }, options.limits.connectTimeoutMs);
@@ -109,7 +127,7 @@ export async function askMirror(
     }
     return { type: "failed", message: describeFetchError(error), timeout: false, answered: false };
   } finally {
-    clearTimeout(timer);
+    timers.clearTimer(timer);
   }
 }
 
@@ -140,7 +158,15 @@ export async function pumpBody(
   const samples: { t: number; bytes: number }[] = [{ t: start, bytes: 0 }];
   let lastProgressAt = start;
   const tick = Math.max(20, Math.min(1000, limits.lowSpeedTimeMs / 4));
-  const watchdog = setInterval(() => {
+  const timers = deps.timers ?? SYSTEM_TIMERS;
+  let watchdog: unknown;
+  const watch = () => {
+    watchdog = timers.setTimer(() => {
+      look();
+      if (!verdict) watch();
+    }, tick);
+  };
+  const look = () => {
     const now = deps.now();
     samples.push({ t: now, bytes });
     while (samples.length > 2 && now - samples[1].t >= limits.lowSpeedTimeMs) samples.shift();
@@ -159,7 +185,8 @@ export async function pumpBody(
       }
     }
     if (verdict) options.abort.abort(new Error(verdict.message));
-  }, tick);
+  };
+  watch();
   // Upstream bodies are byte streams: reading them into one reused buffer keeps a large download from leaving
   // tens of megabytes of spent chunks for the garbage collector (the sink is done with a chunk before the next
   // read). Any other stream is read chunk by chunk.
@@ -197,11 +224,11 @@ export async function pumpBody(
       lastProgressAt = deps.now();
       if (limits.maxSpeedLimit) {
         const ahead = (bytes * 1000) / limits.maxSpeedLimit - (deps.now() - start);
-        if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+        if (ahead > 0) await new Promise<void>((r) => timers.setTimer(r, ahead));
       }
     }
   } finally {
-    clearInterval(watchdog);
+    timers.clearTimer(watchdog);
     reader.cancel().catch(() => {});
   }
 }

@@ -31,6 +31,11 @@ export interface ClientListener {
   addr: Deno.NetAddr;
   /** How many client connections are open. */
   readonly connections: number;
+  /**
+   * How many connections the client timeout has closed so far. The sweep closes them at once when it runs, so
+   * this count is exact right after the clock moves, before the clients see their connections end.
+   */
+  readonly timedOut: number;
   /** Stops accepting; open connections finish their running responses, idle ones are closed. */
   shutdown(): Promise<void>;
   /** Resolves when the listener and every connection have closed. */
@@ -121,6 +126,7 @@ export function listenForClients(
   const timed = options.timeoutMs > 0;
   const sweepMs = Math.max(10, Math.min(1_000, Math.floor(options.timeoutMs / 4)));
   let sweeper: unknown;
+  let timedOut = 0;
   const scheduleSweep = () => {
     sweeper ??= clock.setTimer(() => {
       sweeper = undefined;
@@ -135,6 +141,8 @@ export function listenForClients(
   const sweep = () => {
     const now = clock.now();
     for (const connection of open.keys()) {
+      // Closed, but its serve() has not ended yet: not closed again, nor counted twice.
+      if (connection.closed) continue;
       const writing = connection.writingSince > 0 && now - connection.writingSince >= options.timeoutMs;
       const idle = !connection.busy && now - connection.idleSince >= options.timeoutMs;
       if (!writing && !idle) continue;
@@ -144,6 +152,7 @@ export function listenForClients(
         ms: options.timeoutMs,
       });
       connection.close();
+      timedOut++;
     }
   };
   const connectionOptions = {
@@ -267,6 +276,9 @@ export function listenForClients(
     addr: listener.addr as Deno.NetAddr,
     get connections() {
       return open.size;
+    },
+    get timedOut() {
+      return timedOut;
     },
     finished,
     async shutdown() {

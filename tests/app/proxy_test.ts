@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { fakeFetch, gatedFetch, rangeHead, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
 import { testDatabase } from "../helpers/test_database.ts";
 import { testApp } from "../helpers/test_app.ts";
 
@@ -90,16 +90,22 @@ Deno.test("serveTarget() serves databases from the primary mirror", async () => 
 
 Deno.test("serveTarget() answers Range requests on cached files and on files still downloading", async () => {
   const data = testBytes(900_000, 21);
-  const { fetch } = fakeFetch((_url, req) => serveBytes(data, req, { chunkSize: 30_000, chunkDelayMs: 5 }));
+  const { fetch, gates } = gatedFetch((req) => rangeHead(data.byteLength, req));
   const app = await testApp([A], { fetch });
   try {
     const live = await app.get(PKG, { headers: { Range: "bytes=100-199" } });
     assertEquals(live.status, 206);
     assertEquals(live.headers.get("content-range"), "bytes 100-199/900000");
+    gates[0].push(data.slice(0, 300_000));
     assertEquals(await bytesOf(live), data.slice(100, 200));
+    // Past what is on disk so far: the answer follows the download.
     const resume = await app.get(PKG, { headers: { Range: "bytes=450000-" } });
     assertEquals(resume.status, 206);
+    assertEquals(app.downloads.list()[0]?.ended, false, "the file is still downloading");
+    gates[0].push(data.slice(300_000));
+    gates[0].end();
     assertEquals(await bytesOf(resume), data.slice(450_000));
+    assertEquals(gates.length, 1, "one request to the mirror");
     await app.downloads.idle();
     const suffix = await app.get(PKG, { headers: { Range: "bytes=-10" } });
     assertEquals(suffix.status, 206);

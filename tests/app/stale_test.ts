@@ -15,7 +15,7 @@ import { makePacmanRoot, runPacman } from "../helpers/pacman.ts";
 import { startTestProxy, withinMs } from "../helpers/proxy_server.ts";
 import { testApp } from "../helpers/test_app.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { settledNow, waitFor } from "../helpers/wait.ts";
 
 const DB = "/flexotest/os/x86_64/flexotest.db";
 const PKG = "/flexotest/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst";
@@ -44,7 +44,16 @@ async function withApp(
     const { fetch } = fakeFetch((_url, req) =>
       mode.now === "refuse" ? "refuse" : mode.now === "silent" ? { delayMs: 3_600_000 } : serveBytes(db, req)
     );
-    const app = await testApp(["http://a.test/"], { fetch, timers: options.timers?.deps });
+    // With fake timers, the app's clock is theirs too, and a silent mirror's connect_timeout comes long after
+    // the deadlines of the test's requests.
+    const app = await testApp(["http://a.test/"], {
+      fetch,
+      ...(options.timers && {
+        now: options.timers.now,
+        timers: options.timers.deps,
+        limits: { connectTimeoutMs: 60_000, lowSpeedLimit: 1, lowSpeedTimeMs: 300, lastResortStallMs: 2_000 },
+      }),
+    });
     try {
       await fn(app, mode, db);
     } finally {
@@ -119,7 +128,9 @@ Deno.test("a cached database answers at the deadline when the mirrors are silent
       const answer = app.get(DB);
       // The deadline is set once the request has found the cached copy and asked upstream.
       await waitFor("the deadline to be set", () => timers.pending.includes(6_000));
-      timers.advance(6_000);
+      timers.advance(5_999);
+      assertEquals(await settledNow(answer), false, "no answer before the deadline");
+      timers.advance(1);
       const stale = await withinMs(answer, 5_000, "no answer at the deadline");
       assertEquals(stale.headers.get("cache-status"), STALE_CACHE_STATUS);
       assertEquals(new Uint8Array(await stale.arrayBuffer()), db);
@@ -130,6 +141,7 @@ Deno.test("a cached database answers at the deadline when the mirrors are silent
     assertEquals(outageSince[1], outageSince[0]);
     mode.now = "up";
     // The silent attempts end at connect_timeout; a new request then asks the mirror afresh.
+    timers.advance(60_000);
     await app.downloads.idle();
     const fresh = await app.get(DB);
     await fresh.arrayBuffer();

@@ -8,7 +8,7 @@ import { DownloadManager, purposeOf, rulesFor } from "../../src/download/downloa
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import type { FileKind } from "../../src/repo/file_kind.ts";
 import { parseRequestPath, type RequestTarget } from "../../src/app/request_path.ts";
-import { stillPending, waitFor } from "../helpers/wait.ts";
+import { settledNow, waitFor } from "../helpers/wait.ts";
 
 const A = "http://mirror-a.test/";
 /** A database's size too: every body is `testDatabase()`'s or `testBytes(SIZE)`. */
@@ -205,11 +205,11 @@ Deno.test("list() and idle() follow the running downloads", async () => {
     const second = t.manager.obtain(OTHER_PKG);
     const gates = await t.requests(2);
     const idle = t.manager.idle();
-    assert(await stillPending(idle, 50), "idle() waits while downloads run");
+    assertEquals(await settledNow(idle), false, "idle() waits while downloads run");
     const gateOf = (d: Download) => gates.find((g) => g.url.endsWith(d.segments.at(-1)!))!;
     await complete(gateOf(first), first);
     assertEquals(t.manager.list(), [second]);
-    assert(await stillPending(idle, 50), "idle() waits for the last download");
+    assertEquals(await settledNow(idle), false, "idle() waits for the last download");
     await complete(gateOf(second), second);
     await idle;
     assertEquals(t.manager.list(), []);

@@ -1,6 +1,8 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { fakeFetch, gatedFetch, rangeHead, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const A = "http://mirror-a.test/";
 const B = "http://mirror-b.test/";
@@ -34,18 +36,26 @@ Deno.test("Download.start() fetches a miss once and the next request is a cache 
 
 Deno.test("Download.start() shares one upstream transfer between clients arriving at different times", async () => {
   const data = testBytes(2_000_000, 7);
-  const { fetch, requests } = fakeFetch((_url, req) =>
-    serveBytes(data, req, { chunkSize: 100_000, chunkDelayMs: 10 })
-  );
+  const { fetch, gates } = gatedFetch(() => ({
+    headers: { "content-length": String(data.byteLength), "last-modified": "Tue, 14 Nov 2023 22:13:20 GMT" },
+  }));
   const app = await testApp([A], { fetch });
   try {
+    const quarter = data.byteLength / 4;
     const clients: Promise<Uint8Array>[] = [];
     for (let i = 0; i < 4; i++) {
-      clients.push(app.get(PKG).then(bytesOf));
-      await new Promise((r) => setTimeout(r, 40));
+      // Client i arrives when the download has i quarters of the file on disk.
+      const response = await app.get(PKG);
+      assertEquals(response.status, 200);
+      clients.push(bytesOf(response));
+      assertEquals(gates.length, 1, `client ${i} follows the one request to the mirror`);
+      const download = app.downloads.list()[0];
+      assertEquals(download.written, i * quarter, `client ${i} joined with ${i} quarters on disk`);
+      gates[0].push(data.slice(i * quarter, (i + 1) * quarter));
+      while (download.written < (i + 1) * quarter) await download.changed();
     }
+    gates[0].end();
     for (const body of await Promise.all(clients)) assertEquals(body, data);
-    assertEquals(requests.length, 1);
   } finally {
     await app.cleanup();
   }
@@ -75,9 +85,14 @@ Deno.test("Download.start() leaves a mirror that stalls after the headers", asyn
   const { fetch, requests } = fakeFetch((url, req) =>
     url.startsWith(A) ? serveBytes(data, req, { stallAfter: 100_000 }) : serveBytes(data, req)
   );
-  const app = await testApp([A, B], { fetch });
+  const timers = new FakeTimers();
+  const app = await testApp([A, B], { fetch, now: timers.now, timers: timers.deps });
   try {
     const response = await app.get(PKG);
+    const download = app.downloads.list()[0];
+    while (download.written < 100_000) await download.changed();
+    // Nothing more comes: twice low_speed_time (300 ms in testApp) later, the mirror has been left.
+    timers.advance(600);
     assertEquals(await bytesOf(response), data);
     assertEquals(requests.map((r) => r.headers.get("range")), [null, "bytes=100000-"]);
   } finally {
@@ -87,13 +102,32 @@ Deno.test("Download.start() leaves a mirror that stalls after the headers", asyn
 
 Deno.test("Download.start() keeps a slow last mirror instead of aborting it", async () => {
   const data = testBytes(60_000, 5);
-  const { fetch, requests } = fakeFetch((_url, req) =>
-    serveBytes(data, req, { chunkSize: 10_000, chunkDelayMs: 150 })
-  );
-  const app = await testApp([A], { fetch, limits: { lowSpeedLimit: 1_000_000, lowSpeedTimeMs: 200 } });
+  const timers = new FakeTimers();
+  const { fetch, gates } = gatedFetch((req) => rangeHead(data.byteLength, req));
+  const app = await testApp([A], {
+    fetch,
+    now: timers.now,
+    timers: timers.deps,
+    limits: {
+      connectTimeoutMs: 2_000,
+      lowSpeedLimit: 1_000_000,
+      lowSpeedTimeMs: 200,
+      lastResortStallMs: 2_000,
+    },
+  });
   try {
-    assertEquals(await bytesOf(await app.get(PKG)), data);
-    assertEquals(requests.length, 1);
+    const body = app.get(PKG).then(bytesOf);
+    await waitFor("the mirror to be asked", () => gates.length === 1);
+    const download = app.downloads.list()[0];
+    // 10 000 bytes every 150 ms (66 kB/s, far below low_speed_limit) for 900 ms: over four times low_speed_time.
+    for (let at = 0; at < data.byteLength; at += 10_000) {
+      gates[0].push(data.slice(at, at + 10_000));
+      while (download.written < at + 10_000) await download.changed();
+      timers.advance(150);
+    }
+    gates[0].end();
+    assertEquals(await body, data);
+    assertEquals(gates.length, 1, "no other mirror was asked");
   } finally {
     await app.cleanup();
   }
@@ -101,14 +135,43 @@ Deno.test("Download.start() keeps a slow last mirror instead of aborting it", as
 
 Deno.test("Download.start() moves a slow transfer to the next mirror and continues the stream", async () => {
   const data = testBytes(400_000, 6);
-  const { fetch, requests } = fakeFetch((url, req) =>
-    url.startsWith(A) ? serveBytes(data, req, { chunkSize: 2_000, chunkDelayMs: 100 }) : serveBytes(data, req)
-  );
-  const app = await testApp([A, B], { fetch, limits: { lowSpeedLimit: 100_000, lowSpeedTimeMs: 300 } });
+  const timers = new FakeTimers();
+  const { fetch: gated, gates } = gatedFetch((req) => rangeHead(data.byteLength, req));
+  const { fetch: fast, requests } = fakeFetch((_url, req) => serveBytes(data, req));
+  let slowAsked: AbortSignal | undefined;
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    if (!String(input).startsWith(A)) return fast(input, init);
+    slowAsked = init?.signal ?? undefined;
+    return gated(input, init);
+  };
+  const app = await testApp([A, B], {
+    fetch,
+    now: timers.now,
+    timers: timers.deps,
+    limits: {
+      connectTimeoutMs: 2_000,
+      lowSpeedLimit: 100_000,
+      lowSpeedTimeMs: 300,
+      lastResortStallMs: 2_000,
+    },
+  });
   try {
-    assertEquals(await bytesOf(await app.get(PKG)), data);
-    assertEquals(requests.length, 2);
-    assert(requests[1].headers.get("range")?.startsWith("bytes="), "the second mirror is asked for the rest");
+    const body = app.get(PKG).then(bytesOf);
+    await waitFor("the first mirror to be asked", () => gates.length === 1);
+    const download = app.downloads.list()[0];
+    // 2 000 bytes every 100 ms: 20 kB/s, below low_speed_limit, until the watchdog gives up on the mirror.
+    let sent = 0;
+    while (!slowAsked!.aborted) {
+      assert(sent < 20_000, "the slow mirror was kept");
+      gates[0].push(data.slice(sent, sent += 2_000));
+      while (download.written < sent) await download.changed();
+      timers.advance(100);
+    }
+    assertEquals(timers.now(), 300, "given up once it had been slow for low_speed_time");
+    assertEquals(await body, data);
+    assertEquals(requests.length, 1);
+    assert(requests[0].url.startsWith(B), requests[0].url);
+    assertEquals(requests[0].headers.get("range"), `bytes=${sent}-`, "the next mirror is asked for the rest");
   } finally {
     await app.cleanup();
   }
@@ -184,10 +247,19 @@ Deno.test("Download.start() answers 404 when no mirror has the file and 502 when
 });
 
 Deno.test("Download.start() answers 504 when every mirror times out", async () => {
-  const { fetch } = fakeFetch(() => ({ delayMs: 5_000, body: new Uint8Array(1) }));
-  const app = await testApp([A], { fetch, limits: { connectTimeoutMs: 100 } });
+  const { fetch } = fakeFetch(() => ({ delayMs: 3_600_000, body: new Uint8Array(1) }));
+  const timers = new FakeTimers();
+  const app = await testApp([A], {
+    fetch,
+    now: timers.now,
+    timers: timers.deps,
+    limits: { connectTimeoutMs: 100, lowSpeedLimit: 1, lowSpeedTimeMs: 300, lastResortStallMs: 2_000 },
+  });
   try {
-    const response = await app.get(PKG);
+    const answer = app.get(PKG);
+    await waitFor("the mirror to be asked", () => timers.pending.includes(100));
+    timers.advance(100);
+    const response = await answer;
     assertEquals(response.status, 504);
     await response.body?.cancel();
   } finally {
@@ -266,13 +338,17 @@ Deno.test("Download.start() accepts a body without Content-Length that ends clea
 
 Deno.test("Download.start() completes for the cache when the client disconnects", async () => {
   const data = testBytes(1_500_000, 13);
-  const { fetch } = fakeFetch((_url, req) => serveBytes(data, req, { chunkSize: 50_000, chunkDelayMs: 5 }));
+  const { fetch, gates } = gatedFetch((req) => rangeHead(data.byteLength, req));
   const app = await testApp([A], { fetch });
   try {
     const response = await app.get(PKG);
     const reader = response.body!.getReader();
+    gates[0].push(data.slice(0, 50_000));
     await reader.read();
     await reader.cancel();
+    // The client has gone while most of the file is still to come.
+    gates[0].push(data.slice(50_000));
+    gates[0].end();
     await app.downloads.idle();
     assertEquals(await Deno.readFile(`${app.dir}${PKG}`), data);
   } finally {

@@ -9,7 +9,7 @@ import { followDownload, READ_CHUNK, readFileRange } from "../../src/download/li
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { type Gate, gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
-import { stillPending } from "../helpers/wait.ts";
+import { settledNow, waitFor } from "../helpers/wait.ts";
 import { concat } from "../../src/byte_reader.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
@@ -173,12 +173,21 @@ Deno.test("followDownload() sends the last byte of the file only once the downlo
       "a range short of the end is not held",
     );
     assertEquals((await within(early.read(), "the early end")).done, true);
+    assertEquals(download.releasable(), data.byteLength - 1, "every byte is on disk, none verified");
+    // What the download has decided when each reader gets the last byte: it must be "complete" (verified).
+    const outcomeAt = (read: Promise<unknown>) => read.then(() => download.outcome().type);
     const openEnd = open.read();
     const boundedEnd = bounded.read();
-    assert(await stillPending(openEnd), "every byte is on disk, but the download has not verified the file");
-    assert(await stillPending(boundedEnd), "the same for a range whose end is the last byte");
+    const openSaw = outcomeAt(openEnd);
+    const boundedSaw = outcomeAt(boundedEnd);
     assertEquals(download.state, "streaming");
     gate.end();
+    assertEquals(await within(openSaw, "the last byte"), "complete", "the last byte waited for verification");
+    assertEquals(
+      await within(boundedSaw, "the last byte"),
+      "complete",
+      "the same for a range whose end is the last byte",
+    );
     assertEquals((await within(openEnd, "the last byte")).value, data.slice(-1));
     assertEquals((await within(boundedEnd, "the last byte")).value, data.slice(-1));
     assertEquals((await within(open.read(), "the end")).done, true);
@@ -272,14 +281,15 @@ Deno.test({
       const reader = followDownload(download, { start: 0, end: Infinity }).getReader();
       await within(reader.read(), "a chunk");
       const waiting = reader.read();
-      assert(await stillPending(waiting, 50), "the reader waits for the download");
+      // Every released byte has been read: the reader can only wait for the download.
+      assertEquals(await settledNow(waiting), false, "the reader waits for the download");
       await reader.cancel();
       assertEquals((await waiting).done, true);
       gate.push(data.slice(10_000));
       gate.end();
       await download.finished;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      assertEquals(openHandles(download.finalPath), 0, "no handle is left open on the file");
+      // A leaked handle stays open: polled for with a bound far above the moment a closed one is gone.
+      await waitFor("no handle left open on the file", () => openHandles(download.finalPath) === 0, 5_000);
     });
   },
 });

@@ -1,13 +1,13 @@
 import nodeAssert from "node:assert/strict";
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { type FakeAnswer, fakeFetch, testBytes } from "../helpers/fake_fetch.ts";
+import { type FakeAnswer, fakeFetch, gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
 import {
   askMirror,
   type BodyOutcome,
   type MirrorAnswer,
   parseContentRange,
   pumpBody,
-  type TransferDeps,
   type TransferLimits,
 } from "../../src/download/transfer.ts";
 
@@ -136,25 +136,55 @@ Deno.test("askMirror() reports other statuses, 5xx included, as failed without a
   }
 });
 
+/** A fetch that never answers: it waits until its request is aborted, then fails with the abort's reason. */
+function silentMirror(): { fetch: typeof fetch; asked: Promise<void> } {
+  const asked = Promise.withResolvers<void>();
+  const fetchImpl = (_input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    asked.resolve();
+    return new Promise((_, reject) => {
+      const signal = init?.signal;
+      if (signal?.aborted) reject(signal.reason);
+      signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+    });
+  };
+  return { fetch: fetchImpl as typeof fetch, asked: asked.promise };
+}
+
 Deno.test("askMirror() gives up after connect_timeout and aborts the request", async () => {
-  const started = performance.now();
-  const { answer, abort } = await ask({ delayMs: 20_000, body: testBytes(10) }, {
-    limits: { connectTimeoutMs: 50 },
+  const timers = new FakeTimers();
+  const { fetch, asked } = silentMirror();
+  const abort = new AbortController();
+  const pending = askMirror(URL_A, { method: "GET", headers: new Headers(), abort }, {
+    deps: { fetch, now: timers.now, timers: timers.deps },
+    limits: { ...LIMITS, connectTimeoutMs: 50 },
   });
+  await asked;
+  assertEquals(timers.pending, [50], "one timer, for connect_timeout");
+  timers.advance(49);
+  assertEquals(abort.signal.aborted, false, "not before connect_timeout");
+  timers.advance(1);
+  assert(abort.signal.aborted, "the request is aborted at connect_timeout");
+  const answer = await pending;
   assertEquals(answer.type, "failed");
   assert(answer.type === "failed");
   assertEquals(answer.timeout, true);
+  assertEquals(answer.answered, false);
   assert(answer.message.includes("connect_timeout"), `the message names the setting: ${answer.message}`);
   assert(answer.message.includes("50 ms"), `the message names the limit: ${answer.message}`);
-  assert(abort.signal.aborted, "the request is aborted");
-  assert(performance.now() - started < 10_000, "it does not wait for the mirror");
 });
 
 Deno.test("askMirror() leaves the transfer alone once the headers have arrived", async () => {
-  const { answer, abort } = await ask({ body: testBytes(10) }, { limits: { connectTimeoutMs: 30 } });
+  const timers = new FakeTimers();
+  const { fetch } = fakeFetch(() => ({ body: testBytes(10) }));
+  const abort = new AbortController();
+  const answer = await askMirror(URL_A, { method: "GET", headers: new Headers(), abort }, {
+    deps: { fetch, now: timers.now, timers: timers.deps },
+    limits: { ...LIMITS, connectTimeoutMs: 30 },
+  });
   assertEquals(answer.type, "response");
-  await new Promise((resolve) => setTimeout(resolve, 120));
-  assertEquals(abort.signal.aborted, false, "the connect timer is cleared");
+  assertEquals(timers.pending, [], "the connect timer is cleared");
+  timers.advance(10_000);
+  assertEquals(abort.signal.aborted, false, "time passing does not abort the transfer");
   if (answer.type === "response") await answer.response.body?.cancel();
 });
 
@@ -189,52 +219,99 @@ Deno.test("askMirror() reports a real refused connection on 127.0.0.1 without re
 });
 
 Deno.test("askMirror() reports an abort by the caller as failed without a timeout", async () => {
-  const { fetch } = fakeFetch(() => ({ delayMs: 20_000 }));
+  const timers = new FakeTimers();
+  const { fetch, asked } = silentMirror();
   const abort = new AbortController();
-  setTimeout(() => abort.abort(new Error("client went away")), 20);
-  const answer = await askMirror(URL_A, { method: "GET", headers: new Headers(), abort }, {
-    deps: { fetch, now: Date.now },
+  const pending = askMirror(URL_A, { method: "GET", headers: new Headers(), abort }, {
+    deps: { fetch, now: timers.now, timers: timers.deps },
     limits: LIMITS,
   });
-  assertEquals(answer, { type: "failed", message: "client went away", timeout: false, answered: false });
+  await asked;
+  abort.abort(new Error("client went away"));
+  assertEquals(await pending, {
+    type: "failed",
+    message: "client went away",
+    timeout: false,
+    answered: false,
+  });
+  assertEquals(timers.pending, [], "the connect timer is cleared");
 });
 
-/** Runs pumpBody over a fake mirror's body, collecting what reaches the sink. */
+/** Runs pumpBody over a fake mirror's body that needs no time, collecting what reaches the sink. */
 async function pump(
   answer: FakeAnswer,
-  options: {
-    limits?: Partial<TransferLimits>;
-    canSwitch?: boolean;
-    sink?: (chunk: Uint8Array) => Promise<void>;
-  } = {},
-): Promise<{ outcome: BodyOutcome; received: Uint8Array; abort: AbortController; elapsedMs: number }> {
+  options: { sink?: (chunk: Uint8Array) => Promise<void> } = {},
+): Promise<{ outcome: BodyOutcome; received: Uint8Array; abort: AbortController }> {
   const { fetch } = fakeFetch(() => answer);
   const abort = new AbortController();
   const response = await fetch(URL_A, { signal: abort.signal });
   const parts: Uint8Array[] = [];
-  const deps: TransferDeps = { fetch, now: () => performance.now() };
-  const started = performance.now();
+  const timers = new FakeTimers();
   const outcome = await pumpBody(
     response.body!,
     options.sink ?? ((chunk) => {
       parts.push(chunk.slice());
       return Promise.resolve();
     }),
-    {
-      deps,
-      limits: { ...LIMITS, ...options.limits },
-      abort,
-      canSwitch: () => options.canSwitch ?? true,
-    },
+    { deps: { fetch, now: timers.now, timers: timers.deps }, limits: LIMITS, abort, canSwitch: () => true },
   );
-  const elapsedMs = performance.now() - started;
-  const received = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  return { outcome, received: concatBytes(parts), abort };
+}
+
+function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
   let offset = 0;
   for (const part of parts) {
-    received.set(part, offset);
+    all.set(part, offset);
     offset += part.byteLength;
   }
-  return { outcome, received, abort, elapsedMs };
+  return all;
+}
+
+/** Lets the pump take what is queued for it (one turn of the event loop, no real time). */
+const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+/**
+ * Starts pumpBody over a body the test writes through `gate`, on a fake clock the test moves: `send()` writes
+ * bytes and resolves once the sink has them all.
+ */
+async function pumpGated(limits: Partial<TransferLimits>, canSwitch: boolean) {
+  const { fetch, gate } = gatedMirror({});
+  const abort = new AbortController();
+  const response = await fetch(URL_A, { signal: abort.signal });
+  const timers = new FakeTimers();
+  const parts: Uint8Array[] = [];
+  let received = 0;
+  let waiting: { bytes: number; done: () => void } | undefined;
+  const outcome = pumpBody(response.body!, (chunk) => {
+    parts.push(chunk.slice());
+    received += chunk.byteLength;
+    if (waiting && received >= waiting.bytes) waiting.done();
+    return Promise.resolve();
+  }, {
+    deps: { fetch, now: timers.now, timers: timers.deps },
+    limits: { ...LIMITS, ...limits },
+    abort,
+    canSwitch: () => canSwitch,
+  });
+  /** Resolves once the sink has `bytes` in all. */
+  const receivedUpTo = (bytes: number) =>
+    new Promise<void>((done) => received >= bytes ? done() : waiting = { bytes, done });
+  return {
+    gate,
+    abort,
+    timers,
+    outcome,
+    received: () => received,
+    bytes: () => concatBytes(parts),
+    receivedUpTo,
+    /** Writes `bytes` and resolves once the pump has counted them (the sink has them, and a turn passed). */
+    send: async (bytes: Uint8Array) => {
+      gate.push(bytes);
+      await receivedUpTo(received + bytes.byteLength);
+      await turn();
+    },
+  };
 }
 
 Deno.test("pumpBody() passes every chunk to the sink and reports the end", async () => {
@@ -245,46 +322,46 @@ Deno.test("pumpBody() passes every chunk to the sink and reports the end", async
   assertEquals(abort.signal.aborted, false);
 });
 
-Deno.test("pumpBody() abandons a slow transfer while another mirror is left", async () => {
-  const data = testBytes(100_000, 3);
-  const { outcome, abort, elapsedMs } = await pump(
-    { body: data, chunkSize: 100, chunkDelayMs: 40 },
-    { limits: { lowSpeedLimit: 100_000, lowSpeedTimeMs: 200 }, canSwitch: true },
-  );
+Deno.test("pumpBody() abandons a transfer slow for low_speed_time while another mirror is left", async () => {
+  // 100 bytes per 150 ms is far below 100 000 B/s; the watchdog looks every quarter of low_speed_time.
+  const p = await pumpGated({ lowSpeedLimit: 100_000, lowSpeedTimeMs: 200 }, true);
+  await p.send(testBytes(100, 3));
+  p.timers.advance(150);
+  assertEquals(p.abort.signal.aborted, false, "not before low_speed_time has passed");
+  await p.send(testBytes(100, 3));
+  p.timers.advance(50);
+  assert(p.abort.signal.aborted, "aborted once the transfer was slow for low_speed_time");
+  const outcome = await p.outcome;
   assert(outcome.type === "slow", `expected slow, got ${outcome.type}`);
-  assert(outcome.message.includes("below low_speed_limit (100000 B/s)"), outcome.message);
-  assert(outcome.bytes < data.byteLength, "it stopped before the end");
-  assert(abort.signal.aborted, "the request is aborted");
-  assert(elapsedMs < 10_000, `it stops soon (${Math.round(elapsedMs)} ms)`);
+  assertEquals(outcome.bytes, 200);
+  assertEquals(outcome.message, "1000 B/s over 0 s is below low_speed_limit (100000 B/s)");
 });
 
 Deno.test("pumpBody() keeps a slow transfer when no other mirror is left", async () => {
   const data = testBytes(1_200, 4);
-  const { outcome, received, abort, elapsedMs } = await pump(
-    { body: data, chunkSize: 200, chunkDelayMs: 60 },
-    { limits: { lowSpeedLimit: 100_000, lowSpeedTimeMs: 100 }, canSwitch: false },
-  );
-  assertEquals(outcome, { type: "ended", bytes: data.byteLength });
-  assertEquals(received, data);
-  assertEquals(abort.signal.aborted, false);
-  assert(elapsedMs >= 200, "the transfer was slow for longer than low_speed_time");
+  const p = await pumpGated({ lowSpeedLimit: 100_000, lowSpeedTimeMs: 100 }, false);
+  // 200 bytes every 60 ms, for more than three times low_speed_time.
+  for (let at = 0; at < data.byteLength; at += 200) {
+    await p.send(data.slice(at, at + 200));
+    p.timers.advance(60);
+  }
+  assertEquals(p.abort.signal.aborted, false);
+  p.gate.end();
+  assertEquals(await p.outcome, { type: "ended", bytes: data.byteLength });
+  assertEquals(p.bytes(), data);
 });
 
 Deno.test("pumpBody() abandons even the last mirror when it sends nothing for last_resort_stall", async () => {
-  const data = testBytes(50_000, 5);
-  const { outcome, abort, elapsedMs } = await pump(
-    { body: data, chunkSize: 1_000, stallAfter: 3_000 },
-    // The watchdog ticks every quarter of low_speed_time: a short one makes it look often.
-    { limits: { lastResortStallMs: 200, lowSpeedTimeMs: 200 }, canSwitch: false },
-  );
+  const p = await pumpGated({ lastResortStallMs: 2_000, lowSpeedTimeMs: 200 }, false);
+  await p.send(testBytes(3_000, 5));
+  p.timers.advance(1_950);
+  assertEquals(p.abort.signal.aborted, false, "not before last_resort_stall");
+  p.timers.advance(50);
+  assert(p.abort.signal.aborted, "the request is aborted after last_resort_stall without a byte");
+  const outcome = await p.outcome;
   assert(outcome.type === "slow", `expected slow, got ${outcome.type}`);
   assertEquals(outcome.bytes, 3_000);
-  assert(/^no data for \d+ s$/.test(outcome.message), outcome.message);
-  assert(abort.signal.aborted, "the request is aborted");
-  assert(
-    elapsedMs >= 150 && elapsedMs < 10_000,
-    `it waited about last_resort_stall (${Math.round(elapsedMs)} ms)`,
-  );
+  assertEquals(outcome.message, "no data for 2 s");
 });
 
 Deno.test("pumpBody() reports a connection error with the bytes before it", async () => {
@@ -311,15 +388,20 @@ Deno.test("pumpBody() stops at a sink error and hands the error back", async () 
 
 Deno.test("pumpBody() paces a transfer to max_speed_limit", async () => {
   const data = testBytes(100_000, 8);
-  // 100 kB at 400 kB/s takes at least 250 ms; unpaced, it is a few milliseconds of copying.
-  const { outcome, received, elapsedMs } = await pump(
-    { body: data, chunkSize: 10_000 },
-    { limits: { maxSpeedLimit: 400_000 } },
-  );
-  assertEquals(outcome, { type: "ended", bytes: data.byteLength });
-  assertEquals(received, data);
-  assert(elapsedMs >= 200, `paced transfer took only ${Math.round(elapsedMs)} ms`);
-  assert(elapsedMs < 10_000, `paced transfer took ${Math.round(elapsedMs)} ms`);
+  // 10 000 bytes at 400 000 B/s are 25 ms of the clock: the pump waits that long after each chunk.
+  const p = await pumpGated({ maxSpeedLimit: 400_000 }, true);
+  for (let at = 0; at < data.byteLength; at += 10_000) p.gate.push(data.slice(at, at + 10_000));
+  p.gate.end();
+  for (let sent = 10_000; sent <= data.byteLength; sent += 10_000) {
+    await p.receivedUpTo(sent);
+    await turn();
+    assertEquals(p.received(), sent, "the pump waits before it reads the next chunk");
+    assert(p.timers.pending.includes(25), `a 25 ms wait is pending: ${p.timers.pending}`);
+    p.timers.advance(25);
+  }
+  assertEquals(await p.outcome, { type: "ended", bytes: data.byteLength });
+  assertEquals(p.bytes(), data);
+  assertEquals(p.timers.now(), 250, "100 000 bytes at 400 000 B/s took 250 ms of the clock");
 });
 
 Deno.test("parseContentRange() reads start, end and total, and rejects malformed values", () => {

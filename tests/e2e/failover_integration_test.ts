@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { type FakeMirror, type FaultOptions, startFakeMirror } from "../helpers/fake_mirror.ts";
 import { startTestProxy, type TestProxy, withinMs } from "../helpers/proxy_server.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { sha256 } from "../helpers/bytes.ts";
 import { testBytes } from "../helpers/fake_fetch.ts";
 import { concat } from "../../src/byte_reader.ts";
@@ -304,7 +305,12 @@ Deno.test("proxy server shares one throttled upstream GET between five staggered
     const started = performance.now();
     const clients: Promise<Received & { doneMs: number }>[] = [];
     for (let i = 0; i < 5; i++) {
-      if (i > 0) await new Promise((resolve) => setTimeout(resolve, 200));
+      // Client i arrives once the download has i sixths of the file (it takes about 2 s at the mirror's pace).
+      const sixths = (i * data.length) / 6;
+      await waitFor(`the download to pass ${i}/6 of the file`, () => {
+        const download = s.proxy.app.downloads.list()[0];
+        return i === 0 || (download !== undefined && download.written >= sixths);
+      });
       clients.push(get(s.proxy, PKG).then((r) => ({ ...r, doneMs: performance.now() - started })));
     }
     const results = await Promise.all(clients);

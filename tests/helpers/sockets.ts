@@ -124,3 +124,20 @@ export function parseResponse(text: string): RawResponse {
   }
   return { status: Number(statusLine.split(" ")[1]), headers: map, body: text.slice(end + 4) };
 }
+
+/**
+ * The bytes the kernel holds unsent or unacknowledged in the send queue of the TCP socket from 127.0.0.1:`port`
+ * (a server) to 127.0.0.1:`peerPort` (its client), read from `/proc/net/tcp`; undefined when there is no such
+ * socket. On loopback, bytes stay queued only while the client's receive buffer is full: a queue above 0 that
+ * stays there means the server's writes to that client are held back.
+ */
+export function sendQueue(port: number, peerPort: number): number | undefined {
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(4, "0");
+  const local = `0100007F:${hex(port)}`;
+  const remote = `0100007F:${hex(peerPort)}`;
+  for (const line of Deno.readTextFileSync("/proc/net/tcp").split("\n").slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[1] === local && fields[2] === remote) return parseInt(fields[4].split(":")[0], 16);
+  }
+  return undefined;
+}

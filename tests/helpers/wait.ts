@@ -1,6 +1,6 @@
 /**
- * Waiting in tests without exact timing: poll a condition up to a deadline, or check that a promise is still
- * pending after a while.
+ * Waiting in tests without exact timing: poll a condition up to a deadline, or check that an event that has
+ * happened did not settle a promise.
  *
  * @module
  */
@@ -18,14 +18,14 @@ export async function waitFor(
   }
 }
 
-/** True when `promise` is still pending after `ms` milliseconds. */
-export async function stillPending(promise: Promise<unknown>, ms = 100): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const pending = Symbol("pending");
-  const result = await Promise.race([
-    promise.then(() => undefined, () => undefined),
-    new Promise((resolve) => (timer = setTimeout(() => resolve(pending), ms))),
-  ]);
-  clearTimeout(timer);
-  return result === pending;
+/**
+ * Whether `promise` has settled once every reaction already queued has run: a check, after an event that has
+ * happened (a download ended, a clock moved), that the event did not settle it. It lets one turn of the event
+ * loop pass (a zero timer) and waits for no real time.
+ */
+export async function settledNow(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  promise.then(() => settled = true, () => settled = true);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  return settled;
 }

@@ -1,6 +1,6 @@
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { assertEquals } from "../helpers/assert.ts";
-import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { gatedFetch, rangeHead, testBytes } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
 
 const A = "http://a.test/";
@@ -64,14 +64,22 @@ Deno.test("MirrorPool.recordSuccess() measures throughput only on transfers long
 });
 
 Deno.test("MirrorPool.plan() lands parallel package downloads on different mirrors", async () => {
-  const { fetch, requests } = fakeFetch((_url, req) =>
-    serveBytes(testBytes(300_000), req, { chunkSize: 20_000, chunkDelayMs: 10 })
-  );
+  const data = testBytes(300_000);
+  const { fetch, gates } = gatedFetch((req) => rangeHead(data.byteLength, req));
   const app = await testApp([A, B, C], { fetch });
   try {
     const names = ["one", "two", "three"].map((n) => `/core/os/x86_64/${n}-1-1-x86_64.pkg.tar.zst`);
-    await Promise.all(names.map(async (path) => await (await app.get(path)).arrayBuffer()));
-    assertEquals(new Set(requests.map((r) => new URL(r.url).host)).size, 3);
+    // The three downloads run at once: no mirror sends a byte before all three have been asked.
+    const responses = await Promise.all(names.map((path) => app.get(path)));
+    assertEquals(gates.length, 3);
+    for (const gate of gates) {
+      gate.push(data);
+      gate.end();
+    }
+    for (const response of responses) {
+      assertEquals((await response.arrayBuffer()).byteLength, data.byteLength);
+    }
+    assertEquals(new Set(gates.map((gate) => new URL(gate.url).host)).size, 3);
   } finally {
     await app.cleanup();
   }

@@ -13,7 +13,7 @@ import { randomBytes } from "../helpers/bytes.ts";
 import { fileSender } from "../helpers/sockets.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { withinMs } from "../helpers/proxy_server.ts";
-import { stillPending, waitFor } from "../helpers/wait.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
 
 const encoder = new TextEncoder();
@@ -92,9 +92,11 @@ Deno.test("listenForClients() closes a connection that sends nothing, or half a 
       await waitFor("both connections to be accepted", () => listener.connections === 2);
       const reads = Promise.all([readUntilClosed(silent), readUntilClosed(half)]);
       clock.advance(299);
-      assert(await stillPending(reads), "closed before the timeout");
+      // The sweep closes connections while the clock moves: what it did is known when advance() returns.
+      assertEquals(listener.timedOut, 0, "closed before the timeout");
       assertEquals(listener.connections, 2);
       clock.advance(100);
+      assertEquals(listener.timedOut, 2, "both closed once the timeout ran out");
       const [silentText, halfText] = await reads;
       assertEquals(silentText, "");
       assert(!halfText.includes("hello"), `the half request was answered: ${halfText}`);
@@ -143,8 +145,9 @@ Deno.test("listenForClients() closes a keep-alive connection that stays idle aft
       // The timeout counts from the end of the response (at 250 ms), not from the connection's start.
       const closed = readUntilClosed(conn);
       clock.advance(100);
-      assert(await stillPending(closed), "closed before the timeout counted from the response");
+      assertEquals(listener.timedOut, 0, "closed before the timeout counted from the response");
       clock.advance(300);
+      assertEquals(listener.timedOut, 1, "closed once the timeout ran out");
       assertEquals(await closed, "");
     },
     undefined,
@@ -153,24 +156,46 @@ Deno.test("listenForClients() closes a keep-alive connection that stays idle aft
 });
 
 Deno.test("listenForClients() does not cut a response that takes longer than the timeout", async () => {
+  const clock = new FakeTimers();
+  // A connection's writingSince of 0 means "not writing": the clock starts past it.
+  clock.advance(1);
   const chunks = 8;
+  const pulled: PromiseWithResolvers<void>[] = Array.from(
+    { length: chunks + 1 },
+    () => Promise.withResolvers(),
+  );
+  const next: PromiseWithResolvers<void>[] = Array.from({ length: chunks }, () => Promise.withResolvers());
+  let pulls = 0;
+  // Each chunk comes when the test says, after the clock moved 100 ms: 800 ms in all, four times the timeout.
   const slow = () =>
     new Response(
       new ReadableStream<Uint8Array>({
-        async start(controller) {
-          for (let i = 0; i < chunks; i++) {
-            await new Promise((resolve) => setTimeout(resolve, 100));
-            controller.enqueue(encoder.encode(`chunk ${i}\n`));
-          }
-          controller.close();
+        async pull(controller) {
+          const i = pulls++;
+          pulled[i].resolve();
+          if (i === chunks) return controller.close();
+          await next[i].promise;
+          controller.enqueue(encoder.encode(`chunk ${i}\n`));
         },
-      }),
+      }, { highWaterMark: 0 }),
     );
-  await withListener(200, async (listener) => {
-    const response = await fetch(`http://127.0.0.1:${listener.addr.port}/`);
-    const text = await response.text();
-    assertEquals(text.split("\n").filter(Boolean).length, chunks);
-  }, slow);
+  await withListener(
+    200,
+    async (listener) => {
+      const response = fetch(`http://127.0.0.1:${listener.addr.port}/`);
+      for (let i = 0; i < chunks; i++) {
+        await pulled[i].promise;
+        clock.advance(100);
+        next[i].resolve();
+      }
+      const text = await (await response).text();
+      assertEquals(text.split("\n").filter(Boolean).length, chunks);
+      assertEquals(listener.timedOut, 0, "the sweep closed nothing");
+      assert(clock.now() > 4 * 200, "the response took longer than the timeout");
+    },
+    slow,
+    clock,
+  );
 });
 
 Deno.test("listenForClients() passes the client's address to the handler", async () => {

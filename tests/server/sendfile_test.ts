@@ -138,8 +138,9 @@ Deno.test("send() waits for a full client through the connection's write, and fa
       // which ends the write that waits for the client.
       const write = (piece: Uint8Array) => {
         waits++;
-        setTimeout(() => server.close(), 300);
-        return server.write(piece);
+        const written = server.write(piece);
+        server.close();
+        return written;
       };
       const result = await withinMs(
         files.send(files.findSocket(server)!, HEAD, {

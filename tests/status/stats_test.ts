@@ -1,20 +1,24 @@
 import { Stats } from "../../src/status/stats.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { gatedFetch, rangeHead, testBytes } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
 
 const PKG = "/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst";
 
 Deno.test("Stats counts bytes from upstream as they reach the client and bytes from the cache per response", async () => {
   const data = testBytes(1_000_000, 31);
-  const { fetch } = fakeFetch((_url, req) => serveBytes(data, req, { chunkSize: 50_000, chunkDelayMs: 5 }));
+  const { fetch, gates } = gatedFetch((req) => rangeHead(data.byteLength, req));
   const app = await testApp(["http://a.test/"], { fetch });
   try {
     const reader = (await app.get(PKG)).body!.getReader();
+    gates[0].push(data.slice(0, 300_000));
     let received = 0;
     while (received < 300_000) received += (await reader.read()).value!.byteLength;
     assert(app.stats.bytesFromUpstream >= received, "what the client has is counted");
-    assert(app.stats.bytesFromUpstream < data.length, "what it has not received yet is not");
+    // The mirror has sent no more than 300 000 bytes yet: the rest cannot have been counted.
+    assert(app.stats.bytesFromUpstream <= 300_000, "what it has not received yet is not");
+    gates[0].push(data.slice(300_000));
+    gates[0].end();
     while (!(await reader.read()).done);
     assertEquals(app.stats.bytesFromUpstream, data.length);
     await app.downloads.idle();

@@ -1,7 +1,7 @@
 import nodeAssert from "node:assert/strict";
 import { waitFor } from "../helpers/wait.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { fakeFetch, gatedFetch, rangeHead, testBytes } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
 import type { FlexoApp } from "../../src/app/app.ts";
 import { MirrorPool, type MirrorStats } from "../../src/mirrors/mirrors.ts";
@@ -95,44 +95,43 @@ async function metrics(app: { get(path: string): Promise<Response> }) {
 
 Deno.test("statusRoutes() report a download in progress and count its bytes afterwards", async () => {
   const data = testBytes(SIZE, 7);
-  // 32 chunks of 64 KiB, 40 ms apart: about 1.3 s, long enough to look at it mid-way.
-  const { fetch } = fakeFetch((_url, req) => serveBytes(data, req, { chunkDelayMs: 40 }));
+  // The mirror sends what the test pushes, and the app's clock moves when the test says.
+  const { fetch, gates } = gatedFetch((req) => rangeHead(SIZE, req));
+  let now = 1_000_000;
   const usage = { bytes: 1234, files: 5, complete: true };
-  const app = await testApp([A], { fetch, cacheUsage: () => usage });
+  const app = await testApp([A], { fetch, cacheUsage: () => usage, now: () => now });
   try {
     const client = app.get(PKG).then((r) => r.arrayBuffer());
-
-    let report = await status(app);
-    await waitFor("the download to have bytes on disk", async () => {
-      report = await status(app);
-      return report.downloads[0]?.written > 0;
-    });
-    const early = report.downloads[0];
+    await waitFor("the mirror to be asked", () => gates.length === 1);
+    const download = app.downloads.list()[0];
+    /** Sends the file up to `end` and waits until the download has it on disk. */
+    const sendUpTo = async (end: number) => {
+      gates[0].push(data.slice(download.written, end));
+      while (download.written < end) await download.changed();
+    };
+    await sendUpTo(SIZE / 4);
+    const early = (await status(app)).downloads[0];
     assertEquals(early.path, PKG.slice(1));
     assertEquals(early.mirror, A);
     assertEquals(early.total, SIZE);
     assertEquals(early.state, "streaming");
-    assert(
-      early.written > 0 && early.written < SIZE,
-      `written ${early.written} should be between 0 and total`,
-    );
+    assertEquals(early.written, SIZE / 4);
+    assertEquals(early.bytesPerSecond, null, "no speed from a single look");
 
     const midway = await metrics(app);
     assertEquals(sampleValue(midway.samples, "flexo_downloads_in_flight"), 1);
     assertEquals(sampleValue(midway.samples, "flexo_cache_size_bytes"), 1234);
     assertEquals(sampleValue(midway.samples, "flexo_cache_files"), 5);
 
-    // The download moves on by itself (the fake mirror paces it): watched until its speed has been measured.
-    let later = early;
-    await waitFor("the download to grow and its speed to be measured", async () => {
-      later = (await status(app)).downloads[0] ?? later;
-      return later.written > early.written && later.bytesPerSecond !== null && later.bytesPerSecond > 0;
-    });
-    assert(later, "the download should still be running");
-    assert(later.written > early.written, `written should grow: ${early.written} then ${later.written}`);
-    assert(later.bytesPerSecond !== null && later.bytesPerSecond > 0, `speed: ${later.bytesPerSecond}`);
-    assert(later.bytesPerSecond < 100 * SIZE, `speed ${later.bytesPerSecond} is not plausible`);
+    // A second later, another quarter of the file is on disk: a quarter of the file per second.
+    now += 1_000;
+    await sendUpTo(SIZE / 2);
+    const later = (await status(app)).downloads[0];
+    assertEquals(later.written, SIZE / 2);
+    assertEquals(later.bytesPerSecond, SIZE / 4);
 
+    gates[0].push(data.slice(SIZE / 2));
+    gates[0].end();
     assertEquals((await client).byteLength, SIZE);
     await app.downloads.idle();
     const hit = await app.get(PKG);

@@ -1,0 +1,172 @@
+/**
+ * Problems in a configuration and how loading reports them: every bad value with its key, source and expected
+ * form, all problems at once, keys in the wrong table, unknown keys with suggestions, keys without effect yet.
+ */
+
+import assert from "node:assert/strict";
+import { assertLoadError, load } from "../helpers/load_config.ts";
+
+Deno.test("loadConfig() names key, value, source and expected form for every bad file value", async () => {
+  const cases: [string, string[]][] = [
+    ['port = "7878"', ["port", '"7878"', "file /test/flexo.toml", "whole number from 0 to 65535"]],
+    ["port = 1.5", ["port = 1.5", "whole number"]],
+    ['cache_directory = ""', ["cache_directory", '""', "non-empty file system path"]],
+    ["mirrorlist_fallback_file = 3", ["mirrorlist_fallback_file = 3", "path"]],
+    ['mirror_selection_method = "fastest"', [
+      "mirror_selection_method",
+      '"fastest"',
+      '"auto" or "predefined"',
+    ]],
+    ['mirrors_predefined = ["ftp://x/"]', ["mirrors_predefined[0]", '"ftp://x/"', "http:// or https://"]],
+    ['mirrors_predefined = ["mirror.example"]', ["mirrors_predefined[0]", '"mirror.example"', "mirror URL"]],
+    ['mirror_selection_method = "predefined"', ["mirrors_predefined", "at least one mirror URL"]],
+    ["connect_timeout = 0", ["connect_timeout = 0", "milliseconds"]],
+    ["low_speed_limit = -5", ["low_speed_limit = -5", "bytes per second"]],
+    ['low_speed_limit_formatted = "2 MBit"', ["low_speed_limit_formatted", '"2 MBit"', '"500 KiB/s"']],
+    ['low_speed_limit_formatted = "1 Bit/s"', ["low_speed_limit_formatted", "at least 1 byte per second"]],
+    ['low_speed_time_secs = "5s"', ["low_speed_time_secs", '"5s"', "seconds"]],
+    ["client_timeout_secs = -1", ["client_timeout_secs = -1", "0 turns the timeout off"]],
+    ["client_timeout_secs = 1.5", ["client_timeout_secs = 1.5", "whole number of seconds"]],
+    ['sendfile = "yes"', ['sendfile = "yes"', "true or false"]],
+    ['max_speed_limit = "fast"', ["max_speed_limit", '"fast"', "bytes per second"]],
+    ["num_versions_retain = -1", ["num_versions_retain = -1", "0 keeps every version"]],
+    ['refresh_latency_tests_after = "8 dayz"', ["refresh_latency_tests_after", '"8 dayz"', '"8 days"']],
+    ['max_cache_size = "lots"', ["max_cache_size", '"lots"', '"50 GiB"']],
+    ["max_cache_size = 0", ["max_cache_size = 0", "at least 1 byte"]],
+    ['allowed_clients = ["10.0.0.0/33"]', ["allowed_clients[0]", '"10.0.0.0/33"', "CIDR"]],
+    ['allowed_clients = ["everyone"]', ["allowed_clients[0]", '"everyone"', "CIDR"]],
+    ['log_level = "loud"', ["log_level", '"loud"', '"warning" (or "warn")']],
+    ["mirrors_auto = 5", ["mirrors_auto = 5", "[mirrors_auto]"]],
+    ['[mirrors_auto]\nhttps_required = "yes"', ["mirrors_auto.https_required", '"yes"', "true or false"]],
+    ["[mirrors_auto]\nmax_score = -1", ["mirrors_auto.max_score = -1", "0 or more"]],
+    ["[mirrors_auto]\nnum_mirrors = 0", ["mirrors_auto.num_mirrors = 0", "at least 1"]],
+    ['[mirrors_auto]\nmirrors_random_or_sort = "best"', [
+      "mirrors_random_or_sort",
+      '"best"',
+      '"sort" or "random"',
+    ]],
+    ["[mirrors_auto]\ntimeout = 0", ["mirrors_auto.timeout = 0", "milliseconds"]],
+    ['[mirrors_auto]\nallowed_countries = ["DEU"]', ["allowed_countries[0]", '"DEU"', "two-letter"]],
+    ["[mirrors_auto]\nmin_completion_pct = 95", ["min_completion_pct = 95", "from 0 to 1"]],
+    ["[mirrors_auto]\nmax_delay_secs = -1", ["max_delay_secs = -1", "seconds"]],
+    ['[mirrors_auto]\nmirrors_status_json_endpoint = "json"', [
+      "mirrors_status_json_endpoint",
+      '"json"',
+      "file://",
+    ]],
+    ['[mirrors_auto]\nmirrors_status_json_endpoint_fallbacks = ["x"]', ["fallbacks[0]", '"x"', "URL"]],
+    ['[mirrors_auto]\nmirrors_blacklist = [""]', ["mirrors_blacklist[0]", '""', "mirror URLs"]],
+    ['[[custom_repo]]\nname = "my repo"\nurl = "https://x.example"', [
+      "custom_repo[0].name",
+      '"my repo"',
+      "letters",
+    ]],
+    ['[[custom_repo]]\nname = "-x"\nurl = "https://x.example"', [
+      "custom_repo[0].name",
+      '"-x"',
+      "starts with",
+    ]],
+    ['[[custom_repo]]\nname = "x"', ["custom_repo[0].url is missing", "http:// or https://"]],
+    ['[[custom_repo]]\nname = "x"\nurl = "ftp://x"', ["custom_repo[0].url[0]", '"ftp://x"', "https://"]],
+    ['[[custom_repo]]\nname = "x"\nurl = []', ["custom_repo[0].url = []", "non-empty list"]],
+    ['custom_repo = ["x"]', ["custom_repo[0]", '"x"', "[[custom_repo]] table"]],
+    [
+      '[[custom_repo]]\nname = "x"\nurl = "https://a"\n[[custom_repo]]\nname = "x"\nurl = "https://b"',
+      ["custom_repo[1].name", '"x"', "not used by another"],
+    ],
+  ];
+  for (const [toml, parts] of cases) {
+    const error = await assertLoadError(toml, parts);
+    assert.equal(error.problems.length, 1, `${toml}: ${error.message}`);
+  }
+});
+
+Deno.test("loadConfig() collects every problem instead of stopping at the first", async () => {
+  const error = await assertLoadError(
+    'port = -1\nlog_level = "x"\nmirror_selection_method = "predefined"\n[mirrors_auto]\nipv4 = 1',
+    ["port", "log_level", "mirrors_predefined", "mirrors_auto.ipv4"],
+    { env: { FLEXO_CONNECT_TIMEOUT: "soon" } },
+  );
+  assert.equal(error.problems.length, 5);
+  assert.match(error.message, /^Invalid configuration \(5 problems\):\n {2}- /);
+  assert.match(error.message, /connect_timeout = "soon" \(environment variable FLEXO_CONNECT_TIMEOUT\)/);
+});
+
+Deno.test("loadConfig() moves keys placed in the wrong table, with a warning", async () => {
+  // flexo's own sample places these two inside [mirrors_auto].
+  const { config, warnings } = await load(`
+mirrors_blacklist = ["https://slow.example/"]
+[mirrors_auto]
+max_speed_limit = 102400
+refresh_latency_tests_after = "2 days"
+timeout = 400
+`);
+  assert.equal(config.max_speed_limit, 102400);
+  assert.equal(config.refresh_latency_tests_after, "2 days");
+  assert.deepEqual(config.mirrors_auto.mirrors_blacklist, ["https://slow.example/"]);
+  assert.equal(config.mirrors_auto.timeout, 400);
+  assert.equal(warnings.length, 3);
+  assert.match(warnings[0], /max_speed_limit is a top-level key but appears inside \[mirrors_auto\]/);
+  assert.match(warnings[1], /refresh_latency_tests_after is a top-level key/);
+  assert.match(warnings[2], /mirrors_blacklist belongs to the \[mirrors_auto\] table/);
+
+  const both = await load(
+    'refresh_latency_tests_after = "1 day"\n[mirrors_auto]\nrefresh_latency_tests_after = "9 days"',
+  );
+  assert.equal(both.config.refresh_latency_tests_after, "1 day");
+  assert.match(
+    both.warnings.join("\n"),
+    /both at the top level and inside \[mirrors_auto\]; the top-level value/,
+  );
+
+  const misplacedBad = await assertLoadError('[mirrors_auto]\nmax_speed_limit = "x"', [
+    "max_speed_limit",
+    "inside [mirrors_auto]",
+  ]);
+  assert.equal(misplacedBad.problems.length, 1);
+});
+
+Deno.test("loadConfig() warns about unknown keys and suggests close matches", async () => {
+  const { config, warnings } = await load(`
+prot = 1
+[mirrors_auto]
+num_mirror = 3
+colour = "blue"
+[[custom_repo]]
+name = "x"
+url = "https://x.example"
+urll = "https://y.example"
+`);
+  assert.equal(config.port, 7878);
+  assert.equal(config.mirrors_auto.num_mirrors, 8);
+  assert.deepEqual(config.custom_repo, [{ name: "x", urls: ["https://x.example"] }]);
+  assert.deepEqual(warnings, [
+    "/test/flexo.toml: unknown key prot is ignored. Did you mean port?",
+    "/test/flexo.toml: unknown key mirrors_auto.num_mirror is ignored. Did you mean num_mirrors?",
+    "/test/flexo.toml: unknown key mirrors_auto.colour is ignored.",
+    "/test/flexo.toml: unknown key custom_repo[0].urll is ignored. Did you mean url?",
+  ]);
+  const single = await load('[custom_repo]\nname = "x"\nurl = "https://x.example"');
+  assert.deepEqual(single.config.custom_repo, [{ name: "x", urls: ["https://x.example"] }]);
+  assert.match(single.warnings.join("\n"), /use \[\[custom_repo\]\]/);
+});
+
+Deno.test("loadConfig() warns that inactive keys have no effect yet when they change something", async () => {
+  const inactiveKeys = ["max_cache_size", "mirrors_auto.min_completion_pct", "allowed_clients"];
+  const set = await load('max_cache_size = "1 GiB"\n[mirrors_auto]\nmin_completion_pct = 0.5', {
+    inactiveKeys,
+  });
+  assert.deepEqual(set.warnings, [
+    "max_cache_size is accepted but has no effect yet (set in file /test/flexo.toml).",
+    "mirrors_auto.min_completion_pct is accepted but has no effect yet (set in file /test/flexo.toml).",
+  ]);
+  const env = await load("", { inactiveKeys, env: { FLEXO_ALLOWED_CLIENTS: "10.0.0.0/8" } });
+  assert.deepEqual(env.warnings, [
+    "allowed_clients is accepted but has no effect yet (set in environment variable FLEXO_ALLOWED_CLIENTS).",
+  ]);
+  const defaults = await load("allowed_clients = []\n[mirrors_auto]\nmin_completion_pct = 1.0", {
+    inactiveKeys,
+  });
+  assert.deepEqual(defaults.warnings, [], "repeating a default changes nothing");
+  assert.deepEqual((await load("", { inactiveKeys })).warnings, []);
+});
