@@ -1,0 +1,166 @@
+/**
+ * How resident memory grows with the number of files in the cache (issue 20, part 1b): for each count, builds a
+ * cache of that many small files (packages and their `.sig`, half each) in a temporary directory, plus one probe
+ * package with its signature that every run serves (so that each count answers the same requests), starts flexo
+ * exactly as `deno task serve` does (the serve task's flags from `deno.json`, settings from `FLEXO_*`, no
+ * reachable mirror), waits until the start-up scan has counted every file, lets it settle, and reads the serving
+ * process's own VmRSS and VmHWM; then serves a few cached files and reads them again.
+ *
+ * Usage: deno run --allow-all scripts/memory_files.ts [--files 0,20000,40000] [--settle-ms 3000] [--json]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { memoryOf, serveTaskArgs, sleep } from "./bench_tools.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const FOLDER = ["core", "os", "x86_64"];
+/** The package (and signature) in every cache, served after the scan; not counted in `files`. */
+const PROBE = "memprobe-1.0-1-x86_64.pkg.tar.zst";
+
+/** What one count measured, in bytes. */
+export interface FilesMemory {
+  files: number;
+  /** After the start-up scan counted every file and the process settled. */
+  rssAfterScan: number;
+  /** Peak since the start (the scan included). */
+  peakAfterScan: number;
+  /** After serving the probe package and its signature ten times each. */
+  rssAfterRequests: number;
+  /** How long the scan took to count every file. */
+  scanMs: number;
+}
+
+/** The name of the `i`-th test package. */
+export function testPackageName(i: number): string {
+  return `memtest${String(i).padStart(6, "0")}-1.0.${i % 10}-1-x86_64.pkg.tar.zst`;
+}
+
+/**
+ * Writes `files` small files (packages and signatures, half each) and the probe package with its signature under
+ * `cacheDir/core/os/x86_64`.
+ */
+export async function fillCache(cacheDir: string, files: number): Promise<void> {
+  const dir = join(cacheDir, ...FOLDER);
+  await Deno.mkdir(dir, { recursive: true });
+  const body = new Uint8Array(64).fill(7);
+  await Deno.writeFile(join(dir, PROBE), body);
+  await Deno.writeFile(join(dir, `${PROBE}.sig`), body.subarray(0, 16));
+  const packages = Math.ceil(files / 2);
+  const writes: Promise<void>[] = [];
+  for (let i = 0; i < packages; i++) {
+    const name = testPackageName(i);
+    writes.push(Deno.writeFile(join(dir, name), body));
+    if (2 * i + 1 < files) writes.push(Deno.writeFile(join(dir, `${name}.sig`), body.subarray(0, 16)));
+    if (writes.length >= 256) await Promise.all(writes.splice(0));
+  }
+  await Promise.all(writes);
+}
+
+async function waitForScan(url: string, files: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const report = await (await fetch(`${url}/status`)).json();
+      if (report.cache.complete && report.cache.files === files) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(50);
+  }
+  throw new Error(`the start-up scan did not count ${files} files within ${timeoutMs} ms`);
+}
+
+/** Starts flexo on a cache of `files` files and measures it. */
+export async function measureFiles(files: number, settleMs: number): Promise<FilesMemory> {
+  const work = await Deno.makeTempDir({ prefix: "flexo-memfiles-" });
+  const cacheDir = join(work, "cache");
+  await fillCache(cacheDir, files);
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const args = serveTaskArgs(await Deno.readTextFile(join(ROOT, "deno.json")), {
+    mainPath: join(ROOT, "main.ts"),
+    extra: [],
+  });
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: work,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    env: {
+      FLEXO_CACHE_DIRECTORY: cacheDir,
+      FLEXO_PORT: String(port),
+      FLEXO_LISTEN_IP_ADDRESS: "127.0.0.1",
+      FLEXO_MIRROR_SELECTION_METHOD: "predefined",
+      FLEXO_MIRRORS_PREDEFINED: "['http://127.0.0.1:9/']",
+      FLEXO_MIRRORLIST_FALLBACK_FILE: join(work, "mirrorlist"),
+      FLEXO_MIRRORLIST_LATENCY_TEST_RESULTS_FILE: join(work, "latency.json"),
+      FLEXO_LOG: "warning",
+    },
+  }).spawn();
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    const started = performance.now();
+    await waitForScan(url, files + 2, 120_000);
+    const scanMs = performance.now() - started;
+    await sleep(settleMs);
+    const afterScan = await memoryOf(child.pid);
+    for (let i = 0; i < 10; i++) {
+      for (const name of [PROBE, `${PROBE}.sig`]) {
+        const response = await fetch(`${url}/${FOLDER.join("/")}/${name}`);
+        if (!response.ok) throw new Error(`GET ${name}: ${response.status}`);
+        await response.body?.cancel();
+      }
+    }
+    await sleep(settleMs);
+    const afterRequests = await memoryOf(child.pid);
+    return {
+      files,
+      rssAfterScan: afterScan.current,
+      peakAfterScan: afterScan.peak,
+      rssAfterRequests: afterRequests.current,
+      scanMs: Math.round(scanMs),
+    };
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+    await Deno.remove(work, { recursive: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      files: { type: "string", default: "0,20000,40000" },
+      "settle-ms": { type: "string", default: "3000" },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const counts = values.files!.split(",").map(Number);
+  const results: FilesMemory[] = [];
+  const mib = (bytes: number) => (bytes / 1048576).toFixed(1);
+  for (const files of counts) {
+    const result = await measureFiles(files, Number(values["settle-ms"]));
+    results.push(result);
+    const base = results[0];
+    const perFile = files > base.files
+      ? ((result.rssAfterScan - base.rssAfterScan) / (files - base.files)).toFixed(0)
+      : "-";
+    if (!values.json) {
+      console.log(
+        `${files} files: RSS ${mib(result.rssAfterScan)} MiB after the scan (${result.scanMs} ms, peak ` +
+          `${mib(result.peakAfterScan)} MiB), ${
+            mib(result.rssAfterRequests)
+          } MiB after 20 requests of cached files; ` +
+          `${perFile} bytes per file more than ${base.files} files`,
+      );
+    }
+  }
+  if (values.json) console.log(JSON.stringify(results, null, 2));
+}
+
+if (import.meta.main) await main();
