@@ -35,6 +35,8 @@ import { MirrorPool } from "./src/mirrors/mirrors.ts";
 import { PackageIndex } from "./src/repo/package_index.ts";
 import { recoverPartials } from "./src/cache/recovery.ts";
 import { startServer } from "./src/server/server.ts";
+import { openLibc } from "./src/server/libc.ts";
+import { IdleRelease, processReleaseTools, releaseMemory } from "./src/memory_release.ts";
 import { describePrefetch, prefetchError, prefetchOnce } from "./src/prefetch/prefetch_command.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -232,7 +234,7 @@ async function serve(cli: Cli): Promise<void> {
   const cacheUsage = new CacheUsage(config.cache_directory, {
     onError: (error) => log.warn("Could not measure the cache directory: {error}", { error: error.message }),
   });
-  void cacheUsage.start();
+  const counted = cacheUsage.start();
   const app = createApp(config, {
     pool,
     log: logOutput,
@@ -256,11 +258,19 @@ async function serve(cli: Cli): Promise<void> {
       }
     },
   });
-  void cleaner.start();
+  const cleaned = cleaner.start();
   void app.prefetcher.start();
-  app.packageIndex.loadAll(config.cache_directory).then((count) => {
+  const indexed = app.packageIndex.loadAll(config.cache_directory).then((count) => {
     if (count > 0) log.info("Indexed {count} repository database(s) to verify downloads", { count });
   });
+  // The start-up scans leave garbage in proportion to the cache's files; give its pages back once they end,
+  // and after every busy period later (see src/memory_release.ts).
+  const libc = openLibc();
+  const releaseTools = processReleaseTools(libc.ok ? () => void libc.libc.malloc_trim(0n) : undefined);
+  const release = () => void releaseMemory(releaseTools);
+  void Promise.allSettled([counted, cleaned, indexed]).then(release);
+  const idleRelease = new IdleRelease({ release, activity: () => app.stats.activity() });
+  idleRelease.start();
   const server = startServer(app, {
     hostnames: config.listen_ip_address,
     port: config.port,
@@ -272,6 +282,7 @@ async function serve(cli: Cli): Promise<void> {
   const stop = async (signal: string) => {
     log.info("{signal} received: finishing running transfers, then stopping", { signal });
     selection.stop();
+    idleRelease.stop();
     void cleaner.stop();
     app.prefetcher.stop();
     // /healthz answers 503 while requests are still served, so a balancer drains the node (see docs/scaling.md).
