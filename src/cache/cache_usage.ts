@@ -70,6 +70,15 @@ export class CacheUsage {
     return { bytes: this.#bytes, files: this.#files, complete: this.#complete };
   }
 
+  /**
+   * How many paths it keeps in memory now: the files that may be replaced in place (databases and their
+   * signatures), and while the first scan runs what it counted. Package files are never kept, so that memory
+   * does not grow with the cache (issue 20).
+   */
+  get rememberedPaths(): number {
+    return this.#mutable.size + this.#counted.size + this.#touchedDuringScan.size;
+  }
+
   /** Counts a file that was added to the cache (a committed download). */
   added(bytes: number, change: CacheFileChange = {}): void {
     const key = this.#keyOf(change.path);
