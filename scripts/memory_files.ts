@@ -60,7 +60,8 @@ export async function fillCache(cacheDir: string, files: number): Promise<void> 
   await Promise.all(writes);
 }
 
-async function waitForScan(url: string, files: number, timeoutMs: number): Promise<void> {
+/** Waits until flexo's start-up scan has counted `files` files. */
+export async function waitForScan(url: string, files: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     try {
@@ -74,11 +75,22 @@ async function waitForScan(url: string, files: number, timeoutMs: number): Promi
   throw new Error(`the start-up scan did not count ${files} files within ${timeoutMs} ms`);
 }
 
-/** Starts flexo on a cache of `files` files and measures it. */
-export async function measureFiles(files: number, settleMs: number): Promise<FilesMemory> {
-  const work = await Deno.makeTempDir({ prefix: "flexo-memfiles-" });
-  const cacheDir = join(work, "cache");
-  await fillCache(cacheDir, files);
+/** A flexo process started as `deno task serve` starts it. */
+export interface ServingFlexo {
+  pid: number;
+  url: string;
+  /** Kills it and waits for its end. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts flexo as `deno task serve` does (the serve task's flags from `deno.json`), configured by `FLEXO_*`
+ * only: the cache in `cacheDir`, state files in `work`, `mirror` as the only mirror, log level "warning".
+ */
+export async function startServing(
+  work: string,
+  options: { cacheDir: string; mirror: string },
+): Promise<ServingFlexo> {
   const port = 20_000 + Math.floor(Math.random() * 20_000);
   const args = serveTaskArgs(await Deno.readTextFile(join(ROOT, "deno.json")), {
     mainPath: join(ROOT, "main.ts"),
@@ -91,23 +103,39 @@ export async function measureFiles(files: number, settleMs: number): Promise<Fil
     stdout: "null",
     stderr: "null",
     env: {
-      FLEXO_CACHE_DIRECTORY: cacheDir,
+      FLEXO_CACHE_DIRECTORY: options.cacheDir,
       FLEXO_PORT: String(port),
       FLEXO_LISTEN_IP_ADDRESS: "127.0.0.1",
       FLEXO_MIRROR_SELECTION_METHOD: "predefined",
-      FLEXO_MIRRORS_PREDEFINED: "['http://127.0.0.1:9/']",
+      FLEXO_MIRRORS_PREDEFINED: `['${options.mirror}']`,
       FLEXO_MIRRORLIST_FALLBACK_FILE: join(work, "mirrorlist"),
       FLEXO_MIRRORLIST_LATENCY_TEST_RESULTS_FILE: join(work, "latency.json"),
       FLEXO_LOG: "warning",
     },
   }).spawn();
-  const url = `http://127.0.0.1:${port}`;
+  return {
+    pid: child.pid,
+    url: `http://127.0.0.1:${port}`,
+    stop: async () => {
+      child.kill("SIGKILL");
+      await child.status;
+    },
+  };
+}
+
+/** Starts flexo on a cache of `files` files and measures it. */
+export async function measureFiles(files: number, settleMs: number): Promise<FilesMemory> {
+  const work = await Deno.makeTempDir({ prefix: "flexo-memfiles-" });
+  const cacheDir = join(work, "cache");
+  await fillCache(cacheDir, files);
+  const flexo = await startServing(work, { cacheDir, mirror: "http://127.0.0.1:9/" });
+  const url = flexo.url;
   try {
     const started = performance.now();
     await waitForScan(url, files + 2, 120_000);
     const scanMs = performance.now() - started;
     await sleep(settleMs);
-    const afterScan = await memoryOf(child.pid);
+    const afterScan = await memoryOf(flexo.pid);
     for (let i = 0; i < 10; i++) {
       for (const name of [PROBE, `${PROBE}.sig`]) {
         const response = await fetch(`${url}/${FOLDER.join("/")}/${name}`);
@@ -116,7 +144,7 @@ export async function measureFiles(files: number, settleMs: number): Promise<Fil
       }
     }
     await sleep(settleMs);
-    const afterRequests = await memoryOf(child.pid);
+    const afterRequests = await memoryOf(flexo.pid);
     return {
       files,
       rssAfterScan: afterScan.current,
@@ -125,8 +153,7 @@ export async function measureFiles(files: number, settleMs: number): Promise<Fil
       scanMs: Math.round(scanMs),
     };
   } finally {
-    child.kill("SIGKILL");
-    await child.status;
+    await flexo.stop();
     await Deno.remove(work, { recursive: true });
   }
 }
