@@ -5,6 +5,8 @@
  * exactly as `deno task serve` does (the serve task's flags from `deno.json`, settings from `FLEXO_*`, no
  * reachable mirror), waits until the start-up scan has counted every file, lets it settle, and reads the serving
  * process's own VmRSS and VmHWM; then serves a few cached files and reads them again.
+ * "After the scan" means after the start-up work: the count, then the cleaner's scan, then the memory release;
+ * the script waits until the RSS has stopped changing for `--settle-ms`.
  *
  * Usage: deno run --allow-all scripts/memory_files.ts [--files 0,20000,40000] [--settle-ms 3000] [--json]
  *
@@ -123,6 +125,22 @@ export async function startServing(
   };
 }
 
+/**
+ * Waits until `pid`'s VmRSS has stayed within 0.5 MiB for `settleMs` (sampled every 500 ms): the start-up work
+ * after the count (the cleaner's scan, the release after it) has then ended. At most 60 s.
+ */
+export async function settle(pid: number, settleMs: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let stableSince = Date.now();
+  let last = (await memoryOf(pid)).current;
+  while (Date.now() - stableSince < settleMs && Date.now() < deadline) {
+    await sleep(500);
+    const now = (await memoryOf(pid)).current;
+    if (Math.abs(now - last) > 512 * 1024) stableSince = Date.now();
+    last = now;
+  }
+}
+
 /** Starts flexo on a cache of `files` files and measures it. */
 export async function measureFiles(files: number, settleMs: number): Promise<FilesMemory> {
   const work = await Deno.makeTempDir({ prefix: "flexo-memfiles-" });
@@ -134,7 +152,7 @@ export async function measureFiles(files: number, settleMs: number): Promise<Fil
     const started = performance.now();
     await waitForScan(url, files + 2, 120_000);
     const scanMs = performance.now() - started;
-    await sleep(settleMs);
+    await settle(flexo.pid, settleMs);
     const afterScan = await memoryOf(flexo.pid);
     for (let i = 0; i < 10; i++) {
       for (const name of [PROBE, `${PROBE}.sig`]) {
