@@ -87,11 +87,12 @@ export interface ServingFlexo {
 
 /**
  * Starts flexo as `deno task serve` does (the serve task's flags from `deno.json`), configured by `FLEXO_*`
- * only: the cache in `cacheDir`, state files in `work`, `mirror` as the only mirror, log level "warning".
+ * only: the cache in `cacheDir`, state files in `work`, `mirror` as the only mirror, log level "warning", and
+ * any other variables in `env`.
  */
 export async function startServing(
   work: string,
-  options: { cacheDir: string; mirror: string },
+  options: { cacheDir: string; mirror: string; env?: Record<string, string> },
 ): Promise<ServingFlexo> {
   const port = 20_000 + Math.floor(Math.random() * 20_000);
   const args = serveTaskArgs(await Deno.readTextFile(join(ROOT, "deno.json")), {
@@ -113,6 +114,7 @@ export async function startServing(
       FLEXO_MIRRORLIST_FALLBACK_FILE: join(work, "mirrorlist"),
       FLEXO_MIRRORLIST_LATENCY_TEST_RESULTS_FILE: join(work, "latency.json"),
       FLEXO_LOG: "warning",
+      ...options.env,
     },
   }).spawn();
   return {
