@@ -36,7 +36,7 @@ import { PackageIndex } from "./src/repo/package_index.ts";
 import { recoverPartials } from "./src/cache/recovery.ts";
 import { startServer } from "./src/server/server.ts";
 import { openLibc } from "./src/server/libc.ts";
-import { IdleRelease, processReleaseTools, releaseMemory } from "./src/memory_release.ts";
+import { startMemoryReleases } from "./src/memory_release.ts";
 import { describePrefetch, prefetchError, prefetchOnce } from "./src/prefetch/prefetch_command.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -266,11 +266,11 @@ async function serve(cli: Cli): Promise<void> {
   // The start-up scans leave garbage in proportion to the cache's files; give its pages back once they end,
   // and after every busy period later (see src/memory_release.ts).
   const libc = openLibc();
-  const releaseTools = processReleaseTools(libc.ok ? () => void libc.libc.malloc_trim(0n) : undefined);
-  const release = () => void releaseMemory(releaseTools);
-  void Promise.allSettled([counted, cleaned, indexed]).then(release);
-  const idleRelease = new IdleRelease({ release, activity: () => app.stats.activity() });
-  idleRelease.start();
+  const releases = startMemoryReleases({
+    startup: [counted, cleaned, indexed],
+    activity: () => app.stats.activity(),
+    mallocTrim: libc.ok ? () => void libc.libc.malloc_trim(0n) : undefined,
+  });
   const server = startServer(app, {
     hostnames: config.listen_ip_address,
     port: config.port,
@@ -282,7 +282,7 @@ async function serve(cli: Cli): Promise<void> {
   const stop = async (signal: string) => {
     log.info("{signal} received: finishing running transfers, then stopping", { signal });
     selection.stop();
-    idleRelease.stop();
+    releases.idle.stop();
     void cleaner.stop();
     app.prefetcher.stop();
     // /healthz answers 503 while requests are still served, so a balancer drains the node (see docs/scaling.md).

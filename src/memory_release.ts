@@ -102,3 +102,39 @@ export class IdleRelease {
     this.#options.release();
   }
 }
+
+/** Options for {@linkcode startMemoryReleases}. */
+export interface MemoryReleasesOptions {
+  /** The start-up work (scans of the cache, reading its databases): one release follows when all has settled. */
+  startup: readonly Promise<unknown>[];
+  /** See {@linkcode IdleReleaseOptions.activity}. */
+  activity: () => number;
+  /** Runs one release (default: {@linkcode releaseMemory} with `processReleaseTools(mallocTrim)`). */
+  release?: () => void;
+  /** glibc's `malloc_trim(0)`, for the default release. */
+  mallocTrim?: () => void;
+  /** The timer of the {@linkcode IdleRelease}. */
+  setInterval?: IdleReleaseOptions["setInterval"];
+  clearInterval?: IdleReleaseOptions["clearInterval"];
+}
+
+/**
+ * The releases of a serving process: one when the start-up work has settled (its garbage grows with the
+ * cache's files), then one after every busy period. Returns the started {@linkcode IdleRelease} (to stop it)
+ * and the promise of the start-up release.
+ */
+export function startMemoryReleases(
+  options: MemoryReleasesOptions,
+): { idle: IdleRelease; afterStartup: Promise<void> } {
+  const tools = processReleaseTools(options.mallocTrim);
+  const release = options.release ?? (() => void releaseMemory(tools));
+  const afterStartup = Promise.allSettled(options.startup).then(() => release());
+  const idle = new IdleRelease({
+    release,
+    activity: options.activity,
+    setInterval: options.setInterval,
+    clearInterval: options.clearInterval,
+  });
+  idle.start();
+  return { idle, afterStartup };
+}

@@ -1,5 +1,11 @@
 import { assertEquals } from "./helpers/assert.ts";
-import { type GcFunction, IdleRelease, processReleaseTools, releaseMemory } from "../src/memory_release.ts";
+import {
+  type GcFunction,
+  IdleRelease,
+  processReleaseTools,
+  releaseMemory,
+  startMemoryReleases,
+} from "../src/memory_release.ts";
 import { V8_FLAGS_ARG } from "../scripts/compile.ts";
 
 Deno.test("releaseMemory() asks V8 for its last-resort collection, then trims malloc's arenas", () => {
@@ -81,4 +87,24 @@ Deno.test("IdleRelease never releases for a proxy that stays idle, and stops loo
   assertEquals(fake.releases(), 0);
   fake.idle.stop();
   assertEquals(fake.running(), false);
+});
+
+Deno.test("startMemoryReleases() releases once all the start-up work has settled, failures included", async () => {
+  let releases = 0;
+  let finishScan!: () => void;
+  const scan = new Promise<void>((resolve) => finishScan = resolve);
+  const failed = Promise.reject(new Error("unreadable database"));
+  const { idle, afterStartup } = startMemoryReleases({
+    startup: [scan, failed],
+    activity: () => 0,
+    release: () => releases++,
+    setInterval: () => 1,
+    clearInterval: () => {},
+  });
+  await Promise.resolve();
+  assertEquals(releases, 0, "the scan still runs");
+  finishScan();
+  await afterStartup;
+  assertEquals(releases, 1);
+  idle.stop();
 });
