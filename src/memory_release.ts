@@ -1,6 +1,6 @@
 /**
  * Gives memory that work has left behind back to the system: V8 keeps the pages of its heap that a collection
- * freed (a start-up scan of 40,000 cached files leaves about 40 MiB of them, see BENCHMARKS.md, "Memory (issue
+ * freed (a start-up scan of 40,000 cached files leaves about 50 MiB of them, see BENCHMARKS.md, "Memory (issue
  * 20)"), and glibc keeps freed blocks in its arenas. Neither returns them on its own while the process idles.
  *
  * A release is V8's most thorough collection (the one it makes before giving up on an allocation, which also
