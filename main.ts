@@ -36,6 +36,8 @@ import { MirrorPool } from "./src/mirrors/mirrors.ts";
 import { PackageIndex } from "./src/repo/package_index.ts";
 import { recoverPartials } from "./src/cache/recovery.ts";
 import { startServer } from "./src/server/server.ts";
+import { openLibc } from "./src/server/libc.ts";
+import { startMemoryReleases } from "./src/memory_release.ts";
 import { describePrefetch, prefetchError, prefetchOnce } from "./src/prefetch/prefetch_command.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -226,7 +228,7 @@ async function serve(cli: Cli): Promise<void> {
   const cacheUsage = new CacheUsage(config.cache_directory, {
     onError: (error) => log.warn("Could not measure the cache directory: {error}", { error: error.message }),
   });
-  void cacheUsage.start();
+  const counted = cacheUsage.start();
   // Another process's changes (flexo import, flexo clean, rm) have the cache counted again.
   const cacheWatch = watchCacheChanges(cacheUsage, {
     onError: (error) =>
@@ -260,10 +262,18 @@ async function serve(cli: Cli): Promise<void> {
       }
     },
   });
-  void cleaner.start();
+  const cleaned = cleaner.start();
   void app.prefetcher.start();
-  app.packageIndex.loadAll(config.cache_directory).then((count) => {
+  const indexed = app.packageIndex.loadAll(config.cache_directory).then((count) => {
     if (count > 0) log.info("Indexed {count} repository database(s) to verify downloads", { count });
+  });
+  // The start-up scans leave garbage in proportion to the cache's files; give its pages back once they end,
+  // and after every busy period later (see src/memory_release.ts).
+  const libc = openLibc();
+  const releases = startMemoryReleases({
+    startup: [counted, cleaned, indexed],
+    activity: () => app.stats.activity(),
+    mallocTrim: libc.ok ? () => void libc.libc.malloc_trim(0n) : undefined,
   });
   const server = startServer(app, {
     hostnames: config.listen_ip_address,
@@ -285,6 +295,7 @@ async function serve(cli: Cli): Promise<void> {
     stopping = (async () => {
       selection.stop();
       cacheWatch.stop();
+      releases.idle.stop();
       void cleaner.stop();
       app.prefetcher.stop();
       // /healthz answers 503 while requests are still served, so a balancer drains the node (docs/scaling.md).

@@ -32,6 +32,8 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   // Copies errno out of the C library's memory: reading a pointer from JavaScript needs every ffi permission.
   memcpy: { parameters: ["buffer", "pointer", "usize"], result: "pointer" },
+  // Gives freed memory in glibc's arenas back to the system (see src/memory_release.ts).
+  malloc_trim: { parameters: ["usize"], result: "i32" },
 } as const;
 
 /** The loaded library's functions, as Deno types them. */

@@ -81,6 +81,16 @@ export class Stats {
     if (this.recentErrors.length > this.#maxErrors) this.recentErrors.shift();
   }
 
+  /**
+   * A number that changes whenever a request was answered or body bytes flowed (from the cache or upstream):
+   * compared between two moments, it tells whether the proxy did work in between.
+   */
+  activity(): number {
+    let requests = 0;
+    for (const count of this.requests.values()) requests += count;
+    return requests + this.bytesFromCache + this.bytesFromUpstream;
+  }
+
   /** Cache hits divided by requests for files (hits and misses of packages and databases); 0 with none. */
   hitRatio(): number {
     const hits = (this.requests.get("CACHE HIT") ?? 0) + (this.requests.get("REVALIDATED") ?? 0) +

@@ -115,3 +115,20 @@ Deno.test("CacheUsage.rescan() counts the proxy's own changes during the walk ex
     assertEquals(usage.takeReported().size, 0, "taken once");
   });
 });
+
+Deno.test("CacheUsage.start() keeps no path of a package file once it has counted them", async () => {
+  await withDir(async (dir) => {
+    for (let i = 0; i < 300; i++) {
+      await write(dir, `extra/os/x86_64/p${i}-1-1-x86_64.pkg.tar.zst`, 10);
+      await write(dir, `extra/os/x86_64/p${i}-1-1-x86_64.pkg.tar.zst.sig`, 1);
+    }
+    await write(dir, "extra/os/x86_64/extra.db", 100);
+    await write(dir, "extra/os/x86_64/extra.db.sig", 1);
+    const usage = new CacheUsage(dir);
+    await usage.start();
+    assertEquals(usage.snapshot(), { bytes: 3401, files: 602, complete: true });
+    assertEquals(usage.rememberedPaths, 2, "only the database and its signature, which may be replaced");
+    usage.added(10, { path: "extra/os/x86_64/q-1-1-x86_64.pkg.tar.zst" });
+    assertEquals(usage.rememberedPaths, 2);
+  });
+});

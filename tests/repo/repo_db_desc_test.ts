@@ -43,3 +43,25 @@ Deno.test("isDescPath() accepts <name>-<version>/desc only", () => {
     assert.equal(isDescPath(path), false, path);
   }
 });
+
+Deno.test("parseDesc() keeps none of the desc text its entry was cut from", async () => {
+  // In a process of its own, to collect garbage (--expose-gc) and read the heap around the entries alone.
+  const probe = `import { parseDesc } from ${
+    JSON.stringify(import.meta.resolve("../../src/repo/repo_db_desc.ts"))
+  };
+    const desc = (i) => "%FILENAME%\\nsome-package-" + i + "-1.2.3-1-x86_64.pkg.tar.zst\\n\\n%NAME%\\nsome-package-" + i +
+      "\\n\\n%VERSION%\\n1.2.3-1\\n\\n%DESC%\\n" + "A long description. ".repeat(50) + "\\n\\n%CSIZE%\\n1234\\n\\n" +
+      "%SHA256SUM%\\n" + String(i).padStart(64, "a") + "\\n\\n%PGPSIG%\\n" + "iQIzBAABCAAdFiEE".repeat(40) + "\\n";
+    const entries = [];
+    gc(); const before = Deno.memoryUsage().heapUsed;
+    for (let i = 0; i < 5000; i++) entries.push(parseDesc(desc(i)));
+    gc(); gc();
+    console.log(Math.round((Deno.memoryUsage().heapUsed - before) / entries.length), desc(0).length);`;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--v8-flags=--expose-gc", probe],
+    stderr: "inherit",
+  }).output();
+  const [perEntry, descLength] = new TextDecoder().decode(output.stdout).trim().split(" ").map(Number);
+  assert(descLength > 1500, `the desc text (${descLength} bytes) is larger than an entry should be`);
+  assert(perEntry < 500, `each entry keeps ${perEntry} bytes of heap (the desc text is ${descLength})`);
+});

@@ -36,3 +36,16 @@ Deno.test("Stats.recordError() keeps only the newest errors", () => {
   assertEquals(stats.recentErrors.map((e) => e.message), ["error 3", "error 4"]);
   assertEquals(stats.hitRatio(), 0);
 });
+
+Deno.test("Stats.activity() changes with every answered request and every byte served", () => {
+  const stats = new Stats();
+  const seen = [stats.activity()];
+  stats.recordRequest("CACHE HIT", 0);
+  seen.push(stats.activity());
+  stats.bytesFromUpstream += 10;
+  seen.push(stats.activity());
+  stats.recordRequest("CACHE HIT", 5);
+  seen.push(stats.activity());
+  assertEquals(new Set(seen).size, seen.length, `${seen}`);
+  assertEquals(stats.activity(), stats.activity(), "no change without work");
+});
