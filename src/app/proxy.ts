@@ -94,7 +94,7 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
   if (hot) {
     return { ...(await serveCachedFile(req, hot, { origin: "Cache", ...described })), result: "CACHE HIT" };
   }
-  const cached = await ctx.store.statComplete(target.cacheSegments);
+  const cached = ctx.store.statComplete(target.cacheSegments);
   if (cached) {
     const file = cached.size <= HOT_FILE_MAX_SIZE
       ? (await ctx.store.loadHot(target.cacheSegments)) ?? cached
@@ -106,7 +106,7 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
     // A HEAD must not start a download: ask upstream for the headers only.
     return await passThrough(req, target, ctx);
   }
-  const download = running ?? ctx.downloads.obtain(target);
+  const download = running ?? ctx.downloads.obtain(target, { missing: true });
   const head = await download.head;
   if (download.state === "complete" && download.file && !running) {
     // It was completed by a download that ended a moment ago.

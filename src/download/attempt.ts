@@ -145,7 +145,13 @@ export class Attempt {
       if (total !== undefined && options.from + stored + chunk.byteLength > total) throw new Overrun();
       await options.write(chunk);
       stored += chunk.byteLength;
-    }, { deps, limits, abort: this.#abort, canSwitch: options.canSwitch });
+    }, {
+      deps,
+      limits,
+      abort: this.#abort,
+      canSwitch: options.canSwitch,
+      expectedBytes: total === undefined ? undefined : total - options.from + head.skip,
+    });
     const bytes = outcome.bytes;
     if (outcome.type === "sink_error") {
       return outcome.error instanceof Overrun

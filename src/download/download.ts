@@ -23,6 +23,7 @@ import { isDiskFull, writeAll, writeAllSync } from "./file_writes.ts";
 import { type HedgeRace, raceAttempts } from "./hedge.ts";
 import { type ContentCheck, failedCheck, type RejectedCopies } from "./content_check.ts";
 import { refuseNoBetterCopy } from "./snapshot_order.ts";
+import { PartialFile } from "./partial_file.ts";
 import type { DownloadHead, DownloadOutcome, DownloadState } from "./download_states.ts";
 import { redactUrl } from "../redact_url.ts";
 
@@ -64,6 +65,12 @@ export interface DownloadOptions {
    * their answer) may still be removing its partial file, which this one must not have created yet.
    */
   after?: Promise<unknown>;
+  /**
+   * The caller has just found the file missing from the cache: unless a previous download (`after`) may have
+   * completed it since, the download does not look again (a failed lookup on the way to every miss's first
+   * byte). Otherwise a download looks first, and ends at once when the file is there.
+   */
+  missing?: boolean;
   /**
    * Whether a mirror is known to lag: its 304 counts as "unchanged" only when no better mirror answers in the
    * same race. None known when absent.
@@ -108,9 +115,14 @@ export class Download {
   #expect?: ExpectedFile;
   /** The record of the partial file. */
   #meta: PartialMeta = {};
-  /** The partial file, opened once a mirror answered with a body to store. */
-  #file?: Deno.FsFile;
+  /** The partial file: created while the first mirror is asked, or opened once a mirror answered. */
+  #partial: PartialFile;
   #firstWrite = true;
+  /**
+   * The record of the partial file is written with the second chunk, not before the first one reaches clients:
+   * a download cut off after one chunk starts over, and a small file never needs one.
+   */
+  #recordDue = false;
 
   /** Prepares a download; {@linkcode Download.start} runs it. */
   constructor(options: DownloadOptions) {
@@ -118,6 +130,7 @@ export class Download {
     this.segments = options.segments;
     this.partialPath = options.store.partialPath(options.segments);
     this.finalPath = options.store.finalPath(options.segments);
+    this.#partial = new PartialFile(options.store, options.segments);
     this.startedAt = options.deps.now();
     this.head = new Promise((resolve, reject) => {
       this.#resolveHead = resolve;
@@ -223,7 +236,8 @@ export class Download {
   async #run(): Promise<void> {
     const { store, segments, rules } = this.#options;
     if (this.#options.after !== undefined) await this.#options.after.catch(() => {});
-    if (this.#options.ifModifiedSince === undefined) {
+    const { ifModifiedSince, after, missing } = this.#options;
+    if (ifModifiedSince === undefined && (after !== undefined || !missing)) {
       // Another download may have completed this file a moment ago.
       const cached = await store.statComplete(segments);
       if (cached) {
@@ -257,17 +271,21 @@ export class Download {
       }
       await this.#failover();
     } finally {
-      this.#closeFile();
+      await this.#partial.close();
     }
   }
 
-  #closeFile(): void {
-    try {
-      this.#file?.close();
-    } catch {
-      // already closed
-    }
-    this.#file = undefined;
+  /** Writes the record of the partial file, if it has bytes the record does not describe yet. */
+  #writeRecordIfDue(): void {
+    if (!this.#recordDue) return;
+    this.#recordDue = false;
+    this.#options.store.writePartialMeta(this.segments, this.#meta);
+  }
+
+  /** Closes and removes the partial file and its record. */
+  async #discardPartial(): Promise<void> {
+    await this.#partial.close();
+    await this.#options.store.discardPartial(this.segments);
   }
 
   /**
@@ -275,7 +293,7 @@ export class Download {
    * late with its head is hedged once per order: the next mirror is asked too (`hedge.ts`).
    */
   async #failover(): Promise<void> {
-    const { rules, store, segments, upstreamPath, mirrors } = this.#options;
+    const { rules, upstreamPath, mirrors } = this.#options;
     const plan = this.#options.plan().slice(0, MAX_ATTEMPTS);
     if (plan.length === 0) {
       throw new HttpError(
@@ -291,13 +309,17 @@ export class Download {
     mirrors.hedgeBudget.earn();
     let hedgeLeft = true;
     for (let next = 0; next < plan.length;) {
-      const { race, attempts } = await raceAttempts(plan[next], hedgeLeft ? plan[next + 1] : undefined, {
+      const racing = raceAttempts(plan[next], hedgeLeft ? plan[next + 1] : undefined, {
         attempt: this.#options,
         headers: requestHeaders(this.written, this.#meta, resume),
         progress: { written: this.written, total: this.total },
         accept: { meta: this.#meta, resumeAcrossMirrors: rules.resumeAcrossMirrors, expect: this.#expect },
         isLagging: this.#options.isLagging,
       });
+      // The request is on its way: the file for its body is made meanwhile (not for a revalidation, which
+      // is mostly answered 304).
+      if (this.written === 0 && this.#options.ifModifiedSince === undefined) this.#partial.prepare();
+      const { race, attempts } = await racing;
       next += race.hedged ? 2 : 1;
       if (race.hedged) hedgeLeft = false;
       let step: FailoverStep;
@@ -316,8 +338,10 @@ export class Download {
     }
     // Every mirror failed: each failure counted, but none is penalised (the file or our own network is the likelier cause).
     if (!rules.keepPartialOnFailure || this.written === 0) {
-      this.#closeFile();
-      await store.discardPartial(segments);
+      await this.#discardPartial();
+    } else {
+      // Kept for the next download of the file to resume, which needs its record.
+      this.#writeRecordIfDue();
     }
     throw tally.finalError(upstreamPath);
   }
@@ -348,30 +372,27 @@ export class Download {
     this.state = "not_modified";
     this.#settleHead({ status: "not_modified", mirror });
     tally.blame(this.#options.mirrors);
-    if (this.#file !== undefined) {
-      // An earlier mirror answered with a body and broke off before its first byte.
-      this.#closeFile();
-      await this.#options.store.discardPartial(this.segments);
-    }
+    // An earlier mirror answered with a body and broke off before its first byte.
+    await this.#partial.settle();
+    if (this.#partial.file !== undefined) await this.#discardPartial();
     this.#end("not_modified");
     return "done";
   }
 
-  /** A mirror answered with a body: the partial file and its record are made now, and the body stored. */
+  /** A mirror answered with a body: the partial file is opened (if not made already) and the body stored. */
   async #onAccepted(
     attempt: Attempt,
     head: AcceptedHead,
     tally: FailureTally,
     canSwitch: () => boolean,
   ): Promise<FailoverStep> {
-    const { store, segments } = this.#options;
     const mirror = attempt.mirror;
     this.total = head.total;
-    this.#file ??= await store.openPartial(segments, { truncate: this.written === 0 });
+    await this.#partial.open({ truncate: this.written === 0 });
     if (!this.#headSettled) {
       const { lastModified, contentType } = head;
       this.#meta = { total: this.total, lastModified, contentType, mirror };
-      await store.writePartialMeta(segments, this.#meta);
+      this.#recordDue = true;
       this.#settleHead({ status: "ok", total: this.total, lastModified, contentType, mirror });
     }
     this.state = "streaming";
@@ -398,8 +419,7 @@ export class Download {
         // The mirror's bytes cannot be trusted; start over clean rather than keep any of them.
         // A mirror that sends bad data is at fault whatever happens to the order.
         this.#options.mirrors.recordFailure(mirror, body.reason);
-        this.#closeFile();
-        await store.discardPartial(segments);
+        await this.#discardPartial();
         throw new HttpError(502, `${redactUrl(mirror)} ${body.reason}`);
       case "write_failed":
         throw body.error;
@@ -407,7 +427,7 @@ export class Download {
   }
 
   async #write(chunk: Uint8Array, mirror: string): Promise<void> {
-    const file = this.#file!;
+    const file = this.#partial.file!;
     if (this.#firstWrite) {
       // The first bytes are what every waiting client needs first: written at once into the page cache
       // (microseconds), where handing them to a thread takes up to a millisecond on a busy machine. The
@@ -415,6 +435,7 @@ export class Download {
       this.#firstWrite = false;
       writeAllSync(file, chunk);
     } else {
+      this.#writeRecordIfDue();
       await writeAll(file, chunk);
     }
     this.#integrity?.update(chunk, mirror);
@@ -455,9 +476,8 @@ export class Download {
     this.#notify();
     const { store, segments, upstreamPath } = this.#options;
     try {
-      this.#file ??= await store.openPartial(segments, { truncate: false });
-      await this.#file.syncData();
-      this.#closeFile();
+      await (await this.#partial.open({ truncate: false })).syncData();
+      await this.#partial.close();
       this.file = await store.commit(segments, { lastModified: this.#meta.lastModified });
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
@@ -485,8 +505,7 @@ export class Download {
     for (const mirror of mismatch ? this.#integrity!.contributors : [file.mirror ?? "upstream"]) {
       this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
     }
-    this.#closeFile();
-    await this.#options.store.discardPartial(this.segments);
+    await this.#discardPartial();
     log.error(reason);
     this.#options.onIntegrityFailure?.(this, reason);
     throw new HttpError(502, reason);

@@ -78,9 +78,10 @@ export class DownloadManager {
   /**
    * The download of this file: the running one, or a new one.
    *
-   * @param options `ifModifiedSince` asks upstream only for a newer file (used to revalidate databases).
+   * @param options `ifModifiedSince` asks upstream only for a newer file (used to revalidate databases);
+   * `missing`: the caller has just found the file missing from the cache (see `DownloadOptions.missing`).
    */
-  obtain(target: RequestTarget, options: { ifModifiedSince?: number } = {}): Download {
+  obtain(target: RequestTarget, options: { ifModifiedSince?: number; missing?: boolean } = {}): Download {
     const key = keyOf(target);
     const running = this.active(target);
     if (running) return running;
@@ -103,6 +104,7 @@ export class DownloadManager {
       rejected: this.#rejected,
       onIntegrityFailure: this.#options.onIntegrityFailure,
       after: previous?.finished,
+      missing: options.missing,
     });
     this.#active.set(key, download);
     download.finished.then(() => {

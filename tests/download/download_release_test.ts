@@ -34,7 +34,14 @@ class HeldStore extends CacheStore {
     segments: readonly string[],
     options: { truncate: boolean },
   ): Deno.FsFile {
-    const file = super.openPartial(segments, options);
+    return this.#held(super.openPartial(segments, options));
+  }
+
+  override async createPartial(segments: readonly string[]): Promise<Deno.FsFile> {
+    return this.#held(await super.createPartial(segments));
+  }
+
+  #held(file: Deno.FsFile): Deno.FsFile {
     const syncData = file.syncData.bind(file);
     file.syncData = async () => {
       this.flushed = true;
