@@ -274,6 +274,8 @@ export class FileSender {
     // Reads on a thread of the bytes not in the page cache, and their buffer, made at the first such read.
     let reads: FileReads | undefined;
     let coldBuffer: Uint8Array | undefined;
+    // The file's bytes before this offset were found in the page cache.
+    let residentUntil = -1;
     try {
       const size = Number(libc.lseek(fileFd, 0n, LINUX.SEEK_END));
       // sendfile reads at its own offset; the position stays at 0 so that /proc shows no reading ahead.
@@ -324,8 +326,13 @@ export class FileSender {
         // just written, so they are in memory).
         let cold = false;
         if (!inHead && growing === undefined) {
-          cold = !this.#residency.resident(fileFd, Number(offset[0]), count);
-          if (!cold) count = Math.min(count, RESIDENCY_WINDOW_BYTES);
+          // Asked once per window, not before every call: a slow client's calls each send a little.
+          const at = Number(offset[0]);
+          if (at >= residentUntil) {
+            cold = !this.#residency.resident(fileFd, at, count);
+            if (!cold) residentUntil = at + Math.min(count, RESIDENCY_WINDOW_BYTES);
+          }
+          if (!cold) count = Math.min(count, residentUntil - at);
         }
         if (cold) {
           reads ??= this.#reads();
