@@ -66,9 +66,8 @@ export interface DownloadOptions {
    */
   after?: Promise<unknown>;
   /**
-   * The caller has just found the file missing from the cache: unless a previous download (`after`) may have
-   * completed it since, the download does not look again (a failed lookup on the way to every miss's first
-   * byte). Otherwise a download looks first, and ends at once when the file is there.
+   * The caller has just found the file missing: unless `after` may have completed it since, the download does
+   * not look again (a failed lookup on every miss). Otherwise it looks first and ends at once if it is there.
    */
   missing?: boolean;
   /**
@@ -118,10 +117,7 @@ export class Download {
   /** The partial file: created while the first mirror is asked, or opened once a mirror answered. */
   #partial: PartialFile;
   #firstWrite = true;
-  /**
-   * The record of the partial file is written with the second chunk, not before the first one reaches clients:
-   * a download cut off after one chunk starts over, and a small file never needs one.
-   */
+  /** The partial file's record is written with the second chunk, not before clients have the first. */
   #recordDue = false;
 
   /** Prepares a download; {@linkcode Download.start} runs it. */
@@ -440,7 +436,20 @@ export class Download {
     }
     this.#integrity?.update(chunk, mirror);
     this.written += chunk.byteLength;
+    if (this.written === this.total) this.#releaseIfVerified();
     this.#notify();
+  }
+
+  /**
+   * The announced length is on disk and matches the database's SHA-256: the last byte goes out now, not after
+   * the mirror's end of stream and `#finish` (which checks again). Without a SHA-256 it waits for that end,
+   * where a mirror sending more than it announced is caught.
+   */
+  #releaseIfVerified(): void {
+    if (this.#integrity === undefined || this.#options.check !== undefined) return;
+    if (this.#outcome.type !== "running") return;
+    if (this.#integrity.mismatch(this.written, this.#options.upstreamPath) !== undefined) return;
+    this.#outcome = { type: "complete" };
   }
 
   async #onComplete(
