@@ -334,62 +334,45 @@ export class FileSender {
           }
           if (!cold) count = Math.min(count, residentUntil - at);
         }
-        if (cold) {
-          reads ??= this.#reads();
-          coldBuffer ??= new Uint8Array(COLD_READ_BYTES);
-          const piece = coldBuffer.subarray(0, Math.min(count, coldBuffer.length));
-          let read: number;
-          try {
-            read = await reads.read(openedPath, Number(offset[0]), piece);
-          } catch (error) {
-            return this.#breakOff(socket, written - head.length, `${range.path}: ${describeError(error)}`);
+        if (!cold) {
+          // A client that went away makes these fail with EPIPE; sendfile has no MSG_NOSIGNAL, but Deno (a Rust
+          // program) ignores SIGPIPE, so that is an error code here, never a signal (see sendfile_test.ts).
+          const result = inHead
+            ? Number(libc.send(socket.fd, head.subarray(written), BigInt(count), headFlags))
+            : Number(libc.sendfile(socket.fd, fileFd, offsetBytes, BigInt(count)));
+          const code = result < 0 ? errno(libc) : 0;
+          if (result > 0) {
+            if (written === 0) options.onCommitted?.();
+            written += result;
+            if (!inHead) growing?.onBytes?.(result);
+            continue;
           }
-          if (read <= 0) {
+          if (result === 0 && !inHead) {
             return this.#breakOff(socket, written - head.length, `${range.path} ended early`);
           }
-          let took: number;
-          try {
-            took = await write(piece.subarray(0, read));
-          } catch (error) {
-            return this.#breakOff(
-              socket,
-              written - head.length,
-              `the client went away (${describeError(error)})`,
-            );
+          if (result < 0 && code === LINUX.EINTR) continue;
+          if (result < 0 && code !== LINUX.EAGAIN) {
+            return written === 0
+              ? { outcome: "not_started", reason: `cannot write to the client (errno ${code})` }
+              : this.#breakOff(socket, written - head.length, `the client went away (errno ${code})`);
           }
-          if (took <= 0) {
-            return this.#breakOff(socket, written - head.length, "the client's connection is closed");
-          }
-          written += took;
-          offset[0] += BigInt(took);
-          mustCheck = true;
-          continue;
         }
-        // A client that went away makes these fail with EPIPE; sendfile has no MSG_NOSIGNAL, but Deno (a Rust
-        // program) ignores SIGPIPE, so that is an error code here, never a signal (see sendfile_test.ts).
-        const result = inHead
-          ? Number(libc.send(socket.fd, head.subarray(written), BigInt(count), headFlags))
-          : Number(libc.sendfile(socket.fd, fileFd, offsetBytes, BigInt(count)));
-        const code = result < 0 ? errno(libc) : 0;
-        if (result > 0) {
-          if (written === 0) options.onCommitted?.();
-          written += result;
-          if (!inHead) growing?.onBytes?.(result);
-          continue;
-        }
-        if (result === 0 && !inHead) {
-          return this.#breakOff(socket, written - head.length, `${range.path} ended early`);
-        }
-        if (result < 0 && code === LINUX.EINTR) continue;
-        if (result < 0 && code !== LINUX.EAGAIN) {
-          return written === 0
-            ? { outcome: "not_started", reason: `cannot write to the client (errno ${code})` }
-            : this.#breakOff(socket, written - head.length, `the client went away (errno ${code})`);
-        }
-        // The socket is full: the next bytes go through the connection, whose write waits for the client.
+        // Bytes on disk, or the socket is full: the next go through the connection, whose write waits for the
+        // client.
         let piece: Uint8Array;
         if (inHead) {
           piece = head.subarray(written);
+        } else if (cold) {
+          reads ??= this.#reads();
+          coldBuffer ??= new Uint8Array(COLD_READ_BYTES);
+          let read: number;
+          try {
+            read = await reads.read(openedPath, Number(offset[0]), coldBuffer.subarray(0, count));
+          } catch (error) {
+            return this.#breakOff(socket, written - head.length, `${range.path}: ${describeError(error)}`);
+          }
+          if (read <= 0) return this.#breakOff(socket, written - head.length, `${range.path} ended early`);
+          piece = coldBuffer.subarray(0, read);
         } else {
           waitBuffer ??= this.#spare.pop() ?? new Uint8Array(WAIT_WRITE_BYTES);
           const read = Number(
