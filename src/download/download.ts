@@ -19,7 +19,7 @@ import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
 import { afterLosers, type FailoverStep, FailureTally, MAX_ATTEMPTS, type OrderRules } from "./failover.ts";
-import { isDiskFull, writeAll, writeAllSync } from "./file_writes.ts";
+import { diskFullError, isDiskFull, writeAll, writeAllSync } from "./file_writes.ts";
 import { type HedgeRace, raceAttempts } from "./hedge.ts";
 import { type ContentCheck, failedCheck, type RejectedCopies } from "./content_check.ts";
 import { refuseNoBetterCopy } from "./snapshot_order.ts";
@@ -176,18 +176,9 @@ export class Download {
     }
     const path = this.#options.upstreamPath;
     if (isDiskFull(error)) {
-      const dir = this.#options.store.root;
-      log.error("disk full: {dir}: could not store {path}; free space there or lower max_cache_size", {
-        dir,
-        path,
-      });
       // The partial file cannot be finished, and removing it gives the space back for other downloads.
       await this.#options.store.discardPartial(this.segments).catch(() => {});
-      this.#fail(
-        new HttpError(507, `disk full: no space left in the cache directory ${dir} to store ${path}`, {
-          cause: error,
-        }),
-      );
+      this.#fail(diskFullError(this.#options.store.root, path, error));
       return;
     }
     const message = error instanceof Error ? error.message : String(error);
