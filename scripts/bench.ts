@@ -47,6 +47,7 @@ import {
   writeFlexoConfig,
 } from "./bench_proxies.ts";
 import { checkPacmanTools, measurePacman } from "./bench_pacman.ts";
+import { measureColdDisk } from "./bench_cold_disk.ts";
 
 const MiB = 1024 * 1024;
 const REPO_DIR = "core/os/x86_64";
@@ -63,6 +64,8 @@ interface Settings {
   smallBytes: number;
   ttfbSamples: number;
   sharedRuns: number;
+  /** The large cached file of the cold-disk rows, bytes. */
+  coldDiskBytes: number;
   startupRuns: number;
   latencyMs: number;
   rate: number;
@@ -77,7 +80,7 @@ interface Settings {
 }
 
 /** The groups of figures, in the order they are measured. */
-const GROUPS = ["large", "small", "memory", "cold", "shared", "startup", "pacman"] as const;
+const GROUPS = ["large", "small", "memory", "cold", "shared", "colddisk", "startup", "pacman"] as const;
 type Group = typeof GROUPS[number];
 
 function parseSettings(args: string[]): Settings {
@@ -119,6 +122,7 @@ function parseSettings(args: string[]): Settings {
     smallBytes: 4 * 1024,
     ttfbSamples: quick ? 2 : 21,
     sharedRuns: quick ? 1 : 3,
+    coldDiskBytes: quick ? 16 * MiB : 400 * MiB,
     startupRuns: quick ? 1 : 5,
     latencyMs: 50,
     rate: 20_000_000,
@@ -312,6 +316,20 @@ async function benchmarkFiles(
     measured.shared = shared;
     rssAfter.shared = (await memoryOf(flexoPid)).current;
     log("shared cold download done");
+  }
+  if (wants("colddisk")) {
+    // Straight into flexo's cache: fetching it through the paced origin would take a minute.
+    const huge = "bench-huge-1-1-x86_64.pkg.tar.zst";
+    const cached = join(flexoDir, "cache", REPO_DIR, huge);
+    await writeRandomFile(cached, settings.coldDiskBytes);
+    measured.coldDisk = await measureColdDisk({
+      largeUrl: `${flexo.base}${REPO_DIR}/${huge}`,
+      largeBytes: settings.coldDiskBytes,
+      smallUrl: `${flexo.base}${REPO_DIR}/${SMALL}`,
+      downloads: 4,
+    });
+    await Deno.remove(cached);
+    log("cold disk done");
   }
   // Both still serve the right bytes after all that load (and flexo its small file from memory).
   for (const proxy of proxies) await warm(proxy, expected);

@@ -8,6 +8,7 @@
 import { median, type WrkResult } from "./bench_tools.ts";
 import type { ColdFirstByte, MemorySample, SharedRun } from "./bench_measure.ts";
 import type { PacmanMeasured, PacmanRun, PacmanSource } from "./bench_pacman.ts";
+import type { ColdDiskMeasured } from "./bench_cold_disk.ts";
 
 const MiB = 1024 * 1024;
 
@@ -45,6 +46,8 @@ export interface Measured {
   memory?: Record<string, MemorySample[]>;
   cold?: ColdFirstByte;
   shared?: Record<string, SharedRun[]>;
+  /** Small cached requests during large downloads, the large file in memory and on disk (flexo only). */
+  coldDisk?: ColdDiskMeasured;
   /** Milliseconds from spawning flexo to its first cache hit, run by run. */
   startupMs?: number[];
   /** `pacman -Syw` straight from the mirror and through each proxy. */
@@ -166,6 +169,23 @@ export function figuresOf(m: Measured): Figure[] {
       goal: "<= 96 MiB",
       pass: value.flexo <= 96,
     });
+  }
+  if (m.coldDisk) {
+    const { warm, cold, downloads, largeBytes } = m.coldDisk;
+    const during = `during ${downloads} downloads of ${Math.round(largeBytes / MiB)} MiB on disk`;
+    for (const [id, what, pick] of [["p99", "p99", "p99Ms"], ["max", "max", "maxMs"]] as const) {
+      const ratio = cold[pick] / warm[pick];
+      figures.push({
+        id: `cold_disk_small_${id}`,
+        label: `small hit ${what} ${during} (ratio: to in memory)`,
+        unit: "ms",
+        nginx: null,
+        flexo: cold[pick],
+        ratio,
+        goal: "<= 2 x in memory",
+        pass: ratio <= 2,
+      });
+    }
   }
   if (m.startupMs) {
     const value = median(m.startupMs);

@@ -97,7 +97,7 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
   if (hot) {
     return { ...(await serveCachedFile(req, hot, { origin: "Cache", ...described })), result: "CACHE HIT" };
   }
-  const cached = await ctx.store.statComplete(target.cacheSegments);
+  const cached = ctx.store.statComplete(target.cacheSegments);
   if (cached) {
     const file = cached.size <= HOT_FILE_MAX_SIZE
       ? (await ctx.store.loadHot(target.cacheSegments)) ?? cached
@@ -109,7 +109,7 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
     // A HEAD must not start a download: ask upstream for the headers only.
     return await passThrough(req, target, ctx);
   }
-  const download = running ?? ctx.downloads.obtain(target, { via: viaOf(req) });
+  const download = running ?? ctx.downloads.obtain(target, { via: viaOf(req), missing: true });
   const head = await download.head;
   if (download.state === "complete" && download.file && !running) {
     // It was completed by a download that ended a moment ago.

@@ -159,6 +159,22 @@ export class CacheStore {
   }
 
   /**
+   * Creates the partial file empty (making folders as needed) and opens it for writing, through a thread: for a
+   * download that starts while the mirror is being asked (see `download/partial_file.ts`).
+   */
+  async createPartial(segments: readonly string[]): Promise<Deno.FsFile> {
+    const path = this.#paths.partialPath(segments);
+    const options = { write: true, create: true, truncate: true };
+    try {
+      return await Deno.open(path, options);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      await Deno.mkdir(dirname(path), { recursive: true });
+      return await Deno.open(path, options);
+    }
+  }
+
+  /**
    * Saves what upstream announced, so that a restart can resume this download. Synchronous (see
    * `partial_records.ts`): the record is written between a mirror's answer and the first byte for clients.
    */

@@ -23,6 +23,7 @@ import { isDiskFull, runError, writeAll, writeAllSync } from "./file_writes.ts";
 import { type HedgeRace, raceAttempts } from "./hedge.ts";
 import { type ContentCheck, failedCheck, type RejectedCopies } from "./content_check.ts";
 import { refuseNoBetterCopy, sameSecond } from "./snapshot_order.ts";
+import { PartialFile } from "./partial_file.ts";
 import type { DownloadHead, DownloadOutcome, DownloadState } from "./download_states.ts";
 import { redactUrl } from "../redact_url.ts";
 
@@ -72,6 +73,11 @@ export interface DownloadOptions {
    * `src/app/database_signature.ts`). Undefined for every other file.
    */
   pairedWith?: number;
+  /**
+   * The caller has just found the file missing: unless `after` may have completed it since, the download does
+   * not look again (a failed lookup on every miss). Otherwise it looks first and ends at once if it is there.
+   */
+  missing?: boolean;
   /**
    * Whether a mirror is known to lag: its 304 counts as "unchanged" only when no better mirror answers in the
    * same race. None known when absent.
@@ -123,9 +129,11 @@ export class Download {
   #expect?: ExpectedFile;
   /** The record of the partial file. */
   #meta: PartialMeta = {};
-  /** The partial file, opened once a mirror answered with a body to store. */
-  #file?: Deno.FsFile;
+  /** The partial file: created while the first mirror is asked, or opened once a mirror answered. */
+  #partial: PartialFile;
   #firstWrite = true;
+  /** The partial file's record is written with the second chunk, not before clients have the first. */
+  #recordDue = false;
 
   /** Prepares a download; {@linkcode Download.start} runs it. */
   constructor(options: DownloadOptions) {
@@ -133,6 +141,7 @@ export class Download {
     this.segments = options.segments;
     this.partialPath = options.store.partialPath(options.segments);
     this.finalPath = options.store.finalPath(options.segments);
+    this.#partial = new PartialFile(options.store, options.segments);
     this.startedAt = options.deps.now();
     this.head = new Promise((resolve, reject) => {
       this.#resolveHead = resolve;
@@ -219,7 +228,8 @@ export class Download {
   async #run(): Promise<void> {
     const { store, segments, rules } = this.#options;
     if (this.#options.after !== undefined) await this.#options.after.catch(() => {});
-    if (this.#options.ifModifiedSince === undefined) {
+    const { ifModifiedSince, after, missing } = this.#options;
+    if (ifModifiedSince === undefined && (after !== undefined || !missing)) {
       // Another download may have completed this file a moment ago.
       const cached = await store.statComplete(segments);
       const { pairedWith } = this.#options;
@@ -255,17 +265,21 @@ export class Download {
       }
       await this.#failover();
     } finally {
-      this.#closeFile();
+      await this.#partial.close();
     }
   }
 
-  #closeFile(): void {
-    try {
-      this.#file?.close();
-    } catch {
-      // already closed
-    }
-    this.#file = undefined;
+  /** Writes the record of the partial file, if it has bytes the record does not describe yet. */
+  #writeRecordIfDue(): void {
+    if (!this.#recordDue) return;
+    this.#recordDue = false;
+    this.#options.store.writePartialMeta(this.segments, this.#meta);
+  }
+
+  /** Closes and removes the partial file and its record. */
+  async #discardPartial(): Promise<void> {
+    await this.#partial.close();
+    await this.#options.store.discardPartial(this.segments);
   }
 
   /**
@@ -273,7 +287,7 @@ export class Download {
    * late with its head is hedged once per order: the next mirror is asked too (`hedge.ts`).
    */
   async #failover(): Promise<void> {
-    const { rules, store, segments, upstreamPath, mirrors } = this.#options;
+    const { rules, upstreamPath, mirrors } = this.#options;
     const plan = this.#options.plan().slice(0, MAX_ATTEMPTS);
     if (plan.length === 0) {
       throw new HttpError(
@@ -289,7 +303,7 @@ export class Download {
     mirrors.hedgeBudget.earn();
     let hedgeLeft = true;
     for (let next = 0; next < plan.length;) {
-      const { race, attempts } = await raceAttempts(plan[next], hedgeLeft ? plan[next + 1] : undefined, {
+      const racing = raceAttempts(plan[next], hedgeLeft ? plan[next + 1] : undefined, {
         attempt: this.#options,
         headers: requestHeaders(this.written, this.#meta, resume, this.#options.via),
         progress: { written: this.written, total: this.total },
@@ -297,6 +311,10 @@ export class Download {
         isLagging: this.#options.isLagging,
         movesOn: rules.movesOn,
       });
+      // The request is on its way: the file for its body is made meanwhile (not for a revalidation, which
+      // is mostly answered 304).
+      if (this.written === 0 && this.#options.ifModifiedSince === undefined) this.#partial.prepare();
+      const { race, attempts } = await racing;
       next += race.hedged ? 2 : 1;
       if (race.hedged) hedgeLeft = false;
       let step: FailoverStep;
@@ -316,8 +334,10 @@ export class Download {
     }
     // Every mirror failed: each failure counted, but none is penalised (the file or our own network is the likelier cause).
     if (!rules.keepPartialOnFailure || this.written === 0) {
-      this.#closeFile();
-      await store.discardPartial(segments);
+      await this.#discardPartial();
+    } else {
+      // Kept for the next download of the file to resume, which needs its record.
+      this.#writeRecordIfDue();
     }
     throw tally.finalError(upstreamPath);
   }
@@ -356,30 +376,27 @@ export class Download {
     if (confirmed) this.source = mirror;
     this.#settleHead({ status: "not_modified", mirror });
     tally.blame(this.#options.mirrors);
-    if (this.#file !== undefined) {
-      // An earlier mirror answered with a body and broke off before its first byte.
-      this.#closeFile();
-      await this.#options.store.discardPartial(this.segments);
-    }
+    // An earlier mirror answered with a body and broke off before its first byte.
+    await this.#partial.settle();
+    if (this.#partial.file !== undefined) await this.#discardPartial();
     this.#end("not_modified");
     return "done";
   }
 
-  /** A mirror answered with a body: the partial file and its record are made now, and the body stored. */
+  /** A mirror answered with a body: the partial file is opened (if not made already) and the body stored. */
   async #onAccepted(
     attempt: Attempt,
     head: AcceptedHead,
     tally: FailureTally,
     canSwitch: () => boolean,
   ): Promise<FailoverStep> {
-    const { store, segments } = this.#options;
     const mirror = attempt.mirror;
     this.total = head.total;
-    this.#file ??= await store.openPartial(segments, { truncate: this.written === 0 });
+    await this.#partial.open({ truncate: this.written === 0 });
     if (!this.#headSettled) {
       const { lastModified, contentType } = head;
       this.#meta = { total: this.total, lastModified, contentType, mirror };
-      await store.writePartialMeta(segments, this.#meta);
+      this.#recordDue = true;
       this.#settleHead({ status: "ok", total: this.total, lastModified, contentType, mirror });
     }
     this.state = "streaming";
@@ -406,8 +423,7 @@ export class Download {
         // The mirror's bytes cannot be trusted; start over clean rather than keep any of them.
         // A mirror that sends bad data is at fault whatever happens to the order.
         this.#options.mirrors.recordFailure(mirror, body.reason);
-        this.#closeFile();
-        await store.discardPartial(segments);
+        await this.#discardPartial();
         throw new HttpError(502, `${redactUrl(mirror)} ${body.reason}`);
       case "write_failed":
         throw body.error;
@@ -415,7 +431,7 @@ export class Download {
   }
 
   async #write(chunk: Uint8Array, mirror: string): Promise<void> {
-    const file = this.#file!;
+    const file = this.#partial.file!;
     if (this.#firstWrite) {
       // The first bytes are what every waiting client needs first: written at once into the page cache
       // (microseconds), where handing them to a thread takes up to a millisecond on a busy machine. The
@@ -423,11 +439,25 @@ export class Download {
       this.#firstWrite = false;
       writeAllSync(file, chunk);
     } else {
+      this.#writeRecordIfDue();
       await writeAll(file, chunk);
     }
     this.#integrity?.update(chunk, mirror);
     this.written += chunk.byteLength;
+    if (this.written === this.total) this.#releaseIfVerified();
     this.#notify();
+  }
+
+  /**
+   * The announced length is on disk and matches the database's SHA-256: the last byte goes out now, not after
+   * the mirror's end of stream and `#finish` (which checks again). Without a SHA-256 it waits for that end,
+   * where a mirror sending more than it announced is caught.
+   */
+  #releaseIfVerified(): void {
+    if (this.#integrity === undefined || this.#options.check !== undefined) return;
+    if (this.#outcome.type !== "running") return;
+    if (this.#integrity.mismatch(this.written, this.#options.upstreamPath) !== undefined) return;
+    this.#outcome = { type: "complete" };
   }
 
   async #onComplete(
@@ -463,9 +493,8 @@ export class Download {
     this.#notify();
     const { store, segments, upstreamPath } = this.#options;
     try {
-      this.#file ??= await store.openPartial(segments, { truncate: false });
-      await this.#file.syncData();
-      this.#closeFile();
+      await (await this.#partial.open({ truncate: false })).syncData();
+      await this.#partial.close();
       this.file = await store.commit(segments, {
         lastModified: this.#options.pairedWith ?? this.#meta.lastModified,
       });
@@ -496,8 +525,7 @@ export class Download {
     for (const mirror of mismatch ? this.#integrity!.contributors : [file.mirror ?? "upstream"]) {
       this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
     }
-    this.#closeFile();
-    await this.#options.store.discardPartial(this.segments);
+    await this.#discardPartial();
     log.error(reason);
     this.#options.onIntegrityFailure?.(this, reason);
     throw new HttpError(502, reason);

@@ -20,6 +20,8 @@ export interface ExpectedFile {
 export class IntegrityCheck {
   readonly #expect: ExpectedFile;
   readonly #hash: Hash = createHash("sha256");
+  /** The digest, once taken by {@linkcode IntegrityCheck.mismatch}. */
+  #digest?: string;
   readonly #contributors = new Set<string>();
 
   /** Starts an empty check against `expect`, what the file must be. */
@@ -60,7 +62,8 @@ export class IntegrityCheck {
   }
 
   /**
-   * Compares what was fed with what was expected; call it once, when every byte was fed.
+   * Compares what was fed with what was expected, once every byte was fed (nothing may be fed after the first
+   * call; later calls compare the same digest).
    *
    * @param written How many bytes the file has.
    * @param upstreamPath The file's path, for the message.
@@ -68,7 +71,7 @@ export class IntegrityCheck {
    */
   mismatch(written: number, upstreamPath: string): string | undefined {
     const expect = this.#expect;
-    const sha256 = this.#hash.digest("hex");
+    const sha256 = this.#digest ??= this.#hash.digest("hex");
     if (written === expect.size && sha256 === expect.sha256) return undefined;
     return `${upstreamPath} does not match the repository database ` +
       `(${written} bytes with SHA-256 ${sha256}, expected ${expect.size} bytes with ${expect.sha256}); ` +

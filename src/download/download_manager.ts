@@ -103,11 +103,18 @@ export class DownloadManager {
    * @param options `ifModifiedSince` asks upstream only for a newer file (used to revalidate databases); `via`
    *   is the `Via` of the client request that starts it, carried upstream (a running download keeps its own);
    *   `from` asks that mirror only; `pairedWith` is the date of the database snapshot a signature belongs to
-   *   ({@linkcode DownloadOptions.pairedWith}).
+   *   ({@linkcode DownloadOptions.pairedWith}); `missing`: the caller has just found the file missing from the
+   *   cache (see `DownloadOptions.missing`).
    */
   obtain(
     target: RequestTarget,
-    options: { ifModifiedSince?: number; via?: string; from?: string; pairedWith?: number } = {},
+    options: {
+      ifModifiedSince?: number;
+      via?: string;
+      from?: string;
+      pairedWith?: number;
+      missing?: boolean;
+    } = {},
   ): Download {
     const key = keyOf(target);
     const running = this.active(target);
@@ -133,6 +140,7 @@ export class DownloadManager {
       rejected: this.#rejected,
       onIntegrityFailure: this.#options.onIntegrityFailure,
       after: previous?.finished,
+      missing: options.missing,
     });
     this.#active.set(key, download);
     download.finished.then(() => {

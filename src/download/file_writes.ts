@@ -16,6 +16,17 @@ export function isDiskFull(error: unknown): boolean {
   return code === "ENOSPC" || code === "EDQUOT";
 }
 
+/** Logs that a download found the cache's disk full, and gives the error its clients get (507). */
+export function diskFullError(dir: string, path: string, cause: unknown): HttpError {
+  log.error("disk full: {dir}: could not store {path}; free space there or lower max_cache_size", {
+    dir,
+    path,
+  });
+  return new HttpError(507, `disk full: no space left in the cache directory ${dir} to store ${path}`, {
+    cause,
+  });
+}
+
 /** Writes all of `chunk` to `file`. */
 export async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {
   let offset = 0;
@@ -40,15 +51,9 @@ export async function runError(
   if (error instanceof HttpError) return error;
   const { store, path } = where;
   if (isDiskFull(error)) {
-    const dir = store.root;
-    log.error("disk full: {dir}: could not store {path}; free space there or lower max_cache_size", {
-      dir,
-      path,
-    });
+    // The partial file cannot be finished, and removing it gives the space back for other downloads.
     await store.discardPartial(where.segments).catch(() => {});
-    return new HttpError(507, `disk full: no space left in the cache directory ${dir} to store ${path}`, {
-      cause: error,
-    });
+    return diskFullError(store.root, path, error);
   }
   const message = error instanceof Error ? error.message : String(error);
   log.error("Download of {path} failed: {message}", { path, message });

@@ -131,8 +131,21 @@ export async function askMirror(
   }
 }
 
-/** Size of the buffer a body is read into. */
+/** Size of the buffer a body is read into (at most; see {@linkcode pumpBufferBytes}). */
 export const PUMP_BUFFER_BYTES = 256 * 1024;
+
+/** The smallest buffer a body is read into. */
+export const PUMP_BUFFER_MIN_BYTES = 16 * 1024;
+
+/**
+ * The size of the buffer for a body of `expected` bytes (unknown: undefined): no larger than the body, so that
+ * a small package does not cost a zeroed 256 KiB allocation (a fresh mapping and its release) on the way to
+ * its first byte; one more byte than announced still fits, so that a body longer than announced is seen.
+ */
+export function pumpBufferBytes(expected: number | undefined): number {
+  if (expected === undefined) return PUMP_BUFFER_BYTES;
+  return Math.max(PUMP_BUFFER_MIN_BYTES, Math.min(PUMP_BUFFER_BYTES, expected + 1));
+}
 
 /** Why a body transfer ended. */
 export type BodyOutcome =
@@ -148,7 +161,14 @@ export type BodyOutcome =
 export async function pumpBody(
   body: ReadableStream<Uint8Array>,
   sink: (chunk: Uint8Array) => Promise<void>,
-  options: { deps: TransferDeps; limits: TransferLimits; abort: AbortController; canSwitch: () => boolean },
+  options: {
+    deps: TransferDeps;
+    limits: TransferLimits;
+    abort: AbortController;
+    canSwitch: () => boolean;
+    /** The body's announced length, if any: the read buffer is no larger (see {@linkcode pumpBufferBytes}). */
+    expectedBytes?: number;
+  },
 ): Promise<BodyOutcome> {
   const { deps, limits } = options;
   const start = deps.now();
@@ -197,7 +217,7 @@ export async function pumpBody(
     byob = undefined;
   }
   const reader = byob ?? body.getReader();
-  let buffer = new ArrayBuffer(PUMP_BUFFER_BYTES);
+  let buffer = new ArrayBuffer(pumpBufferBytes(options.expectedBytes));
   const read = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
     if (!byob) return await (reader as ReadableStreamDefaultReader<Uint8Array>).read();
     const result = await byob.read(new Uint8Array(buffer));

@@ -195,7 +195,7 @@ async function fetchFile(deps: PrefetchDeps, folder: string, fileName: string): 
   if (!target) return { path, outcome: "failed", bytes: 0, error: "not a cacheable path" };
   if (deps.store.statComplete(target.cacheSegments)) return { path, outcome: "fetched", bytes: 0 };
   try {
-    const download = deps.downloads.obtain(target);
+    const download = deps.downloads.obtain(target, { missing: true });
     await download.finished;
     if (download.state !== "complete") {
       return { path, outcome: "failed", bytes: 0, error: "no mirror delivered it" };

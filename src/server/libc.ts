@@ -29,6 +29,11 @@ const SYMBOLS = {
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // Which pages of a file are in the page cache (see page_cache.ts): a window is mapped, asked, and unmapped.
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  mincore: { parameters: ["pointer", "usize", "buffer"], result: "i32" },
+  sysconf: { parameters: ["i32"], result: "i64" },
   __errno_location: { parameters: [], result: "pointer" },
   // Copies errno out of the C library's memory: reading a pointer from JavaScript needs every ffi permission.
   memcpy: { parameters: ["buffer", "pointer", "usize"], result: "pointer" },
@@ -59,6 +64,9 @@ export const LINUX = {
   MSG_MORE: 0x8000,
   IPPROTO_TCP: 6,
   TCP_NODELAY: 1,
+  PROT_READ: 1,
+  MAP_SHARED: 1,
+  _SC_PAGESIZE: 30,
 } as const;
 
 /** A loaded libc, or why there is none. */

@@ -35,6 +35,13 @@ import {
   parseSockaddr,
 } from "./libc.ts";
 import { describeError } from "../logging.ts";
+import {
+  type FileReads,
+  MincoreResidency,
+  type Residency,
+  RESIDENCY_WINDOW_BYTES,
+  ThreadReads,
+} from "./page_cache.ts";
 
 const log = getLogger(["flexo", "server"]);
 const ENCODER = new TextEncoder();
@@ -67,6 +74,9 @@ const FREE_GAP = 1024;
 /** Bytes written through the connection while waiting for a full socket to take more. */
 const WAIT_WRITE_BYTES = 16 * 1024;
 
+/** Bytes read on a thread at a time from a file whose next bytes are not in the page cache. */
+const COLD_READ_BYTES = 256 * 1024;
+
 /** At most this many buffers for those writes are kept for the next sends. */
 const MAX_SPARE_BUFFERS = 64;
 
@@ -96,11 +106,22 @@ export class FileSender {
   #fdLimit: number;
   #spare: Uint8Array[] = [];
   #now: () => number;
+  #residency: Residency;
+  #reads: () => FileReads;
 
-  /** Wraps a loaded libc; see {@linkcode openFileSender}. `now` is the clock for the retry after a fallback. */
-  constructor(libc: LibcSymbols, options: { now?: () => number } = {}) {
+  /**
+   * Wraps a loaded libc; see {@linkcode openFileSender}. `now` is the clock for the retry after a fallback;
+   * `residency` tells whether a complete file's next bytes are in the page cache (by default `mincore`), and
+   * `reads` reads those that are not on a thread (see page_cache.ts).
+   */
+  constructor(
+    libc: LibcSymbols,
+    options: { now?: () => number; residency?: Residency; reads?: () => FileReads } = {},
+  ) {
     this.#libc = libc;
     this.#now = options.now ?? Date.now;
+    this.#residency = options.residency ?? new MincoreResidency(libc);
+    this.#reads = options.reads ?? (() => new ThreadReads());
     this.#fdLimit = Math.min(openFilesLimit(libc) ?? 65_536, FD_SCAN_LIMIT);
   }
 
@@ -239,8 +260,10 @@ export class FileSender {
     const growing = range.growing;
     const paths = [range.path, ...(growing?.alternatives ?? [])];
     let fileFd = -1;
+    let openedPath = range.path;
     for (const path of paths) {
       fileFd = libc.open(ENCODER.encode(path + "\0"), LINUX.O_RDONLY_CLOEXEC);
+      openedPath = path;
       if (fileFd >= 0) break;
     }
     if (fileFd < 0) return { outcome: "not_started", reason: `cannot open ${paths.join(" or ")}` };
@@ -248,6 +271,11 @@ export class FileSender {
     let written = 0;
     // A buffer for the pieces written while waiting: taken from the spares at the first wait, given back after.
     let waitBuffer: Uint8Array | undefined;
+    // Reads on a thread of the bytes not in the page cache, and their buffer, made at the first such read.
+    let reads: FileReads | undefined;
+    let coldBuffer: Uint8Array | undefined;
+    // The file's bytes before this offset were found in the page cache.
+    let residentUntil = -1;
     try {
       const size = Number(libc.lseek(fileFd, 0n, LINUX.SEEK_END));
       // sendfile reads at its own offset; the position stays at 0 so that /proc shows no reading ahead.
@@ -293,31 +321,58 @@ export class FileSender {
             continue;
           }
         }
-        // A client that went away makes these fail with EPIPE; sendfile has no MSG_NOSIGNAL, but Deno (a Rust
-        // program) ignores SIGPIPE, so that is an error code here, never a signal (see sendfile_test.ts).
-        const result = inHead
-          ? Number(libc.send(socket.fd, head.subarray(written), BigInt(count), headFlags))
-          : Number(libc.sendfile(socket.fd, fileFd, offsetBytes, BigInt(count)));
-        const code = result < 0 ? errno(libc) : 0;
-        if (result > 0) {
-          if (written === 0) options.onCommitted?.();
-          written += result;
-          if (!inHead) growing?.onBytes?.(result);
-          continue;
+        // A complete file's bytes that are not in the page cache would hold the event loop while the disk reads
+        // them: they are read on a thread instead and written through the connection (a download's bytes were
+        // just written, so they are in memory).
+        let cold = false;
+        if (!inHead && growing === undefined) {
+          // Asked once per window, not before every call: a slow client's calls each send a little.
+          const at = Number(offset[0]);
+          if (at >= residentUntil) {
+            cold = !this.#residency.resident(fileFd, at, count);
+            if (!cold) residentUntil = at + Math.min(count, RESIDENCY_WINDOW_BYTES);
+          }
+          if (!cold) count = Math.min(count, residentUntil - at);
         }
-        if (result === 0 && !inHead) {
-          return this.#breakOff(socket, written - head.length, `${range.path} ended early`);
+        if (!cold) {
+          // A client that went away makes these fail with EPIPE; sendfile has no MSG_NOSIGNAL, but Deno (a Rust
+          // program) ignores SIGPIPE, so that is an error code here, never a signal (see sendfile_test.ts).
+          const result = inHead
+            ? Number(libc.send(socket.fd, head.subarray(written), BigInt(count), headFlags))
+            : Number(libc.sendfile(socket.fd, fileFd, offsetBytes, BigInt(count)));
+          const code = result < 0 ? errno(libc) : 0;
+          if (result > 0) {
+            if (written === 0) options.onCommitted?.();
+            written += result;
+            if (!inHead) growing?.onBytes?.(result);
+            continue;
+          }
+          if (result === 0 && !inHead) {
+            return this.#breakOff(socket, written - head.length, `${range.path} ended early`);
+          }
+          if (result < 0 && code === LINUX.EINTR) continue;
+          if (result < 0 && code !== LINUX.EAGAIN) {
+            return written === 0
+              ? { outcome: "not_started", reason: `cannot write to the client (errno ${code})` }
+              : this.#breakOff(socket, written - head.length, `the client went away (errno ${code})`);
+          }
         }
-        if (result < 0 && code === LINUX.EINTR) continue;
-        if (result < 0 && code !== LINUX.EAGAIN) {
-          return written === 0
-            ? { outcome: "not_started", reason: `cannot write to the client (errno ${code})` }
-            : this.#breakOff(socket, written - head.length, `the client went away (errno ${code})`);
-        }
-        // The socket is full: the next bytes go through the connection, whose write waits for the client.
+        // Bytes on disk, or the socket is full: the next go through the connection, whose write waits for the
+        // client.
         let piece: Uint8Array;
         if (inHead) {
           piece = head.subarray(written);
+        } else if (cold) {
+          reads ??= this.#reads();
+          coldBuffer ??= new Uint8Array(COLD_READ_BYTES);
+          let read: number;
+          try {
+            read = await reads.read(openedPath, Number(offset[0]), coldBuffer.subarray(0, count));
+          } catch (error) {
+            return this.#breakOff(socket, written - head.length, `${range.path}: ${describeError(error)}`);
+          }
+          if (read <= 0) return this.#breakOff(socket, written - head.length, `${range.path} ended early`);
+          piece = coldBuffer.subarray(0, read);
         } else {
           waitBuffer ??= this.#spare.pop() ?? new Uint8Array(WAIT_WRITE_BYTES);
           const read = Number(
@@ -363,6 +418,7 @@ export class FileSender {
     } finally {
       this.#active--;
       libc.close(fileFd);
+      reads?.close();
       // Its last write has ended (resolved or failed), so Deno holds no reference to it any more.
       if (waitBuffer !== undefined && this.#spare.length < MAX_SPARE_BUFFERS) this.#spare.push(waitBuffer);
     }

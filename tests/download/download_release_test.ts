@@ -34,7 +34,14 @@ class HeldStore extends CacheStore {
     segments: readonly string[],
     options: { truncate: boolean },
   ): Deno.FsFile {
-    const file = super.openPartial(segments, options);
+    return this.#held(super.openPartial(segments, options));
+  }
+
+  override async createPartial(segments: readonly string[]): Promise<Deno.FsFile> {
+    return this.#held(await super.createPartial(segments));
+  }
+
+  #held(file: Deno.FsFile): Deno.FsFile {
     const syncData = file.syncData.bind(file);
     file.syncData = async () => {
       this.flushed = true;
@@ -199,5 +206,42 @@ Deno.test("A database revalidation answered 304 touches nothing in the cache dir
     assertEquals(asked.length, 2);
     assertEquals(await snapshot(dir), before, "no partial file, no record, no folder made or removed");
     assertEquals(await exists(download.partialPath), false);
+  });
+});
+
+Deno.test("Download releases a file matching the database's SHA-256 at its last byte, before the stream ends", async () => {
+  await withTempDir(async (dir) => {
+    const data = testBytes(30_000, 25);
+    const store = new HeldStore(dir);
+    store.syncAllowed.resolve();
+    const { fetch, gate } = gatedMirror({ "content-length": String(data.byteLength) });
+    const download = newDownload(store, fetch, { expect: { size: data.byteLength, sha256: sha256(data) } });
+    gate.push(data);
+    while (download.written < data.byteLength) await download.changed();
+    assertEquals(download.releasable(), data.byteLength, "the mirror has not ended its stream yet");
+    assertEquals(download.outcome(), { type: "complete" });
+    gate.end();
+    await download.finished;
+    assertEquals(download.state, "complete");
+  });
+});
+
+Deno.test("Download without a SHA-256 to check waits for the mirror's end before the last byte", async () => {
+  await withTempDir(async (dir) => {
+    const data = testBytes(30_000, 26);
+    const store = new HeldStore(dir);
+    store.syncAllowed.resolve();
+    const { fetch, gate } = gatedMirror({ "content-length": String(data.byteLength) });
+    const download = newDownload(store, fetch);
+    gate.push(data);
+    while (download.written < data.byteLength) await download.changed();
+    assertEquals(
+      download.releasable(),
+      data.byteLength - 1,
+      "a longer body than announced is still possible",
+    );
+    gate.end();
+    await download.finished;
+    assertEquals(download.state, "complete");
   });
 });

@@ -7,7 +7,10 @@ import {
   type BodyOutcome,
   type MirrorAnswer,
   parseContentRange,
+  PUMP_BUFFER_BYTES,
+  PUMP_BUFFER_MIN_BYTES,
   pumpBody,
+  pumpBufferBytes,
   type TransferLimits,
 } from "../../src/download/transfer.ts";
 
@@ -426,4 +429,11 @@ Deno.test("parseContentRange() reads start, end and total, and rejects malformed
   for (const [header, expected] of cases) {
     assertEquals(parseContentRange(header), expected, `parseContentRange(${JSON.stringify(header)})`);
   }
+});
+
+Deno.test("pumpBufferBytes() reads a body of known length into a buffer no larger than it and one byte", () => {
+  assertEquals(pumpBufferBytes(undefined), PUMP_BUFFER_BYTES);
+  assertEquals(pumpBufferBytes(4096), PUMP_BUFFER_MIN_BYTES, "small bodies share one smallest size");
+  assertEquals(pumpBufferBytes(100_000), 100_001, "room for one byte more than announced");
+  assertEquals(pumpBufferBytes(10 * 1024 * 1024), PUMP_BUFFER_BYTES);
 });

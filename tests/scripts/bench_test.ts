@@ -29,6 +29,8 @@ const FIGURES = [
   "shared_cold_first_byte",
   "shared_cold_done_after_first",
   "memory_peak_rss",
+  "cold_disk_small_p99",
+  "cold_disk_small_max",
   "startup",
   "pacman_p1_cold",
   "pacman_p1_cold_logged",

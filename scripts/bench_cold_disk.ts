@@ -1,0 +1,130 @@
+/**
+ * The benchmark's cold-disk rows (issue 20 part 3): how long small cached requests take while four clients
+ * download a large cached file, once with the file in the page cache and once after the page cache was dropped
+ * (`echo 1 > /proc/sys/vm/drop_caches`, as root), so that the large file's bytes come from the disk. A server
+ * that reads the disk on its event loop stalls the small requests for as long as each read takes.
+ *
+ * @module
+ */
+
+import { median } from "./bench_tools.ts";
+
+/**
+ * Each large download is paced to this many bytes per second (clients on a fast network): four clients as fast
+ * as loopback would take both cores of the benchmark's machine from the server, and the figures would measure
+ * that instead of the disk.
+ */
+export const DOWNLOAD_RATE = 40_000_000;
+
+/** Latencies of the small requests during one phase. */
+export interface ColdDiskPhase {
+  /** Milliseconds per small request, in order. */
+  latenciesMs: number[];
+  p99Ms: number;
+  maxMs: number;
+  medianMs: number;
+  /** How long the large downloads took, ms. */
+  downloadMs: number;
+}
+
+/** Both phases. */
+export interface ColdDiskMeasured {
+  /** The large file's size, bytes. */
+  largeBytes: number;
+  downloads: number;
+  warm: ColdDiskPhase;
+  cold: ColdDiskPhase;
+  /** False when the page cache could not be dropped (not root): then "cold" is warm too. */
+  dropped: boolean;
+}
+
+/** The `q` quantile (0..1) of `values`, nearest rank. */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+/** Drops the page cache (clean pages only); false when that is not allowed. */
+export async function dropPageCache(): Promise<boolean> {
+  try {
+    await Deno.writeTextFile("/proc/sys/vm/drop_caches", "1");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Downloads `url` to nowhere with curl, a process of its own: draining four large files in the benchmark's own
+ * event loop would delay its small requests more than the server does.
+ */
+async function drain(url: string, size: number): Promise<void> {
+  const output = await new Deno.Command("curl", {
+    args: [
+      "--silent",
+      "--show-error",
+      "--limit-rate",
+      String(DOWNLOAD_RATE),
+      "--output",
+      "/dev/null",
+      "--write-out",
+      "%{http_code} %{size_download}",
+      url,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const [status, bytes] = new TextDecoder().decode(output.stdout).trim().split(" ").map(Number);
+  if (!output.success || status !== 200 || bytes !== size) {
+    throw new Error(
+      `${url}: HTTP ${status} with ${bytes} of ${size} bytes ${new TextDecoder().decode(output.stderr)}`,
+    );
+  }
+}
+
+/** One phase: `downloads` clients fetch the large file while one client asks for the small one again and again. */
+async function phase(
+  options: { largeUrl: string; largeBytes: number; smallUrl: string; downloads: number },
+): Promise<ColdDiskPhase> {
+  const started = performance.now();
+  let done = false;
+  const all = Promise.all(
+    Array.from({ length: options.downloads }, () => drain(options.largeUrl, options.largeBytes)),
+  ).finally(() => done = true);
+  const client = Deno.createHttpClient({});
+  const latenciesMs: number[] = [];
+  try {
+    while (!done) {
+      const t = performance.now();
+      const response = await fetch(options.smallUrl, { client });
+      await response.arrayBuffer();
+      if (response.status !== 200) throw new Error(`${options.smallUrl}: HTTP ${response.status}`);
+      latenciesMs.push(performance.now() - t);
+    }
+    await all;
+  } finally {
+    client.close();
+  }
+  return {
+    latenciesMs,
+    p99Ms: quantile(latenciesMs, 0.99),
+    maxMs: Math.max(...latenciesMs),
+    medianMs: median(latenciesMs),
+    downloadMs: performance.now() - started,
+  };
+}
+
+/**
+ * Measures the small requests during large downloads with the large file in memory (after one download of it),
+ * then again after dropping the page cache.
+ */
+export async function measureColdDisk(
+  options: { largeUrl: string; largeBytes: number; smallUrl: string; downloads: number },
+): Promise<ColdDiskMeasured> {
+  await drain(options.largeUrl, options.largeBytes);
+  const warm = await phase(options);
+  const dropped = await dropPageCache();
+  const cold = await phase(options);
+  return { largeBytes: options.largeBytes, downloads: options.downloads, warm, cold, dropped };
+}

@@ -1,0 +1,94 @@
+/**
+ * Whether a cached file's next bytes are in the kernel's page cache. `sendfile` runs on the event loop: for
+ * bytes in memory it costs microseconds, but for bytes on disk it waits for the disk (milliseconds on an SSD,
+ * tens on an SD card or a spinning disk), and every other client waits with it. {@linkcode FileSender.send}
+ * asks before each `sendfile` call on a complete file and reads a piece that is not in memory on a thread
+ * instead (`FileReads`), which also brings the next pieces in through the kernel's readahead.
+ *
+ * @module
+ */
+
+import { type LibcSymbols, LINUX } from "./libc.ts";
+
+/** At most this many bytes are asked about (and then sent with one `sendfile` call). */
+export const RESIDENCY_WINDOW_BYTES = 4 * 1024 * 1024;
+
+/** Tells whether a range of an open file is in the page cache. */
+export interface Residency {
+  /**
+   * True when every page of `length` bytes from `offset` of the open file `fd` is in the page cache (or when
+   * that cannot be told: then the caller sends as before).
+   */
+  resident(fd: number, offset: number, length: number): boolean;
+}
+
+/**
+ * Residency by `mincore(2)` on a read-only mapping of the window: three system calls of a few microseconds,
+ * and no reading of the file.
+ */
+export class MincoreResidency implements Residency {
+  #libc: LibcSymbols;
+  #pageSize: number;
+  #pages: Uint8Array;
+
+  /** Uses `libc`'s `mmap`, `mincore` and `munmap`. */
+  constructor(libc: LibcSymbols) {
+    this.#libc = libc;
+    const size = Number(libc.sysconf(LINUX._SC_PAGESIZE));
+    this.#pageSize = size > 0 ? size : 4096;
+    this.#pages = new Uint8Array(Math.ceil(RESIDENCY_WINDOW_BYTES / this.#pageSize) + 1);
+  }
+
+  resident(fd: number, offset: number, length: number): boolean {
+    if (length <= 0) return true;
+    const start = offset - (offset % this.#pageSize);
+    const span = Math.min(offset + length, start + RESIDENCY_WINDOW_BYTES) - start;
+    const libc = this.#libc;
+    const mapped = libc.mmap(null, BigInt(span), LINUX.PROT_READ, LINUX.MAP_SHARED, fd, BigInt(start));
+    if (mapped === null) return true;
+    // A failed mapping is (void *) -1, which reading a pointer's value from JavaScript would need every ffi
+    // permission to tell: mincore then fails on the unaligned address instead, and munmap does nothing.
+    try {
+      if (libc.mincore(mapped, BigInt(span), this.#pages) !== 0) return true;
+      const count = Math.ceil(span / this.#pageSize);
+      for (let i = 0; i < count; i++) if ((this.#pages[i] & 1) === 0) return false;
+      return true;
+    } finally {
+      libc.munmap(mapped, BigInt(span));
+    }
+  }
+}
+
+/** Reads a piece of a file on a thread (Deno's asynchronous file reads), for bytes not in the page cache. */
+export interface FileReads {
+  /** Reads up to `into.length` bytes at `offset` of the file at `path`: how many (0 at its end). */
+  read(path: string, offset: number, into: Uint8Array): Promise<number>;
+  /** Closes what the reads opened. */
+  close(): void;
+}
+
+/** {@linkcode FileReads} through one `Deno.FsFile`, opened at the first read. */
+export class ThreadReads implements FileReads {
+  #file?: Deno.FsFile;
+
+  async read(path: string, offset: number, into: Uint8Array): Promise<number> {
+    this.#file ??= await Deno.open(path, { read: true });
+    await this.#file.seek(offset, Deno.SeekMode.Start);
+    let filled = 0;
+    while (filled < into.length) {
+      const read = await this.#file.read(into.subarray(filled));
+      if (read === null) break;
+      filled += read;
+    }
+    return filled;
+  }
+
+  close(): void {
+    try {
+      this.#file?.close();
+    } catch {
+      // already closed
+    }
+    this.#file = undefined;
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The partial file of a download: made while the first mirror is asked, and its record written only once a
+ * second chunk arrives, so that neither lies between a mirror's answer and the first bytes for clients.
+ */
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { CacheStore } from "../../src/cache/cache_store.ts";
+import { Download } from "../../src/download/download.ts";
+import { PartialFile } from "../../src/download/partial_file.ts";
+import { MirrorPool } from "../../src/mirrors/mirrors.ts";
+import { withTempDir } from "../helpers/temp_dir.ts";
+import { gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
+
+const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A store whose background creation of partial files waits for `allow`, or fails with `failure`. */
+class GatedStore extends CacheStore {
+  readonly allow = Promise.withResolvers<void>();
+  created = false;
+  failure?: Error;
+
+  override async createPartial(segments: readonly string[]): Promise<Deno.FsFile> {
+    await this.allow.promise;
+    if (this.failure) throw this.failure;
+    const file = await super.createPartial(segments);
+    this.created = true;
+    return file;
+  }
+}
+
+Deno.test("PartialFile.prepare() makes the file in the background, and open() takes that file", async () => {
+  await withTempDir(async (dir) => {
+    const store = new GatedStore(dir);
+    const partial = new PartialFile(store, SEGMENTS);
+    partial.prepare();
+    assertEquals(await exists(store.partialPath(SEGMENTS)), false, "not made before the test allows it");
+    store.allow.resolve();
+    const file = await partial.open({ truncate: false });
+    assert(store.created, "open() waited for the file being made");
+    assertEquals(partial.file, file);
+    await file.write(new Uint8Array([1, 2, 3]));
+    await partial.close();
+    assertEquals(partial.file, undefined);
+    assertEquals(await Deno.readFile(store.partialPath(SEGMENTS)), new Uint8Array([1, 2, 3]));
+  });
+});
+
+Deno.test("PartialFile.open() opens the file itself after prepare() failed", async () => {
+  await withTempDir(async (dir) => {
+    const store = new GatedStore(dir);
+    store.failure = new Error("the thread pool is gone");
+    store.allow.resolve();
+    const partial = new PartialFile(store, SEGMENTS);
+    partial.prepare();
+    await partial.settle();
+    assertEquals(partial.file, undefined, "nothing adopted from a failed creation");
+    const file = await partial.open({ truncate: true });
+    assertEquals(partial.file, file);
+    await partial.close();
+    assert(await exists(store.partialPath(SEGMENTS)));
+  });
+});
+
+Deno.test("PartialFile.close() waits for a creation still running, so that a removal after it is final", async () => {
+  await withTempDir(async (dir) => {
+    const store = new GatedStore(dir);
+    const partial = new PartialFile(store, SEGMENTS);
+    partial.prepare();
+    let closed = false;
+    const closing = partial.close().then(() => closed = true);
+    await Promise.resolve();
+    assertEquals(closed, false, "close() waits for the creation");
+    store.allow.resolve();
+    await closing;
+    assert(store.created);
+    await store.discardPartial(SEGMENTS);
+    assertEquals(await exists(store.partialPath(SEGMENTS)), false);
+  });
+});
+
+Deno.test("Download writes the record of its partial file with the second chunk, not before the first", async () => {
+  await withTempDir(async (dir) => {
+    const data = testBytes(20_000, 5);
+    const store = new CacheStore(dir);
+    const pool = new MirrorPool();
+    pool.setMirrors(["http://mirror-a.test/"], "test");
+    const { fetch, gate } = gatedMirror({ "content-length": String(data.byteLength) });
+    const download = new Download({
+      segments: SEGMENTS,
+      upstreamPath: SEGMENTS.join("/"),
+      mirrors: pool,
+      plan: () => pool.plan("package"),
+      store,
+      deps: { fetch, now: Date.now },
+      limits: {
+        connectTimeoutMs: 5_000,
+        lowSpeedLimit: 1,
+        lowSpeedTimeMs: 60_000,
+        lastResortStallMs: 60_000,
+      },
+      rules: { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true, movesOn: true },
+      missing: true,
+    }).start();
+    assertEquals((await download.head).status, "ok");
+    gate.push(data.slice(0, 1000));
+    while (download.written < 1000) await download.changed();
+    assertEquals(
+      store.readPartialRecord(SEGMENTS).kind,
+      "missing",
+      "the first chunk went out without a record",
+    );
+    assert(await exists(store.partialPath(SEGMENTS)));
+    gate.push(data.slice(1000));
+    while (download.written < data.byteLength) await download.changed();
+    const record = store.readPartialRecord(SEGMENTS);
+    assertEquals(record.kind === "found" ? record.meta.total : record.kind, data.byteLength);
+    gate.end();
+    await download.finished;
+    assertEquals(download.state, "complete");
+    assertEquals(store.readPartialRecord(SEGMENTS).kind, "missing", "removed by the commit");
+  });
+});
