@@ -36,8 +36,17 @@ async function main(args: string[]): Promise<number> {
       seconds: { type: "string", default: "10" },
       files: { type: "string", default: "60" },
       connections: { type: "string", default: "32" },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
+  if (values.help) {
+    console.log(
+      "Usage: deno run --allow-all scripts/bench_cluster.ts [--runs 3] [--seconds 10] [--files 60] " +
+        "[--connections 32]\nRequests/s for cached small packages: HAProxy with 3 flexo nodes, with 1, and 1 " +
+        "node alone.",
+    );
+    return 0;
+  }
   const [runs, seconds, files, connections] = [values.runs, values.seconds, values.files, values.connections]
     .map(Number);
   const work = await Deno.makeTempDir({ prefix: "flexo-bench-cluster-" });

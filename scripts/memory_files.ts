@@ -185,8 +185,16 @@ async function main(): Promise<void> {
       files: { type: "string", default: "0,20000,40000" },
       "settle-ms": { type: "string", default: "3000" },
       json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
+  if (values.help) {
+    console.log(
+      "Usage: deno run --allow-all scripts/memory_files.ts [--files 0,20000,40000] [--settle-ms 3000] [--json]\n" +
+        "Resident memory of a serving flexo with that many cached files, after its start-up scan.",
+    );
+    return;
+  }
   const counts = values.files!.split(",").map(Number);
   const results: FilesMemory[] = [];
   const mib = (bytes: number) => (bytes / 1048576).toFixed(1);

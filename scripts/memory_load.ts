@@ -82,8 +82,16 @@ async function main(): Promise<void> {
       clients: { type: "string", default: "64" },
       "size-mib": { type: "string", default: "50" },
       "settle-ms": { type: "string", default: "3000" },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
+  if (values.help) {
+    console.log(
+      "Usage: deno run --allow-all scripts/memory_load.ts [--clients 64] [--size-mib 50] [--settle-ms 3000]\n" +
+        "Resident memory of a serving flexo idle, after one download and under that many clients.",
+    );
+    return;
+  }
   const result = await measureLoad({
     clients: Number(values.clients),
     sizeBytes: Number(values["size-mib"]) * 1048576,

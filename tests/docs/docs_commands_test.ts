@@ -1,6 +1,6 @@
 /**
- * The command lines of README.md and docs/operations.md, run as written, so that the documentation cannot drift
- * from the program again.
+ * The command lines of README.md, BENCHMARKS.md and every page of docs/, run as written, so that the
+ * documentation cannot drift from the program again.
  *
  * - `deno task serve …` runs with `--port 0 --cache-dir TEMP --config TEMP` appended (a free port, a throw-away
  *   cache, one unreachable loopback mirror), is asked for `/status` once it listens, then stopped.
@@ -12,6 +12,8 @@
  * - `flexo …` lines (also the synopsis ones, with their `[optional]` parts left out and `a | b` as two lines)
  *   run as `deno run -A main.ts …` with FLEXO_CACHE_DIRECTORY on a temporary directory; `flexo import DIR` is
  *   expected to say that the (empty) cache knows no package yet.
+ * - `deno run … scripts/NAME.ts …` lines (benchmarks and soaks of minutes) run with `--help` instead, with the
+ *   documented `deno run` flags: the script must exist, start, and know every option the line shows.
  */
 
 import { join } from "node:path";
@@ -19,7 +21,14 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { tomlString } from "../helpers/flexo_process.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
-const DOCS = ["README.md", "docs/operations.md"];
+const DOCS = [
+  "README.md",
+  "BENCHMARKS.md",
+  ...[...Deno.readDirSync(join(ROOT, "docs"))].filter((e) => e.name.endsWith(".md")).map((e) =>
+    `docs/${e.name}`
+  )
+    .sort(),
+];
 const EXCLUDED_TASKS = ["test", "check", "bench"];
 
 /**
@@ -28,7 +37,8 @@ const EXCLUDED_TASKS = ["test", "check", "bench"];
  */
 export function commandLines(markdown: string): string[] {
   const lines: string[] = [];
-  const isCommand = (line: string) => line.startsWith("deno task ") || line.startsWith("flexo ");
+  const isCommand = (line: string) =>
+    line.startsWith("deno task ") || line.startsWith("flexo ") || /^deno run .*scripts\/\S+\.ts/.test(line);
   let inBlock = false;
   for (const raw of markdown.split("\n")) {
     if (raw.trimStart().startsWith("```")) {
@@ -115,6 +125,24 @@ async function serveOnce(command: string[], work: string): Promise<void> {
   }
 }
 
+/**
+ * A documented `deno run [FLAGS] scripts/NAME.ts [OPTIONS]` line: the script, run with the line's flags and
+ * `--help`, exits 0 and names every option the line shows.
+ */
+async function scriptKnowsOptions(doc: string, line: string): Promise<void> {
+  const words = line.split(/\s+/);
+  const at = words.findIndex((w) => /^scripts\/\S+\.ts$/.test(w));
+  const flags = words.slice(2, at);
+  const result = await runToEnd(["run", ...flags, words[at], "--help"]);
+  assertEquals(result.code, 0, `${doc}: "${line}" with --help:\n${result.text}`);
+  for (const option of line.slice(line.indexOf(words[at])).matchAll(/--[a-z][a-z-]*/g)) {
+    assert(
+      result.text.includes(option[0]),
+      `${doc}: "${line}": ${words[at]} --help does not name ${option[0]}`,
+    );
+  }
+}
+
 async function runToEnd(args: string[], env: Record<string, string> = {}) {
   const output = await new Deno.Command(Deno.execPath(), {
     args,
@@ -140,13 +168,14 @@ Deno.test("commandLines() finds the documented commands without their comments",
 for (const doc of DOCS) {
   Deno.test(`every command line of ${doc} works as written`, async (t) => {
     const lines = commandLines(await Deno.readTextFile(join(ROOT, doc)));
-    assert(lines.length > 0, `${doc}: no command lines found`);
+    if (lines.length === 0) return;
     const tasks = Object.keys(JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks);
     for (const line of lines) {
       await t.step(line, async () => {
         const work = await Deno.makeTempDir({ prefix: "flexo-docs-" });
         try {
           const words = line.split(/\s+/);
+          if (words[0] === "deno" && words[1] === "run") return await scriptKnowsOptions(doc, line);
           if (words[0] === "deno") {
             const [task, ...args] = words.slice(2);
             assert(tasks.includes(task), `${doc}: "${line}": deno.json has no task "${task}"`);
