@@ -58,6 +58,8 @@ Deno.test("in auto mode the first request after start is answered within 3 s alt
     const config = testConfig(cache, [], {
       mirror_selection_method: "auto",
       mirrorlist_latency_test_results_file: join(dir, "state", "latency.json"),
+      // Its ranking is written there: never this machine's own /var/cache/flexo/state/mirrorlist.
+      mirrorlist_fallback_file: join(dir, "state", "mirrorlist"),
       mirrors_auto: mirrorsAutoSettings({
         mirrors_status_json_endpoint: `http://127.0.0.1:${status.addr.port}/`,
         timeout: 350,

@@ -19,6 +19,7 @@ Deno.test("fillStartingMirrors() takes the persisted ranking under auto selectio
     const config = configSchema.parse({
       cache_directory: dir,
       mirrorlist_latency_test_results_file: join(dir, "ranking.json"),
+      mirrorlist_fallback_file: join(dir, "mirrorlist"),
       mirrors_predefined: [B],
     });
     await writeRanking(config.mirrorlist_latency_test_results_file, {
@@ -39,6 +40,7 @@ Deno.test("fillStartingMirrors() falls back to mirrors_predefined, then to the b
       configSchema.parse({
         cache_directory: dir,
         mirrorlist_latency_test_results_file: ranking,
+        mirrorlist_fallback_file: join(dir, "mirrorlist"),
         mirrors_predefined: [B],
       }),
       predefined,
@@ -46,7 +48,12 @@ Deno.test("fillStartingMirrors() falls back to mirrors_predefined, then to the b
     assertEquals([predefined.source, predefined.plan("database")], ["predefined", [B]]);
     const builtIn = new MirrorPool();
     fillStartingMirrors(
-      configSchema.parse({ cache_directory: dir, mirrorlist_latency_test_results_file: ranking }),
+      configSchema.parse({
+        cache_directory: dir,
+        mirrorlist_latency_test_results_file: ranking,
+        // Never this machine's own /var/cache/flexo/state/mirrorlist, which another run may have written.
+        mirrorlist_fallback_file: join(dir, "mirrorlist"),
+      }),
       builtIn,
     );
     assertEquals(builtIn.source, "built-in");
