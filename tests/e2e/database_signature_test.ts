@@ -163,7 +163,12 @@ Deno.test("pacman -Sy checking database signatures gets the signature of the dat
       const repos = await twoMirrors(dir, signer);
       await using a = await startFakeMirror(repos.a);
       await using b = await startFakeMirror(repos.b);
-      await using proxy = await startTestProxy({ mirrors: [a.url, b.url] });
+      // A's signature comes 1 s late: the proxy waits for it with a wide margin (the tests' 1.5 s connect
+      // timeout failed it on a loaded machine, and pacman then checked the new database against its old signature).
+      await using proxy = await startTestProxy({
+        mirrors: [a.url, b.url],
+        limits: { connectTimeoutMs: 10_000 },
+      });
       await using root = await makePacmanRoot({
         serverUrl: `${proxy.url}/$repo/os/$arch`,
         repos: ["flexotest"],
