@@ -25,7 +25,7 @@ import { AnswerLog } from "./request_log.ts";
 import { Outage, STALE_DEADLINE_MS } from "./stale.ts";
 import type { LogOutput } from "../logging.ts";
 import { QuickAnswers } from "./quick_answers.ts";
-import { parseRequestPath, type RequestTarget } from "./request_path.ts";
+import { parseRequestPath, type RequestTarget } from "../repo/request_path.ts";
 import { type CountedResult, Stats } from "../status/stats.ts";
 import { statusRoutes } from "../status/status_routes.ts";
 import { SYSTEM_TIMERS, type Timers, type TransferDeps, type TransferLimits } from "../download/transfer.ts";

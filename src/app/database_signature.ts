@@ -16,7 +16,7 @@ import type { DownloadManager } from "../download/download_manager.ts";
 import { sameSecond } from "../download/snapshot_order.ts";
 import { HttpError } from "../http/http_error.ts";
 import { redactUrl } from "../redact_url.ts";
-import type { RequestTarget } from "./request_path.ts";
+import type { RequestTarget } from "../repo/request_path.ts";
 import { cacheControlFor, contentTypeFor, serveCachedFile, type Served, serveDownload } from "./responses.ts";
 
 const SIG = ".sig";

@@ -9,7 +9,7 @@
 
 import type { CacheStore } from "../cache/cache_store.ts";
 import { HttpError } from "../http/http_error.ts";
-import type { RequestTarget } from "./request_path.ts";
+import type { RequestTarget } from "../repo/request_path.ts";
 import { cacheControlFor, contentTypeFor, serveCachedFile } from "./responses.ts";
 import type { CacheAnswer } from "./stale.ts";
 

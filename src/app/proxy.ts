@@ -10,7 +10,7 @@ import type { DownloadManager } from "../download/download_manager.ts";
 import { purposeOf } from "../download/download_manager.ts";
 import { HttpError } from "../http/http_error.ts";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
-import type { RequestTarget } from "./request_path.ts";
+import type { RequestTarget } from "../repo/request_path.ts";
 import {
   cacheControlFor,
   contentTypeFor,
@@ -31,18 +31,9 @@ import {
 } from "../download/transfer.ts";
 import { hedgeDelayMs, raceHeads } from "../download/hedge.ts";
 import { serveDatabaseSignature } from "./database_signature.ts";
+import type { RequestResult } from "../status/stats.ts";
 
-/** How a request was answered, for the request log and the statistics. */
-export type RequestResult =
-  | "CACHE HIT"
-  | "CACHE MISS"
-  | "JOINED DOWNLOAD"
-  | "REVALIDATED"
-  | "UPDATED"
-  | "NOT MODIFIED"
-  | "PROXIED"
-  /** A database answered from the cache because the mirrors failed (stale-if-error, or offline). */
-  | "STALE";
+export type { RequestResult };
 
 /** A served response and how it was served. */
 export interface ProxyAnswer extends Served {

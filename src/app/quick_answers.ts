@@ -17,7 +17,7 @@ import type { QuickAnswer } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { isPlainHost, type ResponseSent, targetPath } from "../http/client_request.ts";
 import { HttpDates, responseHead } from "../server/http1_response.ts";
-import type { RequestTarget } from "./request_path.ts";
+import type { RequestTarget } from "../repo/request_path.ts";
 import { wholeFileHeaders } from "./responses.ts";
 import { fileHeadersFor } from "./proxy.ts";
 import type { AnswerLog } from "./request_log.ts";

@@ -15,7 +15,7 @@ import type { CachedFile, CacheStore } from "../cache/cache_store.ts";
 import { HttpError } from "../http/http_error.ts";
 import type { Timers } from "../download/transfer.ts";
 import { cacheControlFor, contentTypeFor, serveCachedFile, type Served } from "./responses.ts";
-import type { RequestTarget } from "./request_path.ts";
+import type { RequestTarget } from "../repo/request_path.ts";
 import { isPaired, signedDatabase } from "./database_signature.ts";
 
 const log = getLogger(["flexo", "upstream"]);

@@ -17,7 +17,6 @@ import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
 import { type CachedFile, CacheStore } from "./cache_store.ts";
 import type { Config } from "../config/config_schema.ts";
-import type { DownloadManager } from "../download/download_manager.ts";
 import {
   type CachedPackageFile,
   planRetention,
@@ -105,7 +104,7 @@ export function cleaningEnabled(limits: CleanupLimits): boolean {
  */
 export function inUseBy(app: {
   store: { isBeingRead(path: string): boolean };
-  downloads: Pick<DownloadManager, "list">;
+  downloads: { list(): readonly { readonly finalPath: string }[] };
 }): (path: string) => boolean {
   // A package whose signature is downloading (or the reverse) stays too, so that no orphan is left.
   return (path) =>

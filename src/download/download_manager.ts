@@ -11,7 +11,7 @@ import type { ExpectedFile } from "./download_integrity.ts";
 import { checkDatabase, RejectedCopies } from "./content_check.ts";
 import type { FileKind } from "../repo/file_kind.ts";
 import type { MirrorPool, OrderPurpose } from "../mirrors/mirrors.ts";
-import type { RequestTarget } from "../app/request_path.ts";
+import type { RequestTarget } from "../repo/request_path.ts";
 import type { TransferDeps, TransferLimits } from "./transfer.ts";
 import { sameSecond } from "./snapshot_order.ts";
 

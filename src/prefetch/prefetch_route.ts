@@ -13,7 +13,7 @@ import { Hono } from "hono";
 import type { ServeInfo } from "../http/client_request.ts";
 import { HttpError } from "../http/http_error.ts";
 import { parsePackageFileName } from "../repo/package_file_name.ts";
-import type { RequestTarget } from "../app/request_path.ts";
+import type { RequestTarget } from "../repo/request_path.ts";
 import type { Prefetcher } from "./prefetcher.ts";
 import type { PackageUsage } from "./package_usage.ts";
 

@@ -12,7 +12,7 @@ import { basename } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import type { CacheStore } from "../cache/cache_store.ts";
 import type { DownloadManager } from "../download/download_manager.ts";
-import { parseRequestPath, type RequestTarget } from "../app/request_path.ts";
+import { parseRequestPath, type RequestTarget } from "../repo/request_path.ts";
 import type { PackageIndex } from "../repo/package_index.ts";
 import type { PackageEntry } from "../repo/repo_db.ts";
 import { vercmp } from "../repo/vercmp.ts";

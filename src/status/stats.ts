@@ -4,8 +4,19 @@
  * @module
  */
 
-import type { RequestResult } from "../app/proxy.ts";
 import { TrafficHistory } from "./traffic_history.ts";
+
+/** How a request was answered, for the request log and the statistics. */
+export type RequestResult =
+  | "CACHE HIT"
+  | "CACHE MISS"
+  | "JOINED DOWNLOAD"
+  | "REVALIDATED"
+  | "UPDATED"
+  | "NOT MODIFIED"
+  | "PROXIED"
+  /** A database answered from the cache because the mirrors failed (stale-if-error, or offline). */
+  | "STALE";
 
 /** How a request ended, as counted: the proxy's results plus the error classes. */
 export type CountedResult =

@@ -11,7 +11,7 @@ import { isHeadProblem, latin1, parseRequestHead, type RequestHead } from "../..
 import { httpDate } from "../../src/server/http1_response.ts";
 import { QuickAnswers } from "../../src/app/quick_answers.ts";
 import { AnswerLog } from "../../src/app/request_log.ts";
-import { parseRequestPath, type RequestTarget } from "../../src/app/request_path.ts";
+import { parseRequestPath, type RequestTarget } from "../../src/repo/request_path.ts";
 import { IMMUTABLE, serveCachedFile } from "../../src/app/responses.ts";
 import { Stats } from "../../src/status/stats.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";

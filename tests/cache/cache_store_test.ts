@@ -9,7 +9,7 @@ import {
   KNOWN_FILES_MAX,
 } from "../../src/cache/cache_store.ts";
 import { HttpError } from "../../src/http/http_error.ts";
-import { parseRequestPath, type RequestTarget } from "../../src/app/request_path.ts";
+import { parseRequestPath, type RequestTarget } from "../../src/repo/request_path.ts";
 import { serveCachedFile } from "../../src/app/responses.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "tiny-1-1-x86_64.pkg.tar.zst"];

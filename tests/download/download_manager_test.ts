@@ -7,7 +7,7 @@ import type { Download } from "../../src/download/download.ts";
 import { DownloadManager, purposeOf, rulesFor } from "../../src/download/download_manager.ts";
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import type { FileKind } from "../../src/repo/file_kind.ts";
-import { parseRequestPath, type RequestTarget } from "../../src/app/request_path.ts";
+import { parseRequestPath, type RequestTarget } from "../../src/repo/request_path.ts";
 import { settledNow, waitFor } from "../helpers/wait.ts";
 
 const A = "http://mirror-a.test/";

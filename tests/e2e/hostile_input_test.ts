@@ -9,7 +9,7 @@
 import fc from "fast-check";
 import { dirname, join } from "node:path";
 import { createApp, type FlexoApp } from "../../src/app/app.ts";
-import { MAX_PATH_BYTES } from "../../src/app/request_path.ts";
+import { MAX_PATH_BYTES } from "../../src/repo/request_path.ts";
 import { type RunningServer, startServer } from "../../src/server/server.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { type FakeMirror, startFakeMirror } from "../helpers/fake_mirror.ts";

@@ -5,7 +5,7 @@
  */
 
 import { join } from "node:path";
-import type { RequestTarget } from "../../src/app/request_path.ts";
+import type { RequestTarget } from "../../src/repo/request_path.ts";
 import { PackageUsage } from "../../src/prefetch/package_usage.ts";
 import { type PrefetchDeps, runPrefetch } from "../../src/prefetch/prefetch_run.ts";
 import type { PackageEntry } from "../../src/repo/repo_db.ts";

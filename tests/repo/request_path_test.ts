@@ -5,7 +5,7 @@ import {
   parseRequestPath,
   type ParseRequestPathOptions,
   type RequestTarget,
-} from "../../src/app/request_path.ts";
+} from "../../src/repo/request_path.ts";
 
 const CUSTOM = { customRepoNames: ["archzfs", "chaotic-aur"] };
 
