@@ -29,7 +29,7 @@ export interface DownloadManagerOptions {
     target: RequestTarget,
   ) => ExpectedFile | undefined | Promise<ExpectedFile | undefined>;
   /** Called when a download was discarded because it did not match what the databases say. */
-  onIntegrityFailure?: (download: Download, reason: string) => void;
+  onIntegrityFailure?: (download: { readonly finalPath: string }, reason: string) => void;
 }
 
 /** The rules for each kind of cacheable file. */
