@@ -8,19 +8,21 @@
  * @module
  */
 
-import { relative } from "node:path";
+import { join, relative } from "node:path";
 import type { CacheUsage } from "./cache_usage.ts";
 
-/** A watch of a directory tree, as `Deno.watchFs(dir, { recursive: true })` gives it. */
+/** A watch of directories, as `Deno.watchFs(paths, { recursive })` gives it. */
 export interface DirectoryWatch extends AsyncIterable<Deno.FsEvent> {
   /** Ends the watch (and its iteration). */
   close(): void;
 }
 
-/** What {@linkcode watchCacheChanges} needs: the watch and the timers, injected for tests. */
+/** What {@linkcode watchCacheChanges} needs: the watch, the folder listing and the timers, injected for tests. */
 export interface CacheWatchDeps {
-  /** Starts watching `dir` recursively. Default: `Deno.watchFs`. */
-  watch?: (dir: string) => DirectoryWatch;
+  /** Starts watching `paths`, with what is below them or only their entries. Default: `Deno.watchFs`. */
+  watch?: (paths: string[], options: { recursive: boolean }) => DirectoryWatch;
+  /** The names of the folders in `dir`. Default: read with `Deno.readDirSync`. */
+  folders?: (dir: string) => string[];
   setTimer?: (callback: () => void, ms: number) => unknown;
   clearTimer?: (timer: unknown) => void;
   /** Called when the watch cannot start or fails; the counts then stay as the proxy keeps them. */
@@ -45,7 +47,10 @@ const IGNORED_KINDS: ReadonlySet<Deno.FsEvent["kind"]> = new Set(["access", "oth
 
 /**
  * Watches `usage.root` and has `usage` count the directory again after changes the proxy did not make itself.
- * Paths under a top-level dot directory (`.partial/` downloads in progress, `.flexo/` records) are ignored.
+ * Top-level dot directories (`.partial/` downloads in progress, `.flexo/` records) are not watched: the root's
+ * own entries are, and every other top-level folder with all below it (watched again when one is added or
+ * removed). A download's file, written chunk by chunk, thus wakes neither the watcher's thread nor the event
+ * loop, which on a small machine is CPU taken from the download and from the clients.
  */
 export function watchCacheChanges(
   usage: CacheUsage,
@@ -53,16 +58,15 @@ export function watchCacheChanges(
 ): CacheWatch {
   const setTimer = options.setTimer ?? ((callback, ms) => setTimeout(callback, ms));
   const clearTimer = options.clearTimer ?? ((timer) => clearTimeout(timer as number));
+  const watchPaths = options.watch ?? ((paths, { recursive }) => Deno.watchFs(paths, { recursive }));
+  const listFolders = options.folders ?? readFolders;
   const quietMs = options.quietMs ?? CACHE_QUIET_MS;
   const pending = new Set<string>();
   let timer: unknown;
-  let watch: DirectoryWatch;
-  try {
-    watch = (options.watch ?? ((dir) => Deno.watchFs(dir, { recursive: true })))(usage.root);
-  } catch (error) {
-    options.onError?.(asError(error));
-    return { stop() {}, ended: Promise.resolve() };
-  }
+  let stopped = false;
+  /** The watch of the top-level folders (none while there are none), and the folders it watches. */
+  let tree: { watch: DirectoryWatch; folders: string } | undefined;
+  const loops: Promise<void>[] = [];
   const settle = () => {
     timer = undefined;
     const own = usage.takeReported();
@@ -83,25 +87,71 @@ export function watchCacheChanges(
     if (timer !== undefined) clearTimer(timer);
     timer = setTimer(settle, quietMs);
   };
-  const ended = (async () => {
-    try {
-      for await (const event of watch) note(event);
-    } catch (error) {
-      options.onError?.(asError(error));
-    } finally {
-      if (timer !== undefined) clearTimer(timer);
-    }
-  })();
-  return {
-    stop() {
+  const follow = (watch: DirectoryWatch, onEvent: (event: Deno.FsEvent) => void) => {
+    loops.push((async () => {
       try {
-        watch.close();
+        for await (const event of watch) onEvent(event);
+      } catch (error) {
+        if (stopped) return;
+        // The counts stay as the proxy keeps them: no half a watch.
+        options.onError?.(asError(error));
+        stop();
+      }
+    })());
+  };
+  /** Watches the top-level folders as they are now, if they are not what is watched already. */
+  const watchTree = () => {
+    const folders = listFolders(usage.root).filter((name) => !name.startsWith(".")).sort();
+    if (tree?.folders === folders.join("/")) return;
+    tree?.watch.close();
+    tree = undefined;
+    if (folders.length === 0) return;
+    const watch = watchPaths(folders.map((name) => join(usage.root, name)), { recursive: true });
+    tree = { watch, folders: folders.join("/") };
+    follow(watch, note);
+  };
+  let root: DirectoryWatch | undefined;
+  const stop = () => {
+    stopped = true;
+    for (const watch of [root, tree?.watch]) {
+      try {
+        watch?.close();
       } catch {
         // already closed
       }
-    },
-    ended,
+    }
   };
+  try {
+    root = watchPaths([usage.root], { recursive: false });
+    watchTree();
+  } catch (error) {
+    options.onError?.(asError(error));
+    stop();
+    return { stop() {}, ended: Promise.all(loops).then(() => {}) };
+  }
+  follow(root, (event) => {
+    note(event);
+    if (IGNORED_KINDS.has(event.kind) || event.kind === "modify") return;
+    try {
+      if (!stopped) watchTree();
+    } catch (error) {
+      options.onError?.(asError(error));
+      stop();
+    }
+  });
+  const ended = (async () => {
+    // Loops started while waiting (a new folder's watch) are waited for too.
+    for (let waited = 0; waited < loops.length; waited = loops.length) await Promise.all(loops);
+    if (timer !== undefined) clearTimer(timer);
+  })();
+  return { stop, ended };
+}
+
+/** The names of the folders in `dir`; throws when it cannot be read. */
+function readFolders(dir: string): string[] {
+  const names: string[] = [];
+  for (const entry of Deno.readDirSync(dir)) if (entry.isDirectory) names.push(entry.name);
+  return names;
 }
 
 function asError(error: unknown): Error {

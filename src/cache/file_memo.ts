@@ -11,6 +11,7 @@
  */
 
 import { type CachedFile, isMissing } from "./cache_paths.ts";
+import { surelyMissing } from "./surely_missing.ts";
 
 /** A complete file in the cache whose bytes are held in memory. */
 export interface HotFile extends CachedFile {
@@ -93,6 +94,8 @@ export class FileMemo {
    */
   stat(segments: readonly string[], path: string): CachedFile | undefined {
     const removalsBefore = this.#removals;
+    // A miss (the usual answer when this is asked) without the failed stat's error object.
+    if (surelyMissing(path)) return undefined;
     try {
       const info = Deno.statSync(path);
       if (!info.isFile) return undefined;

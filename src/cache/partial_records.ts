@@ -18,6 +18,7 @@
  */
 
 import { dirname } from "node:path";
+import { surelyMissing } from "./surely_missing.ts";
 import { z } from "zod";
 
 /** What is remembered about a download in progress. */
@@ -96,6 +97,8 @@ export function parsePartialRecord(text: string, path: string): PartialRecordRea
  * @param path The record file (see `CachePaths.recordPath`).
  */
 export function readPartialRecord(path: string): PartialRecordRead {
+  // Most downloads have no record to resume from: said without the failed read's error object.
+  if (surelyMissing(path)) return { kind: "missing" };
   let text: string;
   try {
     text = Deno.readTextFileSync(path);

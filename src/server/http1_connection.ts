@@ -295,7 +295,17 @@ export class ClientConnection {
     try {
       let response: Response;
       try {
-        response = await this.#options.handler(req, info);
+        const pending = this.#options.handler(req, info);
+        // While the app waits (a miss waits for a mirror), the socket for sendfile is looked up; once the
+        // microtasks that send the upstream request have run, not before them.
+        const lookup = pending instanceof Promise && req.method === "GET"
+          ? setTimeout(this.#findSocket, 0)
+          : undefined;
+        try {
+          response = await pending;
+        } finally {
+          clearTimeout(lookup);
+        }
       } catch (error) {
         response = await this.#options.onError(error);
       }
@@ -308,6 +318,10 @@ export class ClientConnection {
       completion.resolve(sent);
     }
   }
+
+  #findSocket = (): void => {
+    if (!this.#closed) this.#files.findSocket();
+  };
 
   /** Writes some of `bytes` (waiting for the client, which the sweep may cut off): how many, 0 when closed. */
   #writeSome = async (bytes: Uint8Array): Promise<number> => {

@@ -3,7 +3,7 @@
  * once the directory is quiet; the proxy's own changes and downloads in progress do not.
  */
 import { join } from "node:path";
-import { assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { CacheUsage } from "../../src/cache/cache_usage.ts";
 import { watchCacheChanges } from "../../src/cache/cache_watch.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
@@ -34,6 +34,29 @@ function fakeWatch() {
   };
 }
 
+type FakeWatch = ReturnType<typeof fakeWatch>;
+
+/** Makes a fake watch per call of the watch, and keeps what each was asked to watch. */
+function fakeWatches() {
+  const made: { paths: string[]; recursive: boolean; watch: FakeWatch; closed: () => boolean }[] = [];
+  return {
+    made,
+    watch: (paths: string[], { recursive }: { recursive: boolean }) => {
+      const watch = fakeWatch();
+      let closed = false;
+      const close = watch.close;
+      watch.close = () => {
+        closed = true;
+        close();
+      };
+      made.push({ paths, recursive, watch, closed: () => closed });
+      return watch;
+    },
+    /** The watch of the top-level folders made last. */
+    tree: () => made.findLast((one) => one.recursive)!.watch,
+  };
+}
+
 /** Lets the watch's loop take the events sent so far. */
 async function delivered(): Promise<void> {
   for (let i = 0; i < 5; i++) await Promise.resolve();
@@ -47,12 +70,13 @@ Deno.test("watchCacheChanges() counts the cache again after another process's ch
     const rescan = usage.rescan.bind(usage);
     usage.rescan = () => (rescans++, rescan());
     const timers = new FakeTimers();
-    const watch = fakeWatch();
-    const watching = watchCacheChanges(usage, { ...timers.deps, watch: () => watch, quietMs: 2_000 });
+    const pkg = join(dir, "extra/os/x86_64/a-1-1-x86_64.pkg.tar.zst");
+    await Deno.mkdir(join(dir, "extra/os/x86_64"), { recursive: true });
+    await Deno.writeFile(pkg, new Uint8Array(700));
+    const watches = fakeWatches();
+    const watching = watchCacheChanges(usage, { ...timers.deps, watch: watches.watch, quietMs: 2_000 });
+    const watch = watches.tree();
     try {
-      const pkg = join(dir, "extra/os/x86_64/a-1-1-x86_64.pkg.tar.zst");
-      await Deno.mkdir(join(dir, "extra/os/x86_64"), { recursive: true });
-      await Deno.writeFile(pkg, new Uint8Array(700));
       watch.send("create", pkg);
       await delivered();
       timers.advance(1_500);
@@ -78,8 +102,10 @@ Deno.test("watchCacheChanges() leaves the proxy's own changes, downloads in prog
     let rescans = 0;
     usage.rescan = () => (rescans++, Promise.resolve());
     const timers = new FakeTimers();
-    const watch = fakeWatch();
-    const watching = watchCacheChanges(usage, { ...timers.deps, watch: () => watch, quietMs: 2_000 });
+    await Deno.mkdir(join(dir, "core"));
+    const watches = fakeWatches();
+    const watching = watchCacheChanges(usage, { ...timers.deps, watch: watches.watch, quietMs: 2_000 });
+    const watch = watches.tree();
     try {
       const own = join(dir, "core/os/x86_64/b-1-1-x86_64.pkg.tar.zst");
       usage.added(10, { path: own });
@@ -109,4 +135,38 @@ Deno.test("watchCacheChanges() reports a watch that cannot start and leaves the 
   });
   await watching.ended;
   assertEquals(errors, ["inotify watch limit reached"]);
+});
+
+Deno.test("watchCacheChanges() watches the root's entries and the top-level folders below, never the dot folders, and a new folder once it appears", async () => {
+  await withTempDir(async (dir) => {
+    for (const name of ["core", ".partial", ".flexo"]) await Deno.mkdir(join(dir, name));
+    const usage = new CacheUsage(dir);
+    await usage.start();
+    let rescans = 0;
+    usage.rescan = () => (rescans++, Promise.resolve());
+    const timers = new FakeTimers();
+    const watches = fakeWatches();
+    const watching = watchCacheChanges(usage, { ...timers.deps, watch: watches.watch, quietMs: 2_000 });
+    try {
+      const asked = () => watches.made.map(({ paths, recursive }) => ({ paths, recursive }));
+      assertEquals(asked(), [
+        { paths: [dir], recursive: false },
+        { paths: [join(dir, "core")], recursive: true },
+      ]);
+      // A download's own files make no events to wake anyone; a new repository's folder is watched too.
+      await Deno.mkdir(join(dir, "extra"));
+      watches.made[0].watch.send("create", join(dir, "extra"));
+      await delivered();
+      assertEquals(asked().slice(2), [{ paths: [join(dir, "core"), join(dir, "extra")], recursive: true }]);
+      assert(watches.made[1].closed(), "the watch of the folders before is closed");
+      watches.tree().send("create", join(dir, "extra/os/x86_64/x-1-1-x86_64.pkg.tar.zst"));
+      await delivered();
+      timers.advance(2_000);
+      assertEquals(rescans, 1, "a new folder and what is in it count as changes");
+    } finally {
+      watching.stop();
+      await watching.ended;
+    }
+    assert(watches.made.every(({ closed }) => closed()), "stop() closes every watch");
+  });
 });
