@@ -1,8 +1,11 @@
 /**
  * `deno task bench`: flexo side by side with nginx as a pacman caching proxy, both in front of the same local
  * origin, on 127.0.0.1. Prints a table of the figures of issue 6 (nginx, flexo, ratio, goal, pass/fail), the
- * same with the proxies' logs on, and the real pacman client's downloads (`scripts/bench_pacman.ts`), and writes
- * them as JSON (default `bench/latest.json`). See BENCHMARKS.md for the method.
+ * same with the proxies' logs on, against nginx tuned as its users tune it (1 worker and `auto`), the CPU
+ * seconds per GiB served, a verified cold download of a large package from a fast mirror
+ * (`scripts/bench_cold_large.ts`), start-up to the first answer, and the real pacman client's downloads
+ * (`scripts/bench_pacman.ts`), and writes them as JSON (default `bench/latest.json`). See BENCHMARKS.md for the
+ * method.
  *
  * ```
  * deno run --allow-all scripts/bench.ts [--quick] [--only GROUP,...] [--runs N] [--seconds S] [--out FILE]
