@@ -10,6 +10,7 @@ import { join } from "node:path";
 import {
   type Child,
   type Children,
+  cpuSecondsOf,
   median,
   memoryOf,
   resetPeakRss,
@@ -18,13 +19,33 @@ import {
   type WrkResult,
 } from "./bench_tools.ts";
 
+/**
+ * The proxies the load rows compare: flexo, nginx as configured for every row, and nginx tuned as its users tune
+ * it (`open_file_cache`) with one worker and with `worker_processes auto`.
+ */
+export type ProxyName = "nginx" | "nginx_tuned" | "nginx_tuned_auto" | "flexo";
+
 /** A proxy under test. */
 export interface Proxy {
-  name: "nginx" | "flexo";
+  name: ProxyName;
   /** `http://127.0.0.1:PORT/` */
   base: string;
-  /** The process whose memory counts (nginx's worker, flexo's only process). */
+  /** The process whose memory counts (nginx's first worker, flexo's only process). */
   pid: number;
+  /**
+   * The processes that serve, whose CPU time counts: nginx's workers, flexo's deno process (the serve task's
+   * `deno run`, not a `deno task` parent).
+   */
+  cpuPids: number[];
+}
+
+/** A wrk run and the CPU time the serving processes spent on it. */
+export interface LoadResult extends WrkResult {
+  /**
+   * CPU seconds (user + system) of the proxy's serving processes from just before wrk started until after
+   * `afterRun` (so a log written behind the answers counts).
+   */
+  cpuSeconds: number;
 }
 
 /** How wrk is run. */
@@ -44,17 +65,19 @@ export async function measureLoad(
   proxies: readonly Proxy[],
   path: string,
   options: LoadOptions & { afterRun?: (proxy: Proxy) => Promise<void> },
-): Promise<Record<string, WrkResult[]>> {
-  const results: Record<string, WrkResult[]> = {};
+): Promise<Record<string, LoadResult[]>> {
+  const results: Record<string, LoadResult[]> = {};
   for (let run = 0; run < options.runs; run++) {
     const order = run % 2 === 0 ? proxies : [...proxies].reverse();
     for (const proxy of order) {
+      const cpuBefore = await cpuSecondsOf(proxy.cpuPids);
       const result = await runWrk(proxy.base + path, options);
       if (result.errors > 0) {
         throw new Error(`${proxy.name} had ${result.errors} errors under wrk for ${path}; see its log`);
       }
-      (results[proxy.name] ??= []).push(result);
       await options.afterRun?.(proxy);
+      const cpuSeconds = await cpuSecondsOf(proxy.cpuPids) - cpuBefore;
+      (results[proxy.name] ??= []).push({ ...result, cpuSeconds });
     }
   }
   return results;

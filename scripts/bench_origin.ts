@@ -88,6 +88,12 @@ export function startOrigin(root: string, options: OriginOptions): RunningOrigin
       }
       headers.set("Content-Length", String(end - start + 1));
       if (req.method === "HEAD") return new Response(null, { status, headers });
+      if (options.bytesPerSecond === 0 && status === 200) {
+        // Unpaced, the whole file: the runtime copies it to the socket without the bytes passing through
+        // JavaScript, as fast as a real mirror's static file server and about as cheap on the CPU.
+        const whole = await Deno.open(file, { read: true });
+        return new Response(whole.readable, { status, headers });
+      }
       return new Response(pacedBody(file, { start, end, bytesPerSecond: options.bytesPerSecond }), {
         status,
         headers,

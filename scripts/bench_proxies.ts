@@ -57,6 +57,65 @@ export function spawnFlexo(
 }
 
 /**
+ * Starts flexo literally as users start it from a checkout: `deno task serve --config FILE` in the repository,
+ * a `deno task` process that runs the serve task's `deno run` as its child (and forwards SIGTERM to it).
+ */
+export function spawnFlexoTask(children: Children, configPath: string): Child {
+  const task = children.spawn(Deno.execPath(), ["task", "serve", "--config", configPath], {
+    env: flexoEnv(),
+    clearEnv: true,
+    cwd: REPO_ROOT,
+  });
+  const killTask = task.kill;
+  // `deno task` may end before the flexo it forwarded SIGTERM to: wait for that one too.
+  task.kill = async (graceMs = 2000) => {
+    const flexos = await childPidsOf(task.pid);
+    await killTask(graceMs);
+    const deadline = performance.now() + graceMs;
+    for (const pid of flexos) {
+      while (await isRunning(pid)) {
+        if (performance.now() > deadline) {
+          try {
+            Deno.kill(pid, "SIGKILL");
+          } catch {
+            // gone
+          }
+        }
+        await sleep(10);
+      }
+    }
+  };
+  return task;
+}
+
+/** The pids of a process's children. */
+async function childPidsOf(parent: number): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent) {
+        pids.push(Number(entry.name));
+      }
+    } catch {
+      // it ended while we looked
+    }
+  }
+  return pids;
+}
+
+/** False once a process has ended (or is a zombie no one waits for). */
+async function isRunning(pid: number): Promise<boolean> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Writes flexo's configuration for the benchmark: the origin as its only mirror. `logged` leaves `log_level`
  * at flexo's default (a line per request); otherwise it is `"warning"`.
  */
@@ -102,18 +161,32 @@ export async function startFlexo(
 
 /**
  * Starts nginx as configured by `nginxConfig()` with everything below `prefix`; with `accessLog`, its access
- * log on (`<prefix>/access.log`). Does not wait for it.
+ * log on (`<prefix>/access.log`); with `tuned`, `open_file_cache` on; `workers` worker processes (default 1).
+ * Does not wait for it.
  */
 export async function startNginx(
   children: Children,
-  options: { nginx: string; prefix: string; originPort: number; accessLog?: boolean },
+  options: {
+    nginx: string;
+    prefix: string;
+    originPort: number;
+    accessLog?: boolean;
+    tuned?: boolean;
+    workers?: number | "auto";
+  },
 ): Promise<StartedProxy> {
   const { prefix } = options;
   await Deno.mkdir(prefix, { recursive: true });
   const port = freePort();
   await Deno.writeTextFile(
     join(prefix, "nginx.conf"),
-    nginxConfig(prefix, { port, originPort: options.originPort, accessLog: options.accessLog }),
+    nginxConfig(prefix, {
+      port,
+      originPort: options.originPort,
+      accessLog: options.accessLog,
+      tuned: options.tuned,
+      workers: options.workers,
+    }),
   );
   const child = children.spawn(options.nginx, [
     "-p",

@@ -5,12 +5,17 @@
  * @module
  */
 
-import { median, type WrkResult } from "./bench_tools.ts";
-import type { ColdFirstByte, MemorySample, SharedRun } from "./bench_measure.ts";
+import { median } from "./bench_tools.ts";
+import type { ColdFirstByte, LoadResult, MemorySample, SharedRun } from "./bench_measure.ts";
+import type { ColdLargeMeasured } from "./bench_cold_large.ts";
 import type { PacmanMeasured, PacmanRun, PacmanSource } from "./bench_pacman.ts";
 import type { ColdDiskMeasured } from "./bench_cold_disk.ts";
 
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/** The goal of a row that is there for reference only: it counts neither as met nor as missed. */
+export const NO_GOAL = "-";
 
 /** One row of the table. */
 export interface Figure {
@@ -21,7 +26,9 @@ export interface Figure {
   flexo: number;
   /** flexo / nginx, where that means something. */
   ratio: number | null;
+  /** What flexo must reach; {@linkcode NO_GOAL} for a row that is there for reference. */
   goal: string;
+  /** Whether flexo reached the goal (true for a row without one). */
   pass: boolean;
   /** Rows compared with fetching straight from the mirror: that figure (the goal is relative to it). */
   direct?: number;
@@ -29,27 +36,39 @@ export interface Figure {
   overDirect?: { nginx: number; flexo: number };
 }
 
+/** wrk runs against proxies with their logs on (nginx's access log, flexo's request log). */
+export interface LoggedLoad {
+  /** Per proxy ("nginx", "nginx_tuned", "nginx_tuned_auto", "flexo"), run by run. */
+  runs: Record<string, LoadResult[]>;
+  /** How much each log grew over the runs, bytes. */
+  logBytes: Record<string, number>;
+  /** Per run, how long the log still grew after wrk ended, ms (waited for before the next run). */
+  logSettleMs: Record<string, number[]>;
+  /** The logging flexo's peak resident set size (from its start, through its runs), bytes. */
+  flexoPeakRssBytes: number;
+}
+
 /** Everything measured, per group (absent when the group was not asked for). */
 export interface Measured {
-  large?: Record<string, WrkResult[]>;
-  small?: Record<string, WrkResult[]>;
+  /** Per proxy ("nginx", "nginx_tuned", "nginx_tuned_auto", "flexo"), run by run; logs off. */
+  large?: Record<string, LoadResult[]>;
+  /** The large file with the logs on. */
+  largeLogged?: LoggedLoad;
+  /** Like `large`, the small file. */
+  small?: Record<string, LoadResult[]>;
   /** The small file rate with nginx's access log and flexo's request log on. */
-  smallLogged?: {
-    runs: Record<string, WrkResult[]>;
-    /** How much each log grew over the runs, bytes. */
-    logBytes: Record<string, number>;
-    /** Per run, how long the log still grew after wrk ended, ms (waited for before the next run). */
-    logSettleMs: Record<string, number[]>;
-    /** The logging flexo's peak resident set size (from its start, through its runs), bytes. */
-    flexoPeakRssBytes: number;
-  };
+  smallLogged?: LoggedLoad;
+  /** One client's cold download of a large package from a fast mirror, verified by flexo. */
+  coldLarge?: ColdLargeMeasured;
   memory?: Record<string, MemorySample[]>;
   cold?: ColdFirstByte;
   shared?: Record<string, SharedRun[]>;
   /** Small cached requests during large downloads, the large file in memory and on disk (flexo only). */
   coldDisk?: ColdDiskMeasured;
-  /** Milliseconds from spawning flexo to its first cache hit, run by run. */
+  /** Milliseconds from spawning flexo (the serve task's `deno run`) to its first cache hit, run by run. */
   startupMs?: number[];
+  /** The same from spawning `deno task serve`. */
+  startupTaskMs?: number[];
   /** `pacman -Syw` straight from the mirror and through each proxy. */
   pacman?: PacmanMeasured;
   /** The main flexo process's peak resident set size over all the measurements, bytes. */
@@ -67,45 +86,10 @@ export function figuresOf(m: Measured): Figure[] {
     flexo: median(data.flexo.map(pick)),
   });
   const figures: Figure[] = [];
-  if (m.large) {
-    const value = perProxy(m.large, (r) => r.bytesPerSecond / 1e6);
-    const ratio = value.flexo / value.nginx;
-    figures.push({
-      id: "warm_large_throughput",
-      label: "warm large file throughput (16 clients)",
-      unit: "MB/s",
-      ...value,
-      ratio,
-      goal: ">= 1.0 x nginx",
-      pass: ratio >= 1.0,
-    });
-  }
-  if (m.small) {
-    const value = perProxy(m.small, (r) => r.requestsPerSecond);
-    const ratio = value.flexo / value.nginx;
-    figures.push({
-      id: "warm_small_rate",
-      label: "warm small file rate (64 clients)",
-      unit: "req/s",
-      ...value,
-      ratio,
-      goal: ">= 0.6 x nginx",
-      pass: ratio >= 0.6,
-    });
-  }
-  if (m.smallLogged) {
-    const value = perProxy(m.smallLogged.runs, (r) => r.requestsPerSecond);
-    const ratio = value.flexo / value.nginx;
-    figures.push({
-      id: "warm_small_rate_logged",
-      label: "warm small file rate (64 clients), logs on",
-      unit: "req/s",
-      ...value,
-      ratio,
-      goal: ">= 0.6 x nginx",
-      pass: ratio >= 0.6,
-    });
-  }
+  if (m.large) figures.push(...loadFigures("large", m.large, false));
+  if (m.largeLogged) figures.push(...loadFigures("large", m.largeLogged.runs, true));
+  if (m.small) figures.push(...loadFigures("small", m.small, false));
+  if (m.smallLogged) figures.push(...loadFigures("small", m.smallLogged.runs, true));
   if (m.cold) {
     figures.push({
       id: "cold_miss_first_byte_overhead",
@@ -187,20 +171,104 @@ export function figuresOf(m: Measured): Figure[] {
       });
     }
   }
-  if (m.startupMs) {
-    const value = median(m.startupMs);
+  if (m.coldLarge) {
+    const { runs, bytes } = m.coldLarge;
+    const size = `${Math.round(bytes / MiB)} MiB`;
+    const speed = perProxy(runs, (r) => r.megabytesPerSecond);
+    const direct = median(runs.direct.map((r) => r.megabytesPerSecond));
+    const cpu = perProxy(runs, (r) => r.cpuSecondsPerGiB);
+    figures.push(
+      {
+        id: "cold_large_throughput",
+        label: `cold ${size} package, fast mirror, 1 client, flexo verifies`,
+        unit: "MB/s",
+        ...speed,
+        ratio: speed.flexo / speed.nginx,
+        goal: ">= 400 MB/s",
+        pass: speed.flexo >= 400,
+        direct,
+        overDirect: { nginx: speed.nginx - direct, flexo: speed.flexo - direct },
+      },
+      {
+        id: "cold_large_cpu_per_gib",
+        label: `cold ${size} package: CPU of the proxy per GiB`,
+        unit: "CPU-s/GiB",
+        ...cpu,
+        ratio: cpu.flexo / cpu.nginx,
+        goal: "<= 3 CPU-s/GiB",
+        pass: cpu.flexo <= 3,
+      },
+    );
+  }
+  for (
+    const [id, label, runs] of [
+      ["startup", "start-up to first cache hit (deno run)", m.startupMs],
+      ["startup_deno_task", "start-up to first cache hit (deno task serve)", m.startupTaskMs],
+    ] as const
+  ) {
+    if (!runs) continue;
+    const value = median(runs);
     figures.push({
-      id: "startup",
-      label: "start-up to first cache hit",
+      id,
+      label,
       unit: "ms",
       nginx: null,
       flexo: value,
       ratio: null,
-      goal: "<= 300 ms",
-      pass: value <= 300,
+      goal: "<= 150 ms",
+      pass: value <= 150,
     });
   }
   if (m.pacman) figures.push(...pacmanFigures(m.pacman));
+  return figures;
+}
+
+/**
+ * The warm load rows of one file, logs off or on: flexo against nginx as configured everywhere, against nginx
+ * tuned with 1 worker (the goals of issue 20) and with `worker_processes auto` (for reference), and the CPU
+ * seconds per GiB served, flexo against tuned nginx with 1 worker.
+ */
+function loadFigures(file: "large" | "small", runs: Record<string, LoadResult[]>, logged: boolean): Figure[] {
+  const large = file === "large";
+  const what = large ? "warm large file throughput (16 clients)" : "warm small file rate (64 clients)";
+  const suffix = logged ? "_logged" : "";
+  const logs = logged ? ", logs on" : "";
+  const pick = large ? (r: LoadResult) => r.bytesPerSecond / 1e6 : (r: LoadResult) => r.requestsPerSecond;
+  const valueOf = (name: string, f: (r: LoadResult) => number) => median((runs[name] ?? []).map(f));
+  const figures: Figure[] = [];
+  const versus = [
+    { nginx: "nginx", id: "", against: "", goal: large ? 1.0 : 0.6 },
+    { nginx: "nginx_tuned", id: "_tuned", against: ", nginx tuned, 1 worker", goal: large ? 1.1 : 1.3 },
+    { nginx: "nginx_tuned_auto", id: "_tuned_auto", against: ", nginx tuned, workers auto", goal: null },
+  ];
+  for (const v of versus) {
+    if (!runs[v.nginx]) continue;
+    const value = { nginx: valueOf(v.nginx, pick), flexo: valueOf("flexo", pick) };
+    const ratio = value.flexo / value.nginx;
+    figures.push({
+      id: `warm_${file}_${large ? "throughput" : "rate"}${v.id}${suffix}`,
+      label: `${what}${v.against}${logs}`,
+      unit: large ? "MB/s" : "req/s",
+      ...value,
+      ratio,
+      goal: v.goal === null ? NO_GOAL : `>= ${v.goal.toFixed(1)} x nginx`,
+      pass: v.goal === null || ratio >= v.goal,
+    });
+  }
+  if (runs.nginx_tuned) {
+    const perGiB = (r: LoadResult) => r.cpuSeconds / (r.bytes / GiB);
+    const value = { nginx: valueOf("nginx_tuned", perGiB), flexo: valueOf("flexo", perGiB) };
+    const ratio = value.flexo / value.nginx;
+    figures.push({
+      id: `warm_${file}_cpu_per_gib${suffix}`,
+      label: `warm ${file} file: CPU per GiB served, nginx tuned, 1 worker${logs}`,
+      unit: "CPU-s/GiB",
+      ...value,
+      ratio,
+      goal: large ? "<= 1.2 x nginx" : NO_GOAL,
+      pass: !large || ratio <= 1.2,
+    });
+  }
   return figures;
 }
 
@@ -269,7 +337,7 @@ export function table(figures: Figure[]): string {
       formatCell(f.flexo, f.direct),
       f.ratio === null ? "-" : `${f.ratio.toFixed(2)} x`,
       f.goal,
-      f.pass ? "pass" : "FAIL",
+      f.goal === NO_GOAL ? "-" : f.pass ? "pass" : "FAIL",
     ]),
   ];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));

@@ -275,18 +275,33 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /**
- * An nginx configuration for a pacman caching proxy: one worker, sendfile, `proxy_cache` with
+ * An nginx configuration for a pacman caching proxy: one worker (or `workers`), sendfile, `proxy_cache` with
  * `proxy_cache_lock on`, everything (pid, logs, temp files, cache) below `prefix`, in the foreground. The
  * access log is off unless `accessLog` is set; then it is nginx's default, the `combined` format written to
- * `<prefix>/access.log` line by line.
+ * `<prefix>/access.log` line by line. `tuned` adds what nginx's users add for static files, `open_file_cache`
+ * (the cache files' descriptors and metadata kept open between requests), beside `sendfile on` and
+ * `tcp_nopush on`, which every configuration here has.
  */
 export function nginxConfig(
   prefix: string,
-  options: { port: number; originPort: number; accessLog?: boolean },
+  options: {
+    port: number;
+    originPort: number;
+    accessLog?: boolean;
+    tuned?: boolean;
+    workers?: number | "auto";
+  },
 ): string {
   const user = Deno.uid() === 0 ? "user root;\n" : "";
+  const tuning = options.tuned
+    ? `    open_file_cache max=10000 inactive=60s;
+    open_file_cache_valid 60s;
+    open_file_cache_min_uses 1;
+    open_file_cache_errors on;
+`
+    : "";
   return `# Written by scripts/bench.ts: nginx as a pacman caching proxy.
-${user}worker_processes 1;
+${user}worker_processes ${options.workers ?? 1};
 daemon off;
 pid ${join(prefix, "nginx.pid")};
 error_log ${join(prefix, "error.log")} warn;
@@ -298,7 +313,7 @@ http {
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
-    default_type application/octet-stream;
+${tuning}    default_type application/octet-stream;
     client_body_temp_path ${join(prefix, "client_body")};
     proxy_temp_path ${join(prefix, "proxy_temp")};
     fastcgi_temp_path ${join(prefix, "fastcgi_temp")};
@@ -324,8 +339,19 @@ http {
 
 /** The pid of the worker process of an nginx master process (`worker_processes 1`). */
 export async function nginxWorkerPid(masterPid: number, timeoutMs = 5000): Promise<number> {
+  return (await nginxWorkerPids(masterPid, { count: 1, timeoutMs }))[0];
+}
+
+/** The pids of the worker processes of an nginx master process, once `count` of them run. */
+export async function nginxWorkerPids(
+  masterPid: number,
+  options: { count: number; timeoutMs?: number },
+): Promise<number[]> {
+  const timeoutMs = options.timeoutMs ?? 5000;
   const deadline = performance.now() + timeoutMs;
+  let workers: number[] = [];
   while (performance.now() < deadline) {
+    workers = [];
     for await (const entry of Deno.readDir("/proc")) {
       if (!/^\d+$/.test(entry.name)) continue;
       try {
@@ -335,14 +361,36 @@ export async function nginxWorkerPid(masterPid: number, timeoutMs = 5000): Promi
         if (Number(fields[1]) !== masterPid) continue;
         // Its other children are the cache manager and the cache loader.
         const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`);
-        if (cmdline.includes("worker process")) return Number(entry.name);
+        if (cmdline.includes("worker process")) workers.push(Number(entry.name));
       } catch {
         // it ended while we looked
       }
     }
+    if (workers.length >= options.count) return workers.sort((a, b) => a - b);
     await sleep(20);
   }
-  throw new Error(`nginx master ${masterPid} has no worker process after ${timeoutMs} ms; see its error.log`);
+  throw new Error(
+    `nginx master ${masterPid} has ${workers.length} of ${options.count} worker processes after ${timeoutMs} ms; ` +
+      "see its error.log",
+  );
+}
+
+/** Clock ticks per second of `/proc/PID/stat`'s times (`getconf CLK_TCK`; 100 on Linux everywhere). */
+const CLOCK_TICKS = 100;
+
+/**
+ * CPU seconds (user + system, all its threads, also those that ended) that processes have used so far, from
+ * `/proc/PID/stat`, summed.
+ */
+export async function cpuSecondsOf(pids: readonly number[]): Promise<number> {
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // After "pid (comm) ": state is field 3, utime field 14 and stime field 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / CLOCK_TICKS;
 }
 
 /** Resets a process's peak resident set size (Linux `clear_refs` 5); false when not allowed. */
