@@ -50,7 +50,16 @@ async function twoMirrors(dir: string, signer?: GpgSigner) {
   let repo = a;
   let version = 10;
   const update = async () => {
+    const db = join(repo.osDir, `${repo.repo}.db`);
+    const before = (await Deno.stat(db)).mtime!.getTime();
     repo = await addPackages(repo, [{ name: "tool", version: `0.${version++}-1` }]);
+    // A new snapshot is dated at least a second later, as on a real mirror (snapshots are minutes apart): HTTP
+    // dates have whole seconds, and a snapshot made within the same second as the last cannot be told from it.
+    const after = (await Deno.stat(db)).mtime!.getTime();
+    if (Math.floor(after / 1000) <= Math.floor(before / 1000)) {
+      const later = new Date(Math.floor(before / 1000) * 1000 + 2000);
+      await Deno.utime(db, later, later);
+    }
     return await signDatabase(repo, signer);
   };
   return { a: join(dir, "a"), b: join(dir, "b"), firstSig, update };

@@ -71,7 +71,7 @@ Deno.test("flexo.service has its own user, its directories, hardening and restar
   assertEquals(one("RestartPreventExitStatus"), "78", "exit status 78 (invalid configuration) must not loop");
   assertEquals(one("CapabilityBoundingSet"), "", "no capabilities: the default port needs none");
   assert(!service.has("MemoryDenyWriteExecute"), "the JavaScript engine needs writable executable memory");
-  assertEquals(service.get("SystemCallFilter"), ["@system-service @pkey", "~@privileged @resources"]);
+  assertEquals(service.get("SystemCallFilter"), ["@system-service @pkey mincore", "~@privileged @resources"]);
   assertEquals(one("SystemCallErrorNumber"), "EPERM", "a refused call fails instead of killing flexo");
   assertEquals(one("ProcSubset"), "pid");
   assertEquals(one("UMask"), "0027");
