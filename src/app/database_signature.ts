@@ -133,8 +133,12 @@ export async function serveDatabaseSignature<T extends Served>(
       result: "CACHE HIT",
     };
   }
+  // Dated like the database, as the cached pair is (not with the mirror's date of the .sig file): pacman gives
+  // its copy the Last-Modified it got and asks with it next time, and curl drops a body whose Last-Modified is not
+  // newer than that, keeping the old signature of the older database.
+  const paired = { ...head, lastModified: dated };
   return {
-    ...serveDownload(req, download, { head, ...described, onBytes: ctx.onUpstreamBytes }),
+    ...serveDownload(req, download, { head: paired, ...described, onBytes: ctx.onUpstreamBytes }),
     result: "CACHE MISS",
   };
 }

@@ -65,9 +65,13 @@ async function twoMirrors(dir: string, signer?: GpgSigner) {
   return { a: join(dir, "a"), b: join(dir, "b"), firstSig, update };
 }
 
-async function get(url: string, init?: RequestInit): Promise<{ status: number; bytes: Uint8Array }> {
+async function get(
+  url: string,
+  init?: RequestInit,
+): Promise<{ status: number; bytes: Uint8Array; lastModified: string | null }> {
   const response = await fetch(url, init);
-  return { status: response.status, bytes: new Uint8Array(await response.arrayBuffer()) };
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  return { status: response.status, bytes, lastModified: response.headers.get("last-modified") };
 }
 
 Deno.test("a database's signature comes from the mirror and snapshot of the database, even when the ranking changes meanwhile", async () => {
@@ -77,7 +81,8 @@ Deno.test("a database's signature comes from the mirror and snapshot of the data
     await using a = await startFakeMirror(repos.a);
     await using b = await startFakeMirror(repos.b);
     await using proxy = await startTestProxy({ mirrors: [a.url, b.url] });
-    assertEquals((await get(proxy.url + DB)).status, 200);
+    const db = await get(proxy.url + DB);
+    assertEquals(db.status, 200);
     // A ranking refresh puts B first while A is slow with the signature: the request does not move on to B.
     a.faults = { match: ".db.sig", delayMs: 300 };
     const asking = get(proxy.url + SIG);
@@ -86,6 +91,9 @@ Deno.test("a database's signature comes from the mirror and snapshot of the data
     const sig = await asking;
     assertEquals(sig.status, 200);
     assertEquals(sig.bytes, newSig, "the signature of A's snapshot, not B's older one");
+    // Dated like its database, also while it comes from the mirror: pacman asks with the date it got, and curl
+    // drops a body not newer than that (the mirror's own date of the .sig file can be older than the database's).
+    assertEquals(sig.lastModified, db.lastModified);
     assertEquals(b.countRequests(".db.sig"), 0, "B was never asked for the signature");
     await proxy.app.downloads.idle();
     // Cached as a pair: with every mirror failing, the signature of the cached database is still served.
@@ -95,6 +103,7 @@ Deno.test("a database's signature comes from the mirror and snapshot of the data
     const cached = await get(proxy.url + SIG);
     assertEquals(cached.status, 200);
     assertEquals(cached.bytes, newSig);
+    assertEquals(cached.lastModified, db.lastModified);
     assertEquals(
       a.requests.length + b.requests.length,
       asked,
