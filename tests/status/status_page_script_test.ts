@@ -4,25 +4,15 @@
  * browser test (status_page_browser_test.ts) runs it.
  */
 
+import { standInStatusSource } from "../helpers/status_source.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { Stats } from "../../src/status/stats.ts";
 import { REFRESH_INTERVAL_MS, statusPage } from "../../src/status/status_page.ts";
 import { statusPageScript } from "../../src/status/status_page_script.ts";
 import { statusReport } from "../../src/status/status_report.ts";
 
 /** The text of the nonce-carrying script element of a page made for a small report. */
 function servedScript(): string {
-  const report = statusReport({
-    pool: { source: "stand-in", snapshot: () => [], hedgeBudget: { hedges: 0, wins: 0 } },
-    customPools: new Map(),
-    store: { root: "/nowhere" },
-    downloads: { list: () => [] },
-    stats: new Stats(),
-    startedAt: 0,
-    nodeName: "stand-in-node",
-    config: { cache_peers: [] },
-    outage: { since: undefined },
-  }, { now: () => 0 });
+  const report = statusReport(standInStatusSource(), { now: () => 0 });
   const scripts = [
     ...statusPage(report, { nonce: "n0nce" }).matchAll(/<script nonce="n0nce">(.*?)<\/script>/gs),
   ];

@@ -3,6 +3,7 @@ import { waitFor } from "../helpers/wait.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { fakeFetch, gatedFetch, rangeHead, testBytes } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
+import { standInStatusSource } from "../helpers/status_source.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
 import type { FlexoApp } from "../../src/app/app.ts";
 import { MirrorPool, type MirrorStats } from "../../src/mirrors/mirrors.ts";
@@ -299,17 +300,7 @@ Deno.test("statusRoutes() read only the parts of StatusSource: a stand-in withou
   assert(typeof fits === "function");
   const stats = new Stats();
   stats.recordRequest("CACHE HIT", 10);
-  const source: StatusSource = {
-    pool: { source: "stand-in", snapshot: () => [], hedgeBudget: { hedges: 0, wins: 0 } },
-    customPools: new Map(),
-    store: { root: "/nowhere" },
-    downloads: { list: () => [] },
-    stats,
-    startedAt: 1_000,
-    nodeName: "stand-in-node",
-    config: { cache_peers: [] },
-    outage: { since: undefined },
-  };
+  const source = standInStatusSource({ stats, startedAt: 1_000 });
   const routes = statusRoutes(source, { now: () => 61_000 });
   const report = await status({ get: async (path) => await routes.request(path) });
   assertEquals(report.mirrors, { source: "stand-in", ranking: [] });
@@ -352,17 +343,13 @@ Deno.test("statusReport() shows a mirror's running downloads as its throughput u
     total: 9_000_000,
     state: "receiving",
   };
-  const report = statusReport({
-    pool: { source: "test", snapshot: () => [mirror, measured], hedgeBudget: { hedges: 0, wins: 0 } },
-    customPools: new Map(),
-    store: { root: "/cache" },
-    downloads: { list: () => [{ ...running, startedAt: 0, resumedFrom: 0 }] },
-    stats: new Stats(),
-    startedAt: 0,
-    nodeName: "stand-in-node",
-    config: { cache_peers: [] },
-    outage: { since: undefined },
-  } as unknown as StatusSource, { now: () => 2_000, speeds: new SpeedMeter() });
+  const report = statusReport(
+    standInStatusSource({
+      pool: { source: "test", snapshot: () => [mirror, measured], hedgeBudget: { hedges: 0, wins: 0 } },
+      downloads: { list: () => [{ ...running, startedAt: 0, resumedFrom: 0 }] },
+    } as unknown as Partial<StatusSource>),
+    { now: () => 2_000, speeds: new SpeedMeter() },
+  );
   assertEquals(report.downloads[0].bytesPerSecond, 1_000_000);
   assertEquals(report.mirrors.ranking.map((m) => m.throughputBps), [1_000_000, 123]);
 });
@@ -386,17 +373,7 @@ Deno.test("the test's metrics reader refuses malformed lines (so the format test
 });
 
 Deno.test("GET /metrics counts the log lines dropped because the log's output could not keep up", async () => {
-  const source: StatusSource = {
-    pool: { source: "stand-in", snapshot: () => [], hedgeBudget: { hedges: 0, wins: 0 } },
-    customPools: new Map(),
-    store: { root: "/nowhere" },
-    downloads: { list: () => [] },
-    stats: new Stats(),
-    startedAt: 0,
-    nodeName: "stand-in-node",
-    config: { cache_peers: [] },
-    outage: { since: undefined },
-  };
+  const source = standInStatusSource();
   let dropped = 0;
   const routes = statusRoutes(source, { now: () => 0, logDropped: () => dropped });
   const get = async (path: string) => await routes.request(path);
@@ -407,17 +384,11 @@ Deno.test("GET /metrics counts the log lines dropped because the log's output co
 
 Deno.test("GET /status and /metrics name the node and count the files taken from cache peers", async () => {
   const stats = new Stats();
-  const source: StatusSource = {
-    pool: { source: "stand-in", snapshot: () => [], hedgeBudget: { hedges: 0, wins: 0 } },
-    customPools: new Map(),
-    store: { root: "/nowhere" },
-    downloads: { list: () => [] },
+  const source = standInStatusSource({
     stats,
-    startedAt: 0,
     nodeName: "site-1:7878",
     config: { cache_peers: ["http://10.0.0.2:7878/", "http://user:secret@10.0.0.3:7878/"] },
-    outage: { since: undefined },
-  };
+  });
   const routes = statusRoutes(source, { now: () => 0 });
   const get = async (path: string) => await routes.request(path);
   assertEquals((await status({ get })).node, {
