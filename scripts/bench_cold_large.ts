@@ -16,6 +16,8 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { type Children, cpuSecondsOf, nginxWorkerPids, run, sleep, waitForOk } from "./bench_tools.ts";
 import { startFlexo, startNginx, startOrigin } from "./bench_proxies.ts";
+import { concat } from "../src/byte_reader.ts";
+import { tarEntry } from "../tests/helpers/test_database.ts";
 
 const GiB = 1024 * 1024 * 1024;
 const REPO_DIR = "core/os/x86_64";
@@ -76,34 +78,10 @@ export function syncDatabase(
       `%FILENAME%\n${p.fileName}\n\n%NAME%\n${p.name}\n\n%VERSION%\n1-1\n\n%CSIZE%\n${p.size}\n\n` +
         `%SHA256SUM%\n${p.sha256}\n\n%ARCH%\nx86_64\n`,
     );
-    parts.push(tarHeader(`${p.name}-1-1/desc`, desc.byteLength));
-    const padded = new Uint8Array(Math.ceil(desc.byteLength / 512) * 512);
-    padded.set(desc);
-    parts.push(padded);
+    parts.push(tarEntry(`${p.name}-1-1/desc`, desc));
   }
   parts.push(new Uint8Array(1024));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.byteLength;
-  }
-  return out;
-}
-
-function tarHeader(name: string, size: number): Uint8Array {
-  const block = new Uint8Array(512);
-  const put = (offset: number, text: string) => block.set(encoder.encode(text), offset);
-  put(0, name);
-  put(100, "0000644\0");
-  put(124, size.toString(8).padStart(11, "0") + "\0");
-  put(136, "00000000000\0");
-  put(156, "0");
-  put(257, "ustar\0");
-  put(263, "00");
-  block.fill(0x20, 148, 156);
-  put(148, block.reduce((total, byte) => total + byte, 0).toString(8).padStart(6, "0") + "\0 ");
-  return block;
+  return concat(parts);
 }
 
 /** Downloads `url` to nowhere with curl (a process of its own, cheap on the CPU). */

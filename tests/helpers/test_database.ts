@@ -24,15 +24,15 @@ export function testDatabase(seed = 1, blocks = 10): Uint8Array {
   );
   const fillerBlocks = blocks - 5;
   return concat([
-    header(`${name}/desc`, desc.length),
-    padded(desc),
-    header(`${name}/filler`, fillerBlocks * BLOCK),
+    tarEntry(`${name}/desc`, desc),
+    tarHeader(`${name}/filler`, fillerBlocks * BLOCK),
     testBytes(fillerBlocks * BLOCK, seed),
     new Uint8Array(2 * BLOCK),
   ]);
 }
 
-function header(name: string, size: number): Uint8Array {
+/** A ustar header block for a regular file `name` of `size` bytes. */
+export function tarHeader(name: string, size: number): Uint8Array {
   const block = new Uint8Array(BLOCK);
   const put = (offset: number, text: string) => block.set(encoder.encode(text), offset);
   put(0, name);
@@ -47,6 +47,7 @@ function header(name: string, size: number): Uint8Array {
   return block;
 }
 
-function padded(data: Uint8Array): Uint8Array {
-  return concat([data], Math.ceil(data.length / BLOCK) * BLOCK);
+/** A regular file `name` holding `data` as a tar entry: its header, then `data` padded to whole blocks. */
+export function tarEntry(name: string, data: Uint8Array): Uint8Array {
+  return concat([tarHeader(name, data.length), concat([data], Math.ceil(data.length / BLOCK) * BLOCK)]);
 }
