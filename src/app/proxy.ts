@@ -33,8 +33,6 @@ import { hedgeDelayMs, raceHeads } from "../download/hedge.ts";
 import { serveDatabaseSignature } from "./database_signature.ts";
 import type { RequestResult } from "../status/stats.ts";
 
-export type { RequestResult };
-
 /** A served response and how it was served. */
 export interface ProxyAnswer extends Served {
   result: RequestResult;
