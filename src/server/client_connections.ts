@@ -244,15 +244,15 @@ export function listenForClients(
             error: describeError(error),
           });
         }
-        lastFailure = performance.now();
+        lastFailure = clock.now();
         // Out of descriptors, say: a connection waiting for a request gives its descriptor to the next client.
         await makeRoom("accepting failed");
-        await new Promise((resolve) => setTimeout(resolve, retryMs));
+        await new Promise<void>((resolve) => clock.setTimer(resolve, retryMs));
         retryMs = Math.min(retryMs * 2, ACCEPT_RETRY_MAX_MS);
         continue;
       }
       retryMs = ACCEPT_RETRY_FIRST_MS;
-      if (failures > 0 && performance.now() - lastFailure >= ACCEPT_BURST_QUIET_MS) {
+      if (failures > 0 && clock.now() - lastFailure >= ACCEPT_BURST_QUIET_MS) {
         log.info("Accepting connections again; {count} attempts to accept failed", { count: failures });
         failures = 0;
       }
