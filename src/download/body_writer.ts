@@ -39,13 +39,18 @@ export class BodyWriter {
   /** The buffer chunks are copied into, and how much of it is used. */
   #filling?: Uint8Array;
   #filled = 0;
-  /** A buffer whose write ended, kept for reuse. */
-  #spare?: Uint8Array;
+  /**
+   * Buffers whose writes ended, kept for reuse: a writer never makes more than two (a new 512 KiB buffer is a
+   * fresh zeroed mapping for the kernel, and garbage once dropped).
+   */
+  readonly #idle: Uint8Array[] = [];
   /** The write running, if any; it never rejects (its error is kept in {@linkcode BodyWriter.#error}). */
   #running?: Promise<void>;
   #error?: { cause: unknown };
   /** Writes started, for tests and measurements. */
   writes = 0;
+  /** Buffers made, for tests: at most two. */
+  buffersMade = 0;
 
   /**
    * @param io The file and what follows each write.
@@ -59,8 +64,9 @@ export class BodyWriter {
 
   /** The bytes held in memory now (both buffers), for tests: never more than twice the capacity. */
   get bufferedBytes(): number {
-    return (this.#filling?.byteLength ?? 0) + (this.#spare?.byteLength ?? 0) +
-      (this.#running === undefined ? 0 : this.#capacity);
+    let bytes = (this.#filling?.byteLength ?? 0) + (this.#running === undefined ? 0 : this.#capacity);
+    for (const buffer of this.#idle) bytes += buffer.byteLength;
+    return bytes;
   }
 
   /**
@@ -114,9 +120,10 @@ export class BodyWriter {
   }
 
   #fresh(): Uint8Array {
-    const spare = this.#spare;
-    this.#spare = undefined;
-    return spare ?? new Uint8Array(this.#capacity);
+    const idle = this.#idle.pop();
+    if (idle !== undefined) return idle;
+    this.buffersMade++;
+    return new Uint8Array(this.#capacity);
   }
 
   /** Writes what the filling buffer holds; when that ends, starts the next write of what arrived meanwhile. */
@@ -136,7 +143,7 @@ export class BodyWriter {
     this.#running = writing.then(
       () => {
         this.#running = undefined;
-        this.#spare = buffer;
+        this.#idle.push(buffer);
         try {
           this.#io.written(bytes);
         } catch (error) {

@@ -109,6 +109,24 @@ Deno.test("BodyWriter.push() holds the caller when both buffers are full, and re
   assertEquals(concat(file.done), concat([testBytes(4, 4), testBytes(4, 5), testBytes(3, 6)]));
 });
 
+Deno.test("BodyWriter.push() reuses its two buffers however writes and chunks interleave", async () => {
+  const file = new HeldFile();
+  const writer = new BodyWriter(file.io, 1024);
+  const sent: Uint8Array[] = [];
+  for (let i = 0; i < 100; i++) {
+    // A chunk alone (the write ends before the next), then two while a write runs, then all writes end.
+    for (const size of i % 2 === 0 ? [100] : [200, 300]) {
+      const chunk = testBytes(size, i);
+      sent.push(chunk);
+      assertEquals(writer.push(chunk), undefined);
+    }
+    while (file.busy) await file.finishOne();
+  }
+  await writer.drain();
+  assertEquals(concat(file.done), concat(sent));
+  assertEquals(writer.buffersMade, 2);
+});
+
 Deno.test("BodyWriter.drain() rejects with a failed write's error, and push() throws it after", async () => {
   const file = new HeldFile();
   const writer = new BodyWriter(file.io, 1024);
