@@ -47,10 +47,8 @@ export class BodyWriter {
   /** The write running, if any; it never rejects (its error is kept in {@linkcode BodyWriter.#error}). */
   #running?: Promise<void>;
   #error?: { cause: unknown };
-  /** Writes started, for tests and measurements. */
-  writes = 0;
-  /** Buffers made, for tests: at most two. */
-  buffersMade = 0;
+  #writes = 0;
+  #buffersMade = 0;
 
   /**
    * @param io The file and what follows each write.
@@ -60,6 +58,16 @@ export class BodyWriter {
   constructor(io: BodyWriterIo, capacity: number = COALESCE_BYTES) {
     this.#io = io;
     this.#capacity = Math.max(1, Math.min(COALESCE_BYTES, Math.floor(capacity)));
+  }
+
+  /** Writes started, for tests and measurements. */
+  get writes(): number {
+    return this.#writes;
+  }
+
+  /** Buffers made, for tests: at most two. */
+  get buffersMade(): number {
+    return this.#buffersMade;
   }
 
   /** The bytes held in memory now (both buffers), for tests: never more than twice the capacity. */
@@ -122,7 +130,7 @@ export class BodyWriter {
   #fresh(): Uint8Array {
     const idle = this.#idle.pop();
     if (idle !== undefined) return idle;
-    this.buffersMade++;
+    this.#buffersMade++;
     return new Uint8Array(this.#capacity);
   }
 
@@ -133,7 +141,7 @@ export class BodyWriter {
     const bytes = buffer.subarray(0, this.#filled);
     this.#filling = undefined;
     this.#filled = 0;
-    this.writes++;
+    this.#writes++;
     let writing: Promise<void>;
     try {
       writing = this.#io.write(bytes);

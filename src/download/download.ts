@@ -383,25 +383,18 @@ export class Download {
     }
   }
 
-  /**
-   * Stores one chunk of the body. The first is written at once; the rest are gathered by `writer`, which
-   * writes them in larger pieces (`body_writer.ts`) and calls {@linkcode Download.#written} after each.
-   */
+  /** Stores one chunk of the body: the first at once, the rest through `writer` (`body_writer.ts`). */
   #write(chunk: Uint8Array, mirror: string, writer: BodyWriter): Promise<void> | undefined {
     if (!this.#firstWrite) return writer.push(chunk);
     // The first bytes are what every waiting client needs first: written at once into the page cache
-    // (microseconds), where handing them to a thread takes up to a millisecond on a busy machine. The
-    // rest go through a thread, so that a slow disk never stalls the event loop.
+    // (microseconds), where handing them to a thread takes up to a millisecond on a busy machine.
     this.#firstWrite = false;
     writeAllSync(this.#partial.file!, chunk);
     this.#integrity?.update(chunk, mirror);
     this.#written(chunk.byteLength);
   }
 
-  /**
-   * The writer of one mirror's body: each write is hashed on this thread while a thread writes it; the
-   * buffers are no larger than the rest of the file.
-   */
+  /** The writer of one mirror's body: each write is hashed here while a thread writes it. */
   #bodyWriter(mirror: string): BodyWriter {
     const left = this.total === undefined ? COALESCE_BYTES : this.total - this.written;
     return new BodyWriter({
