@@ -154,13 +154,18 @@ export class Attempt {
    */
   async pump(
     head: Extract<AttemptHead, { type: "accepted" }>,
-    options: { from: number; write: (chunk: Uint8Array) => Promise<void>; canSwitch: () => boolean },
+    options: {
+      from: number;
+      /** Takes a chunk; a promise when the caller must wait before the next (the chunk's memory is reused). */
+      write: (chunk: Uint8Array) => Promise<void> | void;
+      canSwitch: () => boolean;
+    },
   ): Promise<AttemptBody> {
     const { deps, limits } = this.#options;
     const { total } = head;
     let skip = head.skip;
     let stored = 0;
-    const outcome = await pumpBody(head.response.body!, async (chunk) => {
+    const outcome = await pumpBody(head.response.body!, (chunk) => {
       if (skip > 0) {
         const dropped = Math.min(skip, chunk.byteLength);
         skip -= dropped;
@@ -168,8 +173,9 @@ export class Attempt {
         if (chunk.byteLength === 0) return;
       }
       if (total !== undefined && options.from + stored + chunk.byteLength > total) throw new Overrun();
-      await options.write(chunk);
+      const taking = options.write(chunk);
       stored += chunk.byteLength;
+      return taking;
     }, {
       deps,
       limits,

@@ -18,6 +18,7 @@ import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
 import { afterLosers, type FailoverStep, FailureTally, MAX_ATTEMPTS } from "./failover.ts";
 import { isDiskFull, runError, writeAll, writeAllSync } from "./file_writes.ts";
+import { BodyWriter, COALESCE_BYTES } from "./body_writer.ts";
 import { type HedgeRace, raceAttempts } from "./hedge.ts";
 import { failedCheck } from "./content_check.ts";
 import { refuseNoBetterCopy, sameSecond } from "./snapshot_order.ts";
@@ -349,11 +350,15 @@ export class Download {
     }
     this.state = "streaming";
     this.mirror = mirror;
+    const writer = this.#bodyWriter(mirror);
     const body = await attempt.pump(head, {
       from: this.written,
-      write: (chunk) => this.#write(chunk, mirror),
+      write: (chunk) => this.#write(chunk, mirror, writer),
       canSwitch,
     });
+    // Every byte taken is on disk before the outcome counts: the next mirror resumes from `written`.
+    const drained = await writer.drain().then(() => undefined, (error: unknown) => ({ error }));
+    if (drained !== undefined) throw body.type === "write_failed" ? body.error : drained.error;
     switch (body.type) {
       case "complete":
         return await this.#onComplete(mirror, head, body, tally);
@@ -378,20 +383,34 @@ export class Download {
     }
   }
 
-  async #write(chunk: Uint8Array, mirror: string): Promise<void> {
-    const file = this.#partial.file!;
-    if (this.#firstWrite) {
-      // The first bytes are what every waiting client needs first: written at once into the page cache
-      // (microseconds), where handing them to a thread takes up to a millisecond on a busy machine. The
-      // rest go through a thread, so that a slow disk never stalls the event loop.
-      this.#firstWrite = false;
-      writeAllSync(file, chunk);
-    } else {
-      this.#writeRecordIfDue();
-      await writeAll(file, chunk);
-    }
+  /** Stores one chunk of the body: the first at once, the rest through `writer` (`body_writer.ts`). */
+  #write(chunk: Uint8Array, mirror: string, writer: BodyWriter): Promise<void> | undefined {
+    if (!this.#firstWrite) return writer.push(chunk);
+    // The first bytes are what every waiting client needs first: written at once into the page cache
+    // (microseconds), where handing them to a thread takes up to a millisecond on a busy machine.
+    this.#firstWrite = false;
+    writeAllSync(this.#partial.file!, chunk);
     this.#integrity?.update(chunk, mirror);
-    this.written += chunk.byteLength;
+    this.#written(chunk.byteLength);
+  }
+
+  /** The writer of one mirror's body: each write is hashed here while a thread writes it. */
+  #bodyWriter(mirror: string): BodyWriter {
+    const left = this.total === undefined ? COALESCE_BYTES : this.total - this.written;
+    return new BodyWriter({
+      write: (bytes) => {
+        this.#writeRecordIfDue();
+        const writing = writeAll(this.#partial.file!, bytes);
+        this.#integrity?.update(bytes, mirror);
+        return writing;
+      },
+      written: (bytes) => this.#written(bytes.byteLength),
+    }, left);
+  }
+
+  /** `count` more bytes are on disk: clients waiting for them are woken. */
+  #written(count: number): void {
+    this.written += count;
     if (this.written === this.total) this.#releaseIfVerified();
     this.#notify();
   }

@@ -160,7 +160,7 @@ export type BodyOutcome =
  */
 export async function pumpBody(
   body: ReadableStream<Uint8Array>,
-  sink: (chunk: Uint8Array) => Promise<void>,
+  sink: (chunk: Uint8Array) => Promise<void> | void,
   options: {
     deps: TransferDeps;
     limits: TransferLimits;
@@ -236,7 +236,9 @@ export async function pumpBody(
       if (result.done) return { type: "ended", bytes };
       const chunk = result.value;
       try {
-        await sink(chunk);
+        // A sink that took the chunk at once returns nothing: no promise to wait for per chunk.
+        const taking = sink(chunk);
+        if (taking) await taking;
       } catch (error) {
         return { type: "sink_error", bytes, error };
       }
