@@ -166,7 +166,10 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
 async function warm(proxy: Proxy, expected: Record<string, string>): Promise<void> {
   for (const [name, digest] of Object.entries(expected)) {
     const url = `${proxy.base}${REPO_DIR}/${name}`;
-    for (let attempt = 0; attempt < 20; attempt++) {
+    // A download's commit (its flush to disk) can take a while on a loaded machine: ask again for up to 10 s.
+    const attempts = 100;
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 100));
       const response = await fetch(url);
       const bytes = new Uint8Array(await response.arrayBuffer());
       if (response.status !== 200 || (await sha256(bytes)) !== digest) {
@@ -178,7 +181,7 @@ async function warm(proxy: Proxy, expected: Record<string, string>): Promise<voi
         ? response.headers.get("flexo-payload-origin") === "Cache"
         : response.headers.get("x-cache-status") === "HIT";
       if (hit) break;
-      if (attempt === 19) throw new Error(`${proxy.name} does not serve ${name} from its cache`);
+      if (attempt === attempts - 1) throw new Error(`${proxy.name} does not serve ${name} from its cache`);
     }
   }
 }
