@@ -6,7 +6,6 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
 import { Hono } from "hono";
 import { CacheStore } from "../cache/cache_store.ts";
 import type { CacheUsageSnapshot } from "../cache/cache_usage.ts";
@@ -25,11 +24,13 @@ import { AnswerLog } from "./request_log.ts";
 import { Outage, STALE_DEADLINE_MS } from "./stale.ts";
 import type { LogOutput } from "../logging.ts";
 import { QuickAnswers } from "./quick_answers.ts";
+import { QuickMisses } from "./quick_misses.ts";
 import { parseRequestPath, type RequestTarget } from "../repo/request_path.ts";
-import { type CountedResult, Stats } from "../status/stats.ts";
+import { type RequestResult, Stats } from "../status/stats.ts";
+import type { RequestFacts } from "../http/range.ts";
 import { statusRoutes } from "../status/status_routes.ts";
 import { SYSTEM_TIMERS, type Timers, type TransferDeps, type TransferLimits } from "../download/transfer.ts";
-import { describeError } from "../logging.ts";
+import { errorAnswer } from "./error_answer.ts";
 import { PackageUsage } from "../prefetch/package_usage.ts";
 import { Prefetcher, type PrefetchTimers } from "../prefetch/prefetcher.ts";
 import { noteClientFetch, prefetchRoutes } from "../prefetch/prefetch_route.ts";
@@ -38,9 +39,6 @@ import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
 import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
 import { asksOnlyIfCached, serveOnlyIfCached } from "./only_if_cached.ts";
 import { fetchWithPeerRules, findOnPeers } from "../download/peers.ts";
-
-const requestLog = getLogger(["flexo", "request"]);
-const errorLog = getLogger(["flexo", "error"]);
 
 /** I/O and tuning passed to {@linkcode createApp}. */
 export interface AppOptions {
@@ -236,30 +234,30 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   );
   const answers = new AnswerLog(stats, options.log);
   /**
-   * Counts and logs an answer when its response has ended (with the bytes the client was given), and keeps a
-   * file being read safe from cleaning until then.
+   * Counts and logs an answer when its response has ended (`completed`, with the bytes the client was given), and
+   * keeps a file being read safe from cleaning until then. `remote` is the connection's address.
    */
-  const finish = (
-    req: Request,
+  const settle = (
+    req: RequestFacts,
     rawPath: string,
-    answer: ProxyAnswer,
-    options: { started: number; info?: ServeInfo },
-  ): Response => {
+    answer: { result: RequestResult; status: number; bytes: number; readsFile?: string },
+    options: { started: number; remote?: string; completed?: Promise<ResponseSent> },
+  ): void => {
     const release = answer.readsFile ? store.beginRead(answer.readsFile) : undefined;
-    const remote = options.info?.remoteAddr?.hostname;
+    const remote = options.remote;
     const client = remote === undefined ? undefined : clientAddress(remote, req.headers);
     const record = (sent: ResponseSent) =>
       answers.record({
         method: req.method,
         path: rawPath,
         result: answer.result,
-        status: answer.response.status,
+        status: answer.status,
         bytes: sent.bytes,
         ms: deps.now() - options.started,
         whole: sent.whole,
         forwardedFor: client?.source === "forwarded" ? client.address : undefined,
       });
-    const completed = options.info?.completed;
+    const completed = options.completed;
     if (completed) {
       completed.then((sent) => {
         release?.();
@@ -270,7 +268,21 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       release?.();
       record({ bytes: answer.bytes, whole: true });
     }
-    return answer.response;
+  };
+  /** {@linkcode settle} for an answer of the full path, whose response it returns. */
+  const finish = (
+    req: Request,
+    rawPath: string,
+    answer: ProxyAnswer,
+    options: { started: number; info?: ServeInfo },
+  ): Response => {
+    const { result, bytes, readsFile, response } = answer;
+    settle(req, rawPath, { result, status: response.status, bytes, readsFile }, {
+      started: options.started,
+      remote: options.info?.remoteAddr?.hostname,
+      completed: options.info?.completed,
+    });
+    return response;
   };
   // Plain hits on package paths seen before skip routing (see quick_answers.ts).
   const quick = new QuickAnswers(store, answers);
@@ -306,38 +318,21 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   hono.all("*", () => {
     throw new HttpError(405, "Only GET and HEAD are supported", { headers: { Allow: "GET, HEAD" } });
   });
-  hono.onError((error, c) => {
-    const req = c.req.raw;
-    if (error instanceof HttpError) {
-      const result: CountedResult = error.status === 404
-        ? "NOT FOUND"
-        : error.status < 500
-        ? "CLIENT ERROR"
-        : "UPSTREAM ERROR";
-      stats.recordRequest(result);
-      if (error.status >= 500) stats.recordError(deps.now(), `${pathOf(req)}: ${error.message}`);
-      const level = error.status >= 500 ? "warn" : "info";
-      requestLog[level]("{method} {path} {status} {message}", {
-        method: req.method,
-        path: pathOf(req),
-        status: error.status,
-        message: error.message,
-      });
-      const headers = new Headers(error.headers);
-      headers.set("Content-Type", "text/plain; charset=utf-8");
-      // Also for HEAD: the body gives the length, and the server sends no body for HEAD.
-      return new Response(`${error.message}\n`, { status: error.status, headers });
-    }
-    stats.recordRequest("INTERNAL ERROR");
-    stats.recordError(deps.now(), `${pathOf(req)}: ${describeError(error)}`);
-    errorLog.error("{method} {path} failed: {error}", {
-      method: req.method,
-      path: pathOf(req),
-      error: describeError(error, { stack: true }),
-    });
-    return new Response("Internal error; see the proxy's log\n", { status: 500 });
-  });
+  const answerError = errorAnswer(stats, deps.now);
+  hono.onError((error, c) => answerError(error, { method: c.req.method, path: pathOf(c.req.raw) }));
 
+  // Misses of package files skip routing too (see quick_misses.ts), where no request is judged one by one.
+  const misses = config.trusted_proxies.length === 0 && config.cache_peers.length === 0 && !config.offline
+    ? new QuickMisses({
+      proxy: ctx,
+      customRepoNames,
+      remember: (rawPath, target) => quick.remember(rawPath, target),
+      settle,
+      answerError,
+      noteFetch: recordsUsage ? (target, status) => noteClientFetch(usage, "GET", target, status) : undefined,
+      now: deps.now,
+    })
+    : undefined;
   const checksForwarded = config.trusted_proxies.length > 0 && config.allowed_clients.length > 0;
   return {
     // A Via loop never reaches a cache hit (the node lacks the file); a forwarded client behind a trusted proxy
@@ -352,7 +347,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       if (answer && recordsUsage) {
         noteClientFetch(usage, "GET", parseRequestPath(targetPath(head.target), { customRepoNames }), 200);
       }
-      return answer;
+      return answer ?? misses?.forHead(head, options);
     },
     admit: config.allowed_clients.length === 0
       ? undefined

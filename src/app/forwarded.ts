@@ -41,7 +41,7 @@ function nodeAddress(node: string): string {
  */
 export function clientAddressOf(
   trusted: readonly string[],
-): (remote: string, headers: Headers) => ClientAddress {
+): (remote: string, headers: { get(name: string): string | null }) => ClientAddress {
   const isTrusted = trusted.length === 0 ? () => false : accessControl(trusted);
   return (remote, headers) => {
     if (!isTrusted(remote)) return { source: "connection", address: remote };

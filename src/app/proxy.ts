@@ -5,7 +5,9 @@
  * @module
  */
 
-import { type CacheStore, HOT_FILE_MAX_SIZE } from "../cache/cache_store.ts";
+import { type CachedFile, type CacheStore, HOT_FILE_MAX_SIZE, type HotFile } from "../cache/cache_store.ts";
+import type { Download, DownloadHead } from "../download/download.ts";
+import { PLAIN_GET, type RequestFacts } from "../http/range.ts";
 import type { DownloadManager } from "../download/download_manager.ts";
 import { purposeOf } from "../download/download_manager.ts";
 import { HttpError } from "../http/http_error.ts";
@@ -19,6 +21,8 @@ import {
   serveCachedFile,
   type Served,
   serveDownload,
+  type WholeDownload,
+  wholeDownload,
 } from "./responses.ts";
 import { parseContentLength } from "../http/content_length.ts";
 import { FailureTally } from "../download/failover.ts";
@@ -79,44 +83,110 @@ export function fileHeadersFor(target: RequestTarget): FileHeaders {
   return { contentType: contentTypeFor(target.fileName), cacheControl: cacheControlFor(target.kind) };
 }
 
+/** What the cache and the downloads hold of a package file, looked up before it is answered. */
+export type PackageLookup =
+  | { type: "hot"; file: HotFile }
+  | { type: "cached"; file: CachedFile }
+  | { type: "running"; download: Download }
+  | { type: "missing" };
+
+/**
+ * Where a package file is, in the order it is served from: memory, the cache on disk, a running download; or
+ * missing (the quick path for misses, quick_misses.ts, answers only that one).
+ */
+export function lookUpPackage(target: RequestTarget, ctx: ProxyContext): PackageLookup {
+  const hot = ctx.store.hotFile(target.cacheSegments);
+  if (hot) return { type: "hot", file: hot };
+  const cached = ctx.store.statComplete(target.cacheSegments);
+  if (cached) return { type: "cached", file: cached };
+  const running = ctx.downloads.active(target);
+  return running ? { type: "running", download: running } : { type: "missing" };
+}
+
+/** Starts the download of a package file just found missing; `via` is the client's (see {@linkcode viaOf}). */
+export function startMiss(target: RequestTarget, ctx: ProxyContext, via: string | undefined): Download {
+  return ctx.downloads.obtain(target, { via, missing: true });
+}
+
+/**
+ * A download that completed the file before its head came (one that ended a moment ago): its file is served as a
+ * hit instead. Undefined for a running download.
+ */
+function completedFile(download: Download): CachedFile | undefined {
+  return download.state === "complete" ? download.file : undefined;
+}
+
+/** How a download's bytes are described and counted: a joined client's bytes are not counted as upstream's. */
+function downloadOptions(head: DownloadHead, target: RequestTarget, joined: boolean, ctx: ProxyContext) {
+  // A joined client's bytes crossed the internet once, for the client that started the download: they are
+  // counted as saved (from the cache) by the request log, like a hit, not as bytes from upstream.
+  return { head, ...fileHeadersFor(target), onBytes: joined ? undefined : ctx.onUpstreamBytes };
+}
+
+/**
+ * The answer to a plain GET ({@linkcode PLAIN_GET}) that started `download`, once its head came, without a
+ * `Response`: a 200 with all of the file as it is written, and `response()`, the same answer as the `Response`
+ * {@linkcode answerDownload} makes (for a server that cannot send the file). Undefined when `answerDownload` must
+ * answer (the file completed meanwhile, or its length is not known).
+ */
+export function wholeMiss(
+  download: Download,
+  head: DownloadHead,
+  target: RequestTarget,
+  ctx: ProxyContext,
+): (WholeDownload & { response: () => Response }) | undefined {
+  if (completedFile(download) !== undefined) return undefined;
+  const options = downloadOptions(head, target, false, ctx);
+  const whole = wholeDownload(download, options);
+  return whole && { ...whole, response: () => serveDownload(PLAIN_GET, download, options).response };
+}
+
+/** The answer with a download's bytes once its head came; `joined`: another request started it. */
+export async function answerDownload(
+  req: RequestFacts,
+  target: RequestTarget,
+  download: Download,
+  options: { head: DownloadHead; joined: boolean },
+  ctx: ProxyContext,
+): Promise<ProxyAnswer> {
+  const complete = options.joined ? undefined : completedFile(download);
+  if (complete !== undefined) {
+    return {
+      ...(await serveCachedFile(req, complete, { origin: "Cache", ...fileHeadersFor(target) })),
+      result: "CACHE HIT",
+    };
+  }
+  return {
+    ...serveDownload(req, download, downloadOptions(options.head, target, options.joined, ctx)),
+    result: options.joined ? "JOINED DOWNLOAD" : "CACHE MISS",
+  };
+}
+
 async function servePackage(req: Request, target: RequestTarget, ctx: ProxyContext): Promise<ProxyAnswer> {
   const described = fileHeadersFor(target);
   // Small files served before come from memory; the others are read from disk (small ones into memory).
-  const hot = ctx.store.hotFile(target.cacheSegments);
-  if (hot) {
-    return { ...(await serveCachedFile(req, hot, { origin: "Cache", ...described })), result: "CACHE HIT" };
+  const found = lookUpPackage(target, ctx);
+  if (found.type === "hot") {
+    return {
+      ...(await serveCachedFile(req, found.file, { origin: "Cache", ...described })),
+      result: "CACHE HIT",
+    };
   }
-  const cached = ctx.store.statComplete(target.cacheSegments);
-  if (cached) {
+  if (found.type === "cached") {
+    const cached = found.file;
     const file = cached.size <= HOT_FILE_MAX_SIZE
       ? (await ctx.store.loadHot(target.cacheSegments)) ?? cached
       : cached;
     return { ...(await serveCachedFile(req, file, { origin: "Cache", ...described })), result: "CACHE HIT" };
   }
-  const running = ctx.downloads.active(target);
+  const running = found.type === "running" ? found.download : undefined;
   if (!running && req.method === "HEAD") {
     // A HEAD must not start a download: ask upstream for the headers only.
     return await passThrough(req, target, ctx);
   }
-  const download = running ?? ctx.downloads.obtain(target, { via: viaOf(req), missing: true });
+  const download = running ?? startMiss(target, ctx, viaOf(req));
   const head = await download.head;
-  if (download.state === "complete" && download.file && !running) {
-    // It was completed by a download that ended a moment ago.
-    return {
-      ...(await serveCachedFile(req, download.file, { origin: "Cache", ...described })),
-      result: "CACHE HIT",
-    };
-  }
-  return {
-    // A joined client's bytes crossed the internet once, for the client that started the download: they are
-    // counted as saved (from the cache) by the request log, like a hit, not as bytes from upstream.
-    ...serveDownload(req, download, {
-      head,
-      ...described,
-      onBytes: running ? undefined : ctx.onUpstreamBytes,
-    }),
-    result: running ? "JOINED DOWNLOAD" : "CACHE MISS",
-  };
+  return await answerDownload(req, target, download, { head, joined: running !== undefined }, ctx);
 }
 
 async function serveDatabase(req: Request, target: RequestTarget, ctx: ProxyContext): Promise<ProxyAnswer> {

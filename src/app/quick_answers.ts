@@ -24,6 +24,15 @@ import type { AnswerLog } from "./request_log.ts";
 
 const SLASH = 0x2f;
 
+/**
+ * Whether `head` is a GET the quick paths may answer (hits here, misses in quick_misses.ts): no conditional or
+ * range header, a path as its target (an absolute URL may name another host) and a Host that a URL would accept.
+ */
+export function isPlainGet(head: RequestHead): boolean {
+  if (head.method !== "GET" || head.conditional || head.host === undefined) return false;
+  return head.target.charCodeAt(0) === SLASH && isPlainHost(head.host);
+}
+
 /** At most this many package paths are remembered; then the memory starts again. */
 const KNOWN_TARGETS_MAX = 10_000;
 
@@ -56,9 +65,7 @@ export class QuickAnswers {
    * small file in memory, or (with `files`) a head and the file to send with sendfile.
    */
   forHead(head: RequestHead, options: { files: boolean }): QuickAnswer | undefined {
-    if (head.method !== "GET" || head.conditional || head.host === undefined) return undefined;
-    // Only a path (an absolute URL may name another host) and a Host that a URL would accept.
-    if (head.target.charCodeAt(0) !== SLASH || !isPlainHost(head.host)) return undefined;
+    if (!isPlainGet(head)) return undefined;
     const rawPath = targetPath(head.target);
     const target = this.#targets.get(rawPath);
     if (target === undefined) return undefined;

@@ -9,7 +9,7 @@ import type { CachedFile, HotFile } from "../cache/cache_store.ts";
 import type { Download, DownloadHead } from "../download/download.ts";
 import { HttpError } from "../http/http_error.ts";
 import { followDownload, readFileRange } from "../download/live_reader.ts";
-import { FileResponse } from "../http/file_body.ts";
+import { type FileBody, FileResponse } from "../http/file_body.ts";
 import type { FileKind } from "../repo/file_kind.ts";
 import {
   contentRange,
@@ -18,6 +18,7 @@ import {
   makeEtag,
   parseRange,
   type RangeResult,
+  type RequestFacts,
   unsatisfiedRange,
   type Validators,
 } from "../http/range.ts";
@@ -67,7 +68,7 @@ export interface FileHeaders {
  * The range a request asks for, when it applies: only GET has one (RFC 9110 section 14.2: a HEAD answers as
  * without it), and only while `If-Range` holds.
  */
-function rangeOf(req: Request, validators: Validators, size: number | undefined): RangeResult {
+function rangeOf(req: RequestFacts, validators: Validators, size: number | undefined): RangeResult {
   if (req.method !== "GET" || !ifRangeMatches(req, validators)) return { type: "none" };
   return parseRange(req.headers.get("range"), size);
 }
@@ -90,7 +91,7 @@ export function contentTypeFor(fileName: string): string {
 
 /** Serves a complete cached file: from memory when it is a {@linkcode HotFile}, else streamed from disk. */
 export function serveCachedFile(
-  req: Request,
+  req: RequestFacts,
   file: CachedFile | HotFile,
   options: { origin: PayloadOrigin } & FileHeaders,
 ): Served {
@@ -172,30 +173,88 @@ export function wholeFileHeaders(file: CachedFile, described: FileHeaders): [str
   return headers;
 }
 
+/**
+ * The headers every answer with a download's bytes starts with: its content type (the mirror's, unless it is
+ * an HTML page), where it came from, its date and its Cache-Control.
+ */
+function downloadHeaders(head: DownloadHead, described: FileHeaders): [string, string][] {
+  const headers: [string, string][] = [
+    [
+      "Content-Type",
+      head.contentType && !/^text\/html/i.test(head.contentType) ? head.contentType : described.contentType,
+    ],
+    ["Accept-Ranges", "bytes"],
+    [ORIGIN_HEADER, "RemoteMirror"],
+  ];
+  if (head.lastModified !== undefined) {
+    headers.push(["Last-Modified", new Date(head.lastModified).toUTCString()]);
+  }
+  if (described.cacheControl !== undefined) headers.push(["Cache-Control", described.cacheControl]);
+  return headers;
+}
+
+/** Bytes `start` to `start + length` of the file `download` writes, of `total` bytes, as the server follows it. */
+function growingBody(
+  download: Download,
+  range: { start: number; length: number; total: number },
+  onBytes: ((bytes: number) => void) | undefined,
+): FileBody {
+  return {
+    path: download.partialPath,
+    start: range.start,
+    length: range.length,
+    size: range.total,
+    growing: {
+      alternatives: [download.finalPath, download.partialPath],
+      releasable: () => download.releasable(),
+      changed: () => download.changed(),
+      outcome: () => {
+        const end = download.outcome();
+        if (end.type === "running" || end.type === "complete") return end.type;
+        return { failed: end.type === "failed" ? end.reason : "the download ended (not_modified)" };
+      },
+      onBytes,
+    },
+  };
+}
+
+/** The answer of {@linkcode wholeDownload}: a 200's headers and the file its body is. */
+export interface WholeDownload {
+  headers: [string, string][];
+  file: FileBody;
+}
+
+/**
+ * The 200 answer to a plain GET ({@linkcode PLAIN_GET}) of all of a download's file, as {@linkcode serveDownload}
+ * makes it, without a `Response` (for the quick path of misses, quick_misses.ts); undefined when its length is
+ * not known or 0 (then `serveDownload` answers).
+ */
+export function wholeDownload(
+  download: Download,
+  options: { head: DownloadHead; onBytes?: (bytes: number) => void } & FileHeaders,
+): WholeDownload | undefined {
+  const total = download.total ?? options.head.total;
+  if (total === undefined || total === 0) return undefined;
+  const headers = downloadHeaders(options.head, options);
+  headers.push(["Content-Length", String(total)]);
+  return { headers, file: growingBody(download, { start: 0, length: total, total }, options.onBytes) };
+}
+
 /** Serves a file that a download is writing, following it to the end. */
 export function serveDownload(
-  req: Request,
+  req: RequestFacts,
   download: Download,
   options: { head: DownloadHead; onBytes?: (bytes: number) => void } & FileHeaders,
 ): Served {
   const { head } = options;
   const total = download.total ?? head.total;
   const lastModified = head.lastModified !== undefined ? new Date(head.lastModified) : undefined;
-  const headers = new Headers({
-    "Content-Type": head.contentType && !/^text\/html/i.test(head.contentType)
-      ? head.contentType
-      : options.contentType,
-    "Accept-Ranges": "bytes",
-    [ORIGIN_HEADER]: "RemoteMirror",
-  });
-  if (lastModified) headers.set("Last-Modified", lastModified.toUTCString());
-  if (options.cacheControl !== undefined) headers.set("Cache-Control", options.cacheControl);
+  const headers = downloadHeaders(head, options);
   const validators = { lastModified };
   const preconditions = evaluatePreconditions(req, validators);
   if (preconditions.type === "failed") throw preconditionFailed(preconditions.header);
   if (preconditions.type === "not_modified") {
-    headers.delete("Content-Type");
-    return { response: new Response(null, { status: 304, headers }), bytes: 0 };
+    return { response: new Response(null, { status: 304, headers: headers.slice(1) }), bytes: 0 };
   }
   const range = rangeOf(req, validators, total);
   if (range.type === "unsatisfiable" && total !== undefined) {
@@ -210,10 +269,10 @@ export function serveDownload(
     start = range.start;
     end = Math.min(range.end, total - 1);
     status = 206;
-    headers.set("Content-Range", contentRange(start, end, total));
+    headers.push(["Content-Range", contentRange(start, end, total)]);
   }
   const length = end === Infinity ? undefined : Math.max(0, end - start + 1);
-  if (length !== undefined) headers.set("Content-Length", String(length));
+  if (length !== undefined) headers.push(["Content-Length", String(length)]);
   if (req.method === "HEAD" || length === 0) {
     return { response: new Response(null, { status, headers }), bytes: 0 };
   }
@@ -222,22 +281,6 @@ export function serveDownload(
     return { response: new Response(body, { status, headers }), bytes: 0 };
   }
   // The server may send the bytes with sendfile as the download writes them (or read the stream).
-  const response = new FileResponse(body, { status, headers }, {
-    path: download.partialPath,
-    start,
-    length,
-    size: total,
-    growing: {
-      alternatives: [download.finalPath, download.partialPath],
-      releasable: () => download.releasable(),
-      changed: () => download.changed(),
-      outcome: () => {
-        const end = download.outcome();
-        if (end.type === "running" || end.type === "complete") return end.type;
-        return { failed: end.type === "failed" ? end.reason : "the download ended (not_modified)" };
-      },
-      onBytes: options.onBytes,
-    },
-  });
-  return { response, bytes: length };
+  const file = growingBody(download, { start, length, total }, options.onBytes);
+  return { response: new FileResponse(body, { status, headers }, file), bytes: length };
 }

@@ -24,6 +24,7 @@ import {
   writePartialRecord,
 } from "./partial_records.ts";
 import { Readers } from "./readers.ts";
+import { surelyMissing } from "./surely_missing.ts";
 
 export type { CachedFile } from "./cache_paths.ts";
 export type { HotFile } from "./file_memo.ts";
@@ -196,7 +197,10 @@ export class CacheStore {
       await Deno.utime(from, new Date(), new Date(options.lastModified));
     }
     await Deno.rename(from, to);
-    await this.removeIfPresent(this.#paths.recordPath(segments));
+    // A small download never writes a record: no removal (a thread's round trip and a NotFound error), and no
+    // reason for every hot and known file to check the disk again at its next hit.
+    const record = this.#paths.recordPath(segments);
+    if (!surelyMissing(record)) await this.removeIfPresent(record);
     const removalsBefore = this.#memo.removals;
     const info = await Deno.stat(to);
     // Known from now on: the next request for it can be answered without routing (see quick_answers.ts).

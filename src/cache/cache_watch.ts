@@ -8,7 +8,7 @@
  * @module
  */
 
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import type { CacheUsage } from "./cache_usage.ts";
 
 /** A watch of directories, as `Deno.watchFs(paths, { recursive })` gives it. */
@@ -130,6 +130,10 @@ export function watchCacheChanges(
     return { stop() {}, ended: Promise.all(loops).then(() => {}) };
   }
   follow(root, (event) => {
+    // Deno hands a directory's watch the events of every watch below it in the same process: those below the
+    // root's own entries are the tree's (a download's commit makes several), neither noted twice nor a reason
+    // to list the folders again.
+    if (!event.paths.some((path) => dirname(path) === usage.root)) return;
     note(event);
     if (IGNORED_KINDS.has(event.kind) || event.kind === "modify") return;
     try {

@@ -148,12 +148,27 @@ export type PreconditionOutcome =
   | { type: "not_modified" };
 
 /**
+ * What the rules of this module read of a request: its method and headers. A `Request` is one; so is
+ * {@linkcode PLAIN_GET}, the request of the quick path for misses (src/app/quick_misses.ts).
+ */
+export interface RequestFacts {
+  readonly method: string;
+  readonly headers: { get(name: string): string | null };
+}
+
+/** A GET without any header these rules read: no precondition, no range. */
+export const PLAIN_GET: RequestFacts = Object.freeze({
+  method: "GET",
+  headers: Object.freeze({ get: () => null }),
+});
+
+/**
  * Evaluates a request's preconditions against a stored file in the order of RFC 9110 section 13.2.2:
  * `If-Match` (strong comparison, `*` matches any file), else `If-Unmodified-Since` (ignored when the file has
  * no modification time or the date is invalid), then `If-None-Match`, else `If-Modified-Since` (see
  * {@linkcode isNotModified}). `If-Range` and `Range` come after, for a `"proceed"`.
  */
-export function evaluatePreconditions(req: Request, validators: Validators): PreconditionOutcome {
+export function evaluatePreconditions(req: RequestFacts, validators: Validators): PreconditionOutcome {
   const ifMatch = req.headers.get("if-match");
   if (ifMatch !== null) {
     if (!matchesStrongly(ifMatch, validators)) return { type: "failed", header: "If-Match" };
@@ -188,7 +203,7 @@ function matchesStrongly(ifMatch: string, validators: Validators): boolean {
  * file's mtime, floored to the second, is not after the given date. Invalid dates are ignored.
  * Other methods always give false (for them a failed precondition is 412, which this module does not decide).
  */
-export function isNotModified(req: Request, validators: Validators): boolean {
+export function isNotModified(req: RequestFacts, validators: Validators): boolean {
   if (req.method !== "GET" && req.method !== "HEAD") return false;
 
   const ifNoneMatch = req.headers.get("if-none-match");
@@ -214,7 +229,7 @@ export function isNotModified(req: Request, validators: Validators): boolean {
  * matches). A date must equal `validators.lastModified` to the second. Anything else (invalid date, missing
  * validator) → false, meaning: ignore the Range and send the whole file.
  */
-export function ifRangeMatches(req: Request, validators: Validators): boolean {
+export function ifRangeMatches(req: RequestFacts, validators: Validators): boolean {
   const raw = req.headers.get("if-range");
   if (raw === null) return true;
   const value = raw.trim();

@@ -40,9 +40,9 @@ import {
 import { HttpDates, responseHead } from "./http1_response.ts";
 import type { CopyBuffers } from "./file_copy.ts";
 import { ResponseWriter } from "./http1_response_writer.ts";
-import type { QuickAnswer, QuickFile, Refusal } from "./quick_answer.ts";
+import type { LaterAnswer, QuickAnswer, QuickFile, QuickLater, Refusal } from "./quick_answer.ts";
 
-export type { QuickAnswer, QuickFile, Refusal } from "./quick_answer.ts";
+export type { LaterAnswer, QuickAnswer, QuickFile, QuickLater, Refusal } from "./quick_answer.ts";
 import type { FileSender } from "./sendfile.ts";
 
 const log = getLogger(["flexo", "server"]);
@@ -226,6 +226,8 @@ export class ClientConnection {
             const quick = this.#quickAnswer(parsed);
             keepOpen = quick instanceof Uint8Array
               ? await this.#write(quick)
+              : quick !== undefined && "later" in quick
+              ? await this.#answerLater(parsed, quick)
               : await this.#answer(parsed, quick);
           }
         } finally {
@@ -316,6 +318,34 @@ export class ClientConnection {
       return written.whole && !close && !written.close;
     } finally {
       completion.resolve(sent);
+    }
+  }
+
+  /** Answers one request with the app's answer from its head, once it is ready; whether the connection goes on. */
+  async #answerLater(head: RequestHead, quick: QuickLater): Promise<boolean> {
+    // As in #answer: the socket for sendfile is looked up while the app waits.
+    const lookup = setTimeout(this.#findSocket, 0);
+    let answer: LaterAnswer;
+    try {
+      answer = await quick.later;
+    } finally {
+      clearTimeout(lookup);
+    }
+    let sent: ResponseSent = { whole: false, bytes: 0 };
+    try {
+      // Prepared for a connection that stays open: one asked to end meanwhile is answered as the full path does.
+      if (answer.head !== undefined && answer.file !== undefined && !this.#finishing) {
+        const prepared = await this.#files.sendPrepared(answer.head, answer.file);
+        if (prepared !== undefined) {
+          sent = prepared;
+          return prepared.whole;
+        }
+      }
+      const written = await this.#writer.respond(false, head, answer.response(), this.#finishing);
+      sent = { whole: written.whole, bytes: written.bytes };
+      return written.whole && !this.#finishing && !written.close;
+    } finally {
+      answer.done(sent);
     }
   }
 

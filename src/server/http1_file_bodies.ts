@@ -82,6 +82,11 @@ export class FileBodies {
     }
   }
 
+  /** Sends a prepared `head` and `file` with sendfile (undefined: not sent this way, nothing was written). */
+  sendPrepared(head: Uint8Array, file: FileBody): Promise<ResponseSent | undefined> {
+    return this.#sendfile(head, file);
+  }
+
   /** Sends a marked file body (a `FileResponse`) of a 200 or 206 answer with sendfile, after its head. */
   async send(response: Response, framing: Framing): Promise<ResponseSent | undefined> {
     const range = this.#rangeOf(response, framing);

@@ -1,6 +1,6 @@
 /**
  * The answers the server gives without asking the app's request handler: a quick answer (a cache hit the app
- * prepared from the parsed head alone) and a refusal of a whole connection (a client not allowed in).
+ * prepared from the parsed head alone, or a miss it answers from it) and a refusal of a whole connection (a client not allowed in).
  *
  * @module
  */
@@ -16,10 +16,31 @@ export interface QuickFile {
 }
 
 /**
- * An answer made without a `Request`: the complete response as bytes, or a file to send with sendfile (only
- * offered when the connection can; one that could not be sent after all gets the full path).
+ * An answer the app gives from the parsed head after a wait (a cache miss waits for a mirror): a head and a file
+ * to send with sendfile, or a response to write as the full path's are. Only offered when the connection can
+ * send files.
  */
-export type QuickAnswer = Uint8Array | QuickFile;
+export interface QuickLater {
+  later: Promise<LaterAnswer>;
+}
+
+/**
+ * The answer of a {@linkcode QuickLater}: `head` and `file` to send with sendfile when both are given and the
+ * connection still keeps alive, else (or when sendfile declines) `response()`, written as the full path writes its
+ * responses. `done` is told once how it went.
+ */
+export interface LaterAnswer {
+  head?: Uint8Array;
+  file?: FileBody;
+  response: () => Response;
+  done: (sent: ResponseSent) => void;
+}
+
+/**
+ * An answer made without a `Request`: the complete response as bytes, or a file to send with sendfile (only
+ * offered when the connection can; one that could not be sent after all gets the full path), or one to wait for.
+ */
+export type QuickAnswer = Uint8Array | QuickFile | QuickLater;
 
 /** An answer given to every request of a connection that is refused as a whole. */
 export interface Refusal {

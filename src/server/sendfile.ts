@@ -287,8 +287,14 @@ export class FileSender {
       const offset = new BigInt64Array([BigInt(range.start)]);
       const offsetBytes = new Uint8Array(offset.buffer);
       const write = options.write ?? ((bytes: Uint8Array) => socket.conn.write(bytes));
-      // The head waits in the kernel for the file's first bytes (one packet) when those are there to send now; a
-      // head whose body must wait for a download goes out alone (at once: client sockets have TCP_NODELAY).
+      // A head whose body a download has yet to write waits for its first bytes: sent alone it would wake the
+      // client for nothing (on a busy machine handing it the CPU, 0.3-0.8 ms here) just before they come. Once the
+      // download has ended without them, it goes out alone and the answer breaks off below.
+      while (growing !== undefined && range.length > 0 && this.#sendable(range, growing) <= 0) {
+        if (growing.outcome() !== "running") break;
+        await growing.changed();
+      }
+      // The head waits in the kernel for the file's first bytes (one packet) when those are there to send now.
       const bodyReady = range.length > 0 && (growing === undefined || this.#sendable(range, growing) > 0);
       const headFlags = bodyReady ? LINUX.MSG_NOSIGNAL | LINUX.MSG_MORE : LINUX.MSG_NOSIGNAL;
       // Checked before the first write and after every wait: between two waits nothing else runs on this thread,

@@ -365,3 +365,27 @@ Deno.test("CacheStore.readPartialMeta() takes an invalid record for none; readPa
     assert.deepEqual(store.readPartialRecord(SEGMENTS), { kind: "missing" });
   });
 });
+
+Deno.test("CacheStore.commit() removes a download's record when it has one, and otherwise leaves hot files unchecked", async () => {
+  await withStore(async (store) => {
+    await put(store, SEGMENTS, new Uint8Array([1, 2, 3]));
+    await store.loadHot(SEGMENTS);
+    // Replaced on disk behind the store's back: only a check of the disk finds out.
+    await Deno.remove(store.finalPath(SEGMENTS));
+    await put(store, SEGMENTS, new Uint8Array([9]));
+    const small = ["core", "os", "x86_64", "small-1-1-x86_64.pkg.tar.zst"];
+    const file = await store.openPartial(small, { truncate: true });
+    await file.write(new Uint8Array([4]));
+    file.close();
+    await store.commit(small, {});
+    assert.deepEqual(store.hotFile(SEGMENTS)?.bytes, new Uint8Array([1, 2, 3]), "no removal: no check yet");
+    const large = ["core", "os", "x86_64", "large-1-1-x86_64.pkg.tar.zst"];
+    const partial = await store.openPartial(large, { truncate: true });
+    await partial.write(new Uint8Array([5, 6]));
+    partial.close();
+    store.writePartialMeta(large, { total: 2 });
+    await store.commit(large, {});
+    assert.equal(store.readPartialMeta(large), undefined, "the record is gone");
+    assert.equal(store.hotFile(SEGMENTS), undefined, "a removal has the hot files check the disk");
+  });
+});

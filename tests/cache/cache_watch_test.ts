@@ -170,3 +170,44 @@ Deno.test("watchCacheChanges() watches the root's entries and the top-level fold
     assert(watches.made.every(({ closed }) => closed()), "stop() closes every watch");
   });
 });
+
+Deno.test("watchCacheChanges() leaves the events below the top-level folders that reach the root's watch to the folders' watch", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(join(dir, "core"));
+    const usage = new CacheUsage(dir);
+    await usage.start();
+    let rescans = 0;
+    usage.rescan = () => (rescans++, Promise.resolve());
+    const timers = new FakeTimers();
+    const watches = fakeWatches();
+    let listed = 0;
+    const folders = (root: string) => (listed++, [...Deno.readDirSync(root)].map((entry) => entry.name));
+    const watching = watchCacheChanges(usage, {
+      ...timers.deps,
+      watch: watches.watch,
+      folders,
+      quietMs: 2_000,
+    });
+    try {
+      assertEquals(listed, 1);
+      // Deno gives a directory's watch the events of the watches below it: a commit below core/ reaches both.
+      const deep = join(dir, "core/os/x86_64/x-1-1-x86_64.pkg.tar.zst");
+      for (const watch of [watches.made[0].watch, watches.tree()]) {
+        watch.send("remove", `${deep}.part`);
+        watch.send("rename", `${deep}.part`, deep);
+      }
+      await delivered();
+      assertEquals([listed, watches.made.length], [1, 2], "the folders are not listed again");
+      timers.advance(2_000);
+      assertEquals(rescans, 1, "the change is counted once, from the folders' watch");
+      // A new top-level folder still has them listed and watched.
+      await Deno.mkdir(join(dir, "extra"));
+      watches.made[0].watch.send("create", join(dir, "extra"));
+      await delivered();
+      assertEquals([listed, watches.made.length], [2, 3]);
+    } finally {
+      watching.stop();
+      await watching.ended;
+    }
+  });
+});

@@ -106,3 +106,45 @@ Deno.test("ClientConnection.serve() sends a marked file response whole with send
     });
   });
 });
+
+Deno.test("ClientConnection.serve() sends a later quick answer's file with sendfile, or writes its response when it cannot", async () => {
+  const bytes = randomBytes(200 * 1024 + 7);
+  const size = bytes.length;
+  await withTempDir(async (dir) => {
+    const path = join(dir, "file.pkg.tar.zst");
+    await Deno.writeFile(path, bytes);
+    const told: [string, number, boolean][] = [];
+    let handled = 0;
+    const quickAnswer = (head: { target: string }): QuickAnswer | undefined => ({
+      later: Promise.resolve({
+        head: encoder.encode(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\nx-quick: later\r\n\r\n`),
+        file: { path: head.target === "/file" ? path : join(dir, "missing"), start: 0, length: size, size },
+        response: () => new Response("from the response", { headers: { "x-quick": "response" } }),
+        done: (sent) => told.push([head.target, sent.bytes, sent.whole]),
+      }),
+    });
+    const handler = (req: Request) => (handled++, echo(req));
+    const sender = fileSender();
+    await withServed({ quickAnswer, sender, handler }, async ({ client }) => {
+      await client.send(get("/file"));
+      const reply = await client.response();
+      assertEquals([reply.headers.get("x-quick"), reply.body], ["later", bytes]);
+      assertEquals(sender.sent, 1, "sent with sendfile");
+      await client.send(get("/missing"));
+      const fallback = await client.response();
+      assertEquals([fallback.headers.get("x-quick"), decoder.decode(fallback.body)], [
+        "response",
+        "from the response",
+      ]);
+      assertEquals(told, [["/file", size, true], ["/missing", 17, true]]);
+      assertEquals(handled, 0, "the handler is never asked");
+    });
+    // A connection without sendfile is not offered files, but a later answer given anyway writes its response.
+    told.length = 0;
+    await withServed({ quickAnswer }, async ({ client }) => {
+      await client.send(get("/file"));
+      assertEquals(decoder.decode((await client.response()).body), "from the response");
+      assertEquals(told, [["/file", 17, true]]);
+    });
+  });
+});

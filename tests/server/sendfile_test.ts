@@ -6,7 +6,7 @@
 
 import { join } from "node:path";
 import { type ClientSocket, MISSES_BEFORE_DISABLED, type SendOutcome } from "../../src/server/sendfile.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { settledNow, waitFor } from "../helpers/wait.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
 import { withinMs } from "../helpers/proxy_server.ts";
@@ -339,6 +339,45 @@ Deno.test("send() of a download that fails after writing everything leaves the c
       bytes: bytes.length - 1,
     });
     assertEquals(await received, concat([HEAD, bytes.subarray(0, bytes.length - 1)]));
+  });
+});
+
+Deno.test("send() holds a download's head until its first bytes, and sends both in one go", async () => {
+  const bytes = randomBytes(32 * 1024);
+  await withTempDir(async (dir) => {
+    const path = join(dir, "partial");
+    await Deno.writeFile(path, new Uint8Array(0));
+    const file = growingFile(path);
+    let waits = 0;
+    const growing = { ...file.growing, changed: () => (waits++, file.growing.changed()) };
+    await withConnection(async ({ server, client }) => {
+      const files = sender();
+      const sending = files.send(files.findSocket(server)!, HEAD, {
+        range: { path, start: 0, length: bytes.length, size: bytes.length, growing },
+      });
+      await waitFor("send() to wait for the download", () => waits > 0);
+      const buffer = new Uint8Array(HEAD.length + bytes.length);
+      const first = client.read(buffer);
+      assert(!await settledNow(first), "nothing is sent while the download has no bytes");
+      await file.append(bytes);
+      const read = await withinMs(first, 10_000, "no bytes came");
+      assert(read !== null && read > HEAD.length, `the head came with body bytes (${read} bytes)`);
+      assertEquals(buffer.subarray(0, read), concat([HEAD, bytes]).subarray(0, read));
+      await file.end("complete");
+      assertEquals(await withinMs(sending, 10_000, "send() did not finish"), { outcome: "sent" });
+    });
+  });
+});
+
+Deno.test("send() of a download that fails before its first byte sends the head alone and reports the failure", async () => {
+  await withGrowingSend(randomBytes(1024), async (file, sending, received) => {
+    await file.end({ failed: "the mirror went away" });
+    assertEquals(await withinMs(sending, 10_000, "send() did not finish"), {
+      outcome: "failed",
+      reason: "the mirror went away",
+      bytes: 0,
+    });
+    assertEquals(await received, HEAD);
   });
 });
 
