@@ -21,6 +21,8 @@ const LATER = [
   "src/status/metrics.ts",
   "src/status/status_page.ts", // the first view of the status page
   "src/status/status_page_script.ts",
+  "src/mirrors/mirror_status.ts", // the first round of mirror ranking (not with predefined mirrors)
+  "src/mirrors/latency_test.ts",
   "src/cache/import.ts", // flexo import
   "src/prefetch/prefetch_command.ts", // flexo prefetch
 ];
