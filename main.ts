@@ -28,7 +28,6 @@ import {
 } from "./src/cache/cleanup.ts";
 import { ConfigError, type ConfigOverrides, formatConfig, loadConfig } from "./src/config/config.ts";
 import type { Config } from "./src/config/config_schema.ts";
-import { describeImport, importPackages } from "./src/cache/import.ts";
 import { canWriteDirectory, resolveUserDirectories } from "./src/config/user_directories.ts";
 import { closeLogging, describeError, setupLogging } from "./src/logging.ts";
 import { primaryMirrorLogger, startMirrorSelection } from "./src/mirrors/mirror_selection.ts";
@@ -38,7 +37,6 @@ import { recoverPartials } from "./src/cache/recovery.ts";
 import { startServer } from "./src/server/server.ts";
 import { openLibc } from "./src/server/libc.ts";
 import { startMemoryReleases } from "./src/memory_release.ts";
-import { describePrefetch, prefetchError, prefetchOnce } from "./src/prefetch/prefetch_command.ts";
 import { VERSION } from "./src/version.ts";
 
 const USAGE = `flexo ${VERSION}: a caching proxy for pacman
@@ -268,7 +266,8 @@ async function serve(cli: Cli): Promise<void> {
     if (count > 0) log.info("Indexed {count} repository database(s) to verify downloads", { count });
   });
   // The start-up scans leave garbage in proportion to the cache's files; give its pages back once they end,
-  // and after every busy period later (see src/memory_release.ts).
+  // and after every busy period later (see src/memory_release.ts). The server sends files with the same libc:
+  // each load costs 3-10 ms of start-up.
   const libc = openLibc();
   const releases = startMemoryReleases({
     startup: [counted, cleaned, indexed],
@@ -281,6 +280,7 @@ async function serve(cli: Cli): Promise<void> {
     clientTimeoutMs: config.client_timeout_secs * 1000,
     sendfile: config.sendfile,
     maxConnections: config.max_connections,
+    libc,
   });
 
   // One stop, whatever number of signals: under `deno task` a terminal's Ctrl-C reaches flexo twice (from the
@@ -356,6 +356,10 @@ async function clean(cli: Cli): Promise<number> {
 
 /** `flexo prefetch [--dry-run]`: one prefetch pass, in the running proxy when there is one. */
 async function prefetchCommand(cli: Cli): Promise<number> {
+  // Each command's own modules are loaded when it runs: the proxy starts without them (see serve()).
+  const { describePrefetch, prefetchError, prefetchOnce } = await import(
+    "./src/prefetch/prefetch_command.ts"
+  );
   const { config, warnings } = await effectiveConfig(cli);
   await setupLogging({ level: config.log_level });
   for (const warning of warnings) console.error(`warning: ${warning}`);
@@ -374,6 +378,7 @@ async function prefetchCommand(cli: Cli): Promise<number> {
 
 /** `flexo import DIR`: seeds the cache from a pacman cache directory; 1 when a file could not be copied. */
 async function importCommand(cli: Cli): Promise<number> {
+  const { describeImport, importPackages } = await import("./src/cache/import.ts");
   const { config, warnings } = await effectiveConfig(cli);
   await setupLogging({ level: config.log_level });
   for (const warning of warnings) console.error(`warning: ${warning}`);

@@ -201,7 +201,7 @@ export class Download {
     this.total = resume.total;
     this.#expect = await this.#options.expect;
     if (this.#expect) {
-      this.#integrity = new IntegrityCheck(this.#expect);
+      this.#integrity = await IntegrityCheck.start(this.#expect);
       if (this.written > 0) await this.#integrity.updateFromFile(this.partialPath, this.written);
     }
     try {

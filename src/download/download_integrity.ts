@@ -6,7 +6,7 @@
  * @module
  */
 
-import { createHash, type Hash } from "node:crypto";
+import type { Hash } from "node:crypto";
 
 /** What the repository database says the file is. */
 export interface ExpectedFile {
@@ -16,17 +16,31 @@ export interface ExpectedFile {
   sha256: string;
 }
 
-/** Size and SHA-256 of one download, fed chunk by chunk and compared once at the end. */
+/**
+ * Size and SHA-256 of one download, fed chunk by chunk and compared once at the end. Made by
+ * {@linkcode IntegrityCheck.start}.
+ */
 export class IntegrityCheck {
   readonly #expect: ExpectedFile;
-  readonly #hash: Hash = createHash("sha256");
+  readonly #hash: Hash;
   /** The digest, once taken by {@linkcode IntegrityCheck.mismatch}. */
   #digest?: string;
   readonly #contributors = new Set<string>();
 
-  /** Starts an empty check against `expect`, what the file must be. */
-  constructor(expect: ExpectedFile) {
+  /**
+   * Starts an empty check against `expect`, what the file must be. `node:crypto` is loaded here, by the first
+   * download that is checked: loading it costs about 2 MiB of memory and some milliseconds of start-up, which
+   * a proxy that only serves its cache does not need (BENCHMARKS.md, issue 20 session six). The specifier is
+   * a literal, so `deno compile` still includes it.
+   */
+  static async start(expect: ExpectedFile): Promise<IntegrityCheck> {
+    const { createHash } = await import("node:crypto");
+    return new IntegrityCheck(expect, createHash("sha256"));
+  }
+
+  private constructor(expect: ExpectedFile, hash: Hash) {
     this.#expect = expect;
+    this.#hash = hash;
   }
 
   /** The mirrors whose bytes went into the file, in the order they first sent some. */

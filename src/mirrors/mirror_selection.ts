@@ -13,7 +13,7 @@
  */
 
 import type { Config } from "../config/config_schema.ts";
-import { type LatencyResult, rankMirrorsByLatency } from "./latency_test.ts";
+import type { LatencyResult } from "./latency_test.ts";
 import {
   type RankedMirror,
   rankingAgeMs,
@@ -24,7 +24,6 @@ import {
 } from "./mirror_ranking_store.ts";
 import { rankByCombinedScore } from "./mirror_score.ts";
 import { BUILT_IN_MIRRORS, type MirrorPool } from "./mirrors.ts";
-import { fetchMirrorStatus, filterMirrors } from "./mirror_status.ts";
 import { parseDuration } from "../config/units.ts";
 
 /** Where log lines go. */
@@ -275,6 +274,12 @@ class AutoSelection {
     const signal = this.#abort.signal;
     const doFetch = this.#deps.fetch ?? fetch;
     const learntBefore = pool.snapshot();
+    // The status JSON's schemas and the latency tests are loaded by the first round, after the listener
+    // answers: a proxy with predefined mirrors or a fresh persisted ranking never needs them.
+    const [{ fetchMirrorStatus, filterMirrors }, { rankMirrorsByLatency }] = await Promise.all([
+      import("./mirror_status.ts"),
+      import("./latency_test.ts"),
+    ]);
     let entries;
     try {
       entries = await fetchMirrorStatus(mirrorsAuto, {

@@ -20,7 +20,6 @@
 import { ByteReader, startsWith } from "../byte_reader.ts";
 import { isDescPath, type PackageEntry, parseDesc, RepoDbError } from "./repo_db_desc.ts";
 import { looksLikeTar, readTarTexts, TAR_BLOCK } from "./repo_db_tar.ts";
-import { zstdStream } from "./zstd_stream.ts";
 import { describeError } from "../logging.ts";
 
 export { type PackageEntry, RepoDbError } from "./repo_db_desc.ts";
@@ -113,6 +112,9 @@ async function decompress(format: Format, input: ByteReader): Promise<ReadableSt
     const { default: xzDecompress } = await import("xz-decompress");
     return new xzDecompress.XzReadableStream(input.remaining());
   }
+  // fzstd and xxhash-wasm are loaded by the first zstd database read, after the listener answers: nothing
+  // before the first answer needs them, nor does a proxy with no synced database yet.
+  const { zstdStream } = await import("./zstd_stream.ts");
   return await zstdStream(input);
 }
 

@@ -8,8 +8,8 @@ import { getLogger } from "@logtape/logtape";
 import type { RequestHead } from "./http1_head.ts";
 import type { ConnectionHandler, QuickAnswer, Refusal } from "./http1_connection.ts";
 import { listenForClients } from "./client_connections.ts";
-import { type FileSender, openFileSender } from "./sendfile.ts";
-import { openFilesLimit, openLibc } from "./libc.ts";
+import { FileSender } from "./sendfile.ts";
+import { type LibcResult, openFilesLimit, openLibc } from "./libc.ts";
 
 const log = getLogger(["flexo", "server"]);
 
@@ -48,11 +48,10 @@ function onError(error: unknown): Response {
 }
 
 /** A sender for large cached files, or undefined (saying why) when this process cannot use sendfile. */
-function fileSender(): FileSender | undefined {
-  const opened = openFileSender();
+function fileSender(opened: LibcResult): FileSender | undefined {
   if (opened.ok) {
     log.info("Cached files are sent with sendfile");
-    return opened.sender;
+    return new FileSender(opened.libc);
   }
   log.info("Files are streamed through JavaScript, not sent with sendfile: {reason}", {
     reason: opened.reason,
@@ -73,8 +72,7 @@ export function defaultMaxConnections(limit: number | undefined): number {
 }
 
 /** This process's open-files limit, read with libc's getrlimit; undefined where libc cannot be loaded. */
-function readOpenFilesLimit(): number | undefined {
-  const opened = openLibc();
+function readOpenFilesLimit(opened: LibcResult): number | undefined {
   return opened.ok ? openFilesLimit(opened.libc) : undefined;
 }
 
@@ -85,6 +83,8 @@ function readOpenFilesLimit(): number | undefined {
  * its response for as long, is closed; at most `maxConnections` are open on each address (default: see
  * {@linkcode defaultMaxConnections}), a new one taking the place of the one waiting longest for a request; cached files are sent with sendfile(2) where this process can (unless
  * `sendfile` is false), otherwise copied in large pieces; small cached files are answered from memory.
+ * `libc` is the C library (for sendfile and the open-files limit) when the caller has loaded it already:
+ * each load costs 3-10 ms of start-up (main.ts loads it once for everything); loaded here when not given.
  */
 export function startServer(
   app: ServedApp,
@@ -94,12 +94,15 @@ export function startServer(
     clientTimeoutMs?: number;
     sendfile?: boolean;
     maxConnections?: number;
+    libc?: LibcResult;
   },
 ): RunningServer {
   const timeoutMs = options.clientTimeoutMs ?? 60_000;
-  const maxConnections = options.maxConnections ?? defaultMaxConnections(readOpenFilesLimit());
+  let loaded = options.libc;
+  const libc = () => loaded ??= openLibc();
+  const maxConnections = options.maxConnections ?? defaultMaxConnections(readOpenFilesLimit(libc()));
   log.info("At most {max} client connections are open at once (max_connections)", { max: maxConnections });
-  const sender = options.sendfile ?? true ? fileSender() : undefined;
+  const sender = options.sendfile ?? true ? fileSender(libc()) : undefined;
   const servers: Listening[] = [];
   const addresses: { hostname: string; port: number }[] = [];
   for (const hostname of options.hostnames) {

@@ -8,7 +8,7 @@
 import { Hono } from "hono";
 import type { Metrics } from "./metrics.ts";
 import { SpeedMeter, statusReport } from "./status_report.ts";
-import { statusPage } from "./status_page.ts";
+import type { statusPage } from "./status_page.ts";
 import type { StatusOptions, StatusSource } from "./status_source.ts";
 
 /**
@@ -22,8 +22,12 @@ export function statusRoutes(app: StatusSource, options: StatusOptions): Hono {
   // prom-client, with the Node compatibility modules it needs, is loaded at the first scrape: about 7 MiB of
   // memory that a proxy nobody scrapes does not need (see BENCHMARKS.md).
   let metrics: Promise<Metrics> | undefined;
+  // The page's HTML and script (about 27 KB of source) are loaded at its first view, after start-up.
+  let page: Promise<typeof statusPage> | undefined;
   const hono = new Hono();
-  hono.get("/", (c) => {
+  hono.get("/", async (c) => {
+    page ??= import("./status_page.ts").then((module) => module.statusPage);
+    const render = await page;
     const nonce = crypto.randomUUID().replaceAll("-", "");
     c.header(
       "Content-Security-Policy",
@@ -33,7 +37,7 @@ export function statusRoutes(app: StatusSource, options: StatusOptions): Hono {
     c.header("Cache-Control", "no-store");
     c.header("X-Content-Type-Options", "nosniff");
     c.header("Referrer-Policy", "no-referrer");
-    return c.html(statusPage(statusReport(app, { ...options, speeds }), { nonce }));
+    return c.html(render(statusReport(app, { ...options, speeds }), { nonce }));
   });
   hono.get("/status", (c) => {
     c.header("Cache-Control", "no-store");

@@ -8,8 +8,8 @@ import { withTempDir } from "../helpers/temp_dir.ts";
 const DATA = testBytes(600_000, 21);
 const PATH = "core/os/x86_64/a-1-1-any.pkg.tar.zst";
 
-Deno.test("IntegrityCheck.mismatch() accepts the expected bytes fed in any chunking", () => {
-  const check = new IntegrityCheck({ size: DATA.length, sha256: sha256(DATA) });
+Deno.test("IntegrityCheck.mismatch() accepts the expected bytes fed in any chunking", async () => {
+  const check = await IntegrityCheck.start({ size: DATA.length, sha256: sha256(DATA) });
   check.update(DATA.subarray(0, 1), "http://a.test/");
   check.update(DATA.subarray(1, 300_000), "http://b.test/");
   check.update(DATA.subarray(300_000), "http://a.test/");
@@ -17,11 +17,11 @@ Deno.test("IntegrityCheck.mismatch() accepts the expected bytes fed in any chunk
   assert.deepEqual([...check.contributors], ["http://a.test/", "http://b.test/"]);
 });
 
-Deno.test("IntegrityCheck.mismatch() says what differs: size or SHA-256", () => {
+Deno.test("IntegrityCheck.mismatch() says what differs: size or SHA-256", async () => {
   const expected = { size: DATA.length, sha256: sha256(DATA) };
   const corrupt = DATA.slice();
   corrupt[1234] ^= 0xff;
-  const changed = new IntegrityCheck(expected);
+  const changed = await IntegrityCheck.start(expected);
   changed.update(corrupt, "http://a.test/");
   const reason = changed.mismatch(DATA.length, PATH);
   assert.match(
@@ -32,7 +32,7 @@ Deno.test("IntegrityCheck.mismatch() says what differs: size or SHA-256", () => 
   assert.ok(reason?.includes(`expected ${DATA.length} bytes with ${expected.sha256}`), reason);
   assert.match(reason ?? "", /retry to fetch it from another mirror$/);
 
-  const short = new IntegrityCheck(expected);
+  const short = await IntegrityCheck.start(expected);
   short.update(DATA.subarray(0, 100), "http://a.test/");
   assert.match(short.mismatch(100, PATH) ?? "", /\(100 bytes with SHA-256 /);
 });
@@ -41,12 +41,12 @@ Deno.test("IntegrityCheck.updateFromFile() hashes the start of a partial file, a
   await withTempDir(async (dir) => {
     const path = join(dir, "partial");
     await Deno.writeFile(path, DATA.subarray(0, 400_000));
-    const check = new IntegrityCheck({ size: DATA.length, sha256: sha256(DATA) });
+    const check = await IntegrityCheck.start({ size: DATA.length, sha256: sha256(DATA) });
     await check.updateFromFile(path, 300_000);
     check.update(DATA.subarray(300_000), "http://b.test/");
     assert.equal(check.mismatch(DATA.length, PATH), undefined);
     assert.deepEqual([...check.contributors], ["http://b.test/"], "bytes from disk name no mirror");
-    const again = new IntegrityCheck({ size: DATA.length, sha256: sha256(DATA) });
+    const again = await IntegrityCheck.start({ size: DATA.length, sha256: sha256(DATA) });
     await assert.rejects(again.updateFromFile(path, 500_000), /partial is shorter than recorded/);
   });
 });

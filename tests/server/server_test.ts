@@ -6,6 +6,7 @@
 import { dirname, join } from "node:path";
 import { createApp, type FlexoApp } from "../../src/app/app.ts";
 import { type RunningServer, startServer } from "../../src/server/server.ts";
+import { type LibcResult, type LibcSymbols, openLibc } from "../../src/server/libc.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
 import { type FakeMirror, startFakeMirror } from "../helpers/fake_mirror.ts";
@@ -217,7 +218,7 @@ function ipv6LoopbackAvailable(): boolean {
  */
 async function withServerOnEveryAddress(
   file: { path: string; bytes: Uint8Array },
-  options: { clientTimeoutMs: number; sendfile?: boolean },
+  options: { clientTimeoutMs: number; sendfile?: boolean; libc?: LibcResult },
   fn: (context: { server: RunningServer; app: FlexoApp; mirror: FakeMirror }) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "flexo-server-test-" });
@@ -341,3 +342,37 @@ for (const sendfile of [true, false]) {
     });
   });
 }
+
+Deno.test("startServer() sends files with the libc it is given (main.ts loads it once for everything)", async () => {
+  const opened = openLibc();
+  if (!opened.ok) {
+    console.log(`libc cannot be loaded here (${opened.reason}): nothing to test`);
+    return;
+  }
+  const calls = { sendfile: 0, getrlimit: 0 };
+  const counted = new Proxy(opened.libc, {
+    get(target, name, receiver) {
+      const symbol = Reflect.get(target, name, receiver);
+      if (name !== "sendfile" && name !== "getrlimit") return symbol;
+      return (...args: unknown[]) => {
+        calls[name]++;
+        return (symbol as (...args: unknown[]) => unknown)(...args);
+      };
+    },
+  }) as LibcSymbols;
+  const LARGE = "/core/os/x86_64/large-1.0-1-x86_64.pkg.tar.zst";
+  const bytes = randomBytes(2 * 1024 * 1024);
+  const options = { clientTimeoutMs: 60_000, sendfile: true, libc: { ok: true as const, libc: counted } };
+  await withServerOnEveryAddress({ path: LARGE, bytes }, options, async ({ server, app }) => {
+    const url = `http://127.0.0.1:${server.addresses[0].port}${LARGE}`;
+    assertEquals(new Uint8Array(await (await fetch(url)).arrayBuffer()), bytes, "the cold download");
+    await app.downloads.idle();
+    const sentBefore = server.sentWithSendfile;
+    calls.sendfile = 0;
+    const cached = await fetch(url);
+    assertEquals(new Uint8Array(await cached.arrayBuffer()), bytes, "the cached file");
+    assertEquals(server.sentWithSendfile - sentBefore, 1, "sent with sendfile");
+    assert(calls.sendfile > 0, "the given libc's sendfile sent it");
+    assert(calls.getrlimit > 0, "the given libc's getrlimit read the open-files limit");
+  });
+});
