@@ -3,23 +3,28 @@
  * bytes in memory it costs microseconds, but for bytes on disk it waits for the disk (milliseconds on an SSD,
  * tens on an SD card or a spinning disk), and every other client waits with it. {@linkcode FileSender.send}
  * asks before each `sendfile` call on a complete file and reads a piece that is not in memory on a thread
- * instead (`FileReads`), which also brings the next pieces in through the kernel's readahead.
+ * instead (`FileReads`), which also brings the next pieces in through the kernel's readahead. The bytes found
+ * in memory before the first that is not are sent with sendfile.
  *
  * @module
  */
 
 import { type LibcSymbols, LINUX } from "./libc.ts";
 
-/** At most this many bytes are asked about (and then sent with one `sendfile` call). */
-export const RESIDENCY_WINDOW_BYTES = 4 * 1024 * 1024;
+/**
+ * At most this many bytes are asked about at once. Each question maps the window, asks and unmaps it (three
+ * system calls, the mapping the dearest); the kernel's look at each page costs the same whatever the window.
+ */
+export const RESIDENCY_WINDOW_BYTES = 16 * 1024 * 1024;
 
-/** Tells whether a range of an open file is in the page cache. */
+/** Tells how much of a range of an open file is in the page cache. */
 export interface Residency {
   /**
-   * True when every page of `length` bytes from `offset` of the open file `fd` is in the page cache (or when
-   * that cannot be told: then the caller sends as before).
+   * How many of the `length` bytes from `offset` of the open file `fd` are in the page cache from `offset` on
+   * without a gap, at most {@linkcode RESIDENCY_WINDOW_BYTES} from the page of `offset` (all of them when that
+   * cannot be told: then the caller sends as before). 0: the byte at `offset` is on disk only.
    */
-  resident(fd: number, offset: number, length: number): boolean;
+  residentBytes(fd: number, offset: number, length: number): number;
 }
 
 /**
@@ -39,20 +44,23 @@ export class MincoreResidency implements Residency {
     this.#pages = new Uint8Array(Math.ceil(RESIDENCY_WINDOW_BYTES / this.#pageSize) + 1);
   }
 
-  resident(fd: number, offset: number, length: number): boolean {
-    if (length <= 0) return true;
-    const start = offset - (offset % this.#pageSize);
+  residentBytes(fd: number, offset: number, length: number): number {
+    if (length <= 0) return 0;
+    const inPage = offset % this.#pageSize;
+    const start = offset - inPage;
     const span = Math.min(offset + length, start + RESIDENCY_WINDOW_BYTES) - start;
     const libc = this.#libc;
     const mapped = libc.mmap(null, BigInt(span), LINUX.PROT_READ, LINUX.MAP_SHARED, fd, BigInt(start));
-    if (mapped === null) return true;
+    if (mapped === null) return span - inPage;
     // A failed mapping is (void *) -1, which reading a pointer's value from JavaScript would need every ffi
     // permission to tell: mincore then fails on the unaligned address instead, and munmap does nothing.
     try {
-      if (libc.mincore(mapped, BigInt(span), this.#pages) !== 0) return true;
+      if (libc.mincore(mapped, BigInt(span), this.#pages) !== 0) return span - inPage;
       const count = Math.ceil(span / this.#pageSize);
-      for (let i = 0; i < count; i++) if ((this.#pages[i] & 1) === 0) return false;
-      return true;
+      for (let i = 0; i < count; i++) {
+        if ((this.#pages[i] & 1) === 0) return Math.max(0, i * this.#pageSize - inPage);
+      }
+      return span - inPage;
     } finally {
       libc.munmap(mapped, BigInt(span));
     }
