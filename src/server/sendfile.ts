@@ -38,8 +38,8 @@ import { describeError } from "../logging.ts";
 import {
   type FileReads,
   MincoreResidency,
+  RecentResidency,
   type Residency,
-  RESIDENCY_WINDOW_BYTES,
   ThreadReads,
 } from "./page_cache.ts";
 
@@ -110,11 +110,13 @@ export class FileSender {
   #spare: Uint8Array[] = [];
   #now: () => number;
   #residency: Residency;
+  #recent: RecentResidency;
   #reads: () => FileReads;
 
   /**
-   * Wraps a loaded libc; see {@linkcode openFileSender}. `now` is the clock for the retry after a fallback;
-   * `residency` tells whether a complete file's next bytes are in the page cache (by default `mincore`), and
+   * Wraps a loaded libc; see {@linkcode openFileSender}. `now` is the clock for the retry after a fallback and
+   * for how long a look at the page cache holds (see `RecentResidency`); `residency` tells whether a complete
+   * file's next bytes are in the page cache (by default `mincore`), and
    * `reads` reads those that are not on a thread (see page_cache.ts).
    */
   constructor(
@@ -124,6 +126,7 @@ export class FileSender {
     this.#libc = libc;
     this.#now = options.now ?? Date.now;
     this.#residency = options.residency ?? new MincoreResidency(libc);
+    this.#recent = new RecentResidency(this.#now);
     this.#reads = options.reads ?? (() => new ThreadReads());
     this.#fdLimit = Math.min(openFilesLimit(libc) ?? 65_536, FD_SCAN_LIMIT);
   }
@@ -334,12 +337,17 @@ export class FileSender {
         // just written, so they are in memory).
         let cold = false;
         if (!inHead && growing === undefined) {
-          // Asked once per window, not before every call: a slow client's calls each send a little.
+          // Asked once per window, not before every call (a slow client's calls each send a little), and not
+          // again for bytes another send of the file found in memory a moment ago.
           const at = Number(offset[0]);
           if (at >= residentUntil) {
-            const resident = this.#residency.residentBytes(fileFd, at, count);
+            let resident = this.#recent.known(openedPath, at);
+            if (resident <= 0) {
+              resident = this.#residency.residentBytes(fileFd, at, count);
+              if (resident > 0) this.#recent.note(openedPath, at, resident);
+            }
             cold = resident <= 0;
-            if (!cold) residentUntil = at + Math.min(resident, count, RESIDENCY_WINDOW_BYTES);
+            if (!cold) residentUntil = at + Math.min(resident, count);
           }
           if (!cold) count = Math.min(count, residentUntil - at);
         }

@@ -10,7 +10,9 @@ import { FileSender, WAIT_WRITE_BYTES } from "../../src/server/sendfile.ts";
 import { LIBC_PATHS, type LibcSymbols, LINUX, openLibc } from "../../src/server/libc.ts";
 import {
   type FileReads,
+  RecentResidency,
   type Residency,
+  RESIDENCY_TRUST_MS,
   RESIDENCY_WINDOW_BYTES,
   ThreadReads,
 } from "../../src/server/page_cache.ts";
@@ -38,7 +40,10 @@ interface Seen {
  * A sender on a libc whose socket takes `room` bytes after each write through the connection (the client
  * read), then is full; `Infinity`: never full.
  */
-function fakeSocketSender(room: number, options: { residency?: Residency; reads?: () => FileReads } = {}) {
+function fakeSocketSender(
+  room: number,
+  options: { residency?: Residency; reads?: () => FileReads; now?: () => number } = {},
+) {
   const loaded = openLibc(LIBC_PATHS);
   if (!loaded.ok) throw new Error(loaded.reason);
   const real = loaded.libc;
@@ -47,6 +52,8 @@ function fakeSocketSender(room: number, options: { residency?: Residency; reads?
   let lastErrno = 0;
   const fake: Partial<LibcSymbols> = {
     send: ((_fd: number, _bytes: Uint8Array, length: bigint) => {
+      // A head: a send of the file from its start follows.
+      seen.next = 0;
       const took = Math.min(Number(length), free);
       free -= took;
       return took;
@@ -154,4 +161,42 @@ Deno.test("FileSender.send() sends the bytes before the first one outside the pa
     assertEquals(seen.pieces.reduce((sum, piece) => sum + piece.length, 0), size - inMemory);
     assert(threadReads >= 1, "the rest read on a thread");
   });
+});
+
+Deno.test("FileSender.send() asks the page cache once for sends of the same file within RESIDENCY_TRUST_MS", async () => {
+  const size = 3 * MiB;
+  await withFile(size, async (path) => {
+    const asked: number[] = [];
+    const residency: Residency = { residentBytes: (_fd, offset, length) => (asked.push(offset), length) };
+    const clock = { now: 0 };
+    const { sender, write, socket } = fakeSocketSender(Infinity, { residency, now: () => clock.now });
+    const send = () => sender.send(socket, HEAD, { range: { path, start: 0, length: size, size }, write });
+    assertEquals(await send(), { outcome: "sent" });
+    assertEquals(asked, [0], "the first send asks");
+    clock.now += RESIDENCY_TRUST_MS - 1;
+    assertEquals(await send(), { outcome: "sent" });
+    assertEquals(asked, [0], "a send a moment later trusts what the first found");
+    clock.now += 1;
+    assertEquals(await send(), { outcome: "sent" });
+    assertEquals(asked, [0, 0], "a later one asks again");
+  });
+});
+
+Deno.test("RecentResidency knows a range as long as it goes on from what was found, for RESIDENCY_TRUST_MS", () => {
+  const clock = { now: 5 };
+  const recent = new RecentResidency(() => clock.now);
+  assertEquals(recent.known("/a", 0), 0);
+  recent.note("/a", 0, 100);
+  recent.note("/a", 100, 50);
+  recent.note("/b", 10, 10);
+  assertEquals([recent.known("/a", 0), recent.known("/a", 120), recent.known("/a", 150)], [150, 30, 0]);
+  assertEquals([recent.known("/b", 5), recent.known("/b", 15)], [0, 5]);
+  clock.now += RESIDENCY_TRUST_MS;
+  assertEquals(recent.known("/a", 0), 0, "too old");
+  recent.note("/a", 200, 10);
+  assertEquals(
+    [recent.known("/a", 0), recent.known("/a", 205)],
+    [0, 5],
+    "a new range after the old one expired",
+  );
 });
