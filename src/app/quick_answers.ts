@@ -4,7 +4,8 @@
  * Hono context, an asynchronous `stat`, an open file and its stream):
  *
  * - {@linkcode QuickAnswers.forHead} answers a parsed request head (flexo's own connection layer) with the whole
- *   response as bytes for a small file held in memory, or with a prepared head and the file for sendfile;
+ *   response as bytes for a small file held in memory, or with a prepared head and the file for sendfile (a
+ *   small file not in memory yet is loaded meanwhile, for the next hits);
  *
  * Anything unusual (other methods, conditional or range requests, access control, unknown paths, another host)
  * takes the full path.
@@ -12,7 +13,7 @@
  * @module
  */
 
-import type { CachedFile, CacheStore, HotFile } from "../cache/cache_store.ts";
+import { type CachedFile, type CacheStore, HOT_FILE_MAX_SIZE, type HotFile } from "../cache/cache_store.ts";
 import type { QuickAnswer } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { isPlainHost, type ResponseSent, targetPath } from "../http/client_request.ts";
@@ -88,6 +89,10 @@ export class QuickAnswers {
     if (!options.files) return undefined;
     const file = this.#store.knownFile(target.cacheSegments);
     if (file === undefined || file.size === 0) return undefined;
+    // A small file not in memory (just downloaded, or dropped for its age or the budget) goes out with sendfile
+    // this once and is loaded meanwhile: the next hits are one write from memory. Left on sendfile it cost about
+    // four times the CPU per request, for the life of the process (see BENCHMARKS.md, "Session six").
+    if (file.size <= HOT_FILE_MAX_SIZE) this.#store.loadHot(target.cacheSegments).catch(() => {});
     const date = this.#dates.text();
     let prepared = this.#fileHeads.get(file);
     if (prepared?.date !== date) {

@@ -67,6 +67,8 @@ export class FileMemo {
   #keys = new WeakMap<readonly string[], string>();
   /** Complete files seen by `stat()`, by segments joined with "/", oldest first. */
   #known = new Map<string, KnownEntry>();
+  /** Reads of small files into memory that are running, by key (see {@linkcode FileMemo.load}). */
+  #loading = new Map<string, Promise<HotFile | undefined>>();
   /** Files the store removed: a change makes every entry check the disk at its next use. */
   #removals = 0;
   #now: () => number;
@@ -181,9 +183,19 @@ export class FileMemo {
   /**
    * Reads the complete file at `path` into memory if it has at most {@linkcode HOT_FILE_MAX_SIZE} bytes, so
    * that {@linkcode FileMemo.hot} finds it next time; undefined when it is missing, larger, or shorter than its
-   * `stat` said.
+   * `stat` said. Calls for a file whose read is running get that read's outcome.
    */
-  async load(segments: readonly string[], path: string): Promise<HotFile | undefined> {
+  load(segments: readonly string[], path: string): Promise<HotFile | undefined> {
+    // Hits of a file not in memory yet come many at once: they share one read.
+    const key = segments.join("/");
+    const running = this.#loading.get(key);
+    if (running !== undefined) return running;
+    const loading = this.#load(key, path).finally(() => this.#loading.delete(key));
+    this.#loading.set(key, loading);
+    return loading;
+  }
+
+  async #load(key: string, path: string): Promise<HotFile | undefined> {
     // A removal while the file is being read makes its first use check the disk again.
     const removalsBefore = this.#removals;
     const read = await readSmallFile(path, HOT_FILE_MAX_SIZE);
@@ -204,7 +216,6 @@ export class FileMemo {
       ctimeMs: info.ctime?.getTime() ?? 0,
       ino: info.ino,
     };
-    const key = segments.join("/");
     this.#forgetHot(key);
     this.#hot.set(key, entry);
     this.#hotBytes += entry.size;

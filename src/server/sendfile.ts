@@ -38,8 +38,8 @@ import { describeError } from "../logging.ts";
 import {
   type FileReads,
   MincoreResidency,
+  RecentResidency,
   type Residency,
-  RESIDENCY_WINDOW_BYTES,
   ThreadReads,
 } from "./page_cache.ts";
 
@@ -71,8 +71,11 @@ const SCAN_START_BELOW_LAST = 64;
 /** Free descriptor numbers in a row after which a quick search stops: past them, nothing is open. */
 const FREE_GAP = 1024;
 
-/** Bytes written through the connection while waiting for a full socket to take more. */
-const WAIT_WRITE_BYTES = 16 * 1024;
+/**
+ * Bytes written through the connection while waiting for a full socket to take more: only what wakes the send
+ * when the client takes bytes again, so small (one buffer per send waiting, see BENCHMARKS.md "Session six").
+ */
+export const WAIT_WRITE_BYTES = 4 * 1024;
 
 /** Bytes read on a thread at a time from a file whose next bytes are not in the page cache. */
 const COLD_READ_BYTES = 256 * 1024;
@@ -107,11 +110,13 @@ export class FileSender {
   #spare: Uint8Array[] = [];
   #now: () => number;
   #residency: Residency;
+  #recent: RecentResidency;
   #reads: () => FileReads;
 
   /**
-   * Wraps a loaded libc; see {@linkcode openFileSender}. `now` is the clock for the retry after a fallback;
-   * `residency` tells whether a complete file's next bytes are in the page cache (by default `mincore`), and
+   * Wraps a loaded libc; see {@linkcode openFileSender}. `now` is the clock for the retry after a fallback and
+   * for how long a look at the page cache holds (see `RecentResidency`); `residency` tells whether a complete
+   * file's next bytes are in the page cache (by default `mincore`), and
    * `reads` reads those that are not on a thread (see page_cache.ts).
    */
   constructor(
@@ -121,6 +126,7 @@ export class FileSender {
     this.#libc = libc;
     this.#now = options.now ?? Date.now;
     this.#residency = options.residency ?? new MincoreResidency(libc);
+    this.#recent = new RecentResidency(this.#now);
     this.#reads = options.reads ?? (() => new ThreadReads());
     this.#fdLimit = Math.min(openFilesLimit(libc) ?? 65_536, FD_SCAN_LIMIT);
   }
@@ -300,6 +306,9 @@ export class FileSender {
       // Checked before the first write and after every wait: between two waits nothing else runs on this thread,
       // so Deno cannot close the socket (and a new connection take its number) in between.
       let mustCheck = true;
+      // The last call sent less than it was given: the socket is full (a call now would fail with EAGAIN), so
+      // the next piece goes through the connection's write, which waits for the client.
+      let full = false;
       while (written < total) {
         if (mustCheck && !this.#isStill(socket)) {
           return written === 0
@@ -324,6 +333,8 @@ export class FileSender {
             }
             await growing!.changed();
             mustCheck = true;
+            // The client may have taken bytes meanwhile: sendfile first.
+            full = false;
             continue;
           }
         }
@@ -332,15 +343,21 @@ export class FileSender {
         // just written, so they are in memory).
         let cold = false;
         if (!inHead && growing === undefined) {
-          // Asked once per window, not before every call: a slow client's calls each send a little.
+          // Asked once per window, not before every call (a slow client's calls each send a little), and not
+          // again for bytes another send of the file found in memory a moment ago.
           const at = Number(offset[0]);
           if (at >= residentUntil) {
-            cold = !this.#residency.resident(fileFd, at, count);
-            if (!cold) residentUntil = at + Math.min(count, RESIDENCY_WINDOW_BYTES);
+            let resident = this.#recent.known(openedPath, at);
+            if (resident <= 0) {
+              resident = this.#residency.residentBytes(fileFd, at, count);
+              if (resident > 0) this.#recent.note(openedPath, at, resident);
+            }
+            cold = resident <= 0;
+            if (!cold) residentUntil = at + Math.min(resident, count);
           }
           if (!cold) count = Math.min(count, residentUntil - at);
         }
-        if (!cold) {
+        if (!cold && !full) {
           // A client that went away makes these fail with EPIPE; sendfile has no MSG_NOSIGNAL, but Deno (a Rust
           // program) ignores SIGPIPE, so that is an error code here, never a signal (see sendfile_test.ts).
           const result = inHead
@@ -351,6 +368,8 @@ export class FileSender {
             if (written === 0) options.onCommitted?.();
             written += result;
             if (!inHead) growing?.onBytes?.(result);
+            // Short: the socket took all it had room for (or the file ended, which the next read finds).
+            full = result < count;
             continue;
           }
           if (result === 0 && !inHead) {
@@ -364,7 +383,7 @@ export class FileSender {
           }
         }
         // Bytes on disk, or the socket is full: the next go through the connection, whose write waits for the
-        // client.
+        // client (a few KiB: what goes out this way is copied; sendfile sends the rest once the client took them).
         let piece: Uint8Array;
         if (inHead) {
           piece = head.subarray(written);
@@ -413,6 +432,7 @@ export class FileSender {
           growing?.onBytes?.(took);
         }
         mustCheck = true;
+        full = false;
       }
       this.#sent++;
       return { outcome: "sent" };

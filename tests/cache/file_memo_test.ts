@@ -59,6 +59,20 @@ Deno.test("FileMemo.forget() forgets a file both as hot and as known", async () 
   });
 });
 
+Deno.test("FileMemo.load() shares one read among the calls for a file while it runs, and reads again after", async () => {
+  await withTempDir(async (dir) => {
+    const path = await put(dir, new Uint8Array([1, 2, 3]));
+    const memo = new FileMemo(() => 0);
+    const [one, two] = [memo.load(SEGMENTS, path), memo.load([...SEGMENTS], path)];
+    assert.equal(one, two, "hits of a file not in memory yet, many at once, read it once");
+    assert.equal((await one)?.size, 3);
+    await Deno.writeFile(path, new Uint8Array(5));
+    const again = memo.load(SEGMENTS, path);
+    assert.notEqual(again, one, "a call after the read ended reads again");
+    assert.equal((await again)?.size, 5);
+  });
+});
+
 Deno.test("readSmallFile() reads files up to the limit, and nothing else", async () => {
   await withTempDir(async (dir) => {
     const path = await put(dir, new Uint8Array([1, 2, 3]));

@@ -81,7 +81,7 @@ async function sendWith(residency: Residency, bytes: Uint8Array) {
 Deno.test("FileSender.send() reads a file reported outside the page cache on a thread, never with sendfile", async () => {
   const bytes = randomBytes(1024 * 1024 + 7);
   const asked: number[] = [];
-  const result = await sendWith({ resident: (_fd, offset) => (asked.push(offset), false) }, bytes);
+  const result = await sendWith({ residentBytes: (_fd, offset) => (asked.push(offset), 0) }, bytes);
   assertEquals(result.outcome, { outcome: "sent" });
   assertEquals(result.received, concat([HEAD, bytes]));
   assertEquals(result.sendfiles, 0, "no sendfile of bytes on disk");
@@ -91,14 +91,14 @@ Deno.test("FileSender.send() reads a file reported outside the page cache on a t
 
 Deno.test("FileSender.send() sends a file reported in the page cache with sendfile", async () => {
   const bytes = randomBytes(1024 * 1024 + 7);
-  const result = await sendWith({ resident: () => true }, bytes);
+  const result = await sendWith({ residentBytes: (_fd, _offset, length) => length }, bytes);
   assertEquals(result.outcome, { outcome: "sent" });
   assertEquals(result.received, concat([HEAD, bytes]));
   assert(result.sendfiles > 0);
   assertEquals(result.reads, 0, "nothing read on a thread");
 });
 
-Deno.test("MincoreResidency.resident() finds a file just written in the page cache", async () => {
+Deno.test("MincoreResidency.residentBytes() finds a file just written in the page cache", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "file");
     await Deno.writeFile(path, randomBytes(300_000));
@@ -107,15 +107,15 @@ Deno.test("MincoreResidency.resident() finds a file just written in the page cac
     assert(fd >= 0);
     try {
       const residency = new MincoreResidency(c);
-      assert(residency.resident(fd, 0, 300_000));
-      assert(residency.resident(fd, 123_457, 10), "from an offset inside a page");
+      assertEquals(residency.residentBytes(fd, 0, 300_000), 300_000);
+      assertEquals(residency.residentBytes(fd, 123_457, 10), 10, "from an offset inside a page");
     } finally {
       c.close(fd);
     }
   });
 });
 
-Deno.test("MincoreResidency.resident() says yes when it cannot tell (no mapping of the descriptor)", () => {
+Deno.test("MincoreResidency.residentBytes() says all when it cannot tell (no mapping of the descriptor)", () => {
   const residency = new MincoreResidency(libc());
-  assert(residency.resident(-1, 0, 4096), "sent as before");
+  assertEquals(residency.residentBytes(-1, 0, 4096), 4096, "sent as before");
 });
