@@ -12,7 +12,8 @@ import type { QuickFile } from "./quick_answer.ts";
 import { type Framing, responseHead } from "./http1_response.ts";
 import { type FileBody, fileBodyOf } from "../http/file_body.ts";
 import type { ResponseSent } from "../http/client_request.ts";
-import type { ClientSocket, FileSender } from "./sendfile.ts";
+import type { FileSender } from "./sendfile.ts";
+import type { ClientSocket } from "./socket_finder.ts";
 
 const log = getLogger(["flexo", "server"]);
 

@@ -8,9 +8,10 @@
  * then stays open for the client's next request.
  *
  * Deno does not say which descriptor a connection has, so {@linkcode FileSender.findSocket} finds it once per
- * connection by its addresses, and remembers the socket's cookie (`SO_COOKIE`, unique per socket until reboot).
- * The cookie is checked before the first write and after every wait (nothing else runs on this thread in
- * between), so a number reused by a new connection after the client went away is never written to. When
+ * connection by its addresses (see socket_finder.ts), and remembers the socket's cookie (`SO_COOKIE`, unique per
+ * socket until reboot). The cookie is checked before the first write and after every wait (nothing else runs on
+ * this thread in between), so a number reused by a new connection after the client went away is never written
+ * to. When
  * anything is off before the head is sent (no permission, file changed, socket not found) the caller sends the
  * app's own response as usual.
  *
@@ -22,18 +23,8 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
 import type { FileBody, GrowingFile } from "../http/file_body.ts";
-import {
-  addressBytes,
-  errno,
-  LIBC_PATHS,
-  type LibcSymbols,
-  LINUX,
-  openFilesLimit,
-  openLibc,
-  parseSockaddr,
-} from "./libc.ts";
+import { errno, LIBC_PATHS, type LibcSymbols, LINUX, openLibc } from "./libc.ts";
 import { describeError } from "../logging.ts";
 import {
   type FileReads,
@@ -42,8 +33,8 @@ import {
   type Residency,
   ThreadReads,
 } from "./page_cache.ts";
+import { type ClientSocket, SocketFinder } from "./socket_finder.ts";
 
-const log = getLogger(["flexo", "server"]);
 const ENCODER = new TextEncoder();
 
 /**
@@ -52,24 +43,6 @@ const ENCODER = new TextEncoder();
  * a socket with an unusually large buffer. (A 4 MiB cap measured slower than letting the buffer decide.)
  */
 const MAX_CALL_BYTES = 16 * 1024 * 1024;
-
-/** Descriptors at or above this are never searched for a connection's socket, whatever the process's limit. */
-export const FD_SCAN_LIMIT = 1 << 20;
-
-/**
- * After this many connections in a row whose socket was not found (while their client was still there), the
- * sender stops looking, for {@linkcode SENDFILE_RETRY_MS}.
- */
-export const MISSES_BEFORE_DISABLED = 3;
-
-/** How long sendfile stays off after {@linkcode MISSES_BEFORE_DISABLED} misses before the sender looks again. */
-export const SENDFILE_RETRY_MS = 5 * 60_000;
-
-/** Descriptors below the last one found where the next search starts (new sockets take low free numbers). */
-const SCAN_START_BELOW_LAST = 64;
-
-/** Free descriptor numbers in a row after which a quick search stops: past them, nothing is open. */
-const FREE_GAP = 1024;
 
 /**
  * Bytes written through the connection while waiting for a full socket to take more: only what wakes the send
@@ -82,13 +55,6 @@ const COLD_READ_BYTES = 256 * 1024;
 
 /** At most this many buffers for those writes are kept for the next sends. */
 const MAX_SPARE_BUFFERS = 64;
-
-/** A client connection, its socket descriptor, and the cookie of the socket that descriptor stood for when found. */
-export interface ClientSocket {
-  conn: Deno.Conn;
-  fd: number;
-  cookie: bigint;
-}
 
 /** How a send went: nothing written (the caller answers as usual), all sent, or broken off after the head. */
 export type SendOutcome = { outcome: "not_started"; reason: string } | { outcome: "sent" } | {
@@ -103,10 +69,7 @@ export class FileSender {
   #libc: LibcSymbols;
   #active = 0;
   #sent = 0;
-  #missesInARow = 0;
-  #offUntil = 0;
-  #lastFound = 3;
-  #fdLimit: number;
+  #sockets: SocketFinder;
   #spare: Uint8Array[] = [];
   #now: () => number;
   #residency: Residency;
@@ -128,7 +91,7 @@ export class FileSender {
     this.#residency = options.residency ?? new MincoreResidency(libc);
     this.#recent = new RecentResidency(this.#now);
     this.#reads = options.reads ?? (() => new ThreadReads());
-    this.#fdLimit = Math.min(openFilesLimit(libc) ?? 65_536, FD_SCAN_LIMIT);
+    this.#sockets = new SocketFinder(libc, this.#now);
   }
 
   /** Responses being sent right now. */
@@ -142,109 +105,15 @@ export class FileSender {
   }
 
   /**
-   * True for {@linkcode SENDFILE_RETRY_MS} once {@linkcode FileSender.findSocket} has failed for
-   * {@linkcode MISSES_BEFORE_DISABLED} connections in a row whose clients were still there: then this Deno
-   * probably keeps its sockets where they cannot be found, and searching only costs time. Afterwards the sender
-   * looks again (a fallback is never for good).
+   * True while sendfile is off because sockets could not be found (see {@linkcode SocketFinder.disabled}).
    */
   get disabled(): boolean {
-    if (this.#missesInARow < MISSES_BEFORE_DISABLED) return false;
-    if (this.#now() < this.#offUntil) return true;
-    this.#missesInARow = 0;
-    log.info("sendfile is on again: looking for the sockets of connections");
-    return false;
+    return this.#sockets.disabled;
   }
 
-  /**
-   * The socket of `conn`: the descriptor whose peer and local addresses are the connection's. Deno does not say
-   * which descriptor a connection has, and reading /proc/self/fd needs all permissions, so the descriptors from
-   * 3 up to the process's limit of open files are asked in turn (one cheap call each, about 0.3 us; the kernel
-   * hands out the lowest free numbers, so a connection's is rarely far). Undefined when none matches: the
-   * connection is served by Deno alone.
-   */
+  /** The socket of `conn`, or undefined: see {@linkcode SocketFinder.find}. */
   findSocket(conn: Deno.Conn): ClientSocket | undefined {
-    const remote = conn.remoteAddr as Deno.NetAddr;
-    const local = conn.localAddr as Deno.NetAddr;
-    const remoteBytes = addressBytes(remote.hostname);
-    const localBytes = addressBytes(local.hostname);
-    if (remoteBytes === undefined || localBytes === undefined) return undefined;
-    const wanted = { remotePort: remote.port, remoteBytes, localPort: local.port, localBytes };
-    // From just below the last descriptor found up to the end of the open ones, then from the start: a new
-    // connection's number is usually close to the last one's, so the search rarely asks more than a few dozen.
-    const start = Math.max(3, Math.min(this.#lastFound - SCAN_START_BELOW_LAST, this.#fdLimit));
-    let found = this.#search(wanted, start, true) ?? this.#search(wanted, 3, true);
-    if (found === undefined) {
-      // A connection closed here has no descriptor any more: nothing to find, and nothing against sendfile.
-      if (isClosed(conn)) return undefined;
-      // A client that reset its connection has no peer address any more: that says nothing about this Deno.
-      if (this.#resetSocketExists(local.port, localBytes)) return undefined;
-      // Past a long run of free numbers there may still be an old connection's descriptor: the whole range.
-      found = this.#search(wanted, 3, false);
-    }
-    if (found !== undefined) {
-      this.#missesInARow = 0;
-      this.#lastFound = found.fd;
-      return { conn, fd: found.fd, cookie: found.cookie };
-    }
-    if (++this.#missesInARow === MISSES_BEFORE_DISABLED) {
-      this.#offUntil = this.#now() + SENDFILE_RETRY_MS;
-      log.warn(
-        "sendfile is off for {minutes} minutes: the sockets of {count} connections in a row were not found",
-        { count: MISSES_BEFORE_DISABLED, minutes: SENDFILE_RETRY_MS / 60_000 },
-      );
-    }
-    return undefined;
-  }
-
-  /**
-   * The descriptor from `from` on whose peer and own addresses are `wanted`'s. With `stopAtGap` the search
-   * ends after {@linkcode FREE_GAP} free numbers in a row (the kernel hands out the lowest free numbers, so the
-   * open ones are dense), otherwise at the limit of open files.
-   */
-  #search(
-    wanted: { remotePort: number; remoteBytes: Uint8Array; localPort: number; localBytes: Uint8Array },
-    from: number,
-    stopAtGap: boolean,
-  ): { fd: number; cookie: bigint } | undefined {
-    let free = 0;
-    for (let fd = from; fd < this.#fdLimit; fd++) {
-      const peer = this.#address(fd, "peer");
-      if (peer === undefined) {
-        if (stopAtGap && this.#libc.fcntl(fd, LINUX.F_GETFD, 0) < 0 && ++free >= FREE_GAP) return undefined;
-        continue;
-      }
-      free = 0;
-      if (peer.port !== wanted.remotePort || !sameBytes(peer.address, wanted.remoteBytes)) continue;
-      const own = this.#address(fd, "own");
-      if (own?.port !== wanted.localPort || !sameBytes(own.address, wanted.localBytes)) continue;
-      const cookie = this.#cookie(fd);
-      if (cookie !== undefined) return { fd, cookie };
-    }
-    return undefined;
-  }
-
-  /**
-   * Whether a socket on the local address `localPort`/`localBytes` has lost its peer (after a reset,
-   * `getpeername` fails with ENOTCONN) and is no listener: the sign of a client that went away. Searches up to
-   * {@linkcode FREE_GAP} free numbers in a row.
-   */
-  #resetSocketExists(localPort: number, localBytes: Uint8Array): boolean {
-    let free = 0;
-    for (let fd = 3; fd < this.#fdLimit && free < FREE_GAP; fd++) {
-      if (this.#address(fd, "peer") !== undefined) {
-        free = 0;
-        continue;
-      }
-      if (errno(this.#libc) !== LINUX.ENOTCONN) {
-        free = this.#libc.fcntl(fd, LINUX.F_GETFD, 0) < 0 ? free + 1 : 0;
-        continue;
-      }
-      free = 0;
-      const own = this.#address(fd, "own");
-      if (own?.port !== localPort || !sameBytes(own.address, localBytes)) continue;
-      if (this.#option(fd, LINUX.SO_ACCEPTCONN) === 0) return true;
-    }
-    return false;
+    return this.#sockets.find(conn);
   }
 
   /**
@@ -310,7 +179,7 @@ export class FileSender {
       // the next piece goes through the connection's write, which waits for the client.
       let full = false;
       while (written < total) {
-        if (mustCheck && !this.#isStill(socket)) {
+        if (mustCheck && !this.#sockets.isStill(socket)) {
           return written === 0
             ? { outcome: "not_started", reason: "the client's connection is gone" }
             : { outcome: "failed", reason: "the client's connection is gone", bytes: written - head.length };
@@ -457,46 +326,8 @@ export class FileSender {
 
   /** Shuts both sides of `socket` (if it is still that socket) so the client sees the response cut short. */
   #breakOff(socket: ClientSocket, written: number, reason: string): SendOutcome {
-    if (this.#isStill(socket)) this.#libc.shutdown(socket.fd, LINUX.SHUT_RDWR);
+    if (this.#sockets.isStill(socket)) this.#libc.shutdown(socket.fd, LINUX.SHUT_RDWR);
     return { outcome: "failed", reason, bytes: Math.max(0, written) };
-  }
-
-  #isStill(socket: ClientSocket): boolean {
-    return this.#cookie(socket.fd) === socket.cookie;
-  }
-
-  // Scratch memory for the synchronous calls below: they run on this thread one at a time, so one set serves
-  // them all, and the many calls of a send make no garbage.
-  #cookieValue = new BigUint64Array(1);
-  #cookieBytes = new Uint8Array(this.#cookieValue.buffer);
-  #lengthValue = new Uint32Array(1);
-  #lengthBytes = new Uint8Array(this.#lengthValue.buffer);
-  #sockaddr = new Uint8Array(128);
-
-  #cookie(fd: number): bigint | undefined {
-    this.#lengthValue[0] = 8;
-    const failed = this.#libc.getsockopt(
-      fd,
-      LINUX.SOL_SOCKET,
-      LINUX.SO_COOKIE,
-      this.#cookieBytes,
-      this.#lengthBytes,
-    );
-    return failed === 0 ? this.#cookieValue[0] : undefined;
-  }
-
-  #option(fd: number, name: number): number | undefined {
-    this.#lengthValue[0] = 8;
-    this.#cookieValue[0] = 0n;
-    const failed = this.#libc.getsockopt(fd, LINUX.SOL_SOCKET, name, this.#cookieBytes, this.#lengthBytes);
-    return failed === 0 ? Number(this.#cookieValue[0] & 0xffffffffn) : undefined;
-  }
-
-  #address(fd: number, which: "peer" | "own") {
-    this.#lengthValue[0] = this.#sockaddr.length;
-    const call = which === "peer" ? this.#libc.getpeername : this.#libc.getsockname;
-    if (call(fd, this.#sockaddr, this.#lengthBytes) !== 0) return undefined;
-    return parseSockaddr(this.#sockaddr);
   }
 }
 
@@ -510,21 +341,4 @@ export function openFileSender(
   const loaded = openLibc(options.libcPaths ?? LIBC_PATHS);
   if (!loaded.ok) return loaded;
   return { ok: true, sender: new FileSender(loaded.libc, { now: options.now }) };
-}
-
-/**
- * True when Deno has closed `conn` (setting an option fails then). Asked only of a connection whose socket a
- * quick search did not find; flexo's client sockets have TCP_NODELAY already, so setting it changes nothing.
- */
-function isClosed(conn: Deno.Conn): boolean {
-  try {
-    (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }

@@ -3,7 +3,8 @@
  * closed never count against it, a fallback expires, and the search for a socket finds it wherever it is.
  */
 
-import { FileSender, MISSES_BEFORE_DISABLED, SENDFILE_RETRY_MS } from "../../src/server/sendfile.ts";
+import { FileSender } from "../../src/server/sendfile.ts";
+import { MISSES_BEFORE_DISABLED, SENDFILE_RETRY_MS } from "../../src/server/socket_finder.ts";
 import { LIBC_PATHS, openLibc } from "../../src/server/libc.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";

@@ -5,7 +5,8 @@
  */
 
 import { join } from "node:path";
-import { type ClientSocket, MISSES_BEFORE_DISABLED, type SendOutcome } from "../../src/server/sendfile.ts";
+import type { SendOutcome } from "../../src/server/sendfile.ts";
+import { type ClientSocket, MISSES_BEFORE_DISABLED } from "../../src/server/socket_finder.ts";
 import { settledNow, waitFor } from "../helpers/wait.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
