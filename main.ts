@@ -35,7 +35,7 @@ import { MirrorPool } from "./src/mirrors/mirrors.ts";
 import { PackageIndex } from "./src/repo/package_index.ts";
 import { recoverPartials } from "./src/cache/recovery.ts";
 import { startServer } from "./src/server/server.ts";
-import { openLibc } from "./src/server/libc.ts";
+import { libcPathProbe, openLibc } from "./src/server/libc.ts";
 import { startMemoryReleases } from "./src/memory_release.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -237,8 +237,12 @@ async function serve(cli: Cli): Promise<void> {
         { error: error.message },
       ),
   });
+  // Loaded once (each load costs 3-10 ms of start-up): the cache's check of a miss, the memory releases and the
+  // server's sendfile use it.
+  const libc = openLibc();
   const app = createApp(config, {
     pool,
+    surelyMissing: libc.ok ? libcPathProbe(libc.libc) : undefined,
     log: logOutput,
     cacheUsage: () => cacheUsage.snapshot(),
     onDownloadComplete: (download) => {
@@ -266,9 +270,7 @@ async function serve(cli: Cli): Promise<void> {
     if (count > 0) log.info("Indexed {count} repository database(s) to verify downloads", { count });
   });
   // The start-up scans leave garbage in proportion to the cache's files; give its pages back once they end,
-  // and after every busy period later (see src/memory_release.ts). The server sends files with the same libc:
-  // each load costs 3-10 ms of start-up.
-  const libc = openLibc();
+  // and after every busy period later (see src/memory_release.ts).
   const releases = startMemoryReleases({
     startup: [counted, cleaned, indexed],
     activity: () => app.stats.activity(),

@@ -9,6 +9,7 @@
 import { Hono } from "hono";
 import { CacheStore } from "../cache/cache_store.ts";
 import type { CacheUsageSnapshot } from "../cache/cache_usage.ts";
+import type { PathProbe } from "../cache/surely_missing.ts";
 import type { Config } from "../config/config_schema.ts";
 import type { Download } from "../download/download.ts";
 import { DownloadManager } from "../download/download_manager.ts";
@@ -69,6 +70,11 @@ export interface AppOptions {
   nodeName?: string;
   /** The log's output (from `setupLogging`): the request log writes to it directly, `/metrics` shows its drops. */
   log?: LogOutput;
+  /**
+   * The cache's cheap "nothing there" check before a synchronous stat or read on a miss (see surely_missing.ts);
+   * main.ts passes one made from the C library. Default: a caught `Deno.statSync`.
+   */
+  surelyMissing?: PathProbe;
 }
 
 /** The running proxy's parts, for the server, the status page and tests. */
@@ -150,7 +156,10 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     }
     return target.customRepo ? customPools.get(target.customRepo)! : pool;
   };
-  const store = new CacheStore(config.cache_directory, { now: deps.now });
+  const store = new CacheStore(config.cache_directory, {
+    now: deps.now,
+    surelyMissing: options.surelyMissing,
+  });
   const stats = options.stats ?? new Stats({ now: deps.now });
   const packageIndex = new PackageIndex();
   const downloads = new DownloadManager({

@@ -24,7 +24,7 @@ import {
   writePartialRecord,
 } from "./partial_records.ts";
 import { Readers } from "./readers.ts";
-import { surelyMissing } from "./surely_missing.ts";
+import { type PathProbe, statPathProbe } from "./surely_missing.ts";
 
 export type { CachedFile } from "./cache_paths.ts";
 export type { HotFile } from "./file_memo.ts";
@@ -46,15 +46,19 @@ export class CacheStore {
   #paths: CachePaths;
   #memo: FileMemo;
   #readers = new Readers();
+  #surelyMissing: PathProbe;
 
   /**
    * @param cacheDir The cache directory; made absolute.
-   * @param options `now`: the clock in milliseconds for the files kept in memory (default `performance.now`).
+   * @param options `now`: the clock in milliseconds for the files kept in memory (default `performance.now`);
+   * `surelyMissing`: the cheap "nothing there" check before a synchronous stat or read on a miss (default
+   * {@linkcode statPathProbe}; the server passes one made from the C library).
    */
-  constructor(cacheDir: string, options: { now?: () => number } = {}) {
+  constructor(cacheDir: string, options: { now?: () => number; surelyMissing?: PathProbe } = {}) {
     this.#paths = new CachePaths(cacheDir);
     this.root = this.#paths.root;
-    this.#memo = new FileMemo(options.now ?? (() => performance.now()));
+    this.#surelyMissing = options.surelyMissing ?? statPathProbe;
+    this.#memo = new FileMemo(options.now ?? (() => performance.now()), this.#surelyMissing);
   }
 
   /** Marks a complete file as being read by a client; call the returned function when the response is sent. */
@@ -136,7 +140,7 @@ export class CacheStore {
 
   /** What reading the record of this file's download found (see `partial_records.ts` for the rules). */
   readPartialRecord(segments: readonly string[]): PartialRecordRead {
-    return readPartialRecord(this.#paths.recordPath(segments));
+    return readPartialRecord(this.#paths.recordPath(segments), this.#surelyMissing);
   }
 
   /**
@@ -200,7 +204,7 @@ export class CacheStore {
     // A small download never writes a record: no removal (a thread's round trip and a NotFound error), and no
     // reason for every hot and known file to check the disk again at its next hit.
     const record = this.#paths.recordPath(segments);
-    if (!surelyMissing(record)) await this.removeIfPresent(record);
+    if (!this.#surelyMissing(record)) await this.removeIfPresent(record);
     const removalsBefore = this.#memo.removals;
     const info = await Deno.stat(to);
     // Known from now on: the next request for it can be answered without routing (see quick_answers.ts).

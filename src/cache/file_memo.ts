@@ -11,7 +11,7 @@
  */
 
 import { type CachedFile, isMissing } from "./cache_paths.ts";
-import { surelyMissing } from "./surely_missing.ts";
+import { type PathProbe, statPathProbe } from "./surely_missing.ts";
 
 /** A complete file in the cache whose bytes are held in memory. */
 export interface HotFile extends CachedFile {
@@ -72,10 +72,15 @@ export class FileMemo {
   /** Files the store removed: a change makes every entry check the disk at its next use. */
   #removals = 0;
   #now: () => number;
+  #surelyMissing: PathProbe;
 
-  /** @param now The clock in milliseconds (monotonic; the store passes `performance.now` by default). */
-  constructor(now: () => number) {
+  /**
+   * @param now The clock in milliseconds (monotonic; the store passes `performance.now` by default).
+   * @param surelyMissing The cheap "nothing there" check before a stat (default {@linkcode statPathProbe}).
+   */
+  constructor(now: () => number, surelyMissing: PathProbe = statPathProbe) {
     this.#now = now;
+    this.#surelyMissing = surelyMissing;
   }
 
   /** How many removals the store has noted. */
@@ -97,7 +102,7 @@ export class FileMemo {
   stat(segments: readonly string[], path: string): CachedFile | undefined {
     const removalsBefore = this.#removals;
     // A miss (the usual answer when this is asked) without the failed stat's error object.
-    if (surelyMissing(path)) return undefined;
+    if (this.#surelyMissing(path)) return undefined;
     try {
       const info = Deno.statSync(path);
       if (!info.isFile) return undefined;

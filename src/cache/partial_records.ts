@@ -18,7 +18,7 @@
  */
 
 import { dirname } from "node:path";
-import { surelyMissing } from "./surely_missing.ts";
+import { type PathProbe, statPathProbe } from "./surely_missing.ts";
 import { z } from "zod";
 
 /** What is remembered about a download in progress. */
@@ -95,8 +95,9 @@ export function parsePartialRecord(text: string, path: string): PartialRecordRea
  * Reads the record at `path`. Never throws: a record that cannot be read is invalid.
  *
  * @param path The record file (see `CachePaths.recordPath`).
+ * @param surelyMissing The cheap "nothing there" check before the read (default {@linkcode statPathProbe}).
  */
-export function readPartialRecord(path: string): PartialRecordRead {
+export function readPartialRecord(path: string, surelyMissing: PathProbe = statPathProbe): PartialRecordRead {
   // Most downloads have no record to resume from: said without the failed read's error object.
   if (surelyMissing(path)) return { kind: "missing" };
   let text: string;

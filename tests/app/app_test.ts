@@ -78,3 +78,19 @@ Deno.test("createApp() answers a repeated small cache hit from memory with the s
     await app.cleanup();
   }
 });
+
+Deno.test("createApp() gives its surelyMissing check to the cache store", async () => {
+  const asked: string[] = [];
+  const app = await testApp(["http://a.test/"], {
+    surelyMissing: (path) => {
+      asked.push(path);
+      return true;
+    },
+  });
+  try {
+    assertEquals(app.store.statComplete(["core", "os", "x86_64", "b-1-1-x86_64.pkg.tar.zst"]), undefined);
+    assertEquals(asked, [`${app.dir}/core/os/x86_64/b-1-1-x86_64.pkg.tar.zst`]);
+  } finally {
+    await app.cleanup();
+  }
+});

@@ -6,6 +6,7 @@ import {
   addressBytes,
   errno,
   LIBC_PATHS,
+  libcPathProbe,
   LINUX,
   openFilesLimit,
   openLibc,
@@ -14,6 +15,7 @@ import {
 import { join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
+import { assertPathProbeCases } from "../helpers/path_probe_cases.ts";
 
 const v4 = (a: number, b: number, c: number, d: number) =>
   Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d]);
@@ -64,6 +66,12 @@ Deno.test("errno() reads the error of the last failed call", () => {
   assertEquals(errno(loaded.libc), 9, "EBADF");
   assertEquals(loaded.libc.open(new TextEncoder().encode("/nonexistent/file\0"), LINUX.O_RDONLY_CLOEXEC), -1);
   assertEquals(errno(loaded.libc), 2, "ENOENT");
+});
+
+Deno.test("libcPathProbe() is true only when nothing is there, following symbolic links as stat does", async () => {
+  const loaded = openLibc();
+  assert(loaded.ok, loaded.ok ? "" : loaded.reason);
+  await assertPathProbeCases(libcPathProbe(loaded.libc));
 });
 
 Deno.test("addressBytes() reads IPv4 and IPv6 addresses as Deno writes them, IPv4 mapped into IPv6", () => {
