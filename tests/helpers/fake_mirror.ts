@@ -55,6 +55,12 @@ export interface FaultOptions {
   modifiedSinceExact?: boolean;
   /** Extra response headers, e.g. `{ server: "cloudflare" }`; they replace headers of the same name. */
   headers?: Record<string, string>;
+  /**
+   * Wait this long before reading a new connection's first request: a distant mirror, where each new connection
+   * costs round trips (TCP, TLS) before its first answer. Read from the rule given to startFakeMirror() (or
+   * set as the only rule later), once per connection.
+   */
+  newConnectionDelayMs?: number;
 }
 
 /** A request the mirror received. */
@@ -163,6 +169,10 @@ export function startFakeMirror(rootDir: string, options: FaultOptions = {}): Pr
     conn.setNoDelay(true);
     const reader = new RequestReader(conn);
     try {
+      const connectionRule = Array.isArray(mirror.faults) ? undefined : mirror.faults;
+      if (connectionRule?.newConnectionDelayMs) {
+        await sleep(connectionRule.newConnectionDelayMs, closing.signal);
+      }
       while (!closing.signal.aborted) {
         const request = await reader.next();
         if (!request) return;
