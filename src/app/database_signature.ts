@@ -17,7 +17,7 @@ import { sameSecond } from "../download/snapshot_order.ts";
 import { HttpError } from "../http/http_error.ts";
 import { redactUrl } from "../redact_url.ts";
 import type { RequestTarget } from "../repo/request_path.ts";
-import { cacheControlFor, contentTypeFor, serveCachedFile, type Served, serveDownload } from "./responses.ts";
+import { fileHeadersFor, serveCachedFile, type Served, serveDownload } from "./responses.ts";
 
 const SIG = ".sig";
 
@@ -88,10 +88,7 @@ export async function serveDatabaseSignature<T extends Served>(
   await ctx.downloads.active(database)?.finished;
   const db = ctx.store.statComplete(database.cacheSegments);
   if (db === undefined) return await passThrough();
-  const described = {
-    contentType: contentTypeFor(target.fileName),
-    cacheControl: cacheControlFor(target.kind),
-  };
+  const described = fileHeadersFor(target);
   const cached = ctx.store.statComplete(target.cacheSegments);
   if (isPaired(cached, db)) {
     return {

@@ -10,7 +10,7 @@
 import type { CacheStore } from "../cache/cache_store.ts";
 import { HttpError } from "../http/http_error.ts";
 import type { RequestTarget } from "../repo/request_path.ts";
-import { cacheControlFor, contentTypeFor, serveCachedFile } from "./responses.ts";
+import { fileHeadersFor, serveCachedFile } from "./responses.ts";
 import type { CacheAnswer } from "./stale.ts";
 
 /** The `Cache-Status` (RFC 9211) of an only-if-cached answer: a hit, not checked with any mirror. */
@@ -37,11 +37,7 @@ export function serveOnlyIfCached(req: Request, target: RequestTarget, store: Ca
       `Not in this node's cache, and the request asked for only-if-cached: ask a mirror or another node`,
     );
   }
-  const served = serveCachedFile(req, cached, {
-    origin: "Cache",
-    contentType: contentTypeFor(target.fileName),
-    cacheControl: cacheControlFor(target.kind),
-  });
+  const served = serveCachedFile(req, cached, { origin: "Cache", ...fileHeadersFor(target) });
   served.response.headers.set("Cache-Status", ONLY_IF_CACHED_STATUS);
   return { ...served, result: "CACHE HIT" };
 }

@@ -16,7 +16,7 @@ import type { RequestTarget } from "../repo/request_path.ts";
 import {
   cacheControlFor,
   contentTypeFor,
-  type FileHeaders,
+  fileHeadersFor,
   ORIGIN_HEADER,
   serveCachedFile,
   type Served,
@@ -76,11 +76,6 @@ export async function serveTarget(
     default:
       return await passThrough(req, target, ctx);
   }
-}
-
-/** The content type and Cache-Control of a file of `target`'s kind (the quick path uses the same). */
-export function fileHeadersFor(target: RequestTarget): FileHeaders {
-  return { contentType: contentTypeFor(target.fileName), cacheControl: cacheControlFor(target.kind) };
 }
 
 /** What the cache and the downloads hold of a package file, looked up before it is answered. */

@@ -19,8 +19,7 @@ import type { RequestHead } from "../server/http1_head.ts";
 import { isPlainHost, type ResponseSent, targetPath } from "../http/client_request.ts";
 import { HttpDates, responseHead } from "../server/http1_response.ts";
 import type { RequestTarget } from "../repo/request_path.ts";
-import { wholeFileHeaders } from "./responses.ts";
-import { fileHeadersFor } from "./proxy.ts";
+import { fileHeadersFor, wholeFileHeaders } from "./responses.ts";
 import type { AnswerLog } from "./request_log.ts";
 
 const SLASH = 0x2f;

@@ -11,6 +11,7 @@ import { HttpError } from "../http/http_error.ts";
 import { followDownload, readFileRange } from "../download/live_reader.ts";
 import { type FileBody, FileResponse } from "../http/file_body.ts";
 import type { FileKind } from "../repo/file_kind.ts";
+import type { RequestTarget } from "../repo/request_path.ts";
 import {
   contentRange,
   evaluatePreconditions,
@@ -87,6 +88,11 @@ function preconditionFailed(header: "If-Match" | "If-Unmodified-Since"): HttpErr
 export function contentTypeFor(fileName: string): string {
   if (fileName.endsWith(".sig")) return "application/pgp-signature";
   return "application/octet-stream";
+}
+
+/** The content type and Cache-Control of a file of `target`'s kind (every path that answers a file uses it). */
+export function fileHeadersFor(target: RequestTarget): FileHeaders {
+  return { contentType: contentTypeFor(target.fileName), cacheControl: cacheControlFor(target.kind) };
 }
 
 /** Serves a complete cached file: from memory when it is a {@linkcode HotFile}, else streamed from disk. */

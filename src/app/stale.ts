@@ -14,7 +14,7 @@ import { getLogger } from "@logtape/logtape";
 import type { CachedFile, CacheStore } from "../cache/cache_store.ts";
 import { HttpError } from "../http/http_error.ts";
 import type { Timers } from "../download/transfer.ts";
-import { cacheControlFor, contentTypeFor, serveCachedFile, type Served } from "./responses.ts";
+import { fileHeadersFor, serveCachedFile, type Served } from "./responses.ts";
 import type { RequestTarget } from "../repo/request_path.ts";
 import { isPaired, signedDatabase } from "./database_signature.ts";
 
@@ -133,11 +133,7 @@ export async function serveDatabaseOrStale<T extends Served>(
 
 /** The cached copy of `target` as a stale answer. */
 function staleAnswer(req: Request, target: RequestTarget, cached: CachedFile): CacheAnswer {
-  const served = serveCachedFile(req, cached, {
-    origin: "Cache",
-    contentType: contentTypeFor(target.fileName),
-    cacheControl: cacheControlFor(target.kind),
-  });
+  const served = serveCachedFile(req, cached, { origin: "Cache", ...fileHeadersFor(target) });
   served.response.headers.set("Cache-Status", STALE_CACHE_STATUS);
   return { ...served, result: "STALE" };
 }
@@ -160,11 +156,7 @@ export function serveOffline(req: Request, target: RequestTarget, ctx: CacheCont
   if (target.kind === "database" || target.kind === "database_signature") {
     return staleAnswer(req, target, cached);
   }
-  const served = serveCachedFile(req, cached, {
-    origin: "Cache",
-    contentType: contentTypeFor(target.fileName),
-    cacheControl: cacheControlFor(target.kind),
-  });
+  const served = serveCachedFile(req, cached, { origin: "Cache", ...fileHeadersFor(target) });
   return { ...served, result: "CACHE HIT" };
 }
 
