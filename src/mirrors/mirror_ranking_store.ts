@@ -79,17 +79,14 @@ export interface ReadRankingOptions {
  * latter two: the ranking is simply made again).
  */
 export function readRankingSync(path: string, options: ReadRankingOptions = {}): StoredRanking | undefined {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    options.log?.warn(
-      `Could not read the mirror ranking ${path} (${(error as Error).message}); the mirrors will be tested ` +
-        `again. Check the permissions of mirrorlist_latency_test_results_file.`,
-    );
-    return undefined;
-  }
+  const text = readTextSync(
+    path,
+    options,
+    (message) =>
+      `Could not read the mirror ranking ${path} (${message}); the mirrors will be tested ` +
+      `again. Check the permissions of mirrorlist_latency_test_results_file.`,
+  );
+  if (text === undefined) return undefined;
   const ranking = parseRanking(text);
   if (typeof ranking === "string") {
     options.log?.warn(
@@ -169,17 +166,14 @@ export async function writeRanking(path: string, ranking: Omit<StoredRanking, "v
  * for the latter two).
  */
 export function readMirrorListSync(path: string, options: ReadRankingOptions = {}): string[] | undefined {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    options.log?.warn(
-      `Could not read the mirror list ${path} (${(error as Error).message}); check the permissions of ` +
-        "mirrorlist_fallback_file.",
-    );
-    return undefined;
-  }
+  const text = readTextSync(
+    path,
+    options,
+    (message) =>
+      `Could not read the mirror list ${path} (${message}); check the permissions of ` +
+      "mirrorlist_fallback_file.",
+  );
+  if (text === undefined) return undefined;
   const urls: string[] = [];
   const refused: string[] = [];
   for (const raw of text.split("\n")) {
@@ -231,5 +225,22 @@ async function writeAtomically(path: string, text: string, setting: string): Pro
       }. Check that the directory of ${setting} is writable.`,
       { cause: error },
     );
+  }
+}
+
+/**
+ * The text of the state file at `path`, or undefined when it is missing (quietly) or unreadable (with the
+ * warning `unreadable` makes of the error's message).
+ */
+function readTextSync(
+  path: string,
+  options: ReadRankingOptions,
+  unreadable: (message: string) => string,
+): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) options.log?.warn(unreadable((error as Error).message));
+    return undefined;
   }
 }
