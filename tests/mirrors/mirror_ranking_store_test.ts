@@ -73,6 +73,24 @@ Deno.test("readRankingSync() returns undefined without a warning when the file i
   });
 });
 
+Deno.test("readRankingSync() and readMirrorListSync() treat an unreadable file as absent, with a warning naming the setting, and a missing one quietly", async () => {
+  await withTempDir(async (dir) => {
+    // A directory where the file should be: reading it fails, and not with NotFound.
+    const path = join(dir, "unreadable");
+    await Deno.mkdir(path);
+    const { warnings, log } = collectWarnings();
+    assert.equal(readRankingSync(path, { log }), undefined);
+    assert.equal(readMirrorListSync(path, { log }), undefined);
+    assert.equal(readMirrorListSync(join(dir, "missing"), { log }), undefined);
+    assert.equal(warnings.length, 2, warnings.join("\n"));
+    assert.match(
+      warnings[0],
+      /^Could not read the mirror ranking .*unreadable.*mirrorlist_latency_test_results_file/,
+    );
+    assert.match(warnings[1], /^Could not read the mirror list .*unreadable.*mirrorlist_fallback_file/);
+  });
+});
+
 Deno.test("readRankingSync() treats a corrupt file as absent, with a warning", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "latency_test_results.json");
