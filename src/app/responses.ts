@@ -260,7 +260,9 @@ export function serveDownload(
   const preconditions = evaluatePreconditions(req, validators);
   if (preconditions.type === "failed") throw preconditionFailed(preconditions.header);
   if (preconditions.type === "not_modified") {
-    return { response: new Response(null, { status: 304, headers: headers.slice(1) }), bytes: 0 };
+    // A 304 describes no body: the same headers without its Content-Type.
+    const described = headers.filter(([name]) => name !== "Content-Type");
+    return { response: new Response(null, { status: 304, headers: described }), bytes: 0 };
   }
   const range = rangeOf(req, validators, total);
   if (range.type === "unsatisfiable" && total !== undefined) {
