@@ -29,9 +29,9 @@ export class IntegrityCheck {
 
   /**
    * Starts an empty check against `expect`, what the file must be. `node:crypto` is loaded here, by the first
-   * download that is checked: loading it costs about 2 MiB of memory and some milliseconds of start-up, which
-   * a proxy that only serves its cache does not need (BENCHMARKS.md, issue 20 session six). The specifier is
-   * a literal, so `deno compile` still includes it.
+   * download that is checked: loading it costs milliseconds of start-up (and about 0.2 MiB), which a proxy
+   * that only serves its cache does not need (BENCHMARKS.md, "Session six: idle memory and start-up time").
+   * The specifier is a literal, so `deno compile` still includes it.
    */
   static async start(expect: ExpectedFile): Promise<IntegrityCheck> {
     const { createHash } = await import("node:crypto");
