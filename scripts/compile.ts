@@ -34,9 +34,9 @@ export const PERMISSIONS = [
  * a young generation of 1 MiB per semi-space (by default it grows to 16 MiB, and the garbage of request load
  * then keeps tens of MiB resident), an old generation that grows by at most 20 % between collections, and V8's
  * `gc()` for the memory releases after the start-up scans and busy periods (src/memory_release.ts). V8's Maglev
- * tier stays on: without it cold misses were slower and the peak under load higher (BENCHMARKS.md, session six). The same flags are in
- * the serve task of deno.json and the Dockerfile's entrypoint; this script bakes them into the executable that
- * the systemd unit starts; the benchmark runs the serve task.
+ * tier stays on: without it cold misses were slower and the peak under load higher (BENCHMARKS.md, session
+ * six). The same flags are in the serve task of deno.json and the Dockerfile's entrypoint; this script bakes
+ * them into the executable that the systemd unit starts; the benchmark runs the serve task.
  */
 export const V8_FLAGS = [
   "--max-semi-space-size=1",

@@ -1,6 +1,7 @@
 /**
  * The answers the server gives without asking the app's request handler: a quick answer (a cache hit the app
- * prepared from the parsed head alone, or a miss it answers from it) and a refusal of a whole connection (a client not allowed in).
+ * prepared from the parsed head alone, or a miss it answers from it) and a refusal of a whole connection (a
+ * client not allowed in).
  *
  * @module
  */
