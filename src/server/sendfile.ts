@@ -24,7 +24,7 @@
  */
 
 import type { FileBody, GrowingFile } from "../http/file_body.ts";
-import { errno, LIBC_PATHS, type LibcSymbols, LINUX, openLibc } from "./libc.ts";
+import { errno, type LibcSymbols, LINUX } from "./libc.ts";
 import { describeError } from "../logging.ts";
 import {
   type FileReads,
@@ -77,7 +77,7 @@ export class FileSender {
   #reads: () => FileReads;
 
   /**
-   * Wraps a loaded libc; see {@linkcode openFileSender}. `now` is the clock for the retry after a fallback and
+   * Wraps a loaded libc (see `openLibc` in libc.ts). `now` is the clock for the retry after a fallback and
    * for how long a look at the page cache holds (see `RecentResidency`); `residency` tells whether a complete
    * file's next bytes are in the page cache (by default `mincore`), and
    * `reads` reads those that are not on a thread (see page_cache.ts).
@@ -329,16 +329,4 @@ export class FileSender {
     if (this.#sockets.isStill(socket)) this.#libc.shutdown(socket.fd, LINUX.SHUT_RDWR);
     return { outcome: "failed", reason, bytes: Math.max(0, written) };
   }
-}
-
-/** A sender, or why this process cannot send files with sendfile. */
-export type FileSenderResult = { ok: true; sender: FileSender } | { ok: false; reason: string };
-
-/** Loads libc (see {@linkcode openLibc}) and makes a sender with it. */
-export function openFileSender(
-  options: { libcPaths?: readonly string[]; now?: () => number } = {},
-): FileSenderResult {
-  const loaded = openLibc(options.libcPaths ?? LIBC_PATHS);
-  if (!loaded.ok) return loaded;
-  return { ok: true, sender: new FileSender(loaded.libc, { now: options.now }) };
 }

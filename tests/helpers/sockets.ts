@@ -4,14 +4,15 @@
  * @module
  */
 
-import { type FileSender, openFileSender } from "../../src/server/sendfile.ts";
+import { FileSender } from "../../src/server/sendfile.ts";
+import { openLibc } from "../../src/server/libc.ts";
 import { concat } from "../../src/byte_reader.ts";
 
 /** A sender on this machine's libc; fails the test when there is none. */
 export function fileSender(): FileSender {
-  const opened = openFileSender();
+  const opened = openLibc();
   if (!opened.ok) throw new Error(opened.reason);
-  return opened.sender;
+  return new FileSender(opened.libc);
 }
 
 /** Both ends of one TCP connection: the server's (accepted) and the client's. */
