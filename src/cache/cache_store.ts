@@ -190,23 +190,47 @@ export class CacheStore {
   /**
    * Makes a finished download visible: moves it into place atomically, sets its modification time to
    * upstream's `Last-Modified`, and removes its record.
+   *
+   * With `file`, the partial file open (and flushed) by the caller, who closes it afterwards, the time is set
+   * and the file described through that descriptor, and the folder made only when the move finds none: every
+   * path-based call of Deno checks its permission by resolving each folder of the path on the main thread, and
+   * an asynchronous one hands the call to a thread and back, which cost a cold miss 0.3-0.5 ms of the main
+   * thread after its answer (BENCHMARKS.md, session seven). The calls are metadata changes, answered from the
+   * kernel's caches and journal, like the other synchronous ones of the miss path.
    */
-  async commit(segments: readonly string[], options: { lastModified?: number }): Promise<CachedFile> {
+  async commit(
+    segments: readonly string[],
+    options: { lastModified?: number; file?: Deno.FsFile },
+  ): Promise<CachedFile> {
     const from = this.#paths.partialPath(segments);
     const to = this.#paths.finalPath(segments);
+    const { file, lastModified } = options;
     this.#memo.forget(segments);
-    await Deno.mkdir(dirname(to), { recursive: true });
-    if (options.lastModified !== undefined) {
+    if (file === undefined) await Deno.mkdir(dirname(to), { recursive: true });
+    if (lastModified !== undefined) {
       // mtime carries upstream's Last-Modified; atime stays "now", since the size limit evicts by last use.
-      await Deno.utime(from, new Date(), new Date(options.lastModified));
+      if (file !== undefined) file.utimeSync(new Date(), new Date(lastModified));
+      else await Deno.utime(from, new Date(), new Date(lastModified));
     }
-    await Deno.rename(from, to);
+    if (file === undefined) {
+      await Deno.rename(from, to);
+    } else {
+      try {
+        Deno.renameSync(from, to);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+        // The folder is not there yet (or was removed as empty): made, and the move tried once more.
+        Deno.mkdirSync(dirname(to), { recursive: true });
+        Deno.renameSync(from, to);
+      }
+    }
     // A small download never writes a record: no removal (a thread's round trip and a NotFound error), and no
     // reason for every hot and known file to check the disk again at its next hit.
     const record = this.#paths.recordPath(segments);
     if (!this.#surelyMissing(record)) await this.removeIfPresent(record);
     const removalsBefore = this.#memo.removals;
-    const info = await Deno.stat(to);
+    // After the move, which changed the file's ctime (remembered to see whether the file is still the same one).
+    const info = file !== undefined ? file.statSync() : await Deno.stat(to);
     // Known from now on: the next request for it can be answered without routing (see quick_answers.ts).
     return this.#memo.remember(segments, to, info, removalsBefore);
   }

@@ -460,11 +460,16 @@ export class Download {
     this.#notify();
     const { store, segments, upstreamPath } = this.#options;
     try {
-      await (await this.#partial.open({ truncate: false })).syncData();
-      await this.#partial.close();
-      this.file = await store.commit(segments, {
-        lastModified: this.#options.pairedWith ?? this.#meta.lastModified,
-      });
+      const file = await this.#partial.open({ truncate: false });
+      await file.syncData();
+      try {
+        this.file = await store.commit(segments, {
+          lastModified: this.#options.pairedWith ?? this.#meta.lastModified,
+          file,
+        });
+      } finally {
+        await this.#partial.close();
+      }
       this.source = this.mirror ?? this.#meta.mirror;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);

@@ -156,7 +156,9 @@ Deno.test("QuickMisses.forHead() answers a plain GET of a missing package or sig
   await withTwins({}, async (quick, full, packages) => {
     await assertSame(quick, full, packages[0], {}, { status: 200, fullPath: false });
     await assertSame(quick, full, `${packages[0]}.sig`, {}, { status: 200, fullPath: false });
-    // Now cached: the quick path of hits answers it (the miss remembered its path for it, as the full path does).
+    // Now cached (once both downloads have committed): the quick path of hits answers it (the miss remembered its
+    // path for it, as the full path does).
+    await Promise.all([quick.app.downloads.idle(), full.app.downloads.idle()]);
     await assertSame(quick, full, packages[0], {}, { status: 200, fullPath: false });
     // The mirror lacks it: the error answer, counted as the full path counts it.
     await assertSame(quick, full, `/${DIR}/gone-1-1-x86_64.pkg.tar.zst`, {}, {

@@ -31,6 +31,15 @@ async function withStore(
   }
 }
 
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function put(store: CacheStore, segments: string[], bytes: Uint8Array): Promise<string> {
   const path = store.finalPath(segments);
   await Deno.mkdir(dirname(path), { recursive: true });
@@ -387,5 +396,28 @@ Deno.test("CacheStore.commit() removes a download's record when it has one, and 
     await store.commit(large, {});
     assert.equal(store.readPartialMeta(large), undefined, "the record is gone");
     assert.equal(store.hotFile(SEGMENTS), undefined, "a removal has the hot files check the disk");
+  });
+});
+
+Deno.test("CacheStore.commit() with the open partial file makes the folder, sets the times, and remembers the moved file", async () => {
+  await withStore(async (store, root) => {
+    const file = await store.openPartial(SEGMENTS, { truncate: true });
+    try {
+      await file.write(new Uint8Array([1, 2, 3, 4]));
+      assert.equal(await exists(join(root, "core")), false, "no folder for the file yet");
+      const lastModified = Date.UTC(2024, 0, 2, 3, 4, 5);
+      const committed = await store.commit(SEGMENTS, { lastModified, file });
+      assert.equal(committed.path, store.finalPath(SEGMENTS));
+      assert.deepEqual([committed.size, committed.mtime.getTime()], [4, lastModified]);
+      const info = await Deno.stat(committed.path);
+      assert.equal(info.mtime?.getTime(), lastModified);
+      assert.equal(await store.partialSize(SEGMENTS), 0, "moved, not copied");
+      // A removal makes every known file check the disk again: the one remembered must still be the same file
+      // (its change time read after the move, which changed it).
+      await store.removeIfPresent(join(root, "nothing-here"));
+      assert.equal(store.knownFile(SEGMENTS)?.size, 4);
+    } finally {
+      file.close();
+    }
   });
 });

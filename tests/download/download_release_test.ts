@@ -52,7 +52,10 @@ class HeldStore extends CacheStore {
     return file;
   }
 
-  override commit(segments: readonly string[], options: { lastModified?: number }): Promise<CachedFile> {
+  override commit(
+    segments: readonly string[],
+    options: { lastModified?: number; file?: Deno.FsFile },
+  ): Promise<CachedFile> {
     if (this.commitError) return Promise.reject(this.commitError);
     return super.commit(segments, options);
   }
