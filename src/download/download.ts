@@ -462,14 +462,12 @@ export class Download {
     try {
       const file = await this.#partial.open({ truncate: false });
       await file.syncData();
-      try {
-        this.file = await store.commit(segments, {
-          lastModified: this.#options.pairedWith ?? this.#meta.lastModified,
-          file,
-        });
-      } finally {
-        await this.#partial.close();
-      }
+      // The commit closes the file; closing the partial file after it finds it closed.
+      this.file = await store.commit(segments, {
+        lastModified: this.#options.pairedWith ?? this.#meta.lastModified,
+        file,
+      });
+      await this.#partial.close();
       this.source = this.mirror ?? this.#meta.mirror;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);

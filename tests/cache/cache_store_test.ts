@@ -399,7 +399,7 @@ Deno.test("CacheStore.commit() removes a download's record when it has one, and 
   });
 });
 
-Deno.test("CacheStore.commit() with the open partial file makes the folder, sets the times, and remembers the moved file", async () => {
+Deno.test("CacheStore.commit() with the open partial file makes the folder, sets the times, closes it, and remembers the moved file", async () => {
   await withStore(async (store, root) => {
     const file = await store.openPartial(SEGMENTS, { truncate: true });
     try {
@@ -407,6 +407,7 @@ Deno.test("CacheStore.commit() with the open partial file makes the folder, sets
       assert.equal(await exists(join(root, "core")), false, "no folder for the file yet");
       const lastModified = Date.UTC(2024, 0, 2, 3, 4, 5);
       const committed = await store.commit(SEGMENTS, { lastModified, file });
+      assert.throws(() => file.statSync(), Deno.errors.BadResource, "closed by the commit");
       assert.equal(committed.path, store.finalPath(SEGMENTS));
       assert.deepEqual([committed.size, committed.mtime.getTime()], [4, lastModified]);
       const info = await Deno.stat(committed.path);
@@ -417,7 +418,11 @@ Deno.test("CacheStore.commit() with the open partial file makes the folder, sets
       await store.removeIfPresent(join(root, "nothing-here"));
       assert.equal(store.knownFile(SEGMENTS)?.size, 4);
     } finally {
-      file.close();
+      try {
+        file.close();
+      } catch {
+        // closed by the commit
+      }
     }
   });
 });

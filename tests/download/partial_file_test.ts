@@ -12,16 +12,6 @@ import { gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
 
-/** A `Defer` that runs its callbacks when the test says so. */
-function manualTurns(): { defer: (callback: () => void) => void; next: () => void; waiting: () => number } {
-  const callbacks: (() => void)[] = [];
-  return {
-    defer: (callback) => void callbacks.push(callback),
-    next: () => callbacks.splice(0).forEach((callback) => callback()),
-    waiting: () => callbacks.length,
-  };
-}
-
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.lstat(path);
@@ -34,13 +24,10 @@ async function exists(path: string): Promise<boolean> {
 /** A store whose background creation of partial files waits for `allow`, or fails with `failure`. */
 class GatedStore extends CacheStore {
   readonly allow = Promise.withResolvers<void>();
-  /** createPartial() was called (set in the call's own turn). */
-  asked = false;
   created = false;
   failure?: Error;
 
   override async createPartial(segments: readonly string[]): Promise<Deno.FsFile> {
-    this.asked = true;
     await this.allow.promise;
     if (this.failure) throw this.failure;
     const file = await super.createPartial(segments);
@@ -52,11 +39,8 @@ class GatedStore extends CacheStore {
 Deno.test("PartialFile.prepare() makes the file in the background, and open() takes that file", async () => {
   await withTempDir(async (dir) => {
     const store = new GatedStore(dir);
-    const turns = manualTurns();
-    const partial = new PartialFile(store, SEGMENTS, turns.defer);
+    const partial = new PartialFile(store, SEGMENTS);
     partial.prepare();
-    assertEquals(turns.waiting(), 1, "the creation waits for the next turn");
-    turns.next();
     assertEquals(await exists(store.partialPath(SEGMENTS)), false, "not made before the test allows it");
     store.allow.resolve();
     const file = await partial.open({ truncate: false });
@@ -74,10 +58,8 @@ Deno.test("PartialFile.open() opens the file itself after prepare() failed", asy
     const store = new GatedStore(dir);
     store.failure = new Error("the thread pool is gone");
     store.allow.resolve();
-    const turns = manualTurns();
-    const partial = new PartialFile(store, SEGMENTS, turns.defer);
+    const partial = new PartialFile(store, SEGMENTS);
     partial.prepare();
-    turns.next();
     await partial.settle();
     assertEquals(partial.file, undefined, "nothing adopted from a failed creation");
     const file = await partial.open({ truncate: true });
@@ -90,10 +72,8 @@ Deno.test("PartialFile.open() opens the file itself after prepare() failed", asy
 Deno.test("PartialFile.close() waits for a creation still running, so that a removal after it is final", async () => {
   await withTempDir(async (dir) => {
     const store = new GatedStore(dir);
-    const turns = manualTurns();
-    const partial = new PartialFile(store, SEGMENTS, turns.defer);
+    const partial = new PartialFile(store, SEGMENTS);
     partial.prepare();
-    turns.next();
     let closed = false;
     const closing = partial.close().then(() => closed = true);
     await Promise.resolve();
@@ -103,40 +83,6 @@ Deno.test("PartialFile.close() waits for a creation still running, so that a rem
     assert(store.created);
     await store.discardPartial(SEGMENTS);
     assertEquals(await exists(store.partialPath(SEGMENTS)), false);
-  });
-});
-
-Deno.test("PartialFile.prepare() starts nothing in the turn that asks, and nothing after a close() in that turn", async () => {
-  await withTempDir(async (dir) => {
-    const store = new GatedStore(dir);
-    store.allow.resolve();
-    const turns = manualTurns();
-    const partial = new PartialFile(store, SEGMENTS, turns.defer);
-    partial.prepare();
-    partial.prepare();
-    assertEquals(turns.waiting(), 1, "asked twice, deferred once");
-    await partial.close();
-    await store.discardPartial(SEGMENTS);
-    turns.next();
-    await partial.settle();
-    assertEquals(store.asked, false, "a creation called off by close() never starts");
-    assertEquals(await exists(store.partialPath(SEGMENTS)), false, "no file comes back after the removal");
-  });
-});
-
-Deno.test("PartialFile.prepare() by default creates the file in a later turn of the event loop", async () => {
-  await withTempDir(async (dir) => {
-    const store = new GatedStore(dir);
-    store.allow.resolve();
-    const partial = new PartialFile(store, SEGMENTS);
-    partial.prepare();
-    await Promise.resolve();
-    assertEquals(store.asked, false, "not in the turn that asked (the mirror's request leaves first)");
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    assert(store.asked, "started once the turn has ended");
-    await partial.settle();
-    assert(store.created);
-    await partial.close();
   });
 });
 
