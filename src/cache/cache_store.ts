@@ -191,12 +191,11 @@ export class CacheStore {
    * Makes a finished download visible: moves it into place atomically, sets its modification time to
    * upstream's `Last-Modified`, and removes its record.
    *
-   * With `file`, the partial file open (and flushed) by the caller, the time is set through that descriptor,
-   * which is then closed (before the move: closed in the cache's tree, it would wake the cache watch), and the
-   * folder is made only when the move finds none: every path-based call of Deno checks its permission by
-   * resolving each folder of the path on the main thread, and an asynchronous one hands the call to a thread
-   * and back (BENCHMARKS.md, session seven). The move stays on a thread: a rename took 0.2 ms of the kernel's
-   * time on ext4 here, which the event loop should not wait for.
+   * `file` is the partial file, open and flushed by the caller: its time is set through that descriptor, and it
+   * is closed before the move (closed in the cache's tree, it would wake the cache watch). The folder is made
+   * only when the move finds none. Every path-based call of Deno checks its permission on the main thread and an
+   * asynchronous one hands the call to a thread and back; a commit made five, now one (BENCHMARKS.md, session
+   * seven). The move stays on a thread: a rename took 0.2 ms of the kernel's time on ext4 here.
    */
   async commit(
     segments: readonly string[],
@@ -206,33 +205,28 @@ export class CacheStore {
     const to = this.#paths.finalPath(segments);
     const { file, lastModified } = options;
     this.#memo.forget(segments);
-    if (file === undefined) await Deno.mkdir(dirname(to), { recursive: true });
     if (lastModified !== undefined) {
       // mtime carries upstream's Last-Modified; atime stays "now", since the size limit evicts by last use.
       if (file !== undefined) file.utimeSync(new Date(), new Date(lastModified));
       else await Deno.utime(from, new Date(), new Date(lastModified));
     }
     file?.close();
-    if (file === undefined) {
+    try {
       await Deno.rename(from, to);
-    } else {
-      try {
-        await Deno.rename(from, to);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-        // The folder is not there yet (or was removed as empty): made, and the move tried once more.
-        await Deno.mkdir(dirname(to), { recursive: true });
-        await Deno.rename(from, to);
-      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      // The folder is not there yet (or was removed as empty): made, and the move tried once more.
+      await Deno.mkdir(dirname(to), { recursive: true });
+      await Deno.rename(from, to);
     }
     // A small download never writes a record: no removal (a thread's round trip and a NotFound error), and no
     // reason for every hot and known file to check the disk again at its next hit.
     const record = this.#paths.recordPath(segments);
     if (!this.#surelyMissing(record)) await this.removeIfPresent(record);
     const removalsBefore = this.#memo.removals;
-    // After the move, which changed the file's ctime (remembered to see whether the file is still the same one);
-    // answered from the inode cache.
-    const info = file !== undefined ? Deno.statSync(to) : await Deno.stat(to);
+    // After the move, which changed the file's ctime (remembered to tell whether the file is still the same
+    // one); answered from the inode cache.
+    const info = Deno.statSync(to);
     // Known from now on: the next request for it can be answered without routing (see quick_answers.ts).
     return this.#memo.remember(segments, to, info, removalsBefore);
   }
