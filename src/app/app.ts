@@ -336,6 +336,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       proxy: ctx,
       customRepoNames,
       remember: (rawPath, target) => quick.remember(rawPath, target),
+      hit: (head, options) => quick.forHead(head, options),
       settle,
       answerError,
       noteFetch: recordsUsage ? (target, status) => noteClientFetch(usage, "GET", target, status) : undefined,

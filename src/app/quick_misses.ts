@@ -13,8 +13,11 @@
  *   `Cache-Control: only-if-cached` (cache peers ask so), an absolute target or an odd `Host`;
  * - configurations where requests are judged one by one: `trusted_proxies` (forwarded clients are checked
  *   against `allowed_clients`), `cache_peers` (asked before a miss), `offline`;
- * - files that are not packages or signatures, cached ones, running downloads, and connections that cannot
- *   send files.
+ * - files that are not packages or signatures, running downloads, and connections that cannot send files.
+ *
+ * A cached package or signature whose path the quick path of hits does not know yet (the first request for it
+ * since the start) is remembered for it and answered by it at once, as its next requests will be: the first hit
+ * after a start does not wait for the full path's routing, its `Request` and its `Response`.
  *
  * After the mirror's head, anything but a 200 of known length (an error, a file completed meanwhile) is
  * answered with the full path's `Response`, made by the same functions from {@linkcode PLAIN_GET}.
@@ -26,7 +29,7 @@ import type { DownloadHead } from "../download/download.ts";
 import { PLAIN_GET, type RequestFacts } from "../http/range.ts";
 import { type ResponseSent, targetPath } from "../http/client_request.ts";
 import { parseRequestPath, type RequestTarget } from "../repo/request_path.ts";
-import type { LaterAnswer, QuickLater } from "../server/quick_answer.ts";
+import type { LaterAnswer, QuickAnswer } from "../server/quick_answer.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { HttpDates, responseHead } from "../server/http1_response.ts";
 import type { RequestResult } from "../status/stats.ts";
@@ -48,6 +51,8 @@ export interface MissContext {
   customRepoNames: ReadonlySet<string>;
   /** Remembers a package path for the quick path of hits (quick_answers.ts), as the full path does. */
   remember: (rawPath: string, target: RequestTarget) => void;
+  /** The quick path of hits (quick_answers.ts), asked for a cached file once its path is remembered. */
+  hit?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
   /** Counts and logs an answer once `completed` resolves (app.ts's `settle`). */
   settle: (
     req: RequestFacts,
@@ -74,10 +79,11 @@ export class QuickMisses {
   }
 
   /**
-   * The answer to a plain GET of a missing package file (its download is started now), or undefined for the full
-   * path. `files`: whether the connection can send files with sendfile.
+   * The answer to a plain GET of a missing package file (its download is started now) or of a cached one not
+   * remembered yet (the quick path of hits answers it), or undefined for the full path. `files`: whether the
+   * connection can send files with sendfile.
    */
-  forHead(head: RequestHead, options: { files: boolean }): QuickLater | undefined {
+  forHead(head: RequestHead, options: { files: boolean }): QuickAnswer | undefined {
     if (!options.files || !isPlainGet(head)) return undefined;
     let cacheControl: string | null = null;
     for (const [name, value] of head.headers) {
@@ -97,10 +103,28 @@ export class QuickMisses {
       return undefined; // the full path answers a refused path
     }
     if (target.kind !== "package" && target.kind !== "package_signature") return undefined;
-    if (lookUpPackage(target, context.proxy).type !== "missing") return undefined;
+    const found = lookUpPackage(target, context.proxy).type;
+    if (found === "hot" || found === "cached") return this.#firstHit(head, rawPath, target, options);
+    if (found !== "missing") return undefined;
     const started = context.now();
     context.remember(rawPath, target);
     return { later: this.#answer(target, rawPath, started) };
+  }
+
+  /** A cached file's first answer: its path remembered, the quick path of hits answers it (undefined: full path). */
+  #firstHit(
+    head: RequestHead,
+    rawPath: string,
+    target: RequestTarget,
+    options: { files: boolean },
+  ): QuickAnswer | undefined {
+    const context = this.#context;
+    if (context.hit === undefined) return undefined;
+    context.remember(rawPath, target);
+    const answer = context.hit(head, options);
+    // A client's fetch, as the full path notes it for prefetch.
+    if (answer !== undefined) context.noteFetch?.(target, 200);
+    return answer;
   }
 
   /** Starts the download and answers once its head came; never rejects. */

@@ -1,3 +1,5 @@
+import { BlockList, isIP } from "node:net";
+import fc from "fast-check";
 import { accessControl, isAllowed, parseCidr } from "../../src/app/access_control.ts";
 import { configSchema } from "../../src/config/config_schema.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
@@ -121,4 +123,72 @@ Deno.test("accessControl() accepts every allowed_clients value the configuration
   assert(allowed("fd00::5"));
   assert(allowed("2001:db8::1"));
   assert(allowed("8.8.8.8"), "0.0.0.0/0 lets every IPv4 client in");
+});
+
+/** The matching of the earlier implementation, with node:net (which the proxy no longer loads), to compare with. */
+function nodeAllows(address: string, cidrs: readonly string[]): boolean {
+  const list = new BlockList();
+  for (const text of cidrs) {
+    const cidr = parseCidr(text);
+    list.addSubnet(cidr.address, cidr.prefix, cidr.family === 4 ? "ipv4" : "ipv6");
+  }
+  let bare = address.trim();
+  if (bare.startsWith("[") && bare.endsWith("]")) bare = bare.slice(1, -1);
+  if (bare.includes("%")) bare = bare.slice(0, bare.indexOf("%"));
+  const family = isIP(bare);
+  if (family === 4) return list.check(bare, "ipv4") || list.check(`::ffff:${bare}`, "ipv6");
+  return family === 6 && list.check(bare, "ipv6");
+}
+
+/** Addresses as written: valid ones in many forms, and near misses (odd characters, group counts, zones). */
+const addressText = fc.oneof(
+  fc.ipV4(),
+  fc.ipV6(),
+  fc.ipV4Extended(),
+  fc.ipV4().map((v4) => `::ffff:${v4}`),
+  fc.tuple(fc.ipV6(), fc.constantFrom("%eth0", ":", "::", ".1", ":1.2.3.4", "")).map(([a, b]) => a + b),
+  fc.string({
+    unit: fc.constantFrom("0", "1", "f", "F", "g", ":", ".", "::", "ffff", "255", "01"),
+    maxLength: 14,
+  }),
+);
+
+Deno.test("parseCidr() tells IPv4 and IPv6 addresses from others as node:net's isIP does", () => {
+  fc.assert(
+    fc.property(addressText, (text) => {
+      let family: number | undefined;
+      try {
+        family = parseCidr(text).family;
+      } catch {
+        family = 0;
+      }
+      const expected = text.includes("%") || text.trim() !== text ? 0 : isIP(text);
+      assertEquals(family, expected, text);
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+Deno.test("isAllowed() matches addresses against ranges as node:net's BlockList does", () => {
+  const cidr = fc.tuple(
+    fc.oneof(fc.ipV4(), fc.ipV6(), fc.ipV4().map((v4) => `::ffff:${v4}`)),
+    fc.integer({ min: 0, max: 128 }),
+  ).map(([address, prefix]) => `${address}/${Math.min(prefix, address.includes(":") ? 128 : 32)}`);
+  // Addresses near the ranges' edges, so that both answers come up.
+  const near = fc.tuple(cidr, fc.integer({ min: 0, max: 255 })).map(([range, last]) => {
+    const address = range.slice(0, range.indexOf("/"));
+    return address.includes(":")
+      ? address.replace(/[0-9a-f]{1,4}$/, last.toString(16))
+      : address.replace(/\d+$/, String(last));
+  });
+  fc.assert(
+    fc.property(fc.array(cidr, { maxLength: 4 }), fc.oneof(addressText, near), (cidrs, address) => {
+      assertEquals(
+        isAllowed(address, cidrs),
+        nodeAllows(address, cidrs),
+        `${address} in ${cidrs.join(", ")}`,
+      );
+    }),
+    { numRuns: 5000 },
+  );
 });

@@ -5,7 +5,7 @@
  * and every exception does.
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createApp, type FlexoApp } from "../../src/app/app.ts";
 import type { LogOutput } from "../../src/logging.ts";
 import { startServer } from "../../src/server/server.ts";
@@ -165,6 +165,26 @@ Deno.test("QuickMisses.forHead() answers a plain GET of a missing package or sig
       status: 404,
       fullPath: false,
     });
+  });
+});
+
+Deno.test("QuickMisses.forHead() has the quick path of hits answer the first GET of a file cached before, as the full path does", async () => {
+  await withTwins({}, async (quick, full, packages) => {
+    // In the cache before the start (a restart, flexo import): no request has resolved their paths yet.
+    for (const side of [quick, full]) {
+      for (const [index, path] of [packages[0], `${packages[1]}.sig`, packages[2]].entries()) {
+        const file = side.app.store.finalPath(path.slice(1).split("/"));
+        await Deno.mkdir(dirname(file), { recursive: true });
+        await Deno.writeFile(file, new Uint8Array(index === 2 ? 0 : 5000 + index).fill(7 + index));
+        // The same time on both sides, for the same Last-Modified and ETag.
+        await Deno.utime(file, 1_700_000_000, 1_700_000_000);
+      }
+    }
+    await assertSame(quick, full, packages[0], {}, { status: 200, fullPath: false });
+    await assertSame(quick, full, packages[0], {}, { status: 200, fullPath: false });
+    await assertSame(quick, full, `${packages[1]}.sig`, {}, { status: 200, fullPath: false });
+    // An empty file is left to the full path, as the quick path of hits leaves it.
+    await assertSame(quick, full, packages[2], {}, { status: 200, fullPath: true });
   });
 });
 

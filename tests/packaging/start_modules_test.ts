@@ -29,9 +29,10 @@ const LATER = [
 
 /**
  * Modules the serving process does not load at all: `node:fs` costs about 3 MiB of idle memory and 30-45 ms of
- * start-up, and the cache's check of a miss uses the C library's `access` instead (src/cache/surely_missing.ts).
+ * start-up, and the cache's check of a miss uses the C library's `access` instead (src/cache/surely_missing.ts);
+ * `node:net` cost 12-16 ms and about 2 MiB, and `allowed_clients` are matched by src/app/access_control.ts.
  */
-const NOT_AT_START = ["node:fs"];
+const NOT_AT_START = ["node:fs", "node:net"];
 
 interface ModuleInfo {
   specifier: string;
