@@ -68,9 +68,18 @@ async function pythonWithFusepy(): Promise<string | undefined> {
   return undefined;
 }
 
-async function mounted(mountpoint: string): Promise<boolean> {
+/** Whether something is mounted at `mountpoint`. */
+export async function mounted(mountpoint: string): Promise<boolean> {
   const mounts = await Deno.readTextFile("/proc/self/mountinfo");
   return mounts.split("\n").some((line) => line.split(" ")[4] === mountpoint);
+}
+
+/** What a slow disk needs and this machine lacks, or undefined when it has all (the mount may still fail). */
+export async function slowDiskMissing(): Promise<string | undefined> {
+  if (!(await exists("/dev/fuse"))) return "/dev/fuse is missing";
+  if (Deno.uid() !== 0) return "not root (the mount needs it)";
+  if ((await pythonWithFusepy()) === undefined) return `no python3 with fusepy (${INSTALL})`;
+  return undefined;
 }
 
 /**
@@ -78,9 +87,9 @@ async function mounted(mountpoint: string): Promise<boolean> {
  * for the mount to appear.
  */
 export async function mountSlowDisk(work: string, speed: SlowDiskSpeed = SD_CARD): Promise<SlowDiskMount> {
-  if (!(await exists("/dev/fuse"))) return { ok: false, reason: "/dev/fuse is missing" };
-  const python = await pythonWithFusepy();
-  if (python === undefined) return { ok: false, reason: `no python3 with fusepy (${INSTALL})` };
+  const missing = await slowDiskMissing();
+  if (missing !== undefined) return { ok: false, reason: missing };
+  const python = (await pythonWithFusepy())!;
   const mountpoint = join(work, "slow-disk");
   const backing = join(work, "slow-disk-backing");
   await Deno.mkdir(mountpoint, { recursive: true });
