@@ -115,7 +115,13 @@ export async function mountSlowDisk(work: string, speed: SlowDiskSpeed = SD_CARD
     if (!exited && (await mounted(mountpoint)) && !(await succeeds("umount", [mountpoint]))) {
       await succeeds("umount", ["-l", mountpoint]);
     }
-    const timer = setTimeout(() => exited || child.kill("SIGKILL"), 5000);
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // ended meanwhile
+      }
+    }, 5000);
     await status;
     clearTimeout(timer);
     await stderr;
