@@ -53,6 +53,7 @@ import {
 } from "./bench_proxies.ts";
 import { checkPacmanTools, measurePacman } from "./bench_pacman.ts";
 import { measureColdDisk } from "./bench_cold_disk.ts";
+import { mountSlowDisk } from "./bench_slow_disk.ts";
 import { measureColdLarge } from "./bench_cold_large.ts";
 
 const MiB = 1024 * 1024;
@@ -373,14 +374,23 @@ async function benchmarkFiles(
     // Straight into flexo's cache: fetching it through the paced origin would take a minute.
     const huge = "bench-huge-1-1-x86_64.pkg.tar.zst";
     const cached = join(flexoDir, "cache", REPO_DIR, huge);
-    await writeRandomFile(cached, settings.coldDiskBytes);
-    measured.coldDisk = await measureColdDisk({
-      largeUrl: `${flexo.base}${REPO_DIR}/${huge}`,
-      largeBytes: settings.coldDiskBytes,
-      smallUrl: `${flexo.base}${REPO_DIR}/${SMALL}`,
-      downloads: 4,
-    });
-    await Deno.remove(cached);
+    // On a slow disk where FUSE allows (this file linked from the cache), else on the cache's own disk.
+    const slow = await mountSlowDisk(work);
+    if (!slow.ok) log(`colddisk: no slow disk, the cache's own disk instead: ${slow.reason}`);
+    try {
+      await writeRandomFile(slow.ok ? join(slow.disk.backing, huge) : cached, settings.coldDiskBytes);
+      if (slow.ok) await Deno.symlink(join(slow.disk.mountpoint, huge), cached);
+      measured.coldDisk = await measureColdDisk({
+        largeUrl: `${flexo.base}${REPO_DIR}/${huge}`,
+        largeBytes: settings.coldDiskBytes,
+        smallUrl: `${flexo.base}${REPO_DIR}/${SMALL}`,
+        downloads: 4,
+        disk: slow.ok ? slow.disk.description : "the cache's own disk",
+      });
+    } finally {
+      await Deno.remove(cached).catch(() => {});
+      if (slow.ok) await slow.disk.unmount();
+    }
     log("cold disk done");
   }
   // Both still serve the right bytes after all that load (and flexo its small file from memory).

@@ -16,10 +16,18 @@ import { median } from "./bench_tools.ts";
  */
 export const DOWNLOAD_RATE = 40_000_000;
 
+/** How many of a phase's slowest small requests are kept. */
+const SLOWEST_KEPT = 20;
+
 /** Latencies of the small requests during one phase. */
 export interface ColdDiskPhase {
-  /** Milliseconds per small request, in order. */
-  latenciesMs: number[];
+  /** How many small requests were answered. */
+  requests: number;
+  /**
+   * The slowest small requests, ms, slowest first (not all of them: a phase on a slow disk answers 200,000,
+   * megabytes of JSON).
+   */
+  slowestMs: number[];
   p99Ms: number;
   maxMs: number;
   medianMs: number;
@@ -36,6 +44,8 @@ export interface ColdDiskMeasured {
   cold: ColdDiskPhase;
   /** False when the page cache could not be dropped (not root): then "cold" is warm too. */
   dropped: boolean;
+  /** Where the large file was: the slow disk of `bench_slow_disk.ts`, or the cache's own disk. */
+  disk: string;
 }
 
 /** The `q` quantile (0..1) of `values`, nearest rank. */
@@ -83,9 +93,19 @@ async function drain(url: string, size: number): Promise<void> {
   }
 }
 
+/** Where the files are and how many clients download the large one. */
+export interface ColdDiskOptions {
+  largeUrl: string;
+  largeBytes: number;
+  smallUrl: string;
+  downloads: number;
+  /** Where the large file is, for the reader of the figures. */
+  disk: string;
+}
+
 /** One phase: `downloads` clients fetch the large file while one client asks for the small one again and again. */
 async function phase(
-  options: { largeUrl: string; largeBytes: number; smallUrl: string; downloads: number },
+  options: ColdDiskOptions,
 ): Promise<ColdDiskPhase> {
   const started = performance.now();
   let done = false;
@@ -106,10 +126,12 @@ async function phase(
   } finally {
     client.close();
   }
+  const slowestMs = [...latenciesMs].sort((a, b) => b - a).slice(0, SLOWEST_KEPT);
   return {
-    latenciesMs,
+    requests: latenciesMs.length,
+    slowestMs,
     p99Ms: quantile(latenciesMs, 0.99),
-    maxMs: Math.max(...latenciesMs),
+    maxMs: slowestMs[0] ?? NaN,
     medianMs: median(latenciesMs),
     downloadMs: performance.now() - started,
   };
@@ -119,12 +141,11 @@ async function phase(
  * Measures the small requests during large downloads with the large file in memory (after one download of it),
  * then again after dropping the page cache.
  */
-export async function measureColdDisk(
-  options: { largeUrl: string; largeBytes: number; smallUrl: string; downloads: number },
-): Promise<ColdDiskMeasured> {
+export async function measureColdDisk(options: ColdDiskOptions): Promise<ColdDiskMeasured> {
   await drain(options.largeUrl, options.largeBytes);
   const warm = await phase(options);
   const dropped = await dropPageCache();
   const cold = await phase(options);
-  return { largeBytes: options.largeBytes, downloads: options.downloads, warm, cold, dropped };
+  const { largeBytes, downloads, disk } = options;
+  return { largeBytes, downloads, warm, cold, dropped, disk };
 }

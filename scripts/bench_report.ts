@@ -156,8 +156,8 @@ export function figuresOf(m: Measured): Figure[] {
     });
   }
   if (m.coldDisk) {
-    const { warm, cold, downloads, largeBytes } = m.coldDisk;
-    const during = `during ${downloads} downloads of ${Math.round(largeBytes / MiB)} MiB on disk`;
+    const { warm, cold, downloads, largeBytes, disk } = m.coldDisk;
+    const during = `during ${downloads} downloads of ${Math.round(largeBytes / MiB)} MiB on ${disk}`;
     for (const [id, what, pick] of [["p99", "p99", "p99Ms"], ["max", "max", "maxMs"]] as const) {
       const ratio = cold[pick] / warm[pick];
       figures.push({

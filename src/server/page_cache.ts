@@ -76,8 +76,10 @@ const RECENT_FILES_MAX = 64;
 /**
  * What the sends of one process found in the page cache in the last {@linkcode RESIDENCY_TRUST_MS}, per file:
  * clients downloading the same file at once ask once per window between them, instead of once each (the
- * kernel's look at each page cost about a tenth of the CPU of sending a warm file to 16 clients). A page
- * evicted within that time costs one `sendfile` a disk read, as before the residency checks.
+ * kernel's look at each page cost about a tenth of the CPU of sending a warm file to 16 clients). The sender
+ * still looks at the first page of what it takes on trust, and forgets the file when that page is gone (the
+ * page cache dropped, the file evicted); other pages evicted within that time cost a `sendfile` a disk read, as
+ * before the residency checks.
  */
 export class RecentResidency {
   /** Per file path: the bytes from `from` to `until` were found in memory, the first of them at `at`. */
@@ -99,6 +101,11 @@ export class RecentResidency {
       return 0;
     }
     return offset >= entry.from && offset < entry.until ? entry.until - offset : 0;
+  }
+
+  /** Forgets what was found of the file at `path` (its pages were found gone). */
+  forget(path: string): void {
+    this.#files.delete(path);
   }
 
   /** Notes that `length` bytes from `offset` of the file at `path` were found in memory just now. */

@@ -217,7 +217,13 @@ export class FileSender {
           const at = Number(offset[0]);
           if (at >= residentUntil) {
             let resident = this.#recent.known(openedPath, at);
-            if (resident <= 0) {
+            // What another send found is trusted once its first page is still there (a look at one page):
+            // pages dropped since would otherwise be read by one sendfile of up to a window on this thread
+            // (16 MiB from an SD card: a second).
+            if (resident > 0 && this.#residency.residentBytes(fileFd, at, 1) <= 0) {
+              this.#recent.forget(openedPath);
+              resident = 0;
+            } else if (resident <= 0) {
               resident = this.#residency.residentBytes(fileFd, at, count);
               if (resident > 0) this.#recent.note(openedPath, at, resident);
             }

@@ -166,19 +166,59 @@ Deno.test("FileSender.send() sends the bytes before the first one outside the pa
 Deno.test("FileSender.send() asks the page cache once for sends of the same file within RESIDENCY_TRUST_MS", async () => {
   const size = 3 * MiB;
   await withFile(size, async (path) => {
-    const asked: number[] = [];
-    const residency: Residency = { residentBytes: (_fd, offset, length) => (asked.push(offset), length) };
+    const asked: [number, number][] = [];
+    const residency: Residency = {
+      residentBytes: (_fd, offset, length) => (asked.push([offset, length]), length),
+    };
     const clock = { now: 0 };
     const { sender, write, socket } = fakeSocketSender(Infinity, { residency, now: () => clock.now });
     const send = () => sender.send(socket, HEAD, { range: { path, start: 0, length: size, size }, write });
     assertEquals(await send(), { outcome: "sent" });
-    assertEquals(asked, [0], "the first send asks");
+    assertEquals(asked, [[0, size]], "the first send asks");
     clock.now += RESIDENCY_TRUST_MS - 1;
     assertEquals(await send(), { outcome: "sent" });
-    assertEquals(asked, [0], "a send a moment later trusts what the first found");
+    assertEquals(
+      asked,
+      [[0, size], [0, 1]],
+      "a send a moment later trusts what the first found, after one page",
+    );
     clock.now += 1;
     assertEquals(await send(), { outcome: "sent" });
-    assertEquals(asked, [0, 0], "a later one asks again");
+    assertEquals(asked, [[0, size], [0, 1], [0, size]], "a later one asks again");
+  });
+});
+
+Deno.test("FileSender.send() reads on a thread what another send found in the page cache a moment before it was dropped", async () => {
+  const size = 3 * MiB;
+  await withFile(size, async (path) => {
+    const cache = { dropped: false };
+    const residency: Residency = { residentBytes: (_fd, _offset, length) => cache.dropped ? 0 : length };
+    let threadReads = 0;
+    const reads = () => {
+      const real = new ThreadReads();
+      return {
+        read: (at: string, offset: number, into: Uint8Array) => (threadReads++, real.read(at, offset, into)),
+        close: () => real.close(),
+      };
+    };
+    const clock = { now: 0 };
+    const { sender, seen, write, socket } = fakeSocketSender(Infinity, {
+      residency,
+      reads,
+      now: () => clock.now,
+    });
+    const send = () => sender.send(socket, HEAD, { range: { path, start: 0, length: size, size }, write });
+    assertEquals(await send(), { outcome: "sent" });
+    assertEquals([seen.sendfileBytes, threadReads], [size, 0], "in memory: sendfile");
+    cache.dropped = true;
+    clock.now += 1;
+    assertEquals(await send(), { outcome: "sent" });
+    assertEquals(
+      seen.sendfileBytes,
+      size,
+      "no sendfile of the dropped pages (it would read them on the event loop)",
+    );
+    assert(threadReads >= 1, "read on a thread");
   });
 });
 
