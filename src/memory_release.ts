@@ -116,19 +116,38 @@ export interface MemoryReleasesOptions {
   /** The timer of the {@linkcode IdleRelease}. */
   setInterval?: IdleReleaseOptions["setInterval"];
   clearInterval?: IdleReleaseOptions["clearInterval"];
+  /**
+   * Waits `ms` (default: a `setTimeout` that does not keep the process alive): the start-up release waits
+   * {@linkcode STARTUP_RELEASE_DELAY_MS} after the start-up work has settled.
+   */
+  delay?: (ms: number) => Promise<void>;
 }
 
 /**
- * The releases of a serving process: one when the start-up work has settled (its garbage grows with the
- * cache's files), then one after every busy period. Returns the started {@linkcode IdleRelease} (to stop it)
- * and the promise of the start-up release.
+ * How long the start-up release waits after the start-up work has settled. The scans of an empty or small cache
+ * end within the first few hundred milliseconds, when the first clients come: a full collection then took about
+ * 40 ms of the main thread before the first answer (BENCHMARKS.md, session seven, start-up time).
+ */
+export const STARTUP_RELEASE_DELAY_MS = 2_000;
+
+function unrefDelay(ms: number): Promise<void> {
+  return new Promise((resolve) => Deno.unrefTimer(setTimeout(resolve, ms)));
+}
+
+/**
+ * The releases of a serving process: one {@linkcode STARTUP_RELEASE_DELAY_MS} after the start-up work has
+ * settled (its garbage grows with the cache's files), then one after every busy period. Returns the started
+ * {@linkcode IdleRelease} (to stop it) and the promise of the start-up release.
  */
 export function startMemoryReleases(
   options: MemoryReleasesOptions,
 ): { idle: IdleRelease; afterStartup: Promise<void> } {
   const tools = processReleaseTools(options.mallocTrim);
   const release = options.release ?? (() => void releaseMemory(tools));
-  const afterStartup = Promise.allSettled(options.startup).then(() => release());
+  const delay = options.delay ?? unrefDelay;
+  const afterStartup = Promise.allSettled(options.startup)
+    .then(() => delay(STARTUP_RELEASE_DELAY_MS))
+    .then(() => release());
   const idle = new IdleRelease({
     release,
     activity: options.activity,

@@ -5,6 +5,7 @@ import {
   processReleaseTools,
   releaseMemory,
   startMemoryReleases,
+  STARTUP_RELEASE_DELAY_MS,
 } from "../src/memory_release.ts";
 import { V8_FLAGS_ARG } from "../scripts/compile.ts";
 
@@ -100,10 +101,31 @@ Deno.test("startMemoryReleases() releases once all the start-up work has settled
     release: () => releases++,
     setInterval: () => 1,
     clearInterval: () => {},
+    delay: () => Promise.resolve(),
   });
   await Promise.resolve();
   assertEquals(releases, 0, "the scan still runs");
   finishScan();
+  await afterStartup;
+  assertEquals(releases, 1);
+  idle.stop();
+});
+
+Deno.test("startMemoryReleases() waits STARTUP_RELEASE_DELAY_MS after the start-up work before its release", async () => {
+  let releases = 0;
+  const waits: number[] = [];
+  let endWait!: () => void;
+  const { idle, afterStartup } = startMemoryReleases({
+    startup: [Promise.resolve()],
+    activity: () => 0,
+    release: () => releases++,
+    setInterval: () => 1,
+    clearInterval: () => {},
+    delay: (ms) => (waits.push(ms), new Promise<void>((resolve) => endWait = resolve)),
+  });
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+  assertEquals([waits, releases], [[STARTUP_RELEASE_DELAY_MS], 0], "start-up has settled; the wait runs");
+  endWait();
   await afterStartup;
   assertEquals(releases, 1);
   idle.stop();
