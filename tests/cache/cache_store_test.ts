@@ -11,6 +11,7 @@ import {
 import { HttpError } from "../../src/http/http_error.ts";
 import { parseRequestPath, type RequestTarget } from "../../src/repo/request_path.ts";
 import { serveCachedFile } from "../../src/app/responses.ts";
+import { pathExists } from "../../src/cache/cache_paths.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "tiny-1-1-x86_64.pkg.tar.zst"];
 
@@ -28,15 +29,6 @@ async function withStore(
     await fn(new CacheStore(root, { now: () => clock.now }), root, clock);
   } finally {
     await Deno.remove(root, { recursive: true });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -404,7 +396,7 @@ Deno.test("CacheStore.commit() with the open partial file makes the folder, sets
     const file = await store.openPartial(SEGMENTS, { truncate: true });
     try {
       await file.write(new Uint8Array([1, 2, 3, 4]));
-      assert.equal(await exists(join(root, "core")), false, "no folder for the file yet");
+      assert.equal(await pathExists(join(root, "core")), false, "no folder for the file yet");
       const lastModified = Date.UTC(2024, 0, 2, 3, 4, 5);
       const committed = await store.commit(SEGMENTS, { lastModified, file });
       assert.throws(() => file.statSync(), Deno.errors.BadResource, "closed by the commit");

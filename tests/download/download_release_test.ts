@@ -13,6 +13,7 @@ import { followDownload } from "../../src/download/live_reader.ts";
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
+import { pathExists } from "../../src/cache/cache_paths.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
 const DB_SEGMENTS = ["core", "os", "x86_64", "core.db"];
@@ -100,15 +101,6 @@ async function within<T>(promise: Promise<T>, ms = 10_000): Promise<T> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 Deno.test("Download releases the last byte once verified, before it flushes and commits the file", async () => {
   await withTempDir(async (dir) => {
     const data = testBytes(80_000, 21);
@@ -128,7 +120,7 @@ Deno.test("Download releases the last byte once verified, before it flushes and 
     assertEquals(download.releasable(), data.byteLength);
     assertEquals(download.outcome(), { type: "complete" });
     assertEquals(download.state, "streaming", "not committed yet");
-    assertEquals(await exists(download.finalPath), false, "nothing unflushed in the cache");
+    assertEquals(await pathExists(download.finalPath), false, "nothing unflushed in the cache");
     store.syncAllowed.resolve();
     await download.finished;
     assertEquals(download.state, "complete");
@@ -152,7 +144,7 @@ Deno.test("Download keeps a commit that fails after the release from the clients
     assertEquals(download.state, "failed", "the file is not in the cache");
     assertEquals(download.error, store.commitError);
     assertEquals(download.outcome(), { type: "complete" }, "for clients, the file was complete");
-    assertEquals(await exists(download.finalPath), false);
+    assertEquals(await pathExists(download.finalPath), false);
   });
 });
 
@@ -208,7 +200,7 @@ Deno.test("A database revalidation answered 304 touches nothing in the cache dir
     assertEquals(download.state, "not_modified");
     assertEquals(asked.length, 2);
     assertEquals(await snapshot(dir), before, "no partial file, no record, no folder made or removed");
-    assertEquals(await exists(download.partialPath), false);
+    assertEquals(await pathExists(download.partialPath), false);
   });
 });
 

@@ -9,17 +9,9 @@ import { PartialFile } from "../../src/download/partial_file.ts";
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
+import { pathExists } from "../../src/cache/cache_paths.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A store whose background creation of partial files waits for `allow`, or fails with `failure`. */
 class GatedStore extends CacheStore {
@@ -41,7 +33,7 @@ Deno.test("PartialFile.prepare() makes the file in the background, and open() ta
     const store = new GatedStore(dir);
     const partial = new PartialFile(store, SEGMENTS);
     partial.prepare();
-    assertEquals(await exists(store.partialPath(SEGMENTS)), false, "not made before the test allows it");
+    assertEquals(await pathExists(store.partialPath(SEGMENTS)), false, "not made before the test allows it");
     store.allow.resolve();
     const file = await partial.open({ truncate: false });
     assert(store.created, "open() waited for the file being made");
@@ -65,7 +57,7 @@ Deno.test("PartialFile.open() opens the file itself after prepare() failed", asy
     const file = await partial.open({ truncate: true });
     assertEquals(partial.file, file);
     await partial.close();
-    assert(await exists(store.partialPath(SEGMENTS)));
+    assert(await pathExists(store.partialPath(SEGMENTS)));
   });
 });
 
@@ -82,7 +74,7 @@ Deno.test("PartialFile.close() waits for a creation still running, so that a rem
     await closing;
     assert(store.created);
     await store.discardPartial(SEGMENTS);
-    assertEquals(await exists(store.partialPath(SEGMENTS)), false);
+    assertEquals(await pathExists(store.partialPath(SEGMENTS)), false);
   });
 });
 
@@ -117,7 +109,7 @@ Deno.test("Download writes the record of its partial file with the second chunk,
       "missing",
       "the first chunk went out without a record",
     );
-    assert(await exists(store.partialPath(SEGMENTS)));
+    assert(await pathExists(store.partialPath(SEGMENTS)));
     gate.push(data.slice(1000));
     while (download.written < data.byteLength) await download.changed();
     const record = store.readPartialRecord(SEGMENTS);
