@@ -13,6 +13,7 @@ import { testConfig } from "../helpers/test_app.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { PARTIAL_DIR, pathExists } from "../../src/cache/cache_paths.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
+import { RECORD_AFTER_BYTES } from "../../src/download/download.ts";
 
 const FOLDER = "flexotest/os/x86_64";
 
@@ -263,14 +264,15 @@ Deno.test("main.ts killed with SIGKILL during a download resumes it after the re
     const core = "core/os/x86_64";
     const fileName = "big-1-1-x86_64.pkg.tar.zst";
     const bytes = crypto.getRandomValues(new Uint8Array(60_000)).slice();
-    const full = new Uint8Array(1_200_000);
+    // Larger than what a download writes before its record (RECORD_AFTER_BYTES), which a restart needs.
+    const full = new Uint8Array(RECORD_AFTER_BYTES + 1_800_000);
     for (let i = 0; i < full.length; i += bytes.length) full.set(bytes.subarray(0, full.length - i), i);
     await put(join(mirrorDir, core, fileName), full);
     // Old versions for the start-up cleaning.
     await put(join(cache, core, "old-1-1-any.pkg.tar.zst"), "old");
     await put(join(cache, core, "old-2-1-any.pkg.tar.zst"), "new");
 
-    await using mirror = await startFakeMirror(mirrorDir, { bytesPerSecond: 200_000 });
+    await using mirror = await startFakeMirror(mirrorDir, { bytesPerSecond: 1_000_000 });
     const configPath = join(dir, "flexo.toml");
     await Deno.writeTextFile(
       configPath,
@@ -291,7 +293,7 @@ Deno.test("main.ts killed with SIGKILL during a download resumes it after the re
       assertEquals(response.status, 200);
       await waitFor("the download writes its partial file", async () => {
         try {
-          return (await Deno.stat(partialPath)).size > 200_000;
+          return (await Deno.stat(partialPath)).size > RECORD_AFTER_BYTES + 400_000;
         } catch {
           return false;
         }

@@ -4,7 +4,7 @@
  */
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
-import { Download } from "../../src/download/download.ts";
+import { Download, RECORD_AFTER_BYTES } from "../../src/download/download.ts";
 import { PartialFile } from "../../src/download/partial_file.ts";
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
@@ -78,29 +78,35 @@ Deno.test("PartialFile.close() waits for a creation still running, so that a rem
   });
 });
 
-Deno.test("Download writes the record of its partial file with the second chunk, not before the first", async () => {
+/** A download of `data` from a gated mirror into `store`. */
+function gatedDownload(store: CacheStore, data: Uint8Array) {
+  const pool = new MirrorPool();
+  pool.setMirrors(["http://mirror-a.test/"], "test");
+  const { fetch, gate } = gatedMirror({ "content-length": String(data.byteLength) });
+  const download = new Download({
+    segments: SEGMENTS,
+    upstreamPath: SEGMENTS.join("/"),
+    mirrors: pool,
+    plan: () => pool.plan("package"),
+    store,
+    deps: { fetch, now: Date.now },
+    limits: {
+      connectTimeoutMs: 5_000,
+      lowSpeedLimit: 1,
+      lowSpeedTimeMs: 60_000,
+      lastResortStallMs: 60_000,
+    },
+    rules: { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true, movesOn: true },
+    missing: true,
+  }).start();
+  return { download, gate };
+}
+
+Deno.test("Download writes the record of its partial file once RECORD_AFTER_BYTES are on disk, not before", async () => {
   await withTempDir(async (dir) => {
-    const data = testBytes(20_000, 5);
+    const data = testBytes(RECORD_AFTER_BYTES + 600_000, 5);
     const store = new CacheStore(dir);
-    const pool = new MirrorPool();
-    pool.setMirrors(["http://mirror-a.test/"], "test");
-    const { fetch, gate } = gatedMirror({ "content-length": String(data.byteLength) });
-    const download = new Download({
-      segments: SEGMENTS,
-      upstreamPath: SEGMENTS.join("/"),
-      mirrors: pool,
-      plan: () => pool.plan("package"),
-      store,
-      deps: { fetch, now: Date.now },
-      limits: {
-        connectTimeoutMs: 5_000,
-        lowSpeedLimit: 1,
-        lowSpeedTimeMs: 60_000,
-        lastResortStallMs: 60_000,
-      },
-      rules: { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true, movesOn: true },
-      missing: true,
-    }).start();
+    const { download, gate } = gatedDownload(store, data);
     assertEquals((await download.head).status, "ok");
     gate.push(data.slice(0, 1000));
     while (download.written < 1000) await download.changed();
@@ -110,7 +116,10 @@ Deno.test("Download writes the record of its partial file with the second chunk,
       "the first chunk went out without a record",
     );
     assert(await pathExists(store.partialPath(SEGMENTS)));
-    gate.push(data.slice(1000));
+    gate.push(data.slice(1000, RECORD_AFTER_BYTES));
+    while (download.written < RECORD_AFTER_BYTES) await download.changed();
+    assertEquals(store.readPartialRecord(SEGMENTS).kind, "missing", "none while less is on disk");
+    gate.push(data.slice(RECORD_AFTER_BYTES));
     while (download.written < data.byteLength) await download.changed();
     const record = store.readPartialRecord(SEGMENTS);
     assertEquals(record.kind === "found" ? record.meta.total : record.kind, data.byteLength);
@@ -118,5 +127,22 @@ Deno.test("Download writes the record of its partial file with the second chunk,
     await download.finished;
     assertEquals(download.state, "complete");
     assertEquals(store.readPartialRecord(SEGMENTS).kind, "missing", "removed by the commit");
+  });
+});
+
+Deno.test("Download of a file no larger than RECORD_AFTER_BYTES writes no record of its partial file", async () => {
+  await withTempDir(async (dir) => {
+    const data = testBytes(RECORD_AFTER_BYTES, 6);
+    const store = new CacheStore(dir);
+    let records = 0;
+    const write = store.writePartialMeta.bind(store);
+    store.writePartialMeta = (segments, meta) => (records++, write(segments, meta));
+    const { download, gate } = gatedDownload(store, data);
+    assertEquals((await download.head).status, "ok");
+    for (let at = 0; at < data.byteLength; at += 100_000) gate.push(data.slice(at, at + 100_000));
+    gate.end();
+    await download.finished;
+    assertEquals([download.state, records], ["complete", 0]);
+    assertEquals(await Deno.readFile(store.finalPath(SEGMENTS)), data);
   });
 });
