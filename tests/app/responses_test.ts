@@ -5,10 +5,10 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { type CachedFile, CacheStore, type HotFile } from "../../src/cache/cache_store.ts";
 import { Download, type DownloadHead } from "../../src/download/download.ts";
 import { HttpError } from "../../src/http/http_error.ts";
-import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { contentTypeFor, ORIGIN_HEADER, serveCachedFile, serveDownload } from "../../src/app/responses.ts";
 import { fileBodyOf } from "../../src/http/file_body.ts";
 import { type Gate, gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
+import { startTestDownload } from "../helpers/test_download.ts";
 
 const URL_PKG = "http://flexo.test/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst";
 const MTIME = new Date(1_700_000_000_000);
@@ -249,19 +249,11 @@ async function liveDownload(
   headers: Record<string, string>,
 ): Promise<{ download: Download; head: DownloadHead; gate: Gate }> {
   const { fetch: fetchImpl, gate } = gatedMirror(headers);
-  const pool = new MirrorPool();
-  pool.setMirrors(["http://mirror-a.test/"], "test");
-  const segments = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
-  const download = new Download({
-    segments,
-    upstreamPath: segments.join("/"),
-    mirrors: pool,
-    plan: () => pool.plan("package"),
-    store: new CacheStore(dir),
-    deps: { fetch: fetchImpl, now: Date.now },
-    limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
-    rules: { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true, movesOn: true },
-  }).start();
+  const download = startTestDownload(new CacheStore(dir), fetchImpl, {
+    segments: ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"],
+    mirrors: ["http://mirror-a.test/"],
+    rules: { keepPartialOnFailure: true },
+  });
   const head = await download.head;
   return {
     download,

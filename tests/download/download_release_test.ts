@@ -10,10 +10,10 @@ import { assertEquals } from "../helpers/assert.ts";
 import { type CachedFile, CacheStore } from "../../src/cache/cache_store.ts";
 import { Download } from "../../src/download/download.ts";
 import { followDownload } from "../../src/download/live_reader.ts";
-import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
 import { pathExists } from "../../src/cache/cache_paths.ts";
+import { startTestDownload } from "../helpers/test_download.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
 const DB_SEGMENTS = ["core", "os", "x86_64", "core.db"];
@@ -71,21 +71,13 @@ function newDownload(
   fetch: typeof globalThis.fetch,
   options: { segments?: string[]; expect?: { size: number; sha256: string }; ifModifiedSince?: number } = {},
 ): Download {
-  const pool = new MirrorPool();
-  pool.setMirrors([A, B], "test");
-  const segments = options.segments ?? SEGMENTS;
-  return new Download({
-    segments,
-    upstreamPath: segments.join("/"),
-    mirrors: pool,
-    plan: () => pool.plan("package"),
-    store,
-    deps: { fetch, now: Date.now },
-    limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
-    rules: { resumeAcrossMirrors: false, notFoundIsFinal: false, keepPartialOnFailure: false, movesOn: true },
+  return startTestDownload(store, fetch, {
+    segments: options.segments ?? SEGMENTS,
+    mirrors: [A, B],
+    rules: { resumeAcrossMirrors: false },
     expect: options.expect,
     ifModifiedSince: options.ifModifiedSince,
-  }).start();
+  });
 }
 
 /** Fails instead of hanging when `promise` does not settle within a generous limit. */

@@ -11,10 +11,10 @@ import { HttpError } from "../../src/http/http_error.ts";
 import { Download } from "../../src/download/download.ts";
 import { COALESCE_BYTES } from "../../src/download/body_writer.ts";
 import { followDownload } from "../../src/download/live_reader.ts";
-import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { fakeFetch, gatedFetch, rangeHead, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { startTestDownload } from "../helpers/test_download.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
 const A = "http://mirror-a.test/";
@@ -104,24 +104,12 @@ function newDownload(
   fetch: typeof globalThis.fetch,
   options: { expect?: { size: number; sha256: string }; mirrors?: string[]; keepPartial?: boolean } = {},
 ): Download {
-  const pool = new MirrorPool();
-  pool.setMirrors(options.mirrors ?? [A], "test");
-  return new Download({
+  return startTestDownload(store, fetch, {
     segments: SEGMENTS,
-    upstreamPath: SEGMENTS.join("/"),
-    mirrors: pool,
-    plan: () => pool.plan("package"),
-    store,
-    deps: { fetch, now: Date.now },
-    limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
-    rules: {
-      resumeAcrossMirrors: true,
-      notFoundIsFinal: false,
-      keepPartialOnFailure: options.keepPartial ?? false,
-      movesOn: true,
-    },
+    mirrors: options.mirrors ?? [A],
+    rules: { keepPartialOnFailure: options.keepPartial ?? false },
     expect: options.expect,
-  }).start();
+  });
 }
 
 /** Sends `data` through `gate` in chunks of `size` bytes, from `from` up to `to`. */

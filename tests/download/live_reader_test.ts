@@ -6,11 +6,11 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
 import { Download } from "../../src/download/download.ts";
 import { followDownload, READ_CHUNK, readFileRange } from "../../src/download/live_reader.ts";
-import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { type Gate, gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
 import { settledNow, waitFor } from "../helpers/wait.ts";
 import { concat } from "../../src/byte_reader.ts";
+import { startTestDownload } from "../helpers/test_download.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
 
@@ -22,20 +22,13 @@ function startDownload(
   const headers: Record<string, string> = { "last-modified": "Tue, 14 Nov 2023 22:13:20 GMT" };
   if (options.total !== undefined) headers["content-length"] = String(options.total);
   const { fetch, gate } = gatedMirror(headers);
-  const pool = new MirrorPool();
-  pool.setMirrors(["http://mirror-a.test/"], "test");
-  const download = new Download({
+  const download = startTestDownload(new CacheStore(dir), fetch, {
     segments: SEGMENTS,
-    upstreamPath: SEGMENTS.join("/"),
-    mirrors: pool,
-    plan: () => pool.plan("package"),
-    store: new CacheStore(dir),
-    deps: { fetch, now: Date.now },
-    limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
-    rules: { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true, movesOn: true },
+    mirrors: ["http://mirror-a.test/"],
+    rules: { keepPartialOnFailure: true },
     expect: options.expect,
   });
-  return { download: download.start(), gate };
+  return { download, gate };
 }
 
 /** Waits until the download has `bytes` on disk. */

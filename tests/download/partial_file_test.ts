@@ -4,12 +4,12 @@
  */
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
-import { Download, RECORD_AFTER_BYTES } from "../../src/download/download.ts";
+import { RECORD_AFTER_BYTES } from "../../src/download/download.ts";
 import { PartialFile } from "../../src/download/partial_file.ts";
-import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
 import { pathExists } from "../../src/cache/cache_paths.ts";
+import { startTestDownload } from "../helpers/test_download.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
 
@@ -80,25 +80,13 @@ Deno.test("PartialFile.close() waits for a creation still running, so that a rem
 
 /** A download of `data` from a gated mirror into `store`. */
 function gatedDownload(store: CacheStore, data: Uint8Array) {
-  const pool = new MirrorPool();
-  pool.setMirrors(["http://mirror-a.test/"], "test");
   const { fetch, gate } = gatedMirror({ "content-length": String(data.byteLength) });
-  const download = new Download({
+  const download = startTestDownload(store, fetch, {
     segments: SEGMENTS,
-    upstreamPath: SEGMENTS.join("/"),
-    mirrors: pool,
-    plan: () => pool.plan("package"),
-    store,
-    deps: { fetch, now: Date.now },
-    limits: {
-      connectTimeoutMs: 5_000,
-      lowSpeedLimit: 1,
-      lowSpeedTimeMs: 60_000,
-      lastResortStallMs: 60_000,
-    },
-    rules: { resumeAcrossMirrors: true, notFoundIsFinal: false, keepPartialOnFailure: true, movesOn: true },
+    mirrors: ["http://mirror-a.test/"],
+    rules: { keepPartialOnFailure: true },
     missing: true,
-  }).start();
+  });
   return { download, gate };
 }
 

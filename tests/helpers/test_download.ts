@@ -1,0 +1,48 @@
+/**
+ * A started {@linkcode Download} for unit tests: the store, fetch and mirrors given, limits generous enough never to
+ * end a test's transfer, and the order rules flexo's defaults unless a test changes one.
+ */
+import type { CacheStore } from "../../src/cache/cache_store.ts";
+import { Download, type DownloadOptions, type OrderRules } from "../../src/download/download.ts";
+import { MirrorPool } from "../../src/mirrors/mirrors.ts";
+
+/** What tests vary in {@linkcode startTestDownload}. */
+export interface TestDownloadOptions {
+  segments: readonly string[];
+  /** The mirrors, asked in this order. */
+  mirrors: string[];
+  /** Changes to the order rules (default: resume across mirrors, keep no partial file on failure). */
+  rules?: Partial<OrderRules>;
+  expect?: DownloadOptions["expect"];
+  ifModifiedSince?: number;
+  missing?: boolean;
+}
+
+/** Starts a download of `options.segments` into `store` through `fetch`. */
+export function startTestDownload(
+  store: CacheStore,
+  fetch: typeof globalThis.fetch,
+  options: TestDownloadOptions,
+): Download {
+  const pool = new MirrorPool();
+  pool.setMirrors(options.mirrors, "test");
+  return new Download({
+    segments: options.segments,
+    upstreamPath: options.segments.join("/"),
+    mirrors: pool,
+    plan: () => pool.plan("package"),
+    store,
+    deps: { fetch, now: Date.now },
+    limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
+    rules: {
+      resumeAcrossMirrors: true,
+      notFoundIsFinal: false,
+      keepPartialOnFailure: false,
+      movesOn: true,
+      ...options.rules,
+    },
+    expect: options.expect,
+    ifModifiedSince: options.ifModifiedSince,
+    missing: options.missing,
+  }).start();
+}
