@@ -62,18 +62,25 @@ async function delivered(): Promise<void> {
   for (let i = 0; i < 5; i++) await Promise.resolve();
 }
 
+/**
+ * A started count of `dir` whose rescans are counted (and run only when `rescanRuns`), with fake timers and
+ * watches for {@linkcode watchCacheChanges}.
+ */
+async function watchedCache(dir: string, options: { rescanRuns?: boolean } = {}) {
+  const usage = new CacheUsage(dir);
+  await usage.start();
+  const counted = { rescans: 0 };
+  const rescan = usage.rescan.bind(usage);
+  usage.rescan = () => (counted.rescans++, options.rescanRuns ? rescan() : Promise.resolve());
+  return { usage, counted, timers: new FakeTimers(), watches: fakeWatches() };
+}
+
 Deno.test("watchCacheChanges() counts the cache again after another process's change, once it is quiet", async () => {
   await withTempDir(async (dir) => {
-    const usage = new CacheUsage(dir);
-    await usage.start();
-    let rescans = 0;
-    const rescan = usage.rescan.bind(usage);
-    usage.rescan = () => (rescans++, rescan());
-    const timers = new FakeTimers();
+    const { usage, counted, timers, watches } = await watchedCache(dir, { rescanRuns: true });
     const pkg = join(dir, "extra/os/x86_64/a-1-1-x86_64.pkg.tar.zst");
     await Deno.mkdir(join(dir, "extra/os/x86_64"), { recursive: true });
     await Deno.writeFile(pkg, new Uint8Array(700));
-    const watches = fakeWatches();
     const watching = watchCacheChanges(usage, { ...timers.deps, watch: watches.watch, quietMs: 2_000 });
     const watch = watches.tree();
     try {
@@ -83,9 +90,9 @@ Deno.test("watchCacheChanges() counts the cache again after another process's ch
       watch.send("modify", pkg);
       await delivered();
       timers.advance(1_500);
-      assertEquals(rescans, 0, "not while changes keep coming");
+      assertEquals(counted.rescans, 0, "not while changes keep coming");
       timers.advance(500);
-      assertEquals(rescans, 1);
+      assertEquals(counted.rescans, 1);
       await usage.rescan();
       assertEquals(usage.snapshot(), { bytes: 700, files: 1, complete: true });
     } finally {
@@ -97,13 +104,8 @@ Deno.test("watchCacheChanges() counts the cache again after another process's ch
 
 Deno.test("watchCacheChanges() leaves the proxy's own changes, downloads in progress and reads alone", async () => {
   await withTempDir(async (dir) => {
-    const usage = new CacheUsage(dir);
-    await usage.start();
-    let rescans = 0;
-    usage.rescan = () => (rescans++, Promise.resolve());
-    const timers = new FakeTimers();
+    const { usage, counted, timers, watches } = await watchedCache(dir);
     await Deno.mkdir(join(dir, "core"));
-    const watches = fakeWatches();
     const watching = watchCacheChanges(usage, { ...timers.deps, watch: watches.watch, quietMs: 2_000 });
     const watch = watches.tree();
     try {
@@ -115,7 +117,7 @@ Deno.test("watchCacheChanges() leaves the proxy's own changes, downloads in prog
       watch.send("access", join(dir, "core/os/x86_64/other-1-1-x86_64.pkg.tar.zst"));
       await delivered();
       timers.advance(10_000);
-      assertEquals(rescans, 0);
+      assertEquals(counted.rescans, 0);
       assertEquals(timers.pending, [], "nothing left to do");
     } finally {
       watching.stop();
@@ -140,12 +142,7 @@ Deno.test("watchCacheChanges() reports a watch that cannot start and leaves the 
 Deno.test("watchCacheChanges() watches the root's entries and the top-level folders below, never the dot folders, and a new folder once it appears", async () => {
   await withTempDir(async (dir) => {
     for (const name of ["core", ".partial", ".flexo"]) await Deno.mkdir(join(dir, name));
-    const usage = new CacheUsage(dir);
-    await usage.start();
-    let rescans = 0;
-    usage.rescan = () => (rescans++, Promise.resolve());
-    const timers = new FakeTimers();
-    const watches = fakeWatches();
+    const { usage, counted, timers, watches } = await watchedCache(dir);
     const watching = watchCacheChanges(usage, { ...timers.deps, watch: watches.watch, quietMs: 2_000 });
     try {
       const asked = () => watches.made.map(({ paths, recursive }) => ({ paths, recursive }));
@@ -162,7 +159,7 @@ Deno.test("watchCacheChanges() watches the root's entries and the top-level fold
       watches.tree().send("create", join(dir, "extra/os/x86_64/x-1-1-x86_64.pkg.tar.zst"));
       await delivered();
       timers.advance(2_000);
-      assertEquals(rescans, 1, "a new folder and what is in it count as changes");
+      assertEquals(counted.rescans, 1, "a new folder and what is in it count as changes");
     } finally {
       watching.stop();
       await watching.ended;
@@ -174,12 +171,7 @@ Deno.test("watchCacheChanges() watches the root's entries and the top-level fold
 Deno.test("watchCacheChanges() leaves the events below the top-level folders that reach the root's watch to the folders' watch", async () => {
   await withTempDir(async (dir) => {
     await Deno.mkdir(join(dir, "core"));
-    const usage = new CacheUsage(dir);
-    await usage.start();
-    let rescans = 0;
-    usage.rescan = () => (rescans++, Promise.resolve());
-    const timers = new FakeTimers();
-    const watches = fakeWatches();
+    const { usage, counted, timers, watches } = await watchedCache(dir);
     let listed = 0;
     const folders = (root: string) => (listed++, [...Deno.readDirSync(root)].map((entry) => entry.name));
     const watching = watchCacheChanges(usage, {
@@ -199,7 +191,7 @@ Deno.test("watchCacheChanges() leaves the events below the top-level folders tha
       await delivered();
       assertEquals([listed, watches.made.length], [1, 2], "the folders are not listed again");
       timers.advance(2_000);
-      assertEquals(rescans, 1, "the change is counted once, from the folders' watch");
+      assertEquals(counted.rescans, 1, "the change is counted once, from the folders' watch");
       // A new top-level folder still has them listed and watched.
       await Deno.mkdir(join(dir, "extra"));
       watches.made[0].watch.send("create", join(dir, "extra"));
