@@ -471,12 +471,12 @@ export class Download {
     try {
       const file = await this.#partial.open({ truncate: false });
       await file.syncData();
-      // The commit closes the file; closing the partial file after it finds it closed.
+      // The commit closes the file, whether it succeeds or not.
+      this.#partial.forget();
       this.file = await store.commit(segments, {
         lastModified: this.#options.pairedWith ?? this.#meta.lastModified,
         file,
       });
-      await this.#partial.close();
       this.source = this.mirror ?? this.#meta.mirror;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);

@@ -65,6 +65,14 @@ export class PartialFile {
     return this.#file;
   }
 
+  /**
+   * Forgets the open file without closing it: its new owner closes it (the commit does). Closing a closed file
+   * throws, and Deno builds that error with its stack: 50 us of the main thread per download, measured.
+   */
+  forget(): void {
+    this.#file = undefined;
+  }
+
   /** Closes the file (waiting for a creation still running), if open; one the commit closed already is fine. */
   async close(): Promise<void> {
     await this.settle();

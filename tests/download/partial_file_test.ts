@@ -134,3 +134,33 @@ Deno.test("Download of a file no larger than RECORD_AFTER_BYTES writes no record
     assertEquals(await Deno.readFile(store.finalPath(SEGMENTS)), data);
   });
 });
+
+Deno.test("Download hands its partial file to the commit, which closes it once (no second close throws)", async () => {
+  await withTempDir(async (dir) => {
+    const data = testBytes(50_000, 7);
+    const store = new CacheStore(dir);
+    const closes: string[] = [];
+    const commit = store.commit.bind(store);
+    store.commit = (segments, options) => {
+      const file = options.file!;
+      const close = file.close.bind(file);
+      file.close = () => {
+        try {
+          close();
+          closes.push("closed");
+        } catch (error) {
+          closes.push((error as Error).name);
+          throw error;
+        }
+      };
+      return commit(segments, options);
+    };
+    const { download, gate } = gatedDownload(store, data);
+    assertEquals((await download.head).status, "ok");
+    gate.push(data);
+    gate.end();
+    await download.finished;
+    assertEquals([download.state, closes], ["complete", ["closed"]]);
+    assertEquals(await Deno.readFile(store.finalPath(SEGMENTS)), data);
+  });
+});
