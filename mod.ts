@@ -24,5 +24,10 @@ export type { Config, CustomRepo, MirrorsAutoConfig } from "./src/config/config_
 export { HttpError } from "./src/http/http_error.ts";
 export { BUILT_IN_MIRRORS, MirrorPool, type MirrorStats } from "./src/mirrors/mirrors.ts";
 export { type RunningServer, startServer } from "./src/server/server.ts";
+export {
+  createUpstreamClient,
+  type UpstreamClient,
+  type UpstreamClientOptions,
+} from "./src/upstream/upstream_fetch.ts";
 export { canWriteDirectory, resolveUserDirectories } from "./src/config/user_directories.ts";
 export { VERSION } from "./src/version.ts";

@@ -24,3 +24,24 @@ export function assertEquals<T>(actual: T, expected: T, message?: string): void 
   }
   nodeAssert.deepStrictEqual(actual, expected, message);
 }
+
+/**
+ * Fails unless `run()` rejects (with an instance of `type`, when given); returns the error for further checks.
+ *
+ * @example
+ * ```ts
+ * const error = await assertRejects(() => fetch("http://127.0.0.1:9/"), TypeError);
+ * ```
+ */
+export async function assertRejects<E extends Error = Error>(
+  run: () => Promise<unknown>,
+  type?: new (...args: never[]) => E,
+): Promise<E> {
+  try {
+    await run();
+  } catch (error) {
+    if (type && !(error instanceof type)) nodeAssert.fail(`rejected with ${error}, not a ${type.name}`);
+    return error as E;
+  }
+  return nodeAssert.fail("did not reject");
+}

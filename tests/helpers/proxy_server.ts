@@ -1,6 +1,7 @@
 /**
- * The proxy as a real HTTP server on 127.0.0.1 for integration tests: `createApp` with short transfer limits,
- * `startServer` on port 0, and a private temporary cache directory.
+ * The proxy as a real HTTP server on 127.0.0.1 for integration tests: `createApp` with short transfer limits and
+ * flexo's own upstream client (as main.ts gives it), `startServer` on port 0, and a private temporary cache
+ * directory.
  *
  * @module
  */
@@ -10,6 +11,7 @@ import { createApp, type FlexoApp } from "../../src/app/app.ts";
 import { startServer } from "../../src/server/server.ts";
 import type { TransferLimits } from "../../src/download/transfer.ts";
 import { testConfig } from "./test_app.ts";
+import { createUpstreamClient } from "../../src/upstream/upstream_fetch.ts";
 
 /** Transfer limits short enough for tests: a slow or stalled mirror is left within about a second. */
 export const TEST_LIMITS: TransferLimits = {
@@ -53,8 +55,11 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
   const parent = await Deno.makeTempDir({ prefix: "flexo-proxy-test-" });
   const dir = join(parent, "cache");
   await Deno.mkdir(dir);
+  // The upstream client the proxy process uses (main.ts), closed with the server.
+  const upstream = createUpstreamClient();
   const app = createApp(testConfig(dir, options.mirrors, options.config), {
     limits: { ...TEST_LIMITS, ...options.limits },
+    fetch: upstream.fetch,
   });
   const server = startServer(app, { hostnames: ["127.0.0.1"], port: 0 });
   const port = server.addresses[0].port;
@@ -65,6 +70,7 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
         await server.shutdown({ graceMs: 5_000 });
         await withinMs(app.downloads.idle(), 20_000, "the proxy's downloads did not end within 20 s");
       } finally {
+        upstream.close();
         await Deno.remove(dirname(dir), { recursive: true });
       }
     })();

@@ -1,0 +1,175 @@
+/**
+ * Kept-alive connections to mirrors, by origin: a request takes the one used last (the least likely to have been
+ * closed by the mirror meanwhile), and gives it back when its body has been read whole.
+ *
+ * @module
+ */
+
+/** Where to connect: from a URL's scheme, host name and port. */
+export interface ConnectTarget {
+  tls: boolean;
+  /** A name or an address (an IPv6 one without brackets). */
+  hostname: string;
+  port: number;
+}
+
+/** Opens a connection; the default is Deno's (TLS with the runtime's certificate store). */
+export type Connect = (target: ConnectTarget) => Promise<Deno.Conn>;
+
+/**
+ * `Deno.connect`, with TLS (`Deno.startTls`, speaking HTTP/1.1) for https. Deno connects to the first address the
+ * system resolves a name to; when that fails, the name's other addresses are tried in turn, IPv6 before IPv4 (a
+ * mirror with an IPv6 address this machine cannot reach and an IPv4 one it can, as the runtime's `fetch`
+ * handles it). `caCerts` are trusted besides the runtime's certificate store.
+ */
+export function denoConnect(options: { caCerts?: string[] } = {}): Connect {
+  return async (target) => {
+    const conn = await connectTcp(target.hostname, target.port);
+    if (!target.tls) return conn;
+    try {
+      const tls = await Deno.startTls(conn, {
+        hostname: target.hostname,
+        alpnProtocols: ["http/1.1"],
+        caCerts: options.caCerts,
+      });
+      // Now rather than at the first write: a certificate the mirror fails with is a failure to connect.
+      await tls.handshake();
+      return tls;
+    } catch (error) {
+      closeQuietly(conn);
+      throw error;
+    }
+  };
+}
+
+/** A TCP connection to the first address of `hostname` that takes one. */
+async function connectTcp(hostname: string, port: number): Promise<Deno.TcpConn> {
+  const to = async (address: string) => {
+    const conn = await Deno.connect({ hostname: address, port, transport: "tcp" });
+    // A request goes out in one write; the flag only matters should it ever take two.
+    conn.setNoDelay(true);
+    return conn;
+  };
+  try {
+    return await to(hostname);
+  } catch (error) {
+    for (const address of await addressesOf(hostname)) {
+      try {
+        return await to(address);
+      } catch {
+        // The next one.
+      }
+    }
+    throw error;
+  }
+}
+
+/** The IPv6 and IPv4 addresses of a host name from DNS; none for an address, or when DNS does not answer. */
+async function addressesOf(hostname: string): Promise<string[]> {
+  if (/^[\d.]+$/.test(hostname) || hostname.includes(":")) return [];
+  const found = await Promise.allSettled([Deno.resolveDns(hostname, "AAAA"), Deno.resolveDns(hostname, "A")]);
+  return found.flatMap((result) => result.status === "fulfilled" ? result.value : []);
+}
+
+/** A connection and what the pool knows of it. */
+export interface PooledConnection {
+  conn: Deno.Conn;
+  origin: string;
+  /** Responses it carried before the current request. */
+  uses: number;
+  /** When it was given back last (the pool's clock). */
+  idleSince: number;
+  /** The buffer its response heads are read into, kept with it (no allocation per request). */
+  buffer?: Uint8Array;
+}
+
+/** Limits of a {@linkcode ConnectionPool}. */
+export interface PoolOptions {
+  /** Idle connections kept per origin at most. */
+  maxIdlePerOrigin: number;
+  /** A connection idle longer is closed instead of used (mirrors and NATs drop idle connections). */
+  idleMs: number;
+  now: () => number;
+}
+
+/** Idle connections by origin (`https://host:port`). */
+export class ConnectionPool {
+  #idle = new Map<string, PooledConnection[]>();
+  #options: PoolOptions;
+  #closed = false;
+  #sweptAt = -Infinity;
+
+  constructor(options: PoolOptions) {
+    this.#options = options;
+  }
+
+  /** The idle connection to `origin` given back last, if one is young enough. */
+  take(origin: string): PooledConnection | undefined {
+    const idle = this.#idle.get(origin);
+    if (idle === undefined) return undefined;
+    const oldest = this.#options.now() - this.#options.idleMs;
+    let found: PooledConnection | undefined;
+    while (found === undefined && idle.length > 0) {
+      const candidate = idle.pop()!;
+      if (candidate.idleSince >= oldest) found = candidate;
+      else closeQuietly(candidate.conn);
+    }
+    // The ones left are older still.
+    for (const stale of idle.splice(0).filter((c) => c.idleSince < oldest)) closeQuietly(stale.conn);
+    if (idle.length === 0) this.#idle.delete(origin);
+    return found;
+  }
+
+  /** Keeps `connection` for the next request to its origin, or closes it when the pool is full or closed. */
+  give(connection: PooledConnection): void {
+    this.#sweep();
+    const idle = this.#idle.get(connection.origin) ?? [];
+    if (this.#closed || idle.length >= this.#options.maxIdlePerOrigin) {
+      closeQuietly(connection.conn);
+      return;
+    }
+    connection.uses++;
+    connection.idleSince = this.#options.now();
+    idle.push(connection);
+    this.#idle.set(connection.origin, idle);
+  }
+
+  /**
+   * Closes the connections idle too long, of every origin: a mirror that closed its end leaves ours open (its
+   * descriptor) until then. Looked at when a connection is given back, at most twice per `idleMs`.
+   */
+  #sweep(): void {
+    const now = this.#options.now();
+    if (now - this.#sweptAt < this.#options.idleMs / 2) return;
+    this.#sweptAt = now;
+    for (const [origin, idle] of this.#idle) {
+      const young = idle.filter((connection) => now - connection.idleSince <= this.#options.idleMs);
+      for (const connection of idle) if (!young.includes(connection)) closeQuietly(connection.conn);
+      if (young.length === 0) this.#idle.delete(origin);
+      else this.#idle.set(origin, young);
+    }
+  }
+
+  /** Idle connections now (for tests and the status). */
+  get idleCount(): number {
+    let count = 0;
+    for (const idle of this.#idle.values()) count += idle.length;
+    return count;
+  }
+
+  /** Closes the idle connections; later ones given back are closed too. */
+  close(): void {
+    this.#closed = true;
+    for (const idle of this.#idle.values()) for (const connection of idle) closeQuietly(connection.conn);
+    this.#idle.clear();
+  }
+}
+
+/** Closes a connection that may be closed already. */
+export function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Closed already.
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Reading a mirror's HTTP/1.x response head (RFC 9112): the status, the headers, and how the body that follows is
+ * delimited. Strict where a wrong guess would corrupt a file (two different lengths, a length that is not a
+ * number), lenient where HTTP says a client may be (a bare LF as line end).
+ *
+ * @module
+ */
+
+import { parseContentLength } from "../http/content_length.ts";
+
+/** The largest response head read (status line and headers); a larger one fails the request. */
+export const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
+
+/** How a response's body is delimited (RFC 9112 section 6.3). */
+export type BodyFraming =
+  /** No body: a HEAD request's answer, 1xx, 204 and 304. */
+  | { type: "none" }
+  /** Exactly `length` bytes (`Content-Length`). */
+  | { type: "length"; length: number }
+  /** Chunks (`Transfer-Encoding: chunked`). */
+  | { type: "chunked" }
+  /** Until the mirror closes the connection (neither of the above). */
+  | { type: "close" };
+
+/** One parsed response head. */
+export interface ResponseHead {
+  status: number;
+  statusText: string;
+  headers: Headers;
+  framing: BodyFraming;
+  /** Whether the connection may carry another request once this body has been read whole. */
+  keepAlive: boolean;
+}
+
+/** A mirror's answer that is not HTTP/1.x, or that leaves unclear where its body ends. */
+export class ResponseHeadError extends TypeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "ResponseHeadError";
+  }
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+/**
+ * Where the head in `bytes[0, length)` ends: the index after its empty line (CRLF CRLF, or LF LF with or without
+ * CRs), or -1 while it has not come whole. `from` is where to start looking (bytes before it were looked at).
+ */
+export function findHeadEnd(bytes: Uint8Array, length: number, from = 0): number {
+  for (let i = Math.max(1, from); i < length; i++) {
+    if (bytes[i] !== LF) continue;
+    // LF, then (CR) LF: the empty line.
+    if (bytes[i - 1] === LF) return i + 1;
+    if (bytes[i - 1] === CR && i >= 2 && bytes[i - 2] === LF) return i + 1;
+  }
+  return -1;
+}
+
+const ASCII = new TextDecoder();
+
+/** The bytes as a string of the same code units (ISO-8859-1), which is what `Headers` takes. */
+function latin1(bytes: Uint8Array): string {
+  let ascii = true;
+  for (let i = 0; i < bytes.length && ascii; i++) ascii = bytes[i] < 0x80;
+  // The usual case, decoded natively: ASCII is the same in UTF-8.
+  if (ascii) return ASCII.decode(bytes);
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    text += String.fromCharCode(...bytes.subarray(i, Math.min(bytes.length, i + 8192)));
+  }
+  return text;
+}
+
+const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/;
+
+/**
+ * Parses a response head (its bytes up to and including the empty line) to a request made with `method`.
+ *
+ * @example
+ * ```ts
+ * const bytes = new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+ * const head = parseResponseHead(bytes, "GET");
+ * // head.status === 200, head.framing = { type: "length", length: 5 }, head.keepAlive === true
+ * ```
+ * @throws {ResponseHeadError} when it is not an HTTP/1.x response head, or its framing is ambiguous.
+ */
+export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHead {
+  const lines = latin1(bytes).split("\n");
+  const statusLine = lines[0].endsWith("\r") ? lines[0].slice(0, -1) : lines[0];
+  const match = STATUS_LINE.exec(statusLine);
+  if (match === null) {
+    throw new ResponseHeadError(
+      `sent an invalid response, not HTTP/1.x: ${JSON.stringify(statusLine.slice(0, 80))}`,
+    );
+  }
+  const minor = Number(match[1]);
+  const status = Number(match[2]);
+  const headers = new Headers();
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i].endsWith("\r") ? lines[i].slice(0, -1) : lines[i];
+    if (line === "") break;
+    const colon = line.indexOf(":");
+    // A folded line (starting with a space) or a name with a space before its colon: RFC 9112 section 5.
+    if (
+      colon <= 0 || line[0] === " " || line[0] === "\t" || line[colon - 1] === " " || line[colon - 1] === "\t"
+    ) {
+      throw new ResponseHeadError(`sent a malformed header line: ${JSON.stringify(line.slice(0, 80))}`);
+    }
+    try {
+      headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
+    } catch {
+      throw new ResponseHeadError(`sent an invalid header line: ${JSON.stringify(line.slice(0, 80))}`);
+    }
+  }
+  const connection = headers.get("connection")?.toLowerCase() ?? "";
+  let keepAlive = minor === 1
+    ? !/(?:^|,)\s*close\s*(?:,|$)/.test(connection)
+    : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(
+      connection,
+    );
+  let framing: BodyFraming;
+  const transferEncoding = headers.get("transfer-encoding");
+  if (method === "HEAD" || status < 200 || status === 204 || status === 304) {
+    framing = { type: "none" };
+  } else if (transferEncoding !== null) {
+    // The last coding decides; a Content-Length beside it is ignored, and the connection is not reused.
+    const last = transferEncoding.split(",").pop()!.trim().toLowerCase();
+    framing = last === "chunked" ? { type: "chunked" } : { type: "close" };
+    if (headers.has("content-length") || framing.type === "close") keepAlive = false;
+  } else if (headers.has("content-length")) {
+    // Repeated fields come joined ("5, 5"): all must be the same number.
+    const values = headers.get("content-length")!.split(",").map(parseContentLength);
+    const length = values[0];
+    if (length === undefined || values.some((value) => value !== length)) {
+      throw new ResponseHeadError(`sent an invalid Content-Length: ${headers.get("content-length")}`);
+    }
+    framing = { type: "length", length };
+  } else {
+    framing = { type: "close" };
+    keepAlive = false;
+  }
+  return { status, statusText: match[3] ?? "", headers, framing, keepAlive };
+}
