@@ -8,7 +8,7 @@
  * @module
  */
 
-import { dirname, join, relative } from "node:path";
+import { join, resolve } from "node:path";
 import type { CacheUsage } from "./cache_usage.ts";
 
 /** A watch of directories, as `Deno.watchFs(paths, { recursive })` gives it. */
@@ -25,6 +25,8 @@ export interface CacheWatchDeps {
   folders?: (dir: string) => string[];
   setTimer?: (callback: () => void, ms: number) => unknown;
   clearTimer?: (timer: unknown) => void;
+  /** Clock in milliseconds, for the quiet time. Default `performance.now`. */
+  now?: () => number;
   /** Called when the watch cannot start or fails; the counts then stay as the proxy keeps them. */
   onError?: (error: Error) => void;
 }
@@ -61,13 +63,24 @@ export function watchCacheChanges(
   const watchPaths = options.watch ?? ((paths, { recursive }) => Deno.watchFs(paths, { recursive }));
   const listFolders = options.folders ?? readFolders;
   const quietMs = options.quietMs ?? CACHE_QUIET_MS;
+  const now = options.now ?? (() => performance.now());
+  // Paths as the watch gives them: the root's own, and what is below it after `prefix`.
+  const rootPath = resolve(usage.root);
+  const prefix = rootPath.endsWith("/") ? rootPath : rootPath + "/";
   const pending = new Set<string>();
   let timer: unknown;
+  /** When the last change was noted: the timer, started once, waits again until the directory is quiet. */
+  let lastChangeAt = 0;
   let stopped = false;
   /** The watch of the top-level folders (none while there are none), and the folders it watches. */
   let tree: { watch: DirectoryWatch; folders: string } | undefined;
   const loops: Promise<void>[] = [];
   const settle = () => {
+    const quietFor = now() - lastChangeAt;
+    if (quietFor < quietMs) {
+      timer = setTimer(settle, quietMs - quietFor);
+      return;
+    }
     timer = undefined;
     const own = usage.takeReported();
     const foreign = pending.size >= MAX_PENDING || [...pending].some((path) => !own.has(path));
@@ -78,14 +91,17 @@ export function watchCacheChanges(
     if (IGNORED_KINDS.has(event.kind)) return;
     let noted = false;
     for (const path of event.paths) {
-      const key = relative(usage.root, path);
-      if (key === "" || key.startsWith("..") || key.startsWith(".")) continue;
+      if (!path.startsWith(prefix)) continue;
+      const key = path.slice(prefix.length);
+      if (key === "" || key.startsWith(".")) continue;
       if (pending.size < MAX_PENDING) pending.add(key);
       noted = true;
     }
     if (!noted) return;
-    if (timer !== undefined) clearTimer(timer);
-    timer = setTimer(settle, quietMs);
+    // One timer per quiet period, not one per change: a download's commit makes several changes, and each
+    // timer set and cleared cost the event loop (BENCHMARKS.md, session eight).
+    lastChangeAt = now();
+    timer ??= setTimer(settle, quietMs);
   };
   const follow = (watch: DirectoryWatch, onEvent: (event: Deno.FsEvent) => void) => {
     loops.push((async () => {
@@ -133,7 +149,7 @@ export function watchCacheChanges(
     // Deno hands a directory's watch the events of every watch below it in the same process: those below the
     // root's own entries are the tree's (a download's commit makes several), neither noted twice nor a reason
     // to list the folders again.
-    if (!event.paths.some((path) => dirname(path) === usage.root)) return;
+    if (!event.paths.some((path) => path.startsWith(prefix) && !path.includes("/", prefix.length))) return;
     note(event);
     if (IGNORED_KINDS.has(event.kind) || event.kind === "modify") return;
     try {

@@ -126,6 +126,44 @@ Deno.test("watchCacheChanges() leaves the proxy's own changes, downloads in prog
   });
 });
 
+Deno.test("watchCacheChanges() sets one timer per quiet period, however many changes come in it", async () => {
+  await withTempDir(async (dir) => {
+    const { usage, counted, timers, watches } = await watchedCache(dir);
+    await Deno.mkdir(join(dir, "core"));
+    let set = 0;
+    let cleared = 0;
+    const deps = {
+      ...timers.deps,
+      setTimer: (callback: () => void, ms: number) => (set++, timers.setTimer(callback, ms)),
+      clearTimer: (timer: unknown) => (cleared++, timers.clearTimer(timer)),
+    };
+    const watching = watchCacheChanges(usage, { ...deps, watch: watches.watch, quietMs: 2_000 });
+    const watch = watches.tree();
+    try {
+      for (let i = 0; i < 50; i++) {
+        watch.send("create", join(dir, `core/os/x86_64/p${i}-1-1-x86_64.pkg.tar.zst`));
+        await delivered();
+        timers.advance(100);
+      }
+      // 50 changes over 5 s: the timer was set at 0 and, finding the directory busy 100 ms before, again at
+      // 2,000 and 3,900 ms; never cleared.
+      assertEquals(
+        [set, cleared, counted.rescans],
+        [3, 0, 0],
+        "one timer per quiet time, not one per change",
+      );
+      // At 5,800 ms the last change (4,900) is 900 ms old: once more for the 1,100 left.
+      timers.advance(1_899);
+      assertEquals(counted.rescans, 0);
+      timers.advance(1);
+      assertEquals([set, counted.rescans], [4, 1]);
+    } finally {
+      watching.stop();
+      await watching.ended;
+    }
+  });
+});
+
 Deno.test("watchCacheChanges() reports a watch that cannot start and leaves the counts to the proxy", async () => {
   const usage = new CacheUsage("/nonexistent-flexo-cache");
   const errors: string[] = [];
