@@ -57,6 +57,11 @@ export class FileBodies {
     return this.#sender !== undefined && !this.#sender.disabled && this.#socket !== null;
   }
 
+  /** Whether {@linkcode findSocket} has something to do: sendfile is on and the socket not looked up yet. */
+  get socketToFind(): boolean {
+    return this.#socket === undefined && this.#sender?.disabled === false;
+  }
+
   /**
    * Looks up this connection's socket for sendfile now, if that is still to do: called while the app is waiting
    * (for a mirror's answer, say), so that the search is not on the way from a download's first bytes to the
