@@ -119,11 +119,12 @@ Deno.test("FileBodies.sendQuick() tells the answer how it went: sent, or not sta
 });
 
 Deno.test("FileBodies.socketToFind is true until findSocket() has looked the socket up, and never without sendfile", async () => {
-  await withConnection(async ({ server }) => {
+  await withConnection(({ server }) => {
     const files = bodiesFor(server, { sendfile: true });
     assert(files.socketToFind, "a new connection's socket is still to find");
     files.findSocket();
     assertEquals(files.socketToFind, false, "found once: no timer for it at the connection's next miss");
     assertEquals(bodiesFor(server, { sendfile: false }).socketToFind, false);
+    return Promise.resolve();
   });
 });
