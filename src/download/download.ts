@@ -92,6 +92,8 @@ export class Download {
   #firstWrite = true;
   /** The partial file's record is due: written once {@linkcode RECORD_AFTER_BYTES} are on disk, or on a failure. */
   #recordDue = false;
+  /** No record of the partial file is on disk: none was found at the start, and none written since. */
+  #noRecord = false;
 
   /** Prepares a download; {@linkcode Download.start} runs it. */
   constructor(options: DownloadOptions) {
@@ -205,6 +207,7 @@ export class Download {
       ifModifiedSince: this.#options.ifModifiedSince,
     });
     this.#meta = resume.meta;
+    this.#noRecord = resume.noRecord;
     this.written = resume.written;
     this.resumedFrom = resume.written;
     this.total = resume.total;
@@ -231,6 +234,7 @@ export class Download {
   #writeRecordIfDue(): void {
     if (!this.#recordDue) return;
     this.#recordDue = false;
+    this.#noRecord = false;
     this.#options.store.writePartialMeta(this.segments, this.#meta);
   }
 
@@ -476,6 +480,7 @@ export class Download {
       this.file = await store.commit(segments, {
         lastModified: this.#options.pairedWith ?? this.#meta.lastModified,
         file,
+        noRecord: this.#noRecord,
       });
       this.source = this.mirror ?? this.#meta.mirror;
     } catch (error) {

@@ -7,7 +7,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import type { CacheStore, PartialMeta } from "../cache/cache_store.ts";
+import { type CacheStore, type PartialMeta, usableRecord } from "../cache/cache_store.ts";
 import type { ExpectedFile } from "./download_integrity.ts";
 import { parseContentRange } from "./transfer.ts";
 import { parseContentLength } from "../http/content_length.ts";
@@ -29,6 +29,8 @@ export interface Progress {
 export interface ResumePoint extends Progress {
   /** The record of the partial file; empty when starting from byte 0. */
   meta: PartialMeta;
+  /** True when the record was looked for and there is none (neither valid nor invalid). */
+  noRecord: boolean;
 }
 
 /** What a download is allowed to resume, and what it asks for. */
@@ -48,14 +50,17 @@ export async function findResumePoint(
   segments: readonly string[],
   options: ResumeOptions,
 ): Promise<ResumePoint> {
-  if (options.ifModifiedSince !== undefined || !options.resumeAcrossMirrors) return { meta: {}, written: 0 };
-  const earlier = await store.readPartialMeta(segments);
+  if (options.ifModifiedSince !== undefined || !options.resumeAcrossMirrors) {
+    return { meta: {}, written: 0, noRecord: false };
+  }
+  const read = store.readPartialRecord(segments);
+  const earlier = usableRecord(read);
   const size = earlier ? await store.partialSize(segments) : 0;
   if (!earlier || size === 0 || (earlier.total !== undefined && size > earlier.total)) {
-    return { meta: {}, written: 0 };
+    return { meta: {}, written: 0, noRecord: read.kind === "missing" };
   }
   log.info("Resuming {path} from byte {size}", { path: segments.join("/"), size });
-  return { meta: earlier, written: size, total: earlier.total };
+  return { meta: earlier, written: size, total: earlier.total, noRecord: false };
 }
 
 /**

@@ -4,6 +4,8 @@
  */
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
+import { PARTIAL_RECORD_SUFFIX } from "../../src/cache/partial_records.ts";
+import { statPathProbe } from "../../src/cache/surely_missing.ts";
 import { RECORD_AFTER_BYTES } from "../../src/download/download.ts";
 import { PartialFile } from "../../src/download/partial_file.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
@@ -162,5 +164,39 @@ Deno.test("Download hands its partial file to the commit, which closes it once (
     await download.finished;
     assertEquals([download.state, closes], ["complete", ["closed"]]);
     assertEquals(await Deno.readFile(store.finalPath(SEGMENTS)), data);
+  });
+});
+
+Deno.test("Download that found no record at its start and wrote none commits without looking for one again", async () => {
+  await withTempDir(async (dir) => {
+    const asked: string[] = [];
+    const store = new CacheStore(dir, {
+      surelyMissing: (path) => (asked.push(path), statPathProbe(path)),
+    });
+    const records = () => asked.filter((path) => path.endsWith(PARTIAL_RECORD_SUFFIX)).length;
+    const data = testBytes(50_000, 8);
+    const { download, gate } = gatedDownload(store, data);
+    assertEquals((await download.head).status, "ok");
+    assertEquals(records(), 1, "looked for at the start");
+    gate.push(data);
+    gate.end();
+    await download.finished;
+    assertEquals([download.state, records()], ["complete", 1]);
+  });
+});
+
+Deno.test("Download removes at its commit a record it found at its start and did not resume from", async () => {
+  await withTempDir(async (dir) => {
+    const store = new CacheStore(dir);
+    // A record without its partial file (a crash between the two): nothing to resume, but there to remove.
+    store.writePartialMeta(SEGMENTS, { total: 50_000 });
+    const data = testBytes(50_000, 9);
+    const { download, gate } = gatedDownload(store, data);
+    assertEquals((await download.head).status, "ok");
+    gate.push(data);
+    gate.end();
+    await download.finished;
+    assertEquals(download.state, "complete");
+    assertEquals(store.readPartialRecord(SEGMENTS).kind, "missing", "removed by the commit");
   });
 });

@@ -18,13 +18,17 @@ Deno.test("findResumePoint() continues a partial file within its recorded total"
     const store = new CacheStore(dir);
     assert.deepEqual(
       await findResumePoint(store, SEGMENTS, PACKAGE),
-      { meta: {}, written: 0 },
+      { meta: {}, written: 0, noRecord: true },
       "no partial file",
     );
     const file = await store.openPartial(SEGMENTS, { truncate: true });
     await file.write(new Uint8Array(300));
     file.close();
-    assert.deepEqual(await findResumePoint(store, SEGMENTS, PACKAGE), { meta: {}, written: 0 }, "no record");
+    assert.deepEqual(
+      await findResumePoint(store, SEGMENTS, PACKAGE),
+      { meta: {}, written: 0, noRecord: true },
+      "no record",
+    );
     const meta = {
       total: 1000,
       lastModified: 1_700_000_000_000,
@@ -32,22 +36,27 @@ Deno.test("findResumePoint() continues a partial file within its recorded total"
       mirror: "http://a.test/",
     };
     await store.writePartialMeta(SEGMENTS, meta);
-    assert.deepEqual(await findResumePoint(store, SEGMENTS, PACKAGE), { meta, written: 300, total: 1000 });
+    assert.deepEqual(await findResumePoint(store, SEGMENTS, PACKAGE), {
+      meta,
+      written: 300,
+      total: 1000,
+      noRecord: false,
+    });
     assert.deepEqual(
       await findResumePoint(store, SEGMENTS, DATABASE),
-      { meta: {}, written: 0 },
-      "only files whose bytes may come from any mirror resume",
+      { meta: {}, written: 0, noRecord: false },
+      "only files whose bytes may come from any mirror resume (the record is not looked for)",
     );
     assert.deepEqual(
       await findResumePoint(store, SEGMENTS, { ...PACKAGE, ifModifiedSince: 1 }),
-      { meta: {}, written: 0 },
+      { meta: {}, written: 0, noRecord: false },
       "a conditional request starts over",
     );
     await store.writePartialMeta(SEGMENTS, { total: 200 });
     assert.deepEqual(
       await findResumePoint(store, SEGMENTS, PACKAGE),
-      { meta: {}, written: 0 },
-      "a partial file longer than its total starts over",
+      { meta: {}, written: 0, noRecord: false },
+      "a partial file longer than its total starts over (its record is there, for the commit to remove)",
     );
   });
 });
