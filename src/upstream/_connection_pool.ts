@@ -114,9 +114,11 @@ export class ConnectionPool {
       if (candidate.idleSince >= oldest) found = candidate;
       else closeQuietly(candidate.conn);
     }
-    // The ones left are older still.
-    for (const stale of idle.splice(0).filter((c) => c.idleSince < oldest)) closeQuietly(stale.conn);
-    if (idle.length === 0) this.#idle.delete(origin);
+    // The ones left are older still: those too old are closed, the others stay for the next requests.
+    const young = idle.filter((connection) => connection.idleSince >= oldest);
+    for (const connection of idle) if (connection.idleSince < oldest) closeQuietly(connection.conn);
+    if (young.length === 0) this.#idle.delete(origin);
+    else this.#idle.set(origin, young);
     return found;
   }
 

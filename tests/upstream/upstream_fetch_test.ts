@@ -394,3 +394,28 @@ Deno.test("createUpstreamClient().fetch() speaks HTTP/1.1 over TLS, checking the
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("createUpstreamClient().fetch() keeps the other idle connections to an origin when it takes one", async () => {
+  // Three requests at once: the mirror answers when all three have come, so each has a connection of its own.
+  const allAsked = Promise.withResolvers<void>();
+  let asked = 0;
+  const server = await scripted(async () => {
+    if (++asked === 3) allAsked.resolve();
+    await allAsked.promise;
+    return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  });
+  const upstream = client();
+  const three = () =>
+    Promise.all([0, 1, 2].map(async (i) => await (await upstream.fetch(`${server.url}/${i}`)).text()));
+  try {
+    assertEquals(await three(), ["ok", "ok", "ok"]);
+    assertEquals(upstream.idleConnections, 3);
+    assertEquals(await (await upstream.fetch(`${server.url}/one`)).text(), "ok");
+    assertEquals(upstream.idleConnections, 3);
+    assertEquals(await three(), ["ok", "ok", "ok"]);
+    assertEquals([server.connections(), upstream.idleConnections], [3, 3]);
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
