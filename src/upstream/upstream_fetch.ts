@@ -151,6 +151,11 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
     signal: AbortSignal | null | undefined,
   ): Promise<Response> => {
     const { conn } = connection;
+    // An abort that came while the connection was opening (in the microtasks after it opened) fired no listener.
+    if (signal?.aborted) {
+      closeQuietly(conn);
+      throw signal.reason;
+    }
     let aborted = false;
     const onAbort = () => {
       aborted = true;

@@ -419,3 +419,35 @@ Deno.test("createUpstreamClient().fetch() keeps the other idle connections to an
     await server.close();
   }
 });
+
+Deno.test("createUpstreamClient().fetch() rejects with the abort's reason when the abort comes as its new connection opens", async () => {
+  const server = await scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  try {
+    for (let ticks = 0; ticks < 16; ticks++) {
+      const abort = new AbortController();
+      const upstream = client({
+        connect: async (target) => {
+          const conn = await Deno.connect({ hostname: target.hostname, port: target.port });
+          // The abort comes `ticks` microtasks later, as a hedged race's winner cancels the others from its
+          // promise's callback.
+          let later = Promise.resolve();
+          for (let i = 0; i < ticks; i++) later = later.then(() => {});
+          later.then(() => abort.abort(new Error("another mirror answered first")));
+          return conn;
+        },
+      });
+      try {
+        const answer = await upstream.fetch(`${server.url}/x`, { signal: abort.signal }).then(
+          async (response) => `answered ${response.status} ${await response.text()}`,
+          (error: Error) => error.message,
+        );
+        assertEquals(answer, "another mirror answered first", `aborted ${ticks} microtasks after connecting`);
+        assertEquals(upstream.idleConnections, 0);
+      } finally {
+        upstream.close();
+      }
+    }
+  } finally {
+    await server.close();
+  }
+});
