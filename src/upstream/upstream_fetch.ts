@@ -180,13 +180,20 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       throw aborted ? signal!.reason : error;
     }
     const reader = new ConnectionReader(conn, buffer, bodyStart, end);
+    // Once: a connection given back to the pool (a body read whole) is another request's from then on, even
+    // when the Response for this one cannot be made after all.
+    let ended = false;
     const bodyEnd = {
       done: (reusable: boolean) => {
+        if (ended) return;
+        ended = true;
         settle();
         if (reusable && !aborted) pool.give(connection);
         else closeQuietly(conn);
       },
       broken: () => {
+        if (ended) return;
+        ended = true;
         settle();
         closeQuietly(conn);
       },

@@ -451,3 +451,24 @@ Deno.test("createUpstreamClient().fetch() rejects with the abort's reason when t
     await server.close();
   }
 });
+
+Deno.test("createUpstreamClient().fetch() keeps no closed connection when the answer's status cannot make a Response", async () => {
+  const server = await scripted((head) =>
+    head.includes(" /odd ")
+      ? "HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n"
+      : "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+  );
+  const upstream = client();
+  try {
+    for (const method of ["GET", "HEAD"]) {
+      const error = await assertRejects(() => upstream.fetch(`${server.url}/odd`, { method }), TypeError);
+      assert(/cannot be used/.test(error.message), error.message);
+      // The answer was read whole: its connection, clean and open, carries the next request.
+      assertEquals(await (await upstream.fetch(`${server.url}/ok`)).text(), "ok");
+    }
+    assertEquals([server.connections(), upstream.idleConnections], [1, 1]);
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
