@@ -157,8 +157,11 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       throw signal.reason;
     }
     let aborted = false;
+    const unread: { reader?: ConnectionReader } = {};
     const onAbort = () => {
       aborted = true;
+      // The bytes read already are not given either: the body's next read fails with the abort's reason.
+      unread.reader?.discard();
       closeQuietly(conn);
     };
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -179,7 +182,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       closeQuietly(conn);
       throw aborted ? signal!.reason : error;
     }
-    const reader = new ConnectionReader(conn, buffer, bodyStart, end);
+    const reader = unread.reader = new ConnectionReader(conn, buffer, bodyStart, end);
     // Once: a connection given back to the pool (a body read whole) is another request's from then on, even
     // when the Response for this one cannot be made after all.
     let ended = false;

@@ -472,3 +472,19 @@ Deno.test("createUpstreamClient().fetch() keeps no closed connection when the an
     await server.close();
   }
 });
+
+Deno.test("createUpstreamClient().fetch() fails the body with the abort's reason also for bytes it read already", async () => {
+  const server = await scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234");
+  const upstream = client();
+  try {
+    const abort = new AbortController();
+    const response = await upstream.fetch(`${server.url}/x`, { signal: abort.signal });
+    const reader = response.body!.getReader({ mode: "byob" });
+    assertEquals(new TextDecoder().decode((await reader.read(new Uint8Array(2))).value), "01");
+    abort.abort(new Error("too slow"));
+    assertEquals((await assertRejects(() => reader.read(new Uint8Array(2)))).message, "too slow");
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
