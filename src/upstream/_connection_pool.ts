@@ -26,8 +26,10 @@ export function denoConnect(options: { caCerts?: string[] } = {}): Connect {
   return async (target) => {
     const conn = await connectTcp(target.hostname, target.port);
     if (!target.tls) return conn;
+    // startTls takes the TCP connection over: after it, only closing the TLS one closes the socket.
+    let tls: Deno.TlsConn | undefined;
     try {
-      const tls = await Deno.startTls(conn, {
+      tls = await Deno.startTls(conn, {
         hostname: target.hostname,
         alpnProtocols: ["http/1.1"],
         caCerts: options.caCerts,
@@ -36,7 +38,7 @@ export function denoConnect(options: { caCerts?: string[] } = {}): Connect {
       await tls.handshake();
       return tls;
     } catch (error) {
-      closeQuietly(conn);
+      closeQuietly(tls ?? conn);
       throw error;
     }
   };

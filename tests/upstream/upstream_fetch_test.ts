@@ -488,3 +488,25 @@ Deno.test("createUpstreamClient().fetch() fails the body with the abort's reason
     await server.close();
   }
 });
+
+Deno.test("createUpstreamClient().fetch() closes the connection of a TLS handshake that failed", async () => {
+  // A plain HTTP server where https was configured: it answers the ClientHello with HTTP, then waits for the
+  // client to close.
+  const closed = Promise.withResolvers<void>();
+  const server = await startRawServer(async (conn) => {
+    const buffer = new Uint8Array(4096);
+    await conn.read(buffer);
+    await conn.write(encoder.encode("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"));
+    while ((await conn.read(buffer)) !== null);
+    closed.resolve();
+  });
+  const upstream = client();
+  try {
+    await assertRejects(() => upstream.fetch(`https://127.0.0.1:${server.port}/core.db`), TypeError);
+    // The client's end is closed, not left open (a socket per failed handshake).
+    await closed.promise;
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
