@@ -34,6 +34,11 @@ export class ConnectionReader {
     return this.#end - this.#start;
   }
 
+  /** Drops the bytes read and not used yet (the request was aborted: none is given after it). */
+  discard(): void {
+    this.#start = this.#end;
+  }
+
   /** Reads at most `view.length` bytes into `view`; null at the end of the connection. */
   async readInto(view: Uint8Array): Promise<number | null> {
     if (this.#start < this.#end) {

@@ -26,8 +26,10 @@ export function denoConnect(options: { caCerts?: string[] } = {}): Connect {
   return async (target) => {
     const conn = await connectTcp(target.hostname, target.port);
     if (!target.tls) return conn;
+    // startTls takes the TCP connection over: after it, only closing the TLS one closes the socket.
+    let tls: Deno.TlsConn | undefined;
     try {
-      const tls = await Deno.startTls(conn, {
+      tls = await Deno.startTls(conn, {
         hostname: target.hostname,
         alpnProtocols: ["http/1.1"],
         caCerts: options.caCerts,
@@ -36,7 +38,7 @@ export function denoConnect(options: { caCerts?: string[] } = {}): Connect {
       await tls.handshake();
       return tls;
     } catch (error) {
-      closeQuietly(conn);
+      closeQuietly(tls ?? conn);
       throw error;
     }
   };
@@ -114,9 +116,11 @@ export class ConnectionPool {
       if (candidate.idleSince >= oldest) found = candidate;
       else closeQuietly(candidate.conn);
     }
-    // The ones left are older still.
-    for (const stale of idle.splice(0).filter((c) => c.idleSince < oldest)) closeQuietly(stale.conn);
-    if (idle.length === 0) this.#idle.delete(origin);
+    // The ones left are older still: those too old are closed, the others stay for the next requests.
+    const young = idle.filter((connection) => connection.idleSince >= oldest);
+    for (const connection of idle) if (connection.idleSince < oldest) closeQuietly(connection.conn);
+    if (young.length === 0) this.#idle.delete(origin);
+    else this.#idle.set(origin, young);
     return found;
   }
 

@@ -151,9 +151,17 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
     signal: AbortSignal | null | undefined,
   ): Promise<Response> => {
     const { conn } = connection;
+    // An abort that came while the connection was opening (in the microtasks after it opened) fired no listener.
+    if (signal?.aborted) {
+      closeQuietly(conn);
+      throw signal.reason;
+    }
     let aborted = false;
+    const unread: { reader?: ConnectionReader } = {};
     const onAbort = () => {
       aborted = true;
+      // The bytes read already are not given either: the body's next read fails with the abort's reason.
+      unread.reader?.discard();
       closeQuietly(conn);
     };
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -174,14 +182,21 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       closeQuietly(conn);
       throw aborted ? signal!.reason : error;
     }
-    const reader = new ConnectionReader(conn, buffer, bodyStart, end);
+    const reader = unread.reader = new ConnectionReader(conn, buffer, bodyStart, end);
+    // Once: a connection given back to the pool (a body read whole) is another request's from then on, even
+    // when the Response for this one cannot be made after all.
+    let ended = false;
     const bodyEnd = {
       done: (reusable: boolean) => {
+        if (ended) return;
+        ended = true;
         settle();
         if (reusable && !aborted) pool.give(connection);
         else closeQuietly(conn);
       },
       broken: () => {
+        if (ended) return;
+        ended = true;
         settle();
         closeQuietly(conn);
       },

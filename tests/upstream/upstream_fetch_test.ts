@@ -394,3 +394,119 @@ Deno.test("createUpstreamClient().fetch() speaks HTTP/1.1 over TLS, checking the
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("createUpstreamClient().fetch() keeps the other idle connections to an origin when it takes one", async () => {
+  // Three requests at once: the mirror answers when all three have come, so each has a connection of its own.
+  const allAsked = Promise.withResolvers<void>();
+  let asked = 0;
+  const server = await scripted(async () => {
+    if (++asked === 3) allAsked.resolve();
+    await allAsked.promise;
+    return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  });
+  const upstream = client();
+  const three = () =>
+    Promise.all([0, 1, 2].map(async (i) => await (await upstream.fetch(`${server.url}/${i}`)).text()));
+  try {
+    assertEquals(await three(), ["ok", "ok", "ok"]);
+    assertEquals(upstream.idleConnections, 3);
+    assertEquals(await (await upstream.fetch(`${server.url}/one`)).text(), "ok");
+    assertEquals(upstream.idleConnections, 3);
+    assertEquals(await three(), ["ok", "ok", "ok"]);
+    assertEquals([server.connections(), upstream.idleConnections], [3, 3]);
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
+
+Deno.test("createUpstreamClient().fetch() rejects with the abort's reason when the abort comes as its new connection opens", async () => {
+  const server = await scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  try {
+    for (let ticks = 0; ticks < 16; ticks++) {
+      const abort = new AbortController();
+      const upstream = client({
+        connect: async (target) => {
+          const conn = await Deno.connect({ hostname: target.hostname, port: target.port });
+          // The abort comes `ticks` microtasks later, as a hedged race's winner cancels the others from its
+          // promise's callback.
+          let later = Promise.resolve();
+          for (let i = 0; i < ticks; i++) later = later.then(() => {});
+          later.then(() => abort.abort(new Error("another mirror answered first")));
+          return conn;
+        },
+      });
+      try {
+        const answer = await upstream.fetch(`${server.url}/x`, { signal: abort.signal }).then(
+          async (response) => `answered ${response.status} ${await response.text()}`,
+          (error: Error) => error.message,
+        );
+        assertEquals(answer, "another mirror answered first", `aborted ${ticks} microtasks after connecting`);
+        assertEquals(upstream.idleConnections, 0);
+      } finally {
+        upstream.close();
+      }
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("createUpstreamClient().fetch() keeps no closed connection when the answer's status cannot make a Response", async () => {
+  const server = await scripted((head) =>
+    head.includes(" /odd ")
+      ? "HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n"
+      : "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+  );
+  const upstream = client();
+  try {
+    for (const method of ["GET", "HEAD"]) {
+      const error = await assertRejects(() => upstream.fetch(`${server.url}/odd`, { method }), TypeError);
+      assert(/cannot be used/.test(error.message), error.message);
+      // The answer was read whole: its connection, clean and open, carries the next request.
+      assertEquals(await (await upstream.fetch(`${server.url}/ok`)).text(), "ok");
+    }
+    assertEquals([server.connections(), upstream.idleConnections], [1, 1]);
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
+
+Deno.test("createUpstreamClient().fetch() fails the body with the abort's reason also for bytes it read already", async () => {
+  const server = await scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234");
+  const upstream = client();
+  try {
+    const abort = new AbortController();
+    const response = await upstream.fetch(`${server.url}/x`, { signal: abort.signal });
+    const reader = response.body!.getReader({ mode: "byob" });
+    assertEquals(new TextDecoder().decode((await reader.read(new Uint8Array(2))).value), "01");
+    abort.abort(new Error("too slow"));
+    assertEquals((await assertRejects(() => reader.read(new Uint8Array(2)))).message, "too slow");
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
+
+Deno.test("createUpstreamClient().fetch() closes the connection of a TLS handshake that failed", async () => {
+  // A plain HTTP server where https was configured: it answers the ClientHello with HTTP, then waits for the
+  // client to close.
+  const closed = Promise.withResolvers<void>();
+  const server = await startRawServer(async (conn) => {
+    const buffer = new Uint8Array(4096);
+    await conn.read(buffer);
+    await conn.write(encoder.encode("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"));
+    while ((await conn.read(buffer)) !== null);
+    closed.resolve();
+  });
+  const upstream = client();
+  try {
+    await assertRejects(() => upstream.fetch(`https://127.0.0.1:${server.port}/core.db`), TypeError);
+    // The client's end is closed, not left open (a socket per failed handshake).
+    await closed.promise;
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
