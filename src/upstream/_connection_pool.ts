@@ -13,18 +13,25 @@ export interface ConnectTarget {
   port: number;
 }
 
-/** Opens a connection; the default is Deno's (TLS with the runtime's certificate store). */
-export type Connect = (target: ConnectTarget) => Promise<Deno.Conn>;
+/** Opens a connection, given up on when `signal` aborts; the default is Deno's (TLS with its certificate store). */
+export type Connect = (target: ConnectTarget, signal?: AbortSignal | null) => Promise<Deno.Conn>;
 
 /**
- * `Deno.connect`, with TLS (`Deno.startTls`, speaking HTTP/1.1) for https. Deno connects to the first address the
- * system resolves a name to; when that fails, the name's other addresses are tried in turn, IPv6 before IPv4 (a
- * mirror with an IPv6 address this machine cannot reach and an IPv4 one it can, as the runtime's `fetch`
- * handles it). `caCerts` are trusted besides the runtime's certificate store.
+ * `Deno.connect`, with TLS (`Deno.startTls`, speaking HTTP/1.1) for https. Deno tries a name's IPv6 and IPv4
+ * addresses interleaved (Happy Eyeballs, RFC 8305), as the runtime's `fetch` does: a mirror with an IPv6 address
+ * this machine cannot reach and an IPv4 one it can is reached. `caCerts` are trusted besides the runtime's
+ * certificate store.
  */
 export function denoConnect(options: { caCerts?: string[] } = {}): Connect {
-  return async (target) => {
-    const conn = await connectTcp(target.hostname, target.port);
+  return async (target, signal) => {
+    const conn = await Deno.connect({
+      hostname: target.hostname,
+      port: target.port,
+      transport: "tcp",
+      signal: signal ?? undefined,
+    });
+    // A request goes out in one write; the flag only matters should it ever take two.
+    conn.setNoDelay(true);
     if (!target.tls) return conn;
     // startTls takes the TCP connection over: after it, only closing the TLS one closes the socket.
     let tls: Deno.TlsConn | undefined;
@@ -42,35 +49,6 @@ export function denoConnect(options: { caCerts?: string[] } = {}): Connect {
       throw error;
     }
   };
-}
-
-/** A TCP connection to the first address of `hostname` that takes one. */
-async function connectTcp(hostname: string, port: number): Promise<Deno.TcpConn> {
-  const to = async (address: string) => {
-    const conn = await Deno.connect({ hostname: address, port, transport: "tcp" });
-    // A request goes out in one write; the flag only matters should it ever take two.
-    conn.setNoDelay(true);
-    return conn;
-  };
-  try {
-    return await to(hostname);
-  } catch (error) {
-    for (const address of await addressesOf(hostname)) {
-      try {
-        return await to(address);
-      } catch {
-        // The next one.
-      }
-    }
-    throw error;
-  }
-}
-
-/** The IPv6 and IPv4 addresses of a host name from DNS; none for an address, or when DNS does not answer. */
-async function addressesOf(hostname: string): Promise<string[]> {
-  if (/^[\d.]+$/.test(hostname) || hostname.includes(":")) return [];
-  const found = await Promise.allSettled([Deno.resolveDns(hostname, "AAAA"), Deno.resolveDns(hostname, "A")]);
-  return found.flatMap((result) => result.status === "fulfilled" ? result.value : []);
 }
 
 /** A connection and what the pool knows of it. */

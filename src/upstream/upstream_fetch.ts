@@ -135,10 +135,10 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
     const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
     const tls = url.protocol === "https:";
     const port = url.port === "" ? (tls ? 443 : 80) : Number(url.port);
-    const connecting = connect({ tls, hostname, port }).catch((error) => {
+    const connecting = connect({ tls, hostname, port }, signal).catch((error) => {
       throw new TypeError(`connecting to ${url.host} failed`, { cause: error });
     });
-    // Deno cannot abort a connect: an abort answers at once, and a connection that comes later is closed.
+    // An abort answers at once; a connection that comes all the same (a TLS handshake goes on) is closed.
     const conn = await untilAborted(connecting, signal, (late) => closeQuietly(late));
     return { conn, origin, uses: 0, idleSince: 0 } satisfies PooledConnection;
   };
@@ -317,6 +317,9 @@ async function readHead(
     const headEnd = findHeadEnd(buffer.subarray(start), end - start);
     if (headEnd >= 0) {
       const head = parseResponseHead(buffer.subarray(start, start + headEnd), method);
+      // A 408 on a kept connection is the mirror's goodbye to it (written while it was idle), not an answer
+      // to this request: asked again on a new one, as RFC 9110 section 15.5.9 allows.
+      if (head.status === 408 && reused) throw new StaleConnection();
       if (head.status >= 200) return { head, buffer, bodyStart: start + headEnd, end };
       if (head.status === 101) throw new TypeError("switched protocols (101), which flexo did not ask for");
       // 100 Continue, 103 Early Hints: the answer follows.

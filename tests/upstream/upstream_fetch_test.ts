@@ -121,6 +121,29 @@ Deno.test("createUpstreamClient().fetch() asks again on a new connection when th
   }
 });
 
+Deno.test("createUpstreamClient().fetch() asks again on a new connection when a kept one answers 408", async () => {
+  // The mirror's idle timeout wrote 408 on the kept connection just as the next request went out.
+  const answers = [
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr0",
+    "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr2",
+    "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n",
+  ];
+  const server = await scripted((_, i) => answers[i], { closeAfter: 2 });
+  const upstream = client();
+  try {
+    assertEquals(await (await upstream.fetch(`${server.url}/one`)).text(), "r0");
+    assertEquals(await (await upstream.fetch(`${server.url}/two`)).text(), "r2");
+    assertEquals(server.connections(), 2);
+    upstream.close();
+    // On a new connection a 408 is the answer.
+    assertEquals((await upstream.fetch(`${server.url}/three`)).status, 408);
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
+
 Deno.test("createUpstreamClient().fetch() passes over 100 Continue and 103 Early Hints to the answer", async () => {
   const server = await scripted(() =>
     "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" +
