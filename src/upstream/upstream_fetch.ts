@@ -2,11 +2,12 @@
  * flexo's HTTP/1.1 client to mirrors: a `fetch` for the GET and HEAD requests of downloads, over kept-alive
  * connections of its own.
  *
- * Deno's `fetch` costs about 0.6 ms of CPU and 0.2-0.4 ms of wall time more per small request than this client
- * (a request, its `Response` and its body stream, measured side by side on a cold path; BENCHMARKS.md, session
- * eight), which is a fifth of what a cache miss adds over asking the mirror directly. The contract is `fetch`'s,
- * so the download code and its tests do not know which one they use; what this client does not do itself goes
- * to the runtime's `fetch` (the `fallback`):
+ * On a kept connection it writes the request before `fetch()` returns; Deno's `fetch` sends it only once the
+ * JavaScript turn that made it has ended, after the rest of that turn's work (a download creating its partial
+ * file and its integrity check). A cold miss's request reached the mirror 0.55-0.75 ms sooner, and a cold
+ * package cost the main thread about 0.2 ms less (BENCHMARKS.md, session eight). The contract is `fetch`'s, so
+ * the download code and its tests do not know which one they use; what this client does not do itself goes to
+ * the runtime's `fetch` (the `fallback`):
  * - methods other than GET and HEAD, and requests with a body;
  * - `redirect` other than `"follow"`;
  * - everything while a proxy is set in the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, in either
