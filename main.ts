@@ -242,8 +242,9 @@ async function serve(cli: Cli): Promise<void> {
   // server's sendfile use it.
   const libc = openLibc();
   const app = createApp(config, {
-    // flexo's own HTTP/1.1 client for downloads: cheaper per request than the runtime's fetch, which it uses for
-    // what it does not do itself (proxies from the environment; src/upstream/upstream_fetch.ts).
+    // flexo's own HTTP/1.1 client for downloads: on a kept connection its request leaves at once, where the
+    // runtime's fetch sends it after the turn; it hands to that fetch what it does not do itself (a proxy in the
+    // environment; src/upstream/upstream_fetch.ts).
     fetch: createUpstreamClient().fetch,
     pool,
     surelyMissing: libc.ok ? libcPathProbe(libc.libc) : undefined,

@@ -88,7 +88,7 @@ export class CacheStore {
 
   /**
    * The complete file, or undefined if it is not cached; known to {@linkcode CacheStore.knownFile} from now on.
-   * Synchronous, like the other lookups of a file's metadata here (`partialSize`, `readPartialMeta`): the kernel
+   * Synchronous, like the other lookups of a file's metadata here (`partialSize`, `readPartialRecord`): the kernel
    * answers from its caches in microseconds, where an asynchronous call hands the work to a thread and back
    * (0.1-0.5 ms each on a busy 2-core machine, several of them on the way to a cache miss's first byte).
    */
@@ -125,14 +125,6 @@ export class CacheStore {
       if (isMissing(error)) return 0;
       throw error;
     }
-  }
-
-  /**
-   * The record of an earlier download of this file, if a valid one was left behind; an invalid one is logged
-   * with what was wrong and means the download starts over. Synchronous, as `statComplete`: a few bytes.
-   */
-  readPartialMeta(segments: readonly string[]): PartialMeta | undefined {
-    return usableRecord(this.readPartialRecord(segments));
   }
 
   /** What reading the record of this file's download found (see `partial_records.ts` for the rules). */
@@ -189,10 +181,12 @@ export class CacheStore {
    * upstream's `Last-Modified`, and removes its record.
    *
    * `file` is the partial file, open and flushed by the caller, who hands it over: its time is set through that
-   * descriptor, and it is closed (also when the commit fails) before the move (closed in the cache's tree, it would wake the cache watch). The folder is made
-   * only when the move finds none. Every path-based call of Deno checks its permission on the main thread and an
-   * asynchronous one hands the call to a thread and back; a commit made five, now one (BENCHMARKS.md, session
-   * seven). The move stays on a thread: a rename took 0.2 ms of the kernel's time on ext4 here.
+   * descriptor, and it is closed (also when the commit fails) before the move (closed in the cache's tree, it
+   * would wake the cache watch). The folder is made only when the move finds none. Every path-based call of Deno
+   * checks its permission on the main thread and an asynchronous one hands the call to a thread and back; a
+   * commit made five, now one (BENCHMARKS.md, session seven). The move stays on a thread: a rename took 0.2 ms
+   * of the kernel's time on ext4 here. `noRecord`: the caller knows that no record of the partial file is on
+   * disk, and none is looked for.
    */
   async commit(
     segments: readonly string[],
@@ -221,9 +215,8 @@ export class CacheStore {
       await Deno.rename(from, to);
     }
     // A small download never writes a record: no removal (a thread's round trip and a NotFound error), and no
-    // reason for every hot and known file to check the disk again at its next hit. `noRecord`: the caller
-    // knows there is none (it looked at its start and wrote none), and the look here is spared (a cold one,
-    // 35 us of the main thread per download in a profile).
+    // reason for every hot and known file to check the disk again at its next hit. With `noRecord` (the
+    // download looked at its start and wrote none) not even the look: a cold one, 35 us of the main thread.
     const record = this.#paths.recordPath(segments);
     if (!options.noRecord && !this.#surelyMissing(record)) await this.removeIfPresent(record);
     const removalsBefore = this.#memo.removals;
@@ -255,7 +248,10 @@ export class CacheStore {
   }
 }
 
-/** The record's content when it is valid; an invalid one is logged with what was wrong, and means none. */
+/**
+ * The record of an earlier download, when a valid one was left behind (`store.readPartialRecord()`); an invalid
+ * one is logged with what was wrong and means the download starts over.
+ */
 export function usableRecord(read: PartialRecordRead): PartialMeta | undefined {
   if (read.kind === "found") return read.meta;
   if (read.kind === "invalid") log.warn("{message}", { message: read.message });

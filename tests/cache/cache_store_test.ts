@@ -7,6 +7,7 @@ import {
   HOT_FILE_RECHECK_MS,
   HOT_FILES_BUDGET,
   KNOWN_FILES_MAX,
+  usableRecord,
 } from "../../src/cache/cache_store.ts";
 import { HttpError } from "../../src/http/http_error.ts";
 import { parseRequestPath, type RequestTarget } from "../../src/repo/request_path.ts";
@@ -343,7 +344,7 @@ Deno.test("CacheStore's lookups of metadata and the partial file are synchronous
       store.statComplete(SEGMENTS),
       store.partialSize(SEGMENTS),
       store.writePartialMeta(SEGMENTS, { total: 2 }),
-      store.readPartialMeta(SEGMENTS),
+      usableRecord(store.readPartialRecord(SEGMENTS)),
     ];
     assert.ok(results.every((result) => !(result instanceof Promise)), "answered from the kernel's caches");
     assert.deepEqual(results.slice(1), [2, undefined, { total: 2 }]);
@@ -352,13 +353,16 @@ Deno.test("CacheStore's lookups of metadata and the partial file are synchronous
   });
 });
 
-Deno.test("CacheStore.readPartialMeta() takes an invalid record for none; readPartialRecord() says why", async () => {
+Deno.test("usableRecord() takes an invalid record for none; CacheStore.readPartialRecord() says why", async () => {
   await withStore(async (store) => {
     assert.deepEqual(store.readPartialRecord(SEGMENTS), { kind: "missing" });
     store.writePartialMeta(SEGMENTS, { total: 10, mirror: "http://a.test/" });
-    assert.deepEqual(store.readPartialMeta(SEGMENTS), { total: 10, mirror: "http://a.test/" });
+    assert.deepEqual(usableRecord(store.readPartialRecord(SEGMENTS)), {
+      total: 10,
+      mirror: "http://a.test/",
+    });
     await Deno.writeTextFile(store.metaPath(SEGMENTS), '{"total":"ten"}');
-    assert.equal(store.readPartialMeta(SEGMENTS), undefined, "not resumable, and no crash");
+    assert.equal(usableRecord(store.readPartialRecord(SEGMENTS)), undefined, "not resumable, and no crash");
     const read = store.readPartialRecord(SEGMENTS);
     assert.equal(read.kind, "invalid");
     assert.ok(read.kind === "invalid" && read.message.includes(store.metaPath(SEGMENTS)), "names the file");
@@ -386,7 +390,7 @@ Deno.test("CacheStore.commit() removes a download's record when it has one, and 
     partial.close();
     store.writePartialMeta(large, { total: 2 });
     await store.commit(large, {});
-    assert.equal(store.readPartialMeta(large), undefined, "the record is gone");
+    assert.equal(usableRecord(store.readPartialRecord(large)), undefined, "the record is gone");
     assert.equal(store.hotFile(SEGMENTS), undefined, "a removal has the hot files check the disk");
   });
 });

@@ -12,7 +12,7 @@ import { makeRepo, sha256File } from "../helpers/make_repo.ts";
 import { testConfig } from "../helpers/test_app.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { PARTIAL_DIR, pathExists } from "../../src/cache/cache_paths.ts";
-import { CacheStore } from "../../src/cache/cache_store.ts";
+import { CacheStore, usableRecord } from "../../src/cache/cache_store.ts";
 import { RECORD_AFTER_BYTES } from "../../src/download/download.ts";
 
 const FOLDER = "flexotest/os/x86_64";
@@ -367,7 +367,7 @@ Deno.test("recoverPartials() reads records by the store's rules: old ones are ke
     assert(list?.detail?.includes("expected a JSON object"), `${list?.detail}`);
     // The store resumes exactly what recovery kept.
     const segments = ["core", "os", "x86_64", "old-1-1-any.pkg.tar.zst"];
-    assertEquals(store.readPartialMeta(segments), { total: 1000 });
+    assertEquals(usableRecord(store.readPartialRecord(segments)), { total: 1000 });
   } finally {
     await Deno.remove(cacheDir, { recursive: true });
   }
