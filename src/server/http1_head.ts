@@ -7,6 +7,9 @@
  */
 
 import { parseContentLength } from "../http/content_length.ts";
+import { findHeadEnd, latin1 } from "../http/head_bytes.ts";
+
+export { findHeadEnd, latin1 };
 
 /** The largest request head accepted (request line and headers); a larger one is answered 431. */
 export const MAX_HEAD_BYTES = 16 * 1024;
@@ -55,33 +58,6 @@ const UTF8 = new TextDecoder();
 const TOKEN = new Uint8Array(256);
 for (const char of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
   TOKEN[char.charCodeAt(0)] = 1;
-}
-
-/**
- * Where the head in `bytes` ends: the index just past its empty line, looking at the first `length` bytes from
- * `from` on (pass where the previous search stopped, minus 3, to scan each byte once). A head that ends its
- * lines with a bare LF ends at its first empty line too, so that it can be refused at once. -1 while the head
- * is incomplete.
- */
-export function findHeadEnd(bytes: Uint8Array, options: { from: number; length: number }): number {
-  for (let i = Math.max(options.from, 0) + 1; i < options.length; i++) {
-    if (bytes[i] !== LF) continue;
-    if (bytes[i - 1] === LF || (bytes[i - 1] === CR && bytes[i - 2] === LF)) return i + 1;
-  }
-  return -1;
-}
-
-/** The bytes from `start` to `end` as a string of the same code units (ISO-8859-1), as HTTP reads them. */
-export function latin1(bytes: Uint8Array, start = 0, end = bytes.length): string {
-  let text = "";
-  // Pieces keep the argument count of fromCharCode small.
-  for (let from = start; from < end; from += 4096) {
-    text += String.fromCharCode.apply(
-      null,
-      bytes.subarray(from, Math.min(end, from + 4096)) as unknown as number[],
-    );
-  }
-  return text;
 }
 
 /** Whether the bytes from `start` to `end` spell `name` (lower case), ignoring ASCII case. */

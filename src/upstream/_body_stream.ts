@@ -6,6 +6,7 @@
  * @module
  */
 
+import { latin1 } from "../http/head_bytes.ts";
 import type { BodyFraming } from "./_response_head.ts";
 
 /** The longest chunk-size or trailer line read in a chunked body. */
@@ -57,7 +58,7 @@ export class ConnectionReader {
       const lf = this.#buffer.subarray(from, this.#end).indexOf(0x0a);
       if (lf >= 0) {
         const end = from + lf;
-        const line = String.fromCharCode(...this.#buffer.subarray(this.#start, end));
+        const line = latin1(this.#buffer, this.#start, end);
         this.#start = end + 1;
         return line.endsWith("\r") ? line.slice(0, -1) : line;
       }

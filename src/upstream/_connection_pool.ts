@@ -55,8 +55,6 @@ export function denoConnect(options: { caCerts?: string[] } = {}): Connect {
 export interface PooledConnection {
   conn: Deno.Conn;
   origin: string;
-  /** Responses it carried before the current request. */
-  uses: number;
   /** When it was given back last (the pool's clock). */
   idleSince: number;
   /** The buffer its response heads are read into, kept with it (no allocation per request). */
@@ -110,7 +108,6 @@ export class ConnectionPool {
       closeQuietly(connection.conn);
       return;
     }
-    connection.uses++;
     connection.idleSince = this.#options.now();
     idle.push(connection);
     this.#idle.set(connection.origin, idle);

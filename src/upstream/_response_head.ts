@@ -7,6 +7,7 @@
  */
 
 import { parseContentLength } from "../http/content_length.ts";
+import { latin1 } from "../http/head_bytes.ts";
 
 /** The largest response head read (status line and headers); a larger one fails the request. */
 export const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
@@ -38,38 +39,6 @@ export class ResponseHeadError extends TypeError {
     super(message);
     this.name = "ResponseHeadError";
   }
-}
-
-const LF = 0x0a;
-const CR = 0x0d;
-
-/**
- * Where the head in `bytes[0, length)` ends: the index after its empty line (CRLF CRLF, or LF LF with or without
- * CRs), or -1 while it has not come whole. `from` is where to start looking (bytes before it were looked at).
- */
-export function findHeadEnd(bytes: Uint8Array, length: number, from = 0): number {
-  for (let i = Math.max(1, from); i < length; i++) {
-    if (bytes[i] !== LF) continue;
-    // LF, then (CR) LF: the empty line.
-    if (bytes[i - 1] === LF) return i + 1;
-    if (bytes[i - 1] === CR && i >= 2 && bytes[i - 2] === LF) return i + 1;
-  }
-  return -1;
-}
-
-const ASCII = new TextDecoder();
-
-/** The bytes as a string of the same code units (ISO-8859-1), which is what `Headers` takes. */
-function latin1(bytes: Uint8Array): string {
-  let ascii = true;
-  for (let i = 0; i < bytes.length && ascii; i++) ascii = bytes[i] < 0x80;
-  // The usual case, decoded natively: ASCII is the same in UTF-8.
-  if (ascii) return ASCII.decode(bytes);
-  let text = "";
-  for (let i = 0; i < bytes.length; i += 8192) {
-    text += String.fromCharCode(...bytes.subarray(i, Math.min(bytes.length, i + 8192)));
-  }
-  return text;
 }
 
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/;

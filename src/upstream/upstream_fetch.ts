@@ -35,12 +35,8 @@ import {
   denoConnect,
   type PooledConnection,
 } from "./_connection_pool.ts";
-import {
-  findHeadEnd,
-  MAX_RESPONSE_HEAD_BYTES,
-  parseResponseHead,
-  type ResponseHead,
-} from "./_response_head.ts";
+import { MAX_RESPONSE_HEAD_BYTES, parseResponseHead, type ResponseHead } from "./_response_head.ts";
+import { findHeadEnd } from "../http/head_bytes.ts";
 
 /** Options of {@linkcode createUpstreamClient}. */
 export interface UpstreamClientOptions {
@@ -141,7 +137,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
     });
     // An abort answers at once; a connection that comes all the same (a TLS handshake goes on) is closed.
     const conn = await untilAborted(connecting, signal, (late) => closeQuietly(late));
-    return { conn, origin, uses: 0, idleSince: 0 } satisfies PooledConnection;
+    return { conn, origin, idleSince: 0 } satisfies PooledConnection;
   };
 
   const respond = async (
@@ -315,7 +311,7 @@ async function readHead(
   let end = 0;
   let received = false;
   while (true) {
-    const headEnd = findHeadEnd(buffer.subarray(start), end - start);
+    const headEnd = findHeadEnd(buffer.subarray(start, end), { from: 0, length: end - start });
     if (headEnd >= 0) {
       const head = parseResponseHead(buffer.subarray(start, start + headEnd), method);
       // A 408 on a kept connection is the mirror's goodbye to it (written while it was idle), not an answer
