@@ -92,11 +92,19 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
   const transferEncoding = headers.get("transfer-encoding");
   if (method === "HEAD" || status < 200 || status === 204 || status === 304) {
     framing = { type: "none" };
-  } else if (transferEncoding !== null) {
-    // The last coding decides; a Content-Length beside it is ignored, and the connection is not reused.
-    const last = transferEncoding.split(",").pop()!.trim().toLowerCase();
-    framing = last === "chunked" ? { type: "chunked" } : { type: "close" };
-    if (headers.has("content-length") || framing.type === "close") keepAlive = false;
+  } else if (transferCodings(transferEncoding).length > 0) {
+    // flexo sends no TE, so chunked is the only coding a mirror may use (RFC 9112 section 7.4). Any other
+    // (gzip, compress, deflate) would be stored as the file's bytes: the answer is refused, not guessed at.
+    const codings = transferCodings(transferEncoding);
+    if (codings.length !== 1 || codings[0] !== "chunked") {
+      throw new ResponseHeadError(
+        `sent its body with Transfer-Encoding: ${transferEncoding}, which flexo did not ask for and does not ` +
+          "decode (only chunked)",
+      );
+    }
+    // A Content-Length beside it is ignored, and the connection is not reused.
+    framing = { type: "chunked" };
+    if (headers.has("content-length")) keepAlive = false;
   } else if (headers.has("content-length")) {
     // Repeated fields come joined ("5, 5"): all must be the same number.
     const values = headers.get("content-length")!.split(",").map(parseContentLength);
@@ -110,4 +118,12 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
     keepAlive = false;
   }
   return { status, statusText: match[3] ?? "", headers, framing, keepAlive };
+}
+
+/** The transfer codings a Transfer-Encoding field names, lower case, without "identity" (which codes nothing). */
+function transferCodings(field: string | null): string[] {
+  if (field === null) return [];
+  return field.split(",").map((coding) => coding.trim().toLowerCase()).filter((coding) =>
+    coding !== "" && coding !== "identity"
+  );
 }

@@ -1,7 +1,8 @@
 /**
  * Bytes exactly as stored, whatever the mirror does with encodings and ranges: flexo asks for
  * `Accept-Encoding: identity`, a mirror that compresses anyway is a failed transfer (the next mirror is asked),
- * If-Range travels with Range on pass-through files, and a 404 is the answer when every mirror that answered
+ * and so is one that gzips the body as a transfer coding, which flexo never asks for; If-Range travels with Range
+ * on pass-through files, and a 404 is the answer when every mirror that answered
  * said 404 while the others refused.
  */
 
@@ -9,6 +10,7 @@ import { gzipSync } from "node:zlib";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
 import { startTestProxy } from "../helpers/proxy_server.ts";
+import { readHead, startRawServer } from "../helpers/fault_tools.ts";
 
 const PKG = "/core/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst";
 const OTHER = "/iso/latest/archlinux-x86_64.iso.sig";
@@ -81,6 +83,38 @@ Deno.test("a mirror that compresses unasked is a failed transfer: the next mirro
     } finally {
       await alone.close();
     }
+  } finally {
+    await bad.close();
+    await good.close();
+  }
+});
+
+Deno.test("a mirror that sends Transfer-Encoding: gzip, chunked is a failed transfer: the next mirror gives the file", async () => {
+  const bytes = randomBytes(50_000);
+  const gz = new Uint8Array(gzipSync(bytes));
+  // A raw server: Deno.serve would not send a transfer coding of its own choosing.
+  const bad = await startRawServer(async (conn) => {
+    await readHead(conn);
+    const head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n";
+    await conn.write(new TextEncoder().encode(`${head}${gz.length.toString(16)}\r\n`));
+    await conn.write(gz);
+    await conn.write(new TextEncoder().encode("\r\n0\r\n\r\n"));
+    conn.close();
+  });
+  const badUrl = `http://127.0.0.1:${bad.port}/`;
+  const good = mirror(bytes, "when_asked");
+  try {
+    await using proxy = await startTestProxy({ mirrors: [badUrl, good.url] });
+    for (const path of [PKG, OTHER]) {
+      const response = await fetch(`${proxy.url}${path}`);
+      assertEquals(response.status, 200, path);
+      assertEquals(new Uint8Array(await response.arrayBuffer()), bytes, path);
+    }
+    await using alone = await startTestProxy({ mirrors: [badUrl] });
+    const response = await fetch(`${alone.url}${OTHER}`);
+    const text = await response.text();
+    assertEquals(response.status, 502, text);
+    assert(text.includes("Transfer-Encoding: gzip, chunked"), text);
   } finally {
     await bad.close();
     await good.close();
