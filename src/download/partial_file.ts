@@ -9,6 +9,7 @@
  */
 
 import type { CachedFile, CacheStore, PartialMeta } from "../cache/cache_store.ts";
+import { closeQuietly } from "../close_quietly.ts";
 
 type Opening = { file: Deno.FsFile } | { error: unknown };
 
@@ -130,11 +131,7 @@ export class PartialFile {
   /** Closes the file (waiting for a creation still running), if open; one the commit closed already is fine. */
   async close(): Promise<void> {
     await this.settle();
-    try {
-      this.#file?.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(this.#file);
     this.#file = undefined;
   }
 }
