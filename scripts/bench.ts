@@ -55,6 +55,7 @@ import { measureColdDisk } from "./bench_cold_disk.ts";
 import { mountSlowDisk } from "./bench_slow_disk.ts";
 import { measureColdLarge } from "./bench_cold_large.ts";
 import { type Group, parseSettings, type Settings } from "./bench_settings.ts";
+import { writeAll } from "../src/write_all.ts";
 
 const REPO_DIR = "core/os/x86_64";
 const LARGE = "bench-large-1-1-x86_64.pkg.tar.zst";
@@ -66,9 +67,7 @@ async function writeRandomFile(path: string, size: number): Promise<void> {
     const block = new Uint8Array(64 * 1024);
     for (let written = 0; written < size; written += block.byteLength) {
       crypto.getRandomValues(block);
-      const part = block.subarray(0, Math.min(block.byteLength, size - written));
-      let offset = 0;
-      while (offset < part.byteLength) offset += await file.write(part.subarray(offset));
+      await writeAll(file, block.subarray(0, Math.min(block.byteLength, size - written)));
     }
   } finally {
     file.close();
