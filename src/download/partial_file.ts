@@ -45,7 +45,7 @@ export class PartialFile {
     return this.#record;
   }
 
-  /** The record found on disk at the start (see `partial_resume.ts`); `noRecord` when there was none. */
+  /** Takes the record found on disk at the start (`findResumePoint()`); `noRecord` when there was none. */
   resume(found: { meta: PartialMeta; noRecord: boolean }): void {
     this.#record = found.meta;
     this.#noRecord = found.noRecord;
