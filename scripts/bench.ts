@@ -16,7 +16,6 @@
  */
 
 import { dirname, join } from "node:path";
-import { parseArgs } from "node:util";
 import {
   Children,
   ensureTools,
@@ -55,94 +54,12 @@ import { checkPacmanTools, measurePacman } from "./bench_pacman.ts";
 import { measureColdDisk } from "./bench_cold_disk.ts";
 import { mountSlowDisk } from "./bench_slow_disk.ts";
 import { measureColdLarge } from "./bench_cold_large.ts";
+import { type Group, parseSettings, type Settings } from "./bench_settings.ts";
+import { writeAll } from "../src/write_all.ts";
 
-const MiB = 1024 * 1024;
 const REPO_DIR = "core/os/x86_64";
 const LARGE = "bench-large-1-1-x86_64.pkg.tar.zst";
 const SMALL = "bench-small-1-1-x86_64.pkg.tar.zst";
-
-/** What a benchmark run does. */
-interface Settings {
-  quick: boolean;
-  runs: number;
-  seconds: number;
-  threads: number;
-  largeBytes: number;
-  smallBytes: number;
-  ttfbSamples: number;
-  sharedRuns: number;
-  /** The large cached file of the cold-disk rows, bytes. */
-  coldDiskBytes: number;
-  /** The package of the large cold download rows (a fast mirror, verified), bytes. */
-  coldLargeBytes: number;
-  startupRuns: number;
-  latencyMs: number;
-  rate: number;
-  /** Packages `pacman -Syw` downloads in the pacman rows. */
-  pacmanPackages: number;
-  /** Cold runs (each followed by a warm one) per source and `ParallelDownloads` in the pacman rows. */
-  pacmanRuns: number;
-  install: boolean;
-  out: string;
-  /** Which groups of figures to measure. */
-  only: Group[];
-}
-
-/** The groups of figures, in the order they are measured. */
-const GROUPS = ["large", "small", "memory", "cold", "shared", "colddisk", "startup", "pacman"] as const;
-type Group = typeof GROUPS[number];
-
-function parseSettings(args: string[]): Settings {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
-      quick: { type: "boolean", default: false },
-      runs: { type: "string" },
-      seconds: { type: "string" },
-      threads: { type: "string", default: "2" },
-      out: { type: "string" },
-      only: { type: "string" },
-      "no-install": { type: "boolean", default: false },
-    },
-  });
-  const quick = values.quick;
-  const number = (name: string, value: string | undefined, fallback: number) => {
-    if (value === undefined) return fallback;
-    const parsed = Number(value);
-    if (!Number.isFinite(parsed) || parsed <= 0) {
-      throw new Error(`--${name} ${value}: expected a positive number`);
-    }
-    return parsed;
-  };
-  const only = (values.only ?? GROUPS.join(",")).split(",").map((g) => g.trim()).filter((g) => g !== "");
-  for (const group of only) {
-    if (!(GROUPS as readonly string[]).includes(group)) {
-      throw new Error(`--only ${values.only}: "${group}" is not one of ${GROUPS.join(", ")}`);
-    }
-  }
-  return {
-    only: only as Group[],
-    quick,
-    runs: number("runs", values.runs, quick ? 1 : 5),
-    seconds: number("seconds", values.seconds, quick ? 1 : 5),
-    threads: number("threads", values.threads, 2),
-    largeBytes: quick ? 4 * MiB : 50 * MiB,
-    smallBytes: 4 * 1024,
-    ttfbSamples: quick ? 2 : 21,
-    sharedRuns: quick ? 1 : 3,
-    coldDiskBytes: quick ? 16 * MiB : 400 * MiB,
-    // CPU time is read in 10 ms ticks: nginx fetched 16 MiB within one tick now and then, and measured 0.
-    coldLargeBytes: quick ? 64 * MiB : 500 * MiB,
-    startupRuns: quick ? 1 : 5,
-    latencyMs: 50,
-    rate: 20_000_000,
-    pacmanPackages: quick ? 10 : 60,
-    pacmanRuns: quick ? 1 : 5,
-    install: !values["no-install"],
-    out: values.out ?? join(REPO_ROOT, "bench", "latest.json"),
-  };
-}
 
 async function writeRandomFile(path: string, size: number): Promise<void> {
   const file = await Deno.open(path, { write: true, create: true, truncate: true });
@@ -150,9 +67,7 @@ async function writeRandomFile(path: string, size: number): Promise<void> {
     const block = new Uint8Array(64 * 1024);
     for (let written = 0; written < size; written += block.byteLength) {
       crypto.getRandomValues(block);
-      const part = block.subarray(0, Math.min(block.byteLength, size - written));
-      let offset = 0;
-      while (offset < part.byteLength) offset += await file.write(part.subarray(offset));
+      await writeAll(file, block.subarray(0, Math.min(block.byteLength, size - written)));
     }
   } finally {
     file.close();

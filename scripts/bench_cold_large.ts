@@ -18,6 +18,7 @@ import { type Children, cpuSecondsOf, nginxWorkerPids, run, sleep, waitForOk } f
 import { startFlexo, startNginx, startOrigin } from "./bench_proxies.ts";
 import { concat } from "../src/byte_reader.ts";
 import { tarEntry } from "../tests/helpers/test_database.ts";
+import { writeAll } from "../src/write_all.ts";
 
 const GiB = 1024 * 1024 * 1024;
 const REPO_DIR = "core/os/x86_64";
@@ -57,8 +58,7 @@ export async function writeRandomFileHashed(path: string, size: number): Promise
       for (let i = 0; i < block.byteLength; i += 65536) crypto.getRandomValues(block.subarray(i, i + 65536));
       const part = block.subarray(0, Math.min(block.byteLength, size - written));
       hash.update(part);
-      let offset = 0;
-      while (offset < part.byteLength) offset += await file.write(part.subarray(offset));
+      await writeAll(file, part);
     }
   } finally {
     file.close();

@@ -7,6 +7,7 @@
  */
 
 import { join } from "node:path";
+import { writeAll } from "../src/write_all.ts";
 
 /** Where Debian's nginx-light puts its binary. */
 export const NGINX_BINARY = "/usr/sbin/nginx";
@@ -159,11 +160,7 @@ export class Children {
       const decoder = new TextDecoder();
       try {
         for await (const chunk of process.stderr) {
-          if (file) {
-            for (let offset = 0; offset < chunk.byteLength;) {
-              offset += await file.write(chunk.subarray(offset));
-            }
-          }
+          if (file) await writeAll(file, chunk);
           errText = (errText + decoder.decode(chunk, { stream: true })).slice(-16384);
         }
       } catch {

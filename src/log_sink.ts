@@ -10,6 +10,7 @@
 
 import type { LogRecord, Sink } from "@logtape/logtape";
 import type { LineFormatter } from "./log_format.ts";
+import { writeAll } from "./write_all.ts";
 
 /** Bytes of pending lines per buffer by default (two buffers: one filling, one being written). */
 export const DEFAULT_LOG_BUFFER_BYTES = 256 * 1024;
@@ -146,7 +147,7 @@ export class BoundedLogSink {
     const lines = countLines(batch);
     this.#used = 0;
     try {
-      await writeAll(this.#write, batch);
+      await writeAll({ write: this.#write }, batch);
     } catch {
       // The output is gone (stderr closed): nothing more can be said, so lines are only counted from now on.
       this.#broken = true;
@@ -175,15 +176,6 @@ export class BoundedLogSink {
     if (read < line.length) return;
     this.#used += written;
     this.#unreported -= count;
-  }
-}
-
-async function writeAll(write: LogWriter, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const took = await write(bytes.subarray(done));
-    if (took <= 0) throw new Error("the log output took no bytes");
-    done += took;
   }
 }
 

@@ -10,6 +10,7 @@
 
 import { join, resolve } from "node:path";
 import type { CacheUsage } from "./cache_usage.ts";
+import { closeQuietly } from "../close_quietly.ts";
 
 /** A watch of directories, as `Deno.watchFs(paths, { recursive })` gives it. */
 export interface DirectoryWatch extends AsyncIterable<Deno.FsEvent> {
@@ -129,13 +130,7 @@ export function watchCacheChanges(
   let root: DirectoryWatch | undefined;
   const stop = () => {
     stopped = true;
-    for (const watch of [root, tree?.watch]) {
-      try {
-        watch?.close();
-      } catch {
-        // already closed
-      }
-    }
+    for (const watch of [root, tree?.watch]) closeQuietly(watch);
   };
   try {
     root = watchPaths([usage.root], { recursive: false });

@@ -14,6 +14,7 @@ import type { CacheStore } from "./cache_store.ts";
 import type { PackageIndex } from "../repo/package_index.ts";
 import { parsePackageFileName, signatureOf } from "../repo/package_file_name.ts";
 import { formatBytes } from "../config/units.ts";
+import { writeAll } from "../write_all.ts";
 
 /** Where to import to, and what the databases say. */
 export interface ImportOptions {
@@ -242,8 +243,7 @@ async function copyToTemp(source: string, tmp: string): Promise<string> {
         if (read === null) break;
         const chunk = buffer.subarray(0, read);
         hash.update(chunk);
-        let written = 0;
-        while (written < read) written += await output.write(chunk.subarray(written));
+        await writeAll(output, chunk);
       }
       await output.syncData();
     } finally {

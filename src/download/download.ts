@@ -11,13 +11,14 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import type { CachedFile, PartialMeta } from "../cache/cache_store.ts";
+import type { CachedFile } from "../cache/cache_store.ts";
 import { type ExpectedFile, IntegrityCheck } from "./download_integrity.ts";
 import { HttpError } from "../http/http_error.ts";
 import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
 import { afterLosers, type FailoverStep, FailureTally, MAX_ATTEMPTS } from "./failover.ts";
-import { isDiskFull, runError, writeAll, writeAllSync } from "./file_writes.ts";
+import { isDiskFull, runError } from "./file_writes.ts";
+import { writeAll, writeAllSync } from "../write_all.ts";
 import { BodyWriter, COALESCE_BYTES } from "./body_writer.ts";
 import { type HedgeRace, raceAttempts } from "./hedge.ts";
 import { failedCheck } from "./content_check.ts";
@@ -33,15 +34,6 @@ export type { DownloadHead, DownloadOutcome, DownloadState } from "./download_st
 export type { DownloadOptions } from "./download_options.ts";
 
 const log = getLogger(["flexo", "download"]);
-
-/**
- * Bytes on disk before a download writes the record of its partial file (what a restart after a crash needs to
- * resume it). A package of at most this size completes without one (and its commit removes none): the record's
- * synchronous write took 0.19 ms of the main thread per package, between two chunks for the clients (a profile
- * of pacman's 60 cold packages, BENCHMARKS.md, session seven). A crash costs at most this much again; a download
- * that fails writes its record then, whatever its size, when its partial file is kept.
- */
-export const RECORD_AFTER_BYTES = 1024 * 1024;
 
 type AcceptedHead = Extract<AttemptHead, { type: "accepted" }>;
 
@@ -87,15 +79,9 @@ export class Download {
   #integrityStarting?: Promise<IntegrityCheck>;
   /** {@linkcode DownloadOptions.expect}, once known. */
   #expect?: ExpectedFile;
-  /** The record of the partial file. */
-  #meta: PartialMeta = {};
-  /** The partial file: created while the first mirror is asked, or opened once a mirror answered. */
+  /** The partial file and its record: created while the first mirror is asked, or opened once a mirror answered. */
   #partial: PartialFile;
   #firstWrite = true;
-  /** The partial file's record is due: written once {@linkcode RECORD_AFTER_BYTES} are on disk, or on a failure. */
-  #recordDue = false;
-  /** No record of the partial file is on disk: none was found at the start, and none written since. */
-  #noRecord = false;
 
   /** Prepares a download; {@linkcode Download.start} runs it. */
   constructor(options: DownloadOptions) {
@@ -208,8 +194,7 @@ export class Download {
       resumeAcrossMirrors: rules.resumeAcrossMirrors,
       ifModifiedSince: this.#options.ifModifiedSince,
     });
-    this.#meta = resume.meta;
-    this.#noRecord = resume.noRecord;
+    this.#partial.resume(resume);
     this.written = resume.written;
     this.resumedFrom = resume.written;
     this.total = resume.total;
@@ -229,7 +214,7 @@ export class Download {
     try {
       if (this.total !== undefined && this.written === this.total) {
         // A crash between the last write and the commit: nothing left to fetch.
-        const { lastModified, mirror } = this.#meta;
+        const { lastModified, mirror } = this.#partial.record;
         this.#settleHead({ status: "ok", total: this.total, lastModified, mirror });
         await this.#finish();
         return;
@@ -238,20 +223,6 @@ export class Download {
     } finally {
       await this.#partial.close();
     }
-  }
-
-  /** Writes the record of the partial file, if it has bytes the record does not describe yet. */
-  #writeRecordIfDue(): void {
-    if (!this.#recordDue) return;
-    this.#recordDue = false;
-    this.#noRecord = false;
-    this.#options.store.writePartialMeta(this.segments, this.#meta);
-  }
-
-  /** Closes and removes the partial file and its record. */
-  async #discardPartial(): Promise<void> {
-    await this.#partial.close();
-    await this.#options.store.discardPartial(this.segments);
   }
 
   /**
@@ -275,11 +246,12 @@ export class Download {
     mirrors.hedgeBudget.earn();
     let hedgeLeft = true;
     for (let next = 0; next < plan.length;) {
+      const meta = this.#partial.record;
       const racing = raceAttempts(plan[next], hedgeLeft ? plan[next + 1] : undefined, {
         attempt: this.#options,
-        headers: requestHeaders(this.written, this.#meta, resume, this.#options.via),
+        headers: requestHeaders(this.written, meta, resume, this.#options.via),
         progress: { written: this.written, total: this.total },
-        accept: { meta: this.#meta, resumeAcrossMirrors: rules.resumeAcrossMirrors, expect: this.#expect },
+        accept: { meta, resumeAcrossMirrors: rules.resumeAcrossMirrors, expect: this.#expect },
         isLagging: this.#options.isLagging,
         movesOn: rules.movesOn,
       });
@@ -306,10 +278,10 @@ export class Download {
     }
     // Every mirror failed: each failure counted, but none is penalised (the file or our own network is the likelier cause).
     if (!rules.keepPartialOnFailure || this.written === 0) {
-      await this.#discardPartial();
+      await this.#partial.discard();
     } else {
       // Kept for the next download of the file to resume, which needs its record.
-      this.#writeRecordIfDue();
+      this.#partial.writeRecordIfDue();
     }
     throw tally.finalError(upstreamPath);
   }
@@ -350,7 +322,7 @@ export class Download {
     tally.blame(this.#options.mirrors);
     // An earlier mirror answered with a body and broke off before its first byte.
     await this.#partial.settle();
-    if (this.#partial.file !== undefined) await this.#discardPartial();
+    if (this.#partial.file !== undefined) await this.#partial.discard();
     this.#end("not_modified");
     return "done";
   }
@@ -371,8 +343,7 @@ export class Download {
     }
     if (!this.#headSettled) {
       const { lastModified, contentType } = head;
-      this.#meta = { total: this.total, lastModified, contentType, mirror };
-      this.#recordDue = true;
+      this.#partial.describe({ total: this.total, lastModified, contentType, mirror });
       this.#settleHead({ status: "ok", total: this.total, lastModified, contentType, mirror });
     }
     this.state = "streaming";
@@ -403,7 +374,7 @@ export class Download {
         // The mirror's bytes cannot be trusted; start over clean rather than keep any of them.
         // A mirror that sends bad data is at fault whatever happens to the order.
         this.#options.mirrors.recordFailure(mirror, body.reason);
-        await this.#discardPartial();
+        await this.#partial.discard();
         throw new HttpError(502, `${redactUrl(mirror)} ${body.reason}`);
       case "write_failed":
         throw body.error;
@@ -426,7 +397,7 @@ export class Download {
     const left = this.total === undefined ? COALESCE_BYTES : this.total - this.written;
     return new BodyWriter({
       write: (bytes) => {
-        if (this.written >= RECORD_AFTER_BYTES) this.#writeRecordIfDue();
+        this.#partial.writeRecordIfDue(this.written);
         const writing = writeAll(this.#partial.file!, bytes);
         this.#integrity?.update(bytes, mirror);
         return writing;
@@ -485,25 +456,16 @@ export class Download {
     await this.#verify();
     this.#outcome = { type: "complete" };
     this.#notify();
-    const { store, segments, upstreamPath } = this.#options;
     try {
-      const file = await this.#partial.open({ truncate: false });
-      await file.syncData();
-      // The commit closes the file, whether it succeeds or not.
-      this.#partial.forget();
-      this.file = await store.commit(segments, {
-        lastModified: this.#options.pairedWith ?? this.#meta.lastModified,
-        file,
-        noRecord: this.#noRecord,
-      });
-      this.source = this.mirror ?? this.#meta.mirror;
+      this.file = await this.#partial.commit(this.#options.pairedWith ?? this.#partial.record.lastModified);
+      this.source = this.mirror ?? this.#partial.record.mirror;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       log.error("{path} was verified and sent, but storing it in the cache failed: {message}", {
-        path: upstreamPath,
+        path: this.#options.upstreamPath,
         message,
       });
-      if (isDiskFull(error)) await store.discardPartial(segments).catch(() => {});
+      if (isDiskFull(error)) await this.#partial.discard().catch(() => {});
       this.#fail(error instanceof Error ? error : new Error(message));
       return;
     }
@@ -513,17 +475,18 @@ export class Download {
   /** Throws (after discarding the file and blaming its mirrors) when it does not match the database or check. */
   async #verify(): Promise<void> {
     const { upstreamPath, check } = this.#options;
-    const file = { path: this.partialPath, length: this.written, upstreamPath, mirror: this.#meta.mirror };
+    const record = this.#partial.record;
+    const file = { path: this.partialPath, length: this.written, upstreamPath, mirror: record.mirror };
     const mismatch = this.#integrity?.mismatch(this.written, upstreamPath);
     const reason = mismatch ?? (check && await failedCheck(check, file));
     if (reason === undefined) return;
     if (!mismatch) {
-      this.#options.rejected?.add({ ...file, lastModified: this.#meta.lastModified, total: this.total });
+      this.#options.rejected?.add({ ...file, lastModified: record.lastModified, total: this.total });
     }
     for (const mirror of mismatch ? this.#integrity!.contributors : [file.mirror ?? "upstream"]) {
       this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
     }
-    await this.#discardPartial();
+    await this.#partial.discard();
     log.error(reason);
     this.#options.onIntegrityFailure?.(this, reason);
     throw new HttpError(502, reason);

@@ -1,5 +1,5 @@
 /**
- * Writing a download's bytes to its partial file, and telling a full disk from other write errors.
+ * What a download's failed writes mean: a full disk told from other errors, and the error a download ends with.
  *
  * @module
  */
@@ -25,18 +25,6 @@ export function diskFullError(dir: string, path: string, cause: unknown): HttpEr
   return new HttpError(507, `disk full: no space left in the cache directory ${dir} to store ${path}`, {
     cause,
   });
-}
-
-/** Writes all of `chunk` to `file`. */
-export async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.byteLength) offset += await file.write(chunk.subarray(offset));
-}
-
-/** Writes all of `chunk` to `file` at once, on the event loop. */
-export function writeAllSync(file: Deno.FsFile, chunk: Uint8Array): void {
-  let offset = 0;
-  while (offset < chunk.byteLength) offset += file.writeSync(chunk.subarray(offset));
 }
 
 /**

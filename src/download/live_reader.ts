@@ -6,6 +6,7 @@
  */
 
 import type { Download } from "./download.ts";
+import { closeQuietly } from "../close_quietly.ts";
 
 /** Bytes per read from disk. */
 export const READ_CHUNK = 256 * 1024;
@@ -142,13 +143,4 @@ export function readFileRange(
     },
     cancel: close,
   });
-}
-
-/** Closes `file` if there is one; one already closed is fine. */
-function closeQuietly(file: Deno.FsFile | undefined): void {
-  try {
-    file?.close();
-  } catch {
-    // already closed
-  }
 }

@@ -1,27 +1,71 @@
 /**
- * The partial file of one download, on disk while its bytes arrive. A new download creates it in the
- * background while the first mirror is being asked ({@linkcode PartialFile.prepare}), so that creating a file
- * (a fraction of a millisecond, more on a busy disk) lies neither before the request to the mirror nor between
- * the mirror's answer and the first bytes for clients, who read the file as it grows.
+ * The partial file of one download, on disk while its bytes arrive, and its record (what a restart after a
+ * crash needs to resume it): created, recorded, then discarded or committed to the cache. A new download
+ * creates the file in the background while the first mirror is being asked ({@linkcode PartialFile.prepare}),
+ * so that creating a file (a fraction of a millisecond, more on a busy disk) lies neither before the request to
+ * the mirror nor between the mirror's answer and the first bytes for clients, who read the file as it grows.
  *
  * @module
  */
 
-import type { CacheStore } from "../cache/cache_store.ts";
+import type { CachedFile, CacheStore, PartialMeta } from "../cache/cache_store.ts";
+import { closeQuietly } from "../close_quietly.ts";
 
 type Opening = { file: Deno.FsFile } | { error: unknown };
 
-/** The open partial file of one download, if any. {@linkcode PartialFile.close} ends it. */
+/**
+ * Bytes on disk before a download writes the record of its partial file (what a restart after a crash needs to
+ * resume it). A package of at most this size completes without one (and its commit removes none): the record's
+ * synchronous write took 0.19 ms of the main thread per package, between two chunks for the clients (a profile
+ * of pacman's 60 cold packages, BENCHMARKS.md, session seven). A crash costs at most this much again; a download
+ * that fails writes its record then, whatever its size, when its partial file is kept.
+ */
+export const RECORD_AFTER_BYTES = 1024 * 1024;
+
+/** The partial file of one download (open, if it is) and its record. {@linkcode PartialFile.close} ends it. */
 export class PartialFile {
   #store: CacheStore;
   #segments: readonly string[];
   #file?: Deno.FsFile;
   #opening?: Promise<Opening>;
+  #record: PartialMeta = {};
+  /** The record is due: written once {@linkcode RECORD_AFTER_BYTES} are on disk, or on a failure. */
+  #recordDue = false;
+  /** No record of the partial file is on disk: none was found at the start, and none written since. */
+  #noRecord = false;
 
   /** For the download of `segments` in `store`; nothing is opened yet. */
   constructor(store: CacheStore, segments: readonly string[]) {
     this.#store = store;
     this.#segments = segments;
+  }
+
+  /** What the record of the file says, or will say once written: the answer of the mirror its bytes are from. */
+  get record(): Readonly<PartialMeta> {
+    return this.#record;
+  }
+
+  /** Takes the record found on disk at the start (`findResumePoint()`); `noRecord` when there was none. */
+  resume(found: { meta: PartialMeta; noRecord: boolean }): void {
+    this.#record = found.meta;
+    this.#noRecord = found.noRecord;
+  }
+
+  /** A mirror's answer for the file: the record describes it from now on, and is due. */
+  describe(record: PartialMeta): void {
+    this.#record = record;
+    this.#recordDue = true;
+  }
+
+  /**
+   * Writes the record, if the file has bytes it does not describe yet: once `written`, the bytes on disk, reach
+   * {@linkcode RECORD_AFTER_BYTES}; at once without `written` (a failed download keeping its file).
+   */
+  writeRecordIfDue(written?: number): void {
+    if (!this.#recordDue || (written !== undefined && written < RECORD_AFTER_BYTES)) return;
+    this.#recordDue = false;
+    this.#noRecord = false;
+    this.#store.writePartialMeta(this.#segments, this.#record);
   }
 
   /** The open file, once {@linkcode PartialFile.open} has returned it (until closed). */
@@ -66,21 +110,28 @@ export class PartialFile {
   }
 
   /**
-   * Forgets the open file without closing it: its new owner closes it (the commit does). Closing a closed file
-   * throws, and Deno builds that error with its stack: 50 us of the main thread per download, measured.
+   * Flushes the complete file to disk (a crash must never leave an unflushed file in the cache) and commits it
+   * to the cache with `lastModified`. The commit closes the file, whether it succeeds or not: it is forgotten
+   * here without being closed, since closing a closed file throws, and Deno builds that error with its stack
+   * (50 us of the main thread per download, measured).
    */
-  forget(): void {
+  async commit(lastModified: number | undefined): Promise<CachedFile> {
+    const file = await this.open({ truncate: false });
+    await file.syncData();
     this.#file = undefined;
+    return await this.#store.commit(this.#segments, { lastModified, file, noRecord: this.#noRecord });
+  }
+
+  /** Closes and removes the file and its record. */
+  async discard(): Promise<void> {
+    await this.close();
+    await this.#store.discardPartial(this.#segments);
   }
 
   /** Closes the file (waiting for a creation still running), if open; one the commit closed already is fine. */
   async close(): Promise<void> {
     await this.settle();
-    try {
-      this.#file?.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(this.#file);
     this.#file = undefined;
   }
 }

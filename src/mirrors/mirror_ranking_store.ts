@@ -12,6 +12,7 @@
 
 import { dirname, join } from "node:path";
 import { z } from "zod";
+import { writeAll } from "../write_all.ts";
 
 /** One mirror of a stored ranking. */
 export interface RankedMirror {
@@ -211,7 +212,7 @@ async function writeAtomically(path: string, text: string, setting: string): Pro
     const file = await Deno.open(temporary, { write: true, createNew: true, mode: 0o644 });
     try {
       const data = new TextEncoder().encode(text);
-      for (let written = 0; written < data.length;) written += await file.write(data.subarray(written));
+      await writeAll(file, data);
       await file.sync();
     } finally {
       file.close();

@@ -20,6 +20,7 @@ import { HttpDates } from "./http1_response.ts";
 import { CopyBuffers } from "./file_copy.ts";
 import { describeError } from "../logging.ts";
 import type { FileSender } from "./sendfile.ts";
+import { closeQuietly } from "../close_quietly.ts";
 
 export type { ConnectionHandler } from "./http1_connection.ts";
 
@@ -284,11 +285,7 @@ export function listenForClients(
     async shutdown() {
       if (!closing) {
         closing = true;
-        try {
-          listener.close();
-        } catch {
-          // already closed
-        }
+        closeQuietly(listener);
       }
       for (const connection of open.keys()) connection.finish();
       await finished;

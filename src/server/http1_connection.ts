@@ -44,6 +44,7 @@ import type { LaterAnswer, QuickAnswer, QuickFile, QuickLater, Refusal } from ".
 
 export type { LaterAnswer, QuickAnswer, QuickFile, QuickLater, Refusal } from "./quick_answer.ts";
 import type { FileSender } from "./sendfile.ts";
+import { closeQuietly } from "../close_quietly.ts";
 
 const log = getLogger(["flexo", "server"]);
 const ENCODER = new TextEncoder();
@@ -155,11 +156,7 @@ export class ClientConnection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.conn.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(this.conn);
   }
 
   /** Ends the connection after the response in progress (at once when there is none). */

@@ -10,6 +10,7 @@
  */
 
 import { type LibcSymbols, LINUX } from "./libc.ts";
+import { closeQuietly } from "../close_quietly.ts";
 
 /**
  * At most this many bytes are asked about at once. Each question maps the window, asks and unmaps it (three
@@ -152,11 +153,7 @@ export class ThreadReads implements FileReads {
   }
 
   close(): void {
-    try {
-      this.#file?.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(this.#file);
     this.#file = undefined;
   }
 }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { closeQuietly } from "../close_quietly.ts";
+
 /** Where to connect: from a URL's scheme, host name and port. */
 export interface ConnectTarget {
   tls: boolean;
@@ -141,14 +143,5 @@ export class ConnectionPool {
     this.#closed = true;
     for (const idle of this.#idle.values()) for (const connection of idle) closeQuietly(connection.conn);
     this.#idle.clear();
-  }
-}
-
-/** Closes a connection that may be closed already. */
-export function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Closed already.
   }
 }

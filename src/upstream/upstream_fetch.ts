@@ -28,15 +28,11 @@
  */
 
 import { bodyStream, ConnectionReader } from "./_body_stream.ts";
-import {
-  closeQuietly,
-  type Connect,
-  ConnectionPool,
-  denoConnect,
-  type PooledConnection,
-} from "./_connection_pool.ts";
+import { type Connect, ConnectionPool, denoConnect, type PooledConnection } from "./_connection_pool.ts";
 import { MAX_RESPONSE_HEAD_BYTES, parseResponseHead, type ResponseHead } from "./_response_head.ts";
 import { findHeadEnd } from "../http/head_bytes.ts";
+import { closeQuietly } from "../close_quietly.ts";
+import { writeAll } from "../write_all.ts";
 
 /** Options of {@linkcode createUpstreamClient}. */
 export interface UpstreamClientOptions {
@@ -289,11 +285,6 @@ function requestBytes(method: string, url: URL, headers: Headers): Uint8Array {
   const bytes = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
   return bytes;
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
 }
 
 /**

@@ -13,6 +13,7 @@ import { HttpError } from "../../src/http/http_error.ts";
 import { parseRequestPath, type RequestTarget } from "../../src/repo/request_path.ts";
 import { serveCachedFile } from "../../src/app/responses.ts";
 import { pathExists } from "../../src/cache/cache_paths.ts";
+import { closeQuietly } from "../../src/close_quietly.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "tiny-1-1-x86_64.pkg.tar.zst"];
 
@@ -414,11 +415,7 @@ Deno.test("CacheStore.commit() with the open partial file makes the folder, sets
       await store.removeIfPresent(join(root, "nothing-here"));
       assert.equal(store.knownFile(SEGMENTS)?.size, 4);
     } finally {
-      try {
-        file.close();
-      } catch {
-        // closed by the commit
-      }
+      closeQuietly(file); // closed by the commit, unless it failed
     }
   });
 });

@@ -13,7 +13,7 @@ import { testConfig } from "../helpers/test_app.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { PARTIAL_DIR, pathExists } from "../../src/cache/cache_paths.ts";
 import { CacheStore, usableRecord } from "../../src/cache/cache_store.ts";
-import { RECORD_AFTER_BYTES } from "../../src/download/download.ts";
+import { RECORD_AFTER_BYTES } from "../../src/download/partial_file.ts";
 
 const FOLDER = "flexotest/os/x86_64";
 

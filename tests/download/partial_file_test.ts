@@ -6,8 +6,7 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
 import { PARTIAL_RECORD_SUFFIX } from "../../src/cache/partial_records.ts";
 import { statPathProbe } from "../../src/cache/surely_missing.ts";
-import { RECORD_AFTER_BYTES } from "../../src/download/download.ts";
-import { PartialFile } from "../../src/download/partial_file.ts";
+import { PartialFile, RECORD_AFTER_BYTES } from "../../src/download/partial_file.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
 import { pathExists } from "../../src/cache/cache_paths.ts";
@@ -77,6 +76,44 @@ Deno.test("PartialFile.close() waits for a creation still running, so that a rem
     assert(store.created);
     await store.discardPartial(SEGMENTS);
     assertEquals(await pathExists(store.partialPath(SEGMENTS)), false);
+  });
+});
+
+Deno.test("PartialFile.writeRecordIfDue() writes a described record once RECORD_AFTER_BYTES are on disk, once", async () => {
+  await withTempDir(async (dir) => {
+    const store = new CacheStore(dir);
+    let records = 0;
+    const write = store.writePartialMeta.bind(store);
+    store.writePartialMeta = (segments, meta) => (records++, write(segments, meta));
+    const partial = new PartialFile(store, SEGMENTS);
+    await partial.open({ truncate: true });
+    partial.writeRecordIfDue();
+    assertEquals(records, 0, "nothing described, nothing due");
+    partial.describe({ total: 5_000_000, lastModified: 1_700_000_000_000, mirror: "http://mirror-a.test/" });
+    partial.writeRecordIfDue(RECORD_AFTER_BYTES - 1);
+    assertEquals(records, 0, "not before RECORD_AFTER_BYTES");
+    partial.writeRecordIfDue(RECORD_AFTER_BYTES);
+    partial.writeRecordIfDue(RECORD_AFTER_BYTES + 1);
+    const record = store.readPartialRecord(SEGMENTS);
+    assertEquals([records, record.kind === "found" ? record.meta.total : record.kind], [1, 5_000_000]);
+    await partial.discard();
+    assertEquals(store.readPartialRecord(SEGMENTS).kind, "missing", "discard() removes the record too");
+    assertEquals(await pathExists(store.partialPath(SEGMENTS)), false);
+  });
+});
+
+Deno.test("PartialFile.commit() flushes the file and hands it to the cache, which closes it", async () => {
+  await withTempDir(async (dir) => {
+    const store = new CacheStore(dir);
+    const partial = new PartialFile(store, SEGMENTS);
+    partial.resume({ meta: {}, noRecord: true });
+    const file = await partial.open({ truncate: true });
+    await file.write(new Uint8Array([4, 5, 6]));
+    const committed = await partial.commit(1_700_000_000_000);
+    assertEquals([committed.size, committed.mtime.getTime()], [3, 1_700_000_000_000]);
+    assertEquals(partial.file, undefined, "forgotten: the commit closed it");
+    await partial.close();
+    assertEquals(await Deno.readFile(store.finalPath(SEGMENTS)), new Uint8Array([4, 5, 6]));
   });
 });
 

@@ -17,6 +17,7 @@ import { TEST_LIMITS, withinMs } from "../helpers/proxy_server.ts";
 import { testConfig } from "../helpers/test_app.ts";
 import { sha256 } from "../helpers/bytes.ts";
 import { concat } from "../../src/byte_reader.ts";
+import { writeAll } from "../../src/write_all.ts";
 
 const PKG = "/core/os/x86_64/ok-1.0-1-x86_64.pkg.tar.zst";
 const CUSTOM_FILE = "/custom/x86_64/own-1-1-any.pkg.tar.zst";
@@ -284,9 +285,8 @@ async function rawExchange(port: number, request: Uint8Array, ms = 5_000): Promi
         chunks.push(buffer.slice(0, n));
       }
     })();
-    let offset = 0;
     try {
-      while (offset < request.length) offset += await conn.write(request.subarray(offset));
+      await writeAll(conn, request);
     } catch {
       // The server may close (with a 4xx) before the whole request was sent.
     }

@@ -28,6 +28,7 @@ import {
   timedGood,
   withSetup,
 } from "../helpers/slow_clients.ts";
+import { closeQuietly } from "../../src/close_quietly.ts";
 
 Deno.test("a client sending its request a byte at a time blocks nobody and is answered correctly", async () => {
   await withSetup(async (setup) => {
@@ -131,13 +132,8 @@ Deno.test("connections that never complete a request, or stay idle after one, ar
       );
       await timedGood(setup);
     } finally {
-      for (const conn of connections) {
-        try {
-          conn.close();
-        } catch {
-          // closed by the test already
-        }
-      }
+      // Some were closed by the test already.
+      for (const conn of connections) closeQuietly(conn);
     }
   }, { clientTimeoutSecs: 2 });
 });

@@ -15,6 +15,7 @@
 import { respond } from "./fake_mirror_answers.ts";
 import { decodePath, RequestReader, wantsKeepAlive } from "./fake_mirror_requests.ts";
 import { send, sleep } from "./fake_mirror_send.ts";
+import { closeQuietly } from "../../src/close_quietly.ts";
 
 /**
  * Faults injected into responses. Without `match` a rule applies to every request; the first matching
@@ -222,12 +223,4 @@ export function startFakeMirror(rootDir: string, options: FaultOptions = {}): Pr
   })();
 
   return Promise.resolve(mirror);
-}
-
-function closeQuietly(conn: Deno.TcpConn): void {
-  try {
-    conn.close();
-  } catch {
-    // already closed
-  }
 }

@@ -7,6 +7,7 @@
 
 import type { FaultOptions } from "./fake_mirror.ts";
 import type { MirrorResponse } from "./fake_mirror_answers.ts";
+import { writeAll } from "../../src/write_all.ts";
 
 const encoder = new TextEncoder();
 const BODY_CHUNK = 64 * 1024;
@@ -104,11 +105,6 @@ function corrupt(chunk: Uint8Array, chunkOffset: number, flips: number[]): Uint8
     if (index >= 0 && index < copy.length) copy[index] ^= 0xff;
   }
   return copy;
-}
-
-async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
-  let rest = bytes;
-  while (rest.length > 0) rest = rest.subarray(await conn.write(rest));
 }
 
 /** Resolves when the client closes its side or the mirror closes. */

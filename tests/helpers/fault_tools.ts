@@ -5,6 +5,8 @@
  * @module
  */
 
+import { closeQuietly } from "../../src/close_quietly.ts";
+
 const encoder = new TextEncoder();
 
 /** Mounts a tmpfs of `size` at `dir`; false (and a message) when this machine does not allow it. */
@@ -51,11 +53,7 @@ export async function startRawServer(
         open.add(conn);
         answer(conn).catch(() => {}).finally(() => {
           open.delete(conn);
-          try {
-            conn.close();
-          } catch {
-            // already closed
-          }
+          closeQuietly(conn);
         });
       }
     } catch {
@@ -67,13 +65,7 @@ export async function startRawServer(
     connections: () => count,
     async close() {
       listener.close();
-      for (const conn of open) {
-        try {
-          conn.close();
-        } catch {
-          // already closed
-        }
-      }
+      for (const conn of open) closeQuietly(conn);
       await loop;
     },
   });

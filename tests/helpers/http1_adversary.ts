@@ -17,6 +17,7 @@ import { encodeLatin1 } from "../../src/server/http1_response.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { withinMs } from "./proxy_server.ts";
 import { withConnection } from "./sockets.ts";
+import { writeAll } from "../../src/write_all.ts";
 
 /** One parsed response. */
 export type Answer = { status: number; headers: Map<string, string>; body: string };
@@ -135,7 +136,7 @@ export async function writeInPieces(
   try {
     for (const length of [...lengths, bytes.length]) {
       const piece = bytes.subarray(offset, Math.min(bytes.length, offset + length));
-      for (let done = 0; done < piece.length;) done += await conn.write(piece.subarray(done));
+      await writeAll(conn, piece);
       offset += piece.length;
       if (offset >= bytes.length) break;
       await delay(1);

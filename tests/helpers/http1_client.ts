@@ -11,6 +11,7 @@ import { assertEquals } from "./assert.ts";
 import { withinMs } from "./proxy_server.ts";
 import { readAll, withConnection } from "./sockets.ts";
 import { concat } from "../../src/byte_reader.ts";
+import { writeAll } from "../../src/write_all.ts";
 
 /** One encoder. */
 export const encoder = new TextEncoder();
@@ -23,8 +24,7 @@ export class Client {
   constructor(readonly conn: Deno.Conn) {}
 
   async send(text: string): Promise<void> {
-    const bytes = encoder.encode(text);
-    for (let offset = 0; offset < bytes.length;) offset += await this.conn.write(bytes.subarray(offset));
+    await writeAll(this.conn, encoder.encode(text));
   }
 
   /**

@@ -8,6 +8,7 @@
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { writeAll } from "../../src/write_all.ts";
 
 /** One package to build. */
 export interface PackageSpec {
@@ -341,8 +342,7 @@ async function writePayload(path: string, size: number, seed: number): Promise<v
         state ^= state << 5;
         words[i] = state;
       }
-      let chunk = bytes.subarray(0, Math.min(remaining, bytes.length));
-      while (chunk.length > 0) chunk = chunk.subarray(await file.write(chunk));
+      await writeAll(file, bytes.subarray(0, Math.min(remaining, bytes.length)));
       remaining -= Math.min(remaining, bytes.length);
     }
   } finally {

@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { median, NGINX_BINARY, nginxConfig, run, serveTaskArgs } from "../../scripts/bench_tools.ts";
 import { PERMISSIONS, V8_FLAGS_ARG } from "../../scripts/compile.ts";
 import { packageSpecs } from "../../scripts/bench_pacman.ts";
+import { GROUPS, parseSettings } from "../../scripts/bench_settings.ts";
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const HAVE_NGINX = (await run(NGINX_BINARY, ["-v"])).success;
@@ -189,6 +190,29 @@ Deno.test("packageSpecs() spreads the pacman rows' packages between 4 and 124 Ki
     assert.equal(new Set(files).size, count);
   }
   assert.throws(() => packageSpecs(1), /at least 2/);
+});
+
+Deno.test("parseSettings() measures every group by default, and --quick makes the files smaller and the runs fewer", () => {
+  const full = parseSettings([]);
+  const quick = parseSettings(["--quick", "--only", "small, pacman", "--runs", "3", "--no-install"]);
+  assert.deepEqual(full.only, [...GROUPS]);
+  assert.deepEqual([full.quick, full.runs, full.seconds, full.install], [false, 5, 5, true]);
+  assert.deepEqual([quick.only, quick.quick, quick.runs, quick.seconds, quick.install], [
+    ["small", "pacman"],
+    true,
+    3,
+    1,
+    false,
+  ]);
+  assert.ok(quick.largeBytes < full.largeBytes && quick.pacmanPackages < full.pacmanPackages);
+  assert.ok(full.out.endsWith(join("bench", "latest.json")), full.out);
+});
+
+Deno.test("parseSettings() refuses an unknown group, a count that is not positive, and an unknown option", () => {
+  assert.throws(() => parseSettings(["--only", "large,huge"]), /"huge" is not one of large, small/);
+  assert.throws(() => parseSettings(["--runs", "0"]), /--runs 0: expected a positive number/);
+  assert.throws(() => parseSettings(["--seconds", "soon"]), /--seconds soon: expected a positive number/);
+  assert.throws(() => parseSettings(["--fast"]));
 });
 
 Deno.test({

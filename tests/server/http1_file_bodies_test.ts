@@ -8,13 +8,14 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
 import { fileSender, readAll, withConnection } from "../helpers/sockets.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
+import { writeAll } from "../../src/write_all.ts";
 
 const decoder = new TextDecoder();
 
 /** A FileBodies for the server end of a connection, writing as the connection layer does. */
 function bodiesFor(server: Deno.Conn, options: { sendfile: boolean }): FileBodies {
   const write = async (bytes: Uint8Array) => {
-    for (let offset = 0; offset < bytes.length;) offset += await server.write(bytes.subarray(offset));
+    await writeAll(server, bytes);
     return true;
   };
   return new FileBodies(server, {

@@ -5,41 +5,8 @@
  */
 
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
-import { readHead, startRawServer } from "../helpers/fault_tools.ts";
-import { createUpstreamClient, type UpstreamClient } from "../../src/upstream/upstream_fetch.ts";
-
-const encoder = new TextEncoder();
-
-/** A raw server answering every request on a connection with `answer(head, index)` (bytes or text). */
-async function scripted(
-  answer: (
-    head: string,
-    index: number,
-    conn: Deno.TcpConn,
-  ) => string | Uint8Array | Promise<string | Uint8Array>,
-  options: { closeAfter?: number } = {},
-) {
-  const heads: string[] = [];
-  const server = await startRawServer(async (conn) => {
-    for (let served = 0; options.closeAfter === undefined || served < options.closeAfter; served++) {
-      const head = await readHead(conn);
-      if (head === "") return;
-      heads.push(head);
-      const bytes = await answer(head, heads.length - 1, conn);
-      await conn.write(typeof bytes === "string" ? encoder.encode(bytes) : bytes);
-    }
-  });
-  return { ...server, heads, url: `http://127.0.0.1:${server.port}` };
-}
-
-/** A client that never hands requests to the runtime's fetch. */
-function client(options: Parameters<typeof createUpstreamClient>[0] = {}): UpstreamClient {
-  return createUpstreamClient({
-    proxied: false,
-    fallback: () => Promise.reject(new Error("the fallback was used")),
-    ...options,
-  });
-}
+import { createUpstreamClient } from "../../src/upstream/upstream_fetch.ts";
+import { client, scripted } from "../helpers/scripted_upstream.ts";
 
 Deno.test("createUpstreamClient().fetch() keeps one connection alive for requests one after another", async () => {
   const server = await scripted((_, i) => `HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nbody${i}`);
@@ -338,86 +305,6 @@ Deno.test("createUpstreamClient().fetch() reports a refused connection as a Type
   upstream.close();
 });
 
-/** A self-signed certificate for 127.0.0.1 made with openssl, or undefined without openssl. */
-async function testCertificate(dir: string): Promise<{ cert: string; key: string } | undefined> {
-  try {
-    const { success } = await new Deno.Command("openssl", {
-      args: [
-        ...[
-          "req",
-          "-x509",
-          "-newkey",
-          "ec",
-          "-pkeyopt",
-          "ec_paramgen_curve:prime256v1",
-          "-nodes",
-          "-days",
-          "1",
-        ],
-        ...["-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-subj", "/CN=flexo test"],
-        ...["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"],
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    if (!success) return undefined;
-  } catch {
-    return undefined;
-  }
-  return { cert: await Deno.readTextFile(`${dir}/cert.pem`), key: await Deno.readTextFile(`${dir}/key.pem`) };
-}
-
-Deno.test("createUpstreamClient().fetch() speaks HTTP/1.1 over TLS, checking the mirror's certificate", async (t) => {
-  const dir = await Deno.makeTempDir({ prefix: "flexo-tls-" });
-  try {
-    const pair = await testCertificate(dir);
-    if (pair === undefined) {
-      console.warn("openssl is not installed: the TLS test is skipped (apt-get install openssl)");
-      return;
-    }
-    const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...pair });
-    const serving = (async () => {
-      for await (const conn of listener) {
-        (async () => {
-          try {
-            while ((await readHead(conn)) !== "") {
-              await conn.write(encoder.encode("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret"));
-            }
-          } catch {
-            // The client went away (or refused the certificate).
-          } finally {
-            conn.close();
-          }
-        })();
-      }
-    })();
-    const url = `https://127.0.0.1:${listener.addr.port}/core/os/x86_64/core.db`;
-    await t.step("trusted: kept alive", async () => {
-      const upstream = client({ caCerts: [pair.cert] });
-      try {
-        assertEquals(await (await upstream.fetch(url)).text(), "secret");
-        assertEquals(await (await upstream.fetch(url)).text(), "secret");
-        assertEquals(upstream.idleConnections, 1);
-      } finally {
-        upstream.close();
-      }
-    });
-    await t.step("untrusted: refused", async () => {
-      const upstream = client();
-      const error = await assertRejects(() => upstream.fetch(url), TypeError);
-      assert(
-        /certificate|UnknownIssuer|invalid peer/i.test(`${error.message} ${error.cause}`),
-        String(error.cause),
-      );
-      upstream.close();
-    });
-    listener.close();
-    await serving;
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
 Deno.test("createUpstreamClient().fetch() keeps the other idle connections to an origin when it takes one", async () => {
   // Three requests at once: the mirror answers when all three have come, so each has a connection of its own.
   const allAsked = Promise.withResolvers<void>();
@@ -506,28 +393,6 @@ Deno.test("createUpstreamClient().fetch() fails the body with the abort's reason
     assertEquals(new TextDecoder().decode((await reader.read(new Uint8Array(2))).value), "01");
     abort.abort(new Error("too slow"));
     assertEquals((await assertRejects(() => reader.read(new Uint8Array(2)))).message, "too slow");
-  } finally {
-    upstream.close();
-    await server.close();
-  }
-});
-
-Deno.test("createUpstreamClient().fetch() closes the connection of a TLS handshake that failed", async () => {
-  // A plain HTTP server where https was configured: it answers the ClientHello with HTTP, then waits for the
-  // client to close.
-  const closed = Promise.withResolvers<void>();
-  const server = await startRawServer(async (conn) => {
-    const buffer = new Uint8Array(4096);
-    await conn.read(buffer);
-    await conn.write(encoder.encode("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"));
-    while ((await conn.read(buffer)) !== null);
-    closed.resolve();
-  });
-  const upstream = client();
-  try {
-    await assertRejects(() => upstream.fetch(`https://127.0.0.1:${server.port}/core.db`), TypeError);
-    // The client's end is closed, not left open (a socket per failed handshake).
-    await closed.promise;
   } finally {
     upstream.close();
     await server.close();

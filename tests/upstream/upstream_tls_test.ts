@@ -1,0 +1,112 @@
+/**
+ * flexo's HTTP/1.1 client to mirrors over TLS: it checks the mirror's certificate, keeps a trusted connection
+ * alive, and closes the connection of a handshake that failed.
+ */
+
+import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
+import { readHead, startRawServer } from "../helpers/fault_tools.ts";
+import { client } from "../helpers/scripted_upstream.ts";
+
+const encoder = new TextEncoder();
+
+/** A self-signed certificate for 127.0.0.1 made with openssl, or undefined without openssl. */
+async function testCertificate(dir: string): Promise<{ cert: string; key: string } | undefined> {
+  try {
+    const { success } = await new Deno.Command("openssl", {
+      args: [
+        ...[
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:prime256v1",
+          "-nodes",
+          "-days",
+          "1",
+        ],
+        ...["-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-subj", "/CN=flexo test"],
+        ...["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"],
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (!success) return undefined;
+  } catch {
+    return undefined;
+  }
+  return { cert: await Deno.readTextFile(`${dir}/cert.pem`), key: await Deno.readTextFile(`${dir}/key.pem`) };
+}
+
+Deno.test("createUpstreamClient().fetch() speaks HTTP/1.1 over TLS, checking the mirror's certificate", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-tls-" });
+  try {
+    const pair = await testCertificate(dir);
+    if (pair === undefined) {
+      console.warn("openssl is not installed: the TLS test is skipped (apt-get install openssl)");
+      return;
+    }
+    const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...pair });
+    const serving = (async () => {
+      for await (const conn of listener) {
+        (async () => {
+          try {
+            while ((await readHead(conn)) !== "") {
+              await conn.write(encoder.encode("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret"));
+            }
+          } catch {
+            // The client went away (or refused the certificate).
+          } finally {
+            conn.close();
+          }
+        })();
+      }
+    })();
+    const url = `https://127.0.0.1:${listener.addr.port}/core/os/x86_64/core.db`;
+    await t.step("trusted: kept alive", async () => {
+      const upstream = client({ caCerts: [pair.cert] });
+      try {
+        assertEquals(await (await upstream.fetch(url)).text(), "secret");
+        assertEquals(await (await upstream.fetch(url)).text(), "secret");
+        assertEquals(upstream.idleConnections, 1);
+      } finally {
+        upstream.close();
+      }
+    });
+    await t.step("untrusted: refused", async () => {
+      const upstream = client();
+      const error = await assertRejects(() => upstream.fetch(url), TypeError);
+      assert(
+        /certificate|UnknownIssuer|invalid peer/i.test(`${error.message} ${error.cause}`),
+        String(error.cause),
+      );
+      upstream.close();
+    });
+    listener.close();
+    await serving;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("createUpstreamClient().fetch() closes the connection of a TLS handshake that failed", async () => {
+  // A plain HTTP server where https was configured: it answers the ClientHello with HTTP, then waits for the
+  // client to close.
+  const closed = Promise.withResolvers<void>();
+  const server = await startRawServer(async (conn) => {
+    const buffer = new Uint8Array(4096);
+    await conn.read(buffer);
+    await conn.write(encoder.encode("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"));
+    while ((await conn.read(buffer)) !== null);
+    closed.resolve();
+  });
+  const upstream = client();
+  try {
+    await assertRejects(() => upstream.fetch(`https://127.0.0.1:${server.port}/core.db`), TypeError);
+    // The client's end is closed, not left open (a socket per failed handshake).
+    await closed.promise;
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
