@@ -6,6 +6,7 @@
  * @module
  */
 
+import { withDirectBody } from "../http/direct_body.ts";
 import { latin1 } from "../http/head_bytes.ts";
 import type { BodyFraming } from "./_response_head.ts";
 
@@ -160,6 +161,19 @@ export function bodyStream(
   };
   // A body that has ended is closed at once, not at the next read: the reader's owner learns it without one.
   const atEnd = () => framing.type === "length" && left === 0;
+  /** Reads the next bytes into `view` for either reader: their count, or null at the body's end. */
+  const readInto = async (view: Uint8Array): Promise<number | null> => {
+    let read: number | null;
+    try {
+      read = await next(view);
+    } catch (error) {
+      fail();
+      throw end.failure(error);
+    }
+    if (read === null) finish(framing.type !== "close");
+    else if (atEnd()) finish(true);
+    return read;
+  };
   const source: UnderlyingByteSource = {
     type: "bytes",
     start(controller) {
@@ -173,29 +187,21 @@ export function bodyStream(
       const view = request?.view
         ? new Uint8Array(request.view.buffer, request.view.byteOffset, request.view.byteLength)
         : new Uint8Array(framing.type === "length" ? Math.min(left, CHUNK_BYTES) : CHUNK_BYTES);
-      let read: number | null;
-      try {
-        read = await next(view);
-      } catch (error) {
-        fail();
-        throw end.failure(error);
-      }
+      const read = await readInto(view);
       if (read === null) {
         controller.close();
         request?.respond(0);
-        finish(framing.type !== "close");
         return;
       }
       if (request) request.respond(read);
       else controller.enqueue(view.subarray(0, read));
-      if (atEnd()) {
-        controller.close();
-        finish(true);
-      }
+      if (atEnd()) controller.close();
     },
     cancel() {
       fail();
     },
   };
-  return new ReadableStream(source) as ReadableStream<Uint8Array>;
+  const stream = new ReadableStream(source) as ReadableStream<Uint8Array>;
+  // Read without the stream by a download (see direct_body.ts); the stream is not read then.
+  return withDirectBody(stream, { readInto, cancel: fail });
 }

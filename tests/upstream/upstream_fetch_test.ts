@@ -7,6 +7,7 @@
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
 import { readHead, startRawServer } from "../helpers/fault_tools.ts";
 import { createUpstreamClient, type UpstreamClient } from "../../src/upstream/upstream_fetch.ts";
+import { takeDirectBody } from "../../src/http/direct_body.ts";
 
 const encoder = new TextEncoder();
 
@@ -80,6 +81,55 @@ Deno.test("createUpstreamClient().fetch() reads a chunked body with extensions a
     // Read whole, the connection carries the next request.
     assertEquals(await (await upstream.fetch(`${server.url}/again`)).text(), "hello world");
     assertEquals(server.connections(), 1);
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
+
+Deno.test("createUpstreamClient().fetch() gives its bodies a direct reader that reads them whole without the stream, and keeps the connection", async () => {
+  const server = await scripted((_, i) =>
+    i === 0
+      ? "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world"
+      : "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+  );
+  const upstream = client();
+  try {
+    for (let i = 0; i < 2; i++) {
+      const response = await upstream.fetch(`${server.url}/file-${i}`);
+      const direct = takeDirectBody(response.body!);
+      assert(direct !== undefined, "a direct reader");
+      assertEquals(takeDirectBody(response.body!), undefined, "taken once");
+      const buffer = new Uint8Array(4);
+      let text = "";
+      for (let read; (read = await direct.readInto(buffer)) !== null;) {
+        text += new TextDecoder().decode(buffer.subarray(0, read));
+      }
+      assertEquals(text, "hello world");
+      assertEquals(response.body!.locked, false, "the stream was not read");
+      direct.cancel();
+      assertEquals(upstream.idleConnections, 1, "read whole, the connection carries the next request");
+    }
+    assertEquals(server.connections(), 1);
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
+
+Deno.test("createUpstreamClient().fetch() has no direct reader for a body whose stream is being read; a cancelled direct reader closes the connection", async () => {
+  const server = await scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world");
+  const upstream = client();
+  try {
+    const read = await upstream.fetch(`${server.url}/a`);
+    const reader = read.body!.getReader();
+    assertEquals(takeDirectBody(read.body!), undefined);
+    await reader.cancel();
+    const cancelled = await upstream.fetch(`${server.url}/b`);
+    const direct = takeDirectBody(cancelled.body!)!;
+    assertEquals(await direct.readInto(new Uint8Array(5)), 5);
+    direct.cancel();
+    assertEquals(upstream.idleConnections, 0, "a body left unread: its connection is not reused");
   } finally {
     upstream.close();
     await server.close();
