@@ -177,6 +177,23 @@ Deno.test("askMirror() gives up after connect_timeout and aborts the request", a
   assert(answer.message.includes("50 ms"), `the message names the limit: ${answer.message}`);
 });
 
+Deno.test("askMirror() hands the request to fetch before it sets its connect timer", async () => {
+  const timers = new FakeTimers();
+  const { fetch } = fakeFetch(() => ({ body: testBytes(10) }));
+  const timersAtFetch: number[][] = [];
+  const watched: typeof globalThis.fetch = (input, init) => {
+    timersAtFetch.push(timers.pending);
+    return fetch(input, init);
+  };
+  const abort = new AbortController();
+  const answer = await askMirror(URL_A, { method: "GET", headers: new Headers(), abort }, {
+    deps: { fetch: watched, now: timers.now, timers: timers.deps },
+    limits: { ...LIMITS, connectTimeoutMs: 30 },
+  });
+  assertEquals(timersAtFetch, [[]], "no timer yet when the request is handed to fetch");
+  if (answer.type === "response") await answer.response.body?.cancel();
+});
+
 Deno.test("askMirror() leaves the transfer alone once the headers have arrived", async () => {
   const timers = new FakeTimers();
   const { fetch } = fakeFetch(() => ({ body: testBytes(10) }));
