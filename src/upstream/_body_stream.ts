@@ -8,6 +8,7 @@
 
 import { withDirectBody } from "../http/direct_body.ts";
 import { latin1 } from "../http/head_bytes.ts";
+import type { SocketReadNow } from "./_connection_pool.ts";
 import type { BodyFraming } from "./_response_head.ts";
 
 /** The longest chunk-size or trailer line read in a chunked body. */
@@ -22,13 +23,18 @@ export class ConnectionReader {
   #buffer: Uint8Array;
   #start: number;
   #end: number;
+  #now: SocketReadNow | undefined;
 
-  /** `buffer[start, end)` are bytes read from `conn` and not used yet. */
-  constructor(conn: Deno.Conn, buffer: Uint8Array, start: number, end: number) {
+  /**
+   * `buffer[start, end)` are bytes read from `conn` and not used yet; `now`, when given, reads what the
+   * socket holds already without a turn of the event loop (the connection's read is for waiting).
+   */
+  constructor(conn: Deno.Conn, buffer: Uint8Array, start: number, end: number, now?: SocketReadNow) {
     this.#conn = conn;
     this.#buffer = buffer;
     this.#start = start;
     this.#end = end;
+    this.#now = now;
   }
 
   /** Bytes read from the connection and not used yet. */
@@ -39,6 +45,8 @@ export class ConnectionReader {
   /** Drops the bytes read and not used yet (the request was aborted: none is given after it). */
   discard(): void {
     this.#start = this.#end;
+    // Aborted: the connection is being closed, and its descriptor's number may soon be another socket's.
+    this.#now = undefined;
   }
 
   /** Reads at most `view.length` bytes into `view`; null at the end of the connection. */
@@ -49,6 +57,10 @@ export class ConnectionReader {
       this.#start += count;
       return count;
     }
+    // Bytes that came while the last turn ran (a mirror's body just behind its head) are taken now: the runtime's
+    // read would hand them over only after this turn, and its event loop's next one (0.15 ms of a cold miss).
+    const now = view.length > 0 ? this.#now?.readNow(view) : undefined;
+    if (now !== undefined) return now === 0 ? null : now;
     return await this.#conn.read(view);
   }
 

@@ -136,6 +136,43 @@ Deno.test("createUpstreamClient().fetch() has no direct reader for a body whose 
   }
 });
 
+Deno.test("createUpstreamClient().fetch() reads a body with socketReads when its bytes are there, and with the connection's read when not; one lookup per plain connection", async () => {
+  const server = await scripted(async (_, i, conn) => {
+    await conn.write(encoder.encode(`HTTP/1.1 200 OK\r\nContent-Length: ${i === 0 ? 10 : 5}\r\n\r\n`));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    return "world";
+  });
+  const lookups: Deno.Conn[] = [];
+  const taken: string[] = [];
+  const upstream = client({
+    socketReads: (conn) => {
+      lookups.push(conn);
+      let first = true;
+      return {
+        // Bytes "already there" (made up here, so that the test sees where they came from), then nothing.
+        readNow: (view) => {
+          if (!first) return taken.push("nothing"), undefined;
+          first = false;
+          view.set(encoder.encode("hello"));
+          taken.push("hello");
+          return 5;
+        },
+      };
+    },
+  });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const response = await upstream.fetch(`${server.url}/file-${i}`);
+      assertEquals(await response.text(), i === 0 ? "helloworld" : "world");
+    }
+    assertEquals(lookups.length, 1, "looked up once for the connection");
+    assertEquals(taken.slice(0, 2), ["hello", "nothing"]);
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
+
 Deno.test("createUpstreamClient().fetch() fails a body that ends before its Content-Length, and does not keep the connection", async () => {
   const server = await scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", {
     closeAfter: 1,
