@@ -37,6 +37,7 @@ import { PackageIndex } from "./src/repo/package_index.ts";
 import { recoverPartials } from "./src/cache/recovery.ts";
 import { startServer } from "./src/server/server.ts";
 import { libcPathProbe, openLibc } from "./src/server/libc.ts";
+import { libcSocketReads } from "./src/server/socket_reads.ts";
 import { startMemoryReleases } from "./src/memory_release.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -238,14 +239,15 @@ async function serve(cli: Cli): Promise<void> {
         { error: error.message },
       ),
   });
-  // Loaded once (each load costs 3-10 ms of start-up): the cache's check of a miss, the memory releases and the
-  // server's sendfile use it.
+  // Loaded once (each load costs 3-10 ms of start-up): the cache's check of a miss, the memory releases, the
+  // server's sendfile and the upstream client's reads of bytes already there use it.
   const libc = openLibc();
   const app = createApp(config, {
     // flexo's own HTTP/1.1 client for downloads: on a kept connection its request leaves at once, where the
     // runtime's fetch sends it after the turn; it hands to that fetch what it does not do itself (a proxy in the
-    // environment; src/upstream/upstream_fetch.ts).
-    fetch: createUpstreamClient().fetch,
+    // environment; src/upstream/upstream_fetch.ts). Its bodies are read with libc's recv when their bytes are
+    // there already (src/server/socket_reads.ts).
+    fetch: createUpstreamClient({ socketReads: libc.ok ? libcSocketReads(libc.libc) : undefined }).fetch,
     pool,
     surelyMissing: libc.ok ? libcPathProbe(libc.libc) : undefined,
     log: logOutput,

@@ -37,6 +37,9 @@ const log = getLogger(["flexo", "download"]);
 
 type AcceptedHead = Extract<AttemptHead, { type: "accepted" }>;
 
+/** Awaited after the first chunk: one microtask, after those of the clients it woke. */
+const CLIENTS_FIRST: Promise<void> = Promise.resolve();
+
 /** One file being fetched from upstream into the cache. */
 export class Download {
   /** Resolves when a mirror has answered with usable headers; rejects with an {@linkcode HttpError} otherwise. */
@@ -390,6 +393,9 @@ export class Download {
     writeAllSync(this.#partial.file!, chunk);
     this.#integrity?.update(chunk, mirror);
     this.#written(chunk.byteLength);
+    // The clients it woke send the bytes (in the microtasks queued by the wake) before the next read of the
+    // body is asked for: that read's call, cold, came first and held the first byte back.
+    return CLIENTS_FIRST;
   }
 
   /** The writer of one mirror's body: each write is hashed here while a thread writes it. */

@@ -19,6 +19,7 @@ export const LIBC_PATHS: readonly string[] = [
 const SYMBOLS = {
   sendfile: { parameters: ["i32", "i32", "buffer", "usize"], result: "isize" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
@@ -65,6 +66,7 @@ export const LINUX = {
   SEEK_END: 2,
   RLIMIT_NOFILE: 7,
   SHUT_RDWR: 2,
+  MSG_DONTWAIT: 0x40,
   MSG_NOSIGNAL: 0x4000,
   MSG_MORE: 0x8000,
   IPPROTO_TCP: 6,

@@ -152,11 +152,15 @@ export class FileSender {
     // The file's bytes before this offset were found in the page cache.
     let residentUntil = -1;
     try {
-      const size = Number(libc.lseek(fileFd, 0n, LINUX.SEEK_END));
-      // sendfile reads at its own offset; the position stays at 0 so that /proc shows no reading ahead.
-      libc.lseek(fileFd, 0n, LINUX.SEEK_SET);
-      if (growing === undefined && size !== range.size) {
-        return { outcome: "not_started", reason: `${range.path} is now ${size} bytes, not ${range.size}` };
+      // A complete file must still have its size; a growing one's size is the download's to tell (and two
+      // seeks through the FFI, with their BigInt arguments, were 30-60 us of a cold miss's way to its client).
+      if (growing === undefined) {
+        const size = Number(libc.lseek(fileFd, 0n, LINUX.SEEK_END));
+        // sendfile reads at its own offset; the position stays at 0 so that /proc shows no reading ahead.
+        libc.lseek(fileFd, 0n, LINUX.SEEK_SET);
+        if (size !== range.size) {
+          return { outcome: "not_started", reason: `${range.path} is now ${size} bytes, not ${range.size}` };
+        }
       }
       const total = head.length + range.length;
       const offset = new BigInt64Array([BigInt(range.start)]);

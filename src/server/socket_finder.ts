@@ -47,11 +47,16 @@ export class SocketFinder {
   #offUntil = 0;
   #lastFound = 3;
   #fdLimit: number;
+  #uses: string;
 
-  /** Wraps a loaded libc; `now` (milliseconds) is the clock of the pause after repeated failures. */
-  constructor(libc: LibcSymbols, now: () => number) {
+  /**
+   * Wraps a loaded libc; `now` (milliseconds) is the clock of the pause after repeated failures; `uses` names
+   * what the sockets are found for, in the log.
+   */
+  constructor(libc: LibcSymbols, now: () => number, uses = "sendfile") {
     this.#libc = libc;
     this.#now = now;
+    this.#uses = uses;
     this.#fdLimit = Math.min(openFilesLimit(libc) ?? 65_536, FD_SCAN_LIMIT);
   }
 
@@ -65,7 +70,7 @@ export class SocketFinder {
     if (this.#missesInARow < MISSES_BEFORE_DISABLED) return false;
     if (this.#now() < this.#offUntil) return true;
     this.#missesInARow = 0;
-    log.info("sendfile is on again: looking for the sockets of connections");
+    log.info("{uses} is on again: looking for the sockets of connections", { uses: this.#uses });
     return false;
   }
 
@@ -103,8 +108,8 @@ export class SocketFinder {
     if (++this.#missesInARow === MISSES_BEFORE_DISABLED) {
       this.#offUntil = this.#now() + SENDFILE_RETRY_MS;
       log.warn(
-        "sendfile is off for {minutes} minutes: the sockets of {count} connections in a row were not found",
-        { count: MISSES_BEFORE_DISABLED, minutes: SENDFILE_RETRY_MS / 60_000 },
+        "{uses} is off for {minutes} minutes: the sockets of {count} connections in a row were not found",
+        { uses: this.#uses, count: MISSES_BEFORE_DISABLED, minutes: SENDFILE_RETRY_MS / 60_000 },
       );
     }
     return undefined;

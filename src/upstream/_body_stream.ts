@@ -6,7 +6,9 @@
  * @module
  */
 
+import { withDirectBody } from "../http/direct_body.ts";
 import { latin1 } from "../http/head_bytes.ts";
+import type { SocketReadNow } from "./_connection_pool.ts";
 import type { BodyFraming } from "./_response_head.ts";
 
 /** The longest chunk-size or trailer line read in a chunked body. */
@@ -21,13 +23,18 @@ export class ConnectionReader {
   #buffer: Uint8Array;
   #start: number;
   #end: number;
+  #now: SocketReadNow | undefined;
 
-  /** `buffer[start, end)` are bytes read from `conn` and not used yet. */
-  constructor(conn: Deno.Conn, buffer: Uint8Array, start: number, end: number) {
+  /**
+   * `buffer[start, end)` are bytes read from `conn` and not used yet; `now`, when given, reads what the
+   * socket holds already without a turn of the event loop (the connection's read is for waiting).
+   */
+  constructor(conn: Deno.Conn, buffer: Uint8Array, start: number, end: number, now?: SocketReadNow) {
     this.#conn = conn;
     this.#buffer = buffer;
     this.#start = start;
     this.#end = end;
+    this.#now = now;
   }
 
   /** Bytes read from the connection and not used yet. */
@@ -38,6 +45,8 @@ export class ConnectionReader {
   /** Drops the bytes read and not used yet (the request was aborted: none is given after it). */
   discard(): void {
     this.#start = this.#end;
+    // Aborted: the connection is being closed, and its descriptor's number may soon be another socket's.
+    this.#now = undefined;
   }
 
   /** Reads at most `view.length` bytes into `view`; null at the end of the connection. */
@@ -48,6 +57,10 @@ export class ConnectionReader {
       this.#start += count;
       return count;
     }
+    // Bytes that came while the last turn ran (a mirror's body just behind its head) are taken now: the runtime's
+    // read would hand them over only after this turn, and its event loop's next one (0.15 ms of a cold miss).
+    const now = view.length > 0 ? this.#now?.readNow(view) : undefined;
+    if (now !== undefined) return now === 0 ? null : now;
     return await this.#conn.read(view);
   }
 
@@ -160,6 +173,19 @@ export function bodyStream(
   };
   // A body that has ended is closed at once, not at the next read: the reader's owner learns it without one.
   const atEnd = () => framing.type === "length" && left === 0;
+  /** Reads the next bytes into `view` for either reader: their count, or null at the body's end. */
+  const readInto = async (view: Uint8Array): Promise<number | null> => {
+    let read: number | null;
+    try {
+      read = await next(view);
+    } catch (error) {
+      fail();
+      throw end.failure(error);
+    }
+    if (read === null) finish(framing.type !== "close");
+    else if (atEnd()) finish(true);
+    return read;
+  };
   const source: UnderlyingByteSource = {
     type: "bytes",
     start(controller) {
@@ -173,29 +199,21 @@ export function bodyStream(
       const view = request?.view
         ? new Uint8Array(request.view.buffer, request.view.byteOffset, request.view.byteLength)
         : new Uint8Array(framing.type === "length" ? Math.min(left, CHUNK_BYTES) : CHUNK_BYTES);
-      let read: number | null;
-      try {
-        read = await next(view);
-      } catch (error) {
-        fail();
-        throw end.failure(error);
-      }
+      const read = await readInto(view);
       if (read === null) {
         controller.close();
         request?.respond(0);
-        finish(framing.type !== "close");
         return;
       }
       if (request) request.respond(read);
       else controller.enqueue(view.subarray(0, read));
-      if (atEnd()) {
-        controller.close();
-        finish(true);
-      }
+      if (atEnd()) controller.close();
     },
     cancel() {
       fail();
     },
   };
-  return new ReadableStream(source) as ReadableStream<Uint8Array>;
+  const stream = new ReadableStream(source) as ReadableStream<Uint8Array>;
+  // Read without the stream by a download (see direct_body.ts); the stream is not read then.
+  return withDirectBody(stream, { readInto, cancel: fail });
 }

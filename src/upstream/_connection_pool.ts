@@ -61,6 +61,20 @@ export interface PooledConnection {
   idleSince: number;
   /** The buffer its response heads are read into, kept with it (no allocation per request). */
   buffer?: Uint8Array;
+  /** Reads of what its socket holds now (see `UpstreamClientOptions.socketReads`); null: none. */
+  readsNow?: SocketReadNow | null;
+}
+
+/**
+ * Reads what a plain TCP connection's socket holds now, without waiting and without the runtime's read (whose
+ * result comes only in a later turn of the event loop).
+ */
+export interface SocketReadNow {
+  /**
+   * Reads into `view` what the socket holds now: the count, 0 at the connection's end, or undefined when it
+   * holds nothing (or cannot be read this way any more; the connection's own read then tells).
+   */
+  readNow(view: Uint8Array): number | undefined;
 }
 
 /** Limits of a {@linkcode ConnectionPool}. */

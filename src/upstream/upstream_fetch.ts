@@ -28,7 +28,13 @@
  */
 
 import { bodyStream, ConnectionReader } from "./_body_stream.ts";
-import { type Connect, ConnectionPool, denoConnect, type PooledConnection } from "./_connection_pool.ts";
+import {
+  type Connect,
+  ConnectionPool,
+  denoConnect,
+  type PooledConnection,
+  type SocketReadNow,
+} from "./_connection_pool.ts";
 import { MAX_RESPONSE_HEAD_BYTES, parseResponseHead, type ResponseHead } from "./_response_head.ts";
 import { findHeadEnd } from "../http/head_bytes.ts";
 import { closeQuietly } from "../close_quietly.ts";
@@ -50,6 +56,12 @@ export interface UpstreamClientOptions {
   idleMs?: number;
   /** Clock in milliseconds. Default `performance.now`. */
   now?: () => number;
+  /**
+   * Reads of what a plain (http) connection's socket holds now, looked up once per connection after its first
+   * request went out (main.ts makes it from libc's `recv`); bodies are read with it when their bytes are there
+   * already. Default: none (every read waits in the runtime's event loop).
+   */
+  socketReads?: (conn: Deno.Conn) => SocketReadNow | undefined;
 }
 
 /** A `fetch` with its own connections, and how to close them. */
@@ -168,6 +180,12 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       await writeAll(conn, request).catch((error) => {
         throw reused && !aborted ? new StaleConnection() : error;
       });
+      // Once per connection, while the mirror answers: not on the way of the request, nor of the head.
+      if (connection.readsNow === undefined) {
+        connection.readsNow = connection.origin.startsWith("http:")
+          ? options.socketReads?.(conn) ?? null
+          : null;
+      }
       ({ head, buffer, bodyStart, end } = await readHead(conn, method, reused, connection.buffer));
       connection.buffer = buffer;
     } catch (error) {
@@ -175,7 +193,13 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       closeQuietly(conn);
       throw aborted ? signal!.reason : error;
     }
-    const reader = unread.reader = new ConnectionReader(conn, buffer, bodyStart, end);
+    const reader = unread.reader = new ConnectionReader(
+      conn,
+      buffer,
+      bodyStart,
+      end,
+      connection.readsNow ?? undefined,
+    );
     // Once: a connection given back to the pool (a body read whole) is another request's from then on, even
     // when the Response for this one cannot be made after all.
     let ended = false;

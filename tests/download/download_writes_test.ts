@@ -15,6 +15,7 @@ import { withTempDir } from "../helpers/temp_dir.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { fakeFetch, gatedFetch, rangeHead, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
 import { startTestDownload } from "../helpers/test_download.ts";
+import { withDirectBody } from "../../src/http/direct_body.ts";
 
 const SEGMENTS = ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"];
 const A = "http://mirror-a.test/";
@@ -123,6 +124,38 @@ function pushChunks(
     gate.push(data.slice(at, Math.min(at + size, range.to ?? data.byteLength)));
   }
 }
+
+Deno.test("Download lets the clients its first chunk woke send it before it reads the next chunk of the body", async () => {
+  await withTempDir(async (dir) => {
+    const store = new CacheStore(dir);
+    const data = testBytes(64 * 1024, 5);
+    const events: string[] = [];
+    let offset = 0;
+    const fetchImpl = () => {
+      const body = new ReadableStream<Uint8Array>({ type: "bytes" });
+      withDirectBody(body, {
+        readInto: (view) => {
+          events.push(`read at ${offset}`);
+          if (offset === data.byteLength) return Promise.resolve(null);
+          const count = Math.min(view.byteLength, 16 * 1024, data.byteLength - offset);
+          view.set(data.subarray(offset, offset + count));
+          offset += count;
+          return Promise.resolve(count);
+        },
+        cancel: () => {},
+      });
+      return Promise.resolve(new Response(body, { headers: { "content-length": String(data.byteLength) } }));
+    };
+    const download = newDownload(store, fetchImpl as typeof fetch);
+    await download.head;
+    // A client waiting for the first bytes, as FileSender.send() waits for them.
+    const woken = download.changed().then(() => events.push(`woken at ${download.written}`));
+    await download.finished;
+    await woken;
+    assertEquals(events.slice(0, 3), ["read at 0", "woken at 16384", "read at 16384"]);
+    assertEquals(download.state, "complete");
+  });
+});
 
 Deno.test("Download stores 1,000 small chunks in few writes of at most COALESCE_BYTES, every byte in order", async () => {
   await withTempDir(async (dir) => {

@@ -54,6 +54,33 @@ Deno.test("raceHeads() asks the next mirror when the first sends no head within 
   assert(result.hedged);
 });
 
+Deno.test("raceHeads() asks the first mirror before it sets the hedge's timer and subscribes to the ranking", () => {
+  const timers = new FakeTimers();
+  const m = scripted();
+  const seenAtStart: [number[], boolean][] = [];
+  let subscribed = false;
+  raceHeads({
+    first: A,
+    second: B,
+    start: (mirror) => {
+      seenAtStart.push([timers.pending, subscribed]);
+      return m.start(mirror);
+    },
+    judge,
+    delayMs: 300,
+    spend: () => true,
+    moveOn: () => {
+      subscribed = true;
+      return () => {};
+    },
+    ...timers.deps,
+    timers: timers.deps,
+  });
+  assertEquals(seenAtStart, [[[], false]], "no timer and no subscription when the first request is made");
+  assertEquals([timers.pending, subscribed], [[300], true]);
+  m.answer(A, "200");
+});
+
 Deno.test("raceHeads() does not hedge a mirror that answers within its delay, nor when the budget is spent", async () => {
   const timers = new FakeTimers();
   const m = scripted();

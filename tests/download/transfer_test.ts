@@ -2,6 +2,7 @@ import nodeAssert from "node:assert/strict";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { type FakeAnswer, fakeFetch, gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
+import { withDirectBody } from "../../src/http/direct_body.ts";
 import {
   askMirror,
   type BodyOutcome,
@@ -176,6 +177,23 @@ Deno.test("askMirror() gives up after connect_timeout and aborts the request", a
   assert(answer.message.includes("50 ms"), `the message names the limit: ${answer.message}`);
 });
 
+Deno.test("askMirror() hands the request to fetch before it sets its connect timer", async () => {
+  const timers = new FakeTimers();
+  const { fetch } = fakeFetch(() => ({ body: testBytes(10) }));
+  const timersAtFetch: number[][] = [];
+  const watched: typeof globalThis.fetch = (input, init) => {
+    timersAtFetch.push(timers.pending);
+    return fetch(input, init);
+  };
+  const abort = new AbortController();
+  const answer = await askMirror(URL_A, { method: "GET", headers: new Headers(), abort }, {
+    deps: { fetch: watched, now: timers.now, timers: timers.deps },
+    limits: { ...LIMITS, connectTimeoutMs: 30 },
+  });
+  assertEquals(timersAtFetch, [[]], "no timer yet when the request is handed to fetch");
+  if (answer.type === "response") await answer.response.body?.cancel();
+});
+
 Deno.test("askMirror() leaves the transfer alone once the headers have arrived", async () => {
   const timers = new FakeTimers();
   const { fetch } = fakeFetch(() => ({ body: testBytes(10) }));
@@ -323,6 +341,43 @@ Deno.test("pumpBody() passes every chunk to the sink and reports the end", async
   assertEquals(outcome, { type: "ended", bytes: data.byteLength });
   assertEquals(received, data);
   assertEquals(abort.signal.aborted, false);
+});
+
+Deno.test("pumpBody() reads a body that has a direct reader through it, into one buffer, and leaves its stream alone", async () => {
+  const data = testBytes(100_000, 3);
+  let pulls = 0;
+  const body = new ReadableStream<Uint8Array>({
+    type: "bytes",
+    pull: () => void pulls++,
+  }, { highWaterMark: 0 });
+  let offset = 0;
+  let cancels = 0;
+  withDirectBody(body, {
+    readInto: (view) => {
+      if (offset === data.byteLength) return Promise.resolve(null);
+      const count = Math.min(view.byteLength, 30_000, data.byteLength - offset);
+      view.set(data.subarray(offset, offset + count));
+      offset += count;
+      return Promise.resolve(count);
+    },
+    cancel: () => void cancels++,
+  });
+  const chunks: Uint8Array[] = [];
+  const buffers = new Set<ArrayBufferLike>();
+  const timers = new FakeTimers();
+  const outcome = await pumpBody(body, (chunk) => {
+    chunks.push(chunk.slice());
+    buffers.add(chunk.buffer);
+  }, {
+    deps: { fetch: globalThis.fetch, now: timers.now, timers: timers.deps },
+    limits: LIMITS,
+    abort: new AbortController(),
+    canSwitch: () => true,
+    expectedBytes: data.byteLength,
+  });
+  assertEquals(outcome, { type: "ended", bytes: data.byteLength });
+  assertEquals(concatBytes(chunks), data);
+  assertEquals([pulls, body.locked, buffers.size, cancels], [0, false, 1, 1]);
 });
 
 Deno.test("pumpBody() abandons a transfer slow for low_speed_time while another mirror is left", async () => {

@@ -34,6 +34,8 @@ interface Seen {
   pieces: Uint8Array[];
   /** The next file offset expected (sendfile and the waits must go on where the last left off). */
   next: number;
+  /** lseek calls. */
+  seeks: number;
 }
 
 /**
@@ -47,7 +49,7 @@ function fakeSocketSender(
   const loaded = openLibc(LIBC_PATHS);
   if (!loaded.ok) throw new Error(loaded.reason);
   const real = loaded.libc;
-  const seen: Seen = { sendfiles: 0, full: 0, sendfileBytes: 0, pieces: [], next: 0 };
+  const seen: Seen = { sendfiles: 0, full: 0, sendfileBytes: 0, pieces: [], next: 0, seeks: 0 };
   let free = room;
   let lastErrno = 0;
   const fake: Partial<LibcSymbols> = {
@@ -83,6 +85,10 @@ function fakeSocketSender(
       return null;
     }) as unknown as LibcSymbols["memcpy"],
     shutdown: (() => 0) as unknown as LibcSymbols["shutdown"],
+    lseek: ((fd: number, offset: bigint, whence: number) => {
+      seen.seeks++;
+      return real.lseek(fd, offset, whence);
+    }) as unknown as LibcSymbols["lseek"],
   };
   const sender = new FileSender({ ...real, ...fake } as LibcSymbols, options);
   const write = (piece: Uint8Array): Promise<number> => {
@@ -122,6 +128,25 @@ Deno.test("FileSender.send() of a 50 MiB file calls sendfile about once per wait
       seen.sendfiles <= waits + windows + 1,
       `${seen.sendfiles} sendfile calls for ${waits} waits and ${windows} windows of the page cache`,
     );
+  });
+});
+
+Deno.test("FileSender.send() of a growing file seeks nothing (its size is the download's); a complete file's size is checked", async () => {
+  const size = 4096;
+  await withFile(size, async (path) => {
+    const { sender, seen, write, socket } = fakeSocketSender(Infinity);
+    const growing = {
+      alternatives: [],
+      releasable: () => size,
+      changed: () => new Promise<void>(() => {}),
+      outcome: () => "complete" as const,
+    };
+    const range = { path, start: 0, length: size, size, growing };
+    assertEquals(await sender.send(socket, HEAD, { range, write }), { outcome: "sent" });
+    assertEquals([seen.sendfileBytes, seen.seeks], [size, 0]);
+    const complete = { path, start: 0, length: size, size };
+    assertEquals(await sender.send(socket, HEAD, { range: complete, write }), { outcome: "sent" });
+    assertEquals(seen.seeks, 2);
   });
 });
 

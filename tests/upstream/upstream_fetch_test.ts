@@ -6,7 +6,10 @@
 
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
 import { createUpstreamClient } from "../../src/upstream/upstream_fetch.ts";
+import { takeDirectBody } from "../../src/http/direct_body.ts";
 import { client, scripted } from "../helpers/scripted_upstream.ts";
+
+const encoder = new TextEncoder();
 
 Deno.test("createUpstreamClient().fetch() keeps one connection alive for requests one after another", async () => {
   const server = await scripted((_, i) => `HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nbody${i}`);
@@ -47,6 +50,92 @@ Deno.test("createUpstreamClient().fetch() reads a chunked body with extensions a
     // Read whole, the connection carries the next request.
     assertEquals(await (await upstream.fetch(`${server.url}/again`)).text(), "hello world");
     assertEquals(server.connections(), 1);
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
+
+Deno.test("createUpstreamClient().fetch() gives its bodies a direct reader that reads them whole without the stream, and keeps the connection", async () => {
+  const server = await scripted((_, i) =>
+    i === 0
+      ? "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world"
+      : "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+  );
+  const upstream = client();
+  try {
+    for (let i = 0; i < 2; i++) {
+      const response = await upstream.fetch(`${server.url}/file-${i}`);
+      const direct = takeDirectBody(response.body!);
+      assert(direct !== undefined, "a direct reader");
+      assertEquals(takeDirectBody(response.body!), undefined, "taken once");
+      const buffer = new Uint8Array(4);
+      let text = "";
+      for (let read; (read = await direct.readInto(buffer)) !== null;) {
+        text += new TextDecoder().decode(buffer.subarray(0, read));
+      }
+      assertEquals(text, "hello world");
+      assertEquals(response.body!.locked, false, "the stream was not read");
+      direct.cancel();
+      assertEquals(upstream.idleConnections, 1, "read whole, the connection carries the next request");
+    }
+    assertEquals(server.connections(), 1);
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
+
+Deno.test("createUpstreamClient().fetch() has no direct reader for a body whose stream is being read; a cancelled direct reader closes the connection", async () => {
+  const server = await scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world");
+  const upstream = client();
+  try {
+    const read = await upstream.fetch(`${server.url}/a`);
+    const reader = read.body!.getReader();
+    assertEquals(takeDirectBody(read.body!), undefined);
+    await reader.cancel();
+    const cancelled = await upstream.fetch(`${server.url}/b`);
+    const direct = takeDirectBody(cancelled.body!)!;
+    assertEquals(await direct.readInto(new Uint8Array(5)), 5);
+    direct.cancel();
+    assertEquals(upstream.idleConnections, 0, "a body left unread: its connection is not reused");
+  } finally {
+    upstream.close();
+    await server.close();
+  }
+});
+
+Deno.test("createUpstreamClient().fetch() reads a body with socketReads when its bytes are there, and with the connection's read when not; one lookup per plain connection", async () => {
+  const server = await scripted(async (_, i, conn) => {
+    await conn.write(encoder.encode(`HTTP/1.1 200 OK\r\nContent-Length: ${i === 0 ? 10 : 5}\r\n\r\n`));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    return "world";
+  });
+  const lookups: Deno.Conn[] = [];
+  const taken: string[] = [];
+  const upstream = client({
+    socketReads: (conn) => {
+      lookups.push(conn);
+      let first = true;
+      return {
+        // Bytes "already there" (made up here, so that the test sees where they came from), then nothing.
+        readNow: (view) => {
+          if (!first) return taken.push("nothing"), undefined;
+          first = false;
+          view.set(encoder.encode("hello"));
+          taken.push("hello");
+          return 5;
+        },
+      };
+    },
+  });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const response = await upstream.fetch(`${server.url}/file-${i}`);
+      assertEquals(await response.text(), i === 0 ? "helloworld" : "world");
+    }
+    assertEquals(lookups.length, 1, "looked up once for the connection");
+    assertEquals(taken.slice(0, 2), ["hello", "nothing"]);
   } finally {
     upstream.close();
     await server.close();
