@@ -46,13 +46,20 @@ export class SocketFinder {
   #missesInARow = 0;
   #offUntil = 0;
   #lastFound = 3;
-  #fdLimit: number;
+  #limit: number | undefined;
 
-  /** Wraps a loaded libc; `now` (milliseconds) is the clock of the pause after repeated failures. */
+  /**
+   * Wraps a loaded libc; `now` (milliseconds) is the clock of the pause after repeated failures. The open-files
+   * limit is read at the first search, not here (see `openLibc`: a proxy that sends no file calls no libc).
+   */
   constructor(libc: LibcSymbols, now: () => number) {
     this.#libc = libc;
     this.#now = now;
-    this.#fdLimit = Math.min(openFilesLimit(libc) ?? 65_536, FD_SCAN_LIMIT);
+  }
+
+  /** Descriptors are searched below this. */
+  get #fdLimit(): number {
+    return this.#limit ??= Math.min(openFilesLimit(this.#libc) ?? 65_536, FD_SCAN_LIMIT);
   }
 
   /**
