@@ -128,7 +128,8 @@ export class SocketFinder {
     stopAtGap: boolean,
   ): { fd: number; cookie: bigint } | undefined {
     let free = 0;
-    for (let fd = from; fd < this.#fdLimit; fd++) {
+    const limit = this.#fdLimit;
+    for (let fd = from; fd < limit; fd++) {
       const peer = this.#address(fd, "peer");
       if (peer === undefined) {
         if (stopAtGap && this.#libc.fcntl(fd, LINUX.F_GETFD, 0) < 0 && ++free >= FREE_GAP) return undefined;
@@ -151,7 +152,8 @@ export class SocketFinder {
    */
   #resetSocketExists(localPort: number, localBytes: Uint8Array): boolean {
     let free = 0;
-    for (let fd = 3; fd < this.#fdLimit && free < FREE_GAP; fd++) {
+    const limit = this.#fdLimit;
+    for (let fd = 3; fd < limit && free < FREE_GAP; fd++) {
       if (this.#address(fd, "peer") !== undefined) {
         free = 0;
         continue;
