@@ -239,8 +239,9 @@ async function serve(cli: Cli): Promise<void> {
         { error: error.message },
       ),
   });
-  // Loaded once (each load costs 3-10 ms of start-up): the cache's check of a miss, the memory releases, the
-  // server's sendfile and the upstream client's reads of bytes already there use it.
+  // Loaded once: the cache's check of a miss, the memory releases, the server's sendfile and the upstream
+  // client's reads of bytes already there use it. Its synchronous functions are made at the first call of one
+  // (3-10 ms and 2-2.5 MiB of the deno executable's pages, see openLibc), which an idle proxy never makes.
   const libc = openLibc();
   const app = createApp(config, {
     // flexo's own HTTP/1.1 client for downloads: on a kept connection its request leaves at once, where the
@@ -255,6 +256,8 @@ async function serve(cli: Cli): Promise<void> {
     onDownloadComplete: (download) => {
       if (download.file) cacheUsage.added(download.file.size, { path: download.file.path });
       cleaner.downloadCompleted(download.file);
+      // What the download left behind goes back soon after the last one of a burst (src/memory_release.ts).
+      releases.idle.downloadEnded();
     },
   });
   const cleanupLog = getLogger(["flexo", "cleanup"]);
@@ -278,11 +281,14 @@ async function serve(cli: Cli): Promise<void> {
   });
   // The start-up scans leave garbage in proportion to the cache's files; give its pages back once they end,
   // and after every busy period later (see src/memory_release.ts).
+  const trim = libc.ok ? libc.mallocTrim : undefined;
   const releases = startMemoryReleases({
     startup: [counted, cleaned, indexed],
     activity: () => app.stats.activity(),
-    mallocTrim: libc.ok ? () => void libc.libc.malloc_trim(0n) : undefined,
+    mallocTrim: trim && (() => void trim().catch(() => {})),
   });
+  // Read without making libc's functions (see openLibc): a proxy that has sent no file has no use for them.
+  const openFiles = libc.ok ? await libc.openFilesLimit?.() : undefined;
   const server = startServer(app, {
     hostnames: config.listen_ip_address,
     port: config.port,
@@ -290,6 +296,7 @@ async function serve(cli: Cli): Promise<void> {
     sendfile: config.sendfile,
     maxConnections: config.max_connections,
     libc,
+    openFilesLimit: openFiles,
   });
 
   // One stop, whatever number of signals: under `deno task` a terminal's Ctrl-C reaches flexo twice (from the

@@ -4,6 +4,8 @@
  * buffer (many lines in one call). When the output cannot keep up and the filling buffer is full, lines are
  * dropped and counted, and once the output takes bytes again a line says how many were lost (as journald does:
  * "N log lines dropped"). A flood of requests thus costs a bounded amount of memory and one write per batch.
+ * The buffers start small and grow as lines need room, up to their size: a quiet proxy holds a few KiB, not
+ * the 512 KiB of two full buffers (V8 fills a new buffer with zeros, so all of it would be resident).
  *
  * @module
  */
@@ -14,6 +16,9 @@ import { writeAll } from "./write_all.ts";
 
 /** Bytes of pending lines per buffer by default (two buffers: one filling, one being written). */
 export const DEFAULT_LOG_BUFFER_BYTES = 256 * 1024;
+
+/** A buffer's size when the first line comes; it doubles as lines need room, up to its full size. */
+export const FIRST_LOG_BUFFER_BYTES = 4096;
 
 /** Writes some of `bytes` to the output and says how many (like `Deno.stderr.write`). */
 export type LogWriter = (bytes: Uint8Array) => Promise<number>;
@@ -46,8 +51,9 @@ export class BoundedLogSink {
   #format: LineFormatter;
   #close: (() => Promise<void>) | undefined;
   #now: () => number;
-  #filling: Uint8Array;
-  #spare: Uint8Array;
+  #filling = new Uint8Array(0);
+  #spare = new Uint8Array(0);
+  #max: number;
   #used = 0;
   #writing: Promise<void> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -64,9 +70,12 @@ export class BoundedLogSink {
     this.#close = options.close;
     this.#now = options.now ?? Date.now;
     this.#flushMs = options.flushMs ?? DEFAULT_LOG_FLUSH_MS;
-    const size = options.bufferBytes ?? DEFAULT_LOG_BUFFER_BYTES;
-    this.#filling = new Uint8Array(size);
-    this.#spare = new Uint8Array(size);
+    this.#max = options.bufferBytes ?? DEFAULT_LOG_BUFFER_BYTES;
+  }
+
+  /** Bytes of the buffers now held (at most two buffers of `bufferBytes`). */
+  get heldBytes(): number {
+    return this.#filling.length + this.#spare.length;
   }
 
   /** Lines dropped since the start because the output could not keep up (or failed). */
@@ -102,14 +111,28 @@ export class BoundedLogSink {
   }
 
   #append(line: string): boolean {
-    const room = this.#filling.subarray(this.#used);
-    const { read, written } = this.#encoder.encodeInto(line, room);
-    if (read < line.length) {
+    if (!this.#add(line)) {
       this.#drop();
       return false;
     }
-    this.#used += written;
     return true;
+  }
+
+  /** Puts `line` after the pending bytes, growing the filling buffer up to its full size; false if it does not fit. */
+  #add(line: string): boolean {
+    for (;;) {
+      const { read, written } = this.#encoder.encodeInto(line, this.#filling.subarray(this.#used));
+      if (read === line.length) {
+        this.#used += written;
+        return true;
+      }
+      if (this.#filling.length >= this.#max) return false;
+      const grown = new Uint8Array(
+        Math.min(this.#max, Math.max(FIRST_LOG_BUFFER_BYTES, this.#filling.length * 2)),
+      );
+      grown.set(this.#filling.subarray(0, this.#used));
+      this.#filling = grown;
+    }
   }
 
   #drop(): void {
@@ -123,7 +146,7 @@ export class BoundedLogSink {
    */
   #schedule(): void {
     if (this.#writing !== undefined || this.#used === 0) return;
-    if (this.#used * 2 >= this.#filling.length) {
+    if (this.#used * 2 >= this.#max) {
       this.#startWrite();
     } else if (this.#timer === undefined) {
       const later = () => this.#startWrite();
@@ -172,9 +195,7 @@ export class BoundedLogSink {
       timestamp: this.#now(),
       properties: { count },
     });
-    const { read, written } = this.#encoder.encodeInto(line, this.#filling.subarray(this.#used));
-    if (read < line.length) return;
-    this.#used += written;
+    if (!this.#add(line)) return;
     this.#unreported -= count;
   }
 }

@@ -5,7 +5,7 @@
 
 import type { LogRecord } from "@logtape/logtape";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { BoundedLogSink } from "../src/log_sink.ts";
+import { BoundedLogSink, FIRST_LOG_BUFFER_BYTES } from "../src/log_sink.ts";
 import { cheapTextFormatter } from "../src/log_format.ts";
 import { closeLogging, setupLogging } from "../src/logging.ts";
 import { AnswerLog } from "../src/app/request_log.ts";
@@ -54,6 +54,20 @@ Deno.test("BoundedLogSink: an output that never drains keeps the queue bounded a
   assert(sink.dropped > 99_000, `${sink.dropped} lines dropped`);
   const kept = 100_000 - sink.dropped;
   assert(kept > 0 && kept < 200, `${kept} lines kept in two 4 KiB buffers`);
+});
+
+Deno.test("BoundedLogSink holds no buffer until a line comes, then grows its buffers only as lines need room", async () => {
+  const out = stuckOutput();
+  const sink = new BoundedLogSink({ write: out.write, format, bufferBytes: 64 * 1024, flushMs: 0 });
+  assertEquals(sink.heldBytes, 0, "nothing logged: nothing held");
+  sink.sink(record("GET /core/os/x86_64/core.db CACHE HIT 200"));
+  assertEquals(sink.heldBytes, FIRST_LOG_BUFFER_BYTES, "one line: one small buffer");
+  for (let i = 0; i < 100_000; i++) sink.sink(record(`GET /core/os/x86_64/p-${i}.pkg.tar.zst CACHE HIT 200`));
+  await Promise.resolve();
+  assertEquals(sink.heldBytes, 2 * 64 * 1024, "a flood: both buffers at their full size, never more");
+  out.release();
+  await sink[Symbol.asyncDispose]();
+  assert(out.text().includes("GET /core/os/x86_64/core.db CACHE HIT 200\n"), out.text().slice(0, 80));
 });
 
 Deno.test("BoundedLogSink: once the output drains, a line says how many were dropped, after the lines kept", async () => {

@@ -27,7 +27,7 @@ export function forwardedFor(value: string): string[] {
   return found;
 }
 
-/** An address without its port: `[::1]:80` → `::1`, `1.2.3.4:80` → `1.2.3.4`. */
+/** An address without its port: `[::1]:80` -> `::1`, `1.2.3.4:80` -> `1.2.3.4`. */
 function nodeAddress(node: string): string {
   const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(node);
   if (bracketed) return bracketed[1];

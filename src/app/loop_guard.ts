@@ -1,5 +1,5 @@
 /**
- * Loop protection with `Via` (RFC 9110 §7.6.3): every request flexo sends upstream (mirrors, peers) carries
+ * Loop protection with `Via` (RFC 9110 section 7.6.3): every request flexo sends upstream (mirrors, peers) carries
  * `Via: 1.1 <node_name>`, and a request that arrives already carrying this node's name has gone round in a
  * circle (a proxy configured as its own mirror, or tiers pointing at each other) and is answered 508 at once.
  *
@@ -23,7 +23,7 @@ export function defaultNodeName(port: number, hostname: () => string = Deno.host
   return `${host}-${port}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
-/** The names of the intermediaries in a `Via` header value (`1.1 a, HTTP/1.1 b (comment)` → `["a", "b"]`). */
+/** The names of the intermediaries in a `Via` header value (`1.1 a, HTTP/1.1 b (comment)` -> `["a", "b"]`). */
 export function viaNames(via: string | null): string[] {
   if (!via) return [];
   return via.split(",").map((entry) => entry.trim().split(/\s+/)[1]).filter((name): name is string => !!name);

@@ -1,5 +1,5 @@
 /**
- * `Cache-Control: only-if-cached` (RFC 9111 §5.2.1.7): the client (a cache peer, or a lower tier) wants the file
+ * `Cache-Control: only-if-cached` (RFC 9111 section 5.2.1.7): the client (a cache peer, or a lower tier) wants the file
  * only if this node has it, and never a request to a mirror on its behalf. So the answer is the cached file as it
  * is, databases included (no revalidation upstream: that would contact a mirror), or a 504 at once. pacman never
  * sends it, so pacman clients (also with flexo as a `CacheServer`) are served and fetched for as always.

@@ -3,7 +3,7 @@
  *
  * A database is revalidated upstream on every request. When every mirror fails (refused, timeout, 5xx, a file
  * that does not verify), or none has answered within {@linkcode STALE_DEADLINE_MS}, the last good copy in the
- * cache is the answer — `200`, or `304` to a matching `If-Modified-Since` — marked with
+ * cache is the answer -- `200`, or `304` to a matching `If-Modified-Since` -- marked with
  * `Cache-Status: flexo; hit; detail=stale` (RFC 9211). pacman then goes on with what it has instead of failing
  * `-Sy`. One warning is logged when such an outage begins and one line when a mirror answers again.
  *

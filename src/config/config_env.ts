@@ -24,7 +24,7 @@ export interface ConfigLayer {
   label: string;
   /** The raw values, shaped like the TOML file. */
   values: Record<string, unknown>;
-  /** Dotted key (e.g. "mirrors_auto.timeout") → where it was set, e.g. "environment variable FLEXO_PORT". */
+  /** Dotted key (e.g. "mirrors_auto.timeout") -> where it was set, e.g. "environment variable FLEXO_PORT". */
   origins: Record<string, string>;
   /** Things the user should know about, such as unknown or misplaced keys. */
   warnings: string[];
@@ -184,7 +184,7 @@ function tablesWithKey(key: string): TableName[] {
   return TABLE_NAMES.filter((table) => Object.hasOwn(TABLE_KINDS[table], key));
 }
 
-/** The environment variable flexo reads for a dotted key: "port" → "FLEXO_PORT". */
+/** The environment variable flexo reads for a dotted key: "port" -> "FLEXO_PORT". */
 export function envVarName(dottedKey: string): string {
   if (dottedKey === "log_level") return "FLEXO_LOG";
   return PREFIX + dottedKey.replace(/\./g, "_").toUpperCase();

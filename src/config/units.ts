@@ -94,7 +94,7 @@ const MS_PER_UNIT: Record<string, number> = {
   ns: 1e-6,
   usec: 1e-3,
   us: 1e-3,
-  "µs": 1e-3,
+  "\u00b5s": 1e-3,
   millis: 1,
   msec: 1,
   ms: 1,
@@ -142,7 +142,7 @@ export function parseDuration(s: string): number {
     throw new RangeError(`Invalid duration ${JSON.stringify(s)}: it is empty; expected ${DURATION_FORM}.`);
   }
   // One "<number> <unit>" item; sticky, so that every character must belong to an item.
-  const item = /\s*(\d+)\s*([A-Za-zµ]+)\s*/y;
+  const item = /\s*(\d+)\s*([A-Za-z\u00b5]+)\s*/y;
   let total = 0;
   while (item.lastIndex < s.length) {
     const start = item.lastIndex;
@@ -206,7 +206,7 @@ export function parseSize(s: string): number {
 const BINARY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 
 /**
- * Formats a byte count with binary units for humans: 0 → "0 B", 1536 → "1.5 KiB", 53687091200 → "50 GiB".
+ * Formats a byte count with binary units for humans: 0 -> "0 B", 1536 -> "1.5 KiB", 53687091200 -> "50 GiB".
  *
  * @throws {RangeError} when `n` is negative or not a finite number.
  */

@@ -1,6 +1,6 @@
 /**
  * The contract between the app and the server for responses whose body is a file: the app says which bytes of
- * which file (a cached file, or one a download is still writing), the server alone decides how they go out —
+ * which file (a cached file, or one a download is still writing), the server alone decides how they go out --
  * with sendfile(2), copied in large pieces, or through the response's own stream.
  *
  * A {@linkcode FileResponse} is an ordinary `Response` (its body streams the same bytes, so tests and any other

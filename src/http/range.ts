@@ -39,12 +39,12 @@ const OWS_ENDS_RE = /^[ \t]+|[ \t]+$/g;
 /**
  * Parses a `Range` header for a file of `size` bytes (RFC 9110 section 14.2), single range only.
  *
- * - `null` → `"none"`.
+ * - `null` -> `"none"`.
  * - `bytes=a-b`, `bytes=a-`, `bytes=-n` (unit case-insensitive; whitespace only at the ends and around the
- *   list's commas, none inside a range-spec or around `=`; empty list elements skipped) → `"range"` with `end` clamped to `size - 1`; a suffix longer than the file
+ *   list's commas, none inside a range-spec or around `=`; empty list elements skipped) -> `"range"` with `end` clamped to `size - 1`; a suffix longer than the file
  *   selects the whole file.
- * - `a > b`, garbage, another unit, or more than one range → `"ignore"`.
- * - `a >= size`, or `-0` → `"unsatisfiable"`. Any other suffix range on an empty file → `"ignore"` (an empty
+ * - `a > b`, garbage, another unit, or more than one range -> `"ignore"`.
+ * - `a >= size`, or `-0` -> `"unsatisfiable"`. Any other suffix range on an empty file -> `"ignore"` (an empty
  *   selection cannot be expressed as a byte range; 200 with the empty body is right).
  *
  * When `size` is undefined (the file is still downloading and its length is unknown), `bytes=a-b` is returned
@@ -225,9 +225,9 @@ export function isNotModified(req: RequestFacts, validators: Validators): boolea
 /**
  * Whether the `If-Range` condition holds, so a `Range` header may be honoured (RFC 9110 section 13.1.5).
  *
- * Absent → true. An entity tag needs a strong match with `validators.etag` (a weak tag on either side never
+ * Absent -> true. An entity tag needs a strong match with `validators.etag` (a weak tag on either side never
  * matches). A date must equal `validators.lastModified` to the second. Anything else (invalid date, missing
- * validator) → false, meaning: ignore the Range and send the whole file.
+ * validator) -> false, meaning: ignore the Range and send the whole file.
  */
 export function ifRangeMatches(req: RequestFacts, validators: Validators): boolean {
   const raw = req.headers.get("if-range");

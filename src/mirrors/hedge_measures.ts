@@ -44,7 +44,7 @@ export interface HedgeBudgetOptions {
 
 /**
  * A token bucket for hedges: each request earns `ratio` of a hedge, each hedge spends one. Over any run of
- * requests the hedges stay below `ratio` × requests + `burst`.
+ * requests the hedges stay below `ratio` x requests + `burst`.
  */
 export class HedgeBudget {
   readonly #ratio: number;

@@ -22,7 +22,7 @@ export const USAGE_FILE = join(".flexo", "package_usage.json");
 
 const usageFileSchema = z.object({
   version: z.literal(1),
-  /** Cache folder ("core/os/x86_64") → package name → when a client last fetched it (ms since the epoch). */
+  /** Cache folder ("core/os/x86_64") -> package name -> when a client last fetched it (ms since the epoch). */
   folders: z.record(z.string(), z.record(z.string(), z.number())),
 });
 

@@ -32,9 +32,9 @@ export interface PackageIndexOptions {
 export class PackageIndex {
   #setTimer: (callback: () => void, ms: number) => unknown;
   #clearTimer: (timer: unknown) => void;
-  /** Folder (cache-relative, "/"-separated) → database path → entries by file name. */
+  /** Folder (cache-relative, "/"-separated) -> database path -> entries by file name. */
   #folders = new Map<string, Map<string, Map<string, PackageEntry>>>();
-  /** Folder → loads of its databases still running. */
+  /** Folder -> loads of its databases still running. */
   #loading = new Map<string, Set<Promise<void>>>();
   /** The start-up {@linkcode PackageIndex.loadAll} while it runs. */
   #loadingAll: Promise<number> | undefined;

@@ -1,6 +1,6 @@
 /**
  * Writing one response on an HTTP/1.1 connection: its head, with the framing chosen here (a length, chunked, or
- * to the end of the connection), and its body — a file body (sendfile or copied, see http1_file_bodies.ts), a
+ * to the end of the connection), and its body -- a file body (sendfile or copied, see http1_file_bodies.ts), a
  * stream of known length, or a body of unknown length (measured when it is already in memory, else chunked). A
  * head always goes out in one write with the start of its body: written alone it would be a packet of its own,
  * and a client that delays its acknowledgement would hold up the next one (~40 ms per response).

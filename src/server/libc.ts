@@ -1,6 +1,7 @@
 /**
  * The few C library calls that {@linkcode ./sendfile.ts} needs, through Deno's foreign function interface: Linux
- * with glibc only. Nothing is loaded at import time; {@linkcode openLibc} loads the library when asked.
+ * with glibc only. Nothing is loaded at import time; {@linkcode openLibc} checks that the library loads, and its
+ * functions are made when one is first called (see {@linkcode openLibc} for why).
  *
  * @module
  */
@@ -77,13 +78,67 @@ export const LINUX = {
 } as const;
 
 /** A loaded libc, or why there is none. */
-export type LibcResult = { ok: true; libc: LibcSymbols } | { ok: false; reason: string };
+export type LibcResult =
+  | {
+    ok: true;
+    libc: LibcSymbols;
+    /**
+     * glibc's `malloc_trim(0)` (see src/memory_release.ts), run on one of the runtime's blocking threads: unlike
+     * the functions of `libc`, calling it does not make them, so the releases of an idle proxy do not.
+     */
+    mallocTrim?: () => Promise<number>;
+    /** {@linkcode openFilesLimit} in the same way, for the start. */
+    openFilesLimit?: () => Promise<number | undefined>;
+  }
+  | { ok: false; reason: string };
+
+/** `Deno.dlopen`, as {@linkcode openLibc} uses it (tests count its calls). */
+export type Dlopen = (path: string, symbols: Deno.ForeignLibraryInterface) => {
+  symbols: Record<string, unknown>;
+};
+
+/**
+ * The functions that {@linkcode openLibc} makes at once, for the start and the memory releases: nonblocking (they
+ * run on one of the runtime's blocking threads and answer a promise), so Deno compiles nothing for them.
+ */
+const AT_ONCE = {
+  malloc_trim: { parameters: ["usize"], result: "i32", nonblocking: true },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32", nonblocking: true },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/**
+ * `SYMBOLS` of the library at `path`, made at the first call of any of them: each function starts as a stub
+ * that loads the library, puts the real functions in place of all stubs on the object, and calls its own.
+ * A copy of the object (`{ ...libc }`) keeps stubs that call through the same load.
+ */
+function lazySymbols(path: string, dlopen: Dlopen): LibcSymbols {
+  const symbols: Record<string, unknown> = {};
+  let loaded: Record<string, unknown> | undefined;
+  const load = () => {
+    if (loaded === undefined) {
+      loaded = dlopen(path, SYMBOLS).symbols;
+      Object.assign(symbols, loaded);
+    }
+    return loaded;
+  };
+  for (const name of Object.keys(SYMBOLS)) {
+    symbols[name] = (...args: unknown[]) => (load()[name] as (...args: unknown[]) => unknown)(...args);
+  }
+  return symbols as LibcSymbols;
+}
 
 /**
  * Loads glibc from the first of `paths` that exists and that this process may load. Never throws: without Linux,
  * without the `ffi` permission for the path, or without glibc, it says why.
+ *
+ * The library is loaded here with two nonblocking functions (which tells that it loads); the functions of `libc`
+ * are made at the first call of one of them. Deno compiles a trampoline for each synchronous foreign function when
+ * it makes it (with Cranelift): the first one brings 1.3-1.7 MiB of the deno executable's pages into memory,
+ * all of `SYMBOLS` 2.3-2.7 MiB (BENCHMARKS.md, session nine), which a proxy that has not yet sent a file or
+ * checked a miss does not need. The start and the memory releases use `mallocTrim` and `openFilesLimit`
+ * instead, which are made without it. `dlopen` is for tests (default `Deno.dlopen`).
  */
-export function openLibc(paths: readonly string[] = LIBC_PATHS): LibcResult {
+export function openLibc(paths: readonly string[] = LIBC_PATHS, dlopen: Dlopen = Deno.dlopen): LibcResult {
   if (Deno.build.os !== "linux") return { ok: false, reason: `sendfile needs Linux, not ${Deno.build.os}` };
   const allowed = paths.filter((path) =>
     Deno.permissions.querySync({ name: "ffi", path }).state === "granted"
@@ -99,7 +154,20 @@ export function openLibc(paths: readonly string[] = LIBC_PATHS): LibcResult {
       continue;
     }
     try {
-      return { ok: true, libc: Deno.dlopen(path, SYMBOLS).symbols };
+      const atOnce = dlopen(path, AT_ONCE).symbols as unknown as {
+        malloc_trim(pad: bigint): Promise<number>;
+        getrlimit(resource: number, limits: Uint8Array): Promise<number>;
+      };
+      return {
+        ok: true,
+        libc: lazySymbols(path, dlopen),
+        mallocTrim: () => atOnce.malloc_trim(0n),
+        openFilesLimit: async () => {
+          const limits = new BigUint64Array(2);
+          const failed = await atOnce.getrlimit(LINUX.RLIMIT_NOFILE, new Uint8Array(limits.buffer));
+          return failed !== 0 ? undefined : softLimit(limits);
+        },
+      };
     } catch (error) {
       problems.push(`${path}: ${describeError(error)}`);
     }
@@ -147,6 +215,10 @@ export function libcPathProbe(libc: LibcSymbols): (path: string) => boolean {
 export function openFilesLimit(libc: LibcSymbols): number | undefined {
   const limits = new BigUint64Array(2);
   if (libc.getrlimit(LINUX.RLIMIT_NOFILE, new Uint8Array(limits.buffer)) !== 0) return undefined;
+  return softLimit(limits);
+}
+
+function softLimit(limits: BigUint64Array): number {
   return limits[0] > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(limits[0]);
 }
 

@@ -34,19 +34,21 @@ export interface Residency {
  */
 export class MincoreResidency implements Residency {
   #libc: LibcSymbols;
-  #pageSize: number;
-  #pages: Uint8Array;
+  #pageSize = 0;
+  #pages = new Uint8Array(0);
 
-  /** Uses `libc`'s `mmap`, `mincore` and `munmap`. */
+  /** Uses `libc`'s `sysconf` (at the first question, not here: see `openLibc`), `mmap`, `mincore` and `munmap`. */
   constructor(libc: LibcSymbols) {
     this.#libc = libc;
-    const size = Number(libc.sysconf(LINUX._SC_PAGESIZE));
-    this.#pageSize = size > 0 ? size : 4096;
-    this.#pages = new Uint8Array(Math.ceil(RESIDENCY_WINDOW_BYTES / this.#pageSize) + 1);
   }
 
   residentBytes(fd: number, offset: number, length: number): number {
     if (length <= 0) return 0;
+    if (this.#pageSize === 0) {
+      const size = Number(this.#libc.sysconf(LINUX._SC_PAGESIZE));
+      this.#pageSize = size > 0 ? size : 4096;
+      this.#pages = new Uint8Array(Math.ceil(RESIDENCY_WINDOW_BYTES / this.#pageSize) + 1);
+    }
     const inPage = offset % this.#pageSize;
     const start = offset - inPage;
     const span = Math.min(offset + length, start + RESIDENCY_WINDOW_BYTES) - start;

@@ -95,12 +95,15 @@ export function startServer(
     sendfile?: boolean;
     maxConnections?: number;
     libc?: LibcResult;
+    /** This process's open-files limit when the caller has read it (main.ts, without making libc's functions). */
+    openFilesLimit?: number;
   },
 ): RunningServer {
   const timeoutMs = options.clientTimeoutMs ?? 60_000;
   let loaded = options.libc;
   const libc = () => loaded ??= openLibc();
-  const maxConnections = options.maxConnections ?? defaultMaxConnections(readOpenFilesLimit(libc()));
+  const maxConnections = options.maxConnections ??
+    defaultMaxConnections(options.openFilesLimit ?? readOpenFilesLimit(libc()));
   log.info("At most {max} client connections are open at once (max_connections)", { max: maxConnections });
   const sender = options.sendfile ?? true ? fileSender(libc()) : undefined;
   const servers: Listening[] = [];

@@ -46,18 +46,23 @@ export class SocketFinder {
   #missesInARow = 0;
   #offUntil = 0;
   #lastFound = 3;
-  #fdLimit: number;
+  #limit: number | undefined;
   #uses: string;
 
   /**
    * Wraps a loaded libc; `now` (milliseconds) is the clock of the pause after repeated failures; `uses` names
-   * what the sockets are found for, in the log.
+   * what the sockets are found for, in the log. The open-files limit is read at the first search, not here
+   * (see `openLibc`: a proxy that sends no file calls no libc).
    */
   constructor(libc: LibcSymbols, now: () => number, uses = "sendfile") {
     this.#libc = libc;
     this.#now = now;
     this.#uses = uses;
-    this.#fdLimit = Math.min(openFilesLimit(libc) ?? 65_536, FD_SCAN_LIMIT);
+  }
+
+  /** Descriptors are searched below this. */
+  get #fdLimit(): number {
+    return this.#limit ??= Math.min(openFilesLimit(this.#libc) ?? 65_536, FD_SCAN_LIMIT);
   }
 
   /**
@@ -126,7 +131,8 @@ export class SocketFinder {
     stopAtGap: boolean,
   ): { fd: number; cookie: bigint } | undefined {
     let free = 0;
-    for (let fd = from; fd < this.#fdLimit; fd++) {
+    const limit = this.#fdLimit;
+    for (let fd = from; fd < limit; fd++) {
       const peer = this.#address(fd, "peer");
       if (peer === undefined) {
         if (stopAtGap && this.#libc.fcntl(fd, LINUX.F_GETFD, 0) < 0 && ++free >= FREE_GAP) return undefined;
@@ -149,7 +155,8 @@ export class SocketFinder {
    */
   #resetSocketExists(localPort: number, localBytes: Uint8Array): boolean {
     let free = 0;
-    for (let fd = 3; fd < this.#fdLimit && free < FREE_GAP; fd++) {
+    const limit = this.#fdLimit;
+    for (let fd = 3; fd < limit && free < FREE_GAP; fd++) {
       if (this.#address(fd, "peer") !== undefined) {
         free = 0;
         continue;

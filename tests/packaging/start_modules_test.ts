@@ -109,3 +109,24 @@ Deno.test("main.ts loads no module before its first answer that only a download,
     "the graph was read: app.ts is there",
   );
 });
+
+Deno.test("main.ts loads only modules of its own written in ASCII: V8 keeps each module's text as two bytes a character when one is not", async () => {
+  const graph = await moduleGraph();
+  const own = [...reachable(graph, { dynamic: false })].filter((specifier) =>
+    specifier.startsWith(new URL(ROOT, "file:///").href)
+  );
+  assert(own.length > 50, `the graph was read: ${own.length} modules of flexo's own`);
+  for (const specifier of own) {
+    const text = await Deno.readTextFile(new URL(specifier));
+    const at = [...text].findIndex((character) => character.charCodeAt(0) > 0x7f);
+    const line = text.slice(0, at).split("\n").length;
+    assert(
+      at < 0,
+      `${
+        specifier.slice(ROOT.length + "file://".length)
+      }:${line} has a non-ASCII character; the module's text ` +
+        "(about 3 times its size with the source map Deno adds) would take twice the memory: write it in ASCII " +
+        "(an escape such as \\u00b5 in code, plain words in comments)",
+    );
+  }
+});

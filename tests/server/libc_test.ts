@@ -33,6 +33,40 @@ Deno.test("openLibc() loads glibc from one of its usual places on this machine",
   assert(LIBC_PATHS.some(exists), "some LIBC_PATHS entry exists");
 });
 
+Deno.test("openLibc() makes none of libc's synchronous functions until one is called, then all of them once", () => {
+  const made: string[][] = [];
+  const dlopen = (path: string, symbols: Deno.ForeignLibraryInterface) => {
+    made.push(Object.keys(symbols));
+    return Deno.dlopen(path, symbols);
+  };
+  const loaded = openLibc(LIBC_PATHS, dlopen);
+  assert(loaded.ok, loaded.ok ? "" : loaded.reason);
+  const nonblocking = (names: string[]): boolean =>
+    names.every((name) => name === "malloc_trim" || name === "getrlimit");
+  assert(made.every(nonblocking), `only nonblocking functions at first: ${JSON.stringify(made)}`);
+  const before = made.length;
+  const copy = { ...loaded.libc };
+  assertEquals(copy.close(-1), -1, "a copy's function loads the library");
+  assertEquals(errno(loaded.libc), 9, "EBADF");
+  assertEquals(loaded.libc.close(-1), -1);
+  assertEquals(made.length, before + 1, "the synchronous functions were made once");
+  assert(made[before].includes("sendfile") && made[before].includes("access"), JSON.stringify(made[before]));
+});
+
+Deno.test("openLibc()'s mallocTrim and openFilesLimit run without making the synchronous functions", async () => {
+  const made: string[][] = [];
+  const loaded = openLibc(LIBC_PATHS, (path, symbols) => {
+    made.push(Object.keys(symbols));
+    return Deno.dlopen(path, symbols);
+  });
+  assert(loaded.ok, loaded.ok ? "" : loaded.reason);
+  assertEquals(typeof await loaded.mallocTrim?.(), "number");
+  const other = openLibc();
+  assert(other.ok);
+  assertEquals(await loaded.openFilesLimit?.(), openFilesLimit(other.libc), "the limit getrlimit reads");
+  assertEquals(made.length, 1, JSON.stringify(made));
+});
+
 Deno.test("openLibc() says why it cannot load libc: no permitted path, no such file", () => {
   const none = openLibc([]);
   assert(!none.ok && none.reason.includes("--allow-ffi"), JSON.stringify(none));
