@@ -256,8 +256,6 @@ async function serve(cli: Cli): Promise<void> {
     onDownloadComplete: (download) => {
       if (download.file) cacheUsage.added(download.file.size, { path: download.file.path });
       cleaner.downloadCompleted(download.file);
-      // What the download left behind goes back soon after the last one of a burst (src/memory_release.ts).
-      releases.idle.downloadEnded();
     },
   });
   const cleanupLog = getLogger(["flexo", "cleanup"]);

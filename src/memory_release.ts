@@ -50,37 +50,21 @@ export interface IdleReleaseOptions {
   setInterval?: (callback: () => void, ms: number) => unknown;
   /** Default `clearInterval`. */
   clearInterval?: (timer: unknown) => void;
-  /** The wait of {@linkcode IdleRelease.downloadEnded} (default {@linkcode DOWNLOAD_RELEASE_DELAY_MS}). */
-  downloadDelayMs?: number;
-  /** Default `setTimeout`, with the timer not keeping the process alive. */
-  setTimeout?: (callback: () => void, ms: number) => unknown;
-  /** Default `clearTimeout`. */
-  clearTimeout?: (timer: unknown) => void;
 }
 
 /** Default interval of {@linkcode IdleRelease}: a release follows 30-60 s after the last request. */
 export const IDLE_RELEASE_INTERVAL_MS = 30_000;
 
 /**
- * How long the proxy must stay quiet after a download has ended before {@linkcode IdleRelease.downloadEnded}'s
- * release. A download leaves 2.5-3 MiB behind (V8's heap pages and the runtime's buffers: BENCHMARKS.md, session
- * nine) that the regular look gives back only 30-60 s later; clients fetching a list of packages ask for the
- * next one well within it, so a burst of downloads is followed by one release.
- */
-export const DOWNLOAD_RELEASE_DELAY_MS = 1_000;
-
-/**
  * Releases memory once after each busy period, when the proxy has gone quiet: every interval it compares the
- * activity with the previous look; a release follows the first look that finds no change after one that did.
- * A proxy that stays busy or stays idle never pays for one. After a download (see
- * {@linkcode IdleRelease.downloadEnded}) the release comes sooner.
+ * activity with the previous look; a release follows the first look that finds no change after one that did
+ * A proxy that stays busy or stays idle never pays for one.
  */
 export class IdleRelease {
   #options: IdleReleaseOptions;
   #seen: number;
   #due = false;
   #timer: unknown;
-  #soon: unknown;
 
   /** @param options What to release, how to see activity, and the timer; nothing runs until `start()`. */
   constructor(options: IdleReleaseOptions) {
@@ -104,40 +88,6 @@ export class IdleRelease {
     if (this.#timer === undefined) return;
     (this.#options.clearInterval ?? ((timer) => clearInterval(timer as number)))(this.#timer);
     this.#timer = undefined;
-    this.#cancelSoon();
-  }
-
-  /**
-   * Says that a download has ended: once the activity has not changed for `downloadDelayMs` (waiting again as
-   * long as it does), one release follows, and the regular looks count the busy period as released. Another
-   * download ending meanwhile starts the wait anew. Nothing happens unless started.
-   */
-  downloadEnded(): void {
-    if (this.#timer === undefined) return;
-    this.#cancelSoon();
-    this.#waitQuiet(this.#options.activity());
-  }
-
-  #waitQuiet(from: number): void {
-    const after = this.#options.setTimeout ?? ((callback: () => void, ms: number) => {
-      const id = setTimeout(callback, ms);
-      Deno.unrefTimer(id);
-      return id;
-    });
-    this.#soon = after(() => {
-      this.#soon = undefined;
-      const now = this.#options.activity();
-      if (now !== from) return this.#waitQuiet(now);
-      this.#seen = now;
-      this.#due = false;
-      this.#options.release();
-    }, this.#options.downloadDelayMs ?? DOWNLOAD_RELEASE_DELAY_MS);
-  }
-
-  #cancelSoon(): void {
-    if (this.#soon === undefined) return;
-    (this.#options.clearTimeout ?? ((timer) => clearTimeout(timer as number)))(this.#soon);
-    this.#soon = undefined;
   }
 
   #look(): void {

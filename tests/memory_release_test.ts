@@ -1,6 +1,5 @@
 import { assertEquals } from "./helpers/assert.ts";
 import {
-  DOWNLOAD_RELEASE_DELAY_MS,
   type GcFunction,
   IdleRelease,
   processReleaseTools,
@@ -43,20 +42,16 @@ Deno.test("processReleaseTools() passes the trim it is given", () => {
   assertEquals(processReleaseTools(trim).mallocTrim, trim);
 });
 
-/** An IdleRelease on fake timers (interval and timeouts) and a settable activity count. */
+/** An IdleRelease on a fake interval timer and a settable activity count. */
 function fakeIdle() {
   let tick: (() => void) | undefined;
   let activity = 0;
   let releases = 0;
-  const timeouts = new Map<number, { callback: () => void; ms: number }>();
-  let nextTimeout = 10;
   const idle = new IdleRelease({
     release: () => releases++,
     activity: () => activity,
     setInterval: (callback) => (tick = callback, 1),
     clearInterval: () => tick = undefined,
-    setTimeout: (callback, ms) => (timeouts.set(nextTimeout, { callback, ms }), nextTimeout++),
-    clearTimeout: (timer) => timeouts.delete(timer as number),
   });
   return {
     idle,
@@ -64,60 +59,8 @@ function fakeIdle() {
     work: () => activity++,
     releases: () => releases,
     running: () => tick !== undefined,
-    /** The waits now set, in milliseconds. */
-    waits: () => [...timeouts.values()].map((timeout) => timeout.ms),
-    /** Ends every wait now set. */
-    endWaits: () => {
-      const due = [...timeouts.entries()];
-      for (const [id, timeout] of due) {
-        timeouts.delete(id);
-        timeout.callback();
-      }
-    },
   };
 }
-
-Deno.test("IdleRelease.downloadEnded() releases once the proxy has stayed quiet for DOWNLOAD_RELEASE_DELAY_MS", () => {
-  const fake = fakeIdle();
-  fake.idle.start();
-  fake.work();
-  fake.tick();
-  fake.idle.downloadEnded();
-  assertEquals([fake.waits(), fake.releases()], [[DOWNLOAD_RELEASE_DELAY_MS], 0]);
-  fake.endWaits();
-  assertEquals([fake.waits(), fake.releases()], [[], 1], "quiet since the download: released");
-  fake.tick();
-  fake.tick();
-  assertEquals(fake.releases(), 1, "the regular looks count that busy period as released");
-});
-
-Deno.test("IdleRelease.downloadEnded() waits again while the proxy works on, and a later download starts the wait anew", () => {
-  const fake = fakeIdle();
-  fake.idle.start();
-  fake.idle.downloadEnded();
-  fake.work();
-  fake.endWaits();
-  assertEquals(
-    [fake.waits(), fake.releases()],
-    [[DOWNLOAD_RELEASE_DELAY_MS], 0],
-    "busy meanwhile: waits again",
-  );
-  fake.idle.downloadEnded();
-  fake.idle.downloadEnded();
-  assertEquals(fake.waits().length, 1, "one wait at a time");
-  fake.endWaits();
-  assertEquals(fake.releases(), 1, "one release after the burst");
-});
-
-Deno.test("IdleRelease.downloadEnded() does nothing unless started, and stop() ends its wait", () => {
-  const fake = fakeIdle();
-  fake.idle.downloadEnded();
-  assertEquals(fake.waits(), [], "not started");
-  fake.idle.start();
-  fake.idle.downloadEnded();
-  fake.idle.stop();
-  assertEquals([fake.waits(), fake.releases()], [[], 0]);
-});
 
 Deno.test("IdleRelease releases once at the first quiet look after activity, never during it", () => {
   const fake = fakeIdle();
