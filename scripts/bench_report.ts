@@ -151,8 +151,10 @@ export function figuresOf(m: Measured): Figure[] {
       unit: "MiB",
       ...value,
       ratio: value.flexo / value.nginx,
-      goal: "<= 96 MiB",
-      pass: value.flexo <= 96,
+      // Issue 20's goal (the peak under 64 downloads); this row's flexo has served the load rows before it, and
+      // scripts/memory_load.ts measures a fresh one as the issue asks.
+      goal: "<= 64 MiB",
+      pass: value.flexo <= 64,
     });
   }
   if (m.coldDisk) {
