@@ -16,7 +16,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { memoryOf, serveTaskArgs, sleep } from "./bench_tools.ts";
+import { freePort, memoryOf, serveTaskArgs, sleep } from "./bench_tools.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const FOLDER = ["core", "os", "x86_64"];
@@ -94,7 +94,8 @@ export async function startServing(
   work: string,
   options: { cacheDir: string; mirror: string; env?: Record<string, string> },
 ): Promise<ServingFlexo> {
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  // A port free now (bound and released): a random one collided with other processes now and then.
+  const port = freePort();
   const args = serveTaskArgs(await Deno.readTextFile(join(ROOT, "deno.json")), {
     mainPath: join(ROOT, "main.ts"),
     extra: [],
