@@ -15,11 +15,7 @@
 
 import { errno, type LibcSymbols, LINUX } from "./libc.ts";
 import { SocketFinder } from "./socket_finder.ts";
-
-/** Reads what a socket holds now; see `SocketReadNow` in `src/upstream/_connection_pool.ts`. */
-export interface SocketReadNow {
-  readNow(view: Uint8Array): number | undefined;
-}
+import type { SocketReadNow } from "../http/socket_read_now.ts";
 
 /**
  * The `socketReads` of an upstream client on `libc`: undefined for a connection whose socket is not found

@@ -8,7 +8,7 @@
 
 import { withDirectBody } from "../http/direct_body.ts";
 import { latin1 } from "../http/head_bytes.ts";
-import type { SocketReadNow } from "./_connection_pool.ts";
+import type { SocketReadNow } from "../http/socket_read_now.ts";
 import type { BodyFraming } from "./_response_head.ts";
 
 /** The longest chunk-size or trailer line read in a chunked body. */

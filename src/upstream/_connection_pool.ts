@@ -6,6 +6,7 @@
  */
 
 import { closeQuietly } from "../close_quietly.ts";
+import type { SocketReadNow } from "../http/socket_read_now.ts";
 
 /** Where to connect: from a URL's scheme, host name and port. */
 export interface ConnectTarget {
@@ -63,18 +64,6 @@ export interface PooledConnection {
   buffer?: Uint8Array;
   /** Reads of what its socket holds now (see `UpstreamClientOptions.socketReads`); null: none. */
   readsNow?: SocketReadNow | null;
-}
-
-/**
- * Reads what a plain TCP connection's socket holds now, without waiting and without the runtime's read (whose
- * result comes only in a later turn of the event loop).
- */
-export interface SocketReadNow {
-  /**
-   * Reads into `view` what the socket holds now: the count, 0 at the connection's end, or undefined when it
-   * holds nothing (or cannot be read this way any more; the connection's own read then tells).
-   */
-  readNow(view: Uint8Array): number | undefined;
 }
 
 /** Limits of a {@linkcode ConnectionPool}. */

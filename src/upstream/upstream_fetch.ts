@@ -28,13 +28,8 @@
  */
 
 import { bodyStream, ConnectionReader } from "./_body_stream.ts";
-import {
-  type Connect,
-  ConnectionPool,
-  denoConnect,
-  type PooledConnection,
-  type SocketReadNow,
-} from "./_connection_pool.ts";
+import { type Connect, ConnectionPool, denoConnect, type PooledConnection } from "./_connection_pool.ts";
+import type { SocketReadNow } from "../http/socket_read_now.ts";
 import { MAX_RESPONSE_HEAD_BYTES, parseResponseHead, type ResponseHead } from "./_response_head.ts";
 import { findHeadEnd } from "../http/head_bytes.ts";
 import { closeQuietly } from "../close_quietly.ts";
