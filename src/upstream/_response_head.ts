@@ -114,12 +114,12 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
     ? !/(?:^|,)\s*close\s*(?:,|$)/.test(connectionTokens)
     : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(connectionTokens);
   let framing: BodyFraming;
+  const codings = transferCodings(transferEncoding);
   if (method === "HEAD" || status < 200 || status === 204 || status === 304) {
     framing = { type: "none" };
-  } else if (transferCodings(transferEncoding).length > 0) {
+  } else if (codings.length > 0) {
     // flexo sends no TE, so chunked is the only coding a mirror may use (RFC 9112 section 7.4). Any other
     // (gzip, compress, deflate) would be stored as the file's bytes: the answer is refused, not guessed at.
-    const codings = transferCodings(transferEncoding);
     if (codings.length !== 1 || codings[0] !== "chunked") {
       throw new ResponseHeadError(
         `sent its body with Transfer-Encoding: ${transferEncoding}, which flexo did not ask for and does not ` +
