@@ -155,8 +155,14 @@ export function acceptResponse(
     }
     return { type: "accepted", skip: 0, total: rangeTotal };
   }
-  // 200: the whole file.
-  if (written === 0) return { type: "accepted", skip: 0, total: length };
+  // 200: the whole file. Clients may have been told another mirror's length already (it broke off before its
+  // first byte): a file of another length, or of none, is not the one they were promised.
+  if (written === 0) {
+    if (total !== undefined && length !== total) {
+      return { type: "unusable", reason: `announced ${length ?? "no"} bytes instead of ${total}` };
+    }
+    return { type: "accepted", skip: 0, total: length };
+  }
   if (!options.resumeAcrossMirrors) {
     // If-Range failed: upstream changed the file under us; the bytes already sent cannot be continued.
     return {

@@ -355,3 +355,25 @@ Deno.test("Download.start() completes for the cache when the client disconnects"
     await app.cleanup();
   }
 });
+
+Deno.test("Download.start() never gives a client the bytes of a file of another length than its head announced", async () => {
+  // The first mirror announces 300 000 bytes and breaks off before its first byte; the next one has another
+  // file of that name, 400 000 bytes long. The client was told Content-Length: 300000.
+  const announced = testBytes(300_000, 21);
+  const other = testBytes(400_000, 22);
+  const { fetch } = fakeFetch((url, req) =>
+    url.startsWith(A) ? serveBytes(announced, req, { dropAfter: 0 }) : serveBytes(other, req)
+  );
+  const app = await testApp([A, B], { fetch });
+  try {
+    const response = await app.get(PKG);
+    assertEquals(response.headers.get("content-length"), String(announced.byteLength));
+    const body = await bytesOf(response).catch(() => undefined);
+    assert(
+      body === undefined || body.byteLength !== announced.byteLength,
+      "no complete answer of wrong bytes",
+    );
+  } finally {
+    await app.cleanup();
+  }
+});
