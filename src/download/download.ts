@@ -344,11 +344,11 @@ export class Download {
       this.#integrity = await this.#integrityStarting;
       this.#integrityStarting = undefined;
     }
-    if (!this.#headSettled) {
-      const { lastModified, contentType } = head;
-      this.#partial.describe({ total: this.total, lastModified, contentType, mirror });
-      this.#settleHead({ status: "ok", total: this.total, lastModified, contentType, mirror });
-    }
+    // Also with no byte on disk after a mirror that broke off before its first: the file gets this one's date.
+    const { lastModified, contentType } = head;
+    const record = { total: this.total, lastModified, contentType, mirror };
+    if (!this.#headSettled || this.written === 0) this.#partial.describe(record);
+    this.#settleHead({ status: "ok", total: this.total, lastModified, contentType, mirror });
     this.state = "streaming";
     this.mirror = mirror;
     const writer = this.#bodyWriter(mirror);
