@@ -193,15 +193,16 @@ export class Download {
         return;
       }
     }
+    this.#expect = await this.#options.expect;
     const resume = await findResumePoint(store, segments, {
       resumeAcrossMirrors: rules.resumeAcrossMirrors,
       ifModifiedSince: this.#options.ifModifiedSince,
+      expectedSize: this.#expect?.size,
     });
     this.#partial.resume(resume);
     this.written = resume.written;
     this.resumedFrom = resume.written;
     this.total = resume.total;
-    this.#expect = await this.#options.expect;
     if (this.#expect) {
       const starting = IntegrityCheck.start(this.#expect);
       if (this.written > 0) {
@@ -258,8 +259,7 @@ export class Download {
         isLagging: this.#options.isLagging,
         movesOn: rules.movesOn,
       });
-      // The request is on its way: the file for its body is made meanwhile (not for a revalidation, which
-      // is mostly answered 304).
+      // The request is on its way: its body's file is made meanwhile (not for a revalidation: mostly a 304).
       if (this.written === 0 && this.#options.ifModifiedSince === undefined) this.#partial.prepare();
       const { race, attempts } = await racing;
       next += race.hedged ? 2 : 1;
