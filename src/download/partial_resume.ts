@@ -174,12 +174,12 @@ export function acceptResponse(
     return { type: "accepted", skip: 0, total: rangeTotal };
   }
   // 200: the whole file. Clients may have been told another mirror's length already (it broke off before its
-  // first byte): a file of another length, or of none, is not the one they were promised.
+  // first byte): a file of another length is not the one they were promised; one of no length keeps theirs.
   if (written === 0) {
-    if (total !== undefined && length !== total) {
-      return { type: "unusable", reason: `announced ${length ?? "no"} bytes instead of ${total}` };
+    if (total !== undefined && length !== undefined && length !== total) {
+      return { type: "unusable", reason: `announced ${length} bytes instead of ${total}` };
     }
-    return { type: "accepted", skip: 0, total: length };
+    return { type: "accepted", skip: 0, total: length ?? total };
   }
   if (!options.resumeAcrossMirrors) {
     // If-Range failed: upstream changed the file under us; the bytes already sent cannot be continued.
