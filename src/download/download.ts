@@ -69,10 +69,11 @@ export class Download {
   readonly segments: readonly string[];
   readonly partialPath: string;
   readonly finalPath: string;
+  /** The date of the database snapshot this file is the signature of ({@linkcode DownloadOptions.pairedWith}). */
+  readonly pairedWith?: number;
 
   #options: DownloadOptions;
-  #resolveHead!: (head: DownloadHead) => void;
-  #rejectHead!: (error: unknown) => void;
+  #head: PromiseWithResolvers<DownloadHead> = Promise.withResolvers();
   #headSettled = false;
   #wake: PromiseWithResolvers<void> = Promise.withResolvers();
   #finished: PromiseWithResolvers<void> = Promise.withResolvers();
@@ -94,10 +95,8 @@ export class Download {
     this.finalPath = options.store.finalPath(options.segments);
     this.#partial = new PartialFile(options.store, options.segments);
     this.startedAt = options.deps.now();
-    this.head = new Promise((resolve, reject) => {
-      this.#resolveHead = resolve;
-      this.#rejectHead = reject;
-    });
+    this.pairedWith = options.pairedWith;
+    this.head = this.#head.promise;
     // The head may be awaited by nobody when every client went away; that must not crash the process.
     this.head.catch(() => {});
     this.finished = this.#finished.promise;
@@ -151,7 +150,7 @@ export class Download {
   #settleHead(head: DownloadHead): void {
     if (this.#headSettled) return;
     this.#headSettled = true;
-    this.#resolveHead(head);
+    this.#head.resolve(head);
   }
 
   /** Ends the download as failed; for clients only if it had not released the whole file already. */
@@ -161,7 +160,7 @@ export class Download {
     if (this.#outcome.type === "running") this.#outcome = { type: "failed", reason: error.message, error };
     if (!this.#headSettled) {
       this.#headSettled = true;
-      this.#rejectHead(
+      this.#head.reject(
         error instanceof HttpError ? error : new HttpError(502, error.message, { cause: error }),
       );
     }
