@@ -105,7 +105,13 @@ export async function serveDatabaseSignature<T extends Served>(
         `${db.mtime.toUTCString()}), so there is no signature known to match it; run pacman -Sy again later`,
     );
   }
-  const running = ctx.downloads.active(target);
+  let running = ctx.downloads.active(target);
+  // One for another snapshot (the database changed while its signature downloaded) is not joined: its bytes
+  // would be that snapshot's signature, which pacman finds invalid for this database.
+  while (running !== undefined && !sameSecond(running.pairedWith ?? Number.NaN, dated)) {
+    await running.finished;
+    running = ctx.downloads.active(target);
+  }
   const download = running ?? ctx.downloads.obtain(target, {
     from: mirror,
     pairedWith: dated,

@@ -69,10 +69,11 @@ export class Download {
   readonly segments: readonly string[];
   readonly partialPath: string;
   readonly finalPath: string;
+  /** The date of the database snapshot this file is the signature of ({@linkcode DownloadOptions.pairedWith}). */
+  readonly pairedWith?: number;
 
   #options: DownloadOptions;
-  #resolveHead!: (head: DownloadHead) => void;
-  #rejectHead!: (error: unknown) => void;
+  #head: PromiseWithResolvers<DownloadHead> = Promise.withResolvers();
   #headSettled = false;
   #wake: PromiseWithResolvers<void> = Promise.withResolvers();
   #finished: PromiseWithResolvers<void> = Promise.withResolvers();
@@ -94,10 +95,8 @@ export class Download {
     this.finalPath = options.store.finalPath(options.segments);
     this.#partial = new PartialFile(options.store, options.segments);
     this.startedAt = options.deps.now();
-    this.head = new Promise((resolve, reject) => {
-      this.#resolveHead = resolve;
-      this.#rejectHead = reject;
-    });
+    this.pairedWith = options.pairedWith;
+    this.head = this.#head.promise;
     // The head may be awaited by nobody when every client went away; that must not crash the process.
     this.head.catch(() => {});
     this.finished = this.#finished.promise;
@@ -151,7 +150,7 @@ export class Download {
   #settleHead(head: DownloadHead): void {
     if (this.#headSettled) return;
     this.#headSettled = true;
-    this.#resolveHead(head);
+    this.#head.resolve(head);
   }
 
   /** Ends the download as failed; for clients only if it had not released the whole file already. */
@@ -161,7 +160,7 @@ export class Download {
     if (this.#outcome.type === "running") this.#outcome = { type: "failed", reason: error.message, error };
     if (!this.#headSettled) {
       this.#headSettled = true;
-      this.#rejectHead(
+      this.#head.reject(
         error instanceof HttpError ? error : new HttpError(502, error.message, { cause: error }),
       );
     }
@@ -193,15 +192,16 @@ export class Download {
         return;
       }
     }
+    this.#expect = await this.#options.expect;
     const resume = await findResumePoint(store, segments, {
       resumeAcrossMirrors: rules.resumeAcrossMirrors,
       ifModifiedSince: this.#options.ifModifiedSince,
+      expectedSize: this.#expect?.size,
     });
     this.#partial.resume(resume);
     this.written = resume.written;
     this.resumedFrom = resume.written;
     this.total = resume.total;
-    this.#expect = await this.#options.expect;
     if (this.#expect) {
       const starting = IntegrityCheck.start(this.#expect);
       if (this.written > 0) {
@@ -258,8 +258,7 @@ export class Download {
         isLagging: this.#options.isLagging,
         movesOn: rules.movesOn,
       });
-      // The request is on its way: the file for its body is made meanwhile (not for a revalidation, which
-      // is mostly answered 304).
+      // The request is on its way: its body's file is made meanwhile (not for a revalidation: mostly a 304).
       if (this.written === 0 && this.#options.ifModifiedSince === undefined) this.#partial.prepare();
       const { race, attempts } = await racing;
       next += race.hedged ? 2 : 1;
@@ -344,11 +343,11 @@ export class Download {
       this.#integrity = await this.#integrityStarting;
       this.#integrityStarting = undefined;
     }
-    if (!this.#headSettled) {
-      const { lastModified, contentType } = head;
-      this.#partial.describe({ total: this.total, lastModified, contentType, mirror });
-      this.#settleHead({ status: "ok", total: this.total, lastModified, contentType, mirror });
-    }
+    // Also with no byte on disk after a mirror that broke off before its first: the file gets this one's date.
+    const { lastModified, contentType } = head;
+    const record = { total: this.total, lastModified, contentType, mirror };
+    if (!this.#headSettled || this.written === 0) this.#partial.describe(record);
+    this.#settleHead({ status: "ok", total: this.total, lastModified, contentType, mirror });
     this.state = "streaming";
     this.mirror = mirror;
     const writer = this.#bodyWriter(mirror);

@@ -51,11 +51,11 @@ export function followDownload(
               return;
             }
             // Only this stream reads through this handle, so after one seek its offset follows `position`.
-            if (position > 0) await file.seek(position, Deno.SeekMode.Start);
+            if (position > 0) await file.seek(position, Deno.SeekMode.Start).catch(closeAndThrow(close));
           }
           const want = Math.min(READ_CHUNK, available - position, last - position + 1);
           const buffer = new Uint8Array(want);
-          const read = await file.read(buffer);
+          const read = await file.read(buffer).catch(closeAndThrow(close));
           if (cancelled) return close();
           if (read === null || read === 0) {
             controller.error(new Error(`${download.partialPath} is shorter than expected`));
@@ -93,6 +93,17 @@ export function followDownload(
   });
 }
 
+/**
+ * A rejection handler that closes a stream's file and passes the error on: a stream that errors is not
+ * cancelled, so its file would stay open.
+ */
+function closeAndThrow(close: () => void): (error: unknown) => never {
+  return (error) => {
+    close();
+    throw error;
+  };
+}
+
 /** Opens the partial file, or the complete file if the download has been committed in between. */
 async function openEither(download: Download): Promise<Deno.FsFile | undefined> {
   for (const path of [download.partialPath, download.finalPath, download.partialPath]) {
@@ -125,10 +136,10 @@ export function readFileRange(
     async pull(controller) {
       if (file === undefined) {
         file = await Deno.open(path, { read: true });
-        if (range.start > 0) await file.seek(range.start, Deno.SeekMode.Start);
+        if (range.start > 0) await file.seek(range.start, Deno.SeekMode.Start).catch(closeAndThrow(close));
       }
       const buffer = new Uint8Array(Math.min(READ_CHUNK, remaining));
-      const read = await file.read(buffer);
+      const read = await file.read(buffer).catch(closeAndThrow(close));
       if (read === null || read === 0) {
         close();
         controller.error(new Error(`${path} is shorter than expected`));

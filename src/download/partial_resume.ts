@@ -41,14 +41,21 @@ export interface ResumeOptions {
   ifModifiedSince?: number;
 }
 
+/** What {@linkcode findResumePoint} compares a partial file with besides its record. */
+export interface FindResumeOptions extends ResumeOptions {
+  /** The file's size in the repository database, if it lists the file. */
+  expectedSize?: number;
+}
+
 /**
  * Finds the partial file an earlier download left, if it may be continued: only when bytes may come from any
- * mirror, the request is not conditional, and the partial file is not longer than its recorded total.
+ * mirror, the request is not conditional, the partial file is not longer than its recorded total, and neither
+ * is of another size than the repository database says (`expectedSize`).
  */
 export async function findResumePoint(
   store: CacheStore,
   segments: readonly string[],
-  options: ResumeOptions,
+  options: FindResumeOptions,
 ): Promise<ResumePoint> {
   if (options.ifModifiedSince !== undefined || !options.resumeAcrossMirrors) {
     return { meta: {}, written: 0, noRecord: false };
@@ -58,6 +65,17 @@ export async function findResumePoint(
   const size = earlier ? await store.partialSize(segments) : 0;
   if (!earlier || size === 0 || (earlier.total !== undefined && size > earlier.total)) {
     return { meta: {}, written: 0, noRecord: read.kind === "missing" };
+  }
+  const expected = options.expectedSize;
+  if (expected !== undefined && (size > expected || (earlier.total ?? expected) !== expected)) {
+    // Another file of that name (an earlier build): no mirror's answer can continue it, and kept after every
+    // failed answer it would fail every download of the file.
+    log.warn(
+      "The partial download of {path} ({size} of {total} bytes) is not the file the repository database " +
+        "lists ({expected} bytes); it is downloaded again from its first byte",
+      { path: segments.join("/"), size, total: earlier.total ?? "unknown", expected },
+    );
+    return { meta: {}, written: 0, noRecord: false };
   }
   log.info("Resuming {path} from byte {size}", { path: segments.join("/"), size });
   return { meta: earlier, written: size, total: earlier.total, noRecord: false };
@@ -155,8 +173,14 @@ export function acceptResponse(
     }
     return { type: "accepted", skip: 0, total: rangeTotal };
   }
-  // 200: the whole file.
-  if (written === 0) return { type: "accepted", skip: 0, total: length };
+  // 200: the whole file. Clients may have been told another mirror's length already (it broke off before its
+  // first byte): a file of another length is not the one they were promised; one of no length keeps theirs.
+  if (written === 0) {
+    if (total !== undefined && length !== undefined && length !== total) {
+      return { type: "unusable", reason: `announced ${length} bytes instead of ${total}` };
+    }
+    return { type: "accepted", skip: 0, total: length ?? total };
+  }
   if (!options.resumeAcrossMirrors) {
     // If-Range failed: upstream changed the file under us; the bytes already sent cannot be continued.
     return {

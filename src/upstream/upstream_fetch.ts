@@ -358,7 +358,21 @@ async function readHead(
     }
     received = true;
     end += read;
+    // Bytes before a kept connection's answer that cannot begin one are the previous answer's (a body longer
+    // than its Content-Length, a body after a HEAD's head), come after it was read whole: that answer, not
+    // this one, is at fault, and the request is asked again on a new connection.
+    if (reused && start === 0 && !startsLikeStatusLine(buffer, end)) throw new StaleConnection();
   }
+}
+
+const STATUS_LINE_START = [0x48, 0x54, 0x54, 0x50, 0x2f]; // "HTTP/"
+
+/** Whether the first `end` bytes of `buffer` are, or begin with, "HTTP/". */
+function startsLikeStatusLine(buffer: Uint8Array, end: number): boolean {
+  for (let i = 0; i < Math.min(end, STATUS_LINE_START.length); i++) {
+    if (buffer[i] !== STATUS_LINE_START[i]) return false;
+  }
+  return true;
 }
 
 /** `promise`, or the signal's reason as soon as it is aborted; what the promise gives after that goes to `late`. */

@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { IntegrityCheck } from "../../src/download/download_integrity.ts";
 import { sha256 } from "../helpers/bytes.ts";
-import { testBytes } from "../helpers/fake_fetch.ts";
+import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { startTestDownload } from "../helpers/test_download.ts";
+import { CacheStore } from "../../src/cache/cache_store.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 
 const DATA = testBytes(600_000, 21);
@@ -48,5 +50,28 @@ Deno.test("IntegrityCheck.updateFromFile() hashes the start of a partial file, a
     assert.deepEqual([...check.contributors], ["http://b.test/"], "bytes from disk name no mirror");
     const again = await IntegrityCheck.start({ size: DATA.length, sha256: sha256(DATA) });
     await assert.rejects(again.updateFromFile(path, 500_000), /partial is shorter than recorded/);
+  });
+});
+
+Deno.test("Download.start() starts over a partial file whose record announces another size than the database says", async () => {
+  await withTempDir(async (dir) => {
+    // Left by an interrupted download of an earlier build of the file (a custom repository rebuilt it under
+    // the same name): 100 bytes of a file announced as 500 bytes long.
+    const store = new CacheStore(dir);
+    const SEGMENTS = PATH.split("/");
+    const file = store.openPartial(SEGMENTS, { truncate: true });
+    file.writeSync(testBytes(100, 7));
+    file.close();
+    store.writePartialMeta(SEGMENTS, { total: 500, mirror: "http://mirror-a.test/" });
+    const { fetch } = fakeFetch((_url, req) => serveBytes(DATA, req));
+    const download = startTestDownload(store, fetch, {
+      segments: SEGMENTS,
+      mirrors: ["http://mirror-a.test/"],
+      rules: { keepPartialOnFailure: true },
+      expect: { size: DATA.length, sha256: sha256(DATA) },
+    });
+    await download.finished;
+    assert.equal(download.error?.message, undefined);
+    assert.deepEqual(await Deno.readFile(store.finalPath(SEGMENTS)), DATA);
   });
 });

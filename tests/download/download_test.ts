@@ -3,6 +3,7 @@ import { fakeFetch, gatedFetch, rangeHead, serveBytes, testBytes } from "../help
 import { testApp } from "../helpers/test_app.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { testDatabase } from "../helpers/test_database.ts";
 
 const A = "http://mirror-a.test/";
 const B = "http://mirror-b.test/";
@@ -351,6 +352,59 @@ Deno.test("Download.start() completes for the cache when the client disconnects"
     gates[0].end();
     await app.downloads.idle();
     assertEquals(await Deno.readFile(`${app.dir}${PKG}`), data);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() never gives a client the bytes of a file of another length than its head announced", async () => {
+  // The first mirror announces 300 000 bytes and breaks off before its first byte; the next one has another
+  // file of that name, 400 000 bytes long. The client was told Content-Length: 300000.
+  const announced = testBytes(300_000, 21);
+  const other = testBytes(400_000, 22);
+  const { fetch } = fakeFetch((url, req) =>
+    url.startsWith(A) ? serveBytes(announced, req, { dropAfter: 0 }) : serveBytes(other, req)
+  );
+  const app = await testApp([A, B], { fetch });
+  try {
+    const response = await app.get(PKG);
+    assertEquals(response.headers.get("content-length"), String(announced.byteLength));
+    const body = await bytesOf(response).catch(() => undefined);
+    assert(
+      body === undefined || body.byteLength !== announced.byteLength,
+      "no complete answer of wrong bytes",
+    );
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("Download.start() commits a database with the date of the mirror its bytes came from, so that an older snapshot never replaces it", async () => {
+  // The first mirror announces its snapshot of Tuesday and breaks off before its first byte; the next one sends
+  // its snapshot of Thursday, of the same length. Later only a mirror with Wednesday's snapshot answers.
+  const DB = "/core/os/x86_64/core.db";
+  const [tuesday, wednesday, thursday] = [testDatabase(1), testDatabase(2), testDatabase(3)];
+  let later = false;
+  const { fetch } = fakeFetch((url) => {
+    if (later) {
+      if (url.startsWith(B)) return "refuse";
+      return { headers: { "last-modified": "Wed, 15 Nov 2023 12:00:00 GMT" }, body: wednesday };
+    }
+    return url.startsWith(A)
+      ? { headers: { "last-modified": "Tue, 14 Nov 2023 12:00:00 GMT" }, body: tuesday, dropAfter: 0 }
+      : { headers: { "last-modified": "Thu, 16 Nov 2023 12:00:00 GMT" }, body: thursday };
+  });
+  const app = await testApp([A, B], { fetch });
+  try {
+    await (await app.get(DB)).body?.cancel();
+    await app.downloads.idle();
+    const cached = app.store.statComplete(DB.slice(1).split("/"));
+    assertEquals(await Deno.readFile(`${app.dir}${DB}`), thursday);
+    assertEquals(cached?.mtime.toUTCString(), "Thu, 16 Nov 2023 12:00:00 GMT");
+    later = true;
+    await (await app.get(DB)).body?.cancel();
+    await app.downloads.idle();
+    assertEquals(await Deno.readFile(`${app.dir}${DB}`), thursday, "the cache keeps the newer snapshot");
   } finally {
     await app.cleanup();
   }

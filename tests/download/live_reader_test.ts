@@ -336,3 +336,14 @@ Deno.test("readFileRange() errors when the file is shorter than the range", asyn
     assertEquals(openHandles(path), 0);
   });
 });
+
+Deno.test("readFileRange() closes the file when a read of it fails", async () => {
+  await withTempDir(async (dir) => {
+    // A folder opens for reading, and its read fails (EISDIR), as a read of a failing disk does (EIO).
+    const path = join(dir, "not-a-file");
+    await Deno.mkdir(path);
+    const stream = readFileRange(path, { start: 0, end: 99, size: 100 });
+    await nodeAssert.rejects(readAll(stream));
+    assertEquals(openHandles(path), 0);
+  });
+});

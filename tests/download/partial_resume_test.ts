@@ -182,3 +182,21 @@ Deno.test("acceptResponse() refuses absurd lengths, lengths the database contrad
     "an HTML file is fine",
   );
 });
+
+Deno.test("acceptResponse() takes a 200 from the start only of the length clients were told, if any", () => {
+  const told = { written: 0, total: 1000 };
+  assert.deepEqual(acceptResponse(response(200, { "content-length": "1000" }), told, OPTIONS), {
+    type: "accepted",
+    skip: 0,
+    total: 1000,
+  });
+  assert.deepEqual(acceptResponse(response(200, { "content-length": "1200" }), told, OPTIONS), {
+    type: "unusable",
+    reason: "announced 1200 bytes instead of 1000",
+  });
+  assert.deepEqual(
+    acceptResponse(response(200, {}), told, OPTIONS),
+    { type: "accepted", skip: 0, total: 1000 },
+    "no length keeps the known one",
+  );
+});
