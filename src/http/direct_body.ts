@@ -27,14 +27,18 @@ export interface DirectBody {
   cancel(): void;
 }
 
-const DIRECT = new WeakMap<ReadableStream<Uint8Array>, DirectBody>();
+/** The property a stream's direct reader is kept under: on the stream itself, so the module holds no state. */
+const DIRECT = Symbol("flexo.directBody");
+
+/** A stream that may carry a direct reader. */
+type WithDirect = ReadableStream<Uint8Array> & { [DIRECT]?: DirectBody };
 
 /** Gives `stream` a direct reader; returns `stream`. */
 export function withDirectBody(
   stream: ReadableStream<Uint8Array>,
   direct: DirectBody,
 ): ReadableStream<Uint8Array> {
-  DIRECT.set(stream, direct);
+  (stream as WithDirect)[DIRECT] = direct;
   return stream;
 }
 
@@ -43,8 +47,9 @@ export function withDirectBody(
  * the body through it from now on, and must not read the stream.
  */
 export function takeDirectBody(stream: ReadableStream<Uint8Array>): DirectBody | undefined {
-  const direct = DIRECT.get(stream);
+  const carrier = stream as WithDirect;
+  const direct = carrier[DIRECT];
   if (direct === undefined) return undefined;
-  DIRECT.delete(stream);
+  carrier[DIRECT] = undefined;
   return stream.locked ? undefined : direct;
 }

@@ -12,12 +12,6 @@ import xxhash from "xxhash-wasm";
 import { type ByteReader, concat } from "../byte_reader.ts";
 
 type XxhashApi = Awaited<ReturnType<typeof xxhash>>;
-let xxhashPromise: Promise<XxhashApi> | undefined;
-
-function xxhashApi(): Promise<XxhashApi> {
-  xxhashPromise ??= xxhash();
-  return xxhashPromise;
-}
 
 const ZSTD_MAGIC = 0xfd2fb528;
 /** zstd's own default limit for the decoder window (window log 27). */
@@ -33,7 +27,9 @@ const MAX_ZSTD_WINDOW = 2 ** 27;
  * @param input Positioned at the first frame; the stream reads it to its end and cancels it on cancel.
  */
 export async function zstdStream(input: ByteReader): Promise<ReadableStream<Uint8Array>> {
-  return checkedFrames(input, await xxhashApi());
+  // An instance per stream, not one kept by the module: a database is read every few hours, and the
+  // instance (a few KiB of WebAssembly and one 64 KiB page) costs well under a millisecond to make.
+  return checkedFrames(input, await xxhash());
 }
 
 /**
