@@ -208,8 +208,19 @@ async function copyVerified(
         if (i === matching.length - 1) {
           await renameInto(tmp, target.path);
         } else {
+          // Copied as the first was (its bytes on disk before the rename, so a crash leaves no empty file
+          // under a package's name), and checked again: a copy is only as good as the bytes it wrote.
           const copy = tempPath(store.root);
-          await Deno.copyFile(tmp, copy);
+          const copied = await copyToTemp(tmp, copy).catch(async (error) => {
+            await store.removeIfPresent(copy).catch(() => {});
+            throw error;
+          });
+          if (copied !== sha256) {
+            await store.removeIfPresent(copy).catch(() => {});
+            throw new Error(
+              `the copy for ${target.path} has SHA-256 ${copied}, not ${sha256}; import it again`,
+            );
+          }
           if (options.mtime) await Deno.utime(copy, new Date(), options.mtime);
           await renameInto(copy, target.path);
         }

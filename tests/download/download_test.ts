@@ -409,3 +409,36 @@ Deno.test("Download.start() commits a database with the date of the mirror its b
     await app.cleanup();
   }
 });
+
+Deno.test("Download.start() fails and keeps nothing when a mirror's body goes past the length announced, and the next request starts clean", async () => {
+  // The first mirror announces 300 000 bytes and breaks off before its first byte; the next one sends another
+  // file of that name, 400 000 bytes with no length of its own. Its bytes past 300 000 cannot be the file.
+  const announced = testBytes(300_000, 31);
+  const other = testBytes(400_000, 32);
+  let fixed = false;
+  const { fetch } = fakeFetch((url, req) => {
+    if (fixed) return serveBytes(announced, req);
+    return url.startsWith(A)
+      ? serveBytes(announced, req, { dropAfter: 0 })
+      : { body: other, noContentLength: true };
+  });
+  const app = await testApp([A, B], { fetch });
+  try {
+    const response = await app.get(PKG);
+    const body = await bytesOf(response).catch(() => undefined);
+    assert(body === undefined || body.byteLength < announced.byteLength, "no complete answer of wrong bytes");
+    await app.downloads.idle();
+    const segments = PKG.slice(1).split("/");
+    assertEquals(app.store.statComplete(segments), undefined, "nothing committed");
+    assertEquals(
+      await Deno.stat(app.store.partialPath(segments)).catch(() => "gone"),
+      "gone",
+      "partial discarded",
+    );
+    // The next request starts clean and gets the file.
+    fixed = true;
+    assertEquals(await bytesOf(await app.get(PKG)), announced);
+  } finally {
+    await app.cleanup();
+  }
+});

@@ -23,6 +23,8 @@ export interface FakeAnswer {
   chunkDelayMs?: number;
   /** Milliseconds before the headers. */
   delayMs?: number;
+  /** Send no `Content-Length` (a body framed by its end, as a chunked one). */
+  noContentLength?: boolean;
 }
 
 /** A recorded request. */
@@ -51,7 +53,9 @@ export function fakeFetch(
     signal?.throwIfAborted();
     const body = answer.body ?? new Uint8Array();
     const headers = new Headers(answer.headers);
-    if (!headers.has("content-length") && answer.body) headers.set("content-length", String(body.byteLength));
+    if (!headers.has("content-length") && answer.body && !answer.noContentLength) {
+      headers.set("content-length", String(body.byteLength));
+    }
     const status = answer.status ?? 200;
     if (req.method === "HEAD" || status === 304 || status === 204) {
       return new Response(null, { status, headers });
