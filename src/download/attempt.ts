@@ -10,7 +10,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
-import { type AcceptOptions, acceptResponse, type Progress } from "./partial_resume.ts";
+import { type AcceptOptions, acceptResponse, type Progress, type Unusable } from "./partial_resume.ts";
 import { parseHttpDate } from "../http/dates.ts";
 import { askMirror, pumpBody, type TransferDeps, type TransferLimits } from "./transfer.ts";
 
@@ -35,7 +35,7 @@ export type AttemptHead =
   /** 416 to a resume: this mirror's copy is shorter than the bytes on disk. */
   | { type: "unsatisfiable"; reason: string }
   /** An answer whose body cannot be used (wrong range, wrong length, an HTML page...). */
-  | { type: "unusable"; reason: string }
+  | Unusable
   /** No answer, or an error status, within the time allowed. */
   | { type: "failed"; reason: string; timeout: boolean; answered: boolean; loop?: true }
   /** The file changed upstream during the transfer: no mirror can continue the bytes on disk. */

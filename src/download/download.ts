@@ -279,7 +279,8 @@ export class Download {
       return;
     }
     // Every mirror failed: each failure counted, but none is penalised (the file or our own network is the likelier cause).
-    if (!rules.keepPartialOnFailure || this.written === 0) {
+    // Not kept when a mirror's file has another length: they'd fail every later download (a rebuilt package).
+    if (!rules.keepPartialOnFailure || this.written === 0 || tally.sawOtherLength) {
       await this.#partial.discard();
     } else {
       // Kept for the next download of the file to resume, which needs its record.

@@ -48,6 +48,7 @@ export class FailureTally {
   #timeouts = 0;
   #loops = 0;
   #noBetterFrom?: string;
+  #otherLength = false;
 
   /**
    * A mirror whose copy is no better than the cached one: older (a lagging mirror), or the very copy that failed
@@ -70,6 +71,19 @@ export class FailureTally {
   /** A mirror that does not have the file (not its fault). */
   notFound(mirror: string): void {
     this.#notFound.push(mirror);
+  }
+
+  /**
+   * A mirror whose file is of another length than the bytes on disk were recorded as (an answer to a resume).
+   * When the order fails, those bytes are of another file and not worth keeping for a later resume.
+   */
+  otherLength(): void {
+    this.#otherLength = true;
+  }
+
+  /** Whether any mirror's file was of another length than the bytes on disk were recorded as. */
+  get sawOtherLength(): boolean {
+    return this.#otherLength;
   }
 
   /** Whether any mirror said it does not have the file. */
@@ -152,6 +166,7 @@ export function afterRefusal(
         message: head.reason,
       });
       tally.failed(mirror, head.reason);
+      if (head.otherLength) tally.otherLength();
       return "next_mirror";
     case "failed":
       log.warn("{mirror} failed for {path}: {message}", { mirror, path, message: head.reason });

@@ -132,10 +132,20 @@ export interface Accepted {
  * What a 200 or 206 answer is worth: usable ({@linkcode Accepted}); unusable from this mirror (another may do);
  * or proof that the file changed upstream during the transfer, so that no mirror can continue the bytes on disk.
  */
-export type Acceptance = Accepted | { type: "unusable"; reason: string } | {
+export type Acceptance = Accepted | Unusable | {
   type: "changed_upstream";
   reason: string;
 };
+
+/**
+ * An answer that cannot be used from this mirror. `otherLength` when its file is of another length than the
+ * bytes on disk were recorded as: if no mirror gives the recorded one, those bytes belong to another file.
+ */
+export interface Unusable {
+  type: "unusable";
+  reason: string;
+  otherLength?: true;
+}
 
 /** Checks a 200 or 206 answer against what is already on disk. */
 export function acceptResponse(
@@ -169,7 +179,11 @@ export function acceptResponse(
     }
     const rangeTotal = range.total ?? total;
     if (total !== undefined && rangeTotal !== total) {
-      return { type: "unusable", reason: `announced ${rangeTotal} bytes instead of ${total}` };
+      return {
+        type: "unusable",
+        reason: `announced ${rangeTotal} bytes instead of ${total}`,
+        otherLength: true,
+      };
     }
     return { type: "accepted", skip: 0, total: rangeTotal };
   }
@@ -195,6 +209,7 @@ export function acceptResponse(
     return {
       type: "unusable",
       reason: `ignored the Range request and sent ${length ?? "an unknown number of"} bytes`,
+      ...(length !== undefined ? { otherLength: true as const } : {}),
     };
   }
   return { type: "accepted", skip: written, total: length };

@@ -75,3 +75,32 @@ Deno.test("Download.start() starts over a partial file whose record announces an
     assert.deepEqual(await Deno.readFile(store.finalPath(SEGMENTS)), DATA);
   });
 });
+
+Deno.test("Download.start() keeps no partial file after every mirror's file had another length than its record", async () => {
+  await withTempDir(async (dir) => {
+    // Left by an interrupted download of an earlier build (no database lists the file): 100 bytes of 500.
+    const store = new CacheStore(dir);
+    const SEGMENTS = PATH.split("/");
+    const file = store.openPartial(SEGMENTS, { truncate: true });
+    file.writeSync(testBytes(100, 7));
+    file.close();
+    store.writePartialMeta(SEGMENTS, { total: 500, mirror: "http://mirror-a.test/" });
+    const { fetch } = fakeFetch((_url, req) => serveBytes(DATA, req));
+    const start = () =>
+      startTestDownload(store, fetch, {
+        segments: SEGMENTS,
+        mirrors: ["http://mirror-a.test/", "http://mirror-b.test/"],
+        rules: { keepPartialOnFailure: true },
+      });
+    // Every mirror answers the resume with the new build's length: this order fails, and forgets the bytes.
+    const first = start();
+    await first.finished;
+    assert.match(first.error?.message ?? "", /announced \d+ bytes instead of 500/);
+    assert.equal(await Deno.stat(store.partialPath(SEGMENTS)).then(() => "kept", () => "gone"), "gone");
+    // So the next order gets the file, where it used to fail the same way for good.
+    const second = start();
+    await second.finished;
+    assert.equal(second.error?.message, undefined);
+    assert.deepEqual(await Deno.readFile(store.finalPath(SEGMENTS)), DATA);
+  });
+});
