@@ -3,7 +3,7 @@
  * `{ timestamp: "date-time-tz" | "none", category: ".", value: "bare" }` (`2026-12-04 22:48:38.123 +00 [INF]
  * flexo.request: GET /core/... CACHE HIT 200 ...`), made for the request log's rate: the timestamp's date and time
  * up to the second is made once per second, strings and numbers are written as they are (only other values go
- * through `Deno.inspect`), passwords in URLs are hidden, and control characters in strings are escaped (`\n`, `\x1b`) so that no client-given
+ * through `Deno.inspect`), passwords in URLs are hidden, and control characters in strings are escaped (`\n`, `\x1b`, `\x9b`) so that no client-given
  * text can forge a line or a terminal sequence.
  *
  * @module
@@ -21,10 +21,14 @@ const LEVELS: Record<LogLevel, string> = {
   fatal: "FTL",
 };
 
+/**
+ * C0 controls, DEL and the C1 controls U+0080-U+009F: terminals read those as escape sequences too (U+009B is
+ * ESC [), and a client's header value may hold them (bytes 0x80-0x9F, as the code units of a Via, say).
+ */
 // deno-lint-ignore no-control-regex
-const CONTROL = /[\x00-\x1f\x7f]/;
+const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
 // deno-lint-ignore no-control-regex
-const CONTROLS = /[\x00-\x1f\x7f]/g;
+const CONTROLS = /[\x00-\x1f\x7f-\x9f]/g;
 
 /** Turns a log record into one line of text, ending in `\n`. */
 export type LineFormatter = (record: LogRecord) => string;

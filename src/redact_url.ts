@@ -7,8 +7,13 @@
  * @module
  */
 
-/** `scheme://user:password@` at the start of a URL, or anywhere in a text (up to the first `/`, `@` or space). */
-const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^/\s@:]*):[^/\s@]*@/gi;
+/**
+ * `scheme://user:password@` at the start of a URL, or anywhere in a text. As for a URL parser, the userinfo ends
+ * at the last `@` before the authority ends (`/`, `?`, `#`, or a space in a text), and the user name at its first
+ * `:`: both may hold an `@` (`http://me@home:p@ss@host/` is user `me@home`, password `p@ss`, which `new URL()`
+ * takes). Ending either at the first `@` would show the rest of such a password, or all of it.
+ */
+const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^/\s:?#]*):[^/\s?#]*@/gi;
 
 /** `url` with the password of its userinfo replaced by `***` (a URL without one comes back unchanged). */
 export function redactUrl(url: string): string {

@@ -10,6 +10,8 @@ import { cheapTextFormatter } from "../src/log_format.ts";
 import { closeLogging, setupLogging } from "../src/logging.ts";
 import { AnswerLog } from "../src/app/request_log.ts";
 import { Stats } from "../src/status/stats.ts";
+import { createApp } from "../src/app/app.ts";
+import { testConfig } from "./helpers/test_app.ts";
 
 function record(text: string, at = 0): LogRecord {
   return {
@@ -146,6 +148,41 @@ Deno.test("cheapTextFormatter() writes logtape's text lines, escapes control cha
     stamped(record("x", at + 993)),
     "2026-12-04 22:48:38.1000 +00 [INF] flexo.request: x\n".replace("38.1000", "39.000"),
   );
+});
+
+Deno.test("cheapTextFormatter() escapes C1 control characters too, which terminals also read as escape sequences", () => {
+  const line = cheapTextFormatter({ timestamps: false });
+  // U+009B is CSI (ESC [) and U+009D is OSC (ESC ]): a header value may hold them (bytes 0x80-0xFF are allowed).
+  assertEquals(
+    line({ ...record(""), message: ["GET ", "/a", " 508 Via: 1.1 x\u009b2J\u009d0;owned\u0007 \u00e9", ""] }),
+    "[INF] flexo.request: GET /a 508 Via: 1.1 x\\x9b2J\\x9d0;owned\\x07 \u00e9\n",
+  );
+});
+
+Deno.test("a 508 for a client's Via shows its C1 control characters escaped in the log", async () => {
+  let log = "";
+  const decoder = new TextDecoder();
+  await setupLogging({
+    level: "info",
+    journal: true,
+    stream: new WritableStream({ write: (chunk) => void (log += decoder.decode(chunk, { stream: true })) }),
+  });
+  const app = createApp(testConfig("/nonexistent-flexo-cache", ["http://127.0.0.1:9/"]), {
+    nodeName: "node-a",
+  });
+  try {
+    const response = await app.fetch(
+      new Request("http://flexo.test/core/os/x86_64/core.db", {
+        headers: { via: "1.1 node-a, 1.1 \u009b2J" },
+      }),
+    );
+    assertEquals(response.status, 508);
+    await response.body?.cancel();
+  } finally {
+    await closeLogging();
+  }
+  assert(log.includes("Via: 1.1 node-a, 1.1 \\x9b2J"), log);
+  assert(!log.includes("\u009b"), "a raw CSI reached the log");
 });
 
 Deno.test("setupLogging()'s output: request lines written directly look like logtape's, and drops are counted", async () => {

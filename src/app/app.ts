@@ -18,7 +18,7 @@ import { MirrorPool } from "../mirrors/mirrors.ts";
 import { isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
 import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
-import type { QuickAnswer, Refusal } from "../server/http1_connection.ts";
+import type { Admission, QuickAnswer, Refusal } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { rawTargetOf, type ResponseSent, type ServeInfo, targetPath } from "../http/client_request.ts";
 import { AnswerLog } from "./request_log.ts";
@@ -90,9 +90,10 @@ export interface FlexoApp {
   quickAnswer: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
   /**
    * Whether a client is served, decided by its address once per connection (`allowed_clients`); undefined when
-   * every client is. A refused client gets the refusal as the answer to its requests.
+   * every client is. A refused client gets the refusal as the answer to its requests; a trusted proxy's requests
+   * are each judged on the full path (`"each_request"`), where the client it names is checked.
    */
-  admit?: (remote: Deno.NetAddr) => Refusal | undefined;
+  admit?: (remote: Deno.NetAddr) => Admission;
   /** Official mirrors. */
   pool: MirrorPool;
   /** One pool per custom repository, by name. */
@@ -343,15 +344,11 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       now: deps.now,
     })
     : undefined;
-  const checksForwarded = config.trusted_proxies.length > 0 && config.allowed_clients.length > 0;
   return {
-    // A Via loop never reaches a cache hit (the node lacks the file); a forwarded client behind a trusted proxy
-    // must be checked against allowed_clients, which the head-only path does not do.
+    // A Via loop never reaches a cache hit (the node lacks the file). A trusted proxy's requests never come here
+    // when allowed_clients is set (see admit): the client each one names, or the proxy when it names none, is
+    // checked on the full path, which the head-only path does not do.
     quickAnswer: (head, options) => {
-      if (
-        checksForwarded &&
-        head.headers.some(([name]) => name === "forwarded" || name === "x-forwarded-for")
-      ) return undefined;
       const answer = quick.forHead(head, options);
       // A repeated hit is a client's fetch too (the answer is a plain GET of a known package file).
       if (answer && recordsUsage) {
@@ -361,7 +358,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     },
     admit: config.allowed_clients.length === 0
       ? undefined
-      : (remote) => allowed(remote.hostname) || fromTrustedProxy(remote.hostname) ? undefined : refusal,
+      : (remote) =>
+        fromTrustedProxy(remote.hostname) ? "each_request" : allowed(remote.hostname) ? undefined : refusal,
     fetch: (req, info) => hono.fetch(req, info),
     pool,
     customPools,

@@ -212,7 +212,8 @@ function growingBody(
     size: range.total,
     growing: {
       alternatives: [download.finalPath, download.partialPath],
-      releasable: () => download.releasable(),
+      // The range's last byte waits for the file's check, as a whole file's does (see Download.releasable).
+      releasable: () => download.releasable(range.start + range.length),
       changed: () => download.changed(),
       outcome: () => {
         const end = download.outcome();

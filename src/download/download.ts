@@ -109,13 +109,15 @@ export class Download {
   }
 
   /**
-   * How many bytes of the file (from offset 0) clients may have now: every byte on disk, except the file's last
-   * one until the download has verified the file. A client of a known length whose bytes turn out wrong thus
-   * gets a response shorter than its length (an error), never a complete one.
+   * How many bytes of the file (from offset 0) a client whose response ends before byte `end` (by default the
+   * file's end) may have now: every byte on disk, except the response's last one until the download has verified
+   * the file. A client of a known length whose bytes turn out wrong thus gets a response shorter than its length
+   * (an error), never a complete one; also one asking for a range that ends before the file does, whose bytes
+   * the check of the whole file vouches for too.
    */
-  releasable(): number {
+  releasable(end?: number): number {
     if (this.#outcome.type === "complete" || this.total === undefined) return this.written;
-    return Math.max(0, Math.min(this.written, this.total - 1));
+    return Math.max(0, Math.min(this.written, Math.min(end ?? this.total, this.total) - 1));
   }
 
   /** How the download ended for its clients, or "running"; see {@linkcode DownloadOutcome}. */

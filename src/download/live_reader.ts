@@ -32,11 +32,12 @@ export function followDownload(
     type: "bytes",
     async pull(controller) {
       while (true) {
-        // What may be sent is the download's to say (see Download.releasable): the last byte of the file only
-        // once it is verified, so that a client sees a failed transfer, never a clean end, when the bytes are wrong.
+        // What may be sent is the download's to say (see Download.releasable): the last byte of the range only
+        // once the file is verified, so that a client sees a failed transfer, never a clean end, when the bytes are
+        // wrong.
         const end = download.outcome();
-        const available = download.releasable();
         const last = download.total === undefined ? range.end : Math.min(range.end, download.total - 1);
+        const available = download.releasable(last + 1);
         if (position > last) {
           close();
           controller.close();

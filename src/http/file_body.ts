@@ -36,8 +36,9 @@ export interface GrowingFile {
   /** Where the file may be instead of `path` when opened (a download renames its file when it is complete). */
   alternatives: readonly string[];
   /**
-   * How many bytes of the file (from offset 0) may be sent now. The download decides: it holds back the file's
-   * last byte until it has verified the file, so a client whose bytes turn out wrong gets a short response.
+   * How many bytes of the file (from offset 0) may be sent now. The download decides: it holds back the last byte
+   * of the response (of the file, or of a range) until it has verified the file, so a client whose bytes turn out
+   * wrong gets a short response.
    */
   releasable(): number;
   /** Resolves at the next change: more bytes, or the end. */

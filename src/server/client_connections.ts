@@ -10,10 +10,10 @@
 
 import { getLogger } from "@logtape/logtape";
 import {
+  type Admission,
   ClientConnection,
   type ConnectionHandler,
   type QuickAnswer,
-  type Refusal,
 } from "./http1_connection.ts";
 import type { RequestHead } from "./http1_head.ts";
 import { HttpDates } from "./http1_response.ts";
@@ -98,10 +98,11 @@ export function listenForClients(
     quickAnswer?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
     sender?: FileSender;
     /**
-     * Decides, as a connection is accepted, whether its client is served: a refusal is the answer to each of
-     * its requests (so a refused client still learns why), and nothing else of the app runs for it.
+     * Decides, as a connection is accepted, whether its client is served (see {@linkcode Admission}): a refusal
+     * is the answer to each of its requests (so a refused client still learns why), and nothing else of the app
+     * runs for it; `"each_request"` leaves every request of it to `handler`, none to `quickAnswer`.
      */
-    admit?: (remote: Deno.NetAddr) => Refusal | undefined;
+    admit?: (remote: Deno.NetAddr) => Admission;
     /**
      * At most this many connections are open; a new one beyond it takes the place of the connection waiting
      * longest for a request head (see {@linkcode yieldingConnection}), or is closed when every one is answering.
@@ -209,10 +210,14 @@ export function listenForClients(
     // Without TCP_NODELAY, a response's last small segment waits until the client acknowledges the one before,
     // and clients delay that acknowledgement by ~40 ms: a stall per file on a kept-alive connection.
     conn.setNoDelay(true);
-    const refusal = options.admit?.(conn.remoteAddr as Deno.NetAddr);
+    const admission = options.admit?.(conn.remoteAddr as Deno.NetAddr);
     const connection = new ClientConnection(
       conn,
-      refusal === undefined ? connectionOptions : { ...connectionOptions, refusal },
+      admission === undefined
+        ? connectionOptions
+        : admission === "each_request"
+        ? { ...connectionOptions, quickAnswer: undefined }
+        : { ...connectionOptions, refusal: admission },
     );
     if (timed) scheduleSweep();
     const served = connection.serve().catch((error: unknown) => {

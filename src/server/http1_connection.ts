@@ -42,7 +42,7 @@ import type { CopyBuffers } from "./file_copy.ts";
 import { ResponseWriter } from "./http1_response_writer.ts";
 import type { LaterAnswer, QuickAnswer, QuickFile, QuickLater, Refusal } from "./quick_answer.ts";
 
-export type { LaterAnswer, QuickAnswer, QuickFile, QuickLater, Refusal } from "./quick_answer.ts";
+export type { Admission, LaterAnswer, QuickAnswer, QuickFile, QuickLater, Refusal } from "./quick_answer.ts";
 import type { FileSender } from "./sendfile.ts";
 import { closeQuietly } from "../close_quietly.ts";
 

@@ -10,7 +10,6 @@
  */
 
 import { type LibcSymbols, LINUX } from "./libc.ts";
-import { closeQuietly } from "../close_quietly.ts";
 
 /**
  * At most this many bytes are asked about at once. Each question maps the window, asks and unmaps it (three
@@ -130,32 +129,44 @@ export class RecentResidency {
   }
 }
 
-/** Reads a piece of a file on a thread (Deno's asynchronous file reads), for bytes not in the page cache. */
+/**
+ * Reads a piece of an open file on a thread, for bytes not in the page cache. It reads the descriptor the send
+ * opened, not the file's path: by then the path may name another file (a database replaced in the cache by a
+ * newer one), whose bytes spliced into the old one's would make a clean answer of neither.
+ */
 export interface FileReads {
-  /** Reads up to `into.length` bytes at `offset` of the file at `path`: how many (0 at its end). */
-  read(path: string, offset: number, into: Uint8Array): Promise<number>;
-  /** Closes what the reads opened. */
+  /** Reads up to `into.length` bytes at `offset` of the open file `fd`: how many (0 at its end). */
+  read(fd: number, offset: number, into: Uint8Array): Promise<number>;
+  /** Lets go of what the reads hold. */
   close(): void;
 }
 
-/** {@linkcode FileReads} through one `Deno.FsFile`, opened at the first read. */
+/** {@linkcode FileReads} with libc's `pread` on one of the runtime's blocking threads. */
 export class ThreadReads implements FileReads {
-  #file?: Deno.FsFile;
+  #libc: Pick<LibcSymbols, "pread_on_thread">;
 
-  async read(path: string, offset: number, into: Uint8Array): Promise<number> {
-    this.#file ??= await Deno.open(path, { read: true });
-    await this.#file.seek(offset, Deno.SeekMode.Start);
+  /** Reads through `libc` (see `openLibc` in libc.ts). */
+  constructor(libc: Pick<LibcSymbols, "pread_on_thread">) {
+    this.#libc = libc;
+  }
+
+  async read(fd: number, offset: number, into: Uint8Array): Promise<number> {
     let filled = 0;
     while (filled < into.length) {
-      const read = await this.#file.read(into.subarray(filled));
-      if (read === null) break;
+      const piece = into.subarray(filled);
+      const read = Number(
+        await this.#libc.pread_on_thread(fd, piece, BigInt(piece.length), BigInt(offset + filled)),
+      );
+      if (read < 0) {
+        throw new Error(`reading descriptor ${fd} at byte ${offset + filled} on a thread failed`);
+      }
+      if (read === 0) break;
       filled += read;
     }
     return filled;
   }
 
   close(): void {
-    closeQuietly(this.#file);
-    this.#file = undefined;
+    // The descriptor is the send's, which closes it.
   }
 }

@@ -48,3 +48,11 @@ export interface Refusal {
   status: 403;
   message: string;
 }
+
+/**
+ * What is decided about a connection when it is accepted, by its client's address: refused as a whole (a
+ * {@linkcode Refusal}, the answer to each of its requests), served with every request judged by the handler on
+ * its own (`"each_request"`: no quick answers, which are made from the head alone; for a trusted proxy, whose
+ * clients are named in each request's headers), or served as usual (undefined).
+ */
+export type Admission = Refusal | "each_request" | undefined;

@@ -90,7 +90,7 @@ export class FileSender {
     this.#now = options.now ?? Date.now;
     this.#residency = options.residency ?? new MincoreResidency(libc);
     this.#recent = new RecentResidency(this.#now);
-    this.#reads = options.reads ?? (() => new ThreadReads());
+    this.#reads = options.reads ?? (() => new ThreadReads(libc));
     this.#sockets = new SocketFinder(libc, this.#now);
   }
 
@@ -271,7 +271,7 @@ export class FileSender {
           coldBuffer ??= new Uint8Array(COLD_READ_BYTES);
           let read: number;
           try {
-            read = await reads.read(openedPath, Number(offset[0]), coldBuffer.subarray(0, count));
+            read = await reads.read(fileFd, Number(offset[0]), coldBuffer.subarray(0, count));
           } catch (error) {
             return this.#breakOff(socket, written - head.length, `${range.path}: ${describeError(error)}`);
           }

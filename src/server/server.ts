@@ -6,7 +6,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { RequestHead } from "./http1_head.ts";
-import type { ConnectionHandler, QuickAnswer, Refusal } from "./http1_connection.ts";
+import type { Admission, ConnectionHandler, QuickAnswer } from "./http1_connection.ts";
 import { listenForClients } from "./client_connections.ts";
 import { FileSender } from "./sendfile.ts";
 import { type LibcResult, openFilesLimit, openLibc } from "./libc.ts";
@@ -31,8 +31,8 @@ export interface ServedApp {
   fetch: ConnectionHandler;
   /** The answer to a request that can be answered from memory, made from the parsed head alone. */
   quickAnswer?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
-  /** Whether a client, by its address, is served at all (decided once per connection). */
-  admit?: (remote: Deno.NetAddr) => Refusal | undefined;
+  /** Whether a client, by its address, is served at all, and how (decided once per connection). */
+  admit?: (remote: Deno.NetAddr) => Admission;
 }
 
 /** One listening address: a {@linkcode listenForClients} listener. */

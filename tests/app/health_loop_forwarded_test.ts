@@ -80,8 +80,8 @@ Deno.test("trusted_proxies: a forwarded address counts only on a connection from
       from("192.0.2.7"),
     );
     assertEquals(response.status, 200);
-    // Trusted proxy: admitted per connection, then its client is checked per request.
-    assertEquals(app.admit!({ transport: "tcp", hostname: "127.0.0.1", port: 1 }), undefined);
+    // Trusted proxy: admitted per connection, then its client is checked per request (none on the quick path).
+    assertEquals(app.admit!({ transport: "tcp", hostname: "127.0.0.1", port: 1 }), "each_request");
     response = await app.fetch(
       new Request("http://flexo.test/healthz", { headers: refused }),
       from("127.0.0.1"),
@@ -98,7 +98,10 @@ Deno.test("trusted_proxies: a forwarded address counts only on a connection from
     );
     assertEquals(response.status, 200);
     // An untrusted address outside allowed_clients is still refused by connection.
-    assertEquals(app.admit!({ transport: "tcp", hostname: "198.51.100.1", port: 1 })?.status, 403);
+    assertEquals(app.admit!({ transport: "tcp", hostname: "198.51.100.1", port: 1 }), {
+      status: 403,
+      message: "This address is not in allowed_clients; ask the proxy's administrator to add it",
+    });
   } finally {
     await app.cleanup();
   }

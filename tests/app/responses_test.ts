@@ -1,4 +1,5 @@
 import nodeAssert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
 
@@ -247,12 +248,14 @@ Deno.test("serveCachedFile() serves a file held in memory without reading the di
 async function liveDownload(
   dir: string,
   headers: Record<string, string>,
+  expect?: { size: number; sha256: string },
 ): Promise<{ download: Download; head: DownloadHead; gate: Gate }> {
   const { fetch: fetchImpl, gate } = gatedMirror(headers);
   const download = startTestDownload(new CacheStore(dir), fetchImpl, {
     segments: ["core", "os", "x86_64", "zstd-1.5.6-1-x86_64.pkg.tar.zst"],
     mirrors: ["http://mirror-a.test/"],
     rules: { keepPartialOnFailure: true },
+    expect,
   });
   const head = await download.head;
   return {
@@ -267,14 +270,20 @@ async function liveDownload(
  * of the body and waits for the download to end.
  */
 async function withLiveDownload(
-  options: { data: Uint8Array; withLength: boolean; headers?: Record<string, string> },
+  options: {
+    data: Uint8Array;
+    withLength: boolean;
+    headers?: Record<string, string>;
+    /** What the repository database says the file is (size and SHA-256), checked before its end is released. */
+    expect?: { size: number; sha256: string };
+  },
   fn: (live: { download: Download; head: DownloadHead; gate: Gate }) => Promise<void> | void,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "flexo-responses-" });
   try {
     const headers: Record<string, string> = { "last-modified": MTIME_HTTP, ...options.headers };
     if (options.withLength) headers["content-length"] = String(options.data.byteLength);
-    const live = await liveDownload(dir, headers);
+    const live = await liveDownload(dir, headers, options.expect);
     try {
       await fn(live);
     } finally {
@@ -332,7 +341,7 @@ Deno.test("serveDownload() answers 200 without Content-Length when the length is
   });
 });
 
-Deno.test("serveDownload() serves a range of a live download before the download ends", async () => {
+Deno.test("serveDownload() serves a range of a live download as it comes, its last byte once the file is verified", async () => {
   const data = testBytes(SIZE, 5);
   await withLiveDownload({ data, withLength: true }, async ({ download, head, gate }) => {
     const served = serveDownload(request({ Range: "bytes=100-199" }), download, { head, contentType: TYPE });
@@ -340,16 +349,50 @@ Deno.test("serveDownload() serves a range of a live download before the download
     assertEquals(served.response.headers.get("content-range"), `bytes 100-199/${SIZE}`);
     assertEquals(served.response.headers.get("content-length"), "100");
     assertEquals(served.bytes, 100);
+    const reader = served.response.body!.getReader();
     gate.push(data.slice(0, 300));
-    assertEquals(await bytesOf(served.response), data.slice(100, 200));
-    assertEquals(download.ended, false);
+    while (download.written < 300) await download.changed();
+    const first = await reader.read();
+    assertEquals(first.value, data.slice(100, 199), "all of the range but its last byte, before the end");
+    assertEquals(fileBodyOf(served.response)!.growing!.releasable(), 199, "the same for sendfile");
+    const last = reader.read();
     const tail = serveDownload(request({ Range: "bytes=900-5000" }), download, { head, contentType: TYPE });
     assertEquals(tail.response.headers.get("content-range"), `bytes 900-999/${SIZE}`);
     const tailBody = bytesOf(tail.response);
     gate.push(data.slice(300));
     gate.end();
     assertEquals(await tailBody, data.slice(900));
+    assertEquals((await last).value, data.slice(199, 200));
+    assertEquals((await reader.read()).done, true);
   });
+});
+
+Deno.test("serveDownload() never ends a range of a download that fails its check cleanly, even one short of the file's end", async () => {
+  const data = testBytes(SIZE, 11);
+  const other = testBytes(SIZE, 12);
+  const sha256 = createHash("sha256").update(other).digest("hex");
+  await withLiveDownload(
+    { data, withLength: true, expect: { size: SIZE, sha256 } },
+    async ({ download, head, gate }) => {
+      const served = serveDownload(request({ Range: "bytes=100-199" }), download, {
+        head,
+        contentType: TYPE,
+      });
+      assertEquals(served.response.status, 206);
+      const body = bytesOf(served.response);
+      gate.push(data.slice(0, 300));
+      while (download.written < 300) await download.changed();
+      assertEquals(
+        fileBodyOf(served.response)!.growing!.releasable(),
+        199,
+        "sendfile holds the range's end too",
+      );
+      gate.push(data.slice(300));
+      gate.end();
+      await nodeAssert.rejects(body, /does not match the repository database/);
+      assertEquals(download.outcome().type, "failed");
+    },
+  );
 });
 
 Deno.test("serveDownload() sends the whole file for a range while the length is unknown", async () => {

@@ -27,6 +27,24 @@ Deno.test("redactUrl() hides the password of a URL's userinfo and leaves everyth
   );
 });
 
+Deno.test("redactUrl() hides all of a password or user name that holds an '@', as URLs read them", () => {
+  // A URL's userinfo ends at the last '@' before its path: new URL() takes these and fetches with them.
+  const atInPassword = `http://flexo:${SECRET}@x@host.test/arch/`;
+  assertEquals(new URL(atInPassword).host, "host.test");
+  assertEquals(redactUrl(atInPassword), "http://flexo:***@host.test/arch/");
+  const atInUser = `http://me@home:${SECRET}@host.test/`;
+  assertEquals(new URL(atInUser).host, "host.test");
+  assertEquals(redactUrl(atInUser), "http://me@home:***@host.test/");
+  assertEquals(
+    redactUrls(`http://a:${SECRET}@x@one.test/ failed; https://b@c:${SECRET}@two.test/x too`),
+    "http://a:***@one.test/ failed; https://b@c:***@two.test/x too",
+  );
+  // No password: nothing hidden, and a port or a path with '@' is not taken for one.
+  assertEquals(redactUrl("http://me@host.test:8080/a@b"), "http://me@host.test:8080/a@b");
+  assertEquals(redactUrl("https://host.test:8443/a:b@c"), "https://host.test:8443/a:b@c");
+  assertEquals(redactUrl("http://host.test:8080?a@b"), "http://host.test:8080?a@b");
+});
+
 Deno.test("mirror and custom repository passwords appear nowhere: /status, /metrics, the page, errors, the log", async () => {
   await withTempDir(async (root) => {
     await Deno.mkdir(join(root, "core/os/x86_64"), { recursive: true });

@@ -128,22 +128,30 @@ Deno.test("followDownload() lets a reader join midway, from the start or from an
   });
 });
 
-Deno.test("followDownload() ends a bounded range without waiting for the download's end", async () => {
+Deno.test("followDownload() sends a bounded range as it is written, and its last byte once the file is verified", async () => {
   await withTempDir(async (dir) => {
     const data = testBytes(100_000, 3);
     const { download, gate } = startDownload(dir, { total: data.byteLength });
+    let bodySent = false;
     try {
       gate.push(data.slice(0, 50_000));
       await writtenUpTo(download, 50_000);
-      const part = await within(
-        readAll(followDownload(download, { start: 10_000, end: 29_999 })),
-        "the range",
-      );
-      assertEquals(part, data.slice(10_000, 30_000));
+      const reader = followDownload(download, { start: 10_000, end: 29_999 }).getReader();
+      assertEquals(await readBytes(reader, 19_999), data.slice(10_000, 29_999));
+      // The file's check vouches for the range's bytes too: a range that ended cleanly before it could hold
+      // bytes that turn out wrong.
+      const last = reader.read().then((read) => ({ read, outcome: download.outcome().type }));
+      assertEquals(await settledNow(last), false, "the range's last byte waits");
       assertEquals(download.ended, false, "the download is still running");
-    } finally {
       gate.push(data.slice(50_000));
       gate.end();
+      bodySent = true;
+      const { read, outcome } = await within(last, "the range's last byte");
+      assertEquals(read.value, data.slice(29_999, 30_000));
+      assertEquals(outcome, "complete");
+      assertEquals((await reader.read()).done, true);
+    } finally {
+      if (!bodySent) gate.fail(new Error("the test failed before the body's end"));
       await download.finished;
     }
   });
@@ -161,18 +169,20 @@ Deno.test("followDownload() sends the last byte of the file only once the downlo
     assertEquals(await readBytes(open, data.byteLength - 1), data.slice(0, -1));
     assertEquals(await readBytes(bounded, 9_999), data.slice(90_000, -1));
     assertEquals(
-      await readBytes(early, 99_000),
-      data.slice(0, 99_000),
-      "a range short of the end is not held",
+      await readBytes(early, 98_999),
+      data.slice(0, 98_999),
+      "a range short of the end is held back by its own last byte",
     );
-    assertEquals((await within(early.read(), "the early end")).done, true);
     assertEquals(download.releasable(), data.byteLength - 1, "every byte is on disk, none verified");
+    assertEquals(download.releasable(99_000), 98_999);
     // What the download has decided when each reader gets the last byte: it must be "complete" (verified).
     const outcomeAt = (read: Promise<unknown>) => read.then(() => download.outcome().type);
     const openEnd = open.read();
     const boundedEnd = bounded.read();
+    const earlyEnd = early.read();
     const openSaw = outcomeAt(openEnd);
     const boundedSaw = outcomeAt(boundedEnd);
+    const earlySaw = outcomeAt(earlyEnd);
     assertEquals(download.state, "streaming");
     gate.end();
     assertEquals(await within(openSaw, "the last byte"), "complete", "the last byte waited for verification");
@@ -181,6 +191,9 @@ Deno.test("followDownload() sends the last byte of the file only once the downlo
       "complete",
       "the same for a range whose end is the last byte",
     );
+    assertEquals(await within(earlySaw, "the range's last byte"), "complete", "and for one short of the end");
+    assertEquals((await within(earlyEnd, "the range's last byte")).value, data.slice(98_999, 99_000));
+    assertEquals((await within(early.read(), "the early end")).done, true);
     assertEquals((await within(openEnd, "the last byte")).value, data.slice(-1));
     assertEquals((await within(boundedEnd, "the last byte")).value, data.slice(-1));
     assertEquals((await within(open.read(), "the end")).done, true);

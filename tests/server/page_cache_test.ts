@@ -39,16 +39,18 @@ function countingLibc(): { libc: LibcSymbols; sendfiles: () => number } {
   return { libc: { ...real, sendfile }, sendfiles: () => calls };
 }
 
-/** Reads on a thread, counted. */
-function countingReads(): { reads: () => FileReads; count: () => number } {
+/** Reads on a thread, counted; `beforeFirst` runs before the first of them. */
+function countingReads(
+  beforeFirst?: () => Promise<void>,
+): { reads: () => FileReads; count: () => number } {
   let count = 0;
   return {
     reads: () => {
-      const real = new ThreadReads();
+      const real = new ThreadReads(libc());
       return {
-        read: (path, offset, into) => {
-          count++;
-          return real.read(path, offset, into);
+        read: async (...args: Parameters<FileReads["read"]>) => {
+          if (count++ === 0) await beforeFirst?.();
+          return await real.read(...args);
         },
         close: () => real.close(),
       };
@@ -57,14 +59,23 @@ function countingReads(): { reads: () => FileReads; count: () => number } {
   };
 }
 
-async function sendWith(residency: Residency, bytes: Uint8Array) {
+/**
+ * Sends a file of `bytes` with `residency`; `beforeFirstRead` runs before the first read on a thread, with the
+ * file's path.
+ */
+async function sendWith(
+  residency: Residency,
+  bytes: Uint8Array,
+  beforeFirstRead?: (path: string) => Promise<void>,
+) {
   const { libc, sendfiles } = countingLibc();
-  const reads = countingReads();
+  let path = "";
+  const reads = countingReads(beforeFirstRead && (() => beforeFirstRead(path)));
   const files = new FileSender(libc, { residency, reads: reads.reads });
   let received: Uint8Array | undefined;
   let outcome;
   await withTempDir(async (dir) => {
-    const path = join(dir, "file.pkg.tar.zst");
+    path = join(dir, "file.pkg.tar.zst");
     await Deno.writeFile(path, bytes);
     await withConnection(async ({ server, client }) => {
       const arriving = readAll(client);
@@ -87,6 +98,23 @@ Deno.test("FileSender.send() reads a file reported outside the page cache on a t
   assertEquals(result.sendfiles, 0, "no sendfile of bytes on disk");
   assert(result.reads >= 4, `read on a thread in pieces (${result.reads} reads)`);
   assertEquals(asked[0], 0, "asked from the first byte on");
+});
+
+Deno.test("FileSender.send() reads bytes outside the page cache from the file it opened, also once its path names a new one", async () => {
+  // A database is replaced in the cache (renamed over) while a slow disk's client is still sent the old one.
+  const old = randomBytes(600_000);
+  const newer = randomBytes(700_000);
+  const result = await sendWith({ residentBytes: () => 0 }, old, async (path) => {
+    await Deno.writeFile(`${path}.new`, newer);
+    await Deno.rename(`${path}.new`, path);
+  });
+  assertEquals(result.outcome, { outcome: "sent" });
+  assert(result.reads > 0, "read on a thread");
+  assertEquals(
+    result.received,
+    concat([HEAD, old]),
+    "the bytes of the file whose size the head says, not a splice",
+  );
 });
 
 Deno.test("FileSender.send() sends a file reported in the page cache with sendfile", async () => {

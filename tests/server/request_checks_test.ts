@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { isHeadProblem, parseRequestHead } from "../../src/server/http1_head.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { startTestProxy, withinMs } from "../helpers/proxy_server.ts";
+import { Client } from "../helpers/http1_client.ts";
 
 const PKG = "/core/os/x86_64/tiny-1-1-x86_64.pkg.tar.zst";
 const encoder = new TextEncoder();
@@ -113,4 +114,29 @@ Deno.test("startServer() refuses absolute-form targets for other hosts, as a for
     closing(`http://127.0.0.1:${proxy.port}${PKG}`, `127.0.0.1:${proxy.port}`),
   );
   assertEquals(own.body, "PACKAGE-BYTES");
+});
+
+Deno.test("startServer() judges each request of a trusted proxy's connection on the full path, also a repeated hit without a forwarded address", async () => {
+  // The proxy itself is not an allowed client: a request it sends without naming one is refused.
+  await using proxy = await proxyWithPackage({
+    allowed_clients: ["192.0.2.0/24"],
+    trusted_proxies: ["127.0.0.1/32"],
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+  const client = new Client(conn);
+  try {
+    const get = (more = "") => `GET ${PKG} HTTP/1.1\r\nHost: 127.0.0.1\r\n${more}\r\n`;
+    for (let round = 0; round < 3; round++) {
+      // An allowed client behind the proxy: served (and its path known to the quick path after the first).
+      await client.send(get("X-Forwarded-For: 192.0.2.8\r\n"));
+      assertEquals(decoder.decode((await client.response()).body), "PACKAGE-BYTES", `round ${round}`);
+      await client.send(get("Forwarded: for=203.0.113.5\r\n"));
+      assertEquals((await client.response()).status, 403, `a forwarded client outside, round ${round}`);
+      await client.send(get());
+      assertEquals((await client.response()).status, 403, `no client named, round ${round}`);
+    }
+  } finally {
+    conn.close();
+  }
+  assertEquals((await exchange(proxy.port, closing(PKG))).status, 403, "the same on a closing connection");
 });

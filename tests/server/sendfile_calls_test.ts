@@ -24,6 +24,13 @@ const MiB = 1024 * 1024;
 const HEAD = new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
 const COOKIE = 77n;
 
+/** The C library for reads on a thread. */
+function threadLibc(): LibcSymbols {
+  const loaded = openLibc(LIBC_PATHS);
+  if (!loaded.ok) throw new Error(loaded.reason);
+  return loaded.libc;
+}
+
 /** What the fake socket saw. */
 interface Seen {
   sendfiles: number;
@@ -173,9 +180,9 @@ Deno.test("FileSender.send() sends the bytes before the first one outside the pa
       residentBytes: (_fd, offset, length) => Math.max(0, Math.min(length, inMemory - offset)),
     };
     const reads = () => {
-      const real = new ThreadReads();
+      const real = new ThreadReads(threadLibc());
       return {
-        read: (at: string, offset: number, into: Uint8Array) => (threadReads++, real.read(at, offset, into)),
+        read: (fd: number, offset: number, into: Uint8Array) => (threadReads++, real.read(fd, offset, into)),
         close: () => real.close(),
       };
     };
@@ -220,9 +227,9 @@ Deno.test("FileSender.send() reads on a thread what another send found in the pa
     const residency: Residency = { residentBytes: (_fd, _offset, length) => cache.dropped ? 0 : length };
     let threadReads = 0;
     const reads = () => {
-      const real = new ThreadReads();
+      const real = new ThreadReads(threadLibc());
       return {
-        read: (at: string, offset: number, into: Uint8Array) => (threadReads++, real.read(at, offset, into)),
+        read: (fd: number, offset: number, into: Uint8Array) => (threadReads++, real.read(fd, offset, into)),
         close: () => real.close(),
       };
     };
