@@ -110,10 +110,8 @@ export class Download {
 
   /**
    * How many bytes of the file (from offset 0) a client whose response ends before byte `end` (by default the
-   * file's end) may have now: every byte on disk, except the response's last one until the download has verified
-   * the file. A client of a known length whose bytes turn out wrong thus gets a response shorter than its length
-   * (an error), never a complete one; also one asking for a range that ends before the file does, whose bytes
-   * the check of the whole file vouches for too.
+   * file's end) may have now: every byte on disk but the response's last, until the file is verified. A client
+   * whose bytes turn out wrong (a range's too) thus gets a response shorter than its length, never a whole one.
    */
   releasable(end?: number): number {
     if (this.#outcome.type === "complete" || this.total === undefined) return this.written;
