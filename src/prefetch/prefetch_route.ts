@@ -3,7 +3,9 @@
  * downloads are shared with clients) and answers the report as JSON. Only clients on the proxy's own host may
  * ask: from a loopback address, or from the very address they connected to (a proxy listening on one LAN
  * address is asked on it by `flexo prefetch`, and the host's packets to itself come from that address). Behind
- * a trusted proxy (`trusted_proxies`), the client the proxy reports counts, not the proxy's own address. Any other
+ * a trusted proxy (`trusted_proxies`), the client the proxy reports counts, not the proxy's own address. A request
+ * a browser made for a web page (it says so with `Origin` or `Sec-Fetch-Site`) is refused, so that no page open on
+ * the proxy's host can start runs. Any other
  * method on the path is answered 405 (a GET must not be passed through to a mirror as an unknown path).
  *
  * @module
@@ -51,6 +53,16 @@ export function prefetchRoutes(
         403,
         "POST /prefetch is answered to clients on the proxy's host only (loopback only); " +
           "run `flexo prefetch` on the proxy's host",
+      );
+    }
+    // A web page open in a browser on this host could post here too (a "simple" request needs no consent):
+    // browsers say whose page asks, `flexo prefetch` and curl say nothing of the kind.
+    const headers = c.req.raw.headers;
+    if (headers.has("origin") || ["cross-site", "same-site"].includes(headers.get("sec-fetch-site") ?? "")) {
+      throw new HttpError(
+        403,
+        "POST /prefetch is not answered to web pages (the request came from a browser's page, with an Origin " +
+          "header); run `flexo prefetch` or curl -X POST on the proxy's host",
       );
     }
     const dryRun = ["1", "true"].includes(new URL(c.req.url).searchParams.get("dry_run") ?? "");

@@ -106,6 +106,23 @@ Deno.test("POST /prefetch from a non-loopback client is refused with 403 and run
   });
 });
 
+Deno.test("POST /prefetch that a browser sends for a web page is refused with 403 and runs nothing, even from loopback", async () => {
+  await withApp({}, async (app, origin) => {
+    const browsers: Record<string, string>[] = [
+      { origin: "https://example.com" },
+      { "sec-fetch-site": "cross-site" },
+      { origin: "null" },
+    ];
+    for (const headers of browsers) {
+      const response = await post(app, "127.0.0.1", "/prefetch", headers);
+      assertEquals(response.status, 403, JSON.stringify(headers));
+      assert((await response.text()).includes("not answered to web pages"));
+    }
+    assertEquals(origin.mirror.countRequests(TOOL_NEW), 0);
+    assertEquals(app.prefetcher.status().runs, 0);
+  });
+});
+
 Deno.test("POST /prefetch from the host itself to the LAN address the proxy listens on is answered, from elsewhere refused", async () => {
   await withApp({}, async (app, origin) => {
     // `flexo prefetch` on the host of a proxy listening on 192.0.2.5: the host's packets to itself come from there.
