@@ -236,7 +236,7 @@ Deno.test("loadConfig() names the variable, the value and the expected form for 
     ["mirrors_auto.allowed_countries[1]", '"Germany"', "FLEXO_MIRRORS_AUTO_ALLOWED_COUNTRIES", "two-letter"],
   );
   const error = await assertEnvError(
-    { FLEXO_PORT: "x", FLEXO_LISTEN_IP_ADDRESS: "localhost", FLEXO_LOW_SPEED_LIMIT_FORMATTED: "fast" },
+    { FLEXO_PORT: "x", FLEXO_LISTEN_IP_ADDRESS: "127.0.0.256", FLEXO_LOW_SPEED_LIMIT_FORMATTED: "fast" },
     ["FLEXO_PORT", "FLEXO_LISTEN_IP_ADDRESS", "FLEXO_LOW_SPEED_LIMIT_FORMATTED"],
   );
   assert.equal(error.problems.length, 3, "every problem is reported");
