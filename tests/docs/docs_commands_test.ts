@@ -15,6 +15,8 @@
  *   FLEXO_CACHE_DIRECTORY on a temporary directory and FLEXO_PORT on a closed port, so that `flexo prefetch`
  *   never asks a proxy of this machine for a run; `flexo import DIR` is expected to say that the (empty) cache
  *   knows no package yet.
+ * - `docker …` lines (fenced, with continuation lines joined, and inline) are not run, but every `--option` they
+ *   show must be one the installed docker's `docker SUBCOMMAND --help` names (ignored, saying so, without docker).
  * - A fenced line that starts with `deno` or `flexo` (after a `$ ` prompt or `sudo `) and is none of these is an
  *   error, so that a command cannot drop out of the check unnoticed.
  * - `deno run … scripts/NAME.ts …` lines (benchmarks and soaks of minutes) run with `--help` instead, with the
@@ -91,6 +93,31 @@ export function uncheckedCommands(markdown: string): string[] {
   return fencedLines(markdown).filter((line) =>
     /^(\$\s+|sudo\s+)?(deno|flexo)\s/.test(line) && !isCommand(line)
   );
+}
+
+/** The `docker …` command lines of `markdown`: fenced ones, continuation lines joined, and inline code spans. */
+export function dockerLines(markdown: string): string[] {
+  const lines: string[] = [];
+  let inBlock = false;
+  for (const raw of markdown.replace(/\s*\\\n\s*/g, " ").split("\n")) {
+    if (raw.trimStart().startsWith("```")) {
+      inBlock = !inBlock;
+      continue;
+    }
+    const candidates = inBlock ? [withoutComment(raw)] : [...raw.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+    lines.push(...candidates.filter((line) => /^docker [a-z]/.test(line)));
+  }
+  return [...new Set(lines)];
+}
+
+/** Whether the docker command-line client runs here (no daemon needed: only its --help texts are read). */
+function haveDocker(): boolean {
+  try {
+    return new Deno.Command("docker", { args: ["--version"], stdout: "null", stderr: "null" }).outputSync()
+      .success;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -214,9 +241,9 @@ async function scriptKnowsOptions(doc: string, line: string): Promise<void> {
   }
 }
 
-async function runToEnd(args: string[], env: Record<string, string> = {}) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args,
+async function runToEnd(args: string[], env: Record<string, string> = {}, command = [Deno.execPath()]) {
+  const output = await new Deno.Command(command[0], {
+    args: [...command.slice(1), ...args],
     cwd: ROOT,
     env,
     stdin: "null",
@@ -255,6 +282,37 @@ Deno.test("uncheckedCommands() names fenced command lines that commandLines() wo
     "```sh\n$ deno task serve\nsudo flexo clean\ndeno task serve\ndocker run flexo\n# flexo x\n```\n";
   assertEquals(uncheckedCommands(markdown), ["$ deno task serve", "sudo flexo clean"]);
 });
+
+Deno.test("dockerLines() finds docker commands in code blocks, continued lines joined, and inline", () => {
+  const markdown =
+    "Run `docker stop -t 20 flexo` or `docker ps`.\n```sh\ndocker run -d \\\n  -p 1:1 flexo  # c\n" +
+    "ls\n```\n";
+  assertEquals(dockerLines(markdown), ["docker stop -t 20 flexo", "docker ps", "docker run -d -p 1:1 flexo"]);
+});
+
+const DOCKER = haveDocker();
+if (!DOCKER) console.log("skipped: the docker command lines of the docs: docker is not installed");
+for (const doc of DOCS) {
+  const lines = dockerLines(Deno.readTextFileSync(join(ROOT, doc)));
+  if (lines.length === 0) continue;
+  Deno.test({
+    name: `every docker command line of ${doc} uses options docker has`,
+    ignore: !DOCKER,
+    async fn() {
+      for (const line of lines) {
+        const subcommand = line.split(/\s+/)[1];
+        const help = await runToEnd([], {}, ["docker", subcommand, "--help"]);
+        assertEquals(help.code, 0, `${doc}: "${line}": docker ${subcommand} --help:\n${help.text}`);
+        for (const option of line.matchAll(/(?<=\s)--[a-z][a-z-]*/g)) {
+          assert(
+            new RegExp(`\\s${option[0]}[\\s=]`).test(help.text),
+            `${doc}: "${line}": docker ${subcommand} has no option ${option[0]}`,
+          );
+        }
+      }
+    },
+  });
+}
 
 for (const doc of DOCS) {
   Deno.test(`every command line of ${doc} works as written`, async (t) => {
