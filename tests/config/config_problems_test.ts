@@ -36,6 +36,11 @@ Deno.test("loadConfig() names key, value, source and expected form for every bad
     ['allowed_clients = ["10.0.0.0/33"]', ["allowed_clients[0]", '"10.0.0.0/33"', "CIDR"]],
     ['allowed_clients = ["everyone"]', ["allowed_clients[0]", '"everyone"', "CIDR"]],
     ['log_level = "loud"', ["log_level", '"loud"', '"warning" (or "warn")']],
+    ["shutdown_drain_secs = 9", ["shutdown_drain_secs = 9", "from 0 to 8"]],
+    ["max_connections = 0", ["max_connections = 0", "at least 1"]],
+    ['node_name = "a b"', ["node_name", '"a b"', "letters, digits"]],
+    ['cache_peers = ["peer:7878"]', ["cache_peers[0]", '"peer:7878"', "http:// or https://"]],
+    ['[prefetch]\ninterval = "0s"', ["prefetch.interval", '"0s"', "at least 1 second"]],
     ["mirrors_auto = 5", ["mirrors_auto = 5", "[mirrors_auto]"]],
     ['[mirrors_auto]\nhttps_required = "yes"', ["mirrors_auto.https_required", '"yes"', "true or false"]],
     ["[mirrors_auto]\nmax_score = -1", ["mirrors_auto.max_score = -1", "0 or more"]],
@@ -118,6 +123,10 @@ timeout = 400
     both.warnings.join("\n"),
     /both at the top level and inside \[mirrors_auto\]; the top-level value/,
   );
+
+  const autoBoth = await load("timeout = 1\n[mirrors_auto]\ntimeout = 400");
+  assert.equal(autoBoth.config.mirrors_auto.timeout, 400, "the value inside [mirrors_auto] wins");
+  assert.match(autoBoth.warnings.join("\n"), /the value inside \[mirrors_auto\] is used/);
 
   const misplacedBad = await assertLoadError('[mirrors_auto]\nmax_speed_limit = "x"', [
     "max_speed_limit",
