@@ -314,6 +314,36 @@ for (const doc of DOCS) {
   });
 }
 
+/** The repository files `markdown` names by path, such as `conf/haproxy.cfg` or `tests/e2e/tiers_test.ts`. */
+export function namedFiles(markdown: string): string[] {
+  const paths = markdown.matchAll(
+    /\b(?:conf|docs|scripts|src|tests)\/[\w./-]*\w\.(?:cfg|conf|md|py|toml|ts)\b/g,
+  );
+  return [...new Set([...paths].map((match) => match[0]))];
+}
+
+Deno.test("namedFiles() finds the repository paths a text names", () => {
+  assertEquals(namedFiles("see `conf/haproxy.cfg` and tests/e2e/tiers_test.ts; docs/scaling.md.\n"), [
+    "conf/haproxy.cfg",
+    "tests/e2e/tiers_test.ts",
+    "docs/scaling.md",
+  ]);
+});
+
+for (const doc of DOCS) {
+  Deno.test(`every file ${doc} names by path exists`, async () => {
+    const named = namedFiles(await Deno.readTextFile(join(ROOT, doc)));
+    const missing = named.filter((path) => {
+      try {
+        return !Deno.statSync(join(ROOT, path)).isFile;
+      } catch {
+        return true;
+      }
+    });
+    assertEquals(missing, [], `${doc} names files that do not exist`);
+  });
+}
+
 for (const doc of DOCS) {
   Deno.test(`every command line of ${doc} works as written`, async (t) => {
     const markdown = await Deno.readTextFile(join(ROOT, doc));
