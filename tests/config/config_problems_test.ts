@@ -135,6 +135,28 @@ timeout = 400
   assert.equal(misplacedBad.problems.length, 1);
 });
 
+Deno.test("loadConfig() reads settings appended below [prefetch], the shipped file's last table, where they belong", async () => {
+  // Appending a line to conf/flexo.toml puts it inside [prefetch]; it must not be dropped as an unknown key.
+  const shipped = await Deno.readTextFile(new URL("../../conf/flexo.toml", import.meta.url));
+  const appended = await load(`${shipped}\nmax_cache_size = "10 GiB"\nlisten_ip_address = "0.0.0.0"\n`);
+  assert.equal(appended.config.max_cache_size, 10 * 1024 ** 3);
+  assert.deepEqual(appended.config.listen_ip_address, ["127.0.0.1"], "the correctly placed one wins");
+  assert.deepEqual(appended.warnings, [
+    "/test/flexo.toml: max_cache_size is a top-level key but appears inside [prefetch]; it is used as a " +
+    "top-level setting. Move it above the [prefetch] line.",
+    "/test/flexo.toml: listen_ip_address appears both at the top level and inside [prefetch]; the top-level " +
+    "value is used. Remove the one inside [prefetch].",
+  ]);
+
+  const auto = await load('[prefetch]\nenabled = true\nallowed_countries = ["DE"]');
+  assert.deepEqual(auto.config.mirrors_auto.allowed_countries, ["DE"]);
+  assert.equal(auto.config.prefetch.enabled, true);
+  assert.deepEqual(auto.warnings, [
+    "/test/flexo.toml: allowed_countries belongs to the [mirrors_auto] table but appears inside [prefetch]; " +
+    "it is used as mirrors_auto.allowed_countries. Move it below the [mirrors_auto] line.",
+  ]);
+});
+
 Deno.test("loadConfig() warns about unknown keys and suggests close matches", async () => {
   const { config, warnings } = await load(`
 prot = 1
