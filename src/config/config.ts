@@ -199,8 +199,9 @@ function configLayerFromToml(text: string, path: string): ConfigLayer {
   const origin = `file ${path}`;
   const layer: ConfigLayer = { label: "", values: {}, origins: {}, warnings: [], problems: [] };
   const mirrorsAuto: Record<string, unknown> = {};
-  const misplacedTop: [string, unknown][] = [];
-  const misplacedAuto: [string, unknown][] = [];
+  // Keys found in the wrong table, with the table they were found in ("" for the top level).
+  const misplacedTop: [string, unknown, string][] = [];
+  const misplacedAuto: [string, unknown, string][] = [];
 
   for (const [key, value] of Object.entries(document)) {
     if (key === "mirrors_auto") {
@@ -214,8 +215,8 @@ function configLayerFromToml(text: string, path: string): ConfigLayer {
         if (includes(MIRRORS_AUTO_KEYS, innerKey)) {
           mirrorsAuto[innerKey] = innerValue;
           layer.origins[`mirrors_auto.${innerKey}`] = origin;
-        } else if (includes(TOP_LEVEL_KEYS, innerKey) && innerKey !== "mirrors_auto") {
-          misplacedTop.push([innerKey, innerValue]);
+        } else if (isPlainTopLevelKey(innerKey)) {
+          misplacedTop.push([innerKey, innerValue, "mirrors_auto"]);
         } else {
           layer.warnings.push(unknownKeyWarning(path, `mirrors_auto.${innerKey}`, MIRRORS_AUTO_KEYS));
         }
@@ -232,6 +233,11 @@ function configLayerFromToml(text: string, path: string): ConfigLayer {
         if (includes(PREFETCH_KEYS, innerKey)) {
           prefetch[innerKey] = innerValue;
           layer.origins[`prefetch.${innerKey}`] = origin;
+        } else if (isPlainTopLevelKey(innerKey)) {
+          // The shipped file ends with [prefetch]: a line appended to it lands here.
+          misplacedTop.push([innerKey, innerValue, "prefetch"]);
+        } else if (includes(MIRRORS_AUTO_KEYS, innerKey)) {
+          misplacedAuto.push([innerKey, innerValue, "prefetch"]);
         } else {
           layer.warnings.push(unknownKeyWarning(path, `prefetch.${innerKey}`, PREFETCH_KEYS));
         }
@@ -244,41 +250,42 @@ function configLayerFromToml(text: string, path: string): ConfigLayer {
       layer.values[key] = value;
       layer.origins[key] = origin;
     } else if (includes(MIRRORS_AUTO_KEYS, key)) {
-      misplacedAuto.push([key, value]);
+      misplacedAuto.push([key, value, ""]);
     } else {
       layer.warnings.push(unknownKeyWarning(path, key, TOP_LEVEL_KEYS));
     }
   }
 
-  for (const [key, value] of misplacedTop) {
+  for (const [key, value, table] of misplacedTop) {
     if (Object.hasOwn(layer.values, key)) {
       layer.warnings.push(
-        `${path}: ${key} appears both at the top level and inside [mirrors_auto]; the top-level value is ` +
-          "used. Remove the one inside [mirrors_auto].",
+        `${path}: ${key} appears both at the top level and inside [${table}]; the top-level value is ` +
+          `used. Remove the one inside [${table}].`,
       );
       continue;
     }
     layer.warnings.push(
-      `${path}: ${key} is a top-level key but appears inside [mirrors_auto]; it is used as a top-level ` +
-        "setting. Move it above the [mirrors_auto] line.",
+      `${path}: ${key} is a top-level key but appears inside [${table}]; it is used as a top-level ` +
+        `setting. Move it above the [${table}] line.`,
     );
     layer.values[key] = value;
-    layer.origins[key] = `${origin}, inside [mirrors_auto]`;
+    layer.origins[key] = `${origin}, inside [${table}]`;
   }
-  for (const [key, value] of misplacedAuto) {
+  for (const [key, value, table] of misplacedAuto) {
+    const where = table === "" ? "at the top level" : `inside [${table}]`;
     if (Object.hasOwn(mirrorsAuto, key)) {
       layer.warnings.push(
-        `${path}: ${key} appears both at the top level and inside [mirrors_auto]; the value inside ` +
-          "[mirrors_auto] is used. Remove the top-level one.",
+        `${path}: ${key} appears both ${where} and inside [mirrors_auto]; the value inside ` +
+          `[mirrors_auto] is used. Remove the ${table === "" ? "top-level one" : `one inside [${table}]`}.`,
       );
       continue;
     }
     layer.warnings.push(
-      `${path}: ${key} belongs to the [mirrors_auto] table but appears at the top level; it is used as ` +
+      `${path}: ${key} belongs to the [mirrors_auto] table but appears ${where}; it is used as ` +
         "mirrors_auto." + key + ". Move it below the [mirrors_auto] line.",
     );
     mirrorsAuto[key] = value;
-    layer.origins[`mirrors_auto.${key}`] = `${origin}, at the top level`;
+    layer.origins[`mirrors_auto.${key}`] = `${origin}, ${where}`;
   }
   if (document.mirrors_auto !== undefined || Object.keys(mirrorsAuto).length > 0) {
     layer.values.mirrors_auto = mirrorsAuto;
@@ -315,6 +322,12 @@ function isTable(value: unknown): value is Record<string, unknown> {
 
 function includes(list: readonly string[], key: string): boolean {
   return list.includes(key);
+}
+
+/** A top-level key that is a setting, not one of the tables ([mirrors_auto], [prefetch], [[custom_repo]]). */
+function isPlainTopLevelKey(key: string): boolean {
+  return includes(TOP_LEVEL_KEYS, key) && key !== "mirrors_auto" && key !== "prefetch" &&
+    key !== "custom_repo";
 }
 
 /** "unknown key" warning, with a suggestion when a known key is spelled similarly. */

@@ -327,8 +327,10 @@ export function configLayerFromEnv(env: Record<string, string>): ConfigLayer {
       // Text that is not a TOML value is passed on as it is, so that the schema can say what was expected.
       value = "value" in parsed ? parsed.value : text;
     } else if (target.kind === "list") {
-      if (text.trimStart().startsWith("[")) {
-        const parsed = tomlValue(text);
+      const parsed = text.trimStart().startsWith("[") ? tomlValue(text) : undefined;
+      // "[::]" is no TOML array but a bracketed IPv6 address, which the Rust flexo listens on.
+      const bracketedAddress = target.key === "listen_ip_address" && !/['"]/.test(text);
+      if (parsed !== undefined && !("error" in parsed && bracketedAddress)) {
         if ("error" in parsed) {
           layer.problems.push(
             formatProblem(dottedKey, text, { origin, expected: `${LIST_FORM} (TOML says: ${parsed.error})` }),

@@ -83,6 +83,19 @@ function cidrOf(value: unknown): unknown {
   return trimmed;
 }
 
+/**
+ * A listen address as the Rust flexo accepts it, which binds `format!("{}:{}", listen_ip_address, port)`:
+ * "localhost" is read as "127.0.0.1" and a bracketed IPv6 address ("[::]") as the address inside the brackets.
+ */
+function listenAddressOf(value: unknown): unknown {
+  if (typeof value !== "string") return value;
+  const trimmed = value.trim();
+  if (trimmed.toLowerCase() === "localhost") return "127.0.0.1";
+  const bracketed = /^\[(.*)\]$/.exec(trimmed);
+  if (bracketed !== null && z.ipv6().safeParse(bracketed[1]).success) return bracketed[1];
+  return trimmed;
+}
+
 /** A list of CIDR ranges (a bare address means that host), empty by default: allowed_clients, trusted_proxies. */
 function cidrList() {
   return z.preprocess(
@@ -103,7 +116,8 @@ function logLevelOf(value: unknown): unknown {
 
 const PATH = 'a non-empty file system path such as "/var/cache/flexo/pkg"';
 const PORT = "a whole number from 0 to 65535 such as 7878 (0 picks a free port)";
-const LISTEN = 'an IPv4 or IPv6 address such as "127.0.0.1", "0.0.0.0" or "::", or a non-empty list of them';
+const LISTEN = 'an IPv4 or IPv6 address such as "127.0.0.1", "0.0.0.0" or "::" (or "localhost"), or a ' +
+  "non-empty list of them";
 const SELECTION = '"auto" or "predefined"';
 const MIRROR_URL = "an http:// or https:// mirror URL without the $repo/os/$arch part, such as " +
   '"https://mirror.example.org/archlinux/"';
@@ -269,7 +283,10 @@ export const configObjectSchema = z.object({
     ),
   listen_ip_address: z.preprocess(
     listOf,
-    z.array(z.union([z.ipv4(), z.ipv6()], { error: LISTEN }), { error: LISTEN }).min(1),
+    z.array(z.preprocess(listenAddressOf, z.union([z.ipv4(), z.ipv6()], { error: LISTEN })), {
+      error: LISTEN,
+    })
+      .min(1),
   ).default(() => ["127.0.0.1"])
     .describe(
       'Address or list of addresses to listen on: "127.0.0.1" serves this machine, "0.0.0.0" or "::" all.',

@@ -108,7 +108,13 @@ export function startServer(
   const sender = options.sendfile ?? true ? fileSender(libc()) : undefined;
   const servers: Listening[] = [];
   const addresses: { hostname: string; port: number }[] = [];
-  for (const hostname of options.hostnames) {
+  // "::" first: where it takes IPv4 too (net.ipv6.bindv6only = 0, Linux's default), an IPv4 address on the same
+  // port is then covered by it; bound the other way round, "::" would find the port taken by flexo itself.
+  const hostnames = [
+    ...options.hostnames.filter((hostname) => hostname === "::"),
+    ...options.hostnames.filter((hostname) => hostname !== "::"),
+  ];
+  for (const hostname of hostnames) {
     try {
       const server: Listening = listenForClients(app.fetch, {
         hostname,
@@ -127,6 +133,14 @@ export function startServer(
         port: server.addr.port,
       });
     } catch (error) {
+      const dualStack = servers.some((server) => server.addr.hostname === "::");
+      if (error instanceof Deno.errors.AddrInUse && dualStack && !hostname.includes(":")) {
+        log.info("{host}:{port} is served by the listener on [::], which takes IPv4 connections too", {
+          host: hostname,
+          port: options.port,
+        });
+        continue;
+      }
       for (const s of servers) s.shutdown();
       if (error instanceof Deno.errors.AddrInUse) {
         throw new Error(

@@ -26,6 +26,10 @@ Deno.test("/healthz is 200 ok while serving and 503 once draining", async () => 
     app.health.startDraining();
     response = await app.get("/healthz");
     assertEquals([response.status, await response.text()], [503, "draining\n"]);
+    // A cached answer would hide the drain from a balancer behind a cache.
+    assertEquals(response.headers.get("cache-control"), "no-store");
+    response = await app.get("/healthz", { method: "HEAD" });
+    assertEquals([response.status, await response.text()], [503, ""]);
   } finally {
     await app.cleanup();
   }

@@ -166,16 +166,21 @@ Deno.test("loadConfig() moves misplaced FLEXO_* variables to the right table wit
     FLEXO_MIRRORS_AUTO_MAX_SPEED_LIMIT: "102400",
     FLEXO_TIMEOUT: "900",
     FLEXO_MIRRORS_AUTO_TIMEOUT: "400",
+    // Sorted by name, the misplaced one comes first here: the rule, not the order of names, must decide.
+    FLEXO_MIRRORS_AUTO_PORT: "1",
+    FLEXO_PORT: "7879",
   });
   assert.deepEqual(config.mirrors_auto.mirrors_blacklist, []);
   assert.equal(config.refresh_latency_tests_after, "3 days");
   assert.equal(config.max_speed_limit, 102400);
   assert.equal(config.mirrors_auto.timeout, 400, "the correctly named variable wins");
+  assert.equal(config.port, 7879, "the correctly named variable wins, also when the other sorts first");
   const text = warnings.join("\n");
   assert.match(text, /FLEXO_MIRRORS_BLACKLIST: .*FLEXO_MIRRORS_AUTO_MIRRORS_BLACKLIST/);
   assert.match(text, /FLEXO_MIRRORS_AUTO_REFRESH_LATENCY_TESTS_AFTER: .*FLEXO_REFRESH_LATENCY_TESTS_AFTER/);
   assert.match(text, /FLEXO_MIRRORS_AUTO_MAX_SPEED_LIMIT/);
   assert.match(text, /FLEXO_TIMEOUT is ignored because environment variable FLEXO_MIRRORS_AUTO_TIMEOUT/);
+  assert.match(text, /FLEXO_MIRRORS_AUTO_PORT is ignored because environment variable FLEXO_PORT/);
 });
 
 Deno.test("loadConfig() warns about unknown and empty FLEXO_* variables and ignores other variables", async () => {
@@ -236,7 +241,7 @@ Deno.test("loadConfig() names the variable, the value and the expected form for 
     ["mirrors_auto.allowed_countries[1]", '"Germany"', "FLEXO_MIRRORS_AUTO_ALLOWED_COUNTRIES", "two-letter"],
   );
   const error = await assertEnvError(
-    { FLEXO_PORT: "x", FLEXO_LISTEN_IP_ADDRESS: "localhost", FLEXO_LOW_SPEED_LIMIT_FORMATTED: "fast" },
+    { FLEXO_PORT: "x", FLEXO_LISTEN_IP_ADDRESS: "127.0.0.256", FLEXO_LOW_SPEED_LIMIT_FORMATTED: "fast" },
     ["FLEXO_PORT", "FLEXO_LISTEN_IP_ADDRESS", "FLEXO_LOW_SPEED_LIMIT_FORMATTED"],
   );
   assert.equal(error.problems.length, 3, "every problem is reported");

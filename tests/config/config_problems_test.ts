@@ -36,6 +36,11 @@ Deno.test("loadConfig() names key, value, source and expected form for every bad
     ['allowed_clients = ["10.0.0.0/33"]', ["allowed_clients[0]", '"10.0.0.0/33"', "CIDR"]],
     ['allowed_clients = ["everyone"]', ["allowed_clients[0]", '"everyone"', "CIDR"]],
     ['log_level = "loud"', ["log_level", '"loud"', '"warning" (or "warn")']],
+    ["shutdown_drain_secs = 9", ["shutdown_drain_secs = 9", "from 0 to 8"]],
+    ["max_connections = 0", ["max_connections = 0", "at least 1"]],
+    ['node_name = "a b"', ["node_name", '"a b"', "letters, digits"]],
+    ['cache_peers = ["peer:7878"]', ["cache_peers[0]", '"peer:7878"', "http:// or https://"]],
+    ['[prefetch]\ninterval = "0s"', ["prefetch.interval", '"0s"', "at least 1 second"]],
     ["mirrors_auto = 5", ["mirrors_auto = 5", "[mirrors_auto]"]],
     ['[mirrors_auto]\nhttps_required = "yes"', ["mirrors_auto.https_required", '"yes"', "true or false"]],
     ["[mirrors_auto]\nmax_score = -1", ["mirrors_auto.max_score = -1", "0 or more"]],
@@ -119,11 +124,37 @@ timeout = 400
     /both at the top level and inside \[mirrors_auto\]; the top-level value/,
   );
 
+  const autoBoth = await load("timeout = 1\n[mirrors_auto]\ntimeout = 400");
+  assert.equal(autoBoth.config.mirrors_auto.timeout, 400, "the value inside [mirrors_auto] wins");
+  assert.match(autoBoth.warnings.join("\n"), /the value inside \[mirrors_auto\] is used/);
+
   const misplacedBad = await assertLoadError('[mirrors_auto]\nmax_speed_limit = "x"', [
     "max_speed_limit",
     "inside [mirrors_auto]",
   ]);
   assert.equal(misplacedBad.problems.length, 1);
+});
+
+Deno.test("loadConfig() reads settings appended below [prefetch], the shipped file's last table, where they belong", async () => {
+  // Appending a line to conf/flexo.toml puts it inside [prefetch]; it must not be dropped as an unknown key.
+  const shipped = await Deno.readTextFile(new URL("../../conf/flexo.toml", import.meta.url));
+  const appended = await load(`${shipped}\nmax_cache_size = "10 GiB"\nlisten_ip_address = "0.0.0.0"\n`);
+  assert.equal(appended.config.max_cache_size, 10 * 1024 ** 3);
+  assert.deepEqual(appended.config.listen_ip_address, ["127.0.0.1"], "the correctly placed one wins");
+  assert.deepEqual(appended.warnings, [
+    "/test/flexo.toml: max_cache_size is a top-level key but appears inside [prefetch]; it is used as a " +
+    "top-level setting. Move it above the [prefetch] line.",
+    "/test/flexo.toml: listen_ip_address appears both at the top level and inside [prefetch]; the top-level " +
+    "value is used. Remove the one inside [prefetch].",
+  ]);
+
+  const auto = await load('[prefetch]\nenabled = true\nallowed_countries = ["DE"]');
+  assert.deepEqual(auto.config.mirrors_auto.allowed_countries, ["DE"]);
+  assert.equal(auto.config.prefetch.enabled, true);
+  assert.deepEqual(auto.warnings, [
+    "/test/flexo.toml: allowed_countries belongs to the [mirrors_auto] table but appears inside [prefetch]; " +
+    "it is used as mirrors_auto.allowed_countries. Move it below the [mirrors_auto] line.",
+  ]);
 });
 
 Deno.test("loadConfig() warns about unknown keys and suggests close matches", async () => {

@@ -241,6 +241,19 @@ Deno.test("loadConfig() accepts single IPv6 and IPv4 listen addresses", async ()
   await assertLoadError("listen_ip_address = []", ["listen_ip_address = []", "non-empty list"]);
 });
 
+Deno.test("loadConfig() accepts the listen addresses the Rust flexo binds: localhost and a bracketed IPv6 address", async () => {
+  // The Rust flexo binds format!("{}:{}", listen_ip_address, port), so these start it; they must start this one.
+  const listen = async (toml: string) => (await load(toml)).config.listen_ip_address;
+  assert.deepEqual(await listen('listen_ip_address = "localhost"'), ["127.0.0.1"]);
+  assert.deepEqual(await listen('listen_ip_address = "[::]"'), ["::"]);
+  assert.deepEqual(await listen('listen_ip_address = ["[::1]", "LocalHost"]'), ["::1", "127.0.0.1"]);
+  assert.deepEqual((await load("", { env: { FLEXO_LISTEN_IP_ADDRESS: "[::]" } })).config.listen_ip_address, [
+    "::",
+  ]);
+  await assertLoadError('listen_ip_address = "[0.0.0.0]"', ["listen_ip_address[0]", "IPv4 or IPv6"]);
+  await assertLoadError('listen_ip_address = "flexo.lan"', ["listen_ip_address[0]", "IPv4 or IPv6"]);
+});
+
 Deno.test("loadConfig() layers defaults < file < environment < command line", async () => {
   const toml = `
 port = 1000
@@ -301,8 +314,8 @@ Deno.test("loadConfig() names the command-line option when an override is invali
   await assertLoadError("", ["log_level", '"chatty"', "command-line option --log-level"], {
     overrides: { logLevel: "chatty" },
   });
-  await assertLoadError("", ["listen_ip_address[0]", '"localhost"', "command-line option --listen"], {
-    overrides: { listen: ["localhost"] },
+  await assertLoadError("", ["listen_ip_address[0]", '"flexo.lan"', "command-line option --listen"], {
+    overrides: { listen: ["flexo.lan"] },
   });
 });
 

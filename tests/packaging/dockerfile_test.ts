@@ -120,3 +120,13 @@ Deno.test("Dockerfile: HEALTHCHECK's command exits 0 while the node serves, 1 wh
     if (!closed) await proxy.close();
   }
 });
+
+Deno.test("Dockerfile: operations.md names every FLEXO_* variable the image sets, since they win over a mounted file", async () => {
+  const docs = await Deno.readTextFile(join(ROOT, "docs/operations.md"));
+  const docker = docs.slice(docs.indexOf("### Docker"), docs.indexOf("### From source"));
+  const set = Object.keys(envOf(instructions(TEXT))).filter((name) => name.startsWith("FLEXO_"));
+  assert(set.length > 0, "the image sets FLEXO_* variables");
+  for (const name of set) {
+    assert(docker.includes(name), `operations.md's Docker section does not name ${name}`);
+  }
+});

@@ -283,6 +283,43 @@ Deno.test("startServer() closes a connection that sends no request within client
   }
 });
 
+Deno.test({
+  name: 'startServer() listens on ["0.0.0.0", "::"], the documented list for every address, on one port',
+  ignore: !ipv6LoopbackAvailable(),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "flexo-server-test-" });
+    const probe = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const root = await Deno.makeTempDir({ prefix: "flexo-server-mirror-" });
+    await Deno.mkdir(join(root, dirname(GOOD)), { recursive: true });
+    await Deno.writeFile(join(root, GOOD), GOOD_BYTES);
+    const mirror = await startFakeMirror(root);
+    const app = createApp(testConfig(dir, [mirror.url]));
+    try {
+      // Where "::" takes IPv4 too (net.ipv6.bindv6only = 0, Linux's default), 0.0.0.0 on the same port is taken.
+      const server = startServer(app, { hostnames: ["0.0.0.0", "::"], port });
+      try {
+        for (const host of ["127.0.0.1", "[::1]"]) {
+          const response = await fetch(`http://${host}:${port}${GOOD}`);
+          assertEquals(
+            new Uint8Array(await response.arrayBuffer()),
+            GOOD_BYTES,
+            `the proxy answers on ${host}`,
+          );
+        }
+      } finally {
+        await server.shutdown({ graceMs: 2_000 });
+      }
+    } finally {
+      await mirror.close();
+      await app.downloads.idle();
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
 Deno.test("startServer() says clearly that the port is in use", async () => {
   const dir = await Deno.makeTempDir({ prefix: "flexo-server-test-" });
   const occupier = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -402,3 +402,22 @@ Deno.test("GET /status and /metrics name the node and count the files taken from
   assertEquals(sampleValue(samples, "flexo_peer_hits_total"), 3);
   assertEquals(samples.find((s) => s.name === "flexo_build_info")?.labels.node, "site-1:7878");
 });
+
+/** The metric names of docs/operations.md's metrics table (its first column; `flexo_` is left out there). */
+async function documentedMetrics(): Promise<string[]> {
+  const doc = await Deno.readTextFile(new URL("../../docs/operations.md", import.meta.url));
+  const table = doc.slice(doc.indexOf("| metric "));
+  const rows = table.slice(0, table.search(/\n(?!\|)/)).split("\n").slice(2);
+  assert(rows.length > 10, `no metrics table in docs/operations.md:\n${rows.join("\n")}`);
+  return rows.flatMap((row) => [...row.split("|")[1].matchAll(/`([a-z_]+)`/g)].map((m) => `flexo_${m[1]}`));
+}
+
+Deno.test("GET /metrics exposes exactly the metrics that docs/operations.md lists", async () => {
+  const app = await testApp([A], { cacheUsage: () => ({ bytes: 1, files: 1, complete: true }) });
+  try {
+    const exposed = [...(await metrics(app)).types.keys()].sort();
+    assertEquals((await documentedMetrics()).sort(), exposed);
+  } finally {
+    await app.cleanup();
+  }
+});
