@@ -296,6 +296,13 @@ export function configLayerFromEnv(env: Record<string, string>): ConfigLayer {
         "FLEXO_LOG is used. Unset one of them.",
     );
   }
+  // The Rust flexo's images and units set RUST_LOG for its log level; here it would do nothing, unsaid.
+  if (env["RUST_LOG"] !== undefined && flexoLog === undefined && flexoLogLevel === undefined) {
+    layer.warnings.push(
+      `RUST_LOG (${showValue(env["RUST_LOG"])}) is the Rust flexo's log setting and has no effect here; ` +
+        "set FLEXO_LOG_LEVEL (or log_level in flexo.toml) instead, to error, warning, info, debug or trace.",
+    );
+  }
   for (const { name, target } of targets) {
     if (target === undefined) {
       const suggestion = closestName(name, KNOWN_VARIABLES);

@@ -140,6 +140,14 @@ Deno.test("loadConfig() reports a FLEXO_CUSTOM_REPO entry without name@url", asy
   assert.equal(error.problems.length, 2);
 });
 
+Deno.test("loadConfig() says that RUST_LOG has no effect and names FLEXO_LOG_LEVEL, unless that is set", async () => {
+  const rust = await loadEnv({ RUST_LOG: "debug" });
+  assert.equal(rust.config.log_level, "info");
+  assert.equal(rust.warnings.length, 1);
+  assert.match(rust.warnings[0], /RUST_LOG \("debug"\) .* no effect .*FLEXO_LOG_LEVEL/);
+  assert.deepEqual((await loadEnv({ RUST_LOG: "debug", FLEXO_LOG_LEVEL: "debug" })).warnings, []);
+});
+
 Deno.test("loadConfig() reads FLEXO_LOG and FLEXO_LOG_LEVEL as log_level", async () => {
   assert.equal((await loadEnv({ FLEXO_LOG: "debug" })).config.log_level, "debug");
   assert.equal((await loadEnv({ FLEXO_LOG_LEVEL: "warn" })).config.log_level, "warning");
