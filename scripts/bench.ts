@@ -54,7 +54,7 @@ import { checkPacmanTools, measurePacman } from "./bench_pacman.ts";
 import { measureColdDisk } from "./bench_cold_disk.ts";
 import { mountSlowDisk } from "./bench_slow_disk.ts";
 import { measureColdLarge } from "./bench_cold_large.ts";
-import { type Group, parseSettings, type Settings } from "./bench_settings.ts";
+import { BENCH_USAGE, type Group, parseSettings, type Settings } from "./bench_settings.ts";
 import { writeAll } from "../src/write_all.ts";
 
 const REPO_DIR = "core/os/x86_64";
@@ -384,6 +384,10 @@ async function gitCommit(): Promise<string | null> {
 
 async function main(args: string[]): Promise<number> {
   const settings = parseSettings(args);
+  if (settings.help) {
+    console.log(BENCH_USAGE);
+    return 0;
+  }
   const tools = await ensureTools({ install: settings.install });
   // Before minutes of other measurements, rather than after them.
   if (settings.only.includes("pacman")) await checkPacmanTools();

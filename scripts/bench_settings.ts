@@ -13,6 +13,8 @@ const MiB = 1024 * 1024;
 
 /** What a benchmark run does. */
 export interface Settings {
+  /** Only print {@linkcode BENCH_USAGE}. */
+  help: boolean;
   quick: boolean;
   runs: number;
   seconds: number;
@@ -52,6 +54,11 @@ export const GROUPS = [
 /** One group of figures, as `--only` names it. */
 export type Group = typeof GROUPS[number];
 
+/** What `deno task bench --help` prints. */
+export const BENCH_USAGE =
+  "Usage: deno task bench [--quick] [--only GROUP,...] [--runs N] [--seconds S] [--threads N] [--out FILE] " +
+  `[--no-install]\nGroups, in the order measured: ${GROUPS.join(", ")}. Writes bench/latest.json by default.`;
+
 /**
  * The settings of a run from its command line (see the module comment of `scripts/bench.ts`): `--quick` makes
  * every file smaller and every count lower; `--only` takes a comma-separated list of {@linkcode GROUPS}.
@@ -70,6 +77,7 @@ export function parseSettings(args: string[]): Settings {
       out: { type: "string" },
       only: { type: "string" },
       "no-install": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
   const quick = values.quick;
@@ -88,6 +96,7 @@ export function parseSettings(args: string[]): Settings {
     }
   }
   return {
+    help: values.help,
     only: only as Group[],
     quick,
     runs: number("runs", values.runs, quick ? 1 : 5),

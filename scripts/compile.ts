@@ -98,11 +98,29 @@ async function removeIfEmpty(dir: string): Promise<void> {
   }
 }
 
+/** What `deno task compile --help` prints. */
+export const COMPILE_USAGE = "Usage: deno task compile [--target TRIPLE]... [--out DIR]\n" +
+  `Builds self-contained flexo executables (default targets: ${TARGETS.join(", ")}) into DIR (default dist).`;
+
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: { target: { type: "string", multiple: true }, out: { type: "string", default: "dist" } },
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        target: { type: "string", multiple: true },
+        out: { type: "string", default: "dist" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }));
+  } catch (error) {
+    console.error(`compile: ${error instanceof Error ? error.message : String(error)}\n${COMPILE_USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(COMPILE_USAGE);
+    return 0;
+  }
   const targets = values.target ?? [...TARGETS];
   const outExisted = await Deno.stat(values.out!).then(() => true, () => false);
   await Deno.mkdir(values.out!, { recursive: true });

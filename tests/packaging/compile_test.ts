@@ -70,6 +70,29 @@ Deno.test("V8_FLAGS are flags this Deno's V8 knows, and keep a hot function at M
   assert(/\(target TURBOFAN/.test(await run("--trace-opt")), "TurboFan compiles it without the flags");
 });
 
+Deno.test("deno task compile --help and deno task bench --help print their usage and exit 0; an unknown option exits 2 with it", async () => {
+  const run = async (script: string, arg: string) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", join(ROOT, "scripts", script), arg],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return {
+      code: out.code,
+      text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+    };
+  };
+  for (const script of ["compile.ts", "bench.ts"]) {
+    const help = await run(script, "--help");
+    assertEquals(help.code, 0, help.text);
+    assert(help.text.startsWith(`Usage: deno task ${script.replace(".ts", "")} `), help.text);
+  }
+  const wrong = await run("compile.ts", "--bogus");
+  assertEquals(wrong.code, 2);
+  assert(wrong.text.includes("Unknown option '--bogus'") && wrong.text.includes("Usage:"), wrong.text);
+  assert(!wrong.text.includes("    at "), "no stack trace");
+});
+
 Deno.test("isMissingBase() recognises a failed download of the runtime base", () => {
   assert(isMissingBase("error: Failed downloading https://dl.deno.land/release/v2.9.6/denort-x86_64.zip"));
   assert(!isMissingBase('error: Module not found "file:///x/main.ts"'));
