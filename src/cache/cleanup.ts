@@ -25,6 +25,7 @@ import {
 } from "./retention_plan.ts";
 import type { Stats } from "../status/stats.ts";
 import { formatBytes } from "../config/units.ts";
+import { SIGNATURE_SUFFIX } from "../repo/package_file_name.ts";
 
 const log = getLogger(["flexo", "cleanup"]);
 
@@ -215,16 +216,29 @@ export async function runCleanup(cacheDir: string, options: CleanupOptions): Pro
       continue;
     }
     const done: string[] = [];
+    const failed = new Set<string>();
     let bytes = 0;
     for (const path of version.paths) {
+      // Each removal waits for a thread: a client may start reading another file of this version meanwhile.
+      if (inUse(path)) {
+        skippedInUse++;
+        break;
+      }
+      // A signature goes only with its package (sorted, the package comes first): one whose package could not
+      // be removed stays beside it, or the package would be left unverifiable.
+      if (path.endsWith(SIGNATURE_SUFFIX) && failed.has(path.slice(0, -SIGNATURE_SUFFIX.length))) continue;
+      let removedNow: boolean;
       try {
-        await store.removeIfPresent(path);
+        removedNow = await store.removeIfPresent(path);
       } catch (error) {
         const message = asError(error).message;
         log.warn("Cannot remove {path}: {message}", { path, message });
         failures.push({ path, message });
+        failed.add(path);
         continue;
       }
+      // Gone since the scan (another process removed it): this run freed nothing, and counts nothing.
+      if (!removedNow) continue;
       const size = sizes.get(path) ?? 0;
       done.push(path);
       bytes += size;
