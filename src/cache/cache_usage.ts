@@ -7,11 +7,10 @@
  */
 
 import { isAbsolute, join, relative, resolve } from "node:path";
-import { PARTIAL_DIR } from "./cache_paths.ts";
 
 /** The cache's size as known now. */
 export interface CacheUsageSnapshot {
-  /** Bytes in complete files (downloads in progress under `.partial/` are not counted). */
+  /** Bytes in complete files (downloads in progress under `.partial/` and other hidden files are not counted). */
   bytes: number;
   /** Number of complete files. */
   files: number;
@@ -227,7 +226,9 @@ async function walkInto(
     return;
   }
   for (const entry of entries) {
-    if (prefix === "" && entry.name === PARTIAL_DIR) continue;
+    // Downloads in progress (`.partial/`), flexo's records (`.flexo/`) and anything hidden: not cached files,
+    // and not what cleaning and `max_cache_size` count (scanCache in cleanup.ts).
+    if (entry.name.startsWith(".")) continue;
     const key = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
     if (entry.isDirectory) {
       await walkInto(tally, join(dir, entry.name), key, onError);

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { CacheUsage } from "../../src/cache/cache_usage.ts";
+import { scanCache } from "../../src/cache/cleanup.ts";
 
 async function write(root: string, path: string, size: number): Promise<string> {
   const full = join(root, path);
@@ -29,6 +30,24 @@ Deno.test("CacheUsage.start() counts complete files and leaves out downloads in 
     assertEquals(usage.snapshot(), { bytes: 0, files: 0, complete: false });
     await usage.start();
     assertEquals(usage.snapshot(), { bytes: 6300, files: 3, complete: true });
+  });
+});
+
+Deno.test("CacheUsage.start() counts the files that cleaning and max_cache_size count: none of flexo's hidden records", async () => {
+  await withDir(async (dir) => {
+    await write(dir, "core/os/x86_64/a-1-1-x86_64.pkg.tar.zst", 5000);
+    // The prefetch's record of what clients used: rewritten as clients come, and never watched (cache_watch.ts).
+    await write(dir, ".flexo/package_usage.json", 700);
+    await write(dir, "core/os/x86_64/.keep", 3);
+    const usage = new CacheUsage(dir);
+    await usage.start();
+    const scanned = await scanCache(dir);
+    assertEquals(usage.snapshot(), {
+      bytes: scanned.reduce((sum, file) => sum + file.size, 0),
+      files: scanned.length,
+      complete: true,
+    });
+    assertEquals(usage.snapshot(), { bytes: 5000, files: 1, complete: true });
   });
 });
 
