@@ -14,7 +14,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { type CachedFile, CacheStore } from "./cache_store.ts";
 import type { Config } from "../config/config_schema.ts";
 import {
@@ -173,11 +173,14 @@ export async function scanCache(
  * least recently used versions (older versions first, newest versions only when that is not enough). A
  * version is removed whole (every copy and its signatures) or not at all; one with a file in use stays.
  *
- * @param cacheDir The cache directory.
+ * @param directory The cache directory (made absolute: the paths it reports and tests are absolute).
  * @param options The limits, the in-use test, `dryRun` and `onRemoved`.
  * @returns What was removed and the bytes freed.
  */
-export async function runCleanup(cacheDir: string, options: CleanupOptions): Promise<CleanupReport> {
+export async function runCleanup(directory: string, options: CleanupOptions): Promise<CleanupReport> {
+  // Absolute, as the store's paths are (CachePaths): the in-use test compares paths, and a relative cache
+  // directory (`--cache-dir ./pkg`) would match none of them.
+  const cacheDir = resolve(directory);
   const inUse = options.inUse ?? (() => false);
   const store = options.store ?? new CacheStore(cacheDir);
   const failures: CleanupReport["failures"] = [];

@@ -3,11 +3,13 @@
  * client that starts reading while a version is being removed, a file removed by another process meanwhile.
  */
 
-import { dirname, join } from "node:path";
-import { runCleanup } from "../../src/cache/cleanup.ts";
+import { dirname, join, relative } from "node:path";
+import { createApp } from "../../src/app/app.ts";
+import { inUseBy, runCleanup } from "../../src/cache/cleanup.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
 import { pathExists } from "../../src/cache/cache_paths.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
+import { testConfig } from "../helpers/test_app.ts";
 
 const X86 = "core/os/x86_64";
 
@@ -88,5 +90,25 @@ Deno.test("runCleanup() counts only the files it removed itself, not those anoth
     assertEquals(removed, [], "the cache usage must not count it as removed twice");
     assertEquals(report.freedBytes, 0);
     assertEquals(report.removedFiles, 0);
+  });
+});
+
+Deno.test("runCleanup() spares the files in use when the cache directory is given as a relative path", async () => {
+  await withCache(async (dir) => {
+    // As `flexo --cache-dir ./pkg` gives it: the store makes it absolute, the cleaning must find its paths.
+    const relativeDir = relative(Deno.cwd(), dir);
+    const app = createApp(testConfig(relativeDir, ["http://127.0.0.1:9/"]));
+    const read = await put(dir, `${X86}/h-1-1-any.pkg.tar.zst`);
+    await put(dir, `${X86}/h-2-1-any.pkg.tar.zst`);
+    const file = app.store.statComplete(["core", "os", "x86_64", "h-1-1-any.pkg.tar.zst"]);
+    assertEquals(file?.path, read);
+    const release = app.store.beginRead(file!.path);
+    try {
+      const report = await runCleanup(relativeDir, { keep: 1, inUse: inUseBy(app), store: app.store });
+      assert(await pathExists(read), "the file a client is reading stays");
+      assertEquals(report.removedFiles, 0);
+    } finally {
+      release();
+    }
   });
 });
