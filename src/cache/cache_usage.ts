@@ -10,7 +10,7 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 
 /** The cache's size as known now. */
 export interface CacheUsageSnapshot {
-  /** Bytes in complete files (downloads in progress under `.partial/` and other hidden files are not counted). */
+  /** Bytes in complete files (downloads in progress under `.partial/` and other hidden files are left out). */
   bytes: number;
   /** Number of complete files. */
   files: number;

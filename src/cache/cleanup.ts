@@ -171,7 +171,9 @@ export async function scanCache(
 /**
  * Scans the cache, removes package versions beyond `keep` and, when the cache is larger than `maxBytes`, the
  * least recently used versions (older versions first, newest versions only when that is not enough). A
- * version is removed whole (every copy and its signatures) or not at all; one with a file in use stays.
+ * version is removed whole (every copy and its signatures) or not at all; one with a file in use stays. A file
+ * that comes into use while its version is being removed stays, with the files after it; a signature stays when
+ * its package could not be removed.
  *
  * @param directory The cache directory (made absolute: the paths it reports and tests are absolute).
  * @param options The limits, the in-use test, `dryRun` and `onRemoved`.
