@@ -236,12 +236,17 @@ export class CacheStore {
   /**
    * Removes a file (or an empty folder) of this cache, ignoring that it does not exist. The files this store
    * remembers check the disk again at their next use. Every removal in the cache directory goes through here.
+   *
+   * @returns True when this call removed it, false when nothing was there (another process removed it first):
+   * only a true removal may be counted off the cache's usage.
    */
-  async removeIfPresent(path: string): Promise<void> {
+  async removeIfPresent(path: string): Promise<boolean> {
     try {
       await Deno.remove(path);
+      return true;
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
+      return false;
     } finally {
       this.#memo.noteRemoval();
     }

@@ -7,11 +7,10 @@
  */
 
 import { isAbsolute, join, relative, resolve } from "node:path";
-import { PARTIAL_DIR } from "./cache_paths.ts";
 
 /** The cache's size as known now. */
 export interface CacheUsageSnapshot {
-  /** Bytes in complete files (downloads in progress under `.partial/` are not counted). */
+  /** Bytes in complete files (downloads in progress under `.partial/` and other hidden files are left out). */
   bytes: number;
   /** Number of complete files. */
   files: number;
@@ -21,7 +20,7 @@ export interface CacheUsageSnapshot {
 
 /** Options for {@linkcode CacheUsage}. */
 export interface CacheUsageOptions {
-  /** Called when the scan fails (the numbers then stay what was counted). */
+  /** Called for every folder a walk cannot list: its files are left out, every other folder is counted. */
   onError?: (error: Error) => void;
 }
 
@@ -168,13 +167,7 @@ export class CacheUsage {
   }
 
   async #count(tally: Tally, touched: Set<string>): Promise<void> {
-    try {
-      await walkInto(tally, this.root, "");
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) {
-        this.#onError?.(error instanceof Error ? error : new Error(String(error)));
-      }
-    }
+    await walkInto(tally, this.root, "", (error) => this.#onError?.(error));
     // Files added or removed during the walk may or may not have been seen by it: count what is there now.
     for (const key of touched) {
       const seen = tally.counted.get(key);
@@ -207,12 +200,38 @@ function applyAdded(tally: Tally, key: string | undefined, bytes: number): void 
   tally.files += 1;
 }
 
-async function walkInto(tally: Tally, dir: string, prefix: string): Promise<void> {
-  for await (const entry of Deno.readDir(dir)) {
-    if (prefix === "" && entry.name === PARTIAL_DIR) continue;
+/**
+ * Counts the files below `dir` into `tally`. A folder that cannot be listed is told to `onError` and left out,
+ * and the walk goes on with the others; one that is gone (removed meanwhile, or a missing cache) has nothing.
+ */
+async function walkInto(
+  tally: Tally,
+  dir: string,
+  prefix: string,
+  onError: (error: Error) => void,
+): Promise<void> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      const message = error instanceof Error ? error.message : String(error);
+      onError(
+        new Error(
+          `cannot list ${dir} (${message}): its files are not counted; give the flexo user read access to it`,
+          { cause: error },
+        ),
+      );
+    }
+    return;
+  }
+  for (const entry of entries) {
+    // Downloads in progress (`.partial/`), flexo's records (`.flexo/`) and anything hidden: not cached files,
+    // and not what cleaning and `max_cache_size` count (scanCache in cleanup.ts).
+    if (entry.name.startsWith(".")) continue;
     const key = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
     if (entry.isDirectory) {
-      await walkInto(tally, join(dir, entry.name), key);
+      await walkInto(tally, join(dir, entry.name), key, onError);
       continue;
     }
     if (!entry.isFile) continue;

@@ -14,7 +14,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { type CachedFile, CacheStore } from "./cache_store.ts";
 import type { Config } from "../config/config_schema.ts";
 import {
@@ -25,6 +25,7 @@ import {
 } from "./retention_plan.ts";
 import type { Stats } from "../status/stats.ts";
 import { formatBytes } from "../config/units.ts";
+import { SIGNATURE_SUFFIX } from "../repo/package_file_name.ts";
 
 const log = getLogger(["flexo", "cleanup"]);
 
@@ -170,13 +171,18 @@ export async function scanCache(
 /**
  * Scans the cache, removes package versions beyond `keep` and, when the cache is larger than `maxBytes`, the
  * least recently used versions (older versions first, newest versions only when that is not enough). A
- * version is removed whole (every copy and its signatures) or not at all; one with a file in use stays.
+ * version is removed whole (every copy and its signatures) or not at all; one with a file in use stays. A file
+ * that comes into use while its version is being removed stays, with the files after it; a signature stays when
+ * its package could not be removed.
  *
- * @param cacheDir The cache directory.
+ * @param directory The cache directory (made absolute: the paths it reports and tests are absolute).
  * @param options The limits, the in-use test, `dryRun` and `onRemoved`.
  * @returns What was removed and the bytes freed.
  */
-export async function runCleanup(cacheDir: string, options: CleanupOptions): Promise<CleanupReport> {
+export async function runCleanup(directory: string, options: CleanupOptions): Promise<CleanupReport> {
+  // Absolute, as the store's paths are (CachePaths): the in-use test compares paths, and a relative cache
+  // directory (`--cache-dir ./pkg`) would match none of them.
+  const cacheDir = resolve(directory);
   const inUse = options.inUse ?? (() => false);
   const store = options.store ?? new CacheStore(cacheDir);
   const failures: CleanupReport["failures"] = [];
@@ -215,16 +221,29 @@ export async function runCleanup(cacheDir: string, options: CleanupOptions): Pro
       continue;
     }
     const done: string[] = [];
+    const failed = new Set<string>();
     let bytes = 0;
     for (const path of version.paths) {
+      // Each removal waits for a thread: a client may start reading another file of this version meanwhile.
+      if (inUse(path)) {
+        skippedInUse++;
+        break;
+      }
+      // A signature goes only with its package (sorted, the package comes first): one whose package could not
+      // be removed stays beside it, or the package would be left unverifiable.
+      if (path.endsWith(SIGNATURE_SUFFIX) && failed.has(path.slice(0, -SIGNATURE_SUFFIX.length))) continue;
+      let removedNow: boolean;
       try {
-        await store.removeIfPresent(path);
+        removedNow = await store.removeIfPresent(path);
       } catch (error) {
         const message = asError(error).message;
         log.warn("Cannot remove {path}: {message}", { path, message });
         failures.push({ path, message });
+        failed.add(path);
         continue;
       }
+      // Gone since the scan (another process removed it): this run freed nothing, and counts nothing.
+      if (!removedNow) continue;
       const size = sizes.get(path) ?? 0;
       done.push(path);
       bytes += size;

@@ -1,6 +1,7 @@
 import { join } from "node:path";
-import { assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { CacheUsage } from "../../src/cache/cache_usage.ts";
+import { scanCache } from "../../src/cache/cleanup.ts";
 
 async function write(root: string, path: string, size: number): Promise<string> {
   const full = join(root, path);
@@ -29,6 +30,24 @@ Deno.test("CacheUsage.start() counts complete files and leaves out downloads in 
     assertEquals(usage.snapshot(), { bytes: 0, files: 0, complete: false });
     await usage.start();
     assertEquals(usage.snapshot(), { bytes: 6300, files: 3, complete: true });
+  });
+});
+
+Deno.test("CacheUsage.start() counts the files that cleaning and max_cache_size count: none of flexo's hidden records", async () => {
+  await withDir(async (dir) => {
+    await write(dir, "core/os/x86_64/a-1-1-x86_64.pkg.tar.zst", 5000);
+    // The prefetch's record of what clients used: rewritten as clients come, and never watched (cache_watch.ts).
+    await write(dir, ".flexo/package_usage.json", 700);
+    await write(dir, "core/os/x86_64/.keep", 3);
+    const usage = new CacheUsage(dir);
+    await usage.start();
+    const scanned = await scanCache(dir);
+    assertEquals(usage.snapshot(), {
+      bytes: scanned.reduce((sum, file) => sum + file.size, 0),
+      files: scanned.length,
+      complete: true,
+    });
+    assertEquals(usage.snapshot(), { bytes: 5000, files: 1, complete: true });
   });
 });
 
@@ -130,5 +149,29 @@ Deno.test("CacheUsage.start() keeps no path of a package file once it has counte
     assertEquals(usage.rememberedPaths, 2, "only the database and its signature, which may be replaced");
     usage.added(10, { path: "extra/os/x86_64/q-1-1-x86_64.pkg.tar.zst" });
     assertEquals(usage.rememberedPaths, 2);
+  });
+});
+
+/** Folders nested below `root` until their path is longer than Linux reads (PATH_MAX): a folder none may list. */
+async function unreadableFolder(root: string): Promise<void> {
+  // Made step by step from inside, as a path that long cannot be given to mkdir either.
+  const name = "d".repeat(250);
+  const script = `cd "$1" && for i in $(seq 18); do mkdir ${name} && cd ${name} || exit 1; done`;
+  await Deno.mkdir(root, { recursive: true });
+  const made = await new Deno.Command("bash", { args: ["-c", script, "bash", root] }).output();
+  assertEquals(made.success, true, "the test needs a folder too deep to list");
+}
+
+Deno.test("CacheUsage.start() counts every other folder when one cannot be read, and says which", async () => {
+  await withDir(async (dir) => {
+    // As a folder that the flexo user may not read (made by root with mode 0700) fails; root may read anything.
+    await unreadableFolder(join(dir, "custom_repo"));
+    for (let i = 0; i < 40; i++) await write(dir, `repo${i}/os/x86_64/p-1-1-x86_64.pkg.tar.zst`, 10);
+    const errors: Error[] = [];
+    const usage = new CacheUsage(dir, { onError: (error) => errors.push(error) });
+    await usage.start();
+    assertEquals(usage.snapshot(), { bytes: 400, files: 40, complete: true });
+    assertEquals(errors.length, 1);
+    assert(errors[0].message.includes(join(dir, "custom_repo")), errors[0].message);
   });
 });
