@@ -140,7 +140,10 @@ export class Attempt {
       response,
       skip: accepted.skip,
       total: accepted.total,
-      lastModified: parseHttpDate(response.headers.get("last-modified"), deps.now())?.getTime(),
+      lastModified: credibleDate(
+        parseHttpDate(response.headers.get("last-modified"), deps.now()),
+        deps.now(),
+      ),
       contentType: response.headers.get("content-type") ?? undefined,
       ttfbMs: answer.ttfbMs,
     };
@@ -203,4 +206,13 @@ export class Attempt {
     this.#end();
     this.#abort.abort(CLOSED);
   }
+}
+
+/**
+ * A `Last-Modified` no later than now (RFC 9110, 8.8.2.1: a date in the future is taken as the time of the
+ * answer). A mirror whose clock or file times are wrong would otherwise date a database years ahead, and every
+ * later snapshot would be refused as older than the cached one until then (`snapshot_order.ts`).
+ */
+function credibleDate(date: Date | undefined, now: number): number | undefined {
+  return date === undefined ? undefined : Math.min(date.getTime(), now);
 }
