@@ -79,6 +79,31 @@ Deno.test("parseMirrorStatus() adds the trailing slash, drops duplicates and ski
   assert.equal(skipped, 2);
 });
 
+Deno.test("parseMirrorStatus() skips hostile URLs: another scheme than their protocol, credentials, a query or fragment, loopback from a remote source", () => {
+  const hostile = [
+    { url: "file:///var/cache/flexo/", protocol: "https" },
+    { url: "javascript:alert(1)//", protocol: "http" },
+    { url: "ftp://ftp.example/arch/", protocol: "http" },
+    { url: "https://user:secret@mirror.example/arch/", protocol: "https" },
+    { url: "https://mirror.example/arch/?x=", protocol: "https" },
+    { url: "https://mirror.example/arch/#", protocol: "https" },
+    { url: "http://127.0.0.1:6379/", protocol: "http" },
+    { url: "http://localhost/arch/", protocol: "http" },
+    { url: "http://[::1]:8080/", protocol: "http" },
+  ].map((entry) => ({ ...entry, score: 0.1 }));
+  const good = { url: "https://mirror.example/arch/", protocol: "https", score: 1 };
+  const rsync = { url: "rsync://mirror.example/arch/", protocol: "rsync", score: 1 };
+  const { entries, skipped } = parseMirrorStatus(
+    { urls: [...hostile, good, rsync] },
+    "https://archlinux.org/mirrors/status/json/",
+  );
+  assert.deepEqual(entries.map((e) => e.url), [good.url, rsync.url]);
+  assert.equal(skipped, hostile.length);
+  // A status JSON served from this host may list mirrors on this host (a local test setup).
+  const local = parseMirrorStatus({ urls: [hostile[6]] }, "http://127.0.0.1:1/status.json");
+  assert.deepEqual(local.entries.map((e) => e.url), ["http://127.0.0.1:6379/"]);
+});
+
 Deno.test("parseMirrorStatus() names the source and the problem when the document is wrong", () => {
   assert.throws(
     () => parseMirrorStatus({ mirrors: [] }, "http://127.0.0.1:1/status.json"),
