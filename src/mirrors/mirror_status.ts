@@ -240,8 +240,9 @@ async function fetchJson(endpoint: string, deps: FetchMirrorStatusDeps): Promise
     }
     let text: string;
     try {
-      text = await response.text();
+      text = await readText(response, endpoint);
     } catch (error) {
+      if (error instanceof MirrorStatusError) throw error;
       throw new MirrorStatusError(
         `Could not read the mirror status from ${endpoint}: ${reasonOf(error, controller)}.`,
         { cause: error },
@@ -259,6 +260,39 @@ async function fetchJson(endpoint: string, deps: FetchMirrorStatusDeps): Promise
     clearTimeout(timer);
     deps.signal?.removeEventListener("abort", onAbort);
   }
+}
+
+/** The most a status JSON may have; the real one has about half a MiB. */
+const MAX_STATUS_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The body as text, read no further than {@linkcode MAX_STATUS_BYTES}: a wrong endpoint (an ISO image, an
+ * endless stream) would otherwise fill the memory until the time limit.
+ */
+async function readText(response: Response, endpoint: string): Promise<string> {
+  const tooLarge = () =>
+    new MirrorStatusError(
+      `The mirror status from ${endpoint} is larger than ${MAX_STATUS_BYTES / 1024 / 1024} MiB, which no ` +
+        `mirror status is; check [mirrors_auto] mirrors_status_json_endpoint(_fallbacks).`,
+    );
+  if (Number(response.headers.get("content-length")) > MAX_STATUS_BYTES) {
+    await response.body?.cancel();
+    throw tooLarge();
+  }
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of response.body ?? []) {
+    length += chunk.byteLength;
+    if (length > MAX_STATUS_BYTES) throw tooLarge(); // leaving the loop cancels the body
+    chunks.push(chunk);
+  }
+  const bytes = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 function reasonOf(error: unknown, controller: AbortController): string {

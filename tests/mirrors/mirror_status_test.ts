@@ -313,3 +313,28 @@ Deno.test("fetchMirrorStatus() gives up on an endpoint that does not answer in t
     await Promise.all([hanging.close(), good.close()]);
   }
 });
+
+Deno.test("fetchMirrorStatus() stops reading a status JSON far larger than any real one, and says so", async () => {
+  // The real document is about half a MiB; this endpoint (a wrong URL, say an ISO image) sends 256 MiB.
+  const chunk = new Uint8Array(1024 * 1024).fill(0x20);
+  let sent = 0;
+  const huge: typeof fetch = () =>
+    Promise.resolve(
+      new Response(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (sent >= 256 * chunk.byteLength) return controller.close();
+            sent += chunk.byteLength;
+            controller.enqueue(chunk);
+          },
+        }),
+      ),
+    );
+  await assert.rejects(
+    fetchMirrorStatus(permissive({ mirrors_status_json_endpoint: "https://status.test/json/" }), {
+      fetch: huge,
+    }),
+    (e: unknown) => e instanceof MirrorStatusError && /larger than \d+ MiB/.test(e.message),
+  );
+  assert.ok(sent <= 32 * chunk.byteLength, `read ${sent / chunk.byteLength} MiB of it`);
+});
