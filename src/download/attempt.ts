@@ -208,11 +208,16 @@ export class Attempt {
   }
 }
 
+/** How far ahead of this host's clock a mirror's clock may be: its dates are kept as they are up to this. */
+const CLOCK_SKEW_MS = 10 * 60_000;
+
 /**
  * A `Last-Modified` no later than now (RFC 9110, 8.8.2.1: a date in the future is taken as the time of the
  * answer). A mirror whose clock or file times are wrong would otherwise date a database years ahead, and every
- * later snapshot would be refused as older than the cached one until then (`snapshot_order.ts`).
+ * later snapshot would be refused as older than the cached one until then (`snapshot_order.ts`). A date within
+ * {@linkcode CLOCK_SKEW_MS} ahead is kept: the next `If-Modified-Since` must be the mirror's own date for a 304.
  */
 function credibleDate(date: Date | undefined, now: number): number | undefined {
-  return date === undefined ? undefined : Math.min(date.getTime(), now);
+  if (date === undefined) return undefined;
+  return date.getTime() > now + CLOCK_SKEW_MS ? now : date.getTime();
 }

@@ -52,3 +52,23 @@ Deno.test("Download.start() does not let a database dated in the future block ev
     await app.cleanup();
   }
 });
+
+Deno.test("Download.start() keeps a Last-Modified a few minutes ahead of this host's clock, so that the next revalidation gets a 304", async () => {
+  const ahead = "Mon, 20 Nov 2023 12:05:00 GMT";
+  const { fetch, requests } = fakeFetch((_url, req) =>
+    req.headers.get("if-modified-since") === ahead
+      ? { status: 304 }
+      : { headers: { "last-modified": ahead }, body: testDatabase(1) }
+  );
+  const app = await testApp([A], { fetch, now: () => Date.UTC(2023, 10, 20, 12) });
+  try {
+    await (await app.get(DB)).body?.cancel();
+    await app.downloads.idle();
+    assertEquals(app.store.statComplete(DB.slice(1).split("/"))?.mtime.toUTCString(), ahead);
+    await (await app.get(DB)).body?.cancel();
+    await app.downloads.idle();
+    assertEquals(requests.at(-1)?.headers.get("if-modified-since"), ahead);
+  } finally {
+    await app.cleanup();
+  }
+});
