@@ -72,3 +72,34 @@ Deno.test("Download.start() keeps a Last-Modified a few minutes ahead of this ho
     await app.cleanup();
   }
 });
+
+Deno.test("Download.start() takes a 304 from a mirror marked lagging only when no other mirror has a newer database", async () => {
+  // The cached database is Monday's. A lagged before (marked) and now has Monday's too: it says 304. B failed a
+  // moment ago (penalised, so asked after A), and has Tuesday's.
+  const [monday, tuesday] = [testDatabase(1), testDatabase(2)];
+  let cached = false;
+  const { fetch, requests } = fakeFetch((url, req) => {
+    if (!cached) return { headers: { "last-modified": "Mon, 20 Nov 2023 12:00:00 GMT" }, body: monday };
+    if (url.startsWith(A)) {
+      return req.headers.has("if-modified-since")
+        ? { status: 304 }
+        : { headers: { "last-modified": "Mon, 20 Nov 2023 12:00:00 GMT" }, body: monday };
+    }
+    return { headers: { "last-modified": "Tue, 21 Nov 2023 12:00:00 GMT" }, body: tuesday };
+  });
+  const app = await testApp([A, B], { fetch });
+  try {
+    await (await app.get(DB)).body?.cancel();
+    await app.downloads.idle();
+    cached = true;
+    app.pool.markLagging(A, "sent an older copy");
+    app.pool.penalise(B);
+    assertEquals(app.pool.plan("database"), [A, B]);
+    await (await app.get(DB)).body?.cancel();
+    await app.downloads.idle();
+    assertEquals(requests.filter((r) => r.url.startsWith(B)).length, 1, "B was asked after A's 304");
+    assertEquals(await Deno.readFile(`${app.dir}${DB}`), tuesday, "the newer database from B is cached");
+  } finally {
+    await app.cleanup();
+  }
+});
