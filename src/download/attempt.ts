@@ -140,7 +140,10 @@ export class Attempt {
       response,
       skip: accepted.skip,
       total: accepted.total,
-      lastModified: parseHttpDate(response.headers.get("last-modified"), deps.now())?.getTime(),
+      lastModified: credibleDate(
+        parseHttpDate(response.headers.get("last-modified"), deps.now()),
+        deps.now(),
+      ),
       contentType: response.headers.get("content-type") ?? undefined,
       ttfbMs: answer.ttfbMs,
     };
@@ -203,4 +206,18 @@ export class Attempt {
     this.#end();
     this.#abort.abort(CLOSED);
   }
+}
+
+/** How far ahead of this host's clock a mirror's clock may be: its dates are kept as they are up to this. */
+const CLOCK_SKEW_MS = 10 * 60_000;
+
+/**
+ * A `Last-Modified` no later than now (RFC 9110, 8.8.2.1: a date in the future is taken as the time of the
+ * answer). A mirror whose clock or file times are wrong would otherwise date a database years ahead, and every
+ * later snapshot would be refused as older than the cached one until then (`snapshot_order.ts`). A date within
+ * {@linkcode CLOCK_SKEW_MS} ahead is kept: the next `If-Modified-Since` must be the mirror's own date for a 304.
+ */
+function credibleDate(date: Date | undefined, now: number): number | undefined {
+  if (date === undefined) return undefined;
+  return date.getTime() > now + CLOCK_SKEW_MS ? now : date.getTime();
 }

@@ -141,6 +141,8 @@ export class DownloadManager {
       onIntegrityFailure: this.#options.onIntegrityFailure,
       after: previous?.finished,
       missing: options.missing,
+      // Its 304 says only that it caught up with the cache: a better mirror may have a newer snapshot.
+      isLagging: (mirror) => pool.snapshotMark(mirror).type === "lagging",
     });
     this.#active.set(key, download);
     download.finished.then(() => {

@@ -41,12 +41,18 @@ export interface StoredRanking {
 /** The version written by {@linkcode writeRanking}. */
 export const RANKING_FILE_VERSION = 4;
 
+/** A mirror's base URL: http(s) with a host, as the status JSON gives them (a corrupt one reaches nothing). */
+const mirrorUrl = z.string().refine(
+  (s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol) && new URL(s).hostname !== "",
+  "not an http(s) URL",
+);
+
 const rankingSchema = z.object({
   version: z.literal(RANKING_FILE_VERSION),
   timestamp: z.string().refine((s) => Number.isFinite(Date.parse(s)), "not a valid date"),
   settings: z.string().optional(),
   mirrors: z.array(z.object({
-    url: z.string().min(1),
+    url: mirrorUrl,
     latencyMs: z.number().nonnegative(),
     countryCode: z.string(),
     score: z.number().nullable(),
@@ -61,7 +67,7 @@ const flexoRankingSchema = z.object({
   version: z.literal(3),
   timestamp: z.string().refine((s) => Number.isFinite(Date.parse(s)), "not a valid date"),
   download_providers: z.array(z.object({
-    uri: z.string().min(1),
+    uri: mirrorUrl,
     country_code: z.string(),
     mirror_results: z.object({ total_time: rustDuration, namelookup_duration: rustDuration }),
   })),

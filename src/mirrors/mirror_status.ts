@@ -79,7 +79,8 @@ export class MirrorStatusError extends Error {
  * Validates a parsed status document and returns its mirror entries.
  *
  * Entries that are malformed are skipped (the rest of the document is still useful); the document itself must
- * have a `urls` array, and at least one entry must be valid when the array is not empty.
+ * have a `urls` array, and at least one entry must be valid when the array is not empty. So are entries whose
+ * URL is no mirror base URL (see `urlProblem`): flexo would send its requests there.
  *
  * @param json The parsed JSON body.
  * @param source Where the document came from, for error messages.
@@ -99,6 +100,7 @@ export function parseMirrorStatus(
     );
   }
   const entries: MirrorStatusEntry[] = [];
+  const local = isLocalSource(source);
   const seen = new Set<string>();
   let skipped = 0;
   let firstProblem = "";
@@ -107,6 +109,12 @@ export function parseMirrorStatus(
     if (!entry.success) {
       skipped++;
       firstProblem ||= `urls[${index}]: ${describeIssues(entry.error)}`;
+      continue;
+    }
+    const hostile = urlProblem(entry.data.url, entry.data.protocol, local);
+    if (hostile !== undefined) {
+      skipped++;
+      firstProblem ||= `urls[${index}]: ${hostile}`;
       continue;
     }
     const url = entry.data.url.endsWith("/") ? entry.data.url : `${entry.data.url}/`;
@@ -121,6 +129,41 @@ export function parseMirrorStatus(
     );
   }
   return { entries, skipped };
+}
+
+/**
+ * Why an entry's URL cannot be a mirror's base URL, or undefined when it can: its scheme must be its `protocol`
+ * (a `file:` URL said to be "https" would read local files), without credentials, query or fragment (the file's
+ * path is appended to it), and on this host only when the status JSON came from this host too (a test setup; the
+ * real one never lists such mirrors, and they would be local services).
+ */
+function urlProblem(raw: string, protocol: string, localSource: boolean): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return "url: not a valid URL";
+  }
+  if (url.protocol !== `${protocol}:`) return `url: a ${url.protocol} URL, but protocol "${protocol}"`;
+  if (url.username !== "" || url.password !== "") return "url: has a user name or password";
+  if (raw.includes("?") || raw.includes("#")) return "url: has a query or fragment";
+  if (!localSource && isLoopbackHost(url.hostname)) return `url: ${url.host} is this host`;
+  return undefined;
+}
+
+/** Whether a status JSON from `source` (an endpoint URL) comes from this host: a `file:` or loopback URL. */
+function isLocalSource(source: string): boolean {
+  if (!URL.canParse(source)) return false;
+  const url = new URL(source);
+  return url.protocol === "file:" || isLoopbackHost(url.hostname);
+}
+
+/** `localhost` and its subdomains, 127.0.0.0/8, the unspecified addresses and ::1 (also IPv4-mapped). */
+function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/^\[|\]$/g, "");
+  if (host === "localhost" || host.endsWith(".localhost") || host === "0.0.0.0") return true;
+  if (/^127\.\d+\.\d+\.\d+$/.test(host)) return true;
+  return host === "::1" || host === "::" || /^::ffff:(7f[0-9a-f]{2}:|0:0$|127\.)/.test(host);
 }
 
 /**
@@ -197,8 +240,9 @@ async function fetchJson(endpoint: string, deps: FetchMirrorStatusDeps): Promise
     }
     let text: string;
     try {
-      text = await response.text();
+      text = await readText(response, endpoint);
     } catch (error) {
+      if (error instanceof MirrorStatusError) throw error;
       throw new MirrorStatusError(
         `Could not read the mirror status from ${endpoint}: ${reasonOf(error, controller)}.`,
         { cause: error },
@@ -216,6 +260,39 @@ async function fetchJson(endpoint: string, deps: FetchMirrorStatusDeps): Promise
     clearTimeout(timer);
     deps.signal?.removeEventListener("abort", onAbort);
   }
+}
+
+/** The most a status JSON may have; the real one has about half a MiB. */
+const MAX_STATUS_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The body as text, read no further than {@linkcode MAX_STATUS_BYTES}: a wrong endpoint (an ISO image, an
+ * endless stream) would otherwise fill the memory until the time limit.
+ */
+async function readText(response: Response, endpoint: string): Promise<string> {
+  const tooLarge = () =>
+    new MirrorStatusError(
+      `The mirror status from ${endpoint} is larger than ${MAX_STATUS_BYTES / 1024 / 1024} MiB, which no ` +
+        `mirror status is; check [mirrors_auto] mirrors_status_json_endpoint(_fallbacks).`,
+    );
+  if (Number(response.headers.get("content-length")) > MAX_STATUS_BYTES) {
+    await response.body?.cancel();
+    throw tooLarge();
+  }
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of response.body ?? []) {
+    length += chunk.byteLength;
+    if (length > MAX_STATUS_BYTES) throw tooLarge(); // leaving the loop cancels the body
+    chunks.push(chunk);
+  }
+  const bytes = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 function reasonOf(error: unknown, controller: AbortController): string {

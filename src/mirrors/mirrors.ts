@@ -279,17 +279,23 @@ export class MirrorPool {
     }));
   }
 
+  /** A mark dated after `now` is over too: the clock was set back since, by more than it has held. */
   #markOf(m: MirrorState, now: number): SnapshotMark {
-    return m.snapshot.type === "lagging" && now >= m.snapshot.until ? { type: "up_to_date" } : m.snapshot;
+    const mark = m.snapshot;
+    return mark.type === "lagging" && (now >= mark.until || now < mark.since) ? { type: "up_to_date" } : mark;
   }
 
   #find(url: string): MirrorState | undefined {
     return this.#mirrors.find((m) => m.url === url);
   }
 
+  /**
+   * A penalty dated after `now` has decayed: the clock was set back since, for how long is unknown, and holding
+   * a mirror back until the clock is there again could take days (a forward jump ends penalties early, too).
+   */
   #decayedPenalty(m: MirrorState, now: number): number {
-    if (m.penalty === 0) return 0;
-    return m.penalty * Math.pow(0.5, Math.max(0, now - m.penaltyAt) / this.#halfLife);
+    if (m.penalty === 0 || now < m.penaltyAt) return 0;
+    return m.penalty * Math.pow(0.5, (now - m.penaltyAt) / this.#halfLife);
   }
 }
 

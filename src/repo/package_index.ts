@@ -38,6 +38,11 @@ export class PackageIndex {
   #loading = new Map<string, Set<Promise<void>>>();
   /** The start-up {@linkcode PackageIndex.loadAll} while it runs. */
   #loadingAll: Promise<number> | undefined;
+  /**
+   * Database path -> number of the last read begun: only that read's entries count, whichever ends last (one
+   * number per database file of the cache).
+   */
+  #reads = new Map<string, number>();
 
   /** An empty index. */
   constructor(options: PackageIndexOptions = {}) {
@@ -65,6 +70,10 @@ export class PackageIndex {
   }
 
   async #load(folder: string, path: string): Promise<void> {
+    // A later read is of a newer copy (renamed over this one meanwhile): an older read that ends after it must
+    // not bring back the entries of the older copy.
+    const read = (this.#reads.get(path) ?? 0) + 1;
+    this.#reads.set(path, read);
     let entries: Map<string, PackageEntry>;
     try {
       const file = await Deno.open(path, { read: true });
@@ -76,6 +85,7 @@ export class PackageIndex {
       });
       return;
     }
+    if (this.#reads.get(path) !== read) return;
     let databases = this.#folders.get(folder);
     if (!databases) this.#folders.set(folder, databases = new Map());
     databases.set(path, entries);

@@ -99,6 +99,14 @@ Deno.test("readRankingSync() treats a corrupt file as absent, with a warning", a
       JSON.stringify({ version: 4, timestamp: "yesterday", mirrors: [] }),
       JSON.stringify({ version: 4, timestamp: "2024-05-14T10:00:00Z", mirrors: [{ url: "http://x/" }] }),
       JSON.stringify({ version: 99, timestamp: "2024-05-14T10:00:00Z", mirrors: [] }),
+      // Mirrors that no request could reach: each would be used as it is until the ranking is due (8 days).
+      ...["mirror.example/arch/", "file:///var/cache/", "ftp://mirror.example/"].map((url) =>
+        JSON.stringify({
+          version: 4,
+          timestamp: "2024-05-14T10:00:00Z",
+          mirrors: [{ url, latencyMs: 1, countryCode: "", score: null }],
+        })
+      ),
       "[]",
     ];
     for (const text of cases) {

@@ -79,6 +79,31 @@ Deno.test("parseMirrorStatus() adds the trailing slash, drops duplicates and ski
   assert.equal(skipped, 2);
 });
 
+Deno.test("parseMirrorStatus() skips hostile URLs: another scheme than their protocol, credentials, a query or fragment, loopback from a remote source", () => {
+  const hostile = [
+    { url: "file:///var/cache/flexo/", protocol: "https" },
+    { url: "javascript:alert(1)//", protocol: "http" },
+    { url: "ftp://ftp.example/arch/", protocol: "http" },
+    { url: "https://user:secret@mirror.example/arch/", protocol: "https" },
+    { url: "https://mirror.example/arch/?x=", protocol: "https" },
+    { url: "https://mirror.example/arch/#", protocol: "https" },
+    { url: "http://127.0.0.1:6379/", protocol: "http" },
+    { url: "http://localhost/arch/", protocol: "http" },
+    { url: "http://[::1]:8080/", protocol: "http" },
+  ].map((entry) => ({ ...entry, score: 0.1 }));
+  const good = { url: "https://mirror.example/arch/", protocol: "https", score: 1 };
+  const rsync = { url: "rsync://mirror.example/arch/", protocol: "rsync", score: 1 };
+  const { entries, skipped } = parseMirrorStatus(
+    { urls: [...hostile, good, rsync] },
+    "https://archlinux.org/mirrors/status/json/",
+  );
+  assert.deepEqual(entries.map((e) => e.url), [good.url, rsync.url]);
+  assert.equal(skipped, hostile.length);
+  // A status JSON served from this host may list mirrors on this host (a local test setup).
+  const local = parseMirrorStatus({ urls: [hostile[6]] }, "http://127.0.0.1:1/status.json");
+  assert.deepEqual(local.entries.map((e) => e.url), ["http://127.0.0.1:6379/"]);
+});
+
 Deno.test("parseMirrorStatus() names the source and the problem when the document is wrong", () => {
   assert.throws(
     () => parseMirrorStatus({ mirrors: [] }, "http://127.0.0.1:1/status.json"),
@@ -287,4 +312,29 @@ Deno.test("fetchMirrorStatus() gives up on an endpoint that does not answer in t
     release();
     await Promise.all([hanging.close(), good.close()]);
   }
+});
+
+Deno.test("fetchMirrorStatus() stops reading a status JSON far larger than any real one, and says so", async () => {
+  // The real document is about half a MiB; this endpoint (a wrong URL, say an ISO image) sends 256 MiB.
+  const chunk = new Uint8Array(1024 * 1024).fill(0x20);
+  let sent = 0;
+  const huge: typeof fetch = () =>
+    Promise.resolve(
+      new Response(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (sent >= 256 * chunk.byteLength) return controller.close();
+            sent += chunk.byteLength;
+            controller.enqueue(chunk);
+          },
+        }),
+      ),
+    );
+  await assert.rejects(
+    fetchMirrorStatus(permissive({ mirrors_status_json_endpoint: "https://status.test/json/" }), {
+      fetch: huge,
+    }),
+    (e: unknown) => e instanceof MirrorStatusError && /larger than \d+ MiB/.test(e.message),
+  );
+  assert.ok(sent <= 32 * chunk.byteLength, `read ${sent / chunk.byteLength} MiB of it`);
 });

@@ -99,3 +99,18 @@ Deno.test("MirrorPool.markLagging() ranks a mirror behind the up-to-date ones fo
   assertEquals(pool.snapshotMark(A), { type: "up_to_date" });
   assertEquals(pool.plan("database"), [A, B, C]);
 });
+
+Deno.test("MirrorPool.plan() lets penalties and lagging marks end after the clock went back", () => {
+  // The wall clock is set back a day (an RTC that ran ahead, corrected by NTP) just after A failed and B lagged.
+  const DAY = 86_400_000;
+  let now = 10 * DAY;
+  const pool = new MirrorPool({ now: () => now, failureHalfLifeMs: 10 * 60_000, laggingHoldMs: 30 * 60_000 });
+  pool.setMirrors([A, B, C], "test");
+  pool.recordFailure(A, "boom");
+  pool.markLagging(B, "older snapshot");
+  assertEquals(pool.plan("database"), [C, B, A]);
+  now -= DAY;
+  now += 2 * 60 * 60_000; // two hours later: far past the half-life and the lagging hold
+  assertEquals(pool.plan("database"), [A, B, C], "both are back in their places");
+  assertEquals(pool.snapshotMark(B).type, "up_to_date");
+});

@@ -9,6 +9,7 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { makeRepo, type RepoInfo, sha256File } from "../helpers/make_repo.ts";
 import { testConfig } from "../helpers/test_app.ts";
+import { testDatabase } from "../helpers/test_database.ts";
 
 const PACKAGES = [
   { name: "big", version: "1:2.0-1", size: 400_000 },
@@ -146,6 +147,35 @@ Deno.test("PackageIndex.idle() resolves once every database being read has been 
     index.loadAll(dir);
     await index.idle();
     assertEquals(index.foldersListing(repo.packages[0].fileName), ["flexotest/os/x86_64"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("PackageIndex.loadDatabase() keeps the entries of the newest copy of a database when an older read ends last", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
+  try {
+    // The first read is of a copy that comes slowly (a FIFO, written by the test when it chooses); meanwhile a
+    // newer copy is renamed over it, as a revalidation commits one, and read at once.
+    const folder = join(dir, "core", "os", "x86_64");
+    await Deno.mkdir(folder, { recursive: true });
+    const path = join(folder, "core.db");
+    const older = join(folder, "older-copy");
+    assert((await new Deno.Command("mkfifo", { args: [older] }).output()).success, "mkfifo");
+    await Deno.link(older, path);
+    const index = new PackageIndex();
+    const first = index.loadDatabase(dir, path);
+    const writer = await Deno.open(older, { write: true }); // returns once the first read has opened it
+    await Deno.writeFile(join(folder, "newer-copy"), testDatabase(2));
+    await Deno.rename(join(folder, "newer-copy"), path);
+    await index.loadDatabase(dir, path);
+    await writer.write(testDatabase(1));
+    writer.close();
+    await first;
+    const listed = (seed: number) =>
+      index.expected(["core", "os", "x86_64", `pkg${seed}-1-1-x86_64.pkg.tar.zst`]);
+    assertEquals(listed(2)?.name, "pkg2", "the newer copy's package is known");
+    assertEquals(listed(1), undefined, "the older copy's package is not");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
