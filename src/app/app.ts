@@ -147,15 +147,15 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     custom.setMirrors(repo.urls, `custom_repo ${repo.name}`);
     customPools.set(repo.name, custom);
   }
-  // A package found on a cache peer: its next download tries that peer first (see peers.ts).
-  const peerPools = new Map<string, MirrorPool>();
-  const poolFor = (target: RequestTarget) => {
-    const viaPeer = peerPools.get(target.cacheSegments.join("/"));
-    if (viaPeer) {
-      peerPools.delete(target.cacheSegments.join("/"));
-      return viaPeer;
-    }
-    return target.customRepo ? customPools.get(target.customRepo)! : pool;
+  // A package found on a cache peer: its next download tries that peer first, then the pool's mirrors (see
+  // peers.ts). The peer is not put in a pool: the pools' counters (/metrics, /status) are those of mirrors.
+  const peerFirst = new Map<string, string>();
+  const poolFor = (target: RequestTarget) => target.customRepo ? customPools.get(target.customRepo)! : pool;
+  const firstFrom = (target: RequestTarget) => {
+    const key = target.cacheSegments.join("/");
+    const peer = peerFirst.get(key);
+    peerFirst.delete(key);
+    return peer;
   };
   const store = new CacheStore(config.cache_directory, {
     now: deps.now,
@@ -166,6 +166,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const downloads = new DownloadManager({
     store,
     poolFor,
+    firstFrom,
     deps,
     limits,
     expectFor: async (target) => {
@@ -178,6 +179,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       stats.recordError(deps.now(), reason);
     },
     onComplete: (download, target) => {
+      // A file taken from a cache peer: counted once it is complete, so a peer that said it had the file and
+      // then failed (or sent a file that failed its check) counts nothing.
+      if (download.source !== undefined && config.cache_peers.includes(download.source)) stats.peerHits++;
       if (target.kind === "database" && isIndexedDatabase(target.fileName)) {
         packageIndex.loadDatabase(store.root, download.finalPath);
       }
@@ -314,14 +318,13 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       !target.customRepo && !store.statComplete(target.cacheSegments) && !downloads.active(target)
     ) {
       const found = await findOnPeers(config.cache_peers, target.upstreamPath, { fetch: deps.fetch });
-      if (found.type === "hit") {
-        const viaPeer = new MirrorPool({ now: deps.now });
-        viaPeer.setMirrors([found.peer, ...pool.plan("package")], "cache peer");
-        peerPools.set(target.cacheSegments.join("/"), viaPeer);
-        stats.peerHits++;
-      }
+      if (found.type === "hit") peerFirst.set(target.cacheSegments.join("/"), found.peer);
     }
-    const answer = await serveTarget(req, target, ctx);
+    // The peer is for the download this request starts; none started (a client's download was running, or the
+    // file arrived meanwhile): a later one must not try a peer that may have lost the file since.
+    const answer = await serveTarget(req, target, ctx).finally(() =>
+      peerFirst.delete(target.cacheSegments.join("/"))
+    );
     if (recordsUsage) noteClientFetch(usage, req.method, target, answer.response.status);
     return finish(req, rawPath, answer, { started, info: c.env as ServeInfo | undefined });
   });

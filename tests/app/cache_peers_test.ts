@@ -1,0 +1,57 @@
+/**
+ * Cache peers on the app alone (scripted peers and mirrors): what is counted when a peer is asked before the
+ * mirrors, and which pool's mirrors the download's transfers are counted on.
+ */
+
+import { assertEquals } from "../helpers/assert.ts";
+import { randomBytes } from "../helpers/bytes.ts";
+import { fakeFetch } from "../helpers/fake_fetch.ts";
+import { testApp } from "../helpers/test_app.ts";
+
+const PKG = "/core/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst";
+const PEER = "http://127.0.0.1:9101/";
+const MIRROR = "http://127.0.0.1:9102/";
+
+Deno.test("createApp() counts a peer hit only when the file came from the peer, and a mirror's transfer on its pool", async () => {
+  const bytes = randomBytes(50_000);
+  // The peer says it has the file, then has lost it by the GET (evicted, or it lies): 504.
+  const upstream = fakeFetch((url, req) => {
+    if (url.startsWith(PEER)) return req.method === "HEAD" ? { status: 200 } : { status: 504 };
+    return { body: bytes };
+  });
+  const app = await testApp([MIRROR], { fetch: upstream.fetch, config: { cache_peers: [PEER] } });
+  try {
+    const response = await app.get(PKG);
+    assertEquals(new Uint8Array(await response.arrayBuffer()), bytes);
+    await app.downloads.idle();
+    assertEquals(
+      upstream.requests.map((r) => `${r.method} ${r.url}`),
+      [`HEAD ${PEER}${PKG.slice(1)}`, `GET ${PEER}${PKG.slice(1)}`, `GET ${MIRROR}${PKG.slice(1)}`],
+    );
+    assertEquals(app.stats.peerHits, 0, "a file that came from a mirror was counted as taken from a peer");
+    const mirror = app.pool.snapshot().find((m) => m.url === MIRROR)!;
+    assertEquals(
+      [mirror.successes, mirror.bytes],
+      [1, bytes.length],
+      "the mirror's transfer was not counted",
+    );
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("createApp() counts a file taken from a peer once, and leaves the mirrors' counters alone", async () => {
+  const bytes = randomBytes(50_000);
+  const upstream = fakeFetch((url) => (url.startsWith(PEER) ? { body: bytes } : { status: 500 }));
+  const app = await testApp([MIRROR], { fetch: upstream.fetch, config: { cache_peers: [PEER] } });
+  try {
+    assertEquals(new Uint8Array(await (await app.get(PKG)).arrayBuffer()), bytes);
+    await app.downloads.idle();
+    assertEquals(app.stats.peerHits, 1);
+    const mirror = app.pool.snapshot().find((m) => m.url === MIRROR)!;
+    assertEquals([mirror.successes, mirror.failures, mirror.bytes], [0, 0, 0]);
+    assertEquals(upstream.requests.filter((r) => r.url.startsWith(MIRROR)).length, 0);
+  } finally {
+    await app.cleanup();
+  }
+});
