@@ -39,7 +39,7 @@ import { healthRoutes, NodeHealth } from "./health.ts";
 import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
 import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
 import { asksOnlyIfCached, serveOnlyIfCached } from "./only_if_cached.ts";
-import { fetchWithPeerRules, findOnPeers } from "../download/peers.ts";
+import { fetchWithPeerRules, findOnPeers, SilentPeers } from "../download/peers.ts";
 
 /** I/O and tuning passed to {@linkcode createApp}. */
 export interface AppOptions {
@@ -150,6 +150,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // A package found on a cache peer: its next download tries that peer first, then the pool's mirrors (see
   // peers.ts). The peer is not put in a pool: the pools' counters (/metrics, /status) are those of mirrors.
   const peerFirst = new Map<string, string>();
+  const silentPeers = new SilentPeers({ now: deps.now });
   const poolFor = (target: RequestTarget) => target.customRepo ? customPools.get(target.customRepo)! : pool;
   const firstFrom = (target: RequestTarget) => {
     const key = target.cacheSegments.join("/");
@@ -317,7 +318,11 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       config.cache_peers.length > 0 && (target.kind === "package" || target.kind === "package_signature") &&
       !target.customRepo && !store.statComplete(target.cacheSegments) && !downloads.active(target)
     ) {
-      const found = await findOnPeers(config.cache_peers, target.upstreamPath, { fetch: deps.fetch });
+      const found = await findOnPeers(config.cache_peers, target.upstreamPath, {
+        fetch: deps.fetch,
+        timers,
+        silent: silentPeers,
+      });
       if (found.type === "hit") peerFirst.set(target.cacheSegments.join("/"), found.peer);
     }
     // The peer is for the download this request starts; none started (a client's download was running, or the

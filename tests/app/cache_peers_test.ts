@@ -6,6 +6,7 @@
 import { assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
 import { fakeFetch } from "../helpers/fake_fetch.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
 import { testApp } from "../helpers/test_app.ts";
 
 const PKG = "/core/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst";
@@ -55,3 +56,49 @@ Deno.test("createApp() counts a file taken from a peer once, and leaves the mirr
     await app.cleanup();
   }
 });
+
+Deno.test("createApp() does not make every miss wait for a cache peer that does not answer", async () => {
+  const timers = new FakeTimers();
+  const bytes = randomBytes(10_000);
+  const asked: string[] = [];
+  // The peer's machine drops packets: its requests never get an answer until they are given up.
+  const upstream = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = String(input instanceof Request ? input.url : input);
+    asked.push(url);
+    if (!url.startsWith(PEER)) return Promise.resolve(new Response(bytes as Uint8Array<ArrayBuffer>));
+    return new Promise((_, reject) => {
+      init?.signal?.addEventListener("abort", () => reject(init.signal!.reason), { once: true });
+    });
+  };
+  const app = await testApp([MIRROR], {
+    fetch: upstream as typeof fetch,
+    now: timers.now,
+    timers,
+    config: { cache_peers: [PEER] },
+  });
+  try {
+    const first = app.get(PKG);
+    assertEquals(await settled(first), "waiting", "the first miss waits for the peer");
+    timers.advance(500);
+    assertEquals((await first).status, 200);
+    await (await first).arrayBuffer();
+    const second = await settled(app.get(PKG.replace("zz-", "yy-")));
+    assertEquals(
+      second === "waiting" ? second : second.status,
+      200,
+      "the next miss waited for the silent peer",
+    );
+    if (second !== "waiting") await second.arrayBuffer();
+    assertEquals(asked.filter((url) => url.startsWith(PEER)).length, 1);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+/** What `answer` has settled with once the turns of answered requests have run, or "waiting". */
+async function settled<T>(answer: Promise<T>): Promise<T | "waiting"> {
+  return await Promise.race([
+    answer,
+    new Promise<"waiting">((resolve) => setTimeout(() => resolve("waiting"), 50)),
+  ]);
+}
