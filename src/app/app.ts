@@ -224,6 +224,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     if (c.req.method === "HEAD") c.res = await withLength(c.res);
   });
   const health = new NodeHealth();
+  // Before the access check: a balancer in trusted_proxies checks health on its own behalf, naming no client, and
+  // need not be in allowed_clients (it would see every node down). The answer says only serving or draining.
+  hono.route("/", healthRoutes(health));
   const allowed = accessControl(config.allowed_clients);
   const fromTrustedProxy = trustedProxyCheck(config.trusted_proxies);
   const clientAddress = clientAddressOf(config.trusted_proxies);
@@ -237,7 +240,6 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     }
     await next();
   });
-  hono.route("/", healthRoutes(health));
   hono.route(
     "/",
     statusRoutes({ pool, customPools, store, downloads, stats, startedAt, nodeName, config, outage }, {

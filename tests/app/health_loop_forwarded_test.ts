@@ -35,6 +35,30 @@ Deno.test("/healthz is 200 ok while serving and 503 once draining", async () => 
   }
 });
 
+Deno.test("/healthz answers a trusted balancer's own health check, which names no client", async () => {
+  // The balancer is trusted, the clients it forwards are allowed; the balancer itself is not a client.
+  const config = { allowed_clients: ["192.0.2.0/24"], trusted_proxies: ["127.0.0.1/32"] };
+  const app = await testApp(["http://127.0.0.1:9/"], { config });
+  try {
+    assertEquals(app.admit!({ transport: "tcp", hostname: "127.0.0.1", port: 1 }), "each_request");
+    // HAProxy's `option httpchk` and nginx's checks send no X-Forwarded-For.
+    let response = await app.fetch(new Request("http://flexo.test/healthz"), from("127.0.0.1"));
+    assertEquals(
+      [response.status, await response.text()],
+      [200, "ok\n"],
+      "every node looks down to the balancer",
+    );
+    app.health.startDraining();
+    response = await app.fetch(new Request("http://flexo.test/healthz"), from("127.0.0.1"));
+    assertEquals(response.status, 503);
+    // The files are still only for the allowed clients.
+    response = await app.fetch(new Request(`http://flexo.test${PKG}`), from("127.0.0.1"));
+    assertEquals(response.status, 403);
+  } finally {
+    await app.cleanup();
+  }
+});
+
 Deno.test("a request that carries the node's own name in Via is answered 508 without asking a mirror", async () => {
   let asked = 0;
   const app = await testApp(["http://127.0.0.1:9/"], {
@@ -80,24 +104,24 @@ Deno.test("trusted_proxies: a forwarded address counts only on a connection from
     // Untrusted connection (allowed by its own address): the header is ignored.
     assertEquals(app.admit!({ transport: "tcp", hostname: "192.0.2.7", port: 1 }), undefined);
     let response = await app.fetch(
-      new Request("http://flexo.test/healthz", { headers: refused }),
+      new Request("http://flexo.test/status", { headers: refused }),
       from("192.0.2.7"),
     );
     assertEquals(response.status, 200);
     // Trusted proxy: admitted per connection, then its client is checked per request (none on the quick path).
     assertEquals(app.admit!({ transport: "tcp", hostname: "127.0.0.1", port: 1 }), "each_request");
     response = await app.fetch(
-      new Request("http://flexo.test/healthz", { headers: refused }),
+      new Request("http://flexo.test/status", { headers: refused }),
       from("127.0.0.1"),
     );
     assertEquals(response.status, 403, await response.text());
     response = await app.fetch(
-      new Request("http://flexo.test/healthz", { headers: { forwarded: "for=203.0.113.5" } }),
+      new Request("http://flexo.test/status", { headers: { forwarded: "for=203.0.113.5" } }),
       from("127.0.0.1"),
     );
     assertEquals(response.status, 403);
     response = await app.fetch(
-      new Request("http://flexo.test/healthz", { headers: { "x-forwarded-for": "192.0.2.8" } }),
+      new Request("http://flexo.test/status", { headers: { "x-forwarded-for": "192.0.2.8" } }),
       from("127.0.0.1"),
     );
     assertEquals(response.status, 200);
