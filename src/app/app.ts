@@ -35,7 +35,8 @@ import { errorAnswer } from "./error_answer.ts";
 import { PackageUsage } from "../prefetch/package_usage.ts";
 import { Prefetcher, type PrefetchTimers } from "../prefetch/prefetcher.ts";
 import { noteClientFetch, prefetchRoutes } from "../prefetch/prefetch_route.ts";
-import { healthRoutes, NodeHealth } from "./health.ts";
+import { cacheDirectoryProbe, healthRoutes, NodeHealth } from "./health.ts";
+import { PARTIAL_DIR } from "../cache/cache_paths.ts";
 import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
 import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
 import { asksOnlyIfCached, serveOnlyIfCached } from "./only_if_cached.ts";
@@ -223,7 +224,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     await next();
     if (c.req.method === "HEAD") c.res = await withLength(c.res);
   });
-  const health = new NodeHealth();
+  const health = new NodeHealth({ probe: cacheDirectoryProbe(store.root, PARTIAL_DIR) });
   // Before the access check: a balancer in trusted_proxies checks health on its own behalf, naming no client, and
   // need not be in allowed_clients (it would see every node down). The answer says only serving or draining.
   hono.route("/", healthRoutes(health));

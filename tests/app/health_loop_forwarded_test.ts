@@ -2,7 +2,8 @@
  * `/healthz`, Via loop protection and client addresses from trusted proxies, on the app alone.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { NodeHealth } from "../../src/app/health.ts";
 import { testApp } from "../helpers/test_app.ts";
 import { clientAddressOf, forwardedFor } from "../../src/app/forwarded.ts";
 import { viaNames } from "../../src/app/loop_guard.ts";
@@ -33,6 +34,39 @@ Deno.test("/healthz is 200 ok while serving and 503 once draining", async () => 
   } finally {
     await app.cleanup();
   }
+});
+
+Deno.test("/healthz is 503 while the cache directory cannot take a file, and 200 again once it can", async () => {
+  const app = await testApp(["http://127.0.0.1:9/"]);
+  try {
+    // A lost mount, a directory replaced: every miss fails (502) while the node answers its hits.
+    await Deno.remove(app.dir, { recursive: true });
+    await Deno.writeTextFile(app.dir, "not a directory");
+    let response = await app.get("/healthz");
+    const text = await response.text();
+    assertEquals(response.status, 503, "the balancer keeps sending misses to a node that cannot store them");
+    assert(text.startsWith("cache directory unusable: "), text);
+    assert(text.includes(app.dir), text);
+    await Deno.remove(app.dir);
+    await Deno.mkdir(app.dir);
+    response = await app.get("/healthz");
+    assertEquals([response.status, await response.text()], [200, "ok\n"]);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("NodeHealth.check() is serving through a full disk or a lack of descriptors, which pass by themselves", async () => {
+  const failing = (code: string) => () => Promise.reject(Object.assign(new Error(code), { code }));
+  for (const code of ["ENOSPC", "EDQUOT", "EMFILE", "ENFILE", "EINTR"]) {
+    assertEquals(await new NodeHealth({ probe: failing(code) }).check(), { type: "serving" }, code);
+  }
+  for (const code of ["EROFS", "EACCES", "EPERM", "ENOTDIR", "EIO"]) {
+    assertEquals((await new NodeHealth({ probe: failing(code) }).check()).type, "unusable_cache", code);
+  }
+  const draining = new NodeHealth({ probe: failing("EROFS") });
+  draining.startDraining();
+  assertEquals(await draining.check(), { type: "draining" });
 });
 
 Deno.test("/healthz answers a trusted balancer's own health check, which names no client", async () => {
