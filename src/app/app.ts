@@ -18,7 +18,7 @@ import { MirrorPool } from "../mirrors/mirrors.ts";
 import { isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
 import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
-import type { Admission, QuickAnswer, Refusal } from "../server/http1_connection.ts";
+import type { Admission, QuickAnswer, QuickOptions, Refusal } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { rawTargetOf, type ResponseSent, type ServeInfo, targetPath } from "../http/client_request.ts";
 import { AnswerLog } from "./request_log.ts";
@@ -88,7 +88,7 @@ export interface FlexoApp {
    * sendfile; undefined for every other request, which then goes to {@linkcode FlexoApp.fetch}. flexo's own
    * connection layer asks this first (see http1_connection.ts and quick_answers.ts).
    */
-  quickAnswer: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
+  quickAnswer: (head: RequestHead, options: QuickOptions) => QuickAnswer | undefined;
   /**
    * Whether a client is served, decided by its address once per connection (`allowed_clients`); undefined when
    * every client is. A refused client gets the refusal as the answer to its requests; a trusted proxy's requests
@@ -303,7 +303,16 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     return response;
   };
   // Plain hits on package paths seen before skip routing (see quick_answers.ts).
-  const quick = new QuickAnswers(store, answers);
+  const quick = new QuickAnswers(
+    store,
+    answers,
+    config.trusted_proxies.length === 0 ? undefined : (remote, head) => {
+      const client = clientAddress(remote, {
+        get: (name) => head.headers.find(([n]) => n === name)?.[1] ?? null,
+      });
+      return client.source === "forwarded" ? client.address : undefined;
+    },
+  );
   hono.route("/", prefetchRoutes(prefetcher, (remote, headers) => clientAddress(remote, headers).address));
   hono.on(["GET", "HEAD"], "*", async (c) => {
     const started = deps.now();

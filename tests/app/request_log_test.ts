@@ -2,7 +2,10 @@
  * The request log: one line per answer with the client a trusted proxy named, on both ways to the output.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
+import { dirname, join } from "node:path";
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { testApp } from "../helpers/test_app.ts";
+import { parseRequestHead, type RequestHead } from "../../src/server/http1_head.ts";
 import { AnswerLog, type AnswerRecord } from "../../src/app/request_log.ts";
 import { Stats } from "../../src/status/stats.ts";
 import { cheapTextFormatter } from "../../src/log_format.ts";
@@ -40,4 +43,36 @@ Deno.test("AnswerLog.record() names the client a trusted proxy reported, on the 
     "[INF] flexo.request: GET /core/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst (for 192.0.2.8) CACHE HIT 200 1234 bytes 3 ms\n",
     "[INF] flexo.request: GET /core/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst CACHE HIT 200 1234 bytes 3 ms\n",
   ]);
+});
+
+Deno.test("createApp() logs the client a trusted proxy named for a hit on the quick path too", async () => {
+  const out = output();
+  const log = { ...out, dropped: 0 };
+  const app = await testApp(["http://127.0.0.1:9/"], { log, config: { trusted_proxies: ["127.0.0.1/32"] } });
+  try {
+    const path = join(app.dir, ANSWER.path.slice(1));
+    await Deno.mkdir(dirname(path), { recursive: true });
+    await Deno.writeFile(path, new Uint8Array(1234));
+    // The full path answers the first request and makes the path known to the quick path.
+    const first = await app.fetch(
+      new Request(`http://flexo.test${ANSWER.path}`, { headers: { "x-forwarded-for": "192.0.2.8" } }),
+    );
+    await first.body?.cancel();
+    const head = parseRequestHead(
+      new TextEncoder().encode(
+        `GET ${ANSWER.path} HTTP/1.1\r\nHost: flexo.test\r\nX-Forwarded-For: 192.0.2.9\r\n\r\n`,
+      ),
+    ) as RequestHead;
+    const quick = app.quickAnswer(head, { files: true, remote: "127.0.0.1" });
+    // From memory (counted at once) or with sendfile (counted when sent).
+    assert(
+      quick instanceof Uint8Array || (quick !== undefined && "file" in quick),
+      "a hit on the quick path",
+    );
+    if ("file" in quick) quick.done({ bytes: 1234, whole: true });
+    const line = out.lines.at(-1)!;
+    assert(line.includes(`${ANSWER.path} (for 192.0.2.9) CACHE HIT 200 1234 bytes`), line);
+  } finally {
+    await app.cleanup();
+  }
 });
