@@ -173,8 +173,9 @@ export class BoundedLogSink {
       await writeAll({ write: this.#write }, batch);
     } catch {
       // The output is gone (stderr closed): nothing more can be said, so lines are only counted from now on.
+      // The lines logged while this write was under way wait in the other buffer: lost too.
       this.#broken = true;
-      this.#dropped += lines;
+      this.#dropped += lines + countLines(this.#filling.subarray(0, this.#used));
       this.#used = 0;
       return;
     }

@@ -133,6 +133,24 @@ Deno.test("BoundedLogSink: an output that fails stops being written to, and what
   assertEquals(sink.dropped, 2);
 });
 
+Deno.test("BoundedLogSink counts as dropped the lines logged while the write that fails was under way", async () => {
+  let fail: ((error: Error) => void) | undefined;
+  const sink = new BoundedLogSink({
+    write: () => new Promise((_, reject) => fail = reject),
+    format,
+    bufferBytes: 4096,
+    flushMs: 0,
+  });
+  sink.sink(record("one"));
+  // The write of "one" starts once the flush is due; the lines after it wait in the other buffer.
+  while (fail === undefined) await new Promise((resolve) => setTimeout(resolve, 0));
+  sink.sink(record("two"));
+  sink.sink(record("three"));
+  fail(new Error("stderr is closed"));
+  await sink[Symbol.asyncDispose]();
+  assertEquals(sink.dropped, 3, "lines waiting behind the failed write were lost without being counted");
+});
+
 Deno.test("cheapTextFormatter() writes logtape's text lines, escapes control characters, and stamps each second once", () => {
   const stamped = cheapTextFormatter({ timestamps: true });
   const at = Date.UTC(2026, 11, 4, 22, 48, 38, 7);

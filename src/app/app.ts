@@ -18,7 +18,7 @@ import { MirrorPool } from "../mirrors/mirrors.ts";
 import { isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
 import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
-import type { Admission, QuickAnswer, Refusal } from "../server/http1_connection.ts";
+import type { Admission, QuickAnswer, QuickOptions, Refusal } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { rawTargetOf, type ResponseSent, type ServeInfo, targetPath } from "../http/client_request.ts";
 import { AnswerLog } from "./request_log.ts";
@@ -35,11 +35,12 @@ import { errorAnswer } from "./error_answer.ts";
 import { PackageUsage } from "../prefetch/package_usage.ts";
 import { Prefetcher, type PrefetchTimers } from "../prefetch/prefetcher.ts";
 import { noteClientFetch, prefetchRoutes } from "../prefetch/prefetch_route.ts";
-import { healthRoutes, NodeHealth } from "./health.ts";
+import { cacheDirectoryProbe, healthRoutes, NodeHealth } from "./health.ts";
+import { PARTIAL_DIR } from "../cache/cache_paths.ts";
 import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
 import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
 import { asksOnlyIfCached, serveOnlyIfCached } from "./only_if_cached.ts";
-import { fetchWithPeerRules, findOnPeers } from "../download/peers.ts";
+import { fetchWithPeerRules, findOnPeers, SilentPeers } from "../download/peers.ts";
 
 /** I/O and tuning passed to {@linkcode createApp}. */
 export interface AppOptions {
@@ -87,7 +88,7 @@ export interface FlexoApp {
    * sendfile; undefined for every other request, which then goes to {@linkcode FlexoApp.fetch}. flexo's own
    * connection layer asks this first (see http1_connection.ts and quick_answers.ts).
    */
-  quickAnswer: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
+  quickAnswer: (head: RequestHead, options: QuickOptions) => QuickAnswer | undefined;
   /**
    * Whether a client is served, decided by its address once per connection (`allowed_clients`); undefined when
    * every client is. A refused client gets the refusal as the answer to its requests; a trusted proxy's requests
@@ -147,15 +148,16 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     custom.setMirrors(repo.urls, `custom_repo ${repo.name}`);
     customPools.set(repo.name, custom);
   }
-  // A package found on a cache peer: its next download tries that peer first (see peers.ts).
-  const peerPools = new Map<string, MirrorPool>();
-  const poolFor = (target: RequestTarget) => {
-    const viaPeer = peerPools.get(target.cacheSegments.join("/"));
-    if (viaPeer) {
-      peerPools.delete(target.cacheSegments.join("/"));
-      return viaPeer;
-    }
-    return target.customRepo ? customPools.get(target.customRepo)! : pool;
+  // A package found on a cache peer: its next download tries that peer first, then the pool's mirrors (see
+  // peers.ts). The peer is not put in a pool: the pools' counters (/metrics, /status) are those of mirrors.
+  const peerFirst = new Map<string, string>();
+  const silentPeers = new SilentPeers({ now: deps.now });
+  const poolFor = (target: RequestTarget) => target.customRepo ? customPools.get(target.customRepo)! : pool;
+  const firstFrom = (target: RequestTarget) => {
+    const key = target.cacheSegments.join("/");
+    const peer = peerFirst.get(key);
+    peerFirst.delete(key);
+    return peer;
   };
   const store = new CacheStore(config.cache_directory, {
     now: deps.now,
@@ -166,6 +168,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const downloads = new DownloadManager({
     store,
     poolFor,
+    firstFrom,
     deps,
     limits,
     expectFor: async (target) => {
@@ -178,6 +181,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       stats.recordError(deps.now(), reason);
     },
     onComplete: (download, target) => {
+      // A file taken from a cache peer: counted once it is complete, so a peer that said it had the file and
+      // then failed (or sent a file that failed its check) counts nothing.
+      if (download.source !== undefined && config.cache_peers.includes(download.source)) stats.peerHits++;
       if (target.kind === "database" && isIndexedDatabase(target.fileName)) {
         packageIndex.loadDatabase(store.root, download.finalPath);
       }
@@ -218,7 +224,10 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     await next();
     if (c.req.method === "HEAD") c.res = await withLength(c.res);
   });
-  const health = new NodeHealth();
+  const health = new NodeHealth({ probe: cacheDirectoryProbe(store.root, PARTIAL_DIR) });
+  // Before the access check: a balancer in trusted_proxies checks health on its own behalf, naming no client, and
+  // need not be in allowed_clients (it would see every node down). The answer says only serving or draining.
+  hono.route("/", healthRoutes(health));
   const allowed = accessControl(config.allowed_clients);
   const fromTrustedProxy = trustedProxyCheck(config.trusted_proxies);
   const clientAddress = clientAddressOf(config.trusted_proxies);
@@ -232,7 +241,6 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     }
     await next();
   });
-  hono.route("/", healthRoutes(health));
   hono.route(
     "/",
     statusRoutes({ pool, customPools, store, downloads, stats, startedAt, nodeName, config, outage }, {
@@ -295,7 +303,16 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     return response;
   };
   // Plain hits on package paths seen before skip routing (see quick_answers.ts).
-  const quick = new QuickAnswers(store, answers);
+  const quick = new QuickAnswers(
+    store,
+    answers,
+    config.trusted_proxies.length === 0 ? undefined : (remote, head) => {
+      const client = clientAddress(remote, {
+        get: (name) => head.headers.find(([n]) => n === name)?.[1] ?? null,
+      });
+      return client.source === "forwarded" ? client.address : undefined;
+    },
+  );
   hono.route("/", prefetchRoutes(prefetcher, (remote, headers) => clientAddress(remote, headers).address));
   hono.on(["GET", "HEAD"], "*", async (c) => {
     const started = deps.now();
@@ -313,15 +330,18 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       config.cache_peers.length > 0 && (target.kind === "package" || target.kind === "package_signature") &&
       !target.customRepo && !store.statComplete(target.cacheSegments) && !downloads.active(target)
     ) {
-      const found = await findOnPeers(config.cache_peers, target.upstreamPath, { fetch: deps.fetch });
-      if (found.type === "hit") {
-        const viaPeer = new MirrorPool({ now: deps.now });
-        viaPeer.setMirrors([found.peer, ...pool.plan("package")], "cache peer");
-        peerPools.set(target.cacheSegments.join("/"), viaPeer);
-        stats.peerHits++;
-      }
+      const found = await findOnPeers(config.cache_peers, target.upstreamPath, {
+        fetch: deps.fetch,
+        timers,
+        silent: silentPeers,
+      });
+      if (found.type === "hit") peerFirst.set(target.cacheSegments.join("/"), found.peer);
     }
-    const answer = await serveTarget(req, target, ctx);
+    // The peer is for the download this request starts; none started (a client's download was running, or the
+    // file arrived meanwhile): a later one must not try a peer that may have lost the file since.
+    const answer = await serveTarget(req, target, ctx).finally(() =>
+      peerFirst.delete(target.cacheSegments.join("/"))
+    );
     if (recordsUsage) noteClientFetch(usage, req.method, target, answer.response.status);
     return finish(req, rawPath, answer, { started, info: c.env as ServeInfo | undefined });
   });

@@ -1,19 +1,66 @@
 /**
  * `GET /healthz`: whether a balancer should send this node new clients. 200 `ok` while the node serves; 503
  * `draining` once it is stopping (after SIGTERM, for `shutdown_drain_secs` before the listener closes), so that
- * a balancer's health check takes the node out while its running downloads go on.
+ * a balancer's health check takes the node out while its running downloads go on; 503 `cache directory
+ * unusable: ...` while the cache directory cannot take a new file (read-only or lost mount, a directory that is
+ * no longer one, permissions, I/O errors), since every miss then fails. A full disk or a lack of file
+ * descriptors does not count: they pass by themselves (retention frees space), and hits are still served.
  *
  * @module
  */
 
 import { Hono } from "hono";
+import { join } from "node:path";
+import { describeError } from "../describe_error.ts";
 
 /** Whether the node takes new clients. */
 export type HealthState = "serving" | "draining";
 
+/** What `/healthz` tells: serving, draining, or a cache directory that cannot take files (and why). */
+export type HealthVerdict =
+  | { type: "serving" }
+  | { type: "draining" }
+  | { type: "unusable_cache"; reason: string };
+
+/** Writes and removes a small file where downloads are written; rejects with the system's error when it cannot. */
+export type CacheProbe = () => Promise<void>;
+
+/** Error codes of a cache directory that cannot serve misses until someone fixes it. */
+const UNUSABLE_CODES: ReadonlySet<string> = new Set([
+  "EROFS",
+  "EACCES",
+  "EPERM",
+  "ENOTDIR",
+  "EIO",
+  "ELOOP",
+  "ENAMETOOLONG",
+]);
+
+/**
+ * A probe of `cacheDirectory`: creates its `.partial` folder if needed (as a download does) and a file in it, then
+ * removes the file. `.partial` is outside the cache's change watch, and start-up recovery removes a file left
+ * there by a crash.
+ */
+export function cacheDirectoryProbe(cacheDirectory: string, partialDir: string): CacheProbe {
+  const folder = join(cacheDirectory, partialDir);
+  const path = join(folder, ".healthz-probe");
+  return async () => {
+    await Deno.mkdir(folder, { recursive: true });
+    const file = await Deno.open(path, { write: true, create: true, truncate: true });
+    file.close();
+    await Deno.remove(path);
+  };
+}
+
 /** The node's health, owned by the app; `main.ts` switches it to draining on SIGTERM. */
 export class NodeHealth {
   #state: HealthState = "serving";
+  #probe: CacheProbe | undefined;
+
+  /** A serving node; with `probe`, {@linkcode NodeHealth.check} also checks the cache directory with it. */
+  constructor(options: { probe?: CacheProbe } = {}) {
+    this.#probe = options.probe;
+  }
 
   /** The current state. */
   get state(): HealthState {
@@ -24,16 +71,41 @@ export class NodeHealth {
   startDraining(): void {
     this.#state = "draining";
   }
+
+  /** What `/healthz` answers now: draining, else the probe's verdict on the cache directory. */
+  async check(): Promise<HealthVerdict> {
+    if (this.#state === "draining") return { type: "draining" };
+    try {
+      await this.#probe?.();
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (typeof code === "string" && UNUSABLE_CODES.has(code)) {
+        return { type: "unusable_cache", reason: describeError(error) };
+      }
+    }
+    return { type: "serving" };
+  }
 }
 
 /** The `/healthz` route (GET and HEAD); never cached by anyone on the way. */
 export function healthRoutes(health: NodeHealth): Hono {
   const routes = new Hono();
-  routes.on(["GET", "HEAD"], "/healthz", (c) => {
-    const serving = health.state === "serving";
+  routes.on(["GET", "HEAD"], "/healthz", async (c) => {
+    const verdict = await health.check();
     c.header("Cache-Control", "no-store");
     c.header("Content-Type", "text/plain; charset=utf-8");
-    return c.body(serving ? "ok\n" : "draining\n", serving ? 200 : 503);
+    switch (verdict.type) {
+      case "serving":
+        return c.body("ok\n", 200);
+      case "draining":
+        return c.body("draining\n", 503);
+      case "unusable_cache":
+        return c.body(
+          `cache directory unusable: ${verdict.reason}; misses cannot be stored: check its mount, ` +
+            "permissions and disk\n",
+          503,
+        );
+    }
   });
   return routes;
 }

@@ -14,7 +14,7 @@
  */
 
 import { type CachedFile, type CacheStore, HOT_FILE_MAX_SIZE, type HotFile } from "../cache/cache_store.ts";
-import type { QuickAnswer } from "../server/http1_connection.ts";
+import type { QuickAnswer, QuickOptions } from "../server/http1_connection.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { isPlainHost, type ResponseSent, targetPath } from "../http/client_request.ts";
 import { HttpDates, responseHead } from "../server/http1_response.ts";
@@ -33,6 +33,12 @@ export function isPlainGet(head: RequestHead): boolean {
   return head.target.charCodeAt(0) === SLASH && isPlainHost(head.host);
 }
 
+/**
+ * The client a trusted proxy reported for a request from `remote` (its `Forwarded` or `X-Forwarded-For`), or
+ * undefined when the connection's own address is the client's.
+ */
+export type ClientOf = (remote: string, head: RequestHead) => string | undefined;
+
 /** At most this many package paths are remembered; then the memory starts again. */
 const KNOWN_TARGETS_MAX = 10_000;
 
@@ -47,10 +53,15 @@ export class QuickAnswers {
   #hotBytes = new WeakMap<HotFile, { date: string; bytes: Uint8Array }>();
   /** Per known file: its response head, made again when the second of its Date changes. */
   #fileHeads = new WeakMap<CachedFile, { date: string; head: Uint8Array }>();
-  /** Answers from `store`'s files and counts and logs what it answers in `answers`. */
-  constructor(store: CacheStore, answers: AnswerLog) {
+  #clientOf: ClientOf | undefined;
+  /**
+   * Answers from `store`'s files and counts and logs what it answers in `answers`; `clientOf` names the client a
+   * trusted proxy reports for a connection's request (for the log), when `trusted_proxies` are set.
+   */
+  constructor(store: CacheStore, answers: AnswerLog, clientOf?: ClientOf) {
     this.#store = store;
     this.#answers = answers;
+    this.#clientOf = clientOf;
   }
 
   /** Remembers that `rawPath` (a package or signature path as sent) means `target`. */
@@ -64,7 +75,7 @@ export class QuickAnswers {
    * The answer to a parsed request head, or undefined for the full path: the whole response as bytes for a
    * small file in memory, or (with `files`) a head and the file to send with sendfile.
    */
-  forHead(head: RequestHead, options: { files: boolean }): QuickAnswer | undefined {
+  forHead(head: RequestHead, options: QuickOptions): QuickAnswer | undefined {
     if (!isPlainGet(head)) return undefined;
     const rawPath = targetPath(head.target);
     const target = this.#targets.get(rawPath);
@@ -82,7 +93,7 @@ export class QuickAnswers {
         this.#hotBytes.set(hot, answer);
       }
       // Handed to the kernel in one write, at once.
-      this.#count(rawPath, { bytes: hot.size, whole: true }, performance.now());
+      this.#count(rawPath, { bytes: hot.size, whole: true }, performance.now(), head, options.remote);
       return answer.bytes;
     }
     if (!options.files) return undefined;
@@ -106,7 +117,7 @@ export class QuickAnswers {
       file: { path: file.path, start: 0, length: file.size, size: file.size },
       done: (sent) => {
         release();
-        if (sent !== undefined) this.#count(rawPath, sent, started);
+        if (sent !== undefined) this.#count(rawPath, sent, started, head, options.remote);
       },
     };
   }
@@ -121,7 +132,8 @@ export class QuickAnswers {
   }
 
   /** Counts and logs a hit as the full path does (see request_log.ts). */
-  #count(rawPath: string, sent: ResponseSent, started: number): void {
+  #count(rawPath: string, sent: ResponseSent, started: number, head: RequestHead, remote?: string): void {
+    const forwardedFor = remote === undefined ? undefined : this.#clientOf?.(remote, head);
     this.#answers.record({
       method: "GET",
       path: rawPath,
@@ -130,6 +142,7 @@ export class QuickAnswers {
       bytes: sent.bytes,
       ms: Math.round(performance.now() - started),
       whole: sent.whole,
+      forwardedFor,
     });
   }
 }

@@ -29,7 +29,7 @@ import type { DownloadHead } from "../download/download.ts";
 import { PLAIN_GET, type RequestFacts } from "../http/range.ts";
 import { type ResponseSent, targetPath } from "../http/client_request.ts";
 import { parseRequestPath, type RequestTarget } from "../repo/request_path.ts";
-import type { LaterAnswer, QuickAnswer } from "../server/quick_answer.ts";
+import type { LaterAnswer, QuickAnswer, QuickOptions } from "../server/quick_answer.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { HttpDates, responseHead } from "../server/http1_response.ts";
 import type { RequestResult } from "../status/stats.ts";
@@ -52,7 +52,7 @@ export interface MissContext {
   /** Remembers a package path for the quick path of hits (quick_answers.ts), as the full path does. */
   remember: (rawPath: string, target: RequestTarget) => void;
   /** The quick path of hits (quick_answers.ts), asked for a cached file once its path is remembered. */
-  hit?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
+  hit?: (head: RequestHead, options: QuickOptions) => QuickAnswer | undefined;
   /** Counts and logs an answer once `completed` resolves (app.ts's `settle`). */
   settle: (
     req: RequestFacts,
@@ -83,7 +83,7 @@ export class QuickMisses {
    * remembered yet (the quick path of hits answers it), or undefined for the full path. `files`: whether the
    * connection can send files with sendfile.
    */
-  forHead(head: RequestHead, options: { files: boolean }): QuickAnswer | undefined {
+  forHead(head: RequestHead, options: QuickOptions): QuickAnswer | undefined {
     if (!options.files || !isPlainGet(head)) return undefined;
     let cacheControl: string | null = null;
     for (const [name, value] of head.headers) {
@@ -116,7 +116,7 @@ export class QuickMisses {
     head: RequestHead,
     rawPath: string,
     target: RequestTarget,
-    options: { files: boolean },
+    options: QuickOptions,
   ): QuickAnswer | undefined {
     const context = this.#context;
     if (context.hit === undefined) return undefined;

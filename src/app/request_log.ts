@@ -54,12 +54,13 @@ export class AnswerLog {
     if (this.#output !== undefined) {
       // Most answers of a busy proxy at log_level = "warning": nothing to build.
       if (!this.#output.enabled("info")) return;
-      const { method, path, result, status, bytes, ms, whole } = answer;
+      const { method, path, result, status, bytes, ms, whole, forwardedFor } = answer;
       this.#output.line(CATEGORY, "info", [
         "",
         method,
         " ",
-        path,
+        // Behind a balancer (trusted_proxies) the client it named, as on logtape's way below.
+        forwardedFor === undefined ? path : `${path} (for ${forwardedFor})`,
         " ",
         result,
         " ",

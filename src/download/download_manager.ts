@@ -20,6 +20,11 @@ export interface DownloadManagerOptions {
   store: CacheStore;
   /** The mirror pool for a target (the official mirrors, or a custom repo's URLs). */
   poolFor: (target: RequestTarget) => MirrorPool;
+  /**
+   * A source to try before the pool's mirrors for the next download of `target`, if any (a cache peer known to
+   * have the file). It is not one of the pool's mirrors, so the pool's counters stay those of its mirrors.
+   */
+  firstFrom?: (target: RequestTarget) => string | undefined;
   deps: TransferDeps;
   limits: TransferLimits;
   /** Called when a download has committed a complete file to the cache. */
@@ -122,11 +127,18 @@ export class DownloadManager {
     // One that has ended may still be cleaning up its files on disk: the new one waits for it to finish.
     const previous = this.#active.get(key);
     const pool = this.#options.poolFor(target);
+    const first = options.from === undefined ? this.#options.firstFrom?.(target) : undefined;
+    const plan = () => pool.plan(purposeOf(target.kind));
     const download = new Download({
       segments: target.cacheSegments,
       upstreamPath: target.upstreamPath,
       mirrors: pool,
-      plan: () => options.from !== undefined ? [options.from] : pool.plan(purposeOf(target.kind)),
+      plan: () =>
+        options.from !== undefined
+          ? [options.from]
+          : first !== undefined
+          ? [first, ...plan().filter((mirror) => mirror !== first)]
+          : plan(),
       store: this.#options.store,
       deps: this.#options.deps,
       limits: this.#options.limits,

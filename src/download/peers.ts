@@ -8,47 +8,104 @@
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
+import { redactUrl } from "../redact_url.ts";
+import { SYSTEM_TIMERS, type Timers } from "./transfer.ts";
+
+const log = getLogger(["flexo", "peers"]);
+
 /** Milliseconds a miss waits for the peers before it goes to the mirrors. */
 export const PEER_WAIT_MS = 500;
+
+/** Milliseconds a peer that let a lookup wait {@linkcode PEER_WAIT_MS} is left out of lookups. */
+export const SILENT_PEER_HOLD_MS = 30_000;
 
 /** What the peers said about one file. */
 export type PeerLookup = { type: "hit"; peer: string } | { type: "miss" };
 
-/** Timers, injected so that tests drive them. */
-export interface PeerTimers {
-  setTimeout: (fn: () => void, ms: number) => number;
-  clearTimeout: (id: number) => void;
+/**
+ * Peers that let a lookup wait its whole wait without an answer (down behind a firewall that drops packets,
+ * or overloaded): each is left out of lookups for a hold, so that one silent peer does not add the wait to
+ * every miss of the node; after the hold the next lookup asks it again.
+ */
+export class SilentPeers {
+  #now: () => number;
+  #holdMs: number;
+  #until = new Map<string, number>();
+
+  /** A record with the clock `now` and a hold of `holdMs` (default {@linkcode SILENT_PEER_HOLD_MS}). */
+  constructor(options: { now: () => number; holdMs?: number }) {
+    this.#now = options.now;
+    this.#holdMs = options.holdMs ?? SILENT_PEER_HOLD_MS;
+  }
+
+  /** The peers of `peers` that are not on hold now. */
+  askable(peers: readonly string[]): string[] {
+    const now = this.#now();
+    return peers.filter((peer) => (this.#until.get(peer) ?? 0) <= now);
+  }
+
+  /** `peer` let a lookup wait `waitedMs` without an answer: it is on hold from now on. */
+  heldUp(peer: string, waitedMs = PEER_WAIT_MS): void {
+    if (!this.#until.has(peer)) {
+      log.warn(
+        "Cache peer {peer} did not answer within {waitedMs} ms: misses go to the mirrors without waiting for it " +
+          "for {holdSecs} s; check that it runs and that this node can reach it",
+        { peer: redactUrl(peer), waitedMs, holdSecs: this.#holdMs / 1000 },
+      );
+    }
+    this.#until.set(peer, this.#now() + this.#holdMs);
+  }
+
+  /** `peer` answered: it is waited for again. */
+  answered(peer: string): void {
+    this.#until.delete(peer);
+  }
 }
 
 /**
  * Asks every peer (base URLs ending in `/`) for `upstreamPath` with a HEAD request, in parallel; resolves with
  * the first that answers 200, or a miss when none does within `waitMs`. `fetch` must add only-if-cached for
- * peers (see {@linkcode fetchWithPeerRules}).
+ * peers (see {@linkcode fetchWithPeerRules}). With `silent`, peers on hold are not asked, and the peers still
+ * silent when the wait ends are put on hold.
  */
 export function findOnPeers(
   peers: readonly string[],
   upstreamPath: string,
-  options: { fetch: typeof fetch; waitMs?: number; timers?: PeerTimers },
+  options: { fetch: typeof fetch; waitMs?: number; timers?: Timers; silent?: SilentPeers },
 ): Promise<PeerLookup> {
-  if (peers.length === 0) return Promise.resolve({ type: "miss" });
-  const timers = options.timers ?? globalThis;
+  const asked = options.silent?.askable(peers) ?? peers;
+  if (asked.length === 0) return Promise.resolve({ type: "miss" });
+  const timers = options.timers ?? SYSTEM_TIMERS;
+  const waitMs = options.waitMs ?? PEER_WAIT_MS;
   const abort = new AbortController();
+  const silent = new Set(asked);
   return new Promise<PeerLookup>((resolve) => {
-    let pending = peers.length;
+    let pending = asked.length;
+    let over = false;
     const done = (lookup: PeerLookup) => {
-      timers.clearTimeout(timer);
+      if (over) return;
+      over = true;
+      timers.clearTimer(timer);
       abort.abort();
       resolve(lookup);
     };
-    const timer = timers.setTimeout(() => done({ type: "miss" }), options.waitMs ?? PEER_WAIT_MS);
-    for (const peer of peers) {
+    const timer = timers.setTimer(() => {
+      for (const peer of silent) options.silent?.heldUp(peer, waitMs);
+      done({ type: "miss" });
+    }, waitMs);
+    for (const peer of asked) {
       options.fetch(peer + upstreamPath, { method: "HEAD", signal: abort.signal }).then(
         async (response) => {
+          silent.delete(peer);
+          options.silent?.answered(peer);
           await response.body?.cancel();
           if (response.status === 200) done({ type: "hit", peer });
           else if (--pending === 0) done({ type: "miss" });
         },
         () => {
+          // Refused or reset: an answer of sorts, at once. Aborted after the lookup ended: not silent either.
+          silent.delete(peer);
           if (--pending === 0) done({ type: "miss" });
         },
       );

@@ -74,6 +74,12 @@ const EWMA_WEIGHT = 0.3;
 /** Ranked upstream mirrors with live health information. */
 export class MirrorPool {
   #mirrors: MirrorState[] = [];
+  /**
+   * Mirrors a new ranking left out, with what they counted: a transfer running then still counts, and a mirror
+   * ranked again goes on from its counts (the counters of `/metrics` never go down). One entry per URL ever
+   * ranked, so bounded by the mirror lists flexo was given.
+   */
+  readonly #former = new Map<string, MirrorState>();
   #now: () => number;
   #halfLife: number;
   #spreadOver: number;
@@ -108,7 +114,7 @@ export class MirrorPool {
    */
   setMirrors(urls: readonly string[], source: string): void {
     const before = this.primary();
-    const known = new Map(this.#mirrors.map((m) => [m.url, m]));
+    const known = new Map([...this.#former, ...this.#mirrors.map((m) => [m.url, m] as const)]);
     const seen = new Set<string>();
     const next: MirrorState[] = [];
     for (const raw of urls) {
@@ -119,6 +125,8 @@ export class MirrorPool {
       state.rank = next.length;
       next.push(state);
     }
+    for (const m of this.#mirrors) if (!seen.has(m.url)) this.#former.set(m.url, m);
+    for (const m of next) this.#former.delete(m.url);
     this.#mirrors = next;
     this.#source = source;
     const after = this.primary();
@@ -286,7 +294,7 @@ export class MirrorPool {
   }
 
   #find(url: string): MirrorState | undefined {
-    return this.#mirrors.find((m) => m.url === url);
+    return this.#mirrors.find((m) => m.url === url) ?? this.#former.get(url);
   }
 
   /**

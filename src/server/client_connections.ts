@@ -14,6 +14,7 @@ import {
   ClientConnection,
   type ConnectionHandler,
   type QuickAnswer,
+  type QuickOptions,
 } from "./http1_connection.ts";
 import type { RequestHead } from "./http1_head.ts";
 import { HttpDates } from "./http1_response.ts";
@@ -95,7 +96,7 @@ export function listenForClients(
     port: number;
     timeoutMs: number;
     onError: (error: unknown) => Response | Promise<Response>;
-    quickAnswer?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
+    quickAnswer?: (head: RequestHead, options: QuickOptions) => QuickAnswer | undefined;
     sender?: FileSender;
     /**
      * Decides, as a connection is accepted, whether its client is served (see {@linkcode Admission}): a refusal

@@ -40,9 +40,24 @@ import {
 import { HttpDates, responseHead } from "./http1_response.ts";
 import type { CopyBuffers } from "./file_copy.ts";
 import { ResponseWriter } from "./http1_response_writer.ts";
-import type { LaterAnswer, QuickAnswer, QuickFile, QuickLater, Refusal } from "./quick_answer.ts";
+import type {
+  LaterAnswer,
+  QuickAnswer,
+  QuickFile,
+  QuickLater,
+  QuickOptions,
+  Refusal,
+} from "./quick_answer.ts";
 
-export type { Admission, LaterAnswer, QuickAnswer, QuickFile, QuickLater, Refusal } from "./quick_answer.ts";
+export type {
+  Admission,
+  LaterAnswer,
+  QuickAnswer,
+  QuickFile,
+  QuickLater,
+  QuickOptions,
+  Refusal,
+} from "./quick_answer.ts";
 import type { FileSender } from "./sendfile.ts";
 import { closeQuietly } from "../close_quietly.ts";
 
@@ -61,7 +76,7 @@ export interface ConnectionOptions {
   /** The response when the handler throws. */
   onError: (error: unknown) => Response | Promise<Response>;
   /** The answer to a request that can be answered at once without a `Request` (`files`: it may be a file). */
-  quickAnswer?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
+  quickAnswer?: (head: RequestHead, options: QuickOptions) => QuickAnswer | undefined;
   /** Sends file bodies with sendfile(2); without it they are streamed through JavaScript. */
   sender?: FileSender;
   /**
@@ -96,8 +111,6 @@ const CONNECTION_ERRORS = [
   Deno.errors.Interrupted,
   Deno.errors.NotConnected,
 ];
-const FILES = Object.freeze({ files: true });
-const NO_FILES = Object.freeze({ files: false });
 
 /** One client connection and its state, which the listener's sweep reads (see client_connections.ts). */
 export class ClientConnection {
@@ -124,11 +137,16 @@ export class ClientConnection {
   #dates: HttpDates;
   /** Whether the client may still be sending a body when the connection ends (see #lingeringClose). */
   #linger = false;
+  /** The options of a quick answer with and without sendfile: made once per connection, not per request. */
+  #quickFiles: QuickOptions;
+  #quickNoFiles: QuickOptions;
 
   /** Wraps an accepted connection; nothing happens until {@linkcode ClientConnection.serve}. */
   constructor(conn: Deno.Conn, options: ConnectionOptions) {
     this.conn = conn;
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    this.#quickFiles = Object.freeze({ files: true, remote: this.remoteAddr.hostname });
+    this.#quickNoFiles = Object.freeze({ files: false, remote: this.remoteAddr.hostname });
     const local = conn.localAddr as Deno.NetAddr;
     this.#local = local;
     this.#localHost = local.hostname.includes(":")
@@ -262,7 +280,7 @@ export class ClientConnection {
       return undefined;
     }
     try {
-      return quick(head, this.#files.canSend() ? FILES : NO_FILES);
+      return quick(head, this.#files.canSend() ? this.#quickFiles : this.#quickNoFiles);
     } catch (error) {
       // A fault in the shortcut must not cost the client its answer: the full path answers (or reports) it.
       log.error("Answering {target} from the quick path failed: {error}", {

@@ -38,6 +38,15 @@ export interface LaterAnswer {
 }
 
 /**
+ * What a quick answer may use: `files`, whether the connection can send a file with sendfile; `remote`, the
+ * connection's address (the request log names the client a trusted proxy reports for it).
+ */
+export interface QuickOptions {
+  readonly files: boolean;
+  readonly remote?: string;
+}
+
+/**
  * An answer made without a `Request`: the complete response as bytes, or a file to send with sendfile (only
  * offered when the connection can; one that could not be sent after all gets the full path), or one to wait for.
  */

@@ -6,7 +6,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { RequestHead } from "./http1_head.ts";
-import type { Admission, ConnectionHandler, QuickAnswer } from "./http1_connection.ts";
+import type { Admission, ConnectionHandler, QuickAnswer, QuickOptions } from "./http1_connection.ts";
 import { listenForClients } from "./client_connections.ts";
 import { FileSender } from "./sendfile.ts";
 import { type LibcResult, openFilesLimit, openLibc } from "./libc.ts";
@@ -30,7 +30,7 @@ export interface ServedApp {
   /** Answers a request. */
   fetch: ConnectionHandler;
   /** The answer to a request that can be answered from memory, made from the parsed head alone. */
-  quickAnswer?: (head: RequestHead, options: { files: boolean }) => QuickAnswer | undefined;
+  quickAnswer?: (head: RequestHead, options: QuickOptions) => QuickAnswer | undefined;
   /** Whether a client, by its address, is served at all, and how (decided once per connection). */
   admit?: (remote: Deno.NetAddr) => Admission;
 }

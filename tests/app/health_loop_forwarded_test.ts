@@ -2,7 +2,8 @@
  * `/healthz`, Via loop protection and client addresses from trusted proxies, on the app alone.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { NodeHealth } from "../../src/app/health.ts";
 import { testApp } from "../helpers/test_app.ts";
 import { clientAddressOf, forwardedFor } from "../../src/app/forwarded.ts";
 import { viaNames } from "../../src/app/loop_guard.ts";
@@ -30,6 +31,63 @@ Deno.test("/healthz is 200 ok while serving and 503 once draining", async () => 
     assertEquals(response.headers.get("cache-control"), "no-store");
     response = await app.get("/healthz", { method: "HEAD" });
     assertEquals([response.status, await response.text()], [503, ""]);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("/healthz is 503 while the cache directory cannot take a file, and 200 again once it can", async () => {
+  const app = await testApp(["http://127.0.0.1:9/"]);
+  try {
+    // A lost mount, a directory replaced: every miss fails (502) while the node answers its hits.
+    await Deno.remove(app.dir, { recursive: true });
+    await Deno.writeTextFile(app.dir, "not a directory");
+    let response = await app.get("/healthz");
+    const text = await response.text();
+    assertEquals(response.status, 503, "the balancer keeps sending misses to a node that cannot store them");
+    assert(text.startsWith("cache directory unusable: "), text);
+    assert(text.includes(app.dir), text);
+    await Deno.remove(app.dir);
+    await Deno.mkdir(app.dir);
+    response = await app.get("/healthz");
+    assertEquals([response.status, await response.text()], [200, "ok\n"]);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("NodeHealth.check() is serving through a full disk or a lack of descriptors, which pass by themselves", async () => {
+  const failing = (code: string) => () => Promise.reject(Object.assign(new Error(code), { code }));
+  for (const code of ["ENOSPC", "EDQUOT", "EMFILE", "ENFILE", "EINTR"]) {
+    assertEquals(await new NodeHealth({ probe: failing(code) }).check(), { type: "serving" }, code);
+  }
+  for (const code of ["EROFS", "EACCES", "EPERM", "ENOTDIR", "EIO"]) {
+    assertEquals((await new NodeHealth({ probe: failing(code) }).check()).type, "unusable_cache", code);
+  }
+  const draining = new NodeHealth({ probe: failing("EROFS") });
+  draining.startDraining();
+  assertEquals(await draining.check(), { type: "draining" });
+});
+
+Deno.test("/healthz answers a trusted balancer's own health check, which names no client", async () => {
+  // The balancer is trusted, the clients it forwards are allowed; the balancer itself is not a client.
+  const config = { allowed_clients: ["192.0.2.0/24"], trusted_proxies: ["127.0.0.1/32"] };
+  const app = await testApp(["http://127.0.0.1:9/"], { config });
+  try {
+    assertEquals(app.admit!({ transport: "tcp", hostname: "127.0.0.1", port: 1 }), "each_request");
+    // HAProxy's `option httpchk` and nginx's checks send no X-Forwarded-For.
+    let response = await app.fetch(new Request("http://flexo.test/healthz"), from("127.0.0.1"));
+    assertEquals(
+      [response.status, await response.text()],
+      [200, "ok\n"],
+      "every node looks down to the balancer",
+    );
+    app.health.startDraining();
+    response = await app.fetch(new Request("http://flexo.test/healthz"), from("127.0.0.1"));
+    assertEquals(response.status, 503);
+    // The files are still only for the allowed clients.
+    response = await app.fetch(new Request(`http://flexo.test${PKG}`), from("127.0.0.1"));
+    assertEquals(response.status, 403);
   } finally {
     await app.cleanup();
   }
@@ -80,24 +138,24 @@ Deno.test("trusted_proxies: a forwarded address counts only on a connection from
     // Untrusted connection (allowed by its own address): the header is ignored.
     assertEquals(app.admit!({ transport: "tcp", hostname: "192.0.2.7", port: 1 }), undefined);
     let response = await app.fetch(
-      new Request("http://flexo.test/healthz", { headers: refused }),
+      new Request("http://flexo.test/status", { headers: refused }),
       from("192.0.2.7"),
     );
     assertEquals(response.status, 200);
     // Trusted proxy: admitted per connection, then its client is checked per request (none on the quick path).
     assertEquals(app.admit!({ transport: "tcp", hostname: "127.0.0.1", port: 1 }), "each_request");
     response = await app.fetch(
-      new Request("http://flexo.test/healthz", { headers: refused }),
+      new Request("http://flexo.test/status", { headers: refused }),
       from("127.0.0.1"),
     );
     assertEquals(response.status, 403, await response.text());
     response = await app.fetch(
-      new Request("http://flexo.test/healthz", { headers: { forwarded: "for=203.0.113.5" } }),
+      new Request("http://flexo.test/status", { headers: { forwarded: "for=203.0.113.5" } }),
       from("127.0.0.1"),
     );
     assertEquals(response.status, 403);
     response = await app.fetch(
-      new Request("http://flexo.test/healthz", { headers: { "x-forwarded-for": "192.0.2.8" } }),
+      new Request("http://flexo.test/status", { headers: { "x-forwarded-for": "192.0.2.8" } }),
       from("127.0.0.1"),
     );
     assertEquals(response.status, 200);

@@ -114,3 +114,20 @@ Deno.test("MirrorPool.plan() lets penalties and lagging marks end after the cloc
   assertEquals(pool.plan("database"), [A, B, C], "both are back in their places");
   assertEquals(pool.snapshotMark(B).type, "up_to_date");
 });
+
+Deno.test("MirrorPool.setMirrors() keeps what a mirror counted while it is out of the ranking", () => {
+  const pool = new MirrorPool();
+  pool.setMirrors([A, B], "latency test");
+  pool.recordSuccess(A, { bytes: 1000, durationMs: 10 });
+  pool.recordFailure(A, "timed out", { penalise: false });
+  const running = pool.begin(A);
+  // A new ranking leaves A out while one of its transfers still runs; that transfer ends meanwhile.
+  pool.setMirrors([B], "latency test");
+  pool.recordSuccess(A, { bytes: 500, durationMs: 10 });
+  running();
+  assertEquals(pool.snapshot().map((m) => m.url), [B]);
+  // A is ranked again: its counters go on from where they were (a Prometheus counter must never go down).
+  pool.setMirrors([B, A], "latency test");
+  const a = pool.snapshot().find((m) => m.url === A)!;
+  assertEquals([a.successes, a.failures, a.bytes, a.inFlight, a.rank], [2, 1, 1500, 0, 1]);
+});

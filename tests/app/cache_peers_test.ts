@@ -1,0 +1,104 @@
+/**
+ * Cache peers on the app alone (scripted peers and mirrors): what is counted when a peer is asked before the
+ * mirrors, and which pool's mirrors the download's transfers are counted on.
+ */
+
+import { assertEquals } from "../helpers/assert.ts";
+import { randomBytes } from "../helpers/bytes.ts";
+import { fakeFetch } from "../helpers/fake_fetch.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
+import { testApp } from "../helpers/test_app.ts";
+
+const PKG = "/core/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst";
+const PEER = "http://127.0.0.1:9101/";
+const MIRROR = "http://127.0.0.1:9102/";
+
+Deno.test("createApp() counts a peer hit only when the file came from the peer, and a mirror's transfer on its pool", async () => {
+  const bytes = randomBytes(50_000);
+  // The peer says it has the file, then has lost it by the GET (evicted, or it lies): 504.
+  const upstream = fakeFetch((url, req) => {
+    if (url.startsWith(PEER)) return req.method === "HEAD" ? { status: 200 } : { status: 504 };
+    return { body: bytes };
+  });
+  const app = await testApp([MIRROR], { fetch: upstream.fetch, config: { cache_peers: [PEER] } });
+  try {
+    const response = await app.get(PKG);
+    assertEquals(new Uint8Array(await response.arrayBuffer()), bytes);
+    await app.downloads.idle();
+    assertEquals(
+      upstream.requests.map((r) => `${r.method} ${r.url}`),
+      [`HEAD ${PEER}${PKG.slice(1)}`, `GET ${PEER}${PKG.slice(1)}`, `GET ${MIRROR}${PKG.slice(1)}`],
+    );
+    assertEquals(app.stats.peerHits, 0, "a file that came from a mirror was counted as taken from a peer");
+    const mirror = app.pool.snapshot().find((m) => m.url === MIRROR)!;
+    assertEquals(
+      [mirror.successes, mirror.bytes],
+      [1, bytes.length],
+      "the mirror's transfer was not counted",
+    );
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("createApp() counts a file taken from a peer once, and leaves the mirrors' counters alone", async () => {
+  const bytes = randomBytes(50_000);
+  const upstream = fakeFetch((url) => (url.startsWith(PEER) ? { body: bytes } : { status: 500 }));
+  const app = await testApp([MIRROR], { fetch: upstream.fetch, config: { cache_peers: [PEER] } });
+  try {
+    assertEquals(new Uint8Array(await (await app.get(PKG)).arrayBuffer()), bytes);
+    await app.downloads.idle();
+    assertEquals(app.stats.peerHits, 1);
+    const mirror = app.pool.snapshot().find((m) => m.url === MIRROR)!;
+    assertEquals([mirror.successes, mirror.failures, mirror.bytes], [0, 0, 0]);
+    assertEquals(upstream.requests.filter((r) => r.url.startsWith(MIRROR)).length, 0);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("createApp() does not make every miss wait for a cache peer that does not answer", async () => {
+  const timers = new FakeTimers();
+  const bytes = randomBytes(10_000);
+  const asked: string[] = [];
+  // The peer's machine drops packets: its requests never get an answer until they are given up.
+  const upstream = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = String(input instanceof Request ? input.url : input);
+    asked.push(url);
+    if (!url.startsWith(PEER)) return Promise.resolve(new Response(bytes as Uint8Array<ArrayBuffer>));
+    return new Promise((_, reject) => {
+      init?.signal?.addEventListener("abort", () => reject(init.signal!.reason), { once: true });
+    });
+  };
+  const app = await testApp([MIRROR], {
+    fetch: upstream as typeof fetch,
+    now: timers.now,
+    timers,
+    config: { cache_peers: [PEER] },
+  });
+  try {
+    const first = app.get(PKG);
+    assertEquals(await settled(first), "waiting", "the first miss waits for the peer");
+    timers.advance(500);
+    assertEquals((await first).status, 200);
+    await (await first).arrayBuffer();
+    const second = await settled(app.get(PKG.replace("zz-", "yy-")));
+    assertEquals(
+      second === "waiting" ? second : second.status,
+      200,
+      "the next miss waited for the silent peer",
+    );
+    if (second !== "waiting") await second.arrayBuffer();
+    assertEquals(asked.filter((url) => url.startsWith(PEER)).length, 1);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+/** What `answer` has settled with once the turns of answered requests have run, or "waiting". */
+async function settled<T>(answer: Promise<T>): Promise<T | "waiting"> {
+  return await Promise.race([
+    answer,
+    new Promise<"waiting">((resolve) => setTimeout(() => resolve("waiting"), 50)),
+  ]);
+}
