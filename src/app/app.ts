@@ -224,7 +224,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     await next();
     if (c.req.method === "HEAD") c.res = await withLength(c.res);
   });
-  const health = new NodeHealth({ probe: cacheDirectoryProbe(store.root, PARTIAL_DIR) });
+  const health = new NodeHealth({ probe: cacheDirectoryProbe(store.root, PARTIAL_DIR), now: deps.now });
   // Before the access check: a balancer in trusted_proxies checks health on its own behalf, naming no client, and
   // need not be in allowed_clients (it would see every node down). The answer says only serving or draining.
   hono.route("/", healthRoutes(health));

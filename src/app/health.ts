@@ -52,14 +52,27 @@ export function cacheDirectoryProbe(cacheDirectory: string, partialDir: string):
   };
 }
 
+/**
+ * A probe that passed counts for this long: a balancer checks every second or two, and a client that asks
+ * `/healthz` in a loop must not make the node write a file per request (an SD card's wear, the threads' time).
+ */
+export const PROBE_VALID_MS = 1_000;
+
 /** The node's health, owned by the app; `main.ts` switches it to draining on SIGTERM. */
 export class NodeHealth {
   #state: HealthState = "serving";
   #probe: CacheProbe | undefined;
+  #now: () => number;
+  #passedAt = -Infinity;
+  #probing: Promise<HealthVerdict> | undefined;
 
-  /** A serving node; with `probe`, {@linkcode NodeHealth.check} also checks the cache directory with it. */
-  constructor(options: { probe?: CacheProbe } = {}) {
+  /**
+   * A serving node; with `probe`, {@linkcode NodeHealth.check} also checks the cache directory with it: at most
+   * once per {@linkcode PROBE_VALID_MS} while it passes (by `now`), and once for any number of checks at a time.
+   */
+  constructor(options: { probe?: CacheProbe; now?: () => number } = {}) {
     this.#probe = options.probe;
+    this.#now = options.now ?? Date.now;
   }
 
   /** The current state. */
@@ -73,10 +86,20 @@ export class NodeHealth {
   }
 
   /** What `/healthz` answers now: draining, else the probe's verdict on the cache directory. */
-  async check(): Promise<HealthVerdict> {
-    if (this.#state === "draining") return { type: "draining" };
+  check(): Promise<HealthVerdict> {
+    if (this.#state === "draining") return Promise.resolve({ type: "draining" });
+    const probe = this.#probe;
+    if (probe === undefined || this.#now() - this.#passedAt < PROBE_VALID_MS) {
+      return Promise.resolve({ type: "serving" });
+    }
+    this.#probing ??= this.#run(probe).finally(() => this.#probing = undefined);
+    return this.#probing;
+  }
+
+  async #run(probe: CacheProbe): Promise<HealthVerdict> {
     try {
-      await this.#probe?.();
+      await probe();
+      this.#passedAt = this.#now();
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       if (typeof code === "string" && UNUSABLE_CODES.has(code)) {

@@ -3,7 +3,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { NodeHealth } from "../../src/app/health.ts";
+import { NodeHealth, PROBE_VALID_MS } from "../../src/app/health.ts";
 import { testApp } from "../helpers/test_app.ts";
 import { clientAddressOf, forwardedFor } from "../../src/app/forwarded.ts";
 import { viaNames } from "../../src/app/loop_guard.ts";
@@ -54,6 +54,33 @@ Deno.test("/healthz is 503 while the cache directory cannot take a file, and 200
   } finally {
     await app.cleanup();
   }
+});
+
+Deno.test("NodeHealth.check() probes at most once a second while the probe passes, once for checks at a time, and each time while it fails", async () => {
+  let now = 0;
+  let probes = 0;
+  let failing = false;
+  const health = new NodeHealth({
+    now: () => now,
+    probe: () => {
+      probes++;
+      return failing
+        ? Promise.reject(Object.assign(new Error("read-only"), { code: "EROFS" }))
+        : Promise.resolve();
+    },
+  });
+  const all = await Promise.all([health.check(), health.check(), health.check()]);
+  assertEquals([all.map((v) => v.type), probes], [["serving", "serving", "serving"], 1]);
+  now = PROBE_VALID_MS - 1;
+  await health.check();
+  assertEquals(probes, 1, "a passed probe counts for a second");
+  failing = true;
+  now = PROBE_VALID_MS;
+  assertEquals((await health.check()).type, "unusable_cache");
+  assertEquals((await health.check()).type, "unusable_cache");
+  assertEquals(probes, 3, "a failing probe is asked again at each check, so the node comes back at once");
+  failing = false;
+  assertEquals((await health.check()).type, "serving");
 });
 
 Deno.test("NodeHealth.check() is serving through a full disk or a lack of descriptors, which pass by themselves", async () => {
