@@ -38,5 +38,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
 
 # The same permissions and V8 memory settings as the compiled executable (scripts/compile.ts), nothing broader;
 # loading libc (the Deno image is Debian) is for sendfile, see src/server/sendfile.ts.
-ENTRYPOINT ["deno", "run", "--frozen", "--cached-only", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys=hostname", "--allow-ffi=/usr/lib/libc.so.6,/lib/x86_64-linux-gnu/libc.so.6,/lib/aarch64-linux-gnu/libc.so.6,/lib64/libc.so.6", "--v8-flags=--max-semi-space-size=1,--heap-growing-percent=20,--expose-gc,--max-opt=2", "/opt/flexo/main.ts"]
+ENTRYPOINT ["deno", "run", "--frozen", "--cached-only", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys=hostname", "--allow-ffi=/usr/lib/libc.so.6,/lib/x86_64-linux-gnu/libc.so.6,/lib/aarch64-linux-gnu/libc.so.6,/lib64/libc.so.6", "--v8-flags=--max-semi-space-size=1,--heap-growing-percent=20,--expose-gc", "/opt/flexo/main.ts"]
 CMD []

@@ -33,11 +33,10 @@ export const PERMISSIONS = [
  * V8 settings that keep the resident memory small without costing request rate (measured in BENCHMARKS.md):
  * a young generation of 1 MiB per semi-space (by default it grows to 16 MiB, and the garbage of request load
  * then keeps tens of MiB resident), an old generation that grows by at most 20 % between collections, and V8's
- * `gc()` for the memory releases after the start-up scans and busy periods (src/memory_release.ts), and no
- * tier above Maglev (`--max-opt=2`): TurboFan's code and compile zones were half of what 64 clients added, and
- * flexo's hot paths are system calls, not JavaScript (BENCHMARKS.md, session ten: 3-4 MiB less under load and
- * after it, the same request rate and CPU per request). Maglev stays on: without it cold misses were slower
- * and the peak under load higher (session six). The same flags are in the serve task of deno.json and the
+ * `gc()` for the memory releases after the start-up scans and busy periods (src/memory_release.ts). V8's Maglev
+ * tier stays on: without it cold misses were slower and the peak under load higher (BENCHMARKS.md, session
+ * six); TurboFan stays on too: without it (`--max-opt=2`) the peak was 3.6 MiB lower, but small files came
+ * 27 % slower after large ones (session ten). The same flags are in the serve task of deno.json and the
  * Dockerfile's entrypoint; this script bakes them into the executable that the systemd unit starts; the
  * benchmark runs the serve task.
  */
@@ -45,7 +44,6 @@ export const V8_FLAGS = [
   "--max-semi-space-size=1",
   "--heap-growing-percent=20",
   "--expose-gc",
-  "--max-opt=2",
 ];
 
 /** {@linkcode V8_FLAGS} as one `deno` argument. */
