@@ -53,16 +53,22 @@ Deno.test("IntegrityCheck.updateFromFile() hashes the start of a partial file, a
   });
 });
 
+/** Leaves what an interrupted download of an earlier build of PATH left: 100 bytes of a file of 500. */
+function leaveEarlierBuildsPartial(store: CacheStore): string[] {
+  const segments = PATH.split("/");
+  const file = store.openPartial(segments, { truncate: true });
+  file.writeSync(testBytes(100, 7));
+  file.close();
+  store.writePartialMeta(segments, { total: 500, mirror: "http://mirror-a.test/" });
+  return segments;
+}
+
 Deno.test("Download.start() starts over a partial file whose record announces another size than the database says", async () => {
   await withTempDir(async (dir) => {
     // Left by an interrupted download of an earlier build of the file (a custom repository rebuilt it under
     // the same name): 100 bytes of a file announced as 500 bytes long.
     const store = new CacheStore(dir);
-    const SEGMENTS = PATH.split("/");
-    const file = store.openPartial(SEGMENTS, { truncate: true });
-    file.writeSync(testBytes(100, 7));
-    file.close();
-    store.writePartialMeta(SEGMENTS, { total: 500, mirror: "http://mirror-a.test/" });
+    const SEGMENTS = leaveEarlierBuildsPartial(store);
     const { fetch } = fakeFetch((_url, req) => serveBytes(DATA, req));
     const download = startTestDownload(store, fetch, {
       segments: SEGMENTS,
@@ -80,11 +86,7 @@ Deno.test("Download.start() keeps no partial file after every mirror's file had 
   await withTempDir(async (dir) => {
     // Left by an interrupted download of an earlier build (no database lists the file): 100 bytes of 500.
     const store = new CacheStore(dir);
-    const SEGMENTS = PATH.split("/");
-    const file = store.openPartial(SEGMENTS, { truncate: true });
-    file.writeSync(testBytes(100, 7));
-    file.close();
-    store.writePartialMeta(SEGMENTS, { total: 500, mirror: "http://mirror-a.test/" });
+    const SEGMENTS = leaveEarlierBuildsPartial(store);
     const { fetch } = fakeFetch((_url, req) => serveBytes(DATA, req));
     const start = () =>
       startTestDownload(store, fetch, {
