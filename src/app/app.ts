@@ -41,6 +41,7 @@ import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
 import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
 import { asksOnlyIfCached, serveOnlyIfCached } from "./only_if_cached.ts";
 import { fetchWithPeerRules, findOnPeers, SilentPeers } from "../download/peers.ts";
+import { DatabaseFirst } from "./database_first.ts";
 
 /** I/O and tuning passed to {@linkcode createApp}. */
 export interface AppOptions {
@@ -173,7 +174,12 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     limits,
     expectFor: async (target) => {
       if (target.kind !== "package") return undefined;
-      const entry = await packageIndex.expectedWhenLoaded(target.cacheSegments);
+      // A node of a cluster (it has peers, or a balancer in front) may never see a database request of a
+      // repository whose packages it is asked for: it fetches the database first. A single proxy is synced by
+      // its clients' pacman -Sy, and keeps to the mirror requests its clients make.
+      const entry = inCluster
+        ? await databaseFirst.expected(target)
+        : await packageIndex.expectedWhenLoaded(target.cacheSegments);
       return entry && { size: entry.compressedSize, sha256: entry.sha256 };
     },
     onIntegrityFailure: (_download, reason) => {
@@ -191,6 +197,21 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     },
   });
   const outage = new Outage(deps.now);
+  // A package that no cached database lists: its folder's database first, so that it is verified too.
+  const inCluster = config.cache_peers.length > 0 || config.trusted_proxies.length > 0;
+  const databaseFirst = new DatabaseFirst({
+    lookUp: (segments) => packageIndex.expectedWhenLoaded(segments),
+    fetchDatabase: async (rawPath) => {
+      const target = parseRequestPath(rawPath, { customRepoNames });
+      const answer = await serveTarget(new Request(`http://flexo.internal${rawPath}`), target, ctx);
+      // Drained, not kept: the download stores the database as it streams.
+      for await (const _ of answer.response.body ?? []) { /* drained */ }
+      // Its reading begins when its download ends (onComplete), which the lookup then waits for.
+      await downloads.active(target)?.finished;
+      if (answer.response.status >= 400) throw new Error(`HTTP ${answer.response.status}`);
+    },
+    now: deps.now,
+  });
   const ctx: ProxyContext = {
     store,
     downloads,

@@ -1,0 +1,86 @@
+/**
+ * A repository's database before its packages: a package is verified against the database entry that lists it
+ * (size and SHA-256), and a node that has no such entry (it never synced that repository, or its copy of the
+ * database is older than the package) would store the package as it comes. Behind a balancer that hashes on
+ * the path, each database goes to one node, and every other node was in that case for every package.
+ *
+ * On a node of a cluster (app.ts decides: `cache_peers` or `trusted_proxies` set),
+ * {@linkcode DatabaseFirst.expected} looks the package up; when no database lists it, it has the proxy fetch
+ * (or revalidate) the repository's database of the package's folder, as a client's `pacman -Sy` would, and
+ * looks again. It does so at most once per folder every {@linkcode DATABASE_FIRST_INTERVAL_MS}: a package that
+ * no database lists (an old version, a custom repository without one) costs one database request per interval,
+ * not one per download.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { PackageEntry } from "../repo/repo_db.ts";
+import type { RequestTarget } from "../repo/request_path.ts";
+
+const log = getLogger(["flexo", "database-first"]);
+
+/** A folder's database is fetched for an unlisted package at most this often. */
+export const DATABASE_FIRST_INTERVAL_MS = 5 * 60_000;
+
+/** What {@linkcode DatabaseFirst} needs. */
+export interface DatabaseFirstOptions {
+  /** The package index's look-up, waiting for databases being read (`PackageIndex.expectedWhenLoaded`). */
+  lookUp: (segments: readonly string[]) => Promise<PackageEntry | undefined>;
+  /**
+   * Fetches (or revalidates) the database at `rawPath` (a request path such as `/core/os/x86_64/core.db`) as a
+   * client's request would, and resolves once it is stored and its reading has begun; rejects when it cannot.
+   */
+  fetchDatabase: (rawPath: string) => Promise<void>;
+  now: () => number;
+  /** Default {@linkcode DATABASE_FIRST_INTERVAL_MS}. */
+  intervalMs?: number;
+}
+
+/** The path of the database of `target`'s folder, for a package of a `/$repo/os/$arch/` folder; else undefined. */
+export function databasePathFor(target: RequestTarget): string | undefined {
+  if (target.repo === undefined || target.kind !== "package") return undefined;
+  const folder = target.cacheSegments.slice(0, -1).map(encodeURIComponent).join("/");
+  return `/${folder}/${encodeURIComponent(target.repo)}.db`;
+}
+
+/** Looks packages up in the index, fetching their folder's database first when none lists them. */
+export class DatabaseFirst {
+  #options: DatabaseFirstOptions;
+  #askedAt = new Map<string, number>();
+  #fetching = new Map<string, Promise<void>>();
+
+  /** See {@linkcode DatabaseFirstOptions}. */
+  constructor(options: DatabaseFirstOptions) {
+    this.#options = options;
+  }
+
+  /** The database entry of the package `target`, after fetching its folder's database if none listed it. */
+  async expected(target: RequestTarget): Promise<PackageEntry | undefined> {
+    const found = await this.#options.lookUp(target.cacheSegments);
+    if (found !== undefined) return found;
+    const path = databasePathFor(target);
+    if (path === undefined) return undefined;
+    let fetching = this.#fetching.get(path);
+    if (fetching === undefined) {
+      const now = this.#options.now();
+      const interval = this.#options.intervalMs ?? DATABASE_FIRST_INTERVAL_MS;
+      if (now - (this.#askedAt.get(path) ?? -Infinity) < interval) return undefined;
+      this.#askedAt.set(path, now);
+      fetching = this.#options.fetchDatabase(path).catch((error: unknown) => {
+        log.warn(
+          "No database lists {file}, and fetching {database} to verify it failed: {message}; the file is stored " +
+            "unverified",
+          {
+            file: target.fileName,
+            database: path,
+            message: error instanceof Error ? error.message : String(error),
+          },
+        );
+      }).finally(() => this.#fetching.delete(path));
+      this.#fetching.set(path, fetching);
+    }
+    await fetching;
+    return await this.#options.lookUp(target.cacheSegments);
+  }
+}
