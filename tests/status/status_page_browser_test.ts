@@ -66,12 +66,14 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "flexo-page-" });
     const shots = await Deno.makeTempDir({ prefix: "flexo-screenshots-" });
     const data = testBytes(SIZE, 3);
-    // Mirror A refuses everything; B trickles the package: 96 chunks of 32 KiB, 60 ms apart (about 6 s).
+    // Mirror A refuses every package; B trickles one: 96 chunks of 32 KiB, 60 ms apart (about 6 s).
     const fromPeer = testBytes(5000, 4);
     const { fetch } = fakeFetch((url, req) => {
       if (url.startsWith(PEER)) {
         return url === PEER + PEER_PKG.slice(1) ? serveBytes(fromPeer, req) : { status: 504 };
       }
+      // No databases: this node of a cluster (it has a peer) asks for one before it stores a package, in vain.
+      if (url.endsWith(".db")) return { status: 404 };
       if (url.startsWith(A) || url.includes("broken")) return "refuse";
       return serveBytes(data, req, { chunkSize: 32 * 1024, chunkDelayMs: 60 });
     });
