@@ -18,7 +18,7 @@ import { MirrorPool } from "../mirrors/mirrors.ts";
 import { isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
 import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
-import type { Admission, QuickAnswer, QuickOptions, Refusal } from "../server/http1_connection.ts";
+import type { Admission, QuickAnswer, QuickOptions, Refusal } from "../server/quick_answer.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { rawTargetOf, type ResponseSent, type ServeInfo, targetPath } from "../http/client_request.ts";
 import { AnswerLog } from "./request_log.ts";

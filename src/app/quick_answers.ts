@@ -14,7 +14,7 @@
  */
 
 import { type CachedFile, type CacheStore, HOT_FILE_MAX_SIZE, type HotFile } from "../cache/cache_store.ts";
-import type { QuickAnswer, QuickOptions } from "../server/http1_connection.ts";
+import type { QuickAnswer, QuickOptions } from "../server/quick_answer.ts";
 import type { RequestHead } from "../server/http1_head.ts";
 import { isPlainHost, type ResponseSent, targetPath } from "../http/client_request.ts";
 import { HttpDates, responseHead } from "../server/http1_response.ts";

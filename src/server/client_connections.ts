@@ -9,13 +9,8 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import {
-  type Admission,
-  ClientConnection,
-  type ConnectionHandler,
-  type QuickAnswer,
-  type QuickOptions,
-} from "./http1_connection.ts";
+import { ClientConnection, type ConnectionHandler } from "./http1_connection.ts";
+import type { Admission, QuickAnswer, QuickOptions } from "./quick_answer.ts";
 import type { RequestHead } from "./http1_head.ts";
 import { HttpDates } from "./http1_response.ts";
 import { CopyBuffers } from "./file_copy.ts";

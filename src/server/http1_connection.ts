@@ -48,16 +48,6 @@ import type {
   QuickOptions,
   Refusal,
 } from "./quick_answer.ts";
-
-export type {
-  Admission,
-  LaterAnswer,
-  QuickAnswer,
-  QuickFile,
-  QuickLater,
-  QuickOptions,
-  Refusal,
-} from "./quick_answer.ts";
 import type { FileSender } from "./sendfile.ts";
 import { closeQuietly } from "../close_quietly.ts";
 

@@ -6,7 +6,8 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { RequestHead } from "./http1_head.ts";
-import type { Admission, ConnectionHandler, QuickAnswer, QuickOptions } from "./http1_connection.ts";
+import type { ConnectionHandler } from "./http1_connection.ts";
+import type { Admission, QuickAnswer, QuickOptions } from "./quick_answer.ts";
 import { listenForClients } from "./client_connections.ts";
 import { FileSender } from "./sendfile.ts";
 import { type LibcResult, openFilesLimit, openLibc } from "./libc.ts";

@@ -6,7 +6,7 @@
 
 import { dirname } from "node:path";
 import { type CachedFile, CacheStore, HOT_FILE_MAX_SIZE } from "../../src/cache/cache_store.ts";
-import type { QuickFile } from "../../src/server/http1_connection.ts";
+import type { QuickFile } from "../../src/server/quick_answer.ts";
 import { isHeadProblem, latin1, parseRequestHead, type RequestHead } from "../../src/server/http1_head.ts";
 import { httpDate } from "../../src/server/http1_response.ts";
 import { QuickAnswers } from "../../src/app/quick_answers.ts";

@@ -4,7 +4,7 @@
  */
 
 import { join } from "node:path";
-import { type QuickAnswer } from "../../src/server/http1_connection.ts";
+import type { QuickAnswer } from "../../src/server/quick_answer.ts";
 import { readFileRange } from "../../src/download/live_reader.ts";
 import { FileResponse } from "../../src/http/file_body.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
