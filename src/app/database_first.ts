@@ -15,6 +15,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { describeError } from "../describe_error.ts";
 import type { PackageEntry } from "../repo/repo_db.ts";
 import type { RequestTarget } from "../repo/request_path.ts";
 
@@ -74,7 +75,7 @@ export class DatabaseFirst {
           {
             file: target.fileName,
             database: path,
-            message: error instanceof Error ? error.message : String(error),
+            message: describeError(error),
           },
         );
       }).finally(() => this.#fetching.delete(path));

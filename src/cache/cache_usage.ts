@@ -7,6 +7,7 @@
  */
 
 import { isAbsolute, join, relative, resolve } from "node:path";
+import { describeError } from "../describe_error.ts";
 
 /** The cache's size as known now. */
 export interface CacheUsageSnapshot {
@@ -215,7 +216,7 @@ async function walkInto(
     entries = await Array.fromAsync(Deno.readDir(dir));
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = describeError(error);
       onError(
         new Error(
           `cannot list ${dir} (${message}): its files are not counted; give the flexo user read access to it`,
