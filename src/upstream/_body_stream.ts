@@ -171,6 +171,8 @@ export function bodyStream(
         return await reader.readInto(view);
     }
   };
+  // The buffer a default (non-BYOB) reader's next chunk is read into; kept while its chunks are copies.
+  let spare: Uint8Array | undefined;
   // A body that has ended is closed at once, not at the next read: the reader's owner learns it without one.
   const atEnd = () => framing.type === "length" && left === 0;
   /** Reads the next bytes into `view` for either reader: their count, or null at the body's end. */
@@ -196,9 +198,15 @@ export function bodyStream(
     },
     async pull(controller) {
       const request = controller.byobRequest;
-      const view = request?.view
-        ? new Uint8Array(request.view.buffer, request.view.byteOffset, request.view.byteLength)
-        : new Uint8Array(framing.type === "length" ? Math.min(left, CHUNK_BYTES) : CHUNK_BYTES);
+      let view: Uint8Array;
+      if (request?.view) {
+        view = new Uint8Array(request.view.buffer, request.view.byteOffset, request.view.byteLength);
+      } else {
+        // A length body's buffer is never smaller than what is left of it: `left` only shrinks.
+        const size = framing.type === "length" ? Math.min(left, CHUNK_BYTES) : CHUNK_BYTES;
+        spare ??= new Uint8Array(size);
+        view = spare.subarray(0, size);
+      }
       const read = await readInto(view);
       if (read === null) {
         controller.close();
@@ -206,7 +214,15 @@ export function bodyStream(
         return;
       }
       if (request) request.respond(read);
-      else controller.enqueue(view.subarray(0, read));
+      else if (read * 2 >= spare!.length) {
+        // Mostly filled: the chunk is the buffer itself, and the next read gets a new one.
+        controller.enqueue(view.subarray(0, read));
+        spare = undefined;
+      } else {
+        // A few bytes (a mirror that drips them) are copied out, and the buffer is read into again: a chunk
+        // holding a 64 KiB buffer for each byte made the 16 MiB a mirror status may have hold 1 TiB.
+        controller.enqueue(view.slice(0, read));
+      }
       if (atEnd()) controller.close();
     },
     cancel() {

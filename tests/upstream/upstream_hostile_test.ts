@@ -54,3 +54,29 @@ Deno.test("createUpstreamClient().fetch() looks at each byte of a head dripped a
     upstream.close();
   }
 });
+
+Deno.test("createUpstreamClient().fetch() gives a stream's reader chunks that hold no more memory than twice their bytes", async () => {
+  // A body until the close (as of a mirror status), dripped a byte per read: 64 KiB read buffers, one per byte,
+  // were each kept by the one-byte chunk made of it.
+  const body = "x".repeat(400);
+  const upstream = client({
+    connect: () =>
+      Promise.resolve(
+        drippingConnection(encoder.encode(`HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n${body}`)),
+      ),
+  });
+  try {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of (await upstream.fetch("http://mirror.test/status.json")).body!) {
+      chunks.push(chunk);
+    }
+    assertEquals(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0), body.length);
+    const held = new Set(chunks.map((chunk) => chunk.buffer)).values().reduce(
+      (sum, buffer) => sum + buffer.byteLength,
+      0,
+    );
+    assert(held <= 2 * body.length, `${body.length} bytes in chunks that hold ${held} bytes`);
+  } finally {
+    upstream.close();
+  }
+});
