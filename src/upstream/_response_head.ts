@@ -76,7 +76,7 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
   }
   const minor = Number(match[1]);
   const status = Number(match[2]);
-  const headers: [string, string][] = [];
+  let headers: [string, string][] = [];
   // The fields that decide the framing, several lines joined as `Headers.get()` joins them.
   let connection: string | undefined;
   let transferEncoding: string | undefined;
@@ -126,9 +126,13 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
           "decode (only chunked)",
       );
     }
-    // A Content-Length beside it is ignored, and the connection is not reused.
     framing = { type: "chunked" };
-    if (contentLength !== undefined) keepAlive = false;
+    if (contentLength !== undefined) {
+      // A Content-Length beside it is not the body's (RFC 9112 section 6.3): removed, as an intermediary must,
+      // so that nobody passes it on or holds the body to it; and the connection is not reused.
+      keepAlive = false;
+      headers = headers.filter(([name]) => name.toLowerCase() !== "content-length");
+    }
   } else if (contentLength !== undefined) {
     // Repeated fields come joined ("5, 5"): all must be the same number.
     const values = contentLength.split(",").map(parseContentLength);
