@@ -141,6 +141,12 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
       throw new ResponseHeadError(`sent an invalid Content-Length: ${contentLength}`);
     }
     framing = { type: "length", length };
+    if (values.length > 1) {
+      // One field for them, where they were: "5, 5" (as `Headers` joins them) would be no length to the caller.
+      const first = headers.findIndex(([name]) => name.toLowerCase() === "content-length");
+      headers = headers.filter(([name], i) => i === first || name.toLowerCase() !== "content-length");
+      headers[first] = [headers[first][0], String(length)];
+    }
   } else {
     framing = { type: "close" };
     keepAlive = false;
