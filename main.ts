@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
 import { createApp } from "./src/app/app.ts";
 import { createUpstreamClient } from "./src/upstream/upstream_fetch.ts";
+import { libcSocketShutdown } from "./src/server/socket_shutdown.ts";
 import { drainPeriod } from "./src/app/health.ts";
 import { CacheStore } from "./src/cache/cache_store.ts";
 import { CacheUsage } from "./src/cache/cache_usage.ts";
@@ -248,7 +249,10 @@ async function serve(cli: Cli): Promise<void> {
     // runtime's fetch sends it after the turn; it hands to that fetch what it does not do itself (a proxy in the
     // environment; src/upstream/upstream_fetch.ts). Its bodies are read with libc's recv when their bytes are
     // there already (src/server/socket_reads.ts).
-    fetch: createUpstreamClient({ socketReads: libc.ok ? libcSocketReads(libc.libc) : undefined }).fetch,
+    fetch: createUpstreamClient({
+      socketReads: libc.ok ? libcSocketReads(libc.libc) : undefined,
+      shutdownSocket: libc.ok ? libcSocketShutdown(libc.libc) : undefined,
+    }).fetch,
     pool,
     surelyMissing: libc.ok ? libcPathProbe(libc.libc) : undefined,
     log: logOutput,

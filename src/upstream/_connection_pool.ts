@@ -23,9 +23,11 @@ export type Connect = (target: ConnectTarget, signal?: AbortSignal | null) => Pr
  * `Deno.connect`, with TLS (`Deno.startTls`, speaking HTTP/1.1) for https. Deno tries a name's IPv6 and IPv4
  * addresses interleaved (Happy Eyeballs, RFC 8305), as the runtime's `fetch` does: a mirror with an IPv6 address
  * this machine cannot reach and an IPv4 one it can is reached. `caCerts` are trusted besides the runtime's
- * certificate store.
+ * certificate store; `shutdownSocket` (libc's `shutdown`) ends a TLS handshake that an abort gave up on.
  */
-export function denoConnect(options: { caCerts?: string[] } = {}): Connect {
+export function denoConnect(
+  options: { caCerts?: string[]; shutdownSocket?: (conn: Deno.Conn) => void } = {},
+): Connect {
   return async (target, signal) => {
     const conn = await Deno.connect({
       hostname: target.hostname,
@@ -38,18 +40,31 @@ export function denoConnect(options: { caCerts?: string[] } = {}): Connect {
     if (!target.tls) return conn;
     // startTls takes the TCP connection over: after it, only closing the TLS one closes the socket.
     let tls: Deno.TlsConn | undefined;
+    // The handshake has no signal of its own, and closing the TLS connection under it leaves its socket open in
+    // the runtime until the mirror answers the ClientHello, which a silent one never does: on an abort the
+    // socket is shut down too, which ends the handshake.
+    const onAbort = () => {
+      options.shutdownSocket?.(conn);
+      closeQuietly(tls ?? conn);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
+      signal?.throwIfAborted();
       tls = await Deno.startTls(conn, {
         hostname: target.hostname,
         alpnProtocols: ["http/1.1"],
         caCerts: options.caCerts,
       });
+      if (signal?.aborted) throw signal.reason;
       // Now rather than at the first write: a certificate the mirror fails with is a failure to connect.
       await tls.handshake();
+      signal?.throwIfAborted();
       return tls;
     } catch (error) {
       closeQuietly(tls ?? conn);
       throw error;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
   };
 }

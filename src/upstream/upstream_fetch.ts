@@ -57,6 +57,12 @@ export interface UpstreamClientOptions {
    * already. Default: none (every read waits in the runtime's event loop).
    */
   socketReads?: (conn: Deno.Conn) => SocketReadNow | undefined;
+  /**
+   * Shuts a TCP connection's socket down under the runtime (main.ts makes it from libc's `shutdown`), with the
+   * default `connect`: a TLS handshake that an abort gave up on otherwise keeps its socket open until the mirror
+   * answers. Default: none (a silent https mirror keeps one socket per timed-out request).
+   */
+  shutdownSocket?: (conn: Deno.Conn) => void;
 }
 
 /** A `fetch` with its own connections, and how to close them. */
@@ -99,7 +105,8 @@ class StaleConnection extends Error {}
  */
 export function createUpstreamClient(options: UpstreamClientOptions = {}): UpstreamClient {
   const fallback = options.fallback ?? globalThis.fetch;
-  const connect = options.connect ?? denoConnect({ caCerts: options.caCerts });
+  const connect = options.connect ??
+    denoConnect({ caCerts: options.caCerts, shutdownSocket: options.shutdownSocket });
   const proxied = options.proxied ?? proxyInEnvironment();
   const pool = new ConnectionPool({
     maxIdlePerOrigin: options.maxIdlePerOrigin ?? 8,

@@ -6,6 +6,8 @@
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
 import { readHead, startRawServer } from "../helpers/fault_tools.ts";
 import { client } from "../helpers/scripted_upstream.ts";
+import { openLibc } from "../../src/server/libc.ts";
+import { libcSocketShutdown } from "../../src/server/socket_shutdown.ts";
 
 const encoder = new TextEncoder();
 
@@ -109,6 +111,38 @@ Deno.test("createUpstreamClient().fetch() closes the connection of a TLS handsha
     // The client's end is closed, not left open (a socket per failed handshake).
     await closed.promise;
   } finally {
+    upstream.close();
+    await server.close();
+  }
+});
+
+Deno.test("createUpstreamClient().fetch() closes the connection of a TLS handshake that an abort gave up on", async () => {
+  // A mirror that takes the connection and never answers the ClientHello (a silent mirror is a normal one).
+  // Closing the TLS connection leaves its socket open in the runtime: it is shut down through libc, as main.ts
+  // sets it up.
+  const libc = openLibc();
+  assert(libc.ok, "libc is loaded");
+  const hello = Promise.withResolvers<void>();
+  const closed = Promise.withResolvers<"closed">();
+  const server = await startRawServer(async (conn) => {
+    const buffer = new Uint8Array(4096);
+    if ((await conn.read(buffer)) !== null) hello.resolve();
+    while ((await conn.read(buffer)) !== null);
+    closed.resolve("closed");
+  });
+  const upstream = client({ shutdownSocket: libcSocketShutdown(libc.libc) });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const abort = new AbortController();
+    const fetching = upstream.fetch(`https://127.0.0.1:${server.port}/core.db`, { signal: abort.signal });
+    await hello.promise;
+    abort.abort(new Error("connect_timeout"));
+    assertEquals((await assertRejects(() => fetching)).message, "connect_timeout");
+    // The client's end is closed, not left open for as long as the mirror keeps it (a socket per timeout).
+    const waited = new Promise<"open">((resolve) => timer = setTimeout(() => resolve("open"), 5000));
+    assertEquals(await Promise.race([closed.promise, waited]), "closed");
+  } finally {
+    clearTimeout(timer);
     upstream.close();
     await server.close();
   }
