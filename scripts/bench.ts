@@ -302,6 +302,7 @@ async function benchmarkFiles(
         smallUrl: `${flexo.base}${REPO_DIR}/${SMALL}`,
         downloads: 4,
         disk: slow.ok ? slow.disk.description : "the cache's own disk",
+        largePath: cached,
       });
     } finally {
       await Deno.remove(cached).catch(() => {});

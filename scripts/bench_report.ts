@@ -158,19 +158,21 @@ export function figuresOf(m: Measured): Figure[] {
     });
   }
   if (m.coldDisk) {
-    const { warm, cold, downloads, largeBytes, disk } = m.coldDisk;
+    const { warm, cold, downloads, largeBytes, disk, coldVerified } = m.coldDisk;
     const during = `during ${downloads} downloads of ${Math.round(largeBytes / MiB)} MiB on ${disk}`;
+    // A "cold" phase whose file stayed in memory (no root, or pages the drop could not take) proves nothing.
+    const notCold = coldVerified ? "" : ", NOT COLD: the file stayed in the page cache";
     for (const [id, what, pick] of [["p99", "p99", "p99Ms"], ["max", "max", "maxMs"]] as const) {
       const ratio = cold[pick] / warm[pick];
       figures.push({
         id: `cold_disk_small_${id}`,
-        label: `small hit ${what} ${during} (ratio: to in memory)`,
+        label: `small hit ${what} ${during} (ratio: to in memory${notCold})`,
         unit: "ms",
         nginx: null,
         flexo: cold[pick],
         ratio,
         goal: "<= 2 x in memory",
-        pass: ratio <= 2,
+        pass: coldVerified && ratio <= 2,
       });
     }
   }
