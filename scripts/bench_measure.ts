@@ -93,7 +93,10 @@ export interface MemorySample {
   bytesPerSecond: number;
 }
 
-/** Runs wrk on each proxy while watching the peak resident set size of its process. */
+/**
+ * Runs wrk on each proxy while watching the peak resident set size of its process; throws when wrk saw errors
+ * (socket errors, answers other than 2xx/3xx).
+ */
 export async function measureMemory(
   proxies: readonly Proxy[],
   path: string,
@@ -106,6 +109,10 @@ export async function measureMemory(
       const startBytes = (await memoryOf(proxy.pid)).current;
       const load = await runWrk(proxy.base + path, options);
       const { peak } = await memoryOf(proxy.pid);
+      // A peak under failing requests (errors are cheap to answer) is not the peak under the load asked for.
+      if (load.errors > 0) {
+        throw new Error(`${proxy.name} had ${load.errors} errors under wrk for ${path}; see its log`);
+      }
       (results[proxy.name] ??= []).push({
         peakBytes: peak,
         startBytes,
