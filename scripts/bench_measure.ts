@@ -195,8 +195,8 @@ export interface ColdFirstByte {
 }
 
 /**
- * Measures time to first byte of fresh files, interleaving the sources sample by sample, after `warmup` samples
- * per source that are not counted.
+ * Measures time to first byte of fresh files, interleaving the sources sample by sample (the order reversed
+ * every other sample), after `warmup` samples per source that are not counted.
  */
 export async function measureColdFirstByte(
   proxies: readonly Proxy[],
@@ -205,7 +205,10 @@ export async function measureColdFirstByte(
   const samples: Record<string, number[]> = { direct: [] };
   const sources = [{ name: "direct", base: options.originBase }, ...proxies];
   for (let i = -options.warmup; i < options.samples; i++) {
-    for (const source of sources) {
+    // The order reversed every other sample: what one source's miss leaves running (a proxy committing the file)
+    // would otherwise always fall into the same next source's sample.
+    const order = (i + options.warmup) % 2 === 0 ? sources : [...sources].reverse();
+    for (const source of order) {
       const path = await freshCopy(options.files, options.source, "ttfb");
       const timing = await timedGet(source.base + path, { timeoutMs: 10_000 });
       if (timing.status !== 200) throw new Error(`${source.name} answered ${timing.status} for ${path}`);
