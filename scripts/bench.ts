@@ -39,6 +39,7 @@ import {
   type SharedRun,
 } from "./bench_measure.ts";
 import {
+  flexoLogLinesDropped,
   logBytes,
   REPO_ROOT,
   settleLog,
@@ -207,6 +208,8 @@ async function benchmarkFiles(
   const load = { threads: settings.threads, seconds: settings.seconds, runs: settings.runs, workDir: work };
   /** The load rows with the logs on: after each run, waits until the proxy's log stopped growing. */
   const loggedLoad = async (path: string, connections: number) => {
+    const flexoBase = loggedProxies.find((p) => p.name === "flexo")!.base;
+    const droppedBefore = await flexoLogLinesDropped(flexoBase);
     const logStart = await logSizes(loggedProxies);
     const logSettleMs: Record<string, number[]> = {};
     const runs = await measureLoad(loggedProxies, path, {
@@ -223,6 +226,7 @@ async function benchmarkFiles(
       logBytes: Object.fromEntries(loggedProxies.map((p) => [p.name, logEnd[p.name] - logStart[p.name]])),
       logSettleMs,
       flexoPeakRssBytes: (await memoryOf(loggedProxies.find((p) => p.name === "flexo")!.pid)).peak,
+      flexoLogLinesDropped: await flexoLogLinesDropped(flexoBase) - droppedBefore,
     };
   };
   if (wants("large")) {

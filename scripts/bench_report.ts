@@ -46,6 +46,11 @@ export interface LoggedLoad {
   logSettleMs: Record<string, number[]>;
   /** The logging flexo's peak resident set size (from its start, through its runs), bytes. */
   flexoPeakRssBytes: number;
+  /**
+   * Log lines the logging flexo dropped during these runs (its output did not keep up). nginx
+   * writes every line; with drops flexo did less of the work, and the rows do not meet their goals.
+   */
+  flexoLogLinesDropped: number;
 }
 
 /** Everything measured, per group (absent when the group was not asked for). */
@@ -87,9 +92,13 @@ export function figuresOf(m: Measured): Figure[] {
   });
   const figures: Figure[] = [];
   if (m.large) figures.push(...loadFigures("large", m.large, false));
-  if (m.largeLogged) figures.push(...loadFigures("large", m.largeLogged.runs, true));
+  if (m.largeLogged) {
+    figures.push(...loadFigures("large", m.largeLogged.runs, true, m.largeLogged.flexoLogLinesDropped));
+  }
   if (m.small) figures.push(...loadFigures("small", m.small, false));
-  if (m.smallLogged) figures.push(...loadFigures("small", m.smallLogged.runs, true));
+  if (m.smallLogged) {
+    figures.push(...loadFigures("small", m.smallLogged.runs, true, m.smallLogged.flexoLogLinesDropped));
+  }
   if (m.cold) {
     figures.push({
       id: "cold_miss_first_byte_overhead",
@@ -231,13 +240,19 @@ export function figuresOf(m: Measured): Figure[] {
 /**
  * The warm load rows of one file, logs off or on: flexo against nginx as configured everywhere, against nginx
  * tuned with 1 worker (the goals of issue 20) and with `worker_processes auto` (for reference), and the CPU
- * seconds per GiB served, flexo against tuned nginx with 1 worker.
+ * seconds per GiB served, flexo against tuned nginx with 1 worker. With the logs on, rows where flexo dropped
+ * log lines (`dropped`) do not meet their goals: nginx wrote every line.
  */
-function loadFigures(file: "large" | "small", runs: Record<string, LoadResult[]>, logged: boolean): Figure[] {
+function loadFigures(
+  file: "large" | "small",
+  runs: Record<string, LoadResult[]>,
+  logged: boolean,
+  dropped = 0,
+): Figure[] {
   const large = file === "large";
   const what = large ? "warm large file throughput (16 clients)" : "warm small file rate (64 clients)";
   const suffix = logged ? "_logged" : "";
-  const logs = logged ? ", logs on" : "";
+  const logs = logged ? `, logs on${dropped > 0 ? ` (flexo dropped ${dropped} log lines)` : ""}` : "";
   const pick = large ? (r: LoadResult) => r.bytesPerSecond / 1e6 : (r: LoadResult) => r.requestsPerSecond;
   const valueOf = (name: string, f: (r: LoadResult) => number) => median((runs[name] ?? []).map(f));
   const figures: Figure[] = [];
@@ -257,7 +272,7 @@ function loadFigures(file: "large" | "small", runs: Record<string, LoadResult[]>
       ...value,
       ratio,
       goal: v.goal === null ? NO_GOAL : `>= ${v.goal.toFixed(1)} x nginx`,
-      pass: v.goal === null || ratio >= v.goal,
+      pass: v.goal === null || (ratio >= v.goal && dropped === 0),
     });
   }
   if (runs.nginx_tuned) {
@@ -271,7 +286,7 @@ function loadFigures(file: "large" | "small", runs: Record<string, LoadResult[]>
       ...value,
       ratio,
       goal: large ? "<= 1.2 x nginx" : NO_GOAL,
-      pass: !large || ratio <= 1.2,
+      pass: !large || (ratio <= 1.2 && dropped === 0),
     });
   }
   return figures;
