@@ -78,6 +78,8 @@ export interface Measured {
   pacman?: PacmanMeasured;
   /** The main flexo process's peak resident set size over all the measurements, bytes. */
   flexoLifetimePeakBytes?: number;
+  /** How long writing back the warm-ups' files took (`sync`, before the first measurement), ms. */
+  writeBackAfterWarmMs?: number;
   /** The main flexo process's resident set size once both caches were warm, bytes. */
   flexoRssAfterWarmBytes?: number;
   /** The main flexo process's resident set size after each group of figures, bytes. */
