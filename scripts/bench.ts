@@ -39,6 +39,7 @@ import {
   type SharedRun,
 } from "./bench_measure.ts";
 import {
+  flexoLogLinesDropped,
   logBytes,
   REPO_ROOT,
   settleLog,
@@ -53,7 +54,7 @@ import {
 import { checkPacmanTools, measurePacman } from "./bench_pacman.ts";
 import { measureColdDisk } from "./bench_cold_disk.ts";
 import { mountSlowDisk } from "./bench_slow_disk.ts";
-import { measureColdLarge } from "./bench_cold_large.ts";
+import { measureColdLarge, syncWriteBack } from "./bench_cold_large.ts";
 import { BENCH_USAGE, type Group, parseSettings, type Settings } from "./bench_settings.ts";
 import { writeAll } from "../src/write_all.ts";
 
@@ -200,6 +201,9 @@ async function benchmarkFiles(
     );
     for (const proxy of [tuned, tunedAuto, ...loggedProxies]) await warm(proxy, expected);
   }
+  // The warm-ups wrote every proxy's copy of the files (over 400 MiB): written back from 30 s later on, in the
+  // middle of the first runs, unless done now.
+  measured.writeBackAfterWarmMs = await syncWriteBack();
   log("caches warm; measuring");
 
   const rssAfter: Record<string, number> = {};
@@ -207,6 +211,8 @@ async function benchmarkFiles(
   const load = { threads: settings.threads, seconds: settings.seconds, runs: settings.runs, workDir: work };
   /** The load rows with the logs on: after each run, waits until the proxy's log stopped growing. */
   const loggedLoad = async (path: string, connections: number) => {
+    const flexoBase = loggedProxies.find((p) => p.name === "flexo")!.base;
+    const droppedBefore = await flexoLogLinesDropped(flexoBase);
     const logStart = await logSizes(loggedProxies);
     const logSettleMs: Record<string, number[]> = {};
     const runs = await measureLoad(loggedProxies, path, {
@@ -223,6 +229,7 @@ async function benchmarkFiles(
       logBytes: Object.fromEntries(loggedProxies.map((p) => [p.name, logEnd[p.name] - logStart[p.name]])),
       logSettleMs,
       flexoPeakRssBytes: (await memoryOf(loggedProxies.find((p) => p.name === "flexo")!.pid)).peak,
+      flexoLogLinesDropped: await flexoLogLinesDropped(flexoBase) - droppedBefore,
     };
   };
   if (wants("large")) {
@@ -302,6 +309,7 @@ async function benchmarkFiles(
         smallUrl: `${flexo.base}${REPO_DIR}/${SMALL}`,
         downloads: 4,
         disk: slow.ok ? slow.disk.description : "the cache's own disk",
+        largePath: cached,
       });
     } finally {
       await Deno.remove(cached).catch(() => {});

@@ -1,8 +1,10 @@
 /**
  * The benchmark's cold-disk rows (issue 20 part 3): how long small cached requests take while four clients
  * download a large cached file, once with the file in the page cache and once after the page cache was dropped
- * (`echo 1 > /proc/sys/vm/drop_caches`, as root), so that the large file's bytes come from the disk. A server
- * that reads the disk on its event loop stalls the small requests for as long as each read takes.
+ * (`sync`, then `echo 1 > /proc/sys/vm/drop_caches`, as root), so that the large file's bytes come from the disk.
+ * A server that reads the disk on its event loop stalls the small requests for as long as each read takes. The
+ * large file's residency after the drop is checked (`fincore`): a phase whose file stayed in memory is not
+ * counted as cold.
  *
  * @module
  */
@@ -44,6 +46,16 @@ export interface ColdDiskMeasured {
   cold: ColdDiskPhase;
   /** False when the page cache could not be dropped (not root): then "cold" is warm too. */
   dropped: boolean;
+  /**
+   * Bytes of the large file still in the page cache right after the drop (`fincore`), null when that could not
+   * be told. Pages that were dirty (written and not yet on disk) survive `drop_caches`.
+   */
+  residentAfterDropBytes: number | null;
+  /**
+   * Whether the cold phase was cold: the drop worked and at most 1 % of the large file was left in the page
+   * cache. The cold rows meet their goal only when it was.
+   */
+  coldVerified: boolean;
   /** Where the large file was: the slow disk of `bench_slow_disk.ts`, or the cache's own disk. */
   disk: string;
 }
@@ -55,13 +67,39 @@ export function quantile(values: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
-/** Drops the page cache (clean pages only); false when that is not allowed. */
+/**
+ * Writes every dirty page to disk (`sync`), then drops the page cache; false when that is not allowed.
+ * `drop_caches` drops clean pages only: a file written a moment ago (the benchmark writes the large file just
+ * before the rows, and the kernel writes dirty pages back only after 30 s) would otherwise stay in memory and
+ * the "cold" phase would read it from there.
+ */
 export async function dropPageCache(): Promise<boolean> {
+  try {
+    await new Deno.Command("sync", { stdin: "null", stdout: "null", stderr: "null" }).output();
+  } catch {
+    // no sync program: drop what is clean; residentBytes() tells what stayed
+  }
   try {
     await Deno.writeTextFile("/proc/sys/vm/drop_caches", "1");
     return true;
   } catch {
     return false;
+  }
+}
+
+/** How many bytes of the file at `path` are in the page cache (util-linux `fincore`); null when unknown. */
+export async function residentBytes(path: string): Promise<number | null> {
+  try {
+    const out = await new Deno.Command("fincore", {
+      args: ["--bytes", "--noheadings", "--output", "RES", path],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const value = Number(new TextDecoder().decode(out.stdout).trim());
+    return out.success && Number.isFinite(value) ? value : null;
+  } catch {
+    return null;
   }
 }
 
@@ -101,6 +139,10 @@ export interface ColdDiskOptions {
   downloads: number;
   /** Where the large file is, for the reader of the figures. */
   disk: string;
+  /** The large file's path (as flexo opens it), to check that the drop took it out of the page cache. */
+  largePath: string;
+  /** Drops the page cache (default {@linkcode dropPageCache}; tests give another). */
+  dropCache?: () => Promise<boolean>;
 }
 
 /** One phase: `downloads` clients fetch the large file while one client asks for the small one again and again. */
@@ -139,13 +181,16 @@ async function phase(
 
 /**
  * Measures the small requests during large downloads with the large file in memory (after one download of it),
- * then again after dropping the page cache.
+ * then again after dropping the page cache, checking that the large file left it.
  */
 export async function measureColdDisk(options: ColdDiskOptions): Promise<ColdDiskMeasured> {
   await drain(options.largeUrl, options.largeBytes);
   const warm = await phase(options);
-  const dropped = await dropPageCache();
+  const dropped = await (options.dropCache ?? dropPageCache)();
+  const residentAfterDropBytes = await residentBytes(options.largePath);
+  const coldVerified = dropped && residentAfterDropBytes !== null &&
+    residentAfterDropBytes <= options.largeBytes / 100;
   const cold = await phase(options);
   const { largeBytes, downloads, disk } = options;
-  return { largeBytes, downloads, warm, cold, dropped, disk };
+  return { largeBytes, downloads, warm, cold, dropped, residentAfterDropBytes, coldVerified, disk };
 }

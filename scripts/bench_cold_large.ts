@@ -32,6 +32,8 @@ export interface ColdLargeRun {
   /** CPU seconds of the serving processes (the origin's for "direct"), from the request until after the end. */
   cpuSeconds: number;
   cpuSecondsPerGiB: number;
+  /** How long the write-back of earlier work took before this download (not timed), ms. */
+  writeBackMs: number;
 }
 
 /** Everything the large cold rows measured. */
@@ -84,6 +86,20 @@ export function syncDatabase(
   return concat(parts);
 }
 
+/**
+ * Writes every dirty page to disk (`sync`) and returns how long that took, ms. Before each download, so that
+ * none starts while the kernel is still writing back earlier work (this module's 500 MiB file written just
+ * before, the previous download's cached copy, the earlier rows' logs; it writes dirty pages 30 s after they
+ * were dirtied, and holds back writers once there are too many): a proxy that writes its cache file on its event
+ * loop (nginx) would be slowed by it, and by more the later it came.
+ */
+export async function syncWriteBack(): Promise<number> {
+  const began = performance.now();
+  const out = await run("sync", []);
+  if (!out.success) throw new Error(`sync failed: ${out.output.slice(-500)}`);
+  return performance.now() - began;
+}
+
 /** Downloads `url` to nowhere with curl (a process of its own, cheap on the CPU). */
 async function curl(url: string): Promise<{ status: number; bytes: number; seconds: number }> {
   const out = await run("curl", [
@@ -108,11 +124,18 @@ async function integrityRejections(flexoBase: string): Promise<number> {
 
 /**
  * Measures `runs` cold downloads of a `bytes`-sized package per source, sources alternating, each run on a new
- * package (a hard link with a new name, listed in the database).
+ * package (a hard link with a new name, listed in the database), each after `settleWriteBack` (default
+ * {@linkcode syncWriteBack}; tests give another), outside its timed window.
  */
 export async function measureColdLarge(
   children: Children,
-  options: { nginx: string; work: string; bytes: number; runs: number },
+  options: {
+    nginx: string;
+    work: string;
+    bytes: number;
+    runs: number;
+    settleWriteBack?: () => Promise<number>;
+  },
 ): Promise<ColdLargeMeasured> {
   const { work, bytes, runs } = options;
   const root = join(work, "coldlarge-origin");
@@ -160,6 +183,7 @@ export async function measureColdLarge(
     for (let i = 0; i < runs; i++) {
       const order = i % 2 === 0 ? sources : [...sources].reverse();
       for (const name of order) {
+        const writeBackMs = await (options.settleWriteBack ?? syncWriteBack)();
         const cpuBefore = await cpuSecondsOf(cpuPids[name]);
         const got = await curl(`${base[name]}${REPO_DIR}/${fileOf(i, name)}`);
         if (got.status !== 200 || got.bytes !== bytes) {
@@ -174,6 +198,7 @@ export async function measureColdLarge(
           megabytesPerSecond: bytes / got.seconds / 1e6,
           cpuSeconds,
           cpuSecondsPerGiB: cpuSeconds / (bytes / GiB),
+          writeBackMs,
         });
       }
     }

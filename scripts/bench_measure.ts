@@ -93,7 +93,10 @@ export interface MemorySample {
   bytesPerSecond: number;
 }
 
-/** Runs wrk on each proxy while watching the peak resident set size of its process. */
+/**
+ * Runs wrk on each proxy while watching the peak resident set size of its process; throws when wrk saw errors
+ * (socket errors, answers other than 2xx/3xx).
+ */
 export async function measureMemory(
   proxies: readonly Proxy[],
   path: string,
@@ -106,6 +109,10 @@ export async function measureMemory(
       const startBytes = (await memoryOf(proxy.pid)).current;
       const load = await runWrk(proxy.base + path, options);
       const { peak } = await memoryOf(proxy.pid);
+      // A peak under failing requests (errors are cheap to answer) is not the peak under the load asked for.
+      if (load.errors > 0) {
+        throw new Error(`${proxy.name} had ${load.errors} errors under wrk for ${path}; see its log`);
+      }
       (results[proxy.name] ??= []).push({
         peakBytes: peak,
         startBytes,
@@ -188,8 +195,8 @@ export interface ColdFirstByte {
 }
 
 /**
- * Measures time to first byte of fresh files, interleaving the sources sample by sample, after `warmup` samples
- * per source that are not counted.
+ * Measures time to first byte of fresh files, interleaving the sources sample by sample (the order reversed
+ * every other sample), after `warmup` samples per source that are not counted.
  */
 export async function measureColdFirstByte(
   proxies: readonly Proxy[],
@@ -198,7 +205,10 @@ export async function measureColdFirstByte(
   const samples: Record<string, number[]> = { direct: [] };
   const sources = [{ name: "direct", base: options.originBase }, ...proxies];
   for (let i = -options.warmup; i < options.samples; i++) {
-    for (const source of sources) {
+    // The order reversed every other sample: what one source's miss leaves running (a proxy committing the file)
+    // would otherwise always fall into the same next source's sample.
+    const order = (i + options.warmup) % 2 === 0 ? sources : [...sources].reverse();
+    for (const source of order) {
       const path = await freshCopy(options.files, options.source, "ttfb");
       const timing = await timedGet(source.base + path, { timeoutMs: 10_000 });
       if (timing.status !== 200) throw new Error(`${source.name} answered ${timing.status} for ${path}`);

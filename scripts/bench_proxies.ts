@@ -213,6 +213,30 @@ export async function logBytes(proxy: StartedProxy): Promise<number> {
   }
 }
 
+/** The value of an unlabelled metric (`NAME VALUE`) in Prometheus text; undefined when it is not there. */
+export function metricValue(text: string, name: string): number | undefined {
+  for (const line of text.split("\n")) {
+    const [key, value, extra] = line.trim().split(/\s+/);
+    if (key === name && value !== undefined && extra === undefined) return Number(value);
+  }
+  return undefined;
+}
+
+/**
+ * The log lines a flexo dropped since its start because its output (stderr) did not keep up
+ * (`flexo_log_lines_dropped_total` of `GET /metrics`): a logging row is only a like-for-like comparison with
+ * nginx, which writes every line, when this is 0.
+ */
+export async function flexoLogLinesDropped(base: string): Promise<number> {
+  const response = await fetch(`${base}metrics`);
+  const text = await response.text();
+  const value = metricValue(text, "flexo_log_lines_dropped_total");
+  if (response.status !== 200 || value === undefined) {
+    throw new Error(`${base}metrics answered ${response.status} without flexo_log_lines_dropped_total`);
+  }
+  return value;
+}
+
 /** The benchmark's origin (`scripts/bench_origin.ts`), running as its own process. */
 export interface StartedOrigin {
   child: Child;

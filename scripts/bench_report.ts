@@ -46,6 +46,11 @@ export interface LoggedLoad {
   logSettleMs: Record<string, number[]>;
   /** The logging flexo's peak resident set size (from its start, through its runs), bytes. */
   flexoPeakRssBytes: number;
+  /**
+   * Log lines the logging flexo dropped during these runs (its output did not keep up). nginx
+   * writes every line; with drops flexo did less of the work, and the rows do not meet their goals.
+   */
+  flexoLogLinesDropped: number;
 }
 
 /** Everything measured, per group (absent when the group was not asked for). */
@@ -73,6 +78,8 @@ export interface Measured {
   pacman?: PacmanMeasured;
   /** The main flexo process's peak resident set size over all the measurements, bytes. */
   flexoLifetimePeakBytes?: number;
+  /** How long writing back the warm-ups' files took (`sync`, before the first measurement), ms. */
+  writeBackAfterWarmMs?: number;
   /** The main flexo process's resident set size once both caches were warm, bytes. */
   flexoRssAfterWarmBytes?: number;
   /** The main flexo process's resident set size after each group of figures, bytes. */
@@ -87,9 +94,13 @@ export function figuresOf(m: Measured): Figure[] {
   });
   const figures: Figure[] = [];
   if (m.large) figures.push(...loadFigures("large", m.large, false));
-  if (m.largeLogged) figures.push(...loadFigures("large", m.largeLogged.runs, true));
+  if (m.largeLogged) {
+    figures.push(...loadFigures("large", m.largeLogged.runs, true, m.largeLogged.flexoLogLinesDropped));
+  }
   if (m.small) figures.push(...loadFigures("small", m.small, false));
-  if (m.smallLogged) figures.push(...loadFigures("small", m.smallLogged.runs, true));
+  if (m.smallLogged) {
+    figures.push(...loadFigures("small", m.smallLogged.runs, true, m.smallLogged.flexoLogLinesDropped));
+  }
   if (m.cold) {
     figures.push({
       id: "cold_miss_first_byte_overhead",
@@ -158,19 +169,21 @@ export function figuresOf(m: Measured): Figure[] {
     });
   }
   if (m.coldDisk) {
-    const { warm, cold, downloads, largeBytes, disk } = m.coldDisk;
+    const { warm, cold, downloads, largeBytes, disk, coldVerified } = m.coldDisk;
     const during = `during ${downloads} downloads of ${Math.round(largeBytes / MiB)} MiB on ${disk}`;
+    // A "cold" phase whose file stayed in memory (no root, or pages the drop could not take) proves nothing.
+    const notCold = coldVerified ? "" : ", NOT COLD: the file stayed in the page cache";
     for (const [id, what, pick] of [["p99", "p99", "p99Ms"], ["max", "max", "maxMs"]] as const) {
       const ratio = cold[pick] / warm[pick];
       figures.push({
         id: `cold_disk_small_${id}`,
-        label: `small hit ${what} ${during} (ratio: to in memory)`,
+        label: `small hit ${what} ${during} (ratio: to in memory${notCold})`,
         unit: "ms",
         nginx: null,
         flexo: cold[pick],
         ratio,
         goal: "<= 2 x in memory",
-        pass: ratio <= 2,
+        pass: coldVerified && ratio <= 2,
       });
     }
   }
@@ -229,13 +242,19 @@ export function figuresOf(m: Measured): Figure[] {
 /**
  * The warm load rows of one file, logs off or on: flexo against nginx as configured everywhere, against nginx
  * tuned with 1 worker (the goals of issue 20) and with `worker_processes auto` (for reference), and the CPU
- * seconds per GiB served, flexo against tuned nginx with 1 worker.
+ * seconds per GiB served, flexo against tuned nginx with 1 worker. With the logs on, rows where flexo dropped
+ * log lines (`dropped`) do not meet their goals: nginx wrote every line.
  */
-function loadFigures(file: "large" | "small", runs: Record<string, LoadResult[]>, logged: boolean): Figure[] {
+function loadFigures(
+  file: "large" | "small",
+  runs: Record<string, LoadResult[]>,
+  logged: boolean,
+  dropped = 0,
+): Figure[] {
   const large = file === "large";
   const what = large ? "warm large file throughput (16 clients)" : "warm small file rate (64 clients)";
   const suffix = logged ? "_logged" : "";
-  const logs = logged ? ", logs on" : "";
+  const logs = logged ? `, logs on${dropped > 0 ? ` (flexo dropped ${dropped} log lines)` : ""}` : "";
   const pick = large ? (r: LoadResult) => r.bytesPerSecond / 1e6 : (r: LoadResult) => r.requestsPerSecond;
   const valueOf = (name: string, f: (r: LoadResult) => number) => median((runs[name] ?? []).map(f));
   const figures: Figure[] = [];
@@ -255,7 +274,7 @@ function loadFigures(file: "large" | "small", runs: Record<string, LoadResult[]>
       ...value,
       ratio,
       goal: v.goal === null ? NO_GOAL : `>= ${v.goal.toFixed(1)} x nginx`,
-      pass: v.goal === null || ratio >= v.goal,
+      pass: v.goal === null || (ratio >= v.goal && dropped === 0),
     });
   }
   if (runs.nginx_tuned) {
@@ -269,7 +288,7 @@ function loadFigures(file: "large" | "small", runs: Record<string, LoadResult[]>
       ...value,
       ratio,
       goal: large ? "<= 1.2 x nginx" : NO_GOAL,
-      pass: !large || ratio <= 1.2,
+      pass: !large || (ratio <= 1.2 && dropped === 0),
     });
   }
   return figures;
