@@ -27,16 +27,21 @@ import {
   showValue,
 } from "./config_env.ts";
 import { describeError } from "../logging.ts";
+import { redactUrls } from "../redact_url.ts";
 
 export type { Config, CustomRepo, MirrorsAutoConfig } from "./config_schema.ts";
 
-/** Invalid configuration; `problems` lists every problem, each naming the key, its source, value and expected form. */
+/**
+ * Invalid configuration; `problems` lists every problem, each naming the key, its source, value and expected form.
+ * The password of a URL in a problem is shown as `***` (the message goes to the journal; see redact_url.ts).
+ */
 export class ConfigError extends Error {
   /** One line per problem. */
   readonly problems: string[];
 
   /** Builds the error from a non-empty list of problems. */
-  constructor(problems: string[]) {
+  constructor(unredacted: string[]) {
+    const problems = unredacted.map(redactUrls);
     const message = problems.length === 1
       ? `Invalid configuration: ${problems[0]}`
       : `Invalid configuration (${problems.length} problems):\n${problems.map((p) => `  - ${p}`).join("\n")}`;

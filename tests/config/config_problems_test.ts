@@ -201,3 +201,19 @@ Deno.test("loadConfig() warns that inactive keys have no effect yet when they ch
   assert.deepEqual(defaults.warnings, [], "repeating a default changes nothing");
   assert.deepEqual((await load("", { inactiveKeys })).warnings, []);
 });
+
+Deno.test("loadConfig() hides the password of a URL in its problems, which are logged", async () => {
+  const error = await assertLoadError(
+    '[[custom_repo]]\nname = "x"\nurl = "ftp://me:s3cret@repo.example/"',
+    [
+      "custom_repo[0].url[0]",
+      '"ftp://me:***@repo.example/"',
+      "mirrors_predefined[0]",
+      "htp://u:***@m.example/",
+    ],
+    { env: { FLEXO_MIRRORS_PREDEFINED: "htp://u:pw2@m.example/" } },
+  );
+  assert.equal(error.problems.length, 2, error.message);
+  assert.ok(!error.message.includes("s3cret") && !error.message.includes("pw2"), error.message);
+  assert.ok(!error.problems.join("\n").includes("s3cret"), error.problems.join("\n"));
+});
