@@ -56,6 +56,11 @@ function isUrl(s: string, protocols: string[]): boolean {
   return protocols.includes(url.protocol) && (url.protocol === "file:" || url.hostname !== "");
 }
 
+/** True when `s` has no whitespace: `new URL()` takes "http://a/ http://b/" as one URL with `%20` in its path. */
+function hasNoSpace(s: string): boolean {
+  return !/\s/.test(s);
+}
+
 /** Accepts a single value where a list is expected by wrapping it in a list. */
 function listOf(value: unknown): unknown {
   return typeof value === "string" ? [value] : value;
@@ -121,6 +126,8 @@ const LISTEN = 'an IPv4 or IPv6 address such as "127.0.0.1", "0.0.0.0" or "::" (
 const SELECTION = '"auto" or "predefined"';
 const MIRROR_URL = "an http:// or https:// mirror URL without the $repo/os/$arch part, such as " +
   '"https://mirror.example.org/archlinux/"';
+const ONE_URL = "one URL without spaces (several URLs go in a TOML list, or are separated by commas in a " +
+  "FLEXO_* variable)";
 const MIRROR_LIST = `a list of mirror URLs, each ${MIRROR_URL}`;
 const CONNECT_TIMEOUT = "a whole number of milliseconds, at least 1, such as 3000";
 const LOW_SPEED_LIMIT = "a whole number of bytes per second, at least 1, such as 1048576";
@@ -160,10 +167,12 @@ const COMPLETION =
 const DELAY = "a whole number of seconds, 0 or more, such as 3600";
 
 const mirrorUrl = z.string({ error: MIRROR_URL }).trim()
+  .refine(hasNoSpace, { error: ONE_URL, abort: true })
   .refine((s) => isUrl(s, ["http:", "https:"]), { error: MIRROR_URL })
   .transform((s) => (s.endsWith("/") ? s : `${s}/`));
 
 const statusUrl = z.string({ error: STATUS_URL }).trim()
+  .refine(hasNoSpace, { error: ONE_URL, abort: true })
   .refine((s) => isUrl(s, ["http:", "https:", "file:"]), { error: STATUS_URL });
 
 /** The `[mirrors_auto]` table. */
@@ -254,7 +263,8 @@ export const customRepoSchema = z.object({
   url: z.preprocess(
     listOf,
     z.array(
-      z.string({ error: REPO_URL }).trim().refine((s) => isUrl(s, ["http:", "https:"])),
+      z.string({ error: REPO_URL }).trim().refine(hasNoSpace, { error: ONE_URL, abort: true })
+        .refine((s) => isUrl(s, ["http:", "https:"])),
       { error: REPO_URL },
     ).min(1),
   ).describe(
