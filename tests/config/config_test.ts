@@ -347,3 +347,29 @@ allowed_countries = ["DE"]
   assert.deepEqual(defaults.config, defaultConfig());
   assert.deepEqual(defaults.warnings, []);
 });
+
+Deno.test("loadConfig() makes relative paths absolute from the working directory, with a warning", async () => {
+  // The service runs in /var/lib/flexo, flexo clean or import in the shell's directory: a relative cache_directory
+  // was a different folder for each, and check-config did not say which.
+  const { config, warnings } = await load(
+    'cache_directory = "cache/pkg"\nmirrorlist_fallback_file = "./ml"',
+    {
+      cwd: "/srv/work",
+      env: { FLEXO_MIRRORLIST_LATENCY_TEST_RESULTS_FILE: "state/latency.json" },
+    },
+  );
+  assert.equal(config.cache_directory, "/srv/work/cache/pkg");
+  assert.equal(config.mirrorlist_fallback_file, "/srv/work/ml");
+  assert.equal(config.mirrorlist_latency_test_results_file, "/srv/work/state/latency.json");
+  assert.equal(warnings.length, 3, warnings.join("\n"));
+  assert.equal(
+    warnings[0],
+    'cache_directory = "cache/pkg" (file /test/flexo.toml) is a relative path, read from the directory flexo ' +
+      "started in as /srv/work/cache/pkg; a command started in another directory (flexo clean, flexo import) " +
+      "would use another one. Give an absolute path.",
+  );
+  assert.match(warnings[2], /environment variable FLEXO_MIRRORLIST_LATENCY_TEST_RESULTS_FILE/);
+  const absolute = await load('cache_directory = "/srv/pkg"', { cwd: "/elsewhere" });
+  assert.equal(absolute.config.cache_directory, "/srv/pkg");
+  assert.deepEqual(absolute.warnings, []);
+});
