@@ -130,12 +130,12 @@ const ONE_URL = "one URL without spaces (several URLs go in a TOML list, or are 
   "FLEXO_* variable)";
 const MIRROR_LIST = `a list of mirror URLs, each ${MIRROR_URL}`;
 const CONNECT_TIMEOUT = "a whole number of milliseconds, at least 1, such as 3000";
-const LOW_SPEED_LIMIT = "a whole number of bytes per second, at least 1, such as 1048576";
+const LOW_SPEED_LIMIT = "a whole number of bytes per second, 0 or more, such as 1048576 (0: never too slow)";
 const LOW_SPEED_LIMIT_FORMATTED = `${BANDWIDTH_FORM}, at least 1 byte per second`;
 const LOW_SPEED_TIME = "a whole number of seconds, at least 1, such as 5";
 const CLIENT_TIMEOUT = "a whole number of seconds, 0 or more, such as 60 (0 turns the timeout off)";
 const MAX_CONNECTIONS = "a whole number of connections, at least 1, such as 1000";
-const MAX_SPEED_LIMIT = `a whole number of bytes per second (at least 1) or ${BANDWIDTH_FORM}`;
+const MAX_SPEED_LIMIT = `a whole number of bytes per second (0 or more; 0 is no cap) or ${BANDWIDTH_FORM}`;
 const NUM_VERSIONS = "a whole number, 0 or more, such as 3 (0 keeps every version)";
 const REPO_NAME = 'a name of letters, digits, ".", "_", "+" and "-" that starts with a letter or digit, ' +
   'such as "archzfs"';
@@ -312,10 +312,11 @@ export const configObjectSchema = z.object({
     ),
   connect_timeout: z.number({ error: CONNECT_TIMEOUT }).int().min(1).default(3000)
     .describe("Milliseconds to wait for a mirror to accept the connection and answer."),
-  low_speed_limit: z.number({ error: LOW_SPEED_LIMIT }).int().min(1).default(1)
+  low_speed_limit: z.number({ error: LOW_SPEED_LIMIT }).int().min(0).default(1)
     .describe(
       "Bytes per second: a download slower than this for low_speed_time_secs moves to another mirror; " +
-        "ignored when low_speed_limit_formatted is set.",
+        "ignored when low_speed_limit_formatted is set. 0 (as for the Rust flexo's curl): never for slowness, " +
+        "only when no data comes at all for 30 s or more.",
     ),
   low_speed_limit_formatted: z.string({ error: LOW_SPEED_LIMIT_FORMATTED })
     .refine((s) => succeeds(() => parseBandwidth(s)) && parseBandwidth(s) >= 1)
@@ -349,10 +350,11 @@ export const configObjectSchema = z.object({
     ),
   max_speed_limit: z.preprocess(
     parsedOrRaw(parseBandwidth),
-    z.number({ error: MAX_SPEED_LIMIT }).int().min(1),
+    // 0 is no cap, as for the Rust flexo's curl (max_recv_speed).
+    z.number({ error: MAX_SPEED_LIMIT }).int().min(0).transform((n) => n === 0 ? undefined : n),
   ).optional()
     .describe(
-      'Caps the download speed from mirrors, in bytes per second or such as "10 MBit/s"; not set: no cap.',
+      'Caps the download speed from mirrors, in bytes per second or such as "10 MBit/s"; not set or 0: no cap.',
     ),
   num_versions_retain: z.number({ error: NUM_VERSIONS }).int().min(0).default(3)
     .describe(

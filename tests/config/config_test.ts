@@ -10,6 +10,7 @@ import {
   loadConfig,
 } from "../../src/config/config.ts";
 import { assertLoadError, load, notFound } from "../helpers/load_config.ts";
+import { limitsFrom } from "../../src/app/app.ts";
 
 Deno.test("defaultConfig() has flexo's defaults and returns a fresh plain object each time", () => {
   const config = defaultConfig();
@@ -372,4 +373,18 @@ Deno.test("loadConfig() makes relative paths absolute from the working directory
   const absolute = await load('cache_directory = "/srv/pkg"', { cwd: "/elsewhere" });
   assert.equal(absolute.config.cache_directory, "/srv/pkg");
   assert.deepEqual(absolute.warnings, []);
+});
+
+Deno.test("loadConfig() accepts 0 for low_speed_limit and max_speed_limit, as the Rust flexo does", async () => {
+  // The Rust flexo hands both to curl, where 0 turns the check off and means no cap; a flexo.toml or FLEXO_*
+  // variable with 0 started it and stopped this one with exit 78.
+  const file = await load("low_speed_limit = 0\nmax_speed_limit = 0");
+  assert.equal(file.config.low_speed_limit, 0);
+  assert.equal(file.config.max_speed_limit, undefined, "0 is no cap");
+  assert.deepEqual(file.warnings, []);
+  const env = await load("", { env: { FLEXO_LOW_SPEED_LIMIT: "0", FLEXO_MAX_SPEED_LIMIT: "0" } });
+  assert.equal(env.config.low_speed_limit, 0);
+  assert.equal(env.config.max_speed_limit, undefined);
+  assert.equal(limitsFrom(env.config).lowSpeedLimit, 0);
+  assert.equal(limitsFrom(env.config).maxSpeedLimit, undefined);
 });
