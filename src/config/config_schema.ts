@@ -112,10 +112,14 @@ function cidrList() {
   ).default(() => []);
 }
 
+/** A word of a choice ("auto", "sort", "info") without blanks around it, in lower case. */
+function wordOf(value: unknown): unknown {
+  return typeof value === "string" ? value.trim().toLowerCase() : value;
+}
+
 /** Lower-cases a log level and reads "warn" as "warning". */
 function logLevelOf(value: unknown): unknown {
-  if (typeof value !== "string") return value;
-  const level = value.trim().toLowerCase();
+  const level = wordOf(value);
   return level === "warn" ? "warning" : level;
 }
 
@@ -206,7 +210,8 @@ export const mirrorsAutoSchema = z.object({
     ),
   num_mirrors: z.number({ error: NUM_MIRRORS }).int().min(1).default(8)
     .describe("How many mirrors the latency test keeps; more means a slower start but more choice."),
-  mirrors_random_or_sort: z.enum(["sort", "random"], { error: RANDOM_OR_SORT }).default("sort")
+  mirrors_random_or_sort: z.preprocess(wordOf, z.enum(["sort", "random"], { error: RANDOM_OR_SORT }))
+    .default("sort")
     .describe('How the mirrors to test are picked: "sort" takes the best scores, "random" spreads the load.'),
   timeout: z.number({ error: LATENCY_TIMEOUT }).int().min(1).default(350)
     .describe("Milliseconds a mirror may take to answer the latency test; slower mirrors are not used."),
@@ -301,7 +306,8 @@ export const configObjectSchema = z.object({
     .describe(
       'Address or list of addresses to listen on: "127.0.0.1" serves this machine, "0.0.0.0" or "::" all.',
     ),
-  mirror_selection_method: z.enum(["auto", "predefined"], { error: SELECTION }).default("auto")
+  mirror_selection_method: z.preprocess(wordOf, z.enum(["auto", "predefined"], { error: SELECTION }))
+    .default("auto")
     .describe(
       '"auto" picks fast official mirrors by the rules of [mirrors_auto]; "predefined" uses mirrors_predefined.',
     ),
@@ -443,7 +449,8 @@ export const configSchema = configObjectSchema
       // Also check when other keys are invalid, so that every problem is reported at once.
       when: (payload) => {
         const value = payload.value as Record<string, unknown>;
-        return value.mirror_selection_method === "predefined" && Array.isArray(value.mirrors_predefined);
+        return wordOf(value.mirror_selection_method) === "predefined" &&
+          Array.isArray(value.mirrors_predefined);
       },
     },
   )

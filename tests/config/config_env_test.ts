@@ -79,6 +79,18 @@ Deno.test("loadConfig() takes string variables as they are", async () => {
   assert.equal(config.mirrors_auto.mirrors_random_or_sort, "random");
 });
 
+Deno.test("loadConfig() reads the words of mirror_selection_method and mirrors_random_or_sort as log_level's", async () => {
+  // An env file keeps a trailing blank (docker --env-file); log_level, paths and URLs were trimmed, these not.
+  const { config, warnings } = await loadEnv({
+    FLEXO_MIRROR_SELECTION_METHOD: "Predefined ",
+    FLEXO_MIRRORS_PREDEFINED: "https://a.example/",
+    FLEXO_MIRRORS_AUTO_MIRRORS_RANDOM_OR_SORT: " RANDOM",
+  });
+  assert.equal(config.mirror_selection_method, "predefined");
+  assert.equal(config.mirrors_auto.mirrors_random_or_sort, "random");
+  assert.deepEqual(warnings, []);
+});
+
 Deno.test("loadConfig() reads a string variable written with quotes as the text inside them, with a warning", async () => {
   // docker run --env-file and a compose list entry (- FLEXO_CACHE_DIRECTORY="/srv/pkg") keep the quotes: taken
   // as they are, the cache went to a folder named '"' below the working directory, and the cache seemed empty.
