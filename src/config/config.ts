@@ -7,6 +7,7 @@
  * @module
  */
 
+import { isAbsolute, resolve } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { parse as parseToml, stringify as stringifyToml, TomlError } from "smol-toml";
 import {
@@ -27,16 +28,21 @@ import {
   showValue,
 } from "./config_env.ts";
 import { describeError } from "../logging.ts";
+import { redactUrls } from "../redact_url.ts";
 
 export type { Config, CustomRepo, MirrorsAutoConfig } from "./config_schema.ts";
 
-/** Invalid configuration; `problems` lists every problem, each naming the key, its source, value and expected form. */
+/**
+ * Invalid configuration; `problems` lists every problem, each naming the key, its source, value and expected form.
+ * The password of a URL in a problem is shown as `***` (the message goes to the journal; see redact_url.ts).
+ */
 export class ConfigError extends Error {
   /** One line per problem. */
   readonly problems: string[];
 
   /** Builds the error from a non-empty list of problems. */
-  constructor(problems: string[]) {
+  constructor(unredacted: string[]) {
+    const problems = unredacted.map(redactUrls);
     const message = problems.length === 1
       ? `Invalid configuration: ${problems[0]}`
       : `Invalid configuration (${problems.length} problems):\n${problems.map((p) => `  - ${p}`).join("\n")}`;
@@ -72,6 +78,8 @@ export interface LoadConfigOptions {
   inactiveKeys?: string[];
   /** Reads a file; `Deno.readTextFile` when not given. Must throw `Deno.errors.NotFound` for a missing file. */
   readTextFile?: (path: string) => Promise<string>;
+  /** The directory relative paths are read from; `Deno.cwd()` when not given. */
+  cwd?: string;
 }
 
 /** What {@link loadConfig} produces. */
@@ -174,7 +182,43 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<LoadC
   }
   if (problems.length > 0) throw new ConfigError(problems);
   if (!result.success) throw new ConfigError(["The configuration is invalid."]);
-  return { config: result.data, warnings, sources };
+  const config = absolutePaths(result.data, options.cwd ?? Deno.cwd(), merged.origins, warnings);
+  return { config, warnings, sources };
+}
+
+/** The keys whose values are file system paths. */
+const PATH_KEYS = [
+  "cache_directory",
+  "mirrorlist_fallback_file",
+  "mirrorlist_latency_test_results_file",
+] as const;
+
+/**
+ * Makes every relative path absolute from `cwd`, once, so that every part of flexo and `check-config` name the
+ * same place; warns for each, because another command (started in another directory) would read it elsewhere.
+ */
+function absolutePaths(
+  config: Config,
+  cwd: string,
+  origins: Record<string, string>,
+  warnings: string[],
+): Config {
+  const result = { ...config };
+  for (const key of PATH_KEYS) {
+    const path = config[key];
+    if (isAbsolute(path)) continue;
+    result[key] = resolve(cwd, path);
+    warnings.push(
+      `${key} = ${showValue(path)} (${
+        origins[key]
+      }) is a relative path, read from the directory flexo started ` +
+        `in as ${
+          result[key]
+        }; a command started in another directory (flexo clean, flexo import) would use ` +
+        "another one. Give an absolute path.",
+    );
+  }
+  return result;
 }
 
 function isNotFound(error: unknown): boolean {

@@ -2,8 +2,9 @@
  * Reads flexo's `FLEXO_*` environment variables into a configuration layer.
  *
  * Names and encodings follow flexo: `FLEXO_<KEY>` for top-level keys and `FLEXO_<SECTION>_<KEY>` for the keys
- * of a table (`FLEXO_MIRRORS_AUTO_TIMEOUT`, `FLEXO_PREFETCH_INTERVAL`). Numbers and booleans are TOML values (`FLEXO_PORT=7879`), strings are taken as they
- * are, lists are a TOML array (`FLEXO_MIRRORS_PREDEFINED="['http://a/']"`) or comma-separated
+ * of a table (`FLEXO_MIRRORS_AUTO_TIMEOUT`, `FLEXO_PREFETCH_INTERVAL`). Numbers and booleans are TOML values
+ * (`FLEXO_PORT=7879`), strings are taken as they are (quotes around the whole text are removed, with a warning),
+ * lists are a TOML array (`FLEXO_MIRRORS_PREDEFINED="['http://a/']"`) or comma-separated
  * (`FLEXO_MIRRORS_AUTO_ALLOWED_COUNTRIES=DE,AT`), and `FLEXO_CUSTOM_REPO` holds space-separated `name@url`
  * entries. `FLEXO_LOG` (or `FLEXO_LOG_LEVEL`) sets `log_level`.
  *
@@ -259,6 +260,16 @@ function commaSeparated(text: string): string[] {
   return text.split(",").map((part) => part.trim()).filter((part) => part !== "");
 }
 
+/**
+ * The text inside the quotes of `"text"` or `'text'` (blanks around them allowed), or undefined when `text` is
+ * not quoted so. No path, URL or word of the configuration is quoted itself: the quotes are ones that a shell
+ * would have removed but an env file or a compose list entry kept.
+ */
+function unquotedText(text: string): string | undefined {
+  const quoted = /^\s*(?:"([^"]*)"|'([^']*)')\s*$/.exec(text);
+  return quoted === null ? undefined : quoted[1] ?? quoted[2];
+}
+
 /** Decodes `FLEXO_CUSTOM_REPO` ("name@url name2@url2,url3") into `[[custom_repo]]` tables. */
 function customReposOf(text: string, report: (token: string) => void): Record<string, unknown>[] {
   const repos: Record<string, unknown>[] = [];
@@ -353,7 +364,14 @@ export function configLayerFromEnv(env: Record<string, string>): ConfigLayer {
         layer.problems.push(formatProblem("custom_repo", token, { origin, expected: CUSTOM_REPO_FORM }));
       });
     } else {
-      value = text;
+      const unquoted = unquotedText(text);
+      if (unquoted !== undefined) {
+        layer.warnings.push(
+          `${name} is written with quotes (${text.trim()}); the text inside them is used. Variables take ` +
+            "their text as it is, so leave them out (docker --env-file and a compose list entry keep them).",
+        );
+      }
+      value = unquoted ?? text;
     }
     if (target.table !== "") {
       (tables[target.table] ??= {})[target.key] = value;

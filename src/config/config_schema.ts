@@ -56,6 +56,11 @@ function isUrl(s: string, protocols: string[]): boolean {
   return protocols.includes(url.protocol) && (url.protocol === "file:" || url.hostname !== "");
 }
 
+/** True when `s` has no whitespace: `new URL()` takes "http://a/ http://b/" as one URL with `%20` in its path. */
+function hasNoSpace(s: string): boolean {
+  return !/\s/.test(s);
+}
+
 /** Accepts a single value where a list is expected by wrapping it in a list. */
 function listOf(value: unknown): unknown {
   return typeof value === "string" ? [value] : value;
@@ -107,10 +112,14 @@ function cidrList() {
   ).default(() => []);
 }
 
+/** A word of a choice ("auto", "sort", "info") without blanks around it, in lower case. */
+function wordOf(value: unknown): unknown {
+  return typeof value === "string" ? value.trim().toLowerCase() : value;
+}
+
 /** Lower-cases a log level and reads "warn" as "warning". */
 function logLevelOf(value: unknown): unknown {
-  if (typeof value !== "string") return value;
-  const level = value.trim().toLowerCase();
+  const level = wordOf(value);
   return level === "warn" ? "warning" : level;
 }
 
@@ -121,14 +130,16 @@ const LISTEN = 'an IPv4 or IPv6 address such as "127.0.0.1", "0.0.0.0" or "::" (
 const SELECTION = '"auto" or "predefined"';
 const MIRROR_URL = "an http:// or https:// mirror URL without the $repo/os/$arch part, such as " +
   '"https://mirror.example.org/archlinux/"';
+const ONE_URL = "one URL without spaces (several URLs go in a TOML list, or are separated by commas in a " +
+  "FLEXO_* variable)";
 const MIRROR_LIST = `a list of mirror URLs, each ${MIRROR_URL}`;
 const CONNECT_TIMEOUT = "a whole number of milliseconds, at least 1, such as 3000";
-const LOW_SPEED_LIMIT = "a whole number of bytes per second, at least 1, such as 1048576";
+const LOW_SPEED_LIMIT = "a whole number of bytes per second, 0 or more, such as 1048576 (0: never too slow)";
 const LOW_SPEED_LIMIT_FORMATTED = `${BANDWIDTH_FORM}, at least 1 byte per second`;
 const LOW_SPEED_TIME = "a whole number of seconds, at least 1, such as 5";
 const CLIENT_TIMEOUT = "a whole number of seconds, 0 or more, such as 60 (0 turns the timeout off)";
 const MAX_CONNECTIONS = "a whole number of connections, at least 1, such as 1000";
-const MAX_SPEED_LIMIT = `a whole number of bytes per second (at least 1) or ${BANDWIDTH_FORM}`;
+const MAX_SPEED_LIMIT = `a whole number of bytes per second (0 or more; 0 is no cap) or ${BANDWIDTH_FORM}`;
 const NUM_VERSIONS = "a whole number, 0 or more, such as 3 (0 keeps every version)";
 const REPO_NAME = 'a name of letters, digits, ".", "_", "+" and "-" that starts with a letter or digit, ' +
   'such as "archzfs"';
@@ -160,10 +171,12 @@ const COMPLETION =
 const DELAY = "a whole number of seconds, 0 or more, such as 3600";
 
 const mirrorUrl = z.string({ error: MIRROR_URL }).trim()
+  .refine(hasNoSpace, { error: ONE_URL, abort: true })
   .refine((s) => isUrl(s, ["http:", "https:"]), { error: MIRROR_URL })
   .transform((s) => (s.endsWith("/") ? s : `${s}/`));
 
 const statusUrl = z.string({ error: STATUS_URL }).trim()
+  .refine(hasNoSpace, { error: ONE_URL, abort: true })
   .refine((s) => isUrl(s, ["http:", "https:", "file:"]), { error: STATUS_URL });
 
 /** The `[mirrors_auto]` table. */
@@ -197,7 +210,8 @@ export const mirrorsAutoSchema = z.object({
     ),
   num_mirrors: z.number({ error: NUM_MIRRORS }).int().min(1).default(8)
     .describe("How many mirrors the latency test keeps; more means a slower start but more choice."),
-  mirrors_random_or_sort: z.enum(["sort", "random"], { error: RANDOM_OR_SORT }).default("sort")
+  mirrors_random_or_sort: z.preprocess(wordOf, z.enum(["sort", "random"], { error: RANDOM_OR_SORT }))
+    .default("sort")
     .describe('How the mirrors to test are picked: "sort" takes the best scores, "random" spreads the load.'),
   timeout: z.number({ error: LATENCY_TIMEOUT }).int().min(1).default(350)
     .describe("Milliseconds a mirror may take to answer the latency test; slower mirrors are not used."),
@@ -254,7 +268,8 @@ export const customRepoSchema = z.object({
   url: z.preprocess(
     listOf,
     z.array(
-      z.string({ error: REPO_URL }).trim().refine((s) => isUrl(s, ["http:", "https:"])),
+      z.string({ error: REPO_URL }).trim().refine(hasNoSpace, { error: ONE_URL, abort: true })
+        .refine((s) => isUrl(s, ["http:", "https:"])),
       { error: REPO_URL },
     ).min(1),
   ).describe(
@@ -291,7 +306,8 @@ export const configObjectSchema = z.object({
     .describe(
       'Address or list of addresses to listen on: "127.0.0.1" serves this machine, "0.0.0.0" or "::" all.',
     ),
-  mirror_selection_method: z.enum(["auto", "predefined"], { error: SELECTION }).default("auto")
+  mirror_selection_method: z.preprocess(wordOf, z.enum(["auto", "predefined"], { error: SELECTION }))
+    .default("auto")
     .describe(
       '"auto" picks fast official mirrors by the rules of [mirrors_auto]; "predefined" uses mirrors_predefined.',
     ),
@@ -302,10 +318,11 @@ export const configObjectSchema = z.object({
     ),
   connect_timeout: z.number({ error: CONNECT_TIMEOUT }).int().min(1).default(3000)
     .describe("Milliseconds to wait for a mirror to accept the connection and answer."),
-  low_speed_limit: z.number({ error: LOW_SPEED_LIMIT }).int().min(1).default(1)
+  low_speed_limit: z.number({ error: LOW_SPEED_LIMIT }).int().min(0).default(1)
     .describe(
       "Bytes per second: a download slower than this for low_speed_time_secs moves to another mirror; " +
-        "ignored when low_speed_limit_formatted is set.",
+        "ignored when low_speed_limit_formatted is set. 0 (as for the Rust flexo's curl): never for slowness, " +
+        "only when no data comes at all for 30 s or more.",
     ),
   low_speed_limit_formatted: z.string({ error: LOW_SPEED_LIMIT_FORMATTED })
     .refine((s) => succeeds(() => parseBandwidth(s)) && parseBandwidth(s) >= 1)
@@ -339,10 +356,11 @@ export const configObjectSchema = z.object({
     ),
   max_speed_limit: z.preprocess(
     parsedOrRaw(parseBandwidth),
-    z.number({ error: MAX_SPEED_LIMIT }).int().min(1),
+    // 0 is no cap, as for the Rust flexo's curl (max_recv_speed).
+    z.number({ error: MAX_SPEED_LIMIT }).int().min(0).transform((n) => n === 0 ? undefined : n),
   ).optional()
     .describe(
-      'Caps the download speed from mirrors, in bytes per second or such as "10 MBit/s"; not set: no cap.',
+      'Caps the download speed from mirrors, in bytes per second or such as "10 MBit/s"; not set or 0: no cap.',
     ),
   num_versions_retain: z.number({ error: NUM_VERSIONS }).int().min(0).default(3)
     .describe(
@@ -431,7 +449,8 @@ export const configSchema = configObjectSchema
       // Also check when other keys are invalid, so that every problem is reported at once.
       when: (payload) => {
         const value = payload.value as Record<string, unknown>;
-        return value.mirror_selection_method === "predefined" && Array.isArray(value.mirrors_predefined);
+        return wordOf(value.mirror_selection_method) === "predefined" &&
+          Array.isArray(value.mirrors_predefined);
       },
     },
   )

@@ -79,6 +79,38 @@ Deno.test("loadConfig() takes string variables as they are", async () => {
   assert.equal(config.mirrors_auto.mirrors_random_or_sort, "random");
 });
 
+Deno.test("loadConfig() reads the words of mirror_selection_method and mirrors_random_or_sort as log_level's", async () => {
+  // An env file keeps a trailing blank (docker --env-file); log_level, paths and URLs were trimmed, these not.
+  const { config, warnings } = await loadEnv({
+    FLEXO_MIRROR_SELECTION_METHOD: "Predefined ",
+    FLEXO_MIRRORS_PREDEFINED: "https://a.example/",
+    FLEXO_MIRRORS_AUTO_MIRRORS_RANDOM_OR_SORT: " RANDOM",
+  });
+  assert.equal(config.mirror_selection_method, "predefined");
+  assert.equal(config.mirrors_auto.mirrors_random_or_sort, "random");
+  assert.deepEqual(warnings, []);
+});
+
+Deno.test("loadConfig() reads a string variable written with quotes as the text inside them, with a warning", async () => {
+  // docker run --env-file and a compose list entry (- FLEXO_CACHE_DIRECTORY="/srv/pkg") keep the quotes: taken
+  // as they are, the cache went to a folder named '"' below the working directory, and the cache seemed empty.
+  const { config, warnings } = await loadEnv({
+    FLEXO_CACHE_DIRECTORY: '"/srv/flexo/pkg"',
+    FLEXO_MIRRORLIST_FALLBACK_FILE: "'/srv/flexo/state/mirrorlist'",
+    FLEXO_MIRROR_SELECTION_METHOD: ' "auto" ',
+  });
+  assert.equal(config.cache_directory, "/srv/flexo/pkg");
+  assert.equal(config.mirrorlist_fallback_file, "/srv/flexo/state/mirrorlist");
+  assert.equal(config.mirror_selection_method, "auto");
+  assert.equal(warnings.length, 3, warnings.join("\n"));
+  assert.match(warnings[0], /^FLEXO_CACHE_DIRECTORY is written with quotes \("\/srv\/flexo\/pkg"\)/);
+  assert.match(warnings[0], /leave them out/);
+  // A quote inside the text is part of it.
+  const inner = await loadEnv({ FLEXO_CACHE_DIRECTORY: '/srv/"x"' });
+  assert.equal(inner.config.cache_directory, '/srv/"x"');
+  assert.deepEqual(inner.warnings, []);
+});
+
 Deno.test("loadConfig() reads list variables as TOML arrays or comma-separated values", async () => {
   const { config } = await loadEnv({
     FLEXO_MIRRORS_PREDEFINED: "['http://a/', 'https://b.example/arch']",

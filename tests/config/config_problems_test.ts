@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { assertLoadError, load } from "../helpers/load_config.ts";
+import type { LoadConfigOptions } from "../../src/config/config.ts";
 
 Deno.test("loadConfig() names key, value, source and expected form for every bad file value", async () => {
   const cases: [string, string[]][] = [
@@ -200,4 +201,37 @@ Deno.test("loadConfig() warns that inactive keys have no effect yet when they ch
   });
   assert.deepEqual(defaults.warnings, [], "repeating a default changes nothing");
   assert.deepEqual((await load("", { inactiveKeys })).warnings, []);
+});
+
+Deno.test("loadConfig() hides the password of a URL in its problems, which are logged", async () => {
+  const error = await assertLoadError(
+    '[[custom_repo]]\nname = "x"\nurl = "ftp://me:s3cret@repo.example/"',
+    [
+      "custom_repo[0].url[0]",
+      '"ftp://me:***@repo.example/"',
+      "mirrors_predefined[0]",
+      "htp://u:***@m.example/",
+    ],
+    { env: { FLEXO_MIRRORS_PREDEFINED: "htp://u:pw2@m.example/" } },
+  );
+  assert.equal(error.problems.length, 2, error.message);
+  assert.ok(!error.message.includes("s3cret") && !error.message.includes("pw2"), error.message);
+  assert.ok(!error.problems.join("\n").includes("s3cret"), error.problems.join("\n"));
+});
+
+Deno.test("loadConfig() refuses a URL with a space in it, such as two URLs in one string", async () => {
+  // new URL() takes "https://a.example/ https://b.example/" as one URL with %20 in its path: every download
+  // from that "mirror" would fail.
+  const twoInOne = "https://a.example/ https://b.example/";
+  const cases: [string, LoadConfigOptions, string][] = [
+    ["", { env: { FLEXO_MIRRORS_PREDEFINED: twoInOne } }, "mirrors_predefined[0]"],
+    [`mirrors_predefined = ["${twoInOne}"]`, {}, "mirrors_predefined[0]"],
+    [`cache_peers = ["${twoInOne}"]`, {}, "cache_peers[0]"],
+    [`[[custom_repo]]\nname = "x"\nurl = "${twoInOne}"`, {}, "custom_repo[0].url[0]"],
+    [`[mirrors_auto]\nmirrors_status_json_endpoint = "${twoInOne}"`, {}, "mirrors_status_json_endpoint"],
+  ];
+  for (const [toml, options, key] of cases) {
+    const error = await assertLoadError(toml, [key, "without spaces", "separated by commas"], options);
+    assert.equal(error.problems.length, 1, error.message);
+  }
 });

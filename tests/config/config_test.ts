@@ -10,6 +10,7 @@ import {
   loadConfig,
 } from "../../src/config/config.ts";
 import { assertLoadError, load, notFound } from "../helpers/load_config.ts";
+import { limitsFrom } from "../../src/app/app.ts";
 
 Deno.test("defaultConfig() has flexo's defaults and returns a fresh plain object each time", () => {
   const config = defaultConfig();
@@ -346,4 +347,44 @@ allowed_countries = ["DE"]
   const defaults = await load(formatConfig(defaultConfig()));
   assert.deepEqual(defaults.config, defaultConfig());
   assert.deepEqual(defaults.warnings, []);
+});
+
+Deno.test("loadConfig() makes relative paths absolute from the working directory, with a warning", async () => {
+  // The service runs in /var/lib/flexo, flexo clean or import in the shell's directory: a relative cache_directory
+  // was a different folder for each, and check-config did not say which.
+  const { config, warnings } = await load(
+    'cache_directory = "cache/pkg"\nmirrorlist_fallback_file = "./ml"',
+    {
+      cwd: "/srv/work",
+      env: { FLEXO_MIRRORLIST_LATENCY_TEST_RESULTS_FILE: "state/latency.json" },
+    },
+  );
+  assert.equal(config.cache_directory, "/srv/work/cache/pkg");
+  assert.equal(config.mirrorlist_fallback_file, "/srv/work/ml");
+  assert.equal(config.mirrorlist_latency_test_results_file, "/srv/work/state/latency.json");
+  assert.equal(warnings.length, 3, warnings.join("\n"));
+  assert.equal(
+    warnings[0],
+    'cache_directory = "cache/pkg" (file /test/flexo.toml) is a relative path, read from the directory flexo ' +
+      "started in as /srv/work/cache/pkg; a command started in another directory (flexo clean, flexo import) " +
+      "would use another one. Give an absolute path.",
+  );
+  assert.match(warnings[2], /environment variable FLEXO_MIRRORLIST_LATENCY_TEST_RESULTS_FILE/);
+  const absolute = await load('cache_directory = "/srv/pkg"', { cwd: "/elsewhere" });
+  assert.equal(absolute.config.cache_directory, "/srv/pkg");
+  assert.deepEqual(absolute.warnings, []);
+});
+
+Deno.test("loadConfig() accepts 0 for low_speed_limit and max_speed_limit, as the Rust flexo does", async () => {
+  // The Rust flexo hands both to curl, where 0 turns the check off and means no cap; a flexo.toml or FLEXO_*
+  // variable with 0 started it and stopped this one with exit 78.
+  const file = await load("low_speed_limit = 0\nmax_speed_limit = 0");
+  assert.equal(file.config.low_speed_limit, 0);
+  assert.equal(file.config.max_speed_limit, undefined, "0 is no cap");
+  assert.deepEqual(file.warnings, []);
+  const env = await load("", { env: { FLEXO_LOW_SPEED_LIMIT: "0", FLEXO_MAX_SPEED_LIMIT: "0" } });
+  assert.equal(env.config.low_speed_limit, 0);
+  assert.equal(env.config.max_speed_limit, undefined);
+  assert.equal(limitsFrom(env.config).lowSpeedLimit, 0);
+  assert.equal(limitsFrom(env.config).maxSpeedLimit, undefined);
 });
