@@ -18,11 +18,17 @@
  */
 
 import { ByteReader, startsWith } from "../byte_reader.ts";
-import { isDescPath, type PackageEntry, parseDesc, RepoDbError } from "./repo_db_desc.ts";
+import {
+  isDescPath,
+  type PackageEntry,
+  parseDesc,
+  RepoDbError,
+  UnsupportedDatabaseError,
+} from "./repo_db_desc.ts";
 import { looksLikeTar, readTarTexts, TAR_BLOCK } from "./repo_db_tar.ts";
 import { describeError } from "../logging.ts";
 
-export { type PackageEntry, RepoDbError } from "./repo_db_desc.ts";
+export { type PackageEntry, RepoDbError, UnsupportedDatabaseError } from "./repo_db_desc.ts";
 
 /**
  * Read every package entry of a pacman sync database, keyed by package file name.
@@ -32,7 +38,8 @@ export { type PackageEntry, RepoDbError } from "./repo_db_desc.ts";
  *
  * @param stream The database file as it comes from disk or from a mirror.
  * @returns The entries by `fileName`.
- * @throws {RepoDbError} when the data is not a readable database; the message says what was wrong.
+ * @throws {RepoDbError} when the data is not a readable database; the message says what was wrong. It is an
+ *   {@linkcode UnsupportedDatabaseError} when only the compression is one that cannot be read here.
  */
 export async function readRepoDb(stream: ReadableStream<Uint8Array>): Promise<Map<string, PackageEntry>> {
   const input = new ByteReader(stream, sourceError);
@@ -67,6 +74,13 @@ function decoderError(format: Format): (error: unknown) => RepoDbError {
   return (error) => {
     if (error instanceof RepoDbError) return error;
     const details = describeDecoderError(format, error);
+    if (format === "xz" && isUnsupportedXz(error)) {
+      return new UnsupportedDatabaseError(
+        `The repository database's xz data uses options that cannot be read here (${details}); compress it with ` +
+          "xz's default CRC64 check, or with gzip or zstd.",
+        { cause: error },
+      );
+    }
     return new RepoDbError(
       `The repository database's ${format} data is corrupt or truncated (${details}); download it again.`,
       { cause: error },
@@ -93,8 +107,8 @@ function detectFormat(head: Uint8Array): Format {
   );
 }
 
-function unsupported(format: string): RepoDbError {
-  return new RepoDbError(
+function unsupported(format: string): UnsupportedDatabaseError {
+  return new UnsupportedDatabaseError(
     `The repository database is ${format} compressed, which is not supported; use gzip, zstd or xz (repo-add picks ` +
       "the compression from the database name, e.g. NAME.db.tar.zst).",
   );
@@ -116,6 +130,15 @@ async function decompress(format: Format, input: ByteReader): Promise<ReadableSt
   // before the first answer needs them, nor does a proxy with no synced database yet.
   const { zstdStream } = await import("./zstd_stream.ts");
   return await zstdStream(input);
+}
+
+/**
+ * xz-embedded's XZ_UNSUPPORTED_CHECK (2) and XZ_OPTIONS_ERROR (6): valid xz that it cannot read (it has checked
+ * the stream header's CRC32 before it says so), such as a stream with a SHA-256 check.
+ */
+function isUnsupportedXz(error: unknown): boolean {
+  const code = /error code (\d+)/.exec(describeError(error))?.[1];
+  return code === "2" || code === "6";
 }
 
 /** `xz-decompress` reports xz-embedded's status codes only; say what they mean. */

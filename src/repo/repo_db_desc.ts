@@ -33,6 +33,23 @@ export class RepoDbError extends Error {
   }
 }
 
+/**
+ * The database is in a compression that flexo cannot read (bzip2, lz4, lzip, or xz with a SHA-256 check), all of
+ * which repo-add or xz may write: it may be perfectly valid, and only its contents cannot be checked.
+ */
+export class UnsupportedDatabaseError extends RepoDbError {
+  /**
+   * Creates the error.
+   *
+   * @param message What the database's compression is and what to use instead.
+   * @param options `cause`: the underlying error, if any.
+   */
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, options);
+    this.name = "UnsupportedDatabaseError";
+  }
+}
+
 /** True for the archive path of a package's `desc` entry: `<name>-<version>/desc`, optionally below `./`. */
 export function isDescPath(path: string): boolean {
   const parts = path.replace(/^\.\//, "").split("/").filter((part) => part !== "");
