@@ -101,6 +101,9 @@ function detectFormat(head: Uint8Array): Format {
   if (startsWith(head, [0x42, 0x5a, 0x68])) throw unsupported("bzip2");
   if (startsWith(head, [0x04, 0x22, 0x4d, 0x18])) throw unsupported("lz4");
   if (startsWith(head, [0x4c, 0x5a, 0x49, 0x50])) throw unsupported("lzip");
+  if (startsWith(head, [0x4c, 0x52, 0x5a, 0x49])) throw unsupported("lrzip");
+  if (startsWith(head, [0x89, 0x4c, 0x5a, 0x4f, 0x00, 0x0d, 0x0a, 0x1a, 0x0a])) throw unsupported("lzop");
+  if (startsWith(head, [0x1f, 0x9d])) throw unsupported("compress");
   if (looksLikeTar(head)) return "tar";
   throw new RepoDbError(
     "The repository database is neither a tar archive nor gzip, zstd or xz compressed; is it really a pacman database?",

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type PackageEntry, readRepoDb, RepoDbError } from "../../src/repo/repo_db.ts";
+import {
+  type PackageEntry,
+  readRepoDb,
+  RepoDbError,
+  UnsupportedDatabaseError,
+} from "../../src/repo/repo_db.ts";
 import { type DbExtension, makeRepo, type RepoInfo } from "../helpers/make_repo.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { randomBytes } from "../helpers/bytes.ts";
@@ -301,3 +306,21 @@ async function tarOf(
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+Deno.test("readRepoDb() throws UnsupportedDatabaseError for every compression repo-add writes that it cannot read", async () => {
+  const heads: [string, number[]][] = [
+    ["bzip2", [0x42, 0x5a, 0x68, 0x39]],
+    ["lz4", [0x04, 0x22, 0x4d, 0x18]],
+    ["lzip", [0x4c, 0x5a, 0x49, 0x50]],
+    ["lrzip", [0x4c, 0x52, 0x5a, 0x49]],
+    ["lzop", [0x89, 0x4c, 0x5a, 0x4f, 0x00, 0x0d, 0x0a, 0x1a, 0x0a]],
+    ["compress", [0x1f, 0x9d]],
+  ];
+  for (const [format, head] of heads) {
+    await assert.rejects(readRepoDb(streamOf(new Uint8Array([...head, 1, 2, 3]))), (error: unknown) => {
+      assert.ok(error instanceof UnsupportedDatabaseError, `${format}: ${error}`);
+      assert.match(error.message, new RegExp(`is ${format} compressed, which is not supported`));
+      return true;
+    });
+  }
+});
