@@ -31,17 +31,37 @@ import { describeError } from "../logging.ts";
 export { type PackageEntry, RepoDbError, UnsupportedDatabaseError } from "./repo_db_desc.ts";
 
 /**
+ * The most packages one database may list: about 30 MiB of entries. Arch's largest repository lists about
+ * 15,000; a database listing more (a broken or hostile mirror: a few MiB of zstd can list millions) would fill
+ * the memory of a small board.
+ */
+export const MAX_DATABASE_ENTRIES = 100_000;
+
+/** Options of {@linkcode readRepoDb}. */
+export interface ReadRepoDbOptions {
+  /** The most packages held; default {@linkcode MAX_DATABASE_ENTRIES}. */
+  maxEntries?: number;
+}
+
+/**
  * Read every package entry of a pacman sync database, keyed by package file name.
  *
  * Entries without a file name, name, version, size or SHA-256 are left out (such packages are simply
- * unknown). The whole stream is consumed, so the compression's own checksum is verified too.
+ * unknown). The whole stream is consumed, so the compression's own checksum is verified too, also when the
+ * database lists more than `maxEntries` packages: it is then refused with an {@linkcode UnsupportedDatabaseError}
+ * once it has been checked to its end, without holding more than `maxEntries`.
  *
  * @param stream The database file as it comes from disk or from a mirror.
+ * @param options `maxEntries`: the most packages held.
  * @returns The entries by `fileName`.
  * @throws {RepoDbError} when the data is not a readable database; the message says what was wrong. It is an
  *   {@linkcode UnsupportedDatabaseError} when only the compression is one that cannot be read here.
  */
-export async function readRepoDb(stream: ReadableStream<Uint8Array>): Promise<Map<string, PackageEntry>> {
+export async function readRepoDb(
+  stream: ReadableStream<Uint8Array>,
+  options: ReadRepoDbOptions = {},
+): Promise<Map<string, PackageEntry>> {
+  const maxEntries = options.maxEntries ?? MAX_DATABASE_ENTRIES;
   const input = new ByteReader(stream, sourceError);
   let archive: ByteReader | undefined;
   try {
@@ -50,13 +70,23 @@ export async function readRepoDb(stream: ReadableStream<Uint8Array>): Promise<Ma
       ? input
       : new ByteReader(await decompress(format, input), decoderError(format));
     const entries = new Map<string, PackageEntry>();
+    let tooMany = false;
     await readTarTexts(archive, {
       wanted: isDescPath,
       onText(_path, text) {
         const entry = parseDesc(text);
-        if (entry) entries.set(entry.fileName, entry);
+        if (!entry) return;
+        if (entries.size < maxEntries || entries.has(entry.fileName)) entries.set(entry.fileName, entry);
+        else tooMany = true;
       },
     });
+    if (tooMany) {
+      entries.clear();
+      throw new UnsupportedDatabaseError(
+        `The repository database lists more than ${maxEntries} packages, more than any real repository; it is ` +
+          "not read, and its packages are not verified. Check the mirror it came from.",
+      );
+    }
     return entries;
   } catch (error) {
     await archive?.cancel(error);

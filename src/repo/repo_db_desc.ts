@@ -34,8 +34,9 @@ export class RepoDbError extends Error {
 }
 
 /**
- * The database is in a compression that flexo cannot read (bzip2, lz4, lzip, or xz with a SHA-256 check), all of
- * which repo-add or xz may write: it may be perfectly valid, and only its contents cannot be checked.
+ * The database may be perfectly valid, but flexo does not read it: it is in a compression flexo cannot read
+ * (bzip2, lz4, lzip, lrzip, lzop, compress, or xz with a SHA-256 check), all of which repo-add or xz may write,
+ * or it lists more packages than flexo holds in memory.
  */
 export class UnsupportedDatabaseError extends RepoDbError {
   /**

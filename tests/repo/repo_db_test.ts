@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  MAX_DATABASE_ENTRIES,
   type PackageEntry,
   readRepoDb,
   RepoDbError,
@@ -323,4 +324,27 @@ Deno.test("readRepoDb() throws UnsupportedDatabaseError for every compression re
       return true;
     });
   }
+});
+
+Deno.test("readRepoDb() holds no more than maxEntries packages, and says so only of an intact database", async () => {
+  await withTempDir(async (dir) => {
+    const repo = await makeRepo(dir, { repo: "core", packages: PACKAGES }); // four packages
+    const bytes = await Deno.readFile(join(repo.osDir, "core.db.tar.gz"));
+    assert.equal((await readRepoDb(streamOf(bytes), { maxEntries: 4 })).size, 4);
+    // A database listing more packages than anything real (a broken or hostile mirror) would fill the memory.
+    await assert.rejects(readRepoDb(streamOf(bytes), { maxEntries: 3 }), (error: unknown) => {
+      assert.ok(error instanceof UnsupportedDatabaseError, String(error));
+      assert.match(error.message, /lists more than 3 packages/);
+      return true;
+    });
+    // Past the limit the rest is still checked: a truncated one is corrupt, not merely too big.
+    await assert.rejects(
+      readRepoDb(streamOf(bytes.subarray(0, bytes.length - 10)), { maxEntries: 1 }),
+      (error: unknown) => error instanceof RepoDbError && !(error instanceof UnsupportedDatabaseError),
+    );
+    assert.ok(
+      MAX_DATABASE_ENTRIES >= 50_000 && MAX_DATABASE_ENTRIES <= 200_000,
+      "a bound, above real repositories",
+    );
+  });
 });
