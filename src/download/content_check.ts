@@ -5,18 +5,29 @@
  * @module
  */
 
-import { readRepoDb } from "../repo/repo_db.ts";
+import { getLogger } from "@logtape/logtape";
+import { readRepoDb, UnsupportedDatabaseError } from "../repo/repo_db.ts";
 import { describeError } from "../describe_error.ts";
 
-/** What a content check found. */
-export type ContentVerdict = { type: "valid" } | { type: "invalid"; reason: string };
+const log = getLogger(["flexo", "download"]);
+
+/**
+ * What a content check found: `unchecked` when the file may well be valid but cannot be checked (a database in a
+ * compression flexo cannot read); it is then stored as a package that no database lists is.
+ */
+export type ContentVerdict =
+  | { type: "valid" }
+  | { type: "unchecked"; reason: string }
+  | { type: "invalid"; reason: string };
 
 /** Checks the first `length` bytes of the file at `path` (a complete download before its commit). */
 export type ContentCheck = (path: string, length: number) => Promise<ContentVerdict>;
 
 /**
  * Reads a downloaded database file as a pacman sync database: the whole stream is decompressed (the
- * compression's checksum verified), every tar header's checksum and every `desc` entry are checked.
+ * compression's checksum verified), every tar header's checksum and every `desc` entry are checked. A database
+ * in a compression that cannot be read here (bzip2, lz4, lzip, xz with a SHA-256 check) is `unchecked`, not
+ * invalid: repo-add writes them, and refusing them would refuse every client of such a repository.
  */
 export const checkDatabase: ContentCheck = async (path, length) => {
   let file: Deno.FsFile;
@@ -39,6 +50,13 @@ export const checkDatabase: ContentCheck = async (path, length) => {
     await readRepoDb(limited);
     return { type: "valid" };
   } catch (error) {
+    if (error instanceof UnsupportedDatabaseError) {
+      log.warn("{path} is stored unchecked, and its packages are not verified: {reason}", {
+        path,
+        reason: error.message,
+      });
+      return { type: "unchecked", reason: error.message };
+    }
     return { type: "invalid", reason: `is not a valid pacman database: ${describeError(error)}` };
   }
 };
@@ -52,7 +70,7 @@ export async function failedCheck(
   file: { path: string; length: number; upstreamPath: string; mirror?: string },
 ): Promise<string | undefined> {
   const verdict = await check(file.path, file.length);
-  if (verdict.type === "valid") return undefined;
+  if (verdict.type !== "invalid") return undefined;
   return `${file.upstreamPath} from ${file.mirror ?? "upstream"} ${verdict.reason}; ` +
     "it was discarded, retry to fetch it from another mirror";
 }

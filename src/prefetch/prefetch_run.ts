@@ -158,11 +158,43 @@ async function revalidateDatabases(deps: PrefetchDeps): Promise<PrefetchDatabase
   return results;
 }
 
-/** The database of a folder: `core.db` for `core/os/x86_64`, `NAME.db` for `custom_repo/X/NAME/ARCH`. */
+/** The values of pacman's `$arch` on Arch Linux and its ports (ARM, 32-bit, RISC-V, LoongArch, POWER). */
+const ARCHITECTURES = new Set([
+  "x86_64",
+  "x86_64_v2",
+  "x86_64_v3",
+  "x86_64_v4",
+  "i486",
+  "i686",
+  "pentium4",
+  "aarch64",
+  "arm",
+  "armv6h",
+  "armv7h",
+  "riscv64",
+  "loong64",
+  "powerpc",
+  "powerpc64",
+  "powerpc64le",
+  "any",
+]);
+
+/**
+ * The database of a folder, named after its `$repo`: `core.db` for `core/os/x86_64`. Below `custom_repo/X/`
+ * the layout is the repository's own: `$repo/$arch`, `$repo/os/$arch`, or `$arch/$repo` (Arch Linux ARM), told
+ * apart by which segment is an architecture; `$repo/$arch` when neither is one.
+ */
 function databaseNameFor(folder: string): string | undefined {
   const segments = folder.split("/");
-  if (segments[0] === "custom_repo") return segments.length >= 4 ? `${segments.at(-2)}.db` : undefined;
-  return segments.length === 3 && segments[1] === "os" ? `${segments[0]}.db` : undefined;
+  if (segments[0] !== "custom_repo") {
+    return segments.length === 3 && segments[1] === "os" ? `${segments[0]}.db` : undefined;
+  }
+  const below = segments.slice(2);
+  if (below.length < 2) return undefined;
+  const [beforeLast, last] = below.slice(-2);
+  if (!ARCHITECTURES.has(last) && ARCHITECTURES.has(beforeLast)) return `${last}.db`;
+  const repo = below.slice(0, -1).findLast((segment) => segment !== "os");
+  return repo === undefined ? undefined : `${repo}.db`;
 }
 
 /** The newest version of each recently fetched package, when it is not in the cache yet. */

@@ -9,17 +9,18 @@
 /** What a requested file is, judged by its name. */
 export type FileKind = "package" | "package_signature" | "database" | "database_signature" | "other";
 
-const PACKAGE_RE = /^.+\.pkg\.tar(\.(zst|xz|gz|bz2|lz4|lrz|lzo|Z))?$/;
-const DATABASE_RE = /^.+\.(db|files|db\.tar\.(gz|zst|xz|bz2)|files\.tar\.(gz|zst|xz|bz2)|links\.tar\.gz)$/;
+const PACKAGE_RE = /^.+\.pkg\.tar(\.(zst|xz|gz|bz2|lz4|lz|lrz|lzo|Z))?$/;
+const DATABASE_RE = /^.+\.(db|files|(db|files)\.tar(\.(gz|zst|xz|bz2))?|links\.tar\.gz)$/;
 const SIGNATURE_SUFFIX = ".sig";
 
 /**
  * Tells what a file is from its name alone.
  *
- * - `"package"`: `*.pkg.tar`, optionally compressed (`.zst`, `.xz`, `.gz`, `.bz2`, `.lz4`, `.lrz`, `.lzo`, `.Z`);
+ * - `"package"`: `*.pkg.tar`, optionally compressed (`.zst`, `.xz`, `.gz`, `.bz2`, `.lz4`, `.lz`, `.lrz`, `.lzo`,
+ *   `.Z`: every `PKGEXT` makepkg takes);
  * - `"package_signature"`: a package name followed by `.sig`;
- * - `"database"`: `NAME.db`, `NAME.files`, `NAME.db.tar.(gz|zst|xz|bz2)`, `NAME.files.tar.(gz|zst|xz|bz2)`,
- *   `NAME.links.tar.gz`;
+ * - `"database"`: `NAME.db`, `NAME.files`, `NAME.db.tar[.(gz|zst|xz|bz2)]`, `NAME.files.tar[.(gz|zst|xz|bz2)]`
+ *   (the compressions `repo_db.ts` reads or names, and none), `NAME.links.tar.gz`;
  * - `"database_signature"`: a database name followed by `.sig`;
  * - `"other"`: everything else.
  *

@@ -33,6 +33,24 @@ export class RepoDbError extends Error {
   }
 }
 
+/**
+ * The database may be perfectly valid, but flexo does not read it: it is in a compression flexo cannot read
+ * (bzip2, lz4, lzip, lrzip, lzop, compress, or xz with a SHA-256 check), all of which repo-add or xz may write,
+ * or it lists more packages than flexo holds in memory.
+ */
+export class UnsupportedDatabaseError extends RepoDbError {
+  /**
+   * Creates the error.
+   *
+   * @param message What the database's compression is and what to use instead.
+   * @param options `cause`: the underlying error, if any.
+   */
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, options);
+    this.name = "UnsupportedDatabaseError";
+  }
+}
+
 /** True for the archive path of a package's `desc` entry: `<name>-<version>/desc`, optionally below `./`. */
 export function isDescPath(path: string): boolean {
   const parts = path.replace(/^\.\//, "").split("/").filter((part) => part !== "");

@@ -59,7 +59,7 @@ export interface RepoInfo {
 }
 
 /** Compression of the database files that `repo-add` writes. */
-export type DbExtension = "tar.gz" | "tar.zst" | "tar.xz";
+export type DbExtension = "tar.gz" | "tar.zst" | "tar.xz" | "tar.bz2";
 
 /** Options of {@linkcode makeRepo}. */
 export interface MakeRepoOptions {

@@ -148,3 +148,35 @@ Deno.test("runPrefetch() runs at most max_parallel downloads at a time", async (
     await usage.flushed();
   });
 });
+
+Deno.test("runPrefetch() asks for the database named after $repo of a folder no database was synced for, whatever its layout", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    const { deps, usage, obtained } = await standIns(dir, clock, []);
+    const noDatabases = {
+      folders: () => [],
+      databasesIn: () => [],
+      entriesIn: () => [],
+      idle: () => Promise.resolve(),
+    } as unknown as PrefetchDeps["packageIndex"];
+    const custom = { ...deps, packageIndex: noDatabases, customRepoNames: new Set(["arm", "mine", "arch"]) };
+    // CacheServer-only clients: packages were fetched from these folders, no database ever was.
+    const folders = {
+      "core/os/x86_64": "core.db",
+      // Arch Linux ARM, as docs/operations.md sets it up: Server = .../custom_repo/arm/$arch/$repo
+      "custom_repo/arm/aarch64/core": "core.db",
+      "custom_repo/arm/armv7h/alarm": "alarm.db",
+      // Server = .../custom_repo/mine/$repo/$arch
+      "custom_repo/mine/flexotest/x86_64": "flexotest.db",
+      // a custom repository laid out like the official mirrors: Server = .../custom_repo/arch/$repo/os/$arch
+      "custom_repo/arch/extra/os/x86_64": "extra.db",
+    };
+    for (const folder of Object.keys(folders)) usage.recordFetch(folder, "tool");
+    await runPrefetch(custom, LIMITS);
+    assertEquals(
+      obtained.sort(),
+      Object.entries(folders).map(([folder, name]) => `${folder}/${name}`).sort(),
+    );
+    await usage.flushed();
+  });
+});

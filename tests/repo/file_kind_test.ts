@@ -57,3 +57,17 @@ Deno.test("classifyFileName() tells packages, databases and their signatures apa
     assert.equal(classifyFileName(name), kind, name);
   }
 });
+
+Deno.test("classifyFileName() knows lzip packages and uncompressed databases, which makepkg and repo-add write", () => {
+  // makepkg's PKGEXT takes `.pkg.tar.lz` (lzip), and repo-add writes `NAME.db.tar` when told so (no compression).
+  const table: [string, FileKind][] = [
+    ["a-1-1-any.pkg.tar.lz", "package"],
+    ["a-1-1-any.pkg.tar.lz.sig", "package_signature"],
+    ["core.db.tar", "database"],
+    ["core.files.tar", "database"],
+    ["core.db.tar.sig", "database_signature"],
+  ];
+  for (const [name, kind] of table) {
+    assert.equal(classifyFileName(name), kind, name);
+  }
+});

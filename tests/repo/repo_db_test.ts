@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type PackageEntry, readRepoDb, RepoDbError } from "../../src/repo/repo_db.ts";
+import {
+  MAX_DATABASE_ENTRIES,
+  type PackageEntry,
+  readRepoDb,
+  RepoDbError,
+  UnsupportedDatabaseError,
+} from "../../src/repo/repo_db.ts";
 import { type DbExtension, makeRepo, type RepoInfo } from "../helpers/make_repo.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { randomBytes } from "../helpers/bytes.ts";
@@ -301,3 +307,44 @@ async function tarOf(
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+Deno.test("readRepoDb() throws UnsupportedDatabaseError for every compression repo-add writes that it cannot read", async () => {
+  const heads: [string, number[]][] = [
+    ["bzip2", [0x42, 0x5a, 0x68, 0x39]],
+    ["lz4", [0x04, 0x22, 0x4d, 0x18]],
+    ["lzip", [0x4c, 0x5a, 0x49, 0x50]],
+    ["lrzip", [0x4c, 0x52, 0x5a, 0x49]],
+    ["lzop", [0x89, 0x4c, 0x5a, 0x4f, 0x00, 0x0d, 0x0a, 0x1a, 0x0a]],
+    ["compress", [0x1f, 0x9d]],
+  ];
+  for (const [format, head] of heads) {
+    await assert.rejects(readRepoDb(streamOf(new Uint8Array([...head, 1, 2, 3]))), (error: unknown) => {
+      assert.ok(error instanceof UnsupportedDatabaseError, `${format}: ${error}`);
+      assert.match(error.message, new RegExp(`is ${format} compressed, which is not supported`));
+      return true;
+    });
+  }
+});
+
+Deno.test("readRepoDb() holds no more than maxEntries packages, and says so only of an intact database", async () => {
+  await withTempDir(async (dir) => {
+    const repo = await makeRepo(dir, { repo: "core", packages: PACKAGES }); // four packages
+    const bytes = await Deno.readFile(join(repo.osDir, "core.db.tar.gz"));
+    assert.equal((await readRepoDb(streamOf(bytes), { maxEntries: 4 })).size, 4);
+    // A database listing more packages than anything real (a broken or hostile mirror) would fill the memory.
+    await assert.rejects(readRepoDb(streamOf(bytes), { maxEntries: 3 }), (error: unknown) => {
+      assert.ok(error instanceof UnsupportedDatabaseError, String(error));
+      assert.match(error.message, /lists more than 3 packages/);
+      return true;
+    });
+    // Past the limit the rest is still checked: a truncated one is corrupt, not merely too big.
+    await assert.rejects(
+      readRepoDb(streamOf(bytes.subarray(0, bytes.length - 10)), { maxEntries: 1 }),
+      (error: unknown) => error instanceof RepoDbError && !(error instanceof UnsupportedDatabaseError),
+    );
+    assert.ok(
+      MAX_DATABASE_ENTRIES >= 50_000 && MAX_DATABASE_ENTRIES <= 200_000,
+      "a bound, above real repositories",
+    );
+  });
+});
