@@ -179,7 +179,8 @@ Deno.test("GET /metrics is valid text format with HELP and TYPE for every metric
   pool.setMirrors([odd], "predefined");
   pool.recordFailure(odd, "connection refused");
   const { fetch } = fakeFetch(() => ({ status: 404 }));
-  const app = await testApp([odd], {
+  // The configuration refuses such a URL (a blank in it); the pool, which the metrics read, is given it directly.
+  const app = await testApp(["http://odd.test/"], {
     fetch,
     pool,
     config: { custom_repo: [{ name: "arm", url: "http://arm.test/" }] },
