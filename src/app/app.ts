@@ -258,7 +258,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     const remote = (c.env as ServeInfo | undefined)?.remoteAddr?.hostname;
     if (remote !== undefined && fromTrustedProxy(remote)) {
       const client = clientAddress(remote, c.req.raw.headers);
-      if (!allowed(client.address)) throw new HttpError(403, refusal.message);
+      if (!allowed(client.address)) {
+        throw new HttpError(403, client.source === "conflicting" ? CONFLICTING_CLIENTS : refusal.message);
+      }
     }
     await next();
   });
@@ -421,6 +423,10 @@ const refusal: Refusal = {
   status: 403,
   message: "This address is not in allowed_clients; ask the proxy's administrator to add it",
 };
+
+/** The refusal of a request whose `Forwarded` and `X-Forwarded-For` name different clients (see forwarded.ts). */
+const CONFLICTING_CLIENTS = "Forwarded and X-Forwarded-For name different clients, so one of them was not " +
+  "written by the balancer; send neither header (the balancer in trusted_proxies writes one)";
 
 /** `response` with a `Content-Length` header, measured from its body when it has none (the body is read). */
 async function withLength(response: Response): Promise<Response> {

@@ -1,8 +1,12 @@
 /**
  * Client addresses behind a balancer (`trusted_proxies`): for a connection from a trusted proxy, the client is
- * the address the proxies report in `Forwarded` (RFC 7239) or else `X-Forwarded-For`, read from the right and
- * skipping trusted proxies, so a client cannot pass itself off as another by sending the header itself. For
- * every other connection those headers are ignored.
+ * the address the proxies report in `Forwarded` (RFC 7239) or `X-Forwarded-For`, read from the right and
+ * skipping trusted proxies, so a client cannot pass itself off as another by sending the header itself. A
+ * balancer writes one of the two and passes the other on as the client sent it (HAProxy's `option forwardfor`
+ * and nginx's `$proxy_add_x_forwarded_for` leave a `Forwarded` alone), and which one it writes is not known
+ * here: when both name a client outside the trusted proxies and they differ, one was written by the client, and
+ * the client is unknown (a chain whose headers differ only by trusted proxies, written by two balancers, is one
+ * client). For every other connection those headers are ignored.
  *
  * @module
  */
@@ -12,7 +16,12 @@ import { accessControl } from "./access_control.ts";
 /** Where the client address of a request came from. */
 export type ClientAddress =
   | { source: "connection"; address: string }
-  | { source: "forwarded"; address: string; via: string };
+  | { source: "forwarded"; address: string; via: string }
+  /**
+   * `Forwarded` and `X-Forwarded-For` name different clients: one of them was written by the client. The address
+   * is RFC 7239's `unknown`, which no range in `allowed_clients` holds.
+   */
+  | { source: "conflicting"; address: "unknown"; via: string };
 
 /** The node addresses of `for=` parameters in a `Forwarded` value, in order (unknown or obfuscated ones as given). */
 export function forwardedFor(value: string): string[] {
@@ -43,16 +52,31 @@ export function clientAddressOf(
   trusted: readonly string[],
 ): (remote: string, headers: { get(name: string): string | null }) => ClientAddress {
   const isTrusted = trusted.length === 0 ? () => false : accessControl(trusted);
+  /** The rightmost address of `chain` that is not a trusted proxy; undefined when there is none. */
+  const outsideIn = (chain: string[]): string | undefined => {
+    for (let i = chain.length - 1; i >= 0; i--) {
+      if (!isTrusted(chain[i])) return chain[i].toLowerCase();
+    }
+    return undefined;
+  };
   return (remote, headers) => {
     if (!isTrusted(remote)) return { source: "connection", address: remote };
     const forwarded = headers.get("forwarded");
-    const chain = forwarded !== null
-      ? forwardedFor(forwarded)
-      : (headers.get("x-forwarded-for") ?? "").split(",").map((a) => nodeAddress(a.trim())).filter((a) => a);
-    for (let i = chain.length - 1; i >= 0; i--) {
-      if (!isTrusted(chain[i]) || i === 0) return { source: "forwarded", address: chain[i], via: remote };
+    const listed = headers.get("x-forwarded-for");
+    const byForwarded = forwarded === null ? [] : forwardedFor(forwarded);
+    const byList = listed === null
+      ? []
+      : listed.split(",").map((a) => nodeAddress(a.trim())).filter((a) => a);
+    const outside = outsideIn(byForwarded);
+    const listedOutside = outsideIn(byList);
+    if (outside !== undefined && listedOutside !== undefined && outside !== listedOutside) {
+      return { source: "conflicting", address: "unknown", via: remote };
     }
-    return { source: "connection", address: remote };
+    // A header of trusted proxies only names none of them (the client is on a balancer's host): the leftmost.
+    const address = outside ?? listedOutside ?? byForwarded[0] ?? byList[0];
+    return address === undefined
+      ? { source: "connection", address: remote }
+      : { source: "forwarded", address, via: remote };
   };
 }
 

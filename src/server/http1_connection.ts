@@ -26,6 +26,7 @@ import {
   parseRequestHead,
   releaseHead,
   type RequestHead,
+  unfinishedHeadProblem,
 } from "./http1_head.ts";
 import { concat } from "../byte_reader.ts";
 import { FileBodies } from "./http1_file_bodies.ts";
@@ -197,10 +198,7 @@ export class ClientConnection {
         if (end < 0) {
           if (this.#finishing) break;
           if (filled >= MAX_HEAD_BYTES) {
-            await this.#refuse({
-              status: 431,
-              message: `The request head is larger than ${MAX_HEAD_BYTES} bytes`,
-            });
+            await this.#refuse(unfinishedHeadProblem(buffer, filled));
             break;
           }
           if (filled === buffer.length) {

@@ -162,17 +162,12 @@ export function parseRequestHead(
     status: 400,
     message: "Malformed request line: send METHOD TARGET HTTP/1.1",
   } as const;
-  let i = 0;
-  while (i < length && TOKEN[bytes[i]] === 1) i++;
-  if (i === 0 || bytes[i] !== SP) return malformedLine;
-  const method = methodOf(bytes, i);
-  const targetStart = ++i;
-  while (i < length && bytes[i] > SP && bytes[i] < 0x7f) i++;
-  // The line is the target and " HTTP/1.x" after it.
-  if (i + 9 > MAX_REQUEST_LINE_BYTES) {
-    return { status: 414, message: `The request line is longer than ${MAX_REQUEST_LINE_BYTES} bytes` };
-  }
+  let i = targetEnd(bytes, length);
+  if (i < 0) return malformedLine;
+  if (i + 9 > MAX_REQUEST_LINE_BYTES) return LINE_TOO_LONG;
+  const targetStart = bytes.indexOf(SP) + 1;
   if (i === targetStart || bytes[i] !== SP) return malformedLine;
+  const method = methodOf(bytes, targetStart - 1);
   const target = previous !== undefined && spells(bytes, targetStart, i, previous.target)
     ? previous.target
     : UTF8.decode(bytes.subarray(targetStart, i));
@@ -297,6 +292,35 @@ export function parseRequestHead(
     linesStart,
     length - 2,
   );
+}
+
+const LINE_TOO_LONG: HeadProblem = {
+  status: 414,
+  message: `The request line is longer than ${MAX_REQUEST_LINE_BYTES} bytes; use a shorter path`,
+};
+
+/**
+ * Where the target of the request line at the start of the first `length` bytes of `bytes` ends (at `length`
+ * when the line is not all there), or -1 when it does not start with a method and a space. The request line is
+ * the target and " HTTP/1.x" after it.
+ */
+function targetEnd(bytes: Uint8Array, length: number): number {
+  let i = 0;
+  while (i < length && TOKEN[bytes[i]] === 1) i++;
+  if (i === 0 || bytes[i] !== SP) return -1;
+  i++;
+  while (i < length && bytes[i] > SP && bytes[i] < 0x7f) i++;
+  return i;
+}
+
+/**
+ * The refusal of a head that has not ended within {@linkcode MAX_HEAD_BYTES}, the first `length` bytes of
+ * `bytes`: 414 when its request line is too long already (as {@linkcode parseRequestHead} answers a long line
+ * that ends in time), else 431.
+ */
+export function unfinishedHeadProblem(bytes: Uint8Array, length: number): HeadProblem {
+  if (targetEnd(bytes, length) + 9 > MAX_REQUEST_LINE_BYTES) return LINE_TOO_LONG;
+  return { status: 431, message: `The request head is larger than ${MAX_HEAD_BYTES} bytes` };
 }
 
 /** Whether the bytes from `start` to `end` are the code units of `text`. */

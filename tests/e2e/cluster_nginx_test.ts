@@ -9,6 +9,8 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { freePort } from "../helpers/haproxy.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { parseResponse, rawExchange } from "../helpers/sockets.ts";
+import { listenForClients } from "../../src/server/client_connections.ts";
 
 const NGINX = "/usr/sbin/nginx";
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -103,6 +105,52 @@ Deno.test({
           status.code === 0 || status.signal === "SIGTERM",
           `nginx ended with ${JSON.stringify(status)}`,
         );
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "conf/nginx-cluster.conf passes an HTTP/1.0 request without Host to flexo's server as one it accepts",
+  ignore: skip,
+  async fn() {
+    await withTempDir(async (dir) => {
+      // flexo's own HTTP/1.1 layer as the nodes: it refuses an HTTP/1.1 request without Host (RFC 9112 3.2), and
+      // nginx forwards every request as HTTP/1.1 (proxy_http_version 1.1).
+      const nodes = [0, 1, 2].map(() =>
+        listenForClients((req) => new Response(`host ${req.headers.get("host")}`), {
+          hostname: "127.0.0.1",
+          port: 0,
+          timeoutMs: 5_000,
+          onError: () => new Response("failed", { status: 500 }),
+        })
+      );
+      const listen = freePort();
+      const config = await shippedConfig(nodes.map((n) => n.addr.port), listen, dir);
+      const nginx = new Deno.Command(NGINX, {
+        args: ["-c", config, "-p", dir],
+        stdout: "null",
+        stderr: "null",
+      })
+        .spawn();
+      try {
+        // An HTTP/1.0 client (a monitoring probe, an old script) may send no Host, as HTTP/1.0 allows.
+        const ask = async () =>
+          parseResponse(await rawExchange(listen, "GET /core/os/x86_64/core.db HTTP/1.0\r\n\r\n"));
+        await waitFor("nginx to listen", () => ask().then(() => true, () => false), 10_000);
+        const answer = await ask();
+        assertEquals(answer.status, 200, answer.body);
+        const withHost = parseResponse(
+          await rawExchange(
+            listen,
+            "GET /core/os/x86_64/core.db HTTP/1.1\r\nHost: Mirror.Lan:7878\r\nConnection: close\r\n\r\n",
+          ),
+        );
+        assertEquals(withHost.status, 200, withHost.body);
+      } finally {
+        nginx.kill("SIGTERM");
+        await nginx.status;
+        for (const node of nodes) await node.shutdown();
       }
     });
   },

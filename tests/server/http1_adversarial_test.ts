@@ -182,6 +182,27 @@ Deno.test("ClientConnection.serve() enforces the head limits at their exact size
   });
 });
 
+Deno.test("ClientConnection.serve() answers 414 to a request line longer than MAX_HEAD_BYTES, as to one of 8 KiB", async () => {
+  await withListener({ timeoutMs: 2_000 }, async (listener) => {
+    // RFC 9112 section 3: a target longer than the server parses is answered 414, however long it is; the head
+    // limit (431) is for header lines. Unfinished or finished within the read buffer, the line is the same.
+    for (const size of [MAX_HEAD_BYTES, MAX_HEAD_BYTES * 2]) {
+      const text = `GET /${"l".repeat(size)} HTTP/1.1\r\nHost: a\r\n\r\n`;
+      assertEquals(
+        (await exchange(listener.addr.port, text, [4096, 8192])).map((a) => a.status),
+        [414],
+        `${size}`,
+      );
+    }
+    assertEquals(
+      (await exchange(listener.addr.port, get("/", `X: ${"v".repeat(MAX_HEAD_BYTES)}\r\n`))).map((a) =>
+        a.status
+      ),
+      [431],
+    );
+  });
+});
+
 /** A body that gives each piece in turn after a timer (so it is never in memory), then `end()`s. */
 function slowBody(pieces: string[], end = (c: ReadableStreamDefaultController) => c.close()) {
   let next = 0;
