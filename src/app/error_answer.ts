@@ -3,11 +3,15 @@
  * logged at info, or as a warning for a 5xx), anything else a 500 (counted and logged as an error). Both paths of
  * a request use it: hono's error handler (app.ts) and the quick path for misses (quick_misses.ts).
  *
+ * No cache in front may keep an error answer: flexo's errors pass (a package not on the mirrors yet, a mirror
+ * outage), and a 404 or 405 is cacheable by default (RFC 9111 section 4.2.2), as Varnish, or nginx with
+ * `proxy_cache_valid any`, would do; hence {@linkcode NOT_STORED} on every one.
+ *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
-import { HttpError } from "../http/http_error.ts";
+import { HttpError, NOT_STORED } from "../http/http_error.ts";
 import { describeError } from "../logging.ts";
 import type { CountedResult, Stats } from "../status/stats.ts";
 
@@ -37,6 +41,7 @@ export function errorAnswer(stats: Stats, now: () => number): ErrorAnswer {
       });
       const headers = new Headers(error.headers);
       headers.set("Content-Type", "text/plain; charset=utf-8");
+      headers.set("Cache-Control", NOT_STORED);
       // Also for HEAD: the body gives the length, and the server sends no body for HEAD.
       return new Response(`${error.message}\n`, { status: error.status, headers });
     }
@@ -47,6 +52,9 @@ export function errorAnswer(stats: Stats, now: () => number): ErrorAnswer {
       path,
       error: describeError(error, { stack: true }),
     });
-    return new Response("Internal error; see the proxy's log\n", { status: 500 });
+    return new Response("Internal error; see the proxy's log\n", {
+      status: 500,
+      headers: { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": NOT_STORED },
+    });
   };
 }

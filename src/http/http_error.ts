@@ -6,6 +6,12 @@
 
 import { redactUrls } from "../redact_url.ts";
 
+/**
+ * The `Cache-Control` of every error answer, the app's (see src/app/error_answer.ts) and the connection layer's
+ * refusals: no cache in front may keep one.
+ */
+export const NOT_STORED = "no-store";
+
 /** An error that the HTTP layer turns into a response with this status and message. */
 export class HttpError extends Error {
   /** The HTTP status code to answer with. */

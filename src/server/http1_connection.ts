@@ -51,6 +51,7 @@ import type {
 } from "./quick_answer.ts";
 import type { FileSender } from "./sendfile.ts";
 import { closeQuietly } from "../close_quietly.ts";
+import { NOT_STORED } from "../http/http_error.ts";
 
 const log = getLogger(["flexo", "server"]);
 const ENCODER = new TextEncoder();
@@ -376,11 +377,11 @@ export class ClientConnection {
       message: problem.message,
     });
     const body = ENCODER.encode(`${problem.message}\n`);
-    const head = responseHead({ code: problem.status }, [["content-type", "text/plain; charset=utf-8"]], {
-      length: body.length,
-      close: true,
-      date: this.#dates.text(),
-    });
+    const head = responseHead(
+      { code: problem.status },
+      [["content-type", "text/plain; charset=utf-8"], ["cache-control", NOT_STORED]],
+      { length: body.length, close: true, date: this.#dates.text() },
+    );
     this.#linger = true;
     await this.#write(concat([head, body]));
     return false;

@@ -10,6 +10,7 @@ import type { ConnectionHandler } from "./http1_connection.ts";
 import type { Admission, QuickAnswer, QuickOptions } from "./quick_answer.ts";
 import { listenForClients } from "./client_connections.ts";
 import { FileSender } from "./sendfile.ts";
+import { NOT_STORED } from "../http/http_error.ts";
 import { type LibcResult, openFilesLimit, openLibc } from "./libc.ts";
 
 const log = getLogger(["flexo", "server"]);
@@ -45,7 +46,10 @@ interface Listening {
 
 function onError(error: unknown): Response {
   log.error("Unexpected error while serving: {error}", { error: String(error) });
-  return new Response("Internal error; see the proxy's log\n", { status: 500 });
+  return new Response("Internal error; see the proxy's log\n", {
+    status: 500,
+    headers: { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": NOT_STORED },
+  });
 }
 
 /** A sender for large cached files, or undefined (saying why) when this process cannot use sendfile. */

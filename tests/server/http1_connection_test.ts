@@ -85,7 +85,7 @@ Deno.test("ClientConnection.serve() answers a request announcing a body, then cl
   }
 });
 
-Deno.test("ClientConnection.serve() refuses malformed heads with their status and a text body, and closes", async () => {
+Deno.test("ClientConnection.serve() refuses malformed heads with their status and a text body no cache may store, and closes", async () => {
   const cases: [string, number][] = [
     ["GET / HTTP/1.1\nHost: flexo.test\n\n", 400],
     ["GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400],
@@ -100,6 +100,8 @@ Deno.test("ClientConnection.serve() refuses malformed heads with their status an
       const reply = await client.response();
       assertEquals(reply.status, status, request.slice(0, 40));
       assertEquals(reply.headers.get("content-type"), "text/plain; charset=utf-8");
+      // A refused request may be sent again right: no cache in front may keep the refusal (a 414 is cacheable).
+      assertEquals(reply.headers.get("cache-control"), "no-store");
       assertEquals(reply.headers.get("connection"), "close");
       assert(/^[^\n]+\n$/.test(decoder.decode(reply.body)), decoder.decode(reply.body));
       await assertEnds(client);
