@@ -47,3 +47,24 @@ export async function runError(
   log.error("Download of {path} failed: {message}", { path, message });
   return error instanceof Error ? error : new Error(message);
 }
+
+/**
+ * Fails a download whose `needed` bytes (those still to come) do not fit on the cache's file system, before its
+ * clients get a head: they get the clear 507 of {@linkcode diskFullError} (and a database request the cached
+ * copy, stale), not a `200` that breaks off when a write finds the disk full. The partial file is removed first,
+ * giving its space back. Nothing is checked when the free space is unknown (see `CacheStore.freeBytes`).
+ */
+export async function ensureRoom(
+  needed: number,
+  partial: { discard(): Promise<void> },
+  where: { store: CacheStore; upstreamPath: string },
+): Promise<void> {
+  const free = needed > 0 ? where.store.freeBytes() : undefined;
+  if (free === undefined || needed <= free) return;
+  await partial.discard().catch(() => {});
+  throw diskFullError(
+    where.store.root,
+    where.upstreamPath,
+    new Error(`${needed} bytes needed, ${free} free`),
+  );
+}
