@@ -16,15 +16,22 @@ export function isDiskFull(error: unknown): boolean {
   return code === "ENOSPC" || code === "EDQUOT";
 }
 
+/** The status of a download that found the cache's disk full: 507 Insufficient Storage. */
+export const DISK_FULL_STATUS = 507;
+
 /** Logs that a download found the cache's disk full, and gives the error its clients get (507). */
 export function diskFullError(dir: string, path: string, cause: unknown): HttpError {
   log.error("disk full: {dir}: could not store {path}; free space there or lower max_cache_size", {
     dir,
     path,
   });
-  return new HttpError(507, `disk full: no space left in the cache directory ${dir} to store ${path}`, {
-    cause,
-  });
+  return new HttpError(
+    DISK_FULL_STATUS,
+    `disk full: no space left in the cache directory ${dir} to store ${path}`,
+    {
+      cause,
+    },
+  );
 }
 
 /**
