@@ -89,7 +89,9 @@ export class NodeHealth {
   check(): Promise<HealthVerdict> {
     if (this.#state === "draining") return Promise.resolve({ type: "draining" });
     const probe = this.#probe;
-    if (probe === undefined || this.#now() - this.#passedAt < PROBE_VALID_MS) {
+    // A clock set back since the pass (elapsed < 0) must not let the pass count until the clock catches up.
+    const elapsed = this.#now() - this.#passedAt;
+    if (probe === undefined || (elapsed >= 0 && elapsed < PROBE_VALID_MS)) {
       return Promise.resolve({ type: "serving" });
     }
     this.#probing ??= this.#run(probe).finally(() => this.#probing = undefined);
