@@ -12,6 +12,7 @@
 import { Hono } from "hono";
 import { join } from "node:path";
 import { describeError } from "../describe_error.ts";
+import { isCacheUnusable } from "../download/file_writes.ts";
 
 /** Whether the node takes new clients. */
 export type HealthState = "serving" | "draining";
@@ -24,17 +25,6 @@ export type HealthVerdict =
 
 /** Writes and removes a small file where downloads are written; rejects with the system's error when it cannot. */
 export type CacheProbe = () => Promise<void>;
-
-/** Error codes of a cache directory that cannot serve misses until someone fixes it. */
-const UNUSABLE_CODES: ReadonlySet<string> = new Set([
-  "EROFS",
-  "EACCES",
-  "EPERM",
-  "ENOTDIR",
-  "EIO",
-  "ELOOP",
-  "ENAMETOOLONG",
-]);
 
 /**
  * A probe of `cacheDirectory`: creates its `.partial` folder if needed (as a download does) and a file in it, then
@@ -103,8 +93,7 @@ export class NodeHealth {
       await probe();
       this.#passedAt = this.#now();
     } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (typeof code === "string" && UNUSABLE_CODES.has(code)) {
+      if (isCacheUnusable(error)) {
         return { type: "unusable_cache", reason: describeError(error) };
       }
     }

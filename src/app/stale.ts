@@ -6,7 +6,8 @@
  * cache is the answer -- `200`, or `304` to a matching `If-Modified-Since` -- marked with
  * `Cache-Status: flexo; hit; detail=stale` (RFC 9211). pacman then goes on with what it has instead of failing
  * `-Sy`. One warning is logged when such an outage begins and one line when a mirror answers again. A newer
- * database that does not fit on the cache's disk (507) is answered the same way, but is no outage.
+ * database that the cache cannot store (its disk full, its directory read-only) is answered the same way, but is
+ * no outage.
  *
  * @module
  */
@@ -14,7 +15,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { CachedFile, CacheStore } from "../cache/cache_store.ts";
 import { HttpError } from "../http/http_error.ts";
-import { DISK_FULL_STATUS } from "../download/file_writes.ts";
+import { CacheStorageError } from "../download/file_writes.ts";
 import type { Timers } from "../download/transfer.ts";
 import { fileHeadersFor, serveCachedFile, type Served } from "./responses.ts";
 import type { RequestTarget } from "../repo/request_path.ts";
@@ -125,9 +126,8 @@ export async function serveDatabaseOrStale<T extends Served>(
     if (first.type === "error") throw first.error;
     return await fresh;
   }
-  // A full cache disk (507, logged where it was found) is no outage: the mirrors answered.
-  const diskFull = first.type === "error" && (first.error as HttpError).status === DISK_FULL_STATUS;
-  if (!diskFull) {
+  // A cache that cannot store the file (logged where it was found) is no outage: the mirrors answered.
+  if (!(first.type === "error" && first.error instanceof CacheStorageError)) {
     stale.outage.failed(
       first.type === "error"
         ? (first.error as HttpError).message
