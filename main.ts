@@ -37,7 +37,7 @@ import { MirrorPool } from "./src/mirrors/mirrors.ts";
 import { PackageIndex } from "./src/repo/package_index.ts";
 import { recoverPartials } from "./src/cache/recovery.ts";
 import { startServer } from "./src/server/server.ts";
-import { libcPathProbe, openLibc } from "./src/server/libc.ts";
+import { libcFreeSpace, libcPathProbe, openLibc } from "./src/server/libc.ts";
 import { libcSocketReads } from "./src/server/socket_reads.ts";
 import { startMemoryReleases } from "./src/memory_release.ts";
 import { VERSION } from "./src/version.ts";
@@ -255,6 +255,8 @@ async function serve(cli: Cli): Promise<void> {
     }).fetch,
     pool,
     surelyMissing: libc.ok ? libcPathProbe(libc.libc) : undefined,
+    // A download that cannot fit fails before its head, so that a cached database is served instead (stale).
+    freeSpace: libc.ok ? libcFreeSpace(libc.libc) : undefined,
     log: logOutput,
     cacheUsage: () => cacheUsage.snapshot(),
     onDownloadComplete: (download) => {

@@ -7,7 +7,7 @@
  */
 
 import { Hono } from "hono";
-import { CacheStore } from "../cache/cache_store.ts";
+import { CacheStore, type FreeSpaceProbe } from "../cache/cache_store.ts";
 import type { CacheUsageSnapshot } from "../cache/cache_usage.ts";
 import type { PathProbe } from "../cache/surely_missing.ts";
 import type { Config } from "../config/config_schema.ts";
@@ -77,6 +77,11 @@ export interface AppOptions {
    * main.ts passes one made from the C library. Default: a caught `Deno.statSync`.
    */
   surelyMissing?: PathProbe;
+  /**
+   * How much the cache's file system can still take (see `CacheStore.freeBytes`); main.ts passes one made from
+   * the C library. Default: never known, and a download that runs out of space fails when a write does.
+   */
+  freeSpace?: FreeSpaceProbe;
 }
 
 /** The running proxy's parts, for the server, the status page and tests. */
@@ -163,6 +168,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const store = new CacheStore(config.cache_directory, {
     now: deps.now,
     surelyMissing: options.surelyMissing,
+    freeSpace: options.freeSpace,
   });
   const stats = options.stats ?? new Stats({ now: deps.now });
   const packageIndex = new PackageIndex();

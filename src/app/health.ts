@@ -12,6 +12,7 @@
 import { Hono } from "hono";
 import { join } from "node:path";
 import { describeError } from "../describe_error.ts";
+import { isCacheUnusable } from "../download/file_writes.ts";
 
 /** Whether the node takes new clients. */
 export type HealthState = "serving" | "draining";
@@ -24,17 +25,6 @@ export type HealthVerdict =
 
 /** Writes and removes a small file where downloads are written; rejects with the system's error when it cannot. */
 export type CacheProbe = () => Promise<void>;
-
-/** Error codes of a cache directory that cannot serve misses until someone fixes it. */
-const UNUSABLE_CODES: ReadonlySet<string> = new Set([
-  "EROFS",
-  "EACCES",
-  "EPERM",
-  "ENOTDIR",
-  "EIO",
-  "ELOOP",
-  "ENAMETOOLONG",
-]);
 
 /**
  * A probe of `cacheDirectory`: creates its `.partial` folder if needed (as a download does) and a file in it, then
@@ -89,7 +79,9 @@ export class NodeHealth {
   check(): Promise<HealthVerdict> {
     if (this.#state === "draining") return Promise.resolve({ type: "draining" });
     const probe = this.#probe;
-    if (probe === undefined || this.#now() - this.#passedAt < PROBE_VALID_MS) {
+    // A clock set back since the pass (elapsed < 0) must not let the pass count until the clock catches up.
+    const elapsed = this.#now() - this.#passedAt;
+    if (probe === undefined || (elapsed >= 0 && elapsed < PROBE_VALID_MS)) {
       return Promise.resolve({ type: "serving" });
     }
     this.#probing ??= this.#run(probe).finally(() => this.#probing = undefined);
@@ -101,8 +93,7 @@ export class NodeHealth {
       await probe();
       this.#passedAt = this.#now();
     } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (typeof code === "string" && UNUSABLE_CODES.has(code)) {
+      if (isCacheUnusable(error)) {
         return { type: "unusable_cache", reason: describeError(error) };
       }
     }

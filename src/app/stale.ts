@@ -5,7 +5,9 @@
  * that does not verify), or none has answered within {@linkcode STALE_DEADLINE_MS}, the last good copy in the
  * cache is the answer -- `200`, or `304` to a matching `If-Modified-Since` -- marked with
  * `Cache-Status: flexo; hit; detail=stale` (RFC 9211). pacman then goes on with what it has instead of failing
- * `-Sy`. One warning is logged when such an outage begins and one line when a mirror answers again.
+ * `-Sy`. One warning is logged when such an outage begins and one line when a mirror answers again. A newer
+ * database that the cache cannot store (its disk full, its directory read-only) is answered the same way, but is
+ * no outage.
  *
  * @module
  */
@@ -13,6 +15,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { CachedFile, CacheStore } from "../cache/cache_store.ts";
 import { HttpError } from "../http/http_error.ts";
+import { CacheStorageError } from "../download/file_writes.ts";
 import type { Timers } from "../download/transfer.ts";
 import { fileHeadersFor, serveCachedFile, type Served } from "./responses.ts";
 import type { RequestTarget } from "../repo/request_path.ts";
@@ -123,11 +126,14 @@ export async function serveDatabaseOrStale<T extends Served>(
     if (first.type === "error") throw first.error;
     return await fresh;
   }
-  stale.outage.failed(
-    first.type === "error"
-      ? (first.error as HttpError).message
-      : `no mirror answered within ${stale.deadlineMs} ms`,
-  );
+  // A cache that cannot store the file (logged where it was found) is no outage: the mirrors answered.
+  if (!(first.type === "error" && first.error instanceof CacheStorageError)) {
+    stale.outage.failed(
+      first.type === "error"
+        ? (first.error as HttpError).message
+        : `no mirror answered within ${stale.deadlineMs} ms`,
+    );
+  }
   return staleAnswer(req, target, cached);
 }
 

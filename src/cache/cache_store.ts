@@ -39,6 +39,12 @@ export {
 
 const log = getLogger(["flexo", "cache"]);
 
+/**
+ * The bytes this process may still write on the file system of a path, or undefined when that cannot be told
+ * (`libcFreeSpace` of src/server/libc.ts).
+ */
+export type FreeSpaceProbe = (path: string) => number | undefined;
+
 /** Files on disk, addressed by the safe path segments of a request target. */
 export class CacheStore {
   /** The absolute cache directory. */
@@ -47,17 +53,23 @@ export class CacheStore {
   #memo: FileMemo;
   #readers = new Readers();
   #surelyMissing: PathProbe;
+  #freeSpace?: FreeSpaceProbe;
 
   /**
    * @param cacheDir The cache directory; made absolute.
    * @param options `now`: the clock in milliseconds for the files kept in memory (default `performance.now`);
    * `surelyMissing`: the cheap "nothing there" check before a synchronous stat or read on a miss (default
-   * {@linkcode statPathProbe}; the server passes one made from the C library).
+   * {@linkcode statPathProbe}; the server passes one made from the C library); `freeSpace`: how much the cache's
+   * file system can still take (none: never known, see {@linkcode CacheStore.freeBytes}).
    */
-  constructor(cacheDir: string, options: { now?: () => number; surelyMissing?: PathProbe } = {}) {
+  constructor(
+    cacheDir: string,
+    options: { now?: () => number; surelyMissing?: PathProbe; freeSpace?: FreeSpaceProbe } = {},
+  ) {
     this.#paths = new CachePaths(cacheDir);
     this.root = this.#paths.root;
     this.#surelyMissing = options.surelyMissing ?? statPathProbe;
+    this.#freeSpace = options.freeSpace;
     this.#memo = new FileMemo(options.now ?? (() => performance.now()), this.#surelyMissing);
   }
 
@@ -115,6 +127,14 @@ export class CacheStore {
    */
   loadHot(segments: readonly string[]): Promise<HotFile | undefined> {
     return this.#memo.load(segments, this.#paths.finalPath(segments));
+  }
+
+  /**
+   * The bytes the cache's file system can still take, or undefined when unknown (no probe, or it failed): a
+   * download that needs more fails before its clients get a head (see `download/file_writes.ts`).
+   */
+  freeBytes(): number | undefined {
+    return this.#freeSpace?.(this.root);
   }
 
   /** Size of the partial file on disk (0 when there is none). Synchronous, as `statComplete`. */

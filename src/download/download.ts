@@ -17,7 +17,7 @@ import { HttpError } from "../http/http_error.ts";
 import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
 import { afterLosers, type FailoverStep, FailureTally, MAX_ATTEMPTS } from "./failover.ts";
-import { isDiskFull, runError } from "./file_writes.ts";
+import { ensureRoom, isDiskFull, runError } from "./file_writes.ts";
 import { writeAll, writeAllSync } from "../write_all.ts";
 import { BodyWriter, COALESCE_BYTES } from "./body_writer.ts";
 import { type HedgeRace, raceAttempts } from "./hedge.ts";
@@ -339,6 +339,7 @@ export class Download {
   ): Promise<FailoverStep> {
     const mirror = attempt.mirror;
     this.total = head.total;
+    await ensureRoom((this.total ?? 0) - this.written, this.#partial, this.#options);
     await this.#partial.open({ truncate: this.written === 0 });
     if (this.#integrityStarting !== undefined) {
       this.#integrity = await this.#integrityStarting;
@@ -374,8 +375,7 @@ export class Download {
         });
         return "next_mirror";
       case "too_long":
-        // The mirror's bytes cannot be trusted; start over clean rather than keep any of them.
-        // A mirror that sends bad data is at fault whatever happens to the order.
+        // Its bytes cannot be trusted: start over clean. A mirror sending bad data is at fault whatever happens.
         this.#options.mirrors.recordFailure(mirror, body.reason);
         await this.#partial.discard();
         throw new HttpError(502, `${redactUrl(mirror)} ${body.reason}`);

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { z } from "zod";
 import { writeAll } from "../write_all.ts";
 
@@ -212,7 +212,7 @@ export async function writeMirrorList(path: string, urls: readonly string[]): Pr
  */
 async function writeAtomically(path: string, text: string, setting: string): Promise<void> {
   const directory = dirname(path);
-  const temporary = join(directory, `.${crypto.randomUUID()}.tmp`);
+  const temporary = join(directory, `.${basename(path)}.${crypto.randomUUID()}.tmp`);
   try {
     await Deno.mkdir(directory, { recursive: true });
     const file = await Deno.open(temporary, { write: true, createNew: true, mode: 0o644 });
@@ -224,6 +224,7 @@ async function writeAtomically(path: string, text: string, setting: string): Pro
       file.close();
     }
     await Deno.rename(temporary, path);
+    await removeLeftovers(directory, basename(path));
   } catch (error) {
     await Deno.remove(temporary).catch(() => {});
     throw new Error(
@@ -232,6 +233,30 @@ async function writeAtomically(path: string, text: string, setting: string): Pro
       }. Check that the directory of ${setting} is writable.`,
       { cause: error },
     );
+  }
+}
+
+/** A write in progress for longer than this is one that a kill or a crash ended: its temporary file goes. */
+const LEFTOVER_AGE_MS = 10 * 60 * 1000;
+
+/**
+ * Removes the temporary files of writes of `name` in `directory` (and, of flexo versions before, of any state
+ * file there: `.<uuid>.tmp`) that a kill or a crash left between creation and rename; each crash would add one
+ * for good. Only those older than {@linkcode LEFTOVER_AGE_MS}: a younger one may be another process's write.
+ * Never throws: a leftover that stays is tried again at the next write.
+ */
+async function removeLeftovers(directory: string, name: string): Promise<void> {
+  const uuid = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+  const ours = new RegExp(`^\\.(${RegExp.escape(name)}\\.)?${uuid}\\.tmp$`);
+  try {
+    for await (const entry of Deno.readDir(directory)) {
+      if (!entry.isFile || !ours.test(entry.name)) continue;
+      const leftover = join(directory, entry.name);
+      const modified = (await Deno.lstat(leftover)).mtime?.getTime() ?? Date.now();
+      if (Date.now() - modified > LEFTOVER_AGE_MS) await Deno.remove(leftover);
+    }
+  } catch {
+    // Listing or removing failed (a race with another process, permissions): the next write tries again.
   }
 }
 

@@ -100,14 +100,25 @@ export class PackageUsage {
     return [...this.#folders.keys()].sort();
   }
 
-  /** Packages fetched at or after `since` (milliseconds), by folder and name. */
+  /**
+   * Packages fetched at or after `since` (milliseconds), by folder and name. A fetch recorded later than now (the
+   * clock was ahead then, and has been set back) counts as made now, and is saved so: it then ages like any
+   * other, where its future time would have kept it wanted (prefetched) for as long as the clock was ahead.
+   */
   fetchedSince(since: number): UsedPackage[] {
+    const now = this.#now();
     const used: UsedPackage[] = [];
     for (const [folder, names] of this.#folders) {
-      for (const [name, lastFetched] of names) {
+      for (const [name, recorded] of names) {
+        const lastFetched = Math.min(recorded, now);
+        if (lastFetched !== recorded) {
+          names.set(name, lastFetched);
+          this.#dirty = true;
+        }
         if (lastFetched >= since) used.push({ folder, name, lastFetched });
       }
     }
+    if (this.#dirty) this.#saving ??= this.#saveLoop();
     return used.sort((a, b) => a.folder.localeCompare(b.folder) || a.name.localeCompare(b.name));
   }
 

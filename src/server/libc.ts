@@ -40,6 +40,9 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  // The free space of the cache's file system (see libcFreeSpace).
+  statvfs: { parameters: ["buffer", "buffer"], result: "i32" },
+  geteuid: { parameters: [], result: "u32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // Which pages of a file are in the page cache (see page_cache.ts): a window is mapped, asked, and unmapped.
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
@@ -216,6 +219,26 @@ export function libcPathProbe(libc: LibcSymbols): (path: string) => boolean {
     if (libc.access(buffer, LINUX.F_OK) === 0) return false;
     const code = errno(libc);
     return code === LINUX.ENOENT || code === LINUX.ENOTDIR;
+  };
+}
+
+/**
+ * The cache's free-space check (a `FreeSpaceProbe` of src/cache/cache_store.ts) made with `statvfs(path)`: the
+ * bytes this process may still write on the file system of `path` (the blocks free for anyone, or for root also
+ * the reserved ones), or undefined when it cannot be asked. A few microseconds, without a thread.
+ */
+export function libcFreeSpace(libc: LibcSymbols): (path: string) => number | undefined {
+  // struct statvfs of glibc on x86_64 and aarch64: f_bsize, f_frsize, f_blocks, f_bfree, f_bavail, ... (8 bytes
+  // each, 112 in all).
+  const fields = new BigUint64Array(16);
+  const bytes = new Uint8Array(fields.buffer);
+  let root: boolean | undefined;
+  return (path) => {
+    if (path.includes("\0")) return undefined;
+    if (libc.statvfs(PATH_ENCODER.encode(`${path}\0`), bytes) !== 0) return undefined;
+    root ??= libc.geteuid() === 0;
+    const free = Number(fields[1]) * Number(root ? fields[3] : fields[4]);
+    return Number.isSafeInteger(free) ? free : Number.MAX_SAFE_INTEGER;
   };
 }
 

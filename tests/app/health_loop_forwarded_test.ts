@@ -83,6 +83,21 @@ Deno.test("NodeHealth.check() probes at most once a second while the probe passe
   assertEquals((await health.check()).type, "serving");
 });
 
+Deno.test("NodeHealth.check() probes again when the clock went back after a probe passed", async () => {
+  let now = 10 * 3_600_000;
+  let failing = false;
+  const health = new NodeHealth({
+    now: () => now,
+    probe: () =>
+      failing ? Promise.reject(Object.assign(new Error("read-only"), { code: "EROFS" })) : Promise.resolve(),
+  });
+  assertEquals((await health.check()).type, "serving");
+  // The clock is set back an hour, and the cache directory is lost: the pass of "the future" counts no more.
+  now -= 3_600_000;
+  failing = true;
+  assertEquals((await health.check()).type, "unusable_cache");
+});
+
 Deno.test("NodeHealth.check() is serving through a full disk or a lack of descriptors, which pass by themselves", async () => {
   const failing = (code: string) => () => Promise.reject(Object.assign(new Error(code), { code }));
   for (const code of ["ENOSPC", "EDQUOT", "EMFILE", "ENFILE", "EINTR"]) {

@@ -51,6 +51,29 @@ Deno.test("writeRanking() replaces the file atomically and leaves no temporary f
   });
 });
 
+Deno.test("writeRanking() and writeMirrorList() remove the temporary files that writes killed earlier left, and nothing else", async () => {
+  await withTempDir(async (dir) => {
+    const ranking = join(dir, "latency_test_results.json");
+    const list = join(dir, "mirrorlist");
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    // What a kill -9 between the temporary file's creation and its rename leaves, in this and older versions.
+    const killed = [
+      `.latency_test_results.json.${crypto.randomUUID()}.tmp`,
+      `.mirrorlist.${crypto.randomUUID()}.tmp`,
+      `.${crypto.randomUUID()}.tmp`,
+    ];
+    // Another process's write in progress, and files that are not flexo's.
+    const kept = [`.mirrorlist.${crypto.randomUUID()}.tmp`, "notes.tmp", ".other.tmp"];
+    for (const name of [...killed, ...kept]) await Deno.writeTextFile(join(dir, name), "half");
+    for (const name of [...killed, ...kept.slice(1)]) await Deno.utime(join(dir, name), hourAgo, hourAgo);
+    await writeRanking(ranking, { timestamp: "2024-05-14T10:00:00.000Z", mirrors: MIRRORS });
+    await writeMirrorList(list, ["https://a.example/"]);
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(names.sort(), ["latency_test_results.json", "mirrorlist", ...kept].sort());
+  });
+});
+
 Deno.test("writeRanking() explains a failure and removes its temporary file", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "taken");

@@ -6,6 +6,7 @@ import {
   addressBytes,
   errno,
   LIBC_PATHS,
+  libcFreeSpace,
   libcPathProbe,
   LINUX,
   openFilesLimit,
@@ -144,4 +145,21 @@ Deno.test("openFilesLimit() reads the same soft limit as the shell's ulimit -n",
   const shell = new TextDecoder().decode(output.stdout).trim();
   const limit = openFilesLimit(loaded.libc);
   assertEquals(String(limit === Number.MAX_SAFE_INTEGER ? "unlimited" : limit), shell);
+});
+
+Deno.test("libcFreeSpace() reads the free space that stat -f reports, and undefined for a missing path", async () => {
+  const loaded = openLibc();
+  assert(loaded.ok, loaded.ok ? "" : loaded.reason);
+  const freeSpace = libcFreeSpace(loaded.libc);
+  await withTempDir(async (dir) => {
+    // %S the block size, %f the free blocks (root's view), %a those free for other users.
+    const output = await new Deno.Command("stat", { args: ["-f", "-c", "%S %f %a", dir] }).output();
+    const [size, free, available] = new TextDecoder().decode(output.stdout).trim().split(" ").map(Number);
+    const expected = size * (Deno.uid() === 0 ? free : available);
+    const measured = freeSpace(dir);
+    assert(measured !== undefined, "the free space is known");
+    // Other processes write meanwhile: within 256 MiB.
+    assert(Math.abs(measured - expected) < 256 * 1024 * 1024, `${measured} bytes, stat -f says ${expected}`);
+    assertEquals(freeSpace(join(dir, "missing", "folder")), undefined);
+  });
 });
