@@ -187,7 +187,8 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
 async function serveDatabase(req: Request, target: RequestTarget, ctx: ProxyContext): Promise<ProxyAnswer> {
   const described = fileHeadersFor(target);
   const cached = await ctx.store.statComplete(target.cacheSegments);
-  const download = ctx.downloads.active(target) ??
+  const running = ctx.downloads.active(target);
+  const download = running ??
     ctx.downloads.obtain(target, { ifModifiedSince: cached?.mtime.getTime(), via: viaOf(req) });
   const head = await download.head;
   if (head.status === "not_modified") {
@@ -196,8 +197,12 @@ async function serveDatabase(req: Request, target: RequestTarget, ctx: ProxyCont
     const served = await serveCachedFile(req, current, { origin: "Cache", ...described });
     return { ...served, result: served.response.status === 304 ? "NOT MODIFIED" : "REVALIDATED" };
   }
-  const served = serveDownload(req, download, { head, ...described, onBytes: ctx.onUpstreamBytes });
-  return { ...served, result: served.response.status === 304 ? "NOT MODIFIED" : "UPDATED" };
+  // A client that shares a download another started (CI runners' pacman -Sy at once) is counted as a joined
+  // package download is: its bytes crossed the internet once, for the client that started it.
+  const joined = running !== undefined;
+  const served = serveDownload(req, download, downloadOptions(head, target, joined, ctx));
+  if (served.response.status === 304) return { ...served, result: "NOT MODIFIED" };
+  return { ...served, result: joined ? "JOINED DOWNLOAD" : "UPDATED" };
 }
 
 /** Fetches a file from the mirrors without caching it (and answers HEAD for uncached files). */
