@@ -203,7 +203,11 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     lookUp: (segments) => packageIndex.expectedWhenLoaded(segments),
     fetchDatabase: async (rawPath) => {
       const target = parseRequestPath(rawPath, { customRepoNames });
-      const answer = await serveTarget(new Request(`http://flexo.internal${rawPath}`), target, ctx);
+      // No client gets these bytes: they are not counted as served (ctx's onUpstreamBytes counts those).
+      const answer = await serveTarget(new Request(`http://flexo.internal${rawPath}`), target, {
+        ...ctx,
+        onUpstreamBytes: undefined,
+      });
       // Drained, not kept: the download stores the database as it streams.
       for await (const _ of answer.response.body ?? []) { /* drained */ }
       // Its reading begins when its download ends (onComplete), which the lookup then waits for.
