@@ -212,6 +212,7 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
   if (plan.length === 0) throw new HttpError(502, "No upstream mirror is configured");
   const tally = new FailureTally(pool);
   let answer: MirrorAnswer | undefined;
+  let answeredBy = "";
   pool.hedgeBudget.earn();
   for (let next = 0, hedgeLeft = true; next < plan.length && answer === undefined;) {
     const race = await raceHeads<MirrorAnswer>({
@@ -248,6 +249,7 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
       }
     }
     answer = race.winner?.head;
+    answeredBy = race.winner?.mirror ?? answeredBy;
     if (answer === undefined && tally.sawNotFound && target.kind === "database_signature") break;
   }
   if (answer?.type === "unsatisfiable") {
@@ -268,16 +270,16 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
     const cacheControl = cacheControlFor(target.kind);
     if (cacheControl !== undefined) out.set("cache-control", cacheControl);
     const count = ctx.onUpstreamBytes;
-    const body = req.method === "HEAD" || !upstream.body ? null : count
-      ? upstream.body.pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, controller) {
-            count(chunk.byteLength);
-            controller.enqueue(chunk);
-          },
-        }),
-      )
-      : upstream.body;
+    // Counted as they flow: as sent to the client, and as received from the mirror (its bytes on /metrics).
+    const body = req.method === "HEAD" || !upstream.body ? null : upstream.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          count?.(chunk.byteLength);
+          pool.recordBytes(answeredBy, chunk.byteLength);
+          controller.enqueue(chunk);
+        },
+      }),
+    );
     if (req.method === "HEAD") await upstream.body?.cancel();
     return {
       response: new Response(body, { status: upstream.status, headers: out }),

@@ -235,3 +235,18 @@ Deno.test("serveTarget() counts a client that shares a running database download
     await app.cleanup();
   }
 });
+
+Deno.test("serveTarget() counts a passed-through file's bytes as received from the mirror that sent them", async () => {
+  const body = testBytes(70_000);
+  const { fetch } = fakeFetch((url) => url.startsWith(A) ? "refuse" : { body });
+  const app = await testApp([A, B], { fetch });
+  try {
+    const response = await app.get("/iso/latest/archlinux-x86_64.iso");
+    assertEquals(await bytesOf(response), body);
+    const received = Object.fromEntries(app.pool.snapshot().map((m) => [m.url, m.bytes]));
+    assertEquals(received, { [A]: 0, [B]: body.byteLength });
+    assertEquals(app.stats.bytesFromUpstream, body.byteLength);
+  } finally {
+    await app.cleanup();
+  }
+});
