@@ -179,7 +179,8 @@ Deno.test("GET /metrics is valid text format with HELP and TYPE for every metric
   pool.setMirrors([odd], "predefined");
   pool.recordFailure(odd, "connection refused");
   const { fetch } = fakeFetch(() => ({ status: 404 }));
-  const app = await testApp([odd], {
+  // The configuration refuses such a URL; the pool given holds it, as one read from a mirror list could.
+  const app = await testApp(["http://plain.test/"], {
     fetch,
     pool,
     config: { custom_repo: [{ name: "arm", url: "http://arm.test/" }] },
