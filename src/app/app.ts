@@ -374,7 +374,15 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     throw new HttpError(405, "Only GET and HEAD are supported", { headers: { Allow: "GET, HEAD" } });
   });
   const answerError = errorAnswer(stats, deps.now);
-  hono.onError((error, c) => answerError(error, { method: c.req.method, path: pathOf(c.req.raw) }));
+  hono.onError((error, c) => {
+    const remote = (c.env as ServeInfo | undefined)?.remoteAddr?.hostname;
+    const client = remote === undefined ? undefined : clientAddress(remote, c.req.raw.headers);
+    return answerError(error, {
+      method: c.req.method,
+      path: pathOf(c.req.raw),
+      forwardedFor: client?.source === "forwarded" ? client.address : undefined,
+    });
+  });
 
   // Misses of package files skip routing too (see quick_misses.ts), where no request is judged one by one.
   const misses = config.trusted_proxies.length === 0 && config.cache_peers.length === 0 && !config.offline
