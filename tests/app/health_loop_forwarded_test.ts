@@ -110,8 +110,8 @@ Deno.test("NodeHealth.check() logs once when /healthz turns 503 for the cache di
   }
   const lines = log.split("\n").filter((line) => line.includes("flexo.health"));
   assertEquals(lines.length, 2, log);
-  assert(lines[0].startsWith("[WRN]") && lines[0].includes("Read-only file system"), lines[0]);
-  assert(lines[1].startsWith("[INF]") && lines[1].includes("200"), lines[1]);
+  assert(lines[0].startsWith("<4>[WRN]") && lines[0].includes("Read-only file system"), lines[0]);
+  assert(lines[1].startsWith("<6>[INF]") && lines[1].includes("200"), lines[1]);
 });
 
 Deno.test("NodeHealth.check() is serving through a full disk or a lack of descriptors, which pass by themselves", async () => {
