@@ -357,14 +357,15 @@ export class Download {
       write: (chunk) => this.#write(chunk, mirror, writer),
       canSwitch,
     });
-    // Every byte taken is on disk before the outcome counts: the next mirror resumes from `written`.
+    // Every byte taken is on disk before the outcome counts: the next mirror resumes from `written`. Taken, they
+    // were received, whatever became of them (a complete transfer's bytes count with its success).
     const drained = await writer.drain().then(() => undefined, (error: unknown) => ({ error }));
+    if (body.type !== "complete" || drained) this.#options.mirrors.recordBytes(mirror, body.bytes);
     if (drained !== undefined) throw body.type === "write_failed" ? body.error : drained.error;
     switch (body.type) {
       case "complete":
         return await this.#onComplete(mirror, head, body, tally);
       case "cut_short":
-        this.#options.mirrors.recordBytes(mirror, body.bytes);
         tally.failed(mirror, body.reason);
         log.warn("{mirror} failed for {path} at byte {written}: {message}; switching mirror", {
           mirror,
@@ -374,8 +375,7 @@ export class Download {
         });
         return "next_mirror";
       case "too_long":
-        // The mirror's bytes cannot be trusted; start over clean rather than keep any of them.
-        // A mirror that sends bad data is at fault whatever happens to the order.
+        // Its bytes cannot be trusted: start over clean, keeping none; it is at fault whatever the order.
         this.#options.mirrors.recordFailure(mirror, body.reason);
         await this.#partial.discard();
         throw new HttpError(502, `${redactUrl(mirror)} ${body.reason}`);
