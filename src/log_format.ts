@@ -30,11 +30,27 @@ const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
 // deno-lint-ignore no-control-regex
 const CONTROLS = /[\x00-\x1f\x7f-\x9f]/g;
 
+/**
+ * The syslog priority of each level (sd-daemon(3)): journald takes a line's leading `<N>` on a service's stderr as
+ * its priority, so that `journalctl -p warning` and the journal's highlighting see flexo's levels.
+ */
+const PRIORITIES: Record<LogLevel, string> = {
+  trace: "<7>",
+  debug: "<7>",
+  info: "<6>",
+  warning: "<4>",
+  error: "<3>",
+  fatal: "<2>",
+};
+
 /** Turns a log record into one line of text, ending in `\n`. */
 export type LineFormatter = (record: LogRecord) => string;
 
-/** A formatter; `timestamps: false` leaves them out (the journal adds its own). */
-export function cheapTextFormatter(options: { timestamps: boolean }): LineFormatter {
+/**
+ * A formatter; `timestamps: false` leaves them out (the journal adds its own), `priorities: true` starts each
+ * line with its level's syslog priority for the journal (see {@linkcode PRIORITIES}).
+ */
+export function cheapTextFormatter(options: { timestamps: boolean; priorities?: boolean }): LineFormatter {
   // The text up to the second, for the second it was made for: one Date per second, not per line.
   let second = Number.NaN;
   let prefix = "";
@@ -54,7 +70,8 @@ export function cheapTextFormatter(options: { timestamps: boolean }): LineFormat
     for (let i = 0; i < parts.length; i++) {
       message += i % 2 === 0 ? clean(parts[i] as string) : bare(parts[i]);
     }
-    const head = options.timestamps ? stamp(record.timestamp) : "";
+    const head = (options.priorities ? PRIORITIES[record.level] : "") +
+      (options.timestamps ? stamp(record.timestamp) : "");
     return `${head}[${LEVELS[record.level]}] ${record.category.join(".")}: ${message}\n`;
   };
 }

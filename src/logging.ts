@@ -1,6 +1,7 @@
 /**
  * Log output: plain text lines on stderr at the configured level. Under systemd (`JOURNAL_STREAM` set) the
- * journal adds its own timestamps, so lines carry none. The output holds a bounded number of bytes and drops
+ * journal adds its own timestamps, so lines carry none, and each starts with its syslog priority (`<4>` for a
+ * warning), which the journal takes as the line's level. The output holds a bounded number of bytes and drops
  * (and counts) lines when stderr cannot keep up; see {@linkcode ./log_sink.ts}.
  *
  * @module
@@ -15,7 +16,10 @@ import { BoundedLogSink } from "./log_sink.ts";
 export interface LoggingOptions {
   /** The lowest level that is written. */
   level: LogLevel;
-  /** Leave out timestamps (set when running under systemd's journal). */
+  /**
+   * Writing to systemd's journal: lines carry no timestamps (the journal adds its own) and start with their
+   * syslog priority (`<3>` for an error, ...), which the journal takes as the line's level.
+   */
   journal?: boolean;
   /** Where lines go. Default: stderr. */
   stream?: WritableStream<Uint8Array>;
@@ -43,7 +47,7 @@ const LEVEL_ORDER: readonly LogLevel[] = ["trace", "debug", "info", "warning", "
 export async function setupLogging(options: LoggingOptions): Promise<LogOutput> {
   const sink = new BoundedLogSink({
     ...outputOf(options.stream),
-    format: cheapTextFormatter({ timestamps: !options.journal }),
+    format: cheapTextFormatter({ timestamps: !options.journal, priorities: options.journal }),
     bufferBytes: options.bufferBytes,
   });
   const lowest = LEVEL_ORDER.indexOf(options.level);

@@ -230,12 +230,12 @@ Deno.test("setupLogging()'s output: request lines written directly look like log
   const lines = out.text().split("\n");
   assertEquals(
     lines[0],
-    "[INF] flexo.request: GET /core/os/x86_64/p-0.pkg.tar.zst CACHE HIT 200 4096 bytes 1 ms " +
+    "<6>[INF] flexo.request: GET /core/os/x86_64/p-0.pkg.tar.zst CACHE HIT 200 4096 bytes 1 ms " +
       "(broken off by the client or upstream)",
   );
   assertEquals(
     lines[1],
-    "[INF] flexo.request: GET /core/os/x86_64/p-1.pkg.tar.zst CACHE HIT 200 4096 bytes 1 ms",
+    "<6>[INF] flexo.request: GET /core/os/x86_64/p-1.pkg.tar.zst CACHE HIT 200 4096 bytes 1 ms",
   );
   assert(out.text().includes(`[WRN] flexo.logging: ${output.dropped} log lines dropped`), out.text());
   assert(!out.text().includes("not written"));

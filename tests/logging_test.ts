@@ -44,10 +44,10 @@ Deno.test("setupLogging() writes lines at and above the level only", async () =>
   }
   const lines = linesOf(out.text());
   assertEquals(lines, [
-    "[INF] flexo.test: info line",
-    "[WRN] flexo.test: warning line",
-    "[ERR] flexo.test: error line",
-    "[FTL] flexo.test: fatal line",
+    "<6>[INF] flexo.test: info line",
+    "<4>[WRN] flexo.test: warning line",
+    "<3>[ERR] flexo.test: error line",
+    "<2>[FTL] flexo.test: fatal line",
   ]);
 });
 
@@ -61,7 +61,7 @@ Deno.test("setupLogging() at level warning leaves out info lines", async () => {
   } finally {
     await closeLogging();
   }
-  assertEquals(linesOf(out.text()), ["[WRN] flexo.download: shown"]);
+  assertEquals(linesOf(out.text()), ["<4>[WRN] flexo.download: shown"]);
 });
 
 Deno.test("setupLogging() writes only flexo's own categories", async () => {
@@ -73,7 +73,7 @@ Deno.test("setupLogging() writes only flexo's own categories", async () => {
   } finally {
     await closeLogging();
   }
-  assertEquals(linesOf(out.text()), ["[DBG] flexo: ours"]);
+  assertEquals(linesOf(out.text()), ["<7>[DBG] flexo: ours"]);
 });
 
 Deno.test("setupLogging() starts lines with a timestamp unless writing to the journal", async () => {
@@ -90,7 +90,7 @@ Deno.test("setupLogging() starts lines with a timestamp unless writing to the jo
   const [line] = linesOf(plain.text());
   assert(TIMESTAMP.test(line), `a timestamp starts the line: ${line}`);
   assertEquals(line.replace(TIMESTAMP, ""), "[INF] flexo.server: listening");
-  assertEquals(linesOf(journal.text()), ["[INF] flexo.server: listening"]);
+  assertEquals(linesOf(journal.text()), ["<6>[INF] flexo.server: listening"]);
 });
 
 Deno.test("setupLogging() renders string and number values bare", async () => {
@@ -106,7 +106,7 @@ Deno.test("setupLogging() renders string and number values bare", async () => {
     await closeLogging();
   }
   assertEquals(linesOf(out.text()), [
-    "[WRN] flexo.download: http://mirror-a.test/ failed for core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst " +
+    "<4>[WRN] flexo.download: http://mirror-a.test/ failed for core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst " +
     "at byte 300000",
   ]);
 });
@@ -122,8 +122,8 @@ Deno.test("setupLogging() called again replaces the earlier output", async () =>
   } finally {
     await closeLogging();
   }
-  assertEquals(linesOf(first.text()), ["[INF] flexo: one"]);
-  assertEquals(linesOf(second.text()), ["[INF] flexo: two"]);
+  assertEquals(linesOf(first.text()), ["<6>[INF] flexo: one"]);
+  assertEquals(linesOf(second.text()), ["<6>[INF] flexo: two"]);
 });
 
 Deno.test("closeLogging() flushes and closes the stream, and later lines go nowhere", async () => {
@@ -136,12 +136,12 @@ Deno.test("closeLogging() flushes and closes the stream, and later lines go nowh
   }
   assertEquals(
     linesOf(out.text()),
-    ["[INF] flexo: before"],
+    ["<6>[INF] flexo: before"],
     "everything logged is written before it returns",
   );
   assert(out.closed(), "the stream is closed");
   getLogger(["flexo"]).error("after");
-  assertEquals(linesOf(out.text()), ["[INF] flexo: before"]);
+  assertEquals(linesOf(out.text()), ["<6>[INF] flexo: before"]);
   await closeLogging();
 });
 
@@ -151,4 +151,27 @@ Deno.test("describeError() gives an error's message or stack, and any thrown val
   assert(describeError(error, { stack: true }).startsWith("Error: disk gone\n"));
   assertEquals(describeError("plain"), "plain");
   assertEquals(describeError(Object.create(null)), "[object Object]", "a value String() cannot convert");
+});
+
+Deno.test("setupLogging() starts each line for the journal with its syslog priority, so journalctl -p sees the levels", async () => {
+  const out = collector();
+  try {
+    await setupLogging({ level: "debug", stream: out.stream, journal: true });
+    const log = getLogger(["flexo", "server"]);
+    log.debug("debug line");
+    log.info("info line");
+    log.warn("warning line");
+    log.error("error line");
+    log.fatal("fatal line");
+  } finally {
+    await closeLogging();
+  }
+  // sd-daemon(3): journald reads "<N>" at the start of a line on a service's stderr as its priority.
+  assertEquals(linesOf(out.text()), [
+    "<7>[DBG] flexo.server: debug line",
+    "<6>[INF] flexo.server: info line",
+    "<4>[WRN] flexo.server: warning line",
+    "<3>[ERR] flexo.server: error line",
+    "<2>[FTL] flexo.server: fatal line",
+  ]);
 });

@@ -209,7 +209,11 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     lookUp: (segments) => packageIndex.expectedWhenLoaded(segments),
     fetchDatabase: async (rawPath) => {
       const target = parseRequestPath(rawPath, { customRepoNames });
-      const answer = await serveTarget(new Request(`http://flexo.internal${rawPath}`), target, ctx);
+      // No client gets these bytes: they are not counted as served (ctx's onUpstreamBytes counts those).
+      const answer = await serveTarget(new Request(`http://flexo.internal${rawPath}`), target, {
+        ...ctx,
+        onUpstreamBytes: undefined,
+      });
       // Drained, not kept: the download stores the database as it streams.
       for await (const _ of answer.response.body ?? []) { /* drained */ }
       // Its reading begins when its download ends (onComplete), which the lookup then waits for.
@@ -378,7 +382,15 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     throw new HttpError(405, "Only GET and HEAD are supported", { headers: { Allow: "GET, HEAD" } });
   });
   const answerError = errorAnswer(stats, deps.now);
-  hono.onError((error, c) => answerError(error, { method: c.req.method, path: pathOf(c.req.raw) }));
+  hono.onError((error, c) => {
+    const remote = (c.env as ServeInfo | undefined)?.remoteAddr?.hostname;
+    const client = remote === undefined ? undefined : clientAddress(remote, c.req.raw.headers);
+    return answerError(error, {
+      method: c.req.method,
+      path: pathOf(c.req.raw),
+      forwardedFor: client?.source === "forwarded" ? client.address : undefined,
+    });
+  });
 
   // Misses of package files skip routing too (see quick_misses.ts), where no request is judged one by one.
   const misses = config.trusted_proxies.length === 0 && config.cache_peers.length === 0 && !config.offline

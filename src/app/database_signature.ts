@@ -30,7 +30,7 @@ export interface SignatureContext {
 }
 
 /** How a signature was answered. */
-export type SignatureAnswer = Served & { result: "CACHE HIT" | "CACHE MISS" };
+export type SignatureAnswer = Served & { result: "CACHE HIT" | "CACHE MISS" | "JOINED DOWNLOAD" };
 
 /** The database whose signature `target` (of kind `database_signature`) is. */
 export function signedDatabase(target: RequestTarget): RequestTarget {
@@ -140,8 +140,14 @@ export async function serveDatabaseSignature<T extends Served>(
   // its copy the Last-Modified it got and asks with it next time, and curl drops a body whose Last-Modified is not
   // newer than that, keeping the old signature of the older database.
   const paired = { ...head, lastModified: dated };
+  // A client that shares a running download is counted as joined: its bytes crossed the internet once.
+  const joined = running !== undefined;
   return {
-    ...serveDownload(req, download, { head: paired, ...described, onBytes: ctx.onUpstreamBytes }),
-    result: "CACHE MISS",
+    ...serveDownload(req, download, {
+      head: paired,
+      ...described,
+      onBytes: joined ? undefined : ctx.onUpstreamBytes,
+    }),
+    result: joined ? "JOINED DOWNLOAD" : "CACHE MISS",
   };
 }

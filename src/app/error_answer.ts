@@ -18,12 +18,20 @@ import type { CountedResult, Stats } from "../status/stats.ts";
 const requestLog = getLogger(["flexo", "request"]);
 const errorLog = getLogger(["flexo", "error"]);
 
-/** Answers a failed request: `error` is what it failed on, `method` and `path` (as sent) what it asked for. */
-export type ErrorAnswer = (error: unknown, request: { method: string; path: string }) => Response;
+/**
+ * Answers a failed request: `error` is what it failed on, `method` and `path` (as sent) what it asked for, and
+ * `forwardedFor` the client a trusted proxy (`trusted_proxies`) named, when there is one.
+ */
+export type ErrorAnswer = (
+  error: unknown,
+  request: { method: string; path: string; forwardedFor?: string },
+) => Response;
 
 /** The error answer that counts in `stats` (errors dated by `now`, milliseconds). */
 export function errorAnswer(stats: Stats, now: () => number): ErrorAnswer {
-  return (error, { method, path }) => {
+  return (error, { method, path, forwardedFor }) => {
+    // Behind a balancer, the client it named, as in the request log's other lines (request_log.ts).
+    const logged = forwardedFor === undefined ? path : `${path} (for ${forwardedFor})`;
     if (error instanceof HttpError) {
       const result: CountedResult = error.status === 404
         ? "NOT FOUND"
@@ -35,7 +43,7 @@ export function errorAnswer(stats: Stats, now: () => number): ErrorAnswer {
       const level = error.status >= 500 ? "warn" : "info";
       requestLog[level]("{method} {path} {status} {message}", {
         method,
-        path,
+        path: logged,
         status: error.status,
         message: error.message,
       });
@@ -49,7 +57,7 @@ export function errorAnswer(stats: Stats, now: () => number): ErrorAnswer {
     stats.recordError(now(), `${path}: ${describeError(error)}`);
     errorLog.error("{method} {path} failed: {error}", {
       method,
-      path,
+      path: logged,
       error: describeError(error, { stack: true }),
     });
     return new Response("Internal error; see the proxy's log\n", {

@@ -9,10 +9,13 @@
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
 import { Hono } from "hono";
 import { join } from "node:path";
 import { describeError } from "../describe_error.ts";
 import { isCacheUnusable } from "../download/file_writes.ts";
+
+const log = getLogger(["flexo", "health"]);
 
 /** Whether the node takes new clients. */
 export type HealthState = "serving" | "draining";
@@ -55,6 +58,8 @@ export class NodeHealth {
   #now: () => number;
   #passedAt = -Infinity;
   #probing: Promise<HealthVerdict> | undefined;
+  /** Whether the last probe found the cache directory unusable: its changes are logged, not every check. */
+  #unusable = false;
 
   /**
    * A serving node; with `probe`, {@linkcode NodeHealth.check} also checks the cache directory with it: at most
@@ -89,6 +94,22 @@ export class NodeHealth {
   }
 
   async #run(probe: CacheProbe): Promise<HealthVerdict> {
+    const verdict = await this.#verdict(probe);
+    // A balancer takes the node out on the 503: the log says why, once, and when it is back.
+    if (verdict.type === "unusable_cache" && !this.#unusable) {
+      log.warn(
+        "/healthz answers 503: the cache directory cannot take new files ({reason}); misses fail until its " +
+          "mount, permissions or disk are fixed",
+        { reason: verdict.reason },
+      );
+    } else if (verdict.type === "serving" && this.#unusable) {
+      log.info("/healthz answers 200 again: the cache directory takes new files");
+    }
+    this.#unusable = verdict.type === "unusable_cache";
+    return verdict;
+  }
+
+  async #verdict(probe: CacheProbe): Promise<HealthVerdict> {
     try {
       await probe();
       this.#passedAt = this.#now();

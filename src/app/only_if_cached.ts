@@ -8,10 +8,16 @@
  */
 
 import type { CacheStore } from "../cache/cache_store.ts";
-import { HttpError } from "../http/http_error.ts";
 import type { RequestTarget } from "../repo/request_path.ts";
-import { fileHeadersFor, serveCachedFile } from "./responses.ts";
+import { fileHeadersFor, serveCachedFile, type Served } from "./responses.ts";
 import type { CacheAnswer } from "./stale.ts";
+
+/**
+ * The 504 of an only-if-cached request for a file this node lacks: an answer, not an error. Every miss of a node
+ * of a cluster asks each peer so, and a peer without the file is no failure: it is counted and logged as
+ * `NOT CACHED`, never as an upstream error (a warning, a recent error on the status page).
+ */
+export type NotCachedAnswer = Served & { result: "NOT CACHED" };
 
 /** The `Cache-Status` (RFC 9211) of an only-if-cached answer: a hit, not checked with any mirror. */
 export const ONLY_IF_CACHED_STATUS = "flexo; hit; detail=only-if-cached";
@@ -24,18 +30,27 @@ export function asksOnlyIfCached(cacheControl: string | null): boolean {
 
 /**
  * The answer to an only-if-cached request: `target`'s complete cached file, served without asking a mirror
- * (a database as it was last stored), or a 504 HttpError when the cache lacks it; files that are never cached
- * (listings, other files) are always a 504.
+ * (a database as it was last stored), or a 504 ({@linkcode NotCachedAnswer}) when the cache lacks it; files
+ * that are never cached (listings, other files) are always a 504.
  */
-export function serveOnlyIfCached(req: Request, target: RequestTarget, store: CacheStore): CacheAnswer {
+export function serveOnlyIfCached(
+  req: Request,
+  target: RequestTarget,
+  store: CacheStore,
+): CacheAnswer | NotCachedAnswer {
   const cached = target.kind === "other" || target.cacheSegments.length === 0
     ? undefined
     : store.statComplete(target.cacheSegments);
   if (cached === undefined) {
-    throw new HttpError(
-      504,
-      `Not in this node's cache, and the request asked for only-if-cached: ask a mirror or another node`,
-    );
+    const text =
+      "Not in this node's cache, and the request asked for only-if-cached: ask a mirror or another node\n";
+    const body = new TextEncoder().encode(text);
+    const headers = { "Content-Type": "text/plain; charset=utf-8", "Content-Length": String(body.length) };
+    return {
+      response: new Response(req.method === "HEAD" ? null : body, { status: 504, headers }),
+      bytes: req.method === "HEAD" ? 0 : body.length,
+      result: "NOT CACHED",
+    };
   }
   const served = serveCachedFile(req, cached, { origin: "Cache", ...fileHeadersFor(target) });
   served.response.headers.set("Cache-Status", ONLY_IF_CACHED_STATUS);

@@ -187,7 +187,8 @@ async function servePackage(req: Request, target: RequestTarget, ctx: ProxyConte
 async function serveDatabase(req: Request, target: RequestTarget, ctx: ProxyContext): Promise<ProxyAnswer> {
   const described = fileHeadersFor(target);
   const cached = await ctx.store.statComplete(target.cacheSegments);
-  const download = ctx.downloads.active(target) ??
+  const running = ctx.downloads.active(target);
+  const download = running ??
     ctx.downloads.obtain(target, { ifModifiedSince: cached?.mtime.getTime(), via: viaOf(req) });
   const head = await download.head;
   if (head.status === "not_modified") {
@@ -196,8 +197,12 @@ async function serveDatabase(req: Request, target: RequestTarget, ctx: ProxyCont
     const served = await serveCachedFile(req, current, { origin: "Cache", ...described });
     return { ...served, result: served.response.status === 304 ? "NOT MODIFIED" : "REVALIDATED" };
   }
-  const served = serveDownload(req, download, { head, ...described, onBytes: ctx.onUpstreamBytes });
-  return { ...served, result: served.response.status === 304 ? "NOT MODIFIED" : "UPDATED" };
+  // A client that shares a download another started (CI runners' pacman -Sy at once) is counted as a joined
+  // package download is: its bytes crossed the internet once, for the client that started it.
+  const joined = running !== undefined;
+  const served = serveDownload(req, download, downloadOptions(head, target, joined, ctx));
+  if (served.response.status === 304) return { ...served, result: "NOT MODIFIED" };
+  return { ...served, result: joined ? "JOINED DOWNLOAD" : "UPDATED" };
 }
 
 /** Fetches a file from the mirrors without caching it (and answers HEAD for uncached files). */
@@ -207,6 +212,7 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
   if (plan.length === 0) throw new HttpError(502, "No upstream mirror is configured");
   const tally = new FailureTally(pool);
   let answer: MirrorAnswer | undefined;
+  let answeredBy = "";
   pool.hedgeBudget.earn();
   for (let next = 0, hedgeLeft = true; next < plan.length && answer === undefined;) {
     const race = await raceHeads<MirrorAnswer>({
@@ -243,6 +249,7 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
       }
     }
     answer = race.winner?.head;
+    answeredBy = race.winner?.mirror ?? answeredBy;
     if (answer === undefined && tally.sawNotFound && target.kind === "database_signature") break;
   }
   if (answer?.type === "unsatisfiable") {
@@ -263,16 +270,16 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
     const cacheControl = cacheControlFor(target.kind);
     if (cacheControl !== undefined) out.set("cache-control", cacheControl);
     const count = ctx.onUpstreamBytes;
-    const body = req.method === "HEAD" || !upstream.body ? null : count
-      ? upstream.body.pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, controller) {
-            count(chunk.byteLength);
-            controller.enqueue(chunk);
-          },
-        }),
-      )
-      : upstream.body;
+    // Counted as they flow: as sent to the client, and as received from the mirror (its bytes on /metrics).
+    const body = req.method === "HEAD" || !upstream.body ? null : upstream.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          count?.(chunk.byteLength);
+          pool.recordBytes(answeredBy, chunk.byteLength);
+          controller.enqueue(chunk);
+        },
+      }),
+    );
     if (req.method === "HEAD") await upstream.body?.cancel();
     return {
       response: new Response(body, { status: upstream.status, headers: out }),

@@ -358,14 +358,14 @@ export class Download {
       write: (chunk) => this.#write(chunk, mirror, writer),
       canSwitch,
     });
-    // Every byte taken is on disk before the outcome counts: the next mirror resumes from `written`.
+    // Taken bytes are on disk before the outcome counts (the next mirror resumes there); all count as received.
     const drained = await writer.drain().then(() => undefined, (error: unknown) => ({ error }));
+    if (body.type !== "complete" || drained) this.#options.mirrors.recordBytes(mirror, body.bytes);
     if (drained !== undefined) throw body.type === "write_failed" ? body.error : drained.error;
     switch (body.type) {
       case "complete":
         return await this.#onComplete(mirror, head, body, tally);
       case "cut_short":
-        this.#options.mirrors.recordBytes(mirror, body.bytes);
         tally.failed(mirror, body.reason);
         log.warn("{mirror} failed for {path} at byte {written}: {message}; switching mirror", {
           mirror,
@@ -375,7 +375,7 @@ export class Download {
         });
         return "next_mirror";
       case "too_long":
-        // Its bytes cannot be trusted: start over clean. A mirror sending bad data is at fault whatever happens.
+        // Its bytes cannot be trusted: start over clean, keeping none; it is at fault whatever the order.
         this.#options.mirrors.recordFailure(mirror, body.reason);
         await this.#partial.discard();
         throw new HttpError(502, `${redactUrl(mirror)} ${body.reason}`);

@@ -16,7 +16,9 @@ export type RequestResult =
   | "NOT MODIFIED"
   | "PROXIED"
   /** A database answered from the cache because the mirrors failed (stale-if-error, or offline). */
-  | "STALE";
+  | "STALE"
+  /** A 504 to `Cache-Control: only-if-cached` (a cache peer's question) for a file this node lacks. */
+  | "NOT CACHED";
 
 /** How a request ended, as counted: the proxy's results plus the error classes. */
 export type CountedResult =

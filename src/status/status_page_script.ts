@@ -248,8 +248,17 @@ export function statusPageScript(refreshIntervalMs: number): void {
     );
     const files = p === null ? [] : p.lastFetched.map((path) => el("li", {}, path));
     if (p !== null && p.lastRunAt !== undefined) {
+      const shown = p.lastFetched.length, fetched = p.lastFetchedCount;
       files.unshift(
-        el("li", {}, p.lastFetched.length === 0 ? "The last run fetched nothing." : "Last run fetched:"),
+        el(
+          "li",
+          {},
+          fetched === 0
+            ? "The last run fetched nothing."
+            : fetched > shown
+            ? "Last run fetched " + count(fetched) + " files, the first " + count(shown) + ":"
+            : "Last run fetched:",
+        ),
       );
     }
     $("prefetch-files").replaceChildren(...files);

@@ -74,11 +74,21 @@ export interface StatusReport {
   integrityRejections: number;
   /** The last errors, newest first. */
   recentErrors: { at: number; message: string }[];
-  /** Prefetch runs, files and bytes so far, the last and the next run; null when not reported. */
-  prefetch: PrefetchSummary | null;
+  /**
+   * Prefetch runs, files and bytes so far, the last and the next run; null when not reported. Of the files the
+   * last run fetched, `lastFetched` holds the first {@linkcode LAST_FETCHED_SHOWN} and `lastFetchedCount` says
+   * how many there were.
+   */
+  prefetch: (PrefetchSummary & { lastFetchedCount: number }) | null;
   /** Bytes from the cache and from upstream and requests of the last 24 hours, for the chart. */
   traffic: TrafficSnapshot;
 }
+
+/**
+ * How many of the files the last prefetch run fetched the report lists: a run of the default 5 GiB budget fetches
+ * thousands, and the status page asks for the report every 2 seconds.
+ */
+export const LAST_FETCHED_SHOWN = 100;
 
 /** What {@linkcode SpeedMeter.sample} needs to know of a download. */
 export interface MeteredDownload {
@@ -190,8 +200,18 @@ export function statusReport(
       at: e.at,
       message: redactUrls(e.message),
     })),
-    prefetch: options.prefetch?.() ?? null,
+    prefetch: prefetchReport(options.prefetch?.()),
     traffic: app.stats.history.snapshot(),
+  };
+}
+
+function prefetchReport(summary: PrefetchSummary | undefined): StatusReport["prefetch"] {
+  if (summary === undefined) return null;
+  const { lastFetched } = summary;
+  return {
+    ...summary,
+    lastFetched: lastFetched.slice(0, LAST_FETCHED_SHOWN),
+    lastFetchedCount: lastFetched.length,
   };
 }
 

@@ -128,3 +128,21 @@ Deno.test("a single proxy (no cache_peers, no trusted_proxies) asks the mirrors 
     }
   });
 });
+
+Deno.test("a node of a cluster does not count the database it fetched for itself as bytes served to clients", async () => {
+  await withTempDir(async (dir) => {
+    const { db, bytes, fileName } = await repository(dir);
+    const { fetch } = fakeFetch((url, req) => serveBytes(url.endsWith("/flexotest.db") ? db : bytes, req));
+    const app = await testApp(["http://a.test/"], { fetch, config: { trusted_proxies: ["10.0.0.1"] } });
+    try {
+      assertEquals(new Uint8Array(await (await app.get(`${FOLDER}/${fileName}`)).arrayBuffer()), bytes);
+      await app.downloads.idle();
+      assertEquals(Object.fromEntries(app.stats.requests), { "CACHE MISS": 1 });
+      assertEquals(app.stats.bytesFromUpstream, bytes.byteLength, "only the package went to a client");
+      const traffic = app.stats.history.snapshot().fromUpstreamBytes;
+      assertEquals(traffic.reduce((a, b) => a + b, 0), bytes.byteLength, "the chart too");
+    } finally {
+      await app.cleanup();
+    }
+  });
+});

@@ -51,3 +51,35 @@ Deno.test("serveDatabaseSignature() never joins the download of the signature of
     await app.cleanup();
   }
 });
+
+Deno.test("serveDatabaseSignature() counts a client that shares a running signature download as joined", async () => {
+  const date = "Tue, 14 Nov 2023 12:00:00 GMT";
+  const db = testDatabase(1);
+  const sig = encoder.encode("signs Tuesday's");
+  const mirror = fakeFetch(() => ({ headers: { "last-modified": date }, body: db }));
+  const slow = gatedFetch(() => ({
+    headers: { "content-length": String(sig.length), "last-modified": date },
+  }));
+  const fetch: typeof globalThis.fetch = (input, init) =>
+    String(input).endsWith(".sig") ? slow.fetch(input, init) : mirror.fetch(input, init);
+  const app = await testApp([A], { fetch });
+  try {
+    assertEquals(await bytesOf(app.get(DB)), db);
+    const first = await app.get(SIG);
+    const second = await app.get(SIG);
+    slow.gates[0].push(sig);
+    slow.gates[0].end();
+    assertEquals(await bytesOf(first), sig);
+    assertEquals(await bytesOf(second), sig);
+    assertEquals(slow.gates.length, 1, "one download of the signature");
+    assertEquals(app.stats.requests.get("CACHE MISS"), 1);
+    assertEquals(app.stats.requests.get("JOINED DOWNLOAD"), 1);
+    assertEquals(
+      app.stats.bytesFromUpstream,
+      db.length + sig.length,
+      "the signature's bytes from upstream once",
+    );
+  } finally {
+    await app.cleanup();
+  }
+});

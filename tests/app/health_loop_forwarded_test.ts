@@ -8,6 +8,7 @@ import { testApp } from "../helpers/test_app.ts";
 import { clientAddressOf, forwardedFor } from "../../src/app/forwarded.ts";
 import { viaNames } from "../../src/app/loop_guard.ts";
 import type { ServeInfo } from "../../src/http/client_request.ts";
+import { closeLogging, setupLogging } from "../../src/logging.ts";
 
 const PKG = "/core/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst";
 
@@ -96,6 +97,36 @@ Deno.test("NodeHealth.check() probes again when the clock went back after a prob
   now -= 3_600_000;
   failing = true;
   assertEquals((await health.check()).type, "unusable_cache");
+});
+
+Deno.test("NodeHealth.check() logs once when /healthz turns 503 for the cache directory, and when it is 200 again", async () => {
+  const decoder = new TextDecoder();
+  let log = "";
+  await setupLogging({
+    level: "info",
+    journal: true,
+    stream: new WritableStream({ write: (chunk) => void (log += decoder.decode(chunk, { stream: true })) }),
+  });
+  try {
+    let failing = true;
+    const health = new NodeHealth({
+      now: () => 0,
+      probe: () =>
+        failing
+          ? Promise.reject(Object.assign(new Error("Read-only file system (os error 30)"), { code: "EROFS" }))
+          : Promise.resolve(),
+    });
+    for (let i = 0; i < 3; i++) assertEquals((await health.check()).type, "unusable_cache");
+    failing = false;
+    assertEquals((await health.check()).type, "serving");
+    assertEquals((await health.check()).type, "serving");
+  } finally {
+    await closeLogging();
+  }
+  const lines = log.split("\n").filter((line) => line.includes("flexo.health"));
+  assertEquals(lines.length, 2, log);
+  assert(lines[0].startsWith("<4>[WRN]") && lines[0].includes("Read-only file system"), lines[0]);
+  assert(lines[1].startsWith("<6>[INF]") && lines[1].includes("200"), lines[1]);
 });
 
 Deno.test("NodeHealth.check() is serving through a full disk or a lack of descriptors, which pass by themselves", async () => {

@@ -80,3 +80,19 @@ Deno.test("only-if-cached: a cached database is answered from the cache without 
     await app.cleanup();
   }
 });
+
+Deno.test("only-if-cached: a miss is counted and logged as NOT CACHED, not as an upstream error", async () => {
+  // Every miss of a node of a cluster asks each peer so: a peer without the file is no failure of anything.
+  const app = await testApp(["http://127.0.0.1:9/"]);
+  try {
+    for (const method of ["HEAD", "GET"]) {
+      const response = await app.get(PKG, { ...ONLY_IF_CACHED, method });
+      assertEquals(response.status, 504);
+      await response.body?.cancel();
+    }
+    assertEquals(Object.fromEntries(app.stats.requests), { "NOT CACHED": 2 });
+    assertEquals(app.stats.recentErrors, [], "nothing for the status page's recent errors");
+  } finally {
+    await app.cleanup();
+  }
+});

@@ -209,3 +209,44 @@ Deno.test("createApp() refuses other methods with 405 and hostile paths with 400
     await app.cleanup();
   }
 });
+
+Deno.test("serveTarget() counts a client that shares a running database download as joined, not as a second fetch", async () => {
+  const db = testDatabase(3);
+  const { fetch, gates } = gatedFetch(() => ({ headers: { "content-length": String(db.byteLength) } }));
+  const app = await testApp([A], { fetch });
+  try {
+    const first = await app.get(DB);
+    gates[0].push(db.slice(0, 100));
+    // A second client's pacman -Sy while the first's download runs: it is given the same download's bytes.
+    const second = await app.get(DB);
+    gates[0].push(db.slice(100));
+    gates[0].end();
+    assertEquals(await bytesOf(first), db);
+    assertEquals(await bytesOf(second), db);
+    assertEquals(gates.length, 1, "the database crossed the internet once");
+    assertEquals(Object.fromEntries(app.stats.requests), { "UPDATED": 1, "JOINED DOWNLOAD": 1 });
+    assertEquals(app.stats.bytesFromUpstream, db.byteLength, "the bytes from upstream, once");
+    assertEquals(
+      app.stats.bytesFromCache,
+      db.byteLength,
+      "the shared copy's bytes did not cross the internet",
+    );
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("serveTarget() counts a passed-through file's bytes as received from the mirror that sent them", async () => {
+  const body = testBytes(70_000);
+  const { fetch } = fakeFetch((url) => url.startsWith(A) ? "refuse" : { body });
+  const app = await testApp([A, B], { fetch });
+  try {
+    const response = await app.get("/iso/latest/archlinux-x86_64.iso");
+    assertEquals(await bytesOf(response), body);
+    const received = Object.fromEntries(app.pool.snapshot().map((m) => [m.url, m.bytes]));
+    assertEquals(received, { [A]: 0, [B]: body.byteLength });
+    assertEquals(app.stats.bytesFromUpstream, body.byteLength);
+  } finally {
+    await app.cleanup();
+  }
+});

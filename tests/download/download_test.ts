@@ -300,7 +300,7 @@ Deno.test("Download.start() discards a body longer than announced", async () => 
   const data = testBytes(50_000, 11);
   const { fetch } = fakeFetch((url, req) =>
     url.startsWith(A)
-      ? { headers: { "content-length": "40000" }, body: data }
+      ? { headers: { "content-length": "40000" }, body: data, chunkSize: 10_000 }
       : serveBytes(data.slice(0, 40_000), req)
   );
   const app = await testApp([A, B], { fetch });
@@ -311,6 +311,10 @@ Deno.test("Download.start() discards a body longer than announced", async () => 
     assertEquals(await app.store.statComplete(PKG.slice(1).split("/")), undefined);
     const again = await app.get(PKG);
     assertEquals((await bytesOf(again)).length, 40_000);
+    // What the first mirror sent was received all the same (upstream_received_bytes_total): the bytes taken
+    // before the chunk that went past the end.
+    const received = Object.fromEntries(app.pool.snapshot().map((m) => [m.url, m.bytes]));
+    assertEquals(received, { [A]: 40_000, [B]: 40_000 });
   } finally {
     await app.cleanup();
   }

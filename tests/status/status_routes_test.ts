@@ -11,7 +11,12 @@ import { resultLabel } from "../../src/status/metrics.ts";
 import { Stats } from "../../src/status/stats.ts";
 import { statusRoutes } from "../../src/status/status_routes.ts";
 import type { StatusSource } from "../../src/status/status_source.ts";
-import { SpeedMeter, type StatusReport, statusReport } from "../../src/status/status_report.ts";
+import {
+  LAST_FETCHED_SHOWN,
+  SpeedMeter,
+  type StatusReport,
+  statusReport,
+} from "../../src/status/status_report.ts";
 
 const A = "http://mirror-a.test/";
 const PKG = "/extra/os/x86_64/big-1:2.0-1-x86_64.pkg.tar.zst";
@@ -179,8 +184,8 @@ Deno.test("GET /metrics is valid text format with HELP and TYPE for every metric
   pool.setMirrors([odd], "predefined");
   pool.recordFailure(odd, "connection refused");
   const { fetch } = fakeFetch(() => ({ status: 404 }));
-  // The configuration refuses such a URL (a blank in it); the pool, which the metrics read, is given it directly.
-  const app = await testApp(["http://odd.test/"], {
+  // The configuration refuses such a URL; the pool given holds it, as one read from a mirror list could.
+  const app = await testApp(["http://plain.test/"], {
     fetch,
     pool,
     config: { custom_repo: [{ name: "arm", url: "http://arm.test/" }] },
@@ -421,4 +426,17 @@ Deno.test("GET /metrics exposes exactly the metrics that docs/operations.md list
   } finally {
     await app.cleanup();
   }
+});
+
+Deno.test("statusReport() lists a bounded number of the files the last prefetch run fetched, and how many it fetched", () => {
+  // A run of the default 5 GiB budget fetches thousands of packages and signatures; the page asks every 2 s.
+  const lastFetched = Array.from(
+    { length: 5000 },
+    (_, i) => `extra/os/x86_64/package-${i}-1.0-1-x86_64.pkg.tar.zst`,
+  );
+  const prefetch = () => ({ enabled: true, running: false, runs: 1, files: 5000, bytes: 1, lastFetched });
+  const report = statusReport(standInStatusSource(), { now: () => 0, prefetch });
+  assertEquals(report.prefetch?.lastFetchedCount, 5000);
+  assertEquals(report.prefetch?.lastFetched, lastFetched.slice(0, LAST_FETCHED_SHOWN));
+  assert(JSON.stringify(report).length < 64 * 1024, `${JSON.stringify(report).length} bytes of JSON`);
 });
