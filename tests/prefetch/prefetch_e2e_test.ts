@@ -153,6 +153,7 @@ Deno.test("prefetch: /status and /metrics show runs, files, bytes and the next r
       bytes: report.bytes,
       lastRunAt: report.finishedAt,
       lastFetched: [`${FOLDER}/${TOOL_NEW}`],
+      lastFetchedCount: 1,
       nextRunAt: status.prefetch.nextRunAt,
     });
     // Set by start(), before the run: a run by hand leaves the schedule alone.
