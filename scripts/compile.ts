@@ -56,6 +56,10 @@ export function compileArgs(target: string, outDir: string): string[] {
     "--no-check",
     ...PERMISSIONS,
     V8_FLAGS_ARG,
+    // One module bundled by esbuild instead of flexo's ~110 modules and the npm packages' ~240, each held with
+    // its text (and, under `deno run`, its source map): the same bundle run by `deno run` idles 5 MiB lower and
+    // peaks 4.7 MiB lower than main.ts (BENCHMARKS.md, session eleven). tests/packaging/bundle_test.ts runs one.
+    "--bundle",
     "--target",
     target,
     "--output",

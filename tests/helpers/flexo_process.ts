@@ -84,15 +84,17 @@ export async function runFlexo(
 }
 
 /**
- * Starts `main.ts --config configPath` (the configuration should set `port = 0`) and resolves once it listens.
+ * Starts `main.ts --config configPath` (the configuration should set `port = 0`) and resolves once it listens;
+ * `options.main` runs another program (a bundle of main.ts) in its place.
  *
  * @throws {Error} with its output when it exits or does not listen within `timeoutMs`.
  */
 export async function startFlexo(
   configPath: string,
-  options: { timeoutMs?: number; maxOpenFiles?: number } = {},
+  options: { timeoutMs?: number; maxOpenFiles?: number; main?: string; denoFlags?: string[] } = {},
 ): Promise<FlexoProcess> {
-  const args = ["run", "-A", MAIN, "--config", configPath];
+  // `main`: another program to run instead of main.ts (such as a bundle of it), with `denoFlags` instead of -A.
+  const args = ["run", ...(options.denoFlags ?? ["-A"]), options.main ?? MAIN, "--config", configPath];
   // prlimit sets the descriptor limit and then executes Deno in its place: the pid stays the proxy's.
   const io = { stdin: "null", stdout: "piped", stderr: "piped" } as const;
   const command = options.maxOpenFiles === undefined

@@ -23,6 +23,10 @@ Deno.test("compileArgs() bakes in the needed permissions and nothing broader, fo
     const args = compileArgs(target, "dist");
     assertEquals(args[0], "compile");
     assertEquals(args.at(-1), "main.ts");
+    assert(
+      args.includes("--bundle"),
+      `${target}: one bundled module (tests/packaging/bundle_test.ts runs one)`,
+    );
     assertEquals(args[args.indexOf("--target") + 1], target);
     assertEquals(args[args.indexOf("--output") + 1], `dist/flexo-${target}`);
     for (const needed of ["--allow-net", "--allow-read", "--allow-write", "--allow-env"]) {
