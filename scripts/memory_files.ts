@@ -88,16 +88,16 @@ export interface ServingFlexo {
 /**
  * Starts flexo as `deno task serve` does (the serve task's flags from `deno.json`), configured by `FLEXO_*`
  * only: the cache in `cacheDir`, state files in `work`, `mirror` as the only mirror, log level "warning", and
- * any other variables in `env`.
+ * any other variables in `env`; `mainPath` runs another program in main.ts's place (a bundle of it).
  */
 export async function startServing(
   work: string,
-  options: { cacheDir: string; mirror: string; env?: Record<string, string> },
+  options: { cacheDir: string; mirror: string; env?: Record<string, string>; mainPath?: string },
 ): Promise<ServingFlexo> {
   // A port free now (bound and released): a random one collided with other processes now and then.
   const port = freePort();
   const args = serveTaskArgs(await Deno.readTextFile(join(ROOT, "deno.json")), {
-    mainPath: join(ROOT, "main.ts"),
+    mainPath: options.mainPath ?? join(ROOT, "main.ts"),
     extra: [],
   });
   const child = new Deno.Command(Deno.execPath(), {

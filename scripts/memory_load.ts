@@ -11,18 +11,23 @@
  * With `--breakdown` it also prints where the resident memory is at each step (`smaps_breakdown.ts`; for the
  * peak, the sample of `/proc/PID/smaps` taken at the highest VmRSS seen every 50 ms during the load).
  *
+ * With `--bundle` it measures main.ts bundled into one module, as `deno compile --bundle` builds the executable.
+ *
  * Usage: deno run --allow-all scripts/memory_load.ts [--clients 64] [--size-mib 50] [--settle-ms 3000] [--breakdown]
+ *        [--bundle]
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { memoryOf, resetPeakRss, sleep } from "./bench_tools.ts";
 import { startServing, waitForScan } from "./memory_files.ts";
 import { type Kind, KINDS, smapsBreakdown } from "./smaps_breakdown.ts";
 
 const PACKAGE = "core/os/x86_64/memload-1.0-1-x86_64.pkg.tar.zst";
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** The figures, in bytes. */
 export interface LoadMemory {
@@ -64,12 +69,38 @@ async function download(url: string): Promise<number> {
   return bytes;
 }
 
-/** Runs the sequence above and returns its figures. */
+/**
+ * main.ts bundled into one module (as `deno compile --bundle` embeds it in the executable, see
+ * scripts/compile.ts), for measuring what the executable runs where no executable can be built. The bundle is
+ * written to the same place each time (`dist/memory-load-bundle.js`), so that Deno's code cache knows it from
+ * the run before, as it knows main.ts's modules: a new place each run measured a first start.
+ */
+async function bundleOf(): Promise<string> {
+  const path = join(ROOT, "dist", "memory-load-bundle.js");
+  await Deno.mkdir(join(ROOT, "dist"), { recursive: true });
+  const built = await new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--quiet", "--platform", "deno", "--output", path, join(ROOT, "main.ts")],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!built.success) throw new Error(`deno bundle failed: ${new TextDecoder().decode(built.stderr)}`);
+  return path;
+}
+
+/** Runs the sequence above and returns its figures (`bundle`: of main.ts bundled, as the executable runs it). */
 export async function measureLoad(
-  options: { clients: number; sizeBytes: number; settleMs: number; breakdown?: Partial<LoadBreakdown> },
+  options: {
+    clients: number;
+    sizeBytes: number;
+    settleMs: number;
+    breakdown?: Partial<LoadBreakdown>;
+    bundle?: boolean;
+  },
 ): Promise<LoadMemory> {
   const parts = options.breakdown;
   const work = await Deno.makeTempDir({ prefix: "flexo-memload-" });
+  const mainPath = options.bundle ? await bundleOf() : undefined;
   const body = new Uint8Array(options.sizeBytes);
   for (let i = 0; i < body.length; i += 4096) body[i] = i & 0xff;
   const mirror = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
@@ -78,7 +109,11 @@ export async function measureLoad(
   });
   const cacheDir = join(work, "cache");
   await Deno.mkdir(cacheDir);
-  const flexo = await startServing(work, { cacheDir, mirror: `http://127.0.0.1:${mirror.addr.port}/` });
+  const flexo = await startServing(work, {
+    cacheDir,
+    mirror: `http://127.0.0.1:${mirror.addr.port}/`,
+    mainPath,
+  });
   try {
     await waitForScan(flexo.url, 0, 60_000);
     await sleep(options.settleMs);
@@ -117,15 +152,17 @@ async function main(): Promise<void> {
       "size-mib": { type: "string", default: "50" },
       "settle-ms": { type: "string", default: "3000" },
       breakdown: { type: "boolean", default: false },
+      bundle: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
     console.log(
       "Usage: deno run --allow-all scripts/memory_load.ts [--clients 64] [--size-mib 50] [--settle-ms 3000] " +
-        "[--breakdown]\n" +
+        "[--breakdown] [--bundle]\n" +
         "Resident memory of a serving flexo idle, after one download and under that many clients;\n" +
-        "--breakdown: and where it is at each step (executable, V8 heap, malloc arenas, stacks, files).",
+        "--breakdown: and where it is at each step (executable, V8 heap, malloc arenas, stacks, files);\n" +
+        "--bundle: of main.ts bundled into one module, as deno compile --bundle builds the executable.",
     );
     return;
   }
@@ -135,6 +172,7 @@ async function main(): Promise<void> {
     sizeBytes: Number(values["size-mib"]) * 1048576,
     settleMs: Number(values["settle-ms"]),
     breakdown,
+    bundle: values.bundle,
   });
   const mib = (bytes: number) => (bytes / 1048576).toFixed(1);
   for (const [name, bytes] of Object.entries(result)) console.log(`${name}: ${mib(bytes)} MiB`);
