@@ -13,12 +13,16 @@ COPY src/ ./src/
 COPY conf/flexo.toml /usr/share/doc/flexo/flexo.toml.example
 
 # The cache (packages in pkg/, mirror rankings in state/) lives in a volume owned by the unprivileged user
-# "deno" (uid 1993) that the base image provides.
+# "deno" (uid 1993) that the base image provides; it also writes the bundle below into /opt/flexo.
 RUN mkdir -p /var/cache/flexo/pkg /var/cache/flexo/state /etc/flexo \
-  && chown -R deno:deno /var/cache/flexo
+  && chown -R deno:deno /var/cache/flexo \
+  && chown deno:deno /opt/flexo
 USER deno
 # Fetch the npm dependencies at build time, exactly as locked; the container needs no registry at run time.
-RUN deno install --frozen --entrypoint main.ts
+# Then bundle flexo and its packages into one module, as the executable is (scripts/compile.ts): the modules'
+# texts it leaves out are about 5 MiB of resident memory (BENCHMARKS.md, session eleven).
+RUN deno install --frozen --entrypoint main.ts \
+  && deno bundle --frozen --quiet --platform deno --output /opt/flexo/flexo.js main.ts
 
 ENV FLEXO_LISTEN_IP_ADDRESS=0.0.0.0 \
     FLEXO_PORT=7878 \
@@ -38,5 +42,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
 
 # The same permissions and V8 memory settings as the compiled executable (scripts/compile.ts), nothing broader;
 # loading libc (the Deno image is Debian) is for sendfile, see src/server/sendfile.ts.
-ENTRYPOINT ["deno", "run", "--frozen", "--cached-only", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys=hostname", "--allow-ffi=/usr/lib/libc.so.6,/lib/x86_64-linux-gnu/libc.so.6,/lib/aarch64-linux-gnu/libc.so.6,/lib64/libc.so.6", "--v8-flags=--max-semi-space-size=1,--heap-growing-percent=20,--expose-gc", "/opt/flexo/main.ts"]
+ENTRYPOINT ["deno", "run", "--frozen", "--cached-only", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys=hostname", "--allow-ffi=/usr/lib/libc.so.6,/lib/x86_64-linux-gnu/libc.so.6,/lib/aarch64-linux-gnu/libc.so.6,/lib64/libc.so.6", "--v8-flags=--max-semi-space-size=1,--heap-growing-percent=20,--expose-gc", "/opt/flexo/flexo.js"]
 CMD []

@@ -61,14 +61,44 @@ Deno.test("Dockerfile: Deno base image of the CI's version, non-root user, cache
   );
 });
 
+/**
+ * The image's `deno bundle` command (in the RUN that fetches the dependencies), run on this checkout with its
+ * output in `dir`; returns the bundle's path in the image and here.
+ */
+async function bundleAsTheImage(
+  list: { op: string; args: string }[],
+  dir: string,
+): Promise<[string, string]> {
+  const run = list.find((i) => i.op === "RUN" && i.args.includes("deno bundle"));
+  assert(run, "the image bundles flexo into one module, as the executable is (scripts/compile.ts)");
+  const words = run.args.slice(run.args.indexOf("deno bundle")).split(/\s+/);
+  const end = words.indexOf("&&");
+  const command = end < 0 ? words : words.slice(0, end);
+  const output = command[command.indexOf("--output") + 1];
+  const here = join(dir, "flexo.js");
+  const built = await new Deno.Command(Deno.execPath(), {
+    args: command.slice(1).map((a) => a === output ? here : a),
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert(built.success, `the image's deno bundle failed:\n${new TextDecoder().decode(built.stderr)}`);
+  return [output, here];
+}
+
 Deno.test("Dockerfile: the entrypoint command with the image's FLEXO_* settings reads a valid configuration", async () => {
   const list = instructions(TEXT);
   const entrypoint = JSON.parse(list.find((i) => i.op === "ENTRYPOINT")!.args) as string[];
   assertEquals(entrypoint[0], "deno");
   const dir = await Deno.makeTempDir({ prefix: "flexo-docker-" });
   try {
-    // As in the image, but from this checkout, with the dependencies this machine has cached.
-    const args = entrypoint.slice(1).map((a) => a === "/opt/flexo/main.ts" ? join(ROOT, "main.ts") : a);
+    // As in the image (its bundle of flexo, made by its own command), but from this checkout.
+    const [inImage, here] = await bundleAsTheImage(list, dir);
+    assert(
+      entrypoint.includes(inImage),
+      `the entrypoint runs the bundle ${inImage}: ${entrypoint.join(" ")}`,
+    );
+    const args = entrypoint.slice(1).map((a) => a === inImage ? here : a);
     const env = envOf(list);
     // The image has no configuration file; an empty one stands in for it (the host's /etc/flexo stays out).
     await Deno.writeTextFile(join(dir, "flexo.toml"), "");
