@@ -19,10 +19,10 @@ RUN mkdir -p /var/cache/flexo/pkg /var/cache/flexo/state /etc/flexo \
   && chown deno:deno /opt/flexo
 USER deno
 # Fetch the npm dependencies at build time, exactly as locked; the container needs no registry at run time.
-# Then bundle flexo and its packages into one module, as the executable is (scripts/compile.ts): the modules'
-# texts it leaves out are about 5 MiB of resident memory (BENCHMARKS.md, session eleven).
+# Then bundle flexo and its packages into one minified module, as the executable is (scripts/compile.ts,
+# BUNDLE): several MiB less resident memory than the modules one by one (BENCHMARKS.md, session eleven).
 RUN deno install --frozen --entrypoint main.ts \
-  && deno bundle --frozen --quiet --platform deno --output /opt/flexo/flexo.js main.ts
+  && deno bundle --frozen --quiet --minify --platform deno --output /opt/flexo/flexo.js main.ts
 
 ENV FLEXO_LISTEN_IP_ADDRESS=0.0.0.0 \
     FLEXO_PORT=7878 \

@@ -46,6 +46,14 @@ export const V8_FLAGS = [
   "--expose-gc",
 ];
 
+/**
+ * How the executable holds flexo: bundled into one module and minified (`deno compile --bundle --minify`). The
+ * same bundle run by `deno run` idles and peaks several MiB lower than main.ts's modules (BENCHMARKS.md, session
+ * eleven); the Docker image runs it too, and tests/packaging/bundle_test.ts runs one. Stack traces name the
+ * bundle's shortened names; messages are unchanged.
+ */
+export const BUNDLE = ["--bundle", "--minify"];
+
 /** {@linkcode V8_FLAGS} as one `deno` argument. */
 export const V8_FLAGS_ARG = `--v8-flags=${V8_FLAGS.join(",")}`;
 
@@ -56,10 +64,9 @@ export function compileArgs(target: string, outDir: string): string[] {
     "--no-check",
     ...PERMISSIONS,
     V8_FLAGS_ARG,
-    // One module bundled by esbuild instead of flexo's ~110 modules and the npm packages' ~240, each held with
-    // its text (and, under `deno run`, its source map): the same bundle run by `deno run` idles 5 MiB lower and
-    // peaks 4.7 MiB lower than main.ts (BENCHMARKS.md, session eleven). tests/packaging/bundle_test.ts runs one.
-    "--bundle",
+    // One module bundled and minified by esbuild instead of flexo's ~110 modules and the npm packages' ~240,
+    // each held in memory with its text, comments included (and, under `deno run`, its source map): see BUNDLE.
+    ...BUNDLE,
     "--target",
     target,
     "--output",

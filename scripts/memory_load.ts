@@ -22,6 +22,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { BUNDLE } from "./compile.ts";
 import { memoryOf, resetPeakRss, sleep } from "./bench_tools.ts";
 import { startServing, waitForScan } from "./memory_files.ts";
 import { type Kind, KINDS, smapsBreakdown } from "./smaps_breakdown.ts";
@@ -79,7 +80,16 @@ async function bundleOf(): Promise<string> {
   const path = join(ROOT, "dist", "memory-load-bundle.js");
   await Deno.mkdir(join(ROOT, "dist"), { recursive: true });
   const built = await new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "--quiet", "--platform", "deno", "--output", path, join(ROOT, "main.ts")],
+    args: [
+      "bundle",
+      "--quiet",
+      ...BUNDLE.filter((flag) => flag !== "--bundle"),
+      "--platform",
+      "deno",
+      "--output",
+      path,
+      join(ROOT, "main.ts"),
+    ],
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",

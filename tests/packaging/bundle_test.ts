@@ -1,9 +1,9 @@
 /**
- * flexo bundled into one module, as `deno compile --bundle` (scripts/compile.ts) embeds it in the executable:
- * the bundle is made here with `deno bundle` (the same esbuild step; the executable itself needs a runtime base
- * from dl.deno.land, which these machines cannot reach) and run with the executable's permissions and V8 flags.
- * It must do what main.ts does: download, verify and cache a package, serve it again from the cache, refuse a
- * corrupt one, and answer /status and /metrics (prom-client is loaded at the first scrape, also from a bundle).
+ * flexo bundled into one module as `deno compile` (scripts/compile.ts, BUNDLE) embeds it in the executable: the
+ * bundle is made here with `deno bundle` and the same esbuild settings (the executable itself needs a runtime
+ * base from dl.deno.land, which these machines cannot reach) and run with the executable's permissions and V8
+ * flags. It must do what main.ts does: download, verify and cache a package, serve it again from the cache,
+ * refuse a corrupt one, and answer /status and /metrics (prom-client is loaded at the first scrape).
  */
 
 import { join } from "node:path";
@@ -12,7 +12,7 @@ import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { startFlexo, writeTestConfig } from "../helpers/flexo_process.ts";
 import { makeRepo } from "../helpers/make_repo.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
-import { PERMISSIONS, V8_FLAGS_ARG } from "../../scripts/compile.ts";
+import { BUNDLE, PERMISSIONS, V8_FLAGS_ARG } from "../../scripts/compile.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -20,7 +20,16 @@ Deno.test("main.ts bundled into one module serves, caches, verifies and reports 
   await withTempDir(async (work) => {
     const bundle = join(work, "flexo.js");
     const built = await new Deno.Command(Deno.execPath(), {
-      args: ["bundle", "--quiet", "--platform", "deno", "--output", bundle, "main.ts"],
+      args: [
+        "bundle",
+        "--quiet",
+        ...BUNDLE.filter((flag) => flag !== "--bundle"),
+        "--platform",
+        "deno",
+        "--output",
+        bundle,
+        "main.ts",
+      ],
       cwd: ROOT,
       stdout: "piped",
       stderr: "piped",

@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import {
+  BUNDLE,
   compileArgs,
   describeCompileFailure,
   isMissingBase,
@@ -23,10 +24,9 @@ Deno.test("compileArgs() bakes in the needed permissions and nothing broader, fo
     const args = compileArgs(target, "dist");
     assertEquals(args[0], "compile");
     assertEquals(args.at(-1), "main.ts");
-    assert(
-      args.includes("--bundle"),
-      `${target}: one bundled module (tests/packaging/bundle_test.ts runs one)`,
-    );
+    for (const flag of BUNDLE) {
+      assert(args.includes(flag), `${target}: ${flag} (tests/packaging/bundle_test.ts runs such a bundle)`);
+    }
     assertEquals(args[args.indexOf("--target") + 1], target);
     assertEquals(args[args.indexOf("--output") + 1], `dist/flexo-${target}`);
     for (const needed of ["--allow-net", "--allow-read", "--allow-write", "--allow-env"]) {
