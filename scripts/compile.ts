@@ -10,7 +10,11 @@
  */
 
 import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
 import { LIBC_PATHS } from "../src/server/libc.ts";
+
+/** The repository's root (where deno.json is). */
+const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** The targets built by default. */
 export const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] as const;
@@ -53,6 +57,30 @@ export const V8_FLAGS = [
  * bundle's shortened names; messages are unchanged.
  */
 export const BUNDLE = ["--bundle", "--minify"];
+
+/**
+ * Bundles `main` (main.ts) into `output` with `deno bundle` and the esbuild settings of {@linkcode BUNDLE}: the
+ * module `deno compile` embeds, for running it where no executable can be built (the runtime base comes from
+ * dl.deno.land). Run from the repository (its deno.json and lock file).
+ *
+ * @throws {Error} with deno's message when bundling fails.
+ * @example
+ * ```ts
+ * await buildBundle("main.ts", "dist/flexo-bundle.js");
+ * ```
+ */
+export async function buildBundle(main: string, output: string, cwd = REPO_ROOT): Promise<void> {
+  const options = BUNDLE.filter((flag) => flag !== "--bundle");
+  const built = await new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--quiet", ...options, "--platform", "deno", "--output", output, main],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!built.success) {
+    throw new Error(`deno bundle ${main} failed: ${new TextDecoder().decode(built.stderr).trim()}`);
+  }
+}
 
 /** {@linkcode V8_FLAGS} as one `deno` argument. */
 export const V8_FLAGS_ARG = `--v8-flags=${V8_FLAGS.join(",")}`;

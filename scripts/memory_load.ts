@@ -22,7 +22,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { BUNDLE } from "./compile.ts";
+import { buildBundle } from "./compile.ts";
 import { memoryOf, resetPeakRss, sleep } from "./bench_tools.ts";
 import { startServing, waitForScan } from "./memory_files.ts";
 import { type Kind, KINDS, smapsBreakdown } from "./smaps_breakdown.ts";
@@ -71,30 +71,14 @@ async function download(url: string): Promise<number> {
 }
 
 /**
- * main.ts bundled into one module (as `deno compile --bundle` embeds it in the executable, see
- * scripts/compile.ts), for measuring what the executable runs where no executable can be built. The bundle is
- * written to the same place each time (`dist/memory-load-bundle.js`), so that Deno's code cache knows it from
- * the run before, as it knows main.ts's modules: a new place each run measured a first start.
+ * main.ts bundled as the executable embeds it (scripts/compile.ts), for measuring what the executable runs where
+ * no executable can be built. Written to the same place each time (`dist/flexo-bundle.js`), so that Deno's code
+ * cache knows it from the run before, as it knows main.ts's modules: a new place each run measured a first start.
  */
 async function bundleOf(): Promise<string> {
-  const path = join(ROOT, "dist", "memory-load-bundle.js");
+  const path = join(ROOT, "dist", "flexo-bundle.js");
   await Deno.mkdir(join(ROOT, "dist"), { recursive: true });
-  const built = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "bundle",
-      "--quiet",
-      ...BUNDLE.filter((flag) => flag !== "--bundle"),
-      "--platform",
-      "deno",
-      "--output",
-      path,
-      join(ROOT, "main.ts"),
-    ],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!built.success) throw new Error(`deno bundle failed: ${new TextDecoder().decode(built.stderr)}`);
+  await buildBundle(join(ROOT, "main.ts"), path, ROOT);
   return path;
 }
 

@@ -1,9 +1,9 @@
 /**
  * flexo bundled into one module as `deno compile` (scripts/compile.ts, BUNDLE) embeds it in the executable: the
- * bundle is made here with `deno bundle` and the same esbuild settings (the executable itself needs a runtime
- * base from dl.deno.land, which these machines cannot reach) and run with the executable's permissions and V8
- * flags. It must do what main.ts does: download, verify and cache a package, serve it again from the cache,
- * refuse a corrupt one, and answer /status and /metrics (prom-client is loaded at the first scrape).
+ * bundle is made here by `buildBundle()`, `deno bundle` with the same esbuild settings (the executable itself
+ * needs a runtime base from dl.deno.land, which these machines cannot reach), and run with the executable's
+ * permissions and V8 flags. It must do what main.ts does: download, verify and cache a package, serve it again
+ * from the cache, refuse a corrupt one, and answer /status and /metrics (prom-client loads at the first scrape).
  */
 
 import { join } from "node:path";
@@ -12,29 +12,14 @@ import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { startFlexo, writeTestConfig } from "../helpers/flexo_process.ts";
 import { makeRepo } from "../helpers/make_repo.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
-import { BUNDLE, PERMISSIONS, V8_FLAGS_ARG } from "../../scripts/compile.ts";
+import { buildBundle, PERMISSIONS, V8_FLAGS_ARG } from "../../scripts/compile.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
 Deno.test("main.ts bundled into one module serves, caches, verifies and reports as main.ts does", async () => {
   await withTempDir(async (work) => {
     const bundle = join(work, "flexo.js");
-    const built = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "bundle",
-        "--quiet",
-        ...BUNDLE.filter((flag) => flag !== "--bundle"),
-        "--platform",
-        "deno",
-        "--output",
-        bundle,
-        "main.ts",
-      ],
-      cwd: ROOT,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert(built.success, `deno bundle failed:\n${new TextDecoder().decode(built.stderr)}`);
+    await buildBundle("main.ts", bundle, ROOT);
     const text = await Deno.readTextFile(bundle);
     assert(
       !text.includes("sourceMappingURL"),
