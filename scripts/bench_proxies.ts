@@ -37,15 +37,16 @@ function flexoEnv(): Record<string, string> {
 
 /**
  * Starts flexo as `deno task serve` does (same permissions and runtime flags), with the benchmark's config.
- * With `stderrFile`, its log lines (stderr) are appended to that file.
+ * With `stderrFile`, its log lines (stderr) are appended to that file; `mainPath` runs another program in
+ * main.ts's place (the executable's bundle of it).
  */
 export function spawnFlexo(
   children: Children,
   configPath: string,
-  options: { stderrFile?: string } = {},
+  options: { stderrFile?: string; mainPath?: string } = {},
 ): Child {
   const args = serveTaskArgs(Deno.readTextFileSync(join(REPO_ROOT, "deno.json")), {
-    mainPath: join(REPO_ROOT, "main.ts"),
+    mainPath: options.mainPath ?? join(REPO_ROOT, "main.ts"),
     extra: ["--config", configPath],
   });
   return children.spawn(Deno.execPath(), args, {

@@ -74,6 +74,8 @@ export interface Measured {
   startupMs?: number[];
   /** The same from spawning `deno task serve`. */
   startupTaskMs?: number[];
+  /** The same for the serve task's `deno run` of the bundle the executable embeds (scripts/compile.ts). */
+  startupBundleMs?: number[];
   /** `pacman -Syw` straight from the mirror and through each proxy. */
   pacman?: PacmanMeasured;
   /** The main flexo process's peak resident set size over all the measurements, bytes. */
@@ -220,6 +222,11 @@ export function figuresOf(m: Measured): Figure[] {
     const [id, label, runs] of [
       ["startup", "start-up to first cache hit (deno run)", m.startupMs],
       ["startup_deno_task", "start-up to first cache hit (deno task serve)", m.startupTaskMs],
+      [
+        "startup_bundle",
+        "start-up to first cache hit (the executable's bundle, deno run)",
+        m.startupBundleMs,
+      ],
     ] as const
   ) {
     if (!runs) continue;

@@ -49,6 +49,7 @@ const FIGURES = [
   "cold_large_cpu_per_gib",
   "startup",
   "startup_deno_task",
+  "startup_bundle",
   "pacman_p1_cold",
   "pacman_p1_cold_logged",
   "pacman_p1_warm",
@@ -271,7 +272,7 @@ Deno.test({
       assert.ok(byId.warm_large_throughput.flexo > 0 && byId.warm_large_throughput.nginx > 0);
       assert.ok(byId.warm_small_rate.flexo > 0 && byId.warm_small_rate.nginx > 0);
       assert.ok(byId.memory_peak_rss.flexo > 0 && byId.memory_peak_rss.nginx > 0);
-      assert.ok(byId.startup.flexo > 0 && byId.startup_deno_task.flexo > 0);
+      assert.ok(byId.startup.flexo > 0 && byId.startup_deno_task.flexo > 0 && byId.startup_bundle.flexo > 0);
       // CPU seconds were counted for the serving processes of every proxy and run.
       for (
         const id of ["warm_large_cpu_per_gib", "warm_large_cpu_per_gib_logged", "cold_large_cpu_per_gib"]
