@@ -56,6 +56,16 @@ function isUrl(s: string, protocols: string[]): boolean {
   return protocols.includes(url.protocol) && (url.protocol === "file:" || url.hostname !== "");
 }
 
+/**
+ * True unless `s` is a URL whose user name or password has a `%` not followed by two hex digits: flexo decodes
+ * them for the mirror's `Authorization` header, and such a one failed every request with "URI malformed".
+ */
+function hasDecodableUserinfo(s: string): boolean {
+  if (!URL.canParse(s)) return true; // the URL checks say what is wrong with it
+  const url = new URL(s);
+  return succeeds(() => decodeURIComponent(url.username)) && succeeds(() => decodeURIComponent(url.password));
+}
+
 /** True when `s` has no whitespace: `new URL()` takes "http://a/ http://b/" as one URL with `%20` in its path. */
 function hasNoSpace(s: string): boolean {
   return !/\s/.test(s);
@@ -130,6 +140,9 @@ const LISTEN = 'an IPv4 or IPv6 address such as "127.0.0.1", "0.0.0.0" or "::" (
 const SELECTION = '"auto" or "predefined"';
 const MIRROR_URL = "an http:// or https:// mirror URL without the $repo/os/$arch part, such as " +
   '"https://mirror.example.org/archlinux/"';
+const USERINFO =
+  "a user name and password in which every % starts an escape such as %25 (a % itself) or %40 " +
+  "(an @)";
 const ONE_URL = "one URL without spaces (several URLs go in a TOML list, or are separated by commas in a " +
   "FLEXO_* variable)";
 const MIRROR_LIST = `a list of mirror URLs, each ${MIRROR_URL}`;
@@ -172,6 +185,7 @@ const DELAY = "a whole number of seconds, 0 or more, such as 3600";
 
 const mirrorUrl = z.string({ error: MIRROR_URL }).trim()
   .refine(hasNoSpace, { error: ONE_URL, abort: true })
+  .refine(hasDecodableUserinfo, { error: USERINFO, abort: true })
   .refine((s) => isUrl(s, ["http:", "https:"]), { error: MIRROR_URL })
   .transform((s) => (s.endsWith("/") ? s : `${s}/`));
 
@@ -269,6 +283,7 @@ export const customRepoSchema = z.object({
     listOf,
     z.array(
       z.string({ error: REPO_URL }).trim().refine(hasNoSpace, { error: ONE_URL, abort: true })
+        .refine(hasDecodableUserinfo, { error: USERINFO, abort: true })
         .refine((s) => isUrl(s, ["http:", "https:"])),
       { error: REPO_URL },
     ).min(1),
@@ -414,7 +429,7 @@ export const configObjectSchema = z.object({
   trusted_proxies: cidrList()
     .describe(
       'Address ranges of balancers in front of flexo, such as ["127.0.0.1/32"]. For connections from them ' +
-        "the client address (for allowed_clients, the request log and metrics) is taken from Forwarded or " +
+        "the client address (for allowed_clients and the request log) is taken from Forwarded or " +
         "X-Forwarded-For; from any other connection those headers are ignored.",
     ),
   node_name: z.string({ error: NODE_NAME }).regex(/^[A-Za-z0-9._:\[\]-]+$/, { error: NODE_NAME }).optional()

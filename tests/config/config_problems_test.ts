@@ -235,3 +235,22 @@ Deno.test("loadConfig() refuses a URL with a space in it, such as two URLs in on
     assert.equal(error.problems.length, 1, error.message);
   }
 });
+
+Deno.test("loadConfig() refuses a mirror URL whose password has a % that starts no escape, and says how to write it", async () => {
+  // flexo decodes the user name and password for the mirror's Authorization header: "%zz" failed every request
+  // to that mirror with "URI malformed".
+  const bad = "https://me:50%zz@mirror.example/archlinux/";
+  const cases: [string, string][] = [
+    [`mirrors_predefined = ["${bad}"]`, "mirrors_predefined[0]"],
+    [`cache_peers = ["${bad}"]`, "cache_peers[0]"],
+    [`[[custom_repo]]\nname = "x"\nurl = "${bad}"`, "custom_repo[0].url[0]"],
+  ];
+  for (const [toml, key] of cases) {
+    const error = await assertLoadError(toml, [key, "%25"], {});
+    assert.equal(error.problems.length, 1, error.message);
+    assert.ok(!error.message.includes("50%zz"), `the password stays hidden: ${error.message}`);
+  }
+  // An escaped % is a password like any other.
+  const { config } = await load(`mirrors_predefined = ["https://me:50%25@m.example/"]`);
+  assert.deepEqual(config.mirrors_predefined, ["https://me:50%25@m.example/"]);
+});
