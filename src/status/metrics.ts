@@ -69,7 +69,9 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
   new Counter({
     name: "flexo_served_bytes_total",
     help:
-      "Body bytes sent to clients, by origin: cache (complete cached files) or upstream (live downloads).",
+      "Body bytes sent to clients, by origin: cache (cached files, databases served stale while the mirrors " +
+      "fail, and a download another client started: bytes that did not cross the internet for this client) " +
+      "or upstream (live downloads and passed-through files).",
     labelNames: ["origin"],
     registers,
     collect() {
