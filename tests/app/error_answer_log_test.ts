@@ -3,10 +3,10 @@
  * request log's other lines do.
  */
 
+import { captureLog } from "../helpers/log_capture.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { fakeFetch } from "../helpers/fake_fetch.ts";
 import { testApp } from "../helpers/test_app.ts";
-import { closeLogging, setupLogging } from "../../src/logging.ts";
 import type { ServeInfo } from "../../src/http/client_request.ts";
 
 /** What the server would pass for a connection from `hostname`. */
@@ -18,13 +18,7 @@ function from(hostname: string): ServeInfo {
 }
 
 Deno.test("errorAnswer() logs the client a trusted proxy named for a refused request and for a 404", async () => {
-  const decoder = new TextDecoder();
-  let log = "";
-  await setupLogging({
-    level: "info",
-    journal: true,
-    stream: new WritableStream({ write: (chunk) => void (log += decoder.decode(chunk, { stream: true })) }),
-  });
+  const captured = await captureLog();
   try {
     const { fetch } = fakeFetch(() => ({ status: 404 }));
     const config = { allowed_clients: ["192.0.2.0/24"], trusted_proxies: ["127.0.0.1/32"] };
@@ -42,8 +36,9 @@ Deno.test("errorAnswer() logs the client a trusted proxy named for a refused req
       await app.cleanup();
     }
   } finally {
-    await closeLogging();
+    await captured.close();
   }
+  const log = captured.text();
   const lines = log.split("\n");
   const refused = lines.find((line) => line.includes("/iso/latest/a.iso"));
   const missing = lines.find((line) => line.includes("/iso/latest/b.iso"));

@@ -2,13 +2,13 @@
  * `/healthz`, Via loop protection and client addresses from trusted proxies, on the app alone.
  */
 
+import { captureLog } from "../helpers/log_capture.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { NodeHealth, PROBE_VALID_MS } from "../../src/app/health.ts";
 import { testApp } from "../helpers/test_app.ts";
 import { clientAddressOf, forwardedFor } from "../../src/app/forwarded.ts";
 import { viaNames } from "../../src/app/loop_guard.ts";
 import type { ServeInfo } from "../../src/http/client_request.ts";
-import { closeLogging, setupLogging } from "../../src/logging.ts";
 
 const PKG = "/core/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst";
 
@@ -100,13 +100,7 @@ Deno.test("NodeHealth.check() probes again when the clock went back after a prob
 });
 
 Deno.test("NodeHealth.check() logs once when /healthz turns 503 for the cache directory, and when it is 200 again", async () => {
-  const decoder = new TextDecoder();
-  let log = "";
-  await setupLogging({
-    level: "info",
-    journal: true,
-    stream: new WritableStream({ write: (chunk) => void (log += decoder.decode(chunk, { stream: true })) }),
-  });
+  const captured = await captureLog();
   try {
     let failing = true;
     const health = new NodeHealth({
@@ -121,8 +115,9 @@ Deno.test("NodeHealth.check() logs once when /healthz turns 503 for the cache di
     assertEquals((await health.check()).type, "serving");
     assertEquals((await health.check()).type, "serving");
   } finally {
-    await closeLogging();
+    await captured.close();
   }
+  const log = captured.text();
   const lines = log.split("\n").filter((line) => line.includes("flexo.health"));
   assertEquals(lines.length, 2, log);
   assert(lines[0].startsWith("<4>[WRN]") && lines[0].includes("Read-only file system"), lines[0]);

@@ -4,12 +4,12 @@
  * mirror names flexo as its `User-Agent`.
  */
 
+import { captureLog } from "../helpers/log_capture.ts";
 import { join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { startTestProxy } from "../helpers/proxy_server.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
-import { closeLogging, setupLogging } from "../../src/logging.ts";
 import { redactUrl, redactUrls } from "../../src/redact_url.ts";
 import { USER_AGENT, VERSION } from "../../src/version.ts";
 
@@ -55,13 +55,7 @@ Deno.test("mirror and custom repository passwords appear nowhere: /status, /metr
     const withSecret = (url: string) => url.replace("http://", `http://flexo:${SECRET}@`);
     // A mirror that does not answer at all: its failure is logged and reported with its URL.
     const dead = withSecret("http://127.0.0.1:9/");
-    const decoder = new TextDecoder();
-    let log = "";
-    await setupLogging({
-      level: "info",
-      journal: true,
-      stream: new WritableStream({ write: (chunk) => void (log += decoder.decode(chunk, { stream: true })) }),
-    });
+    const captured = await captureLog();
     try {
       await using proxy = await startTestProxy({
         mirrors: [dead, withSecret(mirror.url)],
@@ -101,8 +95,9 @@ Deno.test("mirror and custom repository passwords appear nowhere: /status, /metr
       assert(mirror.requests.length >= 2);
       for (const request of mirror.requests) assertEquals(request.headers["user-agent"], `flexo/${VERSION}`);
     } finally {
-      await closeLogging();
+      await captured.close();
     }
+    const log = captured.text();
     assert(log.includes("flexo:***@127.0.0.1:9"), `the log names the failed mirror:\n${log}`);
     assert(!log.includes(SECRET), `the log shows the password:\n${log}`);
     assertEquals(USER_AGENT, `flexo/${VERSION}`);
