@@ -262,7 +262,14 @@ export async function pumpBody(
       lastProgressAt = deps.now();
       if (limits.maxSpeedLimit) {
         const ahead = (bytes * 1000) / limits.maxSpeedLimit - (deps.now() - start);
-        if (ahead > 0) await new Promise<void>((r) => timers.setTimer(r, ahead));
+        const signal = options.abort.signal;
+        if (ahead > 0) await pause(ahead, signal, timers);
+        // Given up during the pause (too slow, or nobody waits any more): ended now, not at the next read.
+        if (signal.aborted) {
+          return verdict
+            ? { ...verdict, bytes }
+            : { type: "error", bytes, message: describeFetchError(signal.reason) };
+        }
       }
     }
   } finally {
@@ -270,6 +277,23 @@ export async function pumpBody(
     if (direct !== undefined) direct.cancel();
     else (reader as ReadableStreamDefaultReader<Uint8Array>).cancel().catch(() => {});
   }
+}
+
+/**
+ * Waits `ms` on `timers`, or less when `signal` aborts first (a low max_speed_limit pauses for minutes: a
+ * transfer given up must not hold its connection until then). The timer is cleared either way.
+ */
+function pause(ms: number, signal: AbortSignal, timers: Timers): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      timers.clearTimer(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = timers.setTimer(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 /** Parses `Content-Range: bytes a-b/total` into its numbers; total is undefined for `*`. */

@@ -1,7 +1,8 @@
 import nodeAssert from "node:assert/strict";
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { type FakeAnswer, fakeFetch, gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
+import { type FakeAnswer, fakeFetch, testBytes } from "../helpers/fake_fetch.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
+import { concatBytes, pumpGated as pumpGatedWith } from "../helpers/pump_gated.ts";
 import { withDirectBody } from "../../src/http/direct_body.ts";
 import {
   askMirror,
@@ -16,6 +17,10 @@ import {
 } from "../../src/download/transfer.ts";
 
 const URL_A = "http://mirror-a.test/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst";
+
+/** pumpBody over a gated body (tests/helpers/pump_gated.ts) with these tests' limits. */
+const pumpGated = (limits: Partial<TransferLimits>, canSwitch: boolean) =>
+  pumpGatedWith({ ...LIMITS, ...limits }, canSwitch);
 
 const LIMITS: TransferLimits = {
   connectTimeoutMs: 2_000,
@@ -279,62 +284,6 @@ async function pump(
   return { outcome, received: concatBytes(parts), abort };
 }
 
-function concatBytes(parts: Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    all.set(part, offset);
-    offset += part.byteLength;
-  }
-  return all;
-}
-
-/** Lets the pump take what is queued for it (one turn of the event loop, no real time). */
-const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
-
-/**
- * Starts pumpBody over a body the test writes through `gate`, on a fake clock the test moves: `send()` writes
- * bytes and resolves once the sink has them all.
- */
-async function pumpGated(limits: Partial<TransferLimits>, canSwitch: boolean) {
-  const { fetch, gate } = gatedMirror({});
-  const abort = new AbortController();
-  const response = await fetch(URL_A, { signal: abort.signal });
-  const timers = new FakeTimers();
-  const parts: Uint8Array[] = [];
-  let received = 0;
-  let waiting: { bytes: number; done: () => void } | undefined;
-  const outcome = pumpBody(response.body!, (chunk) => {
-    parts.push(chunk.slice());
-    received += chunk.byteLength;
-    if (waiting && received >= waiting.bytes) waiting.done();
-    return Promise.resolve();
-  }, {
-    deps: { fetch, now: timers.now, timers: timers.deps },
-    limits: { ...LIMITS, ...limits },
-    abort,
-    canSwitch: () => canSwitch,
-  });
-  /** Resolves once the sink has `bytes` in all. */
-  const receivedUpTo = (bytes: number) =>
-    new Promise<void>((done) => received >= bytes ? done() : waiting = { bytes, done });
-  return {
-    gate,
-    abort,
-    timers,
-    outcome,
-    received: () => received,
-    bytes: () => concatBytes(parts),
-    receivedUpTo,
-    /** Writes `bytes` and resolves once the pump has counted them (the sink has them, and a turn passed). */
-    send: async (bytes: Uint8Array) => {
-      gate.push(bytes);
-      await receivedUpTo(received + bytes.byteLength);
-      await turn();
-    },
-  };
-}
-
 Deno.test("pumpBody() passes every chunk to the sink and reports the end", async () => {
   const data = testBytes(300_000, 2);
   const { outcome, received, abort } = await pump({ body: data, chunkSize: 50_000 });
@@ -442,24 +391,6 @@ Deno.test("pumpBody() stops at a sink error and hands the error back", async () 
   assertEquals(outcome.bytes, 2_000, "only the chunks the sink took are counted");
   nodeAssert.equal(outcome.error, failure);
   assertEquals(calls, 3);
-});
-
-Deno.test("pumpBody() paces a transfer to max_speed_limit", async () => {
-  const data = testBytes(100_000, 8);
-  // 10 000 bytes at 400 000 B/s are 25 ms of the clock: the pump waits that long after each chunk.
-  const p = await pumpGated({ maxSpeedLimit: 400_000 }, true);
-  for (let at = 0; at < data.byteLength; at += 10_000) p.gate.push(data.slice(at, at + 10_000));
-  p.gate.end();
-  for (let sent = 10_000; sent <= data.byteLength; sent += 10_000) {
-    await p.receivedUpTo(sent);
-    await turn();
-    assertEquals(p.received(), sent, "the pump waits before it reads the next chunk");
-    assert(p.timers.pending.includes(25), `a 25 ms wait is pending: ${p.timers.pending}`);
-    p.timers.advance(25);
-  }
-  assertEquals(await p.outcome, { type: "ended", bytes: data.byteLength });
-  assertEquals(p.bytes(), data);
-  assertEquals(p.timers.now(), 250, "100 000 bytes at 400 000 B/s took 250 ms of the clock");
 });
 
 Deno.test("parseContentRange() reads start, end and total, and rejects malformed values", () => {
