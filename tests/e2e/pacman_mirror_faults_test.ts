@@ -1,7 +1,7 @@
 /**
  * The real pacman client through flexo while mirrors misbehave: a mirror that dies mid-package with five parallel
  * downloads, one that answers a compressed package, one that lags behind the others, `pacman -U` of a URL with
- * its signature, two `-Sy` within a second, and every mirror silent.
+ * its signature, two `-Sy` within a second, every mirror silent, and a package rebuilt under the same name.
  */
 
 import { join } from "node:path";
@@ -191,5 +191,45 @@ Deno.test("with every mirror silent pacman -Sy syncs from the cache, -Sw of a ca
     assert(!uncached.timedOut);
     assert(uncached.ms < 10_000, `-Sw of an uncached package took ${Math.round(uncached.ms)} ms`);
     assert(/error/i.test(uncached.stderr), uncached.stderr);
+  });
+});
+
+Deno.test("pacman -Sw after a package was rebuilt under the same name gets the new file, not the cached old one", async () => {
+  await withTempDir(async (dir) => {
+    const signer = await createGpgSigner(dir);
+    try {
+      let repo = await makeRepo(join(dir, "mirror"), {
+        repo: REPO,
+        packages: [{ name: "tool", version: "1.0-1", size: 3000 }],
+        sign: signer,
+      });
+      await using mirror = await startFakeMirror(repo.dir);
+      await using proxy = await startTestProxy({ mirrors: [mirror.url] });
+      const options = {
+        serverUrl: `${proxy.url}/$repo/os/$arch`,
+        repos: [REPO],
+        sigLevel: "Required" as const,
+        signer,
+      };
+      {
+        await using first = await makePacmanRoot(options);
+        assertPacmanOk(await runPacman(first, ["-Syw", "tool"]));
+      }
+      await proxy.app.downloads.idle();
+      // A custom repository's owner builds tool 1.0-1 again and repo-adds it: same file name, new bytes. (The
+      // old signature goes first: repo-add would put it into the database, where pacman looks before the .sig.)
+      await Deno.remove(repo.packages[0].signaturePath!);
+      repo = await addPackages(repo, [{ name: "tool", version: "1.0-1", size: 6000 }]);
+      await using root = await makePacmanRoot(options);
+      assertPacmanOk(await runPacman(root, ["-Sy"]));
+      await proxy.app.downloads.idle();
+      await proxy.app.packageIndex.idle();
+      assertPacmanOk(await runPacman(root, ["-Sw", "tool"]));
+      await assertDownloaded(root, repo.packages);
+      assertEquals(mirror.countRequests(repo.packages[0].fileName, { method: "GET" }), 2);
+      assertEquals(mirror.countRequests(`${repo.packages[0].fileName}.sig`, { method: "GET" }), 2);
+    } finally {
+      await signer.close();
+    }
   });
 });
