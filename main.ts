@@ -259,6 +259,7 @@ async function serve(cli: Cli): Promise<void> {
     freeSpace: libc.ok ? libcFreeSpace(libc.libc) : undefined,
     log: logOutput,
     cacheUsage: () => cacheUsage.snapshot(),
+    onCacheFileRemoved: (path, bytes) => cacheUsage.removed(bytes, { path }),
     onDownloadComplete: (download) => {
       if (download.file) cacheUsage.added(download.file.size, { path: download.file.path });
       cleaner.downloadCompleted(download.file);

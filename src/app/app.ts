@@ -42,6 +42,7 @@ import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
 import { asksOnlyIfCached, serveOnlyIfCached } from "./only_if_cached.ts";
 import { fetchWithPeerRules, findOnPeers, SilentPeers } from "../download/peers.ts";
 import { DatabaseFirst } from "./database_first.ts";
+import { removeOutdatedPackages } from "../cache/outdated_packages.ts";
 
 /** I/O and tuning passed to {@linkcode createApp}. */
 export interface AppOptions {
@@ -55,6 +56,8 @@ export interface AppOptions {
   limits?: Partial<TransferLimits>;
   /** Called when a download has committed a complete file. */
   onDownloadComplete?: (download: Download, target: RequestTarget) => void;
+  /** Called when the proxy removed a cached file itself (one a newer database lists differently). */
+  onCacheFileRemoved?: (path: string, bytes: number) => void;
   /** Counters to update; by default a new one. */
   stats?: Stats;
   /** The cache's size for the status page and metrics (see `cache_usage.ts`). */
@@ -171,7 +174,14 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     freeSpace: options.freeSpace,
   });
   const stats = options.stats ?? new Stats({ now: deps.now });
-  const packageIndex = new PackageIndex();
+  // A package rebuilt under the same name: the cached copy the newer database no longer lists goes.
+  const packageIndex = new PackageIndex({
+    onIndexed: async (dir, entries) => {
+      for (const file of await removeOutdatedPackages(dir, entries, store)) {
+        options.onCacheFileRemoved?.(file.path, file.bytes);
+      }
+    },
+  });
   const downloads = new DownloadManager({
     store,
     poolFor,

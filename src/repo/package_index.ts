@@ -26,12 +26,18 @@ export interface PackageIndexOptions {
   setTimer?: (callback: () => void, ms: number) => unknown;
   /** Cancels a timer started by `setTimer`. Default `clearTimeout`. */
   clearTimer?: (timer: unknown) => void;
+  /**
+   * Called with each database read, before its load ends (so {@linkcode PackageIndex.idle} waits for it too):
+   * `dir` is the database's folder on disk. The app removes cached packages the database lists differently.
+   */
+  onIndexed?: (dir: string, entries: ReadonlyMap<string, PackageEntry>) => Promise<unknown>;
 }
 
 /** Expected size and SHA-256 of package files, by cache folder and file name. */
 export class PackageIndex {
   #setTimer: (callback: () => void, ms: number) => unknown;
   #clearTimer: (timer: unknown) => void;
+  #onIndexed: PackageIndexOptions["onIndexed"];
   /** Folder (cache-relative, "/"-separated) -> database path -> entries by file name. */
   #folders = new Map<string, Map<string, Map<string, PackageEntry>>>();
   /** Folder -> loads of its databases still running. */
@@ -48,6 +54,7 @@ export class PackageIndex {
   constructor(options: PackageIndexOptions = {}) {
     this.#setTimer = options.setTimer ?? setTimeout;
     this.#clearTimer = options.clearTimer ?? ((timer) => clearTimeout(timer as number));
+    this.#onIndexed = options.onIndexed;
   }
 
   /**
@@ -90,6 +97,11 @@ export class PackageIndex {
     if (!databases) this.#folders.set(folder, databases = new Map());
     databases.set(path, entries);
     log.debug("Indexed {count} packages from {path}", { count: entries.size, path });
+    try {
+      await this.#onIndexed?.(dirname(path), entries);
+    } catch (error) {
+      log.warn("After indexing {path}: {error}", { path, error: describeError(error) });
+    }
   }
 
   /** Reads every sync database in the cache (at start-up). */

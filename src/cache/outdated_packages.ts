@@ -1,0 +1,78 @@
+/**
+ * Cached packages that the newest database no longer vouches for. A repository rebuilt in place (a custom
+ * repository's `repo-add` of a package built again without a new `pkgrel`) lists the same file name with a new
+ * size and SHA-256; the cached copy, verified against the older database, would be served to every client that
+ * synced the newer one, and pacman refuses it ("invalid or corrupted package (checksum)"). When a database is
+ * indexed, the cached files it lists with another size are removed, with their `.sig` (signed again with the
+ * package), so that the next request downloads and verifies the current file.
+ *
+ * Only the size is compared: it is known without reading the file, and a rebuilt archive's size differs.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { join } from "node:path";
+import type { PackageEntry } from "../repo/repo_db_desc.ts";
+import { describeError } from "../describe_error.ts";
+import type { CacheStore } from "./cache_store.ts";
+
+const log = getLogger(["flexo", "integrity"]);
+
+/** A cached file removed because the database lists another file under its name. */
+export interface OutdatedFile {
+  /** The removed file (a package or its `.sig`). */
+  path: string;
+  /** Its size in bytes. */
+  bytes: number;
+}
+
+/**
+ * Removes the cached packages of `dir` whose size differs from what `entries` (a database of that folder) says
+ * of the same file name, and their signatures. Failures are logged: the file then stays as it was.
+ *
+ * @param dir The cache folder of the database.
+ * @param entries The database's entries by file name.
+ * @param store The store to remove files through (its remembered files check the disk again).
+ * @returns The files removed.
+ */
+export async function removeOutdatedPackages(
+  dir: string,
+  entries: ReadonlyMap<string, PackageEntry>,
+  store: Pick<CacheStore, "removeIfPresent">,
+): Promise<OutdatedFile[]> {
+  const removed: OutdatedFile[] = [];
+  let names: string[];
+  try {
+    names = (await Array.fromAsync(Deno.readDir(dir))).filter((e) => e.isFile).map((e) => e.name);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      log.warn("Cannot list {dir} to find outdated packages: {error}", { dir, error: describeError(error) });
+    }
+    return removed;
+  }
+  const present = new Set(names);
+  for (const name of names) {
+    const entry = entries.get(name);
+    if (!entry) continue;
+    const path = join(dir, name);
+    try {
+      const size = (await Deno.stat(path)).size;
+      if (size === entry.compressedSize) continue;
+      log.warn(
+        "{path} is {size} bytes, the database now lists {expected} bytes (the package was rebuilt under the " +
+          "same name): removed, with its signature, so that the next request gets the current file",
+        { path, size, expected: entry.compressedSize },
+      );
+      if (await store.removeIfPresent(path)) removed.push({ path, bytes: size });
+      const signature = `${path}.sig`;
+      if (!present.has(`${name}.sig`)) continue;
+      const signatureBytes = (await Deno.stat(signature)).size;
+      if (await store.removeIfPresent(signature)) removed.push({ path: signature, bytes: signatureBytes });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) continue;
+      log.warn("Cannot remove the outdated {path}: {error}", { path, error: describeError(error) });
+    }
+  }
+  return removed;
+}
