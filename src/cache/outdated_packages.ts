@@ -8,12 +8,18 @@
  *
  * Only the size is compared: it is known without reading the file, and a rebuilt archive's size differs.
  *
+ * Only custom repositories' folders (`custom_repo/NAME/...`) are looked at. An official repository never
+ * reuses a file name for another build (every rebuild has a new `pkgrel`), so a database of one that lists a
+ * cached file with another size is broken or hostile: the verified copy stays (and can be served when every
+ * mirror is down), rather than be deleted on a mirror's word.
+ *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
-import { join } from "node:path";
+import { join, relative, sep } from "node:path";
 import type { PackageEntry } from "../repo/repo_db_desc.ts";
+import { CUSTOM_REPO_PREFIX } from "../repo/request_path.ts";
 import { describeError } from "../describe_error.ts";
 import type { CacheStore } from "./cache_store.ts";
 
@@ -39,9 +45,11 @@ export interface OutdatedFile {
 export async function removeOutdatedPackages(
   dir: string,
   entries: ReadonlyMap<string, PackageEntry>,
-  store: Pick<CacheStore, "removeIfPresent">,
+  store: Pick<CacheStore, "removeIfPresent" | "root">,
 ): Promise<OutdatedFile[]> {
   const removed: OutdatedFile[] = [];
+  const folder = relative(store.root, dir).split(sep);
+  if (folder[0] !== CUSTOM_REPO_PREFIX || folder.length < 2) return removed;
   let names: string[];
   try {
     names = (await Array.fromAsync(Deno.readDir(dir))).filter((e) => e.isFile).map((e) => e.name);

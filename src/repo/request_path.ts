@@ -52,7 +52,8 @@ export const MAX_PATH_BYTES = 1024;
 /** Longest decoded path segment accepted, in bytes (the usual file name limit); longer gives 414. */
 export const MAX_SEGMENT_BYTES = 255;
 
-const CUSTOM_REPO_PREFIX = "custom_repo";
+/** The first path segment (and cache folder) of the custom repositories: `/custom_repo/NAME/...`. */
+export const CUSTOM_REPO_PREFIX = "custom_repo";
 
 /** Characters a request path may never contain raw: C0 controls, DEL, backslash, `?`, `#` and space. */
 // deno-lint-ignore no-control-regex

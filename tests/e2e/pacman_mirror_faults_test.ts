@@ -204,9 +204,14 @@ Deno.test("pacman -Sw after a package was rebuilt under the same name gets the n
         sign: signer,
       });
       await using mirror = await startFakeMirror(repo.dir);
-      await using proxy = await startTestProxy({ mirrors: [mirror.url] });
+      // A custom repository (only those rebuild under the same name; an official repository's database
+      // that lists a cached file with another size is not trusted with deleting it).
+      await using proxy = await startTestProxy({
+        mirrors: ["http://127.0.0.1:9/"],
+        config: { custom_repo: [{ name: "own", url: [mirror.url] }] },
+      });
       const options = {
-        serverUrl: `${proxy.url}/$repo/os/$arch`,
+        serverUrl: `${proxy.url}/custom_repo/own/$repo/os/$arch`,
         repos: [REPO],
         sigLevel: "Required" as const,
         signer,

@@ -1,0 +1,52 @@
+/**
+ * removeOutdatedPackages(): a custom repository's package rebuilt under the same name goes from the cache when
+ * the newer database lists another size; an official repository's never does (its file names are unique per
+ * build, so such a database is broken or hostile, and the verified copy is kept).
+ */
+
+import { join } from "node:path";
+import { assertEquals } from "../helpers/assert.ts";
+import { withTempDir } from "../helpers/temp_dir.ts";
+import { CacheStore } from "../../src/cache/cache_store.ts";
+import { removeOutdatedPackages } from "../../src/cache/outdated_packages.ts";
+import type { PackageEntry } from "../../src/repo/repo_db_desc.ts";
+
+const NAME = "tool-1.0-1-x86_64.pkg.tar.zst";
+
+function listing(size: number): Map<string, PackageEntry> {
+  const entry = {
+    name: "tool",
+    version: "1.0-1",
+    fileName: NAME,
+    compressedSize: size,
+    sha256: "0".repeat(64),
+  };
+  return new Map([[NAME, entry]]);
+}
+
+const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
+
+Deno.test("removeOutdatedPackages() removes a custom repository's rebuilt package, never an official one's", async () => {
+  await withTempDir(async (root) => {
+    const store = new CacheStore(root);
+    const official = join(root, "core", "os", "x86_64");
+    const custom = join(root, "custom_repo", "own", "own", "x86_64");
+    for (const dir of [official, custom]) {
+      await Deno.mkdir(dir, { recursive: true });
+      await Deno.writeFile(join(dir, NAME), new Uint8Array(10));
+      await Deno.writeFile(join(dir, `${NAME}.sig`), new Uint8Array(3));
+    }
+    // Both databases list the file with 20 bytes; the cached copies have 10.
+    assertEquals(await removeOutdatedPackages(official, listing(20), store), []);
+    assertEquals(await exists(join(official, NAME)), true, "an official repository's verified copy stays");
+    const removed = await removeOutdatedPackages(custom, listing(20), store);
+    assertEquals(removed, [{ path: join(custom, NAME), bytes: 10 }, {
+      path: join(custom, `${NAME}.sig`),
+      bytes: 3,
+    }]);
+    assertEquals(await exists(join(custom, NAME)), false);
+    // The same size: nothing to do.
+    await Deno.writeFile(join(custom, NAME), new Uint8Array(20));
+    assertEquals(await removeOutdatedPackages(custom, listing(20), store), []);
+  });
+});
