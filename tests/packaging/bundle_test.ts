@@ -12,6 +12,7 @@ import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { startFlexo, writeTestConfig } from "../helpers/flexo_process.ts";
 import { makeRepo } from "../helpers/make_repo.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { buildBundle, PERMISSIONS, V8_FLAGS_ARG } from "../../scripts/compile.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -52,6 +53,13 @@ Deno.test("main.ts bundled into one module serves, caches, verifies and reports 
       const first = await fetch(`${folder}/${alpha.fileName}`);
       assertEquals(first.status, 200);
       assertEquals(new Uint8Array(await first.arrayBuffer()), await Deno.readFile(alpha.path));
+      // The last byte goes out before the download's commit (sync and rename) ends: a request meanwhile would
+      // join the download, not read the cache. A HEAD says where a GET would be answered from.
+      await waitFor("the package's commit", async () => {
+        const head = await fetch(`${folder}/${alpha.fileName}`, { method: "HEAD" });
+        await head.body?.cancel();
+        return head.headers.get("flexo-payload-origin") === "Cache";
+      });
       const again = await fetch(`${folder}/${alpha.fileName}`);
       assertEquals(again.headers.get("flexo-payload-origin"), "Cache");
       assertEquals(new Uint8Array(await again.arrayBuffer()), await Deno.readFile(alpha.path));
