@@ -327,9 +327,7 @@ async function benchmarkFiles(
     // (which first reads deno.json and then spawns that command line), and that command line running the
     // bundle the executable embeds (scripts/compile.ts; no executable can be built here), from one place so that
     // Deno's code cache knows it after the first run, as it knows main.ts's modules.
-    const bundle = join(REPO_ROOT, "dist", "flexo-bundle.js");
-    await Deno.mkdir(join(REPO_ROOT, "dist"), { recursive: true });
-    await buildBundle(join(REPO_ROOT, "main.ts"), bundle, REPO_ROOT);
+    const bundle = await buildBundle();
     const times = { run: [] as number[], task: [] as number[], bundle: [] as number[] };
     for (let run = 0; run < settings.startupRuns; run++) {
       for (const how of ["run", "task", "bundle"] as const) {

@@ -10,6 +10,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LIBC_PATHS } from "../src/server/libc.ts";
 
@@ -59,27 +60,44 @@ export const V8_FLAGS = [
 export const BUNDLE = ["--bundle", "--minify"];
 
 /**
- * Bundles `main` (main.ts) into `output` with `deno bundle` and the esbuild settings of {@linkcode BUNDLE}: the
- * module `deno compile` embeds, for running it where no executable can be built (the runtime base comes from
- * dl.deno.land). Run from the repository (its deno.json and lock file).
+ * Where {@linkcode buildBundle} writes by default: one place, so that Deno's code cache knows the bundle from the
+ * run before (as it knows main.ts's modules); a new place each time measures a first start.
+ */
+export const RUN_BUNDLE_PATH = join(REPO_ROOT, "dist", "flexo-bundle.js");
+
+/**
+ * Bundles the repository's main.ts into `output` (its folder made if needed) with `deno bundle` and the esbuild
+ * settings of {@linkcode BUNDLE}: the module `deno compile` embeds, for running it where no executable can be
+ * built (the runtime base comes from dl.deno.land). Returns `output`.
  *
  * @throws {Error} with deno's message when bundling fails.
  * @example
  * ```ts
- * await buildBundle("main.ts", "dist/flexo-bundle.js");
+ * const bundle = await buildBundle(); // dist/flexo-bundle.js
  * ```
  */
-export async function buildBundle(main: string, output: string, cwd = REPO_ROOT): Promise<void> {
+export async function buildBundle(output: string = RUN_BUNDLE_PATH): Promise<string> {
+  await Deno.mkdir(dirname(output), { recursive: true });
   const options = BUNDLE.filter((flag) => flag !== "--bundle");
   const built = await new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "--quiet", ...options, "--platform", "deno", "--output", output, main],
-    cwd,
+    args: [
+      "bundle",
+      "--quiet",
+      ...options,
+      "--platform",
+      "deno",
+      "--output",
+      output,
+      join(REPO_ROOT, "main.ts"),
+    ],
+    cwd: REPO_ROOT,
     stdout: "piped",
     stderr: "piped",
   }).output();
   if (!built.success) {
-    throw new Error(`deno bundle ${main} failed: ${new TextDecoder().decode(built.stderr).trim()}`);
+    throw new Error(`deno bundle of main.ts failed: ${new TextDecoder().decode(built.stderr).trim()}`);
   }
+  return output;
 }
 
 /** {@linkcode V8_FLAGS} as one `deno` argument. */

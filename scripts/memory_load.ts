@@ -21,14 +21,12 @@
 
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { buildBundle } from "./compile.ts";
 import { memoryOf, resetPeakRss, sleep } from "./bench_tools.ts";
 import { startServing, waitForScan } from "./memory_files.ts";
 import { type Kind, KINDS, smapsBreakdown } from "./smaps_breakdown.ts";
 
 const PACKAGE = "core/os/x86_64/memload-1.0-1-x86_64.pkg.tar.zst";
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** The figures, in bytes. */
 export interface LoadMemory {
@@ -70,18 +68,6 @@ async function download(url: string): Promise<number> {
   return bytes;
 }
 
-/**
- * main.ts bundled as the executable embeds it (scripts/compile.ts), for measuring what the executable runs where
- * no executable can be built. Written to the same place each time (`dist/flexo-bundle.js`), so that Deno's code
- * cache knows it from the run before, as it knows main.ts's modules: a new place each run measured a first start.
- */
-async function bundleOf(): Promise<string> {
-  const path = join(ROOT, "dist", "flexo-bundle.js");
-  await Deno.mkdir(join(ROOT, "dist"), { recursive: true });
-  await buildBundle(join(ROOT, "main.ts"), path, ROOT);
-  return path;
-}
-
 /** Runs the sequence above and returns its figures (`bundle`: of main.ts bundled, as the executable runs it). */
 export async function measureLoad(
   options: {
@@ -94,7 +80,8 @@ export async function measureLoad(
 ): Promise<LoadMemory> {
   const parts = options.breakdown;
   const work = await Deno.makeTempDir({ prefix: "flexo-memload-" });
-  const mainPath = options.bundle ? await bundleOf() : undefined;
+  // The bundle the executable embeds (scripts/compile.ts), where no executable can be built.
+  const mainPath = options.bundle ? await buildBundle() : undefined;
   const body = new Uint8Array(options.sizeBytes);
   for (let i = 0; i < body.length; i += 4096) body[i] = i & 0xff;
   const mirror = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {

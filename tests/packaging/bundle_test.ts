@@ -15,12 +15,10 @@ import { withTempDir } from "../helpers/temp_dir.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { buildBundle, PERMISSIONS, V8_FLAGS_ARG } from "../../scripts/compile.ts";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
-
 Deno.test("main.ts bundled into one module serves, caches, verifies and reports as main.ts does", async () => {
   await withTempDir(async (work) => {
     const bundle = join(work, "flexo.js");
-    await buildBundle("main.ts", bundle, ROOT);
+    await buildBundle(bundle);
     const text = await Deno.readTextFile(bundle);
     assert(
       !text.includes("sourceMappingURL"),
