@@ -174,7 +174,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     freeSpace: options.freeSpace,
   });
   const stats = options.stats ?? new Stats({ now: deps.now });
-  // A package rebuilt under the same name: the cached copy the newer database no longer lists goes.
+  // A custom repository's package rebuilt under the same name: the cached copy the newer database no longer
+  // lists goes (never an official repository's: see outdated_packages.ts).
   const packageIndex = new PackageIndex({
     onIndexed: async (dir, entries) => {
       for (const file of await removeOutdatedPackages(dir, entries, store)) {
