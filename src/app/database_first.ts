@@ -24,6 +24,12 @@ const log = getLogger(["flexo", "database-first"]);
 /** A folder's database is fetched for an unlisted package at most this often. */
 export const DATABASE_FIRST_INTERVAL_MS = 5 * 60_000;
 
+/**
+ * At most this many folders' times are kept: a folder is a client's path (any repository and architecture name
+ * a client makes up), and a map that kept each would grow with every made-up folder.
+ */
+export const DATABASE_FIRST_MAX_FOLDERS = 1024;
+
 /** What {@linkcode DatabaseFirst} needs. */
 export interface DatabaseFirstOptions {
   /** The package index's look-up, waiting for databases being read (`PackageIndex.expectedWhenLoaded`). */
@@ -67,7 +73,7 @@ export class DatabaseFirst {
       const now = this.#options.now();
       const interval = this.#options.intervalMs ?? DATABASE_FIRST_INTERVAL_MS;
       if (now - (this.#askedAt.get(path) ?? -Infinity) < interval) return undefined;
-      this.#askedAt.set(path, now);
+      this.#remember(path, now, interval);
       fetching = this.#options.fetchDatabase(path).catch((error: unknown) => {
         log.warn(
           "No database lists {file}, and fetching {database} to verify it failed: {message}; the file is stored " +
@@ -83,5 +89,27 @@ export class DatabaseFirst {
     }
     await fetching;
     return await this.#options.lookUp(target.cacheSegments);
+  }
+
+  /**
+   * Records when `path`'s database was asked for. At the cap, times older than the interval go first (they no
+   * longer hold a request back), then the oldest: a folder forgotten early costs one more database request.
+   */
+  #remember(path: string, now: number, interval: number): void {
+    const asked = this.#askedAt;
+    asked.delete(path); // kept in the order of asking: the first entries are the oldest
+    if (asked.size >= DATABASE_FIRST_MAX_FOLDERS) {
+      for (const [folder, at] of asked) {
+        if (now - at < interval) break;
+        asked.delete(folder);
+      }
+      if (asked.size >= DATABASE_FIRST_MAX_FOLDERS) asked.delete(asked.keys().next().value!);
+    }
+    asked.set(path, now);
+  }
+
+  /** How many folders' times are kept (for tests). */
+  get rememberedFolders(): number {
+    return this.#askedAt.size;
   }
 }

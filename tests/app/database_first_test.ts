@@ -4,7 +4,7 @@
  */
 
 import { join } from "node:path";
-import { DatabaseFirst, databasePathFor } from "../../src/app/database_first.ts";
+import { DATABASE_FIRST_MAX_FOLDERS, DatabaseFirst, databasePathFor } from "../../src/app/database_first.ts";
 import { parseRequestPath } from "../../src/repo/request_path.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { fakeFetch, serveBytes } from "../helpers/fake_fetch.ts";
@@ -145,4 +145,36 @@ Deno.test("a node of a cluster does not count the database it fetched for itself
       await app.cleanup();
     }
   });
+});
+
+Deno.test("DatabaseFirst.expected() keeps at most DATABASE_FIRST_MAX_FOLDERS folders, forgetting the oldest first", async () => {
+  let now = 0;
+  const fetched: string[] = [];
+  const first = new DatabaseFirst({
+    lookUp: () => Promise.resolve(undefined),
+    fetchDatabase: (path) => {
+      fetched.push(path);
+      return Promise.resolve();
+    },
+    now: () => now,
+    intervalMs: 1_000_000,
+  });
+  const target = (repo: string) =>
+    parseRequestPath(`/${repo}/os/x86_64/a-1-1-any.pkg.tar.zst`, { customRepoNames: new Set() });
+  // Made-up repositories, one each millisecond, all within the interval: none may be forgotten for its age.
+  for (let i = 0; i < DATABASE_FIRST_MAX_FOLDERS + 500; i++) {
+    now = i;
+    await first.expected(target(`made-up-${i}`));
+  }
+  assertEquals(first.rememberedFolders, DATABASE_FIRST_MAX_FOLDERS, "bounded by the cap");
+  assertEquals(fetched.length, DATABASE_FIRST_MAX_FOLDERS + 500);
+  // The newest folder is still remembered (no second fetch within its interval); the oldest was forgotten.
+  await first.expected(target(`made-up-${DATABASE_FIRST_MAX_FOLDERS + 499}`));
+  assertEquals(fetched.length, DATABASE_FIRST_MAX_FOLDERS + 500);
+  await first.expected(target("made-up-0"));
+  assertEquals(fetched.length, DATABASE_FIRST_MAX_FOLDERS + 501);
+  // Past the interval, the expired times go first, not the latest.
+  now += 2_000_000;
+  await first.expected(target("late"));
+  assertEquals(first.rememberedFolders, 1, "every expired time went; only the new folder is kept");
 });
