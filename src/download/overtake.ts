@@ -243,7 +243,11 @@ export class Overtaker {
     });
     if (decision.type === "wait") return;
     this.#probes++;
-    this.probe = this.#runProbe(written, decision.bytes, rate);
+    // A bug in the probe must not become an unhandled rejection: A keeps going.
+    this.probe = this.#runProbe(written, decision.bytes, rate).catch((error: unknown) => {
+      this.#probeAbort = undefined;
+      return { type: "kept", reason: `the probe failed: ${error}` } as const;
+    });
   }
 
   async #runProbe(from: number, bytes: number, aRateBefore: number): Promise<ProbeOutcome> {
