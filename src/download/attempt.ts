@@ -162,6 +162,8 @@ export class Attempt {
       /** Takes a chunk; a promise when the caller must wait before the next (the chunk's memory is reused). */
       write: (chunk: Uint8Array) => Promise<void> | void;
       canSwitch: () => boolean;
+      /** See `pumpBody()`: how a faster mirror ends this transfer as too slow (`overtake.ts`). */
+      overtakable?: (endAsSlow: (message: string) => void) => void;
     },
   ): Promise<AttemptBody> {
     const { deps, limits } = this.#options;
@@ -184,6 +186,7 @@ export class Attempt {
       limits,
       abort: this.#abort,
       canSwitch: options.canSwitch,
+      overtakable: options.overtakable,
       expectedBytes: total === undefined ? undefined : total - options.from + head.skip,
     });
     const bytes = outcome.bytes;

@@ -16,11 +16,12 @@ import { type ExpectedFile, IntegrityCheck } from "./download_integrity.ts";
 import { HttpError } from "../http/http_error.ts";
 import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
-import { afterLosers, type FailoverStep, FailureTally, MAX_ATTEMPTS } from "./failover.ts";
+import { afterCutShort, afterLosers, type FailoverStep, FailureTally, MAX_ATTEMPTS } from "./failover.ts";
 import { ensureRoom, isDiskFull, runError } from "./file_writes.ts";
 import { writeAll, writeAllSync } from "../write_all.ts";
 import { BodyWriter, COALESCE_BYTES } from "./body_writer.ts";
 import { type HedgeRace, raceAttempts } from "./hedge.ts";
+import { overtakerFor, pumpOvertakable } from "./overtake.ts";
 import { failedCheck } from "./content_check.ts";
 import { refuseNoBetterCopy, sameSecond } from "./snapshot_order.ts";
 import { PartialFile } from "./partial_file.ts";
@@ -265,7 +266,7 @@ export class Download {
       if (race.hedged) hedgeLeft = false;
       let step: FailoverStep;
       try {
-        step = await this.#afterRace(race, attempts, tally, () => next < plan.length);
+        step = await this.#afterRace(race, attempts, tally, () => plan[next]);
       } finally {
         for (const attempt of attempts.values()) attempt.close();
       }
@@ -294,7 +295,7 @@ export class Download {
     race: HedgeRace<AttemptHead>,
     attempts: Map<string, Attempt>,
     tally: FailureTally,
-    canSwitch: () => boolean,
+    nextMirror: () => string | undefined,
   ): Promise<FailoverStep> {
     const { rules, upstreamPath } = this.#options;
     const step = afterLosers(race, { upstreamPath, notFoundIsFinal: rules.notFoundIsFinal, tally });
@@ -305,7 +306,7 @@ export class Download {
         mirror: winner.mirror,
         tally,
       });
-      return refused ?? await this.#onAccepted(attempts.get(winner.mirror)!, winner.head, tally, canSwitch);
+      return refused ?? await this.#onAccepted(attempts.get(winner.mirror)!, winner.head, tally, nextMirror);
     }
     if (winner?.head.type === "not_modified") {
       return await this.#onNotModified(winner.mirror, tally, { confirmed: true });
@@ -330,12 +331,15 @@ export class Download {
     return "done";
   }
 
-  /** A mirror answered with a body: the partial file is opened (if not made already) and the body stored. */
+  /**
+   * A mirror answered with a body: the partial file is opened (if not made already) and the body stored. The
+   * next mirror of the plan may overtake a slow transfer (`overtake.ts`), and is then the failover's next.
+   */
   async #onAccepted(
     attempt: Attempt,
     head: AcceptedHead,
     tally: FailureTally,
-    canSwitch: () => boolean,
+    nextMirror: () => string | undefined,
   ): Promise<FailoverStep> {
     const mirror = attempt.mirror;
     this.total = head.total;
@@ -353,11 +357,12 @@ export class Download {
     this.state = "streaming";
     this.mirror = mirror;
     const writer = this.#bodyWriter(mirror);
-    const body = await attempt.pump(head, {
+    const watch = { mirror, candidate: nextMirror(), total: this.total, written: () => this.written };
+    const body = await pumpOvertakable(attempt, head, {
       from: this.written,
       write: (chunk) => this.#write(chunk, mirror, writer),
-      canSwitch,
-    });
+      canSwitch: () => nextMirror() !== undefined,
+    }, overtakerFor(this.#options, watch));
     // Taken bytes are on disk before the outcome counts (the next mirror resumes there); all count as received.
     const drained = await writer.drain().then(() => undefined, (error: unknown) => ({ error }));
     if (body.type !== "complete" || drained) this.#options.mirrors.recordBytes(mirror, body.bytes);
@@ -366,14 +371,7 @@ export class Download {
       case "complete":
         return await this.#onComplete(mirror, head, body, tally);
       case "cut_short":
-        tally.failed(mirror, body.reason);
-        log.warn("{mirror} failed for {path} at byte {written}: {message}; switching mirror", {
-          mirror,
-          path: this.#options.upstreamPath,
-          written: this.written,
-          message: body.reason,
-        });
-        return "next_mirror";
+        return afterCutShort(body.reason, { ...this.#options, mirror, written: this.written, tally });
       case "too_long":
         // Its bytes cannot be trusted: start over clean, keeping none; it is at fault whatever the order.
         this.#options.mirrors.recordFailure(mirror, body.reason);

@@ -187,6 +187,25 @@ export function afterRefusal(
 }
 
 /**
+ * A body cut short (broken off, too slow, overtaken by a faster mirror): its mirror failed, and the next one
+ * resumes at byte `written`.
+ */
+export function afterCutShort(
+  reason: string,
+  context: { mirror: string; upstreamPath: string; written: number; tally: FailureTally },
+): FailoverStep {
+  const { mirror, upstreamPath: path, written, tally } = context;
+  tally.failed(mirror, reason);
+  log.warn("{mirror} failed for {path} at byte {written}: {message}; switching mirror", {
+    mirror,
+    path,
+    written,
+    message: reason,
+  });
+  return "next_mirror";
+}
+
+/**
  * The mirrors of a race that brought no body: each one cancelled before its head is a timeout, each refusal
  * goes to {@linkcode afterRefusal}; "give_up" when one of them says so (used only when no mirror won).
  */

@@ -173,6 +173,11 @@ export async function pumpBody(
     canSwitch: () => boolean;
     /** The body's announced length, if any: the read buffer is no larger (see {@linkcode pumpBufferBytes}). */
     expectedBytes?: number;
+    /**
+     * Given the function that ends the transfer from outside as "slow" with a message: a faster mirror
+     * overtakes it (`overtake.ts`).
+     */
+    overtakable?: (endAsSlow: (message: string) => void) => void;
   },
 ): Promise<BodyOutcome> {
   const { deps, limits } = options;
@@ -212,6 +217,11 @@ export async function pumpBody(
     if (verdict) options.abort.abort(new Error(verdict.message));
   };
   watch();
+  options.overtakable?.((message) => {
+    if (verdict) return;
+    verdict = { type: "slow", message };
+    options.abort.abort(new Error(message));
+  });
   // Upstream bodies are byte streams: reading them into one reused buffer keeps a large download from leaving
   // tens of megabytes of spent chunks for the garbage collector (the sink is done with a chunk before the next
   // read). The upstream client's bodies are read without their stream (see direct_body.ts); any other stream

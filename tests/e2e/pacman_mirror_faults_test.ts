@@ -1,7 +1,8 @@
 /**
  * The real pacman client through flexo while mirrors misbehave: a mirror that dies mid-package with five parallel
- * downloads, one that answers a compressed package, one that lags behind the others, `pacman -U` of a URL with
- * its signature, two `-Sy` within a second, every mirror silent, and a package rebuilt under the same name.
+ * downloads, one that trickles a package, one that answers a compressed package, one that lags behind the
+ * others, `pacman -U` of a URL with its signature, two `-Sy` within a second, every mirror silent, and a package
+ * rebuilt under the same name.
  */
 
 import { join } from "node:path";
@@ -55,6 +56,30 @@ Deno.test("pacman -Sw with ParallelDownloads=5 gets every package whole when the
     assertPacmanOk(result);
     assert(result.ms < 15_000, `pacman took ${Math.round(result.ms)} ms`);
     await assertDownloaded(root, repo.packages);
+  });
+});
+
+Deno.test("pacman -Sw gets a package from the fast second mirror within seconds while the first trickles it at 20 kB/s", async () => {
+  await withTempDir(async (dir) => {
+    const repo = await makeRepo(join(dir, "mirror"), {
+      repo: REPO,
+      packages: [{ name: "big", version: "1.0-1", size: 3 * 1024 * 1024 }],
+    });
+    await using trickling = await startFakeMirror(repo.dir);
+    await using good = await startFakeMirror(repo.dir);
+    // flexo's default limits: 20 kB/s is far above low_speed_limit (1 B/s), which never gives up on it.
+    const limits = { lowSpeedLimit: 1, lowSpeedTimeMs: 5_000, lastResortStallMs: 30_000 };
+    await using proxy = await startTestProxy({ mirrors: [trickling.url, good.url], limits });
+    await using root = await makePacmanRoot({ serverUrl: `${proxy.url}/$repo/os/$arch`, repos: [REPO] });
+    assertPacmanOk(await runPacman(root, ["-Sy"]));
+    trickling.faults = { match: ".pkg.tar.zst", bytesPerSecond: 20_000 };
+    const result = await timedPacman(root, ["-Sw", "big"]);
+    assertPacmanOk(result);
+    // At the trickling mirror's pace the package takes over two and a half minutes.
+    assert(result.ms < 30_000, `pacman took ${Math.round(result.ms)} ms`);
+    await assertDownloaded(root, repo.packages);
+    const ranges = good.requests.filter((r) => r.path.endsWith(".pkg.tar.zst")).map((r) => r.range ?? "");
+    assert(ranges.some((range) => /^bytes=[1-9]\d*-$/.test(range)), `the good mirror resumed it: ${ranges}`);
   });
 });
 

@@ -5,6 +5,8 @@
 import type { CacheStore } from "../../src/cache/cache_store.ts";
 import { Download, type DownloadOptions, type OrderRules } from "../../src/download/download.ts";
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
+import type { TransferLimits } from "../../src/download/transfer.ts";
+import type { FakeTimers } from "./fake_timers.ts";
 
 /** What tests vary in {@linkcode startTestDownload}. */
 export interface TestDownloadOptions {
@@ -16,6 +18,10 @@ export interface TestDownloadOptions {
   expect?: DownloadOptions["expect"];
   ifModifiedSince?: number;
   missing?: boolean;
+  /** A fake clock and timers the test moves (default: the system's). */
+  clock?: FakeTimers;
+  /** Changes to the transfer limits. */
+  limits?: Partial<TransferLimits>;
 }
 
 /** Starts a download of `options.segments` into `store` through `fetch`. */
@@ -32,8 +38,16 @@ export function startTestDownload(
     mirrors: pool,
     plan: () => pool.plan("package"),
     store,
-    deps: { fetch, now: Date.now },
-    limits: { connectTimeoutMs: 5_000, lowSpeedLimit: 1, lowSpeedTimeMs: 60_000, lastResortStallMs: 60_000 },
+    deps: options.clock
+      ? { fetch, now: options.clock.now, timers: options.clock.deps }
+      : { fetch, now: Date.now },
+    limits: {
+      connectTimeoutMs: 5_000,
+      lowSpeedLimit: 1,
+      lowSpeedTimeMs: 60_000,
+      lastResortStallMs: 60_000,
+      ...options.limits,
+    },
     rules: {
       resumeAcrossMirrors: true,
       notFoundIsFinal: false,

@@ -1,0 +1,252 @@
+/**
+ * Overtaking a slow transfer (src/download/overtake.ts): a download from a trickling mirror probes the next
+ * mirror of its plan and moves to it when it is clearly faster; on a fake clock and fake upstreams.
+ */
+
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { type FakeRequest, gatedFetch, type GatedRequest, testBytes } from "../helpers/fake_fetch.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
+import { turn } from "../helpers/pump_gated.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { withTempDir } from "../helpers/temp_dir.ts";
+import { sha256 } from "../helpers/bytes.ts";
+import { captureLog } from "../helpers/log_capture.ts";
+import { startTestDownload } from "../helpers/test_download.ts";
+import { CacheStore } from "../../src/cache/cache_store.ts";
+import type { Download, OrderRules } from "../../src/download/download.ts";
+import { judgeProbe, OVERTAKE, probeDecision } from "../../src/download/overtake.ts";
+
+const A = "http://mirror-a.test/";
+const B = "http://mirror-b.test/";
+const SEGMENTS = ["core", "os", "x86_64", "big-1.0-1-x86_64.pkg.tar.zst"];
+const SIZE = 2_000_000;
+/** A's pace: 20 000 bytes every second of the fake clock (20 kB/s, far above low_speed_limit). */
+const TRICKLE = 20_000;
+
+/** The answer of a mirror that honours `bytes=N-` and `bytes=N-M`; `probe` overrides B's answer to a probe. */
+function head(
+  req: FakeRequest,
+  probe?: (req: FakeRequest) => { status: number },
+): { status: number; headers?: Record<string, string> } {
+  const range = req.headers.get("range")?.match(/^bytes=(\d+)-(\d*)$/);
+  if (!range) return { status: 200, headers: { "content-length": String(SIZE) } };
+  if (range[2] !== "" && probe) return probe(req);
+  const end = range[2] === "" ? SIZE - 1 : Number(range[2]);
+  return { status: 206, headers: { "content-range": `bytes ${range[1]}-${end}/${SIZE}` } };
+}
+
+/** A download of a {@linkcode SIZE}-byte file from A then B, on a fake clock, every request gated. */
+async function slowDownload(
+  dir: string,
+  options: {
+    rules?: Partial<OrderRules>;
+    maxSpeedLimit?: number;
+    probe?: (req: FakeRequest) => { status: number };
+  } = {},
+) {
+  const data = testBytes(SIZE, 41);
+  const clock = new FakeTimers();
+  const signals: AbortSignal[] = [];
+  const gated = gatedFetch((req) => head(req, options.probe));
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    signals.push(init!.signal!);
+    return gated.fetch(input, init);
+  };
+  const download = startTestDownload(new CacheStore(dir), fetch, {
+    segments: SEGMENTS,
+    mirrors: [A, B],
+    rules: options.rules,
+    expect: { size: SIZE, sha256: sha256(data) },
+    clock,
+    limits: { maxSpeedLimit: options.maxSpeedLimit },
+  });
+  await waitFor("A to be asked", () => gated.gates.length === 1);
+  await download.head;
+  const a = gated.gates[0];
+  /** Sends `bytes` more of A's body, waits until they are on disk, then moves the clock `ms` on. */
+  const trickle = async (bytes: number, ms = 1000) => {
+    const target = download.written + bytes;
+    a.push(data.slice(download.written, target));
+    while (download.written < target) await download.changed();
+    clock.advance(ms);
+    await turn();
+  };
+  return { data, clock, download, gates: gated.gates, signals, a, trickle };
+}
+
+/**
+ * Sends the rest of `gate`'s file from where `download` is, ends it, and checks what was stored; moves `paced`,
+ * the clock of a transfer paced by max_speed_limit, until it has ended.
+ */
+async function finishFrom(
+  gate: GatedRequest,
+  download: Download,
+  data: Uint8Array,
+  paced?: FakeTimers,
+): Promise<void> {
+  gate.push(data.slice(download.written));
+  gate.end();
+  while (paced && !download.ended) {
+    paced.advance(1000);
+    await turn();
+  }
+  await download.finished;
+  assertEquals(download.outcome(), { type: "complete" });
+  assertEquals(sha256(await Deno.readFile(download.finalPath)), sha256(data), "the stored file is the file");
+}
+
+function probeRange(from: number): string {
+  return `bytes=${from}-${from + OVERTAKE.probeBytes - 1}`;
+}
+
+Deno.test("Download.start() moves from a trickling mirror to the next one once a probe shows it much faster, and resumes there with a Range", async () => {
+  await withTempDir(async (dir) => {
+    const { data, download, gates, signals, trickle } = await slowDownload(dir);
+    await trickle(TRICKLE);
+    await trickle(TRICKLE);
+    assertEquals(gates.length, 2, "B is probed after the measuring window");
+    const probe = gates[1];
+    assert(probe.url.startsWith(B), probe.url);
+    assertEquals(probe.headers.get("range"), probeRange(2 * TRICKLE));
+    // B sends the probe's megabyte at once: far more than twice A's rate.
+    probe.push(data.slice(2 * TRICKLE, 2 * TRICKLE + OVERTAKE.probeBytes));
+    await waitFor("A to be given up and B asked again", () => gates.length === 3);
+    assert(signals[0].aborted, "A's transfer ended");
+    assert(signals[1].aborted, "the probe ended");
+    assertEquals(download.written, 2 * TRICKLE, "no byte of the probe went into the file");
+    const resume = gates[2];
+    assert(resume.url.startsWith(B), resume.url);
+    assertEquals(resume.headers.get("range"), `bytes=${2 * TRICKLE}-`, "B resumes where A stopped");
+    assertEquals(download.mirror, B);
+    await finishFrom(resume, download, data);
+  });
+});
+
+Deno.test("Download.start() keeps a trickling mirror when the probed next one is as slow, and says why in the debug log", async () => {
+  await withTempDir(async (dir) => {
+    const captured = await captureLog("debug");
+    try {
+      const { data, download, gates, a, trickle } = await slowDownload(dir);
+      await trickle(TRICKLE);
+      await trickle(TRICKLE);
+      assertEquals(gates.length, 2, "B is probed");
+      const probe = gates[1];
+      let sent = 2 * TRICKLE;
+      // B trickles as A does until the probe's time is up.
+      for (let ms = 0; ms < OVERTAKE.probeMs; ms += 1000) {
+        probe.push(data.slice(sent, sent += TRICKLE));
+        await turn();
+        await trickle(TRICKLE);
+      }
+      await finishFrom(a, download, data);
+      assertEquals(gates.length, 2, "B was never asked for the rest");
+      await captured.close();
+      assert(
+        /keeps .*big-1\.0-1.*delivered 19\.5 KiB\/s, not 2 times/.test(captured.text()),
+        captured.text(),
+      );
+    } finally {
+      await captured.close();
+    }
+  });
+});
+
+Deno.test("Download.start() keeps a trickling mirror when the probe of the next one fails, and probes it again a bounded number of times", async () => {
+  await withTempDir(async (dir) => {
+    const captured = await captureLog("debug");
+    try {
+      const { data, download, gates, a, trickle } = await slowDownload(dir, {
+        probe: () => ({ status: 500 }),
+      });
+      await trickle(TRICKLE);
+      await trickle(TRICKLE);
+      assertEquals(gates.length, 2, "B is probed");
+      assertEquals(gates[1].headers.get("range"), probeRange(2 * TRICKLE));
+      for (let i = 0; i < OVERTAKE.reprobeMs / 1000; i++) await trickle(TRICKLE);
+      assertEquals(gates.length, 3, "B is probed again after a while");
+      for (let i = 0; i < 2 * OVERTAKE.reprobeMs / 1000; i++) await trickle(TRICKLE);
+      assertEquals(gates.length, 1 + OVERTAKE.probesPerAttempt, "and no more than that for A's transfer");
+      await finishFrom(a, download, data);
+      assert(gates.every((gate, i) => i === 0 || gate.url.startsWith(B) && gate.headers.has("range")));
+      await captured.close();
+      assert(/the probe of http:\/\/mirror-b\.test\/ failed: answered HTTP 500/.test(captured.text()));
+    } finally {
+      await captured.close();
+    }
+  });
+});
+
+Deno.test("Download.start() probes while a package trickles but never while a database does", async () => {
+  for (const resumeAcrossMirrors of [true, false]) {
+    await withTempDir(async (dir) => {
+      const { data, download, gates, a, trickle } = await slowDownload(dir, {
+        rules: { resumeAcrossMirrors },
+      });
+      for (let i = 0; i < 12; i++) await trickle(TRICKLE);
+      assertEquals(gates.length, resumeAcrossMirrors ? 2 : 1, `resumeAcrossMirrors ${resumeAcrossMirrors}`);
+      await finishFrom(a, download, data);
+    });
+  }
+});
+
+Deno.test("Download.start() cancels a running probe when the transfer completes", async () => {
+  await withTempDir(async (dir) => {
+    const { data, download, gates, signals, a, trickle } = await slowDownload(dir);
+    await trickle(TRICKLE);
+    await trickle(TRICKLE);
+    assertEquals(gates.length, 2, "B is probed");
+    assert(!signals[1].aborted, "the probe waits for B's bytes");
+    await finishFrom(a, download, data);
+    assert(signals[1].aborted, "the probe was cancelled with the transfer's end");
+    assertEquals(gates.length, 2);
+  });
+});
+
+Deno.test("Download.start() probes a mirror paced below half of max_speed_limit, with at most a second's worth of bytes, and never one paced at it", async () => {
+  for (const maxSpeedLimit of [4 * TRICKLE, TRICKLE]) {
+    await withTempDir(async (dir) => {
+      const { data, clock, download, gates, a, trickle } = await slowDownload(dir, { maxSpeedLimit });
+      for (let i = 0; i < 12; i++) await trickle(TRICKLE);
+      if (maxSpeedLimit === TRICKLE) {
+        assertEquals(gates.length, 1, "A is paced by max_speed_limit: never probed");
+      } else {
+        assertEquals(gates.length, 2, "A is slower than half of max_speed_limit: probed");
+        const from = 2 * TRICKLE;
+        assertEquals(gates[1].headers.get("range"), `bytes=${from}-${from + maxSpeedLimit - 1}`);
+      }
+      await finishFrom(a, download, data, clock);
+    });
+  }
+});
+
+Deno.test("Download.start() never probes a mirror that delivers the rest within seconds, and probes it once it slows", async () => {
+  await withTempDir(async (dir) => {
+    const { data, download, gates, a, trickle } = await slowDownload(dir);
+    // 200 kB/s: the 2 MB file takes 10 s in all, less than that is left at every look.
+    for (let i = 0; i < 4; i++) await trickle(10 * TRICKLE);
+    assertEquals(gates.length, 1, "a fast mirror is not probed");
+    for (let i = 0; i < 6; i++) await trickle(TRICKLE / 20);
+    assertEquals(gates.length, 2, "once it trickles, it is");
+    await finishFrom(a, download, data);
+  });
+});
+
+Deno.test("judgeProbe() keeps the mirror in use when switching saves too little, and switches when it saves much", () => {
+  const probe = { bytes: OVERTAKE.probeBytes, ms: 100, ttfbMs: 50 };
+  // 100 kB left at 20 kB/s: 5 s, of which a switch saves less than minSavingMs.
+  assertEquals(judgeProbe(probe, { aRate: 20_000, remaining: 100_000 }).type, "keep");
+  const judged = judgeProbe(probe, { aRate: 20_000, remaining: 2_000_000 });
+  assertEquals(judged.type, "switch");
+  // B's rate counts at most max_speed_limit, where it will be paced.
+  assertEquals(
+    judgeProbe(probe, { aRate: 20_000, remaining: 2_000_000, maxSpeedLimit: 30_000 }).type,
+    "keep",
+  );
+});
+
+Deno.test("probeDecision() waits for the measuring window and probes with no more bytes than are left", () => {
+  const slow = { rate: 1_000, remaining: 500_000 };
+  assertEquals(probeDecision({ ...slow, elapsedMs: OVERTAKE.measureMs - 1 }).type, "wait");
+  assertEquals(probeDecision({ ...slow, elapsedMs: OVERTAKE.measureMs }), { type: "probe", bytes: 500_000 });
+  assertEquals(probeDecision({ ...slow, elapsedMs: 60_000, remaining: 0 }).type, "wait");
+});
