@@ -161,6 +161,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // peers.ts). The peer is not put in a pool: the pools' counters (/metrics, /status) are those of mirrors.
   const peerFirst = new Map<string, string>();
   const silentPeers = new SilentPeers({ now: deps.now });
+  // A peer whose copy of a file failed verification (it rotted on its disk, or the peer stored it unverified)
+  // is not asked for that file again: the mirrors have it. One entry per such file and peer.
+  const corruptOnPeer = new Set<string>();
   const poolFor = (target: RequestTarget) => target.customRepo ? customPools.get(target.customRepo)! : pool;
   const firstFrom = (target: RequestTarget) => {
     const key = target.cacheSegments.join("/");
@@ -199,7 +202,10 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
         : await packageIndex.expectedWhenLoaded(target.cacheSegments);
       return entry && { size: entry.compressedSize, sha256: entry.sha256 };
     },
-    onIntegrityFailure: (_download, reason) => {
+    onIntegrityFailure: (download, reason, blamed) => {
+      for (const peer of blamed) {
+        if (config.cache_peers.includes(peer)) corruptOnPeer.add(`${peer}\0${download.finalPath}`);
+      }
       stats.integrityRejections++;
       stats.recordError(deps.now(), reason);
     },
@@ -374,7 +380,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       config.cache_peers.length > 0 && (target.kind === "package" || target.kind === "package_signature") &&
       !target.customRepo && !store.statComplete(target.cacheSegments) && !downloads.active(target)
     ) {
-      const found = await findOnPeers(config.cache_peers, target.upstreamPath, {
+      const finalPath = store.finalPath(target.cacheSegments);
+      const peers = config.cache_peers.filter((peer) => !corruptOnPeer.has(`${peer}\0${finalPath}`));
+      const found = await findOnPeers(peers, target.upstreamPath, {
         fetch: deps.fetch,
         timers,
         silent: silentPeers,
