@@ -19,7 +19,7 @@ import { isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
 import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
 import type { Admission, QuickAnswer, QuickOptions, Refusal } from "../server/quick_answer.ts";
-import type { RequestHead } from "../server/http1_head.ts";
+import { headerOf, type RequestHead } from "../server/http1_head.ts";
 import { rawTargetOf, type ResponseSent, type ServeInfo, targetPath } from "../http/client_request.ts";
 import { AnswerLog } from "./request_log.ts";
 import { Outage, STALE_DEADLINE_MS } from "./stale.ts";
@@ -357,9 +357,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     store,
     answers,
     config.trusted_proxies.length === 0 ? undefined : (remote, head) => {
-      const client = clientAddress(remote, {
-        get: (name) => head.headers.find(([n]) => n === name)?.[1] ?? null,
-      });
+      // Every line of a header, joined: HAProxy's `option forwardfor` adds its own X-Forwarded-For line after the
+      // client's, and the address a client wrote must not be taken for the one the proxy reported.
+      const client = clientAddress(remote, { get: (name) => headerOf(head, name) ?? null });
       return client.source === "forwarded" ? client.address : undefined;
     },
   );
