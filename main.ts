@@ -36,6 +36,7 @@ import { primaryMirrorLogger, startMirrorSelection } from "./src/mirrors/mirror_
 import { MirrorPool } from "./src/mirrors/mirrors.ts";
 import { PackageIndex } from "./src/repo/package_index.ts";
 import { recoverPartials } from "./src/cache/recovery.ts";
+import { lockCacheDirectory } from "./src/cache/cache_lock.ts";
 import { startServer } from "./src/server/server.ts";
 import { libcFreeSpace, libcPathProbe, openLibc } from "./src/server/libc.ts";
 import { libcSocketReads } from "./src/server/socket_reads.ts";
@@ -204,6 +205,10 @@ async function serve(cli: Cli): Promise<void> {
   for (const warning of warnings) log.warn(warning);
   await prepareCacheDirectory(config.cache_directory);
   log.info("Cache directory: {dir}", { dir: config.cache_directory });
+  // Before recovery: a second proxy on this directory would remove the first one's downloads in progress. Held
+  // until the process ends (see cache_lock.ts).
+  const lock = lockCacheDirectory(config.cache_directory);
+  if (lock.warning !== undefined) log.warn(lock.warning);
   // Before any download starts: interrupted downloads are kept to resume or removed, leftovers go.
   const recovery = await recoverPartials(config.cache_directory);
   if (recovery.resumable.length + recovery.removed.length + recovery.skipped.length > 0) {

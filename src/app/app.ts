@@ -19,7 +19,7 @@ import { isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
 import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
 import type { Admission, QuickAnswer, QuickOptions, Refusal } from "../server/quick_answer.ts";
-import type { RequestHead } from "../server/http1_head.ts";
+import { headerOf, type RequestHead } from "../server/http1_head.ts";
 import { rawTargetOf, type ResponseSent, type ServeInfo, targetPath } from "../http/client_request.ts";
 import { AnswerLog } from "./request_log.ts";
 import { Outage, STALE_DEADLINE_MS } from "./stale.ts";
@@ -161,6 +161,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // peers.ts). The peer is not put in a pool: the pools' counters (/metrics, /status) are those of mirrors.
   const peerFirst = new Map<string, string>();
   const silentPeers = new SilentPeers({ now: deps.now });
+  // A peer whose copy of a file failed verification (it rotted on its disk, or the peer stored it unverified)
+  // is not asked for that file again: the mirrors have it. One entry per such file and peer.
+  const corruptOnPeer = new Set<string>();
   const poolFor = (target: RequestTarget) => target.customRepo ? customPools.get(target.customRepo)! : pool;
   const firstFrom = (target: RequestTarget) => {
     const key = target.cacheSegments.join("/");
@@ -199,7 +202,10 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
         : await packageIndex.expectedWhenLoaded(target.cacheSegments);
       return entry && { size: entry.compressedSize, sha256: entry.sha256 };
     },
-    onIntegrityFailure: (_download, reason) => {
+    onIntegrityFailure: (download, reason, blamed) => {
+      for (const peer of blamed) {
+        if (config.cache_peers.includes(peer)) corruptOnPeer.add(`${peer}\0${download.finalPath}`);
+      }
       stats.integrityRejections++;
       stats.recordError(deps.now(), reason);
     },
@@ -351,9 +357,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     store,
     answers,
     config.trusted_proxies.length === 0 ? undefined : (remote, head) => {
-      const client = clientAddress(remote, {
-        get: (name) => head.headers.find(([n]) => n === name)?.[1] ?? null,
-      });
+      // Every line of a header, joined: HAProxy's `option forwardfor` adds its own X-Forwarded-For line after the
+      // client's, and the address a client wrote must not be taken for the one the proxy reported.
+      const client = clientAddress(remote, { get: (name) => headerOf(head, name) ?? null });
       return client.source === "forwarded" ? client.address : undefined;
     },
   );
@@ -374,7 +380,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
       config.cache_peers.length > 0 && (target.kind === "package" || target.kind === "package_signature") &&
       !target.customRepo && !store.statComplete(target.cacheSegments) && !downloads.active(target)
     ) {
-      const found = await findOnPeers(config.cache_peers, target.upstreamPath, {
+      const finalPath = store.finalPath(target.cacheSegments);
+      const peers = config.cache_peers.filter((peer) => !corruptOnPeer.has(`${peer}\0${finalPath}`));
+      const found = await findOnPeers(peers, target.upstreamPath, {
         fetch: deps.fetch,
         timers,
         silent: silentPeers,

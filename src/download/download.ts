@@ -487,12 +487,11 @@ export class Download {
     if (!mismatch) {
       this.#options.rejected?.add({ ...file, lastModified: record.lastModified, total: this.total });
     }
-    for (const mirror of mismatch ? this.#integrity!.contributors : [file.mirror ?? "upstream"]) {
-      this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
-    }
+    const blamed = mismatch ? [...this.#integrity!.contributors] : [file.mirror ?? "upstream"];
+    for (const mirror of blamed) this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
     await this.#partial.discard();
     log.error(reason);
-    this.#options.onIntegrityFailure?.(this, reason);
+    this.#options.onIntegrityFailure?.(this, reason, blamed);
     throw new HttpError(502, reason);
   }
 }

@@ -33,8 +33,15 @@ export interface DownloadManagerOptions {
   expectFor?: (
     target: RequestTarget,
   ) => ExpectedFile | undefined | Promise<ExpectedFile | undefined>;
-  /** Called when a download was discarded because it did not match what the databases say. */
-  onIntegrityFailure?: (download: { readonly finalPath: string }, reason: string) => void;
+  /**
+   * Called when a download was discarded because it did not match what the databases say, with the mirrors (or
+   * cache peers) whose bytes went into it.
+   */
+  onIntegrityFailure?: (
+    download: { readonly finalPath: string },
+    reason: string,
+    blamed: readonly string[],
+  ) => void;
 }
 
 /** The rules for each kind of cacheable file. */

@@ -39,8 +39,15 @@ export interface DownloadOptions {
   check?: ContentCheck;
   /** Copies that failed `check` before, refused from their head on; a failed one is added. */
   rejected?: RejectedCopies;
-  /** Called when a download was discarded because it did not match `expect`. */
-  onIntegrityFailure?: (download: { readonly finalPath: string }, reason: string) => void;
+  /**
+   * Called when a download was discarded because it did not match `expect`; `blamed` are the mirrors (or cache
+   * peers) whose bytes went into it.
+   */
+  onIntegrityFailure?: (
+    download: { readonly finalPath: string },
+    reason: string,
+    blamed: readonly string[],
+  ) => void;
   /**
    * Resolves when the previous download of the same file has finished: one that has ended (its clients have
    * their answer) may still be removing its partial file, which this one must not have created yet.

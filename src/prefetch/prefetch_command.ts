@@ -8,6 +8,7 @@
  */
 
 import { createApp } from "../app/app.ts";
+import { type CacheLock, lockCacheDirectory } from "../cache/cache_lock.ts";
 import {
   cleaningEnabled,
   cleanupLimitsOf,
@@ -64,23 +65,43 @@ export async function prefetchOnce(
     }
     return { ranIn: "proxy", url, report: await response.json() as PrefetchReport };
   }
-  const pool = new MirrorPool();
-  // The list the proxy starts with (persisted ranking, predefined or built-in): the mirrors are not tested.
-  fillStartingMirrors(config, pool);
-  const app = createApp(config, { pool });
-  await app.packageIndex.loadAll(config.cache_directory);
-  await app.prefetcher.prepare();
-  const report = await app.prefetcher.run({ dryRun: options.dryRun });
-  await app.downloads.idle();
-  const limits = cleanupLimitsOf(config);
-  const fetched = report.files.some((file) => file.outcome === "fetched" && file.bytes > 0);
-  if (!fetched || !cleaningEnabled(limits)) return { ranIn: "here", report };
-  // As the proxy's cleaner does after downloads: older versions beyond num_versions_retain go.
-  return {
-    ranIn: "here",
-    report,
-    cleanup: await runCleanup(config.cache_directory, { ...limits, store: app.store }),
-  };
+  // A pass that downloads holds the cache directory as a proxy does: a proxy may serve it without answering at
+  // this configuration's address (started with another --port or --listen), and two processes' downloads of
+  // one file would write one partial file (see cache_lock.ts).
+  const lock = options.dryRun ? undefined : lockHere(config, url);
+  try {
+    const pool = new MirrorPool();
+    // The list the proxy starts with (persisted ranking, predefined or built-in): the mirrors are not tested.
+    fillStartingMirrors(config, pool);
+    const app = createApp(config, { pool });
+    await app.packageIndex.loadAll(config.cache_directory);
+    await app.prefetcher.prepare();
+    const report = await app.prefetcher.run({ dryRun: options.dryRun });
+    await app.downloads.idle();
+    const limits = cleanupLimitsOf(config);
+    const fetched = report.files.some((file) => file.outcome === "fetched" && file.bytes > 0);
+    if (!fetched || !cleaningEnabled(limits)) return { ranIn: "here", report };
+    // As the proxy's cleaner does after downloads: older versions beyond num_versions_retain go.
+    return {
+      ranIn: "here",
+      report,
+      cleanup: await runCleanup(config.cache_directory, { ...limits, store: app.store }),
+    };
+  } finally {
+    lock?.release();
+  }
+}
+
+/** The cache directory's lock for a pass here; refused, with what to do, when a proxy holds it. */
+function lockHere(config: Config, url: string): CacheLock {
+  try {
+    return lockCacheDirectory(config.cache_directory);
+  } catch (error) {
+    throw new Error(
+      `${describeError(error)} No proxy answered at ${url}: give flexo prefetch that proxy's --port and ` +
+        "--listen, so that it runs the pass.",
+    );
+  }
 }
 
 /**

@@ -3,10 +3,13 @@
  * mirrors, and which pool's mirrors the download's transfers are counted on.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
+import { join } from "node:path";
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
-import { fakeFetch } from "../helpers/fake_fetch.ts";
+import { fakeFetch, serveBytes } from "../helpers/fake_fetch.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
+import { makeRepo } from "../helpers/make_repo.ts";
+import { withTempDir } from "../helpers/temp_dir.ts";
 import { testApp } from "../helpers/test_app.ts";
 
 const PKG = "/core/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst";
@@ -115,3 +118,44 @@ async function settled<T>(answer: Promise<T>): Promise<T | "waiting"> {
     new Promise<"waiting">((resolve) => setTimeout(() => resolve("waiting"), 50)),
   ]);
 }
+
+Deno.test("createApp() takes a package that a cache peer sent corrupt from the mirrors next time, not from that peer again", async () => {
+  await withTempDir(async (dir) => {
+    const repo = await makeRepo(join(dir, "mirror"), {
+      repo: "flexotest",
+      packages: [{ name: "one", version: "1.0-1", size: 5000 }],
+    });
+    const db = await Deno.readFile(join(repo.osDir, "flexotest.db"));
+    const pkg = repo.packages[0];
+    const bytes = await Deno.readFile(pkg.path);
+    // The peer's copy rotted on its disk: it says it has the file, and sends it with one byte changed.
+    const corrupt = bytes.slice();
+    corrupt[100] ^= 0xff;
+    const { fetch, requests } = fakeFetch((url, req) => {
+      if (url.startsWith(PEER)) return req.method === "HEAD" ? { status: 200 } : serveBytes(corrupt, req);
+      return serveBytes(url.endsWith("/flexotest.db") ? db : bytes, req);
+    });
+    const app = await testApp([MIRROR], { fetch, config: { cache_peers: [PEER] } });
+    const path = `/flexotest/os/x86_64/${pkg.fileName}`;
+    try {
+      const bad = await app.get(path);
+      const body = await bad.arrayBuffer().then((b) => new Uint8Array(b), () => undefined);
+      assert(
+        body === undefined || body.byteLength < bytes.byteLength,
+        "no whole answer of the corrupt bytes",
+      );
+      await app.downloads.idle();
+      assertEquals(app.stats.integrityRejections, 1);
+      const again = await app.get(path);
+      assertEquals(new Uint8Array(await again.arrayBuffer()), bytes, "the next request failed again");
+      await app.downloads.idle();
+      assertEquals(
+        requests.filter((r) => r.method === "GET" && r.url.startsWith(PEER)).length,
+        1,
+        "the peer's corrupt copy was taken again",
+      );
+    } finally {
+      await app.cleanup();
+    }
+  });
+});

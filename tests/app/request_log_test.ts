@@ -76,3 +76,33 @@ Deno.test("createApp() logs the client a trusted proxy named for a hit on the qu
     await app.cleanup();
   }
 });
+
+Deno.test("createApp() logs the client a trusted proxy named on the quick path, not one the client wrote in a header line before the proxy's", async () => {
+  const out = output();
+  const log = { ...out, dropped: 0 };
+  const app = await testApp(["http://127.0.0.1:9/"], { log, config: { trusted_proxies: ["127.0.0.1/32"] } });
+  try {
+    const path = join(app.dir, ANSWER.path.slice(1));
+    await Deno.mkdir(dirname(path), { recursive: true });
+    await Deno.writeFile(path, new Uint8Array(1234));
+    const first = await app.fetch(new Request(`http://flexo.test${ANSWER.path}`));
+    await first.body?.cancel();
+    // HAProxy's `option forwardfor` adds its own X-Forwarded-For line after the one the client sent.
+    const head = parseRequestHead(
+      new TextEncoder().encode(
+        `GET ${ANSWER.path} HTTP/1.1\r\nHost: flexo.test\r\nX-Forwarded-For: 10.66.0.1\r\n` +
+          "X-Forwarded-For: 192.0.2.9\r\n\r\n",
+      ),
+    ) as RequestHead;
+    const quick = app.quickAnswer(head, { files: true, remote: "127.0.0.1" });
+    assert(
+      quick instanceof Uint8Array || (quick !== undefined && "file" in quick),
+      "a hit on the quick path",
+    );
+    if ("file" in quick) quick.done({ bytes: 1234, whole: true });
+    const line = out.lines.at(-1)!;
+    assert(line.includes(`${ANSWER.path} (for 192.0.2.9) CACHE HIT 200 1234 bytes`), line);
+  } finally {
+    await app.cleanup();
+  }
+});

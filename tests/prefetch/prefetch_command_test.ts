@@ -5,8 +5,9 @@
  */
 
 import { join } from "node:path";
-import { describePrefetch } from "../../src/prefetch/prefetch_command.ts";
-import { assert, assertEquals } from "../helpers/assert.ts";
+import { lockCacheDirectory } from "../../src/cache/cache_lock.ts";
+import { describePrefetch, prefetchOnce } from "../../src/prefetch/prefetch_command.ts";
+import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
 import { runFlexo, startFlexo, tomlString, writeConfig } from "../helpers/flexo_process.ts";
 import { assertToolsAvailable } from "../helpers/make_repo.ts";
 import {
@@ -18,6 +19,8 @@ import {
   TOOL_NEW,
   TOOL_OLD,
 } from "../helpers/prefetch_repo.ts";
+import { withTempDir } from "../helpers/temp_dir.ts";
+import { testConfig } from "../helpers/test_app.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 await assertToolsAvailable(["repo-add", "bsdtar", "zstd"]);
@@ -151,4 +154,24 @@ Deno.test("describePrefetch() says why a pass may find nothing when [prefetch] i
   assertEquals(off.slice(0, 2), ["Prefetch ran here.", "Would fetch 0 file(s), 0 bytes."]);
   assert(off[2].startsWith("Note: [prefetch] enabled is false"), off[2]);
   assertEquals(describePrefetch({ ranIn: "here", report }, { enabled: true }).length, 2);
+});
+
+Deno.test("prefetchOnce() does not run a pass on a cache directory that a proxy it cannot reach serves", async () => {
+  await withTempDir(async (dir) => {
+    const cacheDir = join(dir, "cache");
+    await Deno.mkdir(cacheDir);
+    // A proxy serves the directory, but not on the address of this configuration (another --port, --listen).
+    const proxy = lockCacheDirectory(cacheDir, 4242);
+    try {
+      const config = testConfig(cacheDir, ["http://127.0.0.1:9/"], { port: freePort() });
+      const refused = () => Promise.reject(new TypeError("connection refused"));
+      const error = await assertRejects(() => prefetchOnce(config, { dryRun: false, fetch: refused }), Error);
+      assert(error.message.includes("process 4242"), error.message);
+      // A dry run fetches nothing, and needs no lock.
+      const dry = await prefetchOnce(config, { dryRun: true, fetch: refused });
+      assertEquals(dry.ranIn, "here");
+    } finally {
+      proxy.release();
+    }
+  });
 });
