@@ -1,23 +1,25 @@
 /**
  * Which packages clients fetched, and when: the record prefetch works from. It is kept apart from file times
  * (a prefetch sets those, and must not make its own downloads look used), in memory and in a small JSON file
- * under the cache's hidden `.flexo` folder, written atomically (a temporary file renamed over the old one).
+ * under the cache's hidden `.flexo` folder, written atomically and durably (see src/atomic_write.ts: flushed,
+ * renamed over the old one, its folder flushed; a save is a few milliseconds of a thread, at most once per
+ * package and hour).
  *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { z } from "zod";
+import { writeAtomically } from "../atomic_write.ts";
 import { describeError } from "../describe_error.ts";
 
 const log = getLogger(["flexo", "prefetch"]);
 
-/** Where the record lives inside the cache directory. */
-
 /** A fetch within this long of the recorded one is not recorded again. */
 export const RECORD_RESOLUTION_MS = 60 * 60 * 1000;
 
+/** Where the record lives inside the cache directory. */
 export const USAGE_FILE = join(".flexo", "package_usage.json");
 
 const usageFileSchema = z.object({
@@ -147,11 +149,8 @@ export class PackageUsage {
   async #save(): Promise<void> {
     const folders: Record<string, Record<string, number>> = {};
     for (const [folder, names] of this.#folders) folders[folder] = Object.fromEntries(names);
-    const temporary = `${this.#path}.tmp`;
     try {
-      await Deno.mkdir(dirname(this.#path), { recursive: true });
-      await Deno.writeTextFile(temporary, JSON.stringify({ version: 1, folders }));
-      await Deno.rename(temporary, this.#path);
+      await writeAtomically(this.#path, JSON.stringify({ version: 1, folders }), { durable: true });
     } catch (error) {
       log.warn("Cannot save the package usage record {path}; prefetch still works until a restart: {error}", {
         path: this.#path,
