@@ -323,7 +323,9 @@ async function serve(cli: Cli): Promise<void> {
       app.health.startDraining();
       await drainPeriod(config.shutdown_drain_secs * 1000);
       await server.shutdown({ graceMs: 10_000 });
-      // Transfers still running after the grace are left (their partial files resume at the next start).
+      // Transfers still running after the grace are left (their partial files resume at the next start). The
+      // package usage of the last requests is saved before the exit: a save cut off would lose it.
+      await app.flush();
       await closeLogging();
       Deno.exit(0);
     })();

@@ -3,7 +3,7 @@
  * (a prefetch sets those, and must not make its own downloads look used), in memory and in a small JSON file
  * under the cache's hidden `.flexo` folder, written atomically and durably (see src/atomic_write.ts: flushed,
  * renamed over the old one, its folder flushed; a save is a few milliseconds of a thread, at most once per
- * package and hour).
+ * package and hour). A graceful stop waits for the last save ({@linkcode PackageUsage.flush}).
  *
  * @module
  */
@@ -42,6 +42,8 @@ export class PackageUsage {
   #folders = new Map<string, Map<string, number>>();
   #dirty = false;
   #saving: Promise<void> | undefined;
+  /** The last save failed (a full disk): what it had is not on disk, and the next flush tries again. */
+  #unsaved = false;
 
   /**
    * @param cacheRoot The cache directory; the record is {@linkcode USAGE_FILE} inside it.
@@ -124,9 +126,21 @@ export class PackageUsage {
     return used.sort((a, b) => a.folder.localeCompare(b.folder) || a.name.localeCompare(b.name));
   }
 
-  /** Resolves when the record on disk has every fetch noted so far. */
+  /** Resolves when the saves of every fetch noted so far have ended (each written, or failed and logged). */
   async flushed(): Promise<void> {
     while (this.#saving) await this.#saving;
+  }
+
+  /**
+   * Saves what is not on disk yet, a save that failed included, and resolves when done: for a graceful stop,
+   * which must not end the process in the middle of a save (it would lose the fetches since the one before).
+   */
+  async flush(): Promise<void> {
+    if (this.#unsaved) {
+      this.#dirty = true;
+      this.#saving ??= this.#saveLoop();
+    }
+    await this.flushed();
   }
 
   #folderMap(folder: string): Map<string, number> {
@@ -151,7 +165,9 @@ export class PackageUsage {
     for (const [folder, names] of this.#folders) folders[folder] = Object.fromEntries(names);
     try {
       await writeAtomically(this.#path, JSON.stringify({ version: 1, folders }), { durable: true });
+      this.#unsaved = false;
     } catch (error) {
+      this.#unsaved = true;
       log.warn("Cannot save the package usage record {path}; prefetch still works until a restart: {error}", {
         path: this.#path,
         error: describeError(error),

@@ -6,7 +6,9 @@
 import { join } from "node:path";
 import { PackageUsage, USAGE_FILE } from "../../src/prefetch/package_usage.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
+import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
 import { fillUp, mountTmpfs, umount } from "../helpers/fault_tools.ts";
+import { testApp } from "../helpers/test_app.ts";
 import { filesBelow, withTempDir } from "../helpers/temp_dir.ts";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -34,6 +36,33 @@ Deno.test("PackageUsage.fetchedSince() takes a fetch recorded while the clock wa
     const restarted = new PackageUsage(dir, { now: () => clock.now });
     await restarted.load();
     assertEquals(restarted.fetchedSince(clock.now - 30 * DAY_MS), []);
+  });
+});
+
+Deno.test("PackageUsage.flush() saves again what a failed save could not write", async () => {
+  await withTempDir(async (dir) => {
+    // `.flexo` is a file: the save cannot make its folder, and fails (logged, not thrown).
+    await Deno.writeTextFile(join(dir, ".flexo"), "");
+    const usage = new PackageUsage(dir, { now: () => Date.UTC(2026, 0, 1) });
+    usage.recordFetch("core/os/x86_64", "zstd");
+    await usage.flushed();
+    await Deno.remove(join(dir, ".flexo"));
+
+    // A graceful stop's flush writes what the failed save had, although no fetch came since.
+    await usage.flush();
+    const saved = JSON.parse(await Deno.readTextFile(join(dir, USAGE_FILE)));
+    assertEquals(Object.keys(saved.folders["core/os/x86_64"]), ["zstd"]);
+  });
+});
+
+Deno.test("PackageUsage.flush() waits for a save that is running, so that a stop does not cut it off", async () => {
+  await withTempDir(async (dir) => {
+    const usage = new PackageUsage(dir, { now: () => Date.UTC(2026, 0, 1) });
+    usage.recordFetch("core/os/x86_64", "zstd");
+    // No await in between: the save has only started.
+    await usage.flush();
+    const saved = JSON.parse(Deno.readTextFileSync(join(dir, USAGE_FILE)));
+    assertEquals(Object.keys(saved.folders["core/os/x86_64"]), ["zstd"]);
   });
 });
 
@@ -114,3 +143,19 @@ async function hasCommand(name: string): Promise<boolean> {
     return false;
   }
 }
+
+Deno.test("FlexoApp.flush() resolves once the package usage of the last request is on disk, for a stop to await", async () => {
+  const { fetch } = fakeFetch((_url, req) => serveBytes(testBytes(1000), req));
+  const app = await testApp(["http://a.test/"], { fetch, config: { prefetch: { enabled: true } } });
+  try {
+    const response = await app.get("/core/os/x86_64/zstd-1.5.6-1-x86_64.pkg.tar.zst");
+    assertEquals(response.status, 200);
+    await response.body?.cancel();
+    await app.flush();
+    // Read at once, synchronously: what main.ts finds on disk when it ends the process right after the flush.
+    const saved = JSON.parse(Deno.readTextFileSync(join(app.dir, USAGE_FILE)));
+    assertEquals(Object.keys(saved.folders["core/os/x86_64"]), ["zstd"]);
+  } finally {
+    await app.cleanup();
+  }
+});
