@@ -55,7 +55,8 @@ Usage:
                                   the proxy; unknown and corrupt files are reported and skipped
   flexo prefetch [--dry-run]      one prefetch pass now: new versions of the packages clients fetched
                                   (see [prefetch]); run by the proxy when one answers on the listen
-                                  address, otherwise here; prints what it fetched (--dry-run: would fetch)
+                                  address, otherwise here; prints what it fetched (--dry-run: what it would
+                                  fetch by the cached databases, downloading and writing nothing)
 
 Options:
   --config FILE      configuration file (default /etc/flexo/flexo.toml; a missing default file is fine)
@@ -386,7 +387,8 @@ async function prefetchCommand(cli: Cli): Promise<number> {
   const { config, warnings } = await effectiveConfig(cli);
   await setupLogging({ level: config.log_level });
   for (const warning of warnings) console.error(`warning: ${warning}`);
-  await prepareCacheDirectory(config.cache_directory);
+  // A dry run writes nothing, not even the cache directory: a missing one only means nothing is cached yet.
+  if (!cli.dryRun) await prepareCacheDirectory(config.cache_directory);
   try {
     const result = await prefetchOnce(config, { dryRun: cli.dryRun ?? false });
     for (const line of describePrefetch(result, { enabled: config.prefetch.enabled })) console.log(line);

@@ -108,14 +108,15 @@ export class PackageUsage {
    * Packages fetched at or after `since` (milliseconds), by folder and name. A fetch recorded later than now (the
    * clock was ahead then, and has been set back) counts as made now, and is saved so: it then ages like any
    * other, where its future time would have kept it wanted (prefetched) for as long as the clock was ahead.
+   * With `save: false` (a dry run) the record is left as it is, in memory and on disk.
    */
-  fetchedSince(since: number): UsedPackage[] {
+  fetchedSince(since: number, options: { save?: boolean } = {}): UsedPackage[] {
     const now = this.#now();
     const used: UsedPackage[] = [];
     for (const [folder, names] of this.#folders) {
       for (const [name, recorded] of names) {
         const lastFetched = Math.min(recorded, now);
-        if (lastFetched !== recorded) {
+        if (lastFetched !== recorded && options.save !== false) {
           names.set(name, lastFetched);
           this.#dirty = true;
         }
