@@ -30,14 +30,19 @@ import {
 } from "./src/cache/cleanup.ts";
 import { ConfigError, type ConfigOverrides, formatConfig, loadConfig } from "./src/config/config.ts";
 import type { Config } from "./src/config/config_schema.ts";
-import { canWriteDirectory, resolveUserDirectories } from "./src/config/user_directories.ts";
+import {
+  canWriteDirectory,
+  canWriteDirectoryWithoutChanges,
+  resolveUserDirectories,
+} from "./src/config/user_directories.ts";
+import { redactUrls } from "./src/redact_url.ts";
 import { closeLogging, describeError, setupLogging } from "./src/logging.ts";
 import { primaryMirrorLogger, startMirrorSelection } from "./src/mirrors/mirror_selection.ts";
 import { MirrorPool } from "./src/mirrors/mirrors.ts";
 import { PackageIndex } from "./src/repo/package_index.ts";
 import { recoverPartials } from "./src/cache/recovery.ts";
 import { startServer } from "./src/server/server.ts";
-import { libcFreeSpace, libcPathProbe, openLibc } from "./src/server/libc.ts";
+import { libcCanWrite, libcFreeSpace, libcPathProbe, openLibc } from "./src/server/libc.ts";
 import { libcSocketReads } from "./src/server/socket_reads.ts";
 import { startMemoryReleases } from "./src/memory_release.ts";
 import { VERSION } from "./src/version.ts";
@@ -156,17 +161,21 @@ function parseCommandLine(rawArgs: string[]): Cli | "help" | "version" {
 
 class UsageError extends Error {}
 
-async function effectiveConfig(cli: Cli): Promise<{ config: Config; warnings: string[]; sources: string[] }> {
+/**
+ * The configuration a command works with. `isWritable` decides whether the default directories under
+ * /var/cache/flexo are used (default: {@linkcode canWriteDirectory}, which makes them and writes a probe file).
+ */
+async function effectiveConfig(
+  cli: Cli,
+  isWritable: (dir: string) => Promise<boolean> = canWriteDirectory,
+): Promise<{ config: Config; warnings: string[]; sources: string[] }> {
   const loaded = await loadConfig({
     configPath: cli.configPath,
     configPathExplicit: cli.configPath !== undefined,
     env: Deno.env.toObject(),
     overrides: cli.overrides,
   });
-  const resolved = await resolveUserDirectories(loaded.config, {
-    env: Deno.env.toObject(),
-    isWritable: canWriteDirectory,
-  });
+  const resolved = await resolveUserDirectories(loaded.config, { env: Deno.env.toObject(), isWritable });
   return {
     config: resolved.config,
     warnings: [...loaded.warnings, ...resolved.warnings],
@@ -354,9 +363,19 @@ async function serve(cli: Cli): Promise<void> {
   await closeLogging();
 }
 
+/**
+ * `flexo check-config`: prints the effective configuration without changing anything on the disk (the
+ * writability of the default directories is asked of the kernel with access(2), not tried), and without the
+ * passwords of URLs (`formatConfig` shows them as `***`, as the status page and the log do).
+ */
 async function checkConfig(cli: Cli): Promise<void> {
-  const { config, warnings, sources } = await effectiveConfig(cli);
-  for (const warning of warnings) console.error(`warning: ${warning}`);
+  const libc = openLibc();
+  const canWrite = libc.ok ? libcCanWrite(libc.libc) : undefined;
+  const { config, warnings, sources } = await effectiveConfig(
+    cli,
+    (dir) => canWriteDirectoryWithoutChanges(dir, canWrite),
+  );
+  for (const warning of warnings) console.error(`warning: ${redactUrls(warning)}`);
   console.log(`# Effective configuration from ${sources.join(", ")}`);
   console.log(formatConfig(config));
 }
