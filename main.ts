@@ -310,6 +310,8 @@ async function serve(cli: Cli): Promise<void> {
     clientTimeoutMs: config.client_timeout_secs * 1000,
     sendfile: config.sendfile,
     maxConnections: config.max_connections,
+    // Counted where /status and /metrics read: an operator learns that the limit is hit (the log warns too).
+    onConnectionRefused: () => app.stats.refusedConnections++,
     libc,
     openFilesLimit: openFiles,
   });
