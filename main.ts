@@ -366,17 +366,22 @@ async function serve(cli: Cli): Promise<void> {
 }
 
 /**
+ * The `isWritable` of {@linkcode effectiveConfig} for commands that must change nothing on the disk
+ * (`check-config`, the dry runs): asked of the kernel with access(2) where libc loads, never tried.
+ */
+function withoutChanges(): (dir: string) => Promise<boolean> {
+  const libc = openLibc();
+  const canWrite = libc.ok ? libcCanWrite(libc.libc) : undefined;
+  return (dir) => canWriteDirectoryWithoutChanges(dir, canWrite);
+}
+
+/**
  * `flexo check-config`: prints the effective configuration without changing anything on the disk (the
  * writability of the default directories is asked of the kernel with access(2), not tried), and without the
  * passwords of URLs (`formatConfig` shows them as `***`, as the status page and the log do).
  */
 async function checkConfig(cli: Cli): Promise<void> {
-  const libc = openLibc();
-  const canWrite = libc.ok ? libcCanWrite(libc.libc) : undefined;
-  const { config, warnings, sources } = await effectiveConfig(
-    cli,
-    (dir) => canWriteDirectoryWithoutChanges(dir, canWrite),
-  );
+  const { config, warnings, sources } = await effectiveConfig(cli, withoutChanges());
   for (const warning of warnings) console.error(`warning: ${redactUrls(warning)}`);
   console.log(`# Effective configuration from ${sources.join(", ")}`);
   console.log(formatConfig(config));
@@ -384,7 +389,7 @@ async function checkConfig(cli: Cli): Promise<void> {
 
 /** `flexo clean [--dry-run]`: one cleaning run, printing every removed file; 1 when a file could not be removed. */
 async function clean(cli: Cli): Promise<number> {
-  const { config, warnings } = await effectiveConfig(cli);
+  const { config, warnings } = await effectiveConfig(cli, cli.dryRun ? withoutChanges() : undefined);
   await setupLogging({ level: config.log_level });
   for (const warning of warnings) console.error(`warning: ${warning}`);
   const limits = cleanupLimitsOf(config);
@@ -405,7 +410,7 @@ async function prefetchCommand(cli: Cli): Promise<number> {
   const { describePrefetch, prefetchError, prefetchOnce } = await import(
     "./src/prefetch/prefetch_command.ts"
   );
-  const { config, warnings } = await effectiveConfig(cli);
+  const { config, warnings } = await effectiveConfig(cli, cli.dryRun ? withoutChanges() : undefined);
   await setupLogging({ level: config.log_level });
   for (const warning of warnings) console.error(`warning: ${warning}`);
   // A dry run writes nothing, not even the cache directory: a missing one only means nothing is cached yet.

@@ -125,11 +125,21 @@ export async function runPrefetch(
   };
   await Promise.all(Array.from({ length: limits.max_parallel }, worker));
   const report = { dryRun, startedAt, finishedAt: deps.now(), databases, files, bytes };
-  log.info("Prefetch run: {databases} databases revalidated, {fetched} files ({bytes} bytes) fetched", {
-    databases: databases.length,
-    fetched: files.filter((f) => f.outcome === "fetched").length,
-    bytes,
-  });
+  if (dryRun) {
+    log.info(
+      "Prefetch dry run: {databases} databases to revalidate, {files} files to fetch; nothing changed",
+      {
+        databases: databases.length,
+        files: files.filter((f) => f.outcome === "would_fetch").length,
+      },
+    );
+  } else {
+    log.info("Prefetch run: {databases} databases revalidated, {fetched} files ({bytes} bytes) fetched", {
+      databases: databases.length,
+      fetched: files.filter((f) => f.outcome === "fetched").length,
+      bytes,
+    });
+  }
   return report;
 }
 

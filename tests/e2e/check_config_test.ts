@@ -1,6 +1,7 @@
 /**
  * `flexo check-config` only looks: it prints the effective configuration without the passwords of URLs, and
- * changes nothing on the disk (neither the cache directory nor the default directories it checks).
+ * changes nothing on the disk (neither the cache directory nor the default directories it checks); nor do
+ * `flexo prefetch --dry-run` and `flexo clean --dry-run`.
  */
 
 import { join } from "node:path";
@@ -19,6 +20,7 @@ async function configWithSecrets(dir: string): Promise<{ path: string; cacheDir:
     path,
     [
       `cache_directory = ${tomlString(cacheDir)}`,
+      "port = 9", // no proxy answers there: `flexo prefetch` runs its pass itself
       'mirror_selection_method = "predefined"',
       'mirrors_predefined = ["https://alice:mirror-s3cret@mirror.example/arch/"]',
       'cache_peers = ["http://bob:peer-s3cret@peer.example:7878"]',
@@ -57,47 +59,55 @@ Deno.test("checkConfig() prints the passwords of mirror, cache peer and custom r
   });
 });
 
-Deno.test("checkConfig() changes nothing on the disk: no folder made, no probe file written (strace)", async (t) => {
-  if (!(await hasCommand("strace"))) {
-    await t.step({ name: "skipped: strace is not installed", ignore: true, fn: () => {} });
-    return;
-  }
-  await withTempDir(async (dir) => {
-    const { path, cacheDir } = await configWithSecrets(dir);
-    const info = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdout: "piped" })
-      .output();
-    const denoDir: string = JSON.parse(decoder.decode(info.stdout)).denoDir;
-    const trace = join(dir, "trace");
-    const output = await new Deno.Command("strace", {
-      args: [
-        "-f",
-        "-o",
-        trace,
-        "-e",
-        "trace=mkdir,mkdirat,unlink,unlinkat,rename,renameat,renameat2,openat,creat",
-        Deno.execPath(),
-        "run",
-        "-A",
-        MAIN,
-        "check-config",
-        "--config",
-        path,
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assertEquals(output.code, 0, decoder.decode(output.stderr));
-    // The runtime's own cache of compiled modules is Deno's business, not flexo's.
-    const changes = (await Deno.readTextFile(trace)).split("\n").filter((line) =>
-      /\b(mkdir|mkdirat|unlink|unlinkat|rename|renameat2?|creat)\(|O_CREAT|O_WRONLY|O_RDWR/.test(line) &&
-      !line.includes(denoDir)
-    );
-    assertEquals(changes, [], "system calls that change the disk");
-    assertEquals(
-      await Deno.stat(cacheDir).then(() => true, () => false),
-      false,
-      "the cache directory is not made",
-    );
+for (
+  const [name, command] of [
+    ["checkConfig()", ["check-config"]],
+    ["prefetchCommand() with --dry-run", ["prefetch", "--dry-run"]],
+    ["clean() with --dry-run", ["clean", "--dry-run"]],
+  ] as const
+) {
+  Deno.test(`${name} changes nothing on the disk: no folder made, no probe file written (strace)`, async (t) => {
+    if (!(await hasCommand("strace"))) {
+      await t.step({ name: "skipped: strace is not installed", ignore: true, fn: () => {} });
+      return;
+    }
+    await withTempDir(async (dir) => {
+      const { path, cacheDir } = await configWithSecrets(dir);
+      const info = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdout: "piped" })
+        .output();
+      const denoDir: string = JSON.parse(decoder.decode(info.stdout)).denoDir;
+      const trace = join(dir, "trace");
+      const output = await new Deno.Command("strace", {
+        args: [
+          "-f",
+          "-o",
+          trace,
+          "-e",
+          "trace=mkdir,mkdirat,unlink,unlinkat,rename,renameat,renameat2,openat,creat",
+          Deno.execPath(),
+          "run",
+          "-A",
+          MAIN,
+          ...command,
+          "--config",
+          path,
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assertEquals(output.code, 0, decoder.decode(output.stderr));
+      // The runtime's own cache of compiled modules is Deno's business, not flexo's.
+      const changes = (await Deno.readTextFile(trace)).split("\n").filter((line) =>
+        /\b(mkdir|mkdirat|unlink|unlinkat|rename|renameat2?|creat)\(|O_CREAT|O_WRONLY|O_RDWR/.test(line) &&
+        !line.includes(denoDir)
+      );
+      assertEquals(changes, [], "system calls that change the disk");
+      assertEquals(
+        await Deno.stat(cacheDir).then(() => true, () => false),
+        false,
+        "the cache directory is not made",
+      );
+    });
   });
-});
+}
