@@ -30,7 +30,12 @@ import {
 } from "./src/cache/cleanup.ts";
 import { ConfigError, type ConfigOverrides, formatConfig, loadConfig } from "./src/config/config.ts";
 import type { Config } from "./src/config/config_schema.ts";
-import { canWriteDirectory, resolveUserDirectories } from "./src/config/user_directories.ts";
+import {
+  canWriteDirectory,
+  canWriteDirectoryWithoutChanges,
+  resolveUserDirectories,
+} from "./src/config/user_directories.ts";
+import { redactUrls } from "./src/redact_url.ts";
 import { closeLogging, describeError, setupLogging } from "./src/logging.ts";
 import { primaryMirrorLogger, startMirrorSelection } from "./src/mirrors/mirror_selection.ts";
 import { MirrorPool } from "./src/mirrors/mirrors.ts";
@@ -38,7 +43,7 @@ import { PackageIndex } from "./src/repo/package_index.ts";
 import { recoverPartials } from "./src/cache/recovery.ts";
 import { lockCacheDirectory } from "./src/cache/cache_lock.ts";
 import { startServer } from "./src/server/server.ts";
-import { libcFreeSpace, libcPathProbe, openLibc } from "./src/server/libc.ts";
+import { libcCanWrite, libcFreeSpace, libcPathProbe, openLibc } from "./src/server/libc.ts";
 import { libcSocketReads } from "./src/server/socket_reads.ts";
 import { startMemoryReleases } from "./src/memory_release.ts";
 import { VERSION } from "./src/version.ts";
@@ -56,7 +61,8 @@ Usage:
                                   the proxy; unknown and corrupt files are reported and skipped
   flexo prefetch [--dry-run]      one prefetch pass now: new versions of the packages clients fetched
                                   (see [prefetch]); run by the proxy when one answers on the listen
-                                  address, otherwise here; prints what it fetched (--dry-run: would fetch)
+                                  address, otherwise here; prints what it fetched (--dry-run: what it would
+                                  fetch by the cached databases, downloading and writing nothing)
 
 Options:
   --config FILE      configuration file (default /etc/flexo/flexo.toml; a missing default file is fine)
@@ -156,17 +162,21 @@ function parseCommandLine(rawArgs: string[]): Cli | "help" | "version" {
 
 class UsageError extends Error {}
 
-async function effectiveConfig(cli: Cli): Promise<{ config: Config; warnings: string[]; sources: string[] }> {
+/**
+ * The configuration a command works with. `isWritable` decides whether the default directories under
+ * /var/cache/flexo are used (default: {@linkcode canWriteDirectory}, which makes them and writes a probe file).
+ */
+async function effectiveConfig(
+  cli: Cli,
+  isWritable: (dir: string) => Promise<boolean> = canWriteDirectory,
+): Promise<{ config: Config; warnings: string[]; sources: string[] }> {
   const loaded = await loadConfig({
     configPath: cli.configPath,
     configPathExplicit: cli.configPath !== undefined,
     env: Deno.env.toObject(),
     overrides: cli.overrides,
   });
-  const resolved = await resolveUserDirectories(loaded.config, {
-    env: Deno.env.toObject(),
-    isWritable: canWriteDirectory,
-  });
+  const resolved = await resolveUserDirectories(loaded.config, { env: Deno.env.toObject(), isWritable });
   return {
     config: resolved.config,
     warnings: [...loaded.warnings, ...resolved.warnings],
@@ -305,6 +315,8 @@ async function serve(cli: Cli): Promise<void> {
     clientTimeoutMs: config.client_timeout_secs * 1000,
     sendfile: config.sendfile,
     maxConnections: config.max_connections,
+    // Counted where /status and /metrics read: an operator learns that the limit is hit (the log warns too).
+    onConnectionRefused: () => app.stats.refusedConnections++,
     libc,
     openFilesLimit: openFiles,
   });
@@ -328,7 +340,9 @@ async function serve(cli: Cli): Promise<void> {
       app.health.startDraining();
       await drainPeriod(config.shutdown_drain_secs * 1000);
       await server.shutdown({ graceMs: 10_000 });
-      // Transfers still running after the grace are left (their partial files resume at the next start).
+      // Transfers still running after the grace are left (their partial files resume at the next start). The
+      // package usage of the last requests is saved before the exit: a save cut off would lose it.
+      await app.flush();
       await closeLogging();
       Deno.exit(0);
     })();
@@ -356,16 +370,31 @@ async function serve(cli: Cli): Promise<void> {
   await closeLogging();
 }
 
+/**
+ * The `isWritable` of {@linkcode effectiveConfig} for commands that must change nothing on the disk
+ * (`check-config`, the dry runs): asked of the kernel with access(2) where libc loads, never tried.
+ */
+function withoutChanges(): (dir: string) => Promise<boolean> {
+  const libc = openLibc();
+  const canWrite = libc.ok ? libcCanWrite(libc.libc) : undefined;
+  return (dir) => canWriteDirectoryWithoutChanges(dir, canWrite);
+}
+
+/**
+ * `flexo check-config`: prints the effective configuration without changing anything on the disk (the
+ * writability of the default directories is asked of the kernel with access(2), not tried), and without the
+ * passwords of URLs (`formatConfig` shows them as `***`, as the status page and the log do).
+ */
 async function checkConfig(cli: Cli): Promise<void> {
-  const { config, warnings, sources } = await effectiveConfig(cli);
-  for (const warning of warnings) console.error(`warning: ${warning}`);
+  const { config, warnings, sources } = await effectiveConfig(cli, withoutChanges());
+  for (const warning of warnings) console.error(`warning: ${redactUrls(warning)}`);
   console.log(`# Effective configuration from ${sources.join(", ")}`);
   console.log(formatConfig(config));
 }
 
 /** `flexo clean [--dry-run]`: one cleaning run, printing every removed file; 1 when a file could not be removed. */
 async function clean(cli: Cli): Promise<number> {
-  const { config, warnings } = await effectiveConfig(cli);
+  const { config, warnings } = await effectiveConfig(cli, cli.dryRun ? withoutChanges() : undefined);
   await setupLogging({ level: config.log_level });
   for (const warning of warnings) console.error(`warning: ${warning}`);
   const limits = cleanupLimitsOf(config);
@@ -386,10 +415,11 @@ async function prefetchCommand(cli: Cli): Promise<number> {
   const { describePrefetch, prefetchError, prefetchOnce } = await import(
     "./src/prefetch/prefetch_command.ts"
   );
-  const { config, warnings } = await effectiveConfig(cli);
+  const { config, warnings } = await effectiveConfig(cli, cli.dryRun ? withoutChanges() : undefined);
   await setupLogging({ level: config.log_level });
   for (const warning of warnings) console.error(`warning: ${warning}`);
-  await prepareCacheDirectory(config.cache_directory);
+  // A dry run writes nothing, not even the cache directory: a missing one only means nothing is cached yet.
+  if (!cli.dryRun) await prepareCacheDirectory(config.cache_directory);
   try {
     const result = await prefetchOnce(config, { dryRun: cli.dryRun ?? false });
     for (const line of describePrefetch(result, { enabled: config.prefetch.enabled })) console.log(line);

@@ -125,6 +125,11 @@ export interface FlexoApp {
   health: NodeHealth;
   /** This node's name in Via headers. */
   nodeName: string;
+  /**
+   * Writes what the app keeps in memory for the next start and resolves when it is on disk: the package usage
+   * record's last save (see `PackageUsage.flush`). A graceful stop awaits it before the process ends.
+   */
+  flush(): Promise<void>;
 }
 
 /** Transfer limits from the configuration. */
@@ -453,6 +458,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     prefetcher,
     health,
     nodeName,
+    flush: () => usage.flush(),
   };
 }
 

@@ -197,6 +197,21 @@ export class CacheStore {
   }
 
   /**
+   * Removes the record of a partial download on the calling thread (where a record could not be written: see
+   * `PartialFile.writeRecordIfDue`). A record is not a cached file, so nothing remembered changes.
+   *
+   * @returns True when no record is there any more (removed, or none was), false when it could not be removed.
+   */
+  removePartialMetaSync(segments: readonly string[]): boolean {
+    try {
+      Deno.removeSync(this.#paths.recordPath(segments));
+      return true;
+    } catch (error) {
+      return error instanceof Deno.errors.NotFound;
+    }
+  }
+
+  /**
    * Makes a finished download visible: moves it into place atomically, sets its modification time to
    * upstream's `Last-Modified`, and removes its record.
    *

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { dirname } from "node:path";
+import { writeAtomicallySync } from "../atomic_write.ts";
 import { type PathProbe, statPathProbe } from "./surely_missing.ts";
 import { z } from "zod";
 
@@ -113,8 +113,17 @@ export function readPartialRecord(path: string, surelyMissing: PathProbe = statP
 }
 
 /**
- * Writes the record at `path` atomically (a temporary file renamed into place), making its folder when it is
- * missing. Only the fields of {@linkcode PartialMeta} are written.
+ * Writes the record at `path` atomically (a temporary file renamed into place, with
+ * {@linkcode writeAtomicallySync}), making its folder when it is missing. Only the fields of
+ * {@linkcode PartialMeta} are written. Throws what the system throws (a full disk); the temporary file is
+ * removed first.
+ *
+ * Not flushed to the disk (no fsync), deliberately: the record is written on the main thread between a mirror's
+ * chunks for the clients (see `RECORD_AFTER_BYTES` in partial_file.ts), where a flush would hold
+ * every client of the proxy for as long as the disk takes; and its partial file is not flushed either until its
+ * commit, so a flushed record would not make the download any more resumable. What a power loss can leave is
+ * a record that is empty or missing: it then reads as invalid (or missing), and the partial download is
+ * downloaded again from its first byte. That costs bytes, never a wrong file.
  *
  * @param path The record file (see `CachePaths.recordPath`).
  * @param meta What upstream announced.
@@ -126,16 +135,7 @@ export function writePartialRecord(path: string, meta: PartialMeta): void {
     contentType: meta.contentType,
     mirror: meta.mirror,
   });
-  const tmp = `${path}${PARTIAL_RECORD_TMP_SUFFIX}`;
-  try {
-    Deno.writeTextFileSync(tmp, text);
-  } catch (error) {
-    // The folders are made only when missing: one operation less before the first byte of most downloads.
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    Deno.mkdirSync(dirname(path), { recursive: true });
-    Deno.writeTextFileSync(tmp, text);
-  }
-  Deno.renameSync(tmp, path);
+  writeAtomicallySync(path, text, { temporary: `${path}${PARTIAL_RECORD_TMP_SUFFIX}` });
 }
 
 function invalid(path: string, what: string): PartialRecordRead {

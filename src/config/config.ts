@@ -461,6 +461,8 @@ function valueAt(values: unknown, path: readonly PropertyKey[]): unknown {
  *
  * Custom repos become `[[custom_repo]]` tables with `url` (a string, or a list when there are several).
  * When `low_speed_limit_formatted` is set, the derived `low_speed_limit` is shown as a comment instead.
+ * The password of every URL in it (a mirror's, a custom repository's, a cache peer's) is shown as `***`: the
+ * text is printed, and pasted into bug reports (see redact_url.ts).
  */
 export function formatConfig(config: Config): string {
   const body: Record<string, unknown> = {};
@@ -486,5 +488,5 @@ export function formatConfig(config: Config): string {
     url: repo.urls.length === 1 ? repo.urls[0] : [...repo.urls],
   }));
   const comments = header.length === 0 ? "" : `${header.join("\n")}\n\n`;
-  return `${comments}${stringifyToml(body)}\n`;
+  return redactUrls(`${comments}${stringifyToml(body)}\n`);
 }

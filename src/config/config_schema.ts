@@ -296,7 +296,8 @@ export const configObjectSchema = z.object({
   max_connections: z.number({ error: MAX_CONNECTIONS }).int().min(1).optional()
     .describe(
       "Most client connections open at once; beyond it a new one replaces the one waiting longest for a " +
-        "request. Not set: the open-files limit less a quarter (at least 64) for cache files and mirrors.",
+        "request, or is closed when all are answering (counted: flexo_connections_refused_total). Not set: the " +
+        "open-files limit less a quarter (at least 64) for cache files and mirrors.",
     ),
   max_speed_limit: z.preprocess(
     parsedOrRaw(parseBandwidth),

@@ -101,3 +101,27 @@ export async function canWriteDirectory(dir: string): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * Whether this process could write into `dir`, found without changing anything on the disk (for
+ * `flexo check-config`, where {@linkcode canWriteDirectory} would make the folder and a probe file): `dir` when
+ * it exists, otherwise the nearest folder above it that exists, where `mkdir -p` would start. `canWrite` asks
+ * whether files may be made in an existing folder (`access(2)`, see `libcCanWrite`); without it, an existing
+ * folder counts as writable when its mode lets anyone write (an approximation: the owner is not compared).
+ */
+export function canWriteDirectoryWithoutChanges(
+  dir: string,
+  canWrite?: (path: string) => boolean,
+): Promise<boolean> {
+  for (let path = dir;; path = dirname(path)) {
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(path);
+    } catch {
+      if (dirname(path) === path) return Promise.resolve(false);
+      continue;
+    }
+    if (!info.isDirectory) return Promise.resolve(false);
+    return Promise.resolve(canWrite ? canWrite(path) : ((info.mode ?? 0) & 0o222) !== 0);
+  }
+}

@@ -281,12 +281,9 @@ export class Download {
     }
     // Every mirror failed: each failure counted, but none is penalised (the file or our own network is the likelier cause).
     // Not kept when a mirror's file has another length: they'd fail every later download (a rebuilt package).
-    if (!rules.keepPartialOnFailure || this.written === 0 || tally.sawOtherLength) {
-      await this.#partial.discard();
-    } else {
-      // Kept for the next download of the file to resume, which needs its record.
-      this.#partial.writeRecordIfDue();
-    }
+    // Kept for the next download to resume, with its record; without one (a full disk) it goes, freeing space.
+    const keep = rules.keepPartialOnFailure && this.written > 0 && !tally.sawOtherLength;
+    if (!keep || !this.#partial.writeRecordIfDue()) await this.#partial.discard();
     throw tally.finalError(upstreamPath);
   }
 

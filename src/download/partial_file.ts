@@ -9,7 +9,11 @@
  */
 
 import type { CachedFile, CacheStore, PartialMeta } from "../cache/cache_store.ts";
+import { getLogger } from "@logtape/logtape";
 import { closeQuietly } from "../close_quietly.ts";
+import { describeError } from "../describe_error.ts";
+
+const log = getLogger(["flexo", "download"]);
 
 type Opening = { file: Deno.FsFile } | { error: unknown };
 
@@ -60,12 +64,32 @@ export class PartialFile {
   /**
    * Writes the record, if the file has bytes it does not describe yet: once `written`, the bytes on disk, reach
    * {@linkcode RECORD_AFTER_BYTES}; at once without `written` (a failed download keeping its file).
+   *
+   * Never throws: a record that cannot be written (a full disk) costs only the resume after a restart, not the
+   * download, whose own writes say whether the disk can take its bytes. The record of an earlier answer is then
+   * removed (a removal needs no space), so that no restart resumes the file with what another answer said; the
+   * file without a record is downloaded again from its first byte, as recovery and resumption treat it.
+   *
+   * @returns False when the record was due and could not be written: the file cannot be resumed.
    */
-  writeRecordIfDue(written?: number): void {
-    if (!this.#recordDue || (written !== undefined && written < RECORD_AFTER_BYTES)) return;
+  writeRecordIfDue(written?: number): boolean {
+    if (!this.#recordDue || (written !== undefined && written < RECORD_AFTER_BYTES)) return true;
     this.#recordDue = false;
-    this.#noRecord = false;
-    this.#store.writePartialMeta(this.#segments, this.#record);
+    try {
+      this.#store.writePartialMeta(this.#segments, this.#record);
+      this.#noRecord = false;
+      return true;
+    } catch (error) {
+      log.warn(
+        "Cannot write the record of the partial download {path}; it is not resumed after a restart: {error}",
+        {
+          path: this.#segments.join("/"),
+          error: describeError(error),
+        },
+      );
+      this.#noRecord = this.#store.removePartialMetaSync(this.#segments);
+      return false;
+    }
   }
 
   /** The open file, once {@linkcode PartialFile.open} has returned it (until closed). */

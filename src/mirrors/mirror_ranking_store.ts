@@ -12,7 +12,7 @@
 
 import { basename, dirname, join } from "node:path";
 import { z } from "zod";
-import { writeAll } from "../write_all.ts";
+import { writeAtomically } from "../atomic_write.ts";
 
 /** One mirror of a stored ranking. */
 export interface RankedMirror {
@@ -161,7 +161,7 @@ export function rankingAgeMs(ranking: StoredRanking, now: number): number {
  */
 export async function writeRanking(path: string, ranking: Omit<StoredRanking, "version">): Promise<void> {
   const stored: StoredRanking = { version: RANKING_FILE_VERSION, ...ranking };
-  await writeAtomically(path, `${JSON.stringify(stored, null, 2)}\n`, "mirrorlist_latency_test_results_file");
+  await writeStateFile(path, `${JSON.stringify(stored, null, 2)}\n`, "mirrorlist_latency_test_results_file");
 }
 
 /**
@@ -203,30 +203,23 @@ export function readMirrorListSync(path: string, options: ReadRankingOptions = {
 
 /** Writes `urls` to `mirrorlist_fallback_file` atomically, one a line, as flexo does (no newline at the end). */
 export async function writeMirrorList(path: string, urls: readonly string[]): Promise<void> {
-  await writeAtomically(path, urls.join("\n"), "mirrorlist_fallback_file");
+  await writeStateFile(path, urls.join("\n"), "mirrorlist_fallback_file");
 }
 
 /**
- * Writes `text` to a temporary file in the directory of `path`, flushed, then renamed over `path`, so that a crash
- * never leaves a half-written file. Creates the directory if needed; an error names `setting`.
+ * Writes `text` over `path` durably with {@linkcode writeAtomically} (flushed, renamed, its folder flushed), so
+ * that a crash never leaves a half-written file, and removes older leftovers. An error names `setting`.
  */
-async function writeAtomically(path: string, text: string, setting: string): Promise<void> {
+async function writeStateFile(path: string, text: string, setting: string): Promise<void> {
   const directory = dirname(path);
-  const temporary = join(directory, `.${basename(path)}.${crypto.randomUUID()}.tmp`);
   try {
-    await Deno.mkdir(directory, { recursive: true });
-    const file = await Deno.open(temporary, { write: true, createNew: true, mode: 0o644 });
-    try {
-      const data = new TextEncoder().encode(text);
-      await writeAll(file, data);
-      await file.sync();
-    } finally {
-      file.close();
-    }
-    await Deno.rename(temporary, path);
+    await writeAtomically(path, text, {
+      temporary: join(directory, `.${basename(path)}.${crypto.randomUUID()}.tmp`),
+      durable: true,
+      mode: 0o644,
+    });
     await removeLeftovers(directory, basename(path));
   } catch (error) {
-    await Deno.remove(temporary).catch(() => {});
     throw new Error(
       `Could not write ${path}: ${
         (error as Error).message

@@ -1,23 +1,25 @@
 /**
  * Which packages clients fetched, and when: the record prefetch works from. It is kept apart from file times
  * (a prefetch sets those, and must not make its own downloads look used), in memory and in a small JSON file
- * under the cache's hidden `.flexo` folder, written atomically (a temporary file renamed over the old one).
+ * under the cache's hidden `.flexo` folder, written atomically and durably (see src/atomic_write.ts: flushed,
+ * renamed over the old one, its folder flushed; a save is a few milliseconds of a thread, at most once per
+ * package and hour). A graceful stop waits for the last save ({@linkcode PackageUsage.flush}).
  *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { z } from "zod";
+import { writeAtomically } from "../atomic_write.ts";
 import { describeError } from "../describe_error.ts";
 
 const log = getLogger(["flexo", "prefetch"]);
 
-/** Where the record lives inside the cache directory. */
-
 /** A fetch within this long of the recorded one is not recorded again. */
 export const RECORD_RESOLUTION_MS = 60 * 60 * 1000;
 
+/** Where the record lives inside the cache directory. */
 export const USAGE_FILE = join(".flexo", "package_usage.json");
 
 const usageFileSchema = z.object({
@@ -40,6 +42,8 @@ export class PackageUsage {
   #folders = new Map<string, Map<string, number>>();
   #dirty = false;
   #saving: Promise<void> | undefined;
+  /** The last save failed (a full disk): what it had is not on disk, and the next flush tries again. */
+  #unsaved = false;
 
   /**
    * @param cacheRoot The cache directory; the record is {@linkcode USAGE_FILE} inside it.
@@ -104,14 +108,15 @@ export class PackageUsage {
    * Packages fetched at or after `since` (milliseconds), by folder and name. A fetch recorded later than now (the
    * clock was ahead then, and has been set back) counts as made now, and is saved so: it then ages like any
    * other, where its future time would have kept it wanted (prefetched) for as long as the clock was ahead.
+   * With `save: false` (a dry run) the record is left as it is, in memory and on disk.
    */
-  fetchedSince(since: number): UsedPackage[] {
+  fetchedSince(since: number, options: { save?: boolean } = {}): UsedPackage[] {
     const now = this.#now();
     const used: UsedPackage[] = [];
     for (const [folder, names] of this.#folders) {
       for (const [name, recorded] of names) {
         const lastFetched = Math.min(recorded, now);
-        if (lastFetched !== recorded) {
+        if (lastFetched !== recorded && options.save !== false) {
           names.set(name, lastFetched);
           this.#dirty = true;
         }
@@ -122,9 +127,21 @@ export class PackageUsage {
     return used.sort((a, b) => a.folder.localeCompare(b.folder) || a.name.localeCompare(b.name));
   }
 
-  /** Resolves when the record on disk has every fetch noted so far. */
+  /** Resolves when the saves of every fetch noted so far have ended (each written, or failed and logged). */
   async flushed(): Promise<void> {
     while (this.#saving) await this.#saving;
+  }
+
+  /**
+   * Saves what is not on disk yet, a save that failed included, and resolves when done: for a graceful stop,
+   * which must not end the process in the middle of a save (it would lose the fetches since the one before).
+   */
+  async flush(): Promise<void> {
+    if (this.#unsaved) {
+      this.#dirty = true;
+      this.#saving ??= this.#saveLoop();
+    }
+    await this.flushed();
   }
 
   #folderMap(folder: string): Map<string, number> {
@@ -147,12 +164,11 @@ export class PackageUsage {
   async #save(): Promise<void> {
     const folders: Record<string, Record<string, number>> = {};
     for (const [folder, names] of this.#folders) folders[folder] = Object.fromEntries(names);
-    const temporary = `${this.#path}.tmp`;
     try {
-      await Deno.mkdir(dirname(this.#path), { recursive: true });
-      await Deno.writeTextFile(temporary, JSON.stringify({ version: 1, folders }));
-      await Deno.rename(temporary, this.#path);
+      await writeAtomically(this.#path, JSON.stringify({ version: 1, folders }), { durable: true });
+      this.#unsaved = false;
     } catch (error) {
+      this.#unsaved = true;
       log.warn("Cannot save the package usage record {path}; prefetch still works until a restart: {error}", {
         path: this.#path,
         error: describeError(error),

@@ -139,6 +139,12 @@ export function describePrefetch(
       ? `Would fetch ${wanted.length} file(s), ${wanted.reduce((sum, f) => sum + f.bytes, 0)} bytes.`
       : `Fetched ${wanted.length} file(s), ${report.bytes} bytes.`,
   );
+  if (report.dryRun && report.databases.length > 0) {
+    lines.push(
+      "Dry run: nothing was downloaded or written. The list comes from the databases in the cache; a pass " +
+        "revalidates them first and may find newer versions.",
+    );
+  }
   if (result.ranIn === "here" && result.cleanup) lines.push(...describeCleanup(result.cleanup));
   if (options.enabled === false) {
     lines.push(

@@ -57,10 +57,10 @@ export interface PrefetchFile {
   error?: string;
 }
 
-/** The outcome of revalidating one database. */
+/** The outcome of revalidating one database (`would_revalidate`: a dry run's, which asks no mirror). */
 export interface PrefetchDatabase {
   path: string;
-  outcome: "updated" | "not_modified" | "failed";
+  outcome: "updated" | "not_modified" | "failed" | "would_revalidate";
   error?: string;
 }
 
@@ -76,7 +76,12 @@ export interface PrefetchReport {
   bytes: number;
 }
 
-/** Runs one prefetch pass; never throws (failures are in the report). */
+/**
+ * Runs one prefetch pass; never throws (failures are in the report). A dry run changes nothing on disk: it
+ * revalidates no database (which would download and store it), lists them as `would_revalidate`, and lists
+ * what the databases in the cache say would be fetched (a run, revalidating them first, may find newer
+ * versions); it saves nothing of the usage record either.
+ */
 export async function runPrefetch(
   deps: PrefetchDeps,
   limits: PrefetchLimits,
@@ -84,9 +89,11 @@ export async function runPrefetch(
 ): Promise<PrefetchReport> {
   const dryRun = options.dryRun ?? false;
   const startedAt = deps.now();
-  const databases = await revalidateDatabases(deps);
+  const databases = dryRun
+    ? databasePaths(deps).map((path): PrefetchDatabase => ({ path, outcome: "would_revalidate" }))
+    : await revalidateDatabases(deps);
   await deps.packageIndex.idle();
-  const wanted = wantedPackages(deps, startedAt - limits.unaccessed_days * DAY_MS);
+  const wanted = wantedPackages(deps, startedAt - limits.unaccessed_days * DAY_MS, { save: !dryRun });
   const files: PrefetchFile[] = [];
   let reserved = 0;
   let bytes = 0;
@@ -118,16 +125,26 @@ export async function runPrefetch(
   };
   await Promise.all(Array.from({ length: limits.max_parallel }, worker));
   const report = { dryRun, startedAt, finishedAt: deps.now(), databases, files, bytes };
-  log.info("Prefetch run: {databases} databases revalidated, {fetched} files ({bytes} bytes) fetched", {
-    databases: databases.length,
-    fetched: files.filter((f) => f.outcome === "fetched").length,
-    bytes,
-  });
+  if (dryRun) {
+    log.info(
+      "Prefetch dry run: {databases} databases to revalidate, {files} files to fetch; nothing changed",
+      {
+        databases: databases.length,
+        files: files.filter((f) => f.outcome === "would_fetch").length,
+      },
+    );
+  } else {
+    log.info("Prefetch run: {databases} databases revalidated, {fetched} files ({bytes} bytes) fetched", {
+      databases: databases.length,
+      fetched: files.filter((f) => f.outcome === "fetched").length,
+      bytes,
+    });
+  }
   return report;
 }
 
-/** Databases to revalidate: those cached, and one per folder clients fetched packages from. */
-async function revalidateDatabases(deps: PrefetchDeps): Promise<PrefetchDatabase[]> {
+/** Databases to revalidate, sorted: those cached, and one per folder clients fetched packages from. */
+function databasePaths(deps: PrefetchDeps): string[] {
   const paths = new Set<string>();
   for (const folder of deps.packageIndex.folders()) {
     for (const path of deps.packageIndex.databasesIn(folder)) paths.add(`${folder}/${basename(path)}`);
@@ -137,8 +154,13 @@ async function revalidateDatabases(deps: PrefetchDeps): Promise<PrefetchDatabase
     const name = databaseNameFor(folder);
     if (name) paths.add(`${folder}/${name}`);
   }
+  return [...paths].sort();
+}
+
+/** Revalidates the databases of {@linkcode databasePaths}, storing the new ones. */
+async function revalidateDatabases(deps: PrefetchDeps): Promise<PrefetchDatabase[]> {
   const results: PrefetchDatabase[] = [];
-  for (const path of [...paths].sort()) {
+  for (const path of databasePaths(deps)) {
     const target = targetOf(deps, path);
     if (!target) continue;
     const cached = deps.store.statComplete(target.cacheSegments);
@@ -198,9 +220,13 @@ function databaseNameFor(folder: string): string | undefined {
 }
 
 /** The newest version of each recently fetched package, when it is not in the cache yet. */
-function wantedPackages(deps: PrefetchDeps, since: number): { folder: string; entry: PackageEntry }[] {
+function wantedPackages(
+  deps: PrefetchDeps,
+  since: number,
+  options: { save: boolean },
+): { folder: string; entry: PackageEntry }[] {
   const byFolder = new Map<string, Set<string>>();
-  for (const used of deps.usage.fetchedSince(since)) {
+  for (const used of deps.usage.fetchedSince(since, options)) {
     let names = byFolder.get(used.folder);
     if (!names) byFolder.set(used.folder, names = new Set());
     names.add(used.name);

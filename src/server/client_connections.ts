@@ -33,6 +33,11 @@ export interface ClientListener {
    * this count is exact right after the clock moves, before the clients see their connections end.
    */
   readonly timedOut: number;
+  /**
+   * How many new connections were closed at once because `maxConnections` were open and every one was
+   * answering a request (none could give way). Not counted: the connections closed to make room.
+   */
+  readonly refused: number;
   /** Stops accepting; open connections finish their running responses, idle ones are closed. */
   shutdown(): Promise<void>;
   /** Resolves when the listener and every connection have closed. */
@@ -45,6 +50,12 @@ const ACCEPT_RETRY_FIRST_MS = 10;
 const ACCEPT_BURST_QUIET_MS = 1_000;
 /** The longest pause between attempts to accept while accepts fail. */
 const ACCEPT_RETRY_MAX_MS = 1_000;
+/**
+ * At most one warning this often about connections refused at `maxConnections`: a proxy at its limit refuses
+ * connection after connection, and one line each (or a line each time the limit is reached again, which can be
+ * every other connection) would flood the log. Each warning counts those since the one before.
+ */
+export const REFUSED_WARNING_EVERY_MS = 60_000;
 
 /**
  * The connection that gives way to a new one when every slot is taken: the one waiting longest for a request
@@ -105,6 +116,8 @@ export function listenForClients(
      * Default: no limit.
      */
     maxConnections?: number;
+    /** Called for each connection refused at `maxConnections` (see {@linkcode ClientListener.refused}). */
+    onRefused?: () => void;
     /**
      * The clock of the timeout and the timer of its sweep; tests give their own, so that a timeout runs out when
      * they say. Default: `performance.now` and `setTimeout`.
@@ -164,8 +177,10 @@ export function listenForClients(
   };
 
   const maxConnections = options.maxConnections ?? Infinity;
-  /** Connections closed at once because every slot was answering, since the last line about it. */
-  let turnedAway = 0;
+  /** Connections closed at once because every slot was answering: in all, and since the last warning. */
+  let refused = 0;
+  let refusedUnreported = 0;
+  let lastRefusalWarning = -Infinity;
   /**
    * Closes the connection waiting longest for a request, to make room for another; resolves when its descriptor
    * is gone. Undefined when every open connection is answering a request.
@@ -188,20 +203,22 @@ export function listenForClients(
       ? makeRoom(`max_connections (${maxConnections}) reached`)
       : undefined;
     if (open.size >= maxConnections && room === undefined) {
-      if (turnedAway++ === 0) {
+      refused++;
+      refusedUnreported++;
+      options.onRefused?.();
+      const now = clock.now();
+      if (now - lastRefusalWarning >= REFUSED_WARNING_EVERY_MS) {
         log.warn(
-          "All {max} connections (max_connections) are answering requests; new connections are closed until one ends",
-          { max: maxConnections },
+          "All {max} connections (max_connections) are answering requests: {count} new connection(s) closed at " +
+            "once since the last such warning (at most one a minute; flexo_connections_refused_total counts " +
+            "them). Raise max_connections and the open-files limit, or spread the clients over more nodes",
+          { max: maxConnections, count: refusedUnreported },
         );
+        lastRefusalWarning = now;
+        refusedUnreported = 0;
       }
       conn.close();
       return;
-    }
-    if (turnedAway > 0) {
-      log.info("Accepting connections again; {count} were closed at once for want of a free slot", {
-        count: turnedAway,
-      });
-      turnedAway = 0;
     }
     // Without TCP_NODELAY, a response's last small segment waits until the client acknowledges the one before,
     // and clients delay that acknowledgement by ~40 ms: a stall per file on a kept-alive connection.
@@ -281,6 +298,9 @@ export function listenForClients(
     },
     get timedOut() {
       return timedOut;
+    },
+    get refused() {
+      return refused;
     },
     finished,
     async shutdown() {

@@ -70,6 +70,8 @@ export const LINUX = {
   ENOTCONN: 107,
   ENOTDIR: 20,
   F_OK: 0,
+  X_OK: 1,
+  W_OK: 2,
   F_GETFD: 1,
   AF_INET: 2,
   AF_INET6: 10,
@@ -220,6 +222,16 @@ export function libcPathProbe(libc: LibcSymbols): (path: string) => boolean {
     const code = errno(libc);
     return code === LINUX.ENOENT || code === LINUX.ENOTDIR;
   };
+}
+
+/**
+ * Whether this process may make and remove files in the folder `path` (`access(path, W_OK | X_OK)`: its
+ * permissions, ACLs and a read-only mount, as the kernel decides for this user), asked without changing
+ * anything: for `flexo check-config`. False for a path that cannot be passed to C, and for a missing one.
+ */
+export function libcCanWrite(libc: LibcSymbols): (path: string) => boolean {
+  return (path) =>
+    !path.includes("\0") && libc.access(PATH_ENCODER.encode(`${path}\0`), LINUX.W_OK | LINUX.X_OK) === 0;
 }
 
 /**

@@ -102,6 +102,8 @@ export function startServer(
     libc?: LibcResult;
     /** This process's open-files limit when the caller has read it (main.ts, without making libc's functions). */
     openFilesLimit?: number;
+    /** Called for each connection refused at `maxConnections` (main.ts counts it for /status and /metrics). */
+    onConnectionRefused?: () => void;
   },
 ): RunningServer {
   const timeoutMs = options.clientTimeoutMs ?? 60_000;
@@ -130,6 +132,7 @@ export function startServer(
         quickAnswer: app.quickAnswer,
         admit: app.admit,
         maxConnections,
+        onRefused: options.onConnectionRefused,
       });
       servers.push(server);
       addresses.push({ hostname: server.addr.hostname, port: server.addr.port });

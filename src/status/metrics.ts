@@ -243,6 +243,16 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
     },
   });
   new Counter({
+    name: "flexo_connections_refused_total",
+    help:
+      "New client connections closed at once because max_connections were open, each answering a request.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(app.stats.refusedConnections);
+    },
+  });
+  new Counter({
     name: "flexo_peer_hits_total",
     help: "Misses of a package or signature found on a cache peer (cache_peers) and taken from it.",
     registers,

@@ -55,6 +55,11 @@ export class Stats {
   integrityRejections = 0;
   /** Misses of a package or signature that a cache peer had (downloaded from it, not from a mirror). */
   peerHits = 0;
+  /**
+   * New client connections closed at once because `max_connections` were open and each was answering a
+   * request (counted by the server through `startServer`'s `onConnectionRefused`).
+   */
+  refusedConnections = 0;
   /** The last errors, newest last. */
   readonly recentErrors: RecentError[] = [];
   /** Requests and bytes of the last 24 hours, for the status page's chart. */

@@ -52,6 +52,11 @@ export interface StatusReport {
   cache: { directory: string; bytes: number | null; files: number | null; complete: boolean };
   /** Requests answered: by result (`CACHE HIT`, ...), in all, and the hit ratio of file requests. */
   requests: { byResult: Record<string, number>; total: number; hitRatio: number };
+  /**
+   * Client connections: `refused` counts new ones closed at once because `max_connections` were open and
+   * each was answering a request (the limit is hit: clients see their connections dropped).
+   */
+  connections: { refused: number };
   /** Body bytes sent to clients from the cache and from upstream (live downloads). */
   served: { fromCacheBytes: number; fromUpstreamBytes: number };
   /** The downloads running now. */
@@ -185,6 +190,7 @@ export function statusReport(
       total: Object.values(byResult).reduce((sum, n) => sum + n, 0),
       hitRatio: app.stats.hitRatio(),
     },
+    connections: { refused: app.stats.refusedConnections },
     served: { fromCacheBytes: app.stats.bytesFromCache, fromUpstreamBytes: app.stats.bytesFromUpstream },
     downloads,
     servingCachedDatabases: app.outage.since === undefined ? null : { since: app.outage.since },

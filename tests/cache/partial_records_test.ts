@@ -7,6 +7,8 @@ import {
   readPartialRecord,
   writePartialRecord,
 } from "../../src/cache/partial_records.ts";
+import { isDiskFull } from "../../src/download/file_writes.ts";
+import { fillUp, mountTmpfs, umount } from "../helpers/fault_tools.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 
 const PATH = "/cache/.partial/core/os/x86_64/a-1-1-any.pkg.tar.zst.meta.json";
@@ -98,5 +100,34 @@ Deno.test("writePartialRecord() makes the folders, replaces the record whole and
       [`a.pkg.tar.zst${PARTIAL_RECORD_SUFFIX}`],
       "no temporary file is left",
     );
+  });
+});
+
+Deno.test("writePartialRecord() on a full disk throws, keeps the record before, and leaves no temporary file", async (t) => {
+  await withTempDir(async (dir) => {
+    const disk = join(dir, "disk");
+    await Deno.mkdir(disk);
+    if (!(await mountTmpfs(disk, "256k"))) {
+      await t.step({ name: "skipped: cannot mount a tmpfs here (needs root)", ignore: true, fn: () => {} });
+      return;
+    }
+    try {
+      const path = join(disk, `a.pkg.tar.zst${PARTIAL_RECORD_SUFFIX}`);
+      writePartialRecord(path, { total: 1000 });
+      await fillUp(join(disk, "filler"));
+      const mirror = `http://a.test/${"x".repeat(8192)}`; // more than a full tmpfs may still take
+      assert.throws(
+        () => writePartialRecord(path, { total: 2000, mirror }),
+        (error: unknown) => isDiskFull(error),
+      );
+      assert.deepEqual(readPartialRecord(path), { kind: "found", meta: { total: 1000 } });
+      assert.deepEqual(
+        (await Array.fromAsync(Deno.readDir(disk))).map((entry) => entry.name).sort(),
+        [`a.pkg.tar.zst${PARTIAL_RECORD_SUFFIX}`, "filler"],
+        "no temporary file is left",
+      );
+    } finally {
+      await umount(disk);
+    }
   });
 });

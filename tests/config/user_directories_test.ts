@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ConfigError, defaultConfig } from "../../src/config/config.ts";
-import { canWriteDirectory, resolveUserDirectories } from "../../src/config/user_directories.ts";
+import {
+  canWriteDirectory,
+  canWriteDirectoryWithoutChanges,
+  resolveUserDirectories,
+} from "../../src/config/user_directories.ts";
 
 Deno.test("resolveUserDirectories() moves unwritable default directories to XDG_CACHE_HOME or HOME", async () => {
   const asked: string[] = [];
@@ -86,6 +90,32 @@ Deno.test("canWriteDirectory() creates writable directories and rejects impossib
     const file = join(dir, "file");
     await Deno.writeTextFile(file, "");
     assert.equal(await canWriteDirectory(join(file, "sub")), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("canWriteDirectoryWithoutChanges() asks about the nearest existing folder and makes nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const asked: string[] = [];
+    const canWrite = (path: string) => {
+      asked.push(path);
+      return path === dir;
+    };
+    assert.equal(await canWriteDirectoryWithoutChanges(join(dir, "a", "b"), canWrite), true);
+    assert.deepEqual(asked, [dir], "a missing folder is answered for where mkdir -p would start");
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing is made");
+    await Deno.mkdir(join(dir, "ro"));
+    assert.equal(await canWriteDirectoryWithoutChanges(join(dir, "ro"), canWrite), false);
+    const file = join(dir, "file");
+    await Deno.writeTextFile(file, "");
+    assert.equal(
+      await canWriteDirectoryWithoutChanges(join(file, "sub"), () => true),
+      false,
+      "a file in the way",
+    );
+    assert.equal(await canWriteDirectoryWithoutChanges(dir), true, "without access(2): the folder's mode");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -8,6 +8,7 @@ import { PARTIAL_RECORD_SUFFIX } from "../../src/cache/partial_records.ts";
 import { statPathProbe } from "../../src/cache/surely_missing.ts";
 import { PartialFile, RECORD_AFTER_BYTES } from "../../src/download/partial_file.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
+import { fillUp, mountTmpfs, umount } from "../helpers/fault_tools.ts";
 import { gatedMirror, testBytes } from "../helpers/fake_fetch.ts";
 import { pathExists } from "../../src/cache/cache_paths.ts";
 import { startTestDownload } from "../helpers/test_download.ts";
@@ -235,5 +236,29 @@ Deno.test("Download removes at its commit a record it found at its start and did
     await download.finished;
     assertEquals(download.state, "complete");
     assertEquals(store.readPartialRecord(SEGMENTS).kind, "missing", "removed by the commit");
+  });
+});
+
+Deno.test("PartialFile.writeRecordIfDue() on a full disk does not throw, removes the earlier record and leaves no temporary file", async (t) => {
+  await withTempDir(async (dir) => {
+    if (!(await mountTmpfs(dir, "256k"))) {
+      await t.step({ name: "skipped: cannot mount a tmpfs here (needs root)", ignore: true, fn: () => {} });
+      return;
+    }
+    try {
+      const store = new CacheStore(dir);
+      // The record of an earlier answer, which must not describe the bytes of another one after a restart.
+      store.writePartialMeta(SEGMENTS, { total: 1000 });
+      await fillUp(`${dir}/filler`);
+      const partial = new PartialFile(store, SEGMENTS);
+      partial.describe({ total: 2000, mirror: `http://b.test/${"x".repeat(8192)}` });
+      assertEquals(partial.writeRecordIfDue(), false, "the file cannot be resumed");
+      assertEquals(store.readPartialRecord(SEGMENTS), { kind: "missing" });
+      const folder = store.partialPath(SEGMENTS).slice(0, -SEGMENTS.at(-1)!.length);
+      assertEquals(await Array.fromAsync(Deno.readDir(folder)), [], "no record, no temporary file");
+      await partial.close();
+    } finally {
+      await umount(dir);
+    }
   });
 });

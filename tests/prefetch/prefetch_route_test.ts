@@ -53,6 +53,14 @@ async function withApp(
   }
 }
 
+/** A client's `pacman -Sy`: the new database is cached, which a dry run lists from (it revalidates none). */
+async function syncDatabase(app: FlexoApp): Promise<void> {
+  const db = await app.fetch(new Request(`http://flexo.test/${FOLDER}/flexotest.db`), from("127.0.0.1"));
+  assertEquals(db.status, 200);
+  await db.body?.cancel();
+  await app.downloads.idle();
+}
+
 const post = (app: FlexoApp, client: string | ServeInfo, path = "/prefetch", headers: HeadersInit = {}) =>
   app.fetch(
     new Request(`http://flexo.test${path}`, { method: "POST", headers }),
@@ -80,6 +88,7 @@ Deno.test("POST /prefetch from loopback runs a pass and answers its report as JS
 
 Deno.test("POST /prefetch also answers on IPv6 and IPv4-mapped loopback, and with ?dry_run=1 fetches nothing", async () => {
   await withApp({}, async (app, origin) => {
+    await syncDatabase(app);
     for (const client of ["::1", "::ffff:127.0.0.1", "127.0.0.2"]) {
       const response = await post(app, client, "/prefetch?dry_run=1");
       assertEquals(response.status, 200, client);
@@ -125,6 +134,7 @@ Deno.test("POST /prefetch that a browser sends for a web page is refused with 40
 
 Deno.test("POST /prefetch from the host itself to the LAN address the proxy listens on is answered, from elsewhere refused", async () => {
   await withApp({}, async (app, origin) => {
+    await syncDatabase(app);
     // `flexo prefetch` on the host of a proxy listening on 192.0.2.5: the host's packets to itself come from there.
     const own = await post(app, from("192.0.2.5", "192.0.2.5"), "/prefetch?dry_run=1");
     assertEquals(own.status, 200);

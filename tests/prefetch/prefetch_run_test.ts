@@ -6,7 +6,7 @@
 
 import { join } from "node:path";
 import type { RequestTarget } from "../../src/repo/request_path.ts";
-import { PackageUsage } from "../../src/prefetch/package_usage.ts";
+import { PackageUsage, USAGE_FILE } from "../../src/prefetch/package_usage.ts";
 import { type PrefetchDeps, runPrefetch } from "../../src/prefetch/prefetch_run.ts";
 import type { PackageEntry } from "../../src/repo/repo_db.ts";
 import { assertEquals } from "../helpers/assert.ts";
@@ -178,5 +178,27 @@ Deno.test("runPrefetch() asks for the database named after $repo of a folder no 
       Object.entries(folders).map(([folder, name]) => `${folder}/${name}`).sort(),
     );
     await usage.flushed();
+  });
+});
+
+Deno.test("runPrefetch() with dryRun asks no mirror, not even for a database, and saves nothing of the usage record", async () => {
+  await withTempDir(async (dir) => {
+    const t0 = 1000 * DAY;
+    const clock = { now: t0 };
+    const { deps, usage, obtained } = await standIns(dir, clock, [entry("0.9-1"), entry("0.10-1")]);
+    usage.recordFetch(FOLDER, "tool");
+    await usage.flushed();
+    const saved = await Deno.readTextFile(join(dir, USAGE_FILE));
+    // The clock is set back: a pass would save the fetch's time as now; a dry run leaves the record alone.
+    clock.now = t0 - DAY;
+    const report = await runPrefetch(deps, LIMITS, { dryRun: true });
+    await usage.flushed();
+    assertEquals(obtained, [], "no download: neither the database nor a package");
+    assertEquals(report.databases, [{ path: `${FOLDER}/core.db`, outcome: "would_revalidate" }]);
+    assertEquals(report.files.map((f) => [f.path, f.outcome]), [[
+      `${FOLDER}/tool-0.10-1-x86_64.pkg.tar.zst`,
+      "would_fetch",
+    ]]);
+    assertEquals(await Deno.readTextFile(join(dir, USAGE_FILE)), saved);
   });
 });

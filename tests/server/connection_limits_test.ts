@@ -6,7 +6,12 @@
 
 import { waitFor } from "../helpers/wait.ts";
 import { join } from "node:path";
-import { listenForClients, yieldingConnection } from "../../src/server/client_connections.ts";
+import {
+  listenForClients,
+  REFUSED_WARNING_EVERY_MS,
+  yieldingConnection,
+} from "../../src/server/client_connections.ts";
+import { captureLog } from "../helpers/log_capture.ts";
 import { defaultMaxConnections, FALLBACK_MAX_CONNECTIONS } from "../../src/server/server.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { startFlexo, writeConfig } from "../helpers/flexo_process.ts";
@@ -115,6 +120,50 @@ Deno.test("a connection that is answering is not closed to make room; the newcom
     resolve();
     await listener.shutdown();
   }
+});
+
+Deno.test("listenForClients() counts the connections refused at max_connections and warns at most once a minute, with a count", async () => {
+  const captured = await captureLog("info");
+  const clock = { ms: 0 };
+  const release = Promise.withResolvers<void>();
+  const entered = Promise.withResolvers<void>();
+  let counted = 0;
+  const listener = listenForClients(async () => {
+    entered.resolve();
+    await release.promise;
+    return new Response("slow");
+  }, {
+    hostname: "127.0.0.1",
+    port: 0,
+    timeoutMs: 60_000,
+    onError: () => new Response("error", { status: 500 }),
+    maxConnections: 1,
+    onRefused: () => counted++,
+    clock: {
+      now: () => clock.ms,
+      setTimer: (callback, ms) => setTimeout(callback, ms),
+      clearTimer: (timer) => clearTimeout(timer as number),
+    },
+  });
+  try {
+    const slow = ask(listener.addr.port);
+    await entered.promise; // the one slot is answering a request from now on
+    for (const at of [0, 1_000, REFUSED_WARNING_EVERY_MS - 1, REFUSED_WARNING_EVERY_MS]) {
+      clock.ms = at;
+      assertEquals(await ask(listener.addr.port), "", "closed at once");
+    }
+    assertEquals([listener.refused, counted], [4, 4]);
+    release.resolve();
+    assert((await slow).endsWith("slow"));
+  } finally {
+    release.resolve();
+    await listener.shutdown();
+    await captured.close();
+  }
+  const warnings = captured.text().split("\n").filter((line) => line.includes("closed at once"));
+  assertEquals(warnings.length, 2, captured.text());
+  assert(warnings[0].includes("1 new connection(s)"), warnings[0]);
+  assert(warnings[1].includes("3 new connection(s)"), warnings[1]);
 });
 
 /** Writes the configuration of a proxy whose only mirror refuses connections (tests ask for /status only). */

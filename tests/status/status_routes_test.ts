@@ -409,6 +409,16 @@ Deno.test("GET /status and /metrics name the node and count the files taken from
   assertEquals(samples.find((s) => s.name === "flexo_build_info")?.labels.node, "site-1:7878");
 });
 
+Deno.test("statusReport() and GET /metrics count the connections refused at max_connections", async () => {
+  const stats = new Stats();
+  const routes = statusRoutes(standInStatusSource({ stats }), { now: () => 0 });
+  const get = async (path: string) => await routes.request(path);
+  assertEquals((await status({ get })).connections, { refused: 0 });
+  stats.refusedConnections = 7;
+  assertEquals((await status({ get })).connections, { refused: 7 });
+  assertEquals(sampleValue((await metrics({ get })).samples, "flexo_connections_refused_total"), 7);
+});
+
 /** The metric names of docs/operations.md's metrics table (its first column; `flexo_` is left out there). */
 async function documentedMetrics(): Promise<string[]> {
   const doc = await Deno.readTextFile(new URL("../../docs/operations.md", import.meta.url));
