@@ -2,7 +2,8 @@
  * Hiding the passwords in URLs before they are shown or logged: a mirror or custom repository may be given as
  * `http://user:password@host/...` (basic auth), and its URL appears on the status page, in `/status`, in
  * `/metrics` labels, in log lines and in error messages. Every such place shows {@linkcode redactUrl}'s text
- * (`http://user:***@host/...`); the password stays only in the URL that is fetched.
+ * (`http://user:***@host/...`, or `http://***@host/...` for a name alone, often a token); the secret stays only in
+ * the URL that is fetched.
  *
  * @module
  */
@@ -15,13 +16,22 @@
  */
 const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^/\s:?#]*):[^/\s?#]*@/gi;
 
-/** `url` with the password of its userinfo replaced by `***` (a URL without one comes back unchanged). */
+/**
+ * `scheme://name@` with no password: the whole userinfo is hidden, for a name alone is often a token
+ * (`https://TOKEN@host/`, as private mirrors and Git hosts take one). The `@` is the last of the authority.
+ */
+const NAME_ONLY = /\b([a-z][a-z0-9+.-]*:\/\/)[^/\s:?#]+@(?=[^/\s?#@]*(?:[/\s?#]|$))/gi;
+
+/**
+ * `url` with the password of its userinfo replaced by `***`, or the whole userinfo when it is a name alone (a URL
+ * without userinfo comes back unchanged).
+ */
 export function redactUrl(url: string): string {
   return redactUrls(url);
 }
 
-/** `text` with the password of every URL in it replaced by `***` (for messages and log lines). */
+/** `text` with every URL in it redacted as by {@linkcode redactUrl} (for messages and log lines). */
 export function redactUrls(text: string): string {
-  if (!text.includes("://")) return text;
-  return text.replace(USERINFO, "$1:***@");
+  if (!text.includes("://") || !text.includes("@")) return text;
+  return text.replace(USERINFO, "$1:***@").replace(NAME_ONLY, "$1***@");
 }

@@ -20,7 +20,10 @@ const CUSTOM = "x86_64/own-1.0-1-x86_64.pkg.tar.zst";
 Deno.test("redactUrl() hides the password of a URL's userinfo and leaves everything else", () => {
   assertEquals(redactUrl(`http://user:${SECRET}@host.test/repo/`), "http://user:***@host.test/repo/");
   assertEquals(redactUrl("https://host.test:8443/a:b@c"), "https://host.test:8443/a:b@c");
-  assertEquals(redactUrl("http://user@host.test/"), "http://user@host.test/");
+  // A name alone is often a token: all of it is hidden, with nothing else.
+  assertEquals(redactUrl(`https://${SECRET}@host.test/repo/`), "https://***@host.test/repo/");
+  assertEquals(redactUrl(`https://${SECRET}@host.test:8443`), "https://***@host.test:8443");
+  assertEquals(redactUrls(`at https://${SECRET}@host.test failed`), "at https://***@host.test failed");
   assertEquals(
     redactUrls(`http://a:${SECRET}@one.test/ failed; https://b:${SECRET}@two.test/x too`),
     "http://a:***@one.test/ failed; https://b:***@two.test/x too",
@@ -39,8 +42,10 @@ Deno.test("redactUrl() hides all of a password or user name that holds an '@', a
     redactUrls(`http://a:${SECRET}@x@one.test/ failed; https://b@c:${SECRET}@two.test/x too`),
     "http://a:***@one.test/ failed; https://b@c:***@two.test/x too",
   );
-  // No password: nothing hidden, and a port or a path with '@' is not taken for one.
-  assertEquals(redactUrl("http://me@host.test:8080/a@b"), "http://me@host.test:8080/a@b");
+  // A name alone, with '@' in it or in the path: the whole userinfo hidden, the path left.
+  assertEquals(redactUrl("http://me@host.test:8080/a@b"), "http://***@host.test:8080/a@b");
+  assertEquals(redactUrl(`http://me@${SECRET}@host.test/`), "http://***@host.test/");
+  // No userinfo: a port or a path with '@' is not taken for one.
   assertEquals(redactUrl("https://host.test:8443/a:b@c"), "https://host.test:8443/a:b@c");
   assertEquals(redactUrl("http://host.test:8080?a@b"), "http://host.test:8080?a@b");
 });
