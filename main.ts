@@ -46,6 +46,7 @@ import { startServer } from "./src/server/server.ts";
 import { libcCanWrite, libcFreeSpace, libcPathProbe, openLibc } from "./src/server/libc.ts";
 import { libcSocketReads } from "./src/server/socket_reads.ts";
 import { startMemoryReleases } from "./src/memory_release.ts";
+import { onStopSignals } from "./src/stop_signals.ts";
 import { VERSION } from "./src/version.ts";
 
 const USAGE = `flexo ${VERSION}: a caching proxy for pacman
@@ -321,35 +322,23 @@ async function serve(cli: Cli): Promise<void> {
     openFilesLimit: openFiles,
   });
 
-  // One stop, whatever number of signals: under `deno task` a terminal's Ctrl-C reaches flexo twice (from the
-  // terminal and forwarded by the task runner), and a repeated signal must not start a second shutdown.
-  let stopping: Promise<void> | undefined;
-  const stop = (signal: Deno.Signal) => {
-    if (stopping !== undefined) {
-      log.debug("Already stopping; {signal} ignored", { signal });
-      return;
-    }
-    log.info("{signal} received: finishing running transfers, then stopping", { signal });
-    stopping = (async () => {
-      selection.stop();
-      cacheWatch.stop();
-      releases.idle.stop();
-      void cleaner.stop();
-      app.prefetcher.stop();
-      // /healthz answers 503 while requests are still served, so a balancer drains the node (docs/scaling.md).
-      app.health.startDraining();
-      await drainPeriod(config.shutdown_drain_secs * 1000);
-      await server.shutdown({ graceMs: 10_000 });
-      // Transfers still running after the grace are left (their partial files resume at the next start). The
-      // package usage of the last requests is saved before the exit: a save cut off would lose it.
-      await app.flush();
-      await closeLogging();
-      Deno.exit(0);
-    })();
-  };
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    Deno.addSignalListener(signal, () => stop(signal));
-  }
+  // One stop, whatever the signals (src/stop_signals.ts: SIGHUP stops only a proxy run from a terminal).
+  const stopping = onStopSignals(async () => {
+    selection.stop();
+    cacheWatch.stop();
+    releases.idle.stop();
+    void cleaner.stop();
+    app.prefetcher.stop();
+    // /healthz answers 503 while requests are still served, so a balancer drains the node (docs/scaling.md).
+    app.health.startDraining();
+    await drainPeriod(config.shutdown_drain_secs * 1000);
+    await server.shutdown({ graceMs: 10_000 });
+    // Transfers still running after the grace are left (their partial files resume at the next start). The
+    // package usage of the last requests is saved before the exit: a save cut off would lose it.
+    await app.flush();
+    await closeLogging();
+    Deno.exit(0);
+  });
   // A fault in one corner must not take the proxy away from every client: it is logged, and serving goes on.
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
@@ -366,7 +355,7 @@ async function serve(cli: Cli): Promise<void> {
   await server.finished;
   // The server ends when a stop closes it; the stop then writes the log's last lines and ends the process, so
   // returning now (to main's exit) would cut them off.
-  await stopping;
+  await stopping.current;
   await closeLogging();
 }
 
