@@ -210,6 +210,27 @@ Deno.test("createApp() refuses other methods with 405 and hostile paths with 400
   }
 });
 
+Deno.test("createApp() answers a method HTTP defines with 405 and Allow, and an unknown one with 501", async () => {
+  // RFC 9110 15.5.6 and 15.6.2 (methods are case-sensitive: patch is not PATCH).
+  const { fetch, requests } = fakeFetch(() => ({ body: new Uint8Array(1) }));
+  const app = await testApp([A], { fetch });
+  try {
+    for (const method of ["OPTIONS", "PATCH", "DELETE", "PUT"]) {
+      const response = await app.get(PKG, { method });
+      assertEquals([response.status, response.headers.get("allow")], [405, "GET, HEAD"], method);
+      await response.body?.cancel();
+    }
+    for (const method of ["PROPFIND", "FOO", "patch"]) {
+      const response = await app.get("/status", { method });
+      assertEquals(response.status, 501, method);
+      await response.body?.cancel();
+    }
+    assertEquals(requests.length, 0);
+  } finally {
+    await app.cleanup();
+  }
+});
+
 Deno.test("serveTarget() counts a client that shares a running database download as joined, not as a second fetch", async () => {
   const db = testDatabase(3);
   const { fetch, gates } = gatedFetch(() => ({ headers: { "content-length": String(db.byteLength) } }));
