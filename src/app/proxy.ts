@@ -260,13 +260,14 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
   if (answer?.type === "response") {
     const upstream = answer.response;
     const out = new Headers({ [ORIGIN_HEADER]: "RemoteMirror" });
-    for (
-      const name of ["content-type", "content-length", "content-range", "last-modified", "accept-ranges"]
-    ) {
+    for (const name of ["content-length", "content-range", "last-modified", "accept-ranges"]) {
       const value = upstream.headers.get(name);
       if (value !== null) out.set(name, value);
     }
-    if (!out.has("content-type")) out.set("content-type", contentTypeFor(target.fileName));
+    // A file the cache keeps says its name's type on every path, as once cached (see responses.ts); only one it
+    // never keeps says the mirror's.
+    const mirrorType = target.kind === "other" ? upstream.headers.get("content-type") : null;
+    out.set("content-type", mirrorType ?? contentTypeFor(target.fileName));
     const cacheControl = cacheControlFor(target.kind);
     if (cacheControl !== undefined) out.set("cache-control", cacheControl);
     const count = ctx.onUpstreamBytes;
