@@ -13,7 +13,7 @@ import type { PathProbe } from "../cache/surely_missing.ts";
 import type { Config } from "../config/config_schema.ts";
 import type { Download } from "../download/download.ts";
 import { DownloadManager } from "../download/download_manager.ts";
-import { HttpError } from "../http/http_error.ts";
+import { HttpError, methodError } from "../http/http_error.ts";
 import { MirrorPool } from "../mirrors/mirrors.ts";
 import { isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
 import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
@@ -402,8 +402,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     if (recordsUsage) noteClientFetch(usage, req.method, target, answer.response.status);
     return finish(req, rawPath, answer, { started, info: c.env as ServeInfo | undefined });
   });
-  hono.all("*", () => {
-    throw new HttpError(405, "Only GET and HEAD are supported", { headers: { Allow: "GET, HEAD" } });
+  hono.all("*", (c) => {
+    throw methodError(c.req.method);
   });
   const answerError = errorAnswer(stats, deps.now);
   hono.onError((error, c) => {

@@ -136,6 +136,29 @@ export function wholeMiss(
   return whole && { ...whole, response: () => serveDownload(PLAIN_GET, download, options).response };
 }
 
+/**
+ * Waits, for a Range request, until the length of `download`'s file is known when it is not yet: its mirror sent
+ * no `Content-Length` (a chunked body) and no partial record gave one, so it is known at the body's end. A 206
+ * needs the range's last byte and the file's length (RFC 9110 section 14.4), and a 200 with the whole file
+ * instead (which the RFC allows) fails pacman's resume of a `.part` file (curl: "Cannot resume"), while every
+ * other answer to a Range (a cached file, a download of known length) is a 206. Returns the head to answer
+ * with, its length the file's once waited for; fails as the download did.
+ */
+async function untilLengthForRange(
+  req: RequestFacts,
+  download: Download,
+  head: DownloadHead,
+): Promise<DownloadHead> {
+  if (req.method !== "GET" || req.headers.get("range") === null) return head;
+  if ((download.total ?? head.total) !== undefined) return head;
+  await download.finished;
+  if (download.state !== "complete") {
+    const error = download.error;
+    throw error instanceof HttpError ? error : new HttpError(502, error?.message ?? "the download failed");
+  }
+  return { ...head, total: download.written };
+}
+
 /** The answer with a download's bytes once its head came; `joined`: another request started it. */
 export async function answerDownload(
   req: RequestFacts,
@@ -151,8 +174,9 @@ export async function answerDownload(
       result: "CACHE HIT",
     };
   }
+  const head = await untilLengthForRange(req, download, options.head);
   return {
-    ...serveDownload(req, download, downloadOptions(options.head, target, options.joined, ctx)),
+    ...serveDownload(req, download, downloadOptions(head, target, options.joined, ctx)),
     result: options.joined ? "JOINED DOWNLOAD" : "CACHE MISS",
   };
 }
@@ -200,7 +224,11 @@ async function serveDatabase(req: Request, target: RequestTarget, ctx: ProxyCont
   // A client that shares a download another started (CI runners' pacman -Sy at once) is counted as a joined
   // package download is: its bytes crossed the internet once, for the client that started it.
   const joined = running !== undefined;
-  const served = serveDownload(req, download, downloadOptions(head, target, joined, ctx));
+  const served = serveDownload(
+    req,
+    download,
+    downloadOptions(await untilLengthForRange(req, download, head), target, joined, ctx),
+  );
   if (served.response.status === 304) return { ...served, result: "NOT MODIFIED" };
   return { ...served, result: joined ? "JOINED DOWNLOAD" : "UPDATED" };
 }
@@ -260,13 +288,14 @@ async function passThrough(req: Request, target: RequestTarget, ctx: ProxyContex
   if (answer?.type === "response") {
     const upstream = answer.response;
     const out = new Headers({ [ORIGIN_HEADER]: "RemoteMirror" });
-    for (
-      const name of ["content-type", "content-length", "content-range", "last-modified", "accept-ranges"]
-    ) {
+    for (const name of ["content-length", "content-range", "last-modified", "accept-ranges"]) {
       const value = upstream.headers.get(name);
       if (value !== null) out.set(name, value);
     }
-    if (!out.has("content-type")) out.set("content-type", contentTypeFor(target.fileName));
+    // A file the cache keeps says its name's type on every path, as once cached (see responses.ts); only one it
+    // never keeps says the mirror's.
+    const mirrorType = target.kind === "other" ? upstream.headers.get("content-type") : null;
+    out.set("content-type", mirrorType ?? contentTypeFor(target.fileName));
     const cacheControl = cacheControlFor(target.kind);
     if (cacheControl !== undefined) out.set("cache-control", cacheControl);
     const count = ctx.onUpstreamBytes;

@@ -50,7 +50,7 @@ export class AnswerLog {
     // A joined download's bytes were fetched once for another client: saved, as the hit ratio counts them.
     const fromCache = answer.result === "CACHE HIT" || answer.result === "REVALIDATED" ||
       answer.result === "JOINED DOWNLOAD" || answer.result === "STALE";
-    this.#stats.recordRequest(answer.result, fromCache ? answer.bytes : 0);
+    this.#stats.recordRequest(answer.result, fromCache ? answer.bytes : 0, answer.method === "HEAD");
     if (this.#output !== undefined) {
       // Most answers of a busy proxy at log_level = "warning": nothing to build.
       if (!this.#output.enabled("info")) return;

@@ -84,7 +84,10 @@ function preconditionFailed(header: "If-Match" | "If-Unmodified-Since"): HttpErr
   );
 }
 
-/** Content type for a file name when upstream did not say. */
+/**
+ * The content type of a file, from its name: the one every answer with the file says, from the cache or from a
+ * running download (a mirror's own, which differs from mirror to mirror, is not passed on).
+ */
 export function contentTypeFor(fileName: string): string {
   if (fileName.endsWith(".sig")) return "application/pgp-signature";
   return "application/octet-stream";
@@ -180,15 +183,14 @@ export function wholeFileHeaders(file: CachedFile, described: FileHeaders): [str
 }
 
 /**
- * The headers every answer with a download's bytes starts with: its content type (the mirror's, unless it is
- * an HTML page), where it came from, its date and its Cache-Control.
+ * The headers every answer with a download's bytes starts with: its content type, where it came from, its date
+ * and its Cache-Control. The content type is the file name's (`described`), never the mirror's: the answers
+ * once the file is cached say that one, and a file's type must not change with where its bytes come from (nor
+ * with the mirror that happened to answer).
  */
 function downloadHeaders(head: DownloadHead, described: FileHeaders): [string, string][] {
   const headers: [string, string][] = [
-    [
-      "Content-Type",
-      head.contentType && !/^text\/html/i.test(head.contentType) ? head.contentType : described.contentType,
-    ],
+    ["Content-Type", described.contentType],
     ["Accept-Ranges", "bytes"],
     [ORIGIN_HEADER, "RemoteMirror"],
   ];

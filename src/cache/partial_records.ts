@@ -27,8 +27,6 @@ export interface PartialMeta {
   total?: number;
   /** Upstream `Last-Modified` as milliseconds since the epoch. */
   lastModified?: number;
-  /** Upstream `Content-Type`. */
-  contentType?: string;
   /** The mirror the transfer started from. */
   mirror?: string;
 }
@@ -45,7 +43,6 @@ export const partialMetaSchema = z.object({
     .nonnegative({ error: "expected a whole number of bytes, 0 or more" })
     .optional(),
   lastModified: z.int({ error: "expected milliseconds since the epoch, a whole number" }).optional(),
-  contentType: z.string().optional(),
   mirror: z.string().optional(),
 }, { error: "expected a JSON object" }) satisfies z.ZodType<PartialMeta>;
 
@@ -132,7 +129,6 @@ export function writePartialRecord(path: string, meta: PartialMeta): void {
   const text = JSON.stringify({
     total: meta.total,
     lastModified: meta.lastModified,
-    contentType: meta.contentType,
     mirror: meta.mirror,
   });
   writeAtomicallySync(path, text, { temporary: `${path}${PARTIAL_RECORD_TMP_SUFFIX}` });

@@ -25,7 +25,6 @@ export type AttemptHead =
     skip: number;
     total?: number;
     lastModified?: number;
-    contentType?: string;
     ttfbMs: number;
   }
   /** Nothing newer than the cached file (an answer to `If-Modified-Since`). */
@@ -144,7 +143,6 @@ export class Attempt {
         parseHttpDate(response.headers.get("last-modified"), deps.now()),
         deps.now(),
       ),
-      contentType: response.headers.get("content-type") ?? undefined,
       ttfbMs: answer.ttfbMs,
     };
   }

@@ -347,10 +347,10 @@ export class Download {
       this.#integrityStarting = undefined;
     }
     // Also with no byte on disk after a mirror that broke off before its first: the file gets this one's date.
-    const { lastModified, contentType } = head;
-    const record = { total: this.total, lastModified, contentType, mirror };
+    const { lastModified } = head;
+    const record = { total: this.total, lastModified, mirror };
     if (!this.#headSettled || this.written === 0) this.#partial.describe(record);
-    this.#settleHead({ status: "ok", total: this.total, lastModified, contentType, mirror });
+    this.#settleHead({ status: "ok", total: this.total, lastModified, mirror });
     this.state = "streaming";
     this.mirror = mirror;
     const writer = this.#bodyWriter(mirror);

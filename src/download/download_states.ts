@@ -12,7 +12,6 @@ export interface DownloadHead {
   /** Length of the whole file, if upstream announced it. */
   total?: number;
   lastModified?: number;
-  contentType?: string;
   /** The mirror that answered. */
   mirror?: string;
 }

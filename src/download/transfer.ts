@@ -109,7 +109,7 @@ export async function askMirror(
       return response.status === 508 ? { ...failed, loop: true } : failed;
     }
     const encoding = response.headers.get("content-encoding");
-    if (encoding !== null && encoding.trim().toLowerCase() !== "identity") {
+    if (encoding !== null && !isIdentityEncoding(encoding)) {
       await response.body?.cancel();
       return {
         type: "failed",
@@ -134,6 +134,19 @@ export async function askMirror(
   } finally {
     timers.clearTimer(timer);
   }
+}
+
+/**
+ * Whether a `Content-Encoding` value leaves the bytes as they are: no coding at all. An empty value (a mirror's
+ * `Content-Encoding:` with nothing after it) and `identity` name none (RFC 9110 section 8.4: the codings are a
+ * list, empty elements are ignored, and `identity` is reserved for "no encoding"); any other coding, known or
+ * not, changes the bytes and their length.
+ */
+function isIdentityEncoding(value: string): boolean {
+  return value.split(",").every((coding) => {
+    const name = coding.trim().toLowerCase();
+    return name === "" || name === "identity";
+  });
 }
 
 /** Size of the buffer a body is read into (at most; see {@linkcode pumpBufferBytes}). */

@@ -6,14 +6,15 @@
  * a trusted proxy (`trusted_proxies`), the client the proxy reports counts, not the proxy's own address. A request
  * a browser made for a web page (it says so with `Origin` or `Sec-Fetch-Site`) is refused, so that no page open on
  * the proxy's host can start runs. Any other
- * method on the path is answered 405 (a GET must not be passed through to a mirror as an unknown path).
+ * method on the path is answered 405 with `Allow: POST` (a GET must not be passed through to a mirror as an
+ * unknown path), or 501 when HTTP does not define it.
  *
  * @module
  */
 
 import { Hono } from "hono";
 import type { ServeInfo } from "../http/client_request.ts";
-import { HttpError } from "../http/http_error.ts";
+import { HttpError, methodError } from "../http/http_error.ts";
 import { parsePackageFileName } from "../repo/package_file_name.ts";
 import type { RequestTarget } from "../repo/request_path.ts";
 import type { Prefetcher } from "./prefetcher.ts";
@@ -68,9 +69,10 @@ export function prefetchRoutes(
     const dryRun = ["1", "true"].includes(new URL(c.req.url).searchParams.get("dry_run") ?? "");
     return c.json(await prefetcher.run({ dryRun }));
   });
-  routes.all(PREFETCH_ROUTE, () => {
-    throw new HttpError(405, "Prefetch runs are asked for with POST /prefetch (or `flexo prefetch`)", {
-      headers: { Allow: "POST" },
+  routes.all(PREFETCH_ROUTE, (c) => {
+    throw methodError(c.req.method, {
+      allow: "POST",
+      advice: "prefetch runs are asked for with POST /prefetch (or `flexo prefetch`)",
     });
   });
   return routes;

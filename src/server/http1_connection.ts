@@ -379,7 +379,11 @@ export class ClientConnection {
     const body = ENCODER.encode(`${problem.message}\n`);
     const head = responseHead(
       { code: problem.status },
-      [["content-type", "text/plain; charset=utf-8"], ["cache-control", NOT_STORED]],
+      [
+        ["content-type", "text/plain; charset=utf-8"],
+        ["cache-control", NOT_STORED],
+        ...("headers" in problem ? problem.headers ?? [] : []),
+      ],
       { length: body.length, close: true, date: this.#dates.text() },
     );
     this.#linger = true;

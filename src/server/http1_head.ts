@@ -42,8 +42,10 @@ export interface RequestHead {
 
 /** Why a head was refused: the status to answer with and a message for the client and the log. */
 export interface HeadProblem {
-  status: 400 | 414 | 431 | 501 | 505;
+  status: 400 | 405 | 414 | 431 | 501 | 505;
   message: string;
+  /** Headers of the answer besides its framing (a 405's `Allow`). */
+  headers?: [string, string][];
 }
 
 const CR = 0x0d;

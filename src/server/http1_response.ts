@@ -5,6 +5,8 @@
  * @module
  */
 
+import { VERSION } from "../version.ts";
+
 /** Reason phrases of the statuses flexo sends; others get the response's own `statusText`, or none. */
 const REASONS: Record<number, string> = {
   200: "OK",
@@ -32,6 +34,12 @@ const REASONS: Record<number, string> = {
 
 /** Headers about the connection or the body's framing: the connection layer sets these itself. */
 const OWN_HEADERS = new Set(["connection", "keep-alive", "transfer-encoding", "content-length"]);
+
+/**
+ * The `Server` header of every answer (RFC 9110 section 10.2.4), as the Rust flexo sends `Server: flexo`; with
+ * the version, which the status page shows anyone who can ask anyway.
+ */
+const SERVER = `server: flexo/${VERSION}\r\n`;
 
 const ENCODER = new TextEncoder();
 /** Anything a head needs more than ASCII for (header values may hold bytes 0x80-0xFF). */
@@ -88,7 +96,7 @@ export function reasonPhrase(status: number, statusText = ""): string {
 
 /**
  * The bytes of a response head: `HTTP/1.1 status reason`, the given headers but those about the connection or
- * the framing, the framing's own, and a `Date` unless one is given. Header names and values are written as
+ * the framing, the framing's own, a `Date` unless one is given, and flexo's `Server`. Header names and values are written as
  * their code units (Headers allows no characters above U+00FF and no line breaks).
  */
 export function responseHead(
@@ -108,6 +116,7 @@ export function responseHead(
   if (framing.close) head += "connection: close\r\n";
   else if (framing.keepAlive) head += "connection: keep-alive\r\n";
   if (!hasDate) head += `date: ${framing.date ?? httpDate()}\r\n`;
+  head += SERVER;
   head += "\r\n";
   return encodeLatin1(head);
 }

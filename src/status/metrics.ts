@@ -104,7 +104,8 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
   }
   new Gauge({
     name: "flexo_cache_hit_ratio",
-    help: "Cache hits divided by requests for packages and databases since start (0 without any).",
+    help:
+      "Cache hits divided by GET requests for packages and databases since start (HEAD requests apart; 0 without any).",
     registers,
     collect() {
       this.set(app.stats.hitRatio());

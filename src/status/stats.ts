@@ -38,8 +38,13 @@ export interface RecentError {
 
 /** Live counters; cheap to update on every request. */
 export class Stats {
-  /** Requests by result. */
+  /** Requests by result, HEAD requests included. */
   readonly requests: Map<CountedResult, number> = new Map();
+  /**
+   * HEAD requests by result, counted in `requests` too but not in the hit ratio: a HEAD fetches no file (pacman
+   * sends none; monitoring probes do), and probes of one cached file would make the ratio what they please.
+   */
+  readonly headRequests: Map<CountedResult, number> = new Map();
   /**
    * Body bytes that did not cross the internet for their client: sent from complete cached files, or shared
    * from a download another client started (JOINED DOWNLOAD). The hit ratio counts the same answers as hits.
@@ -77,11 +82,13 @@ export class Stats {
   }
 
   /**
-   * Counts one answered request and the body bytes it sends from the cache. Bytes from upstream are counted as
-   * they flow ({@linkcode Stats.recordUpstreamBytes}), not here.
+   * Counts one answered request (`head`: a HEAD request, see {@linkcode Stats.headRequests}) and the body bytes it
+   * sends from the cache. Bytes from upstream are counted as they flow ({@linkcode Stats.recordUpstreamBytes}),
+   * not here.
    */
-  recordRequest(result: CountedResult, cacheBytes = 0): void {
+  recordRequest(result: CountedResult, cacheBytes = 0, head = false): void {
     this.requests.set(result, (this.requests.get(result) ?? 0) + 1);
+    if (head) this.headRequests.set(result, (this.headRequests.get(result) ?? 0) + 1);
     this.bytesFromCache += cacheBytes;
     this.history.add("requests", 1);
     if (cacheBytes > 0) this.history.add("fromCacheBytes", cacheBytes);
@@ -109,11 +116,19 @@ export class Stats {
     return requests + this.bytesFromCache + this.bytesFromUpstream;
   }
 
-  /** Cache hits divided by requests for files (hits and misses of packages and databases); 0 with none. */
+  /** GET requests for files that the hit ratio counts: hits and misses of packages and databases. */
+  lookups(): { hits: number; misses: number } {
+    const count = (result: CountedResult) =>
+      (this.requests.get(result) ?? 0) - (this.headRequests.get(result) ?? 0);
+    return {
+      hits: count("CACHE HIT") + count("REVALIDATED") + count("NOT MODIFIED") + count("JOINED DOWNLOAD"),
+      misses: count("CACHE MISS") + count("UPDATED"),
+    };
+  }
+
+  /** Cache hits divided by the file requests of {@linkcode Stats.lookups} (HEAD apart); 0 with none. */
   hitRatio(): number {
-    const hits = (this.requests.get("CACHE HIT") ?? 0) + (this.requests.get("REVALIDATED") ?? 0) +
-      (this.requests.get("NOT MODIFIED") ?? 0) + (this.requests.get("JOINED DOWNLOAD") ?? 0);
-    const misses = (this.requests.get("CACHE MISS") ?? 0) + (this.requests.get("UPDATED") ?? 0);
+    const { hits, misses } = this.lookups();
     return hits + misses === 0 ? 0 : hits / (hits + misses);
   }
 }

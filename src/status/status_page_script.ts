@@ -353,13 +353,13 @@ export function statusPageScript(refreshIntervalMs: number): void {
         : plural(c.files, "file", "files") + (c.complete ? "" : " (still counting…)"),
     );
     setText("cache-dir", c.directory);
-    const lookups = ["CACHE HIT", "REVALIDATED", "NOT MODIFIED", "JOINED DOWNLOAD", "CACHE MISS", "UPDATED"]
-      .reduce((sum, key) => sum + (s.requests.byResult[key] || 0), 0);
+    const lookups = s.requests.lookups;
     setText("hit-ratio", lookups === 0 ? "—" : percent(s.requests.hitRatio));
     setText(
       "hit-note",
       plural(lookups, "file request", "file requests") + ", " +
-        plural(s.requests.total, "request", "requests") + " in all",
+        plural(s.requests.total, "request", "requests") + " in all" +
+        (s.requests.head > 0 ? " (" + s.requests.head + " HEAD, not in the ratio)" : ""),
     );
     setText("from-cache", bytes(s.served.fromCacheBytes));
     setText("from-upstream", bytes(s.served.fromUpstreamBytes));

@@ -50,8 +50,17 @@ export interface StatusReport {
   uptimeSeconds: number;
   /** The cache's size; `bytes` and `files` are null when not tracked, `complete` false while still counting. */
   cache: { directory: string; bytes: number | null; files: number | null; complete: boolean };
-  /** Requests answered: by result (`CACHE HIT`, ...), in all, and the hit ratio of file requests. */
-  requests: { byResult: Record<string, number>; total: number; hitRatio: number };
+  /**
+   * Requests answered: by result (`CACHE HIT`, ...) and in all (HEAD requests included), the HEAD requests
+   * among them, the GET file requests that the hit ratio counts (`lookups`: HEAD apart), and that ratio.
+   */
+  requests: {
+    byResult: Record<string, number>;
+    total: number;
+    head: number;
+    lookups: number;
+    hitRatio: number;
+  };
   /**
    * Client connections: `refused` counts new ones closed at once because `max_connections` were open and
    * each was answering a request (the limit is hit: clients see their connections dropped).
@@ -149,6 +158,7 @@ export function statusReport(
   const now = options.now();
   const usage = options.cacheUsage?.();
   const byResult = Object.fromEntries(app.stats.requests);
+  const lookups = app.stats.lookups();
   const downloads = app.downloads.list().map((d) => ({
     path: d.segments.join("/"),
     mirror: d.mirror === undefined ? null : redactUrl(d.mirror),
@@ -188,6 +198,8 @@ export function statusReport(
     requests: {
       byResult,
       total: Object.values(byResult).reduce((sum, n) => sum + n, 0),
+      head: [...app.stats.headRequests.values()].reduce((sum, n) => sum + n, 0),
+      lookups: lookups.hits + lookups.misses,
       hitRatio: app.stats.hitRatio(),
     },
     connections: { refused: app.stats.refusedConnections },

@@ -23,7 +23,7 @@ const FILES: Record<string, string> = {
   "/core/os/x86_64/core.files": REVALIDATE,
 };
 
-async function setup() {
+async function setup(mirrorHeaders: Record<string, string> = {}) {
   const root = await Deno.makeTempDir({ prefix: "flexo-cache-control-mirror-" });
   for (const path of Object.keys(FILES)) {
     await Deno.mkdir(join(root, dirname(path)), { recursive: true });
@@ -31,7 +31,7 @@ async function setup() {
     if (/\.(db|files)$/.test(path)) await Deno.writeFile(join(root, path), testDatabase());
     else await Deno.writeTextFile(join(root, path), `bytes of ${path}`);
   }
-  const mirror = await startFakeMirror(root);
+  const mirror = await startFakeMirror(root, { headers: mirrorHeaders });
   const proxy = await startTestProxy({ mirrors: [mirror.url] });
   return {
     proxy,
@@ -96,5 +96,30 @@ Deno.test("the quick path's head for a repeated hit is the full path's, Cache-Co
     assertEquals(withoutDate(quick), withoutDate(full), path);
     assertEquals(quick.body, full.body, path);
     assertEquals(quick.headers.get("cache-control"), IMMUTABLE, path);
+  }
+});
+
+Deno.test("createApp() answers a file with one Content-Type, asked of the mirror, downloading or cached, whatever the mirror says", async () => {
+  // The mirror's own type (each mirror has its own, or none) was passed on while downloading, and the file
+  // name's said once cached: a client or a cache in front saw a file change type.
+  await using s = await setup({ "content-type": "application/x-zstd-compressed-tar" });
+  for (const path of Object.keys(FILES)) {
+    const seen: [string, string | undefined][] = [];
+    const ask = async (name: string, method: string, headers: Record<string, string> = {}) => {
+      const response = await rawRequest(s.proxy.port, method, path, headers);
+      seen.push([name, response.headers.get("content-type")]);
+    };
+    await ask("HEAD asked of the mirror", "HEAD");
+    await ask("GET while downloading", "GET");
+    await s.proxy.app.downloads.idle();
+    await ask("GET from the cache", "GET");
+    await ask("HEAD from the cache", "HEAD");
+    const type = path.endsWith(".sig") ? "application/pgp-signature" : "application/octet-stream";
+    assertEquals(seen, [
+      ["HEAD asked of the mirror", type],
+      ["GET while downloading", type],
+      ["GET from the cache", type],
+      ["HEAD from the cache", type],
+    ], path);
   }
 });

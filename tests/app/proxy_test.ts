@@ -210,6 +210,75 @@ Deno.test("createApp() refuses other methods with 405 and hostile paths with 400
   }
 });
 
+Deno.test("createApp() answers a method HTTP defines with 405 and Allow, and an unknown one with 501", async () => {
+  // RFC 9110 15.5.6 and 15.6.2 (methods are case-sensitive: patch is not PATCH).
+  const { fetch, requests } = fakeFetch(() => ({ body: new Uint8Array(1) }));
+  const app = await testApp([A], { fetch });
+  try {
+    for (const method of ["OPTIONS", "PATCH", "DELETE", "PUT"]) {
+      const response = await app.get(PKG, { method });
+      assertEquals([response.status, response.headers.get("allow")], [405, "GET, HEAD"], method);
+      await response.body?.cancel();
+    }
+    for (const method of ["PROPFIND", "FOO", "patch"]) {
+      const response = await app.get("/status", { method });
+      assertEquals(response.status, 501, method);
+      await response.body?.cancel();
+    }
+    assertEquals(requests.length, 0);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("answerDownload() answers a Range request for a download of unknown length with 206 once the length is known", async () => {
+  // A mirror that sends no Content-Length (a chunked body) and no database giving the size: the length is known
+  // only at the body's end. A 200 with the whole file instead failed pacman's resume of a .part file (curl:
+  // "HTTP server doesn't seem to support byte ranges. Cannot resume").
+  const data = testBytes(100_000, 7);
+  const { fetch, gates } = gatedFetch(() => ({ headers: {} }));
+  const app = await testApp([A], { fetch });
+  try {
+    const first = await app.get(PKG);
+    assertEquals([first.status, first.headers.get("content-length")], [200, null]);
+    const whole = first.arrayBuffer();
+    gates[0].push(data.subarray(0, 50_000));
+    for (const [range, start] of [["bytes=1000-", 1000], ["bytes=-500", 99_500]] as const) {
+      const asked = app.get(PKG, { headers: { Range: range } });
+      if (range === "bytes=1000-") {
+        gates[0].push(data.subarray(50_000));
+        gates[0].end();
+      }
+      const response = await asked;
+      assertEquals(response.status, 206, range);
+      assertEquals(response.headers.get("content-range"), `bytes ${start}-99999/100000`, range);
+      assertEquals(new Uint8Array(await response.arrayBuffer()), data.subarray(start), range);
+    }
+    assertEquals(new Uint8Array(await whole), data);
+    assertEquals(gates.length, 1, "one download");
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("answerDownload() answers a Range request that starts a download of unknown length with 206", async () => {
+  const data = testBytes(30_000, 8);
+  const { fetch, gates } = gatedFetch(() => ({ headers: {} }));
+  const app = await testApp([A], { fetch });
+  try {
+    const asked = app.get(PKG, { headers: { Range: "bytes=100-199" } });
+    while (gates.length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    gates[0].push(data);
+    gates[0].end();
+    const response = await asked;
+    assertEquals(response.status, 206);
+    assertEquals(response.headers.get("content-range"), "bytes 100-199/30000");
+    assertEquals(new Uint8Array(await response.arrayBuffer()), data.subarray(100, 200));
+  } finally {
+    await app.cleanup();
+  }
+});
+
 Deno.test("serveTarget() counts a client that shares a running database download as joined, not as a second fetch", async () => {
   const db = testDatabase(3);
   const { fetch, gates } = gatedFetch(() => ({ headers: { "content-length": String(db.byteLength) } }));

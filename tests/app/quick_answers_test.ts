@@ -17,6 +17,7 @@ import { Stats } from "../../src/status/stats.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { randomBytes } from "../helpers/bytes.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
+import { VERSION } from "../../src/version.ts";
 
 const encoder = new TextEncoder();
 const PACKAGE = "/core/os/x86_64/tiny-1-1-x86_64.pkg.tar.zst";
@@ -90,13 +91,14 @@ async function assertWholeFileHeaders(
   contentType: string,
 ): Promise<void> {
   const names =
-    "accept-ranges last-modified etag flexo-payload-origin cache-control content-type content-length date";
+    "accept-ranges last-modified etag flexo-payload-origin cache-control content-type content-length date server";
   assertEquals(headers.map(([name]) => name), names.split(" "));
   const expected = new Map(await servedHeaders(file, contentType));
-  for (const [name, value] of headers.slice(0, -1)) assertEquals(value, expected.get(name), name);
+  for (const [name, value] of headers.slice(0, -2)) assertEquals(value, expected.get(name), name);
   assertEquals(expected.get("flexo-payload-origin"), "Cache");
   assertEquals(expected.get("content-length"), String(file.size));
-  const date = headers[headers.length - 1][1];
+  assertEquals(headers[headers.length - 1][1], `flexo/${VERSION}`);
+  const date = headers[headers.length - 2][1];
   assert(/ GMT$/.test(date) && Math.abs(Date.parse(date) - Date.now()) < 2_000, date);
 }
 

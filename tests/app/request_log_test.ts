@@ -106,3 +106,18 @@ Deno.test("createApp() logs the client a trusted proxy named on the quick path, 
     await app.cleanup();
   }
 });
+
+Deno.test("AnswerLog.record() counts a HEAD answer apart from the hit ratio", () => {
+  // A monitoring probe's HEAD of a cached file is a CACHE HIT that fetched nothing: counted among the requests,
+  // not among the file requests of the hit ratio.
+  const stats = new Stats();
+  const log = new AnswerLog(stats, { enabled: () => false, line: () => {} });
+  log.record({ ...ANSWER, result: "CACHE MISS" });
+  for (let i = 0; i < 3; i++) log.record({ ...ANSWER, method: "HEAD", bytes: 0 });
+  assertEquals(stats.requests.get("CACHE HIT"), 3);
+  assertEquals(stats.headRequests.get("CACHE HIT"), 3);
+  assertEquals(stats.lookups(), { hits: 0, misses: 1 });
+  assertEquals(stats.hitRatio(), 0);
+  log.record(ANSWER);
+  assertEquals(stats.hitRatio(), 0.5);
+});

@@ -32,7 +32,6 @@ Deno.test("findResumePoint() continues a partial file within its recorded total"
     const meta = {
       total: 1000,
       lastModified: 1_700_000_000_000,
-      contentType: "application/zstd",
       mirror: "http://a.test/",
     };
     await store.writePartialMeta(SEGMENTS, meta);

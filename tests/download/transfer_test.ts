@@ -115,6 +115,23 @@ Deno.test("askMirror() reports 404 and 410 as not_found and releases the body", 
   }
 });
 
+Deno.test("askMirror() accepts an empty Content-Encoding or identity as no encoding, and refuses a real one", async () => {
+  // RFC 9110 section 8.4: `Content-Encoding:` with no coding, and identity, leave the bytes as they are.
+  for (const encoding of ["", " ", "identity", "IDENTITY", "identity, "]) {
+    const { answer } = await ask({ headers: { "content-encoding": encoding }, body: testBytes(10) });
+    assertEquals(answer.type, "response", JSON.stringify(encoding));
+  }
+  for (const encoding of ["gzip", "zstd", "br", "deflate", "x-unknown", "identity, gzip"]) {
+    const { answer, bodyCancelled } = await ask({
+      headers: { "content-encoding": encoding },
+      body: testBytes(10),
+    });
+    assert(answer.type === "failed", `${encoding}: ${answer.type}`);
+    assert(answer.message.includes(`Content-Encoding: ${encoding}`), answer.message);
+    assert(bodyCancelled(), `the body sent with ${encoding} is cancelled`);
+  }
+});
+
 Deno.test("askMirror() reports 304 as not_modified", async () => {
   const { answer } = await ask({ status: 304 });
   assertEquals(answer, { type: "not_modified" });

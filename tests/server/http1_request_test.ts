@@ -128,10 +128,16 @@ Deno.test("requestFromHead() keeps the target's path and the Host as the URL's f
   assertEquals(moved, []);
 });
 
-Deno.test("requestFromHead() refuses the methods Request forbids with 400", () => {
-  for (const method of ["CONNECT", "TRACE", "TRACK", "connect", "trace"]) {
+Deno.test("requestFromHead() answers CONNECT and TRACE with 405 and Allow, and the unknown methods Request refuses or respells with 501", () => {
+  // RFC 9110 15.5.6 and 15.6.2: a method HTTP defines and the server does not allow is 405 with Allow; one it
+  // does not know is 501. Methods are case-sensitive: trace and get are unknown ones.
+  for (const [method, target] of [["CONNECT", "mirror.example:443"], ["CONNECT", "/"], ["TRACE", "/"]]) {
+    const problem = problemOf(`${method} ${target} HTTP/1.1\r\nHost: a\r\n\r\n`);
+    assertEquals([problem.status, problem.headers], [405, [["allow", "GET, HEAD"]]], `${method} ${target}`);
+  }
+  for (const method of ["TRACK", "connect", "trace", "get", "Head"]) {
     const problem = problemOf(`${method} / HTTP/1.1\r\nHost: a\r\n\r\n`);
-    assertEquals(problem.status, 400, method);
+    assertEquals(problem.status, 501, method);
   }
   assertEquals(requestOf("PROPFIND /x HTTP/1.1\r\nHost: a\r\n\r\n").method, "PROPFIND");
   assertEquals(requestOf("DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n").method, "DELETE");

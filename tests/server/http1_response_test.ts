@@ -9,8 +9,10 @@ import {
   responseHead,
 } from "../../src/server/http1_response.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
+import { VERSION } from "../../src/version.ts";
 
 const DATE = "Thu, 01 Jan 1970 00:00:00 GMT";
+const SERVER = `server: flexo/${VERSION}`;
 /** RFC 7231's IMF-fixdate (RFC 9110, section 5.6.7). */
 const IMF_FIXDATE =
   /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
@@ -34,7 +36,7 @@ Deno.test("responseHead() writes the status line, the headers in order and the f
     latin1(head),
     "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ndate: " + DATE +
       "\r\nx-a: 1\r\nx-a: 2\r\n" +
-      "content-length: 1234\r\n\r\n",
+      "content-length: 1234\r\n" + SERVER + "\r\n\r\n",
   );
 });
 
@@ -79,7 +81,11 @@ Deno.test("responseHead() drops the app's connection and framing headers and wri
   ];
   for (const [framing, own] of cases) {
     const lines = linesOf(responseHead({ code: 200 }, appHeaders, framing));
-    assertEquals(lines, ["HTTP/1.1 200 OK", "x-kept: yes", `date: ${DATE}`, ...own], JSON.stringify(framing));
+    assertEquals(
+      lines,
+      ["HTTP/1.1 200 OK", "x-kept: yes", `date: ${DATE}`, ...own, SERVER],
+      JSON.stringify(framing),
+    );
   }
 });
 
@@ -115,8 +121,17 @@ Deno.test("responseHead() adds a Date header unless the response has one", () =>
   assert(IMF_FIXDATE.test(date), date);
   for (const name of ["date", "Date", "DATE"]) {
     const given = linesOf(responseHead({ code: 200 }, [[name, DATE]], { close: false }));
-    assertEquals(given, ["HTTP/1.1 200 OK", `${name}: ${DATE}`], name);
+    assertEquals(given, ["HTTP/1.1 200 OK", `${name}: ${DATE}`, SERVER], name);
   }
+});
+
+Deno.test("responseHead() names flexo and its version in a Server header on every answer", () => {
+  // RFC 9110 section 10.2.4, as the Rust flexo sends Server: flexo; refusals and errors go through here too.
+  for (const code of [200, 206, 304, 404, 405, 502]) {
+    const lines = linesOf(responseHead({ code }, [["date", DATE]], { length: 0, close: code >= 400 }));
+    assertEquals(lines.filter((line) => /^server:/i.test(line)), [SERVER], String(code));
+  }
+  assert(/^server: flexo\/\d+\.\d+\.\d+/.test(SERVER), SERVER);
 });
 
 Deno.test("httpDate() writes RFC 7231 IMF-fixdate", () => {

@@ -181,6 +181,23 @@ Deno.test("startServer() answers DELETE, POST and PUT with 405 and an Allow head
   });
 });
 
+Deno.test("startServer() answers TRACE and CONNECT with 405 and Allow, and an unknown method with 501", async () => {
+  // RFC 9110 15.5.6 and 15.6.2; Request cannot carry TRACE, CONNECT or TRACK, so the connection layer answers
+  // them with the app's rule. They got 400 before.
+  await withProxy(async (proxy, mirror) => {
+    for (const line of [`TRACE ${GOOD} HTTP/1.1`, `CONNECT mirror.example:443 HTTP/1.1`]) {
+      const raw = await rawRequest(proxy.port, line);
+      assertEquals(raw.status, 405, line);
+      assert(/^allow: GET, HEAD$/im.test(raw.head), `the 405 carries Allow: ${raw.head}`);
+    }
+    for (const line of [`TRACK ${GOOD} HTTP/1.1`, `FOO ${GOOD} HTTP/1.1`]) {
+      assertEquals((await rawRequest(proxy.port, line)).status, 501, line);
+    }
+    assertEquals(mirror.requests.length, 0);
+    await assertStillServing(proxy);
+  });
+});
+
 Deno.test("startServer() answers HEAD with the length and no body, uncached and cached", async () => {
   await withProxy(async (proxy, mirror) => {
     const uncached = await rawRequest(proxy.port, `HEAD ${GOOD} HTTP/1.1`);

@@ -167,6 +167,12 @@ Deno.test("statusRoutes() report a download in progress and count its bytes afte
     assertEquals(sampleValue(done.samples, "flexo_served_bytes_total", { origin: "cache" }), SIZE);
     assertEquals(sampleValue(done.samples, "flexo_served_bytes_total", { origin: "upstream" }), SIZE);
     assertEquals(sampleValue(done.samples, "flexo_cache_hit_ratio"), 0.5);
+    // A HEAD of the cached file (a monitoring probe) is a request, not a file request of the ratio.
+    await (await app.get(PKG, { method: "HEAD" })).body?.cancel();
+    const probed = await status(app);
+    assertEquals([probed.requests.total, probed.requests.head, probed.requests.lookups], [3, 1, 2]);
+    assertEquals(probed.requests.hitRatio, 0.5);
+    assertEquals(sampleValue((await metrics(app)).samples, "flexo_cache_hit_ratio"), 0.5);
     const mirror = { pool: "official", mirror: A };
     assertEquals(sampleValue(done.samples, "flexo_upstream_received_bytes_total", mirror), SIZE);
     assertEquals(sampleValue(done.samples, "flexo_upstream_transfers_total", mirror), 1);

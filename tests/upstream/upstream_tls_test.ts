@@ -147,3 +147,74 @@ Deno.test("createUpstreamClient().fetch() closes the connection of a TLS handsha
     await server.close();
   }
 });
+
+Deno.test("createUpstreamClient().fetch() closes the connection of a request abandoned after its TLS handshake", async (t) => {
+  // Guards the case next to the one above: once the handshake is over, closing the TLS connection (an abort
+  // before the head or during the body, a cancelled body) closes its socket at once in Deno 2.9, without
+  // libc's shutdown. The mirror learns it from a reset: its writes fail once our socket is gone, where a socket
+  // left open would take megabytes before a write waited.
+  const dir = await Deno.makeTempDir({ prefix: "flexo-tls-" });
+  try {
+    const pair = await testCertificate(dir);
+    if (pair === undefined) {
+      const reason = "skipped: openssl is not installed (apt-get install openssl)";
+      console.warn(reason);
+      await t.step({ name: reason, ignore: true, fn: () => {} });
+      return;
+    }
+    for (const how of ["abort before the head", "abort during the body", "cancel the body"]) {
+      await t.step(how, async () => {
+        const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...pair });
+        const asked = Promise.withResolvers<void>();
+        const serving = (async () => {
+          const conn = await listener.accept();
+          try {
+            await readHead(conn);
+            asked.resolve();
+            if (how !== "abort before the head") {
+              await conn.write(encoder.encode("HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\nfirst"));
+            }
+            const buffer = new Uint8Array(4096);
+            while ((await conn.read(buffer)) !== null);
+            const chunk = new Uint8Array(64 * 1024);
+            for (let i = 0; i < 1024; i++) await conn.write(chunk);
+            return "open";
+          } catch {
+            return "closed";
+          } finally {
+            conn.close();
+          }
+        })();
+        const upstream = client({ caCerts: [pair.cert] });
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        try {
+          const abort = new AbortController();
+          const fetching = upstream.fetch(`https://127.0.0.1:${listener.addr.port}/core.db`, {
+            signal: abort.signal,
+          });
+          await asked.promise;
+          if (how === "abort before the head") {
+            abort.abort(new Error("connect_timeout"));
+            await assertRejects(() => fetching);
+          } else {
+            const reader = (await fetching).body!.getReader();
+            await reader.read();
+            if (how === "cancel the body") await reader.cancel();
+            else {
+              abort.abort(new Error("too slow"));
+              await assertRejects(() => reader.read());
+            }
+          }
+          const waited = new Promise<"open">((resolve) => timer = setTimeout(() => resolve("open"), 5000));
+          assertEquals(await Promise.race([serving, waited]), "closed");
+        } finally {
+          clearTimeout(timer);
+          upstream.close();
+          listener.close();
+        }
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
