@@ -56,6 +56,13 @@ export const OVERTAKE = {
   reprobeMs: 30_000,
 } as const;
 
+/** A's progress at one moment: bytes on disk, and milliseconds its transfer had waited on writes. */
+interface Sample {
+  t: number;
+  written: number;
+  waited: number;
+}
+
 /** Whether to probe B now, and with how many bytes. */
 export type ProbeDecision =
   | { type: "probe"; bytes: number }
@@ -173,9 +180,12 @@ export class Overtaker {
   readonly #options: OvertakeOptions;
   readonly #timers;
   #endAsSlow?: (message: string) => void;
+  /** Milliseconds the transfer has waited on its writes (`pumpBody()`'s `overtakable`). */
+  #sinkWaitMs: () => number = () => 0;
   #timer: unknown;
   #startedAt = 0;
-  #samples: { t: number; written: number }[] = [];
+  /** A's progress: the time, the bytes on disk, and the milliseconds waited on writes until then. */
+  #samples: Sample[] = [];
   #probes = 0;
   #notBefore = 0;
   #probeAbort?: AbortController;
@@ -188,16 +198,20 @@ export class Overtaker {
     this.#timers = options.deps.timers ?? SYSTEM_TIMERS;
   }
 
-  /** Gets the function that ends the transfer as "slow" (`pumpBody()`'s `overtakable`). */
-  readonly overtakable = (endAsSlow: (message: string) => void): void => {
+  /**
+   * Gets the function that ends the transfer as "slow", and the time the transfer has waited on its writes
+   * (`pumpBody()`'s `overtakable`).
+   */
+  readonly overtakable = (endAsSlow: (message: string) => void, sinkWaitMs: () => number): void => {
     this.#endAsSlow = endAsSlow;
+    this.#sinkWaitMs = sinkWaitMs;
   };
 
   /** Starts measuring A: the first look comes after {@linkcode OVERTAKE.measureMs}. */
   start(): void {
     const now = this.#options.deps.now();
     this.#startedAt = now;
-    this.#samples = [{ t: now, written: this.#options.written() }];
+    this.#samples = [this.#sample(now)];
     this.#watch(OVERTAKE.measureMs);
   }
 
@@ -216,14 +230,29 @@ export class Overtaker {
     }, ms);
   }
 
+  #sample(t: number): Sample {
+    return { t, written: this.#options.written(), waited: this.#sinkWaitMs() };
+  }
+
   /** A's rate over the last {@linkcode OVERTAKE.rateWindowMs}, with a sample taken now. */
   #rate(): number {
     const now = this.#options.deps.now();
     const samples = this.#samples;
-    samples.push({ t: now, written: this.#options.written() });
+    samples.push(this.#sample(now));
     while (samples.length > 2 && now - samples[1].t >= OVERTAKE.rateWindowMs) samples.shift();
-    const oldest = samples[0];
-    return now > oldest.t ? ((this.#options.written() - oldest.written) * 1000) / (now - oldest.t) : 0;
+    return this.#rateSince(samples[0]);
+  }
+
+  /**
+   * A's bytes per second since `then`, over the time it waited on its mirror: time waited on its writes (a slow
+   * disk) is not the mirror's, and a mirror that outruns the disk is not worth overtaking (the next one's bytes
+   * would wait on the same disk). Infinity when every moment since `then` waited on the disk.
+   */
+  #rateSince(then: Sample): number {
+    const now = this.#sample(this.#options.deps.now());
+    if (now.t <= then.t) return 0;
+    const ms = now.t - then.t - (now.waited - then.waited);
+    return ms > 0 ? ((now.written - then.written) * 1000) / ms : Infinity;
   }
 
   #look(): void {
@@ -264,6 +293,7 @@ export class Overtaker {
     const abort = new AbortController();
     this.#probeAbort = abort;
     const startedAt = deps.now();
+    const before = this.#sample(startedAt);
     let outcome: ProbeOutcome;
     try {
       const measured = await this.#measure(from, bytes, abort);
@@ -272,8 +302,7 @@ export class Overtaker {
       } else if (measured.type === "failed") {
         outcome = { type: "kept", reason: `the probe of ${redactUrl(candidate)} failed: ${measured.reason}` };
       } else {
-        const now = deps.now();
-        const aDuring = now > startedAt ? ((this.#options.written() - from) * 1000) / (now - startedAt) : 0;
+        const aDuring = this.#rateSince(before);
         // The better of A's two rates: a probe that took A's share of our own link must not make A look slow.
         const aRate = Math.max(aRateBefore, aDuring);
         const remaining = this.#options.total - this.#options.written();

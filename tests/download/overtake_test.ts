@@ -14,7 +14,15 @@ import { captureLog } from "../helpers/log_capture.ts";
 import { startTestDownload } from "../helpers/test_download.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
 import type { Download, OrderRules } from "../../src/download/download.ts";
-import { judgeProbe, OVERTAKE, probeDecision } from "../../src/download/overtake.ts";
+import {
+  judgeProbe,
+  OVERTAKE,
+  overtakerFor,
+  probeDecision,
+  pumpOvertakable,
+} from "../../src/download/overtake.ts";
+import { Attempt } from "../../src/download/attempt.ts";
+import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 
 const A = "http://mirror-a.test/";
 const B = "http://mirror-b.test/";
@@ -63,11 +71,15 @@ async function slowDownload(
   await waitFor("A to be asked", () => gated.gates.length === 1);
   await download.head;
   const a = gated.gates[0];
-  /** Sends `bytes` more of A's body, waits until they are on disk, then moves the clock `ms` on. */
+  /**
+   * Sends `bytes` more of A's body, waits until they are on disk and the transfer has taken them (a clock moved
+   * before would count as time waited on the disk), then moves the clock `ms` on.
+   */
   const trickle = async (bytes: number, ms = 1000) => {
     const target = download.written + bytes;
     a.push(data.slice(download.written, target));
     while (download.written < target) await download.changed();
+    await turn();
     clock.advance(ms);
     await turn();
   };
@@ -229,6 +241,61 @@ Deno.test("Download.start() never probes a mirror that delivers the rest within 
     assertEquals(gates.length, 2, "once it trickles, it is");
     await finishFrom(a, download, data);
   });
+});
+
+Deno.test("pumpOvertakable() never probes the next mirror while the transfer waits on its writes (a slow disk), not on its mirror", async () => {
+  const data = testBytes(SIZE, 43);
+  const clock = new FakeTimers();
+  const gated = gatedFetch((req) => head(req));
+  const pool = new MirrorPool();
+  pool.setMirrors([A, B], "test");
+  const deps = { fetch: gated.fetch, now: clock.now, timers: clock.deps };
+  const limits = {
+    connectTimeoutMs: 5_000,
+    lowSpeedLimit: 1,
+    lowSpeedTimeMs: 60_000,
+    lastResortStallMs: 60_000,
+  };
+  const upstreamPath = SEGMENTS.join("/");
+  const attempt = new Attempt(A, { upstreamPath, mirrors: pool, deps, limits });
+  const answer = await attempt.ask(new Headers(), { written: 0 }, { meta: {}, resumeAcrossMirrors: true });
+  assert(answer.type === "accepted");
+  let written = 0;
+  let disk: PromiseWithResolvers<void> | undefined;
+  const overtaker = overtakerFor({ deps, limits, upstreamPath, rules: { resumeAcrossMirrors: true } }, {
+    mirror: A,
+    candidate: B,
+    total: SIZE,
+    written: () => written,
+  });
+  const pumping = pumpOvertakable(attempt, answer, {
+    from: 0,
+    // The disk takes each chunk only when the test says so.
+    write: (chunk) => {
+      const count = chunk.byteLength;
+      disk = Promise.withResolvers();
+      return disk.promise.then(() => void (written += count));
+    },
+    canSwitch: () => true,
+  }, overtaker);
+  // A sends 20 kB at once every second, and the disk takes the whole second to write them: A is not slow.
+  for (let second = 0; second < 12; second++) {
+    gated.gates[0].push(data.slice(written, written + TRICKLE));
+    await waitFor("the chunk to reach the disk", () => disk !== undefined);
+    clock.advance(1000);
+    await turn();
+    const writing = disk!;
+    disk = undefined;
+    writing.resolve();
+    await turn();
+  }
+  assertEquals(
+    gated.gates.length,
+    1,
+    "the next mirror was not probed: its bytes would wait on the same disk",
+  );
+  attempt.close();
+  assertEquals((await pumping).type, "cut_short");
 });
 
 Deno.test("judgeProbe() keeps the mirror in use when switching saves too little, and switches when it saves much", () => {
