@@ -16,6 +16,7 @@
 import { getLogger } from "@logtape/logtape";
 import { formatBytes } from "../config/units.ts";
 import { redactUrl } from "../redact_url.ts";
+import type { MirrorPool } from "../mirrors/mirrors.ts";
 import type { Attempt, AttemptBody, AttemptHead } from "./attempt.ts";
 import type { OrderRules } from "./failover.ts";
 import {
@@ -158,6 +159,8 @@ export type ProbeOutcome =
 export interface OvertakeOptions {
   deps: TransferDeps;
   limits: TransferLimits;
+  /** Where a probe's bytes are counted as received from B (`flexo_upstream_received_bytes_total`). */
+  mirrors: Pick<MirrorPool, "recordBytes">;
   /** Path appended to a mirror's base URL. */
   upstreamPath: string;
   /** The client's `Via`, sent as on every request upstream. */
@@ -380,6 +383,8 @@ export class Overtaker {
       this.#timers.clearTimer(timer);
       reader.cancel().catch(() => {});
       abort.abort(new Error("the probe is done"));
+      // Received and paid for like any other (a metered link counts them), though never stored.
+      this.#options.mirrors.recordBytes(candidate, count);
     }
     if (count === 0) return { type: "failed", reason: `sent no byte within ${OVERTAKE.probeMs} ms` };
     return { type: "measured", bytes: Math.min(count, bytes), ms: deps.now() - startedAt, ttfbMs };
@@ -390,6 +395,7 @@ export class Overtaker {
 export interface OvertakeContext {
   deps: TransferDeps;
   limits: TransferLimits;
+  mirrors: Pick<MirrorPool, "recordBytes">;
   upstreamPath: string;
   via?: string;
   rules: Pick<OrderRules, "resumeAcrossMirrors">;

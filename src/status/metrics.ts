@@ -113,7 +113,7 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
   new Counter({
     name: "flexo_upstream_received_bytes_total",
     help:
-      "Bytes received from each upstream mirror (a download's when its transfer ends, a passed-through file's as it flows).",
+      "Bytes received from each upstream mirror (a download's and a probe's when its transfer ends, a passed-through file's as it flows).",
     labelNames: ["pool", "mirror"],
     registers,
     collect() {

@@ -50,6 +50,7 @@ async function slowDownload(
     rules?: Partial<OrderRules>;
     maxSpeedLimit?: number;
     probe?: (req: FakeRequest) => { status: number };
+    pool?: MirrorPool;
   } = {},
 ) {
   const data = testBytes(SIZE, 41);
@@ -67,6 +68,7 @@ async function slowDownload(
     expect: { size: SIZE, sha256: sha256(data) },
     clock,
     limits: { maxSpeedLimit: options.maxSpeedLimit },
+    pool: options.pool,
   });
   await waitFor("A to be asked", () => gated.gates.length === 1);
   await download.head;
@@ -131,6 +133,26 @@ Deno.test("Download.start() moves from a trickling mirror to the next one once a
     assertEquals(resume.headers.get("range"), `bytes=${2 * TRICKLE}-`, "B resumes where A stopped");
     assertEquals(download.mirror, B);
     await finishFrom(resume, download, data);
+  });
+});
+
+Deno.test("Download.start() counts the bytes of a probe as received from the probed mirror", async () => {
+  await withTempDir(async (dir) => {
+    const pool = new MirrorPool();
+    const { data, download, gates, trickle } = await slowDownload(dir, { pool });
+    await trickle(TRICKLE);
+    await trickle(TRICKLE);
+    assertEquals(gates.length, 2, "B is probed");
+    gates[1].push(data.slice(2 * TRICKLE, 2 * TRICKLE + OVERTAKE.probeBytes));
+    await waitFor("B to be asked for the rest", () => gates.length === 3);
+    await finishFrom(gates[2], download, data);
+    const received = (url: string) => pool.snapshot().find((mirror) => mirror.url === url)?.bytes;
+    assertEquals(received(A), 2 * TRICKLE);
+    assertEquals(
+      received(B),
+      OVERTAKE.probeBytes + SIZE - 2 * TRICKLE,
+      "the probe's megabyte came from B too",
+    );
   });
 });
 
@@ -262,7 +284,8 @@ Deno.test("pumpOvertakable() never probes the next mirror while the transfer wai
   assert(answer.type === "accepted");
   let written = 0;
   let disk: PromiseWithResolvers<void> | undefined;
-  const overtaker = overtakerFor({ deps, limits, upstreamPath, rules: { resumeAcrossMirrors: true } }, {
+  const context = { deps, limits, upstreamPath, mirrors: pool, rules: { resumeAcrossMirrors: true } };
+  const overtaker = overtakerFor(context, {
     mirror: A,
     candidate: B,
     total: SIZE,
