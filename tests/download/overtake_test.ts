@@ -321,6 +321,48 @@ Deno.test("pumpOvertakable() never probes the next mirror while the transfer wai
   assertEquals((await pumping).type, "cut_short");
 });
 
+Deno.test("Download.start() probes the mirror after the one that joined its race as a new primary, never that one itself", async () => {
+  await withTempDir(async (dir) => {
+    const C = "http://mirror-c.test/";
+    const data = testBytes(SIZE, 47);
+    const clock = new FakeTimers();
+    const gated = gatedFetch((req) => head(req));
+    let askedA = false;
+    // A never sends its head.
+    const fetch: typeof globalThis.fetch = (input, init) => {
+      if (!String(input).startsWith(A)) return gated.fetch(input, init);
+      askedA = true;
+      const signal = init!.signal!;
+      return new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
+    };
+    const pool = new MirrorPool();
+    const download = startTestDownload(new CacheStore(dir), fetch, {
+      segments: SEGMENTS,
+      mirrors: [A, B, C],
+      expect: { size: SIZE, sha256: sha256(data) },
+      clock,
+      pool,
+    });
+    await waitFor("A to be asked", () => askedA);
+    // A better ranking: B joins the race for the head at once, and wins it.
+    pool.setMirrors([B, A, C], "test");
+    await download.head;
+    assertEquals(download.mirror, B);
+    const b = gated.gates[0];
+    for (let second = 0; second < 2; second++) {
+      const target = download.written + TRICKLE;
+      b.push(data.slice(download.written, target));
+      while (download.written < target) await download.changed();
+      await turn();
+      clock.advance(1000);
+      await turn();
+    }
+    assertEquals(gated.gates.length, 2, "a probe is sent");
+    assert(gated.gates[1].url.startsWith(C), `the probe asks C, the next mirror, not ${gated.gates[1].url}`);
+    await finishFrom(b, download, data);
+  });
+});
+
 Deno.test("judgeProbe() keeps the mirror in use when switching saves too little, and switches when it saves much", () => {
   const probe = { bytes: OVERTAKE.probeBytes, ms: 100, ttfbMs: 50 };
   // 100 kB left at 20 kB/s: 5 s, of which a switch saves less than minSavingMs.
