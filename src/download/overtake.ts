@@ -159,8 +159,8 @@ export type ProbeOutcome =
 export interface OvertakeOptions {
   deps: TransferDeps;
   limits: TransferLimits;
-  /** Where a probe's bytes are counted as received from B (`flexo_upstream_received_bytes_total`). */
-  mirrors: Pick<MirrorPool, "recordBytes">;
+  /** Where a probe's bytes are counted as received from B, and probes and overtaken transfers (`/metrics`). */
+  mirrors: Pick<MirrorPool, "recordBytes" | "overtakes">;
   /** Path appended to a mirror's base URL. */
   upstreamPath: string;
   /** The client's `Via`, sent as on every request upstream. */
@@ -275,6 +275,7 @@ export class Overtaker {
     });
     if (decision.type === "wait") return;
     this.#probes++;
+    this.#options.mirrors.overtakes.probes++;
     // A bug in the probe must not become an unhandled rejection: A keeps going.
     this.probe = this.#runProbe(written, decision.bytes, rate).catch((error: unknown) => {
       this.#probeAbort = undefined;
@@ -329,6 +330,7 @@ export class Overtaker {
       this.#notBefore = deps.now() + OVERTAKE.reprobeMs;
       log.debug("{mirror} keeps {path}: {reason}", { mirror, path, reason: outcome.reason });
     } else if (outcome.type === "switched") {
+      this.#options.mirrors.overtakes.overtaken++;
       this.stop();
       this.#endAsSlow?.(outcome.message);
     }
@@ -395,7 +397,7 @@ export class Overtaker {
 export interface OvertakeContext {
   deps: TransferDeps;
   limits: TransferLimits;
-  mirrors: Pick<MirrorPool, "recordBytes">;
+  mirrors: Pick<MirrorPool, "recordBytes" | "overtakes">;
   upstreamPath: string;
   via?: string;
   rules: Pick<OrderRules, "resumeAcrossMirrors">;

@@ -136,7 +136,7 @@ Deno.test("Download.start() moves from a trickling mirror to the next one once a
   });
 });
 
-Deno.test("Download.start() counts the bytes of a probe as received from the probed mirror", async () => {
+Deno.test("Download.start() counts the bytes of a probe as received from the probed mirror, and the probe and the transfer it overtook in the pool", async () => {
   await withTempDir(async (dir) => {
     const pool = new MirrorPool();
     const { data, download, gates, trickle } = await slowDownload(dir, { pool });
@@ -152,6 +152,11 @@ Deno.test("Download.start() counts the bytes of a probe as received from the pro
       received(B),
       OVERTAKE.probeBytes + SIZE - 2 * TRICKLE,
       "the probe's megabyte came from B too",
+    );
+    assertEquals(
+      pool.overtakes,
+      { probes: 1, overtaken: 1 },
+      "one probe, one transfer overtaken (for /metrics)",
     );
   });
 });
