@@ -368,6 +368,50 @@ Deno.test("Download.start() probes the mirror after the one that joined its race
   });
 });
 
+Deno.test("Download.start() lets the next mirror overtake one that won a probe and then trickled, and never goes back", async () => {
+  await withTempDir(async (dir) => {
+    const C = "http://mirror-c.test/";
+    const data = testBytes(SIZE, 53);
+    const clock = new FakeTimers();
+    const gated = gatedFetch((req) => head(req));
+    const download = startTestDownload(new CacheStore(dir), gated.fetch, {
+      segments: SEGMENTS,
+      mirrors: [A, B, C],
+      expect: { size: SIZE, sha256: sha256(data) },
+      clock,
+    });
+    await download.head;
+    const trickle = async (gate: GatedRequest) => {
+      const target = download.written + TRICKLE;
+      gate.push(data.slice(download.written, target));
+      while (download.written < target) await download.changed();
+      await turn();
+      clock.advance(1000);
+      await turn();
+    };
+    await trickle(gated.gates[0]);
+    await trickle(gated.gates[0]);
+    assert(gated.gates[1].url.startsWith(B), "B is probed");
+    gated.gates[1].push(data.slice(2 * TRICKLE, 2 * TRICKLE + OVERTAKE.probeBytes));
+    await waitFor("B to be asked for the rest", () => gated.gates.length === 3);
+    const b = gated.gates[2];
+    assert(b.url.startsWith(B));
+    // B trickles as A did.
+    await trickle(b);
+    await trickle(b);
+    assertEquals(gated.gates.length, 4, "C is probed");
+    assert(gated.gates[3].url.startsWith(C), gated.gates[3].url);
+    gated.gates[3].push(data.slice(4 * TRICKLE, 4 * TRICKLE + OVERTAKE.probeBytes));
+    await waitFor("C to be asked for the rest", () => gated.gates.length === 5);
+    const c = gated.gates[4];
+    assertEquals(c.headers.get("range"), `bytes=${4 * TRICKLE}-`);
+    // C, the last mirror, trickles too: nothing left to probe, no way back.
+    for (let i = 0; i < 40; i++) await trickle(c);
+    assertEquals(gated.gates.length, 5);
+    await finishFrom(c, download, data);
+  });
+});
+
 Deno.test("judgeProbe() keeps the mirror in use when switching saves too little, and switches when it saves much", () => {
   const probe = { bytes: OVERTAKE.probeBytes, ms: 100, ttfbMs: 50 };
   // 100 kB left at 20 kB/s: 5 s, of which a switch saves less than minSavingMs.
