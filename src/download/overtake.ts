@@ -55,6 +55,11 @@ export const OVERTAKE = {
   probesPerAttempt: 2,
   /** The wait before probing again after a probe that did not switch. */
   reprobeMs: 30_000,
+  /**
+   * How long a probe's rate is remembered: for that long no transfer probes that mirror while going at more
+   * than half of it (our own link likely limits both, and a probe could not win).
+   */
+  probeMemoryMs: 5 * 60_000,
 } as const;
 
 /** A's progress at one moment: bytes on disk, and milliseconds its transfer had waited on writes. */
@@ -159,8 +164,11 @@ export type ProbeOutcome =
 export interface OvertakeOptions {
   deps: TransferDeps;
   limits: TransferLimits;
-  /** Where a probe's bytes are counted as received from B, and probes and overtaken transfers (`/metrics`). */
-  mirrors: Pick<MirrorPool, "recordBytes" | "overtakes">;
+  /**
+   * Where a probe's bytes are counted as received from B, probes and overtaken transfers (`/metrics`), and
+   * B's last probe.
+   */
+  mirrors: Pick<MirrorPool, "recordBytes" | "overtakes" | "lastProbes">;
   /** Path appended to a mirror's base URL. */
   upstreamPath: string;
   /** The client's `Via`, sent as on every request upstream. */
@@ -274,6 +282,11 @@ export class Overtaker {
       maxSpeedLimit: this.#options.limits.maxSpeedLimit,
     });
     if (decision.type === "wait") return;
+    // A recent probe of B showed less than it must show now: our own link likely limits both (a probe could
+    // not win, and each would be a megabyte spent for nothing). Looked at again every second, as A's rate moves.
+    const last = this.#options.mirrors.lastProbes.get(this.#options.candidate);
+    const recent = last !== undefined && now >= last.at && now - last.at < OVERTAKE.probeMemoryMs;
+    if (recent && last.bytesPerSecond < OVERTAKE.factor * rate) return;
     this.#probes++;
     this.#options.mirrors.overtakes.probes++;
     // A bug in the probe must not become an unhandled rejection: A keeps going.
@@ -306,6 +319,8 @@ export class Overtaker {
       } else if (measured.type === "failed") {
         outcome = { type: "kept", reason: `the probe of ${redactUrl(candidate)} failed: ${measured.reason}` };
       } else {
+        const bytesPerSecond = (measured.bytes * 1000) / Math.max(1, measured.ms);
+        this.#options.mirrors.lastProbes.set(candidate, { bytesPerSecond, at: deps.now() });
         const aDuring = this.#rateSince(before);
         // The better of A's two rates: a probe that took A's share of our own link must not make A look slow.
         const aRate = Math.max(aRateBefore, aDuring);
@@ -397,7 +412,7 @@ export class Overtaker {
 export interface OvertakeContext {
   deps: TransferDeps;
   limits: TransferLimits;
-  mirrors: Pick<MirrorPool, "recordBytes" | "overtakes">;
+  mirrors: Pick<MirrorPool, "recordBytes" | "overtakes" | "lastProbes">;
   upstreamPath: string;
   via?: string;
   rules: Pick<OrderRules, "resumeAcrossMirrors">;

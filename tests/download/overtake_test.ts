@@ -51,10 +51,11 @@ async function slowDownload(
     maxSpeedLimit?: number;
     probe?: (req: FakeRequest) => { status: number };
     pool?: MirrorPool;
+    clock?: FakeTimers;
   } = {},
 ) {
   const data = testBytes(SIZE, 41);
-  const clock = new FakeTimers();
+  const clock = options.clock ?? new FakeTimers();
   const signals: AbortSignal[] = [];
   const gated = gatedFetch((req) => head(req, options.probe));
   const fetch: typeof globalThis.fetch = (input, init) => {
@@ -409,6 +410,38 @@ Deno.test("Download.start() lets the next mirror overtake one that won a probe a
     for (let i = 0; i < 40; i++) await trickle(c);
     assertEquals(gated.gates.length, 5);
     await finishFrom(c, download, data);
+  });
+});
+
+Deno.test("Download.start() does not probe again, for a while, a next mirror whose last probe showed less than twice the rate of the one in use (a link that limits both)", async () => {
+  const pool = new MirrorPool();
+  const clock = new FakeTimers();
+  await withTempDir(async (dir) => {
+    const { data, download, gates, a, trickle } = await slowDownload(dir, { pool, clock });
+    await trickle(TRICKLE);
+    await trickle(TRICKLE);
+    assertEquals(gates.length, 2, "B is probed");
+    let sent = 2 * TRICKLE;
+    // B's probe gets no more than A: our own link is what limits them.
+    for (let ms = 0; ms < OVERTAKE.probeMs; ms += 1000) {
+      gates[1].push(data.slice(sent, sent += TRICKLE));
+      await turn();
+      await trickle(TRICKLE);
+    }
+    await finishFrom(a, download, data);
+  });
+  await withTempDir(async (dir) => {
+    const { data, download, gates, a, trickle } = await slowDownload(dir, { pool, clock });
+    for (let i = 0; i < 12; i++) await trickle(TRICKLE);
+    assertEquals(gates.length, 1, "the next order does not probe B: its last probe could not win");
+    await finishFrom(a, download, data);
+  });
+  clock.advance(OVERTAKE.probeMemoryMs);
+  await withTempDir(async (dir) => {
+    const { data, download, gates, a, trickle } = await slowDownload(dir, { pool, clock });
+    for (let i = 0; i < 2; i++) await trickle(TRICKLE);
+    assertEquals(gates.length, 2, "once that probe is old, B is probed again");
+    await finishFrom(a, download, data);
   });
 });
 
