@@ -161,7 +161,7 @@ export class Attempt {
       write: (chunk: Uint8Array) => Promise<void> | void;
       canSwitch: () => boolean;
       /** See `pumpBody()`: how a faster mirror ends this transfer as too slow (`overtake.ts`). */
-      overtakable?: (endAsSlow: (message: string) => void) => void;
+      overtakable?: (endAsSlow: (message: string) => void, sinkWaitMs: () => number) => void;
     },
   ): Promise<AttemptBody> {
     const { deps, limits } = this.#options;

@@ -262,7 +262,8 @@ export class Download {
       // The request is on its way: its body's file is made meanwhile (not for a revalidation: mostly a 304).
       if (this.written === 0 && this.#options.ifModifiedSince === undefined) this.#partial.prepare();
       const { race, attempts } = await racing;
-      next += race.hedged ? 2 : 1;
+      // Past every mirror this race asked: its hedge, and a new primary that joined it (never asked again, nor probed).
+      while (next < plan.length && attempts.has(plan[next])) next++;
       if (race.hedged) hedgeLeft = false;
       let step: FailoverStep;
       try {

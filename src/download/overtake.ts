@@ -16,6 +16,7 @@
 import { getLogger } from "@logtape/logtape";
 import { formatBytes } from "../config/units.ts";
 import { redactUrl } from "../redact_url.ts";
+import type { MirrorPool } from "../mirrors/mirrors.ts";
 import type { Attempt, AttemptBody, AttemptHead } from "./attempt.ts";
 import type { OrderRules } from "./failover.ts";
 import {
@@ -54,7 +55,19 @@ export const OVERTAKE = {
   probesPerAttempt: 2,
   /** The wait before probing again after a probe that did not switch. */
   reprobeMs: 30_000,
+  /**
+   * How long a probe's rate is remembered: for that long no transfer probes that mirror while going at more
+   * than half of it (our own link likely limits both, and a probe could not win).
+   */
+  probeMemoryMs: 5 * 60_000,
 } as const;
+
+/** A's progress at one moment: bytes on disk, and milliseconds its transfer had waited on writes. */
+interface Sample {
+  t: number;
+  written: number;
+  waited: number;
+}
 
 /** Whether to probe B now, and with how many bytes. */
 export type ProbeDecision =
@@ -151,6 +164,11 @@ export type ProbeOutcome =
 export interface OvertakeOptions {
   deps: TransferDeps;
   limits: TransferLimits;
+  /**
+   * Where a probe's bytes are counted as received from B, probes and overtaken transfers (`/metrics`), and
+   * B's last probe.
+   */
+  mirrors: Pick<MirrorPool, "recordBytes" | "overtakes" | "lastProbes">;
   /** Path appended to a mirror's base URL. */
   upstreamPath: string;
   /** The client's `Via`, sent as on every request upstream. */
@@ -173,9 +191,12 @@ export class Overtaker {
   readonly #options: OvertakeOptions;
   readonly #timers;
   #endAsSlow?: (message: string) => void;
+  /** Milliseconds the transfer has waited on its writes (`pumpBody()`'s `overtakable`). */
+  #sinkWaitMs: () => number = () => 0;
   #timer: unknown;
   #startedAt = 0;
-  #samples: { t: number; written: number }[] = [];
+  /** A's progress: the time, the bytes on disk, and the milliseconds waited on writes until then. */
+  #samples: Sample[] = [];
   #probes = 0;
   #notBefore = 0;
   #probeAbort?: AbortController;
@@ -188,16 +209,20 @@ export class Overtaker {
     this.#timers = options.deps.timers ?? SYSTEM_TIMERS;
   }
 
-  /** Gets the function that ends the transfer as "slow" (`pumpBody()`'s `overtakable`). */
-  readonly overtakable = (endAsSlow: (message: string) => void): void => {
+  /**
+   * Gets the function that ends the transfer as "slow", and the time the transfer has waited on its writes
+   * (`pumpBody()`'s `overtakable`).
+   */
+  readonly overtakable = (endAsSlow: (message: string) => void, sinkWaitMs: () => number): void => {
     this.#endAsSlow = endAsSlow;
+    this.#sinkWaitMs = sinkWaitMs;
   };
 
   /** Starts measuring A: the first look comes after {@linkcode OVERTAKE.measureMs}. */
   start(): void {
     const now = this.#options.deps.now();
     this.#startedAt = now;
-    this.#samples = [{ t: now, written: this.#options.written() }];
+    this.#samples = [this.#sample(now)];
     this.#watch(OVERTAKE.measureMs);
   }
 
@@ -216,14 +241,29 @@ export class Overtaker {
     }, ms);
   }
 
+  #sample(t: number): Sample {
+    return { t, written: this.#options.written(), waited: this.#sinkWaitMs() };
+  }
+
   /** A's rate over the last {@linkcode OVERTAKE.rateWindowMs}, with a sample taken now. */
   #rate(): number {
     const now = this.#options.deps.now();
     const samples = this.#samples;
-    samples.push({ t: now, written: this.#options.written() });
+    samples.push(this.#sample(now));
     while (samples.length > 2 && now - samples[1].t >= OVERTAKE.rateWindowMs) samples.shift();
-    const oldest = samples[0];
-    return now > oldest.t ? ((this.#options.written() - oldest.written) * 1000) / (now - oldest.t) : 0;
+    return this.#rateSince(samples[0]);
+  }
+
+  /**
+   * A's bytes per second since `then`, over the time it waited on its mirror: time waited on its writes (a slow
+   * disk) is not the mirror's, and a mirror that outruns the disk is not worth overtaking (the next one's bytes
+   * would wait on the same disk). Infinity when every moment since `then` waited on the disk.
+   */
+  #rateSince(then: Sample): number {
+    const now = this.#sample(this.#options.deps.now());
+    if (now.t <= then.t) return 0;
+    const ms = now.t - then.t - (now.waited - then.waited);
+    return ms > 0 ? ((now.written - then.written) * 1000) / ms : Infinity;
   }
 
   #look(): void {
@@ -242,7 +282,13 @@ export class Overtaker {
       maxSpeedLimit: this.#options.limits.maxSpeedLimit,
     });
     if (decision.type === "wait") return;
+    // A recent probe of B showed less than it must show now: our own link likely limits both (a probe could
+    // not win, and each would be a megabyte spent for nothing). Looked at again every second, as A's rate moves.
+    const last = this.#options.mirrors.lastProbes.get(this.#options.candidate);
+    const recent = last !== undefined && now >= last.at && now - last.at < OVERTAKE.probeMemoryMs;
+    if (recent && last.bytesPerSecond < OVERTAKE.factor * rate) return;
     this.#probes++;
+    this.#options.mirrors.overtakes.probes++;
     // A bug in the probe must not become an unhandled rejection: A keeps going.
     this.probe = this.#runProbe(written, decision.bytes, rate).catch((error: unknown) => {
       this.#probeAbort = undefined;
@@ -264,6 +310,7 @@ export class Overtaker {
     const abort = new AbortController();
     this.#probeAbort = abort;
     const startedAt = deps.now();
+    const before = this.#sample(startedAt);
     let outcome: ProbeOutcome;
     try {
       const measured = await this.#measure(from, bytes, abort);
@@ -272,8 +319,9 @@ export class Overtaker {
       } else if (measured.type === "failed") {
         outcome = { type: "kept", reason: `the probe of ${redactUrl(candidate)} failed: ${measured.reason}` };
       } else {
-        const now = deps.now();
-        const aDuring = now > startedAt ? ((this.#options.written() - from) * 1000) / (now - startedAt) : 0;
+        const bytesPerSecond = (measured.bytes * 1000) / Math.max(1, measured.ms);
+        this.#options.mirrors.lastProbes.set(candidate, { bytesPerSecond, at: deps.now() });
+        const aDuring = this.#rateSince(before);
         // The better of A's two rates: a probe that took A's share of our own link must not make A look slow.
         const aRate = Math.max(aRateBefore, aDuring);
         const remaining = this.#options.total - this.#options.written();
@@ -297,6 +345,7 @@ export class Overtaker {
       this.#notBefore = deps.now() + OVERTAKE.reprobeMs;
       log.debug("{mirror} keeps {path}: {reason}", { mirror, path, reason: outcome.reason });
     } else if (outcome.type === "switched") {
+      this.#options.mirrors.overtakes.overtaken++;
       this.stop();
       this.#endAsSlow?.(outcome.message);
     }
@@ -351,6 +400,8 @@ export class Overtaker {
       this.#timers.clearTimer(timer);
       reader.cancel().catch(() => {});
       abort.abort(new Error("the probe is done"));
+      // Received and paid for like any other (a metered link counts them), though never stored.
+      this.#options.mirrors.recordBytes(candidate, count);
     }
     if (count === 0) return { type: "failed", reason: `sent no byte within ${OVERTAKE.probeMs} ms` };
     return { type: "measured", bytes: Math.min(count, bytes), ms: deps.now() - startedAt, ttfbMs };
@@ -361,6 +412,7 @@ export class Overtaker {
 export interface OvertakeContext {
   deps: TransferDeps;
   limits: TransferLimits;
+  mirrors: Pick<MirrorPool, "recordBytes" | "overtakes" | "lastProbes">;
   upstreamPath: string;
   via?: string;
   rules: Pick<OrderRules, "resumeAcrossMirrors">;

@@ -187,10 +187,11 @@ export async function pumpBody(
     /** The body's announced length, if any: the read buffer is no larger (see {@linkcode pumpBufferBytes}). */
     expectedBytes?: number;
     /**
-     * Given the function that ends the transfer from outside as "slow" with a message: a faster mirror
-     * overtakes it (`overtake.ts`).
+     * Given the function that ends the transfer from outside as "slow" with a message, and the milliseconds the
+     * transfer has waited on `sink` so far (a slow disk, not the mirror): a faster mirror overtakes it
+     * (`overtake.ts`).
      */
-    overtakable?: (endAsSlow: (message: string) => void) => void;
+    overtakable?: (endAsSlow: (message: string) => void, sinkWaitMs: () => number) => void;
   },
 ): Promise<BodyOutcome> {
   const { deps, limits } = options;
@@ -200,6 +201,9 @@ export async function pumpBody(
   // Samples of (time, bytes) to measure speed over the last lowSpeedTimeMs.
   const samples: { t: number; bytes: number }[] = [{ t: start, bytes: 0 }];
   let lastProgressAt = start;
+  // Time spent waiting for the sink to take a chunk (a write behind a slow disk): the mirror is not the limit then.
+  let sinkWaitMs = 0;
+  let sinkWaitingSince: number | undefined;
   const tick = Math.max(20, Math.min(1000, limits.lowSpeedTimeMs / 4));
   const timers = deps.timers ?? SYSTEM_TIMERS;
   let watchdog: unknown;
@@ -234,7 +238,7 @@ export async function pumpBody(
     if (verdict) return;
     verdict = { type: "slow", message };
     options.abort.abort(new Error(message));
-  });
+  }, () => sinkWaitMs + (sinkWaitingSince === undefined ? 0 : deps.now() - sinkWaitingSince));
   // Upstream bodies are byte streams: reading them into one reused buffer keeps a large download from leaving
   // tens of megabytes of spent chunks for the garbage collector (the sink is done with a chunk before the next
   // read). The upstream client's bodies are read without their stream (see direct_body.ts); any other stream
@@ -277,9 +281,15 @@ export async function pumpBody(
       try {
         // A sink that took the chunk at once returns nothing: no promise to wait for per chunk.
         const taking = sink(chunk);
-        if (taking) await taking;
+        if (taking) {
+          sinkWaitingSince = deps.now();
+          await taking;
+        }
       } catch (error) {
         return { type: "sink_error", bytes, error };
+      } finally {
+        if (sinkWaitingSince !== undefined) sinkWaitMs += deps.now() - sinkWaitingSince;
+        sinkWaitingSince = undefined;
       }
       bytes += chunk.byteLength;
       lastProgressAt = deps.now();

@@ -89,6 +89,13 @@ export class MirrorPool {
   readonly #ttfb = new Map<string, TtfbSamples>();
   /** The budget of hedged requests to the mirrors of this pool (see `src/download/hedge.ts`). */
   readonly hedgeBudget: HedgeBudget = new HedgeBudget();
+  /** The last probe of each mirror by an overtaker: the rate it showed and when (`src/download/overtake.ts`). */
+  readonly lastProbes = new Map<string, { bytesPerSecond: number; at: number }>();
+  /**
+   * Probes of a next mirror while a package trickled from one of this pool, and transfers they overtook
+   * (`src/download/overtake.ts`), for `/metrics`.
+   */
+  readonly overtakes = { probes: 0, overtaken: 0 };
   /** Called with the new primary when a new ranking has another one (requests in flight move on to it). */
   readonly #newPrimaryListeners = new Set<(primary: string) => void>();
 

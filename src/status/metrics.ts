@@ -114,7 +114,7 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
   new Counter({
     name: "flexo_upstream_received_bytes_total",
     help:
-      "Bytes received from each upstream mirror (a download's when its transfer ends, a passed-through file's as it flows).",
+      "Bytes received from each upstream mirror (a download's and a probe's when its transfer ends, a passed-through file's as it flows).",
     labelNames: ["pool", "mirror"],
     registers,
     collect() {
@@ -155,10 +155,11 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
     },
   });
   const pools = () => [
-    { pool: "official", budget: app.pool.hedgeBudget },
+    { pool: "official", budget: app.pool.hedgeBudget, overtakes: app.pool.overtakes },
     ...[...app.customPools].map(([name, pool]) => ({
       pool: `custom_repo/${name}`,
       budget: pool.hedgeBudget,
+      overtakes: pool.overtakes,
     })),
   ];
   new Counter({
@@ -180,6 +181,27 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
     collect() {
       this.reset();
       for (const { pool, budget } of pools()) this.inc({ pool }, budget.wins);
+    },
+  });
+  new Counter({
+    name: "flexo_overtake_probes_total",
+    help: "Probes of the next mirror (a 1 MiB Range request) while a package trickled from another.",
+    labelNames: ["pool"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { pool, overtakes } of pools()) this.inc({ pool }, overtakes.probes);
+    },
+  });
+  new Counter({
+    name: "flexo_overtaken_transfers_total",
+    help:
+      "Package transfers ended because a probe showed the next mirror at least twice as fast; resumed there.",
+    labelNames: ["pool"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { pool, overtakes } of pools()) this.inc({ pool }, overtakes.overtaken);
     },
   });
   new Gauge({

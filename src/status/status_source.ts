@@ -38,9 +38,13 @@ export interface StatusSource {
   readonly outage: { readonly since: number | undefined };
 }
 
-/** A pool's hedged requests: how many were started and how many won their race (`src/download/hedge.ts`). */
+/**
+ * A pool's hedged requests: how many were started and how many won their race (`src/download/hedge.ts`); and
+ * its probes of a next mirror and the transfers they overtook (`src/download/overtake.ts`).
+ */
 export interface HedgeCounts {
   readonly hedgeBudget: Pick<HedgeBudget, "hedges" | "wins">;
+  readonly overtakes: { readonly probes: number; readonly overtaken: number };
 }
 
 /** Prefetch's counters and times, as the status page and metrics show them. */

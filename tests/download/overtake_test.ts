@@ -14,7 +14,15 @@ import { captureLog } from "../helpers/log_capture.ts";
 import { startTestDownload } from "../helpers/test_download.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
 import type { Download, OrderRules } from "../../src/download/download.ts";
-import { judgeProbe, OVERTAKE, probeDecision } from "../../src/download/overtake.ts";
+import {
+  judgeProbe,
+  OVERTAKE,
+  overtakerFor,
+  probeDecision,
+  pumpOvertakable,
+} from "../../src/download/overtake.ts";
+import { Attempt } from "../../src/download/attempt.ts";
+import { MirrorPool } from "../../src/mirrors/mirrors.ts";
 
 const A = "http://mirror-a.test/";
 const B = "http://mirror-b.test/";
@@ -42,10 +50,12 @@ async function slowDownload(
     rules?: Partial<OrderRules>;
     maxSpeedLimit?: number;
     probe?: (req: FakeRequest) => { status: number };
+    pool?: MirrorPool;
+    clock?: FakeTimers;
   } = {},
 ) {
   const data = testBytes(SIZE, 41);
-  const clock = new FakeTimers();
+  const clock = options.clock ?? new FakeTimers();
   const signals: AbortSignal[] = [];
   const gated = gatedFetch((req) => head(req, options.probe));
   const fetch: typeof globalThis.fetch = (input, init) => {
@@ -59,15 +69,20 @@ async function slowDownload(
     expect: { size: SIZE, sha256: sha256(data) },
     clock,
     limits: { maxSpeedLimit: options.maxSpeedLimit },
+    pool: options.pool,
   });
   await waitFor("A to be asked", () => gated.gates.length === 1);
   await download.head;
   const a = gated.gates[0];
-  /** Sends `bytes` more of A's body, waits until they are on disk, then moves the clock `ms` on. */
+  /**
+   * Sends `bytes` more of A's body, waits until they are on disk and the transfer has taken them (a clock moved
+   * before would count as time waited on the disk), then moves the clock `ms` on.
+   */
   const trickle = async (bytes: number, ms = 1000) => {
     const target = download.written + bytes;
     a.push(data.slice(download.written, target));
     while (download.written < target) await download.changed();
+    await turn();
     clock.advance(ms);
     await turn();
   };
@@ -119,6 +134,31 @@ Deno.test("Download.start() moves from a trickling mirror to the next one once a
     assertEquals(resume.headers.get("range"), `bytes=${2 * TRICKLE}-`, "B resumes where A stopped");
     assertEquals(download.mirror, B);
     await finishFrom(resume, download, data);
+  });
+});
+
+Deno.test("Download.start() counts the bytes of a probe as received from the probed mirror, and the probe and the transfer it overtook in the pool", async () => {
+  await withTempDir(async (dir) => {
+    const pool = new MirrorPool();
+    const { data, download, gates, trickle } = await slowDownload(dir, { pool });
+    await trickle(TRICKLE);
+    await trickle(TRICKLE);
+    assertEquals(gates.length, 2, "B is probed");
+    gates[1].push(data.slice(2 * TRICKLE, 2 * TRICKLE + OVERTAKE.probeBytes));
+    await waitFor("B to be asked for the rest", () => gates.length === 3);
+    await finishFrom(gates[2], download, data);
+    const received = (url: string) => pool.snapshot().find((mirror) => mirror.url === url)?.bytes;
+    assertEquals(received(A), 2 * TRICKLE);
+    assertEquals(
+      received(B),
+      OVERTAKE.probeBytes + SIZE - 2 * TRICKLE,
+      "the probe's megabyte came from B too",
+    );
+    assertEquals(
+      pool.overtakes,
+      { probes: 1, overtaken: 1 },
+      "one probe, one transfer overtaken (for /metrics)",
+    );
   });
 });
 
@@ -227,6 +267,180 @@ Deno.test("Download.start() never probes a mirror that delivers the rest within 
     assertEquals(gates.length, 1, "a fast mirror is not probed");
     for (let i = 0; i < 6; i++) await trickle(TRICKLE / 20);
     assertEquals(gates.length, 2, "once it trickles, it is");
+    await finishFrom(a, download, data);
+  });
+});
+
+Deno.test("pumpOvertakable() never probes the next mirror while the transfer waits on its writes (a slow disk), not on its mirror", async () => {
+  const data = testBytes(SIZE, 43);
+  const clock = new FakeTimers();
+  const gated = gatedFetch((req) => head(req));
+  const pool = new MirrorPool();
+  pool.setMirrors([A, B], "test");
+  const deps = { fetch: gated.fetch, now: clock.now, timers: clock.deps };
+  const limits = {
+    connectTimeoutMs: 5_000,
+    lowSpeedLimit: 1,
+    lowSpeedTimeMs: 60_000,
+    lastResortStallMs: 60_000,
+  };
+  const upstreamPath = SEGMENTS.join("/");
+  const attempt = new Attempt(A, { upstreamPath, mirrors: pool, deps, limits });
+  const answer = await attempt.ask(new Headers(), { written: 0 }, { meta: {}, resumeAcrossMirrors: true });
+  assert(answer.type === "accepted");
+  let written = 0;
+  let disk: PromiseWithResolvers<void> | undefined;
+  const context = { deps, limits, upstreamPath, mirrors: pool, rules: { resumeAcrossMirrors: true } };
+  const overtaker = overtakerFor(context, {
+    mirror: A,
+    candidate: B,
+    total: SIZE,
+    written: () => written,
+  });
+  const pumping = pumpOvertakable(attempt, answer, {
+    from: 0,
+    // The disk takes each chunk only when the test says so.
+    write: (chunk) => {
+      const count = chunk.byteLength;
+      disk = Promise.withResolvers();
+      return disk.promise.then(() => void (written += count));
+    },
+    canSwitch: () => true,
+  }, overtaker);
+  // A sends 20 kB at once every second, and the disk takes the whole second to write them: A is not slow.
+  for (let second = 0; second < 12; second++) {
+    gated.gates[0].push(data.slice(written, written + TRICKLE));
+    await waitFor("the chunk to reach the disk", () => disk !== undefined);
+    clock.advance(1000);
+    await turn();
+    const writing = disk!;
+    disk = undefined;
+    writing.resolve();
+    await turn();
+  }
+  assertEquals(
+    gated.gates.length,
+    1,
+    "the next mirror was not probed: its bytes would wait on the same disk",
+  );
+  attempt.close();
+  assertEquals((await pumping).type, "cut_short");
+});
+
+Deno.test("Download.start() probes the mirror after the one that joined its race as a new primary, never that one itself", async () => {
+  await withTempDir(async (dir) => {
+    const C = "http://mirror-c.test/";
+    const data = testBytes(SIZE, 47);
+    const clock = new FakeTimers();
+    const gated = gatedFetch((req) => head(req));
+    let askedA = false;
+    // A never sends its head.
+    const fetch: typeof globalThis.fetch = (input, init) => {
+      if (!String(input).startsWith(A)) return gated.fetch(input, init);
+      askedA = true;
+      const signal = init!.signal!;
+      return new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
+    };
+    const pool = new MirrorPool();
+    const download = startTestDownload(new CacheStore(dir), fetch, {
+      segments: SEGMENTS,
+      mirrors: [A, B, C],
+      expect: { size: SIZE, sha256: sha256(data) },
+      clock,
+      pool,
+    });
+    await waitFor("A to be asked", () => askedA);
+    // A better ranking: B joins the race for the head at once, and wins it.
+    pool.setMirrors([B, A, C], "test");
+    await download.head;
+    assertEquals(download.mirror, B);
+    const b = gated.gates[0];
+    for (let second = 0; second < 2; second++) {
+      const target = download.written + TRICKLE;
+      b.push(data.slice(download.written, target));
+      while (download.written < target) await download.changed();
+      await turn();
+      clock.advance(1000);
+      await turn();
+    }
+    assertEquals(gated.gates.length, 2, "a probe is sent");
+    assert(gated.gates[1].url.startsWith(C), `the probe asks C, the next mirror, not ${gated.gates[1].url}`);
+    await finishFrom(b, download, data);
+  });
+});
+
+Deno.test("Download.start() lets the next mirror overtake one that won a probe and then trickled, and never goes back", async () => {
+  await withTempDir(async (dir) => {
+    const C = "http://mirror-c.test/";
+    const data = testBytes(SIZE, 53);
+    const clock = new FakeTimers();
+    const gated = gatedFetch((req) => head(req));
+    const download = startTestDownload(new CacheStore(dir), gated.fetch, {
+      segments: SEGMENTS,
+      mirrors: [A, B, C],
+      expect: { size: SIZE, sha256: sha256(data) },
+      clock,
+    });
+    await download.head;
+    const trickle = async (gate: GatedRequest) => {
+      const target = download.written + TRICKLE;
+      gate.push(data.slice(download.written, target));
+      while (download.written < target) await download.changed();
+      await turn();
+      clock.advance(1000);
+      await turn();
+    };
+    await trickle(gated.gates[0]);
+    await trickle(gated.gates[0]);
+    assert(gated.gates[1].url.startsWith(B), "B is probed");
+    gated.gates[1].push(data.slice(2 * TRICKLE, 2 * TRICKLE + OVERTAKE.probeBytes));
+    await waitFor("B to be asked for the rest", () => gated.gates.length === 3);
+    const b = gated.gates[2];
+    assert(b.url.startsWith(B));
+    // B trickles as A did.
+    await trickle(b);
+    await trickle(b);
+    assertEquals(gated.gates.length, 4, "C is probed");
+    assert(gated.gates[3].url.startsWith(C), gated.gates[3].url);
+    gated.gates[3].push(data.slice(4 * TRICKLE, 4 * TRICKLE + OVERTAKE.probeBytes));
+    await waitFor("C to be asked for the rest", () => gated.gates.length === 5);
+    const c = gated.gates[4];
+    assertEquals(c.headers.get("range"), `bytes=${4 * TRICKLE}-`);
+    // C, the last mirror, trickles too: nothing left to probe, no way back.
+    for (let i = 0; i < 40; i++) await trickle(c);
+    assertEquals(gated.gates.length, 5);
+    await finishFrom(c, download, data);
+  });
+});
+
+Deno.test("Download.start() does not probe again, for a while, a next mirror whose last probe showed less than twice the rate of the one in use (a link that limits both)", async () => {
+  const pool = new MirrorPool();
+  const clock = new FakeTimers();
+  await withTempDir(async (dir) => {
+    const { data, download, gates, a, trickle } = await slowDownload(dir, { pool, clock });
+    await trickle(TRICKLE);
+    await trickle(TRICKLE);
+    assertEquals(gates.length, 2, "B is probed");
+    let sent = 2 * TRICKLE;
+    // B's probe gets no more than A: our own link is what limits them.
+    for (let ms = 0; ms < OVERTAKE.probeMs; ms += 1000) {
+      gates[1].push(data.slice(sent, sent += TRICKLE));
+      await turn();
+      await trickle(TRICKLE);
+    }
+    await finishFrom(a, download, data);
+  });
+  await withTempDir(async (dir) => {
+    const { data, download, gates, a, trickle } = await slowDownload(dir, { pool, clock });
+    for (let i = 0; i < 12; i++) await trickle(TRICKLE);
+    assertEquals(gates.length, 1, "the next order does not probe B: its last probe could not win");
+    await finishFrom(a, download, data);
+  });
+  clock.advance(OVERTAKE.probeMemoryMs);
+  await withTempDir(async (dir) => {
+    const { data, download, gates, a, trickle } = await slowDownload(dir, { pool, clock });
+    for (let i = 0; i < 2; i++) await trickle(TRICKLE);
+    assertEquals(gates.length, 2, "once that probe is old, B is probed again");
     await finishFrom(a, download, data);
   });
 });

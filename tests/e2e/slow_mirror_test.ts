@@ -54,6 +54,10 @@ Deno.test("flexo delivers a package from the fast second mirror within seconds w
       assert(ranges.some((range) => /^bytes=[1-9]\d*-$/.test(range)), `it resumed the rest: ${ranges}`);
       assertEquals(slow.countRequests(PKG, { method: "GET" }), 1);
       assert(/delivers .* while .* delivered .*switching mirror/.test(flexo.output()), flexo.output());
+      const metrics = await (await fetch(`${flexo.url}/metrics`)).text();
+      for (const name of ["flexo_overtake_probes_total", "flexo_overtaken_transfers_total"]) {
+        assert(metrics.includes(`${name}{pool="official"} 1\n`), `${name} in:\n${metrics}`);
+      }
     } finally {
       await flexo.stop();
     }

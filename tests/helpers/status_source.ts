@@ -11,7 +11,12 @@ import type { StatusSource } from "../../src/status/status_source.ts";
 /** An idle proxy's status source, with `overrides` in place. */
 export function standInStatusSource(overrides: Partial<StatusSource> = {}): StatusSource {
   return {
-    pool: { source: "stand-in", snapshot: () => [], hedgeBudget: { hedges: 0, wins: 0 } },
+    pool: {
+      source: "stand-in",
+      snapshot: () => [],
+      hedgeBudget: { hedges: 0, wins: 0 },
+      overtakes: { probes: 0, overtaken: 0 },
+    },
     customPools: new Map(),
     store: { root: "/nowhere" },
     downloads: { list: () => [] },

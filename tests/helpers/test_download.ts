@@ -22,6 +22,8 @@ export interface TestDownloadOptions {
   clock?: FakeTimers;
   /** Changes to the transfer limits. */
   limits?: Partial<TransferLimits>;
+  /** The mirror pool, to look at what it recorded (its mirrors are set to `mirrors`); a new one by default. */
+  pool?: MirrorPool;
 }
 
 /** Starts a download of `options.segments` into `store` through `fetch`. */
@@ -30,7 +32,7 @@ export function startTestDownload(
   fetch: typeof globalThis.fetch,
   options: TestDownloadOptions,
 ): Download {
-  const pool = new MirrorPool();
+  const pool = options.pool ?? new MirrorPool();
   pool.setMirrors(options.mirrors, "test");
   return new Download({
     segments: options.segments,
