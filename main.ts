@@ -318,6 +318,7 @@ async function serve(cli: Cli): Promise<void> {
     maxConnections: config.max_connections,
     // Counted where /status and /metrics read: an operator learns that the limit is hit (the log warns too).
     onConnectionRefused: () => app.stats.refusedConnections++,
+    onRequestRefused: (status) => app.stats.refusedRequest(status),
     libc,
     openFilesLimit: openFiles,
   });

@@ -118,6 +118,8 @@ export function listenForClients(
     maxConnections?: number;
     /** Called for each connection refused at `maxConnections` (see {@linkcode ClientListener.refused}). */
     onRefused?: () => void;
+    /** Called with the status of each request the connections refuse themselves (see `ConnectionOptions`). */
+    onRefusedRequest?: (status: number) => void;
     /**
      * The clock of the timeout and the timer of its sweep; tests give their own, so that a timeout runs out when
      * they say. Default: `performance.now` and `setTimeout`.
@@ -174,6 +176,7 @@ export function listenForClients(
     onError: options.onError,
     quickAnswer: options.quickAnswer,
     sender: options.sender,
+    onRefusedRequest: options.onRefusedRequest,
   };
 
   const maxConnections = options.maxConnections ?? Infinity;

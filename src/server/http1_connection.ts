@@ -82,6 +82,12 @@ export interface ConnectionOptions {
   dates?: HttpDates;
   /** Buffers for copying files, shared by a listener's connections; by default the connection's own. */
   buffers?: CopyBuffers;
+  /**
+   * Called with the status of each request this layer refuses itself, which the handler never sees (a head it
+   * cannot read, a method it does not serve, a client outside `allowed_clients`): counted for /status and
+   * /metrics, as the request log has no line for them.
+   */
+  onRefusedRequest?: (status: number) => void;
 }
 
 /** The read buffer a connection starts with; it grows up to {@linkcode MAX_HEAD_BYTES} for a larger head. */
@@ -371,6 +377,7 @@ export class ClientConnection {
 
   /** Answers a head that was refused, and says the connection ends. Always false. */
   async #refuse(problem: HeadProblem | Refusal | { status: 400; message: string }): Promise<boolean> {
+    this.#options.onRefusedRequest?.(problem.status);
     log.debug("Refused a request from {client}: {status} {message}", {
       client: this.remoteAddr.hostname,
       status: problem.status,

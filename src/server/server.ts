@@ -104,6 +104,8 @@ export function startServer(
     openFilesLimit?: number;
     /** Called for each connection refused at `maxConnections` (main.ts counts it for /status and /metrics). */
     onConnectionRefused?: () => void;
+    /** Called with the status of each request refused before the app (main.ts counts it, as for connections). */
+    onRequestRefused?: (status: number) => void;
   },
 ): RunningServer {
   const timeoutMs = options.clientTimeoutMs ?? 60_000;
@@ -133,6 +135,7 @@ export function startServer(
         admit: app.admit,
         maxConnections,
         onRefused: options.onConnectionRefused,
+        onRefusedRequest: options.onRequestRefused,
       });
       servers.push(server);
       addresses.push({ hostname: server.addr.hostname, port: server.addr.port });

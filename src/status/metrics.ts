@@ -266,6 +266,17 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
     },
   });
   new Counter({
+    name: "flexo_refused_requests_total",
+    help: "Requests the server refused before answering them (unreadable heads, methods not served, clients " +
+      "outside allowed_clients), by status; they have no line in the request log.",
+    labelNames: ["status"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [status, count] of app.stats.refusedRequests) this.inc({ status: String(status) }, count);
+    },
+  });
+  new Counter({
     name: "flexo_connections_refused_total",
     help:
       "New client connections closed at once because max_connections were open, each answering a request.",

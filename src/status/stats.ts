@@ -65,6 +65,17 @@ export class Stats {
    * request (counted by the server through `startServer`'s `onConnectionRefused`).
    */
   refusedConnections = 0;
+  /**
+   * Requests the server refused before the app saw them, by status: heads it could not read (400, 414, 431),
+   * methods it does not serve (405, 501), clients outside `allowed_clients` (403). The request log has no line
+   * for them (a scanner would fill it); this is where an operator sees them.
+   */
+  readonly refusedRequests = new Map<number, number>();
+  /** Counts one request refused by the server with `status` (see {@linkcode Stats.refusedRequests}). */
+  refusedRequest(status: number): void {
+    this.refusedRequests.set(status, (this.refusedRequests.get(status) ?? 0) + 1);
+  }
+
   /** The last errors, newest last. */
   readonly recentErrors: RecentError[] = [];
   /** Requests and bytes of the last 24 hours, for the status page's chart. */

@@ -66,6 +66,11 @@ export interface StatusReport {
    * each was answering a request (the limit is hit: clients see their connections dropped).
    */
   connections: { refused: number };
+  /**
+   * Requests the server refused before the app saw them, by status (unreadable heads, methods not served,
+   * clients outside `allowed_clients`): the request log has no line for them.
+   */
+  refusedRequests: Record<string, number>;
   /** Body bytes sent to clients from the cache and from upstream (live downloads). */
   served: { fromCacheBytes: number; fromUpstreamBytes: number };
   /** The downloads running now. */
@@ -203,6 +208,7 @@ export function statusReport(
       hitRatio: app.stats.hitRatio(),
     },
     connections: { refused: app.stats.refusedConnections },
+    refusedRequests: Object.fromEntries(app.stats.refusedRequests),
     served: { fromCacheBytes: app.stats.bytesFromCache, fromUpstreamBytes: app.stats.bytesFromUpstream },
     downloads,
     servingCachedDatabases: app.outage.since === undefined ? null : { since: app.outage.since },
