@@ -15,7 +15,7 @@ import type { Download } from "../download/download.ts";
 import { DownloadManager } from "../download/download_manager.ts";
 import { HttpError } from "../http/http_error.ts";
 import { MirrorPool } from "../mirrors/mirrors.ts";
-import { isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
+import { expectedFileOf, isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
 import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
 import type { Admission, QuickAnswer, QuickOptions, Refusal } from "../server/quick_answer.ts";
@@ -193,14 +193,15 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     deps,
     limits,
     expectFor: async (target) => {
-      if (target.kind !== "package") return undefined;
+      if (target.kind !== "package" && target.kind !== "package_signature") return undefined;
       // A node of a cluster (it has peers, or a balancer in front) may never see a database request of a
       // repository whose packages it is asked for: it fetches the database first. A single proxy is synced by
       // its clients' pacman -Sy, and keeps to the mirror requests its clients make.
       const entry = inCluster
         ? await databaseFirst.expected(target)
         : await packageIndex.expectedWhenLoaded(target.cacheSegments);
-      return entry && { size: entry.compressedSize, sha256: entry.sha256 };
+      // A signature is checked when the database carries it (%PGPSIG%), a package always.
+      return entry && expectedFileOf(entry, target.fileName);
     },
     onIntegrityFailure: (download, reason, blamed) => {
       for (const peer of blamed) {
