@@ -40,7 +40,7 @@ import { PARTIAL_DIR } from "../cache/cache_paths.ts";
 import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
 import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
 import { asksOnlyIfCached, serveOnlyIfCached } from "./only_if_cached.ts";
-import { fetchWithPeerRules, findOnPeers, SilentPeers } from "../download/peers.ts";
+import { fetchWithPeerRules, findOnPeers, PeerLoops, SilentPeers } from "../download/peers.ts";
 import { DatabaseFirst } from "./database_first.ts";
 import { removeOutdatedPackages } from "../cache/outdated_packages.ts";
 
@@ -161,6 +161,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // peers.ts). The peer is not put in a pool: the pools' counters (/metrics, /status) are those of mirrors.
   const peerFirst = new Map<string, string>();
   const silentPeers = new SilentPeers({ now: deps.now });
+  const peerLoops = new PeerLoops({ now: deps.now, nodeName });
   // A peer whose copy of a file failed verification (it rotted on its disk, or the peer stored it unverified)
   // is not asked for that file again: the mirrors have it. One entry per such file and peer.
   const corruptOnPeer = new Set<string>();
@@ -387,6 +388,10 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
         fetch: deps.fetch,
         timers,
         silent: silentPeers,
+        onLoop: (peer) => {
+          stats.peerLoops++;
+          peerLoops.looped(peer);
+        },
       });
       if (found.type === "hit") peerFirst.set(target.cacheSegments.join("/"), found.peer);
     }

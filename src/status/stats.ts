@@ -55,6 +55,11 @@ export class Stats {
   integrityRejections = 0;
   /** Misses of a package or signature that a cache peer had (downloaded from it, not from a mirror). */
   peerHits = 0;
+  /**
+   * Peer lookups a cache peer answered 508 Loop Detected (it has this node's node_name, or is this node): such
+   * a peer never helps.
+   */
+  peerLoops = 0;
   /** The last errors, newest last. */
   readonly recentErrors: RecentError[] = [];
   /** Requests and bytes of the last 24 hours, for the status page's chart. */
