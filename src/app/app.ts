@@ -15,7 +15,7 @@ import type { Download } from "../download/download.ts";
 import { DownloadManager } from "../download/download_manager.ts";
 import { HttpError, methodError } from "../http/http_error.ts";
 import { MirrorPool } from "../mirrors/mirrors.ts";
-import { isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
+import { expectedFileOf, isIndexedDatabase, PackageIndex } from "../repo/package_index.ts";
 import { type ProxyAnswer, type ProxyContext, serveTarget } from "./proxy.ts";
 import { accessControl } from "./access_control.ts";
 import type { Admission, QuickAnswer, QuickOptions, Refusal } from "../server/quick_answer.ts";
@@ -40,7 +40,7 @@ import { PARTIAL_DIR } from "../cache/cache_paths.ts";
 import { defaultNodeName, fetchWithVia, refuseLoop } from "./loop_guard.ts";
 import { clientAddressOf, trustedProxyCheck } from "./forwarded.ts";
 import { asksOnlyIfCached, serveOnlyIfCached } from "./only_if_cached.ts";
-import { fetchWithPeerRules, findOnPeers, SilentPeers } from "../download/peers.ts";
+import { fetchWithPeerRules, findOnPeers, PeerLoops, SilentPeers } from "../download/peers.ts";
 import { DatabaseFirst } from "./database_first.ts";
 import { removeOutdatedPackages } from "../cache/outdated_packages.ts";
 
@@ -166,6 +166,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // peers.ts). The peer is not put in a pool: the pools' counters (/metrics, /status) are those of mirrors.
   const peerFirst = new Map<string, string>();
   const silentPeers = new SilentPeers({ now: deps.now });
+  const peerLoops = new PeerLoops({ now: deps.now, nodeName });
   // A peer whose copy of a file failed verification (it rotted on its disk, or the peer stored it unverified)
   // is not asked for that file again: the mirrors have it. One entry per such file and peer.
   const corruptOnPeer = new Set<string>();
@@ -198,14 +199,15 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
     deps,
     limits,
     expectFor: async (target) => {
-      if (target.kind !== "package") return undefined;
+      if (target.kind !== "package" && target.kind !== "package_signature") return undefined;
       // A node of a cluster (it has peers, or a balancer in front) may never see a database request of a
       // repository whose packages it is asked for: it fetches the database first. A single proxy is synced by
       // its clients' pacman -Sy, and keeps to the mirror requests its clients make.
       const entry = inCluster
         ? await databaseFirst.expected(target)
         : await packageIndex.expectedWhenLoaded(target.cacheSegments);
-      return entry && { size: entry.compressedSize, sha256: entry.sha256 };
+      // A signature is checked when the database carries it (%PGPSIG%), a package always.
+      return entry && expectedFileOf(entry, target.fileName);
     },
     onIntegrityFailure: (download, reason, blamed) => {
       for (const peer of blamed) {
@@ -391,6 +393,10 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
         fetch: deps.fetch,
         timers,
         silent: silentPeers,
+        onLoop: (peer) => {
+          stats.peerLoops++;
+          peerLoops.looped(peer);
+        },
       });
       if (found.type === "hit") peerFirst.set(target.cacheSegments.join("/"), found.peer);
     }

@@ -44,9 +44,13 @@ export interface DatabaseFirstOptions {
   intervalMs?: number;
 }
 
-/** The path of the database of `target`'s folder, for a package of a `/$repo/os/$arch/` folder; else undefined. */
+/**
+ * The path of the database of `target`'s folder, for a package or its signature in a `/$repo/os/$arch/` folder;
+ * else undefined.
+ */
 export function databasePathFor(target: RequestTarget): string | undefined {
-  if (target.repo === undefined || target.kind !== "package") return undefined;
+  if (target.repo === undefined) return undefined;
+  if (target.kind !== "package" && target.kind !== "package_signature") return undefined;
   const folder = target.cacheSegments.slice(0, -1).map(encodeURIComponent).join("/");
   return `/${folder}/${encodeURIComponent(target.repo)}.db`;
 }

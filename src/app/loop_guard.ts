@@ -35,7 +35,8 @@ export function refuseLoop(via: string | null, nodeName: string): void {
   throw new HttpError(
     508,
     `Loop detected: this request already passed through this node (${nodeName}) on the way here (Via: ${via}); ` +
-      "check that no mirror, peer or tier above points back at this node.",
+      "check that no mirror, peer or tier above points back at this node, and that no other node has the same " +
+      "node_name (every node needs its own node_name).",
   );
 }
 

@@ -1,7 +1,7 @@
 /**
- * Keeping the cache within its limits: `num_versions_retain` versions of each package and architecture across
- * every repository folder, and, when `max_cache_size` is set, no more bytes than that (least recently used
- * versions beyond the newest of each package go first). What to remove is decided by `retention_plan.ts`;
+ * Keeping the cache within its limits: `num_versions_retain` versions of each package and architecture in each
+ * repository folder, and, when `max_cache_size` is set, no more bytes than that (least recently used versions
+ * beyond the newest of each package in its folder go first). What to remove is decided by `retention_plan.ts`;
  * this module scans the disk, spares files that are in use, removes the rest and reports what it did.
  *
  * A {@linkcode Cleaner} runs the cleaning once at start-up and then a few seconds after downloads complete,

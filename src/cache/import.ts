@@ -11,7 +11,8 @@ import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { PARTIAL_DIR, pathExists } from "./cache_paths.ts";
 import type { CacheStore } from "./cache_store.ts";
-import type { PackageIndex } from "../repo/package_index.ts";
+import { expectedFileOf, type PackageIndex } from "../repo/package_index.ts";
+import { digestMatches } from "../download/download_integrity.ts";
 import { parsePackageFileName, signatureOf } from "../repo/package_file_name.ts";
 import { formatBytes } from "../config/units.ts";
 import { writeAll } from "../write_all.ts";
@@ -160,19 +161,45 @@ async function importOne(
     report.imported.push({ fileName, paths: imported, bytes: info.size });
   }
   if (!options.hasSignature) return;
-  // The signature goes wherever the package now is, unless it is there already.
+  const sigSource = join(dir, signatureOf(fileName));
+  // The signature goes wherever the package now is, unless it is there already or differs from the one the
+  // folder's database carries (%PGPSIG%), as a download of it would be checked.
   for (const target of targets) {
     const sigPath = signatureOf(target.path);
     if (!(await pathExists(target.path)) || (await pathExists(sigPath))) continue;
     try {
+      const wrong = await signatureMismatch(
+        sigSource,
+        expectedFileOf(target.expected, signatureOf(fileName)),
+      );
+      if (wrong !== undefined) {
+        report.corrupt.push({ fileName: signatureOf(fileName), reason: wrong });
+        continue;
+      }
       const tmp = tempPath(store.root);
-      await copyToTemp(join(dir, signatureOf(fileName)), tmp);
+      await copyToTemp(sigSource, tmp);
       await renameInto(tmp, sigPath);
       report.signatures++;
     } catch (error) {
       report.failures.push({ path: sigPath, message: messageOf(error) });
     }
   }
+}
+
+/**
+ * Why the signature file `path` is not the one a database carries (`expected`), or undefined when it is, or when
+ * the database carries none. A signature is a few hundred bytes: it is read whole.
+ */
+async function signatureMismatch(
+  path: string,
+  expected: { size: number; sha256: string } | undefined,
+): Promise<string | undefined> {
+  if (expected === undefined) return undefined;
+  const bytes = await Deno.readFile(path);
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  if (bytes.length === expected.size && digestMatches(sha256, expected.sha256)) return undefined;
+  return `${bytes.length} bytes with SHA-256 ${sha256}, but the database's signature has ${expected.size} bytes ` +
+    `with SHA-256 ${expected.sha256}...`;
 }
 
 /** Copies `source` to every target it matches (size and SHA-256); returns their paths, or undefined. */

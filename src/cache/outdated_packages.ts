@@ -6,7 +6,10 @@
  * indexed, the cached files it lists with another size are removed, with their `.sig` (signed again with the
  * package), so that the next request downloads and verifies the current file.
  *
- * Only the size is compared: it is known without reading the file, and a rebuilt archive's size differs.
+ * Only the size is compared: it is known without reading the file, and a rebuilt archive's size differs. A
+ * cached `.sig` is compared with the signature the database carries (`%PGPSIG%`), when it carries one: its size
+ * and SHA-256, read from the few hundred bytes of the file; one that differs (stored before flexo checked
+ * signatures, or a package signed again) is removed the same way.
  *
  * Only custom repositories' folders (`custom_repo/NAME/...`) are looked at. An official repository never
  * reuses a file name for another build (every rebuild has a new `pkgrel`), so a database of one that lists a
@@ -19,6 +22,9 @@
 import { getLogger } from "@logtape/logtape";
 import { join, relative, sep } from "node:path";
 import type { PackageEntry } from "../repo/repo_db_desc.ts";
+import { expectedFileOf } from "../repo/package_index.ts";
+import { signedFileOf } from "../repo/package_file_name.ts";
+import { sha256Hex } from "../repo/sha256.ts";
 import { CUSTOM_REPO_PREFIX } from "../repo/request_path.ts";
 import { describeError } from "../describe_error.ts";
 import type { CacheStore } from "./cache_store.ts";
@@ -35,7 +41,8 @@ export interface OutdatedFile {
 
 /**
  * Removes the cached packages of `dir` whose size differs from what `entries` (a database of that folder) says
- * of the same file name, and their signatures. Failures are logged: the file then stays as it was.
+ * of the same file name, and their signatures, and the signatures that differ from the one the database carries
+ * for their package. Failures are logged: the file then stays as it was.
  *
  * @param dir The cache folder of the database.
  * @param entries The database's entries by file name.
@@ -62,7 +69,11 @@ export async function removeOutdatedPackages(
   const present = new Set(names);
   for (const name of names) {
     const entry = entries.get(name);
-    if (!entry) continue;
+    if (!entry) {
+      const signature = await outdatedSignature(dir, name, entries);
+      if (signature !== undefined && await store.removeIfPresent(signature.path)) removed.push(signature);
+      continue;
+    }
     const path = join(dir, name);
     try {
       const size = (await Deno.stat(path)).size;
@@ -83,4 +94,39 @@ export async function removeOutdatedPackages(
     }
   }
   return removed;
+}
+
+/**
+ * A cached `.sig` of `dir` that differs from the signature its package's entry carries (`%PGPSIG%`: size and
+ * the first 16 bytes of its SHA-256), as the file to remove; undefined when it matches, when `name` is no
+ * package's signature, or when the database carries no signature for it. A signature is a few hundred bytes:
+ * reading it costs about what the package's stat does.
+ */
+async function outdatedSignature(
+  dir: string,
+  name: string,
+  entries: ReadonlyMap<string, PackageEntry>,
+): Promise<OutdatedFile | undefined> {
+  const packageName = signedFileOf(name);
+  const entry = packageName === undefined ? undefined : entries.get(packageName);
+  const expected = entry && expectedFileOf(entry, name);
+  if (expected === undefined) return undefined;
+  const path = join(dir, name);
+  try {
+    const size = (await Deno.stat(path)).size;
+    if (size === expected.size && sha256Hex(await Deno.readFile(path)).startsWith(expected.sha256)) {
+      return undefined;
+    }
+    log.warn(
+      "{path} differs from the signature the database carries ({size} bytes, {expected} expected): removed, so " +
+        "that the next request gets the right one",
+      { path, size, expected: expected.size },
+    );
+    return { path, bytes: size };
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      log.warn("Cannot check the signature {path}: {error}", { path, error: describeError(error) });
+    }
+    return undefined;
+  }
 }

@@ -1,9 +1,12 @@
 /**
  * Decide which cached package files to delete, without touching the disk.
  *
- * Packages are grouped by (name, architecture) across every repository folder; a version stored in several
- * folders (or with several extensions) counts once, and its copies are kept or removed together with their
- * `.sig` files. Versions are ordered by pacman's {@linkcode vercmp}. File names that are not package file
+ * Packages are grouped by repository folder (the directory the file is in, such as `core/os/x86_64` or
+ * `custom_repo/NAME/...`), name and architecture: each folder keeps its own newest versions, so that one package
+ * name at different versions in two repositories (`core` and `core-testing`, a custom repository rebuilding an
+ * official package) does not have each download remove the other repository's copy. A version stored with
+ * several extensions in one folder counts once, and its copies are kept or removed together with their `.sig`
+ * files. Versions are ordered by pacman's {@linkcode vercmp}. File names that are not package file
  * names are never removed. A signature whose package file is not in the cache goes when its version is older
  * than every version retention keeps (a failed or abandoned download leaves such files behind); otherwise
  * it stays, since its package may still come. A version any of whose files is in use is left whole for a
@@ -12,6 +15,7 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import { parsePackageFileName, signedFileOf } from "../repo/package_file_name.ts";
 import { vercmp } from "../repo/vercmp.ts";
 
@@ -62,7 +66,8 @@ export interface RetentionPlan {
 }
 
 /**
- * Keep the newest `keep` versions of every package and architecture, remove the older ones.
+ * Keep the newest `keep` versions of every package and architecture in each repository folder, remove the older
+ * ones.
  *
  * @param files Every file of the cache: packages, signatures and anything else (left alone).
  * @param options `keep` (non-negative integer, 0 keeps all) and `inUse`.
@@ -90,7 +95,7 @@ export function planRetention(files: CachedPackageFile[], options: RetentionOpti
   if (options.keep > 0) {
     for (const orphan of orphanSignatures(files)) {
       // Only below the oldest kept version: with fewer versions cached than kept, its package would stay too.
-      const group = packages.get(`${orphan.name}\0${orphan.arch}`);
+      const group = packages.get(groupKey(orphan.file.path, orphan.name, orphan.arch));
       if (group === undefined || group.length < options.keep) continue;
       const oldestKept = group[options.keep - 1];
       if (vercmp(orphan.version, oldestKept.version) >= 0 || options.inUse(orphan.file.path)) continue;
@@ -182,7 +187,14 @@ interface ParsedFile {
   version: string;
 }
 
-/** Versions of each (name, arch), newest first; copies of equal versions (by vercmp) share a group. */
+/** The group of a package file: its folder, name and architecture. */
+function groupKey(path: string, name: string, arch: string): string {
+  return `${dirname(path)}\0${name}\0${arch}`;
+}
+
+/**
+ * Versions of each (folder, name, arch), newest first; copies of equal versions (by vercmp) share a group.
+ */
 function groupPackages(files: CachedPackageFile[]): Map<string, VersionGroup[]> {
   const signaturesByPackagePath = new Map<string, CachedPackageFile[]>();
   const byPackage = new Map<string, ParsedFile[]>();
@@ -196,7 +208,7 @@ function groupPackages(files: CachedPackageFile[]): Map<string, VersionGroup[]> 
     }
     const parsed = parsePackageFileName(file.fileName);
     if (!parsed) continue;
-    const key = `${parsed.name}\0${parsed.arch}`;
+    const key = groupKey(file.path, parsed.name, parsed.arch);
     const list = byPackage.get(key) ?? [];
     list.push({ file, name: parsed.name, arch: parsed.arch, version: parsed.version });
     byPackage.set(key, list);

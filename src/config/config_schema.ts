@@ -309,7 +309,8 @@ export const configObjectSchema = z.object({
     ),
   num_versions_retain: z.number({ error: NUM_VERSIONS }).int().min(0).default(3)
     .describe(
-      "How many versions of each package the cache keeps (older ones are deleted); 0 keeps every version.",
+      "How many versions of each package the cache keeps in each repository folder (older ones are deleted; " +
+        "`core` and `core-testing`, or a custom repository, count apart); 0 keeps every version.",
     ),
   refresh_latency_tests_after: z.string({ error: DURATION_FORM }).trim()
     .refine((s) => succeeds(() => parseDuration(s)))

@@ -12,9 +12,15 @@ import type { Hash } from "node:crypto";
 export interface ExpectedFile {
   /** Size in bytes. */
   size: number;
-  /** Lower-case hex SHA-256. */
+  /**
+   * Lower-case hex SHA-256, or its first 32 digits at least (a package signature's, which the package index
+   * keeps shortened: `PackageEntry.signatureSha256`). The file's digest must begin with it.
+   */
   sha256: string;
 }
+
+/** The fewest hex digits of a SHA-256 that {@linkcode ExpectedFile.sha256} may hold (16 bytes). */
+export const MIN_EXPECTED_DIGITS = 32;
 
 /**
  * Size and SHA-256 of one download, fed chunk by chunk and compared once at the end. Made by
@@ -86,9 +92,15 @@ export class IntegrityCheck {
   mismatch(written: number, upstreamPath: string): string | undefined {
     const expect = this.#expect;
     const sha256 = this.#digest ??= this.#hash.digest("hex");
-    if (written === expect.size && sha256 === expect.sha256) return undefined;
+    if (written === expect.size && digestMatches(sha256, expect.sha256)) return undefined;
     return `${upstreamPath} does not match the repository database ` +
-      `(${written} bytes with SHA-256 ${sha256}, expected ${expect.size} bytes with ${expect.sha256}); ` +
+      `(${written} bytes with SHA-256 ${sha256}, expected ${expect.size} bytes with ${expect.sha256}` +
+      `${expect.sha256.length < sha256.length ? "..." : ""}); ` +
       "it was discarded, retry to fetch it from another mirror";
   }
+}
+
+/** Whether a file's SHA-256 (hex) matches an expected one, which may be its first digits (at least 32). */
+export function digestMatches(sha256: string, expected: string): boolean {
+  return expected.length >= MIN_EXPECTED_DIGITS && sha256.startsWith(expected);
 }

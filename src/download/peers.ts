@@ -63,16 +63,61 @@ export class SilentPeers {
   }
 }
 
+/** Milliseconds between two warnings about the same peer answering 508 to lookups. */
+export const PEER_LOOP_WARNING_INTERVAL_MS = 10 * 60_000;
+
+/**
+ * Peers that answered a lookup `508 Loop Detected`. A peer answers so when this node's `Via` names the peer
+ * itself: the two nodes have the same `node_name` (one configuration copied to every node), or `cache_peers`
+ * lists this node. Such a peer never helps, and without a word nobody would know: each one is warned about at
+ * most once per {@linkcode PEER_LOOP_WARNING_INTERVAL_MS}, naming the cause and the fix.
+ */
+export class PeerLoops {
+  #now: () => number;
+  #intervalMs: number;
+  #nodeName: string;
+  #warnedAt = new Map<string, number>();
+
+  /** A record for the node called `nodeName`, with the clock `now`. */
+  constructor(options: { now: () => number; nodeName: string; intervalMs?: number }) {
+    this.#now = options.now;
+    this.#nodeName = options.nodeName;
+    this.#intervalMs = options.intervalMs ?? PEER_LOOP_WARNING_INTERVAL_MS;
+  }
+
+  /** `peer` answered a lookup 508: warns, unless it was warned about within the interval. */
+  looped(peer: string): void {
+    const now = this.#now();
+    const last = this.#warnedAt.get(peer);
+    if (last !== undefined && now - last < this.#intervalMs) return;
+    this.#warnedAt.set(peer, now);
+    log.warn(
+      "Cache peer {peer} answered 508 Loop Detected to a lookup: it takes this node's request for one of its own, " +
+        "because it has the same node_name ({nodeName}; one configuration copied to every node?) or cache_peers " +
+        "lists this node itself. The peers never help each other so: every node needs its own node_name (or " +
+        "FLEXO_NODE_NAME), and cache_peers lists the other nodes only. (Said at most every {minutes} minutes.)",
+      { peer: redactUrl(peer), nodeName: this.#nodeName, minutes: this.#intervalMs / 60_000 },
+    );
+  }
+}
+
 /**
  * Asks every peer (base URLs ending in `/`) for `upstreamPath` with a HEAD request, in parallel; resolves with
  * the first that answers 200, or a miss when none does within `waitMs`. `fetch` must add only-if-cached for
  * peers (see {@linkcode fetchWithPeerRules}). With `silent`, peers on hold are not asked, and the peers still
- * silent when the wait ends are put on hold.
+ * silent when the wait ends are put on hold. `onLoop` is called for each peer that answers 508 (see
+ * {@linkcode PeerLoops}).
  */
 export function findOnPeers(
   peers: readonly string[],
   upstreamPath: string,
-  options: { fetch: typeof fetch; waitMs?: number; timers?: Timers; silent?: SilentPeers },
+  options: {
+    fetch: typeof fetch;
+    waitMs?: number;
+    timers?: Timers;
+    silent?: SilentPeers;
+    onLoop?: (peer: string) => void;
+  },
 ): Promise<PeerLookup> {
   const asked = options.silent?.askable(peers) ?? peers;
   if (asked.length === 0) return Promise.resolve({ type: "miss" });
@@ -100,6 +145,7 @@ export function findOnPeers(
           silent.delete(peer);
           options.silent?.answered(peer);
           await response.body?.cancel();
+          if (response.status === 508) options.onLoop?.(peer);
           if (response.status === 200) done({ type: "hit", peer });
           else if (--pending === 0) done({ type: "miss" });
         },

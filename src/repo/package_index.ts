@@ -9,6 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import { dirname, join, relative, sep } from "node:path";
 import { type PackageEntry, readRepoDb } from "./repo_db.ts";
 import { describeError } from "../logging.ts";
+import { signedFileOf } from "./package_file_name.ts";
 
 const log = getLogger(["flexo", "integrity"]);
 
@@ -159,14 +160,17 @@ export class PackageIndex {
   }
 
   /**
-   * What the databases say about a package file, if any of them lists it.
+   * What the databases say about a package file, if any of them lists it; for a package's signature (`.sig`),
+   * the entry of its package, which carries the signature's size and digest when the database has them (see
+   * {@linkcode expectedFileOf}).
    *
    * @param segments The file's cache path segments.
    */
   expected(segments: readonly string[]): PackageEntry | undefined {
     const databases = this.#folders.get(segments.slice(0, -1).join("/"));
     if (!databases) return undefined;
-    const fileName = segments[segments.length - 1];
+    const last = segments[segments.length - 1];
+    const fileName = signedFileOf(last) ?? last;
     for (const entries of databases.values()) {
       const entry = entries.get(fileName);
       if (entry) return entry;
@@ -207,6 +211,26 @@ export class PackageIndex {
     }
     return folders.sort();
   }
+}
+
+/**
+ * What a file must be by its package's database entry: a package's size and SHA-256; its signature's size and
+ * SHA-256 (the first 16 bytes) when the database carries the signature (`%PGPSIG%`). Undefined for a signature
+ * the database does not carry, and for a file the entry does not describe.
+ *
+ * @param entry The entry of the package, as {@linkcode PackageIndex.expected} finds it for either file.
+ * @param fileName The file's name: the package's, or its `.sig`.
+ */
+export function expectedFileOf(
+  entry: PackageEntry,
+  fileName: string,
+): { size: number; sha256: string } | undefined {
+  if (fileName === entry.fileName) return { size: entry.compressedSize, sha256: entry.sha256 };
+  if (fileName !== `${entry.fileName}.sig`) return undefined;
+  const { signatureSize, signatureSha256 } = entry;
+  return signatureSize === undefined || signatureSha256 === undefined
+    ? undefined
+    : { size: signatureSize, sha256: signatureSha256 };
 }
 
 /** The cache-relative, "/"-separated folder of a file inside the cache. */

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { sha256Hex } from "./sha256.ts";
+
 /** One package as a repository database describes it. */
 export interface PackageEntry {
   /** Package name (`%NAME%`). */
@@ -17,7 +19,21 @@ export interface PackageEntry {
   compressedSize: number;
   /** Lower-case hex SHA-256 of the package archive (`%SHA256SUM%`). */
   sha256: string;
+  /**
+   * Size in bytes of the package's detached signature, the `.sig` file, when the database carries it
+   * (`%PGPSIG%`, its base64); undefined otherwise (custom repositories often leave it out).
+   */
+  signatureSize: number | undefined;
+  /**
+   * The first 16 bytes of the SHA-256 of that signature, as 32 lower-case hex digits (a prefix of its
+   * SHA-256 in the form of {@linkcode PackageEntry.sha256}); undefined without `%PGPSIG%`. The signature
+   * itself is not kept: 16 bytes tell a corrupt `.sig` from the right one, at a tenth of its memory.
+   */
+  signatureSha256: string | undefined;
 }
+
+/** Hex digits of a signature's SHA-256 that an index entry keeps ({@linkcode PackageEntry.signatureSha256}). */
+export const SIGNATURE_DIGEST_HEX_DIGITS = 32;
 
 /** The database could not be read: corrupt, truncated, in an unknown format, or its source failed. */
 export class RepoDbError extends Error {
@@ -82,13 +98,31 @@ export function parseDesc(text: string): PackageEntry | undefined {
       `The repository database's entry for ${fileName} has a malformed size or SHA-256; it is corrupt, download it again.`,
     );
   }
+  const signature = decodeSignature(fields.get("PGPSIG"));
   return {
     name: detached(name),
     version: detached(version),
     fileName: detached(fileName),
     compressedSize: Number(csize),
     sha256: detached(sha256.toLowerCase()),
+    signatureSize: signature?.length,
+    signatureSha256: signature && sha256Hex(signature, SIGNATURE_DIGEST_HEX_DIGITS),
   };
+}
+
+/**
+ * The bytes of a `%PGPSIG%` field (base64, as repo-add writes it), or undefined when there is none or it is not
+ * base64: such a package's `.sig` is then not checked, as without the field (pacman reports the bad field
+ * itself when it reads the database).
+ */
+function decodeSignature(base64: string | undefined): Uint8Array | undefined {
+  if (!base64) return undefined;
+  try {
+    const bytes = Uint8Array.fromBase64(base64);
+    return bytes.length > 0 ? bytes : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

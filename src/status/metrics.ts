@@ -296,6 +296,16 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
     },
   });
   new Counter({
+    name: "flexo_peer_loops_total",
+    help:
+      "Peer lookups a cache peer answered 508 Loop Detected: it has this node's node_name, or is this node.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(app.stats.peerLoops);
+    },
+  });
+  new Counter({
     name: "flexo_integrity_rejections_total",
     help: "Downloads discarded because they did not match the repository database.",
     registers,

@@ -71,6 +71,11 @@ export class Stats {
    * for them (a scanner would fill it); this is where an operator sees them.
    */
   readonly refusedRequests = new Map<number, number>();
+  /**
+   * Peer lookups a cache peer answered 508 Loop Detected (it has this node's node_name, or is this node): such
+   * a peer never helps.
+   */
+  peerLoops = 0;
   /** Counts one request refused by the server with `status` (see {@linkcode Stats.refusedRequests}). */
   refusedRequest(status: number): void {
     this.refusedRequests.set(status, (this.refusedRequests.get(status) ?? 0) + 1);

@@ -41,7 +41,7 @@ export interface StatusReport {
    * This node in a cluster: its name (`node_name`, as in `Via`), its cache peers, and how many missed packages
    * or signatures it took from a peer instead of a mirror.
    */
-  node: { name: string; cachePeers: string[]; peerHits: number };
+  node: { name: string; cachePeers: string[]; peerHits: number; peerLoops: number };
   /** The server's clock when the report was made (milliseconds since the epoch). */
   now: number;
   /** When the proxy started (milliseconds since the epoch). */
@@ -190,6 +190,7 @@ export function statusReport(
       name: app.nodeName,
       cachePeers: app.config.cache_peers.map(redactUrl),
       peerHits: app.stats.peerHits,
+      peerLoops: app.stats.peerLoops,
     },
     now,
     startedAt: app.startedAt,

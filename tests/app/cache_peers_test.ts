@@ -11,6 +11,7 @@ import { FakeTimers } from "../helpers/fake_timers.ts";
 import { makeRepo } from "../helpers/make_repo.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { testApp } from "../helpers/test_app.ts";
+import { captureLog } from "../helpers/log_capture.ts";
 
 const PKG = "/core/os/x86_64/zz-1.0-1-x86_64.pkg.tar.zst";
 const PEER = "http://127.0.0.1:9101/";
@@ -158,4 +159,38 @@ Deno.test("createApp() takes a package that a cache peer sent corrupt from the m
       await app.cleanup();
     }
   });
+});
+
+Deno.test("createApp() warns once, naming node_name, and counts the lookups when a cache peer answers 508 because it has this node's name", async () => {
+  const bytes = randomBytes(20_000);
+  // The peer is a node with the same node_name (one configuration copied to every node): it takes the node's
+  // Via for its own and answers 508 to every lookup.
+  const upstream = fakeFetch((url) => (url.endsWith(".db") ? { status: 404 } : { body: bytes }));
+  const log = await captureLog("info");
+  const peer = await testApp([MIRROR], { fetch: upstream.fetch, config: { node_name: "flexo-node" } });
+  const fetchBoth = ((input: string | URL | Request, init?: RequestInit) => {
+    const url = String(input instanceof Request ? input.url : input);
+    if (!url.startsWith(PEER)) return upstream.fetch(input, init);
+    return Promise.resolve(peer.fetch(new Request(url.replace(PEER, "http://flexo.test/"), init)));
+  }) as typeof fetch;
+  const config = { cache_peers: [PEER], node_name: "flexo-node" };
+  const app = await testApp([MIRROR], { fetch: fetchBoth, config });
+  try {
+    for (const name of ["a-1-1-any.pkg.tar.zst", "b-1-1-any.pkg.tar.zst"]) {
+      const response = await app.get(`/core/os/x86_64/${name}`);
+      assertEquals(new Uint8Array(await response.arrayBuffer()), bytes, "the mirrors still serve the file");
+    }
+    await app.downloads.idle();
+    assertEquals(app.stats.peerLoops, 2);
+  } finally {
+    await log.close();
+    await app.cleanup();
+    await peer.cleanup();
+  }
+  const warnings = log.text().split("\n").filter((line) => line.includes("flexo.peers"));
+  assertEquals(warnings.length, 1, log.text());
+  assert(
+    warnings[0].includes(PEER) && warnings[0].includes("every node needs its own node_name"),
+    warnings[0],
+  );
 });

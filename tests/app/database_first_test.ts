@@ -28,9 +28,14 @@ async function repository(dir: string) {
   };
 }
 
-Deno.test("databasePathFor() names the database of a package's /$repo/os/$arch/ folder, and none elsewhere", () => {
+Deno.test("databasePathFor() names the database of a package's (or its signature's) /$repo/os/$arch/ folder, and none elsewhere", () => {
   const target = (path: string) => parseRequestPath(path, { customRepoNames: new Set(["mine"]) });
   assertEquals(databasePathFor(target(`${FOLDER}/a-1-1-any.pkg.tar.zst`)), `${FOLDER}/flexotest.db`);
+  assertEquals(
+    databasePathFor(target(`${FOLDER}/a-1-1-any.pkg.tar.zst.sig`)),
+    `${FOLDER}/flexotest.db`,
+    "for a package's signature too, checked against the database's %PGPSIG%",
+  );
   assertEquals(databasePathFor(target(`${FOLDER}/flexotest.db`)), undefined, "not for a database");
   assertEquals(
     databasePathFor(target("/custom_repo/mine/a-1-1-any.pkg.tar.zst")),

@@ -44,13 +44,16 @@ async function withCache(fn: (dir: string) => Promise<void>): Promise<void> {
 
 const X86 = "core/os/x86_64";
 
-Deno.test("runCleanup() keeps the newest versions per package and architecture across repos, epochs and odd versions", async () => {
+Deno.test("runCleanup() keeps the newest versions per package and architecture in each repository folder, epochs and odd versions", async () => {
   await withCache(async (dir) => {
-    // foo in two repos and the custom repo; order by vercmp: 1:0.9 > 2.0 > 1.0.1 > 1.0 > 1.0a
+    // order by vercmp: 1:0.9 > 2.0 > 1.0.1 > 1.0 > 1.0a
     await putSigned(dir, `${X86}/foo-1.0a-1-x86_64.pkg.tar.zst`);
-    await putSigned(dir, `extra/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst`);
+    await putSigned(dir, `${X86}/foo-1.0-1-x86_64.pkg.tar.zst`);
     await putSigned(dir, `${X86}/foo-1.0.1-1-x86_64.pkg.tar.zst`);
-    await putSigned(dir, `custom_repo/mine/x86_64/foo-2.0-1-x86_64.pkg.tar.zst`);
+    await putSigned(dir, `${X86}/foo-2.0-1-x86_64.pkg.tar.zst`);
+    // older versions in other repositories count in their own folders: each is its folder's newest
+    await putSigned(dir, `extra/os/x86_64/foo-0.5-1-x86_64.pkg.tar.zst`);
+    await putSigned(dir, `custom_repo/mine/x86_64/foo-0.1-1-x86_64.pkg.tar.zst`);
     await putSigned(dir, `${X86}/foo-1:0.9-1-x86_64.pkg.tar.zst`);
     // another architecture is another package: its single old version stays
     await putSigned(dir, `core/os/aarch64/foo-1.0a-1-aarch64.pkg.tar.zst`);
@@ -71,12 +74,16 @@ Deno.test("runCleanup() keeps the newest versions per package and architecture a
       `${X86}/core.db`,
       `${X86}/foo-1:0.9-1-x86_64.pkg.tar.zst`,
       `${X86}/foo-1:0.9-1-x86_64.pkg.tar.zst.sig`,
+      `${X86}/foo-2.0-1-x86_64.pkg.tar.zst`,
+      `${X86}/foo-2.0-1-x86_64.pkg.tar.zst.sig`,
       `${X86}/foo-old.pkg.tar.zst`,
       `${X86}/lib32-gcc-libs-14.1.1+r1-1-x86_64.pkg.tar.zst`,
       `${X86}/lib32-gcc-libs-14.1.1+r1-1.1-x86_64.pkg.tar.zst`,
       `${X86}/orphan-0.1-1-x86_64.pkg.tar.zst.sig`,
-      "custom_repo/mine/x86_64/foo-2.0-1-x86_64.pkg.tar.zst",
-      "custom_repo/mine/x86_64/foo-2.0-1-x86_64.pkg.tar.zst.sig",
+      "custom_repo/mine/x86_64/foo-0.1-1-x86_64.pkg.tar.zst",
+      "custom_repo/mine/x86_64/foo-0.1-1-x86_64.pkg.tar.zst.sig",
+      "extra/os/x86_64/foo-0.5-1-x86_64.pkg.tar.zst",
+      "extra/os/x86_64/foo-0.5-1-x86_64.pkg.tar.zst.sig",
     ]);
     assert(
       await pathExists(join(dir, `.partial/${X86}/foo-0.1-1-x86_64.pkg.tar.zst`)),

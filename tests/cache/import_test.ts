@@ -9,7 +9,7 @@ import { pathExists } from "../../src/cache/cache_paths.ts";
 import { describeImport, importPackages } from "../../src/cache/import.ts";
 import { PackageIndex } from "../../src/repo/package_index.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { makeRepo } from "../helpers/make_repo.ts";
+import { createGpgSigner, makeRepo } from "../helpers/make_repo.ts";
 
 const FOLDER = "flexotest/os/x86_64";
 const CUSTOM = "custom_repo/mine/x86_64";
@@ -133,5 +133,47 @@ Deno.test("importPackages() explains a directory it cannot list", async () => {
     assert(message.startsWith(`Cannot list ${join(cacheDir, "missing")}`), message);
   } finally {
     await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("importPackages() copies a signature only when it is the one the database carries (%PGPSIG%)", async () => {
+  const work = await Deno.makeTempDir({ prefix: "flexo-import-" });
+  const signer = await createGpgSigner(work);
+  try {
+    const repo = await makeRepo(join(work, "mirror"), {
+      repo: "flexotest",
+      packages: [{ name: "right", version: "1.0-1" }, { name: "wrong", version: "1.0-1" }],
+      sign: signer,
+      embedSignatures: true,
+    });
+    const cacheDir = join(work, "cache");
+    const pacmanCache = join(work, "pkg");
+    await Deno.mkdir(join(cacheDir, FOLDER), { recursive: true });
+    await Deno.mkdir(pacmanCache);
+    await Deno.copyFile(join(repo.osDir, "flexotest.db"), join(cacheDir, FOLDER, "flexotest.db"));
+    for (const pkg of repo.packages) {
+      await Deno.copyFile(pkg.path, join(pacmanCache, pkg.fileName));
+      const signature = await Deno.readFile(pkg.signaturePath!);
+      if (pkg.name === "wrong") signature[signature.length - 3] ^= 0xff;
+      await Deno.writeFile(join(pacmanCache, `${pkg.fileName}.sig`), signature);
+    }
+    const index = new PackageIndex();
+    await index.loadAll(cacheDir);
+    const report = await importPackages(pacmanCache, { store: new CacheStore(cacheDir), index });
+    const [right, wrong] = repo.packages;
+    assertEquals(report.imported.map((item) => item.fileName), [right.fileName, wrong.fileName]);
+    assertEquals(report.signatures, 1);
+    assertEquals(
+      await Deno.readFile(join(cacheDir, FOLDER, `${right.fileName}.sig`)),
+      await Deno.readFile(right.signaturePath!),
+    );
+    assert(
+      !(await pathExists(join(cacheDir, FOLDER, `${wrong.fileName}.sig`))),
+      "the wrong one is not copied",
+    );
+    assertEquals(report.corrupt.map((item) => item.fileName), [`${wrong.fileName}.sig`]);
+  } finally {
+    await signer.close();
+    await Deno.remove(work, { recursive: true });
   }
 });

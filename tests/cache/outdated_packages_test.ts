@@ -10,16 +10,19 @@ import { withTempDir } from "../helpers/temp_dir.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
 import { removeOutdatedPackages } from "../../src/cache/outdated_packages.ts";
 import type { PackageEntry } from "../../src/repo/repo_db_desc.ts";
+import { sha256 } from "../helpers/bytes.ts";
 
 const NAME = "tool-1.0-1-x86_64.pkg.tar.zst";
 
-function listing(size: number): Map<string, PackageEntry> {
+function listing(size: number, signature?: Uint8Array): Map<string, PackageEntry> {
   const entry = {
     name: "tool",
     version: "1.0-1",
     fileName: NAME,
     compressedSize: size,
     sha256: "0".repeat(64),
+    signatureSize: signature?.length,
+    signatureSha256: signature && sha256(signature).slice(0, 32),
   };
   return new Map([[NAME, entry]]);
 }
@@ -48,5 +51,30 @@ Deno.test("removeOutdatedPackages() removes a custom repository's rebuilt packag
     // The same size: nothing to do.
     await Deno.writeFile(join(custom, NAME), new Uint8Array(20));
     assertEquals(await removeOutdatedPackages(custom, listing(20), store), []);
+  });
+});
+
+Deno.test("removeOutdatedPackages() removes a custom repository's cached .sig that differs from the database's %PGPSIG%, and keeps the right one", async () => {
+  await withTempDir(async (root) => {
+    const store = new CacheStore(root);
+    const custom = join(root, "custom_repo", "own", "own", "x86_64");
+    await Deno.mkdir(custom, { recursive: true });
+    const signature = new Uint8Array(119).fill(5);
+    const corrupt = signature.slice();
+    corrupt[100] ^= 1;
+    await Deno.writeFile(join(custom, NAME), new Uint8Array(20));
+    await Deno.writeFile(join(custom, `${NAME}.sig`), signature);
+    assertEquals(
+      await removeOutdatedPackages(custom, listing(20, signature), store),
+      [],
+      "the right one stays",
+    );
+    assertEquals(await removeOutdatedPackages(custom, listing(20), store), [], "no %PGPSIG%: not checked");
+    await Deno.writeFile(join(custom, `${NAME}.sig`), corrupt);
+    assertEquals(await removeOutdatedPackages(custom, listing(20, signature), store), [
+      { path: join(custom, `${NAME}.sig`), bytes: 119 },
+    ]);
+    assertEquals(await exists(join(custom, `${NAME}.sig`)), false);
+    assertEquals(await exists(join(custom, NAME)), true, "the package it signs stays");
   });
 });

@@ -64,22 +64,33 @@ Deno.test("planRetention() orders releases, rc versions and leading zeros like v
   ]);
 });
 
-Deno.test("planRetention() counts a version in several repositories once and removes all its copies", () => {
+Deno.test("planRetention() counts versions per repository folder: with keep 1, core and core-testing each keep their newest", () => {
+  // One package name in two repositories at two versions: with the versions counted across folders, each
+  // download removed the other repository's version, and the next request fetched it again.
+  const core = signed("core/os/x86_64", "baz-1.0-1-x86_64.pkg.tar.zst");
+  const testing = signed("core-testing/os/x86_64", "baz-1.1-1-x86_64.pkg.tar.zst");
+  const custom = signed("custom_repo/mine/x86_64", "baz-0.9-1-x86_64.pkg.tar.zst");
+  const plan = planRetention([...core, ...testing, ...custom], { keep: 1, inUse: NOTHING_IN_USE });
+  assert.deepEqual(plan.remove, []);
+  assert.equal(plan.keepCount, 3);
+  // An older version in one folder still goes, and only that folder's.
+  const older = signed("core/os/x86_64", "baz-0.8-1-x86_64.pkg.tar.zst");
+  const again = planRetention([...core, ...testing, ...custom, ...older], { keep: 1, inUse: NOTHING_IN_USE });
+  assert.deepEqual(again.remove, paths(older));
+});
+
+Deno.test("planRetention() counts a version with several extensions in one folder once and removes all its copies", () => {
   const v1 = [
-    ...signed("core/os/x86_64", "baz-1.0-1-x86_64.pkg.tar.zst"),
     ...signed("testing/os/x86_64", "baz-1.0-1-x86_64.pkg.tar.zst"),
-    file("custom", "baz-1.0-1-x86_64.pkg.tar.xz"), // same version, other extension, no signature
+    file("testing/os/x86_64", "baz-1.0-1-x86_64.pkg.tar.xz"), // same version, other extension, no signature
   ];
-  const v2 = [
-    ...signed("testing/os/x86_64", "baz-1.1-1-x86_64.pkg.tar.zst"),
-    ...signed("core/os/x86_64", "baz-1.1-1-x86_64.pkg.tar.zst"),
-  ];
+  const v2 = signed("testing/os/x86_64", "baz-1.1-1-x86_64.pkg.tar.zst");
   const v3 = signed("testing/os/x86_64", "baz-1.2-1-x86_64.pkg.tar.zst");
   const plan = planRetention([...v1, ...v2, ...v3], { keep: 2, inUse: NOTHING_IN_USE });
   assert.deepEqual(plan.remove, paths(v1));
-  assert.equal(plan.keepCount, 3);
+  assert.equal(plan.keepCount, 2);
   assert.equal(plan.versions.length, 1);
-  assert.equal(plan.versions[0].bytes, 2 * 101 + 100);
+  assert.equal(plan.versions[0].bytes, 101 + 100);
 });
 
 Deno.test("planRetention() treats each architecture and each package name separately", () => {
@@ -99,7 +110,7 @@ Deno.test("planRetention() treats each architecture and each package name separa
 Deno.test("planRetention() never removes a version that is in use, nor the signature of one", () => {
   const old = signed("core", "foo-1-1-any.pkg.tar.zst");
   const older = signed("core", "foo-0.9-1-any.pkg.tar.zst");
-  const copy = signed("extra", "foo-0.9-1-any.pkg.tar.zst");
+  const copy = signed("core", "foo-0.9-1-any.pkg.tar.xz"); // the same version with another extension
   const current = signed("core", "foo-2-1-any.pkg.tar.zst");
   const files = [...old, ...older, ...copy, ...current];
   const inUse = new Set([old[0].path, copy[1].path]);
@@ -218,7 +229,7 @@ Deno.test("planSizeEviction() evicts least recently used older versions first, w
 Deno.test("planSizeEviction() uses the latest access of any copy and skips versions in use", () => {
   const a = [
     file("core", "foo-1-1-any.pkg.tar.zst", { atimeMs: 1_000 }),
-    file("testing", "foo-1-1-any.pkg.tar.zst", { atimeMs: 8_000 }), // used recently through another repo
+    file("core", "foo-1-1-any.pkg.tar.xz", { atimeMs: 8_000 }), // a copy with another extension, used recently
   ];
   const b = [file("core", "foo-2-1-any.pkg.tar.zst", { atimeMs: 2_000 })];
   const c = [file("core", "foo-3-1-any.pkg.tar.zst")]; // no access time: counts as never used
@@ -238,4 +249,14 @@ Deno.test("planSizeEviction() rejects a size limit that is not a number of bytes
   for (const maxBytes of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
     assert.throws(() => planSizeEviction([], { maxBytes, inUse: NOTHING_IN_USE }), RangeError);
   }
+});
+
+Deno.test("planSizeEviction() spares the newest version of each repository folder in its first round", () => {
+  const core = signed("core/os/x86_64", "foo-1-1-any.pkg.tar.zst", { atimeMs: 1_000 }); // core's newest
+  const testing = signed("core-testing/os/x86_64", "foo-2-1-any.pkg.tar.zst", { atimeMs: 2_000 });
+  const barOld = signed("core/os/x86_64", "bar-1-1-any.pkg.tar.zst", { atimeMs: 9_000 });
+  const barNew = signed("core/os/x86_64", "bar-2-1-any.pkg.tar.zst", { atimeMs: 9_000 });
+  const files = [...core, ...testing, ...barOld, ...barNew];
+  const plan = planSizeEviction(files, { maxBytes: 4 * 101 - 1, inUse: NOTHING_IN_USE });
+  assert.deepEqual(plan.remove, paths(barOld), "an older version of its own folder goes, not core's newest");
 });

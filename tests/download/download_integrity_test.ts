@@ -19,6 +19,24 @@ Deno.test("IntegrityCheck.mismatch() accepts the expected bytes fed in any chunk
   assert.deepEqual([...check.contributors], ["http://a.test/", "http://b.test/"]);
 });
 
+Deno.test("IntegrityCheck.mismatch() takes the first 32 hex digits of a SHA-256 as the expected digest, never fewer", async () => {
+  const digest = sha256(DATA);
+  const check = async (expected: string, data = DATA) => {
+    const integrity = await IntegrityCheck.start({ size: DATA.length, sha256: expected });
+    integrity.update(data, "http://a.test/");
+    return integrity.mismatch(data.length, PATH);
+  };
+  assert.equal(await check(digest.slice(0, 32)), undefined, "16 bytes of the digest");
+  const corrupt = DATA.slice();
+  corrupt[99] ^= 1;
+  assert.match(
+    (await check(digest.slice(0, 32), corrupt)) ?? "",
+    /expected 600000 bytes with [0-9a-f]{32}\.\.\.\)/,
+  );
+  assert.notEqual(await check(digest.slice(0, 31)), undefined, "31 digits are too few to vouch for a file");
+  assert.notEqual(await check(""), undefined, "an empty digest vouches for nothing");
+});
+
 Deno.test("IntegrityCheck.mismatch() says what differs: size or SHA-256", async () => {
   const expected = { size: DATA.length, sha256: sha256(DATA) };
   const corrupt = DATA.slice();

@@ -5,7 +5,8 @@
 
 import { assertEquals } from "../helpers/assert.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
-import { findOnPeers, type PeerLookup, SilentPeers } from "../../src/download/peers.ts";
+import { findOnPeers, type PeerLookup, PeerLoops, SilentPeers } from "../../src/download/peers.ts";
+import { captureLog } from "../helpers/log_capture.ts";
 
 const DOWN = "http://127.0.0.1:9201/";
 const UP = "http://127.0.0.1:9202/";
@@ -69,4 +70,30 @@ Deno.test("findOnPeers() answers a miss at once when every peer is on hold, and 
     { type: "hit", peer: UP },
   );
   assertEquals(timers.pending, []);
+});
+
+Deno.test("findOnPeers() tells onLoop of a peer that answers 508, and counts it as a miss", async () => {
+  const looped: string[] = [];
+  const peers = peersFetch(508);
+  const lookup = await findOnPeers([UP], PATH, { fetch: peers.fetch, onLoop: (peer) => looped.push(peer) });
+  assertEquals(lookup, { type: "miss" });
+  assertEquals(looped, [UP]);
+});
+
+Deno.test("PeerLoops.looped() warns about a peer at most once per interval, naming the fix", async () => {
+  let now = 0;
+  const log = await captureLog("info");
+  try {
+    const loops = new PeerLoops({ now: () => now, nodeName: "same", intervalMs: 60_000 });
+    loops.looped(UP);
+    loops.looped(UP);
+    loops.looped(DOWN);
+    now = 60_000;
+    loops.looped(UP);
+  } finally {
+    await log.close();
+  }
+  const lines = log.text().split("\n").filter((line) => line.includes("508"));
+  assertEquals(lines.map((line) => line.includes(UP) ? "up" : "down"), ["up", "down", "up"]);
+  assertEquals(lines.every((line) => line.includes("every node needs its own node_name")), true);
 });

@@ -54,6 +54,8 @@ export interface RepoInfo {
   dbExtension: DbExtension;
   /** The signer used for the packages, if any. */
   signer?: GpgSigner;
+  /** Whether the database carries the signatures (`%PGPSIG%`); see {@linkcode MakeRepoOptions.embedSignatures}. */
+  embedSignatures?: boolean;
   /** Every package currently in the database, in build order. */
   packages: RepoPackage[];
 }
@@ -71,6 +73,11 @@ export interface MakeRepoOptions {
   packages: PackageSpec[];
   /** Sign every package with a detached `.sig` file (not embedded in the database, so pacman downloads it). */
   sign?: GpgSigner;
+  /**
+   * With `sign`: sign before repo-add, which then embeds each signature in the database as `%PGPSIG%` (the
+   * base64 of the `.sig` file), as Arch's databases carry them; the `.sig` files stay beside the packages.
+   */
+  embedSignatures?: boolean;
   /** Database compression; default `tar.gz` like Arch. */
   dbExtension?: DbExtension;
 }
@@ -186,6 +193,7 @@ export async function makeRepo(dir: string, options: MakeRepoOptions): Promise<R
     osDir: join(dir, options.repo, "os", arch),
     dbExtension: options.dbExtension ?? "tar.gz",
     signer: options.sign,
+    embedSignatures: options.embedSignatures,
     packages: [],
   };
   await Deno.mkdir(info.osDir, { recursive: true });
@@ -210,11 +218,15 @@ export async function addPackages(repoInfo: RepoInfo, specs: PackageSpec[]): Pro
 
   const built: RepoPackage[] = [];
   for (const spec of specs) built.push(await buildPackage(repoInfo.osDir, repoInfo.arch, spec));
-  await run("repo-add", ["-q", "--nocolor", dbFile, ...built.map((pkg) => pkg.path)]);
-  // Signing after repo-add keeps the signatures out of the database, like current Arch repositories:
+  // repo-add (6.0) embeds the .sig it finds beside a package; signing after it keeps them out of the database:
   // pacman then has to download every .sig file.
-  if (repoInfo.signer) {
-    for (const pkg of built) pkg.signaturePath = await repoInfo.signer.sign(pkg.path);
+  const signer = repoInfo.signer;
+  if (signer && repoInfo.embedSignatures) {
+    for (const pkg of built) pkg.signaturePath = await signer.sign(pkg.path);
+  }
+  await run("repo-add", ["-q", "--nocolor", dbFile, ...built.map((pkg) => pkg.path)]);
+  if (signer && !repoInfo.embedSignatures) {
+    for (const pkg of built) pkg.signaturePath = await signer.sign(pkg.path);
   }
   if (previousMtime !== undefined) {
     const seconds = Math.max(Math.floor(Date.now() / 1000), Math.floor(previousMtime / 1000) + 1);

@@ -23,6 +23,8 @@ const entry = (version: string): PackageEntry => ({
   fileName: `tool-${version}-x86_64.pkg.tar.zst`,
   compressedSize: 100,
   sha256: "0".repeat(64),
+  signatureSize: undefined,
+  signatureSha256: undefined,
 });
 
 /** A cache that holds what the stand-in downloads "fetched"; `clock.now` is the time of every part. */

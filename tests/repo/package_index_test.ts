@@ -4,12 +4,13 @@
 
 import { dirname, join } from "node:path";
 import { createApp } from "../../src/app/app.ts";
-import { PackageIndex } from "../../src/repo/package_index.ts";
+import { expectedFileOf, PackageIndex } from "../../src/repo/package_index.ts";
+import { concat } from "../../src/byte_reader.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { startFakeMirror } from "../helpers/fake_mirror.ts";
 import { makeRepo, type RepoInfo, sha256File } from "../helpers/make_repo.ts";
 import { testConfig } from "../helpers/test_app.ts";
-import { testDatabase } from "../helpers/test_database.ts";
+import { tarEntry, testDatabase } from "../helpers/test_database.ts";
 
 const PACKAGES = [
   { name: "big", version: "1:2.0-1", size: 400_000 },
@@ -48,6 +49,38 @@ Deno.test("PackageIndex.loadAll() reads the databases in the cache and expected(
       assertEquals(entry?.compressedSize, pkg.size);
     }
     assertEquals(index.expected(["other", "os", "x86_64", repo.packages[0].fileName]), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("PackageIndex.expected() finds a signature's package entry, and expectedFileOf() says what either file must be", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexo-index-" });
+  try {
+    const signature = new Uint8Array(119).fill(3);
+    const desc = (name: string, sig: string) =>
+      `%FILENAME%\n${name}-1-1-any.pkg.tar.zst\n\n%NAME%\n${name}\n\n%VERSION%\n1-1\n\n%CSIZE%\n10\n\n` +
+      `%SHA256SUM%\n${"ab".repeat(32)}\n${sig}`;
+    const db = concat([
+      tarEntry("a-1-1/desc", new TextEncoder().encode(desc("a", `\n%PGPSIG%\n${signature.toBase64()}\n`))),
+      tarEntry("b-1-1/desc", new TextEncoder().encode(desc("b", ""))),
+      new Uint8Array(1024),
+    ]);
+    await Deno.mkdir(join(dir, "core", "os", "x86_64"), { recursive: true });
+    await Deno.writeFile(join(dir, "core", "os", "x86_64", "core.db"), db);
+    const index = new PackageIndex();
+    await index.loadAll(dir);
+    const folder = ["core", "os", "x86_64"];
+    const a = index.expected([...folder, "a-1-1-any.pkg.tar.zst.sig"]);
+    assertEquals(a?.fileName, "a-1-1-any.pkg.tar.zst", "a signature's entry is its package's");
+    assertEquals(expectedFileOf(a!, "a-1-1-any.pkg.tar.zst"), { size: 10, sha256: "ab".repeat(32) });
+    assertEquals(expectedFileOf(a!, "a-1-1-any.pkg.tar.zst.sig"), {
+      size: 119,
+      sha256: (await sha256(signature)).slice(0, 32),
+    });
+    const b = index.expected([...folder, "b-1-1-any.pkg.tar.zst.sig"]);
+    assertEquals(expectedFileOf(b!, "b-1-1-any.pkg.tar.zst.sig"), undefined, "no %PGPSIG%: not checked");
+    assertEquals(expectedFileOf(b!, "a-1-1-any.pkg.tar.zst"), undefined, "not the file of the entry");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { isDescPath, parseDesc, RepoDbError } from "../../src/repo/repo_db_desc.ts";
+import { sha256 } from "../helpers/bytes.ts";
 
 const SHA = "AB".repeat(32);
 const DESC = `%FILENAME%\nvim-2:9.1.0-1-x86_64.pkg.tar.zst\n\n%NAME%\nvim\n\n%VERSION%\n2:9.1.0-1\n\n` +
@@ -12,7 +13,21 @@ Deno.test("parseDesc() reads name, version, file name, size and a lower-case SHA
     fileName: "vim-2:9.1.0-1-x86_64.pkg.tar.zst",
     compressedSize: 70000,
     sha256: "ab".repeat(32),
+    signatureSize: undefined,
+    signatureSha256: undefined,
   });
+});
+
+Deno.test("parseDesc() keeps the size and the first 16 bytes of the SHA-256 of the signature in %PGPSIG%, not the signature", () => {
+  const signature = crypto.getRandomValues(new Uint8Array(566));
+  const entry = parseDesc(`${DESC}\n%PGPSIG%\n${signature.toBase64()}\n`);
+  assert.equal(entry?.signatureSize, 566);
+  assert.equal(entry?.signatureSha256, sha256(signature).slice(0, 32));
+  for (const bad of ["", "not base64!"]) {
+    const without = parseDesc(`${DESC}\n%PGPSIG%\n${bad}\n`);
+    assert.equal(without?.signatureSha256, undefined, JSON.stringify(bad));
+    assert.equal(without?.sha256, "ab".repeat(32), "the package is still verified");
+  }
 });
 
 Deno.test("parseDesc() leaves out an entry that lacks a needed field", () => {

@@ -7,9 +7,9 @@ import {
   RepoDbError,
   UnsupportedDatabaseError,
 } from "../../src/repo/repo_db.ts";
-import { type DbExtension, makeRepo, type RepoInfo } from "../helpers/make_repo.ts";
+import { createGpgSigner, type DbExtension, makeRepo, type RepoInfo } from "../helpers/make_repo.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
-import { randomBytes } from "../helpers/bytes.ts";
+import { randomBytes, sha256 } from "../helpers/bytes.ts";
 
 const PACKAGES = [
   { name: "zstd", version: "1.5.6-1" },
@@ -61,6 +61,8 @@ function expectedEntries(repo: RepoInfo): PackageEntry[] {
       fileName: pkg.fileName,
       compressedSize: pkg.size,
       sha256: pkg.sha256,
+      signatureSize: undefined,
+      signatureSha256: undefined,
     }))
     .sort((a, b) => a.fileName.localeCompare(b.fileName));
 }
@@ -142,6 +144,8 @@ Deno.test("readRepoDb() streams a large database with long names through every c
         fileName: `${name}-${version}-x86_64.pkg.tar.zst`,
         compressedSize: 1000 + i,
         sha256: (i.toString(16).padStart(8, "0")).repeat(8),
+        signatureSize: undefined,
+        signatureSha256: undefined,
       };
       expected.push(entry);
       await Deno.mkdir(join(root, `${name}-${version}`), { recursive: true });
@@ -346,5 +350,28 @@ Deno.test("readRepoDb() holds no more than maxEntries packages, and says so only
       MAX_DATABASE_ENTRIES >= 50_000 && MAX_DATABASE_ENTRIES <= 200_000,
       "a bound, above real repositories",
     );
+  });
+});
+
+Deno.test("readRepoDb() reads each signature's size and the first 16 bytes of its SHA-256 from %PGPSIG% of a signed repository", async () => {
+  await withTempDir(async (dir) => {
+    const signer = await createGpgSigner(dir);
+    try {
+      const repo = await makeRepo(join(dir, "mirror"), {
+        repo: "signed",
+        packages: PACKAGES.slice(0, 2),
+        sign: signer,
+        embedSignatures: true,
+      });
+      const entries = await readFile(join(repo.osDir, "signed.db"));
+      for (const pkg of repo.packages) {
+        const signature = await Deno.readFile(pkg.signaturePath!);
+        const entry = entries.get(pkg.fileName);
+        assert.equal(entry?.signatureSize, signature.length, pkg.fileName);
+        assert.equal(entry?.signatureSha256, sha256(signature).slice(0, 32), pkg.fileName);
+      }
+    } finally {
+      await signer.close();
+    }
   });
 });

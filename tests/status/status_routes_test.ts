@@ -394,7 +394,7 @@ Deno.test("GET /metrics counts the log lines dropped because the log's output co
   assertEquals(sampleValue((await metrics({ get })).samples, "flexo_log_lines_dropped_total"), 1234);
 });
 
-Deno.test("GET /status and /metrics name the node and count the files taken from cache peers", async () => {
+Deno.test("GET /status and /metrics name the node and count the files taken from cache peers and the lookups they answered 508", async () => {
   const stats = new Stats();
   const source = standInStatusSource({
     stats,
@@ -407,11 +407,15 @@ Deno.test("GET /status and /metrics name the node and count the files taken from
     name: "site-1:7878",
     cachePeers: ["http://10.0.0.2:7878/", "http://user:***@10.0.0.3:7878/"],
     peerHits: 0,
+    peerLoops: 0,
   });
   stats.peerHits = 3;
+  stats.peerLoops = 2;
   assertEquals((await status({ get })).node.peerHits, 3);
+  assertEquals((await status({ get })).node.peerLoops, 2);
   const { samples } = await metrics({ get });
   assertEquals(sampleValue(samples, "flexo_peer_hits_total"), 3);
+  assertEquals(sampleValue(samples, "flexo_peer_loops_total"), 2);
   assertEquals(samples.find((s) => s.name === "flexo_build_info")?.labels.node, "site-1:7878");
 });
 
