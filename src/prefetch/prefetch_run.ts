@@ -76,15 +76,19 @@ export interface PrefetchReport {
   bytes: number;
 }
 
-/** Runs one prefetch pass; never throws (failures are in the report). */
+/**
+ * Runs one prefetch pass; never throws (failures are in the report). Once `options.signal` aborts (the proxy is
+ * stopping), no further database or file is asked for: the downloads running then end on their own.
+ */
 export async function runPrefetch(
   deps: PrefetchDeps,
   limits: PrefetchLimits,
-  options: { dryRun?: boolean } = {},
+  options: { dryRun?: boolean; signal?: AbortSignal } = {},
 ): Promise<PrefetchReport> {
+  const signal = options.signal;
   const dryRun = options.dryRun ?? false;
   const startedAt = deps.now();
-  const databases = await revalidateDatabases(deps);
+  const databases = await revalidateDatabases(deps, signal);
   await deps.packageIndex.idle();
   const wanted = wantedPackages(deps, startedAt - limits.unaccessed_days * DAY_MS);
   const files: PrefetchFile[] = [];
@@ -102,8 +106,9 @@ export async function runPrefetch(
     else queue.push(item);
   }
   const worker = async () => {
-    for (let item = queue.shift(); item; item = queue.shift()) {
+    for (let item; !signal?.aborted && (item = queue.shift());) {
       for (const fileName of [item.entry.fileName, `${item.entry.fileName}.sig`]) {
+        if (signal?.aborted) break;
         const file = await fetchFile(deps, item.folder, fileName);
         // A missing signature is not worth a line unless it was the package itself.
         if (file.outcome === "failed" && fileName.endsWith(".sig")) {
@@ -117,6 +122,9 @@ export async function runPrefetch(
     }
   };
   await Promise.all(Array.from({ length: limits.max_parallel }, worker));
+  if (signal?.aborted && queue.length > 0) {
+    log.info("Prefetch run stopped: {count} package(s) left for a later run", { count: queue.length });
+  }
   const report = { dryRun, startedAt, finishedAt: deps.now(), databases, files, bytes };
   log.info("Prefetch run: {databases} databases revalidated, {fetched} files ({bytes} bytes) fetched", {
     databases: databases.length,
@@ -127,7 +135,7 @@ export async function runPrefetch(
 }
 
 /** Databases to revalidate: those cached, and one per folder clients fetched packages from. */
-async function revalidateDatabases(deps: PrefetchDeps): Promise<PrefetchDatabase[]> {
+async function revalidateDatabases(deps: PrefetchDeps, signal?: AbortSignal): Promise<PrefetchDatabase[]> {
   const paths = new Set<string>();
   for (const folder of deps.packageIndex.folders()) {
     for (const path of deps.packageIndex.databasesIn(folder)) paths.add(`${folder}/${basename(path)}`);
@@ -139,6 +147,7 @@ async function revalidateDatabases(deps: PrefetchDeps): Promise<PrefetchDatabase
   }
   const results: PrefetchDatabase[] = [];
   for (const path of [...paths].sort()) {
+    if (signal?.aborted) break;
     const target = targetOf(deps, path);
     if (!target) continue;
     const cached = deps.store.statComplete(target.cacheSegments);

@@ -48,6 +48,8 @@ export class Prefetcher {
   /** Between start() (when enabled) and stop(): a run ending schedules the next. */
   #scheduled = false;
   #running: Promise<PrefetchReport> | undefined;
+  /** Aborts the running pass (see stop()). */
+  #abort: AbortController | undefined;
   #status: PrefetchStatus;
 
   /** @param deps What a run needs. @param config The `[prefetch]` table. */
@@ -76,8 +78,12 @@ export class Prefetcher {
     return this.#deps.usage.load();
   }
 
-  /** Cancels the next scheduled run (a running one ends on its own). */
+  /**
+   * Cancels the next scheduled run, and lets a running one start no further download (those running end on
+   * their own): a stopping proxy must not begin downloads it will cut off.
+   */
   stop(): void {
+    this.#abort?.abort();
     this.#scheduled = false;
     if (this.#timer !== undefined) this.#clearTimer(this.#timer);
     this.#timer = undefined;
@@ -96,7 +102,8 @@ export class Prefetcher {
   async run(options: { dryRun?: boolean } = {}): Promise<PrefetchReport> {
     while (this.#running) await this.#running.catch(() => undefined);
     if (options.dryRun) return runPrefetch(this.#deps, this.#config, { dryRun: true });
-    const running = this.#running = runPrefetch(this.#deps, this.#config);
+    const abort = this.#abort = new AbortController();
+    const running = this.#running = runPrefetch(this.#deps, this.#config, { signal: abort.signal });
     this.#status.running = true;
     try {
       const report = await running;
@@ -111,6 +118,7 @@ export class Prefetcher {
       this.#status.lastError = { at: this.#deps.now(), message: describeError(error) };
       throw error;
     } finally {
+      this.#abort = undefined;
       this.#running = undefined;
       this.#status.running = false;
     }

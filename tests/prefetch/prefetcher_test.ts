@@ -142,3 +142,58 @@ Deno.test("Prefetcher.stop() cancels the next run, and during a run keeps a next
   assertEquals(s.prefetcher.status().runs, 1, "the running pass ends on its own");
   assertEquals([s.timers.pending, s.prefetcher.status().nextRunAt], [[], undefined]);
 });
+
+Deno.test("Prefetcher.stop() starts no further download of the running run (a stopping proxy)", async () => {
+  const names = ["a", "b", "c"];
+  const obtained: string[] = [];
+  let finishDownload: (() => void) | undefined;
+  const usage = {
+    folders: () => ["core/os/x86_64"],
+    fetchedSince: () => names.map((name) => ({ folder: "core/os/x86_64", name, lastFetched: 0 })),
+    load: () => Promise.resolve(),
+  };
+  const deps = {
+    store: { statComplete: () => undefined },
+    downloads: {
+      obtain(target: { cacheSegments: string[]; kind: string }) {
+        obtained.push(target.cacheSegments.join("/"));
+        if (target.kind !== "package" || finishDownload) {
+          return { finished: Promise.resolve(), state: "failed" };
+        }
+        const download = {
+          state: "running",
+          finalPath: "/nonexistent",
+          finished: new Promise<void>((resolve) =>
+            finishDownload = () => (download.state = "failed", resolve())
+          ),
+        };
+        return download;
+      },
+    },
+    packageIndex: {
+      folders: () => [],
+      databasesIn: () => ["core.db"],
+      entriesIn: () =>
+        names.map((name) => ({
+          name,
+          version: "1.0-1",
+          fileName: `${name}-1.0-1-any.pkg.tar.zst`,
+          compressedSize: 10,
+          sha256: "0".repeat(64),
+        })),
+      idle: () => Promise.resolve(),
+    },
+    usage,
+    customRepoNames: new Set<string>(),
+    now: () => 0,
+  } as unknown as PrefetchDeps;
+  const prefetcher = new Prefetcher(deps, prefetchSchema.parse({ enabled: true }), new FakeTimers());
+  const run = prefetcher.run();
+  await waitFor("the first package's download", () => finishDownload !== undefined);
+  prefetcher.stop();
+  finishDownload!();
+  const report = await run;
+  const packages = obtained.filter((path) => path.endsWith(".pkg.tar.zst"));
+  assertEquals(packages, ["core/os/x86_64/a-1.0-1-any.pkg.tar.zst"], "nothing after the stop");
+  assertEquals(report.files.map((file) => file.outcome), ["failed"]);
+});
