@@ -12,6 +12,7 @@ import { basename } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import type { CacheStore } from "../cache/cache_store.ts";
 import type { DownloadManager } from "../download/download_manager.ts";
+import { CacheStorageError } from "../download/file_writes.ts";
 import { parseRequestPath, type RequestTarget } from "../repo/request_path.ts";
 import type { PackageIndex } from "../repo/package_index.ts";
 import type { PackageEntry } from "../repo/repo_db.ts";
@@ -105,11 +106,15 @@ export async function runPrefetch(
     if (dryRun) files.push({ path, outcome: "would_fetch", bytes: item.entry.compressedSize });
     else queue.push(item);
   }
+  // A cache that cannot store files (a full disk, a read-only mount) fails every other download too: the run
+  // ends there rather than ask the mirrors for each of what may be thousands of packages.
+  let storageFailed = false;
   const worker = async () => {
-    for (let item; !signal?.aborted && (item = queue.shift());) {
+    for (let item; !signal?.aborted && !storageFailed && (item = queue.shift());) {
       for (const fileName of [item.entry.fileName, `${item.entry.fileName}.sig`]) {
         if (signal?.aborted) break;
-        const file = await fetchFile(deps, item.folder, fileName);
+        const { storage, ...file } = await fetchFile(deps, item.folder, fileName);
+        if (storage) storageFailed = true;
         // A missing signature is not worth a line unless it was the package itself.
         if (file.outcome === "failed" && fileName.endsWith(".sig")) {
           log.debug("No signature for {path}: {error}", { path: file.path, error: file.error });
@@ -122,7 +127,11 @@ export async function runPrefetch(
     }
   };
   await Promise.all(Array.from({ length: limits.max_parallel }, worker));
-  if (signal?.aborted && queue.length > 0) {
+  if (storageFailed && queue.length > 0) {
+    log.warn("Prefetch run stopped, the cache cannot store files: {count} package(s) left for a later run", {
+      count: queue.length,
+    });
+  } else if (signal?.aborted && queue.length > 0) {
     log.info("Prefetch run stopped: {count} package(s) left for a later run", { count: queue.length });
   }
   const report = { dryRun, startedAt, finishedAt: deps.now(), databases, files, bytes };
@@ -229,8 +238,15 @@ function wantedPackages(deps: PrefetchDeps, since: number): { folder: string; en
   return wanted;
 }
 
-/** Downloads one file through the download manager (joining a running download of it). */
-async function fetchFile(deps: PrefetchDeps, folder: string, fileName: string): Promise<PrefetchFile> {
+/**
+ * Downloads one file through the download manager (joining a running download of it); `storage` is true when
+ * it failed because the cache could not store it.
+ */
+async function fetchFile(
+  deps: PrefetchDeps,
+  folder: string,
+  fileName: string,
+): Promise<PrefetchFile & { storage?: boolean }> {
   const path = `${folder}/${fileName}`;
   const target = targetOf(deps, path);
   if (!target) return { path, outcome: "failed", bytes: 0, error: "not a cacheable path" };
@@ -239,7 +255,14 @@ async function fetchFile(deps: PrefetchDeps, folder: string, fileName: string): 
     const download = deps.downloads.obtain(target, { missing: true });
     await download.finished;
     if (download.state !== "complete") {
-      return { path, outcome: "failed", bytes: 0, error: "no mirror delivered it" };
+      const error = download.error?.message ?? "no mirror delivered it";
+      return {
+        path,
+        outcome: "failed",
+        bytes: 0,
+        error,
+        storage: download.error instanceof CacheStorageError,
+      };
     }
     const size = (await Deno.stat(download.finalPath)).size;
     return { path, outcome: "fetched", bytes: size };

@@ -9,6 +9,7 @@ import type { RequestTarget } from "../../src/repo/request_path.ts";
 import { PackageUsage } from "../../src/prefetch/package_usage.ts";
 import { type PrefetchDeps, runPrefetch } from "../../src/prefetch/prefetch_run.ts";
 import type { PackageEntry } from "../../src/repo/repo_db.ts";
+import { CacheStorageError } from "../../src/download/file_writes.ts";
 import { assertEquals } from "../helpers/assert.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -178,5 +179,47 @@ Deno.test("runPrefetch() asks for the database named after $repo of a folder no 
       Object.entries(folders).map(([folder, name]) => `${folder}/${name}`).sort(),
     );
     await usage.flushed();
+  });
+});
+
+Deno.test("runPrefetch() stops at a full disk instead of asking the mirrors for every other package", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    const names = ["a", "b", "c", "d"];
+    const entries = names.map((name) => ({
+      ...entry("1.0-1"),
+      name,
+      fileName: `${name}-1.0-1-any.pkg.tar.zst`,
+    }));
+    const { deps, usage } = await standIns(dir, clock, entries);
+    for (const name of names) usage.recordFetch(FOLDER, name);
+    await usage.flushed();
+    const asked: string[] = [];
+    const full = new CacheStorageError(
+      "disk_full",
+      `disk full: no space left in the cache directory ${dir}`,
+      {
+        code: "ENOSPC",
+      },
+    );
+    const fullDisk = {
+      ...deps,
+      downloads: {
+        obtain(target: RequestTarget) {
+          asked.push(target.cacheSegments.join("/"));
+          const failed = target.kind === "package";
+          return {
+            finished: Promise.resolve(),
+            state: failed ? "failed" : "not_modified",
+            error: failed ? full : undefined,
+          };
+        },
+      },
+    } as unknown as PrefetchDeps;
+    const report = await runPrefetch(fullDisk, LIMITS);
+    assertEquals(asked.filter((path) => path.endsWith(".pkg.tar.zst")), [
+      `${FOLDER}/a-1.0-1-any.pkg.tar.zst`,
+    ]);
+    assertEquals(report.files.map((f) => [f.outcome, f.error]), [["failed", full.message]]);
   });
 });
