@@ -13,7 +13,7 @@ import { getLogger } from "@logtape/logtape";
 import type { CacheStore } from "../cache/cache_store.ts";
 import type { DownloadManager } from "../download/download_manager.ts";
 import { CacheStorageError } from "../download/file_writes.ts";
-import { parseRequestPath, type RequestTarget } from "../repo/request_path.ts";
+import { CUSTOM_REPO_PREFIX, parseRequestPath, type RequestTarget } from "../repo/request_path.ts";
 import type { PackageIndex } from "../repo/package_index.ts";
 import type { PackageEntry } from "../repo/repo_db.ts";
 import { vercmp } from "../repo/vercmp.ts";
@@ -146,10 +146,10 @@ export async function runPrefetch(
 /** Databases to revalidate: those cached, and one per folder clients fetched packages from. */
 async function revalidateDatabases(deps: PrefetchDeps, signal?: AbortSignal): Promise<PrefetchDatabase[]> {
   const paths = new Set<string>();
-  for (const folder of deps.packageIndex.folders()) {
+  for (const folder of deps.packageIndex.folders().filter((folder) => isServed(deps, folder))) {
     for (const path of deps.packageIndex.databasesIn(folder)) paths.add(`${folder}/${basename(path)}`);
   }
-  for (const folder of deps.usage.folders()) {
+  for (const folder of deps.usage.folders().filter((folder) => isServed(deps, folder))) {
     if (deps.packageIndex.databasesIn(folder).length > 0) continue;
     const name = databaseNameFor(folder);
     if (name) paths.add(`${folder}/${name}`);
@@ -174,6 +174,15 @@ async function revalidateDatabases(deps: PrefetchDeps, signal?: AbortSignal): Pr
     }
   }
   return results;
+}
+
+/**
+ * Whether flexo still serves a cache folder: not one of a custom repository removed from the configuration,
+ * whose cached files and usage stay behind (a run passes over them without a warning each time).
+ */
+function isServed(deps: PrefetchDeps, folder: string): boolean {
+  const [first, name] = folder.split("/");
+  return first !== CUSTOM_REPO_PREFIX || (name !== undefined && deps.customRepoNames.has(name));
 }
 
 /** The values of pacman's `$arch` on Arch Linux and its ports (ARM, 32-bit, RISC-V, LoongArch, POWER). */
@@ -219,6 +228,7 @@ function databaseNameFor(folder: string): string | undefined {
 function wantedPackages(deps: PrefetchDeps, since: number): { folder: string; entry: PackageEntry }[] {
   const byFolder = new Map<string, Set<string>>();
   for (const used of deps.usage.fetchedSince(since)) {
+    if (!isServed(deps, used.folder)) continue;
     let names = byFolder.get(used.folder);
     if (!names) byFolder.set(used.folder, names = new Set());
     names.add(used.name);

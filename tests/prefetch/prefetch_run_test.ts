@@ -11,6 +11,7 @@ import { type PrefetchDeps, runPrefetch } from "../../src/prefetch/prefetch_run.
 import type { PackageEntry } from "../../src/repo/repo_db.ts";
 import { CacheStorageError } from "../../src/download/file_writes.ts";
 import { assertEquals } from "../helpers/assert.ts";
+import { captureLog } from "../helpers/log_capture.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -221,5 +222,30 @@ Deno.test("runPrefetch() stops at a full disk instead of asking the mirrors for 
       `${FOLDER}/a-1.0-1-any.pkg.tar.zst`,
     ]);
     assertEquals(report.files.map((f) => [f.outcome, f.error]), [["failed", full.message]]);
+  });
+});
+
+Deno.test("runPrefetch() passes over the folders of a custom repository no longer configured, without a word", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    const gone = "custom_repo/gone/x86_64";
+    const { deps, usage, obtained } = await standIns(dir, clock, [entry("1.0-1")]);
+    usage.recordFetch(gone, "tool");
+    await usage.flushed();
+    // Its database and files are still cached (and indexed) after `[[custom_repo]] name = "gone"` was removed.
+    const removed = {
+      ...deps,
+      packageIndex: { ...deps.packageIndex, folders: () => [gone] },
+    } as unknown as PrefetchDeps;
+    const captured = await captureLog("debug");
+    let report;
+    try {
+      report = await runPrefetch(removed, LIMITS);
+    } finally {
+      await captured.close();
+    }
+    assertEquals([obtained, report.databases, report.files], [[], [], []]);
+    const complaints = captured.text().split("\n").filter((line) => /^<[0-4]>/.test(line));
+    assertEquals(complaints, [], "nothing to warn about at every run");
   });
 });
