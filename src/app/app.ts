@@ -177,8 +177,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // A custom repository's package rebuilt under the same name: the cached copy the newer database no longer
   // lists goes (never an official repository's: see outdated_packages.ts).
   const packageIndex = new PackageIndex({
-    onIndexed: async (dir, entries) => {
-      for (const file of await removeOutdatedPackages(dir, entries, store)) {
+    onIndexed: async (dir, entries, previous) => {
+      for (const file of await removeOutdatedPackages(dir, entries, store, previous)) {
         options.onCacheFileRemoved?.(file.path, file.bytes);
       }
     },
