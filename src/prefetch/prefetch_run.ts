@@ -109,11 +109,13 @@ export async function runPrefetch(
   // A cache that cannot store files (a full disk, a read-only mount) fails every other download too: the run
   // ends there rather than ask the mirrors for each of what may be thousands of packages.
   let storageFailed = false;
+  const own = new Set<unknown>();
   const worker = async () => {
     for (let item; !signal?.aborted && !storageFailed && (item = queue.shift());) {
       for (const fileName of [item.entry.fileName, `${item.entry.fileName}.sig`]) {
+        await clientsDone(deps, own, signal);
         if (signal?.aborted) break;
-        const { storage, ...file } = await fetchFile(deps, item.folder, fileName);
+        const { storage, ...file } = await fetchFile(deps, item.folder, fileName, own);
         if (storage) storageFailed = true;
         // A missing signature is not worth a line unless it was the package itself.
         if (file.outcome === "failed" && fileName.endsWith(".sig")) {
@@ -256,6 +258,7 @@ async function fetchFile(
   deps: PrefetchDeps,
   folder: string,
   fileName: string,
+  own: Set<unknown>,
 ): Promise<PrefetchFile & { storage?: boolean }> {
   const path = `${folder}/${fileName}`;
   const target = targetOf(deps, path);
@@ -263,7 +266,12 @@ async function fetchFile(
   if (deps.store.statComplete(target.cacheSegments)) return { path, outcome: "fetched", bytes: 0 };
   try {
     const download = deps.downloads.obtain(target, { missing: true });
-    await download.finished;
+    own.add(download);
+    try {
+      await download.finished;
+    } finally {
+      own.delete(download);
+    }
     if (download.state !== "complete") {
       const error = download.error?.message ?? "no mirror delivered it";
       return {
@@ -278,6 +286,25 @@ async function fetchFile(
     return { path, outcome: "fetched", bytes: size };
   } catch (error) {
     return { path, outcome: "failed", bytes: 0, error: describeError(error) };
+  }
+}
+
+/**
+ * Waits until no download runs but the run's own `own`: a client's downloads (its pacman -Syu) have the line to
+ * the mirrors to themselves, and a prefetch download starts only once they have ended (or the run is stopped).
+ */
+async function clientsDone(deps: PrefetchDeps, own: Set<unknown>, signal?: AbortSignal): Promise<void> {
+  for (;;) {
+    const theirs = deps.downloads.list().filter((download) => !download.ended && !own.has(download));
+    if (theirs.length === 0 || signal?.aborted) return;
+    const stopped = Promise.withResolvers<void>();
+    const onAbort = () => stopped.resolve();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await Promise.race([stopped.promise, ...theirs.map((download) => download.finished)]);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
   }
 }
 

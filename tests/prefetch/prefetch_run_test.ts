@@ -42,6 +42,7 @@ async function standIns(
   const deps = {
     store: { statComplete: (segments: string[]) => cached.has(segments.join("/")) ? {} : undefined },
     downloads: {
+      list: () => [],
       obtain(target: RequestTarget) {
         const path = target.cacheSegments.join("/");
         obtained.push(path);
@@ -206,6 +207,7 @@ Deno.test("runPrefetch() stops at a full disk instead of asking the mirrors for 
     const fullDisk = {
       ...deps,
       downloads: {
+        list: () => [],
         obtain(target: RequestTarget) {
           asked.push(target.cacheSegments.join("/"));
           const failed = target.kind === "package";
@@ -247,5 +249,33 @@ Deno.test("runPrefetch() passes over the folders of a custom repository no longe
     assertEquals([obtained, report.databases, report.files], [[], [], []]);
     const complaints = captured.text().split("\n").filter((line) => /^<[0-4]>/.test(line));
     assertEquals(complaints, [], "nothing to warn about at every run");
+  });
+});
+
+Deno.test("runPrefetch() starts no download while a client's download runs, and goes on once it has ended", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    const { deps, usage, obtained } = await standIns(dir, clock, [entry("0.10-1")]);
+    usage.recordFetch(FOLDER, "tool");
+    await usage.flushed();
+    // A client's pacman -Syu is downloading from the mirrors.
+    const client = Promise.withResolvers<void>();
+    const clientDownload = { ended: false, finished: client.promise };
+    const busy = {
+      ...deps,
+      downloads: { ...deps.downloads, list: () => clientDownload.ended ? [] : [clientDownload] },
+    } as unknown as PrefetchDeps;
+    const run = runPrefetch(busy, LIMITS);
+    await waitFor("the database's revalidation", () => obtained.length > 0);
+    // A few turns of the event loop: the run must still be waiting.
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+    assertEquals(obtained, [`${FOLDER}/core.db`], "no package download beside the client's");
+    clientDownload.ended = true;
+    client.resolve();
+    const report = await run;
+    assertEquals(report.files.map((f) => [f.path, f.outcome]), [[
+      `${FOLDER}/tool-0.10-1-x86_64.pkg.tar.zst`,
+      "fetched",
+    ]]);
   });
 });

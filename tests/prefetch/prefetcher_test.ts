@@ -19,7 +19,7 @@ function scheduled(prefetch: Record<string, unknown>) {
   let runsStarted = 0;
   const deps = {
     store: { statComplete: () => undefined },
-    downloads: {},
+    downloads: { list: () => [] },
     packageIndex: {
       folders: () => [],
       databasesIn: () => [],
@@ -155,6 +155,7 @@ Deno.test("Prefetcher.stop() starts no further download of the running run (a st
   const deps = {
     store: { statComplete: () => undefined },
     downloads: {
+      list: () => [],
       obtain(target: { cacheSegments: string[]; kind: string }) {
         obtained.push(target.cacheSegments.join("/"));
         if (target.kind !== "package" || finishDownload) {
