@@ -18,7 +18,7 @@ import type { PackageIndex } from "../repo/package_index.ts";
 import type { PackageEntry } from "../repo/repo_db.ts";
 import { vercmp } from "../repo/vercmp.ts";
 import { describeError } from "../describe_error.ts";
-import type { PackageUsage } from "./package_usage.ts";
+import type { PackageUsage, UsedPackage } from "./package_usage.ts";
 
 const log = getLogger(["flexo", "prefetch"]);
 const DAY_MS = 86_400_000;
@@ -89,9 +89,11 @@ export async function runPrefetch(
   const signal = options.signal;
   const dryRun = options.dryRun ?? false;
   const startedAt = deps.now();
-  const databases = await revalidateDatabases(deps, signal);
+  const used = deps.usage.fetchedSince(startedAt - limits.unaccessed_days * DAY_MS)
+    .filter((fetched) => isServed(deps, fetched.folder));
+  const databases = await revalidateDatabases(deps, new Set(used.map((fetched) => fetched.folder)), signal);
   await deps.packageIndex.idle();
-  const wanted = wantedPackages(deps, startedAt - limits.unaccessed_days * DAY_MS);
+  const wanted = wantedPackages(deps, used);
   const files: PrefetchFile[] = [];
   let reserved = 0;
   let bytes = 0;
@@ -145,15 +147,21 @@ export async function runPrefetch(
   return report;
 }
 
-/** Databases to revalidate: those cached, and one per folder clients fetched packages from. */
-async function revalidateDatabases(deps: PrefetchDeps, signal?: AbortSignal): Promise<PrefetchDatabase[]> {
+/**
+ * Databases to revalidate: those of the folders clients fetched packages from within `unaccessed_days` (`used`),
+ * cached or, when none is, named after the folder's `$repo`. A database of a folder no client uses any more is
+ * left as it is: a new copy every run would be mirror traffic for nothing a run fetches.
+ */
+async function revalidateDatabases(
+  deps: PrefetchDeps,
+  used: ReadonlySet<string>,
+  signal?: AbortSignal,
+): Promise<PrefetchDatabase[]> {
   const paths = new Set<string>();
-  for (const folder of deps.packageIndex.folders().filter((folder) => isServed(deps, folder))) {
-    for (const path of deps.packageIndex.databasesIn(folder)) paths.add(`${folder}/${basename(path)}`);
-  }
-  for (const folder of deps.usage.folders().filter((folder) => isServed(deps, folder))) {
-    if (deps.packageIndex.databasesIn(folder).length > 0) continue;
-    const name = databaseNameFor(folder);
+  for (const folder of used) {
+    const cached = deps.packageIndex.databasesIn(folder);
+    for (const path of cached) paths.add(`${folder}/${basename(path)}`);
+    const name = cached.length === 0 ? databaseNameFor(folder) : undefined;
     if (name) paths.add(`${folder}/${name}`);
   }
   const results: PrefetchDatabase[] = [];
@@ -227,10 +235,12 @@ function databaseNameFor(folder: string): string | undefined {
 }
 
 /** The newest version of each recently fetched package, when it is not in the cache yet. */
-function wantedPackages(deps: PrefetchDeps, since: number): { folder: string; entry: PackageEntry }[] {
+function wantedPackages(
+  deps: PrefetchDeps,
+  fetched: readonly UsedPackage[],
+): { folder: string; entry: PackageEntry }[] {
   const byFolder = new Map<string, Set<string>>();
-  for (const used of deps.usage.fetchedSince(since)) {
-    if (!isServed(deps, used.folder)) continue;
+  for (const used of fetched) {
     let names = byFolder.get(used.folder);
     if (!names) byFolder.set(used.folder, names = new Set());
     names.add(used.name);

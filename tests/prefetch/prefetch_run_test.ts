@@ -279,3 +279,18 @@ Deno.test("runPrefetch() starts no download while a client's download runs, and 
     ]]);
   });
 });
+
+Deno.test("runPrefetch() revalidates no database of a folder no client fetched a package from within unaccessed_days", async () => {
+  await withTempDir(async (dir) => {
+    const t0 = 1000 * DAY;
+    const clock = { now: t0 };
+    const { deps, usage, obtained } = await standIns(dir, clock, [entry("0.10-1")]);
+    usage.recordFetch(FOLDER, "tool");
+    await usage.flushed();
+    // core.db is cached (a client synced it once), but its packages have not been used for 31 days: a new copy
+    // every interval would be mirror traffic for nothing a run fetches.
+    clock.now = t0 + 31 * DAY;
+    const report = await runPrefetch(deps, LIMITS);
+    assertEquals([obtained, report.databases, report.files], [[], [], []]);
+  });
+});
