@@ -18,10 +18,13 @@ import type { PackageIndex } from "../repo/package_index.ts";
 import type { PackageEntry } from "../repo/repo_db.ts";
 import { vercmp } from "../repo/vercmp.ts";
 import { describeError } from "../describe_error.ts";
+import { HttpError } from "../http/http_error.ts";
 import type { PackageUsage, UsedPackage } from "./package_usage.ts";
 
 const log = getLogger(["flexo", "prefetch"]);
 const DAY_MS = 86_400_000;
+/** Packages in a row that failed at every mirror (not for want of the file) after which a run ends. */
+const MIRROR_FAILURES_IN_A_ROW = 3;
 
 /** What a run needs from the app. */
 export interface PrefetchDeps {
@@ -108,22 +111,26 @@ export async function runPrefetch(
     if (dryRun) files.push({ path, outcome: "would_fetch", bytes: item.entry.compressedSize });
     else queue.push(item);
   }
-  // A cache that cannot store files (a full disk, a read-only mount) fails every other download too: the run
-  // ends there rather than ask the mirrors for each of what may be thousands of packages.
-  let storageFailed = false;
+  // A cache that cannot store files (a full disk, a read-only mount) fails every other download too, and so do
+  // mirrors that all failed for packages in a row (the line to them is down): the run ends there rather than
+  // ask the mirrors for each of what may be thousands of packages.
+  let stopped: "storage" | "mirrors" | undefined;
+  let mirrorFailures = 0;
   const own = new Set<unknown>();
   const worker = async () => {
-    for (let item; !signal?.aborted && !storageFailed && (item = queue.shift());) {
+    for (let item; !signal?.aborted && !stopped && (item = queue.shift());) {
       for (const fileName of [item.entry.fileName, `${item.entry.fileName}.sig`]) {
         await clientsDone(deps, own, signal);
         if (signal?.aborted) break;
-        const { storage, ...file } = await fetchFile(deps, item.folder, fileName, own);
-        if (storage) storageFailed = true;
+        const { failure, ...file } = await fetchFile(deps, item.folder, fileName, own);
+        if (failure === "storage") stopped = "storage";
         // A missing signature is not worth a line unless it was the package itself.
         if (file.outcome === "failed" && fileName.endsWith(".sig")) {
           log.debug("No signature for {path}: {error}", { path: file.path, error: file.error });
           continue;
         }
+        mirrorFailures = failure === "mirrors" ? mirrorFailures + 1 : 0;
+        if (mirrorFailures >= MIRROR_FAILURES_IN_A_ROW) stopped ??= "mirrors";
         files.push(file);
         if (file.outcome === "fetched") bytes += file.bytes;
         if (file.outcome === "failed") break;
@@ -131,8 +138,11 @@ export async function runPrefetch(
     }
   };
   await Promise.all(Array.from({ length: limits.max_parallel }, worker));
-  if (storageFailed && queue.length > 0) {
-    log.warn("Prefetch run stopped, the cache cannot store files: {count} package(s) left for a later run", {
+  if (stopped && queue.length > 0) {
+    log.warn("Prefetch run stopped, {why}: {count} package(s) left for a later run", {
+      why: stopped === "storage"
+        ? "the cache cannot store files"
+        : `${MIRROR_FAILURES_IN_A_ROW} packages in a row failed at every mirror`,
       count: queue.length,
     });
   } else if (signal?.aborted && queue.length > 0) {
@@ -261,15 +271,16 @@ function wantedPackages(
 }
 
 /**
- * Downloads one file through the download manager (joining a running download of it); `storage` is true when
- * it failed because the cache could not store it.
+ * Downloads one file through the download manager (joining a running download of it); `failure` says why it
+ * failed when that ends the run: the cache could not store it (`storage`), or the mirrors failed otherwise than
+ * by not having it (`mirrors`).
  */
 async function fetchFile(
   deps: PrefetchDeps,
   folder: string,
   fileName: string,
   own: Set<unknown>,
-): Promise<PrefetchFile & { storage?: boolean }> {
+): Promise<PrefetchFile & { failure?: "storage" | "mirrors" }> {
   const path = `${folder}/${fileName}`;
   const target = targetOf(deps, path);
   if (!target) return { path, outcome: "failed", bytes: 0, error: "not a cacheable path" };
@@ -289,7 +300,11 @@ async function fetchFile(
         outcome: "failed",
         bytes: 0,
         error,
-        storage: download.error instanceof CacheStorageError,
+        failure: download.error instanceof CacheStorageError
+          ? "storage"
+          : download.error instanceof HttpError && download.error.status === 404
+          ? undefined
+          : "mirrors",
       };
     }
     const size = (await Deno.stat(download.finalPath)).size;

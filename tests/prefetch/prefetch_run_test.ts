@@ -10,6 +10,7 @@ import { PackageUsage } from "../../src/prefetch/package_usage.ts";
 import { type PrefetchDeps, runPrefetch } from "../../src/prefetch/prefetch_run.ts";
 import type { PackageEntry } from "../../src/repo/repo_db.ts";
 import { CacheStorageError } from "../../src/download/file_writes.ts";
+import { HttpError } from "../../src/http/http_error.ts";
 import { assertEquals } from "../helpers/assert.ts";
 import { captureLog } from "../helpers/log_capture.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
@@ -292,5 +293,51 @@ Deno.test("runPrefetch() revalidates no database of a folder no client fetched a
     clock.now = t0 + 31 * DAY;
     const report = await runPrefetch(deps, LIMITS);
     assertEquals([obtained, report.databases, report.files], [[], [], []]);
+  });
+});
+
+/** Stand-ins whose package downloads all fail with `error`; `asked` lists the packages asked for. */
+async function failingDownloads(dir: string, error: Error) {
+  const clock = { now: 1000 * DAY };
+  const names = ["a", "b", "c", "d", "e", "f"];
+  const entries = names.map((name) => ({
+    ...entry("1.0-1"),
+    name,
+    fileName: `${name}-1.0-1-any.pkg.tar.zst`,
+  }));
+  const { deps, usage } = await standIns(dir, clock, entries);
+  for (const name of names) usage.recordFetch(FOLDER, name);
+  await usage.flushed();
+  const asked: string[] = [];
+  const failing = {
+    ...deps,
+    downloads: {
+      list: () => [],
+      obtain(target: RequestTarget) {
+        if (target.kind === "package") asked.push(target.fileName);
+        const failed = target.kind === "package";
+        return {
+          finished: Promise.resolve(),
+          state: failed ? "failed" : "not_modified",
+          error: failed ? error : undefined,
+        };
+      },
+    },
+  } as unknown as PrefetchDeps;
+  return { deps: failing, asked };
+}
+
+Deno.test("runPrefetch() ends after three packages in a row failed at every mirror, and goes on past packages the mirrors do not have", async () => {
+  await withTempDir(async (dir) => {
+    // The line to the mirrors went down mid-run: each of what may be thousands of packages would try every mirror.
+    const down = await failingDownloads(dir, new HttpError(502, "no mirror could be reached"));
+    const report = await runPrefetch(down.deps, LIMITS);
+    assertEquals(down.asked.length, 3, `asked for ${down.asked.join(", ")}`);
+    assertEquals(report.files.map((f) => f.outcome), ["failed", "failed", "failed"]);
+  });
+  await withTempDir(async (dir) => {
+    const missing = await failingDownloads(dir, new HttpError(404, "no mirror has the file"));
+    await runPrefetch(missing.deps, LIMITS);
+    assertEquals(missing.asked.length, 6, "a 404 says nothing about the other packages");
   });
 });
