@@ -253,7 +253,7 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // Which packages clients fetch is recorded only for prefetch: it costs a parse and a write per new package.
   const recordsUsage = config.prefetch.enabled;
   const prefetcher = new Prefetcher(
-    { store, downloads, packageIndex, usage, customRepoNames, now: deps.now },
+    { store, downloads, packageIndex, usage, customRepoNames, now: deps.now, offline: config.offline },
     config.prefetch,
     options.prefetchTimers,
   );

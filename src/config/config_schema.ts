@@ -285,7 +285,7 @@ export const configObjectSchema = z.object({
   offline: z.boolean({ error: BOOLEAN }).default(false)
     .describe(
       "Never contact mirrors (like apt-cacher-ng's Offlinemode): serve what is cached, databases as they are, " +
-        "and answer anything else at once with 503 and the reason.",
+        "and answer anything else at once with 503 and the reason; prefetch does not run.",
     ),
   sendfile: z.boolean({ error: BOOLEAN }).default(true)
     .describe(

@@ -34,6 +34,8 @@ export interface PrefetchDeps {
   usage: PackageUsage;
   customRepoNames: ReadonlySet<string>;
   now: () => number;
+  /** `offline = true`: no run may contact a mirror, so none runs (see {@linkcode Prefetcher}). */
+  offline?: boolean;
 }
 
 /** The limits of a run (from the `[prefetch]` table). */

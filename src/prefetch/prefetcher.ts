@@ -9,6 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import type { PrefetchConfig } from "../config/config_schema.ts";
 import { parseDuration } from "../config/units.ts";
 import { describeError } from "../describe_error.ts";
+import { HttpError } from "../http/http_error.ts";
 import { type PrefetchDeps, type PrefetchReport, runPrefetch } from "./prefetch_run.ts";
 
 const log = getLogger(["flexo", "prefetch"]);
@@ -58,17 +59,30 @@ export class Prefetcher {
     this.#config = config;
     this.#setTimer = timers.setTimer ?? setTimeout;
     this.#clearTimer = timers.clearTimer ?? ((timer) => clearTimeout(timer as number));
-    this.#status = { enabled: config.enabled, running: false, runs: 0, files: 0, bytes: 0, lastFetched: [] };
+    this.#status = {
+      enabled: config.enabled && !deps.offline,
+      running: false,
+      runs: 0,
+      files: 0,
+      bytes: 0,
+      lastFetched: [],
+    };
   }
 
   /**
    * Reads the saved usage record and schedules runs when prefetch is enabled: the first one `interval` after
    * the start, each next one `interval` after the end of the one before (failed or not), so runs never overlap
-   * however long one takes.
+   * however long one takes. Under `offline = true` nothing is scheduled: a run would contact the mirrors.
    */
   async start(): Promise<void> {
     await this.prepare();
     if (!this.#config.enabled || this.#scheduled) return;
+    if (this.#deps.offline) {
+      log.info(
+        "Prefetch is enabled, but flexo is offline (offline = true): no runs, since they contact mirrors",
+      );
+      return;
+    }
     this.#scheduled = true;
     this.#scheduleNext();
   }
@@ -97,9 +111,16 @@ export class Prefetcher {
 
   /**
    * Runs a pass now, after the one running if there is one (a dry run too: it then looks without downloading).
-   * A dry run is not counted. A pass that throws is noted as `lastError` and rejects.
+   * A dry run is not counted. A pass that throws is noted as `lastError` and rejects. Under `offline = true` it
+   * rejects at once with a 503 (a run, a dry one too, revalidates databases at the mirrors).
    */
   async run(options: { dryRun?: boolean } = {}): Promise<PrefetchReport> {
+    if (this.#deps.offline) {
+      throw new HttpError(
+        503,
+        "flexo is offline (offline = true): prefetch contacts no mirror; set offline = false to prefetch",
+      );
+    }
     while (this.#running) await this.#running.catch(() => undefined);
     if (options.dryRun) return runPrefetch(this.#deps, this.#config, { dryRun: true });
     const abort = this.#abort = new AbortController();
