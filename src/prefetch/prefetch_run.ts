@@ -23,6 +23,11 @@ import type { PackageUsage, UsedPackage } from "./package_usage.ts";
 
 const log = getLogger(["flexo", "prefetch"]);
 const DAY_MS = 86_400_000;
+/**
+ * Bytes a prefetch download leaves free on the cache's file system (when its free space is known): the rest of
+ * the disk is for the clients' own downloads.
+ */
+export const PREFETCH_FREE_RESERVE = 1024 ** 3;
 /** Packages in a row that failed at every mirror (not for want of the file) after which a run ends. */
 const MIRROR_FAILURES_IN_A_ROW = 3;
 
@@ -116,7 +121,7 @@ export async function runPrefetch(
   // A cache that cannot store files (a full disk, a read-only mount) fails every other download too, and so do
   // mirrors that all failed for packages in a row (the line to them is down): the run ends there rather than
   // ask the mirrors for each of what may be thousands of packages.
-  let stopped: "storage" | "mirrors" | undefined;
+  let stopped: "storage" | "room" | "mirrors" | undefined;
   let mirrorFailures = 0;
   const own = new Set<unknown>();
   const worker = async () => {
@@ -124,6 +129,14 @@ export async function runPrefetch(
       for (const fileName of [item.entry.fileName, `${item.entry.fileName}.sig`]) {
         await clientsDone(deps, own, signal);
         if (signal?.aborted) break;
+        const free = fileName === item.entry.fileName ? deps.store.freeBytes() : undefined;
+        if (free !== undefined && free - item.entry.compressedSize < PREFETCH_FREE_RESERVE) {
+          const error =
+            `it would leave less than ${PREFETCH_FREE_RESERVE} bytes free in the cache (${free} free)`;
+          files.push({ path: `${item.folder}/${fileName}`, outcome: "failed", bytes: 0, error });
+          stopped = "room";
+          break;
+        }
         const { failure, ...file } = await fetchFile(deps, item.folder, fileName, own);
         if (failure === "storage") stopped = "storage";
         // A missing signature is not worth a line unless it was the package itself.
@@ -144,6 +157,8 @@ export async function runPrefetch(
     log.warn("Prefetch run stopped, {why}: {count} package(s) left for a later run", {
       why: stopped === "storage"
         ? "the cache cannot store files"
+        : stopped === "room"
+        ? "the cache's disk is nearly full"
         : `${MIRROR_FAILURES_IN_A_ROW} packages in a row failed at every mirror`,
       count: queue.length,
     });

@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import type { RequestTarget } from "../../src/repo/request_path.ts";
 import { PackageUsage } from "../../src/prefetch/package_usage.ts";
-import { type PrefetchDeps, runPrefetch } from "../../src/prefetch/prefetch_run.ts";
+import { PREFETCH_FREE_RESERVE, type PrefetchDeps, runPrefetch } from "../../src/prefetch/prefetch_run.ts";
 import type { PackageEntry } from "../../src/repo/repo_db.ts";
 import { CacheStorageError } from "../../src/download/file_writes.ts";
 import { HttpError } from "../../src/http/http_error.ts";
@@ -41,7 +41,10 @@ async function standIns(
   await Deno.writeFile(body, new Uint8Array(100));
   const usage = new PackageUsage(dir, { now: () => clock.now });
   const deps = {
-    store: { statComplete: (segments: string[]) => cached.has(segments.join("/")) ? {} : undefined },
+    store: {
+      statComplete: (segments: string[]) => cached.has(segments.join("/")) ? {} : undefined,
+      freeBytes: () => undefined,
+    },
     downloads: {
       list: () => [],
       obtain(target: RequestTarget) {
@@ -339,5 +342,42 @@ Deno.test("runPrefetch() ends after three packages in a row failed at every mirr
     const missing = await failingDownloads(dir, new HttpError(404, "no mirror has the file"));
     await runPrefetch(missing.deps, LIMITS);
     assertEquals(missing.asked.length, 6, "a 404 says nothing about the other packages");
+  });
+});
+
+Deno.test("runPrefetch() starts no download that would leave the cache's disk less than PREFETCH_FREE_RESERVE free", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    const names = ["a", "b", "c"];
+    const entries = names.map((name) => ({
+      ...entry("1.0-1"),
+      name,
+      fileName: `${name}-1.0-1-any.pkg.tar.zst`,
+    }));
+    const { deps, usage, obtained } = await standIns(dir, clock, entries);
+    for (const name of names) usage.recordFetch(FOLDER, name);
+    await usage.flushed();
+    // Room for one 100-byte package above the reserve, not for two: the rest of the disk is the clients'.
+    let free = PREFETCH_FREE_RESERVE + 150;
+    const nearlyFull = {
+      ...deps,
+      store: { ...deps.store, freeBytes: () => free },
+      downloads: {
+        ...deps.downloads,
+        obtain(target: RequestTarget) {
+          const download = deps.downloads.obtain(target);
+          if (target.kind === "package") free -= 100;
+          return download;
+        },
+      },
+    } as unknown as PrefetchDeps;
+    const report = await runPrefetch(nearlyFull, LIMITS);
+    assertEquals(obtained.filter((path) => path.endsWith(".pkg.tar.zst")), [
+      `${FOLDER}/a-1.0-1-any.pkg.tar.zst`,
+    ]);
+    assertEquals(report.files.map((f) => [f.path, f.outcome]), [
+      [`${FOLDER}/a-1.0-1-any.pkg.tar.zst`, "fetched"],
+      [`${FOLDER}/b-1.0-1-any.pkg.tar.zst`, "failed"],
+    ]);
   });
 });

@@ -18,7 +18,7 @@ function scheduled(prefetch: Record<string, unknown>) {
   let release: ((error?: Error) => void) | undefined;
   let runsStarted = 0;
   const deps = {
-    store: { statComplete: () => undefined },
+    store: { statComplete: () => undefined, freeBytes: () => undefined },
     downloads: { list: () => [] },
     packageIndex: {
       folders: () => [],
@@ -153,7 +153,7 @@ Deno.test("Prefetcher.stop() starts no further download of the running run (a st
     load: () => Promise.resolve(),
   };
   const deps = {
-    store: { statComplete: () => undefined },
+    store: { statComplete: () => undefined, freeBytes: () => undefined },
     downloads: {
       list: () => [],
       obtain(target: { cacheSegments: string[]; kind: string }) {
