@@ -14,6 +14,9 @@ import { type PrefetchDeps, type PrefetchReport, runPrefetch } from "./prefetch_
 
 const log = getLogger(["flexo", "prefetch"]);
 
+/** The least time between a start and a run that was due while flexo was not running. */
+export const PREFETCH_START_DELAY_MS = 60_000;
+
 /** Timers a {@linkcode Prefetcher} schedules runs with; tests pass fake ones. */
 export interface PrefetchTimers {
   setTimer?: (callback: () => void, ms: number) => unknown;
@@ -71,8 +74,9 @@ export class Prefetcher {
 
   /**
    * Reads the saved usage record and schedules runs when prefetch is enabled: the first one `interval` after
-   * the start, each next one `interval` after the end of the one before (failed or not), so runs never overlap
-   * however long one takes. Under `offline = true` nothing is scheduled: a run would contact the mirrors.
+   * the end of the last run the record knows of (at least {@linkcode PREFETCH_START_DELAY_MS} after the start,
+   * and `interval` after it when no run is known), each next one `interval` after the end of the one before
+   * (failed or not), so runs never overlap however long one takes. Under `offline = true` nothing is scheduled: a run would contact the mirrors.
    */
   async start(): Promise<void> {
     await this.prepare();
@@ -84,7 +88,12 @@ export class Prefetcher {
       return;
     }
     this.#scheduled = true;
-    this.#scheduleNext();
+    // Counted from the last run's end when one is known (a machine that is on for less than an interval at a
+    // time must still get its runs), a run long due coming a minute after the start.
+    const interval = parseDuration(this.#config.interval);
+    const last = this.#deps.usage.lastRunAt();
+    const due = last === undefined || last > this.#deps.now() ? interval : last + interval - this.#deps.now();
+    this.#scheduleNext(Math.min(interval, Math.max(PREFETCH_START_DELAY_MS, due)));
   }
 
   /** Reads the saved usage record (for a run without a schedule, as `flexo prefetch` makes). */
@@ -134,6 +143,8 @@ export class Prefetcher {
       this.#status.bytes += report.bytes;
       this.#status.lastRunAt = report.finishedAt;
       this.#status.lastFetched = fetched.map((file) => file.path);
+      // A run cut short by a stop is not one: after the restart, the next comes soon and resumes it.
+      if (!abort.signal.aborted) this.#deps.usage.noteRun(report.finishedAt);
       return report;
     } catch (error) {
       this.#status.lastError = { at: this.#deps.now(), message: describeError(error) };
@@ -145,10 +156,10 @@ export class Prefetcher {
     }
   }
 
-  #scheduleNext(): void {
+  /** Schedules the next run `delay` from now (one interval unless told). */
+  #scheduleNext(delay = parseDuration(this.#config.interval)): void {
     if (this.#timer !== undefined) this.#clearTimer(this.#timer);
-    const interval = parseDuration(this.#config.interval);
-    this.#status.nextRunAt = this.#deps.now() + interval;
+    this.#status.nextRunAt = this.#deps.now() + delay;
     this.#timer = this.#setTimer(() => {
       this.#timer = undefined;
       this.#status.nextRunAt = undefined;
@@ -156,6 +167,6 @@ export class Prefetcher {
         .finally(() => {
           if (this.#scheduled) this.#scheduleNext();
         });
-    }, interval);
+    }, delay);
   }
 }

@@ -7,13 +7,13 @@
 
 import { prefetchSchema } from "../../src/config/config_schema.ts";
 import type { PrefetchDeps } from "../../src/prefetch/prefetch_run.ts";
-import { Prefetcher } from "../../src/prefetch/prefetcher.ts";
+import { PREFETCH_START_DELAY_MS, Prefetcher } from "../../src/prefetch/prefetcher.ts";
 import { assertEquals } from "../helpers/assert.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 /** A prefetcher on fake timers whose runs each wait in `packageIndex.idle()` until `finishRun()`. */
-function scheduled(prefetch: Record<string, unknown>) {
+function scheduled(prefetch: Record<string, unknown>, saved: { lastRunAt?: number } = {}) {
   const timers = new FakeTimers();
   let release: ((error?: Error) => void) | undefined;
   let runsStarted = 0;
@@ -31,7 +31,13 @@ function scheduled(prefetch: Record<string, unknown>) {
         });
       },
     },
-    usage: { folders: () => [], fetchedSince: () => [], load: () => Promise.resolve() },
+    usage: {
+      folders: () => [],
+      fetchedSince: () => [],
+      load: () => Promise.resolve(),
+      lastRunAt: () => saved.lastRunAt,
+      noteRun: (at: number) => void (saved.lastRunAt = at),
+    },
     customRepoNames: new Set<string>(),
     now: timers.now,
   } as unknown as PrefetchDeps;
@@ -197,4 +203,35 @@ Deno.test("Prefetcher.stop() starts no further download of the running run (a st
   const packages = obtained.filter((path) => path.endsWith(".pkg.tar.zst"));
   assertEquals(packages, ["core/os/x86_64/a-1.0-1-any.pkg.tar.zst"], "nothing after the stop");
   assertEquals(report.files.map((file) => file.outcome), ["failed"]);
+});
+
+Deno.test("Prefetcher.start() after a restart schedules the first run one interval after the last run's end, not after the start", async () => {
+  // A Raspberry Pi switched on for four hours an evening, interval 6h: counted from each start, no run ever came.
+  const saved: { lastRunAt?: number } = {};
+  const before = scheduled({ interval: "6h" }, saved);
+  await before.prefetcher.start();
+  before.timers.advance(6 * 3_600_000);
+  await before.finishRun();
+  before.prefetcher.stop();
+  assertEquals(saved.lastRunAt, 6 * 3_600_000, "the end of the run is kept");
+  // Switched off 20 hours later and on again the next evening: the run is long due.
+  const after = scheduled({ interval: "6h" }, saved);
+  after.timers.advance(26 * 3_600_000);
+  await after.prefetcher.start();
+  assertEquals(after.timers.pending, [PREFETCH_START_DELAY_MS], "soon after the start");
+  after.timers.advance(PREFETCH_START_DELAY_MS);
+  assertEquals(after.prefetcher.status().running, true);
+  await after.finishRun();
+  after.prefetcher.stop();
+  // Restarted two hours after a run: the next one comes four hours later, an interval after the last.
+  const soon = scheduled({ interval: "6h" }, { lastRunAt: 10 * 3_600_000 });
+  soon.timers.advance(12 * 3_600_000);
+  await soon.prefetcher.start();
+  assertEquals(soon.timers.pending, [4 * 3_600_000]);
+  soon.prefetcher.stop();
+  // A saved end in the future (the clock was set back): one interval from now, as without one.
+  const ahead = scheduled({ interval: "6h" }, { lastRunAt: 100 * 3_600_000 });
+  await ahead.prefetcher.start();
+  assertEquals(ahead.timers.pending, [6 * 3_600_000]);
+  ahead.prefetcher.stop();
 });
