@@ -253,7 +253,16 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // Which packages clients fetch is recorded only for prefetch: it costs a parse and a write per new package.
   const recordsUsage = config.prefetch.enabled;
   const prefetcher = new Prefetcher(
-    { store, downloads, packageIndex, usage, customRepoNames, now: deps.now, offline: config.offline },
+    {
+      store,
+      downloads,
+      packageIndex,
+      usage,
+      customRepoNames,
+      now: deps.now,
+      offline: config.offline,
+      keepVersions: config.num_versions_retain,
+    },
     config.prefetch,
     options.prefetchTimers,
   );

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { basename } from "node:path";
+import { basename, join } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import type { CacheStore } from "../cache/cache_store.ts";
 import type { DownloadManager } from "../download/download_manager.ts";
@@ -17,6 +17,7 @@ import { CUSTOM_REPO_PREFIX, parseRequestPath, type RequestTarget } from "../rep
 import type { PackageIndex } from "../repo/package_index.ts";
 import type { PackageEntry } from "../repo/repo_db.ts";
 import { vercmp } from "../repo/vercmp.ts";
+import { type PackageFileName, parsePackageFileName } from "../repo/package_file_name.ts";
 import { describeError } from "../describe_error.ts";
 import { HttpError } from "../http/http_error.ts";
 import type { PackageUsage, UsedPackage } from "./package_usage.ts";
@@ -41,6 +42,8 @@ export interface PrefetchDeps {
   now: () => number;
   /** `offline = true`: no run may contact a mirror, so none runs (see {@linkcode Prefetcher}). */
   offline?: boolean;
+  /** `num_versions_retain` (0 or none: every version is kept): a run fetches no version retention removes. */
+  keepVersions?: number;
 }
 
 /** The limits of a run (from the `[prefetch]` table). */
@@ -103,7 +106,7 @@ export async function runPrefetch(
     .filter((fetched) => isServed(deps, fetched.folder));
   const databases = await revalidateDatabases(deps, new Set(used.map((fetched) => fetched.folder)), signal);
   await deps.packageIndex.idle();
-  const wanted = wantedPackages(deps, used);
+  const wanted = await wantedPackages(deps, used);
   const files: PrefetchFile[] = [];
   let reserved = 0;
   let bytes = 0;
@@ -261,11 +264,15 @@ function databaseNameFor(folder: string): string | undefined {
   return repo === undefined ? undefined : `${repo}.db`;
 }
 
-/** The newest version of each recently fetched package, when it is not in the cache yet. */
-function wantedPackages(
+/**
+ * The newest version of each recently fetched package, when it is not in the cache yet, and retention would not
+ * remove it next (the folder holds `num_versions_retain` newer versions: a repository gone back to an older
+ * version, whose download would be removed after each run and fetched again at the next).
+ */
+async function wantedPackages(
   deps: PrefetchDeps,
   fetched: readonly UsedPackage[],
-): { folder: string; entry: PackageEntry }[] {
+): Promise<{ folder: string; entry: PackageEntry }[]> {
   const byFolder = new Map<string, Set<string>>();
   for (const used of fetched) {
     let names = byFolder.get(used.folder);
@@ -280,11 +287,37 @@ function wantedPackages(
       const current = newest.get(entry.name);
       if (!current || vercmp(entry.version, current.version) > 0) newest.set(entry.name, entry);
     }
+    const cached = newest.size > 0 && deps.keepVersions ? await cachedPackages(deps, folder) : [];
     for (const entry of newest.values()) {
-      if (!deps.store.statComplete([...folder.split("/"), entry.fileName])) wanted.push({ folder, entry });
+      if (deps.store.statComplete([...folder.split("/"), entry.fileName])) continue;
+      const arch = parsePackageFileName(entry.fileName)?.arch;
+      const newer = cached.filter((other) =>
+        other.name === entry.name && other.arch === arch && vercmp(other.version, entry.version) > 0
+      );
+      if (deps.keepVersions && newer.length >= deps.keepVersions) {
+        log.debug("Prefetch skips {file}: num_versions_retain keeps the {count} newer version(s) cached", {
+          file: entry.fileName,
+          count: newer.length,
+        });
+        continue;
+      }
+      wanted.push({ folder, entry });
     }
   }
   return wanted;
+}
+
+/** The package files of a cache folder, parsed. */
+async function cachedPackages(deps: PrefetchDeps, folder: string): Promise<PackageFileName[]> {
+  try {
+    const entries = await Array.fromAsync(Deno.readDir(join(deps.store.root, ...folder.split("/"))));
+    return entries.flatMap((entry) => {
+      const parsed = entry.isFile ? parsePackageFileName(entry.name) : undefined;
+      return parsed ? [parsed] : [];
+    });
+  } catch {
+    return [];
+  }
 }
 
 /**

@@ -381,3 +381,26 @@ Deno.test("runPrefetch() starts no download that would leave the cache's disk le
     ]);
   });
 });
+
+Deno.test("runPrefetch() downloads no version that num_versions_retain would remove next (a repository gone back to an older one)", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    // A custom repository's owner reverted tool 2.0-1 to 1.9-1; clients had fetched 2.0-1, which is cached.
+    const { deps, usage, obtained } = await standIns(dir, clock, [entry("1.9-1")]);
+    usage.recordFetch(FOLDER, "tool");
+    await usage.flushed();
+    await Deno.mkdir(join(dir, FOLDER), { recursive: true });
+    await Deno.writeFile(join(dir, FOLDER, "tool-2.0-1-x86_64.pkg.tar.zst"), new Uint8Array(100));
+    const withRoot = (keepVersions: number) =>
+      ({ ...deps, store: { ...deps.store, root: dir }, keepVersions }) as unknown as PrefetchDeps;
+    // Keeping one version, 1.9-1 would be removed right after its download, and fetched again every run.
+    const one = await runPrefetch(withRoot(1), LIMITS);
+    assertEquals([one.files, obtained.filter((path) => path.includes("1.9-1"))], [[], []]);
+    // Keeping two, it stays: fetched.
+    const two = await runPrefetch(withRoot(2), LIMITS);
+    assertEquals(two.files.map((f) => [f.path, f.outcome]), [[
+      `${FOLDER}/tool-1.9-1-x86_64.pkg.tar.zst`,
+      "fetched",
+    ]]);
+  });
+});
