@@ -54,6 +54,8 @@ export class Prefetcher {
   #running: Promise<PrefetchReport> | undefined;
   /** Aborts the running pass (see stop()). */
   #abort: AbortController | undefined;
+  /** Between stop() and the next start(): no pass starts (the proxy is stopping). */
+  #stopped = false;
   #status: PrefetchStatus;
 
   /** @param deps What a run needs. @param config The `[prefetch]` table. */
@@ -79,6 +81,7 @@ export class Prefetcher {
    * (failed or not), so runs never overlap however long one takes. Under `offline = true` nothing is scheduled: a run would contact the mirrors.
    */
   async start(): Promise<void> {
+    this.#stopped = false;
     await this.prepare();
     if (!this.#config.enabled || this.#scheduled) return;
     if (this.#deps.offline) {
@@ -102,10 +105,12 @@ export class Prefetcher {
   }
 
   /**
-   * Cancels the next scheduled run, and lets a running one start no further download (those running end on
-   * their own): a stopping proxy must not begin downloads it will cut off.
+   * Cancels the next scheduled run, lets a running one start no further download (those running end on their
+   * own) and refuses further runs until the next start(): a stopping proxy must not begin downloads it will cut
+   * off.
    */
   stop(): void {
+    this.#stopped = true;
     this.#abort?.abort();
     this.#scheduled = false;
     if (this.#timer !== undefined) this.#clearTimer(this.#timer);
@@ -131,6 +136,9 @@ export class Prefetcher {
       );
     }
     while (this.#running) await this.#running.catch(() => undefined);
+    // A pass asked for while the proxy stops (POST /prefetch during the drain) would begin downloads the exit
+    // then cuts off.
+    if (this.#stopped) throw new HttpError(503, "flexo is stopping: no prefetch run starts now");
     if (options.dryRun) return runPrefetch(this.#deps, this.#config, { dryRun: true });
     const abort = this.#abort = new AbortController();
     const running = this.#running = runPrefetch(this.#deps, this.#config, { signal: abort.signal });

@@ -8,7 +8,7 @@
 import { prefetchSchema } from "../../src/config/config_schema.ts";
 import type { PrefetchDeps } from "../../src/prefetch/prefetch_run.ts";
 import { PREFETCH_START_DELAY_MS, Prefetcher } from "../../src/prefetch/prefetcher.ts";
-import { assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -234,4 +234,17 @@ Deno.test("Prefetcher.start() after a restart schedules the first run one interv
   await ahead.prefetcher.start();
   assertEquals(ahead.timers.pending, [6 * 3_600_000]);
   ahead.prefetcher.stop();
+});
+
+Deno.test("Prefetcher.run() asked after stop() (a POST /prefetch during the shutdown drain) starts no run", async () => {
+  const s = scheduled({ interval: "3s" });
+  await s.prefetcher.start();
+  s.prefetcher.stop();
+  let outcome: string | undefined;
+  const late = s.prefetcher.run().then(() => outcome = "ran", (error: Error) => outcome = error.message);
+  await waitFor("the run to start or be refused", () => outcome !== undefined || s.runsStarted() > 0);
+  if (outcome === undefined) await s.finishRun();
+  await late;
+  assertEquals(s.runsStarted(), 0, "no run started");
+  assert(outcome!.includes("stopping"), outcome);
 });
