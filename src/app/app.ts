@@ -186,8 +186,8 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // A custom repository's package rebuilt under the same name: the cached copy the newer database no longer
   // lists goes (never an official repository's: see outdated_packages.ts).
   const packageIndex = new PackageIndex({
-    onIndexed: async (dir, entries) => {
-      for (const file of await removeOutdatedPackages(dir, entries, store)) {
+    onIndexed: async (dir, entries, previous) => {
+      for (const file of await removeOutdatedPackages(dir, entries, store, previous)) {
         options.onCacheFileRemoved?.(file.path, file.bytes);
       }
     },
@@ -266,7 +266,16 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   // Which packages clients fetch is recorded only for prefetch: it costs a parse and a write per new package.
   const recordsUsage = config.prefetch.enabled;
   const prefetcher = new Prefetcher(
-    { store, downloads, packageIndex, usage, customRepoNames, now: deps.now },
+    {
+      store,
+      downloads,
+      packageIndex,
+      usage,
+      customRepoNames,
+      now: deps.now,
+      offline: config.offline,
+      keepVersions: config.num_versions_retain,
+    },
     config.prefetch,
     options.prefetchTimers,
   );

@@ -3,13 +3,14 @@
  * repository's `repo-add` of a package built again without a new `pkgrel`) lists the same file name with a new
  * size and SHA-256; the cached copy, verified against the older database, would be served to every client that
  * synced the newer one, and pacman refuses it ("invalid or corrupted package (checksum)"). When a database is
- * indexed, the cached files it lists with another size are removed, with their `.sig` (signed again with the
+ * indexed, the cached files it lists differently are removed, with their `.sig` (signed again with the
  * package), so that the next request downloads and verifies the current file.
  *
- * Only the size is compared: it is known without reading the file, and a rebuilt archive's size differs. A
- * cached `.sig` is compared with the signature the database carries (`%PGPSIG%`), when it carries one: its size
- * and SHA-256, read from the few hundred bytes of the file; one that differs (stored before flexo checked
- * signatures, or a package signed again) is removed the same way.
+ * Nothing is read from the package files: a cached package goes when its size differs from the entry's, or when
+ * the database said another SHA-256 of the same file name before (the cached copy was verified against that
+ * one), since a rebuilt archive may keep the size. A cached `.sig` is compared with the signature the database
+ * carries (`%PGPSIG%`), when it carries one: its size and SHA-256, read from the few hundred bytes of the file;
+ * one that differs (stored before flexo checked signatures, or a package signed again) is removed the same way.
  *
  * Only custom repositories' folders (`custom_repo/NAME/...`) are looked at. An official repository never
  * reuses a file name for another build (every rebuild has a new `pkgrel`), so a database of one that lists a
@@ -47,12 +48,14 @@ export interface OutdatedFile {
  * @param dir The cache folder of the database.
  * @param entries The database's entries by file name.
  * @param store The store to remove files through (its remembered files check the disk again).
+ * @param previous What the same database said before, if it was read before.
  * @returns The files removed.
  */
 export async function removeOutdatedPackages(
   dir: string,
   entries: ReadonlyMap<string, PackageEntry>,
   store: Pick<CacheStore, "removeIfPresent" | "root">,
+  previous?: ReadonlyMap<string, PackageEntry>,
 ): Promise<OutdatedFile[]> {
   const removed: OutdatedFile[] = [];
   const folder = relative(store.root, dir).split(sep);
@@ -77,11 +80,13 @@ export async function removeOutdatedPackages(
     const path = join(dir, name);
     try {
       const size = (await Deno.stat(path)).size;
-      if (size === entry.compressedSize) continue;
+      const before = previous?.get(name)?.sha256;
+      const rebuilt = before !== undefined && before !== entry.sha256;
+      if (size === entry.compressedSize && !rebuilt) continue;
       log.warn(
-        "{path} is {size} bytes, the database now lists {expected} bytes (the package was rebuilt under the " +
-          "same name): removed, with its signature, so that the next request gets the current file",
-        { path, size, expected: entry.compressedSize },
+        "{path} is {size} bytes, the database now lists {expected} bytes{sha} (the package was rebuilt under " +
+          "the same name): removed, with its signature, so that the next request gets the current file",
+        { path, size, expected: entry.compressedSize, sha: rebuilt ? " and another SHA-256" : "" },
       );
       if (await store.removeIfPresent(path)) removed.push({ path, bytes: size });
       const signature = `${path}.sig`;

@@ -12,7 +12,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { join, relative, sep } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import { PARTIAL_DIR, pathExists } from "./cache_paths.ts";
 import { CacheStore } from "./cache_store.ts";
 import {
@@ -23,6 +23,8 @@ import {
 } from "./partial_records.ts";
 import { rulesFor } from "../download/download_manager.ts";
 import { classifyFileName } from "../repo/file_kind.ts";
+import { parsePackageFileName, signedFileOf } from "../repo/package_file_name.ts";
+import { vercmp } from "../repo/vercmp.ts";
 
 const log = getLogger(["flexo", "recovery"]);
 
@@ -63,7 +65,7 @@ export async function recoverPartials(
 ): Promise<RecoveryReport> {
   const report: RecoveryReport = { resumable: [], removed: [], skipped: [] };
   const store = options.store ?? new CacheStore(cacheDir);
-  await recoverDirectory({ cacheDir, store, report }, join(cacheDir, PARTIAL_DIR));
+  await recoverDirectory({ cacheDir, store, report, listed: new Map() }, join(cacheDir, PARTIAL_DIR));
   for (const removal of report.removed) {
     log.info("Removed {path}: {reason}{detail}", {
       path: removal.path,
@@ -82,6 +84,8 @@ interface Run {
   cacheDir: string;
   store: CacheStore;
   report: RecoveryReport;
+  /** The complete files of cache folders listed so far, by folder. */
+  listed: Map<string, string[]>;
 }
 
 /** Recovers one folder below `.partial/`; returns true when it is empty afterwards. */
@@ -161,8 +165,35 @@ async function judge(run: Run, dir: string, name: string, names: Set<string>): P
   if (await pathExists(join(cacheDir, relativePath))) {
     return { reason: "an interrupted download of a file already cached" };
   }
+  // Nothing asks for it again (a prefetch cut off by a stop, and the next version came meanwhile): kept, it
+  // would stay in `.partial/` for good, counted by no size limit.
+  if (await newerVersionCached(run, dirname(join(cacheDir, relativePath)), name)) {
+    return { reason: "an interrupted download of a version older than one cached" };
+  }
   report.resumable.push({ path: relativePath.split(sep).join("/"), bytes: size, total });
   return undefined;
+}
+
+/** Whether the cache folder `dir` holds a newer version of the package `name` is (or is the signature of). */
+async function newerVersionCached(run: Run, dir: string, name: string): Promise<boolean> {
+  const partial = parsePackageFileName(signedFileOf(name) ?? name);
+  if (!partial) return false;
+  let names = run.listed.get(dir);
+  if (!names) {
+    try {
+      names = (await Array.fromAsync(Deno.readDir(dir))).filter((entry) => entry.isFile).map((entry) =>
+        entry.name
+      );
+    } catch {
+      names = [];
+    }
+    run.listed.set(dir, names);
+  }
+  return names.some((cached) => {
+    const other = parsePackageFileName(cached);
+    return other !== undefined && other.name === partial.name && other.arch === partial.arch &&
+      vercmp(other.version, partial.version) > 0;
+  });
 }
 
 /** Removes a file or an empty folder; false when that failed (logged and recorded as skipped). */

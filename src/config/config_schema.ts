@@ -188,7 +188,11 @@ export const prefetchSchema = z.object({
   interval: z.string({ error: PREFETCH_INTERVAL }).trim()
     .refine((s) => succeeds(() => parseDuration(s)) && parseDuration(s) >= 1000)
     .default("6h")
-    .describe('Time between prefetch runs, such as "6h", "1h 30min" or "3s"; the first run starts after it.'),
+    .describe(
+      'Time between prefetch runs, such as "6h", "1h 30min" or "3s", from the end of one to the start of the ' +
+        "next, across restarts too (a run due while flexo was stopped comes a minute after the start); the first " +
+        "run ever starts one interval after the start.",
+    ),
   unaccessed_days: z.number({ error: UNACCESSED_DAYS }).int().min(1).default(30)
     .describe("Packages no client fetched for this many days are not prefetched any more."),
   max_bytes_per_run: z.preprocess(
@@ -285,7 +289,7 @@ export const configObjectSchema = z.object({
   offline: z.boolean({ error: BOOLEAN }).default(false)
     .describe(
       "Never contact mirrors (like apt-cacher-ng's Offlinemode): serve what is cached, databases as they are, " +
-        "and answer anything else at once with 503 and the reason.",
+        "and answer anything else at once with 503 and the reason; prefetch does not run.",
     ),
   sendfile: z.boolean({ error: BOOLEAN }).default(true)
     .describe(

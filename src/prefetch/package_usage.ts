@@ -26,6 +26,8 @@ const usageFileSchema = z.object({
   version: z.literal(1),
   /** Cache folder ("core/os/x86_64") -> package name -> when a client last fetched it (ms since the epoch). */
   folders: z.record(z.string(), z.record(z.string(), z.number())),
+  /** When the last prefetch run ended (ms since the epoch), so that a restart does not put the next one off. */
+  lastRunAt: z.number().optional(),
 });
 
 /** A package a client fetched: its cache folder, its name and when (milliseconds). */
@@ -40,6 +42,7 @@ export class PackageUsage {
   #path: string;
   #now: () => number;
   #folders = new Map<string, Map<string, number>>();
+  #lastRunAt: number | undefined;
   #dirty = false;
   #saving: Promise<void> | undefined;
   /** The last save failed (a full disk): what it had is not on disk, and the next flush tries again. */
@@ -75,6 +78,7 @@ export class PackageUsage {
       });
       return;
     }
+    this.#lastRunAt = parsed.data.lastRunAt;
     for (const [folder, names] of Object.entries(parsed.data.folders)) {
       const known = this.#folderMap(folder);
       for (const [name, time] of Object.entries(names)) known.set(name, Math.max(known.get(name) ?? 0, time));
@@ -97,6 +101,18 @@ export class PackageUsage {
     names.set(name, now);
     this.#dirty = true;
     this.#saving ??= this.#saveLoop();
+  }
+
+  /** Notes that a prefetch run ended at `at` (milliseconds), and saves the record soon. */
+  noteRun(at: number): void {
+    this.#lastRunAt = at;
+    this.#dirty = true;
+    this.#saving ??= this.#saveLoop();
+  }
+
+  /** When the last prefetch run ended, as noted here or read by `load()`; undefined when none is known. */
+  lastRunAt(): number | undefined {
+    return this.#lastRunAt;
   }
 
   /** The folders any client fetched packages from. */
@@ -165,7 +181,11 @@ export class PackageUsage {
     const folders: Record<string, Record<string, number>> = {};
     for (const [folder, names] of this.#folders) folders[folder] = Object.fromEntries(names);
     try {
-      await writeAtomically(this.#path, JSON.stringify({ version: 1, folders }), { durable: true });
+      await writeAtomically(
+        this.#path,
+        JSON.stringify({ version: 1, folders, lastRunAt: this.#lastRunAt }),
+        { durable: true },
+      );
       this.#unsaved = false;
     } catch (error) {
       this.#unsaved = true;

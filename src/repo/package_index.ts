@@ -29,9 +29,14 @@ export interface PackageIndexOptions {
   clearTimer?: (timer: unknown) => void;
   /**
    * Called with each database read, before its load ends (so {@linkcode PackageIndex.idle} waits for it too):
-   * `dir` is the database's folder on disk. The app removes cached packages the database lists differently.
+   * `dir` is the database's folder on disk, `previous` what the same database file said before this read, if
+   * it was read before. The app removes cached packages the database lists differently.
    */
-  onIndexed?: (dir: string, entries: ReadonlyMap<string, PackageEntry>) => Promise<unknown>;
+  onIndexed?: (
+    dir: string,
+    entries: ReadonlyMap<string, PackageEntry>,
+    previous?: ReadonlyMap<string, PackageEntry>,
+  ) => Promise<unknown>;
 }
 
 /** Expected size and SHA-256 of package files, by cache folder and file name. */
@@ -96,10 +101,11 @@ export class PackageIndex {
     if (this.#reads.get(path) !== read) return;
     let databases = this.#folders.get(folder);
     if (!databases) this.#folders.set(folder, databases = new Map());
+    const previous = databases.get(path);
     databases.set(path, entries);
     log.debug("Indexed {count} packages from {path}", { count: entries.size, path });
     try {
-      await this.#onIndexed?.(dirname(path), entries);
+      await this.#onIndexed?.(dirname(path), entries, previous);
     } catch (error) {
       log.warn("After indexing {path}: {error}", { path, error: describeError(error) });
     }

@@ -11,6 +11,9 @@ import { CacheStore } from "../../src/cache/cache_store.ts";
 import { removeOutdatedPackages } from "../../src/cache/outdated_packages.ts";
 import type { PackageEntry } from "../../src/repo/repo_db_desc.ts";
 import { sha256 } from "../helpers/bytes.ts";
+import { concat } from "../../src/byte_reader.ts";
+import { testApp } from "../helpers/test_app.ts";
+import { tarEntry } from "../helpers/test_database.ts";
 
 const NAME = "tool-1.0-1-x86_64.pkg.tar.zst";
 
@@ -77,4 +80,35 @@ Deno.test("removeOutdatedPackages() removes a custom repository's cached .sig th
     assertEquals(await exists(join(custom, `${NAME}.sig`)), false);
     assertEquals(await exists(join(custom, NAME)), true, "the package it signs stays");
   });
+});
+
+/** A database of one package: `NAME` of `size` bytes with the SHA-256 `sha256`. */
+function databaseListing(size: number, sha256: string): Uint8Array {
+  const desc =
+    `%FILENAME%\n${NAME}\n\n%NAME%\ntool\n\n%VERSION%\n1.0-1\n\n%CSIZE%\n${size}\n\n%SHA256SUM%\n${sha256}\n`;
+  return concat([tarEntry("tool-1.0-1/desc", new TextEncoder().encode(desc)), new Uint8Array(1024)]);
+}
+
+Deno.test("createApp()'s package index removes a custom repository's package rebuilt with the same size once its database lists another SHA-256", async () => {
+  const app = await testApp(["http://127.0.0.1:9/"], {
+    config: { custom_repo: [{ name: "own", url: "http://127.0.0.1:9" }] },
+  });
+  try {
+    const dir = join(app.dir, "custom_repo", "own", "own", "x86_64");
+    await Deno.mkdir(dir, { recursive: true });
+    const database = join(dir, "own.db");
+    // The cached copy, verified against the database of its day.
+    await Deno.writeFile(join(dir, NAME), new Uint8Array(20));
+    await Deno.writeFile(join(dir, `${NAME}.sig`), new Uint8Array(3));
+    await Deno.writeFile(database, databaseListing(20, "a".repeat(64)));
+    await app.packageIndex.loadDatabase(app.dir, database);
+    assertEquals(await exists(join(dir, NAME)), true, "the database vouches for it");
+    // The owner builds tool 1.0-1 again: same name, same size, other bytes.
+    await Deno.writeFile(database, databaseListing(20, "b".repeat(64)));
+    await app.packageIndex.loadDatabase(app.dir, database);
+    assertEquals(await exists(join(dir, NAME)), false, "the old build would fail pacman's checksum");
+    assertEquals(await exists(join(dir, `${NAME}.sig`)), false);
+  } finally {
+    await app.cleanup();
+  }
 });

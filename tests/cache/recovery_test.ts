@@ -372,3 +372,34 @@ Deno.test("recoverPartials() reads records by the store's rules: old ones are ke
     await Deno.remove(cacheDir, { recursive: true });
   }
 });
+
+Deno.test("recoverPartials() removes an interrupted download of a version older than one the cache holds", async () => {
+  const cacheDir = await Deno.makeTempDir({ prefix: "flexo-recovery-" });
+  try {
+    const core = "core/os/x86_64";
+    const p = (rel: string) => join(cacheDir, ".partial", core, rel);
+    const data = new Uint8Array(300).fill(7);
+    // A prefetch of linux 6.9 cut off by a stop; 6.10 came out and was cached before the next restart: nothing
+    // will ask for 6.9 again, and its partial would stay in .partial/ (counted nowhere) for good.
+    for (const name of ["linux-6.9-1-x86_64.pkg.tar.zst", "linux-6.9-1-x86_64.pkg.tar.zst.sig"]) {
+      await put(p(name), data);
+      await put(p(`${name}.meta.json`), '{"total":1000}');
+    }
+    await put(join(cacheDir, core, "linux-6.10-1-x86_64.pkg.tar.zst"), data);
+    // Still the newest: kept for the next request to resume.
+    await put(p("zstd-1.5.7-1-x86_64.pkg.tar.zst"), data);
+    await put(p("zstd-1.5.7-1-x86_64.pkg.tar.zst.meta.json"), '{"total":1000}');
+    await put(join(cacheDir, core, "zstd-1.5.6-1-x86_64.pkg.tar.zst"), data);
+
+    const report = await recoverPartials(cacheDir);
+    assertEquals(report.resumable.map((r) => r.path), [`${core}/zstd-1.5.7-1-x86_64.pkg.tar.zst`]);
+    const reasons = new Map(report.removed.map((r) => [r.path.slice(p("").length + 1), r.reason]));
+    assertEquals(
+      reasons.get("linux-6.9-1-x86_64.pkg.tar.zst"),
+      "an interrupted download of a version older than one cached",
+    );
+    assert(reasons.has("linux-6.9-1-x86_64.pkg.tar.zst.sig"), "its signature goes too");
+  } finally {
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});

@@ -159,3 +159,16 @@ Deno.test("FlexoApp.flush() resolves once the package usage of the last request 
     await app.cleanup();
   }
 });
+
+Deno.test("PackageUsage.noteRun() keeps when the last prefetch run ended, for load() after a restart", async () => {
+  await withTempDir(async (dir) => {
+    const usage = new PackageUsage(dir, { now: () => 5 * DAY_MS });
+    usage.recordFetch("core/os/x86_64", "zstd");
+    usage.noteRun(4 * DAY_MS);
+    await usage.flushed();
+    const restarted = new PackageUsage(dir, { now: () => 6 * DAY_MS });
+    await restarted.load();
+    assertEquals(restarted.lastRunAt(), 4 * DAY_MS);
+    assertEquals(restarted.fetchedSince(0).map((used) => used.name), ["zstd"]);
+  });
+});

@@ -179,3 +179,30 @@ Deno.test("GET, HEAD and PUT /prefetch are answered 405 with Allow: POST and nev
     assertEquals(app.prefetcher.status().runs, 0);
   });
 });
+
+Deno.test("POST /prefetch under offline = true asks no mirror and answers 503 saying why, and no run is scheduled", async () => {
+  await using origin = await startPrefetchOrigin();
+  // A client fetched tool before flexo was set offline (say, on a metered line).
+  await Deno.mkdir(`${origin.cacheDir}/.flexo`);
+  await Deno.writeTextFile(
+    `${origin.cacheDir}/.flexo/package_usage.json`,
+    JSON.stringify({ version: 1, folders: { [FOLDER]: { tool: Date.now() } } }),
+  );
+  await publish(origin.repo);
+  const app = createApp(
+    testConfig(origin.cacheDir, [origin.mirror.url], { offline: true, prefetch: { enabled: true } }),
+  );
+  try {
+    await app.prefetcher.start();
+    assertEquals(app.prefetcher.status().nextRunAt, undefined, "no run scheduled");
+    for (const path of ["/prefetch", "/prefetch?dry_run=1"]) {
+      const response = await post(app, "127.0.0.1", path);
+      assertEquals(response.status, 503);
+      assert((await response.text()).includes("offline"), "the answer names offline = true");
+    }
+    assertEquals(origin.mirror.countRequests(""), 0, "offline: never contact mirrors");
+  } finally {
+    app.prefetcher.stop();
+    await app.downloads.idle();
+  }
+});

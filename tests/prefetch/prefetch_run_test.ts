@@ -7,9 +7,12 @@
 import { join } from "node:path";
 import type { RequestTarget } from "../../src/repo/request_path.ts";
 import { PackageUsage, USAGE_FILE } from "../../src/prefetch/package_usage.ts";
-import { type PrefetchDeps, runPrefetch } from "../../src/prefetch/prefetch_run.ts";
+import { PREFETCH_FREE_RESERVE, type PrefetchDeps, runPrefetch } from "../../src/prefetch/prefetch_run.ts";
 import type { PackageEntry } from "../../src/repo/repo_db.ts";
+import { CacheStorageError } from "../../src/download/file_writes.ts";
+import { HttpError } from "../../src/http/http_error.ts";
 import { assertEquals } from "../helpers/assert.ts";
+import { captureLog } from "../helpers/log_capture.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -40,8 +43,12 @@ async function standIns(
   await Deno.writeFile(body, new Uint8Array(100));
   const usage = new PackageUsage(dir, { now: () => clock.now });
   const deps = {
-    store: { statComplete: (segments: string[]) => cached.has(segments.join("/")) ? {} : undefined },
+    store: {
+      statComplete: (segments: string[]) => cached.has(segments.join("/")) ? {} : undefined,
+      freeBytes: () => undefined,
+    },
     downloads: {
+      list: () => [],
       obtain(target: RequestTarget) {
         const path = target.cacheSegments.join("/");
         obtained.push(path);
@@ -202,5 +209,222 @@ Deno.test("runPrefetch() with dryRun asks no mirror, not even for a database, an
       "would_fetch",
     ]]);
     assertEquals(await Deno.readTextFile(join(dir, USAGE_FILE)), saved);
+  });
+});
+
+Deno.test("runPrefetch() stops at a full disk instead of asking the mirrors for every other package", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    const names = ["a", "b", "c", "d"];
+    const entries = names.map((name) => ({
+      ...entry("1.0-1"),
+      name,
+      fileName: `${name}-1.0-1-any.pkg.tar.zst`,
+    }));
+    const { deps, usage } = await standIns(dir, clock, entries);
+    for (const name of names) usage.recordFetch(FOLDER, name);
+    await usage.flushed();
+    const asked: string[] = [];
+    const full = new CacheStorageError(
+      "disk_full",
+      `disk full: no space left in the cache directory ${dir}`,
+      {
+        code: "ENOSPC",
+      },
+    );
+    const fullDisk = {
+      ...deps,
+      downloads: {
+        list: () => [],
+        obtain(target: RequestTarget) {
+          asked.push(target.cacheSegments.join("/"));
+          const failed = target.kind === "package";
+          return {
+            finished: Promise.resolve(),
+            state: failed ? "failed" : "not_modified",
+            error: failed ? full : undefined,
+          };
+        },
+      },
+    } as unknown as PrefetchDeps;
+    const report = await runPrefetch(fullDisk, LIMITS);
+    assertEquals(asked.filter((path) => path.endsWith(".pkg.tar.zst")), [
+      `${FOLDER}/a-1.0-1-any.pkg.tar.zst`,
+    ]);
+    assertEquals(report.files.map((f) => [f.outcome, f.error]), [["failed", full.message]]);
+  });
+});
+
+Deno.test("runPrefetch() passes over the folders of a custom repository no longer configured, without a word", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    const gone = "custom_repo/gone/x86_64";
+    const { deps, usage, obtained } = await standIns(dir, clock, [entry("1.0-1")]);
+    usage.recordFetch(gone, "tool");
+    await usage.flushed();
+    // Its database and files are still cached (and indexed) after `[[custom_repo]] name = "gone"` was removed.
+    const removed = {
+      ...deps,
+      packageIndex: { ...deps.packageIndex, folders: () => [gone] },
+    } as unknown as PrefetchDeps;
+    const captured = await captureLog("debug");
+    let report;
+    try {
+      report = await runPrefetch(removed, LIMITS);
+    } finally {
+      await captured.close();
+    }
+    assertEquals([obtained, report.databases, report.files], [[], [], []]);
+    const complaints = captured.text().split("\n").filter((line) => /^<[0-4]>/.test(line));
+    assertEquals(complaints, [], "nothing to warn about at every run");
+  });
+});
+
+Deno.test("runPrefetch() starts no download while a client's download runs, and goes on once it has ended", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    const { deps, usage, obtained } = await standIns(dir, clock, [entry("0.10-1")]);
+    usage.recordFetch(FOLDER, "tool");
+    await usage.flushed();
+    // A client's pacman -Syu is downloading from the mirrors.
+    const client = Promise.withResolvers<void>();
+    const clientDownload = { ended: false, finished: client.promise };
+    const busy = {
+      ...deps,
+      downloads: { ...deps.downloads, list: () => clientDownload.ended ? [] : [clientDownload] },
+    } as unknown as PrefetchDeps;
+    const run = runPrefetch(busy, LIMITS);
+    await waitFor("the database's revalidation", () => obtained.length > 0);
+    // A few turns of the event loop: the run must still be waiting.
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+    assertEquals(obtained, [`${FOLDER}/core.db`], "no package download beside the client's");
+    clientDownload.ended = true;
+    client.resolve();
+    const report = await run;
+    assertEquals(report.files.map((f) => [f.path, f.outcome]), [[
+      `${FOLDER}/tool-0.10-1-x86_64.pkg.tar.zst`,
+      "fetched",
+    ]]);
+  });
+});
+
+Deno.test("runPrefetch() revalidates no database of a folder no client fetched a package from within unaccessed_days", async () => {
+  await withTempDir(async (dir) => {
+    const t0 = 1000 * DAY;
+    const clock = { now: t0 };
+    const { deps, usage, obtained } = await standIns(dir, clock, [entry("0.10-1")]);
+    usage.recordFetch(FOLDER, "tool");
+    await usage.flushed();
+    // core.db is cached (a client synced it once), but its packages have not been used for 31 days: a new copy
+    // every interval would be mirror traffic for nothing a run fetches.
+    clock.now = t0 + 31 * DAY;
+    const report = await runPrefetch(deps, LIMITS);
+    assertEquals([obtained, report.databases, report.files], [[], [], []]);
+  });
+});
+
+/** Stand-ins whose package downloads all fail with `error`; `asked` lists the packages asked for. */
+async function failingDownloads(dir: string, error: Error) {
+  const clock = { now: 1000 * DAY };
+  const names = ["a", "b", "c", "d", "e", "f"];
+  const entries = names.map((name) => ({
+    ...entry("1.0-1"),
+    name,
+    fileName: `${name}-1.0-1-any.pkg.tar.zst`,
+  }));
+  const { deps, usage } = await standIns(dir, clock, entries);
+  for (const name of names) usage.recordFetch(FOLDER, name);
+  await usage.flushed();
+  const asked: string[] = [];
+  const failing = {
+    ...deps,
+    downloads: {
+      list: () => [],
+      obtain(target: RequestTarget) {
+        if (target.kind === "package") asked.push(target.fileName);
+        const failed = target.kind === "package";
+        return {
+          finished: Promise.resolve(),
+          state: failed ? "failed" : "not_modified",
+          error: failed ? error : undefined,
+        };
+      },
+    },
+  } as unknown as PrefetchDeps;
+  return { deps: failing, asked };
+}
+
+Deno.test("runPrefetch() ends after three packages in a row failed at every mirror, and goes on past packages the mirrors do not have", async () => {
+  await withTempDir(async (dir) => {
+    // The line to the mirrors went down mid-run: each of what may be thousands of packages would try every mirror.
+    const down = await failingDownloads(dir, new HttpError(502, "no mirror could be reached"));
+    const report = await runPrefetch(down.deps, LIMITS);
+    assertEquals(down.asked.length, 3, `asked for ${down.asked.join(", ")}`);
+    assertEquals(report.files.map((f) => f.outcome), ["failed", "failed", "failed"]);
+  });
+  await withTempDir(async (dir) => {
+    const missing = await failingDownloads(dir, new HttpError(404, "no mirror has the file"));
+    await runPrefetch(missing.deps, LIMITS);
+    assertEquals(missing.asked.length, 6, "a 404 says nothing about the other packages");
+  });
+});
+
+Deno.test("runPrefetch() starts no download that would leave the cache's disk less than PREFETCH_FREE_RESERVE free", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    const names = ["a", "b", "c"];
+    const entries = names.map((name) => ({
+      ...entry("1.0-1"),
+      name,
+      fileName: `${name}-1.0-1-any.pkg.tar.zst`,
+    }));
+    const { deps, usage, obtained } = await standIns(dir, clock, entries);
+    for (const name of names) usage.recordFetch(FOLDER, name);
+    await usage.flushed();
+    // Room for one 100-byte package above the reserve, not for two: the rest of the disk is the clients'.
+    let free = PREFETCH_FREE_RESERVE + 150;
+    const nearlyFull = {
+      ...deps,
+      store: { ...deps.store, freeBytes: () => free },
+      downloads: {
+        ...deps.downloads,
+        obtain(target: RequestTarget) {
+          const download = deps.downloads.obtain(target);
+          if (target.kind === "package") free -= 100;
+          return download;
+        },
+      },
+    } as unknown as PrefetchDeps;
+    const report = await runPrefetch(nearlyFull, LIMITS);
+    assertEquals(obtained.filter((path) => path.endsWith(".pkg.tar.zst")), [
+      `${FOLDER}/a-1.0-1-any.pkg.tar.zst`,
+    ]);
+    assertEquals(report.files.map((f) => [f.path, f.outcome]), [
+      [`${FOLDER}/a-1.0-1-any.pkg.tar.zst`, "fetched"],
+      [`${FOLDER}/b-1.0-1-any.pkg.tar.zst`, "failed"],
+    ]);
+  });
+});
+
+Deno.test("runPrefetch() downloads no version that num_versions_retain would remove next (a repository gone back to an older one)", async () => {
+  await withTempDir(async (dir) => {
+    const clock = { now: 1000 * DAY };
+    // A custom repository's owner reverted tool 2.0-1 to 1.9-1; clients had fetched 2.0-1, which is cached.
+    const { deps, usage, obtained } = await standIns(dir, clock, [entry("1.9-1")]);
+    usage.recordFetch(FOLDER, "tool");
+    await usage.flushed();
+    await Deno.mkdir(join(dir, FOLDER), { recursive: true });
+    await Deno.writeFile(join(dir, FOLDER, "tool-2.0-1-x86_64.pkg.tar.zst"), new Uint8Array(100));
+    const withRoot = (keepVersions: number) =>
+      ({ ...deps, store: { ...deps.store, root: dir }, keepVersions }) as unknown as PrefetchDeps;
+    // Keeping one version, 1.9-1 would be removed right after its download, and fetched again every run.
+    const one = await runPrefetch(withRoot(1), LIMITS);
+    assertEquals([one.files, obtained.filter((path) => path.includes("1.9-1"))], [[], []]);
+    // Keeping two, it stays: fetched.
+    const two = await runPrefetch(withRoot(2), LIMITS);
+    assertEquals(two.files.map((f) => [f.path, f.outcome]), [[
+      `${FOLDER}/tool-1.9-1-x86_64.pkg.tar.zst`,
+      "fetched",
+    ]]);
   });
 });
