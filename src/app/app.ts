@@ -265,17 +265,9 @@ export function createApp(config: Config, options: AppOptions = {}): FlexoApp {
   const usage = new PackageUsage(store.root, { now: deps.now });
   // Which packages clients fetch is recorded only for prefetch: it costs a parse and a write per new package.
   const recordsUsage = config.prefetch.enabled;
+  const prefetchDeps = { store, downloads, packageIndex, usage, customRepoNames, now: deps.now };
   const prefetcher = new Prefetcher(
-    {
-      store,
-      downloads,
-      packageIndex,
-      usage,
-      customRepoNames,
-      now: deps.now,
-      offline: config.offline,
-      keepVersions: config.num_versions_retain,
-    },
+    { ...prefetchDeps, offline: config.offline, keepVersions: config.num_versions_retain },
     config.prefetch,
     options.prefetchTimers,
   );

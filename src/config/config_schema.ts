@@ -348,7 +348,10 @@ export const configObjectSchema = z.object({
     z.number({ error: MAX_CACHE_SIZE }).int().min(1),
   ).optional()
     .describe(
-      'Largest size the package cache may grow to, such as "50 GiB" or a number of bytes; not set: no limit.',
+      'Largest size the package cache may grow to, such as "50 GiB" or a number of bytes; not set: no limit. ' +
+        "Beyond it the least recently used versions go first, by the files' access times: on a file system " +
+        "mounted noatime that is the least recently downloaded, and relatime updates an access time at most once " +
+        "a day.",
     ),
   allowed_clients: cidrList()
     .describe(
