@@ -12,12 +12,15 @@ import { waitFor } from "../helpers/wait.ts";
 
 const FOLDER = "flexotest/os/x86_64";
 
-/** Bytes and files of the complete files below `root` (downloads in progress under `.partial/` left out). */
+/**
+ * Bytes and files of the complete files below `root`: downloads in progress under `.partial/` and flexo's own
+ * state under `.flexo/` (its usage record, the directory's lock) left out.
+ */
 async function onDisk(root: string, prefix = ""): Promise<{ bytes: number; files: number }> {
   const total = { bytes: 0, files: 0 };
   for await (const entry of Deno.readDir(join(root, prefix))) {
     const relative = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (relative === ".partial") continue;
+    if (relative === ".partial" || relative === ".flexo") continue;
     if (entry.isDirectory) {
       const below = await onDisk(root, relative);
       total.bytes += below.bytes;

@@ -151,13 +151,16 @@ export async function hashOf(response: Response): Promise<{ sha256: string; leng
   return { sha256: hash.digest("hex"), length };
 }
 
-/** Open descriptors of the proxy that point below its cache directory, with their file positions. */
+/**
+ * Open descriptors of the proxy that point at files of its cache directory, with their file positions: flexo's
+ * own state under `.flexo/` (the directory's lock, held while it runs) left out.
+ */
 export function descriptorsBelow(proxy: Proxy): { path: string; position: number }[] {
   const found: { path: string; position: number }[] = [];
   for (const entry of Deno.readDirSync(`/proc/${proxy.pid}/fd`)) {
     try {
       const path = Deno.readLinkSync(`/proc/${proxy.pid}/fd/${entry.name}`);
-      if (!path.startsWith(proxy.dir + "/")) continue;
+      if (!path.startsWith(proxy.dir + "/") || path.startsWith(`${proxy.dir}/.flexo/`)) continue;
       const info = Deno.readTextFileSync(`/proc/${proxy.pid}/fdinfo/${entry.name}`);
       found.push({ path, position: Number(/^pos:\s*(\d+)/m.exec(info)?.[1] ?? NaN) });
     } catch {
