@@ -386,7 +386,7 @@ async function checkConfig(cli: Cli): Promise<void> {
 async function clean(cli: Cli): Promise<number> {
   const { config, warnings } = await effectiveConfig(cli, cli.dryRun ? withoutChanges() : undefined);
   await setupLogging({ level: config.log_level });
-  for (const warning of warnings) console.error(`warning: ${warning}`);
+  for (const warning of warnings) console.error(`warning: ${redactUrls(warning)}`);
   const limits = cleanupLimitsOf(config);
   if (!cleaningEnabled(limits)) {
     console.log("Nothing to do: num_versions_retain = 0 keeps every version and max_cache_size is not set.");
@@ -407,7 +407,7 @@ async function prefetchCommand(cli: Cli): Promise<number> {
   );
   const { config, warnings } = await effectiveConfig(cli, cli.dryRun ? withoutChanges() : undefined);
   await setupLogging({ level: config.log_level });
-  for (const warning of warnings) console.error(`warning: ${warning}`);
+  for (const warning of warnings) console.error(`warning: ${redactUrls(warning)}`);
   // A dry run writes nothing, not even the cache directory: a missing one only means nothing is cached yet.
   if (!cli.dryRun) await prepareCacheDirectory(config.cache_directory);
   try {
@@ -427,7 +427,7 @@ async function importCommand(cli: Cli): Promise<number> {
   const { describeImport, importPackages } = await import("./src/cache/import.ts");
   const { config, warnings } = await effectiveConfig(cli);
   await setupLogging({ level: config.log_level });
-  for (const warning of warnings) console.error(`warning: ${warning}`);
+  for (const warning of warnings) console.error(`warning: ${redactUrls(warning)}`);
   await prepareCacheDirectory(config.cache_directory);
   const index = new PackageIndex();
   if ((await index.loadAll(config.cache_directory)) === 0) {

@@ -183,3 +183,34 @@ Deno.test("DatabaseFirst.expected() keeps at most DATABASE_FIRST_MAX_FOLDERS fol
   await first.expected(target("late"));
   assertEquals(first.rememberedFolders, 1, "every expired time went; only the new folder is kept");
 });
+
+Deno.test("DatabaseFirst.expected() at the cap forgets the folder asked longest ago, not one asked again lately", async () => {
+  let now = 0;
+  const fetched: string[] = [];
+  const first = new DatabaseFirst({
+    lookUp: () => Promise.resolve(undefined),
+    fetchDatabase: (path) => {
+      fetched.push(path);
+      return Promise.resolve();
+    },
+    now: () => now,
+    intervalMs: 1_000,
+  });
+  const target = (repo: string) =>
+    parseRequestPath(`/${repo}/os/x86_64/a-1-1-any.pkg.tar.zst`, { customRepoNames: new Set() });
+  await first.expected(target("again"));
+  now = 600;
+  for (let i = 0; i < DATABASE_FIRST_MAX_FOLDERS - 2; i++) await first.expected(target(`made-up-${i}`));
+  // Its time has passed: asked again, it is the newest of the folders now.
+  now = 1_500;
+  await first.expected(target("again"));
+  await first.expected(target("newer"));
+  assertEquals(first.rememberedFolders, DATABASE_FIRST_MAX_FOLDERS);
+  now = 1_550;
+  await first.expected(target("newest")); // at the cap: one folder goes
+  const count = fetched.length;
+  await first.expected(target("again"));
+  assertEquals(fetched.length, count, "the folder asked again lately is remembered");
+  await first.expected(target("made-up-0"));
+  assertEquals(fetched.length, count + 1, "the one asked longest ago was forgotten");
+});

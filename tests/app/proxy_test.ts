@@ -279,6 +279,44 @@ Deno.test("answerDownload() answers a Range request that starts a download of un
   }
 });
 
+Deno.test("answerDownload() answers a Range request for a download of unknown length that fails with an error, never a 206 of the bytes that came", async () => {
+  // The body's end is where the length becomes known; a body cut short gives no length, and its bytes so far
+  // are not the file: a 206 "of 10000 bytes" would let pacman finish its .part file as a truncated package.
+  const data = testBytes(30_000, 9);
+  const { fetch, gates } = gatedFetch(() => ({ headers: {} }));
+  const app = await testApp([A], { fetch });
+  try {
+    const asked = app.get(PKG, { headers: { Range: "bytes=100-" } });
+    while (gates.length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    gates[0].push(data.subarray(0, 10_000));
+    gates[0].fail(new Error("connection reset"));
+    const response = await asked;
+    const body = await bytesOf(response);
+    assert(response.status >= 500, `answered ${response.status} with ${body.byteLength} bytes`);
+    assertEquals(response.headers.get("content-range"), null);
+  } finally {
+    await app.cleanup();
+  }
+});
+
+Deno.test("serveTarget() answers a Range request for a database download of unknown length with 206 once the length is known", async () => {
+  const db = testDatabase(4);
+  const { fetch, gates } = gatedFetch(() => ({ headers: {} }));
+  const app = await testApp([A], { fetch });
+  try {
+    const asked = app.get(DB, { headers: { Range: "bytes=10-19" } });
+    while (gates.length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    gates[0].push(db);
+    gates[0].end();
+    const response = await asked;
+    assertEquals(response.status, 206);
+    assertEquals(response.headers.get("content-range"), `bytes 10-19/${db.byteLength}`);
+    assertEquals(await bytesOf(response), db.subarray(10, 20));
+  } finally {
+    await app.cleanup();
+  }
+});
+
 Deno.test("serveTarget() counts a client that shares a running database download as joined, not as a second fetch", async () => {
   const db = testDatabase(3);
   const { fetch, gates } = gatedFetch(() => ({ headers: { "content-length": String(db.byteLength) } }));

@@ -4,7 +4,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { type FakeRequest, gatedFetch, type GatedRequest, testBytes } from "../helpers/fake_fetch.ts";
+import { gatedFetch, type GatedRequest, testBytes } from "../helpers/fake_fetch.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
 import { turn } from "../helpers/pump_gated.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -12,8 +12,18 @@ import { withTempDir } from "../helpers/temp_dir.ts";
 import { sha256 } from "../helpers/bytes.ts";
 import { captureLog } from "../helpers/log_capture.ts";
 import { startTestDownload } from "../helpers/test_download.ts";
+import {
+  A,
+  B,
+  finishFrom,
+  head,
+  probeRange,
+  SEGMENTS,
+  SIZE,
+  slowDownload,
+  TRICKLE,
+} from "../helpers/slow_download.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
-import type { Download, OrderRules } from "../../src/download/download.ts";
 import {
   judgeProbe,
   OVERTAKE,
@@ -23,96 +33,6 @@ import {
 } from "../../src/download/overtake.ts";
 import { Attempt } from "../../src/download/attempt.ts";
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
-
-const A = "http://mirror-a.test/";
-const B = "http://mirror-b.test/";
-const SEGMENTS = ["core", "os", "x86_64", "big-1.0-1-x86_64.pkg.tar.zst"];
-const SIZE = 2_000_000;
-/** A's pace: 20 000 bytes every second of the fake clock (20 kB/s, far above low_speed_limit). */
-const TRICKLE = 20_000;
-
-/** The answer of a mirror that honours `bytes=N-` and `bytes=N-M`; `probe` overrides B's answer to a probe. */
-function head(
-  req: FakeRequest,
-  probe?: (req: FakeRequest) => { status: number },
-): { status: number; headers?: Record<string, string> } {
-  const range = req.headers.get("range")?.match(/^bytes=(\d+)-(\d*)$/);
-  if (!range) return { status: 200, headers: { "content-length": String(SIZE) } };
-  if (range[2] !== "" && probe) return probe(req);
-  const end = range[2] === "" ? SIZE - 1 : Number(range[2]);
-  return { status: 206, headers: { "content-range": `bytes ${range[1]}-${end}/${SIZE}` } };
-}
-
-/** A download of a {@linkcode SIZE}-byte file from A then B, on a fake clock, every request gated. */
-async function slowDownload(
-  dir: string,
-  options: {
-    rules?: Partial<OrderRules>;
-    maxSpeedLimit?: number;
-    probe?: (req: FakeRequest) => { status: number };
-    pool?: MirrorPool;
-    clock?: FakeTimers;
-  } = {},
-) {
-  const data = testBytes(SIZE, 41);
-  const clock = options.clock ?? new FakeTimers();
-  const signals: AbortSignal[] = [];
-  const gated = gatedFetch((req) => head(req, options.probe));
-  const fetch: typeof globalThis.fetch = (input, init) => {
-    signals.push(init!.signal!);
-    return gated.fetch(input, init);
-  };
-  const download = startTestDownload(new CacheStore(dir), fetch, {
-    segments: SEGMENTS,
-    mirrors: [A, B],
-    rules: options.rules,
-    expect: { size: SIZE, sha256: sha256(data) },
-    clock,
-    limits: { maxSpeedLimit: options.maxSpeedLimit },
-    pool: options.pool,
-  });
-  await waitFor("A to be asked", () => gated.gates.length === 1);
-  await download.head;
-  const a = gated.gates[0];
-  /**
-   * Sends `bytes` more of A's body, waits until they are on disk and the transfer has taken them (a clock moved
-   * before would count as time waited on the disk), then moves the clock `ms` on.
-   */
-  const trickle = async (bytes: number, ms = 1000) => {
-    const target = download.written + bytes;
-    a.push(data.slice(download.written, target));
-    while (download.written < target) await download.changed();
-    await turn();
-    clock.advance(ms);
-    await turn();
-  };
-  return { data, clock, download, gates: gated.gates, signals, a, trickle };
-}
-
-/**
- * Sends the rest of `gate`'s file from where `download` is, ends it, and checks what was stored; moves `paced`,
- * the clock of a transfer paced by max_speed_limit, until it has ended.
- */
-async function finishFrom(
-  gate: GatedRequest,
-  download: Download,
-  data: Uint8Array,
-  paced?: FakeTimers,
-): Promise<void> {
-  gate.push(data.slice(download.written));
-  gate.end();
-  while (paced && !download.ended) {
-    paced.advance(1000);
-    await turn();
-  }
-  await download.finished;
-  assertEquals(download.outcome(), { type: "complete" });
-  assertEquals(sha256(await Deno.readFile(download.finalPath)), sha256(data), "the stored file is the file");
-}
-
-function probeRange(from: number): string {
-  return `bytes=${from}-${from + OVERTAKE.probeBytes - 1}`;
-}
 
 Deno.test("Download.start() moves from a trickling mirror to the next one once a probe shows it much faster, and resumes there with a Range", async () => {
   await withTempDir(async (dir) => {

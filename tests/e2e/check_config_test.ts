@@ -111,3 +111,32 @@ for (
     });
   });
 }
+
+for (
+  const [name, command] of [
+    ["checkConfig()", ["check-config"]],
+    ["prefetchCommand() with --dry-run", ["prefetch", "--dry-run"]],
+    ["clean() with --dry-run", ["clean", "--dry-run"]],
+  ] as const
+) {
+  Deno.test(`${name} prints the password of a URL in a configuration warning as ***`, async () => {
+    await withTempDir(async (dir) => {
+      const { path } = await configWithSecrets(dir);
+      // A variable written with quotes is warned about with its text.
+      const env = {
+        FLEXO_MIRRORS_AUTO_MIRRORS_STATUS_JSON_ENDPOINT: '"https://dave:env-s3cret@status.example/"',
+      };
+      const output = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", MAIN, ...command, "--config", path],
+        env,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = decoder.decode(output.stderr);
+      assertEquals(output.code, 0, stderr);
+      assert(stderr.includes("dave:***@status.example"), stderr);
+      assert(!/s3cret/.test(stderr + decoder.decode(output.stdout)), stderr);
+    });
+  });
+}

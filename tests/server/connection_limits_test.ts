@@ -177,7 +177,7 @@ async function configIn(work: string, more = ""): Promise<string> {
       "port = 0",
       'listen_ip_address = "127.0.0.1"',
       'mirror_selection_method = "predefined"',
-      'mirrors_predefined = ["http://127.0.0.1:9/"]',
+      more.includes("mirrors_predefined") ? "" : 'mirrors_predefined = ["http://127.0.0.1:9/"]',
       more,
     ].join("\n"),
   );
@@ -239,6 +239,49 @@ Deno.test(`under a limit of 256 open files, ${SILENT} silent connections do not 
     assert(warnings.length <= 1, `${warnings.length} lines about failed accepts:\n${flexo.output()}`);
   } finally {
     for (const conn of silent) conn.close();
+    await flexo.stop();
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test("main.ts counts the connections refused at max_connections in /status", async () => {
+  const work = await Deno.makeTempDir({ prefix: "flexo-limits-" });
+  // A mirror that takes the request and answers nothing until the test lets it go: the one slot stays answering.
+  const mirror = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const asked = Promise.withResolvers<void>();
+  const accepting = (async () => {
+    for await (const conn of mirror) {
+      held.push(conn);
+      await conn.read(new Uint8Array(4096)).catch(() => null);
+      asked.resolve();
+    }
+  })();
+  const flexo = await startFlexo(
+    await configIn(
+      work,
+      `max_connections = 1\nmirrors_predefined = ["http://127.0.0.1:${mirror.addr.port}/"]`,
+    ),
+  );
+  try {
+    await withinMs(
+      (async () => {
+        const slow = ask(flexo.port, "/core/os/x86_64/held-1.0-1-x86_64.pkg.tar.zst");
+        await asked.promise;
+        assertEquals(await ask(flexo.port, "/status"), "", "refused at once: the one slot is answering");
+        for (const conn of held.splice(0)) conn.close();
+        assert((await slow).startsWith("HTTP/1.1 5"), "the held request ends with an error");
+        const status = await ask(flexo.port, "/status");
+        const report = JSON.parse(status.slice(status.indexOf("\r\n\r\n") + 4));
+        assertEquals(report.connections, { refused: 1 });
+      })(),
+      30_000,
+      "the test did not finish within 30 s",
+    );
+  } finally {
+    for (const conn of held) conn.close();
+    mirror.close();
+    await accepting.catch(() => {});
     await flexo.stop();
     await Deno.remove(work, { recursive: true });
   }

@@ -49,3 +49,18 @@ Deno.test("Stats.activity() changes with every answered request and every byte s
   assertEquals(new Set(seen).size, seen.length, `${seen}`);
   assertEquals(stats.activity(), stats.activity(), "no change without work");
 });
+
+Deno.test("Stats.hitRatio() counts every kind of hit and miss of a GET, and no HEAD", () => {
+  const stats = new Stats();
+  for (const result of ["CACHE HIT", "REVALIDATED", "NOT MODIFIED", "JOINED DOWNLOAD"] as const) {
+    stats.recordRequest(result);
+  }
+  // A database fetched anew is a miss as a package's download is.
+  stats.recordRequest("CACHE MISS");
+  stats.recordRequest("UPDATED");
+  assertEquals(stats.lookups(), { hits: 4, misses: 2 });
+  assertEquals(stats.hitRatio(), 4 / 6);
+  stats.recordRequest("UPDATED", 0, true);
+  stats.recordRequest("CACHE HIT", 0, true);
+  assertEquals(stats.lookups(), { hits: 4, misses: 2 }, "HEAD requests apart");
+});

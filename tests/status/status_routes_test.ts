@@ -460,3 +460,22 @@ Deno.test("statusReport() lists a bounded number of the files the last prefetch 
   assertEquals(report.prefetch?.lastFetched, lastFetched.slice(0, LAST_FETCHED_SHOWN));
   assert(JSON.stringify(report).length < 64 * 1024, `${JSON.stringify(report).length} bytes of JSON`);
 });
+
+Deno.test("GET /metrics counts each pool's overtake probes and the transfers they overtook", async () => {
+  const counts = (probes: number, overtaken: number) => ({
+    snapshot: () => [],
+    hedgeBudget: { hedges: 0, wins: 0 },
+    overtakes: { probes, overtaken },
+  });
+  const source = standInStatusSource({
+    pool: { source: "test", ...counts(5, 2) },
+    customPools: new Map([["arm", counts(3, 1)]]),
+  });
+  const routes = statusRoutes(source, { now: () => 0 });
+  const { samples } = await metrics({ get: async (path: string) => await routes.request(path) });
+  const value = (name: string, pool: string) => sampleValue(samples, name, { pool });
+  assertEquals(value("flexo_overtake_probes_total", "official"), 5);
+  assertEquals(value("flexo_overtaken_transfers_total", "official"), 2);
+  assertEquals(value("flexo_overtake_probes_total", "custom_repo/arm"), 3);
+  assertEquals(value("flexo_overtaken_transfers_total", "custom_repo/arm"), 1);
+});
