@@ -212,6 +212,7 @@ Deno.test({
             name,
             cachePeers: peers.map((p) => `http://127.0.0.1:${p}/`),
             peerHits: share.length,
+            peerLoops: 0,
           });
         },
       );
