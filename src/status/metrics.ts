@@ -267,7 +267,8 @@ export function createMetrics(app: MetricsSource, options: MetricsOptions): Metr
   });
   new Counter({
     name: "flexo_refused_requests_total",
-    help: "Requests the server refused before answering them (unreadable heads, methods not served, clients " +
+    help:
+      "Requests the server refused before answering them (unreadable heads, methods not served, clients " +
       "outside allowed_clients), by status; they have no line in the request log.",
     labelNames: ["status"],
     registers,
