@@ -3,9 +3,9 @@
  * complete. Clients never read the upstream stream itself; they follow the bytes on disk
  * (see `live_reader.ts`), so any number of them can share one download and a slow client never slows it.
  *
- * The download is the one owner of the rule that a file's last byte reaches clients only once the download has
- * verified the file ({@linkcode Download.releasable}, {@linkcode Download.outcome}); every way of sending its
- * bytes follows that. The jobs on mirrors are in `attempt.ts`; what their failures add up to in `failover.ts`.
+ * The download owns the rule that a file's last byte (a small file's every byte: a corrupt one is fetched again)
+ * reaches clients only once verified (`verification.ts`); every way of sending its bytes follows that. The jobs
+ * on mirrors are in `attempt.ts`; what their failures add up to in `failover.ts`.
  *
  * @module
  */
@@ -22,7 +22,7 @@ import { writeAll, writeAllSync } from "../write_all.ts";
 import { BodyWriter, COALESCE_BYTES } from "./body_writer.ts";
 import { type HedgeRace, raceAttempts } from "./hedge.ts";
 import { overtakerFor, pumpOvertakable } from "./overtake.ts";
-import { failedCheck } from "./content_check.ts";
+import { holdsWhole, releasableBytes, verifyFile } from "./verification.ts";
 import { refuseNoBetterCopy, sameSecond } from "./snapshot_order.ts";
 import { PartialFile } from "./partial_file.ts";
 import type { DownloadHead, DownloadOutcome, DownloadState } from "./download_states.ts";
@@ -35,7 +35,6 @@ export type { DownloadHead, DownloadOutcome, DownloadState } from "./download_st
 export type { DownloadOptions } from "./download_options.ts";
 
 const log = getLogger(["flexo", "download"]);
-
 type AcceptedHead = Extract<AttemptHead, { type: "accepted" }>;
 
 /** Awaited after the first chunk: one microtask, after those of the clients it woke. */
@@ -43,7 +42,7 @@ const CLIENTS_FIRST: Promise<void> = Promise.resolve();
 
 /** One file being fetched from upstream into the cache. */
 export class Download {
-  /** Resolves when a mirror has answered with usable headers; rejects with an {@linkcode HttpError} otherwise. */
+  /** Resolves at a mirror's usable headers (a small file's: once verified); else rejects with an HttpError. */
   readonly head: Promise<DownloadHead>;
   /** Resolves when the download ended (committed, not modified or failed); never rejects. */
   readonly finished: Promise<void>;
@@ -111,12 +110,15 @@ export class Download {
 
   /**
    * How many bytes of the file (from offset 0) a client whose response ends before byte `end` (by default the
-   * file's end) may have now: every byte on disk but the response's last, until the file is verified. A client
-   * whose bytes turn out wrong (a range's too) thus gets a response shorter than its length, never a whole one.
+   * file's end) may have now, until the file is verified: none of a small file (`verification.ts`), else all on
+   * disk but the response's last. Wrong bytes thus reach no client of a small file (the next mirror sends it),
+   * and end a client's response (a range's too) shorter than its length, never whole.
    */
   releasable(end?: number): number {
-    if (this.#outcome.type === "complete" || this.total === undefined) return this.written;
-    return Math.max(0, Math.min(this.written, Math.min(end ?? this.total, this.total) - 1));
+    return releasableBytes(this, {
+      verified: this.#outcome.type === "complete",
+      whole: holdsWhole(this.#expect),
+    }, end);
   }
 
   /** How the download ended for its clients, or "running"; see {@linkcode DownloadOutcome}. */
@@ -217,11 +219,8 @@ export class Download {
     }
     try {
       if (this.total !== undefined && this.written === this.total) {
-        // A crash between the last write and the commit: nothing left to fetch.
-        const { lastModified, mirror } = this.#partial.record;
-        this.#settleHead({ status: "ok", total: this.total, lastModified, mirror });
-        await this.#finish();
-        return;
+        // A crash between the last write and the commit: nothing left to fetch, unless a small file is corrupt.
+        if (await this.#verified()) return await this.#commit();
       }
       await this.#failover();
     } finally {
@@ -351,7 +350,10 @@ export class Download {
     const { lastModified } = head;
     const record = { total: this.total, lastModified, mirror };
     if (!this.#headSettled || this.written === 0) this.#partial.describe(record);
-    this.#settleHead({ status: "ok", total: this.total, lastModified, mirror });
+    // A file held back whole has its head once verified (#commit): that of the mirror it comes from, or a 502.
+    if (!holdsWhole(this.#expect)) {
+      this.#settleHead({ status: "ok", total: this.total, lastModified, mirror });
+    }
     this.state = "streaming";
     this.mirror = mirror;
     const writer = this.#bodyWriter(mirror);
@@ -439,23 +441,25 @@ export class Download {
         path: this.#options.upstreamPath,
       });
     }
+    if (!await this.#verified(tally)) return "next_mirror"; // a small file, sent by the next mirror
     this.#options.mirrors.recordSuccess(mirror, {
       bytes: body.bytes,
       durationMs: body.durationMs,
       ttfbMs: head.ttfbMs,
     });
     tally.blame(this.#options.mirrors);
-    await this.#finish();
+    await this.#commit();
     return "done";
   }
 
   /**
-   * Every byte is on disk: verifies the file, releases it to clients at once, then flushes it to disk and
+   * Every byte is on disk and verified: releases the file to clients at once, then flushes it to disk and
    * commits it to the cache (a crash must never leave an unflushed file in the cache). A commit that fails
    * after the release is logged; clients have their verified bytes.
    */
-  async #finish(): Promise<void> {
-    await this.#verify();
+  async #commit(): Promise<void> {
+    const { lastModified, mirror } = this.#partial.record;
+    this.#settleHead({ status: "ok", total: this.total, lastModified, mirror });
     this.#outcome = { type: "complete" };
     this.#notify();
     try {
@@ -474,22 +478,23 @@ export class Download {
     this.#end("complete");
   }
 
-  /** Throws (after discarding the file and blaming its mirrors) when it does not match the database or check. */
-  async #verify(): Promise<void> {
-    const { upstreamPath, check } = this.#options;
-    const record = this.#partial.record;
-    const file = { path: this.partialPath, length: this.written, upstreamPath, mirror: record.mirror };
-    const mismatch = this.#integrity?.mismatch(this.written, upstreamPath);
-    const reason = mismatch ?? (check && await failedCheck(check, file));
-    if (reason === undefined) return;
-    if (!mismatch) {
-      this.#options.rejected?.add({ ...file, lastModified: record.lastModified, total: this.total });
+  /**
+   * Verifies the complete file (`verification.ts`). A corrupt small one (no client has a byte of it) is emptied
+   * for the next mirror, its outcome in `tally`: false. @throws {HttpError} 502 when a larger one is corrupt.
+   */
+  async #verified(tally?: FailureTally): Promise<boolean> {
+    const verdict = await verifyFile(this, this.#partial.record, this.#integrity, this.#options);
+    if (verdict.type === "verified") return true;
+    if (!holdsWhole(this.#expect)) {
+      await this.#partial.discard();
+      throw new HttpError(502, verdict.reason);
     }
-    const blamed = mismatch ? [...this.#integrity!.contributors] : [file.mirror ?? "upstream"];
-    for (const mirror of blamed) this.#options.mirrors.recordFailure(mirror, "sent a corrupt file");
-    await this.#partial.discard();
-    log.error(reason);
-    this.#options.onIntegrityFailure?.(this, reason, blamed);
-    throw new HttpError(502, reason);
+    for (const mirror of verdict.blamed) {
+      tally?.failed(mirror, `sent a corrupt file: ${verdict.reason}`, { counted: true });
+    }
+    await this.#partial.restart();
+    this.written = this.resumedFrom = 0;
+    this.#integrity = await IntegrityCheck.start(this.#expect!);
+    return false;
   }
 }

@@ -42,7 +42,7 @@ export type FailureCounter = Pick<MirrorPool, "recordFailure">;
 
 /** The failures of the jobs of one order. */
 export class FailureTally {
-  readonly #failures: { mirror: string; reason: string; unreachable: boolean }[] = [];
+  readonly #failures: { mirror: string; reason: string; unreachable: boolean; counted: boolean }[] = [];
   readonly #counter?: FailureCounter;
   readonly #notFound: string[] = [];
   #timeouts = 0;
@@ -93,22 +93,24 @@ export class FailureTally {
 
   /**
    * A mirror that failed: `timeout` when it did not answer in time, `unreachable` when it gave no answer at all
-   * (refused, DNS, TLS, timeout) rather than a bad one, `loop` when it answered 508 Loop Detected.
+   * (refused, DNS, TLS, timeout) rather than a bad one, `loop` when it answered 508 Loop Detected, `counted` when
+   * its failure was counted and penalised already (a corrupt file): only its outcome is kept, for the message.
    */
   failed(
     mirror: string,
     reason: string,
-    options: { timeout?: boolean; unreachable?: boolean; loop?: boolean } = {},
+    options: { timeout?: boolean; unreachable?: boolean; loop?: boolean; counted?: boolean } = {},
   ): void {
-    this.#failures.push({ mirror, reason, unreachable: options.unreachable ?? false });
+    const counted = options.counted ?? false;
+    this.#failures.push({ mirror, reason, unreachable: options.unreachable ?? false, counted });
     if (options.timeout) this.#timeouts++;
     if (options.loop) this.#loops++;
-    this.#counter?.recordFailure(mirror, reason, { penalise: false });
+    if (!counted) this.#counter?.recordFailure(mirror, reason, { penalise: false });
   }
 
-  /** Penalises every mirror that failed: called when the order succeeded on another mirror. */
+  /** Penalises every mirror that failed (but those penalised already): the order succeeded on another mirror. */
   blame(mirrors: Pick<MirrorPool, "penalise">): void {
-    for (const f of this.#failures) mirrors.penalise(f.mirror);
+    for (const f of this.#failures) if (!f.counted) mirrors.penalise(f.mirror);
   }
 
   /**

@@ -146,6 +146,20 @@ export class PartialFile {
     return await this.#store.commit(this.#segments, { lastModified, file, noRecord: this.#noRecord });
   }
 
+  /**
+   * Empties the file in place for another mirror's bytes (the ones on disk were corrupt): readers that opened it
+   * already (none has read a byte: nothing was released) read the new bytes. The record is removed from the
+   * disk, so that no restart resumes the new bytes as the discarded ones' mirror sent them.
+   */
+  async restart(): Promise<void> {
+    const file = await this.open({ truncate: false });
+    await file.truncate(0);
+    await file.seek(0, Deno.SeekMode.Start);
+    this.#record = {};
+    this.#recordDue = false;
+    this.#noRecord = this.#store.removePartialMetaSync(this.#segments);
+  }
+
   /** Closes and removes the file and its record. */
   async discard(): Promise<void> {
     await this.close();

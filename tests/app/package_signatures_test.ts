@@ -1,7 +1,8 @@
 /**
  * A package's detached signature (`.sig`) is checked against the `%PGPSIG%` its database carries, like the
  * package against its size and SHA-256: a corrupt one is never cached (pacman would refuse the package on it,
- * and a cached signature is served as immutable for a year).
+ * and a cached signature is served as immutable for a year), nor sent: a signature is held back whole until
+ * verified, and a corrupt one fetched again from the next mirror.
  */
 
 import { join } from "node:path";
@@ -43,7 +44,7 @@ function bodyOf(response: Response): Promise<Uint8Array | undefined> {
   return response.arrayBuffer().then((b) => new Uint8Array(b), () => undefined);
 }
 
-Deno.test("createApp() never caches a package signature that differs from the database's %PGPSIG%, and the next request gets the right one from another mirror", async () => {
+Deno.test("createApp() answers a package signature that the first mirror sends corrupt with the right one from the next mirror, and never caches the corrupt one", async () => {
   await withTempDir(async (dir) => {
     const { db, signature, corrupt, sigPath } = await signedRepository(dir, true);
     const { fetch, requests } = fakeFetch((url, req) =>
@@ -56,21 +57,53 @@ Deno.test("createApp() never caches a package signature that differs from the da
       await (await app.get(`${FOLDER}/flexotest.db`)).arrayBuffer();
       await app.downloads.idle();
       await app.packageIndex.idle();
-      const bad = await app.get(sigPath);
-      const body = await bodyOf(bad);
-      assert(
-        bad.status >= 500 || body === undefined || body.length < corrupt.length,
-        "no whole corrupt answer",
+      const failuresBefore = app.pool.snapshot().find((m) => m.url === "http://a.test/")!.failures;
+      // Two clients joined on the same download: both get the second mirror's bytes, never the first's.
+      const [first, second] = await Promise.all([app.get(sigPath), app.get(sigPath)]);
+      assertEquals([first.status, second.status], [200, 200]);
+      assertEquals(await bodyOf(first), signature, "the first client got the right signature");
+      assertEquals(await bodyOf(second), signature, "so did the one that joined it");
+      await app.downloads.idle();
+      assert(requests.some((r) => r.url === `http://a.test${sigPath}`), "the first mirror was asked");
+      assert(requests.some((r) => r.url === `http://b.test${sigPath}`), "then the other one");
+      assertEquals(
+        requests.filter((r) => r.url.endsWith(".sig")).length,
+        2,
+        "one download for both clients",
       );
-      await app.downloads.idle();
-      assertEquals(app.store.statComplete(sigPath.slice(1).split("/")), undefined, "not cached");
+      assertEquals(
+        await Deno.readFile(join(app.store.root, sigPath.slice(1))),
+        signature,
+        "the right one cached",
+      );
       assertEquals(app.stats.integrityRejections, 1);
-      const good = await app.get(sigPath);
-      assertEquals(good.status, 200);
-      assertEquals(await bodyOf(good), signature);
+      const a = app.pool.snapshot().find((m) => m.url === "http://a.test/")!;
+      assertEquals(a.failures, failuresBefore + 1, "the corrupting mirror is counted as failed once");
+    } finally {
+      await app.cleanup();
+    }
+  });
+});
+
+Deno.test("createApp() answers 502 naming each mirror when every mirror sends a package signature corrupt, and caches nothing", async () => {
+  await withTempDir(async (dir) => {
+    const { db, corrupt, sigPath } = await signedRepository(dir, true);
+    const { fetch } = fakeFetch((url, req) => serveBytes(url.endsWith("/flexotest.db") ? db : corrupt, req));
+    const app = await testApp(["http://a.test/", "http://b.test/"], { fetch });
+    try {
+      await (await app.get(`${FOLDER}/flexotest.db`)).arrayBuffer();
       await app.downloads.idle();
-      assert(app.store.statComplete(sigPath.slice(1).split("/")) !== undefined, "the right one is cached");
-      assert(requests.some((r) => r.url === `http://b.test${sigPath}`), "the other mirror was asked");
+      await app.packageIndex.idle();
+      const bad = await app.get(sigPath);
+      const text = await bad.text().catch(() => "");
+      assertEquals(bad.status, 502);
+      assert(text.includes("http://a.test/ sent a corrupt file"), text);
+      assert(text.includes("http://b.test/ sent a corrupt file"), text);
+      await app.downloads.idle();
+      const segments = sigPath.slice(1).split("/");
+      assertEquals(app.store.statComplete(segments), undefined, "not cached");
+      assertEquals(await Deno.stat(app.store.partialPath(segments)).then(() => "kept", () => "gone"), "gone");
+      assertEquals(app.stats.integrityRejections, 2);
     } finally {
       await app.cleanup();
     }
