@@ -3,6 +3,7 @@
  * on 127.0.0.1 with real repositories made by `repo-add`, and the real pacman client.
  */
 
+import { HOLD_WHOLE_MAX_BYTES } from "../../src/download/verification.ts";
 import { join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { startFakeMirror } from "../helpers/fake_mirror.ts";
@@ -117,7 +118,9 @@ Deno.test("a corrupt package is never committed and the next request gets it fro
   await withTempDir(async (dir) => {
     const repo = await makeRepo(join(dir, "mirror"), {
       repo: "flexotest",
-      packages: [{ name: "tool", version: "0.10-1", size: 200_000 }],
+      // Above HOLD_WHOLE_MAX_BYTES: its first bytes go out before it is verified (a smaller one would be
+      // fetched again from b within the first request, tests/download/download_small_files_test.ts).
+      packages: [{ name: "tool", version: "0.10-1", size: HOLD_WHOLE_MAX_BYTES + 50_000 }],
     });
     await using a = await startFakeMirror(repo.dir);
     await using b = await startFakeMirror(repo.dir);
