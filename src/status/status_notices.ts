@@ -43,27 +43,27 @@ export function statusNotices(s: StatusReport): StatusNotices {
       key: "connections-refused",
       text: plural(refused, "connection", "connections") + " refused: max_connections were open, each " +
         "answering a request, so clients saw their connections dropped",
-      hint: "raise max_connections (and the open-files limit), or spread the clients over more nodes",
+      hint: "Raise max_connections (and the open-files limit), or spread the clients over more nodes",
     });
   }
   const why: Record<string, [string, string]> = {
     "403": [
       "clients outside allowed_clients",
-      "if they should be served, add their network to allowed_clients",
+      "If they should be served, add their network to allowed_clients",
     ],
     "400": [
       "request heads flexo could not read",
-      "pacman sends none: a scanner or a client that is not HTTP",
+      "Pacman sends none: a scanner or a client that is not HTTP",
     ],
-    "414": ["request targets too long", "pacman sends none: a scanner or a misconfigured client"],
-    "431": ["request heads too large", "pacman sends none: a scanner or a misconfigured client"],
+    "414": ["request targets too long", "Pacman sends none: a scanner or a misconfigured client"],
+    "431": ["request heads too large", "Pacman sends none: a scanner or a misconfigured client"],
     "405": ["methods not served", "flexo serves GET and HEAD only: check what the client is"],
     "501": ["methods not served", "flexo serves GET and HEAD only: check what the client is"],
     "505": ["HTTP versions not supported", "flexo speaks HTTP/1.1: check what the client is"],
   };
   const statuses = Object.entries(s.refusedRequests).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
   for (const [status, n] of statuses) {
-    const [what, hint] = why[status] ?? ["refused by the server", "the log at debug level says why"];
+    const [what, hint] = why[status] ?? ["refused by the server", "The log at debug level says why"];
     requests.push({
       key: "refused-" + status,
       text: plural(n, "request", "requests") + " refused with " + status + " before the app: " + what,
@@ -76,8 +76,8 @@ export function statusNotices(s: StatusReport): StatusNotices {
     peers.push({
       key: "peer-loops",
       text: plural(s.node.peerLoops, "peer lookup", "peer lookups") + " looped (508): a cache peer has " +
-        "this node's node_name (" + s.node.name + ") or is this node, and never helps",
-      hint: "give each node its own node_name, and list only the other nodes in cache_peers",
+        "this node's node_name (" + s.node.name + ") or is this node",
+      hint: "Give each node its own node_name, and list only the other nodes in cache_peers",
     });
   }
 
@@ -87,20 +87,20 @@ export function statusNotices(s: StatusReport): StatusNotices {
       key: "overtakes",
       text: "Overtaking: " + plural(o.probes, "probe", "probes") + " of the next mirror while a package " +
         "trickled, " + plural(o.overtaken, "transfer", "transfers") + " moved to a faster mirror",
-      hint: o.overtaken === 0 ? "the next mirror was never faster: nothing to do" : faster,
+      hint: o.overtaken === 0 ? "The next mirror was never faster: nothing to do" : faster,
     }];
   };
   const pools: Record<string, StatusNotice[]> = {
     official: overtakes(
       s.mirrors.overtakes,
-      "the first mirrors were slow: list faster ones in mirrors_predefined, or narrow [mirrors_auto] " +
+      "The first mirrors were slow: list faster ones in mirrors_predefined, or narrow [mirrors_auto] " +
         "allowed_countries",
     ),
   };
   for (const repo of s.customRepos) {
     pools["custom_repo/" + repo.name] = overtakes(
       repo.overtakes,
-      "a url of custom_repo " + repo.name + " was slow: list a faster one first",
+      "A url of custom_repo " + repo.name + " was slow: list a faster one first",
     );
   }
   return { requests, peers, pools };

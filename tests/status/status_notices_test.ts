@@ -31,7 +31,7 @@ Deno.test("statusNotices() does tell the connections refused at max_connections,
   assertEquals(rest, []);
   assertEquals(notice.key, "connections-refused");
   assert(notice.text.startsWith("7 connections refused: max_connections"), notice.text);
-  assert(notice.hint.includes("raise max_connections"), notice.hint);
+  assert(notice.hint.includes("Raise max_connections"), notice.hint);
 });
 
 Deno.test("statusNotices() does tell the requests refused before the app by status, most first, each with a hint", () => {

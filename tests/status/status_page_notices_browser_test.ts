@@ -84,7 +84,7 @@ Deno.test({
       ]);
       const refused = await text('#request-notices li[data-key="connections-refused"]');
       assert(
-        refused.startsWith("7 connections refused") && refused.includes("raise max_connections"),
+        refused.startsWith("7 connections refused") && refused.includes("Raise max_connections"),
         refused,
       );
       assert((await text('#request-notices li[data-key="refused-403"]')).includes("allowed_clients"));
