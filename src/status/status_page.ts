@@ -12,6 +12,7 @@
 
 import type { StatusReport } from "./status_report.ts";
 import { statusPageScript } from "./status_page_script.ts";
+import { statusNotices } from "./status_notices.ts";
 
 /** How often the page asks for a new report, in milliseconds. */
 export const REFRESH_INTERVAL_MS = 2_000;
@@ -60,6 +61,10 @@ td.url { word-break: break-all; min-width: 180px; }
   margin: 8px 0; }
 .tag.ok { color: var(--ok); } .tag.warn { color: var(--warn); } .tag.bad { color: var(--bad); }
 .error-text { color: var(--muted); font-size: 12px; }
+ul.notices { list-style: none; padding: 0; margin: 6px 0 0; font-size: 12px; }
+ul.notices:empty { display: none; }
+ul.notices li { color: var(--warn); padding: 2px 0; word-break: break-word; }
+ul.notices .hint { color: var(--muted); }
 .cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 0 28px; }
 ul#prefetch-files { list-style: none; padding: 0; margin: 4px 0 0; font-size: 12px; color: var(--muted); }
 ul#prefetch-files li { word-break: break-all; }
@@ -82,7 +87,7 @@ a { color: var(--accent); }
 // The script's text, JavaScript (see status_page_script.ts for why a function's source), made once: it is
 // the same for every page. The page's nonce allows it, like the style, whatever its text. It holds no
 // "</script" and no "<!--", so it cannot end its element early (tests/status/status_page_script_test.ts).
-const SCRIPT = `(${statusPageScript.toString()})(${REFRESH_INTERVAL_MS});`;
+const SCRIPT = `(${statusPageScript.toString()})(${REFRESH_INTERVAL_MS}, ${statusNotices.toString()});`;
 
 /** The whole page for the first `report`; `nonce` must match the page's Content-Security-Policy. */
 export function statusPage(report: StatusReport, options: { nonce: string }): string {
@@ -115,7 +120,7 @@ export function statusPage(report: StatusReport, options: { nonce: string }): st
   <div class="card"><div class="label">Served from upstream</div><div class="value" id="from-upstream"></div>
     <div class="note">fetched from mirrors while clients waited</div></div>
   <div class="card"><div class="label">Taken from cache peers</div><div class="value" id="peer-hits"></div>
-    <div class="note" id="peer-note"></div></div>
+    <div class="note" id="peer-note"></div><ul class="notices" id="peer-notices"></ul></div>
   <div class="card"><div class="label">Downloads now</div><div class="value" id="download-count"></div>
     <div class="note">into the cache from upstream</div></div>
 </section>
@@ -132,7 +137,8 @@ export function statusPage(report: StatusReport, options: { nonce: string }): st
 <div id="mirrors"></div>
 <div id="custom-repos"></div>
 <div class="cols">
-  <section><h2>Requests by result</h2><table><tbody id="results"></tbody></table></section>
+  <section><h2>Requests by result</h2><table><tbody id="results"></tbody></table>
+    <ul class="notices" id="request-notices"></ul></section>
   <section><h2>Housekeeping</h2><table><tbody id="housekeeping"></tbody></table></section>
   <section><h2>Prefetch</h2><table><tbody id="prefetch"></tbody></table>
     <ul id="prefetch-files"></ul></section>

@@ -22,6 +22,7 @@
 
 import type { MirrorStats } from "../mirrors/mirrors.ts";
 import type { DownloadReport, StatusReport } from "./status_report.ts";
+import type { StatusNotice, StatusNotices } from "./status_notices.ts";
 import type { TrafficSnapshot } from "./traffic_history.ts";
 
 /**
@@ -30,8 +31,13 @@ import type { TrafficSnapshot } from "./traffic_history.ts";
  * module's notes.
  *
  * @param refreshIntervalMs How often to ask for a new report, unless the page's URL says `?refresh=MS`.
+ * @param notices What to tell the operator of a report, and where (status_notices.ts's `statusNotices`,
+ *   embedded beside this function).
  */
-export function statusPageScript(refreshIntervalMs: number): void {
+export function statusPageScript(
+  refreshIntervalMs: number,
+  notices: (s: StatusReport) => StatusNotices,
+): void {
   "use strict";
   // "?refresh=MS" asks for another interval (at least a quarter of a second).
   const REFRESH_MS = Math.max(
@@ -185,6 +191,21 @@ export function statusPageScript(refreshIntervalMs: number): void {
     banner.hidden = texts.length === 0;
     banner.textContent = texts.join(" ");
   }
+
+  /** A list of notices (class `notices`), each `li[data-key]` with its text and its hint. */
+  function noticeList(items: StatusNotice[], props: Record<string, string>): HTMLElement {
+    const list = el("ul", { ...props, class: "notices" });
+    list.replaceChildren(
+      ...items.map((n) =>
+        el("li", { "data-key": n.key }, n.text + ". ", el("span", { class: "hint" }, n.hint))
+      ),
+    );
+    return list;
+  }
+
+  /** The notices of a pool below its mirror table: none when it has nothing to tell. */
+  const poolNotices = (items: StatusNotice[] | undefined, pool: string): HTMLElement | null =>
+    items === undefined || items.length === 0 ? null : noticeList(items, { "data-pool": pool });
 
   function mirrorTable(ranking: MirrorStats[], now: number): HTMLElement {
     const columns: [string, boolean][] = [
@@ -343,6 +364,8 @@ export function statusPageScript(refreshIntervalMs: number): void {
         : "misses found on " + plural(s.node.cachePeers.length, "peer", "peers") +
           ", not fetched from mirrors",
     );
+    const told = notices(s);
+    $("peer-notices").replaceWith(noticeList(told.peers, { id: "peer-notices" }));
     setText("uptime", duration(s.uptimeSeconds));
     const c = s.cache;
     setText("cache-size", c.bytes === null ? "—" : bytes(c.bytes));
@@ -359,7 +382,7 @@ export function statusPageScript(refreshIntervalMs: number): void {
       "hit-note",
       plural(lookups, "file request", "file requests") + ", " +
         plural(s.requests.total, "request", "requests") + " in all" +
-        (s.requests.head > 0 ? " (" + s.requests.head + " HEAD, not in the ratio)" : ""),
+        (s.requests.head > 0 ? " (" + count(s.requests.head) + " HEAD, not in the ratio)" : ""),
     );
     setText("from-cache", bytes(s.served.fromCacheBytes));
     setText("from-upstream", bytes(s.served.fromUpstreamBytes));
@@ -376,10 +399,17 @@ export function statusPageScript(refreshIntervalMs: number): void {
     fill($("downloads"), s.downloads.map((d) => downloadRow(d, s.now)), 5, "No downloads in progress.");
     setText("mirror-source", "ranking: " + s.mirrors.source);
     showOutage(s);
-    $("mirrors").replaceChildren(mirrorTable(s.mirrors.ranking, s.now));
+    const official = poolNotices(told.pools.official, "official");
+    $("mirrors").replaceChildren(mirrorTable(s.mirrors.ranking, s.now), ...(official ? [official] : []));
     $("custom-repos").replaceChildren(
       ...s.customRepos.map((r) =>
-        el("section", {}, el("h2", {}, "custom_repo " + r.name), mirrorTable(r.ranking, s.now))
+        el(
+          "section",
+          {},
+          el("h2", {}, "custom_repo " + r.name),
+          mirrorTable(r.ranking, s.now),
+          poolNotices(told.pools["custom_repo/" + r.name], "custom_repo/" + r.name),
+        )
       ),
     );
 
@@ -390,6 +420,7 @@ export function statusPageScript(refreshIntervalMs: number): void {
       2,
       "No requests yet.",
     );
+    $("request-notices").replaceWith(noticeList(told.requests, { id: "request-notices" }));
     const housekeeping: [string, string][] = [
       ["Files removed by retention", count(s.retention.removals)],
       ["Space freed by retention", bytes(s.retention.bytesFreed)],

@@ -33,6 +33,12 @@ export interface DownloadReport {
   bytesPerSecond: number | null;
 }
 
+/** A pool's probes of a next mirror while a package trickled, and the transfers they overtook. */
+export interface OvertakeCounts {
+  probes: number;
+  overtaken: number;
+}
+
 /** The JSON of `GET /status`. */
 export interface StatusReport {
   /** flexo's version. */
@@ -83,10 +89,12 @@ export interface StatusReport {
   /**
    * The official mirrors, best first, and where the ranking came from. A mirror's `throughputBps` is the
    * average of its finished transfers, or, before one finished, the speed of its running downloads.
+   * `overtakes`: the pool's probes of a next mirror while a package trickled, and the transfers they ended
+   * because the next mirror was at least twice as fast (`src/download/overtake.ts`).
    */
-  mirrors: { source: string; ranking: MirrorStats[] };
-  /** The mirrors of each custom repository. */
-  customRepos: { name: string; ranking: MirrorStats[] }[];
+  mirrors: { source: string; ranking: MirrorStats[]; overtakes: OvertakeCounts };
+  /** The mirrors of each custom repository, and their overtakes as for the official ones. */
+  customRepos: { name: string; ranking: MirrorStats[]; overtakes: OvertakeCounts }[];
   /** Files removed and bytes freed by the retention policy or the cache size limit. */
   retention: { removals: number; bytesFreed: number };
   /** Downloads discarded because they did not match the repository database. */
@@ -213,10 +221,15 @@ export function statusReport(
     served: { fromCacheBytes: app.stats.bytesFromCache, fromUpstreamBytes: app.stats.bytesFromUpstream },
     downloads,
     servingCachedDatabases: app.outage.since === undefined ? null : { since: app.outage.since },
-    mirrors: { source: app.pool.source, ranking: withLive(redactedRanking(app.pool.snapshot())) },
+    mirrors: {
+      source: app.pool.source,
+      ranking: withLive(redactedRanking(app.pool.snapshot())),
+      overtakes: overtakeCounts(app.pool.overtakes),
+    },
     customRepos: [...app.customPools].map(([name, pool]) => ({
       name,
       ranking: withLive(redactedRanking(pool.snapshot())),
+      overtakes: overtakeCounts(pool.overtakes),
     })),
     /** Files removed and bytes freed by the retention policy or the cache size limit. */
     retention: { removals: app.stats.retentionRemovals, bytesFreed: app.stats.retentionBytesFreed },
@@ -238,6 +251,11 @@ function prefetchReport(summary: PrefetchSummary | undefined): StatusReport["pre
     lastFetched: lastFetched.slice(0, LAST_FETCHED_SHOWN),
     lastFetchedCount: lastFetched.length,
   };
+}
+
+/** A pool's overtake counters as reported: a copy, holding only the two numbers. */
+function overtakeCounts(counts: OvertakeCounts): OvertakeCounts {
+  return { probes: counts.probes, overtaken: counts.overtaken };
 }
 
 /** Mirrors as shown: their URLs and last errors without passwords (see redact_url.ts). */

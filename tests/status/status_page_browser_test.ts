@@ -13,33 +13,7 @@ import { startServer } from "../../src/server/server.ts";
 import { FakeTimers } from "../helpers/fake_timers.ts";
 import { FOLDER, publish, startPrefetchOrigin, TOOL_NEW, TOOL_OLD } from "../helpers/prefetch_repo.ts";
 import { makeRepo } from "../helpers/make_repo.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-type Playwright = typeof import("playwright-core");
-
-async function loadPlaywright(): Promise<Playwright | string> {
-  try {
-    await Deno.stat(CHROMIUM);
-  } catch {
-    return `${CHROMIUM} is missing (apt-get install -y chromium)`;
-  }
-  try {
-    return await import("playwright-core");
-  } catch (error) {
-    return `playwright-core cannot be loaded: ${(error as Error).message}`;
-  }
-}
+import { CHROMIUM, CHROMIUM_ARGS, loadPlaywright, type Playwright, until } from "../helpers/browser.ts";
 
 const playwright = await loadPlaywright();
 const skipReason = typeof playwright === "string" ? playwright : undefined;
@@ -309,18 +283,6 @@ Deno.test({
     }
   },
 });
-
-/**
- * Waits until `condition` holds, asking every 50 ms for at most `timeoutMs`. (Playwright's waitForFunction
- * evaluates in the page, which the page's Content-Security-Policy rightly forbids.)
- */
-async function until(condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${condition}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** The real fetch (the app's upstream fetch is the fake one). */
 function fetch_(url: string): Promise<Response> {

@@ -9,6 +9,7 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { REFRESH_INTERVAL_MS, statusPage } from "../../src/status/status_page.ts";
 import { statusPageScript } from "../../src/status/status_page_script.ts";
 import { statusReport } from "../../src/status/status_report.ts";
+import { statusNotices } from "../../src/status/status_notices.ts";
 
 /** The text of the nonce-carrying script element of a page made for a small report. */
 function servedScript(): string {
@@ -20,9 +21,12 @@ function servedScript(): string {
   return scripts[0][1];
 }
 
-Deno.test("the page's script is the function's source as JavaScript, given the refresh interval", () => {
+Deno.test("the page's script is the function's source as JavaScript, given the refresh interval and the notices", () => {
   const text = servedScript();
-  assertEquals(text, `(${statusPageScript.toString()})(${REFRESH_INTERVAL_MS});`);
+  assertEquals(
+    text,
+    `(${statusPageScript.toString()})(${REFRESH_INTERVAL_MS}, ${statusNotices.toString()});`,
+  );
   // A type annotation or declaration left in it would be a syntax error here (parsing does not run it).
   new Function(text);
   for (const marker of ["</script", "<!--", "<script"]) {
@@ -35,8 +39,11 @@ Deno.test("the page's script is the function's source as JavaScript, given the r
 
 Deno.test("under deno run too, the status page's script is JavaScript", async () => {
   const module = new URL("../../src/status/status_page_script.ts", import.meta.url).href;
+  const notices = new URL("../../src/status/status_notices.ts", import.meta.url).href;
   const code = `const { statusPageScript } = await import(${JSON.stringify(module)});
+const { statusNotices } = await import(${JSON.stringify(notices)});
 new Function(statusPageScript.toString());
+new Function("return " + statusNotices.toString());
 console.log("parsed " + statusPageScript.toString().length);`;
   const probe = await Deno.makeTempFile({ prefix: "flexo-script-probe-", suffix: ".ts" });
   try {

@@ -315,7 +315,7 @@ Deno.test("statusRoutes() read only the parts of StatusSource: a stand-in withou
   const source = standInStatusSource({ stats, startedAt: 1_000 });
   const routes = statusRoutes(source, { now: () => 61_000 });
   const report = await status({ get: async (path) => await routes.request(path) });
-  assertEquals(report.mirrors, { source: "stand-in", ranking: [] });
+  assertEquals(report.mirrors, { source: "stand-in", ranking: [], overtakes: { probes: 0, overtaken: 0 } });
   assertEquals(report.cache, { directory: "/nowhere", bytes: null, files: null, complete: false });
   assertEquals(report.uptimeSeconds, 60);
   assertEquals(report.requests.byResult, { "CACHE HIT": 1 });
@@ -357,7 +357,12 @@ Deno.test("statusReport() shows a mirror's running downloads as its throughput u
   };
   const report = statusReport(
     standInStatusSource({
-      pool: { source: "test", snapshot: () => [mirror, measured], hedgeBudget: { hedges: 0, wins: 0 } },
+      pool: {
+        source: "test",
+        snapshot: () => [mirror, measured],
+        hedgeBudget: { hedges: 0, wins: 0 },
+        overtakes: { probes: 0, overtaken: 0 },
+      },
       downloads: { list: () => [{ ...running, startedAt: 0, resumedFrom: 0 }] },
     } as unknown as Partial<StatusSource>),
     { now: () => 2_000, speeds: new SpeedMeter() },
