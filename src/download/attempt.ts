@@ -44,8 +44,11 @@ export type AttemptHead =
 export type AttemptBody =
   /** The whole file is on disk (its announced length, or a clean end when none was announced). */
   | { type: "complete"; bytes: number; durationMs: number }
-  /** The body ended or was abandoned (too slow, stalled, broken) short of the file's end. */
-  | { type: "cut_short"; bytes: number; reason: string }
+  /**
+   * The body ended or was abandoned (too slow, stalled, broken) short of the file's end; `overtaken` when a
+   * faster mirror overtook it (`overtake.ts`).
+   */
+  | { type: "cut_short"; bytes: number; reason: string; overtaken?: true }
   /** The mirror sent more than it announced: its bytes cannot be trusted. */
   | { type: "too_long"; bytes: number; reason: string }
   /** Writing to the partial file failed (our side: the disk). */

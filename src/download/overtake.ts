@@ -201,6 +201,8 @@ export class Overtaker {
   #notBefore = 0;
   #probeAbort?: AbortController;
   #stopped = false;
+  /** Whether a probe overtook the transfer (ended it as too slow). */
+  #overtook = false;
   /** The running or last probe's outcome, for tests and logs. */
   probe?: Promise<ProbeOutcome>;
 
@@ -217,6 +219,11 @@ export class Overtaker {
     this.#endAsSlow = endAsSlow;
     this.#sinkWaitMs = sinkWaitMs;
   };
+
+  /** Whether a probe overtook the transfer: it was ended as too slow for a faster mirror. */
+  get overtook(): boolean {
+    return this.#overtook;
+  }
 
   /** Starts measuring A: the first look comes after {@linkcode OVERTAKE.measureMs}. */
   start(): void {
@@ -346,6 +353,7 @@ export class Overtaker {
       log.debug("{mirror} keeps {path}: {reason}", { mirror, path, reason: outcome.reason });
     } else if (outcome.type === "switched") {
       this.#options.mirrors.overtakes.overtaken++;
+      this.#overtook = true;
       this.stop();
       this.#endAsSlow?.(outcome.message);
     }
@@ -431,7 +439,10 @@ export function overtakerFor(
   return new Overtaker({ ...context, ...transfer, candidate, total });
 }
 
-/** Pumps an attempt's body (see `Attempt.pump`) while `overtaker`, if any, watches it. */
+/**
+ * Pumps an attempt's body (see `Attempt.pump`) while `overtaker`, if any, watches it; a body it cut short is
+ * marked `overtaken`.
+ */
 export async function pumpOvertakable(
   attempt: Attempt,
   head: Extract<AttemptHead, { type: "accepted" }>,
@@ -442,7 +453,8 @@ export async function pumpOvertakable(
   // Once the first read is asked: the first bytes do not wait for the timer's making.
   overtaker?.start();
   try {
-    return await pumping;
+    const body = await pumping;
+    return body.type === "cut_short" && overtaker?.overtook ? { ...body, overtaken: true } : body;
   } finally {
     overtaker?.stop();
   }
