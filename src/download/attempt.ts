@@ -12,7 +12,7 @@ import { getLogger } from "@logtape/logtape";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
 import { type AcceptOptions, acceptResponse, type Progress, type Unusable } from "./partial_resume.ts";
 import { parseHttpDate } from "../http/dates.ts";
-import { askMirror, pumpBody, type TransferDeps, type TransferLimits } from "./transfer.ts";
+import { askMirror, type Overtakable, pumpBody, type TransferDeps, type TransferLimits } from "./transfer.ts";
 
 const log = getLogger(["flexo", "download"]);
 
@@ -164,7 +164,7 @@ export class Attempt {
       write: (chunk: Uint8Array) => Promise<void> | void;
       canSwitch: () => boolean;
       /** See `pumpBody()`: how a faster mirror ends this transfer as too slow (`overtake.ts`). */
-      overtakable?: (endAsSlow: (message: string) => void, sinkWaitMs: () => number) => void;
+      overtakable?: Overtakable;
     },
   ): Promise<AttemptBody> {
     const { deps, limits } = this.#options;

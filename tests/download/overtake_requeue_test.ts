@@ -4,12 +4,13 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import type { GatedRequest } from "../helpers/fake_fetch.ts";
+import type { FakeRequest, GatedRequest } from "../helpers/fake_fetch.ts";
+import { sha256 } from "../helpers/bytes.ts";
 import { captureLog } from "../helpers/log_capture.ts";
 import { turn } from "../helpers/pump_gated.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
-import { A, B, finishFrom, probeRange, slowDownload, TRICKLE } from "../helpers/slow_download.ts";
+import { A, B, finishFrom, probeRange, SIZE, slowDownload, TRICKLE } from "../helpers/slow_download.ts";
 import { OVERTAKE } from "../../src/download/overtake.ts";
 import { FailoverPlan, MAX_ATTEMPTS } from "../../src/download/failover.ts";
 
@@ -101,4 +102,75 @@ Deno.test("FailoverPlan.requeue() puts a mirror back at the end once, and never 
   assertEquals(full.length, MAX_ATTEMPTS);
   assert(!full.requeue("m0", "/x"), "the plan is at MAX_ATTEMPTS already");
   assertEquals(full.length, MAX_ATTEMPTS);
+});
+
+Deno.test("Download.start() never probes against a mirror that ignores the resume's Range while it sends again the bytes on disk at a good rate", async () => {
+  await withTempDir(async (dir) => {
+    // B answers the resume (`bytes=N-`) with the whole file, from byte 0; its probe as asked.
+    const answer = (req: FakeRequest) =>
+      req.url.startsWith(B) && /^bytes=\d+-$/.test(req.headers.get("range") ?? "")
+        ? { status: 200, headers: { "content-length": String(SIZE) } }
+        : undefined;
+    const { data, download, gates, clock, trickle } = await slowDownload(dir, { answer });
+    // A sends 900 kB at once, then trickles: probed once its last 5 s show the trickle alone.
+    await trickle(900_000);
+    while (gates.length === 1) await trickle(TRICKLE);
+    const from = download.written;
+    gates[1].push(data.slice(from, from + OVERTAKE.probeBytes));
+    await waitFor("B to be asked for the rest", () => gates.length === 3);
+    const b = gates[2];
+    assertEquals(b.headers.get("range"), `bytes=${from}-`);
+    // B sends the whole file at 250 kB/s: the first `from` bytes (some 4 s) are dropped, the rest stored.
+    const pace = 250_000;
+    for (let sent = 0; sent < SIZE; sent += pace) {
+      b.push(data.slice(sent, sent + pace));
+      for (let i = 0; i < 5; i++) await turn();
+      assertEquals(gates.length, 3, `no probe while B delivers ${pace} B/s (${sent + pace} bytes sent)`);
+      clock.advance(1000);
+      await turn();
+    }
+    b.end();
+    await download.finished;
+    assertEquals(download.outcome(), { type: "complete" });
+    assertEquals(download.mirror, B);
+    assertEquals(sha256(await Deno.readFile(download.finalPath)), sha256(data));
+  });
+});
+
+Deno.test("Download.start() judges a mirror that ignores the resume's Range by the bytes it delivers, the dropped ones included", async () => {
+  await withTempDir(async (dir) => {
+    const answer = (req: FakeRequest) =>
+      req.url.startsWith(B) && /^bytes=\d+-$/.test(req.headers.get("range") ?? "")
+        ? { status: 200, headers: { "content-length": String(SIZE) } }
+        : undefined;
+    const captured = await captureLog("debug");
+    try {
+      const { data, download, gates, clock, trickle } = await slowDownload(dir, { answer });
+      await trickle(900_000);
+      while (gates.length === 1) await trickle(TRICKLE);
+      const from = download.written;
+      gates[1].push(data.slice(from, from + OVERTAKE.probeBytes));
+      await waitFor("B to be asked for the rest", () => gates.length === 3);
+      const b = gates[2];
+      // B trickles the bytes on disk again at 20 kB/s: A, back in the plan, is probed against that rate.
+      let sent = 0;
+      while (gates.length === 3) {
+        b.push(data.slice(sent, sent += TRICKLE));
+        for (let i = 0; i < 5; i++) await turn();
+        clock.advance(1000);
+        await turn();
+      }
+      assertEquals(download.written, from, "B is still sending the bytes on disk again");
+      assert(gates[3].url.startsWith(A), gates[3].url);
+      await captured.close();
+      assert(/mirror-b\.test\/ delivers .* at 19\.5 KiB\/s: probing http:\/\/mirror-a/.test(captured.text()));
+      b.push(data.slice(sent));
+      b.end();
+      await download.finished;
+      assertEquals(download.outcome(), { type: "complete" });
+      assertEquals(sha256(await Deno.readFile(download.finalPath)), sha256(data));
+    } finally {
+      await captured.close();
+    }
+  });
 });
