@@ -12,7 +12,7 @@ import { getLogger } from "@logtape/logtape";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
 import { type AcceptOptions, acceptResponse, type Progress, type Unusable } from "./partial_resume.ts";
 import { parseHttpDate } from "../http/dates.ts";
-import { askMirror, pumpBody, type TransferDeps, type TransferLimits } from "./transfer.ts";
+import { askMirror, type Overtakable, pumpBody, type TransferDeps, type TransferLimits } from "./transfer.ts";
 
 const log = getLogger(["flexo", "download"]);
 
@@ -44,8 +44,11 @@ export type AttemptHead =
 export type AttemptBody =
   /** The whole file is on disk (its announced length, or a clean end when none was announced). */
   | { type: "complete"; bytes: number; durationMs: number }
-  /** The body ended or was abandoned (too slow, stalled, broken) short of the file's end. */
-  | { type: "cut_short"; bytes: number; reason: string }
+  /**
+   * The body ended or was abandoned (too slow, stalled, broken) short of the file's end; `overtaken` when a
+   * faster mirror overtook it (`overtake.ts`).
+   */
+  | { type: "cut_short"; bytes: number; reason: string; overtaken?: true }
   /** The mirror sent more than it announced: its bytes cannot be trusted. */
   | { type: "too_long"; bytes: number; reason: string }
   /** Writing to the partial file failed (our side: the disk). */
@@ -161,7 +164,7 @@ export class Attempt {
       write: (chunk: Uint8Array) => Promise<void> | void;
       canSwitch: () => boolean;
       /** See `pumpBody()`: how a faster mirror ends this transfer as too slow (`overtake.ts`). */
-      overtakable?: (endAsSlow: (message: string) => void, sinkWaitMs: () => number) => void;
+      overtakable?: Overtakable;
     },
   ): Promise<AttemptBody> {
     const { deps, limits } = this.#options;

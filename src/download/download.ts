@@ -16,7 +16,7 @@ import { type ExpectedFile, IntegrityCheck } from "./download_integrity.ts";
 import { HttpError } from "../http/http_error.ts";
 import { findResumePoint, requestHeaders } from "./partial_resume.ts";
 import { Attempt, type AttemptBody, type AttemptHead } from "./attempt.ts";
-import { afterCutShort, afterLosers, type FailoverStep, FailureTally, MAX_ATTEMPTS } from "./failover.ts";
+import { afterCutShort, afterLosers, FailoverPlan, type FailoverStep, FailureTally } from "./failover.ts";
 import { ensureRoom, isDiskFull, runError } from "./file_writes.ts";
 import { writeAll, writeAllSync } from "../write_all.ts";
 import { BodyWriter, COALESCE_BYTES } from "./body_writer.ts";
@@ -234,7 +234,7 @@ export class Download {
    */
   async #failover(): Promise<void> {
     const { rules, upstreamPath, mirrors } = this.#options;
-    const plan = this.#options.plan().slice(0, MAX_ATTEMPTS);
+    const plan = new FailoverPlan(this.#options.plan());
     if (plan.length === 0) {
       throw new HttpError(
         502,
@@ -248,9 +248,9 @@ export class Download {
     };
     mirrors.hedgeBudget.earn();
     let hedgeLeft = true;
-    for (let next = 0; next < plan.length;) {
+    for (let mirror = plan.next(); mirror !== undefined; mirror = plan.next()) {
       const meta = this.#partial.record;
-      const racing = raceAttempts(plan[next], hedgeLeft ? plan[next + 1] : undefined, {
+      const racing = raceAttempts(mirror, hedgeLeft ? plan.afterNext() : undefined, {
         attempt: this.#options,
         headers: requestHeaders(this.written, meta, resume, this.#options.via),
         progress: { written: this.written, total: this.total },
@@ -262,11 +262,11 @@ export class Download {
       if (this.written === 0 && this.#options.ifModifiedSince === undefined) this.#partial.prepare();
       const { race, attempts } = await racing;
       // Past every mirror this race asked: its hedge, and a new primary that joined it (never asked again, nor probed).
-      while (next < plan.length && attempts.has(plan[next])) next++;
+      plan.passAsked(attempts);
       if (race.hedged) hedgeLeft = false;
       let step: FailoverStep;
       try {
-        step = await this.#afterRace(race, attempts, tally, () => plan[next]);
+        step = await this.#afterRace(race, attempts, tally, plan);
       } finally {
         for (const attempt of attempts.values()) attempt.close();
       }
@@ -292,7 +292,7 @@ export class Download {
     race: HedgeRace<AttemptHead>,
     attempts: Map<string, Attempt>,
     tally: FailureTally,
-    nextMirror: () => string | undefined,
+    plan: FailoverPlan,
   ): Promise<FailoverStep> {
     const { rules, upstreamPath } = this.#options;
     const step = afterLosers(race, { upstreamPath, notFoundIsFinal: rules.notFoundIsFinal, tally });
@@ -303,7 +303,7 @@ export class Download {
         mirror: winner.mirror,
         tally,
       });
-      return refused ?? await this.#onAccepted(attempts.get(winner.mirror)!, winner.head, tally, nextMirror);
+      return refused ?? await this.#onAccepted(attempts.get(winner.mirror)!, winner.head, tally, plan);
     }
     if (winner?.head.type === "not_modified") {
       return await this.#onNotModified(winner.mirror, tally, { confirmed: true });
@@ -336,7 +336,7 @@ export class Download {
     attempt: Attempt,
     head: AcceptedHead,
     tally: FailureTally,
-    nextMirror: () => string | undefined,
+    plan: FailoverPlan,
   ): Promise<FailoverStep> {
     const mirror = attempt.mirror;
     this.total = head.total;
@@ -357,11 +357,11 @@ export class Download {
     this.state = "streaming";
     this.mirror = mirror;
     const writer = this.#bodyWriter(mirror);
-    const watch = { mirror, candidate: nextMirror(), total: this.total, written: () => this.written };
+    const watch = { mirror, candidate: plan.next(), total: this.total, written: () => this.written };
     const body = await pumpOvertakable(attempt, head, {
       from: this.written,
       write: (chunk) => this.#write(chunk, mirror, writer),
-      canSwitch: () => nextMirror() !== undefined,
+      canSwitch: () => plan.next() !== undefined,
     }, overtakerFor(this.#options, watch));
     // Taken bytes are on disk before the outcome counts (the next mirror resumes there); all count as received.
     const drained = await writer.drain().then(() => undefined, (error: unknown) => ({ error }));
@@ -371,7 +371,7 @@ export class Download {
       case "complete":
         return await this.#onComplete(mirror, head, body, tally);
       case "cut_short":
-        return afterCutShort(body.reason, { ...this.#options, mirror, written: this.written, tally });
+        return afterCutShort(body, { ...this.#options, mirror, written: this.written, tally, plan });
       case "too_long":
         // Its bytes cannot be trusted: start over clean, keeping none; it is at fault whatever the order.
         this.#options.mirrors.recordFailure(mirror, body.reason);

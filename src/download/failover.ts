@@ -11,13 +11,63 @@
 import { getLogger } from "@logtape/logtape";
 import { HttpError } from "../http/http_error.ts";
 import type { MirrorPool } from "../mirrors/mirrors.ts";
-import type { AttemptHead } from "./attempt.ts";
+import type { AttemptBody, AttemptHead } from "./attempt.ts";
 import type { HedgeRace } from "./hedge.ts";
 
 const log = getLogger(["flexo", "download"]);
 
 /** At most this many jobs (mirror attempts) per order. */
 export const MAX_ATTEMPTS = 8;
+
+/**
+ * The mirrors an order asks, in turn: its plan (at most {@linkcode MAX_ATTEMPTS}), and where it stands. A mirror
+ * that was overtaken (`overtake.ts`) goes back to its end once, so that the mirror that overtook it can in turn
+ * be probed against it and left for it if it trickles too (the last mirror of a plan has no other to go to).
+ */
+export class FailoverPlan {
+  readonly #mirrors: string[];
+  readonly #requeued = new Set<string>();
+  #next = 0;
+
+  constructor(mirrors: readonly string[]) {
+    this.#mirrors = mirrors.slice(0, MAX_ATTEMPTS);
+  }
+
+  /** How many mirrors the plan has (requeued ones counted again). */
+  get length(): number {
+    return this.#mirrors.length;
+  }
+
+  /** The mirror the failover asks next, if any. */
+  next(): string | undefined {
+    return this.#mirrors[this.#next];
+  }
+
+  /** The mirror after that one (a hedge), if any. */
+  afterNext(): string | undefined {
+    return this.#mirrors[this.#next + 1];
+  }
+
+  /** Moves past every mirror a race asked: its hedge, and a new primary that joined it (never asked again). */
+  passAsked(asked: { has(mirror: string): boolean }): void {
+    while (this.#next < this.#mirrors.length && asked.has(this.#mirrors[this.#next])) this.#next++;
+  }
+
+  /**
+   * Puts an overtaken `mirror` back at the end of the plan, to be probed and resumed from again: once per order,
+   * and only while the plan stays within {@linkcode MAX_ATTEMPTS}. Whether it was.
+   */
+  requeue(mirror: string, upstreamPath: string): boolean {
+    if (this.#requeued.has(mirror) || this.#mirrors.length >= MAX_ATTEMPTS) return false;
+    this.#requeued.add(mirror);
+    this.#mirrors.push(mirror);
+    log.debug("{mirror} was overtaken for {path}: back at the end of its plan, to be probed again", {
+      mirror,
+      path: upstreamPath,
+    });
+    return true;
+  }
+}
 
 /** What the rules for one kind of file are. */
 export interface OrderRules {
@@ -190,14 +240,16 @@ export function afterRefusal(
 
 /**
  * A body cut short (broken off, too slow, overtaken by a faster mirror): its mirror failed, and the next one
- * resumes at byte `written`.
+ * resumes at byte `written`. An overtaken mirror goes back to the end of the plan ({@linkcode FailoverPlan.requeue}).
  */
 export function afterCutShort(
-  reason: string,
-  context: { mirror: string; upstreamPath: string; written: number; tally: FailureTally },
+  body: Extract<AttemptBody, { type: "cut_short" }>,
+  context: { mirror: string; upstreamPath: string; written: number; tally: FailureTally; plan: FailoverPlan },
 ): FailoverStep {
   const { mirror, upstreamPath: path, written, tally } = context;
+  const reason = body.reason;
   tally.failed(mirror, reason);
+  if (body.overtaken) context.plan.requeue(mirror, path);
   log.warn("{mirror} failed for {path} at byte {written}: {message}; switching mirror", {
     mirror,
     path,

@@ -21,6 +21,7 @@ import type { Attempt, AttemptBody, AttemptHead } from "./attempt.ts";
 import type { OrderRules } from "./failover.ts";
 import {
   askMirror,
+  type Overtakable,
   parseContentRange,
   SYSTEM_TIMERS,
   type TransferDeps,
@@ -62,10 +63,14 @@ export const OVERTAKE = {
   probeMemoryMs: 5 * 60_000,
 } as const;
 
-/** A's progress at one moment: bytes on disk, and milliseconds its transfer had waited on writes. */
+/**
+ * A's progress at one moment: bytes it delivered (those a body that ignored the resume's Range sends again, to
+ * be dropped, included: they are its rate as much as the others), and milliseconds its transfer had waited on
+ * writes.
+ */
 interface Sample {
   t: number;
-  written: number;
+  received: number;
   waited: number;
 }
 
@@ -193,6 +198,8 @@ export class Overtaker {
   #endAsSlow?: (message: string) => void;
   /** Milliseconds the transfer has waited on its writes (`pumpBody()`'s `overtakable`). */
   #sinkWaitMs: () => number = () => 0;
+  /** Bytes A delivered, dropped ones included (`pumpBody()`'s `overtakable`); its bytes on disk until told. */
+  #received: () => number;
   #timer: unknown;
   #startedAt = 0;
   /** A's progress: the time, the bytes on disk, and the milliseconds waited on writes until then. */
@@ -201,22 +208,31 @@ export class Overtaker {
   #notBefore = 0;
   #probeAbort?: AbortController;
   #stopped = false;
+  /** Whether a probe overtook the transfer (ended it as too slow). */
+  #overtook = false;
   /** The running or last probe's outcome, for tests and logs. */
   probe?: Promise<ProbeOutcome>;
 
   constructor(options: OvertakeOptions) {
     this.#options = options;
     this.#timers = options.deps.timers ?? SYSTEM_TIMERS;
+    this.#received = options.written;
   }
 
   /**
-   * Gets the function that ends the transfer as "slow", and the time the transfer has waited on its writes
-   * (`pumpBody()`'s `overtakable`).
+   * Gets the function that ends the transfer as "slow", the time the transfer has waited on its writes and the
+   * bytes its mirror delivered (`pumpBody()`'s `overtakable`).
    */
-  readonly overtakable = (endAsSlow: (message: string) => void, sinkWaitMs: () => number): void => {
+  readonly overtakable: Overtakable = (endAsSlow, sinkWaitMs, received): void => {
     this.#endAsSlow = endAsSlow;
     this.#sinkWaitMs = sinkWaitMs;
+    this.#received = received;
   };
+
+  /** Whether a probe overtook the transfer: it was ended as too slow for a faster mirror. */
+  get overtook(): boolean {
+    return this.#overtook;
+  }
 
   /** Starts measuring A: the first look comes after {@linkcode OVERTAKE.measureMs}. */
   start(): void {
@@ -242,7 +258,7 @@ export class Overtaker {
   }
 
   #sample(t: number): Sample {
-    return { t, written: this.#options.written(), waited: this.#sinkWaitMs() };
+    return { t, received: this.#received(), waited: this.#sinkWaitMs() };
   }
 
   /** A's rate over the last {@linkcode OVERTAKE.rateWindowMs}, with a sample taken now. */
@@ -263,7 +279,7 @@ export class Overtaker {
     const now = this.#sample(this.#options.deps.now());
     if (now.t <= then.t) return 0;
     const ms = now.t - then.t - (now.waited - then.waited);
-    return ms > 0 ? ((now.written - then.written) * 1000) / ms : Infinity;
+    return ms > 0 ? ((now.received - then.received) * 1000) / ms : Infinity;
   }
 
   #look(): void {
@@ -346,6 +362,7 @@ export class Overtaker {
       log.debug("{mirror} keeps {path}: {reason}", { mirror, path, reason: outcome.reason });
     } else if (outcome.type === "switched") {
       this.#options.mirrors.overtakes.overtaken++;
+      this.#overtook = true;
       this.stop();
       this.#endAsSlow?.(outcome.message);
     }
@@ -431,7 +448,10 @@ export function overtakerFor(
   return new Overtaker({ ...context, ...transfer, candidate, total });
 }
 
-/** Pumps an attempt's body (see `Attempt.pump`) while `overtaker`, if any, watches it. */
+/**
+ * Pumps an attempt's body (see `Attempt.pump`) while `overtaker`, if any, watches it; a body it cut short is
+ * marked `overtaken`.
+ */
 export async function pumpOvertakable(
   attempt: Attempt,
   head: Extract<AttemptHead, { type: "accepted" }>,
@@ -442,7 +462,8 @@ export async function pumpOvertakable(
   // Once the first read is asked: the first bytes do not wait for the timer's making.
   overtaker?.start();
   try {
-    return await pumping;
+    const body = await pumping;
+    return body.type === "cut_short" && overtaker?.overtook ? { ...body, overtaken: true } : body;
   } finally {
     overtaker?.stop();
   }

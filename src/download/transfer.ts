@@ -165,6 +165,13 @@ export function pumpBufferBytes(expected: number | undefined): number {
   return Math.max(PUMP_BUFFER_MIN_BYTES, Math.min(PUMP_BUFFER_BYTES, expected + 1));
 }
 
+/** How `pumpBody()` lets a faster mirror overtake its transfer (see its `overtakable` option). */
+export type Overtakable = (
+  endAsSlow: (message: string) => void,
+  sinkWaitMs: () => number,
+  received: () => number,
+) => void;
+
 /** Why a body transfer ended. */
 export type BodyOutcome =
   | { type: "ended"; bytes: number }
@@ -187,11 +194,11 @@ export async function pumpBody(
     /** The body's announced length, if any: the read buffer is no larger (see {@linkcode pumpBufferBytes}). */
     expectedBytes?: number;
     /**
-     * Given the function that ends the transfer from outside as "slow" with a message, and the milliseconds the
-     * transfer has waited on `sink` so far (a slow disk, not the mirror): a faster mirror overtakes it
-     * (`overtake.ts`).
+     * Given the function that ends the transfer from outside as "slow" with a message, the milliseconds the
+     * transfer has waited on `sink` so far (a slow disk, not the mirror), and the bytes the mirror delivered so
+     * far (those the sink drops included): a faster mirror overtakes it (`overtake.ts`).
      */
-    overtakable?: (endAsSlow: (message: string) => void, sinkWaitMs: () => number) => void;
+    overtakable?: Overtakable;
   },
 ): Promise<BodyOutcome> {
   const { deps, limits } = options;
@@ -234,11 +241,15 @@ export async function pumpBody(
     if (verdict) options.abort.abort(new Error(verdict.message));
   };
   watch();
-  options.overtakable?.((message) => {
-    if (verdict) return;
-    verdict = { type: "slow", message };
-    options.abort.abort(new Error(message));
-  }, () => sinkWaitMs + (sinkWaitingSince === undefined ? 0 : deps.now() - sinkWaitingSince));
+  options.overtakable?.(
+    (message) => {
+      if (verdict) return;
+      verdict = { type: "slow", message };
+      options.abort.abort(new Error(message));
+    },
+    () => sinkWaitMs + (sinkWaitingSince === undefined ? 0 : deps.now() - sinkWaitingSince),
+    () => bytes,
+  );
   // Upstream bodies are byte streams: reading them into one reused buffer keeps a large download from leaving
   // tens of megabytes of spent chunks for the garbage collector (the sink is done with a chunk before the next
   // read). The upstream client's bodies are read without their stream (see direct_body.ts); any other stream

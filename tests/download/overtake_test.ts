@@ -289,7 +289,7 @@ Deno.test("Download.start() probes the mirror after the one that joined its race
   });
 });
 
-Deno.test("Download.start() lets the next mirror overtake one that won a probe and then trickled, and never goes back", async () => {
+Deno.test("Download.start() lets the next mirror overtake one that won a probe and then trickled, and the last one probes the first again", async () => {
   await withTempDir(async (dir) => {
     const C = "http://mirror-c.test/";
     const data = testBytes(SIZE, 53);
@@ -326,9 +326,12 @@ Deno.test("Download.start() lets the next mirror overtake one that won a probe a
     await waitFor("C to be asked for the rest", () => gated.gates.length === 5);
     const c = gated.gates[4];
     assertEquals(c.headers.get("range"), `bytes=${4 * TRICKLE}-`);
-    // C, the last mirror, trickles too: nothing left to probe, no way back.
-    for (let i = 0; i < 40; i++) await trickle(c);
-    assertEquals(gated.gates.length, 5);
+    // C, the last mirror, trickles too: A, overtaken first and put back at the end of the plan, is probed.
+    await trickle(c);
+    await trickle(c);
+    assertEquals(gated.gates.length, 6, "A is probed again");
+    assert(gated.gates[5].url.startsWith(A), gated.gates[5].url);
+    assertEquals(gated.gates[5].headers.get("range"), probeRange(6 * TRICKLE));
     await finishFrom(c, download, data);
   });
 });

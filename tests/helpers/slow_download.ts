@@ -41,6 +41,8 @@ export async function slowDownload(
     rules?: Partial<OrderRules>;
     maxSpeedLimit?: number;
     probe?: (req: FakeRequest) => { status: number };
+    /** Answers a request instead of {@linkcode head} (e.g. a mirror that ignores a Range). */
+    answer?: (req: FakeRequest) => { status: number; headers?: Record<string, string> } | undefined;
     pool?: MirrorPool;
     clock?: FakeTimers;
   } = {},
@@ -48,7 +50,7 @@ export async function slowDownload(
   const data = testBytes(SIZE, 41);
   const clock = options.clock ?? new FakeTimers();
   const signals: AbortSignal[] = [];
-  const gated = gatedFetch((req) => head(req, options.probe));
+  const gated = gatedFetch((req) => options.answer?.(req) ?? head(req, options.probe));
   const fetch: typeof globalThis.fetch = (input, init) => {
     signals.push(init!.signal!);
     return gated.fetch(input, init);
