@@ -441,12 +441,9 @@ export class Download {
         path: this.#options.upstreamPath,
       });
     }
-    if (!await this.#verified(tally)) return "next_mirror"; // a small file, sent by the next mirror
-    this.#options.mirrors.recordSuccess(mirror, {
-      bytes: body.bytes,
-      durationMs: body.durationMs,
-      ttfbMs: head.ttfbMs,
-    });
+    const { bytes, durationMs } = body;
+    if (!await this.#verified(tally, { mirror, bytes })) return "next_mirror"; // a small file: the next mirror's
+    this.#options.mirrors.recordSuccess(mirror, { bytes, durationMs, ttfbMs: head.ttfbMs });
     tally.blame(this.#options.mirrors);
     await this.#commit();
     return "done";
@@ -479,12 +476,14 @@ export class Download {
   }
 
   /**
-   * Verifies the complete file (`verification.ts`). A corrupt small one (no client has a byte of it) is emptied
-   * for the next mirror, its outcome in `tally`: false. @throws {HttpError} 502 when a larger one is corrupt.
+   * Verifies the complete file (`verification.ts`; a corrupt one's `received` bytes are counted). A corrupt small
+   * one (no client has a byte of it) is emptied for the next mirror, its outcome in `tally`: false.
+   * @throws {HttpError} 502 when a larger one is corrupt.
    */
-  async #verified(tally?: FailureTally): Promise<boolean> {
+  async #verified(tally?: FailureTally, received?: { mirror: string; bytes: number }): Promise<boolean> {
     const verdict = await verifyFile(this, this.#partial.record, this.#integrity, this.#options);
     if (verdict.type === "verified") return true;
+    if (received !== undefined) this.#options.mirrors.recordBytes(received.mirror, received.bytes);
     if (!holdsWhole(this.#expect)) {
       await this.#partial.discard();
       throw new HttpError(502, verdict.reason);

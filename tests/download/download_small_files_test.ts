@@ -122,3 +122,23 @@ Deno.test("Download fails a large file that the first mirror sends corrupt, as b
     assertEquals(requests.length, 1, "not fetched again from the next mirror");
   });
 });
+
+Deno.test("Download counts the bytes of a small file's corrupt copy as received from its mirror", async () => {
+  await withTempDir(async (dir) => {
+    const data = testBytes(566, 34);
+    const corrupt = data.slice();
+    corrupt[100] ^= 0xff;
+    const pool = new MirrorPool();
+    const { fetch } = fakeFetch((url, req) => serveBytes(url.startsWith(A) ? corrupt : data, req));
+    const download = startTestDownload(new CacheStore(dir), fetch, {
+      segments: SEGMENTS,
+      mirrors: [A, B],
+      pool,
+      expect: { size: data.byteLength, sha256: sha256(data) },
+    });
+    await download.finished;
+    assertEquals(download.state, "complete", download.error?.message);
+    const bytes = Object.fromEntries(pool.snapshot().map((m) => [m.url, m.bytes]));
+    assertEquals(bytes, { [A]: data.byteLength, [B]: data.byteLength }, "each copy's bytes counted once");
+  });
+});
