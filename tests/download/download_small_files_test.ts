@@ -7,9 +7,12 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { CacheStore } from "../../src/cache/cache_store.ts";
 import { followDownload } from "../../src/download/live_reader.ts";
 import { MirrorPool } from "../../src/mirrors/mirrors.ts";
-import { HOLD_WHOLE_MAX_BYTES } from "../../src/download/verification.ts";
+import { HOLD_WHOLE_MAX_BYTES, HOLD_WHOLE_MAX_MS } from "../../src/download/verification.ts";
 import { sha256 } from "../helpers/bytes.ts";
-import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { fakeFetch, gatedFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
+import { FakeTimers } from "../helpers/fake_timers.ts";
+import { turn } from "../helpers/pump_gated.ts";
+import { settledNow, waitFor } from "../helpers/wait.ts";
 import { startTestDownload } from "../helpers/test_download.ts";
 import { withTempDir } from "../helpers/temp_dir.ts";
 
@@ -140,5 +143,36 @@ Deno.test("Download counts the bytes of a small file's corrupt copy as received 
     assertEquals(download.state, "complete", download.error?.message);
     const bytes = Object.fromEntries(pool.snapshot().map((m) => [m.url, m.bytes]));
     assertEquals(bytes, { [A]: data.byteLength, [B]: data.byteLength }, "each copy's bytes counted once");
+  });
+});
+
+Deno.test("Download.head comes after HOLD_WHOLE_MAX_MS for a small file its mirror sends slowly, and its bytes but the last flow", async () => {
+  await withTempDir(async (dir) => {
+    // pacman (curl) gives up on a transfer that brings no byte for 10 s: a slow link must not hold it that long.
+    const data = testBytes(200_000, 35);
+    const clock = new FakeTimers();
+    const gated = gatedFetch(() => ({ status: 200, headers: { "content-length": String(data.byteLength) } }));
+    const download = startTestDownload(new CacheStore(dir), gated.fetch, {
+      segments: SEGMENTS,
+      mirrors: [A],
+      clock,
+      expect: { size: data.byteLength, sha256: sha256(data) },
+    });
+    await waitFor("the mirror to be asked", () => gated.gates.length === 1);
+    gated.gates[0].push(data.slice(0, 50_000));
+    while (download.written < 50_000) await download.changed();
+    await turn();
+    assertEquals([await settledNow(download.head), download.releasable()], [false, 0], "held back at first");
+    clock.advance(HOLD_WHOLE_MAX_MS);
+    await turn();
+    assert(await settledNow(download.head), "the head came once the hold's time was up");
+    assertEquals((await download.head).total, data.byteLength);
+    assertEquals(download.releasable(), 50_000, "the bytes on disk flow, as a large file's do");
+    const body = readAll(followDownload(download, { start: 0, end: Infinity }));
+    gated.gates[0].push(data.slice(50_000));
+    gated.gates[0].end();
+    assertEquals(await body, data);
+    await download.finished;
+    assertEquals(download.state, "complete", download.error?.message);
   });
 });
