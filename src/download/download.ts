@@ -208,7 +208,7 @@ export class Download {
       const starting = IntegrityCheck.start(this.#expect);
       if (this.written > 0) {
         this.#integrity = await starting;
-        await this.#integrity.updateFromFile(this.partialPath, this.written);
+        await this.#integrity.updateFromFile(this.partialPath, this.written, this.#partial.record.mirror);
       } else {
         // Made while the mirror is asked, and waited for before the first byte is taken (#onAccepted): the
         // request to the mirror waited for it before, 54 us of a cold miss in a profile.

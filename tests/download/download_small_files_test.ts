@@ -176,3 +176,31 @@ Deno.test("Download.head comes after HOLD_WHOLE_MAX_MS for a small file its mirr
     assertEquals(download.state, "complete", download.error?.message);
   });
 });
+
+Deno.test("Download blames the mirror whose bytes a corrupt resumed file began with, too, not only the one that completed it", async () => {
+  await withTempDir(async (dir) => {
+    const C = "http://mirror-c.test/";
+    const data = testBytes(2_000, 36);
+    const store = new CacheStore(dir);
+    // An earlier download's bytes from C, kept after a failure with their record: one of them wrong.
+    const left = data.slice(0, 1_000);
+    left[10] ^= 0xff;
+    const file = store.openPartial(SEGMENTS, { truncate: true });
+    file.writeSync(left);
+    file.close();
+    store.writePartialMeta(SEGMENTS, { total: data.byteLength, mirror: C });
+    const pool = new MirrorPool();
+    const { fetch } = fakeFetch((_url, req) => serveBytes(data, req));
+    const download = startTestDownload(store, fetch, {
+      segments: SEGMENTS,
+      mirrors: [A, B, C],
+      pool,
+      rules: { keepPartialOnFailure: true },
+      expect: { size: data.byteLength, sha256: sha256(data) },
+    });
+    await download.finished;
+    assertEquals(download.state, "complete", download.error?.message);
+    const failures = Object.fromEntries(pool.snapshot().map((m) => [m.url, m.failures]));
+    assertEquals(failures[C], 1, "the mirror of the bytes on disk is counted as failed");
+  });
+});
