@@ -42,7 +42,7 @@ const CLIENTS_FIRST: Promise<void> = Promise.resolve();
 
 /** One file being fetched from upstream into the cache. */
 export class Download {
-  /** Resolves at a mirror's usable headers (a small file's: once verified); else rejects with an HttpError. */
+  /** Resolves at a mirror's usable headers (a small file's once verified or held 5 s); else an HttpError. */
   readonly head: Promise<DownloadHead>;
   /** Resolves when the download ended (committed, not modified or failed); never rejects. */
   readonly finished: Promise<void>;
@@ -349,7 +349,7 @@ export class Download {
     const { lastModified } = head;
     const record = { total: this.total, lastModified, mirror };
     if (!this.#headSettled || this.written === 0) this.#partial.describe(record);
-    // A file held back whole has its head once verified (#commit): that of the mirror it comes from, or a 502.
+    // A file held back whole has its head once verified (#commit) or held too long (#holdLifted), or a 502.
     if (!this.#hold.holds) {
       this.#settleHead({ status: "ok", total: this.total, lastModified, mirror });
     }
