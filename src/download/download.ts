@@ -22,7 +22,7 @@ import { writeAll, writeAllSync } from "../write_all.ts";
 import { BodyWriter, COALESCE_BYTES } from "./body_writer.ts";
 import { type HedgeRace, raceAttempts } from "./hedge.ts";
 import { overtakerFor, pumpOvertakable } from "./overtake.ts";
-import { holdsWhole, releasableBytes, verifyFile } from "./verification.ts";
+import { releasableBytes, verifiedEarly, verifyFile, WholeHold } from "./verification.ts";
 import { refuseNoBetterCopy, sameSecond } from "./snapshot_order.ts";
 import { PartialFile } from "./partial_file.ts";
 import type { DownloadHead, DownloadOutcome, DownloadState } from "./download_states.ts";
@@ -42,7 +42,7 @@ const CLIENTS_FIRST: Promise<void> = Promise.resolve();
 
 /** One file being fetched from upstream into the cache. */
 export class Download {
-  /** Resolves at a mirror's usable headers (a small file's: once verified); else rejects with an HttpError. */
+  /** Resolves at a mirror's usable headers (a small file's once verified or held 5 s); else an HttpError. */
   readonly head: Promise<DownloadHead>;
   /** Resolves when the download ended (committed, not modified or failed); never rejects. */
   readonly finished: Promise<void>;
@@ -86,6 +86,7 @@ export class Download {
   /** The partial file and its record: created while the first mirror is asked, or opened once a mirror answered. */
   #partial: PartialFile;
   #firstWrite = true;
+  #hold = new WholeHold();
 
   /** Prepares a download; {@linkcode Download.start} runs it. */
   constructor(options: DownloadOptions) {
@@ -104,21 +105,18 @@ export class Download {
 
   /** Starts the download in the background. */
   start(): this {
-    this.#run().catch((error) => this.#failWith(error));
+    this.#run().catch((error) => this.#failWith(error)).finally(() => this.#hold.stop());
     return this;
   }
 
   /**
    * How many bytes of the file (from offset 0) a client whose response ends before byte `end` (by default the
-   * file's end) may have now, until the file is verified: none of a small file (`verification.ts`), else all on
-   * disk but the response's last. Wrong bytes thus reach no client of a small file (the next mirror sends it),
-   * and end a client's response (a range's too) shorter than its length, never whole.
+   * file's end) may have now, until verified: none of a small file while held (`verification.ts`), else all on
+   * disk but the response's last: a client's response (a range's too) ends short, never whole, when wrong.
    */
   releasable(end?: number): number {
-    return releasableBytes(this, {
-      verified: this.#outcome.type === "complete",
-      whole: holdsWhole(this.#expect),
-    }, end);
+    const verified = this.#outcome.type === "complete";
+    return releasableBytes(this, { verified, whole: this.#hold.holds }, end);
   }
 
   /** How the download ended for its clients, or "running"; see {@linkcode DownloadOutcome}. */
@@ -196,6 +194,7 @@ export class Download {
       }
     }
     this.#expect = await this.#options.expect;
+    this.#hold.start(this.#expect, this.#options.deps.timers, () => this.#holdLifted());
     const resume = await findResumePoint(store, segments, {
       resumeAcrossMirrors: rules.resumeAcrossMirrors,
       ifModifiedSince: this.#options.ifModifiedSince,
@@ -209,7 +208,7 @@ export class Download {
       const starting = IntegrityCheck.start(this.#expect);
       if (this.written > 0) {
         this.#integrity = await starting;
-        await this.#integrity.updateFromFile(this.partialPath, this.written);
+        await this.#integrity.updateFromFile(this.partialPath, this.written, this.#partial.record.mirror);
       } else {
         // Made while the mirror is asked, and waited for before the first byte is taken (#onAccepted): the
         // request to the mirror waited for it before, 54 us of a cold miss in a profile.
@@ -350,8 +349,8 @@ export class Download {
     const { lastModified } = head;
     const record = { total: this.total, lastModified, mirror };
     if (!this.#headSettled || this.written === 0) this.#partial.describe(record);
-    // A file held back whole has its head once verified (#commit): that of the mirror it comes from, or a 502.
-    if (!holdsWhole(this.#expect)) {
+    // A file held back whole has its head once verified (#commit) or held too long (#holdLifted), or a 502.
+    if (!this.#hold.holds) {
       this.#settleHead({ status: "ok", total: this.total, lastModified, mirror });
     }
     this.state = "streaming";
@@ -413,20 +412,19 @@ export class Download {
   /** `count` more bytes are on disk: clients waiting for them are woken. */
   #written(count: number): void {
     this.written += count;
-    if (this.written === this.total) this.#releaseIfVerified();
+    if (this.written === this.total && this.#outcome.type === "running") {
+      if (verifiedEarly(this.#integrity, this.#options, this.written)) this.#outcome = { type: "complete" };
+    }
     this.#notify();
   }
 
-  /**
-   * The announced length is on disk and matches the database's SHA-256: the last byte goes out now, not after
-   * the mirror's end of stream and `#finish` (which checks again). Without a SHA-256 it waits for that end,
-   * where a mirror sending more than it announced is caught.
-   */
-  #releaseIfVerified(): void {
-    if (this.#integrity === undefined || this.#options.check !== undefined) return;
-    if (this.#outcome.type !== "running") return;
-    if (this.#integrity.mismatch(this.written, this.#options.upstreamPath) !== undefined) return;
-    this.#outcome = { type: "complete" };
+  /** A small file held back too long (`WholeHold`): the head of the mirror now sending it goes out at once. */
+  #holdLifted(): void {
+    const { lastModified, mirror } = this.#partial.record;
+    if (this.state === "streaming" && mirror !== undefined && mirror === this.mirror) {
+      this.#settleHead({ status: "ok", total: this.total, lastModified, mirror });
+    }
+    this.#notify();
   }
 
   async #onComplete(
@@ -441,12 +439,9 @@ export class Download {
         path: this.#options.upstreamPath,
       });
     }
-    if (!await this.#verified(tally)) return "next_mirror"; // a small file, sent by the next mirror
-    this.#options.mirrors.recordSuccess(mirror, {
-      bytes: body.bytes,
-      durationMs: body.durationMs,
-      ttfbMs: head.ttfbMs,
-    });
+    const { bytes, durationMs } = body;
+    if (!await this.#verified(tally, { mirror, bytes })) return "next_mirror"; // a small file: the next mirror's
+    this.#options.mirrors.recordSuccess(mirror, { bytes, durationMs, ttfbMs: head.ttfbMs });
     tally.blame(this.#options.mirrors);
     await this.#commit();
     return "done";
@@ -479,21 +474,24 @@ export class Download {
   }
 
   /**
-   * Verifies the complete file (`verification.ts`). A corrupt small one (no client has a byte of it) is emptied
-   * for the next mirror, its outcome in `tally`: false. @throws {HttpError} 502 when a larger one is corrupt.
+   * Verifies the complete file (`verification.ts`; a corrupt one's `received` bytes are counted). A corrupt small
+   * one (no client has a byte of it) is emptied for the next mirror, its outcome in `tally`: false.
+   * @throws {HttpError} 502 when a larger one is corrupt.
    */
-  async #verified(tally?: FailureTally): Promise<boolean> {
+  async #verified(tally?: FailureTally, received?: { mirror: string; bytes: number }): Promise<boolean> {
     const verdict = await verifyFile(this, this.#partial.record, this.#integrity, this.#options);
     if (verdict.type === "verified") return true;
-    if (!holdsWhole(this.#expect)) {
+    if (received !== undefined) this.#options.mirrors.recordBytes(received.mirror, received.bytes);
+    if (!this.#hold.holds) {
       await this.#partial.discard();
       throw new HttpError(502, verdict.reason);
     }
     for (const mirror of verdict.blamed) {
       tally?.failed(mirror, `sent a corrupt file: ${verdict.reason}`, { counted: true });
     }
+    // No byte of it goes out (nor a head of its mirror, `#holdLifted`) while it is emptied.
+    [this.written, this.resumedFrom, this.mirror] = [0, 0, undefined];
     await this.#partial.restart();
-    this.written = this.resumedFrom = 0;
     this.#integrity = await IntegrityCheck.start(this.#expect!);
     return false;
   }

@@ -61,11 +61,13 @@ export class IntegrityCheck {
   }
 
   /**
-   * Feeds the first `length` bytes of a file on disk: the part of a resumed download fetched earlier.
+   * Feeds the first `length` bytes of a file on disk: the part of a resumed download fetched earlier, from
+   * `mirror` when its record names one (a contributor like any other: they may be the corrupt ones).
    *
    * @throws {Error} when the file is shorter than `length`.
    */
-  async updateFromFile(path: string, length: number): Promise<void> {
+  async updateFromFile(path: string, length: number, mirror?: string): Promise<void> {
+    if (mirror !== undefined) this.#contributors.add(mirror);
     const existing = await Deno.open(path, { read: true });
     let remaining = length;
     const buffer = new Uint8Array(256 * 1024);

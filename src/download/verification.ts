@@ -16,6 +16,7 @@ import type { ExpectedFile, IntegrityCheck } from "./download_integrity.ts";
 import { failedCheck } from "./content_check.ts";
 import type { DownloadOptions } from "./download_options.ts";
 import type { PartialMeta } from "../cache/cache_store.ts";
+import { SYSTEM_TIMERS, type Timers } from "./transfer.ts";
 
 const log = getLogger(["flexo", "download"]);
 
@@ -29,9 +30,61 @@ const log = getLogger(["flexo", "download"]);
  */
 export const HOLD_WHOLE_MAX_BYTES = 256 * 1024;
 
+/**
+ * The longest a small file is held back whole, from its download's start (5 s). pacman (curl) gives up on a
+ * transfer that brings no byte for 10 s: a small file that takes longer to arrive (a link or mirror under about
+ * 50 KiB/s for 256 KiB) is then released as a larger one is, all but its last byte, and a corrupt copy of it
+ * fails its clients instead of being fetched again.
+ */
+export const HOLD_WHOLE_MAX_MS = 5_000;
+
 /** Whether a download of a file described as `expect` holds back all its bytes until it is verified. */
 export function holdsWhole(expect: ExpectedFile | undefined): boolean {
   return expect !== undefined && expect.size <= HOLD_WHOLE_MAX_BYTES;
+}
+
+/** Whether one download holds its file back whole ({@linkcode holdsWhole}): until {@linkcode HOLD_WHOLE_MAX_MS}. */
+export class WholeHold {
+  #holds = false;
+  #timer: unknown;
+  #timers: Timers = SYSTEM_TIMERS;
+
+  /** True while the file is held back whole. */
+  get holds(): boolean {
+    return this.#holds;
+  }
+
+  /** Holds a file described as `expect`, if small, for {@linkcode HOLD_WHOLE_MAX_MS}; then calls `onLift`. */
+  start(expect: ExpectedFile | undefined, timers: Timers = SYSTEM_TIMERS, onLift: () => void): void {
+    if (!holdsWhole(expect)) return;
+    this.#holds = true;
+    this.#timers = timers;
+    this.#timer = timers.setTimer(() => {
+      this.#timer = undefined;
+      this.#holds = false;
+      onLift();
+    }, HOLD_WHOLE_MAX_MS);
+  }
+
+  /** Cancels the timer (the download ended). */
+  stop(): void {
+    if (this.#timer !== undefined) this.#timers.clearTimer(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
+/**
+ * Whether a download whose announced length is on disk (`written`) matches the database's SHA-256 already, so
+ * that its last byte may go out before the mirror's end of stream. Without a SHA-256 (or with a content check)
+ * it waits for that end, where a mirror sending more than it announced is caught.
+ */
+export function verifiedEarly(
+  integrity: IntegrityCheck | undefined,
+  options: Pick<DownloadOptions, "check" | "upstreamPath">,
+  written: number,
+): boolean {
+  if (integrity === undefined || options.check !== undefined) return false;
+  return integrity.mismatch(written, options.upstreamPath) === undefined;
 }
 
 /** How far a download is. */
