@@ -194,7 +194,7 @@ export class Download {
       }
     }
     this.#expect = await this.#options.expect;
-    this.#hold.start(this.#expect, this.#options.deps.timers, () => this.#holdLifted());
+    this.#hold.start(this.#expect);
     const resume = await findResumePoint(store, segments, {
       resumeAcrossMirrors: rules.resumeAcrossMirrors,
       ifModifiedSince: this.#options.ifModifiedSince,
@@ -259,6 +259,7 @@ export class Download {
       });
       // The request is on its way: its body's file is made meanwhile (not for a revalidation: mostly a 304).
       if (this.written === 0 && this.#options.ifModifiedSince === undefined) this.#partial.prepare();
+      this.#hold.arm(this.#options.deps.timers, () => this.#holdLifted());
       const { race, attempts } = await racing;
       // Past every mirror this race asked: its hedge, and a new primary that joined it (never asked again, nor probed).
       plan.passAsked(attempts);

@@ -31,7 +31,7 @@ const log = getLogger(["flexo", "download"]);
 export const HOLD_WHOLE_MAX_BYTES = 256 * 1024;
 
 /**
- * The longest a small file is held back whole, from its download's start (5 s). pacman (curl) gives up on a
+ * The longest a small file is held back whole, from its first request to a mirror (5 s). pacman (curl) gives up on a
  * transfer that brings no byte for 10 s: a small file that takes longer to arrive (a link or mirror under about
  * 50 KiB/s for 256 KiB) is then released as a larger one is, all but its last byte, and a corrupt copy of it
  * fails its clients instead of being fetched again.
@@ -54,10 +54,17 @@ export class WholeHold {
     return this.#holds;
   }
 
-  /** Holds a file described as `expect`, if small, for {@linkcode HOLD_WHOLE_MAX_MS}; then calls `onLift`. */
-  start(expect: ExpectedFile | undefined, timers: Timers = SYSTEM_TIMERS, onLift: () => void): void {
-    if (!holdsWhole(expect)) return;
-    this.#holds = true;
+  /** Holds a file described as `expect`, if small, from now on; {@linkcode WholeHold.arm} bounds the hold. */
+  start(expect: ExpectedFile | undefined): void {
+    this.#holds = holdsWhole(expect);
+  }
+
+  /**
+   * Ends the hold {@linkcode HOLD_WHOLE_MAX_MS} from now, then calls `onLift`; once, and only while it holds.
+   * Called once the first request to a mirror is on its way: a timer made before it would delay a cold miss.
+   */
+  arm(timers: Timers = SYSTEM_TIMERS, onLift: () => void): void {
+    if (!this.#holds || this.#timer !== undefined) return;
     this.#timers = timers;
     this.#timer = timers.setTimer(() => {
       this.#timer = undefined;

@@ -204,3 +204,33 @@ Deno.test("Download blames the mirror whose bytes a corrupt resumed file began w
     assertEquals(failures[C], 1, "the mirror of the bytes on disk is counted as failed");
   });
 });
+
+Deno.test("Download sets the small file's hold timer only once its request to the mirror is on its way", async () => {
+  await withTempDir(async (dir) => {
+    // A timer made before the request would delay every cold miss of a small file (tens of microseconds).
+    const data = testBytes(2_000, 37);
+    const clock = new FakeTimers();
+    let pendingAtRequest: number[] | undefined;
+    const { fetch } = fakeFetch((_url, req) => {
+      pendingAtRequest ??= clock.pending;
+      return serveBytes(data, req);
+    });
+    const download = startTestDownload(new CacheStore(dir), fetch, {
+      segments: SEGMENTS,
+      mirrors: [A],
+      clock,
+      expect: { size: data.byteLength, sha256: sha256(data) },
+    });
+    await waitFor("the mirror to be asked", () => pendingAtRequest !== undefined);
+    assert(!pendingAtRequest!.includes(HOLD_WHOLE_MAX_MS), `timers before the request: ${pendingAtRequest}`);
+    await turn();
+    assert(
+      clock.pending.includes(HOLD_WHOLE_MAX_MS) || download.ended,
+      "the hold is bounded once it is asked",
+    );
+    await download.finished;
+    assertEquals(download.state, "complete", download.error?.message);
+    await turn(); // the run's end clears it, just after the download's end is told
+    assertEquals(clock.pending.includes(HOLD_WHOLE_MAX_MS), false, "cleared when the download ended");
+  });
+});
