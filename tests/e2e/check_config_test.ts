@@ -4,6 +4,7 @@
  * `flexo prefetch --dry-run` and `flexo clean --dry-run`.
  */
 
+import { hasCommand } from "../helpers/fault_tools.ts";
 import { join } from "node:path";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { tomlString } from "../helpers/flexo_process.ts";
@@ -30,15 +31,6 @@ async function configWithSecrets(dir: string): Promise<{ path: string; cacheDir:
     ].join("\n"),
   );
   return { path, cacheDir };
-}
-
-async function hasCommand(name: string): Promise<boolean> {
-  try {
-    return (await new Deno.Command("which", { args: [name], stdout: "null", stderr: "null" }).output())
-      .success;
-  } catch {
-    return false;
-  }
 }
 
 Deno.test("checkConfig() prints the passwords of mirror, cache peer and custom repository URLs as ***", async () => {

@@ -1,6 +1,6 @@
 /**
- * Tools for fault tests: a tmpfs to fill up (root only), and a raw TCP server that answers whatever a test
- * wants, HTTP or not.
+ * Tools for fault tests: a tmpfs to fill up (root only), a raw TCP server that answers whatever a test wants,
+ * HTTP or not, and whether a command (strace) is installed.
  *
  * @module
  */
@@ -8,6 +8,16 @@
 import { closeQuietly } from "../../src/close_quietly.ts";
 
 const encoder = new TextEncoder();
+
+/** Whether the command `name` is installed (on the PATH), for a test that skips without it. */
+export async function hasCommand(name: string): Promise<boolean> {
+  try {
+    return (await new Deno.Command("which", { args: [name], stdout: "null", stderr: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
 
 /** Mounts a tmpfs of `size` at `dir`; false (and a message) when this machine does not allow it. */
 export async function mountTmpfs(dir: string, size: string): Promise<boolean> {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { PackageUsage, USAGE_FILE } from "../../src/prefetch/package_usage.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { fakeFetch, serveBytes, testBytes } from "../helpers/fake_fetch.ts";
-import { fillUp, mountTmpfs, umount } from "../helpers/fault_tools.ts";
+import { fillUp, hasCommand, mountTmpfs, umount } from "../helpers/fault_tools.ts";
 import { testApp } from "../helpers/test_app.ts";
 import { filesBelow, withTempDir } from "../helpers/temp_dir.ts";
 
@@ -134,15 +134,6 @@ Deno.test("PackageUsage.flushed() finds the record written durably: the file is 
     assert(folder > renamed && folderFlushed > folder, `the folder is flushed after the rename:\n${trace}`);
   });
 });
-
-async function hasCommand(name: string): Promise<boolean> {
-  try {
-    return (await new Deno.Command("which", { args: [name], stdout: "null", stderr: "null" }).output())
-      .success;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test("FlexoApp.flush() resolves once the package usage of the last request is on disk, for a stop to await", async () => {
   const { fetch } = fakeFetch((_url, req) => serveBytes(testBytes(1000), req));
