@@ -188,13 +188,18 @@ async function importOne(
 
 /**
  * Why the signature file `path` is not the one a database carries (`expected`), or undefined when it is, or when
- * the database carries none. A signature is a few hundred bytes: it is read whole.
+ * the database carries none. A file of the signature's size (a few hundred bytes) is read whole.
  */
 async function signatureMismatch(
   path: string,
   expected: { size: number; sha256: string } | undefined,
 ): Promise<string | undefined> {
   if (expected === undefined) return undefined;
+  // The size first: a stray file named like a signature may be of any size, and is not read into memory.
+  const { size } = await Deno.stat(path);
+  if (size !== expected.size) {
+    return `${size} bytes, but the database's signature has ${expected.size} bytes`;
+  }
   const bytes = await Deno.readFile(path);
   const sha256 = createHash("sha256").update(bytes).digest("hex");
   if (bytes.length === expected.size && digestMatches(sha256, expected.sha256)) return undefined;

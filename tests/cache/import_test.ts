@@ -177,3 +177,37 @@ Deno.test("importPackages() copies a signature only when it is the one the datab
     await Deno.remove(work, { recursive: true });
   }
 });
+
+Deno.test("importPackages() refuses a file named like a signature by its size, without hashing it", async () => {
+  const work = await Deno.makeTempDir({ prefix: "flexo-import-" });
+  const signer = await createGpgSigner(work);
+  try {
+    const repo = await makeRepo(join(work, "mirror"), {
+      repo: "flexotest",
+      packages: [{ name: "odd", version: "1.0-1" }],
+      sign: signer,
+      embedSignatures: true,
+    });
+    const cacheDir = join(work, "cache");
+    const pacmanCache = join(work, "pkg");
+    await Deno.mkdir(join(cacheDir, FOLDER), { recursive: true });
+    await Deno.mkdir(pacmanCache);
+    await Deno.copyFile(join(repo.osDir, "flexotest.db"), join(cacheDir, FOLDER, "flexotest.db"));
+    const [odd] = repo.packages;
+    await Deno.copyFile(odd.path, join(pacmanCache, odd.fileName));
+    // A stray file of 3 MiB named like the signature: its size alone tells it is not the database's one, and
+    // it is not read into memory to be hashed (the reason names no SHA-256).
+    await Deno.writeFile(join(pacmanCache, `${odd.fileName}.sig`), new Uint8Array(3 * 1024 * 1024));
+    const index = new PackageIndex();
+    await index.loadAll(cacheDir);
+    const report = await importPackages(pacmanCache, { store: new CacheStore(cacheDir), index });
+    assertEquals(report.corrupt.map((item) => [item.fileName, /SHA-256/.test(item.reason)]), [
+      [`${odd.fileName}.sig`, false],
+    ]);
+    assertEquals(report.signatures, 0);
+    assertEquals(report.corrupt.map((item) => item.fileName), [`${odd.fileName}.sig`]);
+  } finally {
+    await signer.close();
+    await Deno.remove(work, { recursive: true });
+  }
+});
