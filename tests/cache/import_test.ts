@@ -136,13 +136,24 @@ Deno.test("importPackages() explains a directory it cannot list", async () => {
   }
 });
 
-Deno.test("importPackages() copies a signature only when it is the one the database carries (%PGPSIG%)", async () => {
+/** A repository of `names`, signed with %PGPSIG% in its database, and a cache that has synced it. */
+interface SignedSetup {
+  repo: Awaited<ReturnType<typeof makeRepo>>;
+  cacheDir: string;
+  /** The pacman cache to import from: empty, for the test to fill. */
+  pacmanCache: string;
+  /** Imports `pacmanCache` into the cache, its database indexed. */
+  importAll(): ReturnType<typeof importPackages>;
+}
+
+/** Runs `fn` on a {@linkcode SignedSetup} of `names` in a temporary folder, removed afterwards. */
+async function withSignedSetup(names: string[], fn: (setup: SignedSetup) => Promise<void>): Promise<void> {
   const work = await Deno.makeTempDir({ prefix: "flexo-import-" });
   const signer = await createGpgSigner(work);
   try {
     const repo = await makeRepo(join(work, "mirror"), {
       repo: "flexotest",
-      packages: [{ name: "right", version: "1.0-1" }, { name: "wrong", version: "1.0-1" }],
+      packages: names.map((name) => ({ name, version: "1.0-1" })),
       sign: signer,
       embedSignatures: true,
     });
@@ -151,15 +162,27 @@ Deno.test("importPackages() copies a signature only when it is the one the datab
     await Deno.mkdir(join(cacheDir, FOLDER), { recursive: true });
     await Deno.mkdir(pacmanCache);
     await Deno.copyFile(join(repo.osDir, "flexotest.db"), join(cacheDir, FOLDER, "flexotest.db"));
+    const importAll = async () => {
+      const index = new PackageIndex();
+      await index.loadAll(cacheDir);
+      return await importPackages(pacmanCache, { store: new CacheStore(cacheDir), index });
+    };
+    await fn({ repo, cacheDir, pacmanCache, importAll });
+  } finally {
+    await signer.close();
+    await Deno.remove(work, { recursive: true });
+  }
+}
+
+Deno.test("importPackages() copies a signature only when it is the one the database carries (%PGPSIG%)", async () => {
+  await withSignedSetup(["right", "wrong"], async ({ repo, cacheDir, pacmanCache, importAll }) => {
     for (const pkg of repo.packages) {
       await Deno.copyFile(pkg.path, join(pacmanCache, pkg.fileName));
       const signature = await Deno.readFile(pkg.signaturePath!);
       if (pkg.name === "wrong") signature[signature.length - 3] ^= 0xff;
       await Deno.writeFile(join(pacmanCache, `${pkg.fileName}.sig`), signature);
     }
-    const index = new PackageIndex();
-    await index.loadAll(cacheDir);
-    const report = await importPackages(pacmanCache, { store: new CacheStore(cacheDir), index });
+    const report = await importAll();
     const [right, wrong] = repo.packages;
     assertEquals(report.imported.map((item) => item.fileName), [right.fileName, wrong.fileName]);
     assertEquals(report.signatures, 1);
@@ -172,42 +195,20 @@ Deno.test("importPackages() copies a signature only when it is the one the datab
       "the wrong one is not copied",
     );
     assertEquals(report.corrupt.map((item) => item.fileName), [`${wrong.fileName}.sig`]);
-  } finally {
-    await signer.close();
-    await Deno.remove(work, { recursive: true });
-  }
+  });
 });
 
 Deno.test("importPackages() refuses a file named like a signature by its size, without hashing it", async () => {
-  const work = await Deno.makeTempDir({ prefix: "flexo-import-" });
-  const signer = await createGpgSigner(work);
-  try {
-    const repo = await makeRepo(join(work, "mirror"), {
-      repo: "flexotest",
-      packages: [{ name: "odd", version: "1.0-1" }],
-      sign: signer,
-      embedSignatures: true,
-    });
-    const cacheDir = join(work, "cache");
-    const pacmanCache = join(work, "pkg");
-    await Deno.mkdir(join(cacheDir, FOLDER), { recursive: true });
-    await Deno.mkdir(pacmanCache);
-    await Deno.copyFile(join(repo.osDir, "flexotest.db"), join(cacheDir, FOLDER, "flexotest.db"));
+  await withSignedSetup(["odd"], async ({ repo, pacmanCache, importAll }) => {
     const [odd] = repo.packages;
     await Deno.copyFile(odd.path, join(pacmanCache, odd.fileName));
     // A stray file of 3 MiB named like the signature: its size alone tells it is not the database's one, and
     // it is not read into memory to be hashed (the reason names no SHA-256).
     await Deno.writeFile(join(pacmanCache, `${odd.fileName}.sig`), new Uint8Array(3 * 1024 * 1024));
-    const index = new PackageIndex();
-    await index.loadAll(cacheDir);
-    const report = await importPackages(pacmanCache, { store: new CacheStore(cacheDir), index });
+    const report = await importAll();
     assertEquals(report.corrupt.map((item) => [item.fileName, /SHA-256/.test(item.reason)]), [
       [`${odd.fileName}.sig`, false],
     ]);
     assertEquals(report.signatures, 0);
-    assertEquals(report.corrupt.map((item) => item.fileName), [`${odd.fileName}.sig`]);
-  } finally {
-    await signer.close();
-    await Deno.remove(work, { recursive: true });
-  }
+  });
 });
